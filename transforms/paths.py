@@ -1,0 +1,75 @@
+"""Path rules of the data contract: safe names, shard folders, unsafe references, base POIs."""
+
+from __future__ import annotations
+
+import re
+
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+_BASE_POI = re.compile(r"^(poi_\d+)")
+_TILE_SUFFIX = re.compile(r"_t\d{4,}$")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+MAX_NAME_CHARS = 200
+
+
+def safe_name(name: str) -> str:
+    """Runs of characters outside [A-Za-z0-9._-] become "_", cut to 200 chars; never "." or ".."."""
+    cleaned = _UNSAFE_RUN.sub("_", name)[:MAX_NAME_CHARS]
+    if cleaned in ("", ".", ".."):
+        cleaned = cleaned.replace(".", "_") or "_"
+    return cleaned
+
+
+def shard_dir(index: int, max_files_per_dir: int) -> str:
+    """The shard folder for the index-th file of a family: s00000 holds files 0..max-1, and so on."""
+    return f"s{index // max_files_per_dir:05d}"
+
+
+def normalise_ref(raw: str) -> str:
+    return raw.strip().replace("\\", "/")
+
+
+def unsafe_reason(path: str) -> str | None:
+    """Why a reference from the chat JSONL must never be read, or None when it is safe."""
+    if not path:
+        return "empty_path"
+    if "\x00" in path:
+        return "nul_in_path"
+    if path.startswith("/"):
+        return "absolute_path"
+    if _DRIVE.match(path):
+        return "drive_letter"
+    if _SCHEME.match(path) or "://" in path:
+        return "url_scheme"
+    if any(part == ".." for part in path.split("/")):
+        return "parent_traversal"
+    return None
+
+
+def file_stem(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def base_poi_id(stem: str) -> str:
+    """poi_000099_g001_t0000 -> poi_000099; a stem without a poi_<digits> prefix is its own base."""
+    m = _BASE_POI.match(stem)
+    return m.group(1) if m else stem
+
+
+def still_lookup_keys(stem: str) -> list[str]:
+    """Stills are looked up by the stem without its _tNNNN tile suffix first, then by the base POI."""
+    keys = [_TILE_SUFFIX.sub("", stem)]
+    base = base_poi_id(stem)
+    if base not in keys:
+        keys.append(base)
+    return keys
+
+
+def join_path(root: str, *parts: str) -> str:
+    """Join with "/" for both local paths and bucket URLs (Beam and fsspec accept "/" everywhere)."""
+    out = root.rstrip("/")
+    for part in parts:
+        if part:
+            out = f"{out}/{part.strip('/')}"
+    return out

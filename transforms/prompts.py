@@ -1,0 +1,58 @@
+"""Editable prompt and answer wording: one JSON file per task under templates/prompts/.
+
+Each slot holds several phrasings; the one used for a row is chosen from the row's sample id, so a rebuild
+picks the same words and a corpus still sees varied phrasing. Templates are loaded once at launch and
+travel inside the config, so workers never need the template files.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+from typing import Any
+
+from transforms.ids import stable_choice_index
+
+Templates = dict[str, dict[str, list[str]]]
+
+
+def default_prompts_dir() -> Path:
+    installed = Path(__file__).parent / "_prompts"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[1] / "templates" / "prompts"
+
+
+def load_templates(directory: str | Path | None, tasks: list[str]) -> Templates:
+    """Read and check the template file of every selected task; a missing slot is a usage error."""
+    root = Path(directory) if directory else default_prompts_dir()
+    out: Templates = {}
+    for task in tasks:
+        path = root / f"{task}.json"
+        if not path.is_file():
+            raise ValueError(f"prompt template file missing for task {task!r}: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"prompt template {path} is not valid JSON: {err}") from err
+        if not isinstance(data, dict) or not data:
+            raise ValueError(f"prompt template {path} must be an object of slot -> list of phrasings")
+        for slot, phrasings in data.items():
+            if slot.startswith("_"):
+                continue
+            if not isinstance(phrasings, list) or not phrasings or not all(isinstance(p, str) for p in phrasings):
+                raise ValueError(f"prompt template {path}: slot {slot!r} must be a non-empty list of strings")
+            for p in phrasings:
+                string.Formatter().parse(p)
+        out[task] = {k: v for k, v in data.items() if not k.startswith("_")}
+    return out
+
+
+def pick(templates: Templates, task: str, slot: str, sample_id: str, **fields: Any) -> str:
+    """The phrasing of ``slot`` chosen for this row, filled with ``fields``."""
+    phrasings = templates[task][slot]
+    choice = phrasings[stable_choice_index(len(phrasings), sample_id, task, slot)]
+    return choice.format(**fields)
+
+
+def has_slot(templates: Templates, task: str, slot: str) -> bool:
+    return slot in templates.get(task, {})

@@ -1,0 +1,193 @@
+"""Tile sidecar parsing (FORMATS.md 1.2): one JSON file becomes one validated ``Tile`` or a reject."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from transforms.classes import CLASS_IDS, CLASS_NAMES, NUM_CLASSES
+from transforms.paths import file_stem
+
+VALID_SPLITS = ("train", "validation", "test")
+DEFAULT_SIZE = 224
+MAX_SIDECAR_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Region:
+    """A pixel box with an inclusive max corner, already clipped to the chip."""
+
+    label: str
+    class_id: int
+    bbox: tuple[int, int, int, int]
+    area_px: int
+
+
+@dataclass(frozen=True)
+class Tile:
+    tile_stem: str
+    source: str
+    poi_id: str | None
+    split_field: str | None
+    size: int
+    caption: str
+    fractions: dict[int, float]  # raw shares per class id, as given (need not sum to 1)
+    regions: tuple[Region, ...]
+    latitude: float | None
+    longitude: float | None
+    stac_item_id: str | None
+    stac_datetime: str | None
+    cloud_cover: float | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+    # Filled in by later stages of the graph.
+    chip_src: str = ""
+    still_src: str = ""
+    still_stem: str = ""
+    split: str = ""
+
+    def normalised_fractions(self) -> dict[int, float]:
+        """Class shares summing to 1: the single source of every percentage quoted for this tile."""
+        total = sum(self.fractions.values())
+        if total <= 0:
+            return {}
+        return {cid: v / total for cid, v in sorted(self.fractions.items()) if v > 0}
+
+    def with_fields(self, **changes: Any) -> Tile:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SidecarProblem:
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ParsedSidecar:
+    tile: Tile | None
+    problem: SidecarProblem | None
+    region_problems: tuple[SidecarProblem, ...] = ()
+
+
+def _fail(reason: str, detail: str = "") -> ParsedSidecar:
+    return ParsedSidecar(None, SidecarProblem(reason, detail[:300]))
+
+
+def _finite_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse_region(item: Any, size: int) -> tuple[Region | None, str]:
+    """A region is kept only when its label and class id agree and its box survives clipping."""
+    if not isinstance(item, dict):
+        return None, "region_not_object"
+    label, class_id, bbox = item.get("label"), item.get("class_id"), item.get("bbox")
+    if isinstance(class_id, bool) or not isinstance(class_id, int) or not 0 <= class_id < NUM_CLASSES:
+        return None, "region_unknown_class"
+    if label != CLASS_NAMES[class_id]:
+        return None, "region_label_mismatch"
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        return None, "region_bad_bbox"
+    nums = [_finite_number(v) for v in bbox]
+    if any(v is None for v in nums):
+        return None, "region_bad_bbox"
+    x1, y1, x2, y2 = (int(math.floor(v)) for v in nums)  # type: ignore[arg-type]
+    if x1 > x2 or y1 > y2:
+        return None, "region_inverted_bbox"
+    x1, y1 = max(x1, 0), max(y1, 0)
+    x2, y2 = min(x2, size - 1), min(y2, size - 1)
+    if x1 > x2 or y1 > y2:
+        return None, "region_outside_chip"
+    area = item.get("area_px")
+    box_area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    area_px = int(area) if _finite_number(area) is not None and 0 < area <= box_area else box_area
+    return Region(label, class_id, (x1, y1, x2, y2), area_px), ""
+
+
+def parse_fractions(value: Any) -> tuple[dict[int, float] | None, str]:
+    if value is None:
+        return {}, ""
+    if not isinstance(value, dict):
+        return None, "fractions_not_object"
+    out: dict[int, float] = {}
+    for key, raw in value.items():
+        try:
+            cid = int(key)
+        except (TypeError, ValueError):
+            cid = CLASS_IDS.get(str(key), -1)
+        if not 0 <= cid < NUM_CLASSES:
+            return None, f"fractions_unknown_class:{str(key)[:40]}"
+        num = _finite_number(raw)
+        if num is None:
+            return None, "fractions_not_numeric"
+        if num < 0:
+            return None, "fractions_negative"
+        out[cid] = out.get(cid, 0.0) + num
+    return out, ""
+
+
+def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
+    """Decode and validate one sidecar; every way it can be wrong has its own reason."""
+    if len(data) > MAX_SIDECAR_BYTES:
+        return _fail("sidecar_too_large", f"{len(data)} bytes")
+    if not data.strip():
+        return _fail("sidecar_empty")
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        return _fail("sidecar_invalid_json", str(err))
+    if not isinstance(obj, dict):
+        return _fail("sidecar_not_object", type(obj).__name__)
+    stem = obj.get("tile_stem", file_stem(source))
+    if not isinstance(stem, str) or not stem.strip():
+        return _fail("sidecar_bad_tile_stem", repr(stem)[:100])
+    size_raw = obj.get("output_size", DEFAULT_SIZE)
+    size = int(size_raw) if _finite_number(size_raw) is not None and float(size_raw).is_integer() else -1
+    if not 8 <= size <= 4096:
+        return _fail("sidecar_bad_output_size", repr(size_raw)[:50])
+    fractions, why = parse_fractions(obj.get("class_fractions"))
+    if fractions is None:
+        return _fail(f"sidecar_{why}" if not why.startswith("fractions_unknown") else "sidecar_unknown_class",
+                     why)
+    raw_regions = obj.get("regions", [])
+    if raw_regions is None:
+        raw_regions = []
+    if not isinstance(raw_regions, list):
+        return _fail("sidecar_regions_not_list", type(raw_regions).__name__)
+    regions: list[Region] = []
+    problems: list[SidecarProblem] = []
+    for i, item in enumerate(raw_regions):
+        region, why = parse_region(item, size)
+        if region is None:
+            problems.append(SidecarProblem(why, f"regions[{i}]"))
+        else:
+            regions.append(region)
+    caption = obj.get("caption")
+    split = obj.get("split")
+    tile = Tile(
+        tile_stem=stem,
+        source=source,
+        poi_id=_optional_str(obj.get("poi_id")),
+        split_field=split.strip().lower() if isinstance(split, str) else None,
+        size=size,
+        caption=caption.strip() if isinstance(caption, str) else "",
+        fractions=fractions,
+        regions=tuple(regions),
+        latitude=_finite_number(obj.get("latitude")),
+        longitude=_finite_number(obj.get("longitude")),
+        stac_item_id=_optional_str(obj.get("stac_item_id")),
+        stac_datetime=_optional_str(obj.get("stac_datetime")) or _optional_str(obj.get("datetime")),
+        cloud_cover=_finite_number(obj.get("eo_cloud_cover")),
+        raw=obj,
+    )
+    return ParsedSidecar(tile, None, tuple(problems))

@@ -36,7 +36,7 @@ def resolve_leakage(
     ordered = sorted(tiles, key=lambda t: (t.tile_stem, t.source))
     splits = [initial_split(t) for t in ordered]
     if len(set(splits)) <= 1:
-        return [t.with_fields(split=s) for t, s in zip(ordered, splits)], [], 0
+        return [t.with_fields(split=s) for t, s in zip(ordered, splits, strict=True)], [], 0
     seen = ",".join(sorted(set(splits)))
     if policy == "drop":
         return [], [(t, f"base {base} spans splits {seen}") for t in ordered], 0

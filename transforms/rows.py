@@ -1,0 +1,198 @@
+"""Rows (FORMATS.md 2.1), row sidecars (2.2) and the per-tile view that every task reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import orjson
+
+from transforms.classes import CLASS_NAMES, display_name
+from transforms.ids import stable_digest
+from transforms.paths import join_path, safe_name, shard_dir
+from transforms.prompts import Templates
+from transforms.sidecars import Region, Tile
+
+SIDECAR_CORE_FIELDS = frozenset({
+    "tile_stem", "poi_id", "split", "output_size", "caption", "class_fractions", "regions", "latitude",
+    "longitude", "stac_item_id", "stac_datetime", "datetime", "eo_cloud_cover"})
+
+
+def file_safe(name: str) -> str:
+    """safe_name, plus a short digest whenever cleaning changed the name, so two stems never collide."""
+    cleaned = safe_name(name)
+    if cleaned == name:
+        return name
+    return f"{cleaned[:190]}_{stable_digest(name).hex()[:8]}"
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """The config values tasks use; built once from BuildConfig and shipped inside the DoFn."""
+
+    templates: Templates
+    profiles: tuple[str, ...]
+    shift_mode: str = "varied"
+    redact_location: bool = False
+    max_files_per_dir: int = 9000
+
+
+@dataclass(frozen=True)
+class Row:
+    record: dict[str, Any]  # what JSONL and Parquet store
+    sidecar: dict[str, Any]  # provenance written to metadata/sft_metadata_rows/
+    render_spec: dict[str, Any] | None = None  # set for production_analysis rows
+
+    @property
+    def sample_id(self) -> str:
+        return self.record["metadata"]["sample_id"]
+
+    @property
+    def task(self) -> str:
+        return self.record["metadata"]["task"]
+
+    def text(self) -> str:
+        return "\n".join(part["text"] for m in self.record["messages"] for part in m["content"]
+                         if part["type"] == "text")
+
+
+@dataclass(frozen=True)
+class PreparedTile:
+    """A tile with its place in the output tree: sharded output paths are fixed before any row exists."""
+
+    tile: Tile
+    tile_index: int
+    still_index: int = -1
+    ctx: TaskContext = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @property
+    def stem(self) -> str:
+        return self.tile.tile_stem
+
+    @cached_property
+    def chip_path(self) -> str:
+        ext = self.tile.chip_src.rsplit(".", 1)[-1].lower() if "." in self.tile.chip_src else "png"
+        return join_path("images", shard_dir(self.tile_index, self.ctx.max_files_per_dir),
+                         f"{file_safe(self.stem)}.{safe_name(ext)}")
+
+    @cached_property
+    def still_path(self) -> str:
+        if not self.tile.still_src or self.still_index < 0:
+            return ""
+        ext = self.tile.still_src.rsplit(".", 1)[-1].lower() if "." in self.tile.still_src else "png"
+        return join_path("mapbox_stills", shard_dir(self.still_index, self.ctx.max_files_per_dir),
+                         f"{file_safe(self.tile.still_stem)}.{safe_name(ext)}")
+
+    def analysis_path(self, profile: str) -> str:
+        position = self.tile_index * len(self.ctx.profiles) + self.ctx.profiles.index(profile)
+        return join_path("analysis_images", shard_dir(position, self.ctx.max_files_per_dir),
+                         f"{file_safe(self.stem)}__analysis_{profile}.png")
+
+    @cached_property
+    def fractions(self) -> dict[int, float]:
+        return self.tile.normalised_fractions()
+
+    @cached_property
+    def labels_by_area(self) -> list[tuple[str, list[Region]]]:
+        """Labels with regions, largest total area first, at most 6 (grounding_per_class, class_focus)."""
+        groups: dict[str, list[Region]] = {}
+        for r in self.tile.regions:
+            groups.setdefault(r.label, []).append(r)
+        ranked = sorted(groups.items(), key=lambda kv: (-sum(r.area_px for r in kv[1]), kv[0]))
+        return ranked[:6]
+
+    def percent(self, class_id: int) -> str:
+        return format_percent(self.fractions.get(class_id, 0.0))
+
+    def dominant_text(self, n: int = 3) -> str:
+        top = sorted(self.fractions.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        parts = [f"{display_name(CLASS_NAMES[c])} ({format_percent(v)})" for c, v in top]
+        return join_words(parts)
+
+
+def format_percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f}%"
+
+
+def join_words(parts: list[str]) -> str:
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def where_in_image(region: Region, size: int) -> str:
+    """A 3x3 compass name for a box centre: "upper left", "centre", "lower right" and so on."""
+    x1, y1, x2, y2 = region.bbox
+    cx, cy = (x1 + x2 + 1) / 2 / size, (y1 + y2 + 1) / 2 / size
+    row = "upper" if cy < 1 / 3 else ("lower" if cy > 2 / 3 else "")
+    col = "left" if cx < 1 / 3 else ("right" if cx > 2 / 3 else "")
+    return " ".join(p for p in (row, col) if p) or "centre"
+
+
+def normalise_box(bbox: tuple[int, int, int, int], size: int) -> list[float]:
+    """Inclusive pixel box -> 0-1 box; the max corner is the far edge of the last pixel: (x2 + 1) / size."""
+    x1, y1, x2, y2 = bbox
+    return [round(x1 / size, 4), round(y1 / size, 4), round((x2 + 1) / size, 4), round((y2 + 1) / size, 4)]
+
+
+def grounding_json(regions: list[Region], size: int) -> str:
+    items = [{"label": r.label, "bbox": normalise_box(r.bbox, size)} for r in regions]
+    return orjson.dumps(items).decode()
+
+
+def grounding_problem(answer: str) -> str | None:
+    """Why a grounding answer is not a valid list of normalised boxes, or None when it is."""
+    try:
+        items = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return "not JSON"
+    if not isinstance(items, list) or not items:
+        return "not a non-empty list"
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("label"), str):
+            return "item without a label"
+        box = item.get("bbox")
+        if not isinstance(box, list) or len(box) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+            return "bbox is not four numbers"
+        x1, y1, x2, y2 = box
+        if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+            return f"bbox out of range or empty: {box}"
+    return None
+
+
+def text_part(text: str) -> dict[str, str]:
+    return {"type": "text", "text": text}
+
+
+def make_row(pt: PreparedTile, task: str, sample_id: str, images: list[str], prompt: str, answer: str, *,
+             system: str | None = None, profile: str = "", analysis_path: str = "",
+             sidecar_extra: dict[str, Any] | None = None, render_spec: dict[str, Any] | None = None) -> Row:
+    messages: list[dict[str, Any]] = []
+    if system:
+        messages.append({"role": "system", "content": [text_part(system)]})
+    messages.append({"role": "user",
+                     "content": [{"type": "image", "image": p} for p in images] + [text_part(prompt)]})
+    messages.append({"role": "assistant", "content": [text_part(answer)]})
+    metadata = {"sample_id": sample_id, "task": task, "analysis_profile": profile, "tile_stem": pt.stem,
+                "split": pt.tile.split, "image_paths": list(images), "analysis_image_path": analysis_path}
+    sidecar = {"sample_id": sample_id, "task": task, "tile_stem": pt.stem, "split": pt.tile.split,
+               "image_paths": list(images)}
+    sidecar.update(sidecar_extra or {})
+    return Row({"messages": messages, "metadata": metadata}, sidecar, render_spec)
+
+
+def sentinel_sidecar(pt: PreparedTile) -> dict[str, Any]:
+    """The tile sidecar as a row sidecar keeps it: normalised shares by name, top classes, regions, extras."""
+    t = pt.tile
+    top = sorted(pt.fractions.items(), key=lambda kv: (-kv[1], kv[0]))[:4]
+    out: dict[str, Any] = {
+        "source": t.source, "tile_stem": t.tile_stem, "caption": t.caption,
+        "class_fractions": {CLASS_NAMES[c]: round(v, 6) for c, v in pt.fractions.items()},
+        "dominant_classes": [CLASS_NAMES[c] for c, _ in top],
+        "regions": [{"label": r.label, "class_id": r.class_id, "bbox": list(r.bbox), "area_px": r.area_px}
+                    for r in t.regions],
+    }
+    out.update({k: v for k, v in t.raw.items() if k not in SIDECAR_CORE_FIELDS})
+    return out

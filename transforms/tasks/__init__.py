@@ -1,0 +1,29 @@
+"""Task registry: adding a task is adding a module with ``rows(tile, ctx)`` and one entry here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from transforms.rows import PreparedTile, Row
+from transforms.tasks import (
+    absence,
+    caption,
+    class_focus,
+    cross_view,
+    grounding_all,
+    grounding_per_class,
+    production_analysis,
+)
+
+TaskFn = Callable[[PreparedTile], list[Row]]
+
+TASKS: dict[str, TaskFn] = {
+    "production_analysis": production_analysis.rows,
+    "caption": caption.rows,
+    "grounding_all": grounding_all.rows,
+    "grounding_per_class": grounding_per_class.rows,
+    "class_focus": class_focus.rows,
+    "absence": absence.rows,
+    "cross_view": cross_view.rows,
+}
+TASK_NAMES: tuple[str, ...] = tuple(TASKS)

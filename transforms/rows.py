@@ -43,6 +43,7 @@ class Row:
     record: dict[str, Any]  # what JSONL and Parquet store
     sidecar: dict[str, Any]  # provenance written to metadata/sft_metadata_rows/
     render_spec: dict[str, Any] | None = None  # set for production_analysis rows
+    sidecar_path: str = ""  # set once the row's place among its tile's rows is known
 
     @property
     def sample_id(self) -> str:
@@ -63,7 +64,6 @@ class PreparedTile:
 
     tile: Tile
     tile_index: int
-    still_index: int = -1
     ctx: TaskContext = field(default=None, repr=False)  # type: ignore[assignment]
 
     @property
@@ -78,10 +78,10 @@ class PreparedTile:
 
     @cached_property
     def still_path(self) -> str:
-        if not self.tile.still_src or self.still_index < 0:
+        if not self.tile.still_src or self.tile.still_index < 0:
             return ""
         ext = self.tile.still_src.rsplit(".", 1)[-1].lower() if "." in self.tile.still_src else "png"
-        return join_path("mapbox_stills", shard_dir(self.still_index, self.ctx.max_files_per_dir),
+        return join_path("mapbox_stills", shard_dir(self.tile.still_index, self.ctx.max_files_per_dir),
                          f"{file_safe(self.tile.still_stem)}.{safe_name(ext)}")
 
     def analysis_path(self, profile: str) -> str:

@@ -46,6 +46,7 @@ class Tile:
     chip_src: str = ""
     still_src: str = ""
     still_stem: str = ""
+    still_index: int = -1
     split: str = ""
 
     def normalised_fractions(self) -> dict[int, float]:

@@ -1,0 +1,165 @@
+"""The satsft command line: `satsft sample` writes a realistic tree, `satsft build` runs the Beam graph."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import shutil
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipeline import __version__
+from pipeline.config import BuildConfig, UsageError
+from pipeline.graph import build_pipeline
+from pipeline.options import BuildOptions
+from pipeline.report import add_timings, read_report, summary_table
+from transforms import fileio
+
+LOG = logging.getLogger("satsft")
+OUTPUT_ENTRIES = ("data", "parquet", "images", "mapbox_stills", "analysis_images", "overlays", "metadata",
+                  "rejects", "README.md", "build_report.json")
+USAGE = """satsft {sample,build} ...
+
+  satsft sample --tiles N --output DIR [--seed S] [--overwrite]
+  satsft build --input DIR --output DIR [build options] [Beam options]
+
+Run `satsft build --help` for the build options."""
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("satsft: %(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    LOG.propagate = False
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+
+
+def unknown_flags(argv: list[str]) -> list[str]:
+    """Flags no PipelineOptions class declares; Beam would only warn about them, we refuse them."""
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    seen: set[type] = set()
+    stack = list(PipelineOptions.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        stack.extend(cls.__subclasses__())
+        try:
+            cls._add_argparse_args(parser)
+        except argparse.ArgumentError:
+            pass
+    _, unknown = parser.parse_known_args(argv)
+    return [u for u in unknown if u.startswith("--")]
+
+
+def prepare_output(config: BuildConfig) -> None:
+    """Refuse to mix a new build with an old one; with --overwrite, remove what an earlier build wrote."""
+    out = config.output
+    if fileio.is_local(out):
+        if os.path.isdir(out) and os.listdir(out):
+            if not config.overwrite:
+                raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new folder")
+            for name in OUTPUT_ENTRIES:
+                path = os.path.join(out, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                elif os.path.exists(path):
+                    os.remove(path)
+        os.makedirs(out, exist_ok=True)
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    existing = FileSystems.match([f"{out}/**"])[0].metadata_list
+    if existing:
+        if not config.overwrite:
+            raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it")
+        FileSystems.delete([m.path for m in existing])
+
+
+def run_build(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        parser = argparse.ArgumentParser(prog="satsft build", description="Build an SFT dataset from a sat-bbox "
+                                         "tree. Any Beam pipeline option (--runner, --direct_num_workers, "
+                                         "--project, ...) is passed through.")
+        BuildOptions._add_argparse_args(parser)
+        parser.print_help()
+        return 0
+    unknown = unknown_flags(argv)
+    if unknown:
+        raise UsageError(f"unknown option(s) {' '.join(unknown)}; see `satsft build --help`")
+    options = PipelineOptions(argv)
+    config = options.view_as(BuildOptions).to_config()
+    prepare_output(config)
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner,
+             ",".join(config.tasks), ",".join(config.profiles))
+    started, cpu0 = time.monotonic(), _cpu_seconds()
+    pipeline = build_pipeline(config, beam.Pipeline(options=options))
+    result = pipeline.run()
+    result.wait_until_finish()
+    report = add_timings(config.output, {"wall_seconds": time.monotonic() - started,
+                                         "cpu_seconds": _cpu_seconds() - cpu0})
+    print(summary_table(report))
+    print(f"\ndataset written to {config.output} (report: {config.output}/build_report.json)")
+    return 0
+
+
+def _cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_sample(argv: list[str]) -> int:
+    from pipeline.sample import write_sample_tree
+
+    parser = argparse.ArgumentParser(prog="satsft sample", description="Write a realistic generated sat-bbox tree.")
+    parser.add_argument("--tiles", type=int, required=True, help="number of tiles to generate")
+    parser.add_argument("--output", required=True, help="folder to write the tree into")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same tree")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing tree in --output")
+    args = parser.parse_args(argv)
+    if args.tiles < 1:
+        raise UsageError("--tiles must be at least 1")
+    out = os.path.abspath(args.output)
+    if os.path.isdir(out) and os.listdir(out):
+        if not args.overwrite:
+            raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    started = time.monotonic()
+    stats = write_sample_tree(out, args.tiles, args.seed)
+    print(f"wrote {stats['tiles']} tiles ({stats['stills']} stills, {stats['variants']} variants of "
+          f"{stats['bases']} base POIs) to {out} in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _setup_logging()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"satsft {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    commands = {"build": run_build, "sample": run_sample}
+    if command not in commands:
+        print(f"satsft: error: unknown command {command!r}; use one of: {', '.join(commands)}", file=sys.stderr)
+        return 2
+    try:
+        return commands[command](rest)
+    except UsageError as err:
+        print(f"satsft: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""BuildConfig: every option of a build, validated once before the graph exists."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from transforms import fileio
+from transforms.prompts import Templates, load_templates
+from transforms.rows import TaskContext
+from transforms.splits import LEAKAGE_POLICIES
+from transforms.tasks import TASK_NAMES
+from transforms.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES, canonical_profile
+
+
+class UsageError(ValueError):
+    """A mistake in how satsft was called; the message says how to fix it."""
+
+
+def _pick(raw: str, valid: tuple[str, ...], what: str, aliases: dict[str, str] | None = None) -> tuple[str, ...]:
+    """Comma list -> names in their canonical order (so paths never depend on how the user listed them)."""
+    aliases = aliases or {}
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if not names or names == ["all"]:
+        return valid
+    unknown = [n for n in names if aliases.get(n, n) not in valid]
+    if unknown:
+        extra = f" (aliases: {', '.join(f'{a}={t}' for a, t in aliases.items())})" if aliases else ""
+        raise UsageError(f"unknown {what} {', '.join(map(repr, unknown))}; valid {what}s: "
+                         f"{', '.join(valid)}{extra}, or 'all'")
+    chosen = {aliases.get(n, n) for n in names}
+    return tuple(v for v in valid if v in chosen)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    input: str
+    output: str
+    tasks: tuple[str, ...] = TASK_NAMES
+    profiles: tuple[str, ...] = tuple(PROFILES)
+    leakage: str = "reassign"
+    tim_shift: str = "varied"
+    redact_location: bool = False
+    max_files_per_dir: int = 9000
+    max_prompt_chars: int = 16000
+    prompts_dir: str = ""
+    overwrite: bool = False
+    templates: Templates = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",
+               leakage: str = "reassign", tim_shift: str = "varied", redact_location: bool = False,
+               max_files_per_dir: int = 9000, max_prompt_chars: int = 16000, prompts_dir: str = "",
+               overwrite: bool = False, check_paths: bool = True) -> BuildConfig:
+        if not input:
+            raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
+        if not output:
+            raise UsageError("--output is required: the folder (or gs:// URL) to write the dataset to")
+        task_names = _pick(tasks, TASK_NAMES, "task")
+        profile_names = _pick(profiles, tuple(PROFILES), "profile", PROFILE_ALIASES)
+        if leakage not in LEAKAGE_POLICIES:
+            raise UsageError(f"unknown --leakage {leakage!r}; choose one of {', '.join(LEAKAGE_POLICIES)}")
+        if tim_shift not in SHIFT_MODES:
+            raise UsageError(f"unknown --tim-shift {tim_shift!r}; choose one of {', '.join(SHIFT_MODES)}")
+        if max_files_per_dir < 1:
+            raise UsageError("--max-files-per-dir must be at least 1 (the Hugging Face Hub refuses folders over 10000)")
+        if max_prompt_chars < 100:
+            raise UsageError("--max-prompt-chars must be at least 100")
+        input_root, output_root = _clean_root(input), _clean_root(output)
+        if check_paths:
+            _check_roots(input_root, output_root)
+        try:
+            templates = load_templates(prompts_dir or None, list(task_names))
+        except ValueError as err:
+            raise UsageError(str(err)) from err
+        return cls(input_root, output_root, task_names, profile_names, leakage, tim_shift, redact_location,
+                   max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, templates)
+
+    def task_context(self) -> TaskContext:
+        return TaskContext(self.templates, self.profiles, self.tim_shift, self.redact_location,
+                           self.max_files_per_dir)
+
+    def as_dict(self) -> dict:
+        return {"input": self.input, "output": self.output, "tasks": list(self.tasks),
+                "profiles": list(self.profiles), "leakage": self.leakage, "tim_shift": self.tim_shift,
+                "redact_location": self.redact_location, "max_files_per_dir": self.max_files_per_dir,
+                "max_prompt_chars": self.max_prompt_chars, "prompts_dir": self.prompts_dir}
+
+
+def _clean_root(path: str) -> str:
+    if fileio.is_local(path):
+        return os.path.abspath(os.path.expanduser(path))
+    return path.rstrip("/")
+
+
+def _check_roots(input_root: str, output_root: str) -> None:
+    for sub in ("metadata", "data"):
+        where = f"{input_root}/{sub}"
+        if fileio.is_local(where) and not os.path.isdir(where):
+            raise UsageError(f"input {input_root!r} has no {sub}/ folder; point --input at the root of a sat-bbox "
+                             f"tree (metadata/, data/*.jsonl, images/), e.g. one made by `satsft sample`")
+    a, b = input_root.rstrip("/") + "/", output_root.rstrip("/") + "/"
+    if a.startswith(b) or b.startswith(a):
+        raise UsageError("--output must not be inside --input (or the other way round)")

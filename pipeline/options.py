@@ -1,0 +1,39 @@
+"""Beam PipelineOptions for satsft build: the only place build flags are declared."""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.config import BuildConfig
+
+
+def _flag(parser, name: str, **kwargs) -> None:
+    """Accept both --max-files-per-dir and Beam's usual --max_files_per_dir spelling."""
+    dest = name.replace("-", "_")
+    names = [f"--{name}"] + ([f"--{dest}"] if dest != name else [])
+    parser.add_argument(*names, dest=dest, **kwargs)
+
+
+class BuildOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        _flag(parser, "input", default="", help="root of the sat-bbox tree: a folder or gs:// URL")
+        _flag(parser, "output", default="", help="where the dataset is written: a folder or gs:// URL")
+        _flag(parser, "tasks", default="all", help="comma list of tasks, or 'all'")
+        _flag(parser, "profiles", default="all", help="comma list of production-analysis profiles, or 'all'")
+        _flag(parser, "leakage", default="reassign", help="reassign|drop: bases whose tiles span splits")
+        _flag(parser, "tim-shift", default="varied", help="varied|fixed: how the signal class shifts per tile")
+        _flag(parser, "redact-location", action="store_true", default=False,
+              help="leave coordinates out of prompts")
+        _flag(parser, "max-files-per-dir", type=int, default=9000, help="entries per leaf folder (Hub limit 10000)")
+        _flag(parser, "max-prompt-chars", type=int, default=16000, help="longest row text the gate lets through")
+        _flag(parser, "prompts-dir", default="", help="folder of prompt templates (default: the bundled ones)")
+        _flag(parser, "overwrite", action="store_true", default=False,
+              help="replace an existing output folder instead of refusing")
+
+    def to_config(self, check_paths: bool = True) -> BuildConfig:
+        return BuildConfig.create(
+            input=self.input, output=self.output, tasks=self.tasks, profiles=self.profiles, leakage=self.leakage,
+            tim_shift=self.tim_shift, redact_location=self.redact_location,
+            max_files_per_dir=self.max_files_per_dir, max_prompt_chars=self.max_prompt_chars,
+            prompts_dir=self.prompts_dir, overwrite=self.overwrite, check_paths=check_paths)

@@ -1,0 +1,77 @@
+"""build_report.json and the summary printed at the end of a build."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+import orjson
+
+from pipeline import __version__
+from pipeline.config import BuildConfig
+from transforms import fileio
+from transforms.paths import join_path
+from transforms.sidecars import VALID_SPLITS
+from transforms.stats import summarise
+
+REPORT_NAME = "build_report.json"
+
+
+def make_report(config: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
+    return {"satsft_version": __version__, "config": config, **summarise(counts)}
+
+
+def _write(counts: dict[str, int], config: dict[str, Any], output: str) -> None:
+    fileio.write_bytes(join_path(output, REPORT_NAME),
+                       orjson.dumps(make_report(config, counts), option=orjson.OPT_INDENT_2))
+
+
+@dataclass
+class WriteReport(beam.PTransform):
+    """Written from the graph itself, after the writers (their events feed the counts), so it works even
+    when the launcher does not wait for the job (Dataflow templates)."""
+
+    config: BuildConfig
+
+    def expand(self, counts):
+        cfg, out = self.config.as_dict(), self.config.output
+        return counts | "Write" >> beam.Map(_write, cfg, out)
+
+
+def read_report(output: str) -> dict[str, Any]:
+    return orjson.loads(fileio.read_bytes(join_path(output, REPORT_NAME)))
+
+
+def add_timings(output: str, timings: dict[str, float]) -> dict[str, Any]:
+    report = read_report(output)
+    report["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    fileio.write_bytes(join_path(output, REPORT_NAME), orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    return report
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """Rows by task and split, tiles, and rejects by reason, as a plain-text table."""
+    by_task = report["rows"]["by_task_split"]
+    width = max([len(t) for t in by_task] + [len("total")])
+    head = f"{'task':<{width}} " + " ".join(f"{s:>10}" for s in VALID_SPLITS) + f" {'total':>10}"
+    lines = [head, "-" * len(head)]
+    col_totals = dict.fromkeys(VALID_SPLITS, 0)
+    for task in sorted(by_task):
+        cells = [by_task[task].get(s, 0) for s in VALID_SPLITS]
+        for s, n in zip(VALID_SPLITS, cells, strict=True):
+            col_totals[s] += n
+        lines.append(f"{task:<{width}} " + " ".join(f"{n:>10}" for n in cells) + f" {sum(cells):>10}")
+    lines.append(f"{'total':<{width}} " + " ".join(f"{col_totals[s]:>10}" for s in VALID_SPLITS)
+                 + f" {report['rows']['total']:>10}")
+    t = report["tiles"]
+    lines.append("")
+    lines.append(f"tiles: {t['in']} in, {t['with_rows']} with rows, {t['rejected']} rejected"
+                 + ("" if t["accounted"] else "  (WARNING: tiles in != with rows + rejected)"))
+    lines.append("tiles by split: " + ", ".join(f"{s} {t['by_split'].get(s, 0)}" for s in VALID_SPLITS))
+    if report["rejects_by_reason"]:
+        lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in report["rejects_by_reason"].items()))
+    timings = report.get("timings")
+    if timings:
+        lines.append("time: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    return "\n".join(lines)

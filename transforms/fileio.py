@@ -1,0 +1,65 @@
+"""The one place where DoFns read and write single files, so local paths and gs:// behave the same.
+
+Local paths use the os module directly (hard links, atomic renames, no client start-up cost); anything with
+a scheme goes through Beam's FileSystems, which every Beam worker already has.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_local(path: str) -> bool:
+    return not _SCHEME.match(path)
+
+
+def read_bytes(path: str, limit: int | None = None) -> bytes:
+    """Read a whole file, or at most ``limit + 1`` bytes so callers can tell an oversized file apart."""
+    if is_local(path):
+        with open(path, "rb") as f:
+            return f.read() if limit is None else f.read(limit + 1)
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as f:
+        return f.read() if limit is None else f.read(limit + 1)
+
+
+def exists(path: str) -> bool:
+    if is_local(path):
+        return os.path.exists(path)
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.exists(path)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write under a temporary name and rename, so a reader or a retried bundle never sees half a file."""
+    if is_local(path):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(path) as f:  # object stores publish an object only when it is closed
+        f.write(data)
+
+
+def link_or_copy(src: str, dst: str) -> str:
+    """Hard-link when both ends are local on one device, else copy. Returns "link" or "copy"."""
+    if is_local(src) and is_local(dst):
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+        if os.path.exists(dst):
+            os.remove(dst)
+        try:
+            os.link(src, dst)
+            return "link"
+        except OSError:
+            pass
+    write_bytes(dst, read_bytes(src))
+    return "copy"

@@ -1,0 +1,112 @@
+"""Fan each tile out through the selected tasks, gate every row, and fix each row's sidecar path."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.gate import gate_problem
+from transforms.paths import join_path, shard_dir
+from transforms.records import reject
+from transforms.rows import PreparedTile, Row, TaskContext, file_safe
+from transforms.tasks import TASKS
+
+REJECTS = "rejects"
+COPIES = "copies"
+TILES_DONE = "tiles_done"
+LOG = logging.getLogger("satsft.progress")
+PROGRESS_EVERY_S = 5.0
+# Per-task upper bound on rows per tile; with it a row's sidecar folder follows from its tile ordinal alone.
+ROWS_PER_TILE_BOUND = {"production_analysis": None, "caption": 1, "grounding_all": 1, "grounding_per_class": 6,
+                       "class_focus": 6, "absence": 1, "cross_view": 1}
+
+
+def rows_per_tile_bound(tasks: tuple[str, ...], n_profiles: int) -> int:
+    return sum(n_profiles if ROWS_PER_TILE_BOUND[t] is None else ROWS_PER_TILE_BOUND[t] for t in tasks)
+
+
+def row_sidecar_path(tile_index: int, position: int, bound: int, sample_id: str, max_files_per_dir: int) -> str:
+    return join_path("metadata", "sft_metadata_rows", shard_dir(tile_index * bound + position, max_files_per_dir),
+                     f"{file_safe(sample_id)}.json")
+
+
+def tile_rows(pt: PreparedTile, tasks: tuple[str, ...], max_prompt_chars: int
+              ) -> tuple[list[Row], list[tuple[Row, str, str]]]:
+    """All rows of one tile that pass the gate, and the ones that did not with (reason, detail)."""
+    kept: list[Row] = []
+    gated: list[tuple[Row, str, str]] = []
+    for task in tasks:
+        for row in TASKS[task](pt):
+            problem = gate_problem(row, max_prompt_chars)
+            if problem:
+                gated.append((row, *problem))
+            else:
+                kept.append(row)
+    return kept, gated
+
+
+class _GenerateRowsFn(beam.DoFn):
+    def __init__(self, ctx: TaskContext, tasks: tuple[str, ...], max_prompt_chars: int):
+        self.ctx, self.tasks, self.max_prompt_chars = ctx, tasks, max_prompt_chars
+        self.bound = rows_per_tile_bound(tasks, len(ctx.profiles))
+        self.tiles_in = Metrics.counter("GenerateRows", "tiles_in")
+        self.rows_out = Metrics.counter("GenerateRows", "rows_out")
+        self.task_rows = {t: Metrics.counter("GenerateRows", f"rows_{t}") for t in tasks}
+
+    def setup(self):
+        self._started = time.monotonic()
+        self._last_report = self._started
+        self._tiles = self._rows = 0
+
+    def _progress(self):
+        now = time.monotonic()
+        if now - self._last_report >= PROGRESS_EVERY_S:
+            self._last_report = now
+            rate = self._rows / max(now - self._started, 1e-9)
+            LOG.info("progress: %d tiles done, %d rows, %.0f rows/s", self._tiles, self._rows, rate)
+
+    def process(self, tile, tile_index: dict[str, int]):
+        self.tiles_in.inc()
+        pt = PreparedTile(tile, tile_index[tile.tile_stem], self.ctx)
+        kept, gated = tile_rows(pt, self.tasks, self.max_prompt_chars)
+        for row, reason, detail in gated:
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(row.sample_id, tile.tile_stem, "gate", reason, detail))
+        if not kept:
+            reasons = sorted({reason for _, reason, _ in gated}) or ["no_task_applies"]
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(tile.source, tile.tile_stem, "rows", "no_rows",
+                                                           ",".join(reasons)))
+            return
+        used = set()
+        for position, row in enumerate(kept):
+            self.task_rows[row.task].inc()
+            used.update(row.record["metadata"]["image_paths"])
+            yield replace(row, sidecar_path=row_sidecar_path(pt.tile_index, position, self.bound, row.sample_id,
+                                                             self.ctx.max_files_per_dir))
+        yield beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src))
+        if pt.still_path and pt.still_path in used:
+            yield beam.pvalue.TaggedOutput(COPIES, (pt.still_path, tile.still_src))
+        yield beam.pvalue.TaggedOutput(TILES_DONE, tile.split)
+        self.rows_out.inc(len(kept))
+        self._tiles += 1
+        self._rows += len(kept)
+        self._progress()
+
+
+@dataclass
+class GenerateRows(beam.PTransform):
+    """Tiles -> gated rows, with a reject for each gated row and for each tile left without rows."""
+
+    ctx: TaskContext
+    tasks: tuple[str, ...]
+    max_prompt_chars: int
+
+    def expand(self, inputs):
+        tiles, tile_index = inputs
+        out = tiles | "Generate" >> beam.ParDo(
+            _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars), beam.pvalue.AsSingleton(tile_index)
+        ).with_outputs(REJECTS, COPIES, TILES_DONE, main="rows")
+        return {"rows": out.rows, REJECTS: out[REJECTS], COPIES: out[COPIES], TILES_DONE: out[TILES_DONE]}

@@ -1,0 +1,132 @@
+"""Reading the input tree: tile sidecars, image references from the chat JSONL, and the image listings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.metrics import Metrics
+
+from transforms.paths import file_stem, join_path
+from transforms.records import reject
+from transforms.refs import ImageRef, file_rank, parse_line
+from transforms.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
+
+REJECTS = "rejects"
+
+
+def relative_to(root: str, path: str) -> str:
+    """The path below the input root, so reject sources read the same on a laptop and in a bucket."""
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix):] if path.startswith(prefix) else path
+
+
+class _ParseSidecarFn(beam.DoFn):
+    def __init__(self, root: str):
+        self.root = root
+        self.tiles_in = Metrics.counter("ReadSidecars", "tiles_in")
+        self.parsed = Metrics.counter("ReadSidecars", "tiles_parsed")
+        self.rejected = Metrics.counter("ReadSidecars", "tiles_rejected")
+
+    def process(self, readable: fileio.ReadableFile):
+        source = relative_to(self.root, readable.metadata.path)
+        self.tiles_in.inc()
+        if readable.metadata.size_in_bytes > MAX_SIDECAR_BYTES:  # never load an oversized sidecar whole
+            self.rejected.inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, file_stem(source), "sidecar", "sidecar_too_large",
+                                                           f"{readable.metadata.size_in_bytes} bytes"))
+            return
+        try:
+            data = readable.read()
+        except Exception as err:  # an unreadable file is one bad input, not a failed job
+            self.rejected.inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, file_stem(source), "sidecar", "sidecar_unreadable",
+                                                           str(err)[:300]))
+            return
+        parsed = parse_sidecar(data, source)
+        if parsed.tile is None:
+            self.rejected.inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, file_stem(source), "sidecar", parsed.problem.reason,
+                                                           parsed.problem.detail))
+            return
+        self.parsed.inc()
+        for p in parsed.region_problems:
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, parsed.tile.tile_stem, "region", p.reason, p.detail))
+        yield parsed.tile.tile_stem, parsed.tile
+
+
+@dataclass
+class ReadSidecars(beam.PTransform):
+    """metadata/**.json -> (tile_stem, Tile), with a reject for every sidecar that cannot be used.
+
+    ``tiles_in`` is the number of sidecar files, the left side of the accounting identity."""
+
+    input_root: str
+
+    def expand(self, pbegin):
+        matches = pbegin | "Match" >> fileio.MatchFiles(join_path(self.input_root, "metadata", "**.json"))
+        out = (matches
+               | "Read" >> fileio.ReadMatches()
+               | "Parse" >> beam.ParDo(_ParseSidecarFn(self.input_root)).with_outputs(REJECTS, main="tiles"))
+        tiles_in = matches | "CountFiles" >> beam.combiners.Count.Globally()
+        return {"tiles": out.tiles, REJECTS: out[REJECTS], "tiles_in": tiles_in}
+
+
+class _ExtractRefsFn(beam.DoFn):
+    def __init__(self, root: str):
+        self.root = root
+        self.chips = Metrics.counter("ExtractImageRefs", "chip_refs")
+        self.stills = Metrics.counter("ExtractImageRefs", "still_refs")
+        self.bad = Metrics.counter("ExtractImageRefs", "bad_refs")
+
+    def process(self, readable: fileio.ReadableFile):
+        source = relative_to(self.root, readable.metadata.path)
+        rank = file_rank(source)
+        with readable.open() as f:
+            for line_no, line in enumerate(f, start=1):
+                refs, problems = parse_line(line, rank, line_no)
+                for p in problems:
+                    self.bad.inc()
+                    yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{source}:{p.line_no}", "", "refs", p.reason,
+                                                                   p.detail))
+                for ref in refs:
+                    (self.chips if ref.kind == "chip" else self.stills).inc()
+                    yield beam.pvalue.TaggedOutput(ref.kind, (ref.stem, ref))
+
+
+def _first_ref(refs) -> ImageRef:
+    return min(refs)
+
+
+@dataclass
+class ExtractImageRefs(beam.PTransform):
+    """data/*.jsonl -> the first chip and still reference per stem (train, validation, test; line order)."""
+
+    input_root: str
+
+    def expand(self, pbegin):
+        out = (pbegin
+               | "Match" >> fileio.MatchFiles(join_path(self.input_root, "data", "*.jsonl"))
+               | "Read" >> fileio.ReadMatches()
+               | "Parse" >> beam.ParDo(_ExtractRefsFn(self.input_root)).with_outputs("chip", "still", REJECTS))
+        return {
+            "chips": out.chip | "FirstChip" >> beam.CombinePerKey(_first_ref),
+            "stills": out.still | "FirstStill" >> beam.CombinePerKey(_first_ref),
+            REJECTS: out[REJECTS],
+        }
+
+
+@dataclass
+class ListImages(beam.PTransform):
+    """Which files exist under one image folder, keyed by stem; one listing, no per-file stat."""
+
+    input_root: str
+    folder: str
+
+    def expand(self, pbegin):
+        root = self.input_root
+        return (pbegin
+                | "Match" >> fileio.MatchFiles(join_path(root, self.folder, "**"),
+                                               empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+                | "Key" >> beam.Map(lambda m: (file_stem(m.path), relative_to(root, m.path))))

@@ -17,7 +17,7 @@ from pipeline import __version__
 from pipeline.config import BuildConfig, UsageError
 from pipeline.graph import build_pipeline
 from pipeline.options import BuildOptions
-from pipeline.report import add_timings, read_report, summary_table
+from pipeline.report import add_timings, summary_table
 from transforms import fileio
 
 LOG = logging.getLogger("satsft")

@@ -10,7 +10,7 @@ from transforms.prompts import Templates, load_templates
 from transforms.rows import TaskContext
 from transforms.splits import LEAKAGE_POLICIES
 from transforms.tasks import TASK_NAMES
-from transforms.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES, canonical_profile
+from transforms.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
 
 
 class UsageError(ValueError):

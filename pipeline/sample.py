@@ -1,0 +1,230 @@
+"""`satsft sample`: a realistic generated sat-bbox tree, deterministic per seed.
+
+Each tile gets a spatially coherent Dynamic World label map (the argmax of smooth per-class noise weighted by
+a biome), a chip that looks like a Sentinel-2 true-colour preview of it, class fractions and connected-patch
+regions measured from the map itself, and a caption written from those numbers. Label maps are made on a
+56x56 cell grid and upsampled x4, so region boxes are exact for the 224 px chip.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+from PIL import Image
+
+from transforms.classes import CLASS_NAMES, NUM_CLASSES, display_name
+from transforms.ids import stable_rng
+from transforms.render import _interp_matrix
+from transforms.splits import hashed_split
+
+SIZE = 224
+CELLS = 56
+CELL_PX = SIZE // CELLS
+MIN_REGION_CELLS = 3  # patches under 48 px are skipped, as connected-component labelling tools do
+MAX_REGIONS = 16
+FILES_PER_SHARD = 1000
+
+# Sentinel-2 true-colour looks per class (RGB), darker and duller than the Dynamic World palette.
+S2_COLOURS = np.array([
+    (28, 52, 82), (38, 72, 40), (108, 134, 70), (70, 96, 86), (150, 140, 86), (124, 118, 80), (150, 146, 150),
+    (168, 150, 124), (232, 236, 242)], dtype=np.float32)
+BIOMES: dict[str, tuple[float, ...]] = {
+    # weights per class: water, trees, grass, flooded_veg, crops, shrub, built, bare, snow
+    "farmland": (0.05, 0.2, 0.3, 0.02, 1.0, 0.1, 0.12, 0.08, 0.0),
+    "forest": (0.06, 1.0, 0.25, 0.03, 0.05, 0.2, 0.03, 0.04, 0.0),
+    "urban": (0.05, 0.15, 0.25, 0.0, 0.05, 0.05, 1.0, 0.25, 0.0),
+    "coastal": (1.0, 0.15, 0.2, 0.05, 0.1, 0.1, 0.3, 0.15, 0.0),
+    "arid": (0.02, 0.02, 0.1, 0.0, 0.08, 0.6, 0.05, 1.0, 0.0),
+    "wetland": (0.5, 0.3, 0.3, 0.8, 0.1, 0.1, 0.02, 0.05, 0.0),
+    "alpine": (0.1, 0.4, 0.2, 0.0, 0.0, 0.3, 0.02, 0.6, 0.8),
+}
+BIOME_NAMES = tuple(BIOMES)
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    base: str
+    variant: str
+    stem: str
+    biome: str
+    lat: float
+    lon: float
+
+
+def label_map(stem: str, seed: int, biome: str) -> np.ndarray:
+    """A coherent 56x56 class map: per-class smooth noise fields weighted by the biome, argmax."""
+    rng = stable_rng(seed, stem, "labels")
+    weights = np.array(BIOMES[biome]) * rng.uniform(0.6, 1.4, NUM_CLASSES)
+    m = _interp_matrix(CELLS, 5)
+    knots = rng.random((NUM_CLASSES, 5, 5))
+    fields = np.einsum("ij,cjk,lk->cil", m, knots, m)
+    fields = fields * weights[:, None, None] + rng.random((NUM_CLASSES, CELLS, CELLS)) * 0.04
+    fields[weights == 0] = -1.0
+    return fields.argmax(axis=0).astype(np.uint8)
+
+
+def components(cells: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
+    """4-connected patches of one class: (class, cells, x1, y1, x2, y2) in cell units, largest first."""
+    h, w = cells.shape
+    seen = np.zeros_like(cells, dtype=bool)
+    flat = cells.tolist()
+    out = []
+    for y0 in range(h):
+        for x0 in range(w):
+            if seen[y0, x0]:
+                continue
+            cls = flat[y0][x0]
+            seen[y0, x0] = True
+            queue = deque([(y0, x0)])
+            n, x1, y1, x2, y2 = 0, x0, y0, x0, y0
+            while queue:
+                y, x = queue.popleft()
+                n += 1
+                x1, x2, y1, y2 = min(x1, x), max(x2, x), min(y1, y), max(y2, y)
+                for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                    if 0 <= ny < h and 0 <= nx < w and not seen[ny, nx] and flat[ny][nx] == cls:
+                        seen[ny, nx] = True
+                        queue.append((ny, nx))
+            out.append((cls, n, x1, y1, x2, y2))
+    out.sort(key=lambda c: (-c[1], c[0], c[2], c[3]))
+    return out
+
+
+def chip_png(cells: np.ndarray, stem: str, seed: int) -> bytes:
+    """A Sentinel-2-like preview: class colours, a soft brightness field, texture and sensor noise."""
+    rng = stable_rng(seed, stem, "chip")
+    labels = cells.repeat(CELL_PX, 0).repeat(CELL_PX, 1)
+    rgb = S2_COLOURS[labels]
+    m = _interp_matrix(SIZE, 4)
+    light = (m @ rng.uniform(0.85, 1.15, (4, 4)) @ m.T)[..., None]
+    texture = rng.normal(0.0, 9.0, (SIZE // 2, SIZE // 2, 1)).repeat(2, 0).repeat(2, 1)
+    noise = rng.normal(0.0, 4.0, (SIZE, SIZE, 3))
+    img = np.clip(rgb * light + texture + noise, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img, "RGB").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def still_png(cells: np.ndarray, stem: str, seed: int) -> bytes:
+    """An overhead still of the same place: brighter, sharper colours at 2x the chip's detail."""
+    rng = stable_rng(seed, stem, "still")
+    labels = cells.repeat(4, 0).repeat(4, 1)
+    rgb = np.clip(S2_COLOURS[labels] * 1.2 + 10, 0, 255)
+    img = np.clip(rgb + rng.normal(0, 6, rgb.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img, "RGB").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def where(x1: int, y1: int, x2: int, y2: int) -> str:
+    cx, cy = (x1 + x2 + 1) / 2 / CELLS, (y1 + y2 + 1) / 2 / CELLS
+    row = "northern" if cy < 1 / 3 else ("southern" if cy > 2 / 3 else "")
+    col = "western" if cx < 1 / 3 else ("eastern" if cx > 2 / 3 else "")
+    return " ".join(p for p in (row, col) if p) or "central"
+
+
+def caption_for(fractions: dict[int, float], comps: list, stem: str, seed: int) -> str:
+    top = sorted(fractions.items(), key=lambda kv: -kv[1])
+    rng = stable_rng(seed, stem, "caption")
+    first = display_name(CLASS_NAMES[top[0][0]])
+    lead = ["A Sentinel-2 scene dominated by {c}", "Mostly {c} seen from orbit", "A landscape of {c}"][
+        int(rng.integers(3))].format(c=first)
+    rest = [display_name(CLASS_NAMES[c]) for c, v in top[1:3] if v >= 0.05]
+    text = lead + (f", with {' and '.join(rest)}" if rest else "") + "."
+    if comps:
+        cls, _, x1, y1, x2, y2 = comps[0]
+        text += f" The largest patch is {display_name(CLASS_NAMES[cls])} in the {where(x1, y1, x2, y2)} part."
+    return text
+
+
+def plan_tiles(n_tiles: int, seed: int) -> list[TileSpec]:
+    """Bases with one or two jitter variants, each with a few tiles, until n_tiles are planned."""
+    rng = stable_rng(seed, "plan")
+    specs: list[TileSpec] = []
+    base_no = 0
+    while len(specs) < n_tiles:
+        base_no += int(rng.integers(1, 4))
+        base = f"poi_{base_no:06d}"
+        lat, lon = float(rng.uniform(-55, 65)), float(rng.uniform(-170, 170))
+        biome = BIOME_NAMES[int(rng.integers(len(BIOME_NAMES)))]
+        for g in range(1 + int(rng.random() < 0.45)):
+            variant = f"{base}_g{g + 1:03d}"
+            vlat, vlon = lat + float(rng.normal(0, 0.01)), lon + float(rng.normal(0, 0.01))
+            for t in range(int(rng.integers(1, 5))):
+                if len(specs) >= n_tiles:
+                    break
+                specs.append(TileSpec(base, variant, f"{variant}_t{t:04d}", biome, vlat + t * 0.02, vlon))
+    return specs
+
+
+def _write(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def write_sample_tree(root: str, n_tiles: int, seed: int = 0) -> dict[str, int]:
+    specs = plan_tiles(n_tiles, seed)
+    jsonl: dict[str, list[bytes]] = {"train": [], "validation": [], "test": []}
+    stills_written: set[str] = set()
+    still_for_variant: dict[str, str] = {}
+    for i, spec in enumerate(specs):
+        shard = f"s{i // FILES_PER_SHARD:05d}"
+        cells = label_map(spec.stem, seed, spec.biome)
+        counts = np.bincount(cells.ravel(), minlength=NUM_CLASSES)
+        rng = stable_rng(seed, spec.stem, "meta")
+        valid = 1.0 if rng.random() < 0.7 else float(rng.uniform(0.9, 0.99))  # some tiles have nodata pixels
+        fractions = {c: round(float(counts[c]) / cells.size * valid, 4) for c in range(NUM_CLASSES) if counts[c]}
+        comps = [c for c in components(cells) if c[1] >= MIN_REGION_CELLS][:MAX_REGIONS]
+        regions = [{"bbox": [x1 * CELL_PX, y1 * CELL_PX, x2 * CELL_PX + CELL_PX - 1, y2 * CELL_PX + CELL_PX - 1],
+                    "label": CLASS_NAMES[cls], "class_id": cls, "area_px": n * CELL_PX * CELL_PX}
+                   for cls, n, x1, y1, x2, y2 in comps]
+        split = hashed_split(spec.variant)
+        year, month, day = 2019 + int(rng.integers(6)), 1 + int(rng.integers(12)), 1 + int(rng.integers(28))
+        sidecar = {
+            "tile_stem": spec.stem, "poi_id": spec.variant, "split": split, "output_size": SIZE,
+            "caption": caption_for(fractions, comps, spec.stem, seed),
+            "class_fractions": {str(c): v for c, v in fractions.items()}, "regions": regions,
+            "latitude": round(spec.lat, 6), "longitude": round(spec.lon, 6),
+            "bbox_wgs84": [round(spec.lon - 0.01, 6), round(spec.lat - 0.01, 6), round(spec.lon + 0.01, 6),
+                           round(spec.lat + 0.01, 6)],
+            "stac_item_id": f"S2{'AB'[int(rng.integers(2))]}_MSIL2A_{year}{month:02d}{day:02d}T10{i % 60:02d}21_"
+                            f"R{int(rng.integers(1, 143)):03d}",
+            "stac_datetime": f"{year}-{month:02d}-{day:02d}T10:{i % 60:02d}:21Z",
+            "eo_cloud_cover": round(float(rng.uniform(0, 35)), 2),
+            "grid": {"crs": f"EPSG:326{int((spec.lon + 180) // 6) + 1:02d}", "resolution_m": 10},
+        }
+        chip_rel = f"images/{shard}/{spec.stem}.png"
+        _write(os.path.join(root, chip_rel), chip_png(cells, spec.stem, seed))
+        _write(os.path.join(root, "metadata", shard, f"{spec.stem}.json"), orjson.dumps(sidecar, option=orjson.OPT_INDENT_2))
+        if spec.variant not in still_for_variant:
+            roll = stable_rng(seed, spec.variant, "still").random()
+            key = "" if roll < 0.15 else (spec.base if roll < 0.25 else spec.variant)  # most have one, some not
+            if key:
+                still_rel = f"mapbox_stills/s{len(stills_written) // FILES_PER_SHARD:05d}/{key}.png"
+                if key not in stills_written:
+                    stills_written.add(key)
+                    _write(os.path.join(root, still_rel), still_png(cells, key, seed))
+                    still_for_variant[spec.variant] = still_rel
+                else:
+                    still_for_variant[spec.variant] = ""
+            else:
+                still_for_variant[spec.variant] = ""
+        content = [{"type": "image", "image": chip_rel}]
+        if still_for_variant[spec.variant]:
+            content.append({"type": "image", "image": still_for_variant[spec.variant]})
+        content.append({"type": "text", "text": "Describe this satellite image."})
+        line = {"messages": [{"role": "user", "content": content},
+                             {"role": "assistant", "content": [{"type": "text", "text": sidecar["caption"]}]}]}
+        jsonl[split].append(orjson.dumps(line))
+    os.makedirs(os.path.join(root, "data"), exist_ok=True)
+    for split, lines in jsonl.items():
+        with open(os.path.join(root, "data", f"{split}.jsonl"), "wb") as f:
+            f.write(b"".join(line + b"\n" for line in lines))
+    return {"tiles": len(specs), "stills": len(stills_written), "variants": len({s.variant for s in specs}),
+            "bases": len({s.base for s in specs})}

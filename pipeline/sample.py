@@ -201,7 +201,8 @@ def write_sample_tree(root: str, n_tiles: int, seed: int = 0) -> dict[str, int]:
         }
         chip_rel = f"images/{shard}/{spec.stem}.png"
         _write(os.path.join(root, chip_rel), chip_png(cells, spec.stem, seed))
-        _write(os.path.join(root, "metadata", shard, f"{spec.stem}.json"), orjson.dumps(sidecar, option=orjson.OPT_INDENT_2))
+        _write(os.path.join(root, "metadata", shard, f"{spec.stem}.json"),
+               orjson.dumps(sidecar, option=orjson.OPT_INDENT_2))
         if spec.variant not in still_for_variant:
             roll = stable_rng(seed, spec.variant, "still").random()
             key = "" if roll < 0.15 else (spec.base if roll < 0.25 else spec.variant)  # most have one, some not

@@ -118,7 +118,8 @@ def class_sample(tim: dict[int, float], stem: str, profile: str) -> list[float]:
         cum.append(total)
     for i in range(SAMPLE_LEN):
         q = (i + 0.5) / SAMPLE_LEN * (total or 1.0)
-        ids.append(float(next((c for c, edge in zip(classes, cum, strict=True) if q <= edge), classes[-1] if classes else 0)))
+        fallback = classes[-1] if classes else 0
+        ids.append(float(next((c for c, edge in zip(classes, cum, strict=True) if q <= edge), fallback)))
     order = stable_rng(stem, profile, "sample").permutation(SAMPLE_LEN)
     return [ids[i] for i in order]
 

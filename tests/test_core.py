@@ -1,0 +1,146 @@
+"""Unit tests of the pure functions: paths, references, sidecars, splits and leakage, the gate."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.conftest import make_sidecar
+from transforms.gate import gate_problem
+from transforms.paths import base_poi_id, safe_name, shard_dir, still_lookup_keys, unsafe_reason
+from transforms.refs import parse_line
+from transforms.rows import grounding_problem, normalise_box
+from transforms.sidecars import parse_sidecar
+from transforms.splits import hashed_split, initial_split, resolve_leakage
+
+
+def test_safe_name_and_shards():
+    assert safe_name("poi_1 t/../x") == "poi_1_t_.._x"
+    assert safe_name("..") == "__"
+    assert len(safe_name("a" * 500)) == 200
+    assert shard_dir(0, 50) == "s00000" and shard_dir(49, 50) == "s00000" and shard_dir(50, 50) == "s00001"
+
+
+@pytest.mark.parametrize("path,reason", [
+    ("/etc/passwd", "absolute_path"), ("images/../../x.png", "parent_traversal"), ("C:/x.png", "drive_letter"),
+    ("gs://b/x.png", "url_scheme"), ("images/a.png", None), ("", "empty_path")])
+def test_unsafe_reason(path, reason):
+    assert unsafe_reason(path) == reason
+
+
+def test_base_poi_and_still_keys():
+    assert base_poi_id("poi_000099_g001_t0000") == "poi_000099"
+    assert base_poi_id("tile_abc") == "tile_abc"
+    assert still_lookup_keys("poi_000099_g001_t0000") == ["poi_000099_g001", "poi_000099"]
+    assert still_lookup_keys("poi_000099_t12345") == ["poi_000099"]
+    assert still_lookup_keys("other") == ["other"]
+
+
+def test_parse_line_refs_order_and_rejects():
+    line = orjson.dumps({"messages": [
+        {"role": "system", "content": [{"type": "image", "image": "images/ignored.png"}]},
+        {"role": "user", "content": [{"type": "image", "image": " images\\s00000\\a_t0000.png "},
+                                     {"type": "image", "image": "mapbox_stills/s1/a.png"},
+                                     {"type": "image", "image": "other/x.png"},
+                                     {"type": "image", "image": "../etc/passwd"},
+                                     {"type": "text", "text": "hi"}]}]})
+    refs, problems = parse_line(line, 1, 7)
+    assert [(r.kind, r.stem, r.path) for r in refs] == [("chip", "a_t0000", "images/s00000/a_t0000.png"),
+                                                        ("still", "a", "mapbox_stills/s1/a.png")]
+    assert refs[0].order == (1, 7, 1)
+    assert [p.reason for p in problems] == ["unsafe_path:parent_traversal"]
+    assert parse_line("{broken", 0, 1)[1][0].reason == "invalid_jsonl_line"
+    assert parse_line("[1]", 0, 1)[1][0].reason == "jsonl_line_not_object"
+    assert parse_line("", 0, 1) == ([], [])
+
+
+def test_parse_sidecar_valid_and_regions_clipped():
+    side = make_sidecar(regions=[{"bbox": [-5, 10, 300, 20], "label": "water", "class_id": 0},
+                                 {"bbox": [1, 1, 2, 2], "label": "trees", "class_id": 0},
+                                 {"bbox": [5, 5, 1, 1], "label": "water", "class_id": 0},
+                                 {"bbox": [1, 1, 2, 2], "label": "lava", "class_id": 12}])
+    parsed = parse_sidecar(orjson.dumps(side), "m/x.json")
+    assert parsed.tile is not None
+    assert [r.bbox for r in parsed.tile.regions] == [(0, 10, 223, 20)]
+    assert parsed.tile.regions[0].area_px == 224 * 11
+    assert [p.reason for p in parsed.region_problems] == ["region_label_mismatch", "region_inverted_bbox",
+                                                          "region_unknown_class"]
+    norm = parsed.tile.normalised_fractions()
+    assert abs(sum(norm.values()) - 1) < 1e-12 and abs(norm[4] - 0.5 / 0.92) < 1e-12
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"", "sidecar_empty"), (b"{nope", "sidecar_invalid_json"), (b"[1, 2]", "sidecar_not_object"),
+    (orjson.dumps(make_sidecar(tile_stem=5)), "sidecar_bad_tile_stem"),
+    (orjson.dumps(make_sidecar(class_fractions={"0": "a"})), "sidecar_fractions_not_numeric"),
+    (orjson.dumps(make_sidecar(class_fractions={"0": -0.1})), "sidecar_fractions_negative"),
+    (orjson.dumps(make_sidecar(class_fractions={"42": 0.1})), "sidecar_unknown_class"),
+    (orjson.dumps(make_sidecar(regions={"a": 1})), "sidecar_regions_not_list"),
+    (b'{"class_fractions": {"0": NaN}}', "sidecar_invalid_json"),
+])
+def test_parse_sidecar_rejects(data, reason):
+    parsed = parse_sidecar(data, "m/x.json")
+    assert parsed.tile is None and parsed.problem.reason == reason
+
+
+def test_stem_defaults_to_file_stem():
+    side = make_sidecar()
+    del side["tile_stem"]
+    assert parse_sidecar(orjson.dumps(side), "metadata/s00001/poi_5_t0001.json").tile.tile_stem == "poi_5_t0001"
+
+
+def test_hashed_split_rule():
+    import hashlib
+
+    for key in ("poi_000001", "poi_000002_g001", "x"):
+        bucket = int(hashlib.sha256(key.encode()).hexdigest()[:16], 16) % 10
+        assert hashed_split(key) == ("train" if bucket < 8 else "validation" if bucket == 8 else "test")
+
+
+def _tile(stem, split=None, poi=None):
+    return parse_sidecar(orjson.dumps(make_sidecar(tile_stem=stem, split=split, poi_id=poi)), f"m/{stem}.json").tile
+
+
+def test_initial_split_field_then_hash():
+    assert initial_split(_tile("poi_1_t0000", "TEST")) == "test"
+    assert initial_split(_tile("poi_1_t0000", "bogus", "poi_1_g001")) == hashed_split("poi_1_g001")
+    assert initial_split(_tile("poi_1_t0000", None, None)) == hashed_split("poi_1")
+
+
+def test_leakage_reassign_and_drop():
+    tiles = [_tile("poi_9_g001_t0000", "train"), _tile("poi_9_g002_t0000", "test")]
+    kept, rejected, moved = resolve_leakage("poi_9", tiles, "reassign")
+    assert {t.split for t in kept} == {hashed_split("poi_9")} and moved == 2 and not rejected
+    kept, rejected, moved = resolve_leakage("poi_9", tiles, "drop")
+    assert not kept and len(rejected) == 2 and moved == 0
+    same = [_tile("poi_8_g001_t0000", "validation"), _tile("poi_8_g001_t0001", "validation")]
+    kept, rejected, moved = resolve_leakage("poi_8", same, "drop")
+    assert [t.split for t in kept] == ["validation", "validation"] and moved == 0
+
+
+def test_normalise_box_inclusive_corner():
+    assert normalise_box((0, 0, 223, 223), 224) == [0.0, 0.0, 1.0, 1.0]
+    assert normalise_box((5, 5, 5, 5), 224) == [round(5 / 224, 4), round(5 / 224, 4), round(6 / 224, 4),
+                                                round(6 / 224, 4)]
+
+
+def test_grounding_problem():
+    assert grounding_problem('[{"label": "water", "bbox": [0.1, 0.1, 0.2, 0.2]}]') is None
+    assert grounding_problem("nope") == "not JSON"
+    assert grounding_problem("[]") == "not a non-empty list"
+    assert "out of range" in grounding_problem('[{"label": "w", "bbox": [0.3, 0.1, 0.2, 0.2]}]')
+    assert "out of range" in grounding_problem('[{"label": "w", "bbox": [0.1, 0.1, 1.2, 0.2]}]')
+
+
+def test_gate(prepared):
+    from transforms.tasks import caption, grounding_all
+
+    pt = prepared()
+    row = caption.rows(pt)[0]
+    assert gate_problem(row) is None
+    assert gate_problem(row, 10)[0] == "prompt_too_long"
+    bloated = caption.rows(prepared(caption="payload npz_BASE64 here"))[0]
+    assert gate_problem(bloated) == ("bloat:npz_base64", "")
+    ground = grounding_all.rows(pt)[0]
+    ground.record["messages"][-1]["content"][0]["text"] = '[{"label": "water", "bbox": [0.5, 0, 0.4, 1]}]'
+    assert gate_problem(ground)[0] == "invalid_grounding_json"

@@ -1,0 +1,186 @@
+"""Each PTransform on TestPipeline with beam.Create and assert_that."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import apache_beam as beam
+import orjson
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.conftest import make_sidecar
+from transforms.assign import AssignSplits, IndexTiles
+from transforms.generate import GenerateRows
+from transforms.join import JoinOnTileStem, JoinStills
+from transforms.read import ExtractImageRefs, ListImages, ReadSidecars
+from transforms.refs import ImageRef
+from transforms.render import class_shares
+from transforms.sidecars import parse_sidecar
+from transforms.splits import hashed_split
+from transforms.stats import CountOutcomes
+from transforms.write import CopySourceImages, RenderAnalysisImages, WriteJsonl, WriteRowSidecars
+
+
+def _tile(stem, **kw):
+    return parse_sidecar(orjson.dumps(make_sidecar(tile_stem=stem, **kw)), f"metadata/{stem}.json").tile
+
+
+def _write(path, data: bytes):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def test_read_sidecars(tmp_path):
+    _write(str(tmp_path / "metadata/s00000/a_t0000.json"), orjson.dumps(make_sidecar(tile_stem="a_t0000")))
+    _write(str(tmp_path / "metadata/deep/er/b.json"), b"{broken")
+    _write(str(tmp_path / "metadata/c.json"), orjson.dumps(make_sidecar(
+        tile_stem="c", regions=[{"bbox": [1, 1, 2, 2], "label": "water", "class_id": 3}])))
+    with TestPipeline() as p:
+        out = p | ReadSidecars(str(tmp_path))
+        assert_that(out["tiles"] | beam.Map(lambda kv: (kv[0], kv[1].source)),
+                    equal_to([("a_t0000", "metadata/s00000/a_t0000.json"), ("c", "metadata/c.json")]), label="tiles")
+        assert_that(out["rejects"] | beam.Map(lambda r: (r["source"], r["stage"], r["reason"])),
+                    equal_to([("metadata/deep/er/b.json", "sidecar", "sidecar_invalid_json"),
+                              ("metadata/c.json", "region", "region_label_mismatch")]), label="rejects")
+        assert_that(out["tiles_in"], equal_to([3]), label="count")
+
+
+def test_extract_image_refs_first_wins(tmp_path):
+    def line(*paths):
+        return orjson.dumps({"messages": [{"role": "user", "content": [{"type": "image", "image": p}
+                                                                       for p in paths]}]})
+    _write(str(tmp_path / "data/test.jsonl"), line("images/s1/a.png") + b"\n")
+    _write(str(tmp_path / "data/train.jsonl"), line("images/s0/b.png") + b"\n" + line("images/s0/a.png",
+                                                                                       "mapbox_stills/x.png")
+           + b"\nnot json\n")
+    with TestPipeline() as p:
+        out = p | ExtractImageRefs(str(tmp_path))
+        assert_that(out["chips"] | beam.MapTuple(lambda s, r: (s, r.path)),
+                    equal_to([("a", "images/s0/a.png"), ("b", "images/s0/b.png")]), label="chips")
+        assert_that(out["stills"] | beam.MapTuple(lambda s, r: (s, r.path)), equal_to([("x", "mapbox_stills/x.png")]),
+                    label="stills")
+        assert_that(out["rejects"] | beam.Map(lambda r: (r["source"], r["reason"])),
+                    equal_to([("data/train.jsonl:3", "invalid_jsonl_line")]), label="rejects")
+
+
+def test_list_images(tmp_path):
+    _write(str(tmp_path / "images/s00000/a.png"), b"x")
+    with TestPipeline() as p:
+        assert_that(p | ListImages(str(tmp_path), "images"), equal_to([("a", "images/s00000/a.png")]))
+        assert_that(p | "none" >> ListImages(str(tmp_path), "mapbox_stills"), equal_to([]), label="empty")
+
+
+def test_join_on_tile_stem():
+    ref = ImageRef((0, 1, 1), "chip", "a", "images/a.png")
+    dup = _tile("a").with_fields(source="metadata/z/a.json")
+    with TestPipeline() as p:
+        out = {
+            "sidecars": p | "s" >> beam.Create([("a", _tile("a")), ("a", dup), ("b", _tile("b")), ("c", _tile("c"))]),
+            "refs": p | "r" >> beam.Create([("a", ref), ("c", ImageRef((0, 2, 1), "chip", "c", "images/c.png")),
+                                            ("d", ImageRef((0, 3, 1), "chip", "d", "images/d.png"))]),
+            "files": p | "f" >> beam.Create([("a", "images/a.png")]),
+        } | JoinOnTileStem("/in")
+        assert_that(out["tiles"] | beam.Map(lambda t: (t.tile_stem, t.chip_src)), equal_to([("a", "/in/images/a.png")]),
+                    label="tiles")
+        assert_that(out["rejects"] | beam.Map(lambda r: (r["tile_stem"], r["reason"])),
+                    equal_to([("a", "duplicate_tile_stem"), ("b", "stem_not_in_jsonl"), ("c", "chip_missing"),
+                              ("d", "sidecar_missing")]), label="rejects")
+
+
+def test_join_stills_lookup_order():
+    refs = [("poi_1_g001", ImageRef((0, 1, 1), "still", "poi_1_g001", "mapbox_stills/poi_1_g001.png")),
+            ("poi_2", ImageRef((0, 2, 1), "still", "poi_2", "mapbox_stills/poi_2.png")),
+            ("poi_3", ImageRef((0, 3, 1), "still", "poi_3", "mapbox_stills/poi_3.png"))]
+    files = [("poi_1_g001", "mapbox_stills/poi_1_g001.png"), ("poi_2", "mapbox_stills/poi_2.png")]
+    tiles = [_tile("poi_1_g001_t0000"), _tile("poi_2_g005_t0003"), _tile("poi_4_t0000")]
+    with TestPipeline() as p:
+        out = (p | "t" >> beam.Create(tiles), p | "r" >> beam.Create(refs), p | "f" >> beam.Create(files)) | JoinStills(
+            "/in")
+        assert_that(out["tiles"] | beam.Map(lambda t: (t.tile_stem, t.still_stem, t.still_index)),
+                    equal_to([("poi_1_g001_t0000", "poi_1_g001", 0), ("poi_2_g005_t0003", "poi_2", 1),
+                              ("poi_4_t0000", "", -1)]), label="tiles")
+        assert_that(out["rejects"] | beam.Map(lambda r: r["reason"]), equal_to(["still_missing"]), label="rejects")
+
+
+def test_assign_splits_and_index():
+    tiles = [_tile("poi_5_g001_t0000", split="train"), _tile("poi_5_g002_t0000", split="test"),
+             _tile("poi_6_g001_t0000", split="validation")]
+    target = hashed_split("poi_5")
+    with TestPipeline() as p:
+        out = p | beam.Create(tiles) | AssignSplits("reassign")
+        assert_that(out["tiles"] | beam.Map(lambda t: (t.tile_stem, t.split)),
+                    equal_to([("poi_5_g001_t0000", target), ("poi_5_g002_t0000", target),
+                              ("poi_6_g001_t0000", "validation")]), label="tiles")
+        assert_that(out["reassigned"], equal_to([2]), label="moved")
+        assert_that(out["tiles"] | IndexTiles(), equal_to([{"poi_5_g001_t0000": 0, "poi_5_g002_t0000": 1,
+                                                            "poi_6_g001_t0000": 2}]), label="index")
+    with TestPipeline() as p:
+        out = p | beam.Create(tiles) | AssignSplits("drop")
+        assert_that(out["rejects"] | beam.Map(lambda r: (r["tile_stem"], r["reason"])),
+                    equal_to([("poi_5_g001_t0000", "split_leakage"), ("poi_5_g002_t0000", "split_leakage")]))
+
+
+def test_generate_rows_gates_and_rejects(ctx):
+    good = _tile("poi_1_t0000").with_fields(split="train", chip_src="/in/images/poi_1_t0000.png")
+    empty = _tile("poi_2_t0000", caption="", class_fractions={}, regions=[]).with_fields(split="test",
+                                                                                        chip_src="/in/x.png")
+    with TestPipeline() as p:
+        index = p | "i" >> beam.Create([{"poi_1_t0000": 0, "poi_2_t0000": 1}])
+        out = (p | beam.Create([good, empty]), index) | GenerateRows(ctx, ("caption", "grounding_all"), 16000)
+        assert_that(out["rows"] | beam.Map(lambda r: (r.sample_id, r.sidecar_path)),
+                    equal_to([("poi_1_t0000__caption", "metadata/sft_metadata_rows/s00000/poi_1_t0000__caption.json"),
+                              ("poi_1_t0000__ground_all",
+                               "metadata/sft_metadata_rows/s00000/poi_1_t0000__ground_all.json")]), label="rows")
+        assert_that(out["rejects"] | beam.Map(lambda r: (r["tile_stem"], r["stage"], r["reason"])),
+                    equal_to([("poi_2_t0000", "rows", "no_rows")]), label="rejects")
+        assert_that(out["copies"], equal_to([("images/s00000/poi_1_t0000.png", "/in/images/poi_1_t0000.png")]),
+                    label="copies")
+        assert_that(out["tiles_done"], equal_to(["train"]), label="done")
+
+
+def test_writers(tmp_path, prepared):
+    from transforms.tasks import caption, production_analysis
+
+    pt = prepared()
+    rows = caption.rows(pt) + production_analysis.rows(pt)[:2]
+    from dataclasses import replace
+
+    rows = [replace(r, sidecar_path=f"metadata/sft_metadata_rows/s00000/{r.sample_id}.json") for r in rows]
+    src = tmp_path / "in/chip.png"
+    _write(str(src), b"pngbytes")
+    out = str(tmp_path / "out")
+    with TestPipeline() as p:
+        pr = p | beam.Create(rows)
+        pr | WriteJsonl(out)
+        assert_that(pr | WriteRowSidecars(out), equal_to([{"row_sidecars_written": 1}] * 3), label="sidecars")
+        assert_that(pr | RenderAnalysisImages(out) | beam.Map(lambda e: e["analysis_images_written"]),
+                    equal_to([1, 1]), label="render")
+        copies = p | "c" >> beam.Create([("images/s00000/x.png", str(src))] * 2)
+        assert_that(copies | CopySourceImages(out), equal_to([{"source_images_linked": 1}]), label="copy")
+    lines = (tmp_path / "out/data/train.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["metadata"]["sample_id"] for x in lines) == sorted(r.sample_id for r in rows)
+    assert (tmp_path / "out/data/test.jsonl").read_text() == ""
+    for r in rows:
+        assert json.loads((tmp_path / "out" / r.sidecar_path).read_text()) == r.sidecar
+    png = (tmp_path / "out" / rows[1].record["metadata"]["analysis_image_path"]).read_bytes()
+    assert set(class_shares(png)) <= {0, 1, 4, 6, 7}
+    assert os.path.samefile(tmp_path / "out/images/s00000/x.png", src)
+
+
+def test_count_outcomes(prepared):
+    from transforms.tasks import caption
+
+    row = caption.rows(prepared())[0]
+    with TestPipeline() as p:
+        counts = {
+            "rows": p | "r" >> beam.Create([row]),
+            "rejects": p | "j" >> beam.Create([{"stage": "join", "reason": "chip_missing"}]),
+            "tiles_done": p | "t" >> beam.Create(["train"]),
+            "reassigned": p | "m" >> beam.Create([2]),
+            "events": p | "e" >> beam.Create([{"tiles_in": 2}, {"a": 1}, {"a": 1}]),
+        } | CountOutcomes()
+        assert_that(counts, equal_to([{"rows|caption|train": 1, "rejects|join|chip_missing": 1, "tiles|train": 1,
+                                       "split_reassigned": 2, "tiles_in": 2, "a": 2}]))

@@ -7,8 +7,17 @@ import orjson
 from transforms.classes import CLASS_IDS
 from transforms.prompts import load_templates
 from transforms.rows import grounding_problem
-from transforms.tasks import TASK_NAMES, TASKS, absence, caption, class_focus, cross_view, grounding_all
-from transforms.tasks import grounding_per_class, production_analysis
+from transforms.tasks import (
+    TASK_NAMES,
+    TASKS,
+    absence,
+    caption,
+    class_focus,
+    cross_view,
+    grounding_all,
+    grounding_per_class,
+    production_analysis,
+)
 
 
 def _answer(row):

@@ -1,0 +1,121 @@
+"""A hand-written one-tile tree (two regions, one still, fractions summing to 0.8), asserted field by field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli
+from transforms.render import class_shares
+
+STEM = "poi_000042_g002_t0001"
+SIDECAR = {
+    "tile_stem": STEM, "poi_id": "poi_000042_g002", "split": "Validation", "output_size": 224,
+    "caption": "A reservoir beside a small town.",
+    "class_fractions": {"0": 0.4, "6": 0.2, "2": 0.2},  # sums to 0.8: shares are normalised to 0.5/0.25/0.25
+    "regions": [{"bbox": [0, 0, 111, 89], "label": "water", "class_id": 0, "area_px": 9000},
+                {"bbox": [150, 150, 199, 179], "label": "built", "class_id": 6, "area_px": 1200}],
+    "latitude": -12.5, "longitude": 130.75, "stac_item_id": "S2B_X", "stac_datetime": "2022-06-01T01:02:03Z",
+    "eo_cloud_cover": 3.5, "grid": {"crs": "EPSG:32752"},
+}
+
+
+@pytest.fixture(scope="module")
+def one_tile(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("one") / "tree"
+    (root / "metadata/s00000").mkdir(parents=True)
+    (root / "metadata/s00000" / f"{STEM}.json").write_bytes(orjson.dumps(SIDECAR))
+    (root / "images/s00000").mkdir(parents=True)
+    Image.new("RGB", (224, 224), (30, 60, 90)).save(root / "images/s00000" / f"{STEM}.png")
+    (root / "mapbox_stills/s00000").mkdir(parents=True)
+    Image.new("RGB", (64, 64), (90, 90, 90)).save(root / "mapbox_stills/s00000/poi_000042_g002.png")
+    (root / "data").mkdir()
+    line = {"messages": [{"role": "user", "content": [
+        {"type": "image", "image": f"images/s00000/{STEM}.png"},
+        {"type": "image", "image": "mapbox_stills/s00000/poi_000042_g002.png"}, {"type": "text", "text": "?"}]}]}
+    (root / "data/validation.jsonl").write_bytes(orjson.dumps(line) + b"\n")
+    out = root.parent / "out"
+    run_cli("build", "--input", str(root), "--output", str(out))
+    return out
+
+
+def _rows(out: Path) -> dict[str, dict]:
+    rows = [json.loads(x) for x in (out / "data/validation.jsonl").read_text().splitlines()]
+    assert (out / "data/train.jsonl").read_text() == "" and (out / "data/test.jsonl").read_text() == ""
+    return {r["metadata"]["sample_id"]: r for r in rows}
+
+
+def test_expected_sample_ids(one_tile):
+    rows = _rows(one_tile)
+    absent = [s for s in rows if "__absence_" in s]
+    assert len(absent) == 1
+    assert set(rows) == {f"{STEM}__caption", f"{STEM}__ground_all", f"{STEM}__ground_water", f"{STEM}__ground_built",
+                         f"{STEM}__focus_water", f"{STEM}__focus_built", f"{STEM}__cross_view", *absent,
+                         *(f"{STEM}__analysis_{p}" for p in ("brief_only", "land_use_change", "wildfire",
+                                                             "flood_pulse", "oceanscout_ship_detection"))}
+    assert absent[0].rsplit("_", 1)[-1] not in ("water", "built", "grass")
+
+
+def test_caption_row_field_by_field(one_tile):
+    row = _rows(one_tile)[f"{STEM}__caption"]
+    assert row["messages"][0]["role"] == "user"
+    assert row["messages"][0]["content"][0] == {"type": "image", "image": f"images/s00000/{STEM}.png"}
+    assert row["messages"][1] == {"role": "assistant", "content": [{"type": "text",
+                                                                    "text": "A reservoir beside a small town."}]}
+    assert row["metadata"] == {"sample_id": f"{STEM}__caption", "task": "caption", "analysis_profile": "",
+                               "tile_stem": STEM, "split": "validation",
+                               "image_paths": [f"images/s00000/{STEM}.png"], "analysis_image_path": ""}
+
+
+def test_grounding_rows_field_by_field(one_tile):
+    rows = _rows(one_tile)
+    water = [0.0, 0.0, 0.5, round(90 / 224, 4)]
+    built = [round(150 / 224, 4), round(150 / 224, 4), round(200 / 224, 4), round(180 / 224, 4)]
+    assert json.loads(rows[f"{STEM}__ground_all"]["messages"][-1]["content"][0]["text"]) == [
+        {"label": "water", "bbox": water}, {"label": "built", "bbox": built}]
+    assert json.loads(rows[f"{STEM}__ground_built"]["messages"][-1]["content"][0]["text"]) == [
+        {"label": "built", "bbox": built}]
+
+
+def test_focus_and_cross_view_use_normalised_shares(one_tile):
+    rows = _rows(one_tile)
+    assert "50.0%" in rows[f"{STEM}__focus_water"]["messages"][-1]["content"][0]["text"]
+    assert "25.0%" in rows[f"{STEM}__focus_built"]["messages"][-1]["content"][0]["text"]
+    cv = rows[f"{STEM}__cross_view"]
+    assert cv["metadata"]["image_paths"] == ["mapbox_stills/s00000/poi_000042_g002.png", f"images/s00000/{STEM}.png"]
+    assert "water (50.0%)" in cv["messages"][-1]["content"][0]["text"]
+
+
+def test_production_rows_and_sidecars(one_tile):
+    rows = _rows(one_tile)
+    row = rows[f"{STEM}__analysis_flood_pulse"]
+    md = row["metadata"]
+    assert md["analysis_image_path"] == f"analysis_images/s00000/{STEM}__analysis_flood_pulse.png"
+    assert md["image_paths"] == [f"images/s00000/{STEM}.png", "mapbox_stills/s00000/poi_000042_g002.png",
+                                 md["analysis_image_path"]]
+    assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+    text = row["messages"][1]["content"][-1]["text"]
+    payload = json.loads(text[text.index("{"): text.rindex("}") + 1])
+    block = payload["profile_analytics"]["water_change"]
+    assert block["signal_class"] == "water" and block["sentinel_fraction"] == 0.5
+    assert payload["tim_modality_outputs"]["Coordinates"] == {"kind": "coordinates_wgs84", "latitude": -12.5,
+                                                              "longitude": 130.75, "confidence": 0.9}
+    answer = row["messages"][-1]["content"][0]["text"]
+    word = {"increase": "increase", "decrease": "decrease", "no_change": "no change"}[block["direction"]]
+    assert word in answer.lower() and "50.0%" in answer
+    shares = class_shares((one_tile / md["analysis_image_path"]).read_bytes())
+    for name, cid in (("water", 0), ("built", 6), ("grass", 2)):
+        assert abs(shares.get(cid, 0) - payload["tim_modality_outputs"]["LULC"]["class_fractions"].get(name, 0)) <= 0.005
+    sidecar = json.loads((one_tile / "metadata/sft_metadata_rows/s00000" / f"{STEM}__analysis_flood_pulse.json")
+                         .read_text())
+    assert sidecar["sentinel_sidecar"]["class_fractions"] == {"water": 0.5, "grass": 0.25, "built": 0.25}
+    assert sidecar["sentinel_sidecar"]["dominant_classes"] == ["water", "grass", "built"]
+    assert sidecar["sentinel_sidecar"]["grid"] == {"crs": "EPSG:32752"}
+    assert sidecar["analysis_image_spec"]["seed"] == f"{STEM}|flood_pulse"
+    report = json.loads((one_tile / "build_report.json").read_text())
+    assert report["tiles"] == {"in": 1, "with_rows": 1, "rejected": 0, "by_split": {"validation": 1},
+                               "accounted": True}

@@ -94,7 +94,8 @@ def test_production_analysis_rows_per_profile(prepared):
         md = row.record["metadata"]
         assert row.record["messages"][0]["role"] == "system"
         assert md["image_paths"][0] == pt.chip_path and md["image_paths"][-1] == md["analysis_image_path"]
-        assert md["analysis_image_path"] == f"analysis_images/s00000/poi_000007_g001_t0002__analysis_{md['analysis_profile']}.png"
+        name = f"poi_000007_g001_t0002__analysis_{md['analysis_profile']}.png"
+        assert md["analysis_image_path"] == f"analysis_images/s00000/{name}"
         assert row.render_spec["seed"] == f"poi_000007_g001_t0002|{md['analysis_profile']}"
         assert set(row.sidecar) >= {"analysis_profile", "analysis_image_path", "analysis_image_spec",
                                     "sentinel_sidecar"}

@@ -1,0 +1,83 @@
+"""The same per-tile work as `satsft build`, in a plain Python loop without Beam (the baseline for the
+pipeline / loop ratio): parse sidecars and references, join, assign splits, generate and gate rows, render
+and write analysis images, write row sidecars, JSONL and copies."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+
+from pipeline.config import BuildConfig
+from transforms import fileio
+from transforms.assign import index_tiles
+from transforms.generate import tile_rows
+from transforms.join import index_stills, join_tile, lookup_still
+from transforms.paths import base_poi_id, file_stem
+from transforms.refs import file_rank, parse_line
+from transforms.render import render_analysis_png
+from transforms.rows import PreparedTile
+from transforms.sidecars import parse_sidecar
+from transforms.splits import resolve_leakage
+
+
+def run(input_root: str, output_root: str) -> int:
+    config = BuildConfig.create(input=input_root, output=output_root, check_paths=False)
+    ctx = config.task_context()
+    root = Path(input_root)
+    chips: dict[str, list] = defaultdict(list)
+    stills: dict[str, list] = defaultdict(list)
+    for path in sorted((root / "data").glob("*.jsonl")):
+        for n, line in enumerate(path.read_bytes().splitlines(), 1):
+            for ref in parse_line(line, file_rank(str(path)), n)[0]:
+                (chips if ref.kind == "chip" else stills)[ref.stem].append(ref)
+    chip_files: dict[str, list[str]] = defaultdict(list)
+    for p in (root / "images").rglob("*"):
+        chip_files[p.stem].append(str(p.relative_to(root)))
+    still_found = []
+    for stem, refs in stills.items():
+        ref = min(refs)
+        if (root / ref.path).is_file():
+            still_found.append((stem, ref.path))
+    still_index = index_stills(still_found)
+    sidecars: dict[str, list] = defaultdict(list)
+    for p in (root / "metadata").rglob("*.json"):
+        parsed = parse_sidecar(p.read_bytes(), str(p.relative_to(root)))
+        if parsed.tile:
+            sidecars[parsed.tile.tile_stem].append(parsed.tile)
+    by_base = defaultdict(list)
+    for stem, tiles in sidecars.items():
+        tile, _ = join_tile(stem, tiles, chips.get(stem, []), chip_files.get(file_stem(stem), []), input_root)
+        if tile:
+            by_base[base_poi_id(stem)].append(lookup_still(tile, still_index, input_root))
+    kept = [t for base, tiles in by_base.items() for t in resolve_leakage(base, tiles, "reassign")[0]]
+    index = index_tiles([t.tile_stem for t in kept])
+    jsonl: dict[str, list[bytes]] = defaultdict(list)
+    copies = {}
+    n_rows = 0
+    for tile in kept:
+        pt = PreparedTile(tile, index[tile.tile_stem], ctx)
+        rows, _ = tile_rows(pt, config.tasks, config.max_prompt_chars)
+        for pos, row in enumerate(rows):
+            n_rows += 1
+            jsonl[tile.split].append(orjson.dumps(row.record))
+            fileio.write_bytes(os.path.join(output_root, "metadata", f"{pos}_{row.sample_id}.json"),
+                               orjson.dumps(row.sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+            if row.render_spec:
+                fileio.write_bytes(os.path.join(output_root, row.record["metadata"]["analysis_image_path"]),
+                                   render_analysis_png(row.render_spec))
+        copies[pt.chip_path] = tile.chip_src
+        if pt.still_path:
+            copies[pt.still_path] = tile.still_src
+    for dst, src in copies.items():
+        fileio.link_or_copy(src, os.path.join(output_root, dst))
+    for split, lines in jsonl.items():
+        fileio.write_bytes(os.path.join(output_root, "data", f"{split}.jsonl"), b"\n".join(lines))
+    return n_rows
+
+
+if __name__ == "__main__":
+    print(run(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,131 @@
+"""`make bench`: figures for this machine on generated trees (not a test; it prints, it does not assert).
+
+1. analysis image: median ms for render + PNG encode, for encode alone, and their ratio; mean PNG bytes
+2. `satsft build` (DirectRunner, all tasks, defaults) at 500 and 2,000 tiles: wall s, CPU s per tile
+   (user + sys of the whole process tree), rows/s, output bytes per tile
+3. the same per-tile work in a plain Python loop (bench/plain_loop.py) and the ratio pipeline / loop
+4. peak RSS at 2,000 and 8,000 tiles and the ratio
+
+BENCH_SIZES=500,2000,8000 and BENCH_LOOP_SIZE=2000 override the sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "out"
+PY = sys.executable
+
+
+def tree(n: int) -> Path:
+    root = WORK / f"tree_{n}"
+    marker = root / ".complete"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        subprocess.run([PY, "-m", "pipeline.cli", "sample", "--tiles", str(n), "--output", str(root), "--seed", "11"],
+                       check=True, stdout=subprocess.DEVNULL)
+        marker.write_text("ok")
+    return root
+
+
+def measure(cmd: list[str]) -> dict:
+    out = subprocess.run([PY, str(HERE / "measure.py"), *cmd], check=True, capture_output=True, text=True).stdout
+    result = json.loads(out)
+    if result["returncode"] != 0:
+        raise SystemExit(f"command failed: {' '.join(cmd)}\n{result['stderr_tail']}")
+    return result
+
+
+def du(path: Path) -> int:
+    seen, total = set(), 0
+    for p in path.rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def bench_render(root: Path, n_tiles: int = 200) -> dict:
+    from pipeline.config import BuildConfig
+    from transforms.render import encode_palette_png, render_class_map
+    from transforms.rows import PreparedTile
+    from transforms.sidecars import parse_sidecar
+    from transforms.tasks import production_analysis
+
+    ctx = BuildConfig.create(input=str(root), output="/nonexistent", check_paths=False).task_context()
+    specs = []
+    for i, p in enumerate(sorted((root / "metadata").rglob("*.json"))[:n_tiles]):
+        tile = parse_sidecar(p.read_bytes(), str(p)).tile.with_fields(split="train", chip_src="x.png")
+        specs += [r.render_spec for r in production_analysis.rows(PreparedTile(tile, i, ctx))]
+    full, enc, sizes = [], [], []
+    for spec in specs:
+        t0 = time.perf_counter()
+        m = render_class_map(spec)
+        png = encode_palette_png(m)
+        t1 = time.perf_counter()
+        encode_palette_png(m)
+        t2 = time.perf_counter()
+        full.append(t1 - t0)
+        enc.append(t2 - t1)
+        sizes.append(len(png))
+    return {"images": len(specs), "render_encode_ms": statistics.median(full) * 1e3,
+            "encode_ms": statistics.median(enc) * 1e3, "mean_png_bytes": statistics.mean(sizes)}
+
+
+def bench_build(n: int) -> dict:
+    root = tree(n)
+    out = WORK / f"build_{n}"
+    m = measure([PY, "-m", "pipeline.cli", "build", "--input", str(root), "--output", str(out), "--overwrite"])
+    report = orjson.loads((out / "build_report.json").read_bytes())
+    rows = report["rows"]["total"]
+    return {"tiles": n, "rows": rows, "wall_s": m["wall_s"], "cpu_s": m["cpu_s"], "cpu_s_per_tile": m["cpu_s"] / n,
+            "rows_per_s": rows / m["wall_s"], "bytes_per_tile": du(out) / n, "peak_rss_mb": m["peak_rss_mb"],
+            "accounted": report["tiles"]["accounted"]}
+
+
+def main() -> int:
+    sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "500,2000,8000").split(",")]
+    loop_size = int(os.environ.get("BENCH_LOOP_SIZE", "2000"))
+    WORK.mkdir(parents=True, exist_ok=True)
+    print(f"satsft bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    r = bench_render(tree(sizes[0]))
+    print("\n## analysis image (median of %d)" % r["images"])
+    print(f"render + encode: {r['render_encode_ms']:.2f} ms; encode only: {r['encode_ms']:.2f} ms; "
+          f"ratio {r['render_encode_ms'] / r['encode_ms']:.2f}x; mean PNG {r['mean_png_bytes'] / 1024:.1f} KB")
+    builds = {n: bench_build(n) for n in sizes}
+    print("\n## satsft build (DirectRunner, all tasks, defaults)")
+    print("| tiles | rows | wall s | CPU s | CPU s/tile | rows/s | output bytes/tile | peak RSS MB | accounted |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for b in builds.values():
+        print(f"| {b['tiles']} | {b['rows']} | {b['wall_s']:.1f} | {b['cpu_s']:.1f} | {b['cpu_s_per_tile']:.4f} | "
+              f"{b['rows_per_s']:.0f} | {b['bytes_per_tile']:.0f} | {b['peak_rss_mb']:.0f} | {b['accounted']} |")
+    loop_out = WORK / f"loop_{loop_size}"
+    shutil.rmtree(loop_out, ignore_errors=True)
+    m = measure([PY, str(HERE / "plain_loop.py"), str(tree(loop_size)), str(loop_out)])
+    print("\n## plain Python loop, same per-tile work, no Beam")
+    line = f"{loop_size} tiles: wall {m['wall_s']:.1f} s, CPU {m['cpu_s']:.1f} s ({m['cpu_s'] / loop_size:.4f} s/tile)"
+    if loop_size in builds:
+        line += f"; pipeline / loop CPU = {builds[loop_size]['cpu_s'] / m['cpu_s']:.2f}x"
+    print(line)
+    rss = [(n, b["peak_rss_mb"]) for n, b in builds.items()]
+    if len(rss) >= 2:
+        (n1, r1), (n2, r2) = rss[-2], rss[-1]
+        print(f"\n## peak RSS: {n1} tiles {r1:.0f} MB, {n2} tiles {r2:.0f} MB; ratio {r2 / r1:.2f}x "
+              f"for {n2 / n1:.1f}x the tiles")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -101,7 +101,7 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"satsft bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     r = bench_render(tree(sizes[0]))
-    print("\n## analysis image (median of %d)" % r["images"])
+    print(f"\n## analysis image (median of {r['images']})")
     print(f"render + encode: {r['render_encode_ms']:.2f} ms; encode only: {r['encode_ms']:.2f} ms; "
           f"ratio {r['render_encode_ms'] / r['encode_ms']:.2f}x; mean PNG {r['mean_png_bytes'] / 1024:.1f} KB")
     builds = {n: bench_build(n) for n in sizes}

@@ -4,8 +4,8 @@ The map is built on a half-resolution grid (112x112 cells of 2x2 px) and upsampl
 path to a few vectorised numpy passes. Sentinel boxes are painted where they are; a class that must shrink
 gives up its box cells highest on one smooth seeded noise field; the cells left over are filled class by
 class along the level sets of that field (sorted with a radix sort on quantised keys), the signal class
-first and pulled towards its own boxes, so growth happens next to existing patches. Counts are exact per cell, so shares match the
-fractions to within 1/(2*cells), far inside the 0.5 pp contract.
+first and pulled towards its own boxes, so growth happens next to existing patches. Counts are exact per
+cell, so shares match the fractions to within 1/(2*cells), far inside the 0.5 pp contract.
 """
 
 from __future__ import annotations

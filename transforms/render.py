@@ -78,6 +78,13 @@ def _box_distance(axis: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.maximum(np.maximum(lo - axis, axis - hi), 0)
 
 
+def _quantise(field: np.ndarray) -> np.ndarray:
+    """Flat uint16 keys: numpy sorts them with an O(n) radix sort, and ties break by cell index, so maps
+    stay deterministic."""
+    lo, hi = field.min(), field.max()
+    return ((field.ravel() - lo) * (65535.0 / max(hi - lo, 1e-9))).astype(np.uint16)
+
+
 def render_class_map(spec: dict[str, Any]) -> np.ndarray:
     """The class map (uint8, size x size) described by ``spec``; deterministic for a given spec."""
     grid, size = int(spec["grid"]), int(spec["size"])
@@ -90,6 +97,7 @@ def render_class_map(spec: dict[str, Any]) -> np.ndarray:
     m = _interp_matrix(grid, NOISE_KNOTS)
     knots = noise[:2 * NOISE_KNOTS * NOISE_KNOTS].view("<u2").reshape(NOISE_KNOTS, NOISE_KNOTS) / 65535.0
     field = m @ knots @ m.T
+    shrink_keys = _quantise(field)
     box_class = np.full((grid, grid), -1, dtype=np.int16)
     signal = int(spec["signal_class"])
     near_signal = None
@@ -105,7 +113,7 @@ def render_class_map(spec: dict[str, Any]) -> np.ndarray:
     have = np.bincount(flat_class[flat_class >= 0], minlength=NUM_CLASSES)
     for c in np.flatnonzero(have > targets):  # shrink along the noise's level sets, so what stays is one piece
         idx = np.flatnonzero(flat_class == c)
-        drop = idx[np.argsort(field.ravel()[idx], kind="stable")[targets[c]:]]
+        drop = idx[np.argsort(shrink_keys[idx], kind="stable")[targets[c]:]]
         flat_class[drop] = -1
     remaining = targets - np.bincount(flat_class[flat_class >= 0], minlength=NUM_CLASSES)
 
@@ -115,10 +123,7 @@ def render_class_map(spec: dict[str, Any]) -> np.ndarray:
         order_classes.remove(signal)
         order_classes.insert(0, signal)
     free = np.flatnonzero(flat_class < 0)
-    # Quantised keys sort with numpy's O(n) radix sort; ties break by cell index, so the map is deterministic.
-    lo, hi = field.min(), field.max()
-    keys = ((field.ravel()[free] - lo) * (65535.0 / max(hi - lo, 1e-9))).astype(np.uint16)
-    ranked = free[np.argsort(keys, kind="stable")]
+    ranked = free[np.argsort(_quantise(field)[free], kind="stable")]
     flat_class[ranked] = np.repeat(np.array(order_classes, dtype=np.int16), remaining[order_classes])
     out = flat_class.reshape(grid, grid).astype(np.uint8)
     return out.repeat(cell, axis=0).repeat(cell, axis=1) if cell > 1 else out

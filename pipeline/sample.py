@@ -19,7 +19,7 @@ from PIL import Image
 
 from transforms.classes import CLASS_NAMES, NUM_CLASSES, display_name
 from transforms.ids import stable_rng
-from transforms.render import _interp_matrix
+from transforms.render import interp_matrix
 from transforms.splits import hashed_split
 
 SIZE = 224
@@ -60,7 +60,7 @@ def label_map(stem: str, seed: int, biome: str) -> np.ndarray:
     """A coherent 56x56 class map: per-class smooth noise fields weighted by the biome, argmax."""
     rng = stable_rng(seed, stem, "labels")
     weights = np.array(BIOMES[biome]) * rng.uniform(0.6, 1.4, NUM_CLASSES)
-    m = _interp_matrix(CELLS, 5)
+    m = interp_matrix(CELLS, 5)
     knots = rng.random((NUM_CLASSES, 5, 5))
     fields = np.einsum("ij,cjk,lk->cil", m, knots, m)
     fields = fields * weights[:, None, None] + rng.random((NUM_CLASSES, CELLS, CELLS)) * 0.04
@@ -100,7 +100,7 @@ def chip_png(cells: np.ndarray, stem: str, seed: int) -> bytes:
     rng = stable_rng(seed, stem, "chip")
     labels = cells.repeat(CELL_PX, 0).repeat(CELL_PX, 1)
     rgb = S2_COLOURS[labels]
-    m = _interp_matrix(SIZE, 4)
+    m = interp_matrix(SIZE, 4)
     light = (m @ rng.uniform(0.85, 1.15, (4, 4)) @ m.T)[..., None]
     texture = rng.normal(0.0, 9.0, (SIZE // 2, SIZE // 2, 1)).repeat(2, 0).repeat(2, 1)
     noise = rng.normal(0.0, 4.0, (SIZE, SIZE, 3))

@@ -57,7 +57,7 @@ def target_counts(fractions: dict[str, float] | dict[int, float], total: int) ->
 
 
 @lru_cache(maxsize=8)
-def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
+def interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     pos = np.linspace(0, n_in - 1, n_out)
     lo = np.clip(np.floor(pos).astype(int), 0, n_in - 2)
     w = pos - lo
@@ -94,7 +94,7 @@ def render_class_map(spec: dict[str, Any]) -> np.ndarray:
         2 * NOISE_KNOTS * NOISE_KNOTS + NUM_CLASSES), dtype=np.uint8)
     axis = _axis(grid)
 
-    m = _interp_matrix(grid, NOISE_KNOTS)
+    m = interp_matrix(grid, NOISE_KNOTS)
     knots = noise[:2 * NOISE_KNOTS * NOISE_KNOTS].view("<u2").reshape(NOISE_KNOTS, NOISE_KNOTS) / 65535.0
     field = m @ knots @ m.T
     shrink_keys = _quantise(field)

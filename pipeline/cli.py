@@ -1,4 +1,4 @@
-"""The satsft command line: `satsft sample` writes a realistic tree, `satsft build` runs the Beam graph."""
+"""The satsft command line: `sample` writes a realistic tree, `build` runs the Beam graph, `validate` checks it."""
 
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ from pipeline.report import add_timings, summary_table
 from transforms import fileio
 
 LOG = logging.getLogger("satsft")
-OUTPUT_ENTRIES = ("data", "parquet", "images", "mapbox_stills", "analysis_images", "overlays", "metadata",
+OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stills", "analysis_images", "overlays", "metadata",
                   "rejects", "README.md", "build_report.json")
-USAGE = """satsft {sample,build} ...
+USAGE = """satsft {sample,build,validate} ...
 
   satsft sample --tiles N --output DIR [--seed S] [--overwrite]
   satsft build --input DIR --output DIR [build options] [Beam options]
+  satsft validate DIR
 
 Run `satsft build --help` for the build options."""
 
@@ -140,6 +141,28 @@ def run_sample(argv: list[str]) -> int:
     return 0
 
 
+def run_validate(argv: list[str]) -> int:
+    from pipeline.validate import validate
+
+    parser = argparse.ArgumentParser(prog="satsft validate", description="Check a built dataset folder: schemas, "
+                                     "referenced files, grounding answers, folder limits, card and counts.")
+    parser.add_argument("output", help="the --output folder of a finished build")
+    args = parser.parse_args(argv)
+    root = os.path.abspath(args.output)
+    if not fileio.is_local(args.output):
+        raise UsageError("validate reads a local folder; copy the build down first (gcloud storage cp -r ...)")
+    if not os.path.isdir(root):
+        raise UsageError(f"{root!r} is not a folder; pass the --output folder of a build")
+    findings, checked = validate(root)
+    summary = f"{checked['files']} files, {checked['rows']} rows, {checked['images']} referenced images checked"
+    if findings.count:
+        print("\n".join(findings.lines()))
+        print(f"\nFAILED: {findings.count} problem(s); {summary}")
+        return 1
+    print(f"OK: {summary}; no problems")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _setup_logging()
@@ -150,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"satsft {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    commands = {"build": run_build, "sample": run_sample}
+    commands = {"build": run_build, "sample": run_sample, "validate": run_validate}
     if command not in commands:
         print(f"satsft: error: unknown command {command!r}; use one of: {', '.join(commands)}", file=sys.stderr)
         return 2

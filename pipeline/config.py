@@ -6,11 +6,16 @@ import os
 from dataclasses import dataclass, field
 
 from transforms import fileio
+from transforms.formats import FORMAT_NAMES
 from transforms.prompts import Templates, load_templates
 from transforms.rows import TaskContext
 from transforms.splits import LEAKAGE_POLICIES
 from transforms.tasks import TASK_NAMES
 from transforms.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
+
+DEFAULT_FORMATS = ("jsonl", "parquet")
+ROWS_PER_SHARD = 20000  # about 50 MB of JSONL; Parquet shards stay well under the Hub's comfortable size
+EMBEDDED_ROWS_PER_SHARD = 500  # with a chip, maybe a still and an analysis image per row: about 100 MB
 
 
 class UsageError(ValueError):
@@ -45,13 +50,18 @@ class BuildConfig:
     max_prompt_chars: int = 16000
     prompts_dir: str = ""
     overwrite: bool = False
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    embed_images: bool = False
+    overlays: bool = False
+    rows_per_shard: int = 0
     templates: Templates = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",
                leakage: str = "reassign", tim_shift: str = "varied", redact_location: bool = False,
                max_files_per_dir: int = 9000, max_prompt_chars: int = 16000, prompts_dir: str = "",
-               overwrite: bool = False, check_paths: bool = True) -> BuildConfig:
+               overwrite: bool = False, formats: str = ",".join(DEFAULT_FORMATS), embed_images: bool = False,
+               overlays: bool = False, rows_per_shard: int = 0, check_paths: bool = True) -> BuildConfig:
         if not input:
             raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
         if not output:
@@ -64,6 +74,12 @@ class BuildConfig:
             raise UsageError(f"unknown --tim-shift {tim_shift!r}; choose one of {', '.join(SHIFT_MODES)}")
         if max_files_per_dir < 1:
             raise UsageError("--max-files-per-dir must be at least 1 (the Hugging Face Hub refuses folders over 10000)")
+        format_names = _pick(formats, FORMAT_NAMES, "format")
+        if embed_images and "parquet" not in format_names:
+            raise UsageError("--embed-images puts images into the Parquet files; add parquet to --formats")
+        if rows_per_shard < 0:
+            raise UsageError("--rows-per-shard must be 0 (automatic) or a positive number of rows")
+        rows_per_shard = rows_per_shard or (EMBEDDED_ROWS_PER_SHARD if embed_images else ROWS_PER_SHARD)
         if max_prompt_chars < 100:
             raise UsageError("--max-prompt-chars must be at least 100")
         input_root, output_root = _clean_root(input), _clean_root(output)
@@ -74,7 +90,8 @@ class BuildConfig:
         except ValueError as err:
             raise UsageError(str(err)) from err
         return cls(input_root, output_root, task_names, profile_names, leakage, tim_shift, redact_location,
-                   max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, templates)
+                   max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
+                   overlays, rows_per_shard, templates)
 
     def task_context(self) -> TaskContext:
         return TaskContext(self.templates, self.profiles, self.tim_shift, self.redact_location,
@@ -84,7 +101,9 @@ class BuildConfig:
         return {"input": self.input, "output": self.output, "tasks": list(self.tasks),
                 "profiles": list(self.profiles), "leakage": self.leakage, "tim_shift": self.tim_shift,
                 "redact_location": self.redact_location, "max_files_per_dir": self.max_files_per_dir,
-                "max_prompt_chars": self.max_prompt_chars, "prompts_dir": self.prompts_dir}
+                "max_prompt_chars": self.max_prompt_chars, "prompts_dir": self.prompts_dir,
+                "formats": list(self.formats), "embed_images": self.embed_images, "overlays": self.overlays,
+                "rows_per_shard": self.rows_per_shard}
 
 
 def _clean_root(path: str) -> str:

@@ -7,11 +7,18 @@ import apache_beam as beam
 from pipeline.config import BuildConfig
 from pipeline.report import WriteReport
 from transforms.assign import AssignSplits, IndexTiles
-from transforms.generate import COPIES, TILES_DONE, GenerateRows
+from transforms.generate import COPIES, OVERLAYS, TILES_DONE, GenerateRows
 from transforms.join import JoinOnTileStem, JoinStills
 from transforms.read import ExtractImageRefs, ListImages, ReadSidecars
 from transforms.stats import CountOutcomes
-from transforms.write import CopySourceImages, RenderAnalysisImages, WriteJsonl, WriteRejects, WriteRowSidecars
+from transforms.write import (
+    CopySourceImages,
+    RenderAnalysisImages,
+    WriteOverlays,
+    WriteRejects,
+    WriteRowSidecars,
+    WriteSplitFiles,
+)
 
 
 def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipeline:
@@ -28,21 +35,20 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     split = with_stills["tiles"] | "AssignSplits" >> AssignSplits(config.leakage)
     tile_index = split["tiles"] | "IndexTiles" >> IndexTiles()
     generated = (split["tiles"], tile_index) | "GenerateRows" >> GenerateRows(
-        config.task_context(), config.tasks, config.max_prompt_chars)
+        config.task_context(), config.tasks, config.max_prompt_chars, config.overlays)
     rows = generated["rows"]
 
-    jsonl_files = rows | "WriteJsonl" >> WriteJsonl(out)
     events = [
-        jsonl_files | "JsonlEvents" >> beam.Map(lambda _: {"jsonl_files_written": 1}),
+        rows | "WriteSplitFiles" >> WriteSplitFiles(out, config.formats, config.rows_per_shard, config.embed_images),
         rows | "WriteRowSidecars" >> WriteRowSidecars(out),
         rows | "RenderAnalysisImages" >> RenderAnalysisImages(out),
         generated[COPIES] | "CopySourceImages" >> CopySourceImages(out),
+        generated[OVERLAYS] | "WriteOverlays" >> WriteOverlays(out),
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),
     ]
     rejects = ([sidecars["rejects"], refs["rejects"], joined["rejects"], with_stills["rejects"], split["rejects"],
                 generated["rejects"]] | "AllRejects" >> beam.Flatten())
-    reject_files = rejects | "WriteRejects" >> WriteRejects(out)
-    events.append(reject_files | "RejectEvents" >> beam.Map(lambda _: {"reject_files_written": 1}))
+    events.append(rejects | "WriteRejects" >> WriteRejects(out))
 
     counts = {
         "rows": rows, "rejects": rejects, "tiles_done": generated[TILES_DONE], "reassigned": split["reassigned"],

@@ -28,6 +28,13 @@ class BuildOptions(PipelineOptions):
         _flag(parser, "max-files-per-dir", type=int, default=9000, help="entries per leaf folder (Hub limit 10000)")
         _flag(parser, "max-prompt-chars", type=int, default=16000, help="longest row text the gate lets through")
         _flag(parser, "prompts-dir", default="", help="folder of prompt templates (default: the bundled ones)")
+        _flag(parser, "formats", default="jsonl,parquet", help="comma list of jsonl, parquet, llava, sharegpt")
+        _flag(parser, "embed-images", action="store_true", default=False,
+              help="store the images inside the Parquet rows (Hugging Face Image structs)")
+        _flag(parser, "overlays", action="store_true", default=False,
+              help="also write region boxes drawn on each chip under overlays/")
+        _flag(parser, "rows-per-shard", type=int, default=0,
+              help="rows per output file (0: 20000, or 500 with --embed-images)")
         _flag(parser, "overwrite", action="store_true", default=False,
               help="replace an existing output folder instead of refusing")
 
@@ -36,4 +43,6 @@ class BuildOptions(PipelineOptions):
             input=self.input, output=self.output, tasks=self.tasks, profiles=self.profiles, leakage=self.leakage,
             tim_shift=self.tim_shift, redact_location=self.redact_location,
             max_files_per_dir=self.max_files_per_dir, max_prompt_chars=self.max_prompt_chars,
-            prompts_dir=self.prompts_dir, overwrite=self.overwrite, check_paths=check_paths)
+            prompts_dir=self.prompts_dir, overwrite=self.overwrite, formats=self.formats,
+            embed_images=self.embed_images, overlays=self.overlays, rows_per_shard=self.rows_per_shard,
+            check_paths=check_paths)

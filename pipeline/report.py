@@ -1,4 +1,4 @@
-"""build_report.json and the summary printed at the end of a build."""
+"""build_report.json, the dataset card and the summary printed at the end of a build."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import apache_beam as beam
 import orjson
 
 from pipeline import __version__
+from pipeline.card import CARD_NAME, render_card
 from pipeline.config import BuildConfig
 from transforms import fileio
 from transforms.paths import join_path
@@ -23,8 +24,9 @@ def make_report(config: dict[str, Any], counts: dict[str, int]) -> dict[str, Any
 
 
 def _write(counts: dict[str, int], config: dict[str, Any], output: str) -> None:
-    fileio.write_bytes(join_path(output, REPORT_NAME),
-                       orjson.dumps(make_report(config, counts), option=orjson.OPT_INDENT_2))
+    report = make_report(config, counts)
+    fileio.write_bytes(join_path(output, REPORT_NAME), orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    fileio.write_bytes(join_path(output, CARD_NAME), render_card(report).encode())
 
 
 @dataclass

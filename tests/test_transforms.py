@@ -20,7 +20,7 @@ from transforms.render import class_shares
 from transforms.sidecars import parse_sidecar
 from transforms.splits import hashed_split
 from transforms.stats import CountOutcomes
-from transforms.write import CopySourceImages, RenderAnalysisImages, WriteJsonl, WriteRowSidecars
+from transforms.write import CopySourceImages, RenderAnalysisImages, WriteRejects, WriteRowSidecars, WriteSplitFiles
 
 
 def _tile(stem, **kw):
@@ -138,7 +138,8 @@ def test_generate_rows_gates_and_rejects(ctx):
                     equal_to([("poi_2_t0000", "rows", "no_rows")]), label="rejects")
         assert_that(out["copies"], equal_to([("images/s00000/poi_1_t0000.png", "/in/images/poi_1_t0000.png")]),
                     label="copies")
-        assert_that(out["tiles_done"], equal_to(["train"]), label="done")
+        assert_that(out["tiles_done"], equal_to([{"split": "train", "dominant": "crops",
+                                                  "regions": {"water": 1, "crops": 1}}]), label="done")
 
 
 def test_writers(tmp_path, prepared):
@@ -154,14 +155,19 @@ def test_writers(tmp_path, prepared):
     out = str(tmp_path / "out")
     with TestPipeline() as p:
         pr = p | beam.Create(rows)
-        pr | WriteJsonl(out)
+        assert_that(pr | WriteSplitFiles(out, ("jsonl",), 100), equal_to([
+            {"files|jsonl|data/train.jsonl": 3}, {"files|jsonl|data/validation.jsonl": 0},
+            {"files|jsonl|data/test.jsonl": 0}]), label="split_files")
+        rejects = p | "rj" >> beam.Create([{"reason": "b"}, {"reason": "a"}])
+        assert_that(rejects | WriteRejects(out), equal_to([{"reject_files_written": 1}]), label="rejects")
         assert_that(pr | WriteRowSidecars(out), equal_to([{"row_sidecars_written": 1}] * 3), label="sidecars")
         assert_that(pr | RenderAnalysisImages(out) | beam.Map(lambda e: e["analysis_images_written"]),
                     equal_to([1, 1]), label="render")
         copies = p | "c" >> beam.Create([("images/s00000/x.png", str(src))] * 2)
         assert_that(copies | CopySourceImages(out), equal_to([{"source_images_linked": 1}]), label="copy")
     lines = (tmp_path / "out/data/train.jsonl").read_text().splitlines()
-    assert sorted(json.loads(x)["metadata"]["sample_id"] for x in lines) == sorted(r.sample_id for r in rows)
+    assert [json.loads(x)["metadata"]["sample_id"] for x in lines] == sorted(r.sample_id for r in rows)
+    assert (tmp_path / "out/rejects/rejects-00000-of-00001.jsonl").read_text() == '{"reason":"a"}\n{"reason":"b"}\n'
     assert (tmp_path / "out/data/test.jsonl").read_text() == ""
     for r in rows:
         assert json.loads((tmp_path / "out" / r.sidecar_path).read_text()) == r.sidecar
@@ -178,9 +184,10 @@ def test_count_outcomes(prepared):
         counts = {
             "rows": p | "r" >> beam.Create([row]),
             "rejects": p | "j" >> beam.Create([{"stage": "join", "reason": "chip_missing"}]),
-            "tiles_done": p | "t" >> beam.Create(["train"]),
+            "tiles_done": p | "t" >> beam.Create([{"split": "train", "dominant": "water", "regions": {"water": 2}}]),
             "reassigned": p | "m" >> beam.Create([2]),
             "events": p | "e" >> beam.Create([{"tiles_in": 2}, {"a": 1}, {"a": 1}]),
         } | CountOutcomes()
         assert_that(counts, equal_to([{"rows|caption|train": 1, "rejects|join|chip_missing": 1, "tiles|train": 1,
-                                       "split_reassigned": 2, "tiles_in": 2, "a": 2}]))
+                                       "dominant|water": 1, "regions|water": 2, "split_reassigned": 2,
+                                       "tiles_in": 2, "a": 2}]))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.classes import CLASS_NAMES
 from transforms.gate import gate_problem
 from transforms.paths import join_path, shard_dir
 from transforms.records import reject
@@ -18,6 +19,7 @@ from transforms.tasks import TASKS
 REJECTS = "rejects"
 COPIES = "copies"
 TILES_DONE = "tiles_done"
+OVERLAYS = "overlays"
 LOG = logging.getLogger("satsft.progress")
 PROGRESS_EVERY_S = 5.0
 # Per-task upper bound on rows per tile; with it a row's sidecar folder follows from its tile ordinal alone.
@@ -32,6 +34,15 @@ def rows_per_tile_bound(tasks: tuple[str, ...], n_profiles: int) -> int:
 def row_sidecar_path(tile_index: int, position: int, bound: int, sample_id: str, max_files_per_dir: int) -> str:
     return join_path("metadata", "sft_metadata_rows", shard_dir(tile_index * bound + position, max_files_per_dir),
                      f"{file_safe(sample_id)}.json")
+
+
+def tile_summary(pt: PreparedTile) -> dict:
+    """What the dataset card's tile tables need from a finished tile: its split, dominant class, box labels."""
+    top = max(pt.fractions.items(), key=lambda kv: (kv[1], -kv[0]), default=None)
+    labels: dict[str, int] = {}
+    for r in pt.tile.regions:
+        labels[r.label] = labels.get(r.label, 0) + 1
+    return {"split": pt.tile.split, "dominant": CLASS_NAMES[top[0]] if top else "", "regions": labels}
 
 
 def tile_rows(pt: PreparedTile, tasks: tuple[str, ...], max_prompt_chars: int
@@ -50,8 +61,8 @@ def tile_rows(pt: PreparedTile, tasks: tuple[str, ...], max_prompt_chars: int
 
 
 class _GenerateRowsFn(beam.DoFn):
-    def __init__(self, ctx: TaskContext, tasks: tuple[str, ...], max_prompt_chars: int):
-        self.ctx, self.tasks, self.max_prompt_chars = ctx, tasks, max_prompt_chars
+    def __init__(self, ctx: TaskContext, tasks: tuple[str, ...], max_prompt_chars: int, overlays: bool):
+        self.ctx, self.tasks, self.max_prompt_chars, self.overlays = ctx, tasks, max_prompt_chars, overlays
         self.bound = rows_per_tile_bound(tasks, len(ctx.profiles))
         self.tiles_in = Metrics.counter("GenerateRows", "tiles_in")
         self.rows_out = Metrics.counter("GenerateRows", "rows_out")
@@ -80,16 +91,24 @@ class _GenerateRowsFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REJECTS, reject(tile.source, tile.tile_stem, "rows", "no_rows",
                                                            ",".join(reasons)))
             return
+        sources = {pt.chip_path: tile.chip_src}
+        if pt.still_path:
+            sources[pt.still_path] = tile.still_src
         used = set()
         for position, row in enumerate(kept):
             self.task_rows[row.task].inc()
-            used.update(row.record["metadata"]["image_paths"])
+            paths = row.record["metadata"]["image_paths"]
+            used.update(paths)
             yield replace(row, sidecar_path=row_sidecar_path(pt.tile_index, position, self.bound, row.sample_id,
-                                                             self.ctx.max_files_per_dir))
+                                                             self.ctx.max_files_per_dir),
+                          image_sources=tuple((p, sources[p]) for p in paths if p in sources))
         yield beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src))
         if pt.still_path and pt.still_path in used:
             yield beam.pvalue.TaggedOutput(COPIES, (pt.still_path, tile.still_src))
-        yield beam.pvalue.TaggedOutput(TILES_DONE, tile.split)
+        if self.overlays and tile.regions:
+            yield beam.pvalue.TaggedOutput(OVERLAYS, (pt.overlay_path, tile.chip_src, tile.size,
+                                                      tuple((r.label, r.class_id, r.bbox) for r in tile.regions)))
+        yield beam.pvalue.TaggedOutput(TILES_DONE, tile_summary(pt))
         self.rows_out.inc(len(kept))
         self._tiles += 1
         self._rows += len(kept)
@@ -103,10 +122,13 @@ class GenerateRows(beam.PTransform):
     ctx: TaskContext
     tasks: tuple[str, ...]
     max_prompt_chars: int
+    overlays: bool = False
 
     def expand(self, inputs):
         tiles, tile_index = inputs
         out = tiles | "Generate" >> beam.ParDo(
-            _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars), beam.pvalue.AsSingleton(tile_index)
-        ).with_outputs(REJECTS, COPIES, TILES_DONE, main="rows")
-        return {"rows": out.rows, REJECTS: out[REJECTS], COPIES: out[COPIES], TILES_DONE: out[TILES_DONE]}
+            _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars, self.overlays),
+            beam.pvalue.AsSingleton(tile_index)
+        ).with_outputs(REJECTS, COPIES, TILES_DONE, OVERLAYS, main="rows")
+        return {"rows": out.rows, REJECTS: out[REJECTS], COPIES: out[COPIES], TILES_DONE: out[TILES_DONE],
+                OVERLAYS: out[OVERLAYS]}

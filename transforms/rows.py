@@ -44,6 +44,7 @@ class Row:
     sidecar: dict[str, Any]  # provenance written to metadata/sft_metadata_rows/
     render_spec: dict[str, Any] | None = None  # set for production_analysis rows
     sidecar_path: str = ""  # set once the row's place among its tile's rows is known
+    image_sources: tuple[tuple[str, str], ...] = ()  # (output path, input path) of copied images, for embedding
 
     @property
     def sample_id(self) -> str:
@@ -88,6 +89,11 @@ class PreparedTile:
         position = self.tile_index * len(self.ctx.profiles) + self.ctx.profiles.index(profile)
         return join_path("analysis_images", shard_dir(position, self.ctx.max_files_per_dir),
                          f"{file_safe(self.stem)}__analysis_{profile}.png")
+
+    @cached_property
+    def overlay_path(self) -> str:
+        return join_path("overlays", shard_dir(self.tile_index, self.ctx.max_files_per_dir),
+                         f"{file_safe(self.stem)}__regions.png")
 
     @cached_property
     def fractions(self) -> dict[int, float]:

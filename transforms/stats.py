@@ -9,13 +9,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import apache_beam as beam
+import orjson
 
+from transforms.formats import GROUNDING_TASKS
 from transforms.records import TILE_STAGES
 
 
-def row_key(row) -> tuple[str, int]:
+def row_keys(row) -> list[tuple[str, int]]:
+    """rows|task|split for every row; boxes|n for grounding rows (the card's boxes-per-row histogram)."""
     md = row.record["metadata"]
-    return f"rows|{md['task']}|{md['split']}", 1
+    keys = [(f"rows|{md['task']}|{md['split']}", 1)]
+    if md["task"] in GROUNDING_TASKS:
+        answer = row.record["messages"][-1]["content"][-1]["text"]
+        keys.append((f"boxes|{len(orjson.loads(answer))}", 1))
+    return keys
+
+
+def tile_keys(summary: dict) -> list[tuple[str, int]]:
+    keys = [(f"tiles|{summary['split']}", 1)]
+    if summary["dominant"]:
+        keys.append((f"dominant|{summary['dominant']}", 1))
+    keys += [(f"regions|{label}", n) for label, n in summary["regions"].items()]
+    return keys
 
 
 def reject_key(record: dict) -> tuple[str, int]:
@@ -32,9 +47,9 @@ class CountOutcomes(beam.PTransform):
 
     def expand(self, parts):
         keyed = [
-            parts["rows"] | "RowKeys" >> beam.Map(row_key),
+            parts["rows"] | "RowKeys" >> beam.FlatMap(row_keys),
             parts["rejects"] | "RejectKeys" >> beam.Map(reject_key),
-            parts["tiles_done"] | "TileKeys" >> beam.Map(lambda split: (f"tiles|{split}", 1)),
+            parts["tiles_done"] | "TileKeys" >> beam.FlatMap(tile_keys),
             parts["reassigned"] | "ReassignKeys" >> beam.Map(lambda n: ("split_reassigned", n)),
             parts["events"] | "EventKeys" >> beam.FlatMap(event_items),
         ]
@@ -50,6 +65,9 @@ def summarise(counts: dict[str, int]) -> dict:
     rejects: dict[str, int] = {}
     tiles_by_split: dict[str, int] = {}
     tiles_rejected = 0
+    classes: dict[str, dict[str, int]] = {}
+    boxes: dict[int, int] = {}
+    files: dict[str, dict[str, int]] = {}
     other: dict[str, int] = {}
     for key, n in sorted(counts.items()):
         kind, _, rest = key.partition("|")
@@ -63,6 +81,14 @@ def summarise(counts: dict[str, int]) -> dict:
                 tiles_rejected += n
         elif kind == "tiles":
             tiles_by_split[rest] = n
+        elif kind in ("dominant", "regions"):
+            classes.setdefault(rest, {"dominant_tiles": 0, "regions": 0})[
+                "dominant_tiles" if kind == "dominant" else "regions"] = n
+        elif kind == "boxes":
+            boxes[int(rest)] = n
+        elif kind == "files":
+            fmt, path = rest.split("|", 1)
+            files.setdefault(fmt, {})[path] = n
         else:
             other[key] = n
     tiles_in = other.pop("tiles_in", 0)
@@ -72,5 +98,8 @@ def summarise(counts: dict[str, int]) -> dict:
                   "by_split": tiles_by_split, "accounted": tiles_in == with_rows + tiles_rejected},
         "rows": {"total": sum(sum(v.values()) for v in rows.values()), "by_task_split": rows},
         "rejects_by_reason": dict(sorted(rejects.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "classes": dict(sorted(classes.items())),
+        "boxes_per_row": {str(k): boxes[k] for k in sorted(boxes)},
+        "files": files,
         "outputs": other,
     }

@@ -1,4 +1,4 @@
-"""Writers: JSONL per split, row sidecars, analysis images, source image copies and rejects.
+"""Writers: split files in every format, row sidecars, analysis images, overlays, image copies, rejects.
 
 Per-file writers run inside the DoFn that has the data (pixels never cross a shuffle), write under
 deterministic names via a temporary name, and emit one small count event per file for the build report.
@@ -7,40 +7,117 @@ deterministic names via a temporary name, and emit one small count event per fil
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import orjson
 from apache_beam.metrics import Metrics
 
 from transforms import fileio
+from transforms.formats import FORMATS, Images
+from transforms.ids import stable_uint64
+from transforms.overlay import draw_regions
 from transforms.paths import join_path
 from transforms.render import render_analysis_png
 from transforms.rows import Row
 from transforms.sidecars import VALID_SPLITS
 
 
-def row_json(row: Row) -> str:
-    return orjson.dumps(row.record).decode()
+REJECTS_FILE = "rejects/rejects-00000-of-00001.jsonl"
+
+
+def shard_count(n_rows: int, rows_per_shard: int) -> int:
+    """Shards for a split; an empty split still gets one (empty) file so every loader finds every split."""
+    return max(1, -(-n_rows // rows_per_shard))
+
+
+class ShardEntry(NamedTuple):
+    """What crosses the shuffle into a shard writer: row text and image paths, never pixels."""
+
+    sample_id: str
+    record: dict[str, Any]
+    image_sources: tuple[tuple[str, str], ...]
+    render_spec: dict[str, Any] | None
+
+
+def shard_key(row: Row, counts: dict[str, int], rows_per_shard: int) -> tuple[tuple[str, int, int], ShardEntry]:
+    """((split, shard, n_shards), entry); the shard is a hash of the sample id, so reruns agree."""
+    split = row.record["metadata"]["split"]
+    n = shard_count(counts.get(split, 0), rows_per_shard)
+    return (split, stable_uint64("shard", row.sample_id) % n, n), ShardEntry(
+        row.sample_id, row.record, row.image_sources, row.render_spec)
+
+
+def all_shard_keys(counts: dict[str, int], rows_per_shard: int) -> list[tuple[tuple[str, int, int], None]]:
+    out = []
+    for split in VALID_SPLITS:
+        n = shard_count(counts.get(split, 0), rows_per_shard)
+        out += [((split, i, n), None) for i in range(n)]
+    return out
+
+
+def shard_images(entries: list[ShardEntry], read=fileio.read_bytes) -> list[Images]:
+    """Each row's images in image_paths order: copied sources read once per shard, analysis images rendered
+    again from their spec (cheaper than waiting for the render step and reading its file back)."""
+    cache: dict[str, bytes] = {}
+    out = []
+    for e in entries:
+        sources = dict(e.image_sources)
+        imgs = []
+        for path in e.record["metadata"]["image_paths"]:
+            if path not in cache:
+                if path == e.record["metadata"]["analysis_image_path"] and e.render_spec is not None:
+                    cache[path] = render_analysis_png(e.render_spec)
+                else:
+                    cache[path] = read(sources[path])
+            imgs.append((path, cache[path]))
+        out.append(imgs)
+    return out
+
+
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, root: str, formats: tuple[str, ...], embed_images: bool):
+        self.root, self.formats, self.embed_images = root, formats, embed_images
+        self.files = Metrics.counter("WriteSplitFiles", "files_written")
+        self.rows = Metrics.counter("WriteSplitFiles", "rows_written")
+
+    def process(self, element):
+        (split, shard, n), grouped = element
+        entries = sorted(grouped["rows"], key=lambda e: e.sample_id)
+        records = [e.record for e in entries]
+        images = shard_images(entries) if self.embed_images else None
+        for name in self.formats:
+            fmt = FORMATS[name]
+            path = fmt.path(split, shard, n)
+            fileio.write_bytes(join_path(self.root, path), fmt.encode(records, images if fmt.uses_images else None))
+            self.files.inc()
+            yield {f"files|{name}|{path}": len(records)}
+        self.rows.inc(len(records))
 
 
 @dataclass
-class WriteJsonl(beam.PTransform):
-    """data/<split>.jsonl for every split (an empty file for an empty split, so loaders find all three)."""
+class WriteSplitFiles(beam.PTransform):
+    """Rows -> every selected format, per split, in shards of at most rows_per_shard rows.
+
+    Shard membership is a hash of the sample id and each shard is sorted by sample id, so the bytes of every
+    file are the same on every run and every runner. Emits one event per file written: files|format|path.
+    """
 
     output_root: str
+    formats: tuple[str, ...]
+    rows_per_shard: int
+    embed_images: bool = False
 
     def expand(self, rows):
-        parts = rows | "BySplit" >> beam.Partition(lambda r, n: VALID_SPLITS.index(r.record["metadata"]["split"]),
-                                                   len(VALID_SPLITS))
-        written = []
-        for split, part in zip(VALID_SPLITS, parts, strict=True):
-            written.append(
-                part
-                | f"Json_{split}" >> beam.Map(row_json)
-                | f"Write_{split}" >> beam.io.WriteToText(join_path(self.output_root, "data", split),
-                                                          file_name_suffix=".jsonl", shard_name_template="",
-                                                          num_shards=1))
-        return written | "Files" >> beam.Flatten()
+        counts = (rows
+                  | "SplitOf" >> beam.Map(lambda r: (r.record["metadata"]["split"], 1))
+                  | "CountPerSplit" >> beam.CombinePerKey(sum)
+                  | "Counts" >> beam.combiners.ToDict())
+        keys = counts | "ShardKeys" >> beam.FlatMap(all_shard_keys, self.rows_per_shard)
+        keyed = rows | "KeyByShard" >> beam.Map(shard_key, beam.pvalue.AsSingleton(counts), self.rows_per_shard)
+        return ({"rows": keyed, "keys": keys}
+                | "GroupShards" >> beam.CoGroupByKey()
+                | "Write" >> beam.ParDo(_WriteShardFn(self.output_root, self.formats, self.embed_images)))
 
 
 class _WriteSidecarFn(beam.DoFn):
@@ -113,12 +190,46 @@ class CopySourceImages(beam.PTransform):
                 | "Copy" >> beam.ParDo(_CopyFn(self.output_root)))
 
 
+class _OverlayFn(beam.DoFn):
+    def __init__(self, root: str):
+        self.root = root
+        self.drawn = Metrics.counter("WriteOverlays", "images_written")
+
+    def process(self, element):
+        path, chip_src, size, regions = element
+        fileio.write_bytes(join_path(self.root, path), draw_regions(fileio.read_bytes(chip_src), size, regions))
+        self.drawn.inc()
+        yield {"overlays_written": 1}
+
+
+@dataclass
+class WriteOverlays(beam.PTransform):
+    """Region boxes and labels drawn on each chip, for people checking the labels by eye."""
+
+    output_root: str
+
+    def expand(self, overlays):
+        return overlays | "Draw" >> beam.ParDo(_OverlayFn(self.output_root))
+
+
+def write_rejects_file(root: str, rejects: list[dict]) -> dict[str, int]:
+    """All rejects in one file, sorted, so a rerun writes the same bytes (an empty file when there are none)."""
+    lines = sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in rejects)
+    fileio.write_bytes(join_path(root, REJECTS_FILE), b"".join(line + b"\n" for line in lines))
+    return {"reject_files_written": 1}
+
+
 @dataclass
 class WriteRejects(beam.PTransform):
+    """rejects/rejects-00000-of-00001.jsonl: the dead-letter file, one JSON object with a reason per line."""
+
     output_root: str
 
     def expand(self, rejects):
-        return (rejects
-                | "Json" >> beam.Map(lambda r: orjson.dumps(r).decode())
-                | "Write" >> beam.io.WriteToText(join_path(self.output_root, "rejects", "rejects"),
-                                                 file_name_suffix=".jsonl", num_shards=1))
+        root = self.output_root
+        keyed = rejects | "Key" >> beam.Map(lambda r: (None, r))
+        always = keyed.pipeline | "Anchor" >> beam.Create([(None, None)])
+        return ((keyed, always)
+                | "Both" >> beam.Flatten()
+                | "One" >> beam.GroupByKey()
+                | "Write" >> beam.MapTuple(lambda _, rs: write_rejects_file(root, [r for r in rs if r is not None])))

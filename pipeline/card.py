@@ -1,0 +1,128 @@
+"""The dataset card README.md: a Hugging Face YAML header whose configs name the files written, then tables.
+
+Everything on the card comes from build_report.json, so the card and the report can never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+import yaml
+
+from transforms.classes import CLASS_NAMES
+from transforms.sidecars import VALID_SPLITS
+
+CARD_NAME = "README.md"
+SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                   (10_000_000, "1M<n<10M"))
+# Which written format a card config points at, best first: loaders read Parquet fastest.
+CONFIG_FORMATS = ("parquet", "jsonl")
+OPTION_FLAGS = (("tasks", "--tasks"), ("profiles", "--profiles"), ("leakage", "--leakage"),
+                ("tim_shift", "--tim-shift"), ("max_files_per_dir", "--max-files-per-dir"),
+                ("max_prompt_chars", "--max-prompt-chars"), ("formats", "--formats"),
+                ("rows_per_shard", "--rows-per-shard"))
+
+
+def size_category(n: int) -> str:
+    for bound, name in SIZE_CATEGORIES:
+        if n < bound:
+            return name
+    return "n>10M"
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Hash of the options that shape the output (not where it is read from or written to)."""
+    shaping = {k: v for k, v in config.items() if k not in ("input", "output")}
+    return hashlib.sha256(orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def build_command(config: dict[str, Any]) -> str:
+    """An equivalent command line for this build, rebuilt from the config rather than from argv."""
+    parts = ["satsft build", f"--input {config['input']}", f"--output {config['output']}"]
+    for key, flag in OPTION_FLAGS:
+        value = config.get(key)
+        parts.append(f"{flag} {','.join(value) if isinstance(value, list) else value}")
+    for key in ("redact_location", "embed_images", "overlays"):
+        if config.get(key):
+            parts.append("--" + key.replace("_", "-"))
+    if config.get("prompts_dir"):
+        parts.append(f"--prompts-dir {config['prompts_dir']}")
+    return " ".join(parts)
+
+
+def card_configs(files: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """`configs` for the YAML header: the default config reads Parquet (or JSONL when Parquet was not written),
+    listing exactly the files of each split."""
+    configs = []
+    for fmt in CONFIG_FORMATS:
+        if fmt not in files:
+            continue
+        by_split = {s: sorted(p for p in files[fmt] if p.rsplit("/", 1)[-1].startswith((f"{s}.", f"{s}-")))
+                    for s in VALID_SPLITS}
+        data_files = [{"split": s, "path": paths} for s, paths in by_split.items() if paths]
+        configs.append({"config_name": "default" if not configs else fmt, "data_files": data_files})
+    return configs
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def render_card(report: dict[str, Any]) -> str:
+    cfg, rows, tiles = report["config"], report["rows"], report["tiles"]
+    total = rows["total"]
+    header = {
+        "pretty_name": "satsft Earth-observation SFT dataset",
+        "license": "other",
+        "task_categories": ["image-text-to-text", "visual-question-answering", "image-to-text"],
+        "tags": ["remote-sensing", "earth-observation", "sentinel-2", "land-cover", "dynamic-world", "grounding",
+                 "satsft"],
+        "size_categories": [size_category(total)],
+        "configs": card_configs(report.get("files", {})),
+    }
+    out = ["---", yaml.safe_dump(header, sort_keys=False, width=1000).rstrip(), "---", "",
+           "# satsft Earth-observation SFT dataset", "",
+           f"{total:,} supervised conversations built by satsft {report['satsft_version']} from "
+           f"{tiles['with_rows']:,} Sentinel-2 tiles with Dynamic World land-cover labels. Each row is a "
+           "`messages` list (system, user with images then text, assistant) plus `metadata`; image paths are "
+           "relative to this folder.", "",
+           "Licence: `other`. The chips inherit the licence of their source imagery (Copernicus Sentinel data) and "
+           "labels (Dynamic World, CC-BY 4.0); overhead stills keep their provider's terms. Check them before "
+           "redistributing.", "", "## Files", ""]
+    file_rows = [[fmt, f"`{path}`", n] for fmt, paths in sorted(report.get("files", {}).items())
+                 for path, n in sorted(paths.items())]
+    out += _table(["format", "file", "rows"], file_rows) + [""]
+    out += ["## Rows by task and split", ""]
+    by_task = rows["by_task_split"]
+    task_rows = [[t] + [by_task[t].get(s, 0) for s in VALID_SPLITS] + [sum(by_task[t].values())]
+                 for t in sorted(by_task)]
+    task_rows.append(["**total**"] + [sum(by_task[t].get(s, 0) for t in by_task) for s in VALID_SPLITS] + [total])
+    out += _table(["task", *VALID_SPLITS, "total"], task_rows) + [""]
+    out += ["## Tiles", ""]
+    out += _table(["tiles in", "with rows", "rejected", *[f"{s} tiles" for s in VALID_SPLITS]],
+                  [[tiles["in"], tiles["with_rows"], tiles["rejected"],
+                    *[tiles["by_split"].get(s, 0) for s in VALID_SPLITS]]]) + [""]
+    out += ["## Drops by reason", ""]
+    drops = report["rejects_by_reason"]
+    out += (_table(["reason", "count"], [[f"`{r}`", n] for r, n in drops.items()]) if drops
+            else ["Nothing was dropped."]) + [""]
+    out += ["## Classes", "", "Tiles where the class has the largest share, and region boxes of the class.", ""]
+    classes = report.get("classes", {})
+    out += _table(["class", "dominant in tiles", "region boxes"],
+                  [[c, classes.get(c, {}).get("dominant_tiles", 0), classes.get(c, {}).get("regions", 0)]
+                   for c in CLASS_NAMES]) + [""]
+    out += ["## Boxes per grounding row", ""]
+    boxes = report.get("boxes_per_row", {})
+    out += (_table(["boxes", "rows"], [[k, n] for k, n in boxes.items()]) if boxes
+            else ["No grounding rows."]) + [""]
+    out += ["## How it was built", "", "```", build_command(cfg), "```", "",
+            f"- satsft version: {report['satsft_version']}",
+            f"- config hash: `{config_hash(cfg)}` (same hash and input, same bytes)",
+            f"- leakage policy: {cfg['leakage']}; tiles moved to their base's split: "
+            f"{report.get('outputs', {}).get('split_reassigned', 0)}",
+            "- full counts and the config: `build_report.json`; dropped inputs with reasons: `rejects/`", ""]
+    return "\n".join(out)

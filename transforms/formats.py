@@ -1,0 +1,160 @@
+"""Output formats (FORMATS.md 2.1 and 5): one encoder per format from a shard's rows to the file's bytes.
+
+Every encoder is a pure function of rows already sorted by sample_id, so a shard's bytes depend only on
+which rows it holds. Parquet has one explicit Arrow schema (two with embedded images), never an inferred one:
+a shard with no boxes, no system prompt or no rows at all still has the same columns and types.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMAT_NAMES = ("jsonl", "parquet", "llava", "sharegpt")
+GROUNDING_TASKS = frozenset({"grounding_all", "grounding_per_class"})
+IMAGE_TOKEN = "<image>"
+
+_PART = pa.struct([("type", pa.string()), ("text", pa.string()), ("image", pa.string())])
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.list_(_PART))])
+METADATA_FIELDS = ("sample_id", "task", "analysis_profile", "tile_stem", "split", "image_paths",
+                   "analysis_image_path")
+_METADATA = pa.struct([(name, pa.list_(pa.string()) if name == "image_paths" else pa.string())
+                       for name in METADATA_FIELDS])
+_IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+_V = {"dtype": "string", "_type": "Value"}
+# Hugging Face `datasets` features, stored as the schema's "huggingface" metadata so images decode to PIL.
+_HF_FEATURES: dict[str, Any] = {
+    "messages": [{"role": _V, "content": [{"type": _V, "text": _V, "image": _V}]}],
+    "metadata": {name: ([_V] if name == "image_paths" else _V) for name in METADATA_FIELDS},
+}
+
+
+def parquet_schema(embed_images: bool) -> pa.Schema:
+    fields = [pa.field("messages", pa.list_(_MESSAGE)), pa.field("metadata", _METADATA)]
+    features = dict(_HF_FEATURES)
+    if embed_images:
+        fields.append(pa.field("images", pa.list_(_IMAGE)))
+        features["images"] = [{"_type": "Image"}]
+    return pa.schema(fields, metadata={b"huggingface": orjson.dumps({"info": {"features": features}})})
+
+
+SCHEMA_PLAIN = parquet_schema(False)
+SCHEMA_EMBEDDED = parquet_schema(True)
+# An image list per row: (path in the output tree, PNG bytes), in the order of metadata.image_paths.
+Images = list[tuple[str, bytes]]
+
+
+def _parquet_row(record: dict[str, Any]) -> dict[str, Any]:
+    messages = [{"role": m["role"], "content": [{"type": p["type"], "text": p.get("text"), "image": p.get("image")}
+                                               for p in m["content"]]} for m in record["messages"]]
+    return {"messages": messages, "metadata": {k: record["metadata"][k] for k in METADATA_FIELDS}}
+
+
+def parquet_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | None = None) -> bytes:
+    """A zstd Parquet file; row groups are smaller when images are embedded, so readers can stream them."""
+    schema = SCHEMA_PLAIN if images is None else SCHEMA_EMBEDDED
+    rows = [_parquet_row(r) for r in records]
+    if images is not None:
+        for row, imgs in zip(rows, images, strict=True):
+            row["images"] = [{"bytes": data, "path": path} for path, data in imgs]
+    table = pa.Table.from_pylist(rows, schema=schema)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", row_group_size=100 if images is not None else 2000,
+                   write_statistics=False)
+    return sink.getvalue()
+
+
+def jsonl_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | None = None) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in records)
+
+
+def _texts(message: dict[str, Any]) -> str:
+    return "\n".join(p["text"] for p in message["content"] if p["type"] == "text")
+
+
+def _images(message: dict[str, Any]) -> list[str]:
+    return [p["image"] for p in message["content"] if p["type"] == "image"]
+
+
+def llava_boxes(answer: str) -> str:
+    """Grounding answers re-expressed for LLaVA: boxes on the image padded to a square (chips are square, so
+    only the precision changes), 3 decimals, clipped to 0-1."""
+    items = orjson.loads(answer)
+    return orjson.dumps([{**item, "bbox": [min(1.0, max(0.0, round(v, 3))) for v in item["bbox"]]}
+                         for item in items]).decode()
+
+
+def _answer(record: dict[str, Any]) -> str:
+    text = _texts(record["messages"][-1])
+    return llava_boxes(text) if record["metadata"]["task"] in GROUNDING_TASKS else text
+
+
+def _prompt(record: dict[str, Any]) -> tuple[str, list[str]]:
+    """(prompt text with the system text in front, images) for formats without a system role or parts."""
+    user = next(m for m in record["messages"] if m["role"] == "user")
+    system = [_texts(m) for m in record["messages"] if m["role"] == "system"]
+    return "\n\n".join([*system, _texts(user)]), _images(user)
+
+
+def llava_record(record: dict[str, Any]) -> dict[str, Any]:
+    prompt, images = _prompt(record)
+    out: dict[str, Any] = {"id": record["metadata"]["sample_id"]}
+    if len(images) == 1:
+        out["image"] = images[0]
+    else:
+        out["images"] = images
+    out["conversations"] = [{"from": "human", "value": "".join(f"{IMAGE_TOKEN}\n" for _ in images) + prompt},
+                            {"from": "gpt", "value": _answer(record)}]
+    return out
+
+
+def sharegpt_record(record: dict[str, Any]) -> dict[str, Any]:
+    messages = []
+    for m in record["messages"]:
+        if m["role"] == "user":
+            content = IMAGE_TOKEN * len(_images(m)) + _texts(m)
+        else:
+            content = _texts(m)
+        messages.append({"role": m["role"], "content": content})
+    return {"messages": messages, "images": _images(next(m for m in record["messages"] if m["role"] == "user"))}
+
+
+def llava_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | None = None) -> bytes:
+    """One JSON array per shard: LLaVA's trainer json.load()s its data_path."""
+    return orjson.dumps([llava_record(r) for r in records])
+
+
+def sharegpt_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | None = None) -> bytes:
+    return b"".join(orjson.dumps(sharegpt_record(r)) + b"\n" for r in records)
+
+
+@dataclass(frozen=True)
+class Format:
+    """Where one format's shards go and how their bytes are made."""
+
+    name: str
+    folder: str
+    suffix: str
+    encode: Callable[[Sequence[dict[str, Any]], Sequence[Images] | None], bytes]
+    always_sharded: bool = False  # parquet names always carry -of-N; the others only when N > 1
+    uses_images: bool = False
+
+    def path(self, split: str, shard: int, n_shards: int) -> str:
+        if n_shards == 1 and not self.always_sharded:
+            return f"{self.folder}/{split}{self.suffix}"
+        return f"{self.folder}/{split}-{shard:05d}-of-{n_shards:05d}{self.suffix}"
+
+
+FORMATS: dict[str, Format] = {
+    "jsonl": Format("jsonl", "data", ".jsonl", jsonl_bytes),
+    "parquet": Format("parquet", "parquet", ".parquet", parquet_bytes, always_sharded=True, uses_images=True),
+    "llava": Format("llava", "llava", ".json", llava_bytes),
+    "sharegpt": Format("sharegpt", "sharegpt", ".jsonl", sharegpt_bytes),
+}

@@ -21,8 +21,8 @@ from pipeline.report import add_timings, summary_table
 from transforms import fileio
 
 LOG = logging.getLogger("satsft")
-OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stills", "analysis_images", "overlays", "metadata",
-                  "rejects", "README.md", "build_report.json")
+OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stills", "analysis_images", "overlays",
+                  "metadata", "rejects", "README.md", "build_report.json")
 USAGE = """satsft {sample,build,validate} ...
 
   satsft sample --tiles N --output DIR [--seed S] [--overwrite]

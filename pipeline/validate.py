@@ -183,7 +183,7 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
     for fmt in ("parquet", "jsonl"):
         for p in sorted(set(files.get(fmt, {})) - card_files):
             findings.add("card", f"{p} is not named in the {CARD_NAME} configs")
-    for fmt, spec in FORMATS.items():
+    for spec in FORMATS.values():
         folder = os.path.join(root, spec.folder)
         if os.path.isdir(folder):
             for name in sorted(os.listdir(folder)):

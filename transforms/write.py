@@ -22,7 +22,6 @@ from transforms.render import render_analysis_png
 from transforms.rows import Row
 from transforms.sidecars import VALID_SPLITS
 
-
 REJECTS_FILE = "rejects/rejects-00000-of-00001.jsonl"
 
 

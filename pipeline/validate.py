@@ -215,7 +215,12 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
                 checked["rows"] += n if fmt == record_formats[0] else 0
             if n != expected:
                 findings.add("counts", f"{rel}: {n} rows, {REPORT_NAME} says {expected}")
+    split_rows = Counter()
+    for splits in report["rows"]["by_task_split"].values():
+        split_rows.update(splits)
     for split in VALID_SPLITS:
+        if not split_rows[split]:
+            continue
         for fmt in record_formats:
             if not any(os.path.basename(p).startswith((f"{split}.", f"{split}-")) for p in files[fmt]):
                 findings.add("files", f"no {fmt} file for split {split}")

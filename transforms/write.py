@@ -26,7 +26,8 @@ REJECTS_FILE = "rejects/rejects-00000-of-00001.jsonl"
 
 
 def shard_count(n_rows: int, rows_per_shard: int) -> int:
-    """Shards for a split; an empty split still gets one (empty) file so every loader finds every split."""
+    """Shards for a split with rows. A split without rows gets no file at all: `datasets` fails on an empty
+    Parquet file, and the card simply leaves the split out."""
     return max(1, -(-n_rows // rows_per_shard))
 
 
@@ -50,8 +51,9 @@ def shard_key(row: Row, counts: dict[str, int], rows_per_shard: int) -> tuple[tu
 def all_shard_keys(counts: dict[str, int], rows_per_shard: int) -> list[tuple[tuple[str, int, int], None]]:
     out = []
     for split in VALID_SPLITS:
-        n = shard_count(counts.get(split, 0), rows_per_shard)
-        out += [((split, i, n), None) for i in range(n)]
+        if counts.get(split, 0):
+            n = shard_count(counts[split], rows_per_shard)
+            out += [((split, i, n), None) for i in range(n)]
     return out
 
 

@@ -110,7 +110,8 @@ def test_llava_and_sharegpt_shapes(full_build):
             assert all((full_build / p).is_file() for p in images)
             n += 1
     assert n == len(jsonl)
-    lines = [json.loads(x) for p in sorted((full_build / "sharegpt").glob("*.jsonl")) for x in p.read_text().splitlines()]
+    lines = [json.loads(x) for p in sorted((full_build / "sharegpt").glob("*.jsonl"))
+             for x in p.read_text().splitlines()]
     assert len(lines) == len(jsonl)
     for item in lines:
         user = next(m for m in item["messages"] if m["role"] == "user")

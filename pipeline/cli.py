@@ -22,7 +22,7 @@ from transforms import fileio
 
 LOG = logging.getLogger("satsft")
 OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stills", "analysis_images", "overlays",
-                  "metadata", "rejects", "README.md", "build_report.json")
+                  "metadata", "rejects", "README.md", "build_report.json", "build_timings.json")
 USAGE = """satsft {sample,build,validate} ...
 
   satsft sample --tiles N --output DIR [--seed S] [--overwrite]

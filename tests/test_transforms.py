@@ -13,6 +13,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tests.conftest import make_sidecar
 from transforms.assign import AssignSplits, IndexTiles
 from transforms.generate import GenerateRows
+from transforms.images import ImageFile
 from transforms.join import JoinOnTileStem, JoinStills
 from transforms.read import ExtractImageRefs, ListImages, ReadSidecars
 from transforms.refs import ImageRef
@@ -66,10 +67,24 @@ def test_extract_image_refs_first_wins(tmp_path):
                     equal_to([("data/train.jsonl:3", "invalid_jsonl_line")]), label="rejects")
 
 
+def _png(size: int = 224) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def test_list_images(tmp_path):
-    _write(str(tmp_path / "images/s00000/a.png"), b"x")
+    _write(str(tmp_path / "images/s00000/a.png"), _png(16))
+    _write(str(tmp_path / "images/s00000/b.png"), _png(16)[:-20])
     with TestPipeline() as p:
-        assert_that(p | ListImages(str(tmp_path), "images"), equal_to([("a", "images/s00000/a.png")]))
+        assert_that(p | ListImages(str(tmp_path), "images"),
+                    equal_to([("a", ImageFile("images/s00000/a.png", "", "", 16, 16)),
+                              ("b", ImageFile("images/s00000/b.png", "truncated", "file does not end with IEND",
+                                              16, 16))]))
         assert_that(p | "none" >> ListImages(str(tmp_path), "mapbox_stills"), equal_to([]), label="empty")
 
 
@@ -81,7 +96,7 @@ def test_join_on_tile_stem():
             "sidecars": p | "s" >> beam.Create([("a", _tile("a")), ("a", dup), ("b", _tile("b")), ("c", _tile("c"))]),
             "refs": p | "r" >> beam.Create([("a", ref), ("c", ImageRef((0, 2, 1), "chip", "c", "images/c.png")),
                                             ("d", ImageRef((0, 3, 1), "chip", "d", "images/d.png"))]),
-            "files": p | "f" >> beam.Create([("a", "images/a.png")]),
+            "files": p | "f" >> beam.Create([("a", ImageFile("images/a.png", width=224, height=224))]),
         } | JoinOnTileStem("/in")
         assert_that(out["tiles"] | beam.Map(lambda t: (t.tile_stem, t.chip_src)), equal_to([("a", "/in/images/a.png")]),
                     label="tiles")
@@ -94,7 +109,8 @@ def test_join_stills_lookup_order():
     refs = [("poi_1_g001", ImageRef((0, 1, 1), "still", "poi_1_g001", "mapbox_stills/poi_1_g001.png")),
             ("poi_2", ImageRef((0, 2, 1), "still", "poi_2", "mapbox_stills/poi_2.png")),
             ("poi_3", ImageRef((0, 3, 1), "still", "poi_3", "mapbox_stills/poi_3.png"))]
-    files = [("poi_1_g001", "mapbox_stills/poi_1_g001.png"), ("poi_2", "mapbox_stills/poi_2.png")]
+    files = [("poi_1_g001", ImageFile("mapbox_stills/poi_1_g001.png")), ("poi_2", ImageFile("mapbox_stills/poi_2.png")),
+             ("poi_3", ImageFile("mapbox_stills/poi_3.png", "truncated"))]
     tiles = [_tile("poi_1_g001_t0000"), _tile("poi_2_g005_t0003"), _tile("poi_4_t0000")]
     with TestPipeline() as p:
         out = (p | "t" >> beam.Create(tiles), p | "r" >> beam.Create(refs), p | "f" >> beam.Create(files)) | JoinStills(
@@ -102,7 +118,7 @@ def test_join_stills_lookup_order():
         assert_that(out["tiles"] | beam.Map(lambda t: (t.tile_stem, t.still_stem, t.still_index)),
                     equal_to([("poi_1_g001_t0000", "poi_1_g001", 0), ("poi_2_g005_t0003", "poi_2", 1),
                               ("poi_4_t0000", "", -1)]), label="tiles")
-        assert_that(out["rejects"] | beam.Map(lambda r: r["reason"]), equal_to(["still_missing"]), label="rejects")
+        assert_that(out["rejects"] | beam.Map(lambda r: r["reason"]), equal_to(["still_truncated"]), label="rejects")
 
 
 def test_assign_splits_and_index():

@@ -27,6 +27,22 @@ def read_bytes(path: str, limit: int | None = None) -> bytes:
         return f.read() if limit is None else f.read(limit + 1)
 
 
+def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes]:
+    """The first n_head and last n_tail bytes of a file, without reading what lies between."""
+    if is_local(path):
+        f = open(path, "rb")
+    else:
+        from apache_beam.io.filesystems import FileSystems
+
+        f = FileSystems.open(path, compression_type="uncompressed")
+    with f:
+        head = f.read(n_head)
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - n_tail))
+        return head, f.read(n_tail)
+
+
 def exists(path: str) -> bool:
     if is_local(path):
         return os.path.exists(path)

@@ -8,6 +8,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.images import ImageFile
 from transforms.paths import join_path, still_lookup_keys
 from transforms.records import reject
 from transforms.refs import ImageRef
@@ -16,7 +17,7 @@ from transforms.sidecars import Tile
 REJECTS = "rejects"
 
 
-def join_tile(stem: str, sidecars: list[Tile], refs: list[ImageRef], files: list[str], input_root: str
+def join_tile(stem: str, sidecars: list[Tile], refs: list[ImageRef], files: list[ImageFile], input_root: str
               ) -> tuple[Tile | None, list[dict[str, Any]]]:
     """One stem's sidecars, chip reference and chip files -> the tile to keep (if any) and the rejects."""
     rejects: list[dict[str, Any]] = []
@@ -32,8 +33,16 @@ def join_tile(stem: str, sidecars: list[Tile], refs: list[ImageRef], files: list
         rejects.append(reject(tile.source, stem, "join", "stem_not_in_jsonl"))
         return None, rejects
     ref = min(refs)
-    if ref.path not in files:
+    found = next((f for f in files if f.path == ref.path), None)
+    if found is None:
         rejects.append(reject(tile.source, stem, "join", "chip_missing", ref.path))
+        return None, rejects
+    if found.problem:
+        rejects.append(reject(tile.source, stem, "join", f"chip_{found.problem}", f"{ref.path}: {found.detail}"))
+        return None, rejects
+    if (found.width, found.height) != (tile.size, tile.size):
+        rejects.append(reject(tile.source, stem, "join", "chip_size_mismatch",
+                              f"{ref.path} is {found.width}x{found.height}, output_size is {tile.size}"))
         return None, rejects
     return tile.with_fields(chip_src=join_path(input_root, ref.path)), rejects
 
@@ -81,10 +90,13 @@ def _resolve_still(element):
     if not refs:
         return
     ref = min(refs)
-    if ref.path in files:
-        yield stem, ref.path
-    else:
+    found = next((f for f in files if f.path == ref.path), None)
+    if found is None:
         yield beam.pvalue.TaggedOutput(REJECTS, reject(ref.path, "", "refs", "still_missing", ref.path))
+    elif found.problem:  # the tiles go on without this still
+        yield beam.pvalue.TaggedOutput(REJECTS, reject(ref.path, "", "refs", f"still_{found.problem}", found.detail))
+    else:
+        yield stem, ref.path
 
 
 def lookup_still(tile: Tile, stills: dict[str, tuple[str, int]], input_root: str) -> Tile:

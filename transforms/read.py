@@ -8,6 +8,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 
+from transforms.images import ImageFile, escapes_root, inspect_image
 from transforms.paths import file_stem, join_path
 from transforms.records import reject
 from transforms.refs import ImageRef, file_rank, parse_line
@@ -32,6 +33,11 @@ class _ParseSidecarFn(beam.DoFn):
     def process(self, readable: fileio.ReadableFile):
         source = relative_to(self.root, readable.metadata.path)
         self.tiles_in.inc()
+        if escapes_root(self.root, readable.metadata.path):  # a symlink out of the tree is never followed
+            self.rejected.inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, file_stem(source), "sidecar",
+                                                           "sidecar_outside_root", "symlink out of the input root"))
+            return
         if readable.metadata.size_in_bytes > MAX_SIDECAR_BYTES:  # never load an oversized sidecar whole
             self.rejected.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, reject(source, file_stem(source), "sidecar", "sidecar_too_large",
@@ -82,6 +88,11 @@ class _ExtractRefsFn(beam.DoFn):
 
     def process(self, readable: fileio.ReadableFile):
         source = relative_to(self.root, readable.metadata.path)
+        if escapes_root(self.root, readable.metadata.path):
+            self.bad.inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_outside_root",
+                                                           "symlink out of the input root"))
+            return
         rank = file_rank(source)
         with readable.open() as f:
             for line_no, line in enumerate(f, start=1):
@@ -117,9 +128,15 @@ class ExtractImageRefs(beam.PTransform):
         }
 
 
+def inspected(root: str, match) -> tuple[str, ImageFile]:
+    rel = relative_to(root, match.path)
+    return file_stem(rel), inspect_image(root, rel, match.size_in_bytes)
+
+
 @dataclass
 class ListImages(beam.PTransform):
-    """Which files exist under one image folder, keyed by stem; one listing, no per-file stat."""
+    """Which files exist under one image folder, keyed by stem, each checked (head and tail bytes only) so
+    that a truncated, empty, oversized or escaping file is known before anything opens it."""
 
     input_root: str
     folder: str
@@ -129,4 +146,4 @@ class ListImages(beam.PTransform):
         return (pbegin
                 | "Match" >> fileio.MatchFiles(join_path(root, self.folder, "**"),
                                                empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-                | "Key" >> beam.Map(lambda m: (file_stem(m.path), relative_to(root, m.path))))
+                | "Inspect" >> beam.Map(lambda m: inspected(root, m)))

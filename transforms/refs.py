@@ -45,7 +45,13 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as err:
-        return refs, [RefProblem(line_no, "invalid_jsonl_line", str(err)[:200])]
+        reason = "invalid_jsonl_line"
+        if isinstance(line, bytes):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                reason = "jsonl_line_not_utf8"
+        return refs, [RefProblem(line_no, reason, str(err)[:200])]
     if not isinstance(obj, dict):
         return refs, [RefProblem(line_no, "jsonl_line_not_object", type(obj).__name__)]
     messages = obj.get("messages")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,6 +16,9 @@ from transforms.paths import file_stem
 VALID_SPLITS = ("train", "validation", "test")
 DEFAULT_SIZE = 224
 MAX_SIDECAR_BYTES = 8 * 1024 * 1024
+MAX_STEM_CHARS = 200
+# A stem names output files and joins on file stems, so it must be one path segment of printable characters.
+_UNSAFE_STEM = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,29 @@ class ParsedSidecar:
     region_problems: tuple[SidecarProblem, ...] = ()
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def _decode_failure(data: bytes) -> str:
+    """Name why strict JSON parsing failed: bad UTF-8 and NaN/Infinity get their own reasons."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "sidecar_not_utf8"
+    try:
+        json.loads(text, parse_constant=_reject_constant)
+    except _NonFinite:
+        return "sidecar_non_finite_number"
+    except ValueError:
+        pass
+    return "sidecar_invalid_json"
+
+
 def _fail(reason: str, detail: str = "") -> ParsedSidecar:
     return ParsedSidecar(None, SidecarProblem(reason, detail[:300]))
 
@@ -110,6 +138,8 @@ def parse_region(item: Any, size: int) -> tuple[Region | None, str]:
     if x1 > x2 or y1 > y2:
         return None, "region_outside_chip"
     area = item.get("area_px")
+    if _finite_number(area) is not None and area <= 0:
+        return None, "region_zero_area"
     box_area = (x2 - x1 + 1) * (y2 - y1 + 1)
     area_px = int(area) if _finite_number(area) is not None and 0 < area <= box_area else box_area
     return Region(label, class_id, (x1, y1, x2, y2), area_px), ""
@@ -146,12 +176,16 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as err:
-        return _fail("sidecar_invalid_json", str(err))
+        return _fail(_decode_failure(data), str(err))
     if not isinstance(obj, dict):
         return _fail("sidecar_not_object", type(obj).__name__)
     stem = obj.get("tile_stem", file_stem(source))
     if not isinstance(stem, str) or not stem.strip():
         return _fail("sidecar_bad_tile_stem", repr(stem)[:100])
+    if len(stem) > MAX_STEM_CHARS:
+        return _fail("sidecar_stem_too_long", f"{len(stem)} characters")
+    if _UNSAFE_STEM.search(stem) or stem in (".", ".."):
+        return _fail("sidecar_unsafe_stem", repr(stem)[:100])
     size_raw = obj.get("output_size", DEFAULT_SIZE)
     size = int(size_raw) if _finite_number(size_raw) is not None and float(size_raw).is_integer() else -1
     if not 8 <= size <= 4096:

@@ -1,0 +1,72 @@
+"""Image files are checked before anything opens them: where they really live, how big they are, whether the
+PNG is whole and what size it claims. Only 33 bytes at the head and 12 at the tail are read per file.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+from transforms import fileio
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
+MAX_IMAGE_PIXELS = 4096 * 4096  # a 224 px chip is 50k pixels; more than this is a decompression bomb
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image file found under the input root; ``problem`` is empty when it is safe to use."""
+
+    path: str  # below the input root
+    problem: str = ""
+    detail: str = ""
+    width: int = 0
+    height: int = 0
+
+
+def png_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int, int]:
+    """(problem, detail, width, height) from a file's first 33 and last 12 bytes and its length."""
+    if n_bytes == 0:
+        return "empty_file", "0 bytes", 0, 0
+    if n_bytes > MAX_IMAGE_BYTES:
+        return "file_too_large", f"{n_bytes} bytes > {MAX_IMAGE_BYTES}", 0, 0
+    if not head.startswith(PNG_SIGNATURE):
+        return "not_png", repr(head[:8]), 0, 0
+    if len(head) < 33 or head[12:16] != b"IHDR":
+        return "truncated", "no IHDR chunk", 0, 0
+    width, height = struct.unpack(">II", head[16:24])
+    if width == 0 or height == 0:
+        return "bad_dimensions", f"{width}x{height}", width, height
+    if width * height > MAX_IMAGE_PIXELS:
+        return "too_many_pixels", f"{width}x{height} > {MAX_IMAGE_PIXELS} pixels", width, height
+    if tail != PNG_IEND:
+        return "truncated", "file does not end with IEND", width, height
+    return "", "", width, height
+
+
+def escapes_root(root: str, path: str) -> bool:
+    """True when a local path resolves (through symlinks) to somewhere outside the input root."""
+    if not fileio.is_local(path):
+        return False  # object stores have no symlinks
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return os.path.commonpath([real_root, real]) != real_root
+
+
+def inspect_image(root: str, rel_path: str, n_bytes: int) -> ImageFile:
+    """Check one listed image without decoding it; every way it can be bad has its own problem name."""
+    full = f"{root.rstrip('/')}/{rel_path}"
+    if escapes_root(root, full):
+        return ImageFile(rel_path, "outside_root", "symlink to " + os.path.realpath(full)[:200])
+    if n_bytes == 0 or n_bytes > MAX_IMAGE_BYTES:
+        problem, detail, _, _ = png_problem(b"", b"", n_bytes)
+        return ImageFile(rel_path, problem, detail)
+    try:
+        head, tail = fileio.read_head_tail(full, 33, 12)
+    except (OSError, ValueError) as err:
+        return ImageFile(rel_path, "unreadable", str(err)[:200])
+    problem, detail, width, height = png_problem(head, tail, n_bytes)
+    return ImageFile(rel_path, problem, detail, width, height)

@@ -76,7 +76,7 @@ def test_parse_sidecar_valid_and_regions_clipped():
     (orjson.dumps(make_sidecar(class_fractions={"0": -0.1})), "sidecar_fractions_negative"),
     (orjson.dumps(make_sidecar(class_fractions={"42": 0.1})), "sidecar_unknown_class"),
     (orjson.dumps(make_sidecar(regions={"a": 1})), "sidecar_regions_not_list"),
-    (b'{"class_fractions": {"0": NaN}}', "sidecar_invalid_json"),
+    (b'{"class_fractions": {"0": NaN}}', "sidecar_non_finite_number"),
 ])
 def test_parse_sidecar_rejects(data, reason):
     parsed = parse_sidecar(data, "m/x.json")

@@ -25,7 +25,7 @@ OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stil
                   "metadata", "rejects", "README.md", "build_report.json", "build_timings.json")
 USAGE = """satsft {sample,build,validate} ...
 
-  satsft sample --tiles N --output DIR [--seed S] [--overwrite]
+  satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults]
   satsft build --input DIR --output DIR [build options] [Beam options]
   satsft validate DIR
 
@@ -126,6 +126,9 @@ def run_sample(argv: list[str]) -> int:
     parser.add_argument("--output", required=True, help="folder to write the tree into")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same tree")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing tree in --output")
+    parser.add_argument("--faults", action="store_true",
+                        help="damage the tree once per kind of bad input (needs >= 60 tiles); expected rejects go "
+                             "to faults.json")
     args = parser.parse_args(argv)
     if args.tiles < 1:
         raise UsageError("--tiles must be at least 1")
@@ -138,6 +141,14 @@ def run_sample(argv: list[str]) -> int:
     stats = write_sample_tree(out, args.tiles, args.seed)
     print(f"wrote {stats['tiles']} tiles ({stats['stills']} stills, {stats['variants']} variants of "
           f"{stats['bases']} base POIs) to {out} in {time.monotonic() - started:.1f}s")
+    if args.faults:
+        from pipeline.faults import inject_faults
+
+        try:
+            manifest = inject_faults(out)
+        except ValueError as err:
+            raise UsageError(str(err)) from err
+        print(f"injected {len(manifest)} kinds of fault; expected reject reasons in {out}/faults.json")
     return 0
 
 

@@ -18,7 +18,7 @@ DEFAULT_SIZE = 224
 MAX_SIDECAR_BYTES = 8 * 1024 * 1024
 MAX_STEM_CHARS = 200
 # A stem names output files and joins on file stems, so it must be one path segment of printable characters.
-_UNSAFE_STEM = re.compile(r"[/\\\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,12 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         return _fail("sidecar_bad_tile_stem", repr(stem)[:100])
     if len(stem) > MAX_STEM_CHARS:
         return _fail("sidecar_stem_too_long", f"{len(stem)} characters")
-    if _UNSAFE_STEM.search(stem) or stem in (".", ".."):
-        return _fail("sidecar_unsafe_stem", repr(stem)[:100])
+    if "/" in stem or "\\" in stem:
+        return _fail("sidecar_stem_path_separator", repr(stem)[:100])
+    if _CONTROL.search(stem):
+        return _fail("sidecar_stem_control_char", repr(stem)[:100])
+    if stem.strip(".") == "":
+        return _fail("sidecar_stem_dots", repr(stem)[:100])
     size_raw = obj.get("output_size", DEFAULT_SIZE)
     size = int(size_raw) if _finite_number(size_raw) is not None and float(size_raw).is_integer() else -1
     if not 8 <= size <= 4096:

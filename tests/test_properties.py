@@ -16,7 +16,8 @@ from transforms.rows import grounding_problem, normalise_box
 from transforms.sidecars import VALID_SPLITS, parse_sidecar
 from transforms.splits import hashed_split
 
-json_scalars = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=20)
+json_scalars = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
+                | st.text(max_size=20))
 json_values = st.recursive(json_scalars, lambda kids: st.lists(kids, max_size=4)
                            | st.dictionaries(st.text(max_size=10), kids, max_size=4), max_leaves=20)
 region = st.fixed_dictionaries({

@@ -21,6 +21,7 @@ from pipeline.report import add_timings, summary_table
 from transforms import fileio
 
 LOG = logging.getLogger("satsft")
+ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
 OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stills", "analysis_images", "overlays",
                   "metadata", "rejects", "README.md", "build_report.json", "build_timings.json")
 USAGE = """satsft {sample,build,validate} ...
@@ -105,6 +106,10 @@ def run_build(argv: list[str]) -> int:
     started, cpu0 = time.monotonic(), _cpu_seconds()
     pipeline = build_pipeline(config, beam.Pipeline(options=options))
     result = pipeline.run()
+    if runner in ASYNC_RUNNERS:  # the job writes build_report.json and README.md itself when it finishes
+        print(f"submitted to {runner}; the dataset, build_report.json and README.md appear in {config.output} "
+              "when the job finishes")
+        return 0
     result.wait_until_finish()
     report = add_timings(config.output, {"wall_seconds": time.monotonic() - started,
                                          "cpu_seconds": _cpu_seconds() - cpu0})

@@ -7,10 +7,23 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.config import BuildConfig
 
 
+def parse_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("true", "1", "yes", "on"):
+        return True
+    if value.lower() in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r} (use true or false)")
+
+
 def _flag(parser, name: str, **kwargs) -> None:
-    """Accept both --max-files-per-dir and Beam's usual --max_files_per_dir spelling."""
+    """Accept both --max-files-per-dir and Beam's usual --max_files_per_dir spelling. Switches also take a
+    value (--overlays=true), because Flex Templates pass every parameter as --name=value."""
     dest = name.replace("-", "_")
     names = [f"--{name}"] + ([f"--{dest}"] if dest != name else [])
+    if kwargs.pop("action", None) == "store_true":
+        kwargs.update(nargs="?", const=True, type=parse_bool, metavar="BOOL")
     parser.add_argument(*names, dest=dest, **kwargs)
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-
 from transforms.prompts import load_templates
 from transforms.rows import PreparedTile, TaskContext
 from transforms.sidecars import parse_sidecar

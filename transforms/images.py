@@ -4,6 +4,7 @@ PNG is whole and what size it claims. Only 33 bytes at the head and 12 at the ta
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -47,11 +48,16 @@ def png_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int, 
     return "", "", width, height
 
 
+@functools.lru_cache(maxsize=8)
+def _real_root(root: str) -> str:
+    return os.path.realpath(root)
+
+
 def escapes_root(root: str, path: str) -> bool:
     """True when a local path resolves (through symlinks) to somewhere outside the input root."""
     if not fileio.is_local(path):
         return False  # object stores have no symlinks
-    real_root = os.path.realpath(root)
+    real_root = _real_root(root)  # once per worker, not once per file
     real = os.path.realpath(path)
     return os.path.commonpath([real_root, real]) != real_root
 

@@ -112,10 +112,24 @@ def _clean_root(path: str) -> str:
     return path.rstrip("/")
 
 
+def _folder_has_files(where: str) -> bool:
+    """Locally, the folder exists; in a bucket (no folders there), at least one object has the prefix."""
+    if fileio.is_local(where):
+        return os.path.isdir(where)
+    from apache_beam.io.filesystem import BeamIOError
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        return bool(FileSystems.match([f"{where}/**"], limits=[1])[0].metadata_list)
+    except (BeamIOError, ValueError) as err:
+        raise UsageError(f"cannot list {where!r}: {str(err)[:300]}; check the URL and your credentials "
+                         "(gcloud auth application-default login)") from err
+
+
 def _check_roots(input_root: str, output_root: str) -> None:
     for sub in ("metadata", "data"):
         where = f"{input_root}/{sub}"
-        if fileio.is_local(where) and not os.path.isdir(where):
+        if not _folder_has_files(where):
             raise UsageError(f"input {input_root!r} has no {sub}/ folder; point --input at the root of a sat-bbox "
                              f"tree (metadata/, data/*.jsonl, images/), e.g. one made by `satsft sample`")
     a, b = input_root.rstrip("/") + "/", output_root.rstrip("/") + "/"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -85,3 +88,65 @@ def sample_tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tree") / "tree"
     run_cli("sample", "--tiles", "150", "--output", str(root), "--seed", "3")
     return root
+
+
+# Every output the build can write: all formats, embedded images, overlays.
+ALL_OUTPUTS = ("--formats", "jsonl,parquet,llava,sharegpt", "--embed-images", "--overlays")
+
+
+@pytest.fixture(scope="session")
+def damaged_tree(tmp_path_factory) -> Path:
+    """A small tree with one broken sidecar and one truncated chip, so rejects are compared too."""
+    tree = tmp_path_factory.mktemp("damaged") / "tree"
+    run_cli("sample", "--tiles", "24", "--output", str(tree), "--seed", "11")
+    sidecars = sorted((tree / "metadata").rglob("*.json"))
+    sidecars[0].write_text('{"tile_stem": "broken", ')
+    chip = sorted((tree / "images").rglob("*.png"))[-1]
+    chip.write_bytes(chip.read_bytes()[:200])
+    return tree
+
+
+@pytest.fixture(scope="session")
+def direct_build(damaged_tree, tmp_path_factory) -> Path:
+    """The damaged tree built on DirectRunner from a local folder: what every other runner and store must match."""
+    out = tmp_path_factory.mktemp("direct") / "out"
+    run_cli("build", "--input", str(damaged_tree), "--output", str(out), *ALL_OUTPUTS)
+    return out
+
+
+def _comparable_report(data: bytes) -> bytes:
+    """Where input and output live, and whether images were hard-linked or copied, may differ; nothing else."""
+    report = json.loads(data)
+    report["config"].pop("input")
+    report["config"].pop("output")
+    outputs = report["outputs"]
+    outputs["source_images_placed"] = outputs.pop("source_images_linked", 0) + outputs.pop("source_images_copied", 0)
+    return json.dumps(report, sort_keys=True).encode()
+
+
+def output_hashes(root: Path, replace: dict[str, str]) -> dict[str, str]:
+    """File hashes under root, with the input and output names in the card and report made comparable."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name == "build_timings.json":
+            continue
+        data = p.read_bytes()
+        if p.name == "build_report.json":
+            data = _comparable_report(data)
+        elif p.name == "README.md":
+            for old, new in replace.items():
+                data = data.replace(old.encode(), new.encode())
+        out[str(p.relative_to(root))] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def assert_same_outputs(expected: Path, actual: Path, replace: dict[str, str]) -> None:
+    """Two builds wrote the same files with the same bytes; on a difference, show the first one as a diff."""
+    want, got = output_hashes(expected, {}), output_hashes(actual, replace)
+    assert any(p.startswith("analysis_images/") for p in want) and any(p.startswith("rejects/") for p in want)
+    assert sorted(got) == sorted(want)
+    differ = [p for p in want if want[p] != got[p]]
+    detail = "".join(difflib.unified_diff((expected / differ[0]).read_text(errors="replace").splitlines(True),
+                                          (actual / differ[0]).read_text(errors="replace").splitlines(True),
+                                          "expected", "actual")) if differ else ""
+    assert differ == [], f"files differ: {differ[:10]}\n{detail[:3000]}"

@@ -115,3 +115,27 @@ def test_dataflow_job_graph_builds_offline():
         assert step in names, step
     assert any(n.startswith("ReadSidecars/Match") for n in names)
     assert result.job.options.view_as(BuildOptions).output == "gs://fake-bucket/out"
+
+
+# Fields of the Dataflow API's FlexTemplateRuntimeEnvironment that the example may set.
+FLEX_ENVIRONMENT = {"numWorkers", "maxWorkers", "zone", "serviceAccountEmail", "tempLocation", "stagingLocation",
+                    "machineType", "additionalExperiments", "network", "subnetwork", "workerRegion", "workerZone",
+                    "sdkContainerImage", "ipConfiguration", "kmsKeyName", "additionalUserLabels", "launcherMachineType",
+                    "enableStreamingEngine", "flexrsGoal", "diskSizeGb", "autoscalingAlgorithm", "saveHeapDumpsToGcsPath",
+                    "dumpHeapOnOom", "streamingMode", "enableLauncherVmSerialPortLogging"}
+
+
+def test_scheduler_example_launches_valid_parameters():
+    """The Cloud Scheduler body passes only declared parameters, each accepted by metadata.json and the CLI."""
+    body = json.loads((REPO / "templates/scheduler/launch-body.json").read_text())["launchParameter"]
+    params = {p["name"]: p for p in json.loads((REPO / "templates/metadata.json").read_text())["parameters"]}
+    for name, value in body["parameters"].items():
+        assert name in params, f"{name} is not a template parameter"
+        assert any(re.fullmatch(r, value) for r in params[name]["regexes"]), (name, value)
+    assert set(body["environment"]) <= FLEX_ENVIRONMENT
+    assert body["containerSpecGcsPath"].startswith("gs://") and body["jobName"]
+    flags = [f"--{k}={v}" for k, v in body["parameters"].items()]  # how the Flex launcher hands them over
+    config = PipelineOptions(flags).view_as(BuildOptions).to_config(check_paths=False)
+    assert config.overwrite and config.formats == ("jsonl", "parquet")
+    script = (REPO / "templates/scheduler/create-job.sh").read_text()
+    assert "flexTemplates:launch" in script and "launch-body.json" in script

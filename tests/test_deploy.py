@@ -121,8 +121,8 @@ def test_dataflow_job_graph_builds_offline():
 FLEX_ENVIRONMENT = {"numWorkers", "maxWorkers", "zone", "serviceAccountEmail", "tempLocation", "stagingLocation",
                     "machineType", "additionalExperiments", "network", "subnetwork", "workerRegion", "workerZone",
                     "sdkContainerImage", "ipConfiguration", "kmsKeyName", "additionalUserLabels", "launcherMachineType",
-                    "enableStreamingEngine", "flexrsGoal", "diskSizeGb", "autoscalingAlgorithm", "saveHeapDumpsToGcsPath",
-                    "dumpHeapOnOom", "streamingMode", "enableLauncherVmSerialPortLogging"}
+                    "enableStreamingEngine", "flexrsGoal", "diskSizeGb", "autoscalingAlgorithm",
+                    "saveHeapDumpsToGcsPath", "dumpHeapOnOom", "streamingMode", "enableLauncherVmSerialPortLogging"}
 
 
 def test_scheduler_example_launches_valid_parameters():

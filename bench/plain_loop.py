@@ -1,6 +1,6 @@
 """The same per-tile work as `satsft build`, in a plain Python loop without Beam (the baseline for the
 pipeline / loop ratio): parse sidecars and references, join, assign splits, generate and gate rows, render
-and write analysis images, write row sidecars, JSONL and copies."""
+and write analysis images, write row sidecars, JSONL, Parquet and copies."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import orjson
 from pipeline.config import BuildConfig
 from transforms import fileio
 from transforms.assign import index_tiles
+from transforms.formats import jsonl_bytes, parquet_bytes
 from transforms.generate import tile_rows
+from transforms.images import ImageFile, inspect_image
 from transforms.join import index_stills, join_tile, lookup_still
 from transforms.paths import base_poi_id, file_stem
 from transforms.refs import file_rank, parse_line
@@ -34,14 +36,17 @@ def run(input_root: str, output_root: str) -> int:
         for n, line in enumerate(path.read_bytes().splitlines(), 1):
             for ref in parse_line(line, file_rank(str(path)), n)[0]:
                 (chips if ref.kind == "chip" else stills)[ref.stem].append(ref)
-    chip_files: dict[str, list[str]] = defaultdict(list)
+    chip_files: dict[str, list[ImageFile]] = defaultdict(list)
     for p in (root / "images").rglob("*"):
-        chip_files[p.stem].append(str(p.relative_to(root)))
+        if p.is_file():
+            chip_files[p.stem].append(inspect_image(input_root, str(p.relative_to(root)), p.stat().st_size))
     still_found = []
     for stem, refs in stills.items():
         ref = min(refs)
         if (root / ref.path).is_file():
-            still_found.append((stem, ref.path))
+            still = inspect_image(input_root, ref.path, (root / ref.path).stat().st_size)
+            if not still.problem:
+                still_found.append((stem, ref.path))
     still_index = index_stills(still_found)
     sidecars: dict[str, list] = defaultdict(list)
     for p in (root / "metadata").rglob("*.json"):
@@ -55,7 +60,7 @@ def run(input_root: str, output_root: str) -> int:
             by_base[base_poi_id(stem)].append(lookup_still(tile, still_index, input_root))
     kept = [t for base, tiles in by_base.items() for t in resolve_leakage(base, tiles, "reassign")[0]]
     index = index_tiles([t.tile_stem for t in kept])
-    jsonl: dict[str, list[bytes]] = defaultdict(list)
+    records: dict[str, list[dict]] = defaultdict(list)
     copies = {}
     n_rows = 0
     for tile in kept:
@@ -63,7 +68,7 @@ def run(input_root: str, output_root: str) -> int:
         rows, _ = tile_rows(pt, config.tasks, config.max_prompt_chars)
         for pos, row in enumerate(rows):
             n_rows += 1
-            jsonl[tile.split].append(orjson.dumps(row.record))
+            records[tile.split].append(row.record)
             fileio.write_bytes(os.path.join(output_root, "metadata", f"{pos}_{row.sample_id}.json"),
                                orjson.dumps(row.sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
             if row.render_spec:
@@ -74,8 +79,10 @@ def run(input_root: str, output_root: str) -> int:
             copies[pt.still_path] = tile.still_src
     for dst, src in copies.items():
         fileio.link_or_copy(src, os.path.join(output_root, dst))
-    for split, lines in jsonl.items():
-        fileio.write_bytes(os.path.join(output_root, "data", f"{split}.jsonl"), b"\n".join(lines))
+    for split, recs in records.items():  # the default formats, JSONL and Parquet, sorted like the shards
+        recs.sort(key=lambda r: r["metadata"]["sample_id"])
+        fileio.write_bytes(os.path.join(output_root, "data", f"{split}.jsonl"), jsonl_bytes(recs))
+        fileio.write_bytes(os.path.join(output_root, "parquet", f"{split}-00000-of-00001.parquet"), parquet_bytes(recs))
     return n_rows
 
 

@@ -87,7 +87,8 @@ def bench_render(root: Path, n_tiles: int = 200) -> dict:
 def bench_build(n: int) -> dict:
     root = tree(n)
     out = WORK / f"build_{n}"
-    m = measure([PY, "-m", "pipeline.cli", "build", "--input", str(root), "--output", str(out), "--overwrite"])
+    shutil.rmtree(out, ignore_errors=True)  # deleting an earlier build's files is not the build's cost
+    m = measure([PY, "-m", "pipeline.cli", "build", "--input", str(root), "--output", str(out)])
     report = orjson.loads((out / "build_report.json").read_bytes())
     rows = report["rows"]["total"]
     return {"tiles": n, "rows": rows, "wall_s": m["wall_s"], "cpu_s": m["cpu_s"], "cpu_s_per_tile": m["cpu_s"] / n,

@@ -82,8 +82,11 @@ def prepare_output(config: BuildConfig) -> None:
     existing = FileSystems.match([f"{out}/**"])[0].metadata_list
     if existing:
         if not config.overwrite:
-            raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it")
-        FileSystems.delete([m.path for m in existing])
+            raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new prefix")
+        # As locally: only what a build writes goes; anything else under the prefix stays.
+        ours = [m.path for m in existing if m.path[len(out) + 1:].split("/", 1)[0] in OUTPUT_ENTRIES]
+        if ours:
+            FileSystems.delete(ours)
 
 
 def run_build(argv: list[str]) -> int:

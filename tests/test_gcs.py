@@ -41,6 +41,7 @@ def test_gs_output_refuses_old_build_unless_overwrite(emulator):
     env, _ = emulator
     fs = gcsfs_client(env)
     fs.pipe(f"{BUCKET}/old/data/stale-00000-of-00001.jsonl", b"{}\n")
+    fs.pipe(f"{BUCKET}/old/notes/keep.txt", b"not ours\n")
     gs_out = f"gs://{BUCKET}/old"
     proc = run_cli("build", "--input", GS_TREE, "--output", gs_out, check=False, env=env)
     assert proc.returncode == 2 and "pass --overwrite" in proc.stderr, proc.stderr
@@ -48,6 +49,7 @@ def test_gs_output_refuses_old_build_unless_overwrite(emulator):
     names = fs.find(f"{BUCKET}/old")
     assert f"{BUCKET}/old/data/stale-00000-of-00001.jsonl" not in names
     assert f"{BUCKET}/old/build_report.json" in names
+    assert f"{BUCKET}/old/notes/keep.txt" in names, "--overwrite removes only what a build writes"
 
 
 def test_missing_gs_input_fails_fast(emulator, tmp_path: Path):

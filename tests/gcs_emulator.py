@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -74,24 +73,15 @@ def gcs_emulator(workdir: Path) -> Iterator[dict[str, str]]:
 
 
 def gcsfs_client(env: dict[str, str]):
-    """A gcsfs client bound to the emulator, built from the same environment the build sees.
+    """A gcsfs client bound to the emulator, which checks no credentials, so none are sent.
 
     The plain GCSFileSystem class, not the zonal/HNS one gcsfs may swap in at import time: that one probes
     each bucket over gRPC+TLS, which the emulator does not speak, and waits a minute per call for it.
     """
     from gcsfs.core import GCSFileSystem
 
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return GCSFileSystem(endpoint_url=env["STORAGE_EMULATOR_HOST"], project=PROJECT,
-                                   token="google_default", skip_instance_cache=True)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return GCSFileSystem(endpoint_url=env["STORAGE_EMULATOR_HOST"], project=PROJECT, token="anon",
+                         skip_instance_cache=True)
 
 
 def _storage_client(env: dict[str, str]):

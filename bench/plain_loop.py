@@ -23,7 +23,7 @@ from transforms.refs import file_rank, parse_line
 from transforms.render import render_analysis_png
 from transforms.rows import PreparedTile
 from transforms.sidecars import parse_sidecar
-from transforms.splits import resolve_leakage
+from transforms.splits import initial_split, plan_reassignment, resolve_leakage, split_counts
 
 
 def run(input_root: str, output_root: str) -> int:
@@ -58,13 +58,14 @@ def run(input_root: str, output_root: str) -> int:
         tile, _ = join_tile(stem, tiles, chips.get(stem, []), chip_files.get(file_stem(stem), []), input_root)
         if tile:
             by_base[base_poi_id(stem)].append(lookup_still(tile, still_index, input_root))
-    kept = [t for base, tiles in by_base.items() for t in resolve_leakage(base, tiles, "reassign")[0]]
+    plan = plan_reassignment((base, split_counts(initial_split(t) for t in tiles)) for base, tiles in by_base.items())
+    kept = [t for base, tiles in by_base.items() for t in resolve_leakage(base, tiles, "reassign", plan)[0]]
     index = index_tiles([t.tile_stem for t in kept])
     records: dict[str, list[dict]] = defaultdict(list)
     copies = {}
     n_rows = 0
     for tile in kept:
-        pt = PreparedTile(tile, index[tile.tile_stem], ctx)
+        pt = PreparedTile(tile, index[tile.tile_stem], ctx, len(index))
         rows, _ = tile_rows(pt, config.tasks, config.max_prompt_chars)
         for pos, row in enumerate(rows):
             n_rows += 1

@@ -106,6 +106,16 @@ def render_card(report: dict[str, Any]) -> str:
     out += _table(["tiles in", "with rows", "rejected", *[f"{s} tiles" for s in VALID_SPLITS]],
                   [[tiles["in"], tiles["with_rows"], tiles["rejected"],
                     *[tiles["by_split"].get(s, 0) for s in VALID_SPLITS]]]) + [""]
+    splits = report.get("splits")
+    if splits:
+        out += ["## Splits", "", "Tiles per split as the input declared them and as written. A base POI whose tiles "
+                "spanned splits went whole to one split, chosen to keep these shares (`--leakage "
+                f"{cfg['leakage']}`).", ""]
+        n_in, n_out = sum(splits["declared"].values()) or 1, sum(splits["written"].values()) or 1
+        out += _table(["split", "tiles declared", "tiles written", "share declared", "share written", "drift (pp)"],
+                      [[s, splits["declared"][s], splits["written"][s], f"{100 * splits['declared'][s] / n_in:.2f}%",
+                        f"{100 * splits['written'][s] / n_out:.2f}%", f"{splits['drift_pp'][s]:+.2f}"]
+                       for s in VALID_SPLITS]) + [""]
     out += ["## Drops by reason", ""]
     drops = report["rejects_by_reason"]
     out += (_table(["reason", "count"], [[f"`{r}`", n] for r, n in drops.items()]) if drops
@@ -122,7 +132,7 @@ def render_card(report: dict[str, Any]) -> str:
     out += ["## How it was built", "", "```", build_command(cfg), "```", "",
             f"- satsft version: {report['satsft_version']}",
             f"- config hash: `{config_hash(cfg)}` (same hash and input, same bytes)",
-            f"- leakage policy: {cfg['leakage']}; tiles moved to their base's split: "
+            f"- leakage policy: {cfg['leakage']}; tiles moved to keep a base in one split: "
             f"{report.get('outputs', {}).get('split_reassigned', 0)}",
             "- full counts and the config: `build_report.json`; dropped inputs with reasons: `rejects/`", ""]
     return "\n".join(out)

@@ -1,4 +1,8 @@
-"""The satsft command line: `sample` writes a realistic tree, `build` runs the Beam graph, `validate` checks it."""
+"""The satsft command line: `sample` writes a realistic tree, `build` runs the Beam graph, `validate` checks it.
+
+Beam (and its cloud clients) is imported only by the commands that run a pipeline: importing it costs seconds,
+and `satsft --help`, `sample` and `validate` never need it.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,14 @@ import resource
 import shutil
 import sys
 import time
-
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from typing import TYPE_CHECKING
 
 from pipeline import __version__
-from pipeline.config import BuildConfig, UsageError
-from pipeline.graph import build_pipeline
-from pipeline.options import BuildOptions
-from pipeline.report import add_timings, summary_table
+from pipeline.errors import UsageError
 from transforms import fileio
+
+if TYPE_CHECKING:
+    from pipeline.config import BuildConfig
 
 LOG = logging.getLogger("satsft")
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
@@ -45,6 +47,8 @@ def _setup_logging() -> None:
 
 def unknown_flags(argv: list[str]) -> list[str]:
     """Flags no PipelineOptions class declares; Beam would only warn about them, we refuse them."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
     seen: set[type] = set()
     stack = list(PipelineOptions.__subclasses__())
@@ -90,6 +94,8 @@ def prepare_output(config: BuildConfig) -> None:
 
 
 def run_build(argv: list[str]) -> int:
+    from pipeline.options import BuildOptions
+
     if any(a in ("-h", "--help") for a in argv):
         parser = argparse.ArgumentParser(prog="satsft build", description="Build an SFT dataset from a sat-bbox "
                                          "tree. Any Beam pipeline option (--runner, --direct_num_workers, "
@@ -100,6 +106,12 @@ def run_build(argv: list[str]) -> int:
     unknown = unknown_flags(argv)
     if unknown:
         raise UsageError(f"unknown option(s) {' '.join(unknown)}; see `satsft build --help`")
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from pipeline.graph import build_pipeline
+    from pipeline.report import add_timings, summary_table
+
     options = PipelineOptions(argv)
     config = options.view_as(BuildOptions).to_config()
     prepare_output(config)
@@ -165,14 +177,18 @@ def run_validate(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="satsft validate", description="Check a built dataset folder: schemas, "
                                      "referenced files, grounding answers, folder limits, card and counts.")
-    parser.add_argument("output", help="the --output folder of a finished build")
+    parser.add_argument("output", help="the --output folder (or gs:// URL) of a finished build")
     args = parser.parse_args(argv)
-    root = os.path.abspath(args.output)
-    if not fileio.is_local(args.output):
-        raise UsageError("validate reads a local folder; copy the build down first (gcloud storage cp -r ...)")
-    if not os.path.isdir(root):
-        raise UsageError(f"{root!r} is not a folder; pass the --output folder of a build")
-    findings, checked = validate(root)
+    if fileio.is_local(args.output):
+        root = os.path.abspath(args.output)
+        if not os.path.isdir(root):
+            raise UsageError(f"{root!r} is not a folder; pass the --output folder of a build")
+    else:
+        root = args.output.rstrip("/")
+    try:
+        findings, checked = validate(root)
+    except OSError as err:  # a bucket that cannot be listed or read: say so, do not print a traceback
+        raise UsageError(f"cannot read {root!r}: {str(err)[:300]}; check the URL and your credentials") from err
     summary = f"{checked['files']} files, {checked['rows']} rows, {checked['images']} referenced images checked"
     if findings.count:
         print("\n".join(findings.lines()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from pipeline.errors import UsageError
 from transforms import fileio
 from transforms.formats import FORMAT_NAMES
 from transforms.prompts import Templates, load_templates
@@ -14,12 +15,9 @@ from transforms.tasks import TASK_NAMES
 from transforms.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
 
 DEFAULT_FORMATS = ("jsonl", "parquet")
+MIN_FILES_PER_DIR = 16
 ROWS_PER_SHARD = 20000  # about 50 MB of JSONL; Parquet shards stay well under the Hub's comfortable size
 EMBEDDED_ROWS_PER_SHARD = 500  # with a chip, maybe a still and an analysis image per row: about 100 MB
-
-
-class UsageError(ValueError):
-    """A mistake in how satsft was called; the message says how to fix it."""
 
 
 def _pick(raw: str, valid: tuple[str, ...], what: str, aliases: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -72,8 +70,9 @@ class BuildConfig:
             raise UsageError(f"unknown --leakage {leakage!r}; choose one of {', '.join(LEAKAGE_POLICIES)}")
         if tim_shift not in SHIFT_MODES:
             raise UsageError(f"unknown --tim-shift {tim_shift!r}; choose one of {', '.join(SHIFT_MODES)}")
-        if max_files_per_dir < 1:
-            raise UsageError("--max-files-per-dir must be at least 1 (the Hugging Face Hub refuses folders over 10000)")
+        if max_files_per_dir < MIN_FILES_PER_DIR:
+            raise UsageError(f"--max-files-per-dir must be at least {MIN_FILES_PER_DIR}: the output folder itself "
+                             "holds up to 13 entries (the Hugging Face Hub refuses folders over 10000)")
         format_names = _pick(formats, FORMAT_NAMES, "format")
         if embed_images and "parquet" not in format_names:
             raise UsageError("--embed-images puts images into the Parquet files; add parquet to --formats")
@@ -98,12 +97,19 @@ class BuildConfig:
                            self.max_files_per_dir)
 
     def as_dict(self) -> dict:
-        return {"input": self.input, "output": self.output, "tasks": list(self.tasks),
+        """The config as the report and the card publish it: local folders by name only, so a home folder
+        never ends up on the Hub (the input fingerprint identifies the tree); bucket URLs as given."""
+        return {"input": public_location(self.input), "output": public_location(self.output),
+                "tasks": list(self.tasks),
                 "profiles": list(self.profiles), "leakage": self.leakage, "tim_shift": self.tim_shift,
                 "redact_location": self.redact_location, "max_files_per_dir": self.max_files_per_dir,
-                "max_prompt_chars": self.max_prompt_chars, "prompts_dir": self.prompts_dir,
+                "max_prompt_chars": self.max_prompt_chars, "prompts_dir": public_location(self.prompts_dir),
                 "formats": list(self.formats), "embed_images": self.embed_images, "overlays": self.overlays,
                 "rows_per_shard": self.rows_per_shard}
+
+
+def public_location(path: str) -> str:
+    return os.path.basename(path.rstrip("/")) if fileio.is_local(path) else path
 
 
 def _clean_root(path: str) -> str:

@@ -53,13 +53,13 @@ def pixel_bomb_png(width: int = 60000, height: int = 60000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
-def _solid_png(size: int) -> bytes:
+def _solid_png(width: int, height: int) -> bytes:
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.new("RGB", (size, size), (40, 60, 80)).save(buf, format="PNG")
+    Image.new("RGB", (width, height), (40, 60, 80)).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -179,7 +179,8 @@ FAULTS: dict[str, Fault] = {
     "chip_truncated": (lambda v, _: v.chip.write_bytes(v.chip.read_bytes()[:2000]), "chip_truncated", "stem"),
     "chip_zero_bytes": (lambda v, _: v.chip.write_bytes(b""), "chip_empty_file", "stem"),
     "chip_pixel_bomb": (lambda v, _: v.chip.write_bytes(pixel_bomb_png()), "chip_too_many_pixels", "stem"),
-    "chip_wrong_size": (lambda v, _: v.chip.write_bytes(_solid_png(256)), "chip_size_mismatch", "stem"),
+    "chip_not_square": (lambda v, _: v.chip.write_bytes(_solid_png(224, 200)), "chip_not_square", "stem"),
+    "chip_too_small": (lambda v, _: v.chip.write_bytes(_solid_png(8, 8)), "chip_too_small", "stem"),
     "chip_symlink_out": (_symlink_chip, "chip_outside_root", "stem"),
     "chip_ref_without_sidecar": (lambda v, _: v.sidecar.unlink(), "sidecar_missing", "stem"),
     # stills (the tile goes on without its still)

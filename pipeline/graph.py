@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import apache_beam as beam
 
 from pipeline.config import BuildConfig
-from pipeline.report import WriteReport
+from pipeline.report import write_report
 from transforms.assign import AssignSplits, IndexTiles
+from transforms.fingerprint import FingerprintFn
 from transforms.generate import COPIES, OVERLAYS, TILES_DONE, GenerateRows
 from transforms.join import JoinOnTileStem, JoinStills
-from transforms.read import ExtractImageRefs, ListImages, ReadSidecars
-from transforms.stats import CountOutcomes
+from transforms.read import LEAVES, ExtractImageRefs, ListImages, ReadSidecars, image_leaf
+from transforms.stats import CountOutcomes, summarise
 from transforms.write import (
     CopySourceImages,
     RenderAnalysisImages,
@@ -19,6 +22,21 @@ from transforms.write import (
     WriteRowSidecars,
     WriteSplitFiles,
 )
+
+
+@dataclass
+class WriteReport(beam.PTransform):
+    """Written from the graph itself, after the writers (their events feed the counts), so it works even
+    when the launcher does not wait for the job (Dataflow templates)."""
+
+    config: BuildConfig
+    fingerprint: beam.PCollection
+
+    def expand(self, counts):
+        cfg, out = self.config.as_dict(), self.config.output
+        return counts | "Write" >> beam.Map(
+            lambda c, fp: write_report(out, cfg, {"input_fingerprint": fp, **summarise(c)}),
+            beam.pvalue.AsSingleton(self.fingerprint))
 
 
 def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipeline:
@@ -38,21 +56,28 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         config.task_context(), config.tasks, config.max_prompt_chars, config.overlays)
     rows = generated["rows"]
 
+    split_files = rows | "WriteSplitFiles" >> WriteSplitFiles(out, config.formats, config.rows_per_shard,
+                                                              config.embed_images, config.max_files_per_dir)
+    copies = generated[COPIES] | "CopySourceImages" >> CopySourceImages(out)
     events = [
-        rows | "WriteSplitFiles" >> WriteSplitFiles(out, config.formats, config.rows_per_shard, config.embed_images),
+        split_files["events"],
         rows | "WriteRowSidecars" >> WriteRowSidecars(out),
         rows | "RenderAnalysisImages" >> RenderAnalysisImages(out),
-        generated[COPIES] | "CopySourceImages" >> CopySourceImages(out),
+        copies["events"],
         generated[OVERLAYS] | "WriteOverlays" >> WriteOverlays(out),
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),
+        split["declared"],
     ]
     rejects = ([sidecars["rejects"], refs["rejects"], joined["rejects"], with_stills["rejects"], split["rejects"],
-                generated["rejects"]] | "AllRejects" >> beam.Flatten())
+                generated["rejects"], split_files["rejects"], copies["rejects"]] | "AllRejects" >> beam.Flatten())
     events.append(rejects | "WriteRejects" >> WriteRejects(out))
 
     counts = {
         "rows": rows, "rejects": rejects, "tiles_done": generated[TILES_DONE], "reassigned": split["reassigned"],
         "events": events | "AllEvents" >> beam.Flatten(),
     } | "CountOutcomes" >> CountOutcomes()
-    counts | "WriteReport" >> WriteReport(config)
+    leaves = ([sidecars[LEAVES], refs[LEAVES], chip_files | "ChipLeaves" >> beam.Map(image_leaf),
+               still_files | "StillLeaves" >> beam.Map(image_leaf)] | "AllLeaves" >> beam.Flatten())
+    fingerprint = leaves | "Fingerprint" >> beam.CombineGlobally(FingerprintFn())
+    counts | "WriteReport" >> WriteReport(config, fingerprint)
     return pipeline

@@ -38,7 +38,8 @@ class BuildOptions(PipelineOptions):
         _flag(parser, "tim-shift", default="varied", help="varied|fixed: how the signal class shifts per tile")
         _flag(parser, "redact-location", action="store_true", default=False,
               help="leave coordinates out of prompts")
-        _flag(parser, "max-files-per-dir", type=int, default=9000, help="entries per leaf folder (Hub limit 10000)")
+        _flag(parser, "max-files-per-dir", type=int, default=9000, help="entries per folder, files and "
+              "sub-folders alike (at least 16; Hub limit 10000)")
         _flag(parser, "max-prompt-chars", type=int, default=16000, help="longest row text the gate lets through")
         _flag(parser, "prompts-dir", default="", help="folder of prompt templates (default: the bundled ones)")
         _flag(parser, "formats", default="jsonl,parquet", help="comma list of jsonl, parquet, llava, sharegpt")

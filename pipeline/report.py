@@ -1,45 +1,28 @@
-"""build_report.json, the dataset card and the summary printed at the end of a build."""
+"""build_report.json, the dataset card and the summary printed at the end of a build (no Beam here: `satsft
+validate` reads reports without starting it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import apache_beam as beam
 import orjson
 
 from pipeline import __version__
 from pipeline.card import CARD_NAME, render_card
-from pipeline.config import BuildConfig
 from transforms import fileio
 from transforms.paths import join_path
 from transforms.sidecars import VALID_SPLITS
-from transforms.stats import summarise
 
 REPORT_NAME = "build_report.json"
 TIMINGS_NAME = "build_timings.json"
 
 
-def make_report(config: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
-    return {"satsft_version": __version__, "config": config, **summarise(counts)}
-
-
-def _write(counts: dict[str, int], config: dict[str, Any], output: str) -> None:
-    report = make_report(config, counts)
+def write_report(output: str, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """build_report.json, then the card made from it (so the two never disagree)."""
+    report = {"satsft_version": __version__, "config": config, **summary}
     fileio.write_bytes(join_path(output, REPORT_NAME), orjson.dumps(report, option=orjson.OPT_INDENT_2))
     fileio.write_bytes(join_path(output, CARD_NAME), render_card(report).encode())
-
-
-@dataclass
-class WriteReport(beam.PTransform):
-    """Written from the graph itself, after the writers (their events feed the counts), so it works even
-    when the launcher does not wait for the job (Dataflow templates)."""
-
-    config: BuildConfig
-
-    def expand(self, counts):
-        cfg, out = self.config.as_dict(), self.config.output
-        return counts | "Write" >> beam.Map(_write, cfg, out)
+    return report
 
 
 def read_report(output: str) -> dict[str, Any]:
@@ -72,7 +55,11 @@ def summary_table(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"tiles: {t['in']} in, {t['with_rows']} with rows, {t['rejected']} rejected"
                  + ("" if t["accounted"] else "  (WARNING: tiles in != with rows + rejected)"))
-    lines.append("tiles by split: " + ", ".join(f"{s} {t['by_split'].get(s, 0)}" for s in VALID_SPLITS))
+    splits = report.get("splits", {})
+    if splits:
+        lines.append("tiles by split (declared -> written, drift): " + ", ".join(
+            f"{s} {splits['declared'][s]} -> {splits['written'][s]} ({splits['drift_pp'][s]:+.2f} pp)"
+            for s in VALID_SPLITS))
     if report["rejects_by_reason"]:
         lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in report["rejects_by_reason"].items()))
     timings = report.get("timings")

@@ -1,18 +1,23 @@
 """`satsft validate OUTPUT`: check a built tree the way a loader and the Hub will see it, and list every problem.
 
 Checks: the report and card exist; every file the report or the card names exists and every split file on disk
-is named by them; each file parses in its format with the fixed schema; row counts agree with the report;
-every referenced image exists; grounding answers are valid boxes; no folder holds more than the limit.
+is named by them; the card's split names match its files; each file parses in its format with the fixed schema;
+row counts agree with the report; every referenced image exists; grounding answers are valid boxes; no folder
+holds more than the limit, files and sub-folders alike.
+
+The output may be a local folder or a bucket URL (gs://...): it is listed once, and every check reads that
+listing, so a bucket costs one paged listing plus the files that are parsed, not one request per image.
 """
 
 from __future__ import annotations
 
-import os
+import posixpath
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
+import fsspec
 import orjson
 import pyarrow.parquet as pq
 import yaml
@@ -25,6 +30,47 @@ from transforms.sidecars import VALID_SPLITS
 
 SHOWN_PER_CHECK = 20
 ROW_SIDECARS = "metadata/sft_metadata_rows"
+
+
+class OutputTree:
+    """A finished output, local or in a bucket: its files listed once, relative to the root."""
+
+    def __init__(self, url: str):
+        self.fs, self.base = fsspec.core.url_to_fs(url)
+        self.base = self.base.rstrip("/")
+        self.files: set[str] = set()
+        if self.fs.isdir(self.base):
+            prefix = self.base + "/"
+            self.files = {p[len(prefix):] for p in self.fs.find(self.base) if p.startswith(prefix)}
+
+    def exists(self) -> bool:
+        return bool(self.files)
+
+    def isfile(self, rel: str) -> bool:
+        return rel in self.files
+
+    def open(self, rel: str) -> IO[bytes]:
+        return self.fs.open(f"{self.base}/{rel}", "rb")
+
+    def read(self, rel: str) -> bytes:
+        with self.open(rel) as f:
+            return f.read()
+
+    def under(self, folder: str) -> list[str]:
+        prefix = folder.rstrip("/") + "/"
+        return sorted(p for p in self.files if p.startswith(prefix))
+
+    def entries_per_folder(self) -> dict[str, int]:
+        """Entries (files and sub-folders) of every folder, from the file listing: a bucket has no empty
+        folders, so nothing is missed."""
+        children: dict[str, set[str]] = defaultdict(set)
+        for path in self.files:
+            parent, name = posixpath.split(path)
+            children[parent].add(name)
+            while parent:
+                parent, name = posixpath.split(parent)
+                children[parent].add(name)
+        return {folder: len(names) for folder, names in children.items()}
 
 
 @dataclass
@@ -51,11 +97,15 @@ class Findings:
         return out
 
 
-def _records(path: str, fmt: str, findings: Findings) -> Iterator[dict[str, Any]]:
+def split_of_file(path: str) -> str:
+    """parquet/train-00000-of-00001.parquet -> train; data/validation.jsonl -> validation."""
+    return posixpath.basename(path).split(".")[0].split("-")[0]
+
+
+def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterator[dict[str, Any]]:
     """Rows of one file in the shared row shape (jsonl, parquet); llava and sharegpt are checked on their own."""
-    rel = os.path.basename(path)
     if fmt == "jsonl":
-        with open(path, "rb") as f:
+        with tree.open(rel) as f:
             for n, line in enumerate(f, 1):
                 try:
                     obj = orjson.loads(line)
@@ -68,32 +118,32 @@ def _records(path: str, fmt: str, findings: Findings) -> Iterator[dict[str, Any]
                     continue
                 yield obj
     elif fmt == "parquet":
-        try:
-            pf = pq.ParquetFile(path)
-        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for damaged files
-            findings.add("parquet", f"{rel}: unreadable ({err})")
-            return
-        schema = pf.schema_arrow
-        if not (schema.equals(SCHEMA_PLAIN) or schema.equals(SCHEMA_EMBEDDED)):
-            findings.add("parquet", f"{rel}: schema differs from the fixed satsft schema")
-            return
-        embedded = "images" in schema.names
-        for batch in pf.iter_batches(batch_size=256):
-            for row in batch.to_pylist():
-                if embedded and [i["path"] for i in row["images"]] != row["metadata"]["image_paths"]:
-                    findings.add("parquet", f"{rel} {row['metadata']['sample_id']}: embedded images do not match "
-                                            "image_paths")
-                if embedded and not all(i["bytes"] for i in row["images"]):
-                    findings.add("parquet", f"{rel} {row['metadata']['sample_id']}: an embedded image is empty")
-                row.pop("images", None)
-                yield row
+        with tree.open(rel) as f:
+            try:
+                pf = pq.ParquetFile(f)
+            except Exception as err:  # noqa: BLE001 - pyarrow raises several types for damaged files
+                findings.add("parquet", f"{rel}: unreadable ({err})")
+                return
+            schema = pf.schema_arrow
+            if not (schema.equals(SCHEMA_PLAIN) or schema.equals(SCHEMA_EMBEDDED)):
+                findings.add("parquet", f"{rel}: schema differs from the fixed satsft schema")
+                return
+            embedded = "images" in schema.names
+            for batch in pf.iter_batches(batch_size=256):
+                for row in batch.to_pylist():
+                    sid = row["metadata"]["sample_id"]
+                    if embedded and [i["path"] for i in row["images"]] != row["metadata"]["image_paths"]:
+                        findings.add("parquet", f"{rel} {sid}: embedded images do not match image_paths")
+                    if embedded and not all(i["bytes"] for i in row["images"]):
+                        findings.add("parquet", f"{rel} {sid}: an embedded image is empty")
+                    row.pop("images", None)
+                    yield row
 
 
-def _check_llava_sharegpt(path: str, fmt: str, findings: Findings) -> int:
-    rel = os.path.relpath(path)
+def _check_llava_sharegpt(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> int:
     try:
-        with open(path, "rb") as f:
-            items = orjson.loads(f.read()) if fmt == "llava" else [orjson.loads(line) for line in f]
+        data = tree.read(rel)
+        items = orjson.loads(data) if fmt == "llava" else [orjson.loads(line) for line in data.splitlines()]
     except orjson.JSONDecodeError as err:
         findings.add(fmt, f"{rel}: not valid JSON ({err})")
         return 0
@@ -112,7 +162,7 @@ def _check_llava_sharegpt(path: str, fmt: str, findings: Findings) -> int:
     return len(items)
 
 
-def _check_row(row: dict[str, Any], split: str, root: str, findings: Findings, seen_images: dict[str, bool]) -> None:
+def _check_row(row: dict[str, Any], split: str, tree: OutputTree, findings: Findings, seen_images: set[str]) -> None:
     md = row["metadata"]
     sid = md.get("sample_id", "?")
     if md.get("split") != split:
@@ -126,9 +176,10 @@ def _check_row(row: dict[str, Any], split: str, root: str, findings: Findings, s
     if images != md.get("image_paths"):
         findings.add("rows", f"{sid}: image parts differ from metadata.image_paths")
     for path in [*images, md.get("analysis_image_path") or ""]:
-        if path and path not in seen_images:
-            seen_images[path] = os.path.isfile(os.path.join(root, path))
-        if path and not seen_images[path]:
+        if not path:
+            continue
+        seen_images.add(path)
+        if not tree.isfile(path):
             findings.add("images", f"{sid}: missing {path}")
     if md.get("task") in GROUNDING_TASKS:
         answer = "".join(p.get("text") or "" for p in row["messages"][-1]["content"])
@@ -137,46 +188,69 @@ def _check_row(row: dict[str, Any], split: str, root: str, findings: Findings, s
             findings.add("grounding", f"{sid}: {problem}")
 
 
-def _card_files(root: str, findings: Findings) -> set[str]:
-    path = os.path.join(root, CARD_NAME)
-    if not os.path.isfile(path):
+def _card_configs(tree: OutputTree, findings: Findings) -> list[dict[str, Any]]:
+    """The `configs` of the card's YAML header, or [] (with a finding) when there is no usable header."""
+    if not tree.isfile(CARD_NAME):
         findings.add("card", f"{CARD_NAME} is missing")
-        return set()
-    text = open(path, encoding="utf-8").read()
+        return []
+    text = tree.read(CARD_NAME).decode("utf-8", errors="replace")
     if not text.startswith("---\n") or "\n---\n" not in text[4:]:
         findings.add("card", f"{CARD_NAME} has no YAML header")
-        return set()
+        return []
     try:
         header = yaml.safe_load(text[4:text.index("\n---\n", 4)])
     except yaml.YAMLError as err:
         findings.add("card", f"{CARD_NAME} YAML header does not parse: {err}")
-        return set()
+        return []
+    return list((header or {}).get("configs", []))
+
+
+def _card_files(configs: list[dict[str, Any]], splits_with_rows: set[str], findings: Findings) -> set[str]:
+    """Every file the card's configs name; each entry's split must be a real split whose files it lists, and
+    each config must cover exactly the splits that have rows (a renamed split would load as a new one)."""
     files: set[str] = set()
-    for config in (header or {}).get("configs", []):
+    for config in configs:
+        name = config.get("config_name", "?")
+        seen: set[str] = set()
         for entry in config.get("data_files", []):
-            paths = entry["path"] if isinstance(entry["path"], list) else [entry["path"]]
+            split = entry.get("split", "")
+            paths = entry.get("path", [])
+            paths = paths if isinstance(paths, list) else [paths]
             files.update(paths)
+            seen.add(split)
+            if split not in VALID_SPLITS:
+                findings.add("card", f"config {name}: split {split!r} is not one of {', '.join(VALID_SPLITS)}")
+            for path in paths:
+                if split_of_file(path) != split:
+                    findings.add("card", f"config {name}: split {split!r} points at {path}, a "
+                                         f"{split_of_file(path)} file")
+        for split in sorted(splits_with_rows - seen):
+            findings.add("card", f"config {name}: no data_files for split {split!r}, which has rows")
+        for split in sorted(seen - splits_with_rows):
+            findings.add("card", f"config {name}: split {split!r} has no rows in {REPORT_NAME}")
     return files
 
 
-def _folder_limits(root: str, limit: int, findings: Findings) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
-        n = len(dirnames) + len(filenames)
+def _folder_limits(tree: OutputTree, limit: int, findings: Findings) -> None:
+    for folder, n in sorted(tree.entries_per_folder().items()):
         if n > limit:
-            findings.add("folders", f"{os.path.relpath(dirpath, root)} holds {n} entries (limit {limit})")
+            findings.add("folders", f"{folder or '.'} holds {n} entries, files and sub-folders (limit {limit})")
 
 
 def validate(root: str) -> tuple[Findings, dict[str, int]]:
-    """All problems found in the built tree at ``root``, and what was checked (for the closing line)."""
+    """All problems found in the built tree at ``root`` (a folder or bucket URL), and what was checked."""
     findings = Findings()
     checked: Counter[str] = Counter()
-    report_path = os.path.join(root, REPORT_NAME)
-    if not os.path.isfile(report_path):
+    tree = OutputTree(root)
+    if not tree.isfile(REPORT_NAME):
         findings.add("report", f"{REPORT_NAME} is missing: is {root!r} a satsft build output?")
         return findings, checked
-    report = orjson.loads(open(report_path, "rb").read())
+    report = orjson.loads(tree.read(REPORT_NAME))
     files: dict[str, dict[str, int]] = report.get("files", {})
-    card_files = _card_files(root, findings)
+    split_rows: Counter[str] = Counter()
+    for splits in report["rows"]["by_task_split"].values():
+        split_rows.update(splits)
+    card_files = _card_files(_card_configs(tree, findings), {s for s, n in split_rows.items() if n}, findings)
     listed = {p for paths in files.values() for p in paths}
     for p in sorted(card_files - listed):
         findings.add("card", f"{CARD_NAME} names {p}, which the build did not write")
@@ -184,45 +258,39 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
         for p in sorted(set(files.get(fmt, {})) - card_files):
             findings.add("card", f"{p} is not named in the {CARD_NAME} configs")
     for spec in FORMATS.values():
-        folder = os.path.join(root, spec.folder)
-        if os.path.isdir(folder):
-            for name in sorted(os.listdir(folder)):
-                if f"{spec.folder}/{name}" not in listed and name.endswith(spec.suffix):
-                    findings.add("files", f"{spec.folder}/{name} is not listed in {REPORT_NAME}")
+        for p in tree.under(spec.folder):
+            if p not in listed and p.endswith(spec.suffix):
+                findings.add("files", f"{p} is not listed in {REPORT_NAME}")
     counted: Counter[tuple[str, str]] = Counter()
     sample_ids: Counter[str] = Counter()
-    seen_images: dict[str, bool] = {}
+    seen_images: set[str] = set()
     record_formats = [f for f in ("jsonl", "parquet") if f in files]
     for fmt, paths in sorted(files.items()):
         for rel, expected in sorted(paths.items()):
-            path = os.path.join(root, rel)
-            split = os.path.basename(rel).split(".")[0].split("-")[0]
-            if not os.path.isfile(path):
+            split = split_of_file(rel)
+            if not tree.isfile(rel):
                 findings.add("files", f"{rel} is missing ({expected} rows expected)")
                 continue
             checked["files"] += 1
             if fmt in ("llava", "sharegpt"):
-                n = _check_llava_sharegpt(path, fmt, findings)
+                n = _check_llava_sharegpt(tree, rel, fmt, findings)
             else:
                 n = 0
-                for row in _records(path, fmt, findings):
+                for row in _records(tree, rel, fmt, findings):
                     n += 1
                     if fmt == record_formats[0]:
-                        _check_row(row, split, root, findings, seen_images)
+                        _check_row(row, split, tree, findings, seen_images)
                         md = row["metadata"]
                         counted[(md.get("task", "?"), split)] += 1
                         sample_ids[md.get("sample_id", "?")] += 1
                 checked["rows"] += n if fmt == record_formats[0] else 0
             if n != expected:
                 findings.add("counts", f"{rel}: {n} rows, {REPORT_NAME} says {expected}")
-    split_rows = Counter()
-    for splits in report["rows"]["by_task_split"].values():
-        split_rows.update(splits)
     for split in VALID_SPLITS:
         if not split_rows[split]:
             continue
         for fmt in record_formats:
-            if not any(os.path.basename(p).startswith((f"{split}.", f"{split}-")) for p in files[fmt]):
+            if not any(split_of_file(p) == split for p in files[fmt]):
                 findings.add("files", f"no {fmt} file for split {split}")
     if record_formats:
         by_task = report["rows"]["by_task_split"]
@@ -235,9 +303,8 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
             if n > 1:
                 findings.add("rows", f"sample_id {sid} appears {n} times")
     checked["images"] = len(seen_images)
-    sidecar_dir = os.path.join(root, ROW_SIDECARS)
-    n_sidecars = sum(len(fs) for _, _, fs in os.walk(sidecar_dir))
+    n_sidecars = len(tree.under(ROW_SIDECARS))
     if n_sidecars != report["rows"]["total"]:
         findings.add("counts", f"{n_sidecars} row sidecars under {ROW_SIDECARS}, {report['rows']['total']} rows")
-    _folder_limits(root, int(report["config"].get("max_files_per_dir", 9000)), findings)
+    _folder_limits(tree, int(report["config"].get("max_files_per_dir", 9000)), findings)
     return findings, checked

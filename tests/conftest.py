@@ -65,7 +65,7 @@ def prepared(ctx):
 
         parsed = parse_sidecar(orjson.dumps(make_sidecar(**overrides)), "metadata/s00000/x.json")
         assert parsed.tile is not None, parsed.problem
-        tile = parsed.tile.with_fields(chip_src="/in/images/s00000/x.png", split="train")
+        tile = parsed.tile.with_fields(chip_src="/in/images/s00000/x.png", chip_px=224, split="train")
         if still:
             tile = tile.with_fields(still_src="/in/mapbox_stills/poi_000007_g001.png", still_stem="poi_000007_g001",
                                     still_index=3)

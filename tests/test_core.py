@@ -18,7 +18,12 @@ def test_safe_name_and_shards():
     assert safe_name("poi_1 t/../x") == "poi_1_t_.._x"
     assert safe_name("..") == "__"
     assert len(safe_name("a" * 500)) == 200
-    assert shard_dir(0, 50) == "s00000" and shard_dir(49, 50) == "s00000" and shard_dir(50, 50) == "s00001"
+    assert shard_dir(0, 50, 100) == "s00000" and shard_dir(49, 50, 100) == "s00000"
+    assert shard_dir(50, 50, 100) == "s00001"
+    assert shard_dir(50 * 50 - 1, 50, 50 * 50) == "s00049", "one level up to limit² files"
+    assert shard_dir(50 * 50, 50, 50 * 50 + 1) == "s00001/s00000", "then a second level"
+    assert shard_dir(50 * 50 - 1, 50, 50 * 50 + 1) == "s00000/s00049"
+    assert shard_dir(15, 2, 16) == "s00001/s00001/s00001", "limit 2: three levels for 16 files"
 
 
 @pytest.mark.parametrize("path,reason", [
@@ -109,8 +114,10 @@ def test_initial_split_field_then_hash():
 
 def test_leakage_reassign_and_drop():
     tiles = [_tile("poi_9_g001_t0000", "train"), _tile("poi_9_g002_t0000", "test")]
-    kept, rejected, moved = resolve_leakage("poi_9", tiles, "reassign")
-    assert {t.split for t in kept} == {hashed_split("poi_9")} and moved == 2 and not rejected
+    kept, rejected, moved = resolve_leakage("poi_9", tiles, "reassign", {"poi_9": "test"})
+    assert {t.split for t in kept} == {"test"} and moved == 1 and not rejected
+    with pytest.raises(ValueError, match="plan has no split"):
+        resolve_leakage("poi_9", tiles, "reassign", {})
     kept, rejected, moved = resolve_leakage("poi_9", tiles, "drop")
     assert not kept and len(rejected) == 2 and moved == 0
     same = [_tile("poi_8_g001_t0000", "validation"), _tile("poi_8_g001_t0001", "validation")]

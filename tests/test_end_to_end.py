@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tests.conftest import run_cli
+from transforms.paths import base_poi_id
 from transforms.render import class_shares
 from transforms.rows import grounding_problem, normalise_box
 from transforms.tasks import TASK_NAMES
@@ -24,6 +25,25 @@ def _rows(out: Path) -> list[dict]:
 def _files(root: Path, sub: str) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted((root / sub).rglob("*")) if p.is_file()}
+
+
+def _fingerprint_of_tree(tree: Path) -> str:
+    """The input fingerprint recomputed from the files, independently of the build's own code path."""
+    leaves = []
+    for path in sorted(tree.rglob("*")):
+        rel = str(path.relative_to(tree))
+        if not path.is_file() or rel == "faults.json":
+            continue
+        if rel.startswith("metadata/") and rel.endswith(".json"):
+            kind, digest = "sidecar", hashlib.sha256(path.read_bytes()).hexdigest()
+        elif rel.startswith("data/") and rel.endswith(".jsonl"):
+            kind, digest = "jsonl", ""
+        elif rel.startswith(("images/", "mapbox_stills/")):
+            kind, digest = "image", ""
+        else:
+            continue
+        leaves.append(hashlib.sha256(f"{kind}\x1f{rel}\x1f{path.stat().st_size}\x1f{digest}".encode()).digest())
+    return hashlib.sha256(b"".join(sorted(leaves))).hexdigest()
 
 
 def _max_leaf(root: Path) -> int:
@@ -54,6 +74,35 @@ def test_build_outputs_everything(build, sample_tree):
     assert report["rows"]["total"] == len(rows)
     assert len(list((out / "metadata/sft_metadata_rows").rglob("*.json"))) == len(rows)
     assert json.loads((out / "build_timings.json").read_text())["wall_seconds"] > 0
+
+
+def test_report_identifies_the_tree_without_local_paths(build, sample_tree):
+    out, _ = build
+    report = json.loads((out / "build_report.json").read_text())
+    assert report["input_fingerprint"] == _fingerprint_of_tree(sample_tree)
+    assert (report["config"]["input"], report["config"]["output"]) == (sample_tree.name, out.name)
+    for name in ("build_report.json", "README.md"):
+        text = (out / name).read_text()
+        assert str(sample_tree.parent) not in text and str(out.parent) not in text, f"{name} quotes a local path"
+
+
+def test_held_out_splits_keep_their_size(build):
+    """Bases that span splits move whole, and the splits keep the tiles they declared (150 tiles: within 2)."""
+    out, proc = build
+    report = json.loads((out / "build_report.json").read_text())
+    splits = report["splits"]
+    assert sum(splits["declared"].values()) == sum(splits["written"].values()) == 150
+    assert report["outputs"]["split_reassigned"] > 0, "the sample tree has leaking bases"
+    for s in ("train", "validation", "test"):
+        assert abs(splits["written"][s] - splits["declared"][s]) <= 2, splits
+    by_base: dict[str, set[str]] = {}
+    for r in _rows(out):
+        base = base_poi_id(r["metadata"]["tile_stem"])
+        by_base.setdefault(base, set()).add(r["metadata"]["split"])
+    assert all(len(v) == 1 for v in by_base.values()), "no base in two splits"
+    card = (out / "README.md").read_text()
+    assert "## Splits" in card and "drift (pp)" in card
+    assert "tiles by split (declared -> written, drift)" in proc.stdout
 
 
 def test_grounding_answers_match_source_boxes(build, sample_tree):
@@ -107,11 +156,17 @@ def test_rebuild_is_byte_identical_and_folders_are_capped(build, sample_tree, tm
     assert first.keys() == second.keys()
     assert [p for p in first if first[p] != second[p]] == [], "every file, JSONL and Parquet included, is identical"
     small = tmp_path / "small"
-    run_cli("build", "--input", str(sample_tree), "--output", str(small), "--max-files-per-dir", "50")
-    assert _max_leaf(small) <= 50 and _max_leaf(out) > 50
+    run_cli("build", "--input", str(sample_tree), "--output", str(small), "--max-files-per-dir", "20")
+    assert _max_leaf(out) > 20
+    entries = {str(d.relative_to(small)): len(list(d.iterdir())) for d in [small, *small.rglob("*")] if d.is_dir()}
+    assert max(entries.values()) <= 20, sorted(entries.items(), key=lambda kv: -kv[1])[:3]
+    assert any(p.count("/") == 3 for p in entries if p.startswith("metadata/sft_metadata_rows/")), \
+        "row sidecars need a second level of shard folders at this limit"
     for r in _rows(small):
         for p in r["metadata"]["image_paths"]:
             assert (small / p).is_file()
+    proc = run_cli("validate", str(small))
+    assert proc.stdout.startswith("OK:"), proc.stdout
 
 
 def test_usage_errors_fail_fast(sample_tree, tmp_path):

@@ -105,7 +105,7 @@ def test_write_split_files_every_format(name, rows_per_shard, prepared, tmp_path
     for run in ("a", "b"):
         out = tmp_path / run
         with TestPipeline() as p:
-            events = p | beam.Create(rows) | WriteSplitFiles(str(out), (name,), rows_per_shard)
+            events = (p | beam.Create(rows) | WriteSplitFiles(str(out), (name,), rows_per_shard))["events"]
             n = shard_count(len(rows), rows_per_shard)
             paths = [FORMATS[name].path("train", i, n) for i in range(n)]
             assert_that(events | beam.Map(lambda e: next(iter(e))), equal_to([f"files|{name}|{p}" for p in paths]))
@@ -120,6 +120,20 @@ def test_write_split_files_every_format(name, rows_per_shard, prepared, tmp_path
     assert all(part == sorted(part) for part in ids), "each shard is sorted by sample id"
     if rows_per_shard == 4:
         assert len(train) == shard_count(len(rows), 4) and all(len(part) <= 8 for part in ids)
+
+
+def test_split_files_move_into_shard_folders_past_the_folder_limit(prepared, tmp_path):
+    """More shard files than --max-files-per-dir: they go into shard folders, so no folder is over the limit."""
+    rows = _rows(prepared)
+    n = shard_count(len(rows), 2)
+    assert n > 3
+    with TestPipeline() as p:
+        events = (p | beam.Create(rows) | WriteSplitFiles(str(tmp_path), ("parquet",), 2, max_files_per_dir=3))
+        assert_that(events["events"] | beam.Map(lambda e: next(iter(e)).split("|")[2].count("/")),
+                    equal_to([3] * n), label="two levels: 12 files, 4 folders of 3")
+    for folder in [tmp_path, *(d for d in tmp_path.rglob("*") if d.is_dir())]:
+        assert len(list(folder.iterdir())) <= 3, folder
+    assert len(list(tmp_path.rglob("*.parquet"))) == n
 
 
 def test_embedded_parquet_holds_every_image(prepared, tmp_path):

@@ -34,7 +34,15 @@ def test_gs_build_matches_local_build(emulator, damaged_tree, direct_build, tmp_
     assert not [p for p in fs.find(f"{BUCKET}/out") if ".tmp" in p or "beam-temp" in p]
     fetched = tmp_path / "fetched"
     assert download(env, BUCKET, "out", fetched) > 400
-    assert_same_outputs(direct_build, fetched, {GS_TREE: str(damaged_tree), gs_out: str(direct_build)})
+    assert_same_outputs(direct_build, fetched, {f"--input {GS_TREE}": f"--input {damaged_tree.name}",
+                                                f"--output {gs_out}": f"--output {direct_build.name}"})
+    # The output validates where it lies, in the bucket; damage there is found there.
+    proc = run_cli("validate", gs_out, env=env)
+    assert proc.stdout.startswith("OK:"), proc.stdout
+    analysis = sorted(p for p in fs.find(f"{BUCKET}/out/analysis_images"))[0]
+    fs.rm(analysis)
+    proc = run_cli("validate", gs_out, check=False, env=env)
+    assert proc.returncode == 1 and analysis.split("/out/", 1)[1] in proc.stdout, proc.stdout
 
 
 def test_gs_output_refuses_old_build_unless_overwrite(emulator):

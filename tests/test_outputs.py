@@ -175,13 +175,29 @@ def _card_mismatch(out: Path) -> None:
                                              "parquet/test-00000-of-00002.parquet"))
 
 
+def _card_renames_split(out: Path) -> None:
+    """A hand-edited card whose YAML calls the validation files `valdation`: a loader would make a new split."""
+    card = out / "README.md"
+    text = card.read_text()
+    assert "- split: validation\n" in text
+    card.write_text(text.replace("- split: validation\n", "- split: valdation\n"))
+
+
+def _overfill_subfolders(out: Path) -> None:
+    limit = json.loads((out / "build_report.json").read_text())["config"]["max_files_per_dir"]
+    for i in range(limit + 1 - len(list((out / "images").iterdir()))):
+        (out / "images" / f"s9{i:04d}").mkdir()
+        (out / "images" / f"s9{i:04d}" / "x.txt").write_text("x")
+
+
 def _missing_split_file(out: Path) -> None:
     (out / "data" / "test.jsonl").unlink()
 
 
 @pytest.mark.parametrize(("damage", "check"), [
     (_delete_image, "images:"), (_break_jsonl_line, "jsonl:"), (_overfill_folder, "folders:"),
-    (_box_out_of_range, "grounding:"), (_card_mismatch, "card:"), (_missing_split_file, "files:")])
+    (_box_out_of_range, "grounding:"), (_card_mismatch, "card:"), (_missing_split_file, "files:"),
+    (_card_renames_split, "card:"), (_overfill_subfolders, "folders:")])
 def test_validate_catches_damage(full_build, tmp_path, damage, check):
     copy = _damaged(full_build, tmp_path, damage.__name__)
     damage(copy)

@@ -50,4 +50,4 @@ def test_portable_runner_matches_direct_runner(portable_services, damaged_tree, 
                    "--environment_config", pool)
     assert "on PortableRunner" in proc.stderr and "24 in, 22 with rows, 2 rejected" in proc.stdout
     assert "Starting worker" in (logs / "worker-pool.log").read_text(), "the external pool ran the bundles"
-    assert_same_outputs(direct_build, out, {str(out): str(direct_build)})
+    assert_same_outputs(direct_build, out, {f"--output {out.name}": f"--output {direct_build.name}"})

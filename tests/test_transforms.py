@@ -19,7 +19,6 @@ from transforms.read import ExtractImageRefs, ListImages, ReadSidecars
 from transforms.refs import ImageRef
 from transforms.render import class_shares
 from transforms.sidecars import parse_sidecar
-from transforms.splits import hashed_split
 from transforms.stats import CountOutcomes
 from transforms.write import CopySourceImages, RenderAnalysisImages, WriteRejects, WriteRowSidecars, WriteSplitFiles
 
@@ -124,13 +123,15 @@ def test_join_stills_lookup_order():
 def test_assign_splits_and_index():
     tiles = [_tile("poi_5_g001_t0000", split="train"), _tile("poi_5_g002_t0000", split="test"),
              _tile("poi_6_g001_t0000", split="validation")]
-    target = hashed_split("poi_5")
+    target = "train"  # declared 1/1/1; poi_5 owes train and test one tile each: a tie, settled by split order
     with TestPipeline() as p:
         out = p | beam.Create(tiles) | AssignSplits("reassign")
         assert_that(out["tiles"] | beam.Map(lambda t: (t.tile_stem, t.split)),
                     equal_to([("poi_5_g001_t0000", target), ("poi_5_g002_t0000", target),
                               ("poi_6_g001_t0000", "validation")]), label="tiles")
-        assert_that(out["reassigned"], equal_to([2]), label="moved")
+        assert_that(out["reassigned"], equal_to([1]), label="moved")
+        assert_that(out["declared"], equal_to([{"declared|train": 1, "declared|test": 1},
+                                               {"declared|validation": 1}]), label="declared")
         assert_that(out["tiles"] | IndexTiles(), equal_to([{"poi_5_g001_t0000": 0, "poi_5_g002_t0000": 1,
                                                             "poi_6_g001_t0000": 2}]), label="index")
     with TestPipeline() as p:
@@ -171,15 +172,20 @@ def test_writers(tmp_path, prepared):
     out = str(tmp_path / "out")
     with TestPipeline() as p:
         pr = p | beam.Create(rows)
-        assert_that(pr | WriteSplitFiles(out, ("jsonl",), 100), equal_to([{"files|jsonl|data/train.jsonl": 3}]),
-                    label="split_files")
+        split_files = pr | WriteSplitFiles(out, ("jsonl",), 100)
+        assert_that(split_files["events"], equal_to([{"files|jsonl|data/train.jsonl": 3}]), label="split_files")
+        assert_that(split_files["rejects"], equal_to([]), label="split_rejects")
         rejects = p | "rj" >> beam.Create([{"reason": "b"}, {"reason": "a"}])
         assert_that(rejects | WriteRejects(out), equal_to([{"reject_files_written": 1}]), label="rejects")
         assert_that(pr | WriteRowSidecars(out), equal_to([{"row_sidecars_written": 1}] * 3), label="sidecars")
         assert_that(pr | RenderAnalysisImages(out) | beam.Map(lambda e: e["analysis_images_written"]),
                     equal_to([1, 1]), label="render")
         copies = p | "c" >> beam.Create([("images/s00000/x.png", str(src))] * 2)
-        assert_that(copies | CopySourceImages(out), equal_to([{"source_images_linked": 1}]), label="copy")
+        gone = p | "g" >> beam.Create([("images/s00000/gone.png", str(tmp_path / "vanished.png"))])
+        copied = (copies, gone) | "cg" >> beam.Flatten() | CopySourceImages(out)
+        assert_that(copied["events"], equal_to([{"source_images_linked": 1}]), label="copy")
+        assert_that(copied["rejects"] | beam.Map(lambda r: (r["stage"], r["reason"])),
+                    equal_to([("copy", "source_image_unreadable")]), label="copy_rejects")
     lines = (tmp_path / "out/data/train.jsonl").read_text().splitlines()
     assert [json.loads(x)["metadata"]["sample_id"] for x in lines] == sorted(r.sample_id for r in rows)
     assert (tmp_path / "out/rejects/rejects-00000-of-00001.jsonl").read_text() == '{"reason":"a"}\n{"reason":"b"}\n'
@@ -206,3 +212,34 @@ def test_count_outcomes(prepared):
         assert_that(counts, equal_to([{"rows|caption|train": 1, "rejects|join|chip_missing": 1, "tiles|train": 1,
                                        "dominant|water": 1, "regions|water": 2, "split_reassigned": 2,
                                        "tiles_in": 2, "a": 2}]))
+
+
+def test_embedded_split_files_reject_a_row_whose_image_vanished(tmp_path, prepared):
+    """A source image listed as fine but gone by the time the shard is written: that row becomes a reject and
+    leaves every format and its row sidecar; the shard is still written with the other rows."""
+    from dataclasses import replace
+
+    from transforms.tasks import caption
+
+    out = tmp_path / "out"
+    rows = []
+    for i, stem in enumerate(("poi_000001_t0000", "poi_000002_t0000")):
+        row = caption.rows(prepared(i, still=False, tile_stem=stem))[0]
+        src = tmp_path / "in" / f"{stem}.png"
+        if i == 0:
+            _write(str(src), b"\x89PNG chip bytes")
+        sidecar = f"metadata/sft_metadata_rows/s00000/{row.sample_id}.json"
+        _write(str(out / sidecar), b"{}")
+        rows.append(replace(row, sidecar_path=sidecar,
+                            image_sources=((row.record["metadata"]["image_paths"][0], str(src)),)))
+    with TestPipeline() as p:
+        written = p | beam.Create(rows) | WriteSplitFiles(str(out), ("jsonl", "parquet"), 100, embed_images=True)
+        assert_that(written["events"], equal_to([
+            {"rows|caption|train": -1, "row_sidecars_written": -1},
+            {"files|jsonl|data/train.jsonl": 1}, {"files|parquet|parquet/train-00000-of-00001.parquet": 1}]),
+            label="events")
+        assert_that(written["rejects"] | beam.Map(lambda r: (r["source"], r["stage"], r["reason"])),
+                    equal_to([("poi_000002_t0000__caption", "write", "source_image_unreadable")]), label="rejects")
+    kept = [json.loads(x)["metadata"]["sample_id"] for x in (out / "data/train.jsonl").read_text().splitlines()]
+    assert kept == ["poi_000001_t0000__caption"]
+    assert (out / rows[0].sidecar_path).exists() and not (out / rows[1].sidecar_path).exists()

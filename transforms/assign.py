@@ -9,9 +9,23 @@ from apache_beam.metrics import Metrics
 
 from transforms.paths import base_poi_id
 from transforms.records import reject
-from transforms.splits import resolve_leakage
+from transforms.sidecars import VALID_SPLITS
+from transforms.splits import initial_split, plan_reassignment, resolve_leakage, split_counts
 
 REJECTS = "rejects"
+DECLARED = "declared"
+
+
+def base_counts(element) -> tuple[str, tuple[int, int, int]]:
+    """(base, tiles per declared split): all the reassignment plan needs to know of a base."""
+    base, tiles = element
+    return base, split_counts(initial_split(t) for t in tiles)
+
+
+def declared_event(element) -> dict[str, int]:
+    """Tiles per declared split, for the report's input-versus-output split table."""
+    _, counts = element
+    return {f"declared|{s}": n for s, n in zip(VALID_SPLITS, counts, strict=True) if n}
 
 
 class _AssignFn(beam.DoFn):
@@ -20,9 +34,9 @@ class _AssignFn(beam.DoFn):
         self.reassigned = Metrics.counter("AssignSplits", "split_reassigned")
         self.dropped = Metrics.counter("AssignSplits", "dropped_split_leakage")
 
-    def process(self, element):
+    def process(self, element, plan):
         base, tiles = element
-        kept, rejected, moved = resolve_leakage(base, tiles, self.policy)
+        kept, rejected, moved = resolve_leakage(base, tiles, self.policy, plan)
         if moved:
             self.reassigned.inc(moved)
             yield beam.pvalue.TaggedOutput("reassigned", moved)
@@ -35,16 +49,26 @@ class _AssignFn(beam.DoFn):
 
 @dataclass
 class AssignSplits(beam.PTransform):
-    """GroupByKey on base POI so that one place never lands in two splits."""
+    """GroupByKey on base POI so that one place never lands in two splits; where one would, the whole base
+    goes to the split a global plan gives it, so the splits keep their declared shares.
+
+    Only (base, three counts) per base reaches the plan, never tiles. ``declared`` carries one count event per
+    base: {"declared|<split>": tiles}."""
 
     leakage: str
 
     def expand(self, tiles):
-        out = (tiles
-               | "KeyByBase" >> beam.Map(lambda t: (base_poi_id(t.tile_stem), t))
-               | "GroupByBase" >> beam.GroupByKey()
-               | "Assign" >> beam.ParDo(_AssignFn(self.leakage)).with_outputs(REJECTS, "reassigned", main="tiles"))
-        return {"tiles": out.tiles, REJECTS: out[REJECTS], "reassigned": out.reassigned}
+        grouped = (tiles
+                   | "KeyByBase" >> beam.Map(lambda t: (base_poi_id(t.tile_stem), t))
+                   | "GroupByBase" >> beam.GroupByKey())
+        counts = grouped | "CountPerBase" >> beam.Map(base_counts)
+        plan = (counts
+                | "CollectCounts" >> beam.combiners.ToList()
+                | "Plan" >> beam.Map(plan_reassignment))
+        out = grouped | "Assign" >> beam.ParDo(_AssignFn(self.leakage), beam.pvalue.AsSingleton(plan)).with_outputs(
+            REJECTS, "reassigned", main="tiles")
+        declared = counts | "DeclaredEvents" >> beam.Map(declared_event)
+        return {"tiles": out.tiles, REJECTS: out[REJECTS], "reassigned": out.reassigned, DECLARED: declared}
 
 
 def index_tiles(stems: list[str]) -> dict[str, int]:

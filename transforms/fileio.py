@@ -66,6 +66,20 @@ def write_bytes(path: str, data: bytes) -> None:
         f.write(data)
 
 
+def remove(path: str) -> None:
+    """Delete a file if it is there."""
+    if is_local(path):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+
+
 def link_or_copy(src: str, dst: str) -> str:
     """Hard-link when both ends are local on one device, else copy. Returns "link" or "copy"."""
     if is_local(src) and is_local(dst):

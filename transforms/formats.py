@@ -146,10 +146,11 @@ class Format:
     always_sharded: bool = False  # parquet names always carry -of-N; the others only when N > 1
     uses_images: bool = False
 
-    def path(self, split: str, shard: int, n_shards: int) -> str:
+    def path(self, split: str, shard: int, n_shards: int, sub: str = "") -> str:
+        folder = f"{self.folder}/{sub}" if sub else self.folder
         if n_shards == 1 and not self.always_sharded:
-            return f"{self.folder}/{split}{self.suffix}"
-        return f"{self.folder}/{split}-{shard:05d}-of-{n_shards:05d}{self.suffix}"
+            return f"{folder}/{split}{self.suffix}"
+        return f"{folder}/{split}-{shard:05d}-of-{n_shards:05d}{self.suffix}"
 
 
 FORMATS: dict[str, Format] = {

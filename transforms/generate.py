@@ -31,9 +31,12 @@ def rows_per_tile_bound(tasks: tuple[str, ...], n_profiles: int) -> int:
     return sum(n_profiles if ROWS_PER_TILE_BOUND[t] is None else ROWS_PER_TILE_BOUND[t] for t in tasks)
 
 
-def row_sidecar_path(tile_index: int, position: int, bound: int, sample_id: str, max_files_per_dir: int) -> str:
-    return join_path("metadata", "sft_metadata_rows", shard_dir(tile_index * bound + position, max_files_per_dir),
-                     f"{file_safe(sample_id)}.json")
+def row_sidecar_path(tile_index: int, position: int, bound: int, sample_id: str, max_files_per_dir: int,
+                     n_tiles: int) -> str:
+    """Each tile owns ``bound`` consecutive slots, so the folder follows from the tile ordinal alone."""
+    slot = tile_index * bound + position
+    return join_path("metadata", "sft_metadata_rows",
+                     shard_dir(slot, max_files_per_dir, max(n_tiles * bound, slot + 1)), f"{file_safe(sample_id)}.json")
 
 
 def tile_summary(pt: PreparedTile) -> dict:
@@ -82,7 +85,7 @@ class _GenerateRowsFn(beam.DoFn):
 
     def process(self, tile, tile_index: dict[str, int]):
         self.tiles_in.inc()
-        pt = PreparedTile(tile, tile_index[tile.tile_stem], self.ctx)
+        pt = PreparedTile(tile, tile_index[tile.tile_stem], self.ctx, len(tile_index))
         kept, gated = tile_rows(pt, self.tasks, self.max_prompt_chars)
         for row, reason, detail in gated:
             yield beam.pvalue.TaggedOutput(REJECTS, reject(row.sample_id, tile.tile_stem, "gate", reason, detail))
@@ -100,7 +103,7 @@ class _GenerateRowsFn(beam.DoFn):
             paths = row.record["metadata"]["image_paths"]
             used.update(paths)
             yield replace(row, sidecar_path=row_sidecar_path(pt.tile_index, position, self.bound, row.sample_id,
-                                                             self.ctx.max_files_per_dir),
+                                                             self.ctx.max_files_per_dir, pt.n_tiles),
                           image_sources=tuple((p, sources[p]) for p in paths if p in sources))
         yield beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src))
         if pt.still_path and pt.still_path in used:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from transforms import fileio
 
@@ -26,6 +26,7 @@ class ImageFile:
     detail: str = ""
     width: int = 0
     height: int = 0
+    size: int = field(default=0, compare=False)  # bytes, for the input fingerprint
 
 
 def png_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int, int]:
@@ -64,6 +65,10 @@ def escapes_root(root: str, path: str) -> bool:
 
 def inspect_image(root: str, rel_path: str, n_bytes: int) -> ImageFile:
     """Check one listed image without decoding it; every way it can be bad has its own problem name."""
+    return replace(_inspect(root, rel_path, n_bytes), size=n_bytes)
+
+
+def _inspect(root: str, rel_path: str, n_bytes: int) -> ImageFile:
     full = f"{root.rstrip('/')}/{rel_path}"
     if escapes_root(root, full):
         return ImageFile(rel_path, "outside_root", "symlink to " + os.path.realpath(full)[:200])

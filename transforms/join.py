@@ -15,6 +15,7 @@ from transforms.refs import ImageRef
 from transforms.sidecars import Tile
 
 REJECTS = "rejects"
+MIN_CHIP_PX = 16
 
 
 def join_tile(stem: str, sidecars: list[Tile], refs: list[ImageRef], files: list[ImageFile], input_root: str
@@ -40,11 +41,17 @@ def join_tile(stem: str, sidecars: list[Tile], refs: list[ImageRef], files: list
     if found.problem:
         rejects.append(reject(tile.source, stem, "join", f"chip_{found.problem}", f"{ref.path}: {found.detail}"))
         return None, rejects
-    if (found.width, found.height) != (tile.size, tile.size):
-        rejects.append(reject(tile.source, stem, "join", "chip_size_mismatch",
-                              f"{ref.path} is {found.width}x{found.height}, output_size is {tile.size}"))
+    # Boxes live in the output_size frame, so any square chip of the same footprint serves (448 or 512 px
+    # exports at native resolution included); only a chip of another shape, or too small to see, does not.
+    if found.width != found.height:
+        rejects.append(reject(tile.source, stem, "join", "chip_not_square",
+                              f"{ref.path} is {found.width}x{found.height}"))
         return None, rejects
-    return tile.with_fields(chip_src=join_path(input_root, ref.path)), rejects
+    if found.width < MIN_CHIP_PX:
+        rejects.append(reject(tile.source, stem, "join", "chip_too_small",
+                              f"{ref.path} is {found.width}x{found.height}, under {MIN_CHIP_PX} px"))
+        return None, rejects
+    return tile.with_fields(chip_src=join_path(input_root, ref.path), chip_px=found.width), rejects
 
 
 class _JoinFn(beam.DoFn):
@@ -104,7 +111,8 @@ def lookup_still(tile: Tile, stills: dict[str, tuple[str, int]], input_root: str
     for key in still_lookup_keys(tile.tile_stem):
         if key in stills:
             path, index = stills[key]
-            return tile.with_fields(still_src=join_path(input_root, path), still_stem=key, still_index=index)
+            return tile.with_fields(still_src=join_path(input_root, path), still_stem=key, still_index=index,
+                                    still_count=len(stills))
     return tile
 
 

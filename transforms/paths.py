@@ -20,9 +20,30 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
-def shard_dir(index: int, max_files_per_dir: int) -> str:
-    """The shard folder for the index-th file of a family: s00000 holds files 0..max-1, and so on."""
-    return f"s{index // max_files_per_dir:05d}"
+def shard_levels(capacity: int, max_files_per_dir: int) -> int:
+    """Folder levels a family of ``capacity`` files needs so that no folder holds more than the limit, files and
+    sub-folders alike: one level up to limit² files (81 M at the default 9000), then one more per factor."""
+    if max_files_per_dir < 2:
+        raise ValueError("max_files_per_dir must be at least 2")
+    levels, folders = 1, -(-max(capacity, 1) // max_files_per_dir)
+    while folders > max_files_per_dir:
+        levels += 1
+        folders = -(-folders // max_files_per_dir)
+    return levels
+
+
+def shard_dir(index: int, max_files_per_dir: int, capacity: int) -> str:
+    """The shard folder of the index-th of ``capacity`` files of a family: s00000 holds files 0..max-1, and so
+    on; a family too large for one level of folders gets nested ones (s00001/s00042)."""
+    if not 0 <= index < max(capacity, 1):
+        raise ValueError(f"index {index} outside a family of {capacity} files")
+    folder = index // max_files_per_dir
+    parts = []
+    for _ in range(shard_levels(capacity, max_files_per_dir) - 1):
+        parts.append(f"s{folder % max_files_per_dir:05d}")
+        folder //= max_files_per_dir
+    parts.append(f"s{folder:05d}")
+    return "/".join(reversed(parts))
 
 
 def normalise_ref(raw: str) -> str:

@@ -8,6 +8,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 
+from transforms.fingerprint import file_leaf
 from transforms.images import ImageFile, escapes_root, inspect_image
 from transforms.paths import file_stem, join_path
 from transforms.records import reject
@@ -15,6 +16,7 @@ from transforms.refs import ImageRef, file_rank, parse_line
 from transforms.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
 
 REJECTS = "rejects"
+LEAVES = "leaves"
 
 
 def relative_to(root: str, path: str) -> str:
@@ -30,25 +32,27 @@ class _ParseSidecarFn(beam.DoFn):
         self.parsed = Metrics.counter("ReadSidecars", "tiles_parsed")
         self.rejected = Metrics.counter("ReadSidecars", "tiles_rejected")
 
+    def _read(self, readable: fileio.ReadableFile, source: str) -> tuple[bytes | None, dict | None]:
+        """(bytes, None), or (None, reject) for a sidecar that must not or cannot be read."""
+        if escapes_root(self.root, readable.metadata.path):  # a symlink out of the tree is never followed
+            return None, reject(source, file_stem(source), "sidecar", "sidecar_outside_root",
+                                "symlink out of the input root")
+        if readable.metadata.size_in_bytes > MAX_SIDECAR_BYTES:  # never load an oversized sidecar whole
+            return None, reject(source, file_stem(source), "sidecar", "sidecar_too_large",
+                                f"{readable.metadata.size_in_bytes} bytes")
+        try:
+            return readable.read(), None
+        except Exception as err:  # an unreadable file is one bad input, not a failed job
+            return None, reject(source, file_stem(source), "sidecar", "sidecar_unreadable", str(err)[:300])
+
     def process(self, readable: fileio.ReadableFile):
         source = relative_to(self.root, readable.metadata.path)
         self.tiles_in.inc()
-        if escapes_root(self.root, readable.metadata.path):  # a symlink out of the tree is never followed
+        data, problem = self._read(readable, source)
+        yield beam.pvalue.TaggedOutput(LEAVES, file_leaf("sidecar", source, readable.metadata.size_in_bytes, data))
+        if problem is not None:
             self.rejected.inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, file_stem(source), "sidecar",
-                                                           "sidecar_outside_root", "symlink out of the input root"))
-            return
-        if readable.metadata.size_in_bytes > MAX_SIDECAR_BYTES:  # never load an oversized sidecar whole
-            self.rejected.inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, file_stem(source), "sidecar", "sidecar_too_large",
-                                                           f"{readable.metadata.size_in_bytes} bytes"))
-            return
-        try:
-            data = readable.read()
-        except Exception as err:  # an unreadable file is one bad input, not a failed job
-            self.rejected.inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, file_stem(source), "sidecar", "sidecar_unreadable",
-                                                           str(err)[:300]))
+            yield beam.pvalue.TaggedOutput(REJECTS, problem)
             return
         parsed = parse_sidecar(data, source)
         if parsed.tile is None:
@@ -66,7 +70,8 @@ class _ParseSidecarFn(beam.DoFn):
 class ReadSidecars(beam.PTransform):
     """metadata/**.json -> (tile_stem, Tile), with a reject for every sidecar that cannot be used.
 
-    ``tiles_in`` is the number of sidecar files, the left side of the accounting identity."""
+    ``tiles_in`` is the number of sidecar files, the left side of the accounting identity; ``leaves`` holds one
+    fingerprint leaf per sidecar file (transforms.fingerprint)."""
 
     input_root: str
 
@@ -74,9 +79,9 @@ class ReadSidecars(beam.PTransform):
         matches = pbegin | "Match" >> fileio.MatchFiles(join_path(self.input_root, "metadata", "**.json"))
         out = (matches
                | "Read" >> fileio.ReadMatches()
-               | "Parse" >> beam.ParDo(_ParseSidecarFn(self.input_root)).with_outputs(REJECTS, main="tiles"))
+               | "Parse" >> beam.ParDo(_ParseSidecarFn(self.input_root)).with_outputs(REJECTS, LEAVES, main="tiles"))
         tiles_in = matches | "CountFiles" >> beam.combiners.Count.Globally()
-        return {"tiles": out.tiles, REJECTS: out[REJECTS], "tiles_in": tiles_in}
+        return {"tiles": out.tiles, REJECTS: out[REJECTS], "tiles_in": tiles_in, LEAVES: out[LEAVES]}
 
 
 class _ExtractRefsFn(beam.DoFn):
@@ -93,6 +98,7 @@ class _ExtractRefsFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_outside_root",
                                                            "symlink out of the input root"))
             return
+        yield beam.pvalue.TaggedOutput(LEAVES, file_leaf("jsonl", source, readable.metadata.size_in_bytes))
         rank = file_rank(source)
         with readable.open() as f:
             for line_no, line in enumerate(f, start=1):
@@ -120,11 +126,12 @@ class ExtractImageRefs(beam.PTransform):
         out = (pbegin
                | "Match" >> fileio.MatchFiles(join_path(self.input_root, "data", "*.jsonl"))
                | "Read" >> fileio.ReadMatches()
-               | "Parse" >> beam.ParDo(_ExtractRefsFn(self.input_root)).with_outputs("chip", "still", REJECTS))
+               | "Parse" >> beam.ParDo(_ExtractRefsFn(self.input_root)).with_outputs("chip", "still", REJECTS, LEAVES))
         return {
             "chips": out.chip | "FirstChip" >> beam.CombinePerKey(_first_ref),
             "stills": out.still | "FirstStill" >> beam.CombinePerKey(_first_ref),
             REJECTS: out[REJECTS],
+            LEAVES: out[LEAVES],
         }
 
 
@@ -147,3 +154,8 @@ class ListImages(beam.PTransform):
                 | "Match" >> fileio.MatchFiles(join_path(root, self.folder, "**"),
                                                empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
                 | "Inspect" >> beam.Map(lambda m: inspected(root, m)))
+
+
+def image_leaf(element: tuple[str, ImageFile]) -> bytes:
+    """The fingerprint leaf of a listed image: its path and size (images are not read for this)."""
+    return file_leaf("image", element[1].path, element[1].size)

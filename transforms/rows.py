@@ -66,15 +66,19 @@ class PreparedTile:
     tile: Tile
     tile_index: int
     ctx: TaskContext = field(default=None, repr=False)  # type: ignore[assignment]
+    n_tiles: int = 0  # tiles in the build: how many shard folders (and levels of them) each family needs
 
     @property
     def stem(self) -> str:
         return self.tile.tile_stem
 
+    def _shard(self, index: int, capacity: int) -> str:
+        return shard_dir(index, self.ctx.max_files_per_dir, max(capacity, index + 1))
+
     @cached_property
     def chip_path(self) -> str:
         ext = self.tile.chip_src.rsplit(".", 1)[-1].lower() if "." in self.tile.chip_src else "png"
-        return join_path("images", shard_dir(self.tile_index, self.ctx.max_files_per_dir),
+        return join_path("images", self._shard(self.tile_index, self.n_tiles),
                          f"{file_safe(self.stem)}.{safe_name(ext)}")
 
     @cached_property
@@ -82,17 +86,17 @@ class PreparedTile:
         if not self.tile.still_src or self.tile.still_index < 0:
             return ""
         ext = self.tile.still_src.rsplit(".", 1)[-1].lower() if "." in self.tile.still_src else "png"
-        return join_path("mapbox_stills", shard_dir(self.tile.still_index, self.ctx.max_files_per_dir),
+        return join_path("mapbox_stills", self._shard(self.tile.still_index, self.tile.still_count),
                          f"{file_safe(self.tile.still_stem)}.{safe_name(ext)}")
 
     def analysis_path(self, profile: str) -> str:
         position = self.tile_index * len(self.ctx.profiles) + self.ctx.profiles.index(profile)
-        return join_path("analysis_images", shard_dir(position, self.ctx.max_files_per_dir),
+        return join_path("analysis_images", self._shard(position, self.n_tiles * len(self.ctx.profiles)),
                          f"{file_safe(self.stem)}__analysis_{profile}.png")
 
     @cached_property
     def overlay_path(self) -> str:
-        return join_path("overlays", shard_dir(self.tile_index, self.ctx.max_files_per_dir),
+        return join_path("overlays", self._shard(self.tile_index, self.n_tiles),
                          f"{file_safe(self.stem)}__regions.png")
 
     @cached_property
@@ -184,7 +188,7 @@ def make_row(pt: PreparedTile, task: str, sample_id: str, images: list[str], pro
     metadata = {"sample_id": sample_id, "task": task, "analysis_profile": profile, "tile_stem": pt.stem,
                 "split": pt.tile.split, "image_paths": list(images), "analysis_image_path": analysis_path}
     sidecar = {"sample_id": sample_id, "task": task, "tile_stem": pt.stem, "split": pt.tile.split,
-               "image_paths": list(images)}
+               "image_paths": list(images), "chip_size_px": pt.tile.chip_px, "output_size": pt.tile.size}
     sidecar.update(sidecar_extra or {})
     return Row({"messages": messages, "metadata": metadata}, sidecar, render_spec)
 

@@ -49,9 +49,11 @@ class Tile:
     raw: dict[str, Any] = field(repr=False, compare=False)
     # Filled in by later stages of the graph.
     chip_src: str = ""
+    chip_px: int = 0  # the chip file's width (= height); boxes stay in the output_size frame whatever it is
     still_src: str = ""
     still_stem: str = ""
     still_index: int = -1
+    still_count: int = 0  # stills found in the tree: how the still copies are sharded
     split: str = ""
 
     def normalised_fractions(self) -> dict[int, float]:

@@ -13,6 +13,8 @@ import orjson
 
 from transforms.formats import GROUNDING_TASKS
 from transforms.records import TILE_STAGES
+from transforms.sidecars import VALID_SPLITS
+from transforms.splits import split_drift_pp
 
 
 def row_keys(row) -> list[tuple[str, int]]:
@@ -64,6 +66,7 @@ def summarise(counts: dict[str, int]) -> dict:
     rows: dict[str, dict[str, int]] = {}
     rejects: dict[str, int] = {}
     tiles_by_split: dict[str, int] = {}
+    declared: dict[str, int] = {}
     tiles_rejected = 0
     classes: dict[str, dict[str, int]] = {}
     boxes: dict[int, int] = {}
@@ -81,6 +84,8 @@ def summarise(counts: dict[str, int]) -> dict:
                 tiles_rejected += n
         elif kind == "tiles":
             tiles_by_split[rest] = n
+        elif kind == "declared":
+            declared[rest] = n
         elif kind in ("dominant", "regions"):
             classes.setdefault(rest, {"dominant_tiles": 0, "regions": 0})[
                 "dominant_tiles" if kind == "dominant" else "regions"] = n
@@ -96,6 +101,9 @@ def summarise(counts: dict[str, int]) -> dict:
     return {
         "tiles": {"in": tiles_in, "with_rows": with_rows, "rejected": tiles_rejected,
                   "by_split": tiles_by_split, "accounted": tiles_in == with_rows + tiles_rejected},
+        "splits": {"declared": {s: declared.get(s, 0) for s in VALID_SPLITS},
+                   "written": {s: tiles_by_split.get(s, 0) for s in VALID_SPLITS},
+                   "drift_pp": split_drift_pp(declared, tiles_by_split)},
         "rows": {"total": sum(sum(v.values()) for v in rows.values()), "by_task_split": rows},
         "rejects_by_reason": dict(sorted(rejects.items(), key=lambda kv: (-kv[1], kv[0]))),
         "classes": dict(sorted(classes.items())),

@@ -1,0 +1,33 @@
+"""The command line starts fast: Beam (seconds of imports, with its cloud clients) loads only for a build."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+_NO_BEAM = """
+import contextlib, io, sys
+from pipeline.cli import main
+for argv in (["--help"], ["--version"], ["sample", "--help"], ["validate", "--help"], ["validate", "/nonexistent"]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+import pipeline.sample, pipeline.validate, pipeline.report, pipeline.card, pipeline.faults  # noqa: E401
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "apache_beam")
+assert not loaded, loaded[:5]
+"""
+
+
+def test_help_sample_and_validate_never_import_beam():
+    proc = subprocess.run([sys.executable, "-c", _NO_BEAM], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_build_help_lists_the_build_options():
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "--max-files-per-dir" in proc.stdout and "--leakage" in proc.stdout

@@ -28,7 +28,7 @@ OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stil
                   "metadata", "rejects", "README.md", "build_report.json", "build_timings.json")
 USAGE = """satsft {sample,build,validate} ...
 
-  satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults]
+  satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults] [--workers N]
   satsft build --input DIR --output DIR [build options] [Beam options]
   satsft validate DIR
 
@@ -146,19 +146,23 @@ def run_sample(argv: list[str]) -> int:
     parser.add_argument("--output", required=True, help="folder to write the tree into")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same tree")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing tree in --output")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes writing tiles (default: one per core); the bytes do not depend on it")
     parser.add_argument("--faults", action="store_true",
                         help="damage the tree once per kind of bad input (needs >= 60 tiles); expected rejects go "
                              "to faults.json")
     args = parser.parse_args(argv)
     if args.tiles < 1:
         raise UsageError("--tiles must be at least 1")
+    if args.workers < 0:
+        raise UsageError("--workers must be 0 (one per core) or more")
     out = os.path.abspath(args.output)
     if os.path.isdir(out) and os.listdir(out):
         if not args.overwrite:
             raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it")
         shutil.rmtree(out)
     started = time.monotonic()
-    stats = write_sample_tree(out, args.tiles, args.seed)
+    stats = write_sample_tree(out, args.tiles, args.seed, args.workers)
     print(f"wrote {stats['tiles']} tiles ({stats['stills']} stills, {stats['variants']} variants of "
           f"{stats['bases']} base POIs) to {out} in {time.monotonic() - started:.1f}s")
     if args.faults:

@@ -9,8 +9,8 @@ regions measured from the map itself, and a caption written from those numbers. 
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,28 +69,36 @@ def label_map(stem: str, seed: int, biome: str) -> np.ndarray:
 
 
 def components(cells: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
-    """4-connected patches of one class: (class, cells, x1, y1, x2, y2) in cell units, largest first."""
+    """4-connected patches of one class: (class, cells, x1, y1, x2, y2) in cell units, largest first.
+
+    Every cell starts labelled with its own raster index and takes the smallest label among its same-class
+    neighbours, with pointer jumping (a label's label) so long patches converge in a few rounds; a patch ends
+    labelled by its first cell in raster order, which keeps ties in the order a flood fill would find them.
+    """
     h, w = cells.shape
-    seen = np.zeros_like(cells, dtype=bool)
-    flat = cells.tolist()
-    out = []
-    for y0 in range(h):
-        for x0 in range(w):
-            if seen[y0, x0]:
-                continue
-            cls = flat[y0][x0]
-            seen[y0, x0] = True
-            queue = deque([(y0, x0)])
-            n, x1, y1, x2, y2 = 0, x0, y0, x0, y0
-            while queue:
-                y, x = queue.popleft()
-                n += 1
-                x1, x2, y1, y2 = min(x1, x), max(x2, x), min(y1, y), max(y2, y)
-                for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
-                    if 0 <= ny < h and 0 <= nx < w and not seen[ny, nx] and flat[ny][nx] == cls:
-                        seen[ny, nx] = True
-                        queue.append((ny, nx))
-            out.append((cls, n, x1, y1, x2, y2))
+    labels = np.arange(h * w, dtype=np.int64).reshape(h, w)
+    right, down = cells[:, 1:] == cells[:, :-1], cells[1:, :] == cells[:-1, :]
+    while True:
+        lab = labels.copy()
+        np.minimum(lab[:, 1:], np.where(right, lab[:, :-1], lab[:, 1:]), out=lab[:, 1:])
+        np.minimum(lab[:, :-1], np.where(right, lab[:, 1:], lab[:, :-1]), out=lab[:, :-1])
+        np.minimum(lab[1:, :], np.where(down, lab[:-1, :], lab[1:, :]), out=lab[1:, :])
+        np.minimum(lab[:-1, :], np.where(down, lab[1:, :], lab[:-1, :]), out=lab[:-1, :])
+        lab = lab.ravel()[lab]
+        lab = lab.ravel()[lab]
+        if np.array_equal(lab, labels):
+            break
+        labels = lab
+    roots, inverse, counts = np.unique(labels.ravel(), return_inverse=True, return_counts=True)
+    ys, xs = np.divmod(np.arange(h * w), w)
+    x1, y1 = np.full(len(roots), w), np.full(len(roots), h)
+    x2, y2 = np.zeros(len(roots), np.int64), np.zeros(len(roots), np.int64)
+    np.minimum.at(x1, inverse, xs)
+    np.minimum.at(y1, inverse, ys)
+    np.maximum.at(x2, inverse, xs)
+    np.maximum.at(y2, inverse, ys)
+    out = list(zip(cells.ravel()[roots].tolist(), counts.tolist(), x1.tolist(), y1.tolist(), x2.tolist(),
+                   y2.tolist(), strict=True))
     out.sort(key=lambda c: (-c[1], c[0], c[2], c[3]))
     return out
 
@@ -168,64 +176,101 @@ def _write(path: str, data: bytes) -> None:
         f.write(data)
 
 
-def write_sample_tree(root: str, n_tiles: int, seed: int = 0) -> dict[str, int]:
-    specs = plan_tiles(n_tiles, seed)
-    jsonl: dict[str, list[bytes]] = {"train": [], "validation": [], "test": []}
-    stills_written: set[str] = set()
+@dataclass(frozen=True)
+class TileJob:
+    """One tile to write: everything decided up front in tile order, so workers can write tiles in any order."""
+
+    index: int
+    spec: TileSpec
+    still_rel: str  # the still its chat line references, or ""
+    writes_still: str  # the still key this tile writes (its first user), or ""
+
+
+def plan_jobs(specs: list[TileSpec], seed: int) -> list[TileJob]:
+    """Which still each variant uses (most have one, keyed by the variant or the base; some none) and which
+    tile writes it: the first tile whose variant uses it."""
+    jobs = []
+    stills_written: dict[str, str] = {}
     still_for_variant: dict[str, str] = {}
     for i, spec in enumerate(specs):
-        shard = f"s{i // FILES_PER_SHARD:05d}"
-        cells = label_map(spec.stem, seed, spec.biome)
-        counts = np.bincount(cells.ravel(), minlength=NUM_CLASSES)
-        rng = stable_rng(seed, spec.stem, "meta")
-        valid = 1.0 if rng.random() < 0.7 else float(rng.uniform(0.9, 0.99))  # some tiles have nodata pixels
-        fractions = {c: round(float(counts[c]) / cells.size * valid, 4) for c in range(NUM_CLASSES) if counts[c]}
-        comps = [c for c in components(cells) if c[1] >= MIN_REGION_CELLS][:MAX_REGIONS]
-        regions = [{"bbox": [x1 * CELL_PX, y1 * CELL_PX, x2 * CELL_PX + CELL_PX - 1, y2 * CELL_PX + CELL_PX - 1],
-                    "label": CLASS_NAMES[cls], "class_id": cls, "area_px": n * CELL_PX * CELL_PX}
-                   for cls, n, x1, y1, x2, y2 in comps]
-        split = hashed_split(spec.variant)
-        year, month, day = 2019 + int(rng.integers(6)), 1 + int(rng.integers(12)), 1 + int(rng.integers(28))
-        sidecar = {
-            "tile_stem": spec.stem, "poi_id": spec.variant, "split": split, "output_size": SIZE,
-            "caption": caption_for(fractions, comps, spec.stem, seed),
-            "class_fractions": {str(c): v for c, v in fractions.items()}, "regions": regions,
-            "latitude": round(spec.lat, 6), "longitude": round(spec.lon, 6),
-            "bbox_wgs84": [round(spec.lon - 0.01, 6), round(spec.lat - 0.01, 6), round(spec.lon + 0.01, 6),
-                           round(spec.lat + 0.01, 6)],
-            "stac_item_id": f"S2{'AB'[int(rng.integers(2))]}_MSIL2A_{year}{month:02d}{day:02d}T10{i % 60:02d}21_"
-                            f"R{int(rng.integers(1, 143)):03d}",
-            "stac_datetime": f"{year}-{month:02d}-{day:02d}T10:{i % 60:02d}:21Z",
-            "eo_cloud_cover": round(float(rng.uniform(0, 35)), 2),
-            "grid": {"crs": f"EPSG:326{int((spec.lon + 180) // 6) + 1:02d}", "resolution_m": 10},
-        }
-        chip_rel = f"images/{shard}/{spec.stem}.png"
-        _write(os.path.join(root, chip_rel), chip_png(cells, spec.stem, seed))
-        _write(os.path.join(root, "metadata", shard, f"{spec.stem}.json"),
-               orjson.dumps(sidecar, option=orjson.OPT_INDENT_2))
+        writes = ""
         if spec.variant not in still_for_variant:
             roll = stable_rng(seed, spec.variant, "still").random()
-            key = "" if roll < 0.15 else (spec.base if roll < 0.25 else spec.variant)  # most have one, some not
-            if key:
-                still_rel = f"mapbox_stills/s{len(stills_written) // FILES_PER_SHARD:05d}/{key}.png"
-                if key not in stills_written:
-                    stills_written.add(key)
-                    _write(os.path.join(root, still_rel), still_png(cells, key, seed))
-                    still_for_variant[spec.variant] = still_rel
-                else:
-                    still_for_variant[spec.variant] = ""
-            else:
-                still_for_variant[spec.variant] = ""
-        content = [{"type": "image", "image": chip_rel}]
-        if still_for_variant[spec.variant]:
-            content.append({"type": "image", "image": still_for_variant[spec.variant]})
-        content.append({"type": "text", "text": "Describe this satellite image."})
-        line = {"messages": [{"role": "user", "content": content},
-                             {"role": "assistant", "content": [{"type": "text", "text": sidecar["caption"]}]}]}
-        jsonl[split].append(orjson.dumps(line))
+            key = "" if roll < 0.15 else (spec.base if roll < 0.25 else spec.variant)
+            still_for_variant[spec.variant] = ""
+            if key and key not in stills_written:
+                stills_written[key] = f"mapbox_stills/s{len(stills_written) // FILES_PER_SHARD:05d}/{key}.png"
+                still_for_variant[spec.variant] = stills_written[key]
+                writes = key
+        jobs.append(TileJob(i, spec, still_for_variant[spec.variant], writes))
+    return jobs
+
+
+def write_tile(root: str, seed: int, job: TileJob) -> tuple[str, bytes]:
+    """Write one tile's chip, sidecar (and still); return (split, its chat JSONL line)."""
+    i, spec = job.index, job.spec
+    shard = f"s{i // FILES_PER_SHARD:05d}"
+    cells = label_map(spec.stem, seed, spec.biome)
+    counts = np.bincount(cells.ravel(), minlength=NUM_CLASSES)
+    rng = stable_rng(seed, spec.stem, "meta")
+    valid = 1.0 if rng.random() < 0.7 else float(rng.uniform(0.9, 0.99))  # some tiles have nodata pixels
+    fractions = {c: round(float(counts[c]) / cells.size * valid, 4) for c in range(NUM_CLASSES) if counts[c]}
+    comps = [c for c in components(cells) if c[1] >= MIN_REGION_CELLS][:MAX_REGIONS]
+    regions = [{"bbox": [x1 * CELL_PX, y1 * CELL_PX, x2 * CELL_PX + CELL_PX - 1, y2 * CELL_PX + CELL_PX - 1],
+                "label": CLASS_NAMES[cls], "class_id": cls, "area_px": n * CELL_PX * CELL_PX}
+               for cls, n, x1, y1, x2, y2 in comps]
+    split = hashed_split(spec.variant)
+    year, month, day = 2019 + int(rng.integers(6)), 1 + int(rng.integers(12)), 1 + int(rng.integers(28))
+    sidecar = {
+        "tile_stem": spec.stem, "poi_id": spec.variant, "split": split, "output_size": SIZE,
+        "caption": caption_for(fractions, comps, spec.stem, seed),
+        "class_fractions": {str(c): v for c, v in fractions.items()}, "regions": regions,
+        "latitude": round(spec.lat, 6), "longitude": round(spec.lon, 6),
+        "bbox_wgs84": [round(spec.lon - 0.01, 6), round(spec.lat - 0.01, 6), round(spec.lon + 0.01, 6),
+                       round(spec.lat + 0.01, 6)],
+        "stac_item_id": f"S2{'AB'[int(rng.integers(2))]}_MSIL2A_{year}{month:02d}{day:02d}T10{i % 60:02d}21_"
+                        f"R{int(rng.integers(1, 143)):03d}",
+        "stac_datetime": f"{year}-{month:02d}-{day:02d}T10:{i % 60:02d}:21Z",
+        "eo_cloud_cover": round(float(rng.uniform(0, 35)), 2),
+        "grid": {"crs": f"EPSG:326{int((spec.lon + 180) // 6) + 1:02d}", "resolution_m": 10},
+    }
+    chip_rel = f"images/{shard}/{spec.stem}.png"
+    _write(os.path.join(root, chip_rel), chip_png(cells, spec.stem, seed))
+    _write(os.path.join(root, "metadata", shard, f"{spec.stem}.json"),
+           orjson.dumps(sidecar, option=orjson.OPT_INDENT_2))
+    if job.writes_still:
+        _write(os.path.join(root, job.still_rel), still_png(cells, job.writes_still, seed))
+    content = [{"type": "image", "image": chip_rel}]
+    if job.still_rel:
+        content.append({"type": "image", "image": job.still_rel})
+    content.append({"type": "text", "text": "Describe this satellite image."})
+    line = {"messages": [{"role": "user", "content": content},
+                         {"role": "assistant", "content": [{"type": "text", "text": sidecar["caption"]}]}]}
+    return split, orjson.dumps(line)
+
+
+def _write_tile_star(args: tuple[str, int, TileJob]) -> tuple[str, bytes]:
+    return write_tile(*args)
+
+
+def write_sample_tree(root: str, n_tiles: int, seed: int = 0, workers: int = 0) -> dict[str, int]:
+    """Write the tree; ``workers`` processes (0: one per core, fewer for small trees) write tiles in parallel.
+    Every choice is fixed per tile before any worker starts, so the bytes do not depend on the worker count."""
+    specs = plan_tiles(n_tiles, seed)
+    jobs = plan_jobs(specs, seed)
+    workers = workers or min(os.cpu_count() or 1, -(-n_tiles // 250))
+    tasks = [(root, seed, job) for job in jobs]
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            lines = pool.map(_write_tile_star, tasks, chunksize=32)
+    else:
+        lines = [write_tile(*t) for t in tasks]
+    jsonl: dict[str, list[bytes]] = {"train": [], "validation": [], "test": []}
+    for split, line in lines:
+        jsonl[split].append(line)
     os.makedirs(os.path.join(root, "data"), exist_ok=True)
-    for split, lines in jsonl.items():
+    for split, split_lines in jsonl.items():
         with open(os.path.join(root, "data", f"{split}.jsonl"), "wb") as f:
-            f.write(b"".join(line + b"\n" for line in lines))
-    return {"tiles": len(specs), "stills": len(stills_written), "variants": len({s.variant for s in specs}),
-            "bases": len({s.base for s in specs})}
+            f.write(b"".join(line + b"\n" for line in split_lines))
+    return {"tiles": len(specs), "stills": sum(1 for j in jobs if j.writes_still),
+            "variants": len({s.variant for s in specs}), "bases": len({s.base for s in specs})}

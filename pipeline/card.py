@@ -22,7 +22,7 @@ CONFIG_FORMATS = ("parquet", "jsonl")
 OPTION_FLAGS = (("tasks", "--tasks"), ("profiles", "--profiles"), ("leakage", "--leakage"),
                 ("tim_shift", "--tim-shift"), ("max_files_per_dir", "--max-files-per-dir"),
                 ("max_prompt_chars", "--max-prompt-chars"), ("formats", "--formats"),
-                ("rows_per_shard", "--rows-per-shard"))
+                ("rows_per_shard", "--rows-per-shard"), ("row_sidecars", "--row-sidecars"))
 
 
 def size_category(n: int) -> str:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("satsft")
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
 OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stills", "analysis_images", "overlays",
-                  "metadata", "rejects", "README.md", "build_report.json", "build_timings.json")
+                  "metadata", "rejects", "README.md", "build_report.json", "build_timings.json", "_satsft_spool")
 USAGE = """satsft {sample,build,validate} ...
 
   satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults] [--workers N]

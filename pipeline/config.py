@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from pipeline.errors import UsageError
 from transforms import fileio
-from transforms.formats import FORMAT_NAMES
+from transforms.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
 from transforms.prompts import Templates, load_templates
 from transforms.rows import TaskContext
 from transforms.splits import LEAKAGE_POLICIES
@@ -52,6 +52,7 @@ class BuildConfig:
     embed_images: bool = False
     overlays: bool = False
     rows_per_shard: int = 0
+    row_sidecars: str = "files"
     templates: Templates = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -59,7 +60,8 @@ class BuildConfig:
                leakage: str = "reassign", tim_shift: str = "varied", redact_location: bool = False,
                max_files_per_dir: int = 9000, max_prompt_chars: int = 16000, prompts_dir: str = "",
                overwrite: bool = False, formats: str = ",".join(DEFAULT_FORMATS), embed_images: bool = False,
-               overlays: bool = False, rows_per_shard: int = 0, check_paths: bool = True) -> BuildConfig:
+               overlays: bool = False, rows_per_shard: int = 0, row_sidecars: str = "files",
+               check_paths: bool = True) -> BuildConfig:
         if not input:
             raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
         if not output:
@@ -79,6 +81,8 @@ class BuildConfig:
         if rows_per_shard < 0:
             raise UsageError("--rows-per-shard must be 0 (automatic) or a positive number of rows")
         rows_per_shard = rows_per_shard or (EMBEDDED_ROWS_PER_SHARD if embed_images else ROWS_PER_SHARD)
+        if row_sidecars not in ROW_SIDECAR_MODES:
+            raise UsageError(f"unknown --row-sidecars {row_sidecars!r}; choose one of {', '.join(ROW_SIDECAR_MODES)}")
         if max_prompt_chars < 100:
             raise UsageError("--max-prompt-chars must be at least 100")
         input_root, output_root = _clean_root(input), _clean_root(output)
@@ -90,7 +94,7 @@ class BuildConfig:
             raise UsageError(str(err)) from err
         return cls(input_root, output_root, task_names, profile_names, leakage, tim_shift, redact_location,
                    max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
-                   overlays, rows_per_shard, templates)
+                   overlays, rows_per_shard, row_sidecars, templates)
 
     def task_context(self) -> TaskContext:
         return TaskContext(self.templates, self.profiles, self.tim_shift, self.redact_location,
@@ -105,7 +109,7 @@ class BuildConfig:
                 "redact_location": self.redact_location, "max_files_per_dir": self.max_files_per_dir,
                 "max_prompt_chars": self.max_prompt_chars, "prompts_dir": public_location(self.prompts_dir),
                 "formats": list(self.formats), "embed_images": self.embed_images, "overlays": self.overlays,
-                "rows_per_shard": self.rows_per_shard}
+                "rows_per_shard": self.rows_per_shard, "row_sidecars": self.row_sidecars}
 
 
 def public_location(path: str) -> str:

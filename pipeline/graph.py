@@ -13,15 +13,9 @@ from transforms.fingerprint import FingerprintFn
 from transforms.generate import COPIES, OVERLAYS, TILES_DONE, GenerateRows
 from transforms.join import JoinOnTileStem, JoinStills
 from transforms.read import LEAVES, ExtractImageRefs, ListImages, ReadSidecars, image_leaf
+from transforms.split_files import WriteSplitFiles
 from transforms.stats import CountOutcomes, summarise
-from transforms.write import (
-    CopySourceImages,
-    RenderAnalysisImages,
-    WriteOverlays,
-    WriteRejects,
-    WriteRowSidecars,
-    WriteSplitFiles,
-)
+from transforms.write import CopySourceImages, RenderAnalysisImages, WriteOverlays, WriteRejects, WriteRowSidecars
 
 
 @dataclass
@@ -57,17 +51,19 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     rows = generated["rows"]
 
     split_files = rows | "WriteSplitFiles" >> WriteSplitFiles(out, config.formats, config.rows_per_shard,
-                                                              config.embed_images, config.max_files_per_dir)
+                                                              config.embed_images, config.max_files_per_dir,
+                                                              config.row_sidecars)
     copies = generated[COPIES] | "CopySourceImages" >> CopySourceImages(out)
     events = [
         split_files["events"],
-        rows | "WriteRowSidecars" >> WriteRowSidecars(out),
         rows | "RenderAnalysisImages" >> RenderAnalysisImages(out),
         copies["events"],
         generated[OVERLAYS] | "WriteOverlays" >> WriteOverlays(out),
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),
         split["declared"],
     ]
+    if config.row_sidecars == "files":
+        events.append(rows | "WriteRowSidecars" >> WriteRowSidecars(out))
     rejects = ([sidecars["rejects"], refs["rejects"], joined["rejects"], with_stills["rejects"], split["rejects"],
                 generated["rejects"], split_files["rejects"], copies["rejects"]] | "AllRejects" >> beam.Flatten())
     events.append(rejects | "WriteRejects" >> WriteRejects(out))

@@ -49,6 +49,9 @@ class BuildOptions(PipelineOptions):
               help="also write region boxes drawn on each chip under overlays/")
         _flag(parser, "rows-per-shard", type=int, default=0,
               help="rows per output file (0: 20000, or 500 with --embed-images)")
+        _flag(parser, "row-sidecars", default="files",
+              help="files|parquet|none: one JSON per row under metadata/sft_metadata_rows/, Parquet shards of them "
+                   "there, or none")
         _flag(parser, "overwrite", action="store_true", default=False,
               help="replace an existing output folder instead of refusing")
 
@@ -59,4 +62,5 @@ class BuildOptions(PipelineOptions):
             max_files_per_dir=self.max_files_per_dir, max_prompt_chars=self.max_prompt_chars,
             prompts_dir=self.prompts_dir, overwrite=self.overwrite, formats=self.formats,
             embed_images=self.embed_images, overlays=self.overlays, rows_per_shard=self.rows_per_shard,
+            row_sidecars=self.row_sidecars,
             check_paths=check_paths)

@@ -24,12 +24,19 @@ import yaml
 
 from pipeline.card import CARD_NAME
 from pipeline.report import REPORT_NAME
-from transforms.formats import FORMATS, GROUNDING_TASKS, IMAGE_TOKEN, SCHEMA_EMBEDDED, SCHEMA_PLAIN
+from transforms.formats import (
+    FORMATS,
+    GROUNDING_TASKS,
+    IMAGE_TOKEN,
+    ROW_SIDECARS_DIR,
+    SCHEMA_EMBEDDED,
+    SCHEMA_PLAIN,
+    SIDECAR_SCHEMA,
+)
 from transforms.rows import grounding_problem
 from transforms.sidecars import VALID_SPLITS
 
 SHOWN_PER_CHECK = 20
-ROW_SIDECARS = "metadata/sft_metadata_rows"
 
 
 class OutputTree:
@@ -162,6 +169,32 @@ def _check_llava_sharegpt(tree: OutputTree, rel: str, fmt: str, findings: Findin
     return len(items)
 
 
+def _check_sidecar_shard(tree: OutputTree, rel: str, findings: Findings, sidecar_ids: Counter[str]) -> int:
+    """A Parquet shard of row sidecars: the fixed schema, and a JSON object per row whose sample id is its key."""
+    with tree.open(rel) as f:
+        try:
+            pf = pq.ParquetFile(f)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for damaged files
+            findings.add("sidecars", f"{rel}: unreadable ({err})")
+            return 0
+        if not pf.schema_arrow.equals(SIDECAR_SCHEMA):
+            findings.add("sidecars", f"{rel}: schema differs from the row sidecar schema")
+            return 0
+        n = 0
+        for batch in pf.iter_batches(batch_size=1024, columns=["sample_id", "sidecar"]):
+            for sid, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                n += 1
+                sidecar_ids[sid] += 1
+                try:
+                    side = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    findings.add("sidecars", f"{rel} {sid}: sidecar is not JSON")
+                    continue
+                if not isinstance(side, dict) or side.get("sample_id") != sid:
+                    findings.add("sidecars", f"{rel} {sid}: sidecar does not belong to its row")
+        return n
+
+
 def _check_row(row: dict[str, Any], split: str, tree: OutputTree, findings: Findings, seen_images: set[str]) -> None:
     md = row["metadata"]
     sid = md.get("sample_id", "?")
@@ -231,6 +264,23 @@ def _card_files(configs: list[dict[str, Any]], splits_with_rows: set[str], findi
     return files
 
 
+def _check_sidecar_count(tree: OutputTree, mode: str, total: int, sample_ids: Counter[str],
+                         sidecar_ids: Counter[str], findings: Findings) -> None:
+    """One row sidecar per row, as files or in Parquet shards (--row-sidecars), or none at all."""
+    files = [p for p in tree.under(ROW_SIDECARS_DIR) if p.endswith(".json")]
+    if mode == "files":
+        if len(files) != total:
+            findings.add("counts", f"{len(files)} row sidecars under {ROW_SIDECARS_DIR}, {total} rows")
+        return
+    if files:
+        findings.add("sidecars", f"{len(files)} row sidecar files under {ROW_SIDECARS_DIR}, but row_sidecars is "
+                                 f"{mode!r}")
+    if mode == "parquet" and sample_ids and sidecar_ids != sample_ids:
+        missing, extra = set(sample_ids) - set(sidecar_ids), set(sidecar_ids) - set(sample_ids)
+        findings.add("sidecars", f"row sidecar shards: {len(missing)} rows without a sidecar, {len(extra)} "
+                                 f"sidecars without a row, {sum(1 for n in sidecar_ids.values() if n > 1)} repeated")
+
+
 def _folder_limits(tree: OutputTree, limit: int, findings: Findings) -> None:
     for folder, n in sorted(tree.entries_per_folder().items()):
         if n > limit:
@@ -257,13 +307,16 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
     for fmt in ("parquet", "jsonl"):
         for p in sorted(set(files.get(fmt, {})) - card_files):
             findings.add("card", f"{p} is not named in the {CARD_NAME} configs")
-    for spec in FORMATS.values():
-        for p in tree.under(spec.folder):
-            if p not in listed and p.endswith(spec.suffix):
+    mode = report["config"].get("row_sidecars", "files")
+    folders = [(spec.folder, spec.suffix) for spec in FORMATS.values()] + [(ROW_SIDECARS_DIR, ".parquet")]
+    for folder, suffix in folders:
+        for p in tree.under(folder):
+            if p not in listed and p.endswith(suffix):
                 findings.add("files", f"{p} is not listed in {REPORT_NAME}")
     counted: Counter[tuple[str, str]] = Counter()
     sample_ids: Counter[str] = Counter()
     seen_images: set[str] = set()
+    sidecar_ids: Counter[str] = Counter()
     record_formats = [f for f in ("jsonl", "parquet") if f in files]
     for fmt, paths in sorted(files.items()):
         for rel, expected in sorted(paths.items()):
@@ -274,6 +327,8 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
             checked["files"] += 1
             if fmt in ("llava", "sharegpt"):
                 n = _check_llava_sharegpt(tree, rel, fmt, findings)
+            elif fmt == "row_sidecars":
+                n = _check_sidecar_shard(tree, rel, findings, sidecar_ids)
             else:
                 n = 0
                 for row in _records(tree, rel, fmt, findings):
@@ -303,8 +358,6 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
             if n > 1:
                 findings.add("rows", f"sample_id {sid} appears {n} times")
     checked["images"] = len(seen_images)
-    n_sidecars = len(tree.under(ROW_SIDECARS))
-    if n_sidecars != report["rows"]["total"]:
-        findings.add("counts", f"{n_sidecars} row sidecars under {ROW_SIDECARS}, {report['rows']['total']} rows")
+    _check_sidecar_count(tree, mode, report["rows"]["total"], sample_ids, sidecar_ids, findings)
     _folder_limits(tree, int(report["config"].get("max_files_per_dir", 9000)), findings)
     return findings, checked

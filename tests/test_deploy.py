@@ -16,12 +16,12 @@ from pipeline.config import BuildConfig
 from pipeline.graph import build_pipeline
 from pipeline.options import BuildOptions
 from tests.conftest import REPO
-from transforms.formats import FORMAT_NAMES
+from transforms.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
 from transforms.tasks import TASK_NAMES
 from transforms.tim import PROFILES
 
 ALLOWED = {"tasks": TASK_NAMES, "profiles": tuple(PROFILES), "formats": FORMAT_NAMES,
-           "leakage": ("reassign", "drop"), "tim_shift": ("varied", "fixed")}
+           "leakage": ("reassign", "drop"), "tim_shift": ("varied", "fixed"), "row_sidecars": ROW_SIDECAR_MODES}
 
 
 def _actions() -> dict[str, argparse.Action]:

@@ -25,7 +25,7 @@ from transforms.formats import (
     sharegpt_record,
 )
 from transforms.overlay import draw_regions
-from transforms.write import WriteSplitFiles, shard_count
+from transforms.split_files import WriteSplitFiles, shard_count
 
 
 def _rows(prepared, n_tiles: int = 3):

@@ -19,8 +19,9 @@ from transforms.read import ExtractImageRefs, ListImages, ReadSidecars
 from transforms.refs import ImageRef
 from transforms.render import class_shares
 from transforms.sidecars import parse_sidecar
+from transforms.split_files import WriteSplitFiles
 from transforms.stats import CountOutcomes
-from transforms.write import CopySourceImages, RenderAnalysisImages, WriteRejects, WriteRowSidecars, WriteSplitFiles
+from transforms.write import CopySourceImages, RenderAnalysisImages, WriteRejects, WriteRowSidecars
 
 
 def _tile(stem, **kw):

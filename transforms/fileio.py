@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+from typing import BinaryIO
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -64,6 +66,37 @@ def write_bytes(path: str, data: bytes) -> None:
 
     with FileSystems.create(path) as f:  # object stores publish an object only when it is closed
         f.write(data)
+
+
+def open_for_write(path: str) -> BinaryIO:
+    """A file to stream into (spools); its parent folders are made locally, objects appear when closed."""
+    if is_local(path):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return open(path, "wb")
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.create(path)
+
+
+def open_for_read(path: str) -> BinaryIO:
+    """A seekable file to read ranges from."""
+    if is_local(path):
+        return open(path, "rb")
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.open(path, compression_type="uncompressed")
+
+
+def remove_tree(path: str) -> None:
+    """Delete a folder (locally) or every object under a prefix (in a bucket), if there is one."""
+    if is_local(path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    found = [m.path for m in FileSystems.match([f"{path.rstrip('/')}/**"])[0].metadata_list]
+    if found:
+        FileSystems.delete(found)
 
 
 def remove(path: str) -> None:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 FORMAT_NAMES = ("jsonl", "parquet", "llava", "sharegpt")
+ROW_SIDECAR_MODES = ("files", "parquet", "none")  # one JSON file per row, Parquet shards of them, or none
 GROUNDING_TASKS = frozenset({"grounding_all", "grounding_per_class"})
 IMAGE_TOKEN = "<image>"
 
@@ -159,3 +160,25 @@ FORMATS: dict[str, Format] = {
     "llava": Format("llava", "llava", ".json", llava_bytes),
     "sharegpt": Format("sharegpt", "sharegpt", ".jsonl", sharegpt_bytes),
 }
+
+
+# Row sidecars as Parquet shards (`--row-sidecars parquet`): one per split file shard, beside where the JSON files
+# would go; the sidecar itself is kept whole as JSON text, since its fields differ by task.
+ROW_SIDECARS_DIR = "metadata/sft_metadata_rows"
+SIDECAR_SCHEMA = pa.schema([("sample_id", pa.string()), ("task", pa.string()), ("tile_stem", pa.string()),
+                            ("split", pa.string()), ("sidecar", pa.string())])
+
+
+def sidecar_parquet_bytes(entries: Sequence[tuple[str, dict[str, Any], dict[str, Any] | None]]) -> bytes:
+    """(sample id, row metadata, sidecar) of one shard's rows, in sample id order -> a zstd Parquet file."""
+    rows = [{"sample_id": sid, "task": md["task"], "tile_stem": md["tile_stem"], "split": md["split"],
+             "sidecar": orjson.dumps(sidecar, option=orjson.OPT_SORT_KEYS).decode()} for sid, md, sidecar in entries]
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=SIDECAR_SCHEMA), sink, compression="zstd",
+                   row_group_size=2000, write_statistics=False)
+    return sink.getvalue()
+
+
+def sidecar_shard_path(split: str, shard: int, n_shards: int, sub: str = "") -> str:
+    folder = f"{ROW_SIDECARS_DIR}/{sub}" if sub else ROW_SIDECARS_DIR
+    return f"{folder}/{split}-{shard:05d}-of-{n_shards:05d}.parquet"

@@ -1,177 +1,27 @@
-"""Writers: split files in every format, row sidecars, analysis images, overlays, image copies, rejects.
+"""Per-file writers: row sidecars, analysis images, overlays, image copies, rejects (split files are in
+transforms.split_files).
 
-Per-file writers run inside the DoFn that has the data (pixels never cross a shuffle), write under
-deterministic names via a temporary name, and emit one small count event per file for the build report.
+They run inside the DoFn that has the data (pixels never cross a shuffle), write under deterministic names via a
+temporary name, and emit one small count event per file for the build report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
 import apache_beam as beam
 import orjson
 from apache_beam.metrics import Metrics
 
 from transforms import fileio
-from transforms.formats import FORMATS, Images
-from transforms.ids import stable_uint64
 from transforms.overlay import draw_regions
-from transforms.paths import join_path, shard_dir
+from transforms.paths import join_path
 from transforms.records import reject
 from transforms.render import render_analysis_png
 from transforms.rows import Row
-from transforms.sidecars import VALID_SPLITS
 
 REJECTS_FILE = "rejects/rejects-00000-of-00001.jsonl"
 REJECTS = "rejects"
-
-
-def shard_count(n_rows: int, rows_per_shard: int) -> int:
-    """Shards for a split with rows. A split without rows gets no file at all: `datasets` fails on an empty
-    Parquet file, and the card simply leaves the split out."""
-    return max(1, -(-n_rows // rows_per_shard))
-
-
-class ShardEntry(NamedTuple):
-    """What crosses the shuffle into a shard writer: row text and image paths, never pixels."""
-
-    sample_id: str
-    record: dict[str, Any]
-    image_sources: tuple[tuple[str, str], ...]
-    render_spec: dict[str, Any] | None
-    sidecar_path: str = ""
-
-
-def split_file_dir(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int, split: str,
-                   shard: int) -> str:
-    """The sub-folder of one split file inside its format folder: none while the folder's files fit under the
-    limit (every real build), else shard folders over all splits' files in split order."""
-    sizes = [shard_count(counts[s], rows_per_shard) for s in VALID_SPLITS if counts.get(s, 0)]
-    total = sum(sizes)
-    if total <= max_files_per_dir:
-        return ""
-    before = sum(shard_count(counts[s], rows_per_shard) for s in VALID_SPLITS[:VALID_SPLITS.index(split)]
-                 if counts.get(s, 0))
-    return shard_dir(before + shard, max_files_per_dir, total)
-
-
-ShardKey = tuple[str, int, int, str]  # (split, shard, shards in the split, sub-folder)
-
-
-def shard_key(row: Row, counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int
-              ) -> tuple[ShardKey, ShardEntry]:
-    """(key, entry); the shard is a hash of the sample id, so reruns agree."""
-    split = row.record["metadata"]["split"]
-    n = shard_count(counts.get(split, 0), rows_per_shard)
-    shard = stable_uint64("shard", row.sample_id) % n
-    return (split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, split, shard)), ShardEntry(
-        row.sample_id, row.record, row.image_sources, row.render_spec, row.sidecar_path)
-
-
-def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int
-                   ) -> list[tuple[ShardKey, None]]:
-    out = []
-    for split in VALID_SPLITS:
-        if counts.get(split, 0):
-            n = shard_count(counts[split], rows_per_shard)
-            out += [((split, i, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, split, i)), None)
-                    for i in range(n)]
-    return out
-
-
-def shard_images(entries: list[ShardEntry], read=fileio.read_bytes) -> list[Images | str]:
-    """Each row's images in image_paths order, or why they cannot be had: copied sources read once per shard,
-    analysis images rendered again from their spec (cheaper than waiting for the render step and reading its
-    file back). A source that vanished or became unreadable since it was listed costs its rows, not the shard."""
-    cache: dict[str, bytes | str] = {}
-    out: list[Images | str] = []
-    for e in entries:
-        sources = dict(e.image_sources)
-        imgs: Images = []
-        for path in e.record["metadata"]["image_paths"]:
-            if path not in cache:
-                if path == e.record["metadata"]["analysis_image_path"] and e.render_spec is not None:
-                    cache[path] = render_analysis_png(e.render_spec)
-                else:
-                    try:
-                        cache[path] = read(sources[path])
-                    except OSError as err:
-                        cache[path] = f"{sources[path]}: {err.__class__.__name__}: {str(err)[:200]}"
-            if isinstance(cache[path], str):
-                imgs = cache[path]  # type: ignore[assignment]
-                break
-            imgs.append((path, cache[path]))  # type: ignore[arg-type]
-        out.append(imgs)
-    return out
-
-
-class _WriteShardFn(beam.DoFn):
-    def __init__(self, root: str, formats: tuple[str, ...], embed_images: bool):
-        self.root, self.formats, self.embed_images = root, formats, embed_images
-        self.files = Metrics.counter("WriteSplitFiles", "files_written")
-        self.rows = Metrics.counter("WriteSplitFiles", "rows_written")
-        self.dropped = Metrics.counter("WriteSplitFiles", "dropped_source_image_unreadable")
-
-    def process(self, element):
-        (split, shard, n, sub), grouped = element
-        entries = sorted(grouped["rows"], key=lambda e: e.sample_id)
-        images = None
-        if self.embed_images:
-            found = shard_images(entries)
-            kept = [i for i, imgs in enumerate(found) if not isinstance(imgs, str)]
-            for i in (i for i, imgs in enumerate(found) if isinstance(imgs, str)):
-                yield from self._drop(entries[i], found[i])
-            entries, images = [entries[i] for i in kept], [found[i] for i in kept]
-        records = [e.record for e in entries]
-        for name in self.formats:
-            fmt = FORMATS[name]
-            path = fmt.path(split, shard, n, sub)
-            fileio.write_bytes(join_path(self.root, path), fmt.encode(records, images if fmt.uses_images else None))
-            self.files.inc()
-            yield {f"files|{name}|{path}": len(records)}
-        self.rows.inc(len(records))
-
-    def _drop(self, entry: ShardEntry, detail: str):
-        """A row whose image cannot be read leaves every format of its shard, its row sidecar and the counts
-        (written in the stage before this shuffle, so it is there to remove), and becomes a reject."""
-        md = entry.record["metadata"]
-        self.dropped.inc()
-        if entry.sidecar_path:
-            fileio.remove(join_path(self.root, entry.sidecar_path))
-        yield {f"rows|{md['task']}|{md['split']}": -1, "row_sidecars_written": -1}
-        yield beam.pvalue.TaggedOutput(REJECTS, reject(entry.sample_id, md["tile_stem"], "write",
-                                                       "source_image_unreadable", detail))
-
-
-@dataclass
-class WriteSplitFiles(beam.PTransform):
-    """Rows -> every selected format, per split, in shards of at most rows_per_shard rows.
-
-    Shard membership is a hash of the sample id and each shard is sorted by sample id, so the bytes of every
-    file are the same on every run and every runner. Emits one event per file written (files|format|path) as
-    ``events``, and ``rejects`` for rows whose embedded images could not be read.
-    """
-
-    output_root: str
-    formats: tuple[str, ...]
-    rows_per_shard: int
-    embed_images: bool = False
-    max_files_per_dir: int = 9000
-
-    def expand(self, rows):
-        counts = (rows
-                  | "SplitOf" >> beam.Map(lambda r: (r.record["metadata"]["split"], 1))
-                  | "CountPerSplit" >> beam.CombinePerKey(sum)
-                  | "Counts" >> beam.combiners.ToDict())
-        keys = counts | "ShardKeys" >> beam.FlatMap(all_shard_keys, self.rows_per_shard, self.max_files_per_dir)
-        keyed = rows | "KeyByShard" >> beam.Map(shard_key, beam.pvalue.AsSingleton(counts), self.rows_per_shard,
-                                                self.max_files_per_dir)
-        out = ({"rows": keyed, "keys": keys}
-               | "GroupShards" >> beam.CoGroupByKey()
-               | "Write" >> beam.ParDo(_WriteShardFn(self.output_root, self.formats, self.embed_images)).with_outputs(
-                   REJECTS, main="events"))
-        return {"events": out.events, REJECTS: out[REJECTS]}
 
 
 class _WriteSidecarFn(beam.DoFn):

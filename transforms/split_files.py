@@ -1,0 +1,268 @@
+"""Split files in every format (and row sidecars as Parquet), in bounded memory.
+
+Rows are long (prompts, TiM JSON), and a shuffle on the DirectRunner holds its whole input in memory, so rows
+never cross one. The stage that makes them appends each row to a spool file of its bundle and passes on only a
+pointer (split, sample id, spool file, offset, length). Pointers are counted per split, keyed by shard and
+grouped; each shard's writer reads its rows back from the spools, sorts them by sample id and writes every
+format, so the bytes are exactly those of writing the rows themselves. The spool folder is removed once every
+shard is written. A bundle that fails and is retried leaves an unreferenced spool behind, which goes with the
+folder (the way Beam's own file sinks treat their temporary files).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import orjson
+from apache_beam.metrics import Metrics
+
+from transforms import fileio
+from transforms.formats import FORMATS, Images, sidecar_parquet_bytes, sidecar_shard_path
+from transforms.ids import stable_uint64
+from transforms.paths import join_path, shard_dir
+from transforms.records import reject
+from transforms.render import render_analysis_png
+from transforms.rows import Row
+from transforms.sidecars import VALID_SPLITS
+
+REJECTS = "rejects"
+SPOOL_DIR = "_satsft_spool"  # under the output root while a build runs; removed at its end
+
+
+def shard_count(n_rows: int, rows_per_shard: int) -> int:
+    """Shards for a split with rows. A split without rows gets no file at all: `datasets` fails on an empty
+    Parquet file, and the card simply leaves the split out."""
+    return max(1, -(-n_rows // rows_per_shard))
+
+
+class RowPointer(NamedTuple):
+    """Where a spooled row lies: the only per-row record that crosses the shuffle (about 100 bytes)."""
+
+    split: str
+    sample_id: str
+    spool: str
+    offset: int
+    length: int
+
+
+class ShardEntry(NamedTuple):
+    """A row read back from its spool by the shard writer."""
+
+    sample_id: str
+    record: dict[str, Any]
+    image_sources: tuple[tuple[str, str], ...] = ()
+    render_spec: dict[str, Any] | None = None
+    sidecar_path: str = ""
+    sidecar: dict[str, Any] | None = None
+
+
+def spool_bytes(row: Row, embed_images: bool, sidecars_in_shards: bool) -> bytes:
+    """What the shard writer will need of a row, and nothing more: images only when they are embedded, the
+    sidecar only when it is written into the shard's Parquet."""
+    entry: dict[str, Any] = {"record": row.record, "sidecar_path": row.sidecar_path}
+    if embed_images:
+        entry["image_sources"] = [list(p) for p in row.image_sources]
+        entry["render_spec"] = row.render_spec
+    if sidecars_in_shards:
+        entry["sidecar"] = row.sidecar
+    return orjson.dumps(entry)
+
+
+def read_entry(sample_id: str, data: bytes) -> ShardEntry:
+    e = orjson.loads(data)
+    return ShardEntry(sample_id, e["record"], tuple(tuple(p) for p in e.get("image_sources", ())),
+                      e.get("render_spec"), e.get("sidecar_path", ""), e.get("sidecar"))
+
+
+class _SpoolFn(beam.DoFn):
+    """Append rows to one spool file per bundle; pass on pointers. The file is closed when the bundle ends,
+    before any consumer of the pointers (all behind a shuffle) can run."""
+
+    def __init__(self, spool_root: str, embed_images: bool, sidecars_in_shards: bool):
+        self.spool_root, self.embed_images, self.sidecars_in_shards = spool_root, embed_images, sidecars_in_shards
+        self.spooled = Metrics.counter("WriteSplitFiles", "rows_spooled")
+
+    def start_bundle(self):
+        self._name, self._file, self._offset = "", None, 0
+
+    def process(self, row: Row):
+        if self._file is None:
+            self._name = uuid.uuid4().hex
+            self._file = fileio.open_for_write(join_path(self.spool_root, self._name))
+        data = spool_bytes(row, self.embed_images, self.sidecars_in_shards)
+        self._file.write(data)
+        self.spooled.inc()
+        yield RowPointer(row.record["metadata"]["split"], row.sample_id, self._name, self._offset, len(data))
+        self._offset += len(data)
+
+    def finish_bundle(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def split_file_dir(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int, split: str,
+                   shard: int) -> str:
+    """The sub-folder of one split file inside its format folder: none while the folder's files fit under the
+    limit (every real build), else shard folders over all splits' files in split order."""
+    sizes = [shard_count(counts[s], rows_per_shard) for s in VALID_SPLITS if counts.get(s, 0)]
+    total = sum(sizes)
+    if total <= max_files_per_dir:
+        return ""
+    before = sum(shard_count(counts[s], rows_per_shard) for s in VALID_SPLITS[:VALID_SPLITS.index(split)]
+                 if counts.get(s, 0))
+    return shard_dir(before + shard, max_files_per_dir, total)
+
+
+ShardKey = tuple[str, int, int, str]  # (split, shard, shards in the split, sub-folder)
+
+
+def shard_key(pointer: RowPointer, counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int
+              ) -> tuple[ShardKey, RowPointer]:
+    """(key, pointer); the shard is a hash of the sample id, so reruns agree."""
+    n = shard_count(counts.get(pointer.split, 0), rows_per_shard)
+    shard = stable_uint64("shard", pointer.sample_id) % n
+    return (pointer.split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, pointer.split,
+                                                    shard)), pointer
+
+
+def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int
+                   ) -> list[tuple[ShardKey, None]]:
+    out = []
+    for split in VALID_SPLITS:
+        if counts.get(split, 0):
+            n = shard_count(counts[split], rows_per_shard)
+            out += [((split, i, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, split, i)), None)
+                    for i in range(n)]
+    return out
+
+
+def read_back(spool_root: str, pointers: list[RowPointer]) -> list[ShardEntry]:
+    """A shard's rows from their spools, sorted by sample id; each spool is opened once, read in file order."""
+    data: dict[str, bytes] = {}
+    by_spool: dict[str, list[RowPointer]] = {}
+    for p in pointers:
+        by_spool.setdefault(p.spool, []).append(p)
+    for spool, ps in sorted(by_spool.items()):
+        with fileio.open_for_read(join_path(spool_root, spool)) as f:
+            for p in sorted(ps, key=lambda p: p.offset):
+                f.seek(p.offset)
+                data[p.sample_id] = f.read(p.length)
+    return [read_entry(sid, data[sid]) for sid in sorted(data)]
+
+
+def shard_images(entries: list[ShardEntry], read=fileio.read_bytes) -> list[Images | str]:
+    """Each row's images in image_paths order, or why they cannot be had: copied sources read once per shard,
+    analysis images rendered again from their spec (cheaper than waiting for the render step and reading its
+    file back). A source that vanished or became unreadable since it was listed costs its rows, not the shard."""
+    cache: dict[str, bytes | str] = {}
+    out: list[Images | str] = []
+    for e in entries:
+        sources = dict(e.image_sources)
+        imgs: Images | str = []
+        for path in e.record["metadata"]["image_paths"]:
+            if path not in cache:
+                if path == e.record["metadata"]["analysis_image_path"] and e.render_spec is not None:
+                    cache[path] = render_analysis_png(e.render_spec)
+                else:
+                    try:
+                        cache[path] = read(sources[path])
+                    except OSError as err:
+                        cache[path] = f"{sources[path]}: {err.__class__.__name__}: {str(err)[:200]}"
+            found = cache[path]
+            if isinstance(found, str):
+                imgs = found
+                break
+            imgs.append((path, found))  # type: ignore[union-attr]
+        out.append(imgs)
+    return out
+
+
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, root: str, formats: tuple[str, ...], embed_images: bool, row_sidecars: str):
+        self.root, self.formats, self.embed_images, self.row_sidecars = root, formats, embed_images, row_sidecars
+        self.files = Metrics.counter("WriteSplitFiles", "files_written")
+        self.rows = Metrics.counter("WriteSplitFiles", "rows_written")
+        self.dropped = Metrics.counter("WriteSplitFiles", "dropped_source_image_unreadable")
+
+    def process(self, element):
+        (split, shard, n, sub), grouped = element
+        entries = read_back(join_path(self.root, SPOOL_DIR), list(grouped["rows"]))
+        images = None
+        if self.embed_images:
+            found = shard_images(entries)
+            kept = [i for i, imgs in enumerate(found) if not isinstance(imgs, str)]
+            for i, imgs in enumerate(found):
+                if isinstance(imgs, str):
+                    yield from self._drop(entries[i], imgs)
+            entries, images = [entries[i] for i in kept], [found[i] for i in kept]
+        records = [e.record for e in entries]
+        for name in self.formats:
+            fmt = FORMATS[name]
+            path = fmt.path(split, shard, n, sub)
+            fileio.write_bytes(join_path(self.root, path), fmt.encode(records, images if fmt.uses_images else None))
+            self.files.inc()
+            yield {f"files|{name}|{path}": len(records)}
+        if self.row_sidecars == "parquet":
+            path = sidecar_shard_path(split, shard, n, sub)
+            fileio.write_bytes(join_path(self.root, path), sidecar_parquet_bytes(
+                [(e.sample_id, e.record["metadata"], e.sidecar) for e in entries]))
+            yield {f"files|row_sidecars|{path}": len(entries)}
+        self.rows.inc(len(records))
+
+    def _drop(self, entry: ShardEntry, detail: str):
+        """A row whose image cannot be read leaves every format of its shard, its row sidecar and the counts
+        (a sidecar file is written in the stage before this shuffle, so it is there to remove), and becomes
+        a reject."""
+        md = entry.record["metadata"]
+        self.dropped.inc()
+        event = {f"rows|{md['task']}|{md['split']}": -1}
+        if self.row_sidecars == "files" and entry.sidecar_path:
+            fileio.remove(join_path(self.root, entry.sidecar_path))
+            event["row_sidecars_written"] = -1
+        yield event
+        yield beam.pvalue.TaggedOutput(REJECTS, reject(entry.sample_id, md["tile_stem"], "write",
+                                                       "source_image_unreadable", detail))
+
+
+@dataclass
+class WriteSplitFiles(beam.PTransform):
+    """Rows -> every selected format, per split, in shards of at most rows_per_shard rows (and, with
+    ``row_sidecars="parquet"``, the row sidecars of each shard).
+
+    Shard membership is a hash of the sample id and each shard is sorted by sample id, so the bytes of every
+    file are the same on every run and every runner. Emits one event per file written (files|format|path) as
+    ``events``, and ``rejects`` for rows whose embedded images could not be read.
+    """
+
+    output_root: str
+    formats: tuple[str, ...]
+    rows_per_shard: int
+    embed_images: bool = False
+    max_files_per_dir: int = 9000
+    row_sidecars: str = "files"
+
+    def expand(self, rows):
+        spool_root = join_path(self.output_root, SPOOL_DIR)
+        pointers = rows | "Spool" >> beam.ParDo(_SpoolFn(spool_root, self.embed_images, self.row_sidecars == "parquet"))
+        counts = (pointers
+                  | "SplitOf" >> beam.Map(lambda p: (p.split, 1))
+                  | "CountPerSplit" >> beam.CombinePerKey(sum)
+                  | "Counts" >> beam.combiners.ToDict())
+        keys = counts | "ShardKeys" >> beam.FlatMap(all_shard_keys, self.rows_per_shard, self.max_files_per_dir)
+        keyed = pointers | "KeyByShard" >> beam.Map(shard_key, beam.pvalue.AsSingleton(counts), self.rows_per_shard,
+                                                    self.max_files_per_dir)
+        out = ({"rows": keyed, "keys": keys}
+               | "GroupShards" >> beam.CoGroupByKey()
+               | "Write" >> beam.ParDo(_WriteShardFn(self.output_root, self.formats, self.embed_images,
+                                                     self.row_sidecars)).with_outputs(REJECTS, main="events"))
+        # Once every shard is written (the count waits for all of them), the spools go; it emits nothing, but the
+        # build report waits for it through the flattened events.
+        cleanup = (out.events
+                   | "ShardsDone" >> beam.combiners.Count.Globally()
+                   | "RemoveSpool" >> beam.FlatMap(lambda _: fileio.remove_tree(spool_root) or []))
+        events = (out.events, cleanup) | "WithCleanup" >> beam.Flatten()
+        return {"events": events, REJECTS: out[REJECTS]}

@@ -1,12 +1,16 @@
 """`make bench`: figures for this machine on generated trees (not a test; it prints, it does not assert).
 
-1. analysis image: median ms for render + PNG encode, for encode alone, and their ratio; mean PNG bytes
-2. `satsft build` (DirectRunner, all tasks, defaults) at 500 and 2,000 tiles: wall s, CPU s per tile
-   (user + sys of the whole process tree), rows/s, output bytes per tile
-3. the same per-tile work in a plain Python loop (bench/plain_loop.py) and the ratio pipeline / loop
-4. peak RSS at 2,000 and 8,000 tiles and the ratio
+1. start-up: `satsft --help`, importing Beam, and a whole build of a 3-tile tree (the fixed cost)
+2. `satsft sample`: tiles/s writing the largest tree (both cores)
+3. analysis image: median ms for render + PNG encode, for encode alone, and their ratio; mean PNG bytes
+4. `satsft build` (DirectRunner, all tasks, defaults) per size: wall s, CPU s per tile (user + sys of the
+   whole process tree), rows/s, output bytes and files per tile, peak RSS (sum over the process tree)
+5. 1 worker vs 2 workers (--direct_num_workers 2 --direct_running_mode multi_processing), side by side
+6. --row-sidecars parquet: files per tile
+7. the same per-tile work in a plain Python loop (bench/plain_loop.py) and the ratio pipeline / loop
 
-BENCH_SIZES=500,2000,8000 and BENCH_LOOP_SIZE=2000 override the sizes.
+BENCH_SIZES=500,2000,8000, BENCH_LOOP_SIZE=2000 and BENCH_WORKERS_SIZE (default: the largest size up to 20,000)
+override the sizes.
 """
 
 from __future__ import annotations
@@ -27,15 +31,35 @@ WORK = HERE / "out"
 PY = sys.executable
 
 
+SAMPLE_RATE: dict[int, float] = {}
+TWO_WORKERS = ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"]
+
+
 def tree(n: int) -> Path:
     root = WORK / f"tree_{n}"
     marker = root / ".complete"
     if not marker.exists():
         shutil.rmtree(root, ignore_errors=True)
+        started = time.monotonic()
         subprocess.run([PY, "-m", "pipeline.cli", "sample", "--tiles", str(n), "--output", str(root), "--seed", "11"],
                        check=True, stdout=subprocess.DEVNULL)
+        SAMPLE_RATE[n] = n / (time.monotonic() - started)
         marker.write_text("ok")
     return root
+
+
+def count_files(path: Path) -> int:
+    return sum(1 for p in path.rglob("*") if p.is_file())
+
+
+def bench_startup() -> dict:
+    help_run = measure([PY, "-m", "pipeline.cli", "--help"])
+    imports = measure([PY, "-c", "import apache_beam, apache_beam.runners.portability.fn_api_runner"])
+    small = tree(3)
+    out = WORK / "build_3"
+    shutil.rmtree(out, ignore_errors=True)
+    build = measure([PY, "-m", "pipeline.cli", "build", "--input", str(small), "--output", str(out)])
+    return {"help_s": help_run["wall_s"], "import_beam_s": imports["wall_s"], "build_3_tiles_s": build["wall_s"]}
 
 
 def measure(cmd: list[str]) -> dict:
@@ -84,34 +108,61 @@ def bench_render(root: Path, n_tiles: int = 200) -> dict:
             "encode_ms": statistics.median(enc) * 1e3, "mean_png_bytes": statistics.mean(sizes)}
 
 
-def bench_build(n: int) -> dict:
+def bench_build(n: int, *extra: str, keep: bool = False) -> dict:
     root = tree(n)
     out = WORK / f"build_{n}"
     shutil.rmtree(out, ignore_errors=True)  # deleting an earlier build's files is not the build's cost
-    m = measure([PY, "-m", "pipeline.cli", "build", "--input", str(root), "--output", str(out)])
+    m = measure([PY, "-m", "pipeline.cli", "build", "--input", str(root), "--output", str(out), *extra])
     report = orjson.loads((out / "build_report.json").read_bytes())
     rows = report["rows"]["total"]
-    return {"tiles": n, "rows": rows, "wall_s": m["wall_s"], "cpu_s": m["cpu_s"], "cpu_s_per_tile": m["cpu_s"] / n,
-            "rows_per_s": rows / m["wall_s"], "bytes_per_tile": du(out) / n, "peak_rss_mb": m["peak_rss_mb"],
-            "accounted": report["tiles"]["accounted"]}
+    result = {"tiles": n, "rows": rows, "wall_s": m["wall_s"], "cpu_s": m["cpu_s"], "cpu_s_per_tile": m["cpu_s"] / n,
+              "rows_per_s": rows / m["wall_s"], "bytes_per_tile": du(out) / n,
+              "files_per_tile": count_files(out) / n, "peak_rss_mb": m["peak_rss_mb"],
+              "accounted": report["tiles"]["accounted"]}
+    if not keep:
+        shutil.rmtree(out, ignore_errors=True)  # a 100,000-tile build is 2 million files; keep the disk free
+    return result
 
 
 def main() -> int:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "500,2000,8000").split(",")]
     loop_size = int(os.environ.get("BENCH_LOOP_SIZE", "2000"))
+    workers_size = int(os.environ.get("BENCH_WORKERS_SIZE", max([n for n in sizes if n <= 20000] or sizes[:1])))
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"satsft bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    st = bench_startup()
+    print("\n## start-up")
+    print(f"`satsft --help`: {st['help_s']:.2f} s; importing Beam: {st['import_beam_s']:.2f} s; a whole build of "
+          f"3 tiles: {st['build_3_tiles_s']:.2f} s")
+    for n in sorted(sizes):
+        tree(n)
+    if SAMPLE_RATE:
+        n = max(SAMPLE_RATE)
+        print(f"\n## satsft sample: {n} tiles at {SAMPLE_RATE[n]:.0f} tiles/s")
     r = bench_render(tree(sizes[0]))
     print(f"\n## analysis image (median of {r['images']})")
     print(f"render + encode: {r['render_encode_ms']:.2f} ms; encode only: {r['encode_ms']:.2f} ms; "
           f"ratio {r['render_encode_ms'] / r['encode_ms']:.2f}x; mean PNG {r['mean_png_bytes'] / 1024:.1f} KB")
     builds = {n: bench_build(n) for n in sizes}
-    print("\n## satsft build (DirectRunner, all tasks, defaults)")
-    print("| tiles | rows | wall s | CPU s | CPU s/tile | rows/s | output bytes/tile | peak RSS MB | accounted |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n## satsft build (DirectRunner, 1 worker, all tasks, defaults)")
+    print("| tiles | rows | wall s | CPU s | CPU s/tile | rows/s | output bytes/tile | files/tile | peak RSS MB | "
+          "accounted |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for b in builds.values():
         print(f"| {b['tiles']} | {b['rows']} | {b['wall_s']:.1f} | {b['cpu_s']:.1f} | {b['cpu_s_per_tile']:.4f} | "
-              f"{b['rows_per_s']:.0f} | {b['bytes_per_tile']:.0f} | {b['peak_rss_mb']:.0f} | {b['accounted']} |")
+              f"{b['rows_per_s']:.0f} | {b['bytes_per_tile']:.0f} | {b['files_per_tile']:.1f} | "
+              f"{b['peak_rss_mb']:.0f} | {b['accounted']} |")
+    one = builds.get(workers_size) or bench_build(workers_size)
+    two = bench_build(workers_size, *TWO_WORKERS)
+    print(f"\n## both cores, {workers_size} tiles")
+    print("| workers | wall s | CPU s | peak RSS MB (all processes) |")
+    print("|---|---|---|---|")
+    for label, b in (("1", one), ("2 (multi_processing)", two)):
+        print(f"| {label} | {b['wall_s']:.1f} | {b['cpu_s']:.1f} | {b['peak_rss_mb']:.0f} |")
+    print(f"2 workers / 1 worker wall time: {two['wall_s'] / one['wall_s']:.2f}x")
+    parquet = bench_build(sizes[0], "--row-sidecars", "parquet")
+    print(f"\n## --row-sidecars parquet, {sizes[0]} tiles: {parquet['files_per_tile']:.2f} files per tile "
+          f"(default files: {builds[sizes[0]]['files_per_tile']:.2f})")
     loop_out = WORK / f"loop_{loop_size}"
     shutil.rmtree(loop_out, ignore_errors=True)
     m = measure([PY, str(HERE / "plain_loop.py"), str(tree(loop_size)), str(loop_out)])

@@ -119,7 +119,9 @@ def run_build(argv: list[str]) -> int:
     LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner,
              ",".join(config.tasks), ",".join(config.profiles))
     started, cpu0 = time.monotonic(), _cpu_seconds()
-    pipeline = build_pipeline(config, beam.Pipeline(options=options))
+    local = runner in ("DirectRunner", "SwitchingDirectRunner")
+    pipeline = build_pipeline(config, beam.Pipeline(runner=_local_runner(options) if local else None,
+                                                    options=options))
     result = pipeline.run()
     if runner in ASYNC_RUNNERS:  # the job writes build_report.json and README.md itself when it finishes
         print(f"submitted to {runner}; the dataset, build_report.json and README.md appear in {config.output} "
@@ -131,6 +133,19 @@ def run_build(argv: list[str]) -> int:
     print(summary_table(report))
     print(f"\ndataset written to {config.output} (report: {config.output}/build_report.json)")
     return 0
+
+
+def _local_runner(options):
+    """The runner DirectRunner ends up using for this graph, without the detour: DirectRunner first tries to
+    start Prism, which needs a binary from the network (offline that attempt only costs time), then falls
+    back to the FnApiRunner. --direct_num_workers and --direct_running_mode apply as before."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
 
 
 def _cpu_seconds() -> float:

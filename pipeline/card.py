@@ -136,3 +136,51 @@ def render_card(report: dict[str, Any]) -> str:
             f"{report.get('outputs', {}).get('split_reassigned', 0)}",
             "- full counts and the config: `build_report.json`; dropped inputs with reasons: `rejects/`", ""]
     return "\n".join(out)
+
+
+def _filter_text(where: dict[str, list[str]]) -> str:
+    return ", ".join(f"{k}={'|'.join(v)}" for k, v in where.items()) or "all rows"
+
+
+def render_mix_card(report: dict[str, Any]) -> str:
+    """The card of a `satsft mix` output: the loader header, then what each source gave."""
+    rows = report["rows"]
+    total = rows["total"]
+    header = {
+        "pretty_name": "satsft training mix",
+        "license": "other",
+        "task_categories": ["image-text-to-text", "visual-question-answering", "image-to-text"],
+        "tags": ["remote-sensing", "earth-observation", "satsft", "mix"],
+        "size_categories": [size_category(total)],
+        "configs": card_configs(report.get("files", {})),
+    }
+    out = ["---", yaml.safe_dump(header, sort_keys=False, width=1000).rstrip(), "---", "",
+           "# satsft training mix", "",
+           f"{total:,} rows mixed by satsft {report['satsft_version']} from {len(report['sources'])} sources, "
+           f"in one seeded global order (seed {report['seed']}). Repeats and shares apply to train only; "
+           "validation and test hold each selected row once. Every row keeps its task and names its `source` and "
+           "`repeat_index` in `metadata`; ids are `<sample_id>#<source>.r<copy>`.", "",
+           "Licence: `other`: each source keeps its own terms.", "", "## Sources", ""]
+    src_rows = []
+    for s in report["sources"]:
+        src_rows.append([f"`{s['name']}`", f"`{s['path']}`", _filter_text(s["where"]),
+                         " / ".join(str(s["rows_in"][sp]) for sp in VALID_SPLITS),
+                         f"{s['repeat']:g}" + (f" (share {s['share']:g})" if s.get("share") else ""),
+                         " / ".join(str(s["rows_out"][sp]) for sp in VALID_SPLITS),
+                         f"{100 * s['share_of_train']:.2f}%"])
+    out += _table(["source", "path", "filter", "rows in (train / validation / test)", "repeat",
+                   "rows out (train / validation / test)", "share of train"], src_rows) + [""]
+    out += ["## Rows by task and split", ""]
+    by_task = rows["by_task_split"]
+    task_rows = [[t] + [by_task[t].get(s, 0) for s in VALID_SPLITS] + [sum(by_task[t].values())]
+                 for t in sorted(by_task)]
+    out += _table(["task", *VALID_SPLITS, "total"], task_rows) + [""]
+    out += ["## Files", ""]
+    out += _table(["format", "file", "rows"], [[fmt, f"`{path}`", n] for fmt, paths in
+                                              sorted(report.get("files", {}).items()) for path, n in
+                                              sorted(paths.items())]) + [""]
+    out += ["## Drops by reason", ""]
+    drops = report["rejects_by_reason"]
+    out += (_table(["reason", "count"], [[f"`{r}`", n] for r, n in drops.items()]) if drops
+            else ["Nothing was dropped."]) + [""]
+    return "\n".join(out)

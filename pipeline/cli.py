@@ -26,10 +26,11 @@ LOG = logging.getLogger("satsft")
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
 OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stills", "analysis_images", "overlays",
                   "metadata", "rejects", "README.md", "build_report.json", "build_timings.json", "_satsft_spool")
-USAGE = """satsft {sample,build,validate} ...
+USAGE = """satsft {sample,build,mix,validate} ...
 
   satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults] [--workers N]
   satsft build --input DIR --output DIR [build options] [Beam options]
+  satsft mix --recipe RECIPE.yaml [--source SPEC ...] --output DIR [mix options] [Beam options]
   satsft validate DIR
 
 Run `satsft build --help` for the build options."""
@@ -66,14 +67,14 @@ def unknown_flags(argv: list[str]) -> list[str]:
     return [u for u in unknown if u.startswith("--")]
 
 
-def prepare_output(config: BuildConfig) -> None:
+def prepare_output(config: BuildConfig, entries: tuple[str, ...] = OUTPUT_ENTRIES) -> None:
     """Refuse to mix a new build with an old one; with --overwrite, remove what an earlier build wrote."""
     out = config.output
     if fileio.is_local(out):
         if os.path.isdir(out) and os.listdir(out):
             if not config.overwrite:
                 raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new folder")
-            for name in OUTPUT_ENTRIES:
+            for name in entries:
                 path = os.path.join(out, name)
                 if os.path.isdir(path):
                     shutil.rmtree(path)
@@ -88,7 +89,7 @@ def prepare_output(config: BuildConfig) -> None:
         if not config.overwrite:
             raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new prefix")
         # As locally: only what a build writes goes; anything else under the prefix stays.
-        ours = [m.path for m in existing if m.path[len(out) + 1:].split("/", 1)[0] in OUTPUT_ENTRIES]
+        ours = [m.path for m in existing if m.path[len(out) + 1:].split("/", 1)[0] in entries]
         if ours:
             FileSystems.delete(ours)
 
@@ -110,7 +111,7 @@ def run_build(argv: list[str]) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from pipeline.graph import build_pipeline
-    from pipeline.report import add_timings, summary_table
+    from pipeline.report import REPORT_NAME, TIMINGS_NAME, summary_table
 
     options = PipelineOptions(argv)
     config = options.view_as(BuildOptions).to_config()
@@ -118,21 +119,107 @@ def run_build(argv: list[str]) -> int:
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner,
              ",".join(config.tasks), ",".join(config.profiles))
-    started, cpu0 = time.monotonic(), _cpu_seconds()
-    local = runner in ("DirectRunner", "SwitchingDirectRunner")
-    pipeline = build_pipeline(config, beam.Pipeline(runner=_local_runner(options) if local else None,
+    pipeline = build_pipeline(config, beam.Pipeline(runner=_local_runner(options) if _is_local(runner) else None,
                                                     options=options))
-    result = pipeline.run()
-    if runner in ASYNC_RUNNERS:  # the job writes build_report.json and README.md itself when it finishes
-        print(f"submitted to {runner}; the dataset, build_report.json and README.md appear in {config.output} "
-              "when the job finishes")
-        return 0
-    result.wait_until_finish()
-    report = add_timings(config.output, {"wall_seconds": time.monotonic() - started,
-                                         "cpu_seconds": _cpu_seconds() - cpu0})
-    print(summary_table(report))
-    print(f"\ndataset written to {config.output} (report: {config.output}/build_report.json)")
+    report = _run(pipeline, options, config.output, TIMINGS_NAME, REPORT_NAME)
+    if report is not None:
+        print(summary_table(report))
+        print(f"\ndataset written to {config.output} (report: {config.output}/{REPORT_NAME})")
     return 0
+
+
+def _run(pipeline, options, output: str, timings_name: str, report_name: str) -> dict | None:
+    """Run a graph; wait for it unless the runner only submits it. Returns the report with timings."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from pipeline.report import add_timings
+
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    started, cpu0 = time.monotonic(), _cpu_seconds()
+    result = pipeline.run()
+    if runner in ASYNC_RUNNERS:  # the job writes the report and README.md itself when it finishes
+        print(f"submitted to {runner}; the output, {report_name} and README.md appear in {output} when the job "
+              "finishes")
+        return None
+    result.wait_until_finish()
+    return add_timings(output, {"wall_seconds": time.monotonic() - started, "cpu_seconds": _cpu_seconds() - cpu0},
+                       timings_name, report_name)
+
+
+def run_mix(argv: list[str]) -> int:
+    """satsft mix: a weighted, shuffled training mix of satsft outputs and foreign Parquet/JSONL rows."""
+    parser = argparse.ArgumentParser(prog="satsft mix", description="Mix satsft outputs and other Parquet or JSONL "
+                                     "datasets into one shuffled corpus. Beam options (--runner, "
+                                     "--direct_num_workers, ...) are passed through.", allow_abbrev=False)
+    parser.add_argument("--recipe", help="YAML recipe: seed and sources (name, path, repeat|share, where, "
+                                         "image_root); see templates/mix/lspace.yaml")
+    parser.add_argument("--source", action="append", default=[], metavar="SPEC",
+                        help="a source without a recipe file (repeatable): name=N,path=P[,repeat=R|share=S]"
+                             "[,task=T][,profile=P][,split=S][,image_root=D]; a|b for several values")
+    parser.add_argument("--output", required=True, help="folder or gs:// URL for the mix")
+    parser.add_argument("--formats", default="parquet", help="comma list of parquet, jsonl (default parquet)")
+    parser.add_argument("--embed-images", action="store_true", help="store images inside the Parquet rows "
+                                                                     "instead of under media/")
+    parser.add_argument("--rows-per-shard", type=int, default=0,
+                        help="rows per file (0: 20000, or 500 with --embed-images)")
+    parser.add_argument("--max-files-per-dir", type=int, default=9000, help="entries per folder (at least 16)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier mix in --output")
+    args, beam_args = parser.parse_known_args(argv)
+    if not args.recipe and not args.source:
+        raise UsageError("give --recipe RECIPE.yaml or at least one --source SPEC")
+    unknown = unknown_flags(beam_args)
+    if unknown:
+        raise UsageError(f"unknown option(s) {' '.join(unknown)}; see `satsft mix --help`")
+    formats = tuple(f for f in ("parquet", "jsonl") if f in {x.strip() for x in args.formats.split(",")})
+    bad = sorted({x.strip() for x in args.formats.split(",")} - {"parquet", "jsonl"})
+    if bad or not formats:
+        raise UsageError(f"--formats takes parquet and/or jsonl, not {', '.join(bad) or args.formats!r}")
+    if args.embed_images and "parquet" not in formats:
+        raise UsageError("--embed-images puts images into the Parquet files; add parquet to --formats")
+    if args.max_files_per_dir < 16 or args.rows_per_shard < 0:
+        raise UsageError("--max-files-per-dir must be at least 16 and --rows-per-shard 0 or more")
+    from pipeline.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.source)
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from pipeline.mix_graph import MIX_ENTRIES, MIX_REPORT_NAME, MixConfig, build_mix_pipeline
+
+    output = os.path.abspath(args.output) if fileio.is_local(args.output) else args.output.rstrip("/")
+    for s in recipe.sources:
+        folder = s.folder.rstrip("/") + "/"
+        if (output + "/").startswith(folder) or folder.startswith(output + "/"):
+            raise UsageError(f"--output must not be inside source {s.name!r} (or the other way round)")
+    config = MixConfig(output, formats, args.embed_images, args.rows_per_shard or (500 if args.embed_images
+                                                                                    else 20000),
+                       args.max_files_per_dir, args.overwrite)
+    prepare_output(config, MIX_ENTRIES)  # type: ignore[arg-type]
+    options = PipelineOptions(beam_args)
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    LOG.info("mixing %d sources -> %s on %s", len(recipe.sources), output, runner)
+    pipeline = build_mix_pipeline(recipe, config, beam.Pipeline(
+        runner=_local_runner(options) if _is_local(runner) else None, options=options))
+    report = _run(pipeline, options, output, "mix_timings.json", MIX_REPORT_NAME)
+    if report is not None:
+        print(mix_summary(report))
+        print(f"\nmix written to {output} (report: {output}/{MIX_REPORT_NAME})")
+    return 0
+
+
+def mix_summary(report: dict) -> str:
+    lines = [f"{'source':<16} {'rows in':>22} {'repeat':>8} {'rows out':>24} {'share of train':>15}"]
+    for s in report["sources"]:
+        lines.append(f"{s['name']:<16} {'/'.join(str(v) for v in s['rows_in'].values()):>22} {s['repeat']:>8g} "
+                     f"{'/'.join(str(v) for v in s['rows_out'].values()):>24} {100 * s['share_of_train']:>14.2f}%")
+    lines.append(f"rows: {report['rows']['total']} (train/validation/test per source above)")
+    if report["rejects_by_reason"]:
+        lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in report["rejects_by_reason"].items()))
+    return "\n".join(lines)
+
+
+def _is_local(runner: str) -> bool:
+    return runner in ("DirectRunner", "SwitchingDirectRunner")
 
 
 def _local_runner(options):
@@ -227,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"satsft {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    commands = {"build": run_build, "sample": run_sample, "validate": run_validate}
+    commands = {"build": run_build, "sample": run_sample, "mix": run_mix, "validate": run_validate}
     if command not in commands:
         print(f"satsft: error: unknown command {command!r}; use one of: {', '.join(commands)}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from transforms.sidecars import VALID_SPLITS
 
 REPORT_NAME = "build_report.json"
 TIMINGS_NAME = "build_timings.json"
+MIX_REPORT_NAME = "mix_report.json"  # `satsft mix` writes this instead of build_report.json
 
 
 def write_report(output: str, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
@@ -25,16 +26,17 @@ def write_report(output: str, config: dict[str, Any], summary: dict[str, Any]) -
     return report
 
 
-def read_report(output: str) -> dict[str, Any]:
-    return orjson.loads(fileio.read_bytes(join_path(output, REPORT_NAME)))
+def read_report(output: str, name: str = REPORT_NAME) -> dict[str, Any]:
+    return orjson.loads(fileio.read_bytes(join_path(output, name)))
 
 
-def add_timings(output: str, timings: dict[str, float]) -> dict[str, Any]:
-    """Timings go to their own file: they differ on every run, and build_report.json must not (reruns of the
-    same build are byte-identical, so a scheduled rebuild of unchanged input changes no file)."""
+def add_timings(output: str, timings: dict[str, float], timings_name: str = TIMINGS_NAME,
+                report_name: str = REPORT_NAME) -> dict[str, Any]:
+    """Timings go to their own file: they differ on every run, and the report must not (reruns of the same
+    build are byte-identical, so a scheduled rebuild of unchanged input changes no file)."""
     rounded = {k: round(v, 3) for k, v in timings.items()}
-    fileio.write_bytes(join_path(output, TIMINGS_NAME), orjson.dumps(rounded, option=orjson.OPT_INDENT_2))
-    return {**read_report(output), "timings": rounded}
+    fileio.write_bytes(join_path(output, timings_name), orjson.dumps(rounded, option=orjson.OPT_INDENT_2))
+    return {**read_report(output, report_name), "timings": rounded}
 
 
 def summary_table(report: dict[str, Any]) -> str:

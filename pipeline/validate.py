@@ -23,13 +23,15 @@ import pyarrow.parquet as pq
 import yaml
 
 from pipeline.card import CARD_NAME
-from pipeline.report import REPORT_NAME
+from pipeline.report import MIX_REPORT_NAME, REPORT_NAME
 from transforms.formats import (
     FORMATS,
     GROUNDING_TASKS,
     IMAGE_TOKEN,
     ROW_SIDECARS_DIR,
     SCHEMA_EMBEDDED,
+    SCHEMA_MIX_EMBEDDED,
+    SCHEMA_MIX_PLAIN,
     SCHEMA_PLAIN,
     SIDECAR_SCHEMA,
 )
@@ -132,7 +134,8 @@ def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterat
                 findings.add("parquet", f"{rel}: unreadable ({err})")
                 return
             schema = pf.schema_arrow
-            if not (schema.equals(SCHEMA_PLAIN) or schema.equals(SCHEMA_EMBEDDED)):
+            if not any(schema.equals(s) for s in (SCHEMA_PLAIN, SCHEMA_EMBEDDED, SCHEMA_MIX_PLAIN,
+                                                   SCHEMA_MIX_EMBEDDED)):
                 findings.add("parquet", f"{rel}: schema differs from the fixed satsft schema")
                 return
             embedded = "images" in schema.names
@@ -260,7 +263,7 @@ def _card_files(configs: list[dict[str, Any]], splits_with_rows: set[str], findi
         for split in sorted(splits_with_rows - seen):
             findings.add("card", f"config {name}: no data_files for split {split!r}, which has rows")
         for split in sorted(seen - splits_with_rows):
-            findings.add("card", f"config {name}: split {split!r} has no rows in {REPORT_NAME}")
+            findings.add("card", f"config {name}: split {split!r} has no rows in the report")
     return files
 
 
@@ -292,10 +295,12 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
     findings = Findings()
     checked: Counter[str] = Counter()
     tree = OutputTree(root)
-    if not tree.isfile(REPORT_NAME):
-        findings.add("report", f"{REPORT_NAME} is missing: is {root!r} a satsft build output?")
+    name = next((n for n in (REPORT_NAME, MIX_REPORT_NAME) if tree.isfile(n)), None)
+    if name is None:
+        findings.add("report", f"{REPORT_NAME} (or {MIX_REPORT_NAME}) is missing: is {root!r} a satsft build or "
+                               "mix output?")
         return findings, checked
-    report = orjson.loads(tree.read(REPORT_NAME))
+    report = orjson.loads(tree.read(name))
     files: dict[str, dict[str, int]] = report.get("files", {})
     split_rows: Counter[str] = Counter()
     for splits in report["rows"]["by_task_split"].values():
@@ -312,7 +317,7 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
     for folder, suffix in folders:
         for p in tree.under(folder):
             if p not in listed and p.endswith(suffix):
-                findings.add("files", f"{p} is not listed in {REPORT_NAME}")
+                findings.add("files", f"{p} is not listed in {name}")
     counted: Counter[tuple[str, str]] = Counter()
     sample_ids: Counter[str] = Counter()
     seen_images: set[str] = set()
@@ -340,7 +345,7 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
                         sample_ids[md.get("sample_id", "?")] += 1
                 checked["rows"] += n if fmt == record_formats[0] else 0
             if n != expected:
-                findings.add("counts", f"{rel}: {n} rows, {REPORT_NAME} says {expected}")
+                findings.add("counts", f"{rel}: {n} rows, {name} says {expected}")
     for split in VALID_SPLITS:
         if not split_rows[split]:
             continue
@@ -352,7 +357,7 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
         expected_counts = {(t, s): n for t, splits in by_task.items() for s, n in splits.items()}
         for key in sorted(set(expected_counts) | set(counted)):
             if expected_counts.get(key, 0) != counted.get(key, 0):
-                findings.add("counts", f"{key[0]}/{key[1]}: {counted.get(key, 0)} rows in files, {REPORT_NAME} "
+                findings.add("counts", f"{key[0]}/{key[1]}: {counted.get(key, 0)} rows in files, {name} "
                                        f"says {expected_counts.get(key, 0)}")
         for sid, n in sample_ids.items():
             if n > 1:

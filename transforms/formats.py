@@ -25,21 +25,31 @@ _PART = pa.struct([("type", pa.string()), ("text", pa.string()), ("image", pa.st
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.list_(_PART))])
 METADATA_FIELDS = ("sample_id", "task", "analysis_profile", "tile_stem", "split", "image_paths",
                    "analysis_image_path")
-_METADATA = pa.struct([(name, pa.list_(pa.string()) if name == "image_paths" else pa.string())
-                       for name in METADATA_FIELDS])
+# A mix (`satsft mix`) adds where each row came from and which copy it is.
+MIX_METADATA_FIELDS = (*METADATA_FIELDS, "source", "repeat_index")
 _IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-
 _V = {"dtype": "string", "_type": "Value"}
-# Hugging Face `datasets` features, stored as the schema's "huggingface" metadata so images decode to PIL.
-_HF_FEATURES: dict[str, Any] = {
-    "messages": [{"role": _V, "content": [{"type": _V, "text": _V, "image": _V}]}],
-    "metadata": {name: ([_V] if name == "image_paths" else _V) for name in METADATA_FIELDS},
-}
 
 
-def parquet_schema(embed_images: bool) -> pa.Schema:
-    fields = [pa.field("messages", pa.list_(_MESSAGE)), pa.field("metadata", _METADATA)]
-    features = dict(_HF_FEATURES)
+def _metadata_type(name: str) -> tuple[pa.DataType, Any]:
+    """(Arrow type, Hugging Face feature) of one metadata field."""
+    if name == "image_paths":
+        return pa.list_(pa.string()), [_V]
+    if name == "repeat_index":
+        return pa.int64(), {"dtype": "int64", "_type": "Value"}
+    return pa.string(), _V
+
+
+def parquet_schema(embed_images: bool, mix: bool = False) -> pa.Schema:
+    """The one Arrow schema of a build's (or a mix's) Parquet files, with the Hugging Face features stored as
+    the schema's "huggingface" metadata so `datasets` decodes images to PIL."""
+    names = MIX_METADATA_FIELDS if mix else METADATA_FIELDS
+    metadata = pa.struct([(n, _metadata_type(n)[0]) for n in names])
+    features: dict[str, Any] = {
+        "messages": [{"role": _V, "content": [{"type": _V, "text": _V, "image": _V}]}],
+        "metadata": {n: _metadata_type(n)[1] for n in names},
+    }
+    fields = [pa.field("messages", pa.list_(_MESSAGE)), pa.field("metadata", metadata)]
     if embed_images:
         fields.append(pa.field("images", pa.list_(_IMAGE)))
         features["images"] = [{"_type": "Image"}]
@@ -48,20 +58,26 @@ def parquet_schema(embed_images: bool) -> pa.Schema:
 
 SCHEMA_PLAIN = parquet_schema(False)
 SCHEMA_EMBEDDED = parquet_schema(True)
+SCHEMA_MIX_PLAIN = parquet_schema(False, mix=True)
+SCHEMA_MIX_EMBEDDED = parquet_schema(True, mix=True)
 # An image list per row: (path in the output tree, PNG bytes), in the order of metadata.image_paths.
 Images = list[tuple[str, bytes]]
 
 
-def _parquet_row(record: dict[str, Any]) -> dict[str, Any]:
+def _parquet_row(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     messages = [{"role": m["role"], "content": [{"type": p["type"], "text": p.get("text"), "image": p.get("image")}
                                                for p in m["content"]]} for m in record["messages"]]
-    return {"messages": messages, "metadata": {k: record["metadata"][k] for k in METADATA_FIELDS}}
+    return {"messages": messages, "metadata": {k: record["metadata"][k] for k in fields}}
 
 
-def parquet_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | None = None) -> bytes:
+def parquet_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | None = None,
+                  mix: bool = False) -> bytes:
     """A zstd Parquet file; row groups are smaller when images are embedded, so readers can stream them."""
-    schema = SCHEMA_PLAIN if images is None else SCHEMA_EMBEDDED
-    rows = [_parquet_row(r) for r in records]
+    if mix:
+        schema, fields = (SCHEMA_MIX_PLAIN if images is None else SCHEMA_MIX_EMBEDDED), MIX_METADATA_FIELDS
+    else:
+        schema, fields = (SCHEMA_PLAIN if images is None else SCHEMA_EMBEDDED), METADATA_FIELDS
+    rows = [_parquet_row(r, fields) for r in records]
     if images is not None:
         for row, imgs in zip(rows, images, strict=True):
             row["images"] = [{"bytes": data, "path": path} for path, data in imgs]

@@ -1,0 +1,250 @@
+"""Mix recipes (`satsft mix`): a YAML file or --source specs, checked and resolved before anything is read
+or written, so a bad recipe is a usage error that names the problem and leaves no output behind.
+
+```yaml
+seed: 0
+sources:
+  - name: main              # required, unique, [a-z0-9_-]+; used in ids and media paths
+    path: builds/sat        # a satsft output folder, or a folder / glob of Parquet or JSONL files
+    repeat: 1               # number > 0: 8 = eight copies, 0.5 = a deterministic half; default 1
+    where: {task: production_analysis, profile: wildfire}   # optional; task, profile, split: str or list
+    share: 0.05             # instead of repeat: this source's share of the mix's train rows
+    image_root: other/media # optional; default: the source folder
+```
+Relative paths are taken from the working directory, as every other satsft path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import orjson
+import yaml
+
+from pipeline.errors import UsageError
+from transforms import fileio
+from transforms.mix import FILTER_KEYS, split_of_path
+from transforms.sidecars import VALID_SPLITS
+
+RECIPE_KEYS = frozenset({"seed", "sources"})
+SOURCE_KEYS = frozenset({"name", "path", "repeat", "share", "where", "image_root"})
+NAME = re.compile(r"^[a-z0-9_-]+$")
+DATA_SUFFIXES = (".parquet", ".jsonl")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source of a mix, resolved: which files to read and where their images live."""
+
+    name: str
+    path: str  # as the recipe gave it
+    kind: str  # "satsft" (an output folder, found by its build_report.json) or "files"
+    files: tuple[str, ...]  # the Parquet or JSONL files to read, sorted
+    root: str  # relative image paths resolve against this
+    repeat: float | None = 1.0
+    share: float | None = None
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    dataset: str = ""  # what "the same row of the same dataset" means: the resolved folder or file list
+    folder: str = ""  # the satsft output folder, or the folder the files were found in
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "kind": self.kind, "repeat": self.repeat, "share": self.share,
+                "where": {k: list(v) for k, v in self.where.items()}, "files": len(self.files)}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    seed: int
+    sources: tuple[Source, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "sources": [s.as_dict() for s in self.sources]}
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{what} must be a number, not {value!r}")
+    return float(value)
+
+
+def _where(raw: Any, name: str) -> dict[str, tuple[str, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"source {name!r}: where must be a mapping of {', '.join(FILTER_KEYS)}")
+    unknown = sorted(set(raw) - set(FILTER_KEYS))
+    if unknown:
+        raise UsageError(f"source {name!r}: unknown where key(s) {', '.join(map(repr, unknown))}; use "
+                         f"{', '.join(FILTER_KEYS)}")
+    out = {}
+    for key, value in raw.items():
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) and v for v in values):
+            raise UsageError(f"source {name!r}: where.{key} must be a name or a list of names")
+        out[key] = tuple(values)
+    return out
+
+
+def _list(pattern: str) -> list[str]:
+    fs, _ = fsspec.core.url_to_fs(pattern)
+    found = fs.glob(pattern) if any(c in pattern for c in "*?[") else []
+    prefix = "" if fileio.is_local(pattern) else pattern.split("://", 1)[0] + "://"
+    return sorted(prefix + p if prefix and not p.startswith(prefix) else p for p in found)
+
+
+def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[str, ...], str, str, str]:
+    """(kind, files, image root, dataset identity, folder) of one source path."""
+    where = os.path.abspath(os.path.expanduser(os.path.expandvars(path))) if fileio.is_local(path) else path
+    where = where.rstrip("/")
+    fs, _ = fsspec.core.url_to_fs(where)
+    if fs.isfile(f"{where}/build_report.json"):
+        report = orjson.loads(fileio.read_bytes(f"{where}/build_report.json"))
+        written = report.get("files", {})
+        fmt = "parquet" if written.get("parquet") else "jsonl"
+        files = tuple(sorted(f"{where}/{p}" for p in written.get(fmt, {})))
+        if not files:
+            raise UsageError(f"source {name!r}: the satsft output {path!r} holds no Parquet or JSONL rows")
+        return "satsft", files, image_root or where, f"satsft:{where}", where
+    if fs.isdir(where):
+        files = tuple(p for p in _list(f"{where}/**") if p.endswith(DATA_SUFFIXES))
+        base = where
+    else:
+        files = tuple(p for p in _list(where) if p.endswith(DATA_SUFFIXES))
+        base = where.rsplit("/", 1)[0] if "/" in where else "."
+    if not files:
+        raise UsageError(f"source {name!r}: {path!r} is not a satsft output and matches no .parquet or .jsonl "
+                         "files; check the path (relative paths start at the working directory)")
+    digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
+    return "files", files, image_root or base, f"files:{digest}", base
+
+
+def parse_source(raw: Any, index: int) -> Source:
+    if not isinstance(raw, dict):
+        raise UsageError(f"sources[{index}] must be a mapping with at least name and path")
+    unknown = sorted(set(raw) - SOURCE_KEYS)
+    if unknown:
+        raise UsageError(f"sources[{index}]: unknown key(s) {', '.join(map(repr, unknown))}; allowed: "
+                         f"{', '.join(sorted(SOURCE_KEYS))}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise UsageError(f"sources[{index}]: name must be [a-z0-9_-]+ (it goes into ids and media paths), "
+                         f"not {name!r}")
+    path = raw.get("path")
+    if not isinstance(path, str) or not path:
+        raise UsageError(f"source {name!r}: path is required (a satsft output folder, or a folder or glob of "
+                         "Parquet or JSONL files)")
+    if "repeat" in raw and "share" in raw:
+        raise UsageError(f"source {name!r}: give repeat or share, not both")
+    repeat, share = 1.0, None
+    if "share" in raw:
+        share, repeat = _number(raw["share"], f"source {name!r}: share"), None
+        if not 0 < share < 1:
+            raise UsageError(f"source {name!r}: share must be above 0 and below 1, not {share}")
+    elif "repeat" in raw:
+        repeat = _number(raw["repeat"], f"source {name!r}: repeat")
+        if repeat <= 0:
+            raise UsageError(f"source {name!r}: repeat must be a number above 0 (8 = eight copies, 0.5 = half), "
+                             f"not {raw['repeat']}")
+    image_root = raw.get("image_root")
+    if image_root is not None and (not isinstance(image_root, str) or not image_root):
+        raise UsageError(f"source {name!r}: image_root must be a folder path")
+    if image_root and fileio.is_local(image_root):
+        image_root = os.path.abspath(os.path.expanduser(image_root))
+    where = _where(raw.get("where"), name)
+    kind, files, root, dataset, folder = _resolve(name, path, image_root)
+    return Source(name, path, kind, files, root, repeat, share, where, dataset, folder)
+
+
+def parse_recipe(data: Any, extra: list[Any] | None = None) -> Recipe:
+    """A recipe mapping (from YAML) plus --source specs -> a checked Recipe."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise UsageError("a recipe is a mapping with seed and sources")
+    unknown = sorted(set(data) - RECIPE_KEYS)
+    if unknown:
+        raise UsageError(f"unknown recipe key(s) {', '.join(map(repr, unknown))}; allowed: seed, sources")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UsageError(f"seed must be an integer, not {seed!r}")
+    raw_sources = list(data.get("sources") or []) + list(extra or [])
+    if not raw_sources:
+        raise UsageError("a mix needs at least one source (recipe sources: or --source)")
+    sources = tuple(parse_source(raw, i) for i, raw in enumerate(raw_sources))
+    names = [s.name for s in sources]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UsageError(f"source names must be unique; repeated: {', '.join(dupes)}")
+    shares = sum(s.share or 0 for s in sources)
+    if shares and all(s.share for s in sources):
+        raise UsageError("every source has a share; at least one needs a repeat, which the shares are taken of")
+    if shares >= 1:
+        raise UsageError(f"shares add up to {shares:g}; they must stay below 1")
+    for s in sources:
+        check_filter_matches(s)
+    return Recipe(seed, sources)
+
+
+def check_filter_matches(source: Source) -> None:
+    """A filter that can select nothing is a mistake in the recipe; what a source can hold is known before
+    any row is read (a satsft output's report; a foreign file's task is the source name and its split comes
+    from the file name)."""
+    if not source.where:
+        return
+    if source.kind == "satsft":
+        report = orjson.loads(fileio.read_bytes(f"{source.folder}/build_report.json"))
+        by_task = report["rows"]["by_task_split"]
+        tasks = {t for t, splits in by_task.items() if any(splits.values())}
+        splits = {s for v in by_task.values() for s, n in v.items() if n}
+        profiles = set(report["config"].get("profiles", [])) if "production_analysis" in tasks else set()
+        profiles |= {""} if tasks - {"production_analysis"} else set()
+    else:
+        tasks, profiles = {source.name}, {""}
+        splits = {split_of_path(p, source.folder) for p in source.files}
+    have = {"task": tasks, "profile": profiles, "split": splits}
+    for key, wanted in source.where.items():
+        if not set(wanted) & have[key]:
+            shown = ", ".join(sorted(v or '""' for v in have[key])) or "none"
+            raise UsageError(f"source {source.name!r}: where.{key} {list(wanted)} matches nothing; it holds "
+                             f"{key}s {shown}")
+    if "split" in source.where and not set(source.where["split"]) <= set(VALID_SPLITS):
+        raise UsageError(f"source {source.name!r}: where.split takes {', '.join(VALID_SPLITS)}")
+
+
+def parse_source_spec(spec: str) -> dict[str, Any]:
+    """--source name=fire,path=builds/sat,repeat=80,task=production_analysis,profile=wildfire (lists: a|b)."""
+    out: dict[str, Any] = {}
+    where: dict[str, Any] = {}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--source {spec!r}: expected key=value pairs separated by commas")
+        if key in FILTER_KEYS:
+            where[key] = value.split("|") if "|" in value else value
+        elif key in ("repeat", "share"):
+            try:
+                out[key] = float(value)
+            except ValueError as err:
+                raise UsageError(f"--source {spec!r}: {key} must be a number") from err
+        else:
+            out[key] = value
+    if where:
+        out["where"] = where
+    return out
+
+
+def load_recipe(path: str | None, source_specs: list[str]) -> Recipe:
+    data: Any = {}
+    if path:
+        try:
+            data = yaml.safe_load(fileio.read_bytes(path))
+        except OSError as err:
+            raise UsageError(f"cannot read recipe {path!r}: {err}") from err
+        except yaml.YAMLError as err:
+            raise UsageError(f"recipe {path!r} is not valid YAML: {err}") from err
+    return parse_recipe(data, [parse_source_spec(s) for s in source_specs])

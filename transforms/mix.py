@@ -1,0 +1,285 @@
+"""The pure core of `satsft mix`: rows of any source normalised to the satsft row, filters, copies, ids, the
+global order and where each image goes. The Beam steps around it are in transforms.mixing.
+
+A row's identity is (dataset, sample id): a satsft row keeps its sample id; a foreign row gets a stable hash of
+its content. Every output row has the id `<sample_id>#<source>.r<k>` (k = which copy), unique across the mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from transforms.formats import IMAGE_TOKEN, METADATA_FIELDS
+from transforms.ids import stable_uint64
+from transforms.paths import file_stem, normalise_ref, safe_name, shard_dir, unsafe_reason
+from transforms.sidecars import VALID_SPLITS
+
+FILTER_KEYS = ("task", "profile", "split")
+# The words `datasets` reads as split names in file and folder names.
+SPLIT_WORDS = {"train": ("train", "training"), "validation": ("validation", "valid", "val", "dev"),
+               "test": ("test", "testing", "eval", "evaluation")}
+_TOKEN = re.compile(r"[a-z0-9]+")
+MEDIA_DIR = "media"
+IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
+
+
+def split_of_path(path: str, root: str = "") -> str:
+    """A foreign file's split from its name (then its folders, nearest first), as `datasets` reads it."""
+    rel = path[len(root) + 1:] if root and path.startswith(root.rstrip("/") + "/") else path.rsplit("/", 1)[-1]
+    for part in reversed(rel.lower().split("/")):
+        for token in _TOKEN.findall(part):
+            for split, words in SPLIT_WORDS.items():
+                if token in words:
+                    return split
+    return "train"
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One image of a normalised row: its key within the source (the path as the row gives it, or a digest of
+    bytes that came without one), where to read it, and its bytes when the row carried them."""
+
+    key: str
+    src: str = ""
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Normalised:
+    record: dict[str, Any]  # messages with image parts naming SourceImage keys; metadata of FORMATS.md 2.1
+    images: tuple[SourceImage, ...]
+    dropped_columns: tuple[str, ...] = ()
+
+
+class RowProblem(ValueError):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail[:300]
+
+
+def content_id(messages: list[dict[str, Any]], images: Sequence[SourceImage]) -> str:
+    """A foreign row's sample id: a stable hash of what it says and shows."""
+    h = hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS))
+    for img in images:
+        h.update(b"\x1f" + (hashlib.sha256(img.data).digest() if img.data is not None else img.key.encode()))
+    return "h" + h.hexdigest()[:20]
+
+
+def _join(root: str, rel: str) -> str:
+    return f"{root.rstrip('/')}/{rel}"
+
+
+def _image_column(raw: dict[str, Any]) -> list[tuple[str, bytes | None]]:
+    """The `images` column as (path, bytes or None): plain paths, or Hugging Face {bytes, path} structs."""
+    out = []
+    for item in raw.get("images") or []:
+        if isinstance(item, str):
+            out.append((item, None))
+        elif isinstance(item, dict) and (item.get("bytes") is not None or item.get("path")):
+            out.append((item.get("path") or "", item.get("bytes")))
+        else:
+            raise RowProblem("bad_image_entry", repr(item)[:100])
+    return out
+
+
+def _source_image(path: str, data: bytes | None, root: str) -> SourceImage:
+    if data is not None:
+        key = normalise_ref(path) if path else "sha256-" + hashlib.sha256(data).hexdigest()[:32]
+        return SourceImage(key, "", bytes(data))
+    ref = normalise_ref(path)
+    reason = unsafe_reason(ref)
+    if reason:
+        raise RowProblem(f"unsafe_image_path:{reason}", ref)
+    return SourceImage(ref, _join(root, ref))
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], list[SourceImage]]:
+    """A row whose contents are part lists (satsft, Qwen-VL style): kept as it is, image parts resolved."""
+    carried = {normalise_ref(p): d for p, d in _image_column(raw) if d is not None}
+    messages, images = [], []
+    for m in raw["messages"]:
+        parts = []
+        for p in m["content"]:
+            if not isinstance(p, dict):
+                raise RowProblem("bad_message", "a content part is not an object")
+            if p.get("type") == "image":
+                ref = p.get("image")
+                if not isinstance(ref, str):
+                    raise RowProblem("bad_image_entry", repr(ref)[:100])
+                img = _source_image(ref, carried.get(normalise_ref(ref)), root)
+                images.append(img)
+                parts.append({"type": "image", "image": img.key})
+            elif p.get("type") == "text" and isinstance(p.get("text"), str):
+                parts.append(_text_part(p["text"]))
+            else:
+                raise RowProblem("bad_message", f"content part of type {p.get('type')!r}")
+        messages.append({"role": m["role"], "content": parts})
+    return messages, images
+
+
+def _string_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], list[SourceImage]]:
+    """A ShareGPT / TRL row: string contents with <image> tokens, images in the `images` column, in order."""
+    column = _image_column(raw)
+    tokens = sum(m["content"].count(IMAGE_TOKEN) for m in raw["messages"])
+    if tokens != len(column):
+        raise RowProblem("image_token_mismatch", f"{tokens} {IMAGE_TOKEN} tokens for {len(column)} images")
+    pending = iter(column)
+    messages, images = [], []
+    for m in raw["messages"]:
+        text = m["content"]
+        parts = []
+        for _ in range(text.count(IMAGE_TOKEN)):
+            path, data = next(pending)
+            img = _source_image(path, data, root)
+            images.append(img)
+            parts.append({"type": "image", "image": img.key})
+        body = " ".join(piece.strip() for piece in text.split(IMAGE_TOKEN) if piece.strip())
+        if body or not parts:
+            parts.append(_text_part(body))
+        messages.append({"role": m["role"], "content": parts})
+    return messages, images
+
+
+KNOWN_COLUMNS = frozenset({"messages", "metadata", "images"})
+
+
+def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str) -> Normalised:
+    """Any supported row -> the satsft row shape, or RowProblem. A satsft source keeps each row's split and
+    metadata; a foreign row gets task = the source's name, a content-hash sample id and its file's split."""
+    if not isinstance(raw, dict):
+        raise RowProblem("row_not_object", type(raw).__name__)
+    msgs = raw.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise RowProblem("no_messages", "rows need a non-empty messages list")
+    for m in msgs:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(
+                m.get("content"), (str, list)):
+            raise RowProblem("bad_message", "each message needs a role and a content string or part list")
+    if all(isinstance(m["content"], str) for m in msgs):
+        messages, images = _string_row(raw, root)
+    elif all(isinstance(m["content"], list) for m in msgs):
+        messages, images = _parts_row(raw, root)
+    else:
+        raise RowProblem("bad_message", "a row mixes string and list contents")
+    given = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    if kind == "satsft":
+        split = given.get("split")
+        if split not in VALID_SPLITS or not isinstance(given.get("sample_id"), str):
+            raise RowProblem("bad_metadata", f"split {split!r}, sample_id {given.get('sample_id')!r}")
+        metadata = {k: given.get(k, "") for k in METADATA_FIELDS}
+    else:
+        metadata = {"sample_id": content_id(messages, images), "task": source, "analysis_profile": "",
+                    "tile_stem": "", "split": file_split, "image_paths": [], "analysis_image_path": ""}
+    metadata["image_paths"] = [img.key for img in images]
+    if metadata.get("analysis_image_path") and metadata["analysis_image_path"] not in metadata["image_paths"]:
+        metadata["analysis_image_path"] = ""
+    dropped = tuple(sorted(k for k in raw if k not in KNOWN_COLUMNS))
+    return Normalised({"messages": messages, "metadata": metadata}, tuple(images), dropped)
+
+
+def matches(metadata: Mapping[str, Any], where: Mapping[str, Sequence[str]]) -> bool:
+    fields = {"task": metadata.get("task", ""), "profile": metadata.get("analysis_profile", ""),
+              "split": metadata.get("split", "")}
+    return all(fields[k] in values for k, values in where.items())
+
+
+def plan_repeats(train_rows: Mapping[str, int], repeats: Mapping[str, float | None],
+                 shares: Mapping[str, float | None]) -> dict[str, float]:
+    """Each source's repeat of its train rows. A share s of the mix's train rows, when the sources with a repeat
+    make T train rows and the shares add up to S, is s * T / (1 - S) rows."""
+    fixed = sum(train_rows.get(n, 0) * r for n, r in repeats.items() if r is not None)
+    total_share = sum(s for s in shares.values() if s)
+    out = {n: float(r) for n, r in repeats.items() if r is not None}
+    for name, share in shares.items():
+        if share:
+            n = train_rows.get(name, 0)
+            out[name] = (share * fixed / (1 - total_share)) / n if n else 0.0
+    return out
+
+
+def selection_hash(seed: int, source: str, sample_id: str) -> int:
+    return stable_uint64("mix-select", seed, source, sample_id)
+
+
+def fraction_threshold(hashes: Iterable[int], fraction: float) -> int:
+    """The hash below which exactly round(fraction * n) of these rows get one more copy."""
+    ordered = sorted(hashes)
+    k = round(fraction * len(ordered))
+    if k <= 0:
+        return 0
+    return ordered[k - 1] + 1 if k < len(ordered) else 1 << 64
+
+
+def copies(split: str, repeat: float, selection: int, threshold: int) -> range:
+    """Which copies of a kept row the mix holds: validation and test once, train floor(repeat) times plus one
+    more for the rows the fraction selects."""
+    if split != "train":
+        return range(1)
+    whole = int(repeat)
+    return range(whole + (1 if repeat > whole and selection < threshold else 0))
+
+
+def mix_id(sample_id: str, source: str, k: int) -> str:
+    return f"{sample_id}#{source}.r{k}"
+
+
+def order_key(seed: int, row_id: str, k: int = 0, n_copies: int = 1) -> int:
+    """A copy's place in the global order, in [0, 2**64): a seeded hash of the row places it at u, and copy k
+    of n goes to (k + u) / n, so the copies of one row are spread evenly through the mix, never side by side
+    (as a plain shuffle would put some of eighty copies)."""
+    return (k * (1 << 64) + stable_uint64("mix-order", seed, row_id)) // n_copies
+
+
+def media_names(keys: Iterable[str]) -> dict[str, str]:
+    """A file name per image key of one source: its own name made safe, with a digest where two keys of the
+    source would otherwise share a name."""
+    keys = sorted(set(keys))
+    base = {}
+    for key in keys:
+        name = key.rsplit("/", 1)[-1]
+        stem, ext = file_stem(name), name.rsplit(".", 1)[-1].lower() if "." in name else "png"
+        ext = ext if ext in IMAGE_EXTS else "png"
+        base[key] = (safe_name(stem)[:150], ext)
+    counts: dict[tuple[str, str], int] = {}
+    for b in base.values():
+        counts[b] = counts.get(b, 0) + 1
+    return {k: (f"{s}.{e}" if counts[(s, e)] == 1 else f"{s}_{hashlib.sha256(k.encode()).hexdigest()[:10]}.{e}")
+            for k, (s, e) in base.items()}
+
+
+def media_index(keys: Iterable[tuple[str, str]], max_files_per_dir: int) -> dict[tuple[str, str], str]:
+    """(media owner, image key) -> its path under the mix: media/<owner>/sNNNNN/<name>, numbered densely per
+    owner in key order, so no folder goes over the limit."""
+    by_owner: dict[str, list[str]] = {}
+    for owner, key in keys:
+        by_owner.setdefault(owner, []).append(key)
+    out = {}
+    for owner, owner_keys in sorted(by_owner.items()):
+        names = media_names(owner_keys)
+        ordered = sorted(names)
+        for i, key in enumerate(ordered):
+            out[(owner, key)] = f"{MEDIA_DIR}/{owner}/{shard_dir(i, max_files_per_dir, len(ordered))}/{names[key]}"
+    return out
+
+
+def mixed_record(record: dict[str, Any], paths: Mapping[str, str], source: str, k: int) -> dict[str, Any]:
+    """The output row: image keys replaced by their media paths, the id of this copy, source and copy index."""
+    messages = [{"role": m["role"], "content": [
+        {"type": "image", "image": paths[p["image"]]} if p["type"] == "image" else p for p in m["content"]]}
+        for m in record["messages"]]
+    md = dict(record["metadata"])
+    md["sample_id"] = mix_id(md["sample_id"], source, k)
+    md["image_paths"] = [paths[p] for p in md["image_paths"]]
+    md["analysis_image_path"] = paths.get(md["analysis_image_path"], "")
+    md["source"], md["repeat_index"] = source, k
+    return {"messages": messages, "metadata": md}

@@ -51,3 +51,19 @@ def test_portable_runner_matches_direct_runner(portable_services, damaged_tree, 
     assert "on PortableRunner" in proc.stderr and "24 in, 22 with rows, 2 rejected" in proc.stdout
     assert "Starting worker" in (logs / "worker-pool.log").read_text(), "the external pool ran the bundles"
     assert_same_outputs(direct_build, out, {f"--output {out.name}": f"--output {direct_build.name}"})
+
+
+def test_portable_runner_mixes_like_direct_runner(portable_services, direct_build, tmp_path):
+    """The mix on the Flink path: same bytes as on DirectRunner (a build with embedded images as source)."""
+    job_endpoint, pool, _ = portable_services
+    specs = ["--source", f"name=main,path={direct_build}",
+             "--source", f"name=fire,path={direct_build},repeat=8,task=production_analysis,profile=wildfire"]
+    portable = ["--runner", "PortableRunner", "--job_endpoint", job_endpoint, "--environment_type", "EXTERNAL",
+                "--environment_config", pool]
+    outs = {}
+    for name, extra in (("direct", []), ("portable", portable)):
+        outs[name] = tmp_path / name / "mix"
+        run_cli("mix", *specs, "--output", str(outs[name]), "--formats", "parquet,jsonl", *extra)
+    hashes = [{str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+               if p.is_file() and p.name != "mix_timings.json"} for out in outs.values()]
+    assert any(k.startswith("media/main/") for k in hashes[0]) and hashes[0] == hashes[1]

@@ -1,0 +1,208 @@
+"""`satsft mix`: three kinds of source at repeats 1/8/80, exact counts, unique ids, images that resolve and
+decode, `datasets` loading, byte-identical reruns; the lspace recipe's counts; bad recipes refused."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pipeline.cli import main
+from tests.conftest import REPO, run_cli
+
+
+def _png(colour: tuple[int, int, int], size: int = 32) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg(colour: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), colour).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, Path]:
+    """A satsft build, a foreign JSONL (string contents, no metadata, images on disk, one missing) and a
+    Parquet with embedded images (one of them broken)."""
+    base = tmp_path_factory.mktemp("mixsrc")
+    run_cli("sample", "--tiles", "16", "--output", str(base / "tree"), "--seed", "5")
+    run_cli("build", "--input", str(base / "tree"), "--output", str(base / "sat"), "--tasks",
+            "caption,grounding_all,production_analysis", "--profiles", "brief_only,wildfire")
+    chat = base / "chat"
+    (chat / "pics").mkdir(parents=True)
+    for i in range(5):
+        (chat / "pics" / f"p{i}.jpg").write_bytes(_jpeg((40 * i, 100, 50)))
+    lines = {"train": [], "validation": []}
+    for i in range(4):
+        lines["train"].append({"messages": [{"role": "user", "content": f"<image>What is in picture {i}?"},
+                                            {"role": "assistant", "content": f"Picture {i}."}],
+                               "images": [f"pics/p{i}.jpg"], "extra_column": i})
+    lines["train"].append({"messages": [{"role": "user", "content": "<image>Gone?"},
+                                        {"role": "assistant", "content": "Yes."}], "images": ["pics/missing.jpg"]})
+    lines["validation"].append({"messages": [{"role": "user", "content": "<image>Held out."},
+                                             {"role": "assistant", "content": "Fine."}], "images": ["pics/p4.jpg"]})
+    for split, rows in lines.items():
+        (chat / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    emb = base / "embedded"
+    emb.mkdir()
+    rows = []
+    for i in range(3):
+        rows.append({"messages": [{"role": "user", "content": "<image><image>Compare these."},
+                                  {"role": "assistant", "content": f"Pair {i}."}],
+                     "images": [{"bytes": _png((i * 50, 0, 0)), "path": f"a{i}.png"},
+                                {"bytes": _png((0, i * 50, 0)), "path": f"b{i}.png"}]})
+    rows.append({"messages": [{"role": "user", "content": "<image>Broken."},
+                              {"role": "assistant", "content": "No."}],
+                 "images": [{"bytes": b"\x89PNG not really", "path": "broken.png"}]})
+    schema = pa.schema([("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+                        ("images", pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())])))])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), emb / "train-00000-of-00001.parquet")
+    return {"sat": base / "sat", "chat": chat, "embedded": emb}
+
+
+def _recipe(tmp_path: Path, sources: dict[str, Path]) -> Path:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"""seed: 3
+sources:
+  - {{name: main, path: {sources['sat']}, repeat: 1}}
+  - {{name: chat, path: {sources['chat']}, repeat: 8}}
+  - {{name: pairs, path: {sources['embedded']}/*.parquet, repeat: 80}}
+  - name: fire
+    path: {sources['sat']}
+    where: {{task: production_analysis, profile: wildfire}}
+    repeat: 8
+""")
+    return recipe
+
+
+def _rows(out: Path) -> list[dict]:
+    return [r for f in sorted((out / "parquet").glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+
+
+def _hashes(out: Path) -> dict[str, str]:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != "mix_timings.json"}
+
+
+@pytest.fixture(scope="module")
+def mixed(sources, tmp_path_factory) -> tuple[Path, Path]:
+    work = tmp_path_factory.mktemp("mix")
+    recipe = _recipe(work, sources)
+    run_cli("mix", "--recipe", str(recipe), "--output", str(work / "out"), "--formats", "parquet,jsonl")
+    return work / "out", recipe
+
+
+def test_three_sources_counts_ids_and_images(mixed, sources):
+    out, _ = mixed
+    build = json.loads((sources["sat"] / "build_report.json").read_text())
+    by_split = Counter()
+    for splits in build["rows"]["by_task_split"].values():
+        by_split.update(splits)
+    fire = Counter()
+    lines = [line for f in (sources["sat"] / "data").glob("*.jsonl") for line in f.read_text().splitlines()]
+    for r in map(json.loads, lines):
+        if r["metadata"]["analysis_profile"] == "wildfire":
+            fire[r["metadata"]["split"]] += 1
+    rows = _rows(out)
+    got = Counter((r["metadata"]["source"], r["metadata"]["split"]) for r in rows)
+    want = {("main", s): n for s, n in by_split.items() if n}
+    want[("fire", "train")] = 8 * fire["train"]  # its held-out rows are main's, kept once
+    want[("chat", "train")] = 8 * 4  # the row whose image is missing is rejected
+    want[("chat", "validation")] = 1  # held out: once, whatever the repeat
+    want[("pairs", "train")] = 80 * 3  # the broken embedded image costs its row
+    assert dict(got) == want
+    ids = [r["metadata"]["sample_id"] for r in rows]
+    assert len(ids) == len(set(ids)), "ids unique across copies and sources"
+    assert all("#" in i and ".r" in i for i in ids)
+    for r in rows:
+        for p in r["metadata"]["image_paths"]:
+            with Image.open(out / p) as im:
+                im.load()
+            assert p.startswith("media/")
+    chat = next(r for r in rows if r["metadata"]["source"] == "chat")
+    assert chat["metadata"]["task"] == "chat" and chat["metadata"]["sample_id"].startswith("h")
+    assert [p["type"] for p in chat["messages"][0]["content"]] == ["image", "text"]
+    report = json.loads((out / "mix_report.json").read_text())
+    assert report["rejects_by_reason"] == {"image_missing": 1, "image_not_png": 1}
+    chat_src = next(s for s in report["sources"] if s["name"] == "chat")
+    assert chat_src["dropped_columns"] == {"extra_column": 4}
+    assert not (out / "media/fire").exists(), "one dataset's images are written once, under its first source"
+    card = (out / "README.md").read_text()
+    assert "| `pairs` |" in card and "share of train" in card
+    proc = run_cli("validate", str(out))
+    assert proc.stdout.startswith("OK:"), proc.stdout
+
+
+def test_copies_are_spread_through_the_order(mixed):
+    out, _ = mixed
+    metadata = pq.read_table(out / "parquet/train-00000-of-00001.parquet").column("metadata").to_pylist()
+    train = [md["sample_id"].split("#")[0] for md in metadata]
+    positions: dict[str, list[int]] = {}
+    for i, sid in enumerate(train):
+        positions.setdefault(sid, []).append(i)
+    gaps = [b - a for v in positions.values() for a, b in zip(v, v[1:], strict=False)]
+    assert gaps and min(gaps) > 1, "no two copies of a row side by side"
+
+
+def test_rerun_and_embedded_images(mixed, sources, tmp_path):
+    out, recipe = mixed
+    again = tmp_path / "out"  # same folder name: the report names it
+    run_cli("mix", "--recipe", str(recipe), "--output", str(again), "--formats", "parquet,jsonl")
+    assert _hashes(again) == _hashes(out), "same recipe and inputs, same bytes"
+    embedded = tmp_path / "embedded"
+    run_cli("mix", "--recipe", str(recipe), "--output", str(embedded), "--embed-images")
+    assert not (embedded / "media").exists()
+    from datasets import load_dataset
+
+    ds = load_dataset("parquet", data_files={"train": str(embedded / "parquet/train-*.parquet")})["train"]
+    assert len(ds) == len([r for r in _rows(out) if r["metadata"]["split"] == "train"])
+    first = next(r for r in ds if r["metadata"]["source"] == "pairs")
+    assert [im.size for im in first["images"]] == [(32, 32), (32, 32)], "embedded images decode to PIL"
+
+
+def test_lspace_recipe_counts(tmp_path):
+    """The model card's mix from one 300-tile build: whole build x1, four profiles x8, wildfire x80."""
+    run_cli("sample", "--tiles", "300", "--output", str(tmp_path / "builds/tree"), "--seed", "2")
+    run_cli("build", "--input", str(tmp_path / "builds/tree"), "--output", str(tmp_path / "builds/sat"))
+    proc = run_cli("mix", "--recipe", str(REPO / "templates/mix/lspace.yaml"), "--output",
+                   str(tmp_path / "builds/mix"), cwd=tmp_path)
+    assert "firewatch" in proc.stdout
+    build = json.loads((tmp_path / "builds/sat/build_report.json").read_text())
+    per_profile_train = build["rows"]["by_task_split"]["production_analysis"]["train"] // 5
+    report = json.loads((tmp_path / "builds/mix/mix_report.json").read_text())
+    out = {s["name"]: s["rows_out"] for s in report["sources"]}
+    main_rows = Counter()
+    for splits in build["rows"]["by_task_split"].values():
+        main_rows.update(splits)
+    assert out["main"] == {s: main_rows.get(s, 0) for s in ("train", "validation", "test")}
+    for name, times in (("brief", 8), ("oceanscout", 8), ("floodpulse", 8), ("landshift", 8), ("firewatch", 80)):
+        assert out[name] == {"train": times * per_profile_train, "validation": 0, "test": 0}, name
+    assert report["rows"]["total"] == sum(main_rows.values()) + 112 * per_profile_train
+
+
+@pytest.mark.parametrize(("recipe", "message"), [
+    ("sources: [{name: a, path: nowhere}]", "matches no .parquet or .jsonl"),
+    ("sources: [{name: a, path: SAT, colour: red}]", "unknown key(s) 'colour'"),
+    ("sources: [{name: a, path: SAT, repeat: -2}]", "repeat must be a number above 0"),
+    ("sources: [{name: a, path: SAT}, {name: b, path: SAT, share: 1.5}]", "share must be above 0 and below 1"),
+    ("sources: [{name: a, path: SAT, where: {profile: volcano}}]", "matches nothing"),
+    ("sources: [{name: A B, path: SAT}]", "name must be [a-z0-9_-]+"),
+    ("speed: 3\nsources: [{name: a, path: SAT}]", "unknown recipe key(s) 'speed'"),
+])
+def test_bad_recipes_are_usage_errors(recipe, message, sources, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(recipe.replace("SAT", str(sources["sat"])))
+    out = tmp_path / "out"
+    assert main(["mix", "--recipe", str(path), "--output", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists(), "nothing is written"

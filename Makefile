@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/satsft build --input $(DEMO_DIR)/tree --output $(DEMO_DIR)/sft --overwrite
 
 test: $(STAMP)
-	$(BIN)/ruff check pipeline transforms tests bench
+	$(BIN)/ruff check pipeline transforms scoring tests bench
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -124,6 +124,22 @@ def bench_build(n: int, *extra: str, keep: bool = False) -> dict:
     return result
 
 
+def bench_mix(n: int) -> dict:
+    """The model card's mix (templates/mix/lspace.yaml) over the kept n-tile build; the recipe reads
+    builds/sat, so it runs from a folder where that names the build."""
+    work = WORK / "mix"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "builds").mkdir(parents=True)
+    (work / "builds" / "sat").symlink_to(WORK / f"build_{n}")
+    cmd = [PY, str(HERE / "in_dir.py"), str(work), PY, "-m", "pipeline.cli", "mix", "--recipe",
+           str(HERE.parent / "templates/mix/lspace.yaml"), "--output", str(work / "out")]
+    m = measure(cmd)
+    report = orjson.loads((work / "out" / "mix_report.json").read_bytes())
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(WORK / f"build_{n}", ignore_errors=True)
+    return {"rows": report["rows"]["total"], **m}
+
+
 def main() -> int:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "500,2000,8000").split(",")]
     loop_size = int(os.environ.get("BENCH_LOOP_SIZE", "2000"))
@@ -153,13 +169,17 @@ def main() -> int:
               f"{b['rows_per_s']:.0f} | {b['bytes_per_tile']:.0f} | {b['files_per_tile']:.1f} | "
               f"{b['peak_rss_mb']:.0f} | {b['accounted']} |")
     one = builds.get(workers_size) or bench_build(workers_size)
-    two = bench_build(workers_size, *TWO_WORKERS)
+    two = bench_build(workers_size, *TWO_WORKERS, keep=True)  # kept for the mix below
     print(f"\n## both cores, {workers_size} tiles")
     print("| workers | wall s | CPU s | peak RSS MB (all processes) |")
     print("|---|---|---|---|")
     for label, b in (("1", one), ("2 (multi_processing)", two)):
         print(f"| {label} | {b['wall_s']:.1f} | {b['cpu_s']:.1f} | {b['peak_rss_mb']:.0f} |")
     print(f"2 workers / 1 worker wall time: {two['wall_s'] / one['wall_s']:.2f}x")
+    mix = bench_mix(workers_size)
+    print(f"\n## satsft mix, templates/mix/lspace.yaml over the {workers_size}-tile build")
+    print(f"{mix['rows']} rows out: wall {mix['wall_s']:.1f} s, CPU {mix['cpu_s']:.1f} s, peak RSS "
+          f"{mix['peak_rss_mb']:.0f} MB ({mix['rows'] / mix['wall_s']:.0f} rows/s)")
     parquet = bench_build(sizes[0], "--row-sidecars", "parquet")
     print(f"\n## --row-sidecars parquet, {sizes[0]} tiles: {parquet['files_per_tile']:.2f} files per tile "
           f"(default files: {builds[sizes[0]]['files_per_tile']:.2f})")

@@ -26,11 +26,12 @@ LOG = logging.getLogger("satsft")
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
 OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stills", "analysis_images", "overlays",
                   "metadata", "rejects", "README.md", "build_report.json", "build_timings.json", "_satsft_spool")
-USAGE = """satsft {sample,build,mix,validate} ...
+USAGE = """satsft {sample,build,mix,eval,validate} ...
 
   satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults] [--workers N]
   satsft build --input DIR --output DIR [build options] [Beam options]
   satsft mix --recipe RECIPE.yaml [--source SPEC ...] --output DIR [mix options] [Beam options]
+  satsft eval --dataset DIR (--predictions FILE | --baseline majority|random) [--split test] [--output REPORT.json]
   satsft validate DIR
 
 Run `satsft build --help` for the build options."""
@@ -278,6 +279,39 @@ def run_sample(argv: list[str]) -> int:
     return 0
 
 
+def run_eval(argv: list[str]) -> int:
+    from scoring.evaluate import BASELINES, EvalError, evaluate, markdown_table, read_predictions
+
+    parser = argparse.ArgumentParser(prog="satsft eval", description="Score a model's answers to a finished "
+                                     "output's rows (one split) per task; or score trivial baselines.")
+    parser.add_argument("--dataset", required=True, help="the --output folder (or gs:// URL) of a build or mix")
+    parser.add_argument("--predictions", help='JSONL of {"sample_id": ..., "prediction": "raw model text"}')
+    parser.add_argument("--baseline", choices=BASELINES, help="score trivial answers instead of predictions")
+    parser.add_argument("--split", default="test", help="split to score (default test)")
+    parser.add_argument("--output", help="also write the JSON report here")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    args = parser.parse_args(argv)
+    if bool(args.predictions) == bool(args.baseline):
+        raise UsageError("give --predictions FILE or --baseline majority|random (one of them)")
+    dataset = os.path.abspath(args.dataset) if fileio.is_local(args.dataset) else args.dataset.rstrip("/")
+    try:
+        predictions = read_predictions(args.predictions) if args.predictions else None
+        report = evaluate(dataset, args.split, predictions, args.baseline, args.seed)
+    except EvalError as err:
+        raise UsageError(str(err)) from err
+    except OSError as err:
+        raise UsageError(f"cannot read: {err}") from err
+    if args.baseline:
+        report["baseline"] = args.baseline
+    print(markdown_table(report))
+    if args.output:
+        import orjson
+
+        fileio.write_bytes(args.output, orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        print(f"\nreport written to {args.output}")
+    return 0
+
+
 def run_validate(argv: list[str]) -> int:
     from pipeline.validate import validate
 
@@ -314,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"satsft {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    commands = {"build": run_build, "sample": run_sample, "mix": run_mix, "validate": run_validate}
+    commands = {"build": run_build, "sample": run_sample, "mix": run_mix, "eval": run_eval, "validate": run_validate}
     if command not in commands:
         print(f"satsft: error: unknown command {command!r}; use one of: {', '.join(commands)}", file=sys.stderr)
         return 2

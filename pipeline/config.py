@@ -11,7 +11,7 @@ from transforms.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
 from transforms.prompts import Templates, load_templates
 from transforms.rows import TaskContext
 from transforms.splits import LEAKAGE_POLICIES
-from transforms.tasks import TASK_NAMES
+from transforms.tasks import DEFAULT_TASKS, EVAL_TASKS, TASK_NAMES
 from transforms.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
 
 DEFAULT_FORMATS = ("jsonl", "parquet")
@@ -20,17 +20,22 @@ ROWS_PER_SHARD = 20000  # about 50 MB of JSONL; Parquet shards stay well under t
 EMBEDDED_ROWS_PER_SHARD = 500  # with a chip, maybe a still and an analysis image per row: about 100 MB
 
 
-def _pick(raw: str, valid: tuple[str, ...], what: str, aliases: dict[str, str] | None = None) -> tuple[str, ...]:
-    """Comma list -> names in their canonical order (so paths never depend on how the user listed them)."""
+def _pick(raw: str, valid: tuple[str, ...], what: str, aliases: dict[str, str] | None = None,
+          default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """Comma list -> names in their canonical order (so paths never depend on how the user listed them).
+    'all' is the default set; 'all+eval' (tasks) adds the benchmark tasks."""
     aliases = aliases or {}
     names = [n.strip() for n in raw.split(",") if n.strip()]
     if not names or names == ["all"]:
+        return default or valid
+    if names == ["all+eval"] and default is not None:
         return valid
     unknown = [n for n in names if aliases.get(n, n) not in valid]
     if unknown:
         extra = f" (aliases: {', '.join(f'{a}={t}' for a, t in aliases.items())})" if aliases else ""
+        also = "'all' or 'all+eval'" if default is not None else "'all'"
         raise UsageError(f"unknown {what} {', '.join(map(repr, unknown))}; valid {what}s: "
-                         f"{', '.join(valid)}{extra}, or 'all'")
+                         f"{', '.join(valid)}{extra}, or {also}")
     chosen = {aliases.get(n, n) for n in names}
     return tuple(v for v in valid if v in chosen)
 
@@ -39,7 +44,7 @@ def _pick(raw: str, valid: tuple[str, ...], what: str, aliases: dict[str, str] |
 class BuildConfig:
     input: str
     output: str
-    tasks: tuple[str, ...] = TASK_NAMES
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     profiles: tuple[str, ...] = tuple(PROFILES)
     leakage: str = "reassign"
     tim_shift: str = "varied"
@@ -66,7 +71,7 @@ class BuildConfig:
             raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
         if not output:
             raise UsageError("--output is required: the folder (or gs:// URL) to write the dataset to")
-        task_names = _pick(tasks, TASK_NAMES, "task")
+        task_names = _pick(tasks, TASK_NAMES, "task", default=DEFAULT_TASKS)
         profile_names = _pick(profiles, tuple(PROFILES), "profile", PROFILE_ALIASES)
         if leakage not in LEAKAGE_POLICIES:
             raise UsageError(f"unknown --leakage {leakage!r}; choose one of {', '.join(LEAKAGE_POLICIES)}")
@@ -95,6 +100,12 @@ class BuildConfig:
         return cls(input_root, output_root, task_names, profile_names, leakage, tim_shift, redact_location,
                    max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
                    overlays, rows_per_shard, row_sidecars, templates)
+
+    @property
+    def extra_metadata(self) -> tuple[str, ...]:
+        """Metadata fields beyond FORMATS.md 2.1: the benchmark tasks' question id and right letter, present
+        (empty for other rows) only in builds that have them, so every other build keeps its schema."""
+        return ("question_id", "answer") if set(self.tasks) & set(EVAL_TASKS) else ()
 
     def task_context(self) -> TaskContext:
         return TaskContext(self.templates, self.profiles, self.tim_shift, self.redact_location,

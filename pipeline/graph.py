@@ -52,7 +52,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
 
     split_files = rows | "WriteSplitFiles" >> WriteSplitFiles(out, config.formats, config.rows_per_shard,
                                                               config.embed_images, config.max_files_per_dir,
-                                                              config.row_sidecars)
+                                                              config.row_sidecars, config.extra_metadata)
     copies = generated[COPIES] | "CopySourceImages" >> CopySourceImages(out)
     events = [
         split_files["events"],

@@ -32,7 +32,8 @@ class BuildOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         _flag(parser, "input", default="", help="root of the sat-bbox tree: a folder or gs:// URL")
         _flag(parser, "output", default="", help="where the dataset is written: a folder or gs:// URL")
-        _flag(parser, "tasks", default="all", help="comma list of tasks, or 'all'")
+        _flag(parser, "tasks", default="all",
+              help="comma list of tasks, 'all' (the training tasks) or 'all+eval' (with the benchmark tasks)")
         _flag(parser, "profiles", default="all", help="comma list of production-analysis profiles, or 'all'")
         _flag(parser, "leakage", default="reassign", help="reassign|drop: bases whose tiles span splits")
         _flag(parser, "tim-shift", default="varied", help="varied|fixed: how the signal class shifts per tile")

@@ -28,11 +28,8 @@ from transforms.formats import (
     FORMATS,
     GROUNDING_TASKS,
     IMAGE_TOKEN,
+    KNOWN_SCHEMAS,
     ROW_SIDECARS_DIR,
-    SCHEMA_EMBEDDED,
-    SCHEMA_MIX_EMBEDDED,
-    SCHEMA_MIX_PLAIN,
-    SCHEMA_PLAIN,
     SIDECAR_SCHEMA,
 )
 from transforms.rows import grounding_problem
@@ -134,8 +131,7 @@ def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterat
                 findings.add("parquet", f"{rel}: unreadable ({err})")
                 return
             schema = pf.schema_arrow
-            if not any(schema.equals(s) for s in (SCHEMA_PLAIN, SCHEMA_EMBEDDED, SCHEMA_MIX_PLAIN,
-                                                   SCHEMA_MIX_EMBEDDED)):
+            if not any(schema.equals(s) for s in KNOWN_SCHEMAS):
                 findings.add("parquet", f"{rel}: schema differs from the fixed satsft schema")
                 return
             embedded = "images" in schema.names

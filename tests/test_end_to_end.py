@@ -15,7 +15,7 @@ from tests.conftest import run_cli
 from transforms.paths import base_poi_id
 from transforms.render import class_shares
 from transforms.rows import grounding_problem, normalise_box
-from transforms.tasks import TASK_NAMES
+from transforms.tasks import DEFAULT_TASKS
 
 
 def _rows(out: Path) -> list[dict]:
@@ -61,7 +61,7 @@ def test_build_outputs_everything(build, sample_tree):
     out, proc = build
     assert "production_analysis" in proc.stdout and "tiles:" in proc.stdout and str(out) in proc.stdout
     rows = _rows(out)
-    assert set(r["metadata"]["task"] for r in rows) == set(TASK_NAMES)
+    assert set(r["metadata"]["task"] for r in rows) == set(DEFAULT_TASKS)
     for r in rows:
         md = r["metadata"]
         for p in md["image_paths"]:

@@ -7,6 +7,7 @@ a shard with no boxes, no system prompt or no rows at all still has the same col
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,8 +26,11 @@ _PART = pa.struct([("type", pa.string()), ("text", pa.string()), ("image", pa.st
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.list_(_PART))])
 METADATA_FIELDS = ("sample_id", "task", "analysis_profile", "tile_stem", "split", "image_paths",
                    "analysis_image_path")
-# A mix (`satsft mix`) adds where each row came from and which copy it is.
+# A mix (`satsft mix`) adds where each row came from and which copy it is; a build with benchmark tasks adds
+# the question id and right letter of multiple-choice rows ("" on other rows).
 MIX_METADATA_FIELDS = (*METADATA_FIELDS, "source", "repeat_index")
+EVAL_METADATA_FIELDS = (*METADATA_FIELDS, "question_id", "answer")
+METADATA_LAYOUTS = (METADATA_FIELDS, MIX_METADATA_FIELDS, EVAL_METADATA_FIELDS)
 _IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 _V = {"dtype": "string", "_type": "Value"}
 
@@ -40,10 +44,10 @@ def _metadata_type(name: str) -> tuple[pa.DataType, Any]:
     return pa.string(), _V
 
 
-def parquet_schema(embed_images: bool, mix: bool = False) -> pa.Schema:
+@functools.lru_cache(maxsize=16)
+def parquet_schema(embed_images: bool, names: tuple[str, ...] = METADATA_FIELDS) -> pa.Schema:
     """The one Arrow schema of a build's (or a mix's) Parquet files, with the Hugging Face features stored as
     the schema's "huggingface" metadata so `datasets` decodes images to PIL."""
-    names = MIX_METADATA_FIELDS if mix else METADATA_FIELDS
     metadata = pa.struct([(n, _metadata_type(n)[0]) for n in names])
     features: dict[str, Any] = {
         "messages": [{"role": _V, "content": [{"type": _V, "text": _V, "image": _V}]}],
@@ -58,8 +62,7 @@ def parquet_schema(embed_images: bool, mix: bool = False) -> pa.Schema:
 
 SCHEMA_PLAIN = parquet_schema(False)
 SCHEMA_EMBEDDED = parquet_schema(True)
-SCHEMA_MIX_PLAIN = parquet_schema(False, mix=True)
-SCHEMA_MIX_EMBEDDED = parquet_schema(True, mix=True)
+KNOWN_SCHEMAS = tuple(parquet_schema(embed, names) for names in METADATA_LAYOUTS for embed in (False, True))
 # An image list per row: (path in the output tree, PNG bytes), in the order of metadata.image_paths.
 Images = list[tuple[str, bytes]]
 
@@ -67,16 +70,13 @@ Images = list[tuple[str, bytes]]
 def _parquet_row(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     messages = [{"role": m["role"], "content": [{"type": p["type"], "text": p.get("text"), "image": p.get("image")}
                                                for p in m["content"]]} for m in record["messages"]]
-    return {"messages": messages, "metadata": {k: record["metadata"][k] for k in fields}}
+    return {"messages": messages, "metadata": {k: record["metadata"].get(k, "") for k in fields}}
 
 
 def parquet_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | None = None,
-                  mix: bool = False) -> bytes:
+                  fields: tuple[str, ...] = METADATA_FIELDS) -> bytes:
     """A zstd Parquet file; row groups are smaller when images are embedded, so readers can stream them."""
-    if mix:
-        schema, fields = (SCHEMA_MIX_PLAIN if images is None else SCHEMA_MIX_EMBEDDED), MIX_METADATA_FIELDS
-    else:
-        schema, fields = (SCHEMA_PLAIN if images is None else SCHEMA_EMBEDDED), METADATA_FIELDS
+    schema = parquet_schema(images is not None, fields)
     rows = [_parquet_row(r, fields) for r in records]
     if images is not None:
         for row, imgs in zip(rows, images, strict=True):
@@ -161,7 +161,6 @@ class Format:
     suffix: str
     encode: Callable[[Sequence[dict[str, Any]], Sequence[Images] | None], bytes]
     always_sharded: bool = False  # parquet names always carry -of-N; the others only when N > 1
-    uses_images: bool = False
 
     def path(self, split: str, shard: int, n_shards: int, sub: str = "") -> str:
         folder = f"{self.folder}/{sub}" if sub else self.folder
@@ -172,7 +171,7 @@ class Format:
 
 FORMATS: dict[str, Format] = {
     "jsonl": Format("jsonl", "data", ".jsonl", jsonl_bytes),
-    "parquet": Format("parquet", "parquet", ".parquet", parquet_bytes, always_sharded=True, uses_images=True),
+    "parquet": Format("parquet", "parquet", ".parquet", parquet_bytes, always_sharded=True),
     "llava": Format("llava", "llava", ".json", llava_bytes),
     "sharegpt": Format("sharegpt", "sharegpt", ".jsonl", sharegpt_bytes),
 }

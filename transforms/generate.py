@@ -24,7 +24,8 @@ LOG = logging.getLogger("satsft.progress")
 PROGRESS_EVERY_S = 5.0
 # Per-task upper bound on rows per tile; with it a row's sidecar folder follows from its tile ordinal alone.
 ROWS_PER_TILE_BOUND = {"production_analysis": None, "caption": 1, "grounding_all": 1, "grounding_per_class": 6,
-                       "class_focus": 6, "absence": 1, "cross_view": 1}
+                       "class_focus": 6, "absence": 1, "cross_view": 1, "multiple_choice": 12, "referring": 1,
+                       "counting": 1, "comparison": 1}
 
 
 def rows_per_tile_bound(tasks: tuple[str, ...], n_profiles: int) -> int:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
 from transforms import fileio
-from transforms.formats import jsonl_bytes, parquet_bytes
+from transforms.formats import MIX_METADATA_FIELDS, jsonl_bytes, parquet_bytes
 from transforms.images import MAX_IMAGE_BYTES, png_problem
 from transforms.mix import (
     RowProblem,
@@ -303,7 +303,7 @@ class _WriteMixShardFn(beam.DoFn):
         for name in self.formats:
             if name == "parquet":
                 path = f"parquet/{split}-{shard:05d}-of-{n:05d}.parquet"
-                data = parquet_bytes(records, images if self.embed_images else None, mix=True)
+                data = parquet_bytes(records, images if self.embed_images else None, MIX_METADATA_FIELDS)
             else:
                 path = f"data/{split}.jsonl" if n == 1 else f"data/{split}-{shard:05d}-of-{n:05d}.jsonl"
                 data = jsonl_bytes(records)

@@ -20,7 +20,14 @@ import orjson
 from apache_beam.metrics import Metrics
 
 from transforms import fileio
-from transforms.formats import FORMATS, Images, sidecar_parquet_bytes, sidecar_shard_path
+from transforms.formats import (
+    FORMATS,
+    METADATA_FIELDS,
+    Images,
+    parquet_bytes,
+    sidecar_parquet_bytes,
+    sidecar_shard_path,
+)
 from transforms.ids import stable_uint64
 from transforms.paths import join_path, shard_dir
 from transforms.records import reject
@@ -182,8 +189,10 @@ def shard_images(entries: list[ShardEntry], read=fileio.read_bytes) -> list[Imag
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, root: str, formats: tuple[str, ...], embed_images: bool, row_sidecars: str):
+    def __init__(self, root: str, formats: tuple[str, ...], embed_images: bool, row_sidecars: str,
+                 metadata_fields: tuple[str, ...]):
         self.root, self.formats, self.embed_images, self.row_sidecars = root, formats, embed_images, row_sidecars
+        self.metadata_fields = metadata_fields
         self.files = Metrics.counter("WriteSplitFiles", "files_written")
         self.rows = Metrics.counter("WriteSplitFiles", "rows_written")
         self.dropped = Metrics.counter("WriteSplitFiles", "dropped_source_image_unreadable")
@@ -203,7 +212,11 @@ class _WriteShardFn(beam.DoFn):
         for name in self.formats:
             fmt = FORMATS[name]
             path = fmt.path(split, shard, n, sub)
-            fileio.write_bytes(join_path(self.root, path), fmt.encode(records, images if fmt.uses_images else None))
+            if name == "parquet":
+                data = parquet_bytes(records, images, self.metadata_fields)
+            else:
+                data = fmt.encode(records, None)
+            fileio.write_bytes(join_path(self.root, path), data)
             self.files.inc()
             yield {f"files|{name}|{path}": len(records)}
         if self.row_sidecars == "parquet":
@@ -244,6 +257,7 @@ class WriteSplitFiles(beam.PTransform):
     embed_images: bool = False
     max_files_per_dir: int = 9000
     row_sidecars: str = "files"
+    extra_metadata: tuple[str, ...] = ()
 
     def expand(self, rows):
         spool_root = join_path(self.output_root, SPOOL_DIR)
@@ -258,7 +272,8 @@ class WriteSplitFiles(beam.PTransform):
         out = ({"rows": keyed, "keys": keys}
                | "GroupShards" >> beam.CoGroupByKey()
                | "Write" >> beam.ParDo(_WriteShardFn(self.output_root, self.formats, self.embed_images,
-                                                     self.row_sidecars)).with_outputs(REJECTS, main="events"))
+                                                     self.row_sidecars, (*METADATA_FIELDS, *self.extra_metadata))
+                                       ).with_outputs(REJECTS, main="events"))
         # Once every shard is written (the count waits for all of them), the spools go; it emits nothing, but the
         # build report waits for it through the flattened events.
         cleanup = (out.events

@@ -9,10 +9,14 @@ from transforms.tasks import (
     absence,
     caption,
     class_focus,
+    comparison,
+    counting,
     cross_view,
     grounding_all,
     grounding_per_class,
+    multiple_choice,
     production_analysis,
+    referring,
 )
 
 TaskFn = Callable[[PreparedTile], list[Row]]
@@ -25,5 +29,12 @@ TASKS: dict[str, TaskFn] = {
     "class_focus": class_focus.rows,
     "absence": absence.rows,
     "cross_view": cross_view.rows,
+    # Benchmark tasks, scored by `satsft eval`; off unless asked for (--tasks ... or all+eval).
+    "multiple_choice": multiple_choice.rows,
+    "referring": referring.rows,
+    "counting": counting.rows,
+    "comparison": comparison.rows,
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+EVAL_TASKS: tuple[str, ...] = ("multiple_choice", "referring", "counting", "comparison")
+DEFAULT_TASKS: tuple[str, ...] = tuple(t for t in TASK_NAMES if t not in EVAL_TASKS)

@@ -1,0 +1,216 @@
+"""`satsft eval`: read a finished output's rows of one split and a model's predictions, score every task.
+
+Predictions are JSONL of {"sample_id", "prediction"} (the model's raw text). A row without a prediction is
+counted missing and wrong. The report has exactly this shape, so other tools can read it:
+{"split": ..., "tasks": {"<task>": {"n", "missing", "malformed", "metrics": {...}}}} (grounding tasks add
+"per_class"; multiple_choice adds "questions"; the share checks add "quoted").
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq
+
+from pipeline.report import MIX_REPORT_NAME, REPORT_NAME
+from pipeline.validate import OutputTree, split_of_file
+from scoring import metrics, parse
+from transforms.classes import CLASS_NAMES, display_name
+from transforms.formats import ROW_SIDECARS_DIR
+
+GROUNDING = ("grounding_all", "grounding_per_class")
+SHARE_TASKS = ("caption", "class_focus", "production_analysis")
+CHOICE_TASKS = ("referring", "absence", "comparison")
+BASELINES = ("majority", "random")
+
+
+class EvalError(ValueError):
+    """The dataset or the predictions cannot be scored; the message says why."""
+
+
+def _text(message: dict[str, Any]) -> str:
+    return "\n".join(p.get("text") or "" for p in message["content"] if p.get("type") == "text")
+
+
+def load_rows(tree: OutputTree, split: str) -> list[dict[str, Any]]:
+    """The split's rows as {sample_id, task, tile_stem, prompt, reference, metadata}."""
+    name = next((n for n in (REPORT_NAME, MIX_REPORT_NAME) if tree.isfile(n)), None)
+    if name is None:
+        raise EvalError(f"no {REPORT_NAME} in the dataset folder; pass the --output folder of satsft build")
+    files = orjson.loads(tree.read(name)).get("files", {})
+    fmt = "parquet" if files.get("parquet") else "jsonl"
+    paths = sorted(p for p in files.get(fmt, {}) if split_of_file(p) == split)
+    if not paths:
+        raise EvalError(f"the dataset has no {split!r} rows; choose --split from "
+                        f"{', '.join(sorted({split_of_file(p) for p in files.get(fmt, {})}))}")
+    out = []
+    for path in paths:
+        for record in _records(tree, path, fmt):
+            user = next(m for m in record["messages"] if m["role"] == "user")
+            md = record["metadata"]
+            out.append({"sample_id": md["sample_id"], "task": md["task"], "tile_stem": md.get("tile_stem", ""),
+                        "prompt": _text(user), "reference": _text(record["messages"][-1]), "metadata": md})
+    return out
+
+
+def _records(tree: OutputTree, path: str, fmt: str) -> Iterator[dict[str, Any]]:
+    with tree.open(path) as f:
+        if fmt == "parquet":
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=1024, columns=["messages", "metadata"]):
+                yield from batch.to_pylist()
+        else:
+            for line in f:
+                if line.strip():
+                    yield orjson.loads(line)
+
+
+def tile_shares(tree: OutputTree, stems: set[str]) -> dict[str, dict[str, float]]:
+    """tile stem -> class shares, from the production-analysis row sidecars (files or Parquet shards); empty
+    when the build kept no sidecars (then quoted shares are checked against the reference answer only)."""
+    out: dict[str, dict[str, float]] = {}
+    shards = [p for p in tree.under(ROW_SIDECARS_DIR) if p.endswith(".parquet")]
+    for shard in shards:
+        with tree.open(shard) as f:
+            for row in pq.read_table(f, columns=["task", "tile_stem", "sidecar"]).to_pylist():
+                if row["task"] == "production_analysis" and row["tile_stem"] in stems and row["tile_stem"] not in out:
+                    out[row["tile_stem"]] = orjson.loads(row["sidecar"])["sentinel_sidecar"]["class_fractions"]
+    for path in tree.under(ROW_SIDECARS_DIR):
+        name = path.rsplit("/", 1)[-1]
+        stem = name.split("__analysis_", 1)[0]
+        if "__analysis_" in name and name.endswith(".json") and stem in stems and stem not in out:
+            out[stem] = orjson.loads(tree.read(path))["sentinel_sidecar"]["class_fractions"]
+    return out
+
+
+def read_predictions(path: str) -> dict[str, str]:
+    from transforms import fileio
+
+    out = {}
+    for n, line in enumerate(fileio.read_bytes(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as err:
+            raise EvalError(f"{path} line {n} is not JSON: {err}") from err
+        if not isinstance(obj, dict) or not isinstance(obj.get("sample_id"), str) or not isinstance(
+                obj.get("prediction"), str):
+            raise EvalError(f"{path} line {n}: expected {{\"sample_id\": str, \"prediction\": str}}")
+        out[obj["sample_id"]] = obj["prediction"]
+    return out
+
+
+def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0) -> dict[str, str]:
+    """Trivial answers to read a model's score against: the most frequent reference answer of each task, or a
+    seeded random option, class, count, box or other row's answer."""
+    if kind == "majority":
+        common = {}
+        by_task: dict[str, Counter[str]] = defaultdict(Counter)
+        for r in rows:
+            by_task[r["task"]][_majority_key(r)] += 1
+        for task, counts in by_task.items():
+            common[task] = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        return {r["sample_id"]: common[r["task"]] for r in rows}
+    rng = random.Random(seed)
+    refs = defaultdict(list)
+    for r in rows:
+        refs[r["task"]].append(r["reference"])
+    out = {}
+    for r in sorted(rows, key=lambda r: r["sample_id"]):
+        task = r["task"]
+        if task == "multiple_choice":
+            out[r["sample_id"]] = rng.choice("ABCD")
+        elif task in GROUNDING:
+            label = rng.choice(CLASS_NAMES)
+            x1, y1 = rng.random() * 0.8, rng.random() * 0.8
+            box = [round(x1, 4), round(y1, 4), round(x1 + 0.2, 4), round(y1 + 0.2, 4)]
+            out[r["sample_id"]] = orjson.dumps([{"label": label, "bbox": box}]).decode()
+        elif task == "counting":
+            out[r["sample_id"]] = str(rng.randint(1, 5))
+        elif task == "absence":
+            out[r["sample_id"]] = rng.choice(("Yes.", "No."))
+        elif task in ("referring", "comparison"):
+            named = parse.classes_mentioned(r["prompt"]) if task == "comparison" else list(CLASS_NAMES)
+            out[r["sample_id"]] = display_name(rng.choice(named or list(CLASS_NAMES))) + "."
+        else:
+            out[r["sample_id"]] = rng.choice(refs[task])
+    return out
+
+
+def _majority_key(row: dict[str, Any]) -> str:
+    if row["task"] == "multiple_choice":
+        return row["metadata"].get("answer") or parse.letter(row["reference"], parse.options_of(row["prompt"])) or ""
+    return row["reference"]
+
+
+def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[str, dict[str, float]],
+          split: str) -> dict[str, Any]:
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_task[r["task"]].append(r)
+    tasks = {}
+    for task, task_rows in sorted(by_task.items()):
+        got = [predictions.get(r["sample_id"]) for r in task_rows]
+        if task in GROUNDING:
+            result = metrics.score_grounding([(r["reference"], p) for r, p in zip(task_rows, got, strict=True)])
+        elif task == "multiple_choice":
+            result = metrics.score_multiple_choice([
+                (r["metadata"].get("question_id") or r["sample_id"].rsplit("_r", 1)[0],
+                 r["metadata"].get("answer") or parse.letter(r["reference"], parse.options_of(r["prompt"])) or "",
+                 parse.options_of(r["prompt"]), p) for r, p in zip(task_rows, got, strict=True)])
+        elif task == "counting":
+            result = metrics.score_counting([(r["reference"], p) for r, p in zip(task_rows, got, strict=True)])
+        elif task in CHOICE_TASKS:
+            result = _score_choice(task, task_rows, got)
+        elif task in SHARE_TASKS:
+            result = metrics.score_shares([(r["reference"], p, shares.get(r["tile_stem"], {}))
+                                           for r, p in zip(task_rows, got, strict=True)])
+        else:
+            continue  # cross_view and foreign tasks have no scorer: nothing to check an answer against
+        tasks[task] = result.as_dict()
+    return {"split": split, "tasks": tasks}
+
+
+def _score_choice(task: str, rows: list[dict[str, Any]], got: list[str | None]) -> metrics.TaskScore:
+    """referring: the one class the answer names; comparison: the first of the two asked about it names;
+    absence: yes or no."""
+    if task == "absence":
+        return metrics.score_choice([(r["reference"], p) for r, p in zip(rows, got, strict=True)], parse.yes_no)
+    s = metrics.TaskScore(n=len(rows))
+    right = 0
+    for r, prediction in zip(rows, got, strict=True):
+        candidates = set(parse.classes_mentioned(r["prompt"])) if task == "comparison" else None
+        want = parse.one_class(r["reference"], candidates)
+        if prediction is None:
+            s.missing += 1
+            continue
+        answer = parse.one_class(prediction, candidates)
+        if answer is None:
+            s.malformed += 1
+        right += answer is not None and answer == want
+    s.metrics = {"accuracy": right / len(rows) if rows else 0.0}
+    return s
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    lines = [f"split: {report['split']}", "", "| task | n | missing | malformed | metrics |", "|---|---|---|---|---|"]
+    for task, t in report["tasks"].items():
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in t["metrics"].items())
+        lines.append(f"| {task} | {t['n']} | {t['missing']} | {t['malformed']} | {shown} |")
+    return "\n".join(lines)
+
+
+def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None,
+             baseline: str | None = None, seed: int = 0) -> dict[str, Any]:
+    tree = OutputTree(dataset)
+    if not tree.exists():
+        raise EvalError(f"{dataset!r} holds no files; pass the --output folder of a build")
+    rows = load_rows(tree, split)
+    if baseline:
+        predictions = baseline_predictions(rows, baseline, seed)
+    shares = tile_shares(tree, {r["tile_stem"] for r in rows if r["task"] in SHARE_TASKS})
+    return score(rows, predictions or {}, shares, split)

@@ -1,0 +1,179 @@
+"""Per-task scores from (reference, prediction) pairs. A missing or malformed prediction is wrong, never
+skipped: every scorer divides by all the rows of its task."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scoring import parse
+
+Box = tuple[float, float, float, float]
+IOU_MATCH = 0.5
+SHARE_TOLERANCE = 0.02
+
+
+@dataclass
+class TaskScore:
+    n: int = 0
+    missing: int = 0
+    malformed: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "missing": self.missing, "malformed": self.malformed,
+                "metrics": {k: round(v, 6) for k, v in self.metrics.items()}, **self.extra}
+
+
+def iou(a: Box, b: Box) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match_boxes(truth: Sequence[Box], predicted: Sequence[Box]) -> int:
+    """One-to-one matches at IoU >= 0.5, best pairs first (greedy, as COCO-style evaluators do)."""
+    pairs = sorted(((iou(t, p), i, j) for i, t in enumerate(truth) for j, p in enumerate(predicted)), reverse=True)
+    used_t, used_p, matched = set(), set(), 0
+    for value, i, j in pairs:
+        if value < IOU_MATCH:
+            break
+        if i not in used_t and j not in used_p:
+            used_t.add(i)
+            used_p.add(j)
+            matched += 1
+    return matched
+
+
+def _ratio(a: float, b: float, empty: float = 0.0) -> float:
+    return a / b if b else empty
+
+
+def score_grounding(items: Sequence[tuple[str, str | None]]) -> TaskScore:
+    """(reference answer, prediction or None) per row -> precision, recall, F1 at IoU 0.5 with one-to-one
+    matching within a label; mean IoU = each true box's best IoU with a predicted box of its label."""
+    s = TaskScore(n=len(items))
+    per = defaultdict(lambda: Counter())
+    ious = []
+    for reference, prediction in items:
+        truth = parse.boxes(reference) or []
+        pred = None if prediction is None else parse.boxes(prediction)
+        if prediction is None:
+            s.missing += 1
+        elif pred is None:
+            s.malformed += 1
+        pred = pred or []
+        for label in {lab for lab, _ in truth} | {lab for lab, _ in pred}:
+            t = [b for lab, b in truth if lab == label]
+            p = [b for lab, b in pred if lab == label]
+            m = match_boxes(t, p)
+            per[label].update(tp=m, fp=len(p) - m, fn=len(t) - m)
+            ious += [max((iou(tb, pb) for pb in p), default=0.0) for tb in t]
+    tp, fp, fn = (sum(c[k] for c in per.values()) for k in ("tp", "fp", "fn"))
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    s.metrics = {"precision@0.5": precision, "recall@0.5": recall,
+                 "f1@0.5": _ratio(2 * precision * recall, precision + recall), "mean_iou": _ratio(sum(ious), len(ious))}
+    per_class = {}
+    for label, c in sorted(per.items()):
+        p, r = _ratio(c["tp"], c["tp"] + c["fp"]), _ratio(c["tp"], c["tp"] + c["fn"])
+        per_class[label] = {"precision@0.5": round(p, 6), "recall@0.5": round(r, 6),
+                            "f1@0.5": round(_ratio(2 * p * r, p + r), 6), "boxes": c["tp"] + c["fn"]}
+    s.extra["per_class"] = per_class
+    return s
+
+
+def score_multiple_choice(items: Sequence[tuple[str, str, dict[str, str], str | None]]) -> TaskScore:
+    """(question id, right letter, options, prediction or None) per row -> accuracy, and CircularEval accuracy:
+    a question counts only when every one of its rotations is answered right."""
+    s = TaskScore(n=len(items))
+    right = 0
+    questions: dict[str, bool] = {}
+    for qid, answer, options, prediction in items:
+        got = None
+        if prediction is None:
+            s.missing += 1
+        else:
+            got = parse.letter(prediction, options)
+            if got is None:
+                s.malformed += 1
+        ok = got == answer
+        right += ok
+        questions[qid] = questions.get(qid, True) and ok
+    s.metrics = {"accuracy": _ratio(right, len(items)),
+                 "circular_accuracy": _ratio(sum(questions.values()), len(questions))}
+    s.extra["questions"] = len(questions)
+    return s
+
+
+def score_choice(items: Sequence[tuple[str, str | None]], read) -> TaskScore:
+    """Accuracy for answers read to one value (a class, yes/no): ``read`` turns a text into that value."""
+    s = TaskScore(n=len(items))
+    right = 0
+    for reference, prediction in items:
+        if prediction is None:
+            s.missing += 1
+            continue
+        got = read(prediction)
+        if got is None:
+            s.malformed += 1
+        right += got is not None and got == read(reference)
+    s.metrics = {"accuracy": _ratio(right, len(items))}
+    return s
+
+
+def score_counting(items: Sequence[tuple[str, str | None]]) -> TaskScore:
+    """Exact match and mean absolute error; a missing or unreadable count is wrong and counts as the whole true
+    count off (as if it said zero)."""
+    s = TaskScore(n=len(items))
+    exact, errors = 0, []
+    for reference, prediction in items:
+        truth = parse.count(reference) or 0
+        got = None if prediction is None else parse.count(prediction)
+        if prediction is None:
+            s.missing += 1
+        elif got is None:
+            s.malformed += 1
+        exact += got == truth
+        errors.append(abs((got if got is not None else 0) - truth))
+    s.metrics = {"exact": _ratio(exact, len(items)), "mae": _ratio(sum(errors), len(errors))}
+    return s
+
+
+def score_shares(items: Sequence[tuple[str, str | None, dict[str, float]]]) -> TaskScore:
+    """(reference, prediction or None, the tile's shares by class) per row.
+
+    percent_within_2pp: the mean over rows of the share of the row's quoted percentages that lie within 2 pp of
+    the tile's share of that class (or of a figure the reference gives for it, such as a predicted share); a row
+    quoting nothing scores 1 if its reference quotes nothing too, else 0; a missing or empty answer scores 0.
+    unknown_class_rate: of all class names the answers mention, the share naming a class that is neither in the
+    tile nor in the reference."""
+    s = TaskScore(n=len(items))
+    row_scores, mentions, unknown, quoted_total = [], 0, 0, 0
+    for reference, prediction, shares in items:
+        if prediction is None or not prediction.strip():
+            s.missing += prediction is None
+            s.malformed += prediction is not None
+            row_scores.append(0.0)
+            continue
+        allowed: dict[str, list[float]] = defaultdict(list)
+        for cls, v in [*shares.items(), *parse.quoted_shares(reference)]:
+            allowed[cls].append(v)
+        quoted = parse.quoted_shares(prediction)
+        quoted_total += len(quoted)
+        within = sum(any(abs(v - a) <= SHARE_TOLERANCE + 1e-9 for a in allowed.get(cls, [])) for cls, v in quoted)
+        row_scores.append(within / len(quoted) if quoted else float(not parse.quoted_shares(reference)))
+        known = set(shares) | set(parse.classes_mentioned(reference))
+        named = parse.classes_mentioned(prediction)
+        mentions += len(named)
+        unknown += sum(cls not in known for cls in named)
+    s.metrics = {"percent_within_2pp": _ratio(sum(row_scores), len(row_scores)),
+                 "unknown_class_rate": _ratio(unknown, mentions)}
+    s.extra["quoted"] = quoted_total
+    return s

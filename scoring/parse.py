@@ -1,0 +1,127 @@
+"""Reading a model's raw answer: boxes, an option letter, a class, a count, yes or no, quoted shares.
+
+Every reader returns None (or an empty result) when the answer does not say the thing asked for, so the scorer
+counts it as malformed and wrong, never skips it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from transforms.classes import CLASS_NAMES, display_name
+
+CLASS_WORDS = {display_name(n).lower(): n for n in CLASS_NAMES}
+# longest names first, so "snow and ice" wins over a bare "ice"-like overlap; word boundaries on both sides
+_CLASS_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(CLASS_WORDS, key=len, reverse=True))
+                       + r")\b", re.IGNORECASE)
+_PERCENT_RE = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+_INT_RE = re.compile(r"\b(\d+)\b")
+NUMBER_WORDS = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                                            "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen",
+                                            "sixteen"))}
+
+
+def boxes(text: str) -> list[tuple[str, tuple[float, float, float, float]]] | None:
+    """(label, box) pairs from a JSON list of {"label", "bbox"} anywhere in the text; None when there is none."""
+    start = text.find("[")
+    while start != -1:
+        end = text.rfind("]")
+        while end > start:
+            try:
+                items = orjson.loads(text[start:end + 1])
+            except orjson.JSONDecodeError:
+                end = text.rfind("]", start, end)
+                continue
+            parsed = _boxes_of(items)
+            if parsed is not None:
+                return parsed
+            break
+        start = text.find("[", start + 1)
+    return None
+
+
+def _boxes_of(items: Any) -> list[tuple[str, tuple[float, float, float, float]]] | None:
+    if not isinstance(items, list):
+        return None
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("label"), str):
+            return None
+        box = item.get("bbox")
+        if not isinstance(box, list) or len(box) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+            return None
+        out.append((item["label"], tuple(float(v) for v in box)))
+    return out  # type: ignore[return-value]
+
+
+OPTION_LINE = re.compile(r"^([A-D])\. (.+)$", re.MULTILINE)
+# A letter counts only where it stands as an option: alone, in brackets, before ".", ")" or ":", or after
+# "option"/"answer". "A" opening a sentence ("A grass field ...") is an article, not option A.
+_LETTER_PATTERNS = (
+    re.compile(r"^\s*\(?([A-D])\)?\s*[.):]?\s*$"),
+    re.compile(r"\(([A-D])\)"),
+    re.compile(r"(?:^|\s)([A-D])[.):](?:\s|$)"),
+    re.compile(r"\b(?:option|answer(?:\s+is)?|choice)\s*:?\s*\(?([A-D])\b", re.IGNORECASE),
+)
+
+
+def options_of(prompt: str) -> dict[str, str]:
+    """Letter -> option text, from the "A. ..." lines of a multiple-choice prompt."""
+    return {m.group(1): m.group(2).strip() for m in OPTION_LINE.finditer(prompt)}
+
+
+def letter(text: str, options: dict[str, str]) -> str | None:
+    """The one option the answer names, by letter or by the option's exact text; None for none or several."""
+    named = set()
+    for pattern in _LETTER_PATTERNS:
+        named.update(m.group(1) for m in pattern.finditer(text))
+    lowered = text.lower()
+    for key, option in options.items():
+        if re.search(r"(?<![a-z])" + re.escape(option.lower()) + r"(?![a-z])", lowered):
+            named.add(key)
+    return named.pop() if len(named) == 1 else None
+
+
+def classes_mentioned(text: str) -> list[str]:
+    """Class names (Dynamic World ids) in the order the text mentions them."""
+    return [CLASS_WORDS[m.group(1).lower()] for m in _CLASS_RE.finditer(text)]
+
+
+def one_class(text: str, candidates: set[str] | None = None) -> str | None:
+    """The class the answer names (the first of the candidates mentioned, or the only class mentioned)."""
+    mentioned = classes_mentioned(text)
+    if candidates is not None:
+        return next((c for c in mentioned if c in candidates), None)
+    return mentioned[0] if len(set(mentioned)) == 1 else None
+
+
+def count(text: str) -> int | None:
+    m = _INT_RE.search(text)
+    if m:
+        return int(m.group(1))
+    words = re.findall(r"[a-z]+", text.lower())
+    return next((NUMBER_WORDS[w] for w in words if w in NUMBER_WORDS), None)
+
+
+def yes_no(text: str) -> str | None:
+    m = re.search(r"\b(yes|no)\b", text.lower())
+    return m.group(1) if m else None
+
+
+def quoted_shares(text: str) -> list[tuple[str, float]]:
+    """(class, fraction) for every "<n>%" the text ties to a class: the nearest class named before it in the
+    same sentence (or, failing that, just after it)."""
+    out = []
+    for sentence in re.split(r"(?<=[.;!?])\s+", text):
+        mentions = [(m.start(), CLASS_WORDS[m.group(1).lower()]) for m in _CLASS_RE.finditer(sentence)]
+        for p in _PERCENT_RE.finditer(sentence):
+            before = [c for pos, c in mentions if pos < p.start()]
+            after = [c for pos, c in mentions if pos > p.start()]
+            cls = before[-1] if before else (after[0] if after else None)
+            if cls is not None:
+                out.append((cls, float(p.group(1)) / 100))
+    return out

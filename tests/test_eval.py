@@ -1,0 +1,197 @@
+"""Benchmark tasks (multiple_choice, referring, counting, comparison) and `satsft eval`: the dataset's own answers
+score 1.0; known perturbations give exactly the scores worked out by hand; baselines print."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from scoring import metrics, parse
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def eval_build(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("eval")
+    run_cli("sample", "--tiles", "60", "--output", str(base / "tree"), "--seed", "4")
+    run_cli("build", "--input", str(base / "tree"), "--output", str(base / "out"), "--tasks", "all+eval",
+            "--profiles", "brief_only,flood_pulse")
+    return base / "out"
+
+
+def _rows(out: Path, split: str | None = None) -> list[dict]:
+    rows = [json.loads(line) for f in sorted((out / "data").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    return [r for r in rows if split is None or r["metadata"]["split"] == split]
+
+
+def _answer(row: dict) -> str:
+    return row["messages"][-1]["content"][-1]["text"]
+
+
+def _write_predictions(path: Path, predictions: dict[str, str]) -> Path:
+    path.write_text("".join(json.dumps({"sample_id": k, "prediction": v}) + "\n" for k, v in predictions.items()))
+    return path
+
+
+def test_multiple_choice_rows(eval_build):
+    rows = [r for r in _rows(eval_build) if r["metadata"]["task"] == "multiple_choice"]
+    by_question = defaultdict(list)
+    for r in rows:
+        by_question[r["metadata"]["question_id"]].append(r)
+    none_right = 0
+    for qid, rotations in by_question.items():
+        assert len(rotations) == 4 and len({r["metadata"]["split"] for r in rotations}) == 1, qid
+        options = [parse.options_of(r["messages"][-2]["content"][-1]["text"]) for r in rotations]
+        right = {o[r["metadata"]["answer"]] for o, r in zip(options, rotations, strict=True)}
+        assert len(right) == 1, "every rotation has the same right option"
+        assert [list(o.values()) for o in options] == [list(options[0].values())[k:] + list(options[0].values())[:k]
+                                                      for k in range(4)], "circular rotations"
+        assert {r["metadata"]["answer"] for r in rotations} == set("ABCD"), "the right letter moves"
+        none_right += right == {"None of the above"}
+    assert 0.08 <= none_right / len(by_question) <= 0.28, "about one question in six has no right class"
+    table = pq.read_table(next((eval_build / "parquet").glob("train-*.parquet")))
+    assert {"question_id", "answer"} <= set(table.schema.field("metadata").type.names)
+
+
+def test_counting_and_comparison_only_when_exact(eval_build):
+    from transforms.classes import CLASS_IDS
+
+    tree = eval_build.parent / "tree"
+    sidecars = {p.stem: json.loads(p.read_text()) for p in (tree / "metadata").rglob("*.json")}
+    rows = _rows(eval_build)
+    counted = [r for r in rows if r["metadata"]["task"] == "counting"]
+    assert counted
+    for r in counted:
+        side = sidecars[r["metadata"]["tile_stem"]]
+        label = r["metadata"]["sample_id"].split("__count_")[1]
+        total = sum(side["class_fractions"].values())
+        share = side["class_fractions"][str(CLASS_IDS[label])] / total
+        regions = [g for g in side["regions"] if g["label"] == label]
+        assert abs(sum(g["area_px"] for g in regions) - share * 224 * 224) <= 12
+        assert parse.count(_answer(r)) == len(regions)
+    for r in (r for r in rows if r["metadata"]["task"] == "comparison"):
+        side = sidecars[r["metadata"]["tile_stem"]]
+        total = sum(side["class_fractions"].values())
+        x, y = r["metadata"]["sample_id"].split("__compare_")[1].split("_", 1) if "flooded" not in r[
+            "metadata"]["sample_id"] else (None, None)
+        if x in CLASS_IDS and y in CLASS_IDS:
+            fx, fy = (side["class_fractions"].get(str(CLASS_IDS[c]), 0) / total for c in (x, y))
+            assert abs(fx - fy) >= 0.05
+
+
+def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path):
+    test_rows = _rows(eval_build, "test")
+    perfect = _write_predictions(tmp_path / "perfect.jsonl", {r["metadata"]["sample_id"]: _answer(r)
+                                                              for r in test_rows})
+    report_path = tmp_path / "report.json"
+    proc = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(perfect), "--output", str(report_path))
+    report = json.loads(report_path.read_text())
+    assert report["split"] == "test" and "| multiple_choice |" in proc.stdout
+    tasks = report["tasks"]
+    assert set(tasks) >= {"multiple_choice", "referring", "counting", "comparison", "grounding_all", "absence",
+                          "caption", "production_analysis"}
+    for task, t in tasks.items():
+        assert t["missing"] == t["malformed"] == 0, task
+        for name, value in t["metrics"].items():
+            assert value == (0.0 if name in ("mae", "unknown_class_rate") else 1.0), (task, name, value)
+    for baseline in ("majority", "random"):
+        proc = run_cli("eval", "--dataset", str(eval_build), "--baseline", baseline)
+        assert "| multiple_choice |" in proc.stdout and "accuracy" in proc.stdout
+
+
+def test_known_perturbations_give_hand_computed_scores(eval_build, tmp_path):
+    """Through the CLI: one rotation of one question answered wrong, one count off by one, one grounding
+    answer that is not JSON, one prediction missing, a free answer opening with the article "A"."""
+    rows = _rows(eval_build, "test")
+    preds = {r["metadata"]["sample_id"]: _answer(r) for r in rows}
+    by_task = defaultdict(list)
+    for r in sorted(rows, key=lambda r: r["metadata"]["sample_id"]):
+        by_task[r["metadata"]["task"]].append(r)
+    mc = by_task["multiple_choice"]
+    wrong = mc[0]
+    letter = wrong["metadata"]["answer"]
+    preds[wrong["metadata"]["sample_id"]] = "B" if letter != "B" else "C"
+    article = mc[4]  # another question: right option given by its text after a leading article
+    options = parse.options_of(article["messages"][-2]["content"][-1]["text"])
+    preds[article["metadata"]["sample_id"]] = f"A careful look shows {options[article['metadata']['answer']]}."
+    counting = by_task["counting"][0]
+    preds[counting["metadata"]["sample_id"]] = str(parse.count(_answer(counting)) + 1)
+    grounding = by_task["grounding_all"][0]
+    preds[grounding["metadata"]["sample_id"]] = '[{"label": "water", "bbox": [0.1, 0.2'
+    del preds[by_task["referring"][0]["metadata"]["sample_id"]]
+    report_path = tmp_path / "r.json"
+    run_cli("eval", "--dataset", str(eval_build), "--predictions",
+            str(_write_predictions(tmp_path / "p.jsonl", preds)), "--output", str(report_path))
+    t = json.loads(report_path.read_text())["tasks"]
+    n_mc, n_q = len(mc), len(mc) // 4
+    assert t["multiple_choice"]["metrics"] == {"accuracy": round((n_mc - 1) / n_mc, 6),
+                                               "circular_accuracy": round((n_q - 1) / n_q, 6)}
+    n_count = len(by_task["counting"])
+    assert t["counting"]["metrics"] == {"exact": round((n_count - 1) / n_count, 6), "mae": round(1 / n_count, 6)}
+    g = t["grounding_all"]
+    boxes = [len(parse.boxes(_answer(r))) for r in by_task["grounding_all"]]
+    assert g["malformed"] == 1 and g["metrics"]["precision@0.5"] == 1.0
+    assert g["metrics"]["recall@0.5"] == round((sum(boxes) - boxes[0]) / sum(boxes), 6)
+    n_ref = len(by_task["referring"])
+    assert t["referring"]["missing"] == 1 and t["referring"]["metrics"]["accuracy"] == round((n_ref - 1) / n_ref, 6)
+
+
+def test_grounding_scores_by_hand():
+    ref = '[{"label": "water", "bbox": [0.0, 0.0, 0.5, 0.5]}, {"label": "crops", "bbox": [0.5, 0.5, 1.0, 1.0]}]'
+    shifted = ('Here: [{"label": "water", "bbox": [0.1, 0.0, 0.6, 0.5]}, '
+               '{"label": "crops", "bbox": [0.75, 0.5, 1.25, 1.0]}] done')
+    s = metrics.score_grounding([(ref, shifted)])
+    # water: IoU 0.2 / 0.3 = 2/3, a match; crops shifted by half its width: 0.125 / 0.375 = 1/3, no match
+    assert s.metrics["precision@0.5"] == 0.5 and s.metrics["recall@0.5"] == 0.5 and s.metrics["f1@0.5"] == 0.5
+    assert abs(s.metrics["mean_iou"] - (2 / 3 + 1 / 3) / 2) < 1e-9
+    assert s.extra["per_class"]["water"]["f1@0.5"] == 1.0 and s.extra["per_class"]["crops"]["recall@0.5"] == 0.0
+    s = metrics.score_grounding([(ref, "no boxes today"), (ref, None)])
+    assert (s.malformed, s.missing, s.metrics["recall@0.5"]) == (1, 1, 0.0)
+
+
+def test_multiple_choice_reading_by_hand():
+    options = {"A": "Water", "B": "Grass", "C": "Crops", "D": "None of the above"}
+    assert parse.letter("B", options) == "B"
+    assert parse.letter("(C)", options) == "C"
+    assert parse.letter("The answer is D.", options) == "D"
+    assert parse.letter("A grass field covers most of it.", options) == "B", "a leading article is not option A"
+    assert parse.letter("A", options) == "A"
+    assert parse.letter("A. Water or B. Grass", options) is None, "two options named: wrong"
+    assert parse.letter("I cannot tell.", options) is None, "no option named: wrong"
+    items = [("q1", "A", options, "A"), ("q1", "B", options, "B"), ("q1", "C", options, "A"),
+             ("q1", "D", options, "D"), ("q2", "B", options, "B"), ("q2", "C", options, "C"),
+             ("q2", "D", options, "None of the above"), ("q2", "A", options, None)]
+    s = metrics.score_multiple_choice(items)
+    assert s.metrics == {"accuracy": 6 / 8, "circular_accuracy": 0.0} and s.missing == 1
+    s = metrics.score_multiple_choice(items[:4] + [(q, a, o, a) for q, a, o, _ in items[4:]])
+    assert s.metrics["circular_accuracy"] == 0.5
+
+
+def test_counting_and_shares_by_hand():
+    s = metrics.score_counting([("3 patches of crops.", "4"), ("2 patches.", "two"), ("5 patches.", "many")])
+    assert s.metrics == {"exact": 1 / 3, "mae": (1 + 0 + 5) / 3} and s.malformed == 1
+    shares = {"water": 0.30, "crops": 0.70}
+    s = metrics.score_shares([("Water (30.0%) and crops (70.0%).", "Water covers 31.5% and crops 75%; some bare ground.",
+                               shares)])
+    assert s.metrics["percent_within_2pp"] == 0.5 and s.metrics["unknown_class_rate"] == 1 / 3
+
+
+def test_eval_usage_errors(eval_build, tmp_path):
+    proc = run_cli("eval", "--dataset", str(eval_build), check=False)
+    assert proc.returncode == 2 and "--predictions" in proc.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    proc = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(bad), check=False)
+    assert proc.returncode == 2 and "line 1 is not JSON" in proc.stderr
+    proc = run_cli("eval", "--dataset", str(eval_build), "--baseline", "majority", "--split", "dev", check=False)
+    assert proc.returncode == 2 and "no 'dev' rows" in proc.stderr
+
+
+def test_validate_accepts_an_eval_build(eval_build):
+    proc = run_cli("validate", str(eval_build))
+    assert proc.stdout.startswith("OK:"), proc.stdout
+    assert Counter(r["metadata"]["task"] for r in _rows(eval_build))["referring"] > 0

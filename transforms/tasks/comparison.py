@@ -1,0 +1,33 @@
+"""comparison: which of two classes covers more of the chip, asked only when they differ by 5 pp or more."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+from transforms.classes import CLASS_NAMES, display_name
+from transforms.ids import stable_choice_index, stable_uniform
+from transforms.prompts import pick
+from transforms.rows import PreparedTile, Row, make_row
+
+TASK = "comparison"
+MIN_MARGIN = 0.05
+
+
+def rows(pt: PreparedTile) -> list[Row]:
+    pairs = [(a, b) for a, b in combinations(sorted(pt.fractions), 2)
+             if abs(pt.fractions[a] - pt.fractions[b]) >= MIN_MARGIN]
+    if not pairs:
+        return []
+    a, b = pairs[stable_choice_index(len(pairs), pt.stem, TASK)]
+    if stable_uniform(pt.stem, TASK, "order") < 0.5:  # the larger class is named first only half the time
+        a, b = b, a
+    more, less = (a, b) if pt.fractions[a] > pt.fractions[b] else (b, a)
+    sid = f"{pt.stem}__compare_{CLASS_NAMES[a]}_{CLASS_NAMES[b]}"
+    name = {c: display_name(CLASS_NAMES[c]) for c in (a, b)}
+    fields = {"x": name[a], "y": name[b], "more": name[more], "more_cap": name[more][:1].upper() + name[more][1:],
+              "less": name[less], "more_percent": pt.percent(more), "less_percent": pt.percent(less)}
+    t = pt.ctx.templates
+    return [make_row(pt, TASK, sid, [pt.chip_path], pick(t, TASK, "prompt", sid, **fields),
+                     pick(t, TASK, "answer", sid, **fields), sidecar_extra={"classes": [CLASS_NAMES[a],
+                                                                                        CLASS_NAMES[b]],
+                                                                            "answer": CLASS_NAMES[more]})]

@@ -1,0 +1,24 @@
+"""referring: a box in the prompt, the class that fills it as the answer (the inverse of grounding)."""
+
+from __future__ import annotations
+
+from transforms.classes import display_name
+from transforms.prompts import pick
+from transforms.rows import PreparedTile, Row, make_row
+from transforms.tasks.eval_common import box_text, filling_regions
+
+TASK = "referring"
+
+
+def rows(pt: PreparedTile) -> list[Row]:
+    filling = filling_regions(pt)
+    if not filling:
+        return []
+    region = filling[0]
+    sid = f"{pt.stem}__referring"
+    name = display_name(region.label)
+    fields = {"box": box_text(region, pt.tile.size), "label": name, "label_cap": name[:1].upper() + name[1:]}
+    t = pt.ctx.templates
+    return [make_row(pt, TASK, sid, [pt.chip_path], pick(t, TASK, "prompt", sid, **fields),
+                     pick(t, TASK, "answer", sid, **fields), sidecar_extra={"class": region.label,
+                                                                            "bbox": list(region.bbox)})]

@@ -175,8 +175,8 @@ def test_counting_and_shares_by_hand():
     s = metrics.score_counting([("3 patches of crops.", "4"), ("2 patches.", "two"), ("5 patches.", "many")])
     assert s.metrics == {"exact": 1 / 3, "mae": (1 + 0 + 5) / 3} and s.malformed == 1
     shares = {"water": 0.30, "crops": 0.70}
-    s = metrics.score_shares([("Water (30.0%) and crops (70.0%).", "Water covers 31.5% and crops 75%; some bare ground.",
-                               shares)])
+    answer = "Water covers 31.5% and crops 75%; some bare ground."
+    s = metrics.score_shares([("Water (30.0%) and crops (70.0%).", answer, shares)])
     assert s.metrics["percent_within_2pp"] == 0.5 and s.metrics["unknown_class_rate"] == 1 / 3
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import yaml
 
+from transforms.charts import report_charts
 from transforms.classes import CLASS_NAMES
 from transforms.sidecars import VALID_SPLITS
 
@@ -64,6 +65,18 @@ def card_configs(files: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
         data_files = [{"split": s, "path": paths} for s, paths in by_split.items() if paths]
         configs.append({"config_name": "default" if not configs else fmt, "data_files": data_files})
     return configs
+
+
+CHARTS_DIR = "charts"
+
+
+def charts_section(report: dict[str, Any]) -> list[str]:
+    """The report's charts as images (written beside the card under charts/, as the preview shows them)."""
+    names = sorted(report_charts(report))
+    if not names:
+        return []
+    images = [f"![{n.removesuffix('.svg').replace('_', ' ')}]({CHARTS_DIR}/{n})" for n in names]
+    return ["## Charts", "", *images, ""]
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
@@ -120,6 +133,7 @@ def render_card(report: dict[str, Any]) -> str:
     drops = report["rejects_by_reason"]
     out += (_table(["reason", "count"], [[f"`{r}`", n] for r, n in drops.items()]) if drops
             else ["Nothing was dropped."]) + [""]
+    out += charts_section(report)
     out += ["## Classes", "", "Tiles where the class has the largest share, and region boxes of the class.", ""]
     classes = report.get("classes", {})
     out += _table(["class", "dominant in tiles", "region boxes"],
@@ -175,6 +189,7 @@ def render_mix_card(report: dict[str, Any]) -> str:
     task_rows = [[t] + [by_task[t].get(s, 0) for s in VALID_SPLITS] + [sum(by_task[t].values())]
                  for t in sorted(by_task)]
     out += _table(["task", *VALID_SPLITS, "total"], task_rows) + [""]
+    out += charts_section(report)
     out += ["## Files", ""]
     out += _table(["format", "file", "rows"], [[fmt, f"`{path}`", n] for fmt, paths in
                                               sorted(report.get("files", {}).items()) for path, n in

@@ -25,13 +25,15 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("satsft")
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
 OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stills", "analysis_images", "overlays",
-                  "metadata", "rejects", "README.md", "build_report.json", "build_timings.json", "_satsft_spool")
-USAGE = """satsft {sample,build,mix,eval,validate} ...
+                  "metadata", "rejects", "README.md", "build_report.json", "build_timings.json", "_satsft_spool",
+                  "charts", "preview")
+USAGE = """satsft {sample,build,mix,eval,preview,validate} ...
 
   satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults] [--workers N]
   satsft build --input DIR --output DIR [build options] [Beam options]
   satsft mix --recipe RECIPE.yaml [--source SPEC ...] --output DIR [mix options] [Beam options]
   satsft eval --dataset DIR (--predictions FILE | --baseline majority|random) [--split test] [--output REPORT.json]
+  satsft preview DIR [--n 60] [--tasks ...] [--splits ...] [--seed S]
   satsft validate DIR
 
 Run `satsft build --help` for the build options."""
@@ -312,6 +314,33 @@ def run_eval(argv: list[str]) -> int:
     return 0
 
 
+def run_preview(argv: list[str]) -> int:
+    from pipeline.preview import PreviewError, build_preview
+
+    parser = argparse.ArgumentParser(prog="satsft preview", description="Write OUT/preview/index.html: a static "
+                                     "page of a seeded sample of rows (images, boxes, text, metadata, filters) "
+                                     "that opens from the file system.")
+    parser.add_argument("output", help="the --output folder of a build or mix")
+    parser.add_argument("--n", type=int, default=60, help="rows per task (default 60)")
+    parser.add_argument("--tasks", default="", help="comma list of tasks to show (default all)")
+    parser.add_argument("--splits", default="", help="comma list of splits to show (default all)")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same sample")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        raise UsageError("--n must be at least 1")
+    if not fileio.is_local(args.output):
+        raise UsageError("preview writes a local page; copy the output down first (gcloud storage cp -r ...)")
+    root = os.path.abspath(args.output)
+    names = {v.strip() for v in args.tasks.split(",") if v.strip()}
+    splits = {v.strip() for v in args.splits.split(",") if v.strip()}
+    try:
+        done = build_preview(root, args.n, names or None, splits or None, args.seed)
+    except PreviewError as err:
+        raise UsageError(str(err)) from err
+    print(f"preview of {done['cards']} rows ({done['images']} images): {done['path']}")
+    return 0
+
+
 def run_validate(argv: list[str]) -> int:
     from pipeline.validate import validate
 
@@ -348,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"satsft {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    commands = {"build": run_build, "sample": run_sample, "mix": run_mix, "eval": run_eval, "validate": run_validate}
+    commands = {"build": run_build, "sample": run_sample, "mix": run_mix, "eval": run_eval, "preview": run_preview,
+                "validate": run_validate}
     if command not in commands:
         print(f"satsft: error: unknown command {command!r}; use one of: {', '.join(commands)}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from pipeline import __version__
 from pipeline.card import CARD_NAME, render_mix_card
 from pipeline.config import public_location
 from pipeline.recipe import Recipe
-from pipeline.report import MIX_REPORT_NAME
+from pipeline.report import MIX_REPORT_NAME, write_charts
 from transforms import fileio
 from transforms.mixing import EVENTS, REJECTS, MixRows, MixSource
 from transforms.paths import join_path
@@ -21,7 +21,7 @@ from transforms.sidecars import VALID_SPLITS
 from transforms.write import WriteRejects
 
 MIX_ENTRIES = ("data", "parquet", "media", "rejects", "README.md", MIX_REPORT_NAME, "mix_timings.json",
-               "_satsft_spool")
+               "_satsft_spool", "charts", "preview")
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ def write_mix_report(output: str, recipe: Recipe, config: dict[str, Any], counts
     report = {"satsft_version": __version__, "kind": "mix", "seed": recipe.seed, "config": config,
               **summarise_mix(counts, recipe)}
     fileio.write_bytes(join_path(output, MIX_REPORT_NAME), orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    write_charts(output, report)
     fileio.write_bytes(join_path(output, CARD_NAME), render_mix_card(report).encode())
 
 

@@ -8,8 +8,9 @@ from typing import Any
 import orjson
 
 from pipeline import __version__
-from pipeline.card import CARD_NAME, render_card
+from pipeline.card import CARD_NAME, CHARTS_DIR, render_card
 from transforms import fileio
+from transforms.charts import report_charts
 from transforms.paths import join_path
 from transforms.sidecars import VALID_SPLITS
 
@@ -22,8 +23,14 @@ def write_report(output: str, config: dict[str, Any], summary: dict[str, Any]) -
     """build_report.json, then the card made from it (so the two never disagree)."""
     report = {"satsft_version": __version__, "config": config, **summary}
     fileio.write_bytes(join_path(output, REPORT_NAME), orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    write_charts(output, report)
     fileio.write_bytes(join_path(output, CARD_NAME), render_card(report).encode())
     return report
+
+
+def write_charts(output: str, report: dict[str, Any]) -> None:
+    for name, svg in report_charts(report).items():
+        fileio.write_bytes(join_path(output, CHARTS_DIR, name), svg.encode())
 
 
 def read_report(output: str, name: str = REPORT_NAME) -> dict[str, Any]:

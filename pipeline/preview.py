@@ -1,0 +1,179 @@
+"""`satsft preview OUT`: a static HTML page of a seeded sample of rows, opened from the file system.
+
+OUT/preview/ holds index.html, sample.js (the sampled rows as one JavaScript object: a page from file:// may
+load scripts but not fetch JSON), the charts and a copy of every image the sample shows (so the folder can be
+zipped and sent on its own). Only the metadata columns of the split files are read to draw the sample; full
+rows are read for the chosen ones only, so a 20,000-tile build previews in seconds.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq
+
+from pipeline.card import CHARTS_DIR
+from pipeline.preview_page import PAGE
+from pipeline.report import MIX_REPORT_NAME, REPORT_NAME
+from pipeline.validate import OutputTree
+from scoring import parse
+from transforms import fileio
+from transforms.charts import report_charts
+from transforms.classes import CLASS_NAMES, PALETTE_HEX
+from transforms.formats import GROUNDING_TASKS
+from transforms.ids import stable_uint64
+from transforms.paths import join_path
+
+PREVIEW_DIR = "preview"
+
+
+class PreviewError(ValueError):
+    """The folder cannot be previewed; the message says why."""
+
+
+def stratified_sample(keys: list[dict[str, str]], per_task: int, seed: int) -> list[str]:
+    """Up to ``per_task`` sample ids per task, spread over its (split, profile, source) groups in turn; within a
+    group, in the order of a seeded hash. A pure function of the keys' set."""
+    by_task: dict[str, dict[tuple[str, str, str], list[str]]] = defaultdict(lambda: defaultdict(list))
+    for k in keys:
+        by_task[k["task"]][(k["split"], k["analysis_profile"], k.get("source", ""))].append(k["sample_id"])
+    chosen = []
+    for _, groups in sorted(by_task.items()):
+        queues = [sorted(ids, key=lambda i: (stable_uint64("preview", seed, i), i))
+                  for _, ids in sorted(groups.items())]
+        picked: list[str] = []
+        while len(picked) < per_task and any(queues):
+            for q in queues:
+                if q and len(picked) < per_task:
+                    picked.append(q.pop(0))
+        chosen += picked
+    return chosen
+
+
+def _split_files(tree: OutputTree, report: dict[str, Any]) -> tuple[str, list[str]]:
+    files = report.get("files", {})
+    fmt = "parquet" if files.get("parquet") else "jsonl"
+    if not files.get(fmt):
+        raise PreviewError("the output has no Parquet or JSONL rows to preview")
+    return fmt, sorted(files[fmt])
+
+
+def _keys(tree: OutputTree, fmt: str, paths: list[str]) -> list[dict[str, str]]:
+    fields = ("sample_id", "task", "split", "analysis_profile", "source", "tile_stem")
+    out = []
+    for path in paths:
+        with tree.open(path) as f:
+            if fmt == "parquet":
+                for md in pq.read_table(f, columns=["metadata"]).column("metadata").to_pylist():
+                    out.append({k: md.get(k, "") for k in fields})
+            else:
+                for line in f:
+                    if line.strip():
+                        md = orjson.loads(line)["metadata"]
+                        out.append({k: md.get(k, "") for k in fields})
+    return out
+
+
+def _rows(tree: OutputTree, fmt: str, paths: list[str], wanted: set[str], tiles: set[str]
+          ) -> dict[str, dict[str, Any]]:
+    """Full rows (with embedded image bytes, if any) of the wanted sample ids, plus the grounding_all row of
+    each of their tiles (its boxes are the tile's regions). Parquet files are read column-wise and only the
+    wanted rows become Python objects."""
+    def keep(md: dict[str, Any]) -> bool:
+        return md["sample_id"] in wanted or (md["task"] == "grounding_all" and md.get("tile_stem") in tiles)
+
+    out: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        with tree.open(path) as f:
+            if fmt == "parquet":
+                table = pq.read_table(f)
+                metadata = table.column("metadata").to_pylist()
+                picked = [i for i, md in enumerate(metadata) if keep(md)]
+                for row in table.take(picked).to_pylist():
+                    out[row["metadata"]["sample_id"]] = row
+            else:
+                for line in f:
+                    if line.strip():
+                        row = orjson.loads(line)
+                        if keep(row["metadata"]):
+                            out[row["metadata"]["sample_id"]] = row
+    return out
+
+
+def _text(message: dict[str, Any]) -> str:
+    return "\n".join(p.get("text") or "" for p in message["content"] if p.get("type") == "text")
+
+
+def card_boxes(row: dict[str, Any], tile_regions: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """What to draw on the chip: a grounding row's answer boxes; class_focus: the regions of its class; other
+    rows: all regions of the tile (from its grounding_all answer); absence: none."""
+    md = row["metadata"]
+    if md["task"] in GROUNDING_TASKS:
+        found = parse.boxes(_text(row["messages"][-1])) or []
+        return [{"label": label, "bbox": list(box)} for label, box in found]
+    regions = tile_regions.get(md.get("tile_stem", ""), [])
+    if md["task"] == "class_focus":
+        label = md["sample_id"].rsplit("__focus_", 1)[-1]
+        return [r for r in regions if r["label"] == label]
+    if md["task"] == "absence":
+        return []
+    return regions
+
+
+def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, splits: set[str] | None = None,
+                  seed: int = 0) -> dict[str, Any]:
+    tree = OutputTree(root)
+    name = next((n for n in (REPORT_NAME, MIX_REPORT_NAME) if tree.isfile(n)), None)
+    if name is None:
+        raise PreviewError(f"no {REPORT_NAME} or {MIX_REPORT_NAME} in {root!r}; pass the --output folder of a build "
+                           "or mix")
+    report = orjson.loads(tree.read(name))
+    fmt, paths = _split_files(tree, report)
+    keys = [k for k in _keys(tree, fmt, paths)
+            if (not tasks or k["task"] in tasks) and (not splits or k["split"] in splits)]
+    chosen = stratified_sample(keys, per_task, seed)
+    tiles_of = {k["sample_id"]: k["tile_stem"] for k in keys}
+    rows = _rows(tree, fmt, paths, set(chosen), {tiles_of[sid] for sid in chosen if tiles_of[sid]})
+    tile_regions = {r["metadata"]["tile_stem"]: [{"label": label, "bbox": list(box)} for label, box in
+                                                  parse.boxes(_text(r["messages"][-1])) or []]
+                    for r in rows.values() if r["metadata"]["task"] == "grounding_all"}
+    out_dir = join_path(root, PREVIEW_DIR)
+    fileio.remove_tree(out_dir)
+    copied: dict[str, str] = {}
+    cards = []
+    for sid in chosen:
+        row = rows[sid]
+        md = row["metadata"]
+        embedded = {img["path"]: img["bytes"] for img in row.get("images") or []}
+        images = []
+        for path in md["image_paths"]:
+            if path not in copied:
+                copied[path] = posixpath.join("media", path)
+                data = embedded.get(path)
+                fileio.write_bytes(join_path(out_dir, copied[path]),
+                                   data if data is not None else fileio.read_bytes(join_path(root, path)))
+            images.append(copied[path])
+        messages = [{"role": m["role"], "text": _text(m)} for m in row["messages"]]
+        cards.append({"id": sid, "task": md["task"], "split": md["split"], "profile": md.get("analysis_profile", ""),
+                      "source": md.get("source", ""), "images": images,
+                      "chip": 1 if md["task"] == "cross_view" and len(images) > 1 else 0,
+                      "boxes": card_boxes(row, tile_regions), "messages": messages,
+                      "metadata": {k: v for k, v in md.items() if k != "image_paths"}})
+    charts = report_charts(report)
+    for chart, svg in charts.items():
+        fileio.write_bytes(join_path(out_dir, CHARTS_DIR, chart), svg.encode())
+    counts = defaultdict(int)
+    for c in cards:
+        counts[c["task"]] += 1
+    data = {"title": "satsft mix" if name == MIX_REPORT_NAME else "satsft build", "report": {
+        "rows": report["rows"], "tiles": report.get("tiles"), "rejects_by_reason": report.get("rejects_by_reason", {}),
+        "splits": report.get("splits")}, "cards": cards, "sample_per_task": dict(sorted(counts.items())),
+        "charts": [f"{CHARTS_DIR}/{c}" for c in sorted(charts)],
+        "palette": dict(zip(CLASS_NAMES, PALETTE_HEX, strict=True))}
+    fileio.write_bytes(join_path(out_dir, "sample.js"),
+                       b"window.SATSFT_PREVIEW = " + orjson.dumps(data).replace(b"</", b"<\\/") + b";\n")
+    fileio.write_bytes(join_path(out_dir, "index.html"), PAGE.encode())
+    return {"cards": len(cards), "images": len(copied), "path": join_path(out_dir, "index.html")}

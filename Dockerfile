@@ -12,6 +12,7 @@ WORKDIR /template
 COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY transforms ./transforms
+COPY scoring ./scoring
 COPY templates ./templates
 # Install the package from this tree (with the gcp extra), then fail the build on any dependency conflict.
 RUN pip install --no-cache-dir ".[gcp]" && pip check

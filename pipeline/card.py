@@ -85,20 +85,25 @@ def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
+def front_matter(title: str, tags: list[str], report: dict[str, Any]) -> list[str]:
+    """The YAML header the Hub reads (configs name exactly the files written), then the title."""
+    header = {
+        "pretty_name": title,
+        "license": "other",
+        "task_categories": ["image-text-to-text", "visual-question-answering", "image-to-text"],
+        "tags": ["remote-sensing", "earth-observation", *tags, "satsft"],
+        "size_categories": [size_category(report["rows"]["total"])],
+        "configs": card_configs(report.get("files", {})),
+    }
+    return ["---", yaml.safe_dump(header, sort_keys=False, width=1000).rstrip(), "---", "", f"# {title}", ""]
+
+
 def render_card(report: dict[str, Any]) -> str:
     cfg, rows, tiles = report["config"], report["rows"], report["tiles"]
     total = rows["total"]
-    header = {
-        "pretty_name": "satsft Earth-observation SFT dataset",
-        "license": "other",
-        "task_categories": ["image-text-to-text", "visual-question-answering", "image-to-text"],
-        "tags": ["remote-sensing", "earth-observation", "sentinel-2", "land-cover", "dynamic-world", "grounding",
-                 "satsft"],
-        "size_categories": [size_category(total)],
-        "configs": card_configs(report.get("files", {})),
-    }
-    out = ["---", yaml.safe_dump(header, sort_keys=False, width=1000).rstrip(), "---", "",
-           "# satsft Earth-observation SFT dataset", "",
+    out = front_matter("satsft Earth-observation SFT dataset", ["sentinel-2", "land-cover", "dynamic-world",
+                                                                 "grounding"], report)
+    out += [
            f"{total:,} supervised conversations built by satsft {report['satsft_version']} from "
            f"{tiles['with_rows']:,} Sentinel-2 tiles with Dynamic World land-cover labels. Each row is a "
            "`messages` list (system, user with images then text, assistant) plus `metadata`; image paths are "
@@ -160,16 +165,8 @@ def render_mix_card(report: dict[str, Any]) -> str:
     """The card of a `satsft mix` output: the loader header, then what each source gave."""
     rows = report["rows"]
     total = rows["total"]
-    header = {
-        "pretty_name": "satsft training mix",
-        "license": "other",
-        "task_categories": ["image-text-to-text", "visual-question-answering", "image-to-text"],
-        "tags": ["remote-sensing", "earth-observation", "satsft", "mix"],
-        "size_categories": [size_category(total)],
-        "configs": card_configs(report.get("files", {})),
-    }
-    out = ["---", yaml.safe_dump(header, sort_keys=False, width=1000).rstrip(), "---", "",
-           "# satsft training mix", "",
+    out = front_matter("satsft training mix", ["mix"], report)
+    out += [
            f"{total:,} rows mixed by satsft {report['satsft_version']} from {len(report['sources'])} sources, "
            f"in one seeded global order (seed {report['seed']}). Repeats and shares apply to train only; "
            "validation and test hold each selected row once. Every row keeps its task and names its `source` and "

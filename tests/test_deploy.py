@@ -65,7 +65,10 @@ def test_dockerfile_pins_the_same_beam_and_checks_dependencies():
     assert "pip check" in docker and 'pip install --no-cache-dir ".[gcp]"' in docker
     assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/pipeline/flex_main.py" in docker
     assert (REPO / "pipeline/flex_main.py").is_file()
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gcp"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    for package in project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]:
+        assert f"COPY {package} ./{package}" in docker, f"the image installs the package, so it needs {package}/"
+    extras = project["project"]["optional-dependencies"]["gcp"]
     assert f"apache-beam[gcp]=={_beam_pin()}" in extras, "the gcp extra pins the same Beam"
 
 

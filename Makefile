@@ -1,4 +1,6 @@
 # Every target creates .venv and installs what it needs, so a fresh clone needs only Python 3.10+.
+# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (as here), every satsft process would
+# otherwise compile Beam from source again, about 4 CPU s per start.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +13,7 @@ DEMO_DIR ?= demo
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check uv || true
 	( command -v uv >/dev/null 2>&1 && uv venv -q --allow-existing $(VENV) ) || $(PY) -m venv $(VENV)
-	( command -v uv >/dev/null 2>&1 && uv pip install -q --python $(BIN)/python -e '.[test]' ) || \
+	( command -v uv >/dev/null 2>&1 && uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[test]' ) || \
 	  $(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 

@@ -8,7 +8,6 @@ other give the whole mix in one order.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -37,7 +36,7 @@ from transforms.mix import (
 from transforms.paths import join_path
 from transforms.records import reject
 from transforms.sidecars import VALID_SPLITS
-from transforms.split_files import shard_count
+from transforms.split_files import SpoolFile, shard_count
 
 REJECTS = "rejects"
 EVENTS = "events"
@@ -133,16 +132,7 @@ class _ReadSpoolFn(beam.DoFn):
         self.rows_in = Metrics.counter("MixRows", "rows_in")
 
     def start_bundle(self):
-        self._name, self._file, self._offset = "", None, 0
-
-    def _write(self, data: bytes) -> tuple[int, int]:
-        if self._file is None:
-            self._name = uuid.uuid4().hex
-            self._file = fileio.open_for_write(join_path(self.spool_root, self._name))
-        offset = self._offset
-        self._file.write(data)
-        self._offset += len(data)
-        return offset, len(data)
+        self._spool = SpoolFile(self.spool_root)
 
     def process(self, element):
         source_index, file_index, path = element
@@ -169,17 +159,15 @@ class _ReadSpoolFn(beam.DoFn):
                 continue
             locs = []
             for img in n.images:
-                offset, length = self._write(img.data) if img.data is not None else (0, 0)
+                _, offset, length = self._spool.write(img.data) if img.data is not None else ("", 0, 0)
                 locs.append(ImageLoc(src.media_owner, img.key, img.src, offset, length))
-            offset, length = self._write(orjson.dumps(n.record))
+            name, offset, length = self._spool.write(orjson.dumps(n.record))
             md = n.record["metadata"]
             yield RowPointer(source_index, src.dataset, md["sample_id"], md["split"], (file_index, row_no),
-                             self._name, offset, length, tuple(locs))
+                             name, offset, length, tuple(locs))
 
     def finish_bundle(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._spool.close()
 
 
 _BAD_LINE = object()

@@ -84,6 +84,30 @@ def read_entry(sample_id: str, data: bytes) -> ShardEntry:
                       e.get("render_spec"), e.get("sidecar_path", ""), e.get("sidecar"))
 
 
+class SpoolFile:
+    """One bundle's spool file: opened with a fresh name on the first write, closed when the bundle ends.
+    Beam discards what a failed bundle emitted, so its spool is never referenced (and goes with the folder)."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.name, self._file, self._offset = "", None, 0
+
+    def write(self, data: bytes) -> tuple[str, int, int]:
+        """Append; returns (spool name, offset, length)."""
+        if self._file is None:
+            self.name, self._offset = uuid.uuid4().hex, 0
+            self._file = fileio.open_for_write(join_path(self.root, self.name))
+        offset = self._offset
+        self._file.write(data)
+        self._offset += len(data)
+        return self.name, offset, len(data)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 class _SpoolFn(beam.DoFn):
     """Append rows to one spool file per bundle; pass on pointers. The file is closed when the bundle ends,
     before any consumer of the pointers (all behind a shuffle) can run."""
@@ -93,22 +117,15 @@ class _SpoolFn(beam.DoFn):
         self.spooled = Metrics.counter("WriteSplitFiles", "rows_spooled")
 
     def start_bundle(self):
-        self._name, self._file, self._offset = "", None, 0
+        self._spool = SpoolFile(self.spool_root)
 
     def process(self, row: Row):
-        if self._file is None:
-            self._name = uuid.uuid4().hex
-            self._file = fileio.open_for_write(join_path(self.spool_root, self._name))
-        data = spool_bytes(row, self.embed_images, self.sidecars_in_shards)
-        self._file.write(data)
+        name, offset, length = self._spool.write(spool_bytes(row, self.embed_images, self.sidecars_in_shards))
         self.spooled.inc()
-        yield RowPointer(row.record["metadata"]["split"], row.sample_id, self._name, self._offset, len(data))
-        self._offset += len(data)
+        yield RowPointer(row.record["metadata"]["split"], row.sample_id, name, offset, length)
 
     def finish_bundle(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._spool.close()
 
 
 def split_file_dir(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int, split: str,

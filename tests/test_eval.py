@@ -73,14 +73,15 @@ def test_counting_and_comparison_only_when_exact(eval_build):
         regions = [g for g in side["regions"] if g["label"] == label]
         assert abs(sum(g["area_px"] for g in regions) - share * 224 * 224) <= 12
         assert parse.count(_answer(r)) == len(regions)
-    for r in (r for r in rows if r["metadata"]["task"] == "comparison"):
+    compared = [r for r in rows if r["metadata"]["task"] == "comparison"]
+    assert compared
+    for r in compared:
         side = sidecars[r["metadata"]["tile_stem"]]
         total = sum(side["class_fractions"].values())
-        x, y = r["metadata"]["sample_id"].split("__compare_")[1].split("_", 1) if "flooded" not in r[
-            "metadata"]["sample_id"] else (None, None)
-        if x in CLASS_IDS and y in CLASS_IDS:
-            fx, fy = (side["class_fractions"].get(str(CLASS_IDS[c]), 0) / total for c in (x, y))
-            assert abs(fx - fy) >= 0.05
+        x, y = parse.classes_mentioned(r["messages"][-2]["content"][-1]["text"])
+        fx, fy = (side["class_fractions"].get(str(CLASS_IDS[c]), 0) / total for c in (x, y))
+        assert abs(fx - fy) >= 0.05
+        assert parse.classes_mentioned(_answer(r))[0] == (x if fx > fy else y), "the larger class is named first"
 
 
 def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path):

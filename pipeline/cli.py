@@ -21,6 +21,7 @@ from transforms import fileio
 
 if TYPE_CHECKING:
     from pipeline.config import BuildConfig
+    from pipeline.mix_graph import MixConfig
 
 LOG = logging.getLogger("satsft")
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
@@ -70,8 +71,9 @@ def unknown_flags(argv: list[str]) -> list[str]:
     return [u for u in unknown if u.startswith("--")]
 
 
-def prepare_output(config: BuildConfig, entries: tuple[str, ...] = OUTPUT_ENTRIES) -> None:
-    """Refuse to mix a new build with an old one; with --overwrite, remove what an earlier build wrote."""
+def prepare_output(config: BuildConfig | MixConfig, entries: tuple[str, ...] = OUTPUT_ENTRIES) -> None:
+    """Refuse to mix a new output with an old one; with --overwrite, remove what an earlier run wrote (the
+    ``entries`` a build or a mix writes; anything else stays)."""
     out = config.output
     if fileio.is_local(out):
         if os.path.isdir(out) and os.listdir(out):
@@ -197,7 +199,7 @@ def run_mix(argv: list[str]) -> int:
     config = MixConfig(output, formats, args.embed_images, args.rows_per_shard or (500 if args.embed_images
                                                                                     else 20000),
                        args.max_files_per_dir, args.overwrite)
-    prepare_output(config, MIX_ENTRIES)  # type: ignore[arg-type]
+    prepare_output(config, MIX_ENTRIES)
     options = PipelineOptions(beam_args)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     LOG.info("mixing %d sources -> %s on %s", len(recipe.sources), output, runner)

@@ -42,9 +42,8 @@ def _choose(pt: PreparedTile, kind: str, right: list[str], wrong: list[str], fie
     if not right or len(wrong) < (3 if unanswerable else 2):
         return None
     options = wrong[:3] if unanswerable else [right[0], *wrong[:2]]
-    order = stable_rng(pt.stem, TASK, kind, "order").permutation(3)
-    shuffled = tuple(options[i] for i in order)
-    return Question(kind, shuffled, NONE_OF_THE_ABOVE if unanswerable else right[0], fields)  # type: ignore[arg-type]
+    a, b, c = (options[int(i)] for i in stable_rng(pt.stem, TASK, kind, "order").permutation(3))
+    return Question(kind, (a, b, c), NONE_OF_THE_ABOVE if unanswerable else right[0], fields)
 
 
 def questions(pt: PreparedTile) -> list[Question]:

@@ -29,8 +29,8 @@ def read_bytes(path: str, limit: int | None = None) -> bytes:
         return f.read() if limit is None else f.read(limit + 1)
 
 
-def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes]:
-    """The first n_head and last n_tail bytes of a file, without reading what lies between."""
+def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes, int]:
+    """The first n_head and last n_tail bytes of a file and its size, without reading what lies between."""
     if is_local(path):
         f = open(path, "rb")
     else:
@@ -42,7 +42,7 @@ def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes]:
         f.seek(0, os.SEEK_END)
         size = f.tell()
         f.seek(max(0, size - n_tail))
-        return head, f.read(n_tail)
+        return head, f.read(n_tail), size
 
 
 def exists(path: str) -> bool:

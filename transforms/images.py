@@ -76,7 +76,7 @@ def _inspect(root: str, rel_path: str, n_bytes: int) -> ImageFile:
         problem, detail, _, _ = png_problem(b"", b"", n_bytes)
         return ImageFile(rel_path, problem, detail)
     try:
-        head, tail = fileio.read_head_tail(full, 33, 12)
+        head, tail, _ = fileio.read_head_tail(full, 33, 12)
     except (OSError, ValueError) as err:
         return ImageFile(rel_path, "unreadable", str(err)[:200])
     problem, detail, width, height = png_problem(head, tail, n_bytes)

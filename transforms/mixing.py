@@ -36,11 +36,10 @@ from transforms.mix import (
 from transforms.paths import join_path
 from transforms.records import reject
 from transforms.sidecars import VALID_SPLITS
-from transforms.split_files import SpoolFile, shard_count
+from transforms.split_files import SPOOL_DIR, SpoolFile, read_spooled, shard_count
 
 REJECTS = "rejects"
 EVENTS = "events"
-SPOOL_DIR = "_satsft_spool"
 
 
 @dataclass(frozen=True)
@@ -112,12 +111,7 @@ def check_image_file(path: str) -> str:
     try:
         if not fileio.exists(path):
             return "missing"
-        with fileio.open_for_read(path) as f:
-            head = f.read(33)
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - 64))
-            tail = f.read(64)
+        head, tail, size = fileio.read_head_tail(path, 33, 64)
     except (OSError, ValueError):
         return "unreadable"
     return image_problem_of(head, tail, size)
@@ -251,21 +245,14 @@ class _WriteMediaFn(beam.DoFn):
         if src:
             how = fileio.link_or_copy(src, dst)
         else:
-            with fileio.open_for_read(join_path(self.root, SPOOL_DIR, spool)) as f:
-                f.seek(at)
-                fileio.write_bytes(dst, f.read(length))
+            fileio.write_bytes(dst, read_spooled(join_path(self.root, SPOOL_DIR), [(spool, at, length)])[(spool, at)])
             how = "copy"
         yield {"media_linked" if how == "link" else "media_written": 1}
 
 
 def read_copies(spool_root: str, pointers: list[CopyPointer]) -> list[tuple[CopyPointer, dict[str, Any]]]:
     """A shard's rows from the spools, each spooled row read once however many copies the shard holds."""
-    data: dict[tuple[str, int], bytes] = {}
-    for p in sorted(pointers, key=lambda p: (p.spool, p.offset)):
-        if (p.spool, p.offset) not in data:
-            with fileio.open_for_read(join_path(spool_root, p.spool)) as f:
-                f.seek(p.offset)
-                data[(p.spool, p.offset)] = f.read(p.length)
+    data = read_spooled(spool_root, ((p.spool, p.offset, p.length) for p in pointers))
     parsed = {k: orjson.loads(v) for k, v in data.items()}
     return [(p, parsed[(p.spool, p.offset)]) for p in sorted(pointers, key=lambda p: (p.order_key, p.row_id))]
 
@@ -302,9 +289,7 @@ class _WriteMixShardFn(beam.DoFn):
         src, (spool, offset), length = loc
         if src:
             return fileio.read_bytes(src)
-        with fileio.open_for_read(join_path(self.root, SPOOL_DIR, spool)) as f:
-            f.seek(offset)
-            return f.read(length)
+        return read_spooled(join_path(self.root, SPOOL_DIR), [(spool, offset, length)])[(spool, offset)]
 
 
 def shard_of(p: CopyPointer, counts: dict[str, int], rows_per_shard: int):

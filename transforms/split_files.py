@@ -12,6 +12,7 @@ folder (the way Beam's own file sinks treat their temporary files).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -164,18 +165,25 @@ def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_di
     return out
 
 
-def read_back(spool_root: str, pointers: list[RowPointer]) -> list[ShardEntry]:
-    """A shard's rows from their spools, sorted by sample id; each spool is opened once, read in file order."""
-    data: dict[str, bytes] = {}
-    by_spool: dict[str, list[RowPointer]] = {}
-    for p in pointers:
-        by_spool.setdefault(p.spool, []).append(p)
-    for spool, ps in sorted(by_spool.items()):
+def read_spooled(spool_root: str, ranges: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int], bytes]:
+    """(spool, offset, length) ranges -> their bytes, keyed by (spool, offset); each spool file is opened once
+    and read in offset order, and a range asked for twice is read once."""
+    by_spool: dict[str, set[tuple[int, int]]] = {}
+    for spool, offset, length in ranges:
+        by_spool.setdefault(spool, set()).add((offset, length))
+    out = {}
+    for spool, spans in sorted(by_spool.items()):
         with fileio.open_for_read(join_path(spool_root, spool)) as f:
-            for p in sorted(ps, key=lambda p: p.offset):
-                f.seek(p.offset)
-                data[p.sample_id] = f.read(p.length)
-    return [read_entry(sid, data[sid]) for sid in sorted(data)]
+            for offset, length in sorted(spans):
+                f.seek(offset)
+                out[(spool, offset)] = f.read(length)
+    return out
+
+
+def read_back(spool_root: str, pointers: list[RowPointer]) -> list[ShardEntry]:
+    """A shard's rows from their spools, sorted by sample id."""
+    data = read_spooled(spool_root, ((p.spool, p.offset, p.length) for p in pointers))
+    return [read_entry(p.sample_id, data[(p.spool, p.offset)]) for p in sorted(pointers, key=lambda p: p.sample_id)]
 
 
 def shard_images(entries: list[ShardEntry], read=fileio.read_bytes) -> list[Images | str]:

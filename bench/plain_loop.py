@@ -20,7 +20,7 @@ from transforms.images import ImageFile, inspect_image
 from transforms.join import index_stills, join_tile, lookup_still
 from transforms.paths import base_poi_id, file_stem
 from transforms.refs import file_rank, parse_line
-from transforms.render import render_analysis_png
+from transforms.render import render_tile_pngs
 from transforms.rows import PreparedTile
 from transforms.sidecars import parse_sidecar
 from transforms.splits import initial_split, plan_reassignment, resolve_leakage, split_counts
@@ -65,16 +65,16 @@ def run(input_root: str, output_root: str) -> int:
     copies = {}
     n_rows = 0
     for tile in kept:
-        pt = PreparedTile(tile, index[tile.tile_stem], ctx, len(index))
+        pt = PreparedTile(tile, index[tile.tile_stem], ctx, len(index), fileio.read_bytes(tile.chip_src))
         rows, _ = tile_rows(pt, config.tasks, config.max_prompt_chars)
         for pos, row in enumerate(rows):
             n_rows += 1
             records[tile.split].append(row.record)
             fileio.write_bytes(os.path.join(output_root, "metadata", f"{pos}_{row.sample_id}.json"),
                                orjson.dumps(row.sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-            if row.render_spec:
-                fileio.write_bytes(os.path.join(output_root, row.record["metadata"]["analysis_image_path"]),
-                                   render_analysis_png(row.render_spec))
+        renders = [row for row in rows if row.render_spec]
+        for row, png in zip(renders, render_tile_pngs(pt.chip, [r.render_spec for r in renders]), strict=True):
+            fileio.write_bytes(os.path.join(output_root, row.record["metadata"]["analysis_image_path"]), png)
         copies[pt.chip_path] = tile.chip_src
         if pt.still_path:
             copies[pt.still_path] = tile.still_src

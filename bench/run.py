@@ -2,7 +2,8 @@
 
 1. start-up: `satsft --help`, importing Beam, and a whole build of a 3-tile tree (the fixed cost)
 2. `satsft sample`: tiles/s writing the largest tree (both cores)
-3. analysis image: median ms for render + PNG encode, for encode alone, and their ratio; mean PNG bytes
+3. analysis image: ms for render + PNG encode per image (the chip decoded once per tile), for encode alone,
+   their ratio, PNG bytes; and brief_only maps against true label maps on clean and murky 500-tile trees
 4. `satsft build` (DirectRunner, all tasks, defaults) per size: wall s, CPU s per tile (user + sys of the
    whole process tree), rows/s, output bytes and files per tile, peak RSS (sum over the process tree)
 5. 1 worker vs 2 workers (--direct_num_workers 2 --direct_running_mode multi_processing), side by side
@@ -82,30 +83,56 @@ def du(path: Path) -> int:
 
 
 def bench_render(root: Path, n_tiles: int = 200) -> dict:
+    """Per tile, as the build does it: the chip decoded and fitted once, then each profile's map rendered and
+    encoded; against encoding the same maps alone, in the same run."""
     from pipeline.config import BuildConfig
-    from transforms.render import encode_palette_png, render_class_map
+    from transforms.render import encode_palette_png, render_class_map, tile_map
     from transforms.rows import PreparedTile
     from transforms.sidecars import parse_sidecar
     from transforms.tasks import production_analysis
 
     ctx = BuildConfig.create(input=str(root), output="/nonexistent", check_paths=False).task_context()
-    specs = []
+    full, enc, sizes, images = 0.0, 0.0, [], 0
     for i, p in enumerate(sorted((root / "metadata").rglob("*.json"))[:n_tiles]):
         tile = parse_sidecar(p.read_bytes(), str(p)).tile.with_fields(split="train", chip_src="x.png")
-        specs += [r.render_spec for r in production_analysis.rows(PreparedTile(tile, i, ctx))]
-    full, enc, sizes = [], [], []
-    for spec in specs:
+        chip = (root / "images" / p.parent.name / f"{tile.tile_stem}.png").read_bytes()
+        specs = [r.render_spec for r in production_analysis.rows(PreparedTile(tile, i, ctx, chip=chip))]
         t0 = time.perf_counter()
-        m = render_class_map(spec)
-        png = encode_palette_png(m)
+        tm = tile_map(specs[0], chip)
+        maps = [render_class_map(spec, chip, tm) for spec in specs]
+        pngs = [encode_palette_png(m) for m in maps]
         t1 = time.perf_counter()
-        encode_palette_png(m)
+        for m in maps:
+            encode_palette_png(m)
         t2 = time.perf_counter()
-        full.append(t1 - t0)
-        enc.append(t2 - t1)
-        sizes.append(len(png))
-    return {"images": len(specs), "render_encode_ms": statistics.median(full) * 1e3,
-            "encode_ms": statistics.median(enc) * 1e3, "mean_png_bytes": statistics.mean(sizes)}
+        full += t1 - t0
+        enc += t2 - t1
+        sizes += [len(png) for png in pngs]
+        images += len(specs)
+    return {"images": images, "render_encode_ms": full / images * 1e3, "encode_ms": enc / images * 1e3,
+            "mean_png_bytes": statistics.mean(sizes), "max_png_bytes": max(sizes)}
+
+
+def bench_map_fidelity(n: int = 500) -> dict:
+    """brief_only maps of a default build against the true label maps, on a clean and a murky tree (same
+    seed: same labels, sidecars and stills; only the chips differ)."""
+    from scoring.maps import score_build
+
+    out = {}
+    for style in ("clean", "murky"):
+        root = WORK / f"labels_{style}_{n}"
+        if not (root / ".complete").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            subprocess.run([PY, "-m", "pipeline.cli", "sample", "--tiles", str(n), "--output", str(root), "--seed",
+                            "7", "--labels", "--chip-style", style], check=True, stdout=subprocess.DEVNULL)
+            (root / ".complete").write_text("ok")
+        build = WORK / f"labels_{style}_{n}_build"
+        shutil.rmtree(build, ignore_errors=True)
+        subprocess.run([PY, "-m", "pipeline.cli", "build", "--input", str(root), "--output", str(build)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out[style] = score_build(str(build), str(root / "labels"))
+        shutil.rmtree(build, ignore_errors=True)
+    return out
 
 
 def bench_build(n: int, *extra: str, keep: bool = False) -> dict:
@@ -157,8 +184,16 @@ def main() -> int:
         print(f"\n## satsft sample: {n} tiles at {SAMPLE_RATE[n]:.0f} tiles/s")
     r = bench_render(tree(sizes[0]))
     print(f"\n## analysis image (median of {r['images']})")
-    print(f"render + encode: {r['render_encode_ms']:.2f} ms; encode only: {r['encode_ms']:.2f} ms; "
-          f"ratio {r['render_encode_ms'] / r['encode_ms']:.2f}x; mean PNG {r['mean_png_bytes'] / 1024:.1f} KB")
+    print(f"render + encode (chip decoded once per tile): {r['render_encode_ms']:.2f} ms; encode only: "
+          f"{r['encode_ms']:.2f} ms; ratio {r['render_encode_ms'] / r['encode_ms']:.2f}x; PNG mean "
+          f"{r['mean_png_bytes'] / 1024:.1f} KB, max {r['max_png_bytes'] / 1024:.1f} KB")
+    fidelity = bench_map_fidelity()
+    print("\n## analysis maps vs true labels (brief_only, 500 tiles, `satsft sample --labels --seed 7`)")
+    print("| chips | mean IoU, classes present | mean IoU, non-majority | pixel agreement | majority everywhere |")
+    print("|---|---|---|---|---|")
+    for style, f in fidelity.items():
+        print(f"| {style} | {f['mean_iou']:.3f} | {f['mean_iou_non_majority']:.3f} | {f['pixel_agreement']:.3f} | "
+              f"{f['majority_agreement']:.3f} |")
     builds = {n: bench_build(n) for n in sizes}
     print("\n## satsft build (DirectRunner, 1 worker, all tasks, defaults)")
     print("| tiles | rows | wall s | CPU s | CPU s/tile | rows/s | output bytes/tile | files/tile | peak RSS MB | "

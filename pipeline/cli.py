@@ -30,7 +30,8 @@ OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stil
                   "charts", "preview")
 USAGE = """satsft {sample,build,mix,eval,preview,validate} ...
 
-  satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults] [--workers N]
+  satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults] [--workers N] [--labels]
+                [--chip-style clean|murky]
   satsft build --input DIR --output DIR [build options] [Beam options]
   satsft mix --recipe RECIPE.yaml [--source SPEC ...] --output DIR [mix options] [Beam options]
   satsft eval --dataset DIR (--predictions FILE | --baseline majority|random) [--split test] [--output REPORT.json]
@@ -246,7 +247,7 @@ def _cpu_seconds() -> float:
 
 
 def run_sample(argv: list[str]) -> int:
-    from pipeline.sample import write_sample_tree
+    from pipeline.sample import CHIP_STYLES, SampleOptions, write_sample_tree
 
     parser = argparse.ArgumentParser(prog="satsft sample", description="Write a realistic generated sat-bbox tree.")
     parser.add_argument("--tiles", type=int, required=True, help="number of tiles to generate")
@@ -258,6 +259,12 @@ def run_sample(argv: list[str]) -> int:
     parser.add_argument("--faults", action="store_true",
                         help="damage the tree once per kind of bad input (needs >= 60 tiles); expected rejects go "
                              "to faults.json")
+    parser.add_argument("--labels", action="store_true",
+                        help="also write each tile's true label map to labels/sNNNNN/<tile_stem>.png (Dynamic "
+                             "World palette), to measure analysis maps against; builds never read it")
+    parser.add_argument("--chip-style", choices=sorted(CHIP_STYLES), default="clean",
+                        help="clean: Sentinel-2-like colours; murky: shifted colours, haze and noise per tile (same "
+                             "labels, sidecars and stills as clean for the same seed)")
     args = parser.parse_args(argv)
     if args.tiles < 1:
         raise UsageError("--tiles must be at least 1")
@@ -269,7 +276,8 @@ def run_sample(argv: list[str]) -> int:
             raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it")
         shutil.rmtree(out)
     started = time.monotonic()
-    stats = write_sample_tree(out, args.tiles, args.seed, args.workers)
+    stats = write_sample_tree(out, args.tiles, args.seed, args.workers,
+                              SampleOptions(labels=args.labels, chip_style=args.chip_style))
     print(f"wrote {stats['tiles']} tiles ({stats['stills']} stills, {stats['variants']} variants of "
           f"{stats['bases']} base POIs) to {out} in {time.monotonic() - started:.1f}s")
     if args.faults:

@@ -10,7 +10,7 @@ from pipeline.config import BuildConfig
 from pipeline.report import write_report
 from transforms.assign import AssignSplits, IndexTiles
 from transforms.fingerprint import FingerprintFn
-from transforms.generate import COPIES, OVERLAYS, TILES_DONE, GenerateRows
+from transforms.generate import COPIES, OVERLAYS, RENDERS, TILES_DONE, GenerateRows
 from transforms.join import JoinOnTileStem, JoinStills
 from transforms.read import LEAVES, ExtractImageRefs, ListImages, ReadSidecars, image_leaf
 from transforms.split_files import WriteSplitFiles
@@ -56,7 +56,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     copies = generated[COPIES] | "CopySourceImages" >> CopySourceImages(out)
     events = [
         split_files["events"],
-        rows | "RenderAnalysisImages" >> RenderAnalysisImages(out),
+        generated[RENDERS] | "RenderAnalysisImages" >> RenderAnalysisImages(out),
         copies["events"],
         generated[OVERLAYS] | "WriteOverlays" >> WriteOverlays(out),
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),

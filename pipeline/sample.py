@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 from PIL import Image
 
-from transforms.classes import CLASS_NAMES, NUM_CLASSES, display_name
+from transforms.classes import CLASS_NAMES, NUM_CLASSES, PALETTE_RGB, display_name
 from transforms.ids import stable_rng
 from transforms.render import interp_matrix
 from transforms.splits import hashed_split
@@ -118,6 +118,37 @@ def chip_png(cells: np.ndarray, stem: str, seed: int) -> bytes:
     return buf.getvalue()
 
 
+def murky_chip_png(cells: np.ndarray, stem: str, seed: int) -> bytes:
+    """The same place as a murkier preview, as real Sentinel-2 quicklooks often are: class colours shifted per
+    tile, a colour cast, lower contrast, uneven haze and more noise. Renderers must not rely on the clean
+    palette of ``chip_png``; this is the chip they are measured on as well."""
+    rng = stable_rng(seed, stem, "murky-chip")
+    colours = np.clip(S2_COLOURS + rng.normal(0.0, 14.0, S2_COLOURS.shape), 0, 255)
+    cast = np.eye(3) + rng.normal(0.0, 0.08, (3, 3))
+    rgb = colours[cells.repeat(CELL_PX, 0).repeat(CELL_PX, 1)] @ cast.T.astype(np.float32)
+    rgb = rgb.mean() + (rgb - rgb.mean()) * rng.uniform(0.6, 0.85)
+    m = interp_matrix(SIZE, 4)
+    haze = (m @ rng.uniform(0.1, 0.45, (4, 4)) @ m.T)[..., None]
+    veil = np.array([185.0, 192.0, 205.0]) + rng.normal(0.0, 8.0, 3)
+    light = (m @ rng.uniform(0.8, 1.2, (4, 4)) @ m.T)[..., None]
+    texture = rng.normal(0.0, 11.0, (SIZE // 2, SIZE // 2, 1)).repeat(2, 0).repeat(2, 1)
+    noise = rng.normal(0.0, 7.0, (SIZE, SIZE, 3))
+    img = np.clip((rgb * light) * (1 - haze) + veil * haze + texture + noise, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img, "RGB").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def label_png(cells: np.ndarray) -> bytes:
+    """The tile's true label map at the chip's size in the Dynamic World palette: the measuring stick for
+    analysis maps (a build never reads it)."""
+    img = Image.fromarray(cells.repeat(CELL_PX, 0).repeat(CELL_PX, 1), mode="P")
+    img.putpalette(bytes(v for rgb in PALETTE_RGB for v in rgb))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
 def still_png(cells: np.ndarray, stem: str, seed: int) -> bytes:
     """An overhead still of the same place: brighter, sharper colours at 2x the chip's detail."""
     rng = stable_rng(seed, stem, "still")
@@ -206,8 +237,17 @@ def plan_jobs(specs: list[TileSpec], seed: int) -> list[TileJob]:
     return jobs
 
 
-def write_tile(root: str, seed: int, job: TileJob) -> tuple[str, bytes]:
-    """Write one tile's chip, sidecar (and still); return (split, its chat JSONL line)."""
+CHIP_STYLES = {"clean": chip_png, "murky": murky_chip_png}
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    labels: bool = False  # also write labels/sNNNNN/<tile_stem>.png, each tile's true label map
+    chip_style: str = "clean"  # a key of CHIP_STYLES; labels, sidecars and stills do not depend on it
+
+
+def write_tile(root: str, seed: int, job: TileJob, options: SampleOptions = SampleOptions()) -> tuple[str, bytes]:
+    """Write one tile's chip, sidecar (and still, and label map); return (split, its chat JSONL line)."""
     i, spec = job.index, job.spec
     shard = f"s{i // FILES_PER_SHARD:05d}"
     cells = label_map(spec.stem, seed, spec.biome)
@@ -235,7 +275,9 @@ def write_tile(root: str, seed: int, job: TileJob) -> tuple[str, bytes]:
         "grid": {"crs": f"EPSG:326{int((spec.lon + 180) // 6) + 1:02d}", "resolution_m": 10},
     }
     chip_rel = f"images/{shard}/{spec.stem}.png"
-    _write(os.path.join(root, chip_rel), chip_png(cells, spec.stem, seed))
+    _write(os.path.join(root, chip_rel), CHIP_STYLES[options.chip_style](cells, spec.stem, seed))
+    if options.labels:
+        _write(os.path.join(root, "labels", shard, f"{spec.stem}.png"), label_png(cells))
     _write(os.path.join(root, "metadata", shard, f"{spec.stem}.json"),
            orjson.dumps(sidecar, option=orjson.OPT_INDENT_2))
     if job.writes_still:
@@ -249,17 +291,20 @@ def write_tile(root: str, seed: int, job: TileJob) -> tuple[str, bytes]:
     return split, orjson.dumps(line)
 
 
-def _write_tile_star(args: tuple[str, int, TileJob]) -> tuple[str, bytes]:
+def _write_tile_star(args: tuple[str, int, TileJob, SampleOptions]) -> tuple[str, bytes]:
     return write_tile(*args)
 
 
-def write_sample_tree(root: str, n_tiles: int, seed: int = 0, workers: int = 0) -> dict[str, int]:
+def write_sample_tree(root: str, n_tiles: int, seed: int = 0, workers: int = 0,
+                      options: SampleOptions = SampleOptions()) -> dict[str, int]:
     """Write the tree; ``workers`` processes (0: one per core, fewer for small trees) write tiles in parallel.
     Every choice is fixed per tile before any worker starts, so the bytes do not depend on the worker count."""
     specs = plan_tiles(n_tiles, seed)
     jobs = plan_jobs(specs, seed)
     workers = workers or min(os.cpu_count() or 1, -(-n_tiles // 250))
-    tasks = [(root, seed, job) for job in jobs]
+    if options.chip_style not in CHIP_STYLES:
+        raise ValueError(f"unknown chip style {options.chip_style!r}; choose one of {', '.join(CHIP_STYLES)}")
+    tasks = [(root, seed, job, options) for job in jobs]
     if workers > 1:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             lines = pool.map(_write_tile_star, tasks, chunksize=32)

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
+from pipeline.sample import BIOME_NAMES, CHIP_STYLES, components, label_map
 from transforms.classes import CLASS_IDS
-from transforms.render import class_shares, make_spec, render_analysis_png, render_class_map, target_counts
+from transforms.render import (
+    chip_sha256,
+    class_shares,
+    make_spec,
+    render_analysis_png,
+    render_class_map,
+    render_tile_pngs,
+    target_counts,
+    tile_map,
+)
 from transforms.tim import PROFILES, build_analytics, class_deltas, confidence_bin, predicted_fractions
 
 SENTINEL = {0: 0.2, 1: 0.3, 4: 0.4, 6: 0.1}
@@ -69,26 +83,104 @@ def test_target_counts_exact():
     assert counts.sum() == 100 and sorted(counts[:3]) == [33, 33, 34]
 
 
+def _tile(i: int, style: str = "clean"):
+    """A generated tile as the build sees it: chip bytes, observed fractions, regions (class, box, area_px)
+    and the true label map at 224 px."""
+    cells = label_map(f"poi_{i:06d}_g001_t0000", 3, BIOME_NAMES[i % len(BIOME_NAMES)])
+    counts = np.bincount(cells.ravel(), minlength=9)
+    observed = {c: float(counts[c]) / cells.size for c in range(9) if counts[c]}
+    regions = [(cls, (x1 * 4, y1 * 4, x2 * 4 + 3, y2 * 4 + 3), n * 16)
+               for cls, n, x1, y1, x2, y2 in components(cells) if n >= 3][:16]
+    chip = CHIP_STYLES[style](cells, f"poi_{i:06d}_g001_t0000", 3)
+    return chip, observed, regions, cells.repeat(4, 0).repeat(4, 1)
+
+
+def _spec(i: int, profile: str, style: str = "clean"):
+    chip, observed, regions, truth = _tile(i, style)
+    a = _analytics(profile, f"poi_{i:06d}_g001_t0000", sentinel=observed)
+    spec = make_spec(f"poi_{i:06d}_g001_t0000", profile, 224, a.tim, regions, a.signal, observed,
+                     "images/s00000/x.png", chip_sha256(chip))
+    return spec, chip, a, truth
+
+
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_render_shares_match_fractions(profile):
-    regions = [(0, (0, 0, 99, 99)), (6, (120, 120, 200, 223)), (1, (10, 150, 60, 200))]
-    for i in range(10):
-        a = _analytics(profile, f"poi_{i:06d}_t0001")
-        spec = make_spec(f"poi_{i:06d}_t0001", profile, 224, a.tim, regions, a.signal)
-        png = render_analysis_png(spec)
+    for i in range(8):
+        spec, chip, a, _ = _spec(i, profile)
+        png = render_analysis_png(spec, chip)
         shares = class_shares(png)
         for cid in set(shares) | set(a.tim):
-            assert abs(shares.get(cid, 0.0) - a.tim.get(cid, 0.0)) <= 0.005
-        assert png == render_analysis_png(spec)  # deterministic bytes
+            assert abs(shares.get(cid, 0.0) - a.tim.get(cid, 0.0)) <= 0.0002  # 0.02 pp
+        assert png == render_analysis_png(spec, chip)  # deterministic bytes
+        assert png == render_tile_pngs(chip, [spec])[0]  # the per-tile path draws the same map
 
 
-def test_render_keeps_regions_where_their_boxes_are():
-    spec = make_spec("poi_1_t0000", "brief_only", 224, {0: 0.25, 4: 0.75}, [(0, (0, 0, 111, 111))], None)
-    m = render_class_map(spec)
-    assert m.shape == (224, 224) and m.dtype == np.uint8
-    assert (m[:112, :112] == 0).mean() > 0.99
+@pytest.mark.parametrize("style", ["clean", "murky"])
+def test_brief_map_follows_the_chip(style):
+    """The map is drawn from the chip's own layout: most cells agree with the true label map (the generator's
+    labels, which the renderer never sees), far beyond painting the majority everywhere."""
+    agree, majority = [], []
+    for i in range(6):
+        spec, chip, _, truth = _spec(i, "brief_only", style)
+        m = render_class_map(spec, chip)
+        agree.append((m == truth).mean())
+        majority.append(np.bincount(truth.ravel()).max() / truth.size)
+    assert np.mean(agree) >= 0.95 and np.mean(agree) > np.mean(majority) + 0.05
+
+
+def _distance(mask: np.ndarray) -> np.ndarray:
+    """Chebyshev distance to the mask by repeated dilation (test-only, slow and obvious)."""
+    dist = np.where(mask, 0, -1)
+    reached, step = mask.copy(), 0
+    while not reached.all():
+        step += 1
+        grown = reached.copy()
+        grown[1:] |= reached[:-1]
+        grown[:-1] |= reached[1:]
+        grown[:, 1:] |= grown[:, :-1].copy()
+        grown[:, :-1] |= grown[:, 1:].copy()
+        dist[grown & ~reached] = step
+        reached = grown
+    return dist
+
+
+def test_signal_grows_next_to_its_own_patches_and_shrinks_from_them():
+    grown = shrunk = 0
+    for i in range(40):
+        spec, chip, a, _ = _spec(i, "flood_pulse")
+        if a.signal not in a.sentinel or a.direction == "no_change":
+            continue
+        tile = tile_map(spec, chip)
+        before = tile.observed.reshape(112, 112) == a.signal
+        after = render_class_map(spec, chip, tile)[::2, ::2] == a.signal
+        if a.direction == "increase":
+            new = after & ~before
+            distance = _distance(before)
+            assert not (before & ~after).any()  # nothing of the signal is lost
+            # it grew ring by ring into the nearest cells, however small its patches were
+            assert np.percentile(distance[new], 75) <= np.percentile(distance[~after], 25)
+            grown += 1
+        else:
+            assert (after & ~before).sum() == 0  # only cells that were the signal change
+            shrunk += 1
+    assert grown and shrunk
+
+
+def test_render_refuses_a_chip_the_spec_does_not_name():
+    spec, chip, _, _ = _spec(1, "brief_only")
+    other, _, _, _ = _tile(2)
+    with pytest.raises(ValueError, match="sha256"):
+        render_class_map(spec, other)
+    assert spec["chip"] == {"path": "images/s00000/x.png", "sha256": hashlib.sha256(chip).hexdigest()}
 
 
 def test_render_scales_boxes_from_other_chip_sizes():
-    spec = make_spec("poi_1_t0000", "brief_only", 448, {0: 0.25, 4: 0.75}, [(0, (0, 0, 223, 223))], None)
-    assert spec["regions"] == [[0, 0, 0, 111, 111]]
+    chip, observed, regions, _ = _tile(4)
+    spec = make_spec("poi_1_t0000", "brief_only", 224, observed, regions, None, observed, "x.png", chip_sha256(chip))
+    big_regions = [(c, tuple(2 * v + (k >= 2) for k, v in enumerate(box)), 4 * area) for c, box, area in regions]
+    big = io.BytesIO()
+    Image.open(io.BytesIO(chip)).resize((448, 448), Image.NEAREST).save(big, format="PNG")
+    big_spec = make_spec("poi_1_t0000", "brief_only", 448, observed, big_regions, None, observed, "x.png",
+                         chip_sha256(big.getvalue()))
+    assert big_spec["regions"] == spec["regions"]
+    assert (render_class_map(big_spec, big.getvalue()) == render_class_map(spec, chip)).mean() > 0.99

@@ -10,6 +10,7 @@ import orjson
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline.sample import chip_png, label_map
 from tests.conftest import make_sidecar
 from transforms.assign import AssignSplits, IndexTiles
 from transforms.generate import GenerateRows
@@ -17,7 +18,7 @@ from transforms.images import ImageFile
 from transforms.join import JoinOnTileStem, JoinStills
 from transforms.read import ExtractImageRefs, ListImages, ReadSidecars
 from transforms.refs import ImageRef
-from transforms.render import class_shares
+from transforms.render import class_shares, tile_map
 from transforms.sidecars import parse_sidecar
 from transforms.split_files import WriteSplitFiles
 from transforms.stats import CountOutcomes
@@ -160,10 +161,40 @@ def test_generate_rows_gates_and_rejects(ctx):
                                                   "regions": {"water": 1, "crops": 1}}]), label="done")
 
 
+def _chip() -> bytes:
+    """A generated chip (Sentinel-2-like colours of a coherent label map)."""
+    cells = label_map("poi_000001_g001_t0000", 1, "farmland")
+    return chip_png(cells, "poi_000001_g001_t0000", 1)
+
+
+def test_generate_rows_fits_each_chip_once_and_rejects_chips_it_cannot_use(ctx, tmp_path):
+    chip = tmp_path / "good.png"
+    chip.write_bytes(_chip())
+    broken = tmp_path / "broken.png"  # a PNG signature, IHDR and IEND, so the listing passes it; no pixels
+    broken.write_bytes(_chip()[:33] + b"\x00" * 64 + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+    tiles = [_tile("poi_1_t0000").with_fields(split="train", chip_src=str(chip)),
+             _tile("poi_2_t0000").with_fields(split="train", chip_src=str(broken)),
+             _tile("poi_3_t0000").with_fields(split="train", chip_src=str(tmp_path / "vanished.png"))]
+    with TestPipeline() as p:
+        index = p | "i" >> beam.Create([{"poi_1_t0000": 0, "poi_2_t0000": 1, "poi_3_t0000": 2}])
+        out = (p | beam.Create(tiles), index) | GenerateRows(ctx, ("production_analysis", "caption"), 16000)
+        assert_that(out["renders"] | beam.Map(lambda e: (e[0] == chip.read_bytes(), e[1].observed.size,
+                                                         sorted(path.rsplit("__", 1)[1] for path, _ in e[2]))),
+                    equal_to([(True, 112 * 112, [f"analysis_{pr}.png" for pr in sorted(ctx.profiles)])]),
+                    label="renders")
+        assert_that(out["rows"] | beam.Map(lambda r: r.record["metadata"]["tile_stem"]) | beam.Distinct(),
+                    equal_to(["poi_1_t0000"]), label="rows")
+        assert_that(out["rejects"] | beam.Map(lambda r: (r["tile_stem"], r["stage"], r["reason"])),
+                    equal_to([("poi_2_t0000", "rows", "chip_undecodable"),
+                              ("poi_3_t0000", "rows", "source_image_unreadable")]), label="rejects")
+
+
 def test_writers(tmp_path, prepared):
+    from dataclasses import replace as with_chip
+
     from transforms.tasks import caption, production_analysis
 
-    pt = prepared()
+    pt = with_chip(prepared(), chip=_chip())
     rows = caption.rows(pt) + production_analysis.rows(pt)[:2]
     from dataclasses import replace
 
@@ -179,8 +210,10 @@ def test_writers(tmp_path, prepared):
         rejects = p | "rj" >> beam.Create([{"reason": "b"}, {"reason": "a"}])
         assert_that(rejects | WriteRejects(out), equal_to([{"reject_files_written": 1}]), label="rejects")
         assert_that(pr | WriteRowSidecars(out), equal_to([{"row_sidecars_written": 1}] * 3), label="sidecars")
-        assert_that(pr | RenderAnalysisImages(out) | beam.Map(lambda e: e["analysis_images_written"]),
-                    equal_to([1, 1]), label="render")
+        specs = tuple((r.record["metadata"]["analysis_image_path"], r.render_spec) for r in rows if r.render_spec)
+        renders = p | "r" >> beam.Create([(pt.chip, tile_map(specs[0][1], pt.chip), specs)])
+        assert_that(renders | RenderAnalysisImages(out) | beam.Map(lambda e: e["analysis_images_written"]),
+                    equal_to([2]), label="render")
         copies = p | "c" >> beam.Create([("images/s00000/x.png", str(src))] * 2)
         gone = p | "g" >> beam.Create([("images/s00000/gone.png", str(tmp_path / "vanished.png"))])
         copied = (copies, gone) | "cg" >> beam.Flatten() | CopySourceImages(out)

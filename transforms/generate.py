@@ -9,15 +9,18 @@ from dataclasses import dataclass, replace
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms import fileio
 from transforms.classes import CLASS_NAMES
 from transforms.gate import gate_problem
 from transforms.paths import join_path, shard_dir
 from transforms.records import reject
+from transforms.render import ChipError, tile_map
 from transforms.rows import PreparedTile, Row, TaskContext, file_safe
 from transforms.tasks import TASKS
 
 REJECTS = "rejects"
 COPIES = "copies"
+RENDERS = "renders"
 TILES_DONE = "tiles_done"
 OVERLAYS = "overlays"
 LOG = logging.getLogger("satsft.progress")
@@ -26,6 +29,7 @@ PROGRESS_EVERY_S = 5.0
 ROWS_PER_TILE_BOUND = {"production_analysis": None, "caption": 1, "grounding_all": 1, "grounding_per_class": 6,
                        "class_focus": 6, "absence": 1, "cross_view": 1, "multiple_choice": 12, "referring": 1,
                        "counting": 1, "comparison": 1}
+TASKS_READING_CHIP = frozenset({"production_analysis"})  # its analysis map follows the chip's own layout
 
 
 def rows_per_tile_bound(tasks: tuple[str, ...], n_profiles: int) -> int:
@@ -68,6 +72,7 @@ class _GenerateRowsFn(beam.DoFn):
     def __init__(self, ctx: TaskContext, tasks: tuple[str, ...], max_prompt_chars: int, overlays: bool):
         self.ctx, self.tasks, self.max_prompt_chars, self.overlays = ctx, tasks, max_prompt_chars, overlays
         self.bound = rows_per_tile_bound(tasks, len(ctx.profiles))
+        self.reads_chip = bool(TASKS_READING_CHIP.intersection(tasks))
         self.tiles_in = Metrics.counter("GenerateRows", "tiles_in")
         self.rows_out = Metrics.counter("GenerateRows", "rows_out")
         self.task_rows = {t: Metrics.counter("GenerateRows", f"rows_{t}") for t in tasks}
@@ -86,7 +91,16 @@ class _GenerateRowsFn(beam.DoFn):
 
     def process(self, tile, tile_index: dict[str, int]):
         self.tiles_in.inc()
-        pt = PreparedTile(tile, tile_index[tile.tile_stem], self.ctx, len(tile_index))
+        chip = b""
+        if self.reads_chip:
+            try:
+                chip = fileio.read_bytes(tile.chip_src)
+            except OSError as err:  # vanished or unreadable since it was listed: one bad tile, not a failed job
+                yield beam.pvalue.TaggedOutput(REJECTS, reject(tile.source, tile.tile_stem, "rows",
+                                                               "source_image_unreadable",
+                                                               f"{tile.chip_src}: {err.__class__.__name__}"))
+                return
+        pt = PreparedTile(tile, tile_index[tile.tile_stem], self.ctx, len(tile_index), chip)
         kept, gated = tile_rows(pt, self.tasks, self.max_prompt_chars)
         for row, reason, detail in gated:
             yield beam.pvalue.TaggedOutput(REJECTS, reject(row.sample_id, tile.tile_stem, "gate", reason, detail))
@@ -95,6 +109,15 @@ class _GenerateRowsFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REJECTS, reject(tile.source, tile.tile_stem, "rows", "no_rows",
                                                            ",".join(reasons)))
             return
+        renders = tuple((row.record["metadata"]["analysis_image_path"], row.render_spec) for row in kept
+                        if row.render_spec is not None)
+        if renders:
+            try:  # fitted here, so a chip that does not decode costs its tile, before any of its rows exist
+                fitted = tile_map(renders[0][1], chip)
+            except ChipError as err:
+                yield beam.pvalue.TaggedOutput(REJECTS, reject(tile.source, tile.tile_stem, "rows",
+                                                               "chip_undecodable", f"{tile.chip_src}: {err}"))
+                return
         sources = {pt.chip_path: tile.chip_src}
         if pt.still_path:
             sources[pt.still_path] = tile.still_src
@@ -106,6 +129,8 @@ class _GenerateRowsFn(beam.DoFn):
             yield replace(row, sidecar_path=row_sidecar_path(pt.tile_index, position, self.bound, row.sample_id,
                                                              self.ctx.max_files_per_dir, pt.n_tiles),
                           image_sources=tuple((p, sources[p]) for p in paths if p in sources))
+        if renders:
+            yield beam.pvalue.TaggedOutput(RENDERS, (chip, fitted, renders))
         yield beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src))
         if pt.still_path and pt.still_path in used:
             yield beam.pvalue.TaggedOutput(COPIES, (pt.still_path, tile.still_src))
@@ -121,7 +146,10 @@ class _GenerateRowsFn(beam.DoFn):
 
 @dataclass
 class GenerateRows(beam.PTransform):
-    """Tiles -> gated rows, with a reject for each gated row and for each tile left without rows."""
+    """Tiles -> gated rows, with a reject for each gated row and for each tile left without rows; and per
+    tile, its chip's bytes and colour fit with the analysis images to render from them (``renders``): the chip
+    is read, decoded and fitted once for all of the tile's profiles, and a chip that does not decode rejects
+    its tile before any of its rows are emitted."""
 
     ctx: TaskContext
     tasks: tuple[str, ...]
@@ -133,6 +161,6 @@ class GenerateRows(beam.PTransform):
         out = tiles | "Generate" >> beam.ParDo(
             _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars, self.overlays),
             beam.pvalue.AsSingleton(tile_index)
-        ).with_outputs(REJECTS, COPIES, TILES_DONE, OVERLAYS, main="rows")
+        ).with_outputs(REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS, main="rows")
         return {"rows": out.rows, REJECTS: out[REJECTS], COPIES: out[COPIES], TILES_DONE: out[TILES_DONE],
-                OVERLAYS: out[OVERLAYS]}
+                OVERLAYS: out[OVERLAYS], RENDERS: out[RENDERS]}

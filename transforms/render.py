@@ -1,17 +1,20 @@
-"""Analysis images: a coherent predicted class map whose pixel shares equal the predicted fractions.
+"""Analysis images: the chip's own layout as a predicted class map whose pixel shares equal the predicted
+fractions.
 
-The map is built on a half-resolution grid (112x112 cells of 2x2 px) and upsampled, which keeps the hot
-path to a few vectorised numpy passes. Sentinel boxes are painted where they are; a class that must shrink
-gives up its box cells highest on one smooth seeded noise field; the cells left over are filled class by
-class along the level sets of that field (sorted with a radix sort on quantised keys), the signal class
-first and pulled towards its own boxes, so growth happens next to existing patches. Counts are exact per
-cell, so shares match the fractions to within 1/(2*cells), far inside the 0.5 pp contract.
+The map is built on a half-resolution grid (112x112 cells of 2x2 px) and upsampled. Per tile, the chip and
+its region boxes give every cell a score per class (``transforms.layout``); the observed map is the best
+labelling with exactly the observed class counts. Each profile then moves only the cells its change needs:
+a growing signal class takes the cells next to its own patches that look most like it, a shrinking one gives
+up the edges of its patches, and the other classes give up (or take) their least (most) likely cells. Counts
+are exact per cell, so shares match the fractions to within 1/(2*cells), far inside the 0.5 pp contract.
+The spec names the chip (path in the output tree and SHA-256): the map is a pure function of spec and chip.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -19,23 +22,35 @@ import numpy as np
 from PIL import Image
 
 from transforms.classes import NUM_CLASSES, PALETTE_RGB
+from transforms.layout import ChipError, Layout, Region, chip_layout
 
-RENDERER = "satsft-dw-map/1"
+RENDERER = "satsft-dw-map/2"
 IMAGE_SIZE = 224
 GRID = 112
 NOISE_KNOTS = 6
+NEAR_RADII = (1, 2, 4, 8, 16, 32, 64)  # cells: the rings in which a signal class grows around its own patches
+COLOUR_WEIGHT = 0.05  # colour's say in where a signal class grows within a ring (rings are 1 apart)
 _PALETTE_BYTES = bytes(v for rgb in PALETTE_RGB for v in rgb)
 
 
+def chip_sha256(chip: bytes) -> str:
+    return hashlib.sha256(chip).hexdigest()
+
+
 def make_spec(tile_stem: str, profile: str, size: int, fractions: dict[int, float],
-              regions: list[tuple[int, tuple[int, int, int, int]]], signal: int | None) -> dict[str, Any]:
-    """Everything needed to re-render one analysis image; regions are rescaled to the image size."""
+              regions: list[tuple[int, tuple[int, int, int, int], int]], signal: int | None,
+              observed: dict[int, float], chip_path: str, chip_digest: str) -> dict[str, Any]:
+    """Everything needed to re-render one analysis image from its chip; regions (class, box, area_px in the
+    sidecar's output_size frame) are rescaled to the image size."""
     scale = IMAGE_SIZE / size
     boxes = []
-    for class_id, (x1, y1, x2, y2) in regions:
+    for class_id, (x1, y1, x2, y2), area in regions:
         boxes.append([class_id, int(x1 * scale), int(y1 * scale),
-                      min(int((x2 + 1) * scale) - 1, IMAGE_SIZE - 1), min(int((y2 + 1) * scale) - 1, IMAGE_SIZE - 1)])
+                      min(int((x2 + 1) * scale) - 1, IMAGE_SIZE - 1), min(int((y2 + 1) * scale) - 1, IMAGE_SIZE - 1),
+                      int(round(area * scale * scale))])
     return {"renderer": RENDERER, "size": IMAGE_SIZE, "grid": GRID, "seed": f"{tile_stem}|{profile}",
+            "chip": {"path": chip_path, "sha256": chip_digest},
+            "observed_fractions": {str(c): v for c, v in sorted(observed.items())},
             "fractions": {str(c): v for c, v in sorted(fractions.items())}, "regions": boxes,
             "signal_class": -1 if signal is None else signal}
 
@@ -67,72 +82,143 @@ def interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     return m
 
 
-@lru_cache(maxsize=4)
-def _axis(grid: int) -> np.ndarray:
-    return np.arange(grid, dtype=np.float32)
+def _smallest(values: np.ndarray, cells: np.ndarray, n: int) -> np.ndarray:
+    """The n cells with the smallest values, ties going to the cells listed first (callers list cells in
+    ascending order): one set whatever selection algorithm numpy uses, so maps stay deterministic."""
+    if n >= cells.size:
+        return cells
+    kth = np.partition(values, n - 1)[n - 1]
+    below = cells[values < kth]
+    return np.concatenate([below, cells[values == kth][:n - below.size]])
 
 
-def _box_distance(axis: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Distance along one axis to the interval [lo, hi] (0 inside); boxes are separable, so 2-D
-    Chebyshev distances are an outer max of two of these instead of full-grid passes per box."""
-    return np.maximum(np.maximum(lo - axis, axis - hi), 0)
+@dataclass(frozen=True)
+class TileMap:
+    """What every profile of a tile shares: the chip's class scores and its observed map (exact counts)."""
+
+    layout: Layout
+    observed: np.ndarray  # flat class id per cell (uint8)
+    counts: np.ndarray  # cells per class in ``observed``
+    own: np.ndarray  # each cell's score for its observed class
 
 
-def _quantise(field: np.ndarray) -> np.ndarray:
-    """Flat uint16 keys: numpy sorts them with an O(n) radix sort, and ties break by cell index, so maps
-    stay deterministic."""
-    lo, hi = field.min(), field.max()
-    return ((field.ravel() - lo) * (65535.0 / max(hi - lo, 1e-9))).astype(np.uint16)
+def grid_regions(spec: dict[str, Any]) -> list[Region]:
+    cell = int(spec["size"]) // int(spec["grid"])
+    return [(int(c), x1 // cell, y1 // cell, x2 // cell, y2 // cell, area / (cell * cell))
+            for c, x1, y1, x2, y2, area in spec["regions"]]
 
 
-def render_class_map(spec: dict[str, Any]) -> np.ndarray:
-    """The class map (uint8, size x size) described by ``spec``; deterministic for a given spec."""
-    grid, size = int(spec["grid"]), int(spec["size"])
-    cell = size // grid
-    targets = target_counts(spec["fractions"], grid * grid)
-    noise = np.frombuffer(hashlib.shake_256(f"{spec['seed']}\x1frender".encode()).digest(
-        2 * NOISE_KNOTS * NOISE_KNOTS + NUM_CLASSES), dtype=np.uint8)
-    axis = _axis(grid)
+def tile_map(spec: dict[str, Any], chip: bytes) -> TileMap:
+    """The per-tile part of rendering (decode, colour models, observed map); any profile's spec of the tile
+    gives the same result. Refuses a chip whose bytes are not the ones the spec names."""
+    digest = chip_sha256(chip)
+    if digest != spec["chip"]["sha256"]:
+        raise ChipError(f"chip {spec['chip']['path']} has sha256 {digest}, the spec names {spec['chip']['sha256']}")
+    grid = int(spec["grid"])
+    targets = target_counts(spec["observed_fractions"], grid * grid)
+    layout = chip_layout(chip, grid_regions(spec), targets, grid)
+    first_guess = layout.classes.astype(np.uint8)[layout.scores.argmax(1)]
+    observed = settle_counts(first_guess, layout, targets)
+    column = np.zeros(NUM_CLASSES, np.intp)
+    column[layout.classes] = np.arange(len(layout.classes))
+    own = np.take_along_axis(layout.scores, column[observed][:, None], 1)[:, 0]
+    return TileMap(layout, observed, targets, own)
 
+
+def settle_counts(labels: np.ndarray, layout: Layout, targets: np.ndarray,
+                  release: dict[int, np.ndarray] | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+    """Labels with exactly ``targets`` cells per class, moving only as many cells as the counts need: each
+    class over its target gives up its cells with the lowest release key (by default, how much better it
+    scores there than the best class that must grow), then each class under its target, largest need first,
+    takes the freed cells it scores highest on. Every class under its target must have scores."""
+    if counts is None:
+        counts = np.bincount(labels, minlength=NUM_CLASSES)
+    diff = targets - counts
+    if not diff.any():
+        return labels
+    labels = labels.copy()
+    release = release or {}
+    scores = layout.scores
+    growing = [layout.column(d) for d in np.flatnonzero(diff > 0)]
+    best_growing = scores[:, growing].max(1)
+    freed = []
+    for c in np.flatnonzero(diff < 0):
+        cells = np.flatnonzero(labels == c)
+        key = release[c][cells] if c in release else scores[cells, layout.column(c)] - best_growing[cells]
+        freed.append(_smallest(key, cells, int(-diff[c])))
+    free = np.sort(np.concatenate(freed))
+    for d in sorted(np.flatnonzero(diff > 0).tolist(), key=lambda d: (-diff[d], d)):
+        take = _smallest(-scores[free, layout.column(d)], free, int(diff[d]))
+        labels[take] = d
+        free = free[labels[free] != d]
+    return labels
+
+
+def _near(mask: np.ndarray, grid: int, radii: tuple[int, ...] = NEAR_RADII) -> np.ndarray:
+    """How close each cell is to ``mask``, from one integral image: one point for each radius whose window
+    around the cell reaches the mask (so rings further out always rank lower, however small the patch), plus
+    under 0.2 for the mean share of the mask in those windows (deeper inside ranks higher within a ring)."""
+    pad = max(radii) + 1
+    a = np.zeros((grid + 2 * pad, grid + 2 * pad), np.float32)
+    a[pad:pad + grid, pad:pad + grid] = mask.reshape(grid, grid)
+    c = a.cumsum(0).cumsum(1)
+    rings = np.zeros((grid, grid), np.float32)
+    share = np.zeros((grid, grid), np.float32)
+    for r in radii:
+        lo, hi = pad - r - 1, pad + r
+        s = (c[hi:hi + grid, hi:hi + grid] - c[lo:lo + grid, hi:hi + grid] - c[hi:hi + grid, lo:lo + grid]
+             + c[lo:lo + grid, lo:lo + grid])
+        rings += s > 0.5
+        share += s * np.float32(1 / (2 * r + 1) ** 2)
+    return (rings + share * np.float32(0.2 / len(radii))).ravel()
+
+
+def _noise_field(seed: str, grid: int) -> np.ndarray:
+    """A smooth seeded field in [0, 1]: where a class with no colour model and no patches appears."""
+    raw = np.frombuffer(hashlib.shake_256(f"{seed}\x1frender".encode()).digest(2 * NOISE_KNOTS * NOISE_KNOTS),
+                        dtype="<u2").reshape(NOISE_KNOTS, NOISE_KNOTS) / 65535.0
     m = interp_matrix(grid, NOISE_KNOTS)
-    knots = noise[:2 * NOISE_KNOTS * NOISE_KNOTS].view("<u2").reshape(NOISE_KNOTS, NOISE_KNOTS) / 65535.0
-    field = m @ knots @ m.T
-    shrink_keys = _quantise(field)
-    box_class = np.full((grid, grid), -1, dtype=np.int16)
+    return (m @ raw @ m.T).ravel()
+
+
+def render_class_map(spec: dict[str, Any], chip: bytes, tile: TileMap | None = None) -> np.ndarray:
+    """The class map (uint8, size x size) for ``spec`` and the chip it names; ``tile`` (from ``tile_map``)
+    shares the per-tile work between a tile's profiles.
+
+    A growing signal class takes the cells nearest its own patches, whatever they were, ring by ring (colour
+    breaks ties within a ring); a class the chip shows nowhere (water appearing in a flood) takes a coherent
+    blob of a seeded smooth field; a shrinking signal gives up the edges of its patches. Then every other
+    class settles to its exact count at the cells whose colour is least sure."""
+    grid, size = int(spec["grid"]), int(spec["size"])
+    tile = tile or tile_map(spec, chip)
+    layout, labels, counts = tile.layout, tile.observed, tile.counts
+    targets = target_counts(spec["fractions"], grid * grid)
     signal = int(spec["signal_class"])
-    near_signal = None
-    boxes = sorted(spec["regions"], key=lambda b: -((b[3] - b[1] + 1) * (b[4] - b[2] + 1)))
-    for class_id, x1, y1, x2, y2 in boxes:  # large first, so small boxes stay visible on top
-        cx1, cy1, cx2, cy2 = x1 // cell, y1 // cell, x2 // cell, y2 // cell
-        box_class[cy1:cy2 + 1, cx1:cx2 + 1] = class_id
-        if class_id == signal:
-            dist = np.maximum(_box_distance(axis, cy1, cy2)[:, None], _box_distance(axis, cx1, cx2)[None, :])
-            near_signal = dist if near_signal is None else np.minimum(near_signal, dist)
-
-    flat_class = box_class.ravel()
-    have = np.bincount(flat_class + 1, minlength=NUM_CLASSES + 1)[1:]  # slot 0 counts the empty cells
-    _shrink_to_targets(flat_class, shrink_keys, targets, have)
-    remaining = targets - np.minimum(have, targets)  # shrinking leaves exactly the target in each class
-
-    order_classes = [int(c) for c in np.argsort(noise[-NUM_CLASSES:], kind="stable")]
-    grow_keys = shrink_keys
-    if signal >= 0 and near_signal is not None:  # grow the signal class next to its own regions
-        grow_keys = _quantise(field - 2.0 * np.exp(near_signal * (-16.0 / grid)))
-        order_classes.remove(signal)
-        order_classes.insert(0, signal)
-    free = np.flatnonzero(flat_class < 0)
-    ranked = free[np.argsort(grow_keys[free], kind="stable")]
-    flat_class[ranked] = np.repeat(np.array(order_classes, dtype=np.int16), remaining[order_classes])
-    return _upsample(flat_class.reshape(grid, grid).astype(np.uint8), cell)
-
-
-def _shrink_to_targets(flat_class: np.ndarray, keys: np.ndarray, targets: np.ndarray, have: np.ndarray) -> None:
-    """Empty the box cells of each over-full class that sit highest on the noise field, so what stays is one
-    piece; ties go by cell index. Usually one or two classes are over; sorting only their cells is cheaper
-    than ranking every box cell at once."""
-    for c in np.flatnonzero(have > targets):
-        idx = np.flatnonzero(flat_class == c)
-        flat_class[idx[np.argsort(keys[idx], kind="stable")[targets[c]:]]] = -1
+    placed: dict[int, np.ndarray] = {}  # classes that grow by place, not by colour -> where they go first
+    release: dict[int, np.ndarray] = {}
+    column = layout.column(signal) if signal >= 0 else -1
+    if column >= 0 and targets[signal] != counts[signal]:
+        lead = layout.scores[:, column] - tile.own
+        toward = _near(labels == signal, grid) + COLOUR_WEIGHT * np.clip(lead / (np.abs(lead).mean() + 1e-6), -1, 1)
+        if targets[signal] > counts[signal]:
+            placed[signal] = toward
+        else:
+            release[signal] = toward
+    unmodelled = [int(d) for d in np.flatnonzero(targets > counts) if layout.column(d) < 0]
+    if unmodelled:
+        field = _noise_field(spec["seed"], grid)
+        placed.update({d: field for d in unmodelled})
+    if placed:
+        labels = labels.copy()
+        taken = np.zeros(labels.size, bool)
+        for d, key in sorted(placed.items(), key=lambda kv: (kv[0] != signal, kv[0])):
+            cells = np.flatnonzero((labels != d) & ~taken)
+            take = _smallest(-key[cells], cells, int(targets[d] - counts[d]))
+            labels[take] = d
+            taken[take] = True
+        counts = np.bincount(labels, minlength=NUM_CLASSES)
+    flat = settle_counts(labels, layout, targets, release, counts)
+    return _upsample(flat.reshape(grid, grid), size // grid)
 
 
 def _upsample(grid_map: np.ndarray, cell: int) -> np.ndarray:
@@ -156,8 +242,17 @@ def encode_palette_png(class_map: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def render_analysis_png(spec: dict[str, Any]) -> bytes:
-    return encode_palette_png(render_class_map(spec))
+def render_analysis_png(spec: dict[str, Any], chip: bytes, tile: TileMap | None = None) -> bytes:
+    return encode_palette_png(render_class_map(spec, chip, tile))
+
+
+def render_tile_pngs(chip: bytes, specs: list[dict[str, Any]], tile: TileMap | None = None) -> list[bytes]:
+    """All of one tile's analysis images, decoding the chip and fitting its colours once (or not at all when
+    ``tile`` is given)."""
+    if not specs:
+        return []
+    tile = tile or tile_map(specs[0], chip)
+    return [render_analysis_png(spec, chip, tile) for spec in specs]
 
 
 def class_shares(png: bytes) -> dict[int, float]:
@@ -167,4 +262,5 @@ def class_shares(png: bytes) -> dict[int, float]:
     return {c: float(counts[c]) / arr.size for c in range(NUM_CLASSES) if counts[c]}
 
 
-__all__ = ["make_spec", "render_class_map", "render_analysis_png", "class_shares", "target_counts"]
+__all__ = ["ChipError", "make_spec", "tile_map", "render_class_map", "render_analysis_png", "render_tile_pngs",
+           "class_shares", "target_counts", "chip_sha256"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -67,6 +68,7 @@ class PreparedTile:
     tile_index: int
     ctx: TaskContext = field(default=None, repr=False)  # type: ignore[assignment]
     n_tiles: int = 0  # tiles in the build: how many shard folders (and levels of them) each family needs
+    chip: bytes = field(default=b"", repr=False, compare=False)  # read only when a task draws on its pixels
 
     @property
     def stem(self) -> str:
@@ -80,6 +82,10 @@ class PreparedTile:
         ext = self.tile.chip_src.rsplit(".", 1)[-1].lower() if "." in self.tile.chip_src else "png"
         return join_path("images", self._shard(self.tile_index, self.n_tiles),
                          f"{file_safe(self.stem)}.{safe_name(ext)}")
+
+    @cached_property
+    def chip_sha256(self) -> str:
+        return hashlib.sha256(self.chip).hexdigest()
 
     @cached_property
     def still_path(self) -> str:

@@ -32,7 +32,7 @@ from transforms.formats import (
 from transforms.ids import stable_uint64
 from transforms.paths import join_path, shard_dir
 from transforms.records import reject
-from transforms.render import render_analysis_png
+from transforms.render import ChipError, render_analysis_png
 from transforms.rows import Row
 from transforms.sidecars import VALID_SPLITS
 
@@ -198,7 +198,7 @@ def shard_images(entries: list[ShardEntry], read=fileio.read_bytes) -> list[Imag
         for path in e.record["metadata"]["image_paths"]:
             if path not in cache:
                 if path == e.record["metadata"]["analysis_image_path"] and e.render_spec is not None:
-                    cache[path] = render_analysis_png(e.render_spec)
+                    cache[path] = _render_embedded(e.render_spec, cache.get(e.render_spec["chip"]["path"]))
                 else:
                     try:
                         cache[path] = read(sources[path])
@@ -211,6 +211,18 @@ def shard_images(entries: list[ShardEntry], read=fileio.read_bytes) -> list[Imag
             imgs.append((path, found))  # type: ignore[union-attr]
         out.append(imgs)
     return out
+
+
+def _render_embedded(spec: dict, chip: bytes | str | None) -> bytes | str:
+    """An analysis image rendered from the chip bytes already read for the same row (the chip comes first in
+    its image_paths), or why it cannot be: a chip that changed since its spec was made is not the chip the
+    map was fitted to."""
+    if not isinstance(chip, bytes):
+        return chip or f"{spec['chip']['path']}: chip not read"
+    try:
+        return render_analysis_png(spec, chip)
+    except ChipError as err:
+        return f"{spec['chip']['path']}: {str(err)[:200]}"
 
 
 class _WriteShardFn(beam.DoFn):

@@ -17,7 +17,7 @@ from transforms import fileio
 from transforms.overlay import draw_regions
 from transforms.paths import join_path
 from transforms.records import reject
-from transforms.render import render_analysis_png
+from transforms.render import TileMap, render_tile_pngs
 from transforms.rows import Row
 
 REJECTS_FILE = "rejects/rejects-00000-of-00001.jsonl"
@@ -50,24 +50,26 @@ class _RenderFn(beam.DoFn):
         self.rendered = Metrics.counter("RenderAnalysisImages", "images_written")
         self.bytes = Metrics.counter("RenderAnalysisImages", "bytes_written")
 
-    def process(self, row: Row):
-        if row.render_spec is None:
-            return
-        png = render_analysis_png(row.render_spec)
-        fileio.write_bytes(join_path(self.root, row.record["metadata"]["analysis_image_path"]), png)
-        self.rendered.inc()
-        self.bytes.inc(len(png))
-        yield {"analysis_images_written": 1, "analysis_image_bytes": len(png)}
+    def process(self, element: tuple[bytes, TileMap, tuple[tuple[str, dict], ...]]):
+        chip, fitted, renders = element
+        pngs = render_tile_pngs(chip, [spec for _, spec in renders], fitted)
+        for (path, _), png in zip(renders, pngs, strict=True):
+            fileio.write_bytes(join_path(self.root, path), png)
+        n_bytes = sum(len(png) for png in pngs)
+        self.rendered.inc(len(pngs))
+        self.bytes.inc(n_bytes)
+        yield {"analysis_images_written": len(pngs), "analysis_image_bytes": n_bytes}
 
 
 @dataclass
 class RenderAnalysisImages(beam.PTransform):
-    """The hot path: render each production row's analysis image from its spec and write it in place."""
+    """The hot path: each tile's analysis images, rendered from its chip's fit (made once per tile by
+    GenerateRows) and their specs, and written in place."""
 
     output_root: str
 
-    def expand(self, rows):
-        return rows | "Render" >> beam.ParDo(_RenderFn(self.output_root))
+    def expand(self, renders):
+        return renders | "Render" >> beam.ParDo(_RenderFn(self.output_root))
 
 
 class _CopyFn(beam.DoFn):

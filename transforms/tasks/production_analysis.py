@@ -81,7 +81,8 @@ def rows(pt: PreparedTile) -> list[Row]:
         prompt = pick(ctx.templates, TASK, "prompt", sid, profile_title=PROFILE_TITLES[profile],
                       image_list=join_words(names), analytics_json=orjson.dumps(a.payload).decode())
         spec = make_spec(tile.tile_stem, profile, tile.size, a.tim,
-                         [(r.class_id, r.bbox) for r in tile.regions], a.signal)
+                         [(r.class_id, r.bbox, r.area_px) for r in tile.regions], a.signal, pt.fractions,
+                         pt.chip_path, pt.chip_sha256)
         extra = {"analysis_profile": profile, "analysis_image_path": analysis_path, "analysis_image_spec": spec,
                  "sentinel_sidecar": sidecar}
         out.append(make_row(pt, TASK, sid, images, prompt, _answer(pt, a, sid),

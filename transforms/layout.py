@@ -1,0 +1,143 @@
+"""The chip's own layout as class scores: which class each analysis-map cell most likely shows.
+
+A tile sidecar says where each class's patches are (region boxes and how many pixels of each box are the
+class) and how much of the tile each class covers; the chip says what the classes look like in this scene.
+Per tile, a colour model per class is fitted from the cells its boxes cover (linear discriminants with one
+pooled covariance, refitted a few times on the box cells that the model itself assigns to the class, so a box
+that is mostly another class does not spoil its colour). Every cell then scores each class by colour and by a
+prior from the boxes (a cell in a box of class c is c with the box's fill ratio; elsewhere c is as likely as
+the pixels c has outside its regions). Nothing assumes particular chip colours: murky, hazy or colour-cast
+chips only shift the models.
+
+Scores are computed once per tile; each analysis profile then fixes exact counts from them (``render``).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+FIT_ROUNDS = 2
+SMOOTHING = 0.3  # share of a cell's colour taken from its 3x3 neighbourhood: a light smoothness prior
+RIDGE = 4.0  # added to the pooled covariance's diagonal (8-bit levels squared): sensor noise floor
+MIN_PRIOR = 1e-4
+
+Region = tuple[int, int, int, int, int, float]  # class, x1, y1, x2, y2 (grid cells, inclusive), area in cells
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Per-cell scores (cells x classes, row-major cells) of the classes the tile has, in ``classes`` order."""
+
+    classes: np.ndarray
+    scores: np.ndarray
+
+    def column(self, class_id: int) -> int:
+        """Where ``class_id`` is in ``scores``, or -1 when the tile does not have it."""
+        hit = np.flatnonzero(self.classes == class_id)
+        return int(hit[0]) if hit.size else -1
+
+
+class ChipError(ValueError):
+    """The chip cannot be used for the map: it does not decode, or it is not the chip the spec names."""
+
+
+def chip_cells(chip: bytes, grid: int) -> np.ndarray:
+    """The chip averaged onto the grid, each cell mixed with its 3x3 neighbourhood (a light smoothness
+    prior: noise and texture speckle less, edges stay put): (grid*grid, 3) float32. Pillow does the pixel work
+    in C, several times faster than numpy on arrays this small."""
+    try:
+        with Image.open(io.BytesIO(chip)) as img:
+            img.load()
+            rgb = img if img.mode == "RGB" else img.convert("RGB")
+    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib and bomb errors
+        raise ChipError(f"chip does not decode: {err.__class__.__name__}: {str(err)[:200]}") from err
+    width = rgb.size[0]
+    if width == 2 * grid:
+        rgb = rgb.reduce(2)
+    elif width != grid:
+        rgb = rgb.resize((grid, grid), Image.BOX)
+    smooth = Image.blend(rgb, rgb.filter(ImageFilter.BoxBlur(1)), SMOOTHING)
+    return np.asarray(smooth, dtype=np.float32).reshape(-1, 3)
+
+
+def box_fill(regions: list[Region], classes: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fill: classes x grid x grid, the best fill ratio of a box of the class over each cell, 0 outside its
+    boxes; region cells per class). Regions of classes the tile does not have are ignored."""
+    column = {int(c): i for i, c in enumerate(classes)}
+    fill = np.zeros((len(classes), grid, grid), np.float32)
+    area = np.zeros(len(classes))
+    for c, x1, y1, x2, y2, cells in regions:
+        if c not in column:
+            continue
+        i = column[c]
+        ratio = min(cells / ((x2 - x1 + 1) * (y2 - y1 + 1)), 1.0)
+        view = fill[i, y1:y2 + 1, x1:x2 + 1]
+        np.maximum(view, ratio, out=view)
+        area[i] += cells
+    return fill, area
+
+
+def _discriminants(features: np.ndarray, weights: np.ndarray, have: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Class means, pooled inverse covariance and the linear discriminant (A, b) with score = x.A_c + b_c
+    (float64 features, centred, so the scatter's subtraction keeps its precision)."""
+    wsum = weights.sum(1)
+    means = np.zeros((len(weights), 3))
+    means[have] = (weights[have] @ features) / wsum[have, None]
+    scatter = (features.T * weights.sum(0)) @ features - (means[have].T * wsum[have]) @ means[have]
+    cov = scatter / max(float(wsum.sum()), 1.0) + np.eye(3) * RIDGE
+    precision = np.linalg.inv(cov)
+    a = means @ precision
+    return means, precision, a.astype(np.float32), (-0.5 * (a * means).sum(1)).astype(np.float32)
+
+
+def chip_layout(chip: bytes, regions: list[Region], targets: np.ndarray, grid: int) -> Layout:
+    """Scores of every class the tile has at every cell, for a chip, its regions (grid cells) and its exact
+    class counts. Colour models are fitted on every other cell in each direction (a quarter of the cells is
+    plenty for 3 numbers per class and costs a quarter); the scores cover every cell."""
+    features = chip_cells(chip, grid)
+    n = grid * grid
+    classes = np.flatnonzero(targets > 0)
+    fill, region_cells = box_fill(regions, classes, grid)
+    features -= 128.0  # scores do not care, and the second moments below keep their precision
+    sample = features.reshape(grid, grid, 3)[::2, ::2].reshape(-1, 3)
+    sample64 = sample.astype(np.float64)
+    fill_s = fill[:, ::2, ::2].reshape(len(classes), -1)
+    inside_s = fill_s > 0
+    seeded = inside_s.any(1)
+    # First guess: box cells weighted by how much of their box is the class, shared where boxes overlap.
+    weights = fill_s * fill_s / np.maximum(inside_s.sum(0), 1)
+    rows = np.arange(len(classes))[:, None]
+    for _ in range(FIT_ROUNDS if seeded.any() else 0):
+        _, _, a, b = _discriminants(sample64, weights, seeded)
+        score = sample @ a[seeded].T + b[seeded]
+        picked = np.flatnonzero(seeded)[score.argmax(1)]
+        refit = (inside_s & (picked[None, :] == rows)).astype(np.float32)
+        kept = refit.any(1)  # a class its own boxes never pick keeps its first guess
+        weights[kept] = refit[kept]
+    means, precision, a, b = _discriminants(sample64, weights, seeded)
+    unseeded = np.flatnonzero(~seeded)
+    if unseeded.size:  # no box: model it on the cells that the seeded classes explain worst
+        need = min(max(int(targets[classes[unseeded]].sum()) // 4, 1), len(sample))
+        if seeded.any():
+            spread = ((sample @ precision.astype(np.float32)) * sample).sum(1)
+            dist = spread - 2 * (sample @ a[seeded].T + b[seeded]).max(1)
+        else:
+            dist = np.zeros(len(sample), np.float32)
+        worst = np.argpartition(-dist, need - 1)[:need]
+        means[unseeded] = sample[worst].mean(0)
+        a64 = means @ precision
+        a, b = a64.astype(np.float32), (-0.5 * (a64 * means).sum(1)).astype(np.float32)
+    # Priors: inside its boxes a class has the box's fill ratio; outside, its pixels not in any region,
+    # spread over the cells outside its boxes.
+    fill = fill.reshape(len(classes), n)
+    outside_cells = np.maximum(n - np.count_nonzero(fill, axis=1), 1)
+    p_out = np.clip(np.maximum(targets[classes] - region_cells, 0.5) / outside_cells, MIN_PRIOR, 0.9)
+    scores = np.log(np.maximum(fill.T, p_out.astype(np.float32)))
+    scores += b
+    scores += features @ a.T
+    return Layout(classes, scores)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -101,6 +101,16 @@ class TileMap:
     observed: np.ndarray  # flat class id per cell (uint8)
     counts: np.ndarray  # cells per class in ``observed``
     own: np.ndarray  # each cell's score for its observed class
+    toward: dict[int, np.ndarray] = field(default_factory=dict)  # signal class -> its growth order (cached)
+
+    def growth_order(self, signal: int, grid: int) -> np.ndarray:
+        """Rings around the signal class's observed patches, colour deciding within a ring; shared by the
+        tile's profiles that watch the same class (flood pulse and vessels both watch water)."""
+        if signal not in self.toward:
+            lead = self.layout.scores[:, self.layout.column(signal)] - self.own
+            pref = np.clip(lead / (np.abs(lead).mean() + 1e-6), -1, 1)
+            self.toward[signal] = _near(self.observed == signal, grid) + COLOUR_WEIGHT * pref
+        return self.toward[signal]
 
 
 def grid_regions(spec: dict[str, Any]) -> list[Region]:
@@ -201,8 +211,7 @@ def render_class_map(spec: dict[str, Any], chip: bytes, tile: TileMap | None = N
     release: dict[int, np.ndarray] = {}
     column = layout.column(signal) if signal >= 0 else -1
     if column >= 0 and targets[signal] != counts[signal]:
-        lead = layout.scores[:, column] - tile.own
-        toward = _near(labels == signal, grid) + COLOUR_WEIGHT * np.clip(lead / (np.abs(lead).mean() + 1e-6), -1, 1)
+        toward = tile.growth_order(signal, grid)
         if targets[signal] > counts[signal]:
             placed[signal] = toward
         else:

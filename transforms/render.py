@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from transforms.classes import NUM_CLASSES, PALETTE_RGB
 from transforms.layout import ChipError, Layout, Region, chip_layout
@@ -30,6 +30,7 @@ GRID = 112
 NOISE_KNOTS = 6
 NEAR_RADII = (1, 2, 4, 8, 16, 32)  # half-grid cells: the rings in which a signal class grows around its patches
 # Within a ring, colour decides: cells that look most like the signal class go first.
+EDGE_WEIGHT = 2.0  # where counts settle: a cell beside the classes that grow, against colour (scaled to ~1)
 COLOUR_WEIGHT = 0.4  # colour's say within a ring (rings are 1 apart, the colour term is within +-0.4)
 _PALETTE_BYTES = bytes(v for rgb in PALETTE_RGB for v in rgb)
 
@@ -101,6 +102,7 @@ class TileMap:
     observed: np.ndarray  # flat class id per cell (uint8)
     counts: np.ndarray  # cells per class in ``observed``
     own: np.ndarray  # each cell's score for its observed class
+    beside: np.ndarray  # each class's share of each cell's neighbourhood in the first guess (cells x classes)
     toward: dict[int, np.ndarray] = field(default_factory=dict)  # signal class -> its growth order (cached)
 
     def growth_order(self, signal: int, grid: int) -> np.ndarray:
@@ -129,19 +131,23 @@ def tile_map(spec: dict[str, Any], chip: bytes) -> TileMap:
     targets = target_counts(spec["observed_fractions"], grid * grid)
     layout = chip_layout(chip, grid_regions(spec), targets, grid)
     first_guess = layout.classes.astype(np.uint8)[layout.scores.argmax(1)]
-    observed = settle_counts(first_guess, layout, targets)
+    beside = neighbourhood_shares(first_guess, layout.classes, grid)
+    observed = settle_counts(first_guess, layout, beside, targets)
     column = np.zeros(NUM_CLASSES, np.intp)
     column[layout.classes] = np.arange(len(layout.classes))
     own = np.take_along_axis(layout.scores, column[observed][:, None], 1)[:, 0]
-    return TileMap(layout, observed, targets, own)
+    return TileMap(layout, observed, targets, own, beside)
 
 
-def settle_counts(labels: np.ndarray, layout: Layout, targets: np.ndarray,
+def settle_counts(labels: np.ndarray, layout: Layout, beside: np.ndarray, targets: np.ndarray,
                   release: dict[int, np.ndarray] | None = None, counts: np.ndarray | None = None) -> np.ndarray:
     """Labels with exactly ``targets`` cells per class, moving only as many cells as the counts need: each
-    class over its target gives up its cells with the lowest release key (by default, how much better it
-    scores there than the best class that must grow), then each class under its target, largest need first,
-    takes the freed cells it scores highest on. Every class under its target must have scores."""
+    class over its target gives up its cells with the lowest release key, then each class under its target,
+    largest need first, takes the freed cells with the highest gain key. By default both keys weigh how sure
+    the colour is (scaled to about 1) against where the cell sits: a class gives up the cells on its borders
+    with the classes that must grow, and takes the cells next to its own, so counts settle at patch edges
+    instead of speckling the insides of patches (``beside``: each class's share of each cell's neighbourhood,
+    cells x classes in the layout's order). Every class under its target must have scores."""
     if counts is None:
         counts = np.bincount(labels, minlength=NUM_CLASSES)
     diff = targets - counts
@@ -150,19 +156,41 @@ def settle_counts(labels: np.ndarray, layout: Layout, targets: np.ndarray,
     labels = labels.copy()
     release = release or {}
     scores = layout.scores
-    growing = [layout.column(d) for d in np.flatnonzero(diff > 0)]
-    best_growing = scores[:, growing].max(1)
+    rising = np.flatnonzero(diff > 0)
+    rising_cols = [layout.column(d) for d in rising]
+    best_growing = scores[:, rising_cols].max(1)
+    beside_growing = None
     freed = []
     for c in np.flatnonzero(diff < 0):
         cells = np.flatnonzero(labels == c)
-        key = release[c][cells] if c in release else scores[cells, layout.column(c)] - best_growing[cells]
+        if c in release:
+            key = release[c][cells]
+        else:
+            if beside_growing is None:
+                beside_growing = beside[:, rising_cols].sum(1)
+            margin = scores[cells, layout.column(c)] - best_growing[cells]
+            key = margin / (np.abs(margin).mean() + 1e-6) - EDGE_WEIGHT * beside_growing[cells]
         freed.append(_smallest(key, cells, int(-diff[c])))
     free = np.sort(np.concatenate(freed))
-    for d in sorted(np.flatnonzero(diff > 0).tolist(), key=lambda d: (-diff[d], d)):
-        take = _smallest(-scores[free, layout.column(d)], free, int(diff[d]))
+    for d in sorted(rising.tolist(), key=lambda d: (-diff[d], d)):
+        lead = scores[free, layout.column(d)] - best_growing[free]
+        key = lead / (np.abs(lead).mean() + 1e-6) + EDGE_WEIGHT * beside[free, layout.column(d)]
+        take = _smallest(-key, free, int(diff[d]))
         labels[take] = d
         free = free[labels[free] != d]
     return labels
+
+
+def neighbourhood_shares(labels: np.ndarray, classes: np.ndarray, grid: int, radius: int = 2) -> np.ndarray:
+    """Each class's share of each cell's (2r+1)^2 neighbourhood (cells x classes, in 1/255 steps; edges
+    repeated), box-blurred by Pillow in C: several times faster than an integral image in numpy here."""
+    masks = (labels.reshape(1, grid, grid) == classes.reshape(-1, 1, 1)).astype(np.uint8) * np.uint8(255)
+    blur = ImageFilter.BoxBlur(radius)
+    out = np.empty((grid * grid, len(classes)), np.float32)
+    for i, mask in enumerate(masks):
+        out[:, i] = np.asarray(Image.fromarray(mask).filter(blur)).ravel()
+    out *= np.float32(1 / 255)
+    return out
 
 
 def _near(mask: np.ndarray, grid: int, radii: tuple[int, ...] = NEAR_RADII) -> np.ndarray:
@@ -229,7 +257,7 @@ def render_class_map(spec: dict[str, Any], chip: bytes, tile: TileMap | None = N
             labels[take] = d
             taken[take] = True
         counts = np.bincount(labels, minlength=NUM_CLASSES)
-    flat = settle_counts(labels, layout, targets, release, counts)
+    flat = settle_counts(labels, layout, tile.beside, targets, release, counts)
     return _upsample(flat.reshape(grid, grid), size // grid)
 
 

@@ -85,6 +85,32 @@ def test_parquet_loads_in_datasets_with_decoded_images(full_build, hf):
             assert _drop_none(g) == e
 
 
+def test_analysis_images_re_render_from_their_spec_and_chip(full_build):
+    """Each row sidecar's spec and the chip it names (in the output) give the written analysis image byte for
+    byte, and so does the embedded copy in Parquet (rendered again in the shard writer)."""
+    import pyarrow.parquet as pq
+
+    from transforms.render import render_analysis_png
+
+    written = {}
+    for path in (full_build / "metadata" / "sft_metadata_rows").rglob("*.json"):
+        sidecar = json.loads(path.read_text())
+        spec = sidecar.get("analysis_image_spec")
+        if spec:
+            png = (full_build / sidecar["analysis_image_path"]).read_bytes()
+            assert render_analysis_png(spec, (full_build / spec["chip"]["path"]).read_bytes()) == png
+            written[sidecar["analysis_image_path"]] = png
+    assert len(written) == 40 * 5
+    embedded = 0
+    for path in (full_build / "parquet").glob("*.parquet"):
+        for row in pq.read_table(path, columns=["images"]).column("images").to_pylist():
+            for image in row:
+                if image["path"] in written:
+                    assert image["bytes"] == written[image["path"]]
+                    embedded += 1
+    assert embedded == len(written)
+
+
 def test_jsonl_loads_every_split(full_build, hf):
     configs = _card_configs(full_build)
     data_files = {s: [str(full_build / p) for p in paths] for s, paths in configs["jsonl"].items()}

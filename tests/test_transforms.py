@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import apache_beam as beam
 import orjson
@@ -187,6 +188,31 @@ def test_generate_rows_fits_each_chip_once_and_rejects_chips_it_cannot_use(ctx, 
         assert_that(out["rejects"] | beam.Map(lambda r: (r["tile_stem"], r["stage"], r["reason"])),
                     equal_to([("poi_2_t0000", "rows", "chip_undecodable"),
                               ("poi_3_t0000", "rows", "source_image_unreadable")]), label="rejects")
+
+
+def test_embedded_analysis_images_are_read_back_or_drawn_again(tmp_path, prepared):
+    """The shard writer reads each analysis image the render step wrote; when the file is missing it draws it
+    again from the spec and the chip, and a chip that changed since the spec was made costs the row."""
+    from dataclasses import replace as with_chip
+
+    from transforms.render import render_analysis_png
+    from transforms.split_files import read_entry, shard_images, spool_bytes
+    from transforms.tasks import production_analysis
+
+    pt = with_chip(prepared(still=False), chip=_chip())
+    chip_src = tmp_path / "in" / "chip.png"
+    _write(str(chip_src), pt.chip)
+    rows = [replace(r, image_sources=((pt.chip_path, str(chip_src)),)) for r in production_analysis.rows(pt)[:2]]
+    entries = [read_entry(r.sample_id, spool_bytes(r, True, False)) for r in rows]
+    written = tmp_path / "out" / rows[0].record["metadata"]["analysis_image_path"]
+    _write(str(written), b"written by the render step")
+    found = shard_images(entries, str(tmp_path / "out"))
+    assert [path for path, _ in found[0]] == rows[0].record["metadata"]["image_paths"]
+    assert found[0][-1][1] == b"written by the render step"
+    assert found[1][-1][1] == render_analysis_png(rows[1].render_spec, pt.chip)
+    chip_src.write_bytes(_chip()[:-12] + b"\x00" * 12)  # changed after the specs were made
+    changed = shard_images(entries, str(tmp_path / "empty"))
+    assert all(isinstance(f, str) and "sha256" in f for f in changed)
 
 
 def test_writers(tmp_path, prepared):

@@ -186,10 +186,11 @@ def read_back(spool_root: str, pointers: list[RowPointer]) -> list[ShardEntry]:
     return [read_entry(p.sample_id, data[(p.spool, p.offset)]) for p in sorted(pointers, key=lambda p: p.sample_id)]
 
 
-def shard_images(entries: list[ShardEntry], read=fileio.read_bytes) -> list[Images | str]:
-    """Each row's images in image_paths order, or why they cannot be had: copied sources read once per shard,
-    analysis images rendered again from their spec (cheaper than waiting for the render step and reading its
-    file back). A source that vanished or became unreadable since it was listed costs its rows, not the shard."""
+def shard_images(entries: list[ShardEntry], output_root: str, read=fileio.read_bytes) -> list[Images | str]:
+    """Each row's images in image_paths order, or why they cannot be had: copied sources read once per shard;
+    analysis images read back from the output (the stage before this shuffle wrote them; a few KB against a
+    chip decode and fit to draw one again), or drawn again from their spec and chip if the file is not there.
+    A source that vanished or became unreadable since it was listed costs its rows, not the shard."""
     cache: dict[str, bytes | str] = {}
     out: list[Images | str] = []
     for e in entries:
@@ -198,7 +199,10 @@ def shard_images(entries: list[ShardEntry], read=fileio.read_bytes) -> list[Imag
         for path in e.record["metadata"]["image_paths"]:
             if path not in cache:
                 if path == e.record["metadata"]["analysis_image_path"] and e.render_spec is not None:
-                    cache[path] = _render_embedded(e.render_spec, cache.get(e.render_spec["chip"]["path"]))
+                    try:
+                        cache[path] = read(join_path(output_root, path))
+                    except OSError:
+                        cache[path] = _render_embedded(e.render_spec, cache.get(e.render_spec["chip"]["path"]))
                 else:
                     try:
                         cache[path] = read(sources[path])
@@ -239,7 +243,7 @@ class _WriteShardFn(beam.DoFn):
         entries = read_back(join_path(self.root, SPOOL_DIR), list(grouped["rows"]))
         images = None
         if self.embed_images:
-            found = shard_images(entries)
+            found = shard_images(entries, self.root)
             kept = [i for i, imgs in enumerate(found) if not isinstance(imgs, str)]
             for i, imgs in enumerate(found):
                 if isinstance(imgs, str):

@@ -184,3 +184,18 @@ def test_render_scales_boxes_from_other_chip_sizes():
                          chip_sha256(big.getvalue()))
     assert big_spec["regions"] == spec["regions"]
     assert (render_class_map(big_spec, big.getvalue()) == render_class_map(spec, chip)).mean() > 0.99
+
+
+def test_sixteen_bit_grey_chips_are_stretched_not_clipped():
+    """A 16-bit grey chip (some exports are) is scaled to its own range and draws the map its 8-bit grey
+    version draws; clipped to 8 bits it would be white, leaving only the boxes to go by."""
+    chip, observed, regions, truth = _tile(5)
+    grey8 = np.asarray(Image.open(io.BytesIO(chip)).convert("L"))
+    agreement = []
+    for grey in (grey8, grey8.astype(np.uint16) * 200):
+        buf = io.BytesIO()
+        Image.fromarray(grey).save(buf, format="PNG")
+        spec = make_spec("poi_1_t0000", "brief_only", 224, observed, regions, None, observed, "x.png",
+                         chip_sha256(buf.getvalue()))
+        agreement.append((render_class_map(spec, buf.getvalue()) == truth).mean())
+    assert agreement[1] >= agreement[0] - 0.005, agreement

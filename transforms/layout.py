@@ -45,6 +45,17 @@ class ChipError(ValueError):
     """The chip cannot be used for the map: it does not decode, or it is not the chip the spec names."""
 
 
+def _as_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB of any chip mode; 16-bit and float greys are stretched to their own range first (Pillow's
+    own conversion clips them, which would paint a 16-bit chip white)."""
+    if img.mode.startswith(("I", "F")):
+        values = np.asarray(img, dtype=np.float32)
+        top = float(values.max())
+        grey = (values * (255.0 / top) if top > 0 else values).clip(0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return img.convert("RGB")
+
+
 def chip_cells(chip: bytes, grid: int) -> np.ndarray:
     """The chip averaged onto the grid, each cell mixed with its 3x3 neighbourhood (a light smoothness
     prior: noise and texture speckle less, edges stay put): (grid*grid, 3) float32. Pillow does the pixel work
@@ -52,7 +63,7 @@ def chip_cells(chip: bytes, grid: int) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(chip)) as img:
             img.load()
-            rgb = img if img.mode == "RGB" else img.convert("RGB")
+            rgb = img if img.mode == "RGB" else _as_rgb(img)
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib and bomb errors
         raise ChipError(f"chip does not decode: {err.__class__.__name__}: {str(err)[:200]}") from err
     width = rgb.size[0]

@@ -198,4 +198,4 @@ def test_sixteen_bit_grey_chips_are_stretched_not_clipped():
         spec = make_spec("poi_1_t0000", "brief_only", 224, observed, regions, None, observed, "x.png",
                          chip_sha256(buf.getvalue()))
         agreement.append((render_class_map(spec, buf.getvalue()) == truth).mean())
-    assert agreement[1] >= agreement[0] - 0.005, agreement
+    assert agreement[1] >= agreement[0] - 0.02, agreement  # clipped: 0.62 against 0.97

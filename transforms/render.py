@@ -4,9 +4,10 @@ fractions.
 The map is built on a half-resolution grid (112x112 cells of 2x2 px) and upsampled. Per tile, the chip and
 its region boxes give every cell a score per class (``transforms.layout``); the observed map is the best
 labelling with exactly the observed class counts. Each profile then moves only the cells its change needs:
-a growing signal class takes the cells next to its own patches that look most like it, a shrinking one gives
-up the edges of its patches, and the other classes give up (or take) their least (most) likely cells. Counts
-are exact per cell, so shares match the fractions to within 1/(2*cells), far inside the 0.5 pp contract.
+a growing signal class takes the rings of cells around its own patches (colour ordering each ring), a
+shrinking one gives up the edges of its patches, a class the chip does not show appears as one seeded smooth
+blob, and the other classes settle to their counts where they border the classes that grow, colour deciding
+between border cells. Counts are exact per cell, so shares match the fractions to within 1/(2*cells).
 The spec names the chip (path in the output tree and SHA-256): the map is a pure function of spec and chip.
 """
 

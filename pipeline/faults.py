@@ -53,6 +53,13 @@ def pixel_bomb_png(width: int = 60000, height: int = 60000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
+def scrambled_png(width: int = 224, height: int = 224) -> bytes:
+    """A whole-looking PNG (signature, IHDR, IEND) whose pixel data is not zlib: only decoding finds out."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", b"not zlib data " * 64)
+            + _png_chunk(b"IEND", b""))
+
+
 def _solid_png(width: int, height: int) -> bytes:
     import io
 
@@ -180,6 +187,7 @@ FAULTS: dict[str, Fault] = {
     "chip_zero_bytes": (lambda v, _: v.chip.write_bytes(b""), "chip_empty_file", "stem"),
     "chip_pixel_bomb": (lambda v, _: v.chip.write_bytes(pixel_bomb_png()), "chip_too_many_pixels", "stem"),
     "chip_not_square": (lambda v, _: v.chip.write_bytes(_solid_png(224, 200)), "chip_not_square", "stem"),
+    "chip_pixels_scrambled": (lambda v, _: v.chip.write_bytes(scrambled_png()), "chip_undecodable", "stem"),
     "chip_too_small": (lambda v, _: v.chip.write_bytes(_solid_png(8, 8)), "chip_too_small", "stem"),
     "chip_symlink_out": (_symlink_chip, "chip_outside_root", "stem"),
     "chip_ref_without_sidecar": (lambda v, _: v.sidecar.unlink(), "sidecar_missing", "stem"),

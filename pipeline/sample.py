@@ -103,6 +103,18 @@ def components(cells: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
     return out
 
 
+def region_components(cells: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
+    """The patches a sidecar lists as regions: the largest, at least MIN_REGION_CELLS cells each."""
+    return [c for c in components(cells) if c[1] >= MIN_REGION_CELLS][:MAX_REGIONS]
+
+
+def sidecar_regions(comps: list[tuple[int, int, int, int, int, int]]) -> list[dict]:
+    """Patches (cell units) as sidecar regions: inclusive pixel boxes and pixel areas at the chip's size."""
+    return [{"bbox": [x1 * CELL_PX, y1 * CELL_PX, x2 * CELL_PX + CELL_PX - 1, y2 * CELL_PX + CELL_PX - 1],
+             "label": CLASS_NAMES[cls], "class_id": cls, "area_px": n * CELL_PX * CELL_PX}
+            for cls, n, x1, y1, x2, y2 in comps]
+
+
 def chip_png(cells: np.ndarray, stem: str, seed: int) -> bytes:
     """A Sentinel-2-like preview: class colours, a soft brightness field, texture and sensor noise."""
     rng = stable_rng(seed, stem, "chip")
@@ -255,10 +267,8 @@ def write_tile(root: str, seed: int, job: TileJob, options: SampleOptions = Samp
     rng = stable_rng(seed, spec.stem, "meta")
     valid = 1.0 if rng.random() < 0.7 else float(rng.uniform(0.9, 0.99))  # some tiles have nodata pixels
     fractions = {c: round(float(counts[c]) / cells.size * valid, 4) for c in range(NUM_CLASSES) if counts[c]}
-    comps = [c for c in components(cells) if c[1] >= MIN_REGION_CELLS][:MAX_REGIONS]
-    regions = [{"bbox": [x1 * CELL_PX, y1 * CELL_PX, x2 * CELL_PX + CELL_PX - 1, y2 * CELL_PX + CELL_PX - 1],
-                "label": CLASS_NAMES[cls], "class_id": cls, "area_px": n * CELL_PX * CELL_PX}
-               for cls, n, x1, y1, x2, y2 in comps]
+    comps = region_components(cells)
+    regions = sidecar_regions(comps)
     split = hashed_split(spec.variant)
     year, month, day = 2019 + int(rng.integers(6)), 1 + int(rng.integers(12)), 1 + int(rng.integers(28))
     sidecar = {

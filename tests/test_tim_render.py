@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.sample import BIOME_NAMES, CHIP_STYLES, components, label_map
+from pipeline.sample import BIOME_NAMES, CHIP_STYLES, label_map, region_components, sidecar_regions
 from transforms.classes import CLASS_IDS
 from transforms.render import (
     chip_sha256,
@@ -89,8 +89,7 @@ def _tile(i: int, style: str = "clean"):
     cells = label_map(f"poi_{i:06d}_g001_t0000", 3, BIOME_NAMES[i % len(BIOME_NAMES)])
     counts = np.bincount(cells.ravel(), minlength=9)
     observed = {c: float(counts[c]) / cells.size for c in range(9) if counts[c]}
-    regions = [(cls, (x1 * 4, y1 * 4, x2 * 4 + 3, y2 * 4 + 3), n * 16)
-               for cls, n, x1, y1, x2, y2 in components(cells) if n >= 3][:16]
+    regions = [(r["class_id"], tuple(r["bbox"]), r["area_px"]) for r in sidecar_regions(region_components(cells))]
     chip = CHIP_STYLES[style](cells, f"poi_{i:06d}_g001_t0000", 3)
     return chip, observed, regions, cells.repeat(4, 0).repeat(4, 1)
 

@@ -10,10 +10,11 @@ import pytest
 from PIL import Image
 
 from pipeline.sample import BIOME_NAMES, CHIP_STYLES, label_map, region_components, sidecar_regions
-from transforms.classes import CLASS_IDS
+from transforms.classes import CLASS_IDS, PALETTE_RGB
 from transforms.render import (
     chip_sha256,
     class_shares,
+    encode_palette_png,
     make_spec,
     render_analysis_png,
     render_class_map,
@@ -112,6 +113,19 @@ def test_render_shares_match_fractions(profile):
             assert abs(shares.get(cid, 0.0) - a.tim.get(cid, 0.0)) <= 0.0002  # 0.02 pp
         assert png == render_analysis_png(spec, chip)  # deterministic bytes
         assert png == render_tile_pngs(chip, [spec])[0]  # the per-tile path draws the same map
+
+
+@pytest.mark.parametrize("shape,cell", [((112, 112), 2), ((37, 53), 1), ((1, 5), 3)])
+def test_palette_png_decodes_to_the_map(shape, cell):
+    """The hand-written PNG: repeated rows (Up filter) and rows that differ (no filter) both decode exactly,
+    as a palette image with the class colours."""
+    grid = np.random.default_rng(3).integers(0, len(PALETTE_RGB), shape).astype(np.uint8)
+    class_map = grid.repeat(cell, 0).repeat(cell, 1)
+    with Image.open(io.BytesIO(encode_palette_png(class_map))) as img:
+        img.load()
+        assert img.mode == "P" and img.size == class_map.shape[::-1]
+        assert (np.asarray(img) == class_map).all()
+        assert img.getpalette()[:3 * len(PALETTE_RGB)] == [v for rgb in PALETTE_RGB for v in rgb]
 
 
 @pytest.mark.parametrize("style", ["clean", "murky"])

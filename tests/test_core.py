@@ -151,3 +151,16 @@ def test_gate(prepared):
     ground = grounding_all.rows(pt)[0]
     ground.record["messages"][-1]["content"][0]["text"] = '[{"label": "water", "bbox": [0.5, 0, 0.4, 1]}]'
     assert gate_problem(ground)[0] == "invalid_grounding_json"
+
+
+def test_local_writes_make_missing_folders_and_leave_no_temporary_files(tmp_path):
+    from transforms import fileio
+
+    deep = tmp_path / "a" / "b" / "c.json"
+    fileio.write_bytes(str(deep), b"one")
+    fileio.write_bytes(str(deep), b"two")  # the folder exists now; the file is replaced whole
+    fileio.write_bytes(str(tmp_path / "a" / "b" / "d.json"), b"three")
+    with fileio.open_for_write(str(tmp_path / "x" / "spool.bin")) as f:
+        f.write(b"spool")
+    assert deep.read_bytes() == b"two" and (tmp_path / "x" / "spool.bin").read_bytes() == b"spool"
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["c.json", "d.json"]

@@ -56,9 +56,8 @@ def exists(path: str) -> bool:
 def write_bytes(path: str, data: bytes) -> None:
     """Write under a temporary name and rename, so a reader or a retried bundle never sees half a file."""
     if is_local(path):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
+        with _create_local(tmp) as f:
             f.write(data)
         os.replace(tmp, path)
         return
@@ -71,11 +70,21 @@ def write_bytes(path: str, data: bytes) -> None:
 def open_for_write(path: str) -> BinaryIO:
     """A file to stream into (spools); its parent folders are made locally, objects appear when closed."""
     if is_local(path):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return open(path, "wb")
+        return _create_local(path)
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems.create(path)
+
+
+def _create_local(path: str) -> BinaryIO:
+    """Open a local file for writing, making its folders only when they are missing: a build writes about 20
+    files per tile into a few hundred folders, and asking for the folders first on every file cost a system
+    call and a caught exception each."""
+    try:
+        return open(path, "wb")
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return open(path, "wb")
 
 
 def open_for_read(path: str) -> BinaryIO:

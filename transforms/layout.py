@@ -15,7 +15,7 @@ Scores are computed once per tile; each analysis profile then fixes exact counts
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -34,11 +34,15 @@ class Layout:
 
     classes: np.ndarray
     scores: np.ndarray
+    columns: dict[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A plain dict: the profiles look columns up a few dozen times per tile, numpy would cost 5 us each.
+        object.__setattr__(self, "columns", {int(c): i for i, c in enumerate(self.classes)})
 
     def column(self, class_id: int) -> int:
         """Where ``class_id`` is in ``scores``, or -1 when the tile does not have it."""
-        hit = np.flatnonzero(self.classes == class_id)
-        return int(hit[0]) if hit.size else -1
+        return self.columns.get(int(class_id), -1)
 
 
 class ChipError(ValueError):

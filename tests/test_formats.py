@@ -122,6 +122,22 @@ def test_write_split_files_every_format(name, rows_per_shard, prepared, tmp_path
         assert len(train) == shard_count(len(rows), 4) and all(len(part) <= 8 for part in ids)
 
 
+def test_pointer_batches_do_not_change_the_files(prepared, tmp_path, monkeypatch):
+    """Pointers cross the shuffle in tuples, sent when full and when the bundle ends; with tuples of 3 (many
+    of both kinds) every shard file has the same bytes as with one tuple for all."""
+    from transforms import split_files
+
+    rows = _rows(prepared)
+    outs = []
+    for run, batch in (("whole", 10_000), ("threes", 3)):
+        monkeypatch.setattr(split_files, "POINTERS_PER_BATCH", batch)
+        out = tmp_path / run
+        with TestPipeline() as p:
+            _ = p | beam.Create(rows) | WriteSplitFiles(str(out), ("jsonl", "parquet"), 4)
+        outs.append({f.relative_to(out): f.read_bytes() for f in out.rglob("*") if f.is_file()})
+    assert len(rows) > 3 * 2 and outs[0] == outs[1] and len(outs[0]) == 2 * shard_count(len(rows), 4)
+
+
 def test_split_files_move_into_shard_folders_past_the_folder_limit(prepared, tmp_path):
     """More shard files than --max-files-per-dir: they go into shard folders, so no folder is over the limit."""
     rows = _rows(prepared)

@@ -2,11 +2,13 @@
 
 Rows are long (prompts, TiM JSON), and a shuffle on the DirectRunner holds its whole input in memory, so rows
 never cross one. The stage that makes them appends each row to a spool file of its bundle and passes on only a
-pointer (split, sample id, spool file, offset, length). Pointers are counted per split, keyed by shard and
-grouped; each shard's writer reads its rows back from the spools, sorts them by sample id and writes every
-format, so the bytes are exactly those of writing the rows themselves. The spool folder is removed once every
-shard is written. A bundle that fails and is retried leaves an unreferenced spool behind, which goes with the
-folder (the way Beam's own file sinks treat their temporary files).
+pointer (split, sample id, spool file, offset, length), in tuples of up to a thousand: one element per row
+would cost an encode, a decode and a grouping step per row, done by the runner process itself when several
+workers run. Pointers are counted per split, batched by shard and grouped; each shard's writer reads its rows
+back from the spools, sorts them by sample id and writes every format, so the bytes are exactly those of
+writing the rows themselves. The spool folder is removed once every shard is written. A bundle that fails and
+is retried leaves an unreferenced spool behind, which goes with the folder (the way Beam's own file sinks
+treat their temporary files).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 import orjson
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from transforms import fileio
 from transforms.formats import (
@@ -37,6 +40,7 @@ from transforms.rows import Row
 from transforms.sidecars import VALID_SPLITS
 
 REJECTS = "rejects"
+POINTERS_PER_BATCH = 1000
 SPOOL_DIR = "_satsft_spool"  # under the output root while a build runs; removed at its end
 
 
@@ -110,8 +114,8 @@ class SpoolFile:
 
 
 class _SpoolFn(beam.DoFn):
-    """Append rows to one spool file per bundle; pass on pointers. The file is closed when the bundle ends,
-    before any consumer of the pointers (all behind a shuffle) can run."""
+    """Append rows to one spool file per bundle; pass on tuples of pointers. The file is closed when the bundle
+    ends, before any consumer of the pointers (all behind a shuffle) can run."""
 
     def __init__(self, spool_root: str, embed_images: bool, sidecars_in_shards: bool):
         self.spool_root, self.embed_images, self.sidecars_in_shards = spool_root, embed_images, sidecars_in_shards
@@ -119,14 +123,21 @@ class _SpoolFn(beam.DoFn):
 
     def start_bundle(self):
         self._spool = SpoolFile(self.spool_root)
+        self._batch: list[RowPointer] = []
 
     def process(self, row: Row):
         name, offset, length = self._spool.write(spool_bytes(row, self.embed_images, self.sidecars_in_shards))
         self.spooled.inc()
-        yield RowPointer(row.record["metadata"]["split"], row.sample_id, name, offset, length)
+        self._batch.append(RowPointer(row.record["metadata"]["split"], row.sample_id, name, offset, length))
+        if len(self._batch) >= POINTERS_PER_BATCH:
+            yield tuple(self._batch)
+            self._batch = []
 
     def finish_bundle(self):
         self._spool.close()
+        if self._batch:
+            yield GlobalWindows.windowed_value(tuple(self._batch))
+            self._batch = []
 
 
 def split_file_dir(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int, split: str,
@@ -152,6 +163,23 @@ def shard_key(pointer: RowPointer, counts: dict[str, int], rows_per_shard: int, 
     shard = stable_uint64("shard", pointer.sample_id) % n
     return (pointer.split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, pointer.split,
                                                     shard)), pointer
+
+
+def split_counts_of(batch: tuple[RowPointer, ...]) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for p in batch:
+        counts[p.split] = counts.get(p.split, 0) + 1
+    return sorted(counts.items())
+
+
+def shard_batches(batch: tuple[RowPointer, ...], counts: dict[str, int], rows_per_shard: int,
+                  max_files_per_dir: int) -> list[tuple[ShardKey, tuple[RowPointer, ...]]]:
+    """A batch of pointers -> one (shard key, pointers) pair per shard it touches, in key order."""
+    by_key: dict[ShardKey, list[RowPointer]] = {}
+    for p in batch:
+        key, _ = shard_key(p, counts, rows_per_shard, max_files_per_dir)
+        by_key.setdefault(key, []).append(p)
+    return [(key, tuple(by_key[key])) for key in sorted(by_key)]
 
 
 def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int
@@ -240,7 +268,7 @@ class _WriteShardFn(beam.DoFn):
 
     def process(self, element):
         (split, shard, n, sub), grouped = element
-        entries = read_back(join_path(self.root, SPOOL_DIR), list(grouped["rows"]))
+        entries = read_back(join_path(self.root, SPOOL_DIR), [p for batch in grouped["rows"] for p in batch])
         images = None
         if self.embed_images:
             found = shard_images(entries, self.root)
@@ -304,12 +332,12 @@ class WriteSplitFiles(beam.PTransform):
         spool_root = join_path(self.output_root, SPOOL_DIR)
         pointers = rows | "Spool" >> beam.ParDo(_SpoolFn(spool_root, self.embed_images, self.row_sidecars == "parquet"))
         counts = (pointers
-                  | "SplitOf" >> beam.Map(lambda p: (p.split, 1))
+                  | "SplitOf" >> beam.FlatMap(split_counts_of)
                   | "CountPerSplit" >> beam.CombinePerKey(sum)
                   | "Counts" >> beam.combiners.ToDict())
         keys = counts | "ShardKeys" >> beam.FlatMap(all_shard_keys, self.rows_per_shard, self.max_files_per_dir)
-        keyed = pointers | "KeyByShard" >> beam.Map(shard_key, beam.pvalue.AsSingleton(counts), self.rows_per_shard,
-                                                    self.max_files_per_dir)
+        keyed = pointers | "KeyByShard" >> beam.FlatMap(shard_batches, beam.pvalue.AsSingleton(counts),
+                                                        self.rows_per_shard, self.max_files_per_dir)
         out = ({"rows": keyed, "keys": keys}
                | "GroupShards" >> beam.CoGroupByKey()
                | "Write" >> beam.ParDo(_WriteShardFn(self.output_root, self.formats, self.embed_images,

@@ -17,11 +17,20 @@ import time
 
 
 def _children(pid: int) -> list[int]:
+    """Children of every thread of ``pid``: Beam starts its worker processes from a thread other than the
+    main one, and /proc lists a child under the thread that started it."""
+    found: list[int] = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(c) for c in f.read().split()]
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return []
+        return found
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
 
 
 def tree_rss_kb(pid: int) -> int:

@@ -287,10 +287,10 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def encode_palette_png(class_map: np.ndarray) -> bytes:
-    """An 8-bit palette PNG of the class map, written directly: 4x faster than Pillow's deflate at level 6.
-    Every second row repeats the one above it (maps are upsampled from 2x2 cells), so those rows use the Up
-    filter and become zeros; run-length deflate then costs 0.05 ms per image for about 0.8 KB (Pillow: 0.2 ms,
-    0.65 KB). Any other map is written with no filter on the rows that differ, which stays correct."""
+    """An 8-bit palette PNG of the class map, written directly, about 3x faster than Pillow at level 6. Every
+    second row repeats the one above it (maps are upsampled from 2x2 cells), so those rows use the Up filter
+    and become zeros; run-length deflate then takes 0.07 ms per image for 0.75 KB on average (Pillow: 0.2 ms,
+    0.65 KB). Rows that differ from the one above are written unfiltered, so any map is encoded correctly."""
     height, width = class_map.shape
     raw = np.zeros((height, width + 1), np.uint8)
     raw[:, 1:] = class_map

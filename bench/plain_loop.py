@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from pipeline.config import BuildConfig
-from transforms import fileio
+from transforms import collector, fileio
 from transforms.assign import index_tiles
 from transforms.formats import jsonl_bytes, parquet_bytes
 from transforms.generate import tile_rows
@@ -88,4 +88,5 @@ def run(input_root: str, output_root: str) -> int:
 
 
 if __name__ == "__main__":
-    print(run(sys.argv[1], sys.argv[2]))
+    with collector.tuned():  # the build's collector settings, so the ratio compares like with like
+        print(run(sys.argv[1], sys.argv[2]))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pipeline import __version__
 from pipeline.errors import UsageError
-from transforms import fileio
+from transforms import collector, fileio
 
 if TYPE_CHECKING:
     from pipeline.config import BuildConfig
@@ -142,12 +142,13 @@ def _run(pipeline, options, output: str, timings_name: str, report_name: str) ->
 
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     started, cpu0 = time.monotonic(), _cpu_seconds()
-    result = pipeline.run()
     if runner in ASYNC_RUNNERS:  # the job writes the report and README.md itself when it finishes
+        pipeline.run()
         print(f"submitted to {runner}; the output, {report_name} and README.md appear in {output} when the job "
               "finishes")
         return None
-    result.wait_until_finish()
+    with collector.tuned():
+        pipeline.run().wait_until_finish()
     return add_timings(output, {"wall_seconds": time.monotonic() - started, "cpu_seconds": _cpu_seconds() - cpu0},
                        timings_name, report_name)
 

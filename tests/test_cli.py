@@ -31,3 +31,22 @@ def test_build_help_lists_the_build_options():
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--help"], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "--max-files-per-dir" in proc.stdout and "--leakage" in proc.stdout
+
+
+def test_long_runs_tune_the_collector_and_give_it_back():
+    """Builds freeze what exists and collect less often while they run; the process gets its settings back,
+    also when the run fails (tests and notebooks run several builds in one process)."""
+    import gc
+
+    from transforms.collector import tuned
+
+    before = gc.get_threshold()
+    with tuned():
+        assert gc.get_threshold() == (10_000, 10, 10) and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    try:
+        with tuned():
+            raise RuntimeError("a failed run")
+    except RuntimeError:
+        pass
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

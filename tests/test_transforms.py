@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from dataclasses import replace
@@ -147,6 +148,7 @@ def test_generate_rows_gates_and_rejects(ctx):
     good = _tile("poi_1_t0000").with_fields(split="train", chip_src="/in/images/poi_1_t0000.png")
     empty = _tile("poi_2_t0000", caption="", class_fractions={}, regions=[]).with_fields(split="test",
                                                                                         chip_src="/in/x.png")
+    thresholds = gc.get_threshold()
     with TestPipeline() as p:
         index = p | "i" >> beam.Create([{"poi_1_t0000": 0, "poi_2_t0000": 1}])
         out = (p | beam.Create([good, empty]), index) | GenerateRows(ctx, ("caption", "grounding_all"), 16000)
@@ -160,6 +162,8 @@ def test_generate_rows_gates_and_rejects(ctx):
                     label="copies")
         assert_that(out["tiles_done"], equal_to([{"split": "train", "dominant": "crops",
                                                   "regions": {"water": 1, "crops": 1}}]), label="done")
+    # The DoFn tunes the collector for its run (transforms.collector) and gives the process its settings back.
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
 
 
 def _chip() -> bytes:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms import fileio
+from transforms import collector, fileio
 from transforms.classes import CLASS_NAMES
 from transforms.gate import gate_problem
 from transforms.paths import join_path, shard_dir
@@ -78,9 +78,15 @@ class _GenerateRowsFn(beam.DoFn):
         self.task_rows = {t: Metrics.counter("GenerateRows", f"rows_{t}") for t in tasks}
 
     def setup(self):
+        # Most of a build's objects are made here; in worker processes (multi_processing) nothing else tunes
+        # the collector (transforms.collector), and in the build's own process this repeats its settings.
+        self._collector_before = collector.tune()
         self._started = time.monotonic()
         self._last_report = self._started
         self._tiles = self._rows = 0
+
+    def teardown(self):
+        collector.restore(self._collector_before)
 
     def _progress(self):
         now = time.monotonic()

@@ -38,11 +38,14 @@ def test_long_runs_tune_the_collector_and_give_it_back():
     also when the run fails (tests and notebooks run several builds in one process)."""
     import gc
 
-    from transforms.collector import tuned
+    from transforms.collector import restore, tune, tuned
 
     before = gc.get_threshold()
     with tuned():
-        assert gc.get_threshold() == (10_000, 10, 10) and gc.get_freeze_count() > 0
+        frozen = gc.get_freeze_count()
+        assert gc.get_threshold() == (10_000, 10, 10) and frozen > 0
+        restore(tune())  # a DoFn inside the run: nothing to tune, nothing to give back
+        assert gc.get_threshold() == (10_000, 10, 10) and gc.get_freeze_count() == frozen
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
     try:
         with tuned():

@@ -19,18 +19,22 @@ from collections.abc import Iterator
 THRESHOLDS = (10_000, 10, 10)
 
 
-def tune() -> tuple[int, int, int]:
-    """Freeze what exists and collect less often; returns the thresholds to give back to ``restore``."""
+def tune() -> tuple[int, int, int] | None:
+    """Freeze what exists and collect less often; returns what to give back to ``restore``, or None when the
+    collector is tuned already (a DoFn inside a run that tuned it)."""
     before = gc.get_threshold()
-    gc.collect()
+    if before == THRESHOLDS:
+        return None
+    gc.collect()  # garbage frozen now would stay until the run ends
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
     return before
 
 
-def restore(before: tuple[int, int, int]) -> None:
-    gc.set_threshold(*before)
-    gc.unfreeze()
+def restore(before: tuple[int, int, int] | None) -> None:
+    if before is not None:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

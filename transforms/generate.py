@@ -79,7 +79,7 @@ class _GenerateRowsFn(beam.DoFn):
 
     def setup(self):
         # Most of a build's objects are made here; in worker processes (multi_processing) nothing else tunes
-        # the collector (transforms.collector), and in the build's own process this repeats its settings.
+        # the collector (transforms.collector). In the build's own process it is tuned already: nothing to do.
         self._collector_before = collector.tune()
         self._started = time.monotonic()
         self._last_report = self._started

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from transforms.images import PNG_SIGNATURE, png_chunk
 from transforms.paths import file_stem
 
 
@@ -42,22 +43,18 @@ class Victim:
         self.save(obj)
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def pixel_bomb_png(width: int = 60000, height: int = 60000) -> bytes:
     """A tiny file whose header claims billions of pixels: decoding it would exhaust memory."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1024)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 def scrambled_png(width: int = 224, height: int = 224) -> bytes:
     """A whole-looking PNG (signature, IHDR, IEND) whose pixel data is not zlib: only decoding finds out."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", b"not zlib data " * 64)
-            + _png_chunk(b"IEND", b""))
+    return (PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", b"not zlib data " * 64)
+            + png_chunk(b"IEND", b""))
 
 
 def _solid_png(width: int, height: int) -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field, replace
 
 from transforms import fileio
@@ -15,6 +16,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 MAX_IMAGE_PIXELS = 4096 * 4096  # a 224 px chip is 50k pixels; more than this is a decompression bomb
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC of type and data (for PNGs written without Pillow)."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 @dataclass(frozen=True)

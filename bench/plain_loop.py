@@ -11,19 +11,19 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.config import BuildConfig
+from pipeline.build.config import BuildConfig
 from transforms import collector, fileio
-from transforms.assign import index_tiles
-from transforms.formats import jsonl_bytes, parquet_bytes
+from transforms.analysis.render import render_tile_pngs
 from transforms.generate import tile_rows
-from transforms.images import ImageFile, inspect_image
-from transforms.join import index_stills, join_tile, lookup_still
+from transforms.input.images import ImageFile, inspect_image
+from transforms.input.join import index_stills, join_tile, lookup_still
+from transforms.input.refs import file_rank, parse_line
+from transforms.input.sidecars import parse_sidecar
+from transforms.output.formats import jsonl_bytes, parquet_bytes
 from transforms.paths import base_poi_id, file_stem
-from transforms.refs import file_rank, parse_line
-from transforms.render import render_tile_pngs
 from transforms.rows import PreparedTile
-from transforms.sidecars import parse_sidecar
-from transforms.splits import initial_split, plan_reassignment, resolve_leakage, split_counts
+from transforms.splits.assign import index_tiles
+from transforms.splits.plan import initial_split, plan_reassignment, resolve_leakage, split_counts
 
 
 def run(input_root: str, output_root: str) -> int:

@@ -87,10 +87,10 @@ def du(path: Path) -> int:
 def bench_render(root: Path, n_tiles: int = 200) -> dict:
     """Per tile, as the build does it: the chip decoded and fitted once, then each profile's map rendered and
     encoded; against encoding the same maps alone, in the same run."""
-    from pipeline.config import BuildConfig
-    from transforms.render import encode_palette_png, render_class_map, tile_map
+    from pipeline.build.config import BuildConfig
+    from transforms.analysis.render import encode_palette_png, render_class_map, tile_map
+    from transforms.input.sidecars import parse_sidecar
     from transforms.rows import PreparedTile
-    from transforms.sidecars import parse_sidecar
     from transforms.tasks import production_analysis
 
     ctx = BuildConfig.create(input=str(root), output="/nonexistent", check_paths=False).task_context()

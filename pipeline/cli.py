@@ -20,8 +20,8 @@ from pipeline.errors import UsageError
 from transforms import collector, fileio
 
 if TYPE_CHECKING:
-    from pipeline.config import BuildConfig
-    from pipeline.mix_graph import MixConfig
+    from pipeline.build.config import BuildConfig
+    from pipeline.mix.graph import MixConfig
 
 LOG = logging.getLogger("satsft")
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
@@ -101,7 +101,7 @@ def prepare_output(config: BuildConfig | MixConfig, entries: tuple[str, ...] = O
 
 
 def run_build(argv: list[str]) -> int:
-    from pipeline.options import BuildOptions
+    from pipeline.build.options import BuildOptions
 
     if any(a in ("-h", "--help") for a in argv):
         parser = argparse.ArgumentParser(prog="satsft build", description="Build an SFT dataset from a sat-bbox "
@@ -116,8 +116,8 @@ def run_build(argv: list[str]) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    from pipeline.graph import build_pipeline
-    from pipeline.report import REPORT_NAME, TIMINGS_NAME, summary_table
+    from pipeline.build.graph import build_pipeline
+    from pipeline.publish.report import REPORT_NAME, TIMINGS_NAME, summary_table
 
     options = PipelineOptions(argv)
     config = options.view_as(BuildOptions).to_config()
@@ -138,7 +138,7 @@ def _run(pipeline, options, output: str, timings_name: str, report_name: str) ->
     """Run a graph; wait for it unless the runner only submits it. Returns the report with timings."""
     from apache_beam.options.pipeline_options import StandardOptions
 
-    from pipeline.report import add_timings
+    from pipeline.publish.report import add_timings
 
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     started, cpu0 = time.monotonic(), _cpu_seconds()
@@ -185,13 +185,13 @@ def run_mix(argv: list[str]) -> int:
         raise UsageError("--embed-images puts images into the Parquet files; add parquet to --formats")
     if args.max_files_per_dir < 16 or args.rows_per_shard < 0:
         raise UsageError("--max-files-per-dir must be at least 16 and --rows-per-shard 0 or more")
-    from pipeline.recipe import load_recipe
+    from pipeline.mix.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.source)
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    from pipeline.mix_graph import MIX_ENTRIES, MIX_REPORT_NAME, MixConfig, build_mix_pipeline
+    from pipeline.mix.graph import MIX_ENTRIES, MIX_REPORT_NAME, MixConfig, build_mix_pipeline
 
     output = os.path.abspath(args.output) if fileio.is_local(args.output) else args.output.rstrip("/")
     for s in recipe.sources:
@@ -248,7 +248,7 @@ def _cpu_seconds() -> float:
 
 
 def run_sample(argv: list[str]) -> int:
-    from pipeline.sample import CHIP_STYLES, SampleOptions, write_sample_tree
+    from pipeline.sample.tree import CHIP_STYLES, SampleOptions, write_sample_tree
 
     parser = argparse.ArgumentParser(prog="satsft sample", description="Write a realistic generated sat-bbox tree.")
     parser.add_argument("--tiles", type=int, required=True, help="number of tiles to generate")
@@ -282,7 +282,7 @@ def run_sample(argv: list[str]) -> int:
     print(f"wrote {stats['tiles']} tiles ({stats['stills']} stills, {stats['variants']} variants of "
           f"{stats['bases']} base POIs) to {out} in {time.monotonic() - started:.1f}s")
     if args.faults:
-        from pipeline.faults import inject_faults
+        from pipeline.sample.faults import inject_faults
 
         try:
             manifest = inject_faults(out)
@@ -326,7 +326,7 @@ def run_eval(argv: list[str]) -> int:
 
 
 def run_preview(argv: list[str]) -> int:
-    from pipeline.preview import PreviewError, build_preview
+    from pipeline.review.preview import PreviewError, build_preview
 
     parser = argparse.ArgumentParser(prog="satsft preview", description="Write OUT/preview/index.html: a static "
                                      "page of a seeded sample of rows (images, boxes, text, metadata, filters) "
@@ -353,7 +353,7 @@ def run_preview(argv: list[str]) -> int:
 
 
 def run_validate(argv: list[str]) -> int:
-    from pipeline.validate import validate
+    from pipeline.review.validate import validate
 
     parser = argparse.ArgumentParser(prog="satsft validate", description="Check a built dataset folder: schemas, "
                                      "referenced files, grounding answers, folder limits, card and counts.")

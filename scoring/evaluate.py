@@ -16,15 +16,13 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 
-from pipeline.report import MIX_REPORT_NAME, REPORT_NAME
-from pipeline.validate import OutputTree, split_of_file
+from pipeline.publish.report import MIX_REPORT_NAME, REPORT_NAME
+from pipeline.review.validate import OutputTree, split_of_file
 from scoring import metrics, parse
 from transforms.classes import CLASS_NAMES, display_name
-from transforms.formats import ROW_SIDECARS_DIR
+from transforms.output.formats import ROW_SIDECARS_DIR
+from transforms.tasks import is_grounding, scorer_of
 
-GROUNDING = ("grounding_all", "grounding_per_class")
-SHARE_TASKS = ("caption", "class_focus", "production_analysis")
-CHOICE_TASKS = ("referring", "absence", "comparison")
 BASELINES = ("majority", "random")
 
 
@@ -124,7 +122,7 @@ def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0) -
         task = r["task"]
         if task == "multiple_choice":
             out[r["sample_id"]] = rng.choice("ABCD")
-        elif task in GROUNDING:
+        elif is_grounding(task):
             label = rng.choice(CLASS_NAMES)
             x1, y1 = rng.random() * 0.8, rng.random() * 0.8
             box = [round(x1, 4), round(y1, 4), round(x1 + 0.2, 4), round(y1 + 0.2, 4)]
@@ -155,18 +153,19 @@ def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[
     tasks = {}
     for task, task_rows in sorted(by_task.items()):
         got = [predictions.get(r["sample_id"]) for r in task_rows]
-        if task in GROUNDING:
+        scorer = scorer_of(task)
+        if scorer == "grounding":
             result = metrics.score_grounding([(r["reference"], p) for r, p in zip(task_rows, got, strict=True)])
-        elif task == "multiple_choice":
+        elif scorer == "multiple_choice":
             result = metrics.score_multiple_choice([
                 (r["metadata"].get("question_id") or r["sample_id"].rsplit("_r", 1)[0],
                  r["metadata"].get("answer") or parse.letter(r["reference"], parse.options_of(r["prompt"])) or "",
                  parse.options_of(r["prompt"]), p) for r, p in zip(task_rows, got, strict=True)])
-        elif task == "counting":
+        elif scorer == "counting":
             result = metrics.score_counting([(r["reference"], p) for r, p in zip(task_rows, got, strict=True)])
-        elif task in CHOICE_TASKS:
+        elif scorer == "choice":
             result = _score_choice(task, task_rows, got)
-        elif task in SHARE_TASKS:
+        elif scorer == "shares":
             result = metrics.score_shares([(r["reference"], p, shares.get(r["tile_stem"], {}))
                                            for r, p in zip(task_rows, got, strict=True)])
         else:
@@ -212,5 +211,5 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     rows = load_rows(tree, split)
     if baseline:
         predictions = baseline_predictions(rows, baseline, seed)
-    shares = tile_shares(tree, {r["tile_stem"] for r in rows if r["task"] in SHARE_TASKS})
+    shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})
     return score(rows, predictions or {}, shares, split)

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from transforms.analysis.tim import PROFILES
+from transforms.input.sidecars import parse_sidecar
 from transforms.prompts import load_templates
 from transforms.rows import PreparedTile, TaskContext
-from transforms.sidecars import parse_sidecar
 from transforms.tasks import TASK_NAMES
-from transforms.tim import PROFILES
 
 # Property tests explore the same examples on every run and machine: a red CI is reproducible, never luck.
 settings.register_profile("satsft", derandomize=True, deadline=None, print_blob=True)

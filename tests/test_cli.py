@@ -16,7 +16,8 @@ for argv in (["--help"], ["--version"], ["sample", "--help"], ["validate", "--he
             main(argv)
         except SystemExit:
             pass
-import pipeline.sample, pipeline.validate, pipeline.report, pipeline.card, pipeline.faults  # noqa: E401
+import pipeline.sample.tree, pipeline.review.validate, pipeline.publish.report  # noqa: E401
+import pipeline.publish.card, pipeline.sample.faults  # noqa: E401
 loaded = sorted(m for m in sys.modules if m.split(".")[0] == "apache_beam")
 assert not loaded, loaded[:5]
 """

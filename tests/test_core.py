@@ -7,11 +7,11 @@ import pytest
 
 from tests.conftest import make_sidecar
 from transforms.gate import gate_problem
+from transforms.input.refs import parse_line
+from transforms.input.sidecars import parse_sidecar
 from transforms.paths import base_poi_id, safe_name, shard_dir, still_lookup_keys, unsafe_reason
-from transforms.refs import parse_line
 from transforms.rows import grounding_problem, normalise_box
-from transforms.sidecars import parse_sidecar
-from transforms.splits import hashed_split, initial_split, resolve_leakage
+from transforms.splits.plan import hashed_split, initial_split, resolve_leakage
 
 
 def test_safe_name_and_shards():

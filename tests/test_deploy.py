@@ -12,13 +12,13 @@ import tomllib
 from apache_beam.internal import pickler
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.config import BuildConfig
-from pipeline.graph import build_pipeline
-from pipeline.options import BuildOptions
+from pipeline.build.config import BuildConfig
+from pipeline.build.graph import build_pipeline
+from pipeline.build.options import BuildOptions
 from tests.conftest import REPO
-from transforms.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
+from transforms.analysis.tim import PROFILES
+from transforms.output.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
 from transforms.tasks import TASK_NAMES
-from transforms.tim import PROFILES
 
 ALLOWED = {"tasks": TASK_NAMES, "profiles": tuple(PROFILES), "formats": FORMAT_NAMES,
            "leakage": ("reassign", "drop"), "tim_shift": ("varied", "fixed"), "row_sidecars": ROW_SIDECAR_MODES}

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from tests.conftest import run_cli
+from transforms.analysis.render import class_shares
 from transforms.paths import base_poi_id
-from transforms.render import class_shares
 from transforms.rows import grounding_problem, normalise_box
 from transforms.tasks import DEFAULT_TASKS
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.faults import FAULTS, LINE_FAULTS, inject_faults
+from pipeline.sample.faults import FAULTS, LINE_FAULTS, inject_faults
 from tests.conftest import REPO, run_cli
 
 

@@ -13,8 +13,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.card import card_configs, render_card, size_category
-from transforms.formats import (
+from pipeline.publish.card import card_configs, render_card, size_category
+from transforms.analysis.overlay import draw_regions
+from transforms.output.formats import (
     FORMAT_NAMES,
     FORMATS,
     SCHEMA_EMBEDDED,
@@ -24,8 +25,7 @@ from transforms.formats import (
     parquet_bytes,
     sharegpt_record,
 )
-from transforms.overlay import draw_regions
-from transforms.split_files import WriteSplitFiles, shard_count
+from transforms.output.split_files import WriteSplitFiles, shard_count
 
 
 def _rows(prepared, n_tiles: int = 3):
@@ -125,7 +125,7 @@ def test_write_split_files_every_format(name, rows_per_shard, prepared, tmp_path
 def test_pointer_batches_do_not_change_the_files(prepared, tmp_path, monkeypatch):
     """Pointers cross the shuffle in tuples, sent when full and when the bundle ends; with tuples of 3 (many
     of both kinds) every shard file has the same bytes as with one tuple for all."""
-    from transforms import split_files
+    from transforms.output import split_files
 
     rows = _rows(prepared)
     outs = []

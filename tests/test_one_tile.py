@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
-from transforms.render import class_shares
+from transforms.analysis.render import class_shares
 
 STEM = "poi_000042_g002_t0001"
 SIDECAR = {

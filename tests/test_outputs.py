@@ -90,7 +90,7 @@ def test_analysis_images_re_render_from_their_spec_and_chip(full_build):
     byte, and so does the embedded copy in Parquet (rendered again in the shard writer)."""
     import pyarrow.parquet as pq
 
-    from transforms.render import render_analysis_png
+    from transforms.analysis.render import render_analysis_png
 
     written = {}
     for path in (full_build / "metadata" / "sft_metadata_rows").rglob("*.json"):

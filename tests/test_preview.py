@@ -107,7 +107,7 @@ def _palette() -> dict[str, str]:
 
 
 def test_preview_sample_is_seeded_and_stratified():
-    from pipeline.preview import stratified_sample
+    from pipeline.review.preview import stratified_sample
 
     keys = [{"sample_id": f"s{i}", "task": "t", "split": "train" if i % 3 else "test", "analysis_profile": "",
              "source": ""} for i in range(30)]

@@ -10,11 +10,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.images import png_problem
+from transforms.input.images import png_problem
+from transforms.input.sidecars import VALID_SPLITS, parse_sidecar
 from transforms.paths import safe_name, unsafe_reason
 from transforms.rows import grounding_problem, normalise_box
-from transforms.sidecars import VALID_SPLITS, parse_sidecar
-from transforms.splits import hashed_split
+from transforms.splits.plan import hashed_split
 
 json_scalars = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
                 | st.text(max_size=20))

@@ -8,8 +8,8 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.sidecars import VALID_SPLITS
-from transforms.splits import leaks, plan_reassignment, split_counts
+from transforms.input.sidecars import VALID_SPLITS
+from transforms.splits.plan import leaks, plan_reassignment, split_counts
 
 BOUND_PP = 1.0
 

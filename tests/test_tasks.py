@@ -120,7 +120,7 @@ def test_percentages_single_source(prepared):
     import re
 
     pt = prepared()
-    rows = [r for t in TASK_NAMES for r in TASKS[t](pt)]
+    rows = [r for t in TASK_NAMES for r in TASKS[t].rows(pt)]
     quoted: dict[str, set[str]] = {}
     for r in rows:
         for name, pct in re.findall(r"([a-z ]+?) \((\d+\.\d)%\)", _answer(r)):

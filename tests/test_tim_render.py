@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.sample import BIOME_NAMES, CHIP_STYLES, label_map, region_components, sidecar_regions
-from transforms.classes import CLASS_IDS, PALETTE_RGB
-from transforms.render import (
+from pipeline.sample.tree import BIOME_NAMES, CHIP_STYLES, label_map, region_components, sidecar_regions
+from transforms.analysis.render import (
     chip_sha256,
     class_shares,
     encode_palette_png,
@@ -22,7 +21,8 @@ from transforms.render import (
     target_counts,
     tile_map,
 )
-from transforms.tim import PROFILES, build_analytics, class_deltas, confidence_bin, predicted_fractions
+from transforms.analysis.tim import PROFILES, build_analytics, class_deltas, confidence_bin, predicted_fractions
+from transforms.classes import CLASS_IDS, PALETTE_RGB
 
 SENTINEL = {0: 0.2, 1: 0.3, 4: 0.4, 6: 0.1}
 

@@ -12,19 +12,19 @@ import orjson
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.sample import chip_png, label_map
+from pipeline.sample.tree import chip_png, label_map
 from tests.conftest import make_sidecar
-from transforms.assign import AssignSplits, IndexTiles
+from transforms.analysis.render import class_shares, tile_map
 from transforms.generate import GenerateRows
-from transforms.images import ImageFile
-from transforms.join import JoinOnTileStem, JoinStills
-from transforms.read import ExtractImageRefs, ListImages, ReadSidecars
-from transforms.refs import ImageRef
-from transforms.render import class_shares, tile_map
-from transforms.sidecars import parse_sidecar
-from transforms.split_files import WriteSplitFiles
-from transforms.stats import CountOutcomes
-from transforms.write import CopySourceImages, RenderAnalysisImages, WriteRejects, WriteRowSidecars
+from transforms.input.images import ImageFile
+from transforms.input.join import JoinOnTileStem, JoinStills
+from transforms.input.read import ExtractImageRefs, ListImages, ReadSidecars
+from transforms.input.refs import ImageRef
+from transforms.input.sidecars import parse_sidecar
+from transforms.output.counts import CountOutcomes
+from transforms.output.files import CopySourceImages, RenderAnalysisImages, WriteRejects, WriteRowSidecars
+from transforms.output.split_files import WriteSplitFiles
+from transforms.splits.assign import AssignSplits, IndexTiles
 
 
 def _tile(stem, **kw):
@@ -199,8 +199,8 @@ def test_embedded_analysis_images_are_read_back_or_drawn_again(tmp_path, prepare
     again from the spec and the chip, and a chip that changed since the spec was made costs the row."""
     from dataclasses import replace as with_chip
 
-    from transforms.render import render_analysis_png
-    from transforms.split_files import read_entry, shard_images, spool_bytes
+    from transforms.analysis.render import render_analysis_png
+    from transforms.output.split_files import read_entry, shard_images, spool_bytes
     from transforms.tasks import production_analysis
 
     pt = with_chip(prepared(still=False), chip=_chip())

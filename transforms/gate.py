@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from transforms.rows import Row, grounding_problem
+from transforms.tasks import is_grounding
 
 BANNED_SUBSTRINGS = ("_inputs", "_internal_coords", "npz_base64", "inline_base64", "decoder_attention_mask",
                      "engine.patch_diagnostics")
-GROUNDING_TASKS = frozenset({"grounding_all", "grounding_per_class"})
 DEFAULT_MAX_PROMPT_CHARS = 16000
 
 
@@ -19,7 +19,7 @@ def gate_problem(row: Row, max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS) -> 
     for banned in BANNED_SUBSTRINGS:
         if banned in lowered:
             return f"bloat:{banned}", ""
-    if row.task in GROUNDING_TASKS:
+    if is_grounding(row.task):
         answer = row.record["messages"][-1]["content"][0]["text"]
         problem = grounding_problem(answer)
         if problem:

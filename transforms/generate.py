@@ -10,13 +10,13 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms import collector, fileio
+from transforms.analysis.render import ChipError, tile_map
 from transforms.classes import CLASS_NAMES
 from transforms.gate import gate_problem
 from transforms.paths import join_path, shard_dir
 from transforms.records import reject
-from transforms.render import ChipError, tile_map
 from transforms.rows import PreparedTile, Row, TaskContext, file_safe
-from transforms.tasks import TASKS
+from transforms.tasks import TASKS, reads_chip, rows_per_tile_bound
 
 REJECTS = "rejects"
 COPIES = "copies"
@@ -25,17 +25,6 @@ TILES_DONE = "tiles_done"
 OVERLAYS = "overlays"
 LOG = logging.getLogger("satsft.progress")
 PROGRESS_EVERY_S = 5.0
-# Per-task upper bound on rows per tile; with it a row's sidecar folder follows from its tile ordinal alone.
-ROWS_PER_TILE_BOUND = {"production_analysis": None, "caption": 1, "grounding_all": 1, "grounding_per_class": 6,
-                       "class_focus": 6, "absence": 1, "cross_view": 1, "multiple_choice": 12, "referring": 1,
-                       "counting": 1, "comparison": 1}
-TASKS_READING_CHIP = frozenset({"production_analysis"})  # its analysis map follows the chip's own layout
-
-
-def rows_per_tile_bound(tasks: tuple[str, ...], n_profiles: int) -> int:
-    return sum(n_profiles if ROWS_PER_TILE_BOUND[t] is None else ROWS_PER_TILE_BOUND[t] for t in tasks)
-
-
 def row_sidecar_path(tile_index: int, position: int, bound: int, sample_id: str, max_files_per_dir: int,
                      n_tiles: int) -> str:
     """Each tile owns ``bound`` consecutive slots, so the folder follows from the tile ordinal alone."""
@@ -59,7 +48,7 @@ def tile_rows(pt: PreparedTile, tasks: tuple[str, ...], max_prompt_chars: int
     kept: list[Row] = []
     gated: list[tuple[Row, str, str]] = []
     for task in tasks:
-        for row in TASKS[task](pt):
+        for row in TASKS[task].rows(pt):
             problem = gate_problem(row, max_prompt_chars)
             if problem:
                 gated.append((row, *problem))
@@ -72,7 +61,7 @@ class _GenerateRowsFn(beam.DoFn):
     def __init__(self, ctx: TaskContext, tasks: tuple[str, ...], max_prompt_chars: int, overlays: bool):
         self.ctx, self.tasks, self.max_prompt_chars, self.overlays = ctx, tasks, max_prompt_chars, overlays
         self.bound = rows_per_tile_bound(tasks, len(ctx.profiles))
-        self.reads_chip = bool(TASKS_READING_CHIP.intersection(tasks))
+        self.reads_chip = reads_chip(tasks)
         self.tiles_in = Metrics.counter("GenerateRows", "tiles_in")
         self.rows_out = Metrics.counter("GenerateRows", "rows_out")
         self.task_rows = {t: Metrics.counter("GenerateRows", f"rows_{t}") for t in tasks}

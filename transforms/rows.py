@@ -11,9 +11,9 @@ import orjson
 
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.ids import stable_digest
+from transforms.input.sidecars import Region, Tile
 from transforms.paths import join_path, safe_name, shard_dir
 from transforms.prompts import Templates
-from transforms.sidecars import Region, Tile
 
 SIDECAR_CORE_FIELDS = frozenset({
     "tile_stem", "poi_id", "split", "output_size", "caption", "class_fractions", "regions", "latitude",

@@ -1,8 +1,10 @@
-"""Task registry: adding a task is adding a module with ``rows(tile, ctx)`` and one entry here."""
+"""Task registry: adding a task is a module with ``rows(tile)`` and one TaskSpec entry here. The entry holds
+everything the rest of satsft needs to know of a task; no other module keeps a list of task names."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from transforms.rows import PreparedTile, Row
 from transforms.tasks import (
@@ -20,21 +22,82 @@ from transforms.tasks import (
 )
 
 TaskFn = Callable[[PreparedTile], list[Row]]
+SCORERS = ("grounding", "multiple_choice", "counting", "choice", "shares", "")
 
-TASKS: dict[str, TaskFn] = {
-    "production_analysis": production_analysis.rows,
-    "caption": caption.rows,
-    "grounding_all": grounding_all.rows,
-    "grounding_per_class": grounding_per_class.rows,
-    "class_focus": class_focus.rows,
-    "absence": absence.rows,
-    "cross_view": cross_view.rows,
-    # Benchmark tasks, scored by `satsft eval`; off unless asked for (--tasks ... or all+eval).
-    "multiple_choice": multiple_choice.rows,
-    "referring": referring.rows,
-    "counting": counting.rows,
-    "comparison": comparison.rows,
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task as the rest of the code sees it.
+
+    ``rows_per_tile`` bounds the rows a tile can give (None: one per production profile); a row's sidecar
+    folder follows from its tile's ordinal and this bound alone. ``reads_chip``: the task needs the decoded
+    chip (its analysis map follows the chip's own colours). ``grounding``: its answer is a JSON list of boxes,
+    checked by the gate and converted to LLaVA's box text. ``eval``: a benchmark task, off unless asked for
+    (``--tasks ...`` or ``all+eval``). ``scored_as``: how `satsft eval` scores it ("" when nothing in the
+    row can check an answer)."""
+
+    rows: TaskFn
+    rows_per_tile: int | None
+    reads_chip: bool = False
+    grounding: bool = False
+    eval: bool = False
+    scored_as: str = ""
+
+    def __post_init__(self) -> None:
+        if self.scored_as not in SCORERS:
+            raise ValueError(f"scored_as must be one of {SCORERS}, not {self.scored_as!r}")
+
+
+TASKS: dict[str, TaskSpec] = {
+    "production_analysis": TaskSpec(production_analysis.rows, None, reads_chip=True, scored_as="shares"),
+    "caption": TaskSpec(caption.rows, 1, scored_as="shares"),
+    "grounding_all": TaskSpec(grounding_all.rows, 1, grounding=True, scored_as="grounding"),
+    "grounding_per_class": TaskSpec(grounding_per_class.rows, 6, grounding=True, scored_as="grounding"),
+    "class_focus": TaskSpec(class_focus.rows, 6, scored_as="shares"),
+    "absence": TaskSpec(absence.rows, 1, scored_as="choice"),
+    "cross_view": TaskSpec(cross_view.rows, 1),
+    "multiple_choice": TaskSpec(multiple_choice.rows, 12, eval=True, scored_as="multiple_choice"),
+    "referring": TaskSpec(referring.rows, 1, eval=True, scored_as="choice"),
+    "counting": TaskSpec(counting.rows, 1, eval=True, scored_as="counting"),
+    "comparison": TaskSpec(comparison.rows, 1, eval=True, scored_as="choice"),
 }
-TASK_NAMES: tuple[str, ...] = tuple(TASKS)
-EVAL_TASKS: tuple[str, ...] = ("multiple_choice", "referring", "counting", "comparison")
-DEFAULT_TASKS: tuple[str, ...] = tuple(t for t in TASK_NAMES if t not in EVAL_TASKS)
+
+
+def task_names() -> tuple[str, ...]:
+    """Every registered task, in registry order (the order rows of a tile are made in)."""
+    return tuple(TASKS)
+
+
+def default_tasks() -> tuple[str, ...]:
+    """The training tasks: what ``--tasks all`` (the default) selects."""
+    return tuple(name for name, spec in TASKS.items() if not spec.eval)
+
+
+def eval_tasks() -> tuple[str, ...]:
+    return tuple(name for name, spec in TASKS.items() if spec.eval)
+
+
+def is_grounding(task: str) -> bool:
+    """Foreign rows in a mix may name tasks satsft does not know: they are not grounding rows."""
+    spec = TASKS.get(task)
+    return spec is not None and spec.grounding
+
+
+def scorer_of(task: str) -> str:
+    spec = TASKS.get(task)
+    return spec.scored_as if spec is not None else ""
+
+
+def rows_per_tile_bound(tasks: tuple[str, ...], n_profiles: int) -> int:
+    """Rows one tile can give with these tasks: each task's bound, the profile count for per-profile ones."""
+    return sum(n_profiles if TASKS[t].rows_per_tile is None else TASKS[t].rows_per_tile for t in tasks)
+
+
+def reads_chip(tasks: tuple[str, ...]) -> bool:
+    return any(TASKS[t].reads_chip for t in tasks)
+
+
+# Import-time views for the modules that only read them (the CLI's help and the tests).
+TASK_NAMES: tuple[str, ...] = task_names()
+EVAL_TASKS: tuple[str, ...] = eval_tasks()
+DEFAULT_TASKS: tuple[str, ...] = default_tasks()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from transforms.classes import CLASS_IDS
+from transforms.input.sidecars import Region
 from transforms.rows import PreparedTile, normalise_box
-from transforms.sidecars import Region
 
 FILL_MIN = 0.5  # a region "fills" its box when it covers at least half of it
 # A class's regions list every patch of it when their pixels add up to its share of the frame: connected-

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import orjson
 
+from transforms.analysis.render import make_spec
+from transforms.analysis.tim import Analytics, build_analytics, dominant
 from transforms.classes import CLASS_IDS, CLASS_NAMES, display_name
 from transforms.prompts import pick
-from transforms.render import make_spec
 from transforms.rows import (
     PreparedTile,
     Row,
@@ -16,7 +17,6 @@ from transforms.rows import (
     normalise_box,
     sentinel_sidecar,
 )
-from transforms.tim import Analytics, build_analytics, dominant
 
 TASK = "production_analysis"
 PROFILE_TITLES = {

@@ -6,8 +6,8 @@ import hashlib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
+from transforms.input.sidecars import VALID_SPLITS, Tile
 from transforms.paths import base_poi_id
-from transforms.sidecars import VALID_SPLITS, Tile
 
 LEAKAGE_POLICIES = ("reassign", "drop")
 # Leaking bases placed by exhaustive search (3**8 = 6561 placements); the rest go greedily, largest first.

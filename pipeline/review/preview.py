@@ -15,17 +15,17 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 
-from pipeline.card import CHARTS_DIR
-from pipeline.preview_page import PAGE
-from pipeline.report import MIX_REPORT_NAME, REPORT_NAME
-from pipeline.validate import OutputTree
+from pipeline.publish.card import CHARTS_DIR
+from pipeline.publish.charts import report_charts
+from pipeline.publish.report import MIX_REPORT_NAME, REPORT_NAME
+from pipeline.review.page import PAGE
+from pipeline.review.validate import OutputTree
 from scoring import parse
 from transforms import fileio
-from transforms.charts import report_charts
 from transforms.classes import CLASS_NAMES, PALETTE_HEX
-from transforms.formats import GROUNDING_TASKS
 from transforms.ids import stable_uint64
 from transforms.paths import join_path
+from transforms.tasks import is_grounding
 
 PREVIEW_DIR = "preview"
 
@@ -111,7 +111,7 @@ def card_boxes(row: dict[str, Any], tile_regions: dict[str, list[dict[str, Any]]
     """What to draw on the chip: a grounding row's answer boxes; class_focus: the regions of its class; other
     rows: all regions of the tile (from its grounding_all answer); absence: none."""
     md = row["metadata"]
-    if md["task"] in GROUNDING_TASKS:
+    if is_grounding(md["task"]):
         found = parse.boxes(_text(row["messages"][-1])) or []
         return [{"label": label, "bbox": list(box)} for label, box in found]
     regions = tile_regions.get(md.get("tile_stem", ""), [])

@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 
 from pipeline import __version__
-from pipeline.card import CARD_NAME, CHARTS_DIR, render_card
+from pipeline.publish.card import CARD_NAME, CHARTS_DIR, render_card
+from pipeline.publish.charts import report_charts
 from transforms import fileio
-from transforms.charts import report_charts
+from transforms.input.sidecars import VALID_SPLITS
 from transforms.paths import join_path
-from transforms.sidecars import VALID_SPLITS
 
 REPORT_NAME = "build_report.json"
 TIMINGS_NAME = "build_timings.json"

@@ -17,9 +17,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transforms.tasks import is_grounding
+
 FORMAT_NAMES = ("jsonl", "parquet", "llava", "sharegpt")
 ROW_SIDECAR_MODES = ("files", "parquet", "none")  # one JSON file per row, Parquet shards of them, or none
-GROUNDING_TASKS = frozenset({"grounding_all", "grounding_per_class"})
 IMAGE_TOKEN = "<image>"
 
 _PART = pa.struct([("type", pa.string()), ("text", pa.string()), ("image", pa.string())])
@@ -110,7 +111,7 @@ def llava_boxes(answer: str) -> str:
 
 def _answer(record: dict[str, Any]) -> str:
     text = _texts(record["messages"][-1])
-    return llava_boxes(text) if record["metadata"]["task"] in GROUNDING_TASKS else text
+    return llava_boxes(text) if is_grounding(record["metadata"]["task"]) else text
 
 
 def _prompt(record: dict[str, Any]) -> tuple[str, list[str]]:

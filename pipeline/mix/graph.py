@@ -10,15 +10,15 @@ import apache_beam as beam
 import orjson
 
 from pipeline import __version__
-from pipeline.card import CARD_NAME, render_mix_card
-from pipeline.config import public_location
-from pipeline.recipe import Recipe
-from pipeline.report import MIX_REPORT_NAME, write_charts
+from pipeline.build.config import public_location
+from pipeline.mix.recipe import Recipe
+from pipeline.publish.card import CARD_NAME, render_mix_card
+from pipeline.publish.report import MIX_REPORT_NAME, write_charts
 from transforms import fileio
-from transforms.mixing import EVENTS, REJECTS, MixRows, MixSource
+from transforms.input.sidecars import VALID_SPLITS
+from transforms.mix.stages import EVENTS, REJECTS, MixRows, MixSource
+from transforms.output.files import WriteRejects
 from transforms.paths import join_path
-from transforms.sidecars import VALID_SPLITS
-from transforms.write import WriteRejects
 
 MIX_ENTRIES = ("data", "parquet", "media", "rejects", "README.md", MIX_REPORT_NAME, "mix_timings.json",
                "_satsft_spool", "charts", "preview")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from transforms.images import PNG_SIGNATURE, png_chunk
+from transforms.input.images import PNG_SIGNATURE, png_chunk
 from transforms.paths import file_stem
 
 

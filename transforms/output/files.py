@@ -1,5 +1,5 @@
 """Per-file writers: row sidecars, analysis images, overlays, image copies, rejects (split files are in
-transforms.split_files).
+transforms.output.split_files).
 
 They run inside the DoFn that has the data (pixels never cross a shuffle), write under deterministic names via a
 temporary name, and emit one small count event per file for the build report.
@@ -14,10 +14,10 @@ import orjson
 from apache_beam.metrics import Metrics
 
 from transforms import fileio
-from transforms.overlay import draw_regions
+from transforms.analysis.overlay import draw_regions
+from transforms.analysis.render import TileMap, render_tile_pngs
 from transforms.paths import join_path
 from transforms.records import reject
-from transforms.render import TileMap, render_tile_pngs
 from transforms.rows import Row
 
 REJECTS_FILE = "rejects/rejects-00000-of-00001.jsonl"

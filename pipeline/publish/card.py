@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import yaml
 
-from transforms.charts import report_charts
+from pipeline.publish.charts import report_charts
 from transforms.classes import CLASS_NAMES
-from transforms.sidecars import VALID_SPLITS
+from transforms.input.sidecars import VALID_SPLITS
 
 CARD_NAME = "README.md"
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),

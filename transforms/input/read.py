@@ -8,12 +8,12 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 
-from transforms.fingerprint import file_leaf
-from transforms.images import ImageFile, escapes_root, inspect_image
+from transforms.input.fingerprint import file_leaf
+from transforms.input.images import ImageFile, escapes_root, inspect_image
+from transforms.input.refs import ImageRef, file_rank, parse_line
+from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
 from transforms.paths import file_stem, join_path
 from transforms.records import reject
-from transforms.refs import ImageRef, file_rank, parse_line
-from transforms.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
 
 REJECTS = "rejects"
 LEAVES = "leaves"
@@ -71,7 +71,7 @@ class ReadSidecars(beam.PTransform):
     """metadata/**.json -> (tile_stem, Tile), with a reject for every sidecar that cannot be used.
 
     ``tiles_in`` is the number of sidecar files, the left side of the accounting identity; ``leaves`` holds one
-    fingerprint leaf per sidecar file (transforms.fingerprint)."""
+    fingerprint leaf per sidecar file (transforms.input.fingerprint)."""
 
     input_root: str
 

@@ -1,5 +1,5 @@
 """The pure core of `satsft mix`: rows of any source normalised to the satsft row, filters, copies, ids, the
-global order and where each image goes. The Beam steps around it are in transforms.mixing.
+global order and where each image goes. The Beam steps around it are in transforms.mix.stages.
 
 A row's identity is (dataset, sample id): a satsft row keeps its sample id; a foreign row gets a stable hash of
 its content. Every output row has the id `<sample_id>#<source>.r<k>` (k = which copy), unique across the mix.
@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from transforms.formats import IMAGE_TOKEN, METADATA_FIELDS
 from transforms.ids import stable_uint64
+from transforms.input.sidecars import VALID_SPLITS
+from transforms.output.formats import IMAGE_TOKEN, METADATA_FIELDS
 from transforms.paths import file_stem, normalise_ref, safe_name, shard_dir, unsafe_reason
-from transforms.sidecars import VALID_SPLITS
 
 FILTER_KEYS = ("task", "profile", "split")
 # The words `datasets` reads as split names in file and folder names.

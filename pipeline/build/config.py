@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 from pipeline.errors import UsageError
 from transforms import fileio
-from transforms.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
+from transforms.analysis.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
+from transforms.output.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
 from transforms.prompts import Templates, load_templates
 from transforms.rows import TaskContext
-from transforms.splits import LEAKAGE_POLICIES
-from transforms.tasks import DEFAULT_TASKS, EVAL_TASKS, TASK_NAMES
-from transforms.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
+from transforms.splits.plan import LEAKAGE_POLICIES
+from transforms.tasks import DEFAULT_TASKS, default_tasks, eval_tasks, task_names
 
 DEFAULT_FORMATS = ("jsonl", "parquet")
 MIN_FILES_PER_DIR = 16
@@ -71,7 +71,7 @@ class BuildConfig:
             raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
         if not output:
             raise UsageError("--output is required: the folder (or gs:// URL) to write the dataset to")
-        task_names = _pick(tasks, TASK_NAMES, "task", default=DEFAULT_TASKS)
+        selected = _pick(tasks, task_names(), "task", default=default_tasks())
         profile_names = _pick(profiles, tuple(PROFILES), "profile", PROFILE_ALIASES)
         if leakage not in LEAKAGE_POLICIES:
             raise UsageError(f"unknown --leakage {leakage!r}; choose one of {', '.join(LEAKAGE_POLICIES)}")
@@ -94,10 +94,10 @@ class BuildConfig:
         if check_paths:
             _check_roots(input_root, output_root)
         try:
-            templates = load_templates(prompts_dir or None, list(task_names))
+            templates = load_templates(prompts_dir or None, list(selected))
         except ValueError as err:
             raise UsageError(str(err)) from err
-        return cls(input_root, output_root, task_names, profile_names, leakage, tim_shift, redact_location,
+        return cls(input_root, output_root, selected, profile_names, leakage, tim_shift, redact_location,
                    max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
                    overlays, rows_per_shard, row_sidecars, templates)
 
@@ -105,7 +105,7 @@ class BuildConfig:
     def extra_metadata(self) -> tuple[str, ...]:
         """Metadata fields beyond FORMATS.md 2.1: the benchmark tasks' question id and right letter, present
         (empty for other rows) only in builds that have them, so every other build keeps its schema."""
-        return ("question_id", "answer") if set(self.tasks) & set(EVAL_TASKS) else ()
+        return ("question_id", "answer") if set(self.tasks) & set(eval_tasks()) else ()
 
     def task_context(self) -> TaskContext:
         return TaskContext(self.templates, self.profiles, self.tim_shift, self.redact_location,

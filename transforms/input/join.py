@@ -8,11 +8,11 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.images import ImageFile
+from transforms.input.images import ImageFile
+from transforms.input.refs import ImageRef
+from transforms.input.sidecars import Tile
 from transforms.paths import join_path, still_lookup_keys
 from transforms.records import reject
-from transforms.refs import ImageRef
-from transforms.sidecars import Tile
 
 REJECTS = "rejects"
 MIN_CHIP_PX = 16

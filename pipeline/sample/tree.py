@@ -17,10 +17,10 @@ import numpy as np
 import orjson
 from PIL import Image
 
+from transforms.analysis.render import interp_matrix
 from transforms.classes import CLASS_NAMES, NUM_CLASSES, PALETTE_RGB, display_name
 from transforms.ids import stable_rng
-from transforms.render import interp_matrix
-from transforms.splits import hashed_split
+from transforms.splits.plan import hashed_split
 
 SIZE = 224
 CELLS = 56

@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 
 from transforms.classes import CLASS_NAMES, PALETTE_HEX
-from transforms.sidecars import VALID_SPLITS
+from transforms.input.sidecars import VALID_SPLITS
 
 SPLIT_COLOURS = {"train": "#4C78A8", "validation": "#F58518", "test": "#54A24B"}
 WIDTH, BAR_H, GAP, LABEL_W = 560, 18, 6, 170

@@ -11,17 +11,17 @@ from dataclasses import dataclass
 import apache_beam as beam
 import orjson
 
-from transforms.formats import GROUNDING_TASKS
+from transforms.input.sidecars import VALID_SPLITS
 from transforms.records import TILE_STAGES
-from transforms.sidecars import VALID_SPLITS
-from transforms.splits import split_drift_pp
+from transforms.splits.plan import split_drift_pp
+from transforms.tasks import is_grounding
 
 
 def row_keys(row) -> list[tuple[str, int]]:
     """rows|task|split for every row; boxes|n for grounding rows (the card's boxes-per-row histogram)."""
     md = row.record["metadata"]
     keys = [(f"rows|{md['task']}|{md['split']}", 1)]
-    if md["task"] in GROUNDING_TASKS:
+    if is_grounding(md["task"]):
         answer = row.record["messages"][-1]["content"][-1]["text"]
         keys.append((f"boxes|{len(orjson.loads(answer))}", 1))
     return keys

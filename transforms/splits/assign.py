@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.input.sidecars import VALID_SPLITS
 from transforms.paths import base_poi_id
 from transforms.records import reject
-from transforms.sidecars import VALID_SPLITS
-from transforms.splits import initial_split, plan_reassignment, resolve_leakage, split_counts
+from transforms.splits.plan import initial_split, plan_reassignment, resolve_leakage, split_counts
 
 REJECTS = "rejects"
 DECLARED = "declared"

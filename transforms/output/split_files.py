@@ -24,7 +24,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms import fileio
-from transforms.formats import (
+from transforms.analysis.render import ChipError, render_analysis_png
+from transforms.ids import stable_uint64
+from transforms.input.sidecars import VALID_SPLITS
+from transforms.output.formats import (
     FORMATS,
     METADATA_FIELDS,
     Images,
@@ -32,12 +35,9 @@ from transforms.formats import (
     sidecar_parquet_bytes,
     sidecar_shard_path,
 )
-from transforms.ids import stable_uint64
 from transforms.paths import join_path, shard_dir
 from transforms.records import reject
-from transforms.render import ChipError, render_analysis_png
 from transforms.rows import Row
-from transforms.sidecars import VALID_SPLITS
 
 REJECTS = "rejects"
 POINTERS_PER_BATCH = 1000

@@ -1,4 +1,4 @@
-"""The Beam steps of `satsft mix` around the pure functions of transforms.mix.
+"""The Beam steps of `satsft mix` around the pure functions of transforms.mix.rows.
 
 Rows are spooled the moment they are normalised (with any image bytes they carry), as in the build's split
 writer: what crosses a shuffle is a pointer per row (and per copy), never a row. The global order is a seeded
@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
 from transforms import fileio
-from transforms.formats import MIX_METADATA_FIELDS, jsonl_bytes, parquet_bytes
-from transforms.images import MAX_IMAGE_BYTES, png_problem
-from transforms.mix import (
+from transforms.input.images import MAX_IMAGE_BYTES, png_problem
+from transforms.input.sidecars import VALID_SPLITS
+from transforms.mix.rows import (
     RowProblem,
     copies,
     fraction_threshold,
@@ -33,10 +33,10 @@ from transforms.mix import (
     selection_hash,
     split_of_path,
 )
+from transforms.output.formats import MIX_METADATA_FIELDS, jsonl_bytes, parquet_bytes
+from transforms.output.split_files import SPOOL_DIR, SpoolFile, read_spooled, shard_count
 from transforms.paths import join_path
 from transforms.records import reject
-from transforms.sidecars import VALID_SPLITS
-from transforms.split_files import SPOOL_DIR, SpoolFile, read_spooled, shard_count
 
 REJECTS = "rejects"
 EVENTS = "events"
@@ -44,7 +44,7 @@ EVENTS = "events"
 
 @dataclass(frozen=True)
 class MixSource:
-    """What the Beam steps need of a recipe source (pipeline.recipe.Source), in recipe order."""
+    """What the Beam steps need of a recipe source (pipeline.mix.recipe.Source), in recipe order."""
 
     index: int
     name: str

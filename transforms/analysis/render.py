@@ -2,7 +2,7 @@
 fractions.
 
 The map is built on a half-resolution grid (112x112 cells of 2x2 px) and upsampled. Per tile, the chip and
-its region boxes give every cell a score per class (``transforms.layout``); the observed map is the best
+its region boxes give every cell a score per class (``transforms.analysis.chip_fit``); the observed map is the best
 labelling with exactly the observed class counts. Each profile then moves only the cells its change needs:
 a growing signal class takes the rings of cells around its own patches (colour ordering each ring), a
 shrinking one gives up the edges of its patches, a class the chip does not show appears as one seeded smooth
@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from transforms.analysis.chip_fit import ChipError, Layout, Region, chip_layout
 from transforms.classes import NUM_CLASSES, PALETTE_RGB
-from transforms.images import PNG_SIGNATURE, png_chunk
-from transforms.layout import ChipError, Layout, Region, chip_layout
+from transforms.input.images import PNG_SIGNATURE, png_chunk
 
 RENDERER = "satsft-dw-map/2"
 IMAGE_SIZE = 224

@@ -28,8 +28,8 @@ import yaml
 
 from pipeline.errors import UsageError
 from transforms import fileio
-from transforms.mix import FILTER_KEYS, split_of_path
-from transforms.sidecars import VALID_SPLITS
+from transforms.input.sidecars import VALID_SPLITS
+from transforms.mix.rows import FILTER_KEYS, split_of_path
 
 RECIPE_KEYS = frozenset({"seed", "sources"})
 SOURCE_KEYS = frozenset({"name", "path", "repeat", "share", "where", "image_root"})

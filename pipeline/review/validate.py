@@ -22,18 +22,18 @@ import orjson
 import pyarrow.parquet as pq
 import yaml
 
-from pipeline.card import CARD_NAME
-from pipeline.report import MIX_REPORT_NAME, REPORT_NAME
-from transforms.formats import (
+from pipeline.publish.card import CARD_NAME
+from pipeline.publish.report import MIX_REPORT_NAME, REPORT_NAME
+from transforms.input.sidecars import VALID_SPLITS
+from transforms.output.formats import (
     FORMATS,
-    GROUNDING_TASKS,
     IMAGE_TOKEN,
     KNOWN_SCHEMAS,
     ROW_SIDECARS_DIR,
     SIDECAR_SCHEMA,
 )
 from transforms.rows import grounding_problem
-from transforms.sidecars import VALID_SPLITS
+from transforms.tasks import is_grounding
 
 SHOWN_PER_CHECK = 20
 
@@ -213,7 +213,7 @@ def _check_row(row: dict[str, Any], split: str, tree: OutputTree, findings: Find
         seen_images.add(path)
         if not tree.isfile(path):
             findings.add("images", f"{sid}: missing {path}")
-    if md.get("task") in GROUNDING_TASKS:
+    if is_grounding(md.get("task", "")):
         answer = "".join(p.get("text") or "" for p in row["messages"][-1]["content"])
         problem = grounding_problem(answer)
         if problem:

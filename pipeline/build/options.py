@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.config import BuildConfig
+from pipeline.build.config import BuildConfig
 
 
 def parse_bool(value: str | bool) -> bool:

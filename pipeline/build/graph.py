@@ -6,16 +6,22 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from pipeline.config import BuildConfig
-from pipeline.report import write_report
-from transforms.assign import AssignSplits, IndexTiles
-from transforms.fingerprint import FingerprintFn
+from pipeline.build.config import BuildConfig
+from pipeline.publish.report import write_report
 from transforms.generate import COPIES, OVERLAYS, RENDERS, TILES_DONE, GenerateRows
-from transforms.join import JoinOnTileStem, JoinStills
-from transforms.read import LEAVES, ExtractImageRefs, ListImages, ReadSidecars, image_leaf
-from transforms.split_files import WriteSplitFiles
-from transforms.stats import CountOutcomes, summarise
-from transforms.write import CopySourceImages, RenderAnalysisImages, WriteOverlays, WriteRejects, WriteRowSidecars
+from transforms.input.fingerprint import FingerprintFn
+from transforms.input.join import JoinOnTileStem, JoinStills
+from transforms.input.read import LEAVES, ExtractImageRefs, ListImages, ReadSidecars, image_leaf
+from transforms.output.counts import CountOutcomes, summarise
+from transforms.output.files import (
+    CopySourceImages,
+    RenderAnalysisImages,
+    WriteOverlays,
+    WriteRejects,
+    WriteRowSidecars,
+)
+from transforms.output.split_files import WriteSplitFiles
+from transforms.splits.assign import AssignSplits, IndexTiles
 
 
 @dataclass

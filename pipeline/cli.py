@@ -9,25 +9,25 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import shutil
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from pipeline import __version__
 from pipeline.errors import UsageError
-from transforms import collector, fileio
-
-if TYPE_CHECKING:
-    from pipeline.build.config import BuildConfig
-    from pipeline.mix.graph import MixConfig
+from pipeline.runner import new_pipeline, prepare_output, refuse_unknown_flags, run, runner_name
+from transforms import fileio
+from transforms.output.tree import (
+    BUILD_ENTRIES,
+    MAX_FILES_PER_DIR,
+    MIX_ENTRIES,
+    MIX_REPORT_NAME,
+    MIX_TIMINGS_NAME,
+    REPORT_NAME,
+    TIMINGS_NAME,
+)
 
 LOG = logging.getLogger("satsft")
-ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
-OUTPUT_ENTRIES = ("data", "parquet", "llava", "sharegpt", "images", "mapbox_stills", "analysis_images", "overlays",
-                  "metadata", "rejects", "README.md", "build_report.json", "build_timings.json", "_satsft_spool",
-                  "charts", "preview")
 USAGE = """satsft {sample,build,mix,eval,preview,validate} ...
 
   satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults] [--workers N] [--labels]
@@ -51,55 +51,6 @@ def _setup_logging() -> None:
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
 
-def unknown_flags(argv: list[str]) -> list[str]:
-    """Flags no PipelineOptions class declares; Beam would only warn about them, we refuse them."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
-    seen: set[type] = set()
-    stack = list(PipelineOptions.__subclasses__())
-    while stack:
-        cls = stack.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        stack.extend(cls.__subclasses__())
-        try:
-            cls._add_argparse_args(parser)
-        except argparse.ArgumentError:
-            pass
-    _, unknown = parser.parse_known_args(argv)
-    return [u for u in unknown if u.startswith("--")]
-
-
-def prepare_output(config: BuildConfig | MixConfig, entries: tuple[str, ...] = OUTPUT_ENTRIES) -> None:
-    """Refuse to mix a new output with an old one; with --overwrite, remove what an earlier run wrote (the
-    ``entries`` a build or a mix writes; anything else stays)."""
-    out = config.output
-    if fileio.is_local(out):
-        if os.path.isdir(out) and os.listdir(out):
-            if not config.overwrite:
-                raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new folder")
-            for name in entries:
-                path = os.path.join(out, name)
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-                elif os.path.exists(path):
-                    os.remove(path)
-        os.makedirs(out, exist_ok=True)
-        return
-    from apache_beam.io.filesystems import FileSystems
-
-    existing = FileSystems.match([f"{out}/**"])[0].metadata_list
-    if existing:
-        if not config.overwrite:
-            raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new prefix")
-        # As locally: only what a build writes goes; anything else under the prefix stays.
-        ours = [m.path for m in existing if m.path[len(out) + 1:].split("/", 1)[0] in entries]
-        if ours:
-            FileSystems.delete(ours)
-
-
 def run_build(argv: list[str]) -> int:
     from pipeline.build.options import BuildOptions
 
@@ -110,47 +61,23 @@ def run_build(argv: list[str]) -> int:
         BuildOptions._add_argparse_args(parser)
         parser.print_help()
         return 0
-    unknown = unknown_flags(argv)
-    if unknown:
-        raise UsageError(f"unknown option(s) {' '.join(unknown)}; see `satsft build --help`")
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    refuse_unknown_flags(argv, "build")
+    from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.build.graph import build_pipeline
-    from pipeline.publish.report import REPORT_NAME, TIMINGS_NAME, summary_table
+    from pipeline.publish.report import summary_table
 
     options = PipelineOptions(argv)
     config = options.view_as(BuildOptions).to_config()
-    prepare_output(config)
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner,
+    prepare_output(config, BUILD_ENTRIES)
+    LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner_name(options),
              ",".join(config.tasks), ",".join(config.profiles))
-    pipeline = build_pipeline(config, beam.Pipeline(runner=_local_runner(options) if _is_local(runner) else None,
-                                                    options=options))
-    report = _run(pipeline, options, config.output, TIMINGS_NAME, REPORT_NAME)
+    pipeline = build_pipeline(config, new_pipeline(options))
+    report = run(pipeline, options, config.output, TIMINGS_NAME, REPORT_NAME)
     if report is not None:
         print(summary_table(report))
         print(f"\ndataset written to {config.output} (report: {config.output}/{REPORT_NAME})")
     return 0
-
-
-def _run(pipeline, options, output: str, timings_name: str, report_name: str) -> dict | None:
-    """Run a graph; wait for it unless the runner only submits it. Returns the report with timings."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    from pipeline.publish.report import add_timings
-
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    started, cpu0 = time.monotonic(), _cpu_seconds()
-    if runner in ASYNC_RUNNERS:  # the job writes the report and README.md itself when it finishes
-        pipeline.run()
-        print(f"submitted to {runner}; the output, {report_name} and README.md appear in {output} when the job "
-              "finishes")
-        return None
-    with collector.tuned():
-        pipeline.run().wait_until_finish()
-    return add_timings(output, {"wall_seconds": time.monotonic() - started, "cpu_seconds": _cpu_seconds() - cpu0},
-                       timings_name, report_name)
 
 
 def run_mix(argv: list[str]) -> int:
@@ -169,82 +96,36 @@ def run_mix(argv: list[str]) -> int:
                                                                      "instead of under media/")
     parser.add_argument("--rows-per-shard", type=int, default=0,
                         help="rows per file (0: 20000, or 500 with --embed-images)")
-    parser.add_argument("--max-files-per-dir", type=int, default=9000, help="entries per folder (at least 16)")
+    parser.add_argument("--max-files-per-dir", type=int, default=MAX_FILES_PER_DIR,
+                        help="entries per folder (at least 16)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier mix in --output")
     args, beam_args = parser.parse_known_args(argv)
     if not args.recipe and not args.source:
         raise UsageError("give --recipe RECIPE.yaml or at least one --source SPEC")
-    unknown = unknown_flags(beam_args)
-    if unknown:
-        raise UsageError(f"unknown option(s) {' '.join(unknown)}; see `satsft mix --help`")
-    formats = tuple(f for f in ("parquet", "jsonl") if f in {x.strip() for x in args.formats.split(",")})
-    bad = sorted({x.strip() for x in args.formats.split(",")} - {"parquet", "jsonl"})
-    if bad or not formats:
-        raise UsageError(f"--formats takes parquet and/or jsonl, not {', '.join(bad) or args.formats!r}")
-    if args.embed_images and "parquet" not in formats:
-        raise UsageError("--embed-images puts images into the Parquet files; add parquet to --formats")
-    if args.max_files_per_dir < 16 or args.rows_per_shard < 0:
-        raise UsageError("--max-files-per-dir must be at least 16 and --rows-per-shard 0 or more")
+    refuse_unknown_flags(beam_args, "mix")
+    from pipeline.mix.config import MixConfig
     from pipeline.mix.recipe import load_recipe
 
+    config = MixConfig.create(output=args.output, formats=args.formats, embed_images=args.embed_images,
+                              rows_per_shard=args.rows_per_shard, max_files_per_dir=args.max_files_per_dir,
+                              overwrite=args.overwrite)
     recipe = load_recipe(args.recipe, args.source)
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    config.check_sources(recipe)
+    from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.mix.graph import MIX_ENTRIES, MIX_REPORT_NAME, MixConfig, build_mix_pipeline
+    from pipeline.mix.graph import build_mix_pipeline
+    from pipeline.publish.report import mix_summary
 
-    output = os.path.abspath(args.output) if fileio.is_local(args.output) else args.output.rstrip("/")
-    for s in recipe.sources:
-        folder = s.folder.rstrip("/") + "/"
-        if (output + "/").startswith(folder) or folder.startswith(output + "/"):
-            raise UsageError(f"--output must not be inside source {s.name!r} (or the other way round)")
-    config = MixConfig(output, formats, args.embed_images, args.rows_per_shard or (500 if args.embed_images
-                                                                                    else 20000),
-                       args.max_files_per_dir, args.overwrite)
+    output = config.output
     prepare_output(config, MIX_ENTRIES)
     options = PipelineOptions(beam_args)
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    LOG.info("mixing %d sources -> %s on %s", len(recipe.sources), output, runner)
-    pipeline = build_mix_pipeline(recipe, config, beam.Pipeline(
-        runner=_local_runner(options) if _is_local(runner) else None, options=options))
-    report = _run(pipeline, options, output, "mix_timings.json", MIX_REPORT_NAME)
+    LOG.info("mixing %d sources -> %s on %s", len(recipe.sources), output, runner_name(options))
+    pipeline = build_mix_pipeline(recipe, config, new_pipeline(options))
+    report = run(pipeline, options, output, MIX_TIMINGS_NAME, MIX_REPORT_NAME)
     if report is not None:
         print(mix_summary(report))
         print(f"\nmix written to {output} (report: {output}/{MIX_REPORT_NAME})")
     return 0
-
-
-def mix_summary(report: dict) -> str:
-    lines = [f"{'source':<16} {'rows in':>22} {'repeat':>8} {'rows out':>24} {'share of train':>15}"]
-    for s in report["sources"]:
-        lines.append(f"{s['name']:<16} {'/'.join(str(v) for v in s['rows_in'].values()):>22} {s['repeat']:>8g} "
-                     f"{'/'.join(str(v) for v in s['rows_out'].values()):>24} {100 * s['share_of_train']:>14.2f}%")
-    lines.append(f"rows: {report['rows']['total']} (train/validation/test per source above)")
-    if report["rejects_by_reason"]:
-        lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in report["rejects_by_reason"].items()))
-    return "\n".join(lines)
-
-
-def _is_local(runner: str) -> bool:
-    return runner in ("DirectRunner", "SwitchingDirectRunner")
-
-
-def _local_runner(options):
-    """The runner DirectRunner ends up using for this graph, without the detour: DirectRunner first tries to
-    start Prism, which needs a binary from the network (offline that attempt only costs time), then falls
-    back to the FnApiRunner. --direct_num_workers and --direct_running_mode apply as before."""
-    from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-    from apache_beam.runners.portability.portable_runner import JobServiceHandle
-
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
-        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
-
-
-def _cpu_seconds() -> float:
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def run_sample(argv: list[str]) -> int:

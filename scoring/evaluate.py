@@ -16,11 +16,9 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 
-from pipeline.publish.report import MIX_REPORT_NAME, REPORT_NAME
-from pipeline.review.validate import OutputTree, split_of_file
 from scoring import metrics, parse
 from transforms.classes import CLASS_NAMES, display_name
-from transforms.output.formats import ROW_SIDECARS_DIR
+from transforms.output.tree import MIX_REPORT_NAME, REPORT_NAME, ROW_SIDECARS_DIR, OutputTree, split_of_file
 from transforms.tasks import is_grounding, scorer_of
 
 BASELINES = ("majority", "random")

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from transforms.classes import NUM_CLASSES
+from transforms.output.tree import ANALYSIS_DIR
 
 BRIEF_SUFFIX = "__analysis_brief_only.png"
 
@@ -62,7 +63,7 @@ def summarise(scores: Iterable[MapScore]) -> dict[str, float | int]:
 def brief_maps(output_dir: str) -> dict[str, str]:
     """tile stem -> path of its brief_only analysis map in a finished local build."""
     out = {}
-    for folder, _, files in os.walk(os.path.join(output_dir, "analysis_images")):
+    for folder, _, files in os.walk(os.path.join(output_dir, ANALYSIS_DIR)):
         for name in files:
             if name.endswith(BRIEF_SUFFIX):
                 out[name[:-len(BRIEF_SUFFIX)]] = os.path.join(folder, name)

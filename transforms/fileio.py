@@ -135,3 +135,9 @@ def link_or_copy(src: str, dst: str) -> str:
             pass
     write_bytes(dst, read_bytes(src))
     return "copy"
+
+
+def public_location(path: str) -> str:
+    """How a report names a location: a local folder by its name only (reports travel; home folders should
+    not), a bucket URL in full."""
+    return os.path.basename(path.rstrip("/")) if is_local(path) else path

@@ -13,6 +13,7 @@ from transforms import collector, fileio
 from transforms.analysis.render import ChipError, tile_map
 from transforms.classes import CLASS_NAMES
 from transforms.gate import gate_problem
+from transforms.output.tree import ROW_SIDECARS_DIR
 from transforms.paths import join_path, shard_dir
 from transforms.records import reject
 from transforms.rows import PreparedTile, Row, TaskContext, file_safe
@@ -29,7 +30,7 @@ def row_sidecar_path(tile_index: int, position: int, bound: int, sample_id: str,
                      n_tiles: int) -> str:
     """Each tile owns ``bound`` consecutive slots, so the folder follows from the tile ordinal alone."""
     slot = tile_index * bound + position
-    return join_path("metadata", "sft_metadata_rows",
+    return join_path(ROW_SIDECARS_DIR,
                      shard_dir(slot, max_files_per_dir, max(n_tiles * bound, slot + 1)), f"{file_safe(sample_id)}.json")
 
 

@@ -12,6 +12,7 @@ import orjson
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.ids import stable_digest
 from transforms.input.sidecars import Region, Tile
+from transforms.output.tree import ANALYSIS_DIR, CHIPS_DIR, OVERLAYS_DIR, STILLS_DIR
 from transforms.paths import join_path, safe_name, shard_dir
 from transforms.prompts import Templates
 
@@ -80,7 +81,7 @@ class PreparedTile:
     @cached_property
     def chip_path(self) -> str:
         ext = self.tile.chip_src.rsplit(".", 1)[-1].lower() if "." in self.tile.chip_src else "png"
-        return join_path("images", self._shard(self.tile_index, self.n_tiles),
+        return join_path(CHIPS_DIR, self._shard(self.tile_index, self.n_tiles),
                          f"{file_safe(self.stem)}.{safe_name(ext)}")
 
     @cached_property
@@ -92,17 +93,17 @@ class PreparedTile:
         if not self.tile.still_src or self.tile.still_index < 0:
             return ""
         ext = self.tile.still_src.rsplit(".", 1)[-1].lower() if "." in self.tile.still_src else "png"
-        return join_path("mapbox_stills", self._shard(self.tile.still_index, self.tile.still_count),
+        return join_path(STILLS_DIR, self._shard(self.tile.still_index, self.tile.still_count),
                          f"{file_safe(self.tile.still_stem)}.{safe_name(ext)}")
 
     def analysis_path(self, profile: str) -> str:
         position = self.tile_index * len(self.ctx.profiles) + self.ctx.profiles.index(profile)
-        return join_path("analysis_images", self._shard(position, self.n_tiles * len(self.ctx.profiles)),
+        return join_path(ANALYSIS_DIR, self._shard(position, self.n_tiles * len(self.ctx.profiles)),
                          f"{file_safe(self.stem)}__analysis_{profile}.png")
 
     @cached_property
     def overlay_path(self) -> str:
-        return join_path("overlays", self._shard(self.tile_index, self.n_tiles),
+        return join_path(OVERLAYS_DIR, self._shard(self.tile_index, self.n_tiles),
                          f"{file_safe(self.stem)}__regions.png")
 
     @cached_property

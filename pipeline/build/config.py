@@ -8,16 +8,15 @@ from dataclasses import dataclass, field
 from pipeline.errors import UsageError
 from transforms import fileio
 from transforms.analysis.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
+from transforms.fileio import public_location
 from transforms.output.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
+from transforms.output.tree import EMBEDDED_ROWS_PER_SHARD, MAX_FILES_PER_DIR, MIN_FILES_PER_DIR, ROWS_PER_SHARD
 from transforms.prompts import Templates, load_templates
 from transforms.rows import TaskContext
 from transforms.splits.plan import LEAKAGE_POLICIES
 from transforms.tasks import DEFAULT_TASKS, default_tasks, eval_tasks, task_names
 
 DEFAULT_FORMATS = ("jsonl", "parquet")
-MIN_FILES_PER_DIR = 16
-ROWS_PER_SHARD = 20000  # about 50 MB of JSONL; Parquet shards stay well under the Hub's comfortable size
-EMBEDDED_ROWS_PER_SHARD = 500  # with a chip, maybe a still and an analysis image per row: about 100 MB
 
 
 def _pick(raw: str, valid: tuple[str, ...], what: str, aliases: dict[str, str] | None = None,
@@ -49,7 +48,7 @@ class BuildConfig:
     leakage: str = "reassign"
     tim_shift: str = "varied"
     redact_location: bool = False
-    max_files_per_dir: int = 9000
+    max_files_per_dir: int = MAX_FILES_PER_DIR
     max_prompt_chars: int = 16000
     prompts_dir: str = ""
     overwrite: bool = False
@@ -63,7 +62,7 @@ class BuildConfig:
     @classmethod
     def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",
                leakage: str = "reassign", tim_shift: str = "varied", redact_location: bool = False,
-               max_files_per_dir: int = 9000, max_prompt_chars: int = 16000, prompts_dir: str = "",
+               max_files_per_dir: int = MAX_FILES_PER_DIR, max_prompt_chars: int = 16000, prompts_dir: str = "",
                overwrite: bool = False, formats: str = ",".join(DEFAULT_FORMATS), embed_images: bool = False,
                overlays: bool = False, rows_per_shard: int = 0, row_sidecars: str = "files",
                check_paths: bool = True) -> BuildConfig:
@@ -121,10 +120,6 @@ class BuildConfig:
                 "max_prompt_chars": self.max_prompt_chars, "prompts_dir": public_location(self.prompts_dir),
                 "formats": list(self.formats), "embed_images": self.embed_images, "overlays": self.overlays,
                 "rows_per_shard": self.rows_per_shard, "row_sidecars": self.row_sidecars}
-
-
-def public_location(path: str) -> str:
-    return os.path.basename(path.rstrip("/")) if fileio.is_local(path) else path
 
 
 def _clean_root(path: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build.config import BuildConfig
+from transforms.output.tree import MAX_FILES_PER_DIR
 
 
 def parse_bool(value: str | bool) -> bool:
@@ -39,7 +40,7 @@ class BuildOptions(PipelineOptions):
         _flag(parser, "tim-shift", default="varied", help="varied|fixed: how the signal class shifts per tile")
         _flag(parser, "redact-location", action="store_true", default=False,
               help="leave coordinates out of prompts")
-        _flag(parser, "max-files-per-dir", type=int, default=9000, help="entries per folder, files and "
+        _flag(parser, "max-files-per-dir", type=int, default=MAX_FILES_PER_DIR, help="entries per folder, files and "
               "sub-folders alike (at least 16; Hub limit 10000)")
         _flag(parser, "max-prompt-chars", type=int, default=16000, help="longest row text the gate lets through")
         _flag(parser, "prompts-dir", default="", help="folder of prompt templates (default: the bundled ones)")

@@ -3,40 +3,23 @@ split files and media), its report mix_report.json and its dataset card."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 import orjson
 
 from pipeline import __version__
-from pipeline.build.config import public_location
+from pipeline.mix.config import MixConfig
 from pipeline.mix.recipe import Recipe
-from pipeline.publish.card import CARD_NAME, render_mix_card
-from pipeline.publish.report import MIX_REPORT_NAME, write_charts
+from pipeline.publish.card import render_mix_card
+from pipeline.publish.report import write_charts
 from transforms import fileio
+from transforms.fileio import public_location
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.mix.stages import EVENTS, REJECTS, MixRows, MixSource
 from transforms.output.files import WriteRejects
+from transforms.output.tree import CARD_NAME, MIX_REPORT_NAME
 from transforms.paths import join_path
-
-MIX_ENTRIES = ("data", "parquet", "media", "rejects", "README.md", MIX_REPORT_NAME, "mix_timings.json",
-               "_satsft_spool", "charts", "preview")
-
-
-@dataclass(frozen=True)
-class MixConfig:
-    output: str
-    formats: tuple[str, ...] = ("parquet",)
-    embed_images: bool = False
-    rows_per_shard: int = 20000
-    max_files_per_dir: int = 9000
-    overwrite: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"output": public_location(self.output), "formats": list(self.formats),
-                "embed_images": self.embed_images, "rows_per_shard": self.rows_per_shard,
-                "max_files_per_dir": self.max_files_per_dir, "row_sidecars": "none"}
 
 
 def mix_sources(recipe: Recipe) -> tuple[MixSource, ...]:

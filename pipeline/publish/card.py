@@ -14,8 +14,8 @@ import yaml
 from pipeline.publish.charts import report_charts
 from transforms.classes import CLASS_NAMES
 from transforms.input.sidecars import VALID_SPLITS
+from transforms.output.tree import CHARTS_DIR
 
-CARD_NAME = "README.md"
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"))
 # Which written format a card config points at, best first: loaders read Parquet fastest.
@@ -67,7 +67,6 @@ def card_configs(files: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
     return configs
 
 
-CHARTS_DIR = "charts"
 
 
 def charts_section(report: dict[str, Any]) -> list[str]:

@@ -8,15 +8,12 @@ from typing import Any
 import orjson
 
 from pipeline import __version__
-from pipeline.publish.card import CARD_NAME, CHARTS_DIR, render_card
+from pipeline.publish.card import render_card
 from pipeline.publish.charts import report_charts
 from transforms import fileio
 from transforms.input.sidecars import VALID_SPLITS
+from transforms.output.tree import CARD_NAME, CHARTS_DIR, REPORT_NAME, TIMINGS_NAME
 from transforms.paths import join_path
-
-REPORT_NAME = "build_report.json"
-TIMINGS_NAME = "build_timings.json"
-MIX_REPORT_NAME = "mix_report.json"  # `satsft mix` writes this instead of build_report.json
 
 
 def write_report(output: str, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
@@ -74,4 +71,16 @@ def summary_table(report: dict[str, Any]) -> str:
     timings = report.get("timings")
     if timings:
         lines.append("time: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    return "\n".join(lines)
+
+
+def mix_summary(report: dict[str, Any]) -> str:
+    """Rows in and out and the share of train per source, and rejects by reason, as a plain-text table."""
+    lines = [f"{'source':<16} {'rows in':>22} {'repeat':>8} {'rows out':>24} {'share of train':>15}"]
+    for s in report["sources"]:
+        lines.append(f"{s['name']:<16} {'/'.join(str(v) for v in s['rows_in'].values()):>22} {s['repeat']:>8g} "
+                     f"{'/'.join(str(v) for v in s['rows_out'].values()):>24} {100 * s['share_of_train']:>14.2f}%")
+    lines.append(f"rows: {report['rows']['total']} (train/validation/test per source above)")
+    if report["rejects_by_reason"]:
+        lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in report["rejects_by_reason"].items()))
     return "\n".join(lines)

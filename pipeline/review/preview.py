@@ -15,19 +15,15 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 
-from pipeline.publish.card import CHARTS_DIR
 from pipeline.publish.charts import report_charts
-from pipeline.publish.report import MIX_REPORT_NAME, REPORT_NAME
 from pipeline.review.page import PAGE
-from pipeline.review.validate import OutputTree
 from scoring import parse
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, PALETTE_HEX
 from transforms.ids import stable_uint64
+from transforms.output.tree import CHARTS_DIR, MEDIA_DIR, MIX_REPORT_NAME, PREVIEW_DIR, REPORT_NAME, OutputTree
 from transforms.paths import join_path
 from transforms.tasks import is_grounding
-
-PREVIEW_DIR = "preview"
 
 
 class PreviewError(ValueError):
@@ -151,7 +147,7 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
         images = []
         for path in md["image_paths"]:
             if path not in copied:
-                copied[path] = posixpath.join("media", path)
+                copied[path] = posixpath.join(MEDIA_DIR, path)
                 data = embedded.get(path)
                 fileio.write_bytes(join_path(out_dir, copied[path]),
                                    data if data is not None else fileio.read_bytes(join_path(root, path)))

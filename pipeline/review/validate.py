@@ -11,72 +11,27 @@ listing, so a bucket costs one paged listing plus the files that are parsed, not
 
 from __future__ import annotations
 
-import posixpath
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
-import fsspec
 import orjson
 import pyarrow.parquet as pq
 import yaml
 
-from pipeline.publish.card import CARD_NAME
-from pipeline.publish.report import MIX_REPORT_NAME, REPORT_NAME
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.output.formats import (
     FORMATS,
     IMAGE_TOKEN,
     KNOWN_SCHEMAS,
-    ROW_SIDECARS_DIR,
     SIDECAR_SCHEMA,
 )
+from transforms.output.tree import CARD_NAME, MIX_REPORT_NAME, REPORT_NAME, ROW_SIDECARS_DIR, OutputTree, split_of_file
 from transforms.rows import grounding_problem
 from transforms.tasks import is_grounding
 
 SHOWN_PER_CHECK = 20
-
-
-class OutputTree:
-    """A finished output, local or in a bucket: its files listed once, relative to the root."""
-
-    def __init__(self, url: str):
-        self.fs, self.base = fsspec.core.url_to_fs(url)
-        self.base = self.base.rstrip("/")
-        self.files: set[str] = set()
-        if self.fs.isdir(self.base):
-            prefix = self.base + "/"
-            self.files = {p[len(prefix):] for p in self.fs.find(self.base) if p.startswith(prefix)}
-
-    def exists(self) -> bool:
-        return bool(self.files)
-
-    def isfile(self, rel: str) -> bool:
-        return rel in self.files
-
-    def open(self, rel: str) -> IO[bytes]:
-        return self.fs.open(f"{self.base}/{rel}", "rb")
-
-    def read(self, rel: str) -> bytes:
-        with self.open(rel) as f:
-            return f.read()
-
-    def under(self, folder: str) -> list[str]:
-        prefix = folder.rstrip("/") + "/"
-        return sorted(p for p in self.files if p.startswith(prefix))
-
-    def entries_per_folder(self) -> dict[str, int]:
-        """Entries (files and sub-folders) of every folder, from the file listing: a bucket has no empty
-        folders, so nothing is missed."""
-        children: dict[str, set[str]] = defaultdict(set)
-        for path in self.files:
-            parent, name = posixpath.split(path)
-            children[parent].add(name)
-            while parent:
-                parent, name = posixpath.split(parent)
-                children[parent].add(name)
-        return {folder: len(names) for folder, names in children.items()}
 
 
 @dataclass
@@ -101,11 +56,6 @@ class Findings:
             if len(problems) > SHOWN_PER_CHECK:
                 out.append(f"  ... and {len(problems) - SHOWN_PER_CHECK} more")
         return out
-
-
-def split_of_file(path: str) -> str:
-    """parquet/train-00000-of-00001.parquet -> train; data/validation.jsonl -> validation."""
-    return posixpath.basename(path).split(".")[0].split("-")[0]
 
 
 def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterator[dict[str, Any]]:

@@ -18,6 +18,7 @@ import orjson
 from transforms.ids import stable_uint64
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.output.formats import IMAGE_TOKEN, METADATA_FIELDS
+from transforms.output.tree import MEDIA_DIR
 from transforms.paths import file_stem, normalise_ref, safe_name, shard_dir, unsafe_reason
 
 FILTER_KEYS = ("task", "profile", "split")
@@ -25,7 +26,6 @@ FILTER_KEYS = ("task", "profile", "split")
 SPLIT_WORDS = {"train": ("train", "training"), "validation": ("validation", "valid", "val", "dev"),
                "test": ("test", "testing", "eval", "evaluation")}
 _TOKEN = re.compile(r"[a-z0-9]+")
-MEDIA_DIR = "media"
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 
 

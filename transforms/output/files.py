@@ -16,11 +16,11 @@ from apache_beam.metrics import Metrics
 from transforms import fileio
 from transforms.analysis.overlay import draw_regions
 from transforms.analysis.render import TileMap, render_tile_pngs
+from transforms.output.tree import REJECTS_FILE
 from transforms.paths import join_path
 from transforms.records import reject
 from transforms.rows import Row
 
-REJECTS_FILE = "rejects/rejects-00000-of-00001.jsonl"
 REJECTS = "rejects"
 
 

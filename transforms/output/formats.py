@@ -17,6 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transforms.output.tree import JSONL_DIR, LLAVA_DIR, PARQUET_DIR, ROW_SIDECARS_DIR, SHAREGPT_DIR
 from transforms.tasks import is_grounding
 
 FORMAT_NAMES = ("jsonl", "parquet", "llava", "sharegpt")
@@ -171,16 +172,15 @@ class Format:
 
 
 FORMATS: dict[str, Format] = {
-    "jsonl": Format("jsonl", "data", ".jsonl", jsonl_bytes),
-    "parquet": Format("parquet", "parquet", ".parquet", parquet_bytes, always_sharded=True),
-    "llava": Format("llava", "llava", ".json", llava_bytes),
-    "sharegpt": Format("sharegpt", "sharegpt", ".jsonl", sharegpt_bytes),
+    "jsonl": Format("jsonl", JSONL_DIR, ".jsonl", jsonl_bytes),
+    "parquet": Format("parquet", PARQUET_DIR, ".parquet", parquet_bytes, always_sharded=True),
+    "llava": Format("llava", LLAVA_DIR, ".json", llava_bytes),
+    "sharegpt": Format("sharegpt", SHAREGPT_DIR, ".jsonl", sharegpt_bytes),
 }
 
 
 # Row sidecars as Parquet shards (`--row-sidecars parquet`): one per split file shard, beside where the JSON files
 # would go; the sidecar itself is kept whole as JSON text, since its fields differ by task.
-ROW_SIDECARS_DIR = "metadata/sft_metadata_rows"
 SIDECAR_SCHEMA = pa.schema([("sample_id", pa.string()), ("task", pa.string()), ("tile_stem", pa.string()),
                             ("split", pa.string()), ("sidecar", pa.string())])
 

@@ -35,13 +35,13 @@ from transforms.output.formats import (
     sidecar_parquet_bytes,
     sidecar_shard_path,
 )
+from transforms.output.tree import SPOOL_DIR
 from transforms.paths import join_path, shard_dir
 from transforms.records import reject
 from transforms.rows import Row
 
 REJECTS = "rejects"
 POINTERS_PER_BATCH = 1000
-SPOOL_DIR = "_satsft_spool"  # under the output root while a build runs; removed at its end
 
 
 def shard_count(n_rows: int, rows_per_shard: int) -> int:

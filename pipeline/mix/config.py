@@ -1,0 +1,56 @@
+"""The mix's flags, checked once into a frozen MixConfig (the build's counterpart is pipeline/build/config.py);
+limits are the output's shared constants, so a mix and a build shard and fan out alike."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import UsageError
+from pipeline.mix.recipe import Recipe
+from transforms import fileio
+from transforms.fileio import public_location
+from transforms.output.tree import EMBEDDED_ROWS_PER_SHARD, MAX_FILES_PER_DIR, MIN_FILES_PER_DIR, ROWS_PER_SHARD
+
+MIX_FORMATS = ("parquet", "jsonl")
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    output: str
+    formats: tuple[str, ...] = ("parquet",)
+    embed_images: bool = False
+    rows_per_shard: int = ROWS_PER_SHARD
+    max_files_per_dir: int = MAX_FILES_PER_DIR
+    overwrite: bool = False
+
+    @classmethod
+    def create(cls, *, output: str, formats: str = "parquet", embed_images: bool = False, rows_per_shard: int = 0,
+               max_files_per_dir: int = MAX_FILES_PER_DIR, overwrite: bool = False) -> MixConfig:
+        """Every flag checked before the recipe is read or any graph is built."""
+        asked = {x.strip() for x in formats.split(",")}
+        picked = tuple(f for f in MIX_FORMATS if f in asked)
+        bad = sorted(asked - set(MIX_FORMATS))
+        if bad or not picked:
+            raise UsageError(f"--formats takes parquet and/or jsonl, not {', '.join(bad) or formats!r}")
+        if embed_images and "parquet" not in picked:
+            raise UsageError("--embed-images puts images into the Parquet files; add parquet to --formats")
+        if max_files_per_dir < MIN_FILES_PER_DIR or rows_per_shard < 0:
+            raise UsageError(f"--max-files-per-dir must be at least {MIN_FILES_PER_DIR} and --rows-per-shard 0 "
+                             "or more")
+        out = os.path.abspath(output) if fileio.is_local(output) else output.rstrip("/")
+        rows = rows_per_shard or (EMBEDDED_ROWS_PER_SHARD if embed_images else ROWS_PER_SHARD)
+        return cls(out, picked, embed_images, rows, max_files_per_dir, overwrite)
+
+    def check_sources(self, recipe: Recipe) -> None:
+        """The output may not lie inside a source (a rerun would read its own rows) nor hold one."""
+        for s in recipe.sources:
+            folder = s.folder.rstrip("/") + "/"
+            if (self.output + "/").startswith(folder) or folder.startswith(self.output + "/"):
+                raise UsageError(f"--output must not be inside source {s.name!r} (or the other way round)")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"output": public_location(self.output), "formats": list(self.formats),
+                "embed_images": self.embed_images, "rows_per_shard": self.rows_per_shard,
+                "max_files_per_dir": self.max_files_per_dir, "row_sidecars": "none"}

@@ -1,0 +1,128 @@
+"""Running a graph: the local runner shortcut, run and wait (with the collector tuned and timings kept apart),
+preparing the output folder, and refusing flags no option class declares. Shared by `build` and `mix`.
+
+Beam is imported inside the functions: the CLI imports this module for every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import time
+from typing import Protocol
+
+from pipeline.errors import UsageError
+from transforms import collector, fileio
+
+ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
+
+
+class OutputConfig(Protocol):
+    output: str
+    overwrite: bool
+
+
+def unknown_flags(argv: list[str]) -> list[str]:
+    """Flags no PipelineOptions class declares; Beam would only warn about them, we refuse them."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    seen: set[type] = set()
+    stack = list(PipelineOptions.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        stack.extend(cls.__subclasses__())
+        try:
+            cls._add_argparse_args(parser)
+        except argparse.ArgumentError:
+            pass
+    _, unknown = parser.parse_known_args(argv)
+    return [u for u in unknown if u.startswith("--")]
+
+
+def refuse_unknown_flags(argv: list[str], command: str) -> None:
+    unknown = unknown_flags(argv)
+    if unknown:
+        raise UsageError(f"unknown option(s) {' '.join(unknown)}; see `satsft {command} --help`")
+
+
+def prepare_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
+    """Refuse to mix a new output with an old one; with --overwrite, remove what an earlier run wrote (the
+    ``entries`` a build or a mix writes; anything else stays)."""
+    out = config.output
+    if fileio.is_local(out):
+        if os.path.isdir(out) and os.listdir(out):
+            if not config.overwrite:
+                raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new folder")
+            for name in entries:
+                path = os.path.join(out, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                elif os.path.exists(path):
+                    os.remove(path)
+        os.makedirs(out, exist_ok=True)
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    existing = FileSystems.match([f"{out}/**"])[0].metadata_list
+    if existing:
+        if not config.overwrite:
+            raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new prefix")
+        # As locally: only what a build writes goes; anything else under the prefix stays.
+        ours = [m.path for m in existing if m.path[len(out) + 1:].split("/", 1)[0] in entries]
+        if ours:
+            FileSystems.delete(ours)
+
+
+def runner_name(options) -> str:
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    return options.view_as(StandardOptions).runner or "DirectRunner"
+
+
+def new_pipeline(options):
+    """A Pipeline on the runner the options name; the DirectRunner goes straight to the FnApiRunner."""
+    import apache_beam as beam
+
+    local = runner_name(options) in ("DirectRunner", "SwitchingDirectRunner")
+    return beam.Pipeline(runner=_local_runner(options) if local else None, options=options)
+
+
+def run(pipeline, options, output: str, timings_name: str, report_name: str) -> dict | None:
+    """Run a graph; wait for it unless the runner only submits it. Returns the report with timings."""
+    from pipeline.publish.report import add_timings
+
+    runner = runner_name(options)
+    started, cpu0 = time.monotonic(), _cpu_seconds()
+    if runner in ASYNC_RUNNERS:  # the job writes the report and README.md itself when it finishes
+        pipeline.run()
+        print(f"submitted to {runner}; the output, {report_name} and README.md appear in {output} when the job "
+              "finishes")
+        return None
+    with collector.tuned():
+        pipeline.run().wait_until_finish()
+    return add_timings(output, {"wall_seconds": time.monotonic() - started, "cpu_seconds": _cpu_seconds() - cpu0},
+                       timings_name, report_name)
+
+
+def _local_runner(options):
+    """The runner DirectRunner ends up using for this graph, without the detour: DirectRunner first tries to
+    start Prism, which needs a binary from the network (offline that attempt only costs time), then falls
+    back to the FnApiRunner. --direct_num_workers and --direct_running_mode apply as before."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+
+def _cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime

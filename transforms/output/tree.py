@@ -1,0 +1,100 @@
+"""The output tree: the one place every output folder and file is named, and the reader of a finished build
+or mix (local or gs://) that `validate`, `preview` and `eval` share.
+
+No Beam here: the commands that read outputs back never start it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import defaultdict
+from typing import IO
+
+import fsspec
+
+# Split files, one folder per format (FORMATS.md 2).
+JSONL_DIR = "data"
+PARQUET_DIR = "parquet"
+LLAVA_DIR = "llava"
+SHAREGPT_DIR = "sharegpt"
+# Images a build writes or copies, and the row sidecars.
+CHIPS_DIR = "images"
+STILLS_DIR = "mapbox_stills"
+ANALYSIS_DIR = "analysis_images"
+OVERLAYS_DIR = "overlays"
+METADATA_DIR = "metadata"
+ROW_SIDECARS_DIR = f"{METADATA_DIR}/sft_metadata_rows"
+MEDIA_DIR = "media"  # a mix's images, under the name of the source that owns them
+# What every output has beside its rows.
+REJECTS_DIR = "rejects"
+REJECTS_FILE = f"{REJECTS_DIR}/rejects-00000-of-00001.jsonl"
+CARD_NAME = "README.md"
+CHARTS_DIR = "charts"
+PREVIEW_DIR = "preview"
+REPORT_NAME = "build_report.json"
+TIMINGS_NAME = "build_timings.json"
+MIX_REPORT_NAME = "mix_report.json"  # `satsft mix` writes this instead of build_report.json
+MIX_TIMINGS_NAME = "mix_timings.json"
+SPOOL_DIR = "_satsft_spool"  # rows spooled while a build or mix runs; removed at its end
+
+# Limits of an output, shared by build and mix.
+ROWS_PER_SHARD = 20000  # about 50 MB of JSONL; Parquet shards stay well under the Hub's comfortable size
+EMBEDDED_ROWS_PER_SHARD = 500  # with a chip, maybe a still and an analysis image per row: about 100 MB
+MAX_FILES_PER_DIR = 9000  # entries per folder by default (the Hub refuses folders over 10,000)
+MIN_FILES_PER_DIR = 16  # the output folder itself holds up to 16 entries
+
+# The top-level entries each command writes: --overwrite removes these and nothing else.
+BUILD_ENTRIES = (JSONL_DIR, PARQUET_DIR, LLAVA_DIR, SHAREGPT_DIR, CHIPS_DIR, STILLS_DIR, ANALYSIS_DIR, OVERLAYS_DIR,
+                 METADATA_DIR, REJECTS_DIR, CARD_NAME, REPORT_NAME, TIMINGS_NAME, SPOOL_DIR, CHARTS_DIR, PREVIEW_DIR)
+MIX_ENTRIES = (JSONL_DIR, PARQUET_DIR, MEDIA_DIR, REJECTS_DIR, CARD_NAME, MIX_REPORT_NAME, MIX_TIMINGS_NAME,
+               SPOOL_DIR, CHARTS_DIR, PREVIEW_DIR)
+
+
+def split_of_file(path: str) -> str:
+    """parquet/train-00000-of-00001.parquet -> train; data/validation.jsonl -> validation."""
+    return posixpath.basename(path).split(".")[0].split("-")[0]
+
+
+class OutputTree:
+    """A finished output, local or in a bucket: its files listed once, relative to the root."""
+
+    def __init__(self, url: str):
+        self.fs, self.base = fsspec.core.url_to_fs(url)
+        self.base = self.base.rstrip("/")
+        self.files: set[str] = set()
+        if self.fs.isdir(self.base):
+            prefix = self.base + "/"
+            self.files = {p[len(prefix):] for p in self.fs.find(self.base) if p.startswith(prefix)}
+
+    def exists(self) -> bool:
+        return bool(self.files)
+
+    def isfile(self, rel: str) -> bool:
+        return rel in self.files
+
+    def open(self, rel: str) -> IO[bytes]:
+        return self.fs.open(f"{self.base}/{rel}", "rb")
+
+    def read(self, rel: str) -> bytes:
+        with self.open(rel) as f:
+            return f.read()
+
+    def under(self, folder: str) -> list[str]:
+        prefix = folder.rstrip("/") + "/"
+        return sorted(p for p in self.files if p.startswith(prefix))
+
+    def report_name(self) -> str:
+        """The report this output has: a build's, else a mix's ("" when it has neither)."""
+        return next((n for n in (REPORT_NAME, MIX_REPORT_NAME) if n in self.files), "")
+
+    def entries_per_folder(self) -> dict[str, int]:
+        """Entries (files and sub-folders) of every folder, from the file listing: a bucket has no empty
+        folders, so nothing is missed."""
+        children: dict[str, set[str]] = defaultdict(set)
+        for path in self.files:
+            parent, name = posixpath.split(path)
+            children[parent].add(name)
+            while parent:
+                parent, name = posixpath.split(parent)
+                children[parent].add(name)
+        return {folder: len(names) for folder, names in children.items()}

@@ -1,19 +1,148 @@
-"""build_report.json, the dataset card and the summary printed at the end of a build (no Beam here: `satsft
-validate` reads reports without starting it)."""
+"""build_report.json and mix_report.json, the cards made from them and the summaries printed at the end of a
+run (no Beam here: `satsft validate` reads reports without starting it).
+
+Both commands count in the same flat keys (``kind|...`` -> n, summed in the graph); one summariser nests the
+kinds they share (rows, rejects, files) and each report adds its own.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import orjson
 
 from pipeline import __version__
-from pipeline.publish.card import render_card
+from pipeline.publish.card import render_card, render_mix_card
 from pipeline.publish.charts import report_charts
 from transforms import fileio
+from transforms.fileio import public_location
 from transforms.input.sidecars import VALID_SPLITS
-from transforms.output.tree import CARD_NAME, CHARTS_DIR, REPORT_NAME, TIMINGS_NAME
+from transforms.output.tree import CARD_NAME, CHARTS_DIR, MIX_REPORT_NAME, REPORT_NAME, TIMINGS_NAME
 from transforms.paths import join_path
+from transforms.records import TILE_STAGES
+from transforms.splits.plan import split_drift_pp
+
+
+class Counts:
+    """Flat counter keys nested once: rows by task and split, rejects by (stage, reason), files by format and
+    path; every other kind is left in ``rest`` as (kind, the rest of the key, key, n), in key order."""
+
+    def __init__(self, counts: dict[str, int]):
+        self.rows: dict[str, dict[str, int]] = {}
+        self.rejects: dict[tuple[str, str], int] = {}
+        self.files: dict[str, dict[str, int]] = {}
+        self.rest: list[tuple[str, str, str, int]] = []
+        for key, n in sorted(counts.items()):
+            kind, _, rest = key.partition("|")
+            if kind == "rows":
+                task, split = rest.split("|")
+                self.rows.setdefault(task, {})[split] = n
+            elif kind == "rejects":
+                stage, reason = rest.split("|", 1)
+                self.rejects[(stage, reason)] = n
+            elif kind == "files":
+                fmt, path = rest.split("|", 1)
+                self.files.setdefault(fmt, {})[path] = n
+            else:
+                self.rest.append((kind, rest, key, n))
+
+    def rows_section(self) -> dict[str, Any]:
+        return {"total": sum(sum(v.values()) for v in self.rows.values()), "by_task_split": self.rows}
+
+    def rejects_by_reason(self) -> dict[str, int]:
+        by_reason: dict[str, int] = {}
+        for (_, reason), n in self.rejects.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+        return dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def summarise(counts: dict[str, int]) -> dict[str, Any]:
+    """Flat counter keys -> the nested counts of build_report.json, with the accounting identity checked."""
+    c = Counts(counts)
+    tiles_rejected = sum(n for (stage, _), n in c.rejects.items() if stage in TILE_STAGES)
+    tiles_by_split: dict[str, int] = {}
+    declared: dict[str, int] = {}
+    classes: dict[str, dict[str, int]] = {}
+    boxes: dict[int, int] = {}
+    other: dict[str, int] = {}
+    for kind, rest, key, n in c.rest:
+        if kind == "tiles":
+            tiles_by_split[rest] = n
+        elif kind == "declared":
+            declared[rest] = n
+        elif kind in ("dominant", "regions"):
+            classes.setdefault(rest, {"dominant_tiles": 0, "regions": 0})[
+                "dominant_tiles" if kind == "dominant" else "regions"] = n
+        elif kind == "boxes":
+            boxes[int(rest)] = n
+        else:
+            other[key] = n
+    tiles_in = other.pop("tiles_in", 0)
+    with_rows = sum(tiles_by_split.values())
+    return {
+        "tiles": {"in": tiles_in, "with_rows": with_rows, "rejected": tiles_rejected,
+                  "by_split": tiles_by_split, "accounted": tiles_in == with_rows + tiles_rejected},
+        "splits": {"declared": {s: declared.get(s, 0) for s in VALID_SPLITS},
+                   "written": {s: tiles_by_split.get(s, 0) for s in VALID_SPLITS},
+                   "drift_pp": split_drift_pp(declared, tiles_by_split)},
+        "rows": c.rows_section(),
+        "rejects_by_reason": c.rejects_by_reason(),
+        "classes": dict(sorted(classes.items())),
+        "boxes_per_row": {str(k): boxes[k] for k in sorted(boxes)},
+        "files": c.files,
+        "outputs": other,
+    }
+
+
+def summarise_mix(counts: dict[str, int], sources: Sequence[MixSourceInfo]) -> dict[str, Any]:
+    """Flat counter keys -> the nested counts of mix_report.json; ``sources`` in recipe order."""
+    c = Counts(counts)
+    per_source: dict[str, dict[str, dict[str, int]]] = {s.name: {"in": {}, "out": {}, "deduplicated": {}}
+                                                        for s in sources}
+    dropped: dict[str, dict[str, int]] = {}
+    repeats: dict[str, float] = {}
+    other: dict[str, int] = {}
+    for kind, rest, key, n in c.rest:
+        if kind == "source":
+            name, side, split = rest.split("|")
+            per_source[name][side][split] = n
+        elif kind == "deduplicated":
+            name, split = rest.split("|")
+            per_source[name]["deduplicated"][split] = n
+        elif kind == "dropped_columns":
+            name, column = rest.split("|", 1)
+            dropped.setdefault(name, {})[column] = n
+        elif kind == "repeat_milli":
+            repeats[rest] = n / 1000
+        else:
+            other[key] = n
+    train_total = sum(v["out"].get("train", 0) for v in per_source.values())
+    out = []
+    for s in sources:
+        sc = per_source[s.name]
+        out.append({
+            "name": s.name, "path": public_location(s.path), "kind": s.kind,
+            "where": {k: list(v) for k, v in s.where.items()}, "repeat": repeats.get(s.name, s.repeat or 0.0),
+            "share": s.share, "rows_in": {sp: sc["in"].get(sp, 0) for sp in VALID_SPLITS},
+            "rows_out": {sp: sc["out"].get(sp, 0) for sp in VALID_SPLITS},
+            "deduplicated": {sp: n for sp, n in sc["deduplicated"].items() if n},
+            "share_of_train": round(sc["out"].get("train", 0) / train_total, 6) if train_total else 0.0,
+            "dropped_columns": dropped.get(s.name, {}),
+        })
+    return {"sources": out, "rows": c.rows_section(), "rejects_by_reason": c.rejects_by_reason(),
+            "files": c.files, "outputs": other}
+
+
+class MixSourceInfo(Protocol):
+    """What the mix report says of a recipe source (pipeline.mix.recipe.Source)."""
+
+    name: str
+    path: str
+    kind: str
+    where: dict[str, tuple[str, ...]]
+    repeat: float | None
+    share: float | None
 
 
 def write_report(output: str, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
@@ -22,6 +151,17 @@ def write_report(output: str, config: dict[str, Any], summary: dict[str, Any]) -
     fileio.write_bytes(join_path(output, REPORT_NAME), orjson.dumps(report, option=orjson.OPT_INDENT_2))
     write_charts(output, report)
     fileio.write_bytes(join_path(output, CARD_NAME), render_card(report).encode())
+    return report
+
+
+def write_mix_report(output: str, seed: int, sources: Sequence[MixSourceInfo], config: dict[str, Any],
+                     counts: dict[str, int]) -> dict[str, Any]:
+    """mix_report.json, then its card."""
+    report = {"satsft_version": __version__, "kind": "mix", "seed": seed, "config": config,
+              **summarise_mix(counts, sources)}
+    fileio.write_bytes(join_path(output, MIX_REPORT_NAME), orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    write_charts(output, report)
+    fileio.write_bytes(join_path(output, CARD_NAME), render_mix_card(report).encode())
     return report
 
 

@@ -87,3 +87,32 @@ def _inspect(root: str, rel_path: str, n_bytes: int) -> ImageFile:
         return ImageFile(rel_path, "unreadable", str(err)[:200])
     problem, detail, width, height = png_problem(head, tail, n_bytes)
     return ImageFile(rel_path, problem, detail, width, height)
+
+
+def media_problem_of(head: bytes, tail: bytes, size: int) -> str:
+    """Why an image a mix carries (PNG or JPEG) is not usable, from its first 33 and last 64 bytes and its size;
+    "" when it is. PNGs get the build's own checks."""
+    if size == 0:
+        return "empty_file"
+    if size > MAX_IMAGE_BYTES:
+        return "file_too_large"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "" if b"\xff\xd9" in tail else "truncated"
+    if head.startswith(b"\x89PNG"):
+        return png_problem(head, tail[-12:], size)[0]
+    return "not_png_or_jpeg"
+
+
+def media_problem(data: bytes) -> str:
+    return media_problem_of(data[:33], data[-64:], len(data))
+
+
+def media_file_problem(path: str) -> str:
+    """The same checks on a file, reading only its head and tail."""
+    try:
+        if not fileio.exists(path):
+            return "missing"
+        head, tail, size = fileio.read_head_tail(path, 33, 64)
+    except (OSError, ValueError):
+        return "unreadable"
+    return media_problem_of(head, tail, size)

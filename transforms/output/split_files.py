@@ -13,8 +13,6 @@ treat their temporary files).
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -35,13 +33,12 @@ from transforms.output.formats import (
     sidecar_parquet_bytes,
     sidecar_shard_path,
 )
-from transforms.output.tree import SPOOL_DIR
+from transforms.output.spool import POINTERS_PER_BATCH, RemoveSpool, SpoolFile, read_spooled, spool_root
 from transforms.paths import join_path, shard_dir
 from transforms.records import reject
 from transforms.rows import Row
 
 REJECTS = "rejects"
-POINTERS_PER_BATCH = 1000
 
 
 def shard_count(n_rows: int, rows_per_shard: int) -> int:
@@ -91,30 +88,6 @@ def read_entry(sample_id: str, data: bytes) -> ShardEntry:
                       e.get("render_spec"), e.get("sidecar_path", ""), e.get("sidecar"))
 
 
-class SpoolFile:
-    """One bundle's spool file: opened with a fresh name on the first write, closed when the bundle ends.
-    Beam discards what a failed bundle emitted, so its spool is never referenced (and goes with the folder)."""
-
-    def __init__(self, root: str):
-        self.root = root
-        self.name, self._file, self._offset = "", None, 0
-
-    def write(self, data: bytes) -> tuple[str, int, int]:
-        """Append; returns (spool name, offset, length)."""
-        if self._file is None:
-            self.name, self._offset = uuid.uuid4().hex, 0
-            self._file = fileio.open_for_write(join_path(self.root, self.name))
-        offset = self._offset
-        self._file.write(data)
-        self._offset += len(data)
-        return self.name, offset, len(data)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
 class _SpoolFn(beam.DoFn):
     """Append rows to one spool file per bundle; pass on tuples of pointers. The file is closed when the bundle
     ends, before any consumer of the pointers (all behind a shuffle) can run."""
@@ -142,6 +115,24 @@ class _SpoolFn(beam.DoFn):
             self._batch = []
 
 
+ShardKey = tuple[str, int, int, str]  # (split, shard, shards in the split, sub-folder)
+
+
+def write_shard(root: str, key: ShardKey, records: list[dict[str, Any]], images: list[Images] | None,
+                formats: tuple[str, ...], metadata_fields: tuple[str, ...]) -> list[dict[str, int]]:
+    """One shard's rows, already in their order, written in every format (the one writer of split files, for
+    build and mix alike); one event per file (files|format|path -> rows) for the report and the card."""
+    split, shard, n, sub = key
+    events = []
+    for name in formats:
+        fmt = FORMATS[name]
+        path = fmt.path(split, shard, n, sub)
+        data = parquet_bytes(records, images, metadata_fields) if name == "parquet" else fmt.encode(records, None)
+        fileio.write_bytes(join_path(root, path), data)
+        events.append({f"files|{name}|{path}": len(records)})
+    return events
+
+
 def split_file_dir(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int, split: str,
                    shard: int) -> str:
     """The sub-folder of one split file inside its format folder: none while the folder's files fit under the
@@ -153,9 +144,6 @@ def split_file_dir(counts: dict[str, int], rows_per_shard: int, max_files_per_di
     before = sum(shard_count(counts[s], rows_per_shard) for s in VALID_SPLITS[:VALID_SPLITS.index(split)]
                  if counts.get(s, 0))
     return shard_dir(before + shard, max_files_per_dir, total)
-
-
-ShardKey = tuple[str, int, int, str]  # (split, shard, shards in the split, sub-folder)
 
 
 def shard_key(pointer: RowPointer, counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int
@@ -193,21 +181,6 @@ def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_di
             n = shard_count(counts[split], rows_per_shard)
             out += [((split, i, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, split, i)), None)
                     for i in range(n)]
-    return out
-
-
-def read_spooled(spool_root: str, ranges: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int], bytes]:
-    """(spool, offset, length) ranges -> their bytes, keyed by (spool, offset); each spool file is opened once
-    and read in offset order, and a range asked for twice is read once."""
-    by_spool: dict[str, set[tuple[int, int]]] = {}
-    for spool, offset, length in ranges:
-        by_spool.setdefault(spool, set()).add((offset, length))
-    out = {}
-    for spool, spans in sorted(by_spool.items()):
-        with fileio.open_for_read(join_path(spool_root, spool)) as f:
-            for offset, length in sorted(spans):
-                f.seek(offset)
-                out[(spool, offset)] = f.read(length)
     return out
 
 
@@ -271,7 +244,7 @@ class _WriteShardFn(beam.DoFn):
 
     def process(self, element):
         (split, shard, n, sub), grouped = element
-        entries = read_back(join_path(self.root, SPOOL_DIR),
+        entries = read_back(spool_root(self.root),
                             [RowPointer._make(p) for batch in grouped["rows"] for p in batch])
         images = None
         if self.embed_images:
@@ -282,16 +255,10 @@ class _WriteShardFn(beam.DoFn):
                     yield from self._drop(entries[i], imgs)
             entries, images = [entries[i] for i in kept], [found[i] for i in kept]
         records = [e.record for e in entries]
-        for name in self.formats:
-            fmt = FORMATS[name]
-            path = fmt.path(split, shard, n, sub)
-            if name == "parquet":
-                data = parquet_bytes(records, images, self.metadata_fields)
-            else:
-                data = fmt.encode(records, None)
-            fileio.write_bytes(join_path(self.root, path), data)
+        for event in write_shard(self.root, (split, shard, n, sub), records, images, self.formats,
+                                 self.metadata_fields):
             self.files.inc()
-            yield {f"files|{name}|{path}": len(records)}
+            yield event
         if self.row_sidecars == "parquet":
             path = sidecar_shard_path(split, shard, n, sub)
             fileio.write_bytes(join_path(self.root, path), sidecar_parquet_bytes(
@@ -333,8 +300,8 @@ class WriteSplitFiles(beam.PTransform):
     extra_metadata: tuple[str, ...] = ()
 
     def expand(self, rows):
-        spool_root = join_path(self.output_root, SPOOL_DIR)
-        pointers = rows | "Spool" >> beam.ParDo(_SpoolFn(spool_root, self.embed_images, self.row_sidecars == "parquet"))
+        pointers = rows | "Spool" >> beam.ParDo(_SpoolFn(spool_root(self.output_root), self.embed_images,
+                                                         self.row_sidecars == "parquet"))
         counts = (pointers
                   | "SplitOf" >> beam.FlatMap(split_counts_of)
                   | "CountPerSplit" >> beam.CombinePerKey(sum)
@@ -349,8 +316,6 @@ class WriteSplitFiles(beam.PTransform):
                                        ).with_outputs(REJECTS, main="events"))
         # Once every shard is written (the count waits for all of them), the spools go; it emits nothing, but the
         # build report waits for it through the flattened events.
-        cleanup = (out.events
-                   | "ShardsDone" >> beam.combiners.Count.Globally()
-                   | "RemoveSpool" >> beam.FlatMap(lambda _: fileio.remove_tree(spool_root) or []))
+        cleanup = out.events | "ShardsDone" >> RemoveSpool(self.output_root)
         events = (out.events, cleanup) | "WithCleanup" >> beam.Flatten()
         return {"events": events, REJECTS: out[REJECTS]}

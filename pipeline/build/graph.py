@@ -9,9 +9,8 @@ import apache_beam as beam
 from pipeline.build.config import BuildConfig
 from pipeline.publish.report import summarise, write_report
 from transforms.generate import COPIES, OVERLAYS, RENDERS, TILES_DONE, GenerateRows
-from transforms.input.fingerprint import FingerprintFn
 from transforms.input.join import JoinOnTileStem, JoinStills
-from transforms.input.read import LEAVES, ExtractImageRefs, ListImages, ReadSidecars, image_leaf
+from transforms.input.read import LEAVES, ExtractImageRefs, FingerprintFn, ListImages, ReadSidecars, image_leaf
 from transforms.output.counts import CountOutcomes
 from transforms.output.files import (
     CopySourceImages,

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-import apache_beam as beam
-
 
 def file_leaf(kind: str, rel_path: str, size: int, content: bytes | None = None) -> bytes:
     digest = hashlib.sha256(content).hexdigest() if content is not None else ""
@@ -24,23 +22,3 @@ def fingerprint(leaves: Iterable[bytes]) -> str:
     for leaf in sorted(leaves):
         h.update(leaf)
     return h.hexdigest()
-
-
-class FingerprintFn(beam.CombineFn):
-    """Leaves in, one hex digest out. Holds 32 bytes per input file (about 10 MB at 100,000 tiles)."""
-
-    def create_accumulator(self) -> list[bytes]:
-        return []
-
-    def add_input(self, acc: list[bytes], leaf: bytes) -> list[bytes]:
-        acc.append(leaf)
-        return acc
-
-    def merge_accumulators(self, accs: Iterable[list[bytes]]) -> list[bytes]:
-        merged: list[bytes] = []
-        for acc in accs:
-            merged.extend(acc)
-        return merged
-
-    def extract_output(self, acc: list[bytes]) -> str:
-        return fingerprint(acc)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 
-from transforms.input.fingerprint import file_leaf
+from transforms.input.fingerprint import file_leaf, fingerprint
 from transforms.input.images import ImageFile, escapes_root, inspect_image
 from transforms.input.refs import ImageRef, file_rank, parse_line
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
@@ -159,3 +160,23 @@ class ListImages(beam.PTransform):
 def image_leaf(element: tuple[str, ImageFile]) -> bytes:
     """The fingerprint leaf of a listed image: its path and size (images are not read for this)."""
     return file_leaf("image", element[1].path, element[1].size)
+
+
+class FingerprintFn(beam.CombineFn):
+    """Leaves in, one hex digest out. Holds 32 bytes per input file (about 10 MB at 100,000 tiles)."""
+
+    def create_accumulator(self) -> list[bytes]:
+        return []
+
+    def add_input(self, acc: list[bytes], leaf: bytes) -> list[bytes]:
+        acc.append(leaf)
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[list[bytes]]) -> list[bytes]:
+        merged: list[bytes] = []
+        for acc in accs:
+            merged.extend(acc)
+        return merged
+
+    def extract_output(self, acc: list[bytes]) -> str:
+        return fingerprint(acc)

@@ -1,0 +1,53 @@
+"""Recipes are checked before anything is read: each mistake is a usage error that names it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.errors import UsageError
+from pipeline.mix.recipe import load_recipe, parse_recipe, parse_source_spec
+
+
+@pytest.fixture
+def foreign(tmp_path):
+    d = tmp_path / "other"
+    d.mkdir()
+    row = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    for name in ("train.jsonl", "test.jsonl"):
+        (d / name).write_text(json.dumps(row) + "\n")
+    return d
+
+
+def test_a_spec_is_key_value_pairs_with_lists(foreign):
+    assert parse_source_spec(f"name=o,path={foreign},repeat=2,split=train|test") == {
+        "name": "o", "path": str(foreign), "repeat": 2.0, "where": {"split": ["train", "test"]}}
+    recipe = load_recipe(None, [f"name=o,path={foreign},share=0.2", f"name=p,path={foreign}"])
+    assert [s.name for s in recipe.sources] == ["o", "p"]
+    assert recipe.sources[0].kind == "files" and len(recipe.sources[0].files) == 2
+    assert recipe.sources[0].share == 0.2
+
+
+@pytest.mark.parametrize(("recipe", "message"), [
+    ({"seed": "x", "sources": []}, "seed must be an integer"),
+    ({"sources": []}, "at least one source"),
+    ({"seeds": 1}, "unknown recipe key"),
+    ({"sources": [{"name": "a", "path": "{d}"}, {"name": "a", "path": "{d}"}]}, "unique"),
+    ({"sources": [{"name": "a", "path": "{d}", "share": 0.5}]}, "at least one needs a repeat"),
+    ({"sources": [{"name": "a", "path": "{d}"}, {"name": "b", "path": "{d}", "share": 1.5}]}, "below 1"),
+    ({"sources": [{"name": "a", "path": "{d}", "where": {"split": "validation"}}]}, "matches nothing"),
+    ({"sources": [{"name": "a", "path": "{d}", "weight": 2}]}, "unknown key"),
+])
+def test_recipe_mistakes_are_usage_errors(foreign, recipe, message):
+    text = json.dumps(recipe).replace("{d}", str(foreign))
+    with pytest.raises(UsageError, match=message):
+        parse_recipe(json.loads(text))
+
+
+def test_a_bad_recipe_file_names_the_problem(tmp_path):
+    with pytest.raises(UsageError, match="cannot read recipe"):
+        load_recipe(str(tmp_path / "missing.yaml"), [])
+    (tmp_path / "bad.yaml").write_text("seed: [\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        load_recipe(str(tmp_path / "bad.yaml"), [])

@@ -1,0 +1,58 @@
+"""One summariser nests the flat counts of build and mix; the end-of-run tables read the reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.publish.report import Counts, mix_summary, summarise, summarise_mix, summary_table
+
+BUILD_COUNTS = {
+    "tiles_in": 5, "tiles|train": 3, "tiles|test": 1, "declared|train": 3, "declared|test": 1, "declared|validation": 1,
+    "rejects|sidecar|invalid_json": 1, "rejects|write|source_image_unreadable": 2,
+    "rows|caption|train": 3, "rows|caption|test": 1, "rows|grounding_all|train": 3,
+    "boxes|2": 2, "boxes|11": 1, "dominant|water": 2, "regions|water": 7,
+    "files|jsonl|data/train.jsonl": 6, "row_sidecars_written": 7,
+}
+
+
+def test_counts_nest_the_shared_kinds_once():
+    c = Counts(BUILD_COUNTS)
+    assert c.rows == {"caption": {"test": 1, "train": 3}, "grounding_all": {"train": 3}}
+    assert c.rejects_by_reason() == {"source_image_unreadable": 2, "invalid_json": 1}
+    assert c.files == {"jsonl": {"data/train.jsonl": 6}}
+    assert [k for k, *_ in c.rest][:2] == ["boxes", "boxes"]
+
+
+def test_build_summary_accounts_for_every_tile():
+    s = summarise(BUILD_COUNTS)
+    assert s["tiles"] == {"in": 5, "with_rows": 4, "rejected": 1, "by_split": {"test": 1, "train": 3},
+                          "accounted": True}  # a row dropped at write time is not a tile rejected
+    assert s["rows"]["total"] == 7
+    assert s["boxes_per_row"] == {"2": 2, "11": 1}  # numeric order, not text order
+    assert s["outputs"] == {"row_sidecars_written": 7}
+    assert s["splits"]["declared"] == {"train": 3, "validation": 1, "test": 1}
+    table = summary_table({**s, "timings": {"wall_seconds": 1.5}})
+    assert "caption" in table and "tiles: 5 in, 4 with rows, 1 rejected" in table and "WARNING" not in table
+    assert "WARNING" in summary_table(summarise({**BUILD_COUNTS, "tiles_in": 9}))
+
+
+@dataclass
+class _Source:
+    name: str
+    path: str = "/data/builds/sat"
+    kind: str = "satsft"
+    where: dict = field(default_factory=dict)
+    repeat: float | None = 1.0
+    share: float | None = None
+
+
+def test_mix_summary_per_source():
+    counts = {"source|a|in|train": 10, "source|a|out|train": 20, "source|b|in|train": 5, "source|b|out|train": 5,
+              "source|b|in|test": 2, "deduplicated|b|test": 2, "repeat_milli|a": 2000, "rows|caption|train": 25,
+              "dropped_columns|b|extra": 5, "rejects|dedup|duplicate_row": 1, "media_written": 3}
+    s = summarise_mix(counts, [_Source("a", repeat=None, share=0.8), _Source("b")])
+    a, b = s["sources"]
+    assert a["repeat"] == 2.0 and a["share_of_train"] == 0.8 and a["path"] == "sat"
+    assert b["deduplicated"] == {"test": 2} and b["dropped_columns"] == {"extra": 5}
+    assert s["rejects_by_reason"] == {"duplicate_row": 1} and s["outputs"] == {"media_written": 3}
+    assert "80.00%" in mix_summary(s)

@@ -1,0 +1,73 @@
+"""The mix's pure core: repeats and shares, fractional copies, ids, the global order, media names."""
+
+from __future__ import annotations
+
+import pytest
+
+from transforms.mix.rows import (
+    RowProblem,
+    copies,
+    fraction_threshold,
+    matches,
+    media_index,
+    mix_id,
+    normalise_row,
+    order_key,
+    plan_repeats,
+    selection_hash,
+    split_of_path,
+)
+
+
+def test_shares_are_taken_of_the_rows_the_repeats_make():
+    # a: 100 train rows x 2 = 200; b asks for 20% of the mix: 200 * 0.2 / 0.8 = 50 rows of its 25 -> repeat 2
+    planned = plan_repeats({"a": 100, "b": 25}, {"a": 2.0, "b": None}, {"a": None, "b": 0.2})
+    assert planned == {"a": 2.0, "b": pytest.approx(2.0)}
+    assert plan_repeats({"a": 10}, {"a": 1.0, "b": None}, {"b": 0.5})["b"] == 0.0  # a share of no rows
+
+
+def test_a_fraction_selects_exactly_its_rows_and_only_train_repeats():
+    hashes = [selection_hash(7, "src", f"row{i}") for i in range(200)]
+    threshold = fraction_threshold(hashes, 0.25)
+    extra = sum(len(copies("train", 1.25, h, threshold)) == 2 for h in hashes)
+    assert extra == 50
+    assert all(len(copies("train", 1.25, h, threshold)) >= 1 for h in hashes)
+    assert len(copies("validation", 8.0, 0, 1 << 64)) == 1
+    assert len(copies("train", 0.0, 0, 0)) == 0
+    assert fraction_threshold(hashes, 0.0) == 0 and fraction_threshold(hashes, 1.0) == 1 << 64
+
+
+def test_ids_are_unique_and_copies_spread_through_the_order():
+    assert mix_id("t1__caption", "sat", 3) == "t1__caption#sat.r3"
+    keys = [order_key(1, "x", k, 4) for k in range(4)]
+    assert keys == sorted(keys) and all(0 <= k < 1 << 64 for k in keys)
+    gaps = [b - a for a, b in zip(keys, keys[1:], strict=False)]
+    assert all(abs(g - (1 << 64) // 4) <= 1 for g in gaps)
+    assert order_key(1, "x") != order_key(2, "x")  # the seed moves the order
+
+
+def test_foreign_rows_take_their_split_from_the_path_and_a_content_id():
+    assert split_of_path("/d/other/validation-00000.parquet") == "validation"
+    assert split_of_path("/d/eval/part.jsonl", "/d") == "test"
+    assert split_of_path("/d/rows.jsonl") == "train"
+    raw = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    a = normalise_row(raw, "chat", "files", "train", "/d")
+    b = normalise_row(dict(raw), "chat", "files", "train", "/d")
+    assert a.record["metadata"]["sample_id"] == b.record["metadata"]["sample_id"]
+    assert a.record["metadata"]["task"] == "chat" and a.record["metadata"]["split"] == "train"
+    with pytest.raises(RowProblem) as err:
+        normalise_row({"messages": []}, "chat", "files", "train", "/d")
+    assert err.value.reason == "no_messages"
+    with pytest.raises(RowProblem) as err:
+        normalise_row({**raw, "metadata": {"split": "dev", "sample_id": "x"}}, "sat", "satsft", "train", "/d")
+    assert err.value.reason == "bad_metadata"
+
+
+def test_filters_and_media_names():
+    md = {"task": "production_analysis", "analysis_profile": "wildfire", "split": "train"}
+    assert matches(md, {"task": ("production_analysis",), "profile": ("wildfire", "flood_pulse")})
+    assert not matches(md, {"split": ("test",)})
+    index = media_index([("sat", "images/s00000/a.png"), ("sat", "images/s00001/a.png"), ("web", "x.jpg")], 16)
+    assert len(set(index.values())) == 3
+    assert all(path.startswith("media/") for path in index.values())
+    assert index == media_index(reversed(list(index)), 16)  # the names do not depend on arrival order

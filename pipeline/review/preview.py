@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.publish.charts import report_charts
@@ -88,7 +89,9 @@ def _rows(tree: OutputTree, fmt: str, paths: list[str], wanted: set[str], tiles:
                 table = pq.read_table(f)
                 metadata = table.column("metadata").to_pylist()
                 picked = [i for i, md in enumerate(metadata) if keep(md)]
-                for row in table.take(picked).to_pylist():
+                if not picked:  # take() of an empty list has no kernel for list columns
+                    continue
+                for row in table.take(pa.array(picked, type=pa.int64())).to_pylist():
                     out[row["metadata"]["sample_id"]] = row
             else:
                 for line in f:
@@ -119,6 +122,18 @@ def card_boxes(row: dict[str, Any], tile_regions: dict[str, list[dict[str, Any]]
     return regions
 
 
+def no_match_message(keys: list[dict[str, str]], tasks: set[str] | None, splits: set[str] | None) -> str:
+    """Why a filter shows nothing, naming what the output does hold, so the fix is one edit away."""
+    have_tasks = sorted({k["task"] for k in keys})
+    have_splits = sorted({k["split"] for k in keys})
+    asked = " ".join(f"--{name} {','.join(sorted(v))}" for name, v in (("tasks", tasks), ("splits", splits)) if v)
+    if not keys:
+        return "the output has no rows to preview"
+    combos = sorted({(k["task"], k["split"]) for k in keys})
+    return (f"no rows match {asked}; the output holds tasks {', '.join(have_tasks)} and splits "
+            f"{', '.join(have_splits)} ({len(combos)} task/split pairs)")
+
+
 def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, splits: set[str] | None = None,
                   seed: int = 0) -> dict[str, Any]:
     tree = OutputTree(root)
@@ -128,8 +143,10 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
                            "or mix")
     report = orjson.loads(tree.read(name))
     fmt, paths = _split_files(tree, report)
-    keys = [k for k in _keys(tree, fmt, paths)
-            if (not tasks or k["task"] in tasks) and (not splits or k["split"] in splits)]
+    every = _keys(tree, fmt, paths)
+    keys = [k for k in every if (not tasks or k["task"] in tasks) and (not splits or k["split"] in splits)]
+    if not keys:
+        raise PreviewError(no_match_message(every, tasks, splits))
     chosen = stratified_sample(keys, per_task, seed)
     tiles_of = {k["sample_id"]: k["tile_stem"] for k in keys}
     rows = _rows(tree, fmt, paths, set(chosen), {tiles_of[sid] for sid in chosen if tiles_of[sid]})

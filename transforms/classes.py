@@ -35,3 +35,15 @@ PALETTE_RGB: tuple[tuple[int, int, int], ...] = tuple(
 def display_name(name: str) -> str:
     """Class names read better in prose without underscores ("shrub and scrub")."""
     return name.replace("_", " ")
+# Class names that are plural nouns in prose ("crops are"); the rest read as mass nouns ("water is").
+PLURAL_CLASSES: frozenset[str] = frozenset({"trees", "crops"})
+
+
+def class_fields(key: str, name: str) -> dict[str, str]:
+    """Template fields for a class named in prose under ``key``: the name, capitalised, and the verb forms
+    that agree with it, so a template writes "{label_cap} cover{label_s}" and "there {label_is} no {label}"."""
+    prose = display_name(name)
+    plural = prose in PLURAL_CLASSES
+    return {key: prose, f"{key}_cap": prose[:1].upper() + prose[1:], f"{key}_is": "are" if plural else "is",
+            f"{key}_does": "do" if plural else "does", f"{key}_has": "have" if plural else "has",
+            f"{key}_s": "" if plural else "s"}

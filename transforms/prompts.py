@@ -56,3 +56,8 @@ def pick(templates: Templates, task: str, slot: str, sample_id: str, **fields: A
 
 def has_slot(templates: Templates, task: str, slot: str) -> bool:
     return slot in templates.get(task, {})
+
+
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """A number with its noun in the right form: "1 labelled region", "3 labelled regions"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

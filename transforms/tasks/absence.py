@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transforms.classes import CLASS_NAMES, display_name
+from transforms.classes import CLASS_NAMES, class_fields, display_name
 from transforms.ids import stable_choice_index
 from transforms.prompts import pick
 from transforms.rows import PreparedTile, Row, make_row
@@ -30,7 +30,7 @@ def rows(pt: PreparedTile) -> list[Row]:
     name = display_name(label)
     t = pt.ctx.templates
     share = pt.fractions.get(cid, 0.0)
-    fields = {"label": name, "label_cap": name[:1].upper() + name[1:], "percent": pt.percent(cid)}
+    fields = {**class_fields("label", name), "percent": pt.percent(cid)}
     answer = pick(t, TASK, "answer_trace" if share >= 0.0005 else "answer_none", sid, **fields)
     return [make_row(pt, TASK, sid, [pt.chip_path], pick(t, TASK, "prompt", sid, **fields), answer,
                      sidecar_extra={"absent_class": label})]

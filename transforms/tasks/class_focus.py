@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transforms.classes import CLASS_IDS, display_name
+from transforms.classes import CLASS_IDS, class_fields, display_name
 from transforms.prompts import pick
 from transforms.rows import PreparedTile, Row, file_safe, make_row, where_in_image
 
@@ -16,7 +16,7 @@ def rows(pt: PreparedTile) -> list[Row]:
         sid = f"{pt.stem}__focus_{file_safe(label)}"
         name = display_name(label)
         largest = max(regions, key=lambda r: (r.area_px, r.bbox))
-        fields = {"label": name, "label_cap": name[:1].upper() + name[1:], "count": len(regions),
+        fields = {**class_fields("label", name), "count": len(regions),
                   "where": where_in_image(largest, pt.tile.size)}
         many = len(regions) > 1
         share = pt.fractions.get(CLASS_IDS[label])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from transforms.classes import CLASS_NAMES, display_name
+from transforms.classes import CLASS_NAMES, class_fields, display_name
 from transforms.ids import stable_choice_index, stable_uniform
 from transforms.prompts import pick
 from transforms.rows import PreparedTile, Row, make_row
@@ -24,8 +24,8 @@ def rows(pt: PreparedTile) -> list[Row]:
     more, less = (a, b) if pt.fractions[a] > pt.fractions[b] else (b, a)
     sid = f"{pt.stem}__compare_{CLASS_NAMES[a]}_{CLASS_NAMES[b]}"
     name = {c: display_name(CLASS_NAMES[c]) for c in (a, b)}
-    fields = {"x": name[a], "y": name[b], "more": name[more], "more_cap": name[more][:1].upper() + name[more][1:],
-              "less": name[less], "more_percent": pt.percent(more), "less_percent": pt.percent(less)}
+    fields = {"x": name[a], "y": name[b], **class_fields("more", name[more]), **class_fields("less", name[less]),
+              "more_percent": pt.percent(more), "less_percent": pt.percent(less)}
     t = pt.ctx.templates
     return [make_row(pt, TASK, sid, [pt.chip_path], pick(t, TASK, "prompt", sid, **fields),
                      pick(t, TASK, "answer", sid, **fields), sidecar_extra={"classes": [CLASS_NAMES[a],

@@ -19,7 +19,8 @@ def rows(pt: PreparedTile) -> list[Row]:
     label, count = exact[stable_choice_index(len(exact), pt.stem, TASK)]
     sid = f"{pt.stem}__count_{file_safe(label)}"
     name = display_name(label)
-    fields = {"label": name, "count": count, "patches": "patch" if count == 1 else "patches"}
+    fields = {"label": name, "count": count, "patches": "patch" if count == 1 else "patches",
+              "count_is": "is" if count == 1 else "are"}
     t = pt.ctx.templates
     return [make_row(pt, TASK, sid, [pt.chip_path], pick(t, TASK, "prompt", sid, **fields),
                      pick(t, TASK, "answer", sid, **fields), sidecar_extra={"class": label, "count": count})]

@@ -6,8 +6,8 @@ import orjson
 
 from transforms.analysis.render import make_spec
 from transforms.analysis.tim import Analytics, build_analytics, dominant
-from transforms.classes import CLASS_IDS, CLASS_NAMES, display_name
-from transforms.prompts import pick
+from transforms.classes import CLASS_IDS, CLASS_NAMES, class_fields, display_name
+from transforms.prompts import counted, pick
 from transforms.rows import (
     PreparedTile,
     Row,
@@ -20,7 +20,7 @@ from transforms.rows import (
 
 TASK = "production_analysis"
 PROFILE_TITLES = {
-    "brief_only": "a brief land-cover summary",
+    "brief_only": "land-cover overview",
     "land_use_change": "land-use change monitoring",
     "wildfire": "wildfire burn-change monitoring",
     "flood_pulse": "flood-pulse monitoring",
@@ -35,13 +35,14 @@ def _answer(pt: PreparedTile, a: Analytics, sid: str) -> str:
         [f"{display_name(CLASS_NAMES[c])} ({format_percent(v)})" for c, v in top]))]
     if a.signal is not None:
         name = display_name(CLASS_NAMES[a.signal])
-        fields = {"signal": name, "signal_cap": name[:1].upper() + name[1:],
+        fields = {**class_fields("signal", name),
                   "before": format_percent(a.sentinel.get(a.signal, 0.0)),
                   "after": format_percent(a.tim.get(a.signal, 0.0)), "delta_pp": f"{a.delta * 100:+.1f}"}
         parts.append(pick(t, TASK, f"change_{'none' if a.direction == 'no_change' else a.direction}", sid, **fields))
     if a.profile == "brief_only":
         parts.append(pick(t, TASK, "finding_brief_only", sid, top=display_name(CLASS_NAMES[top[0][0]]),
-                          region_count=len(pt.tile.regions)))
+                          region_count=len(pt.tile.regions),
+                          regions=counted(len(pt.tile.regions), "labelled region")))
         cloud = pt.tile.cloud_cover
         confidence = "medium" if cloud is None else ("high" if cloud < 10 else "medium" if cloud < 30 else "low")
     elif a.profile == "oceanscout_ship_detection":
@@ -51,7 +52,8 @@ def _answer(pt: PreparedTile, a: Analytics, sid: str) -> str:
             parts.append(pick(t, TASK, "finding_vessels_none", sid, why=why))
         else:
             strong = a.payload["profile_analytics"]["detection_score_summary"]["above_score_min"]
-            parts.append(pick(t, TASK, "finding_vessels_some", sid, count=a.vessel_count, strong=strong))
+            parts.append(pick(t, TASK, "finding_vessels_some", sid, count=a.vessel_count, strong=strong,
+                              vessels=counted(a.vessel_count, "vessel candidate")))
         confidence = a.confidence
     else:
         parts.append(pick(t, TASK, f"finding_{a.profile}_{a.direction}", sid))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transforms.classes import display_name
+from transforms.classes import class_fields, display_name
 from transforms.prompts import pick
 from transforms.rows import PreparedTile, Row, make_row
 from transforms.tasks.eval_common import box_text, filling_regions
@@ -17,7 +17,7 @@ def rows(pt: PreparedTile) -> list[Row]:
     region = filling[0]
     sid = f"{pt.stem}__referring"
     name = display_name(region.label)
-    fields = {"box": box_text(region, pt.tile.size), "label": name, "label_cap": name[:1].upper() + name[1:]}
+    fields = {"box": box_text(region, pt.tile.size), **class_fields("label", name)}
     t = pt.ctx.templates
     return [make_row(pt, TASK, sid, [pt.chip_path], pick(t, TASK, "prompt", sid, **fields),
                      pick(t, TASK, "answer", sid, **fields), sidecar_extra={"class": region.label,

@@ -170,6 +170,16 @@ def test_rerun_and_embedded_images(mixed, sources, tmp_path):
     assert [im.size for im in first["images"]] == [(32, 32), (32, 32)], "embedded images decode to PIL"
 
 
+def test_one_file_is_a_source(sources, tmp_path, capsys):
+    """One JSONL file, named on the command line: its rows (the good ones) in its split."""
+    out = tmp_path / "one"
+    assert main(["mix", "--source", f"name=held,path={sources['chat'] / 'validation.jsonl'}",
+                 "--output", str(out), "--formats", "jsonl"]) == 0
+    report = json.loads((out / "mix_report.json").read_text())
+    assert report["sources"][0]["rows_in"] == {"train": 0, "validation": 1, "test": 0}
+    assert report["rows"]["by_task_split"] == {"held": {"validation": 1}}
+
+
 def test_lspace_recipe_counts(tmp_path):
     """The model card's mix from one 300-tile build: whole build x1, four profiles x8, wildfire x80."""
     run_cli("sample", "--tiles", "300", "--output", str(tmp_path / "builds/tree"), "--seed", "2")

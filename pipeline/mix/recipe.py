@@ -5,7 +5,7 @@ or written, so a bad recipe is a usage error that names the problem and leaves n
 seed: 0
 sources:
   - name: main              # required, unique, [a-z0-9_-]+; used in ids and media paths
-    path: builds/sat        # a satsft output folder, or a folder / glob of Parquet or JSONL files
+    path: builds/sat        # a satsft output folder, one Parquet or JSONL file, or a folder / glob of them
     repeat: 1               # number > 0: 8 = eight copies, 0.5 = a deterministic half; default 1
     where: {task: production_analysis, profile: wildfire}   # optional; task, profile, split: str or list
     share: 0.05             # instead of repeat: this source's share of the mix's train rows
@@ -91,8 +91,12 @@ def _where(raw: Any, name: str) -> dict[str, tuple[str, ...]]:
 
 
 def _list(pattern: str) -> list[str]:
+    """Files a path names: a glob's matches, or the one file a plain path names (the most natural source)."""
     fs, _ = fsspec.core.url_to_fs(pattern)
-    found = fs.glob(pattern) if any(c in pattern for c in "*?[") else []
+    if any(c in pattern for c in "*?["):
+        found = fs.glob(pattern)
+    else:
+        found = [pattern] if fs.isfile(pattern) else []
     prefix = "" if fileio.is_local(pattern) else pattern.split("://", 1)[0] + "://"
     return sorted(prefix + p if prefix and not p.startswith(prefix) else p for p in found)
 
@@ -114,8 +118,12 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
         files = tuple(p for p in _list(f"{where}/**") if p.endswith(DATA_SUFFIXES))
         base = where
     else:
-        files = tuple(p for p in _list(where) if p.endswith(DATA_SUFFIXES))
+        listed = _list(where)
+        files = tuple(p for p in listed if p.endswith(DATA_SUFFIXES))
         base = where.rsplit("/", 1)[0] if "/" in where else "."
+        if listed == [where] and not files:
+            raise UsageError(f"source {name!r}: {path!r} is a file but not .parquet or .jsonl; a source is a "
+                             "satsft output, a folder or glob of such files, or one of them")
     if not files:
         raise UsageError(f"source {name!r}: {path!r} is not a satsft output and matches no .parquet or .jsonl "
                          "files; check the path (relative paths start at the working directory)")

@@ -51,3 +51,29 @@ def test_a_bad_recipe_file_names_the_problem(tmp_path):
     (tmp_path / "bad.yaml").write_text("seed: [\n")
     with pytest.raises(UsageError, match="not valid YAML"):
         load_recipe(str(tmp_path / "bad.yaml"), [])
+
+
+@pytest.mark.parametrize("name", ["validation.jsonl", "test-00000-of-00001.parquet"])
+def test_a_source_that_is_one_file_takes_its_split_from_its_name(tmp_path, name):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from transforms.mix.rows import split_of_path
+
+    row = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    path = tmp_path / "other" / name
+    path.parent.mkdir()
+    if name.endswith(".jsonl"):
+        path.write_text(json.dumps(row) + "\n")
+    else:
+        pq.write_table(pa.Table.from_pylist([{"messages": json.dumps(row["messages"])}]), path)
+    recipe = parse_recipe({"sources": [{"name": "other", "path": str(path)}]})
+    source = recipe.sources[0]
+    assert source.kind == "files" and source.files == (str(path),)
+    assert split_of_path(source.files[0], source.folder) == name.split(".")[0].split("-")[0]
+
+
+def test_a_file_of_another_kind_is_refused_by_name(tmp_path):
+    (tmp_path / "rows.csv").write_text("a,b\n")
+    with pytest.raises(UsageError, match="is a file but not .parquet or .jsonl"):
+        parse_recipe({"sources": [{"name": "o", "path": str(tmp_path / "rows.csv")}]})

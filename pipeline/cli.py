@@ -15,6 +15,7 @@ import time
 
 from pipeline import __version__
 from pipeline.errors import UsageError
+from pipeline.progress import ProgressMonitor
 from pipeline.runner import new_pipeline, prepare_output, refuse_unknown_flags, run, runner_name
 from transforms import fileio
 from transforms.output.tree import (
@@ -59,8 +60,11 @@ def run_build(argv: list[str]) -> int:
                                          "tree. Any Beam pipeline option (--runner, --direct_num_workers, "
                                          "--project, ...) is passed through.")
         BuildOptions._add_argparse_args(parser)
+        parser.add_argument("--quiet", action="store_true", help="no progress display (the summary stays)")
         parser.print_help()
         return 0
+    quiet = "--quiet" in argv
+    argv = [a for a in argv if a != "--quiet"]
     refuse_unknown_flags(argv, "build")
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -73,7 +77,8 @@ def run_build(argv: list[str]) -> int:
     LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner_name(options),
              ",".join(config.tasks), ",".join(config.profiles))
     pipeline = build_pipeline(config, new_pipeline(options))
-    report = run(pipeline, options, config.output, TIMINGS_NAME, REPORT_NAME)
+    report = run(pipeline, options, config.output, TIMINGS_NAME, REPORT_NAME,
+                 ProgressMonitor(config.output, "build", "tiles", quiet))
     if report is not None:
         print(summary_table(report))
         print(f"\ndataset written to {config.output} (report: {config.output}/{REPORT_NAME})")
@@ -99,6 +104,7 @@ def run_mix(argv: list[str]) -> int:
     parser.add_argument("--max-files-per-dir", type=int, default=MAX_FILES_PER_DIR,
                         help="entries per folder (at least 16)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier mix in --output")
+    parser.add_argument("--quiet", action="store_true", help="no progress display (the summary stays)")
     args, beam_args = parser.parse_known_args(argv)
     if not args.recipe and not args.source:
         raise UsageError("give --recipe RECIPE.yaml or at least one --source SPEC")
@@ -121,7 +127,8 @@ def run_mix(argv: list[str]) -> int:
     options = PipelineOptions(beam_args)
     LOG.info("mixing %d sources -> %s on %s", len(recipe.sources), output, runner_name(options))
     pipeline = build_mix_pipeline(recipe, config, new_pipeline(options))
-    report = run(pipeline, options, output, MIX_TIMINGS_NAME, MIX_REPORT_NAME)
+    report = run(pipeline, options, output, MIX_TIMINGS_NAME, MIX_REPORT_NAME,
+                 ProgressMonitor(output, "mix", "source files", args.quiet))
     if report is not None:
         print(mix_summary(report))
         print(f"\nmix written to {output} (report: {output}/{MIX_REPORT_NAME})")

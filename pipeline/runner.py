@@ -7,6 +7,7 @@ Beam is imported inside the functions: the CLI imports this module for every com
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
@@ -14,6 +15,7 @@ import time
 from typing import Protocol
 
 from pipeline.errors import UsageError
+from pipeline.progress import ProgressMonitor
 from transforms import collector, fileio
 
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
@@ -93,8 +95,10 @@ def new_pipeline(options):
     return beam.Pipeline(runner=_local_runner(options) if local else None, options=options)
 
 
-def run(pipeline, options, output: str, timings_name: str, report_name: str) -> dict | None:
-    """Run a graph; wait for it unless the runner only submits it. Returns the report with timings."""
+def run(pipeline, options, output: str, timings_name: str, report_name: str, progress: ProgressMonitor | None = None
+        ) -> dict | None:
+    """Run a graph; wait for it unless the runner only submits it (showing ``progress`` meanwhile). Returns the
+    report with timings."""
     from pipeline.publish.report import add_timings
 
     runner = runner_name(options)
@@ -104,7 +108,7 @@ def run(pipeline, options, output: str, timings_name: str, report_name: str) -> 
         print(f"submitted to {runner}; the output, {report_name} and README.md appear in {output} when the job "
               "finishes")
         return None
-    with collector.tuned():
+    with collector.tuned(), progress or contextlib.nullcontext():
         pipeline.run().wait_until_finish()
     return add_timings(output, {"wall_seconds": time.monotonic() - started, "cpu_seconds": _cpu_seconds() - cpu0},
                        timings_name, report_name)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass, replace
 
 import apache_beam as beam
@@ -15,6 +13,7 @@ from transforms.classes import CLASS_NAMES
 from transforms.gate import gate_problem
 from transforms.output.tree import ROW_SIDECARS_DIR
 from transforms.paths import join_path, shard_dir
+from transforms.progress import ProgressCounter
 from transforms.records import reject
 from transforms.rows import PreparedTile, Row, TaskContext, file_safe
 from transforms.tasks import TASKS, reads_chip, rows_per_tile_bound
@@ -24,8 +23,6 @@ COPIES = "copies"
 RENDERS = "renders"
 TILES_DONE = "tiles_done"
 OVERLAYS = "overlays"
-LOG = logging.getLogger("satsft.progress")
-PROGRESS_EVERY_S = 5.0
 def row_sidecar_path(tile_index: int, position: int, bound: int, sample_id: str, max_files_per_dir: int,
                      n_tiles: int) -> str:
     """Each tile owns ``bound`` consecutive slots, so the folder follows from the tile ordinal alone."""
@@ -59,8 +56,10 @@ def tile_rows(pt: PreparedTile, tasks: tuple[str, ...], max_prompt_chars: int
 
 
 class _GenerateRowsFn(beam.DoFn):
-    def __init__(self, ctx: TaskContext, tasks: tuple[str, ...], max_prompt_chars: int, overlays: bool):
+    def __init__(self, ctx: TaskContext, tasks: tuple[str, ...], max_prompt_chars: int, overlays: bool,
+                 output_root: str):
         self.ctx, self.tasks, self.max_prompt_chars, self.overlays = ctx, tasks, max_prompt_chars, overlays
+        self.output_root = output_root
         self.bound = rows_per_tile_bound(tasks, len(ctx.profiles))
         self.reads_chip = reads_chip(tasks)
         self.tiles_in = Metrics.counter("GenerateRows", "tiles_in")
@@ -71,22 +70,20 @@ class _GenerateRowsFn(beam.DoFn):
         # Most of a build's objects are made here; in worker processes (multi_processing) nothing else tunes
         # the collector (transforms.collector). In the build's own process it is tuned already: nothing to do.
         self._collector_before = collector.tune()
-        self._started = time.monotonic()
-        self._last_report = self._started
-        self._tiles = self._rows = 0
+        self._progress: ProgressCounter | None = None
 
     def teardown(self):
         collector.restore(self._collector_before)
 
-    def _progress(self):
-        now = time.monotonic()
-        if now - self._last_report >= PROGRESS_EVERY_S:
-            self._last_report = now
-            rate = self._rows / max(now - self._started, 1e-9)
-            LOG.info("progress: %d tiles done, %d rows, %.0f rows/s", self._tiles, self._rows, rate)
+    def finish_bundle(self):
+        if self._progress is not None:
+            self._progress.flush()
 
     def process(self, tile, tile_index: dict[str, int]):
         self.tiles_in.inc()
+        if self._progress is None:  # the total is known once the side input is
+            self._progress = ProgressCounter(self.output_root, "build", "tiles", len(tile_index))
+        self._progress.add(0)
         chip = b""
         if self.reads_chip:
             try:
@@ -135,9 +132,7 @@ class _GenerateRowsFn(beam.DoFn):
                                                       tuple((r.label, r.class_id, r.bbox) for r in tile.regions)))
         yield beam.pvalue.TaggedOutput(TILES_DONE, tile_summary(pt))
         self.rows_out.inc(len(kept))
-        self._tiles += 1
-        self._rows += len(kept)
-        self._progress()
+        self._progress.add(1, len(kept))
 
 
 @dataclass
@@ -151,11 +146,12 @@ class GenerateRows(beam.PTransform):
     tasks: tuple[str, ...]
     max_prompt_chars: int
     overlays: bool = False
+    output_root: str = ""  # where progress files go while the build runs; "" for none
 
     def expand(self, inputs):
         tiles, tile_index = inputs
         out = tiles | "Generate" >> beam.ParDo(
-            _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars, self.overlays),
+            _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars, self.overlays, self.output_root),
             beam.pvalue.AsSingleton(tile_index)
         ).with_outputs(REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS, main="rows")
         return {"rows": out.rows, REJECTS: out[REJECTS], COPIES: out[COPIES], TILES_DONE: out[TILES_DONE],

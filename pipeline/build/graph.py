@@ -52,7 +52,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     split = with_stills["tiles"] | "AssignSplits" >> AssignSplits(config.leakage)
     tile_index = split["tiles"] | "IndexTiles" >> IndexTiles()
     generated = (split["tiles"], tile_index) | "GenerateRows" >> GenerateRows(
-        config.task_context(), config.tasks, config.max_prompt_chars, config.overlays)
+        config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out)
     rows = generated["rows"]
 
     split_files = rows | "WriteSplitFiles" >> WriteSplitFiles(out, config.formats, config.rows_per_shard,

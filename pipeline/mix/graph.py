@@ -39,7 +39,9 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
     root = config.output
     files = [(s_index, f_index, path) for s_index, s in enumerate(recipe.sources)
              for f_index, path in enumerate(s.files)]
-    read = pipeline | "SourceFiles" >> beam.Create(files) | "ReadMixSources" >> ReadMixSources(sources, root)
+    read = (pipeline
+            | "SourceFiles" >> beam.Create(files)
+            | "ReadMixSources" >> ReadMixSources(sources, root, len(files)))
     chosen = read["rows"] | "ChooseRows" >> ChooseRows(sources)
     media = chosen["kept"] | "CheckMedia" >> CheckMedia(config.max_files_per_dir)
     planned = ({"kept": chosen["kept"], "bad": media["bad"]}

@@ -39,6 +39,7 @@ from transforms.output.formats import MIX_METADATA_FIELDS
 from transforms.output.split_files import shard_count, write_shard
 from transforms.output.spool import SpoolFile, read_one, read_spooled, spool_root
 from transforms.paths import join_path
+from transforms.progress import ProgressCounter
 from transforms.records import reject
 
 REJECTS = "rejects"
@@ -91,9 +92,13 @@ class _ReadSpoolFn(beam.DoFn):
     """Read one source file, normalise and filter its rows, spool them (with carried image bytes), emit
     pointers; rejects and per-source counts go to their own outputs."""
 
-    def __init__(self, sources: tuple[MixSource, ...], spool_root: str):
-        self.sources, self.spool_root = sources, spool_root
+    def __init__(self, sources: tuple[MixSource, ...], output_root: str, n_files: int):
+        self.sources, self.output_root, self.n_files = sources, output_root, n_files
+        self.spool_root = spool_root(output_root)
         self.rows_in = Metrics.counter("ReadMixSources", "rows_in")
+
+    def setup(self):
+        self._progress = ProgressCounter(self.output_root, "mix", "source files", self.n_files)
 
     def start_bundle(self):
         self._spool = SpoolFile(self.spool_root)
@@ -104,6 +109,7 @@ class _ReadSpoolFn(beam.DoFn):
         file_split = split_of_path(path, src.folder)
         for row_no, raw in enumerate(_rows_of(path)):
             self.rows_in.inc()
+            self._progress.add(0, 1)
             where = f"{src.name}:{path.rsplit('/', 1)[-1]}:{row_no + 1}"
             try:
                 if raw is _BAD_LINE:
@@ -130,8 +136,11 @@ class _ReadSpoolFn(beam.DoFn):
             yield (source_index, src.dataset, md["sample_id"], md["split"], (file_index, row_no),
                    name, offset, length, tuple(locs))
 
+        self._progress.add(1)
+
     def finish_bundle(self):
         self._spool.close()
+        self._progress.flush()
 
 
 @dataclass
@@ -141,11 +150,12 @@ class ReadMixSources(beam.PTransform):
 
     sources: tuple[MixSource, ...]
     output_root: str
+    n_files: int = 0  # for progress: the source files there are
 
     def expand(self, files):
         read = (files
                 | "Spread" >> beam.Reshuffle()
-                | "ReadNormaliseSpool" >> beam.ParDo(_ReadSpoolFn(self.sources, spool_root(self.output_root))
+                | "ReadNormaliseSpool" >> beam.ParDo(_ReadSpoolFn(self.sources, self.output_root, self.n_files)
                                                      ).with_outputs(REJECTS, EVENTS, main="rows"))
         names = {s.index: s.name for s in self.sources}
         rows_in = read.rows | "InEvents" >> beam.Map(lambda p: {f"source|{names[p[0]]}|in|{p[3]}": 1})

@@ -36,6 +36,7 @@ TIMINGS_NAME = "build_timings.json"
 MIX_REPORT_NAME = "mix_report.json"  # `satsft mix` writes this instead of build_report.json
 MIX_TIMINGS_NAME = "mix_timings.json"
 SPOOL_DIR = "_satsft_spool"  # rows spooled while a build or mix runs; removed at its end
+PROGRESS_DIR = f"{SPOOL_DIR}/progress"  # one small file per worker while a run lasts (local outputs)
 
 # Limits of an output, shared by build and mix.
 ROWS_PER_SHARD = 20000  # about 50 MB of JSONL; Parquet shards stay well under the Hub's comfortable size

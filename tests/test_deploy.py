@@ -18,10 +18,12 @@ from pipeline.build.options import BuildOptions
 from tests.conftest import REPO
 from transforms.analysis.tim import PROFILES
 from transforms.output.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
+from transforms.output.tree import LAYOUTS
 from transforms.tasks import TASK_NAMES
 
 ALLOWED = {"tasks": TASK_NAMES, "profiles": tuple(PROFILES), "formats": FORMAT_NAMES,
-           "leakage": ("reassign", "drop"), "tim_shift": ("varied", "fixed"), "row_sidecars": ROW_SIDECAR_MODES}
+           "leakage": ("reassign", "drop"), "tim_shift": ("varied", "fixed"), "row_sidecars": ROW_SIDECAR_MODES,
+           "layout": LAYOUTS}
 
 
 def _actions() -> dict[str, argparse.Action]:

@@ -10,7 +10,14 @@ from transforms import fileio
 from transforms.analysis.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
 from transforms.fileio import public_location
 from transforms.output.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
-from transforms.output.tree import EMBEDDED_ROWS_PER_SHARD, MAX_FILES_PER_DIR, MIN_FILES_PER_DIR, ROWS_PER_SHARD
+from transforms.output.tree import (
+    EMBEDDED_ROWS_PER_SHARD,
+    HUB_ROWS_PER_SHARD,
+    LAYOUTS,
+    MAX_FILES_PER_DIR,
+    MIN_FILES_PER_DIR,
+    ROWS_PER_SHARD,
+)
 from transforms.prompts import Templates, load_templates
 from transforms.rows import TaskContext
 from transforms.splits.plan import LEAKAGE_POLICIES
@@ -57,14 +64,15 @@ class BuildConfig:
     overlays: bool = False
     rows_per_shard: int = 0
     row_sidecars: str = "files"
+    layout: str = "default"
     templates: Templates = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",
                leakage: str = "reassign", tim_shift: str = "varied", redact_location: bool = False,
                max_files_per_dir: int = MAX_FILES_PER_DIR, max_prompt_chars: int = 16000, prompts_dir: str = "",
-               overwrite: bool = False, formats: str = ",".join(DEFAULT_FORMATS), embed_images: bool = False,
-               overlays: bool = False, rows_per_shard: int = 0, row_sidecars: str = "files",
+               overwrite: bool = False, formats: str = "", embed_images: bool = False,
+               overlays: bool = False, rows_per_shard: int = 0, row_sidecars: str = "", layout: str = "default",
                check_paths: bool = True) -> BuildConfig:
         if not input:
             raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
@@ -79,12 +87,25 @@ class BuildConfig:
         if max_files_per_dir < MIN_FILES_PER_DIR:
             raise UsageError(f"--max-files-per-dir must be at least {MIN_FILES_PER_DIR}: the output folder itself "
                              "holds up to 13 entries (the Hugging Face Hub refuses folders over 10000)")
-        format_names = _pick(formats, FORMAT_NAMES, "format")
+        if layout not in LAYOUTS:
+            raise UsageError(f"unknown --layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+        hub = layout == "hub"
+        format_names = _pick(formats or ("parquet" if hub else ",".join(DEFAULT_FORMATS)), FORMAT_NAMES, "format")
+        row_sidecars = row_sidecars or ("parquet" if hub else "files")
+        if hub:
+            if format_names != ("parquet",):
+                raise UsageError("--layout hub writes Parquet rows with their images inside; other formats would "
+                                 "name image files it does not write: leave out --formats (or give parquet)")
+            if row_sidecars == "files" or overlays:
+                raise UsageError("--layout hub writes no file per row or per tile: use --row-sidecars parquet "
+                                 "(the default there) or none, and leave out --overlays")
+            embed_images = True
         if embed_images and "parquet" not in format_names:
             raise UsageError("--embed-images puts images into the Parquet files; add parquet to --formats")
         if rows_per_shard < 0:
             raise UsageError("--rows-per-shard must be 0 (automatic) or a positive number of rows")
-        rows_per_shard = rows_per_shard or (EMBEDDED_ROWS_PER_SHARD if embed_images else ROWS_PER_SHARD)
+        rows_per_shard = rows_per_shard or (HUB_ROWS_PER_SHARD if hub else EMBEDDED_ROWS_PER_SHARD if embed_images
+                                            else ROWS_PER_SHARD)
         if row_sidecars not in ROW_SIDECAR_MODES:
             raise UsageError(f"unknown --row-sidecars {row_sidecars!r}; choose one of {', '.join(ROW_SIDECAR_MODES)}")
         if max_prompt_chars < 100:
@@ -98,7 +119,7 @@ class BuildConfig:
             raise UsageError(str(err)) from err
         return cls(input_root, output_root, selected, profile_names, leakage, tim_shift, redact_location,
                    max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
-                   overlays, rows_per_shard, row_sidecars, templates)
+                   overlays, rows_per_shard, row_sidecars, layout, templates)
 
     @property
     def extra_metadata(self) -> tuple[str, ...]:
@@ -119,7 +140,7 @@ class BuildConfig:
                 "redact_location": self.redact_location, "max_files_per_dir": self.max_files_per_dir,
                 "max_prompt_chars": self.max_prompt_chars, "prompts_dir": public_location(self.prompts_dir),
                 "formats": list(self.formats), "embed_images": self.embed_images, "overlays": self.overlays,
-                "rows_per_shard": self.rows_per_shard, "row_sidecars": self.row_sidecars}
+                "rows_per_shard": self.rows_per_shard, "row_sidecars": self.row_sidecars, "layout": self.layout}
 
 
 def _clean_root(path: str) -> str:

@@ -55,22 +55,27 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out)
     rows = generated["rows"]
 
+    hub = config.layout == "hub"  # images only inside the rows: no image files, analysis images via the spool
     split_files = rows | "WriteSplitFiles" >> WriteSplitFiles(out, config.formats, config.rows_per_shard,
                                                               config.embed_images, config.max_files_per_dir,
-                                                              config.row_sidecars, config.extra_metadata)
-    copies = generated[COPIES] | "CopySourceImages" >> CopySourceImages(out)
+                                                              config.row_sidecars, config.extra_metadata,
+                                                              config.layout)
     events = [
         split_files["events"],
-        generated[RENDERS] | "RenderAnalysisImages" >> RenderAnalysisImages(out),
-        copies["events"],
+        generated[RENDERS] | "RenderAnalysisImages" >> RenderAnalysisImages(out, spooled=hub),
         generated[OVERLAYS] | "WriteOverlays" >> WriteOverlays(out),
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),
         split["declared"],
     ]
+    failed = [split_files["rejects"]]
+    if not hub:
+        copies = generated[COPIES] | "CopySourceImages" >> CopySourceImages(out)
+        events.append(copies["events"])
+        failed.append(copies["rejects"])
     if config.row_sidecars == "files":
         events.append(rows | "WriteRowSidecars" >> WriteRowSidecars(out))
     rejects = ([sidecars["rejects"], refs["rejects"], joined["rejects"], with_stills["rejects"], split["rejects"],
-                generated["rejects"], split_files["rejects"], copies["rejects"]] | "AllRejects" >> beam.Flatten())
+                generated["rejects"], *failed] | "AllRejects" >> beam.Flatten())
     events.append(rejects | "WriteRejects" >> WriteRejects(out))
 
     counts = {

@@ -44,16 +44,20 @@ class BuildOptions(PipelineOptions):
               "sub-folders alike (at least 16; Hub limit 10000)")
         _flag(parser, "max-prompt-chars", type=int, default=16000, help="longest row text the gate lets through")
         _flag(parser, "prompts-dir", default="", help="folder of prompt templates (default: the bundled ones)")
-        _flag(parser, "formats", default="jsonl,parquet", help="comma list of jsonl, parquet, llava, sharegpt")
+        _flag(parser, "formats", default="", help="comma list of jsonl, parquet, llava, sharegpt (default "
+              "jsonl,parquet; parquet with --layout hub)")
         _flag(parser, "embed-images", action="store_true", default=False,
               help="store the images inside the Parquet rows (Hugging Face Image structs)")
         _flag(parser, "overlays", action="store_true", default=False,
               help="also write region boxes drawn on each chip under overlays/")
         _flag(parser, "rows-per-shard", type=int, default=0,
               help="rows per output file (0: 20000, or 500 with --embed-images)")
-        _flag(parser, "row-sidecars", default="files",
+        _flag(parser, "row-sidecars", default="",
               help="files|parquet|none: one JSON per row under metadata/sft_metadata_rows/, Parquet shards of them "
-                   "there, or none")
+                   "there, or none (default files; parquet with --layout hub)")
+        _flag(parser, "layout", default="default",
+              help="default|hub: images as files, or (hub) Parquet rows with their images inside, each chip stored "
+                   "once per row group: under 1.5 files per tile, for the Hugging Face Hub")
         _flag(parser, "overwrite", action="store_true", default=False,
               help="replace an existing output folder instead of refusing")
 
@@ -64,5 +68,6 @@ class BuildOptions(PipelineOptions):
             max_files_per_dir=self.max_files_per_dir, max_prompt_chars=self.max_prompt_chars,
             prompts_dir=self.prompts_dir, overwrite=self.overwrite, formats=self.formats,
             embed_images=self.embed_images, overlays=self.overlays, rows_per_shard=self.rows_per_shard,
+            layout=self.layout,
             row_sidecars=self.row_sidecars,
             check_paths=check_paths)

@@ -14,7 +14,7 @@ import yaml
 from pipeline.publish.charts import report_charts
 from transforms.classes import CLASS_NAMES
 from transforms.input.sidecars import VALID_SPLITS
-from transforms.output.tree import CHARTS_DIR
+from transforms.output.tree import CHARTS_DIR, HUB_MAX_FILES
 
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"))
@@ -24,6 +24,25 @@ OPTION_FLAGS = (("tasks", "--tasks"), ("profiles", "--profiles"), ("leakage", "-
                 ("tim_shift", "--tim-shift"), ("max_files_per_dir", "--max-files-per-dir"),
                 ("max_prompt_chars", "--max-prompt-chars"), ("formats", "--formats"),
                 ("rows_per_shard", "--rows-per-shard"), ("row_sidecars", "--row-sidecars"))
+
+
+def hub_warning(report: dict[str, Any]) -> str:
+    """What to do when an output has more files than the Hub takes; "" when it fits."""
+    n = report.get("file_count", 0)
+    if n <= HUB_MAX_FILES or report.get("config", {}).get("layout") == "hub":
+        return ""
+    if report.get("kind") == "mix":
+        return (f"{n:,} files: the Hugging Face Hub takes fewer than {HUB_MAX_FILES:,} per repository; mix with "
+                "--embed-images (images inside the Parquet rows, no media/ files) to publish there")
+    return (f"{n:,} files: the Hugging Face Hub takes fewer than {HUB_MAX_FILES:,} per repository; build with "
+            "--layout hub (Parquet rows with their images inside, under 1.5 files per tile) to publish there")
+
+
+def files_note(report: dict[str, Any]) -> list[str]:
+    """How many files the output has and, past the Hub's limit, what to do about it."""
+    lines = [f"{report['file_count']:,} files in all.", ""] if report.get("file_count") else []
+    warning = hub_warning(report)
+    return lines + ([f"> **Warning:** {warning}.", ""] if warning else [])
 
 
 def size_category(n: int) -> str:
@@ -113,6 +132,7 @@ def render_card(report: dict[str, Any]) -> str:
     file_rows = [[fmt, f"`{path}`", n] for fmt, paths in sorted(report.get("files", {}).items())
                  for path, n in sorted(paths.items())]
     out += _table(["format", "file", "rows"], file_rows) + [""]
+    out += files_note(report)
     out += ["## Rows by task and split", ""]
     by_task = rows["by_task_split"]
     task_rows = [[t] + [by_task[t].get(s, 0) for s in VALID_SPLITS] + [sum(by_task[t].values())]
@@ -190,6 +210,7 @@ def render_mix_card(report: dict[str, Any]) -> str:
     out += _table(["format", "file", "rows"], [[fmt, f"`{path}`", n] for fmt, paths in
                                               sorted(report.get("files", {}).items()) for path, n in
                                               sorted(paths.items())]) + [""]
+    out += files_note(report)
     out += ["## Drops by reason", ""]
     drops = report["rejects_by_reason"]
     out += (_table(["reason", "count"], [[f"`{r}`", n] for r, n in drops.items()]) if drops

@@ -13,12 +13,19 @@ from typing import Any, Protocol
 import orjson
 
 from pipeline import __version__
-from pipeline.publish.card import render_card, render_mix_card
+from pipeline.publish.card import hub_warning, render_card, render_mix_card
 from pipeline.publish.charts import report_charts
 from transforms import fileio
 from transforms.fileio import public_location
 from transforms.input.sidecars import VALID_SPLITS
-from transforms.output.tree import CARD_NAME, CHARTS_DIR, MIX_REPORT_NAME, REPORT_NAME, TIMINGS_NAME
+from transforms.output.tree import (
+    CARD_NAME,
+    CHARTS_DIR,
+    MIX_REPORT_NAME,
+    MIX_TIMINGS_NAME,
+    REPORT_NAME,
+    TIMINGS_NAME,
+)
 from transforms.paths import join_path
 from transforms.records import TILE_STAGES
 from transforms.splits.plan import split_drift_pp
@@ -145,9 +152,24 @@ class MixSourceInfo(Protocol):
     share: float | None
 
 
+# Events that stand for one file written each (a dropped row's sidecar counts -1).
+FILE_EVENTS = ("analysis_images_written", "overlays_written", "reject_files_written", "row_sidecars_written",
+               "source_images_linked", "source_images_copied", "media_written", "media_linked")
+
+
+def file_count(report: dict[str, Any], timings_name: str) -> int:
+    """Every file the run writes: split files, images, sidecars and rejects from the counts, then the charts,
+    the card, the report and the timings (the launcher writes those when it waits for the job)."""
+    outputs = report.get("outputs", {})
+    counted = sum(len(paths) for paths in report.get("files", {}).values()) + sum(outputs.get(k, 0)
+                                                                              for k in FILE_EVENTS)
+    return counted + len(report_charts(report)) + len((CARD_NAME, REPORT_NAME, timings_name))
+
+
 def write_report(output: str, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     """build_report.json, then the card made from it (so the two never disagree)."""
     report = {"satsft_version": __version__, "config": config, **summary}
+    report["file_count"] = file_count(report, TIMINGS_NAME)
     fileio.write_bytes(join_path(output, REPORT_NAME), orjson.dumps(report, option=orjson.OPT_INDENT_2))
     write_charts(output, report)
     fileio.write_bytes(join_path(output, CARD_NAME), render_card(report).encode())
@@ -159,6 +181,7 @@ def write_mix_report(output: str, seed: int, sources: Sequence[MixSourceInfo], c
     """mix_report.json, then its card."""
     report = {"satsft_version": __version__, "kind": "mix", "seed": seed, "config": config,
               **summarise_mix(counts, sources)}
+    report["file_count"] = file_count(report, MIX_TIMINGS_NAME)
     fileio.write_bytes(join_path(output, MIX_REPORT_NAME), orjson.dumps(report, option=orjson.OPT_INDENT_2))
     write_charts(output, report)
     fileio.write_bytes(join_path(output, CARD_NAME), render_mix_card(report).encode())
@@ -208,6 +231,10 @@ def summary_table(report: dict[str, Any]) -> str:
             for s in VALID_SPLITS))
     if report["rejects_by_reason"]:
         lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in report["rejects_by_reason"].items()))
+    if report.get("file_count"):
+        lines.append(f"files written: {report['file_count']:,}")
+    if hub_warning(report):
+        lines.append("WARNING: " + hub_warning(report))
     timings = report.get("timings")
     if timings:
         lines.append("time: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
@@ -223,4 +250,8 @@ def mix_summary(report: dict[str, Any]) -> str:
     lines.append(f"rows: {report['rows']['total']} (train/validation/test per source above)")
     if report["rejects_by_reason"]:
         lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in report["rejects_by_reason"].items()))
+    if report.get("file_count"):
+        lines.append(f"files written: {report['file_count']:,}")
+    if hub_warning(report):
+        lines.append("WARNING: " + hub_warning(report))
     return "\n".join(lines)

@@ -58,8 +58,9 @@ class Findings:
         return out
 
 
-def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterator[dict[str, Any]]:
-    """Rows of one file in the shared row shape (jsonl, parquet); llava and sharegpt are checked on their own."""
+def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterator[tuple[dict[str, Any], bool]]:
+    """Rows of one file in the shared row shape (jsonl, parquet), each with whether it carries its images
+    (then they need no file: --layout hub writes none); llava and sharegpt are checked on their own."""
     if fmt == "jsonl":
         with tree.open(rel) as f:
             for n, line in enumerate(f, 1):
@@ -72,7 +73,7 @@ def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterat
                         obj.get("metadata"), dict):
                     findings.add("jsonl", f"{rel} line {n}: not a row object with messages and metadata")
                     continue
-                yield obj
+                yield obj, False
     elif fmt == "parquet":
         with tree.open(rel) as f:
             try:
@@ -93,7 +94,7 @@ def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterat
                     if embedded and not all(i["bytes"] for i in row["images"]):
                         findings.add("parquet", f"{rel} {sid}: an embedded image is empty")
                     row.pop("images", None)
-                    yield row
+                    yield row, embedded
 
 
 def _check_llava_sharegpt(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> int:
@@ -144,7 +145,8 @@ def _check_sidecar_shard(tree: OutputTree, rel: str, findings: Findings, sidecar
         return n
 
 
-def _check_row(row: dict[str, Any], split: str, tree: OutputTree, findings: Findings, seen_images: set[str]) -> None:
+def _check_row(row: dict[str, Any], split: str, tree: OutputTree, findings: Findings, seen_images: set[str],
+               embedded: bool = False) -> None:
     md = row["metadata"]
     sid = md.get("sample_id", "?")
     if md.get("split") != split:
@@ -161,7 +163,7 @@ def _check_row(row: dict[str, Any], split: str, tree: OutputTree, findings: Find
         if not path:
             continue
         seen_images.add(path)
-        if not tree.isfile(path):
+        if not embedded and not tree.isfile(path):
             findings.add("images", f"{sid}: missing {path}")
     if is_grounding(md.get("task", "")):
         answer = "".join(p.get("text") or "" for p in row["messages"][-1]["content"])
@@ -282,10 +284,10 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
                 n = _check_sidecar_shard(tree, rel, findings, sidecar_ids)
             else:
                 n = 0
-                for row in _records(tree, rel, fmt, findings):
+                for row, embedded in _records(tree, rel, fmt, findings):
                     n += 1
                     if fmt == record_formats[0]:
-                        _check_row(row, split, tree, findings, seen_images)
+                        _check_row(row, split, tree, findings, seen_images, embedded)
                         md = row["metadata"]
                         counted[(md.get("task", "?"), split)] += 1
                         sample_ids[md.get("sample_id", "?")] += 1

@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 from transforms import fileio
 from transforms.analysis.overlay import draw_regions
 from transforms.analysis.render import TileMap, render_tile_pngs
-from transforms.output.tree import REJECTS_FILE
+from transforms.output.tree import ANALYSIS_SPOOL_DIR, REJECTS_FILE
 from transforms.paths import join_path
 from transforms.records import reject
 from transforms.rows import Row
@@ -45,8 +45,8 @@ class WriteRowSidecars(beam.PTransform):
 
 
 class _RenderFn(beam.DoFn):
-    def __init__(self, root: str):
-        self.root = root
+    def __init__(self, root: str, event: str):
+        self.root, self.event = root, event
         self.rendered = Metrics.counter("RenderAnalysisImages", "images_written")
         self.bytes = Metrics.counter("RenderAnalysisImages", "bytes_written")
 
@@ -58,18 +58,22 @@ class _RenderFn(beam.DoFn):
         n_bytes = sum(len(png) for png in pngs)
         self.rendered.inc(len(pngs))
         self.bytes.inc(n_bytes)
-        yield {"analysis_images_written": len(pngs), "analysis_image_bytes": n_bytes}
+        yield {self.event: len(pngs), "analysis_image_bytes": n_bytes}
 
 
 @dataclass
 class RenderAnalysisImages(beam.PTransform):
     """The hot path: each tile's analysis images, rendered from its chip's fit (made once per tile by
-    GenerateRows) and their specs, and written in place."""
+    GenerateRows) and their specs, and written in place; with ``spooled`` (--layout hub) under the spool,
+    where the split-file writer embeds each in its row."""
 
     output_root: str
+    spooled: bool = False
 
     def expand(self, renders):
-        return renders | "Render" >> beam.ParDo(_RenderFn(self.output_root))
+        root = join_path(self.output_root, ANALYSIS_SPOOL_DIR) if self.spooled else self.output_root
+        event = "analysis_images_spooled" if self.spooled else "analysis_images_written"
+        return renders | "Render" >> beam.ParDo(_RenderFn(root, event))
 
 
 class _CopyFn(beam.DoFn):

@@ -23,6 +23,8 @@ from transforms.tasks import is_grounding
 FORMAT_NAMES = ("jsonl", "parquet", "llava", "sharegpt")
 ROW_SIDECAR_MODES = ("files", "parquet", "none")  # one JSON file per row, Parquet shards of them, or none
 IMAGE_TOKEN = "<image>"
+HUB_ROW_GROUP_ROWS = 1000  # --layout hub: about 66 tiles per row group
+HUB_DICTIONARY_BYTES = 256 << 20  # room for every distinct image of a row group in its dictionary
 
 _PART = pa.struct([("type", pa.string()), ("text", pa.string()), ("image", pa.string())])
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.list_(_PART))])
@@ -75,9 +77,25 @@ def _parquet_row(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, A
     return {"messages": messages, "metadata": {k: record["metadata"].get(k, "") for k in fields}}
 
 
+def tile_row_groups(records: Sequence[dict[str, Any]], target: int) -> list[tuple[int, int]]:
+    """(start, stop) of row groups of whole tiles, about ``target`` rows each, for rows that come tile by tile
+    (sorted by sample id, which starts with the tile stem)."""
+    bounds, start = [], 0
+    for i in range(1, len(records) + 1):
+        if i == len(records) or (i - start >= target and records[i]["metadata"]["tile_stem"]
+                                 != records[i - 1]["metadata"]["tile_stem"]):
+            bounds.append((start, i))
+            start = i
+    return [b for b in bounds if b[1] > b[0]]
+
+
 def parquet_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | None = None,
-                  fields: tuple[str, ...] = METADATA_FIELDS) -> bytes:
-    """A zstd Parquet file; row groups are smaller when images are embedded, so readers can stream them."""
+                  fields: tuple[str, ...] = METADATA_FIELDS, tile_groups: int = 0) -> bytes:
+    """A zstd Parquet file; row groups are smaller when images are embedded, so readers can stream them.
+
+    With ``tile_groups`` (--layout hub), each row group holds whole tiles, about that many rows: Parquet's
+    dictionary encoding then stores a chip once per row group however many of its rows show it, so embedding
+    costs about what the image files would."""
     schema = parquet_schema(images is not None, fields)
     rows = [_parquet_row(r, fields) for r in records]
     if images is not None:
@@ -85,8 +103,14 @@ def parquet_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | 
             row["images"] = [{"bytes": data, "path": path} for path, data in imgs]
     table = pa.Table.from_pylist(rows, schema=schema)
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", row_group_size=100 if images is not None else 2000,
-                   write_statistics=False)
+    if not tile_groups:
+        pq.write_table(table, sink, compression="zstd", row_group_size=100 if images is not None else 2000,
+                       write_statistics=False)
+        return sink.getvalue()
+    with pq.ParquetWriter(sink, table.schema, compression="zstd", write_statistics=False,
+                          dictionary_pagesize_limit=HUB_DICTIONARY_BYTES) as writer:
+        for start, stop in tile_row_groups(records, tile_groups) or [(0, 0)]:
+            writer.write_table(table.slice(start, stop - start), row_group_size=max(1, stop - start))
     return sink.getvalue()
 
 

@@ -27,6 +27,7 @@ from transforms.ids import stable_uint64
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.output.formats import (
     FORMATS,
+    HUB_ROW_GROUP_ROWS,
     METADATA_FIELDS,
     Images,
     parquet_bytes,
@@ -34,6 +35,7 @@ from transforms.output.formats import (
     sidecar_shard_path,
 )
 from transforms.output.spool import POINTERS_PER_BATCH, RemoveSpool, SpoolFile, read_spooled, spool_root
+from transforms.output.tree import ANALYSIS_SPOOL_DIR
 from transforms.paths import join_path, shard_dir
 from transforms.records import reject
 from transforms.rows import Row
@@ -57,6 +59,7 @@ class RowPointer(NamedTuple):
     spool: str
     offset: int
     length: int
+    group: str = ""  # what picks the shard: the sample id, or (--layout hub) the tile, so a tile's rows stay together
 
 
 class ShardEntry(NamedTuple):
@@ -92,8 +95,9 @@ class _SpoolFn(beam.DoFn):
     """Append rows to one spool file per bundle; pass on tuples of pointers. The file is closed when the bundle
     ends, before any consumer of the pointers (all behind a shuffle) can run."""
 
-    def __init__(self, spool_root: str, embed_images: bool, sidecars_in_shards: bool):
+    def __init__(self, spool_root: str, embed_images: bool, sidecars_in_shards: bool, shard_by_tile: bool = False):
         self.spool_root, self.embed_images, self.sidecars_in_shards = spool_root, embed_images, sidecars_in_shards
+        self.shard_by_tile = shard_by_tile
         self.spooled = Metrics.counter("WriteSplitFiles", "rows_spooled")
 
     def start_bundle(self):
@@ -103,7 +107,9 @@ class _SpoolFn(beam.DoFn):
     def process(self, row: Row):
         name, offset, length = self._spool.write(spool_bytes(row, self.embed_images, self.sidecars_in_shards))
         self.spooled.inc()
-        self._batch.append((row.record["metadata"]["split"], row.sample_id, name, offset, length))
+        md = row.record["metadata"]
+        self._batch.append((md["split"], row.sample_id, name, offset, length, md["tile_stem"])
+                           if self.shard_by_tile else (md["split"], row.sample_id, name, offset, length))
         if len(self._batch) >= POINTERS_PER_BATCH:
             yield tuple(self._batch)
             self._batch = []
@@ -119,15 +125,18 @@ ShardKey = tuple[str, int, int, str]  # (split, shard, shards in the split, sub-
 
 
 def write_shard(root: str, key: ShardKey, records: list[dict[str, Any]], images: list[Images] | None,
-                formats: tuple[str, ...], metadata_fields: tuple[str, ...]) -> list[dict[str, int]]:
+                formats: tuple[str, ...], metadata_fields: tuple[str, ...], tile_groups: int = 0
+                ) -> list[dict[str, int]]:
     """One shard's rows, already in their order, written in every format (the one writer of split files, for
-    build and mix alike); one event per file (files|format|path -> rows) for the report and the card."""
+    build and mix alike); one event per file (files|format|path -> rows) for the report and the card.
+    ``tile_groups``: Parquet row groups of whole tiles (--layout hub)."""
     split, shard, n, sub = key
     events = []
     for name in formats:
         fmt = FORMATS[name]
         path = fmt.path(split, shard, n, sub)
-        data = parquet_bytes(records, images, metadata_fields) if name == "parquet" else fmt.encode(records, None)
+        data = (parquet_bytes(records, images, metadata_fields, tile_groups) if name == "parquet"
+                else fmt.encode(records, None))
         fileio.write_bytes(join_path(root, path), data)
         events.append({f"files|{name}|{path}": len(records)})
     return events
@@ -150,7 +159,7 @@ def shard_key(pointer: RowPointer, counts: dict[str, int], rows_per_shard: int, 
               ) -> tuple[ShardKey, RowPointer]:
     """(key, pointer); the shard is a hash of the sample id, so reruns agree."""
     n = shard_count(counts.get(pointer.split, 0), rows_per_shard)
-    shard = stable_uint64("shard", pointer.sample_id) % n
+    shard = stable_uint64("shard", pointer.group or pointer.sample_id) % n
     return (pointer.split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, pointer.split,
                                                     shard)), pointer
 
@@ -168,7 +177,7 @@ def shard_batches(batch: tuple[tuple, ...], counts: dict[str, int], rows_per_sha
     """A batch of pointers -> one (shard key, pointers) pair per shard it touches, in key order."""
     by_key: dict[ShardKey, list[tuple]] = {}
     for p in batch:
-        key, _ = shard_key(RowPointer._make(p), counts, rows_per_shard, max_files_per_dir)
+        key, _ = shard_key(RowPointer(*p), counts, rows_per_shard, max_files_per_dir)
         by_key.setdefault(key, []).append(p)
     return [(key, tuple(by_key[key])) for key in sorted(by_key)]
 
@@ -190,7 +199,7 @@ def read_back(spool_root: str, pointers: list[RowPointer]) -> list[ShardEntry]:
     return [read_entry(p.sample_id, data[(p.spool, p.offset)]) for p in sorted(pointers, key=lambda p: p.sample_id)]
 
 
-def shard_images(entries: list[ShardEntry], output_root: str, read=fileio.read_bytes) -> list[Images | str]:
+def shard_images(entries: list[ShardEntry], analysis_root: str, read=fileio.read_bytes) -> list[Images | str]:
     """Each row's images in image_paths order, or why they cannot be had: copied sources read once per shard;
     analysis images read back from the output (the stage before this shuffle wrote them; a few KB against a
     chip decode and fit to draw one again), or drawn again from their spec and chip if the file is not there.
@@ -204,7 +213,7 @@ def shard_images(entries: list[ShardEntry], output_root: str, read=fileio.read_b
             if path not in cache:
                 if path == e.record["metadata"]["analysis_image_path"] and e.render_spec is not None:
                     try:
-                        cache[path] = read(join_path(output_root, path))
+                        cache[path] = read(join_path(analysis_root, path))
                     except OSError:
                         cache[path] = _render_embedded(e.render_spec, cache.get(e.render_spec["chip"]["path"]))
                 else:
@@ -235,9 +244,10 @@ def _render_embedded(spec: dict, chip: bytes | str | None) -> bytes | str:
 
 class _WriteShardFn(beam.DoFn):
     def __init__(self, root: str, formats: tuple[str, ...], embed_images: bool, row_sidecars: str,
-                 metadata_fields: tuple[str, ...]):
+                 metadata_fields: tuple[str, ...], hub: bool = False):
         self.root, self.formats, self.embed_images, self.row_sidecars = root, formats, embed_images, row_sidecars
-        self.metadata_fields = metadata_fields
+        self.metadata_fields, self.hub = metadata_fields, hub
+        self.analysis_root = join_path(root, ANALYSIS_SPOOL_DIR) if hub else root
         self.files = Metrics.counter("WriteSplitFiles", "files_written")
         self.rows = Metrics.counter("WriteSplitFiles", "rows_written")
         self.dropped = Metrics.counter("WriteSplitFiles", "dropped_source_image_unreadable")
@@ -245,10 +255,10 @@ class _WriteShardFn(beam.DoFn):
     def process(self, element):
         (split, shard, n, sub), grouped = element
         entries = read_back(spool_root(self.root),
-                            [RowPointer._make(p) for batch in grouped["rows"] for p in batch])
+                            [RowPointer(*p) for batch in grouped["rows"] for p in batch])
         images = None
         if self.embed_images:
-            found = shard_images(entries, self.root)
+            found = shard_images(entries, self.analysis_root)
             kept = [i for i, imgs in enumerate(found) if not isinstance(imgs, str)]
             for i, imgs in enumerate(found):
                 if isinstance(imgs, str):
@@ -256,7 +266,7 @@ class _WriteShardFn(beam.DoFn):
             entries, images = [entries[i] for i in kept], [found[i] for i in kept]
         records = [e.record for e in entries]
         for event in write_shard(self.root, (split, shard, n, sub), records, images, self.formats,
-                                 self.metadata_fields):
+                                 self.metadata_fields, HUB_ROW_GROUP_ROWS if self.hub else 0):
             self.files.inc()
             yield event
         if self.row_sidecars == "parquet":
@@ -298,10 +308,12 @@ class WriteSplitFiles(beam.PTransform):
     max_files_per_dir: int = 9000
     row_sidecars: str = "files"
     extra_metadata: tuple[str, ...] = ()
+    layout: str = "default"
 
     def expand(self, rows):
+        hub = self.layout == "hub"
         pointers = rows | "Spool" >> beam.ParDo(_SpoolFn(spool_root(self.output_root), self.embed_images,
-                                                         self.row_sidecars == "parquet"))
+                                                         self.row_sidecars == "parquet", hub))
         counts = (pointers
                   | "SplitOf" >> beam.FlatMap(split_counts_of)
                   | "CountPerSplit" >> beam.CombinePerKey(sum)
@@ -312,7 +324,8 @@ class WriteSplitFiles(beam.PTransform):
         out = ({"rows": keyed, "keys": keys}
                | "GroupShards" >> beam.CoGroupByKey()
                | "Write" >> beam.ParDo(_WriteShardFn(self.output_root, self.formats, self.embed_images,
-                                                     self.row_sidecars, (*METADATA_FIELDS, *self.extra_metadata))
+                                                     self.row_sidecars, (*METADATA_FIELDS, *self.extra_metadata),
+                                                     hub)
                                        ).with_outputs(REJECTS, main="events"))
         # Once every shard is written (the count waits for all of them), the spools go; it emits nothing, but the
         # build report waits for it through the flattened events.

@@ -44,6 +44,13 @@ EMBEDDED_ROWS_PER_SHARD = 500  # with a chip, maybe a still and an analysis imag
 MAX_FILES_PER_DIR = 9000  # entries per folder by default (the Hub refuses folders over 10,000)
 MIN_FILES_PER_DIR = 16  # the output folder itself holds up to 16 entries
 
+# Layouts (--layout): "default" writes every image as a file; "hub" keeps the file count the Hugging Face Hub
+# accepts (under 100,000 per repository) at any size: Parquet rows with their images inside.
+LAYOUTS = ("default", "hub")
+HUB_MAX_FILES = 100_000
+HUB_ROWS_PER_SHARD = 5000  # rows of about 330 tiles: Parquet files of some 50 MB
+ANALYSIS_SPOOL_DIR = f"{SPOOL_DIR}/analysis"  # --layout hub: analysis images wait here for their row
+
 # The top-level entries each command writes: --overwrite removes these and nothing else.
 BUILD_ENTRIES = (JSONL_DIR, PARQUET_DIR, LLAVA_DIR, SHAREGPT_DIR, CHIPS_DIR, STILLS_DIR, ANALYSIS_DIR, OVERLAYS_DIR,
                  METADATA_DIR, REJECTS_DIR, CARD_NAME, REPORT_NAME, TIMINGS_NAME, SPOOL_DIR, CHARTS_DIR, PREVIEW_DIR)

@@ -1,0 +1,78 @@
+"""--layout hub: under 1.5 files per tile, at most 1.5x the bytes of the default layout, every row through
+`load_dataset(OUT)`, and a file_count that is the files on disk; past 100,000 files the summary and the card
+say what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.publish.card import render_card
+from pipeline.publish.report import summary_table
+from pipeline.review.validate import validate
+from pipeline.sample.tree import write_sample_tree
+
+
+def _files_and_bytes(root: Path) -> tuple[int, int]:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    return len(files), sum(os.path.getsize(p) for p in files)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    base = tmp_path_factory.mktemp("hub")
+    write_sample_tree(str(base / "tree"), 60, seed=9, workers=1)
+    for layout in ("default", "hub"):
+        assert main(["build", "--input", str(base / "tree"), "--output", str(base / layout), "--layout", layout,
+                     "--quiet"]) == 0
+    return base
+
+
+def test_hub_layout_fits_the_hub_and_costs_no_more_bytes(builds):
+    reports = {}
+    for layout in ("default", "hub"):
+        reports[layout] = json.loads((builds / layout / "build_report.json").read_text())
+        n_files, _ = _files_and_bytes(builds / layout)
+        assert reports[layout]["file_count"] == n_files  # every file the build wrote, and nothing else
+    tiles = reports["hub"]["tiles"]["with_rows"]
+    hub_files, hub_bytes = _files_and_bytes(builds / "hub")
+    _, default_bytes = _files_and_bytes(builds / "default")
+    assert hub_files / tiles <= 1.5 and not (builds / "hub" / "images").exists()
+    assert hub_bytes <= 1.5 * default_bytes
+    assert reports["hub"]["rows"] == reports["default"]["rows"]
+    findings, _ = validate(str(builds / "hub"))
+    assert findings.count == 0, findings.lines()
+
+
+def test_load_dataset_reads_every_row_with_its_images(builds):
+    from datasets import load_dataset
+
+    ds = load_dataset(str(builds / "hub"))
+    report = json.loads((builds / "hub" / "build_report.json").read_text())
+    assert sum(len(split) for split in ds.values()) == report["rows"]["total"]
+    row = next(r for r in ds["train"] if r["metadata"]["task"] == "production_analysis")
+    assert [im.size for im in row["images"]][:1] == [(224, 224)]
+    assert len(row["images"]) == len(row["metadata"]["image_paths"])
+    assert set(row) == {"messages", "metadata", "images"}
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--formats", "jsonl,parquet"], "other formats"), (["--overlays"], "--overlays"),
+    (["--row-sidecars", "files"], "--row-sidecars parquet"), (["--layout", "zip"], "unknown --layout")])
+def test_hub_layout_refuses_what_would_write_files(builds, tmp_path, extra, message, capsys):
+    argv = ["build", "--input", str(builds / "tree"), "--output", str(tmp_path / "o"), "--layout", "hub", *extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_past_the_hub_limit_the_summary_and_card_name_the_layout(builds):
+    report = json.loads((builds / "default" / "build_report.json").read_text())
+    assert "WARNING" not in summary_table(report) and "--layout hub" not in render_card(report)
+    big = {**report, "file_count": 420_000}
+    assert "--layout hub" in summary_table(big).split("WARNING: ")[1]
+    assert "> **Warning:** 420,000 files" in render_card(big)
+    assert "WARNING" not in summary_table({**big, "config": {**big["config"], "layout": "hub"}})

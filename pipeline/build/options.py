@@ -6,6 +6,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build.config import BuildConfig
 from transforms.output.tree import MAX_FILES_PER_DIR
+from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX
 
 
 def parse_bool(value: str | bool) -> bool:
@@ -58,6 +59,11 @@ class BuildOptions(PipelineOptions):
         _flag(parser, "layout", default="default",
               help="default|hub: images as files, or (hub) Parquet rows with their images inside, each chip stored "
                    "once per row group: under 1.5 files per tile, for the Hugging Face Hub")
+        _flag(parser, "max-boxes", type=int, default=DEFAULT_MAX_BOXES,
+              help="a grounding answer lists at most this many regions, the largest first (the row sidecar keeps "
+                   "every region)")
+        _flag(parser, "min-box-px", type=int, default=DEFAULT_MIN_BOX_PX,
+              help="grounding answers leave out regions smaller than this many pixels first (0: none)")
         _flag(parser, "overwrite", action="store_true", default=False,
               help="replace an existing output folder instead of refusing")
 
@@ -68,6 +74,6 @@ class BuildOptions(PipelineOptions):
             max_files_per_dir=self.max_files_per_dir, max_prompt_chars=self.max_prompt_chars,
             prompts_dir=self.prompts_dir, overwrite=self.overwrite, formats=self.formats,
             embed_images=self.embed_images, overlays=self.overlays, rows_per_shard=self.rows_per_shard,
-            layout=self.layout,
+            layout=self.layout, max_boxes=self.max_boxes, min_box_px=self.min_box_px,
             row_sidecars=self.row_sidecars,
             check_paths=check_paths)

@@ -23,7 +23,8 @@ CONFIG_FORMATS = ("parquet", "jsonl")
 OPTION_FLAGS = (("tasks", "--tasks"), ("profiles", "--profiles"), ("leakage", "--leakage"),
                 ("tim_shift", "--tim-shift"), ("max_files_per_dir", "--max-files-per-dir"),
                 ("max_prompt_chars", "--max-prompt-chars"), ("formats", "--formats"),
-                ("rows_per_shard", "--rows-per-shard"), ("row_sidecars", "--row-sidecars"))
+                ("rows_per_shard", "--rows-per-shard"), ("row_sidecars", "--row-sidecars"),
+                ("layout", "--layout"), ("max_boxes", "--max-boxes"), ("min_box_px", "--min-box-px"))
 
 
 def hub_warning(report: dict[str, Any]) -> str:
@@ -167,6 +168,12 @@ def render_card(report: dict[str, Any]) -> str:
     boxes = report.get("boxes_per_row", {})
     out += (_table(["boxes", "rows"], [[k, n] for k, n in boxes.items()]) if boxes
             else ["No grounding rows."]) + [""]
+    left_out = report.get("boxes_left_out", {})
+    if boxes and "max_boxes" in cfg:
+        out += [f"A grounding answer lists at most {cfg['max_boxes']} regions, the largest first, none under "
+                f"{cfg['min_box_px']} px (`--max-boxes`, `--min-box-px`); each row sidecar keeps every region. "
+                "Regions left out of answers: " + (", ".join(f"{t} {n:,}" for t, n in sorted(left_out.items()))
+                                                   or "none") + ".", ""]
     out += ["## How it was built", "", "```", build_command(cfg), "```", "",
             f"- satsft version: {report['satsft_version']}",
             f"- config hash: `{config_hash(cfg)}` (same hash and input, same bytes)",

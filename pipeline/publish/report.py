@@ -72,9 +72,12 @@ def summarise(counts: dict[str, int]) -> dict[str, Any]:
     declared: dict[str, int] = {}
     classes: dict[str, dict[str, int]] = {}
     boxes: dict[int, int] = {}
+    left_out: dict[str, int] = {}
     other: dict[str, int] = {}
     for kind, rest, key, n in c.rest:
-        if kind == "tiles":
+        if kind == "boxes_left_out":
+            left_out[rest] = n
+        elif kind == "tiles":
             tiles_by_split[rest] = n
         elif kind == "declared":
             declared[rest] = n
@@ -97,6 +100,7 @@ def summarise(counts: dict[str, int]) -> dict[str, Any]:
         "rejects_by_reason": c.rejects_by_reason(),
         "classes": dict(sorted(classes.items())),
         "boxes_per_row": {str(k): boxes[k] for k in sorted(boxes)},
+        "boxes_left_out": left_out,
         "files": c.files,
         "outputs": other,
     }

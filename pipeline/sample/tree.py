@@ -68,8 +68,8 @@ def label_map(stem: str, seed: int, biome: str) -> np.ndarray:
     return fields.argmax(axis=0).astype(np.uint8)
 
 
-def components(cells: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
-    """4-connected patches of one class: (class, cells, x1, y1, x2, y2) in cell units, largest first.
+def components(cells: np.ndarray, connectivity: int = 4) -> list[tuple[int, int, int, int, int, int]]:
+    """4- (or 8-) connected patches of one class: (class, cells, x1, y1, x2, y2) in cell units, largest first.
 
     Every cell starts labelled with its own raster index and takes the smallest label among its same-class
     neighbours, with pointer jumping (a label's label) so long patches converge in a few rounds; a patch ends
@@ -78,12 +78,18 @@ def components(cells: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
     h, w = cells.shape
     labels = np.arange(h * w, dtype=np.int64).reshape(h, w)
     right, down = cells[:, 1:] == cells[:, :-1], cells[1:, :] == cells[:-1, :]
+    diag, anti = cells[1:, 1:] == cells[:-1, :-1], cells[1:, :-1] == cells[:-1, 1:]
     while True:
         lab = labels.copy()
         np.minimum(lab[:, 1:], np.where(right, lab[:, :-1], lab[:, 1:]), out=lab[:, 1:])
         np.minimum(lab[:, :-1], np.where(right, lab[:, 1:], lab[:, :-1]), out=lab[:, :-1])
         np.minimum(lab[1:, :], np.where(down, lab[:-1, :], lab[1:, :]), out=lab[1:, :])
         np.minimum(lab[:-1, :], np.where(down, lab[1:, :], lab[:-1, :]), out=lab[:-1, :])
+        if connectivity == 8:
+            np.minimum(lab[1:, 1:], np.where(diag, lab[:-1, :-1], lab[1:, 1:]), out=lab[1:, 1:])
+            np.minimum(lab[:-1, :-1], np.where(diag, lab[1:, 1:], lab[:-1, :-1]), out=lab[:-1, :-1])
+            np.minimum(lab[1:, :-1], np.where(anti, lab[:-1, 1:], lab[1:, :-1]), out=lab[1:, :-1])
+            np.minimum(lab[:-1, 1:], np.where(anti, lab[1:, :-1], lab[:-1, 1:]), out=lab[:-1, 1:])
         lab = lab.ravel()[lab]
         lab = lab.ravel()[lab]
         if np.array_equal(lab, labels):
@@ -151,10 +157,10 @@ def murky_chip_png(cells: np.ndarray, stem: str, seed: int) -> bytes:
     return buf.getvalue()
 
 
-def label_png(cells: np.ndarray) -> bytes:
+def label_png(cells: np.ndarray, cell_px: int = CELL_PX) -> bytes:
     """The tile's true label map at the chip's size in the Dynamic World palette: the measuring stick for
     analysis maps (a build never reads it)."""
-    img = Image.fromarray(cells.repeat(CELL_PX, 0).repeat(CELL_PX, 1), mode="P")
+    img = Image.fromarray(cells.repeat(cell_px, 0).repeat(cell_px, 1), mode="P")
     img.putpalette(bytes(v for rgb in PALETTE_RGB for v in rgb))
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=6)

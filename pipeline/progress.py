@@ -90,6 +90,8 @@ class ProgressMonitor:
                 continue
             if self._first is None:  # the rate counts from the first finished unit, not from start-up
                 self._first, self._base = now, done
+                if not self.tty:
+                    last_line = now  # the first line comes with a rate, one interval in
             if now - last_line < every or (done, rows) == last_state:
                 continue  # a line only when something moved: a finished stage is shown once, not every 10 s
             last_line, last_state = now, (done, rows)

@@ -48,10 +48,10 @@ def test_hub_layout_fits_the_hub_and_costs_no_more_bytes(builds):
     assert findings.count == 0, findings.lines()
 
 
-def test_load_dataset_reads_every_row_with_its_images(builds):
+def test_load_dataset_reads_every_row_with_its_images(builds, tmp_path):
     from datasets import load_dataset
 
-    ds = load_dataset(str(builds / "hub"))
+    ds = load_dataset(str(builds / "hub"), cache_dir=str(tmp_path / "cache"))  # never a stale cached copy
     report = json.loads((builds / "hub" / "build_report.json").read_text())
     assert sum(len(split) for split in ds.values()) == report["rows"]["total"]
     row = next(r for r in ds["train"] if r["metadata"]["task"] == "production_analysis")

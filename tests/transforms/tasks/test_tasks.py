@@ -64,7 +64,7 @@ def test_grounding_per_class_and_focus_rank_by_area(prepared):
 
 
 def test_at_most_six_labels(prepared):
-    regions = [{"bbox": [i * 20, 0, i * 20 + 9, 9], "label": name, "class_id": cid, "area_px": 100 - i}
+    regions = [{"bbox": [i * 20, 0, i * 20 + 9, 9], "label": name, "class_id": cid, "area_px": 200 - i}
                for i, (name, cid) in enumerate(CLASS_IDS.items())]
     assert len(grounding_per_class.rows(prepared(regions=regions))) == 6
 

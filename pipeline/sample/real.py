@@ -34,7 +34,8 @@ BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 CHIP = 224
 MIN_REGION_PX = 21
 MAX_REGIONS_PER_CLASS = 24
-MAJORITY_RADIUS = 2  # a 5x5 majority filter: the speckle a per-pixel rule leaves, smoothed as DW's output is
+MAJORITY_RADIUS = 3  # a 7x7 majority filter: per-pixel speckle smoothed until a chip holds as many regions as a
+# Dynamic World chip of a real scene does (median 52 per 224 px chip here, 51 measured upstream)
 
 
 def scene_from_wheel(wheel: str) -> dict[str, np.ndarray]:

@@ -1,3 +1,4 @@
-"""The "where and how" of satsft: CLI, options, graph assembly and the run report."""
+"""The "where and how" of satsft: one sub-package per command (build, mix, publish, review, sample), with
+the CLI, the runner plumbing and the progress display at the top (docs/ARCHITECTURE.md)."""
 
 __version__ = "0.1.0"

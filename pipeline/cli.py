@@ -39,7 +39,8 @@ USAGE = """satsft {sample,build,mix,eval,preview,validate} ...
   satsft preview DIR [--n 60] [--tasks ...] [--splits ...] [--seed S]
   satsft validate DIR
 
-Run `satsft build --help` for the build options."""
+Run `satsft build --help` for the build options (`--layout hub`, `--max-boxes`, `--quiet`, ...) and
+`satsft mix --help` for the mix's."""
 
 
 def _setup_logging() -> None:

@@ -18,7 +18,14 @@ import pyarrow.parquet as pq
 
 from scoring import metrics, parse
 from transforms.classes import CLASS_NAMES, display_name
-from transforms.output.tree import MIX_REPORT_NAME, REPORT_NAME, ROW_SIDECARS_DIR, OutputTree, split_of_file
+from transforms.output.tree import (
+    MIX_REPORT_NAME,
+    REPORT_NAME,
+    ROW_SIDECARS_DIR,
+    OutputTree,
+    record_files,
+    split_of_file,
+)
 from transforms.tasks import is_grounding, scorer_of
 
 BASELINES = ("majority", "random")
@@ -37,12 +44,11 @@ def load_rows(tree: OutputTree, split: str) -> list[dict[str, Any]]:
     name = next((n for n in (REPORT_NAME, MIX_REPORT_NAME) if tree.isfile(n)), None)
     if name is None:
         raise EvalError(f"no {REPORT_NAME} in the dataset folder; pass the --output folder of satsft build")
-    files = orjson.loads(tree.read(name)).get("files", {})
-    fmt = "parquet" if files.get("parquet") else "jsonl"
-    paths = sorted(p for p in files.get(fmt, {}) if split_of_file(p) == split)
+    fmt, every = record_files(orjson.loads(tree.read(name)))
+    paths = [p for p in every if split_of_file(p) == split]
     if not paths:
         raise EvalError(f"the dataset has no {split!r} rows; choose --split from "
-                        f"{', '.join(sorted({split_of_file(p) for p in files.get(fmt, {})}))}")
+                        f"{', '.join(sorted({split_of_file(p) for p in every}))}")
     out = []
     for path in paths:
         for record in _records(tree, path, fmt):

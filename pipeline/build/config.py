@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import orjson
+
 from pipeline.errors import UsageError
 from transforms import fileio
 from transforms.analysis.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
@@ -16,7 +18,9 @@ from transforms.output.tree import (
     LAYOUTS,
     MAX_FILES_PER_DIR,
     MIN_FILES_PER_DIR,
+    REPORT_NAME,
     ROWS_PER_SHARD,
+    record_files,
 )
 from transforms.prompts import Templates, load_templates
 from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX, TaskContext
@@ -67,6 +71,9 @@ class BuildConfig:
     layout: str = "default"
     max_boxes: int = DEFAULT_MAX_BOXES
     min_box_px: int = DEFAULT_MIN_BOX_PX
+    previous: str = ""  # an earlier build whose tiles and bases keep their splits (--previous)
+    previous_files: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    previous_format: str = ""
     templates: Templates = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -75,7 +82,7 @@ class BuildConfig:
                max_files_per_dir: int = MAX_FILES_PER_DIR, max_prompt_chars: int = 16000, prompts_dir: str = "",
                overwrite: bool = False, formats: str = "", embed_images: bool = False,
                overlays: bool = False, rows_per_shard: int = 0, row_sidecars: str = "", layout: str = "default",
-               max_boxes: int = DEFAULT_MAX_BOXES, min_box_px: int = DEFAULT_MIN_BOX_PX,
+               max_boxes: int = DEFAULT_MAX_BOXES, min_box_px: int = DEFAULT_MIN_BOX_PX, previous: str = "",
                check_paths: bool = True) -> BuildConfig:
         if not input:
             raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
@@ -119,13 +126,18 @@ class BuildConfig:
         input_root, output_root = _clean_root(input), _clean_root(output)
         if check_paths:
             _check_roots(input_root, output_root)
+        previous_root, previous_format, previous_files = "", "", ()
+        if previous:
+            previous_root = _clean_root(previous)
+            previous_format, previous_files = _previous_build(previous_root, output_root)
         try:
             templates = load_templates(prompts_dir or None, list(selected))
         except ValueError as err:
             raise UsageError(str(err)) from err
         return cls(input_root, output_root, selected, profile_names, leakage, tim_shift, redact_location,
                    max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
-                   overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, templates)
+                   overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
+                   tuple(previous_files), previous_format, templates)
 
     @property
     def extra_metadata(self) -> tuple[str, ...]:
@@ -147,13 +159,34 @@ class BuildConfig:
                 "max_prompt_chars": self.max_prompt_chars, "prompts_dir": public_location(self.prompts_dir),
                 "formats": list(self.formats), "embed_images": self.embed_images, "overlays": self.overlays,
                 "rows_per_shard": self.rows_per_shard, "row_sidecars": self.row_sidecars, "layout": self.layout,
-                "max_boxes": self.max_boxes, "min_box_px": self.min_box_px}
+                "max_boxes": self.max_boxes, "min_box_px": self.min_box_px,
+                "previous": public_location(self.previous) if self.previous else ""}
 
 
 def _clean_root(path: str) -> str:
     if fileio.is_local(path):
         return os.path.abspath(os.path.expanduser(path))
     return path.rstrip("/")
+
+
+def _previous_build(previous: str, output: str) -> tuple[str, list[str]]:
+    """The format and split files of the earlier build --previous names; a usage error when it is not one, or
+    when it is the output (which is cleared before the build starts)."""
+    a, b = previous.rstrip("/") + "/", output.rstrip("/") + "/"
+    if a.startswith(b) or b.startswith(a):
+        raise UsageError("--previous must be another folder than --output (a build clears its output first): "
+                         "build into a new folder and point readers at it when it is done")
+    try:
+        report = orjson.loads(fileio.read_bytes(f"{previous}/{REPORT_NAME}"))
+    except (OSError, orjson.JSONDecodeError) as err:
+        raise UsageError(f"--previous {previous!r} is not a finished satsft build (no readable {REPORT_NAME}): "
+                         f"{str(err)[:200]}") from err
+    if report.get("kind") == "mix":
+        raise UsageError(f"--previous {previous!r} is a mix; give the earlier build of the same tree")
+    fmt, files = record_files(report)
+    if not files:
+        raise UsageError(f"--previous {previous!r} holds no Parquet or JSONL rows to take splits from")
+    return fmt, files
 
 
 def _folder_has_files(where: str) -> bool:

@@ -20,7 +20,7 @@ from transforms.output.files import (
     WriteRowSidecars,
 )
 from transforms.output.split_files import WriteSplitFiles
-from transforms.splits.assign import AssignSplits, IndexTiles
+from transforms.splits.assign import AssignSplits, IndexTiles, ReadPreviousSplits
 
 
 @dataclass
@@ -49,7 +49,11 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     joined = ({"sidecars": sidecars["tiles"], "refs": refs["chips"], "files": chip_files}
               | "JoinOnTileStem" >> JoinOnTileStem(root))
     with_stills = (joined["tiles"], refs["stills"], still_files) | "JoinStills" >> JoinStills(root)
-    split = with_stills["tiles"] | "AssignSplits" >> AssignSplits(config.leakage)
+    previous = None
+    if config.previous:
+        previous = pipeline | "ReadPreviousSplits" >> ReadPreviousSplits(config.previous, config.previous_files,
+                                                                        config.previous_format)
+    split = with_stills["tiles"] | "AssignSplits" >> AssignSplits(config.leakage, previous)
     tile_index = split["tiles"] | "IndexTiles" >> IndexTiles()
     generated = (split["tiles"], tile_index) | "GenerateRows" >> GenerateRows(
         config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out)

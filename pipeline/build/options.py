@@ -64,6 +64,9 @@ class BuildOptions(PipelineOptions):
                    "every region)")
         _flag(parser, "min-box-px", type=int, default=DEFAULT_MIN_BOX_PX,
               help="grounding answers leave out regions smaller than this many pixels first (0: none)")
+        _flag(parser, "previous", default="",
+              help="an earlier satsft build of the same tree (folder or gs:// URL): every tile and base it has "
+                   "keeps its split there; new bases are placed as a first build would place them")
         _flag(parser, "overwrite", action="store_true", default=False,
               help="replace an existing output folder instead of refusing")
 
@@ -74,6 +77,6 @@ class BuildOptions(PipelineOptions):
             max_files_per_dir=self.max_files_per_dir, max_prompt_chars=self.max_prompt_chars,
             prompts_dir=self.prompts_dir, overwrite=self.overwrite, formats=self.formats,
             embed_images=self.embed_images, overlays=self.overlays, rows_per_shard=self.rows_per_shard,
-            layout=self.layout, max_boxes=self.max_boxes, min_box_px=self.min_box_px,
+            layout=self.layout, max_boxes=self.max_boxes, min_box_px=self.min_box_px, previous=self.previous,
             row_sidecars=self.row_sidecars,
             check_paths=check_paths)

@@ -73,9 +73,12 @@ def summarise(counts: dict[str, int]) -> dict[str, Any]:
     classes: dict[str, dict[str, int]] = {}
     boxes: dict[int, int] = {}
     left_out: dict[str, int] = {}
+    rebuild: dict[str, int] = {}
     other: dict[str, int] = {}
     for kind, rest, key, n in c.rest:
-        if kind == "boxes_left_out":
+        if kind == "rebuild":
+            rebuild[rest] = n
+        elif kind == "boxes_left_out":
             left_out[rest] = n
         elif kind == "tiles":
             tiles_by_split[rest] = n
@@ -101,6 +104,7 @@ def summarise(counts: dict[str, int]) -> dict[str, Any]:
         "classes": dict(sorted(classes.items())),
         "boxes_per_row": {str(k): boxes[k] for k in sorted(boxes)},
         "boxes_left_out": left_out,
+        **({"rebuild": dict(sorted(rebuild.items()))} if rebuild else {}),
         "files": c.files,
         "outputs": other,
     }
@@ -239,6 +243,10 @@ def summary_table(report: dict[str, Any]) -> str:
         lines.append(f"files written: {report['file_count']:,}")
     if hub_warning(report):
         lines.append("WARNING: " + hub_warning(report))
+    r = report.get("rebuild")
+    if r:
+        lines.append(f"against --previous {report['config'].get('previous', '')}: tiles kept {r['tiles_kept']}, new "
+                     f"{r['tiles_new']}, removed {r['tiles_removed']}; moved split {r['tiles_moved_split']}")
     timings = report.get("timings")
     if timings:
         lines.append("time: " + ", ".join(f"{k} {v}" for k, v in timings.items()))

@@ -22,7 +22,15 @@ from scoring import parse
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, PALETTE_HEX
 from transforms.ids import stable_uint64
-from transforms.output.tree import CHARTS_DIR, MEDIA_DIR, MIX_REPORT_NAME, PREVIEW_DIR, REPORT_NAME, OutputTree
+from transforms.output.tree import (
+    CHARTS_DIR,
+    MEDIA_DIR,
+    MIX_REPORT_NAME,
+    PREVIEW_DIR,
+    REPORT_NAME,
+    OutputTree,
+    record_files,
+)
 from transforms.paths import join_path
 from transforms.tasks import is_grounding
 
@@ -51,11 +59,10 @@ def stratified_sample(keys: list[dict[str, str]], per_task: int, seed: int) -> l
 
 
 def _split_files(tree: OutputTree, report: dict[str, Any]) -> tuple[str, list[str]]:
-    files = report.get("files", {})
-    fmt = "parquet" if files.get("parquet") else "jsonl"
-    if not files.get(fmt):
+    fmt, paths = record_files(report)
+    if not paths:
         raise PreviewError("the output has no Parquet or JSONL rows to preview")
-    return fmt, sorted(files[fmt])
+    return fmt, paths
 
 
 def _keys(tree: OutputTree, fmt: str, paths: list[str]) -> list[dict[str, str]]:

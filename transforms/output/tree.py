@@ -58,6 +58,31 @@ MIX_ENTRIES = (JSONL_DIR, PARQUET_DIR, MEDIA_DIR, REJECTS_DIR, CARD_NAME, MIX_RE
                SPOOL_DIR, CHARTS_DIR, PREVIEW_DIR)
 
 
+def record_files(report: dict) -> tuple[str, list[str]]:
+    """The format a finished output's rows are best read in (Parquet, else JSONL) and its split files, as its
+    report lists them (no listing of the output needed)."""
+    files = report.get("files", {})
+    fmt = "parquet" if files.get("parquet") else "jsonl"
+    return fmt, sorted(files.get(fmt, {}))
+
+
+def tile_splits(data: IO[bytes], fmt: str) -> list[tuple[str, str]]:
+    """(tile stem, split) of every row of one split file, reading only the rows' metadata."""
+    import orjson
+    import pyarrow.parquet as pq
+
+    out = set()
+    if fmt == "parquet":
+        for batch in pq.ParquetFile(data).iter_batches(batch_size=4096, columns=["metadata"]):
+            out.update((md["tile_stem"], md["split"]) for md in batch.column("metadata").to_pylist())
+    else:
+        for line in data:
+            if line.strip():
+                md = orjson.loads(line)["metadata"]
+                out.add((md["tile_stem"], md["split"]))
+    return sorted(out)
+
+
 def split_of_file(path: str) -> str:
     """parquet/train-00000-of-00001.parquet -> train; data/validation.jsonl -> validation."""
     return posixpath.basename(path).split(".")[0].split("-")[0]

@@ -7,36 +7,69 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms import fileio
 from transforms.input.sidecars import VALID_SPLITS
-from transforms.paths import base_poi_id
+from transforms.output.tree import tile_splits
+from transforms.paths import base_poi_id, join_path
 from transforms.records import reject
-from transforms.splits.plan import initial_split, plan_reassignment, resolve_leakage, split_counts
+from transforms.splits.plan import (
+    initial_split,
+    plan_reassignment,
+    previous_split,
+    resolve_leakage,
+    split_counts,
+)
 
 REJECTS = "rejects"
 DECLARED = "declared"
 
 
 def base_counts(element) -> tuple[str, tuple[int, int, int]]:
-    """(base, tiles per declared split): all the reassignment plan needs to know of a base."""
-    base, tiles = element
+    """(base, tiles per declared split): all the reassignment plan needs to know of a base. A base an earlier
+    build had (--previous) keeps its split there: it reaches the plan as a base that does not leak."""
+    base, (tiles, previous) = element
+    pinned = previous_split(split for _, split in previous)
+    if pinned is not None:
+        return base, split_counts(pinned for _ in tiles)
     return base, split_counts(initial_split(t) for t in tiles)
 
 
 def declared_event(element) -> dict[str, int]:
-    """Tiles per declared split, for the report's input-versus-output split table."""
-    _, counts = element
+    """Tiles per declared split (as the input declares them), for the report's split table."""
+    _, (tiles, _) = element
+    counts = split_counts(initial_split(t) for t in tiles)
     return {f"declared|{s}": n for s, n in zip(VALID_SPLITS, counts, strict=True) if n}
 
 
+def rebuild_events(base: str, tiles: list, previous: list[tuple[str, str]]) -> dict[str, int]:
+    """What a rebuild did with one base: tiles kept from the earlier build, new, removed; bases kept and new;
+    and tiles that moved split (0 by construction, counted so the report proves it)."""
+    before = dict(previous)
+    now = {t.tile_stem: t.split for t in tiles}
+    kept = [s for s in now if s in before]
+    return {"rebuild|tiles_kept": len(kept), "rebuild|tiles_new": len(now) - len(kept),
+            "rebuild|tiles_removed": len(set(before) - set(now)),
+            "rebuild|tiles_moved_split": sum(1 for s in kept if now[s] != before[s]),
+            "rebuild|bases_kept": int(bool(before) and bool(now)), "rebuild|bases_new": int(not before and bool(now)),
+            "rebuild|bases_removed": int(bool(before) and not now)}
+
+
 class _AssignFn(beam.DoFn):
-    def __init__(self, policy: str):
-        self.policy = policy
+    def __init__(self, policy: str, rebuild: bool = False):
+        self.policy, self.rebuild = policy, rebuild
         self.reassigned = Metrics.counter("AssignSplits", "split_reassigned")
         self.dropped = Metrics.counter("AssignSplits", "dropped_split_leakage")
 
     def process(self, element, plan):
-        base, tiles = element
-        kept, rejected, moved = resolve_leakage(base, tiles, self.policy, plan)
+        base, (tiles, previous) = element
+        tiles, previous = list(tiles), sorted(set(previous))
+        pinned = previous_split(split for _, split in previous)
+        if pinned is not None:  # a base the earlier build had keeps its split, new tiles of it included
+            kept, rejected, moved = [t.with_fields(split=pinned) for t in tiles], [], 0
+        else:
+            kept, rejected, moved = resolve_leakage(base, tiles, self.policy, plan)
+        if self.rebuild:
+            yield beam.pvalue.TaggedOutput("events", rebuild_events(base, kept, previous))
         if moved:
             self.reassigned.inc(moved)
             yield beam.pvalue.TaggedOutput("reassigned", moved)
@@ -56,19 +89,29 @@ class AssignSplits(beam.PTransform):
     base: {"declared|<split>": tiles}."""
 
     leakage: str
+    previous: beam.PCollection | None = None  # (tile stem, split) of every tile of an earlier build
 
     def expand(self, tiles):
-        grouped = (tiles
-                   | "KeyByBase" >> beam.Map(lambda t: (base_poi_id(t.tile_stem), t))
-                   | "GroupByBase" >> beam.GroupByKey())
+        keyed = tiles | "KeyByBase" >> beam.Map(lambda t: (base_poi_id(t.tile_stem), t))
+        if self.previous is None:
+            grouped = (keyed
+                       | "GroupByBase" >> beam.GroupByKey()
+                       | "NoPrevious" >> beam.Map(lambda kv: (kv[0], (kv[1], ()))))
+        else:  # one small record per tile of the earlier build, joined per base: nothing is broadcast
+            before = self.previous | "PreviousByBase" >> beam.Map(lambda p: (base_poi_id(p[0]), p))
+            grouped = ({"tiles": keyed, "previous": before}
+                       | "GroupByBase" >> beam.CoGroupByKey()
+                       | "Parts" >> beam.Map(lambda kv: (kv[0], (list(kv[1]["tiles"]), list(kv[1]["previous"])))))
         counts = grouped | "CountPerBase" >> beam.Map(base_counts)
         plan = (counts
                 | "CollectCounts" >> beam.combiners.ToList()
                 | "Plan" >> beam.Map(plan_reassignment))
-        out = grouped | "Assign" >> beam.ParDo(_AssignFn(self.leakage), beam.pvalue.AsSingleton(plan)).with_outputs(
-            REJECTS, "reassigned", main="tiles")
-        declared = counts | "DeclaredEvents" >> beam.Map(declared_event)
-        return {"tiles": out.tiles, REJECTS: out[REJECTS], "reassigned": out.reassigned, DECLARED: declared}
+        out = grouped | "Assign" >> beam.ParDo(_AssignFn(self.leakage, self.previous is not None),
+                                               beam.pvalue.AsSingleton(plan)).with_outputs(
+            REJECTS, "reassigned", "events", main="tiles")
+        declared = grouped | "DeclaredEvents" >> beam.Map(declared_event)
+        events = (declared, out.events) | "SplitEvents" >> beam.Flatten()
+        return {"tiles": out.tiles, REJECTS: out[REJECTS], "reassigned": out.reassigned, DECLARED: events}
 
 
 def index_tiles(stems: list[str]) -> dict[str, int]:
@@ -83,3 +126,26 @@ class IndexTiles(beam.PTransform):
                 | "Stems" >> beam.Map(lambda t: t.tile_stem)
                 | "Collect" >> beam.combiners.ToList()
                 | "Index" >> beam.Map(index_tiles))
+
+
+def _previous_file(element) -> list[tuple[str, str]]:
+    root, rel, fmt = element
+    with fileio.open_for_read(join_path(root, rel)) as f:
+        return tile_splits(f, fmt)
+
+
+@dataclass
+class ReadPreviousSplits(beam.PTransform):
+    """An earlier build's split files -> (tile stem, split) of each of its tiles, once each: one small record
+    per tile (about 60 bytes), read from the rows' metadata column."""
+
+    root: str
+    files: tuple[str, ...]
+    fmt: str
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Files" >> beam.Create([(self.root, rel, self.fmt) for rel in self.files])
+                | "Spread" >> beam.Reshuffle()
+                | "Read" >> beam.FlatMap(_previous_file)
+                | "Once" >> beam.Distinct())

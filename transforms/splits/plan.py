@@ -111,6 +111,16 @@ def resolve_leakage(
     return [t.with_fields(split=target) for t in ordered], [], sum(1 for s in splits if s != target)
 
 
+def previous_split(splits: Iterable[str]) -> str | None:
+    """The split a base had in an earlier build, from its tiles' splits there (one split, as every build
+    leaves a base; the commonest, then the first in VALID_SPLITS, if an edited tree ever gave more); None for
+    a base the earlier build did not have."""
+    counts = split_counts(splits)
+    if not sum(counts):
+        return None
+    return VALID_SPLITS[max(range(3), key=lambda i: (counts[i], -i))]
+
+
 def split_drift_pp(declared: Mapping[str, int], kept: Mapping[str, int]) -> dict[str, float]:
     """Output share minus input share per split, in percentage points (2 decimals)."""
     n_in, n_out = sum(declared.values()), sum(kept.values())

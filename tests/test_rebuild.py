@@ -1,0 +1,75 @@
+"""--previous: a tree that grows keeps every tile and base in the split an earlier build gave it; new bases
+are placed as a first build would; the report's rebuild section says what happened."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.sample.tree import write_sample_tree
+from transforms.paths import base_poi_id
+from transforms.splits.plan import previous_split
+
+
+def _splits(out: Path) -> dict[str, str]:
+    return {json.loads(line)["metadata"]["tile_stem"]: json.loads(line)["metadata"]["split"]
+            for f in (out / "data").glob("*.jsonl") for line in f.read_text().splitlines()}
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory):
+    """A 120-tile tree and the same tree grown to 140 tiles (same seed: the first 120 tiles are identical),
+    the small one built."""
+    base = tmp_path_factory.mktemp("rebuild")
+    write_sample_tree(str(base / "small"), 120, seed=3, workers=1)
+    write_sample_tree(str(base / "big"), 140, seed=3, workers=1)
+    assert main(["build", "--input", str(base / "small"), "--output", str(base / "first"), "--quiet",
+                 "--formats", "jsonl,parquet", "--tasks", "caption"]) == 0
+    return base
+
+
+def test_previous_split_of_a_base():
+    assert previous_split([]) is None
+    assert previous_split(["validation", "validation"]) == "validation"
+    assert previous_split(["test", "train", "train"]) == "train"
+
+
+def test_a_grown_tree_keeps_every_split(grown):
+    first = _splits(grown / "first")
+    assert main(["build", "--input", str(grown / "big"), "--output", str(grown / "fresh"), "--quiet",
+                 "--tasks", "caption"]) == 0
+    fresh = _splits(grown / "fresh")
+    assert sum(first[s] != fresh[s] for s in first) > 0  # the defect --previous removes: splits move
+    assert main(["build", "--input", str(grown / "big"), "--output", str(grown / "again"), "--quiet",
+                 "--tasks", "caption", "--previous", str(grown / "first")]) == 0
+    again = _splits(grown / "again")
+    assert {s: again[s] for s in first} == first
+    bases = {base_poi_id(s): sp for s, sp in first.items()}
+    assert all(again[s] == bases[base_poi_id(s)] for s in again if base_poi_id(s) in bases)  # new tile, known base
+    report = json.loads((grown / "again" / "build_report.json").read_text())
+    assert report["rebuild"]["tiles_kept"] == len(first) and report["rebuild"]["tiles_moved_split"] == 0
+    assert report["rebuild"]["tiles_new"] == len(again) - len(first) and report["rebuild"]["tiles_removed"] == 0
+    assert report["config"]["previous"] == "first"
+
+
+def test_a_shrunk_tree_counts_removed_tiles(grown):
+    assert main(["build", "--input", str(grown / "big"), "--output", str(grown / "big_first"), "--quiet",
+                 "--tasks", "caption"]) == 0
+    assert main(["build", "--input", str(grown / "small"), "--output", str(grown / "shrunk"), "--quiet",
+                 "--tasks", "caption", "--previous", str(grown / "big_first")]) == 0
+    report = json.loads((grown / "shrunk" / "build_report.json").read_text())
+    big, small = _splits(grown / "big_first"), _splits(grown / "shrunk")
+    assert report["rebuild"]["tiles_removed"] == len(big) - len(small) > 0
+    assert {s: big[s] for s in small} == small
+
+
+@pytest.mark.parametrize(("previous", "message"), [("missing", "not a finished satsft build"),
+                                                   ("out", "another folder than --output")])
+def test_previous_must_be_another_finished_build(grown, tmp_path, previous, message, capsys):
+    argv = ["build", "--input", str(grown / "big"), "--output", str(tmp_path / "out"), "--previous",
+            str(tmp_path / previous)]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

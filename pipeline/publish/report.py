@@ -237,12 +237,7 @@ def summary_table(report: dict[str, Any]) -> str:
         lines.append("tiles by split (declared -> written, drift): " + ", ".join(
             f"{s} {splits['declared'][s]} -> {splits['written'][s]} ({splits['drift_pp'][s]:+.2f} pp)"
             for s in VALID_SPLITS))
-    if report["rejects_by_reason"]:
-        lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in report["rejects_by_reason"].items()))
-    if report.get("file_count"):
-        lines.append(f"files written: {report['file_count']:,}")
-    if hub_warning(report):
-        lines.append("WARNING: " + hub_warning(report))
+    lines += _closing_lines(report)
     r = report.get("rebuild")
     if r:
         lines.append(f"against --previous {report['config'].get('previous', '')}: tiles kept {r['tiles_kept']}, new "
@@ -260,10 +255,17 @@ def mix_summary(report: dict[str, Any]) -> str:
         lines.append(f"{s['name']:<16} {'/'.join(str(v) for v in s['rows_in'].values()):>22} {s['repeat']:>8g} "
                      f"{'/'.join(str(v) for v in s['rows_out'].values()):>24} {100 * s['share_of_train']:>14.2f}%")
     lines.append(f"rows: {report['rows']['total']} (train/validation/test per source above)")
+    return "\n".join(lines + _closing_lines(report))
+
+
+def _closing_lines(report: dict[str, Any]) -> list[str]:
+    """What both end-of-run summaries say last: rejects by reason, files written and, past the Hub's limit,
+    what to do."""
+    lines = []
     if report["rejects_by_reason"]:
         lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in report["rejects_by_reason"].items()))
     if report.get("file_count"):
         lines.append(f"files written: {report['file_count']:,}")
     if hub_warning(report):
         lines.append("WARNING: " + hub_warning(report))
-    return "\n".join(lines)
+    return lines

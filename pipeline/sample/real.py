@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 from PIL import Image
 
-from pipeline.sample.tree import box_sum, components, label_png, majority
+from pipeline.sample.tree import box_sum, label_png, majority, upstream_regions
 from transforms.classes import CLASS_IDS, CLASS_NAMES, NUM_CLASSES, display_name
 from transforms.splits.plan import hashed_split
 
@@ -95,17 +95,6 @@ def chip_rgb(s: dict[str, np.ndarray], y: int, x: int) -> np.ndarray:
     return np.clip((rgb - 0.03) / 0.19 * 255.0, 0, 255).astype(np.uint8)
 
 
-def upstream_regions(labels: np.ndarray) -> list[dict]:
-    """8-connected components per class, at least 21 px, the 24 largest per class, inclusive max corners."""
-    out, per_class = [], dict.fromkeys(range(NUM_CLASSES), 0)
-    for cls, n, x1, y1, x2, y2 in components(labels, connectivity=8):
-        if n < MIN_REGION_PX or per_class[cls] >= MAX_REGIONS_PER_CLASS:
-            continue
-        per_class[cls] += 1
-        out.append({"bbox": [x1, y1, x2, y2], "label": CLASS_NAMES[cls], "class_id": cls, "area_px": n})
-    return out
-
-
 def _caption(fractions: dict[int, float]) -> str:
     top = sorted(fractions.items(), key=lambda kv: (-kv[1], kv[0]))
     rest = [display_name(CLASS_NAMES[c]) for c, v in top[1:3] if v >= 0.05]
@@ -146,7 +135,8 @@ def _write_tile(root: str, stem: str, base: str, cells: np.ndarray, rgb: np.ndar
     split = hashed_split(base)  # the views of one place share a base, so they share a split
     lat, lon = 52.9 - y * 10 / 111_320, 12.6 + x * 10 / 67_000
     sidecar = {"tile_stem": stem, "poi_id": base, "split": split, "output_size": CHIP, "caption": _caption(fractions),
-               "class_fractions": {str(c): v for c, v in fractions.items()}, "regions": upstream_regions(cells),
+               "class_fractions": {str(c): v for c, v in fractions.items()},
+               "regions": upstream_regions(cells, MIN_REGION_PX, MAX_REGIONS_PER_CLASS),
                "latitude": round(lat, 6), "longitude": round(lon, 6),
                "stac_item_id": "S2A_MSIL1C_20170216T102101_N0204_R065_T33UUU",
                "stac_datetime": "2017-02-16T10:21:01Z", "grid": {"crs": "EPSG:32633", "resolution_m": 10}}

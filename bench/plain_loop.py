@@ -21,8 +21,8 @@ from transforms.input.refs import file_rank, parse_line
 from transforms.input.sidecars import parse_sidecar
 from transforms.output.formats import jsonl_bytes, parquet_bytes
 from transforms.paths import base_poi_id, file_stem
+from transforms.rebuild.manifest import allocate_slots
 from transforms.rows import PreparedTile
-from transforms.splits.assign import index_tiles
 from transforms.splits.plan import initial_split, plan_reassignment, resolve_leakage, split_counts
 
 
@@ -60,12 +60,12 @@ def run(input_root: str, output_root: str) -> int:
             by_base[base_poi_id(stem)].append(lookup_still(tile, still_index, input_root))
     plan = plan_reassignment((base, split_counts(initial_split(t) for t in tiles)) for base, tiles in by_base.items())
     kept = [t for base, tiles in by_base.items() for t in resolve_leakage(base, tiles, "reassign", plan)[0]]
-    index = index_tiles([t.tile_stem for t in kept])
+    index = dict(allocate_slots([t.tile_stem for t in kept], 0))
     records: dict[str, list[dict]] = defaultdict(list)
     copies = {}
     n_rows = 0
     for tile in kept:
-        pt = PreparedTile(tile, index[tile.tile_stem], ctx, len(index), fileio.read_bytes(tile.chip_src))
+        pt = PreparedTile(tile, index[tile.tile_stem], ctx, fileio.read_bytes(tile.chip_src))
         rows, _ = tile_rows(pt, config.tasks, config.max_prompt_chars)
         for pos, row in enumerate(rows):
             n_rows += 1

@@ -54,7 +54,9 @@ def _setup_logging() -> None:
 
 
 def run_build(argv: list[str]) -> int:
-    from pipeline.build.options import BuildOptions
+    from pipeline.build.config import clean_root
+    from pipeline.build.options import BuildOptions, our_update_flag
+    from transforms.rebuild.commit import recover
 
     if any(a in ("-h", "--help") for a in argv):
         parser = argparse.ArgumentParser(prog="satsft build", description="Build an SFT dataset from a sat-bbox "
@@ -62,10 +64,10 @@ def run_build(argv: list[str]) -> int:
                                          "--project, ...) is passed through.")
         BuildOptions._add_argparse_args(parser)
         parser.add_argument("--quiet", action="store_true", help="no progress display (the summary stays)")
-        parser.print_help()
+        print(parser.format_help().replace("--in-place", "--update").replace("--in_place", "--update"), end="")
         return 0
     quiet = "--quiet" in argv
-    argv = [a for a in argv if a != "--quiet"]
+    argv = our_update_flag([a for a in argv if a != "--quiet"])
     refuse_unknown_flags(argv, "build")
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -73,8 +75,14 @@ def run_build(argv: list[str]) -> int:
     from pipeline.publish.report import summary_table
 
     options = PipelineOptions(argv)
-    config = options.view_as(BuildOptions).to_config()
-    prepare_output(config, BUILD_ENTRIES)
+    build_options = options.view_as(BuildOptions)
+    if build_options.in_place and build_options.output:  # an update killed during its commit is finished first
+        done = recover(clean_root(build_options.output))
+        if done:
+            LOG.info("%s in %s", done, build_options.output)
+    config = build_options.to_config()
+    if not config.update:  # --update keeps the build in --output: it is replaced only at the commit
+        prepare_output(config, BUILD_ENTRIES)
     LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner_name(options),
              ",".join(config.tasks), ",".join(config.profiles))
     pipeline = build_pipeline(config, new_pipeline(options))

@@ -24,7 +24,8 @@ from transforms.input.sidecars import parse_sidecar
 from transforms.output.counts import CountOutcomes
 from transforms.output.files import CopySourceImages, RenderAnalysisImages, WriteRejects, WriteRowSidecars
 from transforms.output.split_files import WriteSplitFiles
-from transforms.splits.assign import AssignSplits, IndexTiles
+from transforms.rebuild.place import PlaceTiles
+from transforms.splits.assign import AssignSplits
 
 
 def _tile(stem, **kw):
@@ -136,30 +137,37 @@ def test_assign_splits_and_index():
         assert_that(out["reassigned"], equal_to([1]), label="moved")
         assert_that(out["declared"], equal_to([{"declared|train": 1, "declared|test": 1},
                                                {"declared|validation": 1}]), label="declared")
-        assert_that(out["tiles"] | IndexTiles(), equal_to([{"poi_5_g001_t0000": 0, "poi_5_g002_t0000": 1,
-                                                            "poi_6_g001_t0000": 2}]), label="index")
+        placed = out["tiles"] | PlaceTiles("options")
+        assert_that(placed["tiles"] | beam.Map(lambda t: (t.tile_stem, t.slot)),
+                    equal_to([("poi_5_g001_t0000", 0), ("poi_5_g002_t0000", 1), ("poi_6_g001_t0000", 2)]),
+                    label="first build: slots in stem order")
     with TestPipeline() as p:
         out = p | beam.Create(tiles) | AssignSplits("drop")
         assert_that(out["rejects"] | beam.Map(lambda r: (r["tile_stem"], r["reason"])),
                     equal_to([("poi_5_g001_t0000", "split_leakage"), ("poi_5_g002_t0000", "split_leakage")]))
 
 
-def test_generate_rows_gates_and_rejects(ctx):
-    good = _tile("poi_1_t0000").with_fields(split="train", chip_src="/in/images/poi_1_t0000.png")
+def test_generate_rows_gates_and_rejects(ctx, tmp_path):
+    chip = tmp_path / "poi_1_t0000.png"
+    chip.write_bytes(b"chip bytes: read for the fingerprint, never decoded by these tasks")
+    good = _tile("poi_1_t0000").with_fields(split="train", chip_src=str(chip), slot=0)
     empty = _tile("poi_2_t0000", caption="", class_fractions={}, regions=[]).with_fields(split="test",
-                                                                                        chip_src="/in/x.png")
+                                                                                        chip_src=str(chip), slot=1)
     thresholds = gc.get_threshold()
     with TestPipeline() as p:
-        index = p | "i" >> beam.Create([{"poi_1_t0000": 0, "poi_2_t0000": 1}])
-        out = (p | beam.Create([good, empty]), index) | GenerateRows(ctx, ("caption", "grounding_all"), 16000)
+        out = p | beam.Create([good, empty]) | GenerateRows(ctx, ("caption", "grounding_all"), 16000)
         assert_that(out["rows"] | beam.Map(lambda r: (r.sample_id, r.sidecar_path)),
                     equal_to([("poi_1_t0000__caption", "metadata/sft_metadata_rows/s00000/poi_1_t0000__caption.json"),
                               ("poi_1_t0000__ground_all",
                                "metadata/sft_metadata_rows/s00000/poi_1_t0000__ground_all.json")]), label="rows")
         assert_that(out["rejects"] | beam.Map(lambda r: (r["tile_stem"], r["stage"], r["reason"])),
                     equal_to([("poi_2_t0000", "rows", "no_rows")]), label="rejects")
-        assert_that(out["copies"], equal_to([("images/s00000/poi_1_t0000.png", "/in/images/poi_1_t0000.png")]),
-                    label="copies")
+        assert_that(out["copies"], equal_to([("images/s00000/poi_1_t0000.png", str(chip))]), label="copies")
+        assert_that(out["manifest"] | beam.Map(lambda r: (r["stem"], r["slot"], r["files"])),
+                    equal_to([("poi_1_t0000", 0, ["images/s00000/poi_1_t0000.png",
+                                                  "metadata/sft_metadata_rows/s00000/poi_1_t0000__caption.json",
+                                                  "metadata/sft_metadata_rows/s00000/poi_1_t0000__ground_all.json"])]),
+                    label="manifest")
         assert_that(out["tiles_done"], equal_to([{"split": "train", "dominant": "crops",
                                                   "regions": {"water": 1, "crops": 1}}]), label="done")
     # The DoFn tunes the collector for its run (transforms.collector) and gives the process its settings back.
@@ -177,12 +185,11 @@ def test_generate_rows_fits_each_chip_once_and_rejects_chips_it_cannot_use(ctx, 
     chip.write_bytes(_chip())
     broken = tmp_path / "broken.png"  # a PNG signature, IHDR and IEND, so the listing passes it; no pixels
     broken.write_bytes(_chip()[:33] + b"\x00" * 64 + b"\x00\x00\x00\x00IEND\xaeB`\x82")
-    tiles = [_tile("poi_1_t0000").with_fields(split="train", chip_src=str(chip)),
-             _tile("poi_2_t0000").with_fields(split="train", chip_src=str(broken)),
-             _tile("poi_3_t0000").with_fields(split="train", chip_src=str(tmp_path / "vanished.png"))]
+    tiles = [_tile("poi_1_t0000").with_fields(split="train", chip_src=str(chip), slot=0),
+             _tile("poi_2_t0000").with_fields(split="train", chip_src=str(broken), slot=1),
+             _tile("poi_3_t0000").with_fields(split="train", chip_src=str(tmp_path / "vanished.png"), slot=2)]
     with TestPipeline() as p:
-        index = p | "i" >> beam.Create([{"poi_1_t0000": 0, "poi_2_t0000": 1, "poi_3_t0000": 2}])
-        out = (p | beam.Create(tiles), index) | GenerateRows(ctx, ("production_analysis", "caption"), 16000)
+        out = p | beam.Create(tiles) | GenerateRows(ctx, ("production_analysis", "caption"), 16000)
         assert_that(out["renders"] | beam.Map(lambda e: (e[0] == chip.read_bytes(), e[1].observed.size,
                                                          sorted(path.rsplit("__", 1)[1] for path, _ in e[2]))),
                     equal_to([(True, 112 * 112, [f"analysis_{pr}.png" for pr in sorted(ctx.profiles)])]),

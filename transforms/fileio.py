@@ -126,15 +126,39 @@ def link_or_copy(src: str, dst: str) -> str:
     """Hard-link when both ends are local on one device, else copy. Returns "link" or "copy"."""
     if is_local(src) and is_local(dst):
         os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
-        if os.path.exists(dst):
-            os.remove(dst)
+        tmp = f"{dst}.tmp-{os.getpid()}"
         try:
-            os.link(src, dst)
+            os.link(src, tmp)
+            os.replace(tmp, dst)  # a reader finds the old file or the new one, never none (--update)
             return "link"
         except OSError:
-            pass
+            if os.path.lexists(tmp):
+                os.remove(tmp)
     write_bytes(dst, read_bytes(src))
     return "copy"
+
+
+def move(src: str, dst: str) -> None:
+    """Put a finished file in its place: an atomic rename locally; in a bucket a copy (an object appears whole)
+    and then the source goes."""
+    if is_local(src) and is_local(dst):
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+        os.replace(src, dst)
+        return
+    write_bytes(dst, read_bytes(src))
+    remove(src)
+
+
+def list_files(root: str) -> list[str]:
+    """Every file below a folder or bucket prefix, relative to it, sorted ([] when there is none)."""
+    import fsspec
+
+    fs, base = fsspec.core.url_to_fs(root)
+    base = base.rstrip("/")
+    if not fs.isdir(base):
+        return []
+    prefix = base + "/"
+    return sorted(p[len(prefix):] for p in fs.find(base) if p.startswith(prefix))
 
 
 def public_location(path: str) -> str:

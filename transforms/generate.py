@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 import apache_beam as beam
@@ -12,23 +13,24 @@ from transforms.analysis.render import ChipError, tile_map
 from transforms.classes import CLASS_NAMES
 from transforms.gate import gate_problem
 from transforms.output.tree import ROW_SIDECARS_DIR
-from transforms.paths import join_path, shard_dir
+from transforms.paths import join_path, slot_dir
 from transforms.progress import ProgressCounter
+from transforms.rebuild.manifest import tile_fingerprint, tile_record
 from transforms.records import reject
 from transforms.rows import PreparedTile, Row, TaskContext, file_safe
-from transforms.tasks import TASKS, reads_chip, rows_per_tile_bound
+from transforms.tasks import TASKS, rows_per_tile_bound
 
 REJECTS = "rejects"
 COPIES = "copies"
 RENDERS = "renders"
 TILES_DONE = "tiles_done"
 OVERLAYS = "overlays"
-def row_sidecar_path(tile_index: int, position: int, bound: int, sample_id: str, max_files_per_dir: int,
-                     n_tiles: int) -> str:
-    """Each tile owns ``bound`` consecutive slots, so the folder follows from the tile ordinal alone."""
-    slot = tile_index * bound + position
-    return join_path(ROW_SIDECARS_DIR,
-                     shard_dir(slot, max_files_per_dir, max(n_tiles * bound, slot + 1)), f"{file_safe(sample_id)}.json")
+MANIFEST = "manifest"
+REUSED = "reused"
+def row_sidecar_path(slot: int, position: int, bound: int, sample_id: str, max_files_per_dir: int) -> str:
+    """Each tile owns ``bound`` consecutive places, so the folder follows from the tile's slot alone."""
+    return join_path(ROW_SIDECARS_DIR, slot_dir(slot * bound + position, max_files_per_dir),
+                     f"{file_safe(sample_id)}.json")
 
 
 def tile_summary(pt: PreparedTile) -> dict:
@@ -57,13 +59,14 @@ def tile_rows(pt: PreparedTile, tasks: tuple[str, ...], max_prompt_chars: int
 
 class _GenerateRowsFn(beam.DoFn):
     def __init__(self, ctx: TaskContext, tasks: tuple[str, ...], max_prompt_chars: int, overlays: bool,
-                 output_root: str):
+                 output_root: str, options: str, sidecar_files: bool, in_place: bool):
         self.ctx, self.tasks, self.max_prompt_chars, self.overlays = ctx, tasks, max_prompt_chars, overlays
-        self.output_root = output_root
+        self.output_root, self.options = output_root, options
+        self.sidecar_files, self.in_place = sidecar_files, in_place
         self.bound = rows_per_tile_bound(tasks, len(ctx.profiles))
-        self.reads_chip = reads_chip(tasks)
         self.tiles_in = Metrics.counter("GenerateRows", "tiles_in")
         self.rows_out = Metrics.counter("GenerateRows", "rows_out")
+        self.reused = Metrics.counter("GenerateRows", "tiles_reused")
         self.task_rows = {t: Metrics.counter("GenerateRows", f"rows_{t}") for t in tasks}
 
     def setup(self):
@@ -79,13 +82,13 @@ class _GenerateRowsFn(beam.DoFn):
         if self._progress is not None:
             self._progress.flush()
 
-    def process(self, tile, tile_index: dict[str, int]):
+    def process(self, tile, total: int):
         self.tiles_in.inc()
         if self._progress is None:  # the total is known once the side input is
-            self._progress = ProgressCounter(self.output_root, "build", "tiles", len(tile_index))
+            self._progress = ProgressCounter(self.output_root, "build", "tiles", total)
         self._progress.add(0)
         chip = b""
-        if self.reads_chip:
+        if not tile.reuse:  # a reused tile is known by its chip's digest: nothing of it is decoded or drawn
             try:
                 chip = fileio.read_bytes(tile.chip_src)
             except OSError as err:  # vanished or unreadable since it was listed: one bad tile, not a failed job
@@ -93,7 +96,10 @@ class _GenerateRowsFn(beam.DoFn):
                                                                "source_image_unreadable",
                                                                f"{tile.chip_src}: {err.__class__.__name__}"))
                 return
-        pt = PreparedTile(tile, tile_index[tile.tile_stem], self.ctx, len(tile_index), chip)
+            sha = hashlib.sha256(chip).hexdigest()
+            tile = tile.with_fields(chip_sha256=sha,
+                                    fingerprint=tile_fingerprint(self.options, tile.sidecar_sha256, sha))
+        pt = PreparedTile(tile, tile.slot, self.ctx, chip)
         kept, gated = tile_rows(pt, self.tasks, self.max_prompt_chars)
         for row, reason, detail in gated:
             yield beam.pvalue.TaggedOutput(REJECTS, reject(row.sample_id, tile.tile_stem, "gate", reason, detail))
@@ -104,7 +110,7 @@ class _GenerateRowsFn(beam.DoFn):
             return
         renders = tuple((row.record["metadata"]["analysis_image_path"], row.render_spec) for row in kept
                         if row.render_spec is not None)
-        if renders:
+        if renders and not tile.reuse:
             try:  # fitted here, so a chip that does not decode costs its tile, before any of its rows exist
                 fitted = tile_map(renders[0][1], chip)
             except ChipError as err:
@@ -115,21 +121,38 @@ class _GenerateRowsFn(beam.DoFn):
         if pt.still_path:
             sources[pt.still_path] = tile.still_src
         used = set()
+        files = [pt.chip_path, *(path for path, _ in renders)]
         for position, row in enumerate(kept):
             self.task_rows[row.task].inc()
             paths = row.record["metadata"]["image_paths"]
             used.update(paths)
-            yield replace(row, sidecar_path=row_sidecar_path(pt.tile_index, position, self.bound, row.sample_id,
-                                                             self.ctx.max_files_per_dir, pt.n_tiles),
+            sidecar_path = row_sidecar_path(pt.slot, position, self.bound, row.sample_id, self.ctx.max_files_per_dir)
+            if self.sidecar_files:
+                files.append(sidecar_path)
+            yield replace(row, sidecar_path=sidecar_path,
                           image_sources=tuple((p, sources[p]) for p in paths if p in sources))
-        if renders:
-            yield beam.pvalue.TaggedOutput(RENDERS, (chip, fitted, renders))
-        yield beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src))
+        overlay = self.overlays and bool(tile.regions)
+        if overlay:
+            files.append(pt.overlay_path)
+        if tile.reuse:  # its analysis images and overlay are the earlier build's, byte for byte
+            self.reused.inc()
+            taken = [path for path, _ in renders] + ([pt.overlay_path] if overlay else [])
+            if self.in_place:
+                yield beam.pvalue.TaggedOutput(REUSED, ((), len(taken) + 1))  # and its chip: all already there
+            else:
+                yield beam.pvalue.TaggedOutput(REUSED, (tuple(taken), 0))
+        else:
+            if renders:
+                yield beam.pvalue.TaggedOutput(RENDERS, (chip, fitted, renders))
+            if overlay:
+                yield beam.pvalue.TaggedOutput(OVERLAYS, (pt.overlay_path, tile.chip_src, tile.size,
+                                                          tuple((r.label, r.class_id, r.bbox) for r in tile.regions)))
+        if not (tile.reuse and self.in_place):
+            yield beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src))
         if pt.still_path and pt.still_path in used:
             yield beam.pvalue.TaggedOutput(COPIES, (pt.still_path, tile.still_src))
-        if self.overlays and tile.regions:
-            yield beam.pvalue.TaggedOutput(OVERLAYS, (pt.overlay_path, tile.chip_src, tile.size,
-                                                      tuple((r.label, r.class_id, r.bbox) for r in tile.regions)))
+        yield beam.pvalue.TaggedOutput(MANIFEST, tile_record(tile.tile_stem, tile.split, pt.slot, tile.fingerprint,
+                                                             tile.chip_sha256, files))
         yield beam.pvalue.TaggedOutput(TILES_DONE, tile_summary(pt))
         self.rows_out.inc(len(kept))
         self._progress.add(1, len(kept))
@@ -137,22 +160,28 @@ class _GenerateRowsFn(beam.DoFn):
 
 @dataclass
 class GenerateRows(beam.PTransform):
-    """Tiles -> gated rows, with a reject for each gated row and for each tile left without rows; and per
+    """Placed tiles -> gated rows, with a reject for each gated row and for each tile left without rows; and per
     tile, its chip's bytes and colour fit with the analysis images to render from them (``renders``): the chip
     is read, decoded and fitted once for all of the tile's profiles, and a chip that does not decode rejects
-    its tile before any of its rows are emitted."""
+    its tile before any of its rows are emitted. A tile unchanged since the earlier build (``reuse``) is never
+    decoded: its rows are made again (cheap, and they must name this build's paths) and its analysis images
+    and overlay come from that build (``reused``). ``manifest``: one record per tile with rows."""
 
     ctx: TaskContext
     tasks: tuple[str, ...]
     max_prompt_chars: int
     overlays: bool = False
     output_root: str = ""  # where progress files go while the build runs; "" for none
+    options: str = ""  # rebuild.manifest.options_digest: part of every tile's fingerprint
+    sidecar_files: bool = True  # row sidecars are files, so the manifest lists them among the tile's files
+    in_place: bool = False  # --update: a reused tile's files are already where they belong
 
-    def expand(self, inputs):
-        tiles, tile_index = inputs
+    def expand(self, tiles):
+        total = tiles | "CountTiles" >> beam.combiners.Count.Globally()
         out = tiles | "Generate" >> beam.ParDo(
-            _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars, self.overlays, self.output_root),
-            beam.pvalue.AsSingleton(tile_index)
-        ).with_outputs(REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS, main="rows")
-        return {"rows": out.rows, REJECTS: out[REJECTS], COPIES: out[COPIES], TILES_DONE: out[TILES_DONE],
-                OVERLAYS: out[OVERLAYS], RENDERS: out[RENDERS]}
+            _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars, self.overlays, self.output_root,
+                            self.options, self.sidecar_files, self.in_place),
+            beam.pvalue.AsSingleton(total)
+        ).with_outputs(REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS, MANIFEST, REUSED, main="rows")
+        return {"rows": out.rows, **{tag: out[tag] for tag in (REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS,
+                                                               MANIFEST, REUSED)}}

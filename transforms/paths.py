@@ -46,6 +46,32 @@ def shard_dir(index: int, max_files_per_dir: int, capacity: int) -> str:
     return "/".join(reversed(parts))
 
 
+def slot_dir(index: int, max_files_per_dir: int) -> str:
+    """The shard folder of the index-th file of a family, whatever the family's size, so a file keeps its folder
+    while the family grows (rebuilds keep every unchanged tile's paths). Up to (limit-1)·limit files this is
+    s00000, s00001, ... each holding ``limit`` files, as a single level of folders has always been; the last
+    entry, s<limit-1>, holds the rest: limit-1 trees of limit² files and again one overflow entry, and so on.
+    No folder ever holds more than ``limit`` entries, files and sub-folders alike."""
+    m = max_files_per_dir
+    if m < 2:
+        raise ValueError("max_files_per_dir must be at least 2")
+    if index < 0:
+        raise ValueError(f"index {index} is negative")
+    parts, depth = [], 1
+    while True:
+        block = m ** depth
+        if index < (m - 1) * block:
+            parts.append(f"s{index // block:05d}")
+            rest = index % block
+            for level in range(depth - 1, 0, -1):
+                parts.append(f"s{rest // m ** level:05d}")
+                rest %= m ** level
+            return "/".join(parts)
+        index -= (m - 1) * block
+        parts.append(f"s{m - 1:05d}")
+        depth += 1
+
+
 def normalise_ref(raw: str) -> str:
     return raw.strip().replace("\\", "/")
 

@@ -13,7 +13,7 @@ from transforms.classes import CLASS_NAMES, display_name
 from transforms.ids import stable_digest
 from transforms.input.sidecars import Region, Tile
 from transforms.output.tree import ANALYSIS_DIR, CHIPS_DIR, OVERLAYS_DIR, STILLS_DIR
-from transforms.paths import join_path, safe_name, shard_dir
+from transforms.paths import join_path, safe_name, slot_dir
 from transforms.prompts import Templates
 
 SIDECAR_CORE_FIELDS = frozenset({
@@ -27,6 +27,12 @@ def file_safe(name: str) -> str:
     if cleaned == name:
         return name
     return f"{cleaned[:190]}_{stable_digest(name).hex()[:8]}"
+
+
+def still_output_path(still_src: str, still_stem: str, slot: int, max_files_per_dir: int) -> str:
+    """Where a still's copy goes: its slot's folder, its stem, its source's extension."""
+    ext = still_src.rsplit(".", 1)[-1].lower() if "." in still_src.rsplit("/", 1)[-1] else "png"
+    return join_path(STILLS_DIR, slot_dir(slot, max_files_per_dir), f"{file_safe(still_stem)}.{safe_name(ext)}")
 
 
 DEFAULT_MAX_BOXES = 12
@@ -72,44 +78,42 @@ class PreparedTile:
     """A tile with its place in the output tree: sharded output paths are fixed before any row exists."""
 
     tile: Tile
-    tile_index: int
+    slot: int  # the tile's place in every per-tile family of files; kept across rebuilds (transforms/splits/place)
     ctx: TaskContext = field(default=None, repr=False)  # type: ignore[assignment]
-    n_tiles: int = 0  # tiles in the build: how many shard folders (and levels of them) each family needs
     chip: bytes = field(default=b"", repr=False, compare=False)  # read only when a task draws on its pixels
 
     @property
     def stem(self) -> str:
         return self.tile.tile_stem
 
-    def _shard(self, index: int, capacity: int) -> str:
-        return shard_dir(index, self.ctx.max_files_per_dir, max(capacity, index + 1))
+    def _shard(self, index: int) -> str:
+        return slot_dir(index, self.ctx.max_files_per_dir)
 
     @cached_property
     def chip_path(self) -> str:
         ext = self.tile.chip_src.rsplit(".", 1)[-1].lower() if "." in self.tile.chip_src else "png"
-        return join_path(CHIPS_DIR, self._shard(self.tile_index, self.n_tiles),
+        return join_path(CHIPS_DIR, self._shard(self.slot),
                          f"{file_safe(self.stem)}.{safe_name(ext)}")
 
     @cached_property
     def chip_sha256(self) -> str:
-        return hashlib.sha256(self.chip).hexdigest()
+        return self.tile.chip_sha256 or hashlib.sha256(self.chip).hexdigest()
 
     @cached_property
     def still_path(self) -> str:
         if not self.tile.still_src or self.tile.still_index < 0:
             return ""
-        ext = self.tile.still_src.rsplit(".", 1)[-1].lower() if "." in self.tile.still_src else "png"
-        return join_path(STILLS_DIR, self._shard(self.tile.still_index, self.tile.still_count),
-                         f"{file_safe(self.tile.still_stem)}.{safe_name(ext)}")
+        return still_output_path(self.tile.still_src, self.tile.still_stem, self.tile.still_index,
+                                 self.ctx.max_files_per_dir)
 
     def analysis_path(self, profile: str) -> str:
-        position = self.tile_index * len(self.ctx.profiles) + self.ctx.profiles.index(profile)
-        return join_path(ANALYSIS_DIR, self._shard(position, self.n_tiles * len(self.ctx.profiles)),
+        position = self.slot * len(self.ctx.profiles) + self.ctx.profiles.index(profile)
+        return join_path(ANALYSIS_DIR, self._shard(position),
                          f"{file_safe(self.stem)}__analysis_{profile}.png")
 
     @cached_property
     def overlay_path(self) -> str:
-        return join_path(OVERLAYS_DIR, self._shard(self.tile_index, self.n_tiles),
+        return join_path(OVERLAYS_DIR, self._shard(self.slot),
                          f"{file_safe(self.stem)}__regions.png")
 
     @cached_property

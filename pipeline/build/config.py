@@ -16,6 +16,7 @@ from transforms.output.tree import (
     EMBEDDED_ROWS_PER_SHARD,
     HUB_ROWS_PER_SHARD,
     LAYOUTS,
+    MANIFEST_DIR,
     MAX_FILES_PER_DIR,
     MIN_FILES_PER_DIR,
     REPORT_NAME,
@@ -23,6 +24,7 @@ from transforms.output.tree import (
     record_files,
 )
 from transforms.prompts import Templates, load_templates
+from transforms.rebuild.manifest import STILLS_FILE
 from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX, TaskContext
 from transforms.splits.plan import LEAKAGE_POLICIES
 from transforms.tasks import DEFAULT_TASKS, default_tasks, eval_tasks, task_names
@@ -71,9 +73,12 @@ class BuildConfig:
     layout: str = "default"
     max_boxes: int = DEFAULT_MAX_BOXES
     min_box_px: int = DEFAULT_MIN_BOX_PX
-    previous: str = ""  # an earlier build whose tiles and bases keep their splits (--previous)
+    previous: str = ""  # an earlier build whose tiles and bases keep their splits and slots (--previous)
     previous_files: tuple[str, ...] = field(default=(), repr=False, compare=False)
     previous_format: str = ""
+    previous_manifest: tuple[str, ...] = field(default=(), repr=False, compare=False)  # its manifest's tile files
+    update: bool = False  # --update: the earlier build is the one in --output, replaced in place
+    reuse: bool = True  # --no-reuse: draw every tile again (same bytes, more work)
     templates: Templates = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -83,7 +88,7 @@ class BuildConfig:
                overwrite: bool = False, formats: str = "", embed_images: bool = False,
                overlays: bool = False, rows_per_shard: int = 0, row_sidecars: str = "", layout: str = "default",
                max_boxes: int = DEFAULT_MAX_BOXES, min_box_px: int = DEFAULT_MIN_BOX_PX, previous: str = "",
-               check_paths: bool = True) -> BuildConfig:
+               update: bool = False, reuse: bool = True, check_paths: bool = True) -> BuildConfig:
         if not input:
             raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
         if not output:
@@ -123,13 +128,21 @@ class BuildConfig:
                              "at most --max-boxes regions, none under --min-box-px pixels)")
         if max_prompt_chars < 100:
             raise UsageError("--max-prompt-chars must be at least 100")
-        input_root, output_root = _clean_root(input), _clean_root(output)
+        input_root, output_root = clean_root(input), clean_root(output)
         if check_paths:
             _check_roots(input_root, output_root)
-        previous_root, previous_format, previous_files = "", "", ()
+        previous_root, previous_format, previous_files, manifest = "", "", (), ()
+        if update:
+            if previous and clean_root(previous) != output_root:
+                raise UsageError("--update rebuilds the build already in --output; leave out --previous (or use "
+                                 "--previous PREV with a new --output instead)")
+            if overwrite:
+                raise UsageError("--update keeps the build in --output and replaces it in place; --overwrite would "
+                                 "delete it first: give one of the two")
+            previous = output_root
         if previous:
-            previous_root = _clean_root(previous)
-            previous_format, previous_files = _previous_build(previous_root, output_root)
+            previous_root = clean_root(previous)
+            previous_format, previous_files, manifest = _previous_build(previous_root, output_root, update)
         try:
             templates = load_templates(prompts_dir or None, list(selected))
         except ValueError as err:
@@ -137,7 +150,7 @@ class BuildConfig:
         return cls(input_root, output_root, selected, profile_names, leakage, tim_shift, redact_location,
                    max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
                    overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
-                   tuple(previous_files), previous_format, templates)
+                   tuple(previous_files), previous_format, tuple(manifest), update, reuse, templates)
 
     @property
     def extra_metadata(self) -> tuple[str, ...]:
@@ -160,25 +173,42 @@ class BuildConfig:
                 "formats": list(self.formats), "embed_images": self.embed_images, "overlays": self.overlays,
                 "rows_per_shard": self.rows_per_shard, "row_sidecars": self.row_sidecars, "layout": self.layout,
                 "max_boxes": self.max_boxes, "min_box_px": self.min_box_px,
-                "previous": public_location(self.previous) if self.previous else ""}
+                "previous": public_location(self.previous) if self.previous and not self.update else "",
+                "update": self.update}
+
+    def shaping_options(self, version: str) -> dict:
+        """What a tile's rows and files are made from beside the tile itself (its fingerprint holds their
+        digest): every option but where the data comes from and goes, the split-file options (those files are
+        written again on every build), and the prompt templates themselves, not where they were read from."""
+        shaping = {k: v for k, v in self.as_dict().items()
+                   if k not in ("input", "output", "previous", "update", "prompts_dir", "formats",
+                                "embed_images", "rows_per_shard")}
+        return {**shaping, "templates": self.templates, "satsft_version": version}
+
+    @property
+    def previous_stills(self) -> str:
+        return f"{self.previous}/{STILLS_FILE}" if self.previous_manifest else ""
 
 
-def _clean_root(path: str) -> str:
+def clean_root(path: str) -> str:
     if fileio.is_local(path):
         return os.path.abspath(os.path.expanduser(path))
     return path.rstrip("/")
 
 
-def _previous_build(previous: str, output: str) -> tuple[str, list[str]]:
-    """The format and split files of the earlier build --previous names; a usage error when it is not one, or
-    when it is the output (which is cleared before the build starts)."""
+def _previous_build(previous: str, output: str, update: bool = False) -> tuple[str, list[str], list[str]]:
+    """The format and split files of the earlier build --previous names, and its manifest's tile files; a
+    usage error when it is not one, or when it is the output (which is cleared before the build starts)."""
     a, b = previous.rstrip("/") + "/", output.rstrip("/") + "/"
-    if a.startswith(b) or b.startswith(a):
+    if not update and (a.startswith(b) or b.startswith(a)):
         raise UsageError("--previous must be another folder than --output (a build clears its output first): "
-                         "build into a new folder and point readers at it when it is done")
+                         "build into a new folder, or rebuild in place with --update")
     try:
         report = orjson.loads(fileio.read_bytes(f"{previous}/{REPORT_NAME}"))
     except (OSError, orjson.JSONDecodeError) as err:
+        if update:
+            raise UsageError(f"--update: {previous!r} holds no finished satsft build (no readable {REPORT_NAME}); "
+                             "make the first build without --update") from err
         raise UsageError(f"--previous {previous!r} is not a finished satsft build (no readable {REPORT_NAME}): "
                          f"{str(err)[:200]}") from err
     if report.get("kind") == "mix":
@@ -186,7 +216,9 @@ def _previous_build(previous: str, output: str) -> tuple[str, list[str]]:
     fmt, files = record_files(report)
     if not files:
         raise UsageError(f"--previous {previous!r} holds no Parquet or JSONL rows to take splits from")
-    return fmt, files
+    manifest = [f"{MANIFEST_DIR}/{rel}" for rel in fileio.list_files(f"{previous}/{MANIFEST_DIR}")
+                if rel.startswith("tiles-") and rel.endswith(".jsonl")]
+    return fmt, files, manifest
 
 
 def _folder_has_files(where: str) -> bool:

@@ -6,41 +6,74 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
+from pipeline import __version__
 from pipeline.build.config import BuildConfig
 from pipeline.publish.report import summarise, write_report
-from transforms.generate import COPIES, OVERLAYS, RENDERS, TILES_DONE, GenerateRows
+from transforms import fileio
+from transforms.generate import COPIES, MANIFEST, OVERLAYS, RENDERS, REUSED, TILES_DONE, GenerateRows
 from transforms.input.join import JoinOnTileStem, JoinStills
 from transforms.input.read import LEAVES, ExtractImageRefs, FingerprintFn, ListImages, ReadSidecars, image_leaf
 from transforms.output.counts import CountOutcomes
 from transforms.output.files import (
     CopySourceImages,
     RenderAnalysisImages,
+    TakeReusedFiles,
     WriteOverlays,
     WriteRejects,
     WriteRowSidecars,
 )
 from transforms.output.split_files import WriteSplitFiles
-from transforms.splits.assign import AssignSplits, IndexTiles, ReadPreviousSplits
+from transforms.output.tree import STILLS_DIR
+from transforms.paths import join_path
+from transforms.rebuild.commit import commit, finish, saved_manifests, stage_root
+from transforms.rebuild.manifest import options_digest
+from transforms.rebuild.place import FindStaleFiles, PlaceTiles, ReadPreviousTiles, WriteManifest, write_stills_file
+from transforms.splits.assign import AssignSplits
 
 
 @dataclass
 class WriteReport(beam.PTransform):
     """Written from the graph itself, after the writers (their events feed the counts), so it works even
-    when the launcher does not wait for the job (Dataflow templates)."""
+    when the launcher does not wait for the job (Dataflow templates). With --update it goes to the stage with
+    the other dataset files, and the commit follows it (transforms.rebuild.commit)."""
 
     config: BuildConfig
     fingerprint: beam.PCollection
+    root: str
 
     def expand(self, counts):
-        cfg, out = self.config.as_dict(), self.config.output
+        cfg, root = self.config.as_dict(), self.root
         return counts | "Write" >> beam.Map(
-            lambda c, fp: write_report(out, cfg, {"input_fingerprint": fp, **summarise(c)}),
+            lambda c, fp: write_report(root, cfg, {"input_fingerprint": fp, **summarise(c)}),
             beam.pvalue.AsSingleton(self.fingerprint))
+
+
+@dataclass
+class CommitUpdate(beam.PTransform):
+    """--update, once the new build is staged: put it in place, then remove what only the old build named (the
+    per-tile files of changed and removed tiles), then the update's folder. Each step waits for the one before
+    through a side input."""
+
+    output: str
+    stale: beam.PCollection  # per-tile files no tile of the new build names
+
+    def expand(self, written_report):
+        out = self.output
+        committed = written_report | "Commit" >> beam.Map(lambda _: bool(commit(out)))
+        removed = (self.stale
+                   | "Spread" >> beam.Reshuffle()
+                   | "Remove" >> beam.Map(lambda rel, _: fileio.remove(join_path(out, rel)) or 1,
+                                          beam.pvalue.AsSingleton(committed))
+                   | "CountRemoved" >> beam.combiners.Count.Globally())
+        return removed | "Finish" >> beam.Map(lambda n, _: finish(out) or n, beam.pvalue.AsSingleton(committed))
 
 
 def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipeline:
     """Add the build to ``pipeline`` and return it; running it is the caller's business."""
     root, out = config.input, config.output
+    # --update writes the dataset-level files (split files, manifest, rejects, report, card) to the stage; the
+    # per-tile files go straight to their (new or unchanged) places, which no row of the old build names.
+    dataset_root = stage_root(out) if config.update else out
     sidecars = pipeline | "ReadSidecars" >> ReadSidecars(root)
     refs = pipeline | "ExtractImageRefs" >> ExtractImageRefs(root)
     chip_files = pipeline | "ListChips" >> ListImages(root, "images")
@@ -48,30 +81,44 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
 
     joined = ({"sidecars": sidecars["tiles"], "refs": refs["chips"], "files": chip_files}
               | "JoinOnTileStem" >> JoinOnTileStem(root))
-    with_stills = (joined["tiles"], refs["stills"], still_files) | "JoinStills" >> JoinStills(root)
-    previous = None
+    with_stills = ((joined["tiles"], refs["stills"], still_files)
+                   | "JoinStills" >> JoinStills(root, config.previous_stills))
+    previous = previous_splits = None
     if config.previous:
-        previous = pipeline | "ReadPreviousSplits" >> ReadPreviousSplits(config.previous, config.previous_files,
-                                                                        config.previous_format)
-    split = with_stills["tiles"] | "AssignSplits" >> AssignSplits(config.leakage, previous)
-    tile_index = split["tiles"] | "IndexTiles" >> IndexTiles()
-    generated = (split["tiles"], tile_index) | "GenerateRows" >> GenerateRows(
-        config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out)
+        previous = pipeline | "ReadPreviousTiles" >> ReadPreviousTiles(
+            config.previous, config.previous_manifest, config.previous_files, config.previous_format)
+        previous_splits = previous | "PreviousSplits" >> beam.Map(lambda t: (t[0], t[1]))
+    split = with_stills["tiles"] | "AssignSplits" >> AssignSplits(config.leakage, previous_splits)
+    options = options_digest(config.shaping_options(__version__))
+    placed = split["tiles"] | "PlaceTiles" >> PlaceTiles(options, previous, config.reuse and config.layout != "hub")
+    generated = placed["tiles"] | "GenerateRows" >> GenerateRows(
+        config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out, options,
+        config.row_sidecars == "files", config.update)
     rows = generated["rows"]
 
     hub = config.layout == "hub"  # images only inside the rows: no image files, analysis images via the spool
     split_files = rows | "WriteSplitFiles" >> WriteSplitFiles(out, config.formats, config.rows_per_shard,
                                                               config.embed_images, config.max_files_per_dir,
                                                               config.row_sidecars, config.extra_metadata,
-                                                              config.layout)
+                                                              config.layout, dataset_root)
+    reused = generated[REUSED] | "TakeReusedFiles" >> TakeReusedFiles(config.previous, out)
     events = [
         split_files["events"],
         generated[RENDERS] | "RenderAnalysisImages" >> RenderAnalysisImages(out, spooled=hub),
         generated[OVERLAYS] | "WriteOverlays" >> WriteOverlays(out),
+        reused["events"],
+        generated[MANIFEST] | "WriteManifest" >> WriteManifest(dataset_root),
+        with_stills["index"] | "WriteStillsManifest" >> beam.Map(
+            write_stills_file, dataset_root, config.max_files_per_dir, beam.pvalue.AsSingleton(
+                generated[COPIES]
+                | "StillCopies" >> beam.FlatMap(lambda c: [c[0]] if c[0].startswith(STILLS_DIR + "/") else [])
+                | "UsedStills" >> beam.Distinct()
+                | "AllUsed" >> beam.combiners.ToList())),
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),
         split["declared"],
+        placed["events"],
     ]
-    failed = [split_files["rejects"]]
+    failed = [split_files["rejects"], reused["rejects"]]
     if not hub:
         copies = generated[COPIES] | "CopySourceImages" >> CopySourceImages(out)
         events.append(copies["events"])
@@ -80,7 +127,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         events.append(rows | "WriteRowSidecars" >> WriteRowSidecars(out))
     rejects = ([sidecars["rejects"], refs["rejects"], joined["rejects"], with_stills["rejects"], split["rejects"],
                 generated["rejects"], *failed] | "AllRejects" >> beam.Flatten())
-    events.append(rejects | "WriteRejects" >> WriteRejects(out))
+    events.append(rejects | "WriteRejects" >> WriteRejects(dataset_root))
 
     counts = {
         "rows": rows, "rejects": rejects, "tiles_done": generated[TILES_DONE], "reassigned": split["reassigned"],
@@ -89,5 +136,15 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     leaves = ([sidecars[LEAVES], refs[LEAVES], chip_files | "ChipLeaves" >> beam.Map(image_leaf),
                still_files | "StillLeaves" >> beam.Map(image_leaf)] | "AllLeaves" >> beam.Flatten())
     fingerprint = leaves | "Fingerprint" >> beam.CombineGlobally(FingerprintFn())
-    counts | "WriteReport" >> WriteReport(config, fingerprint)
+    report = counts | "WriteReport" >> WriteReport(config, fingerprint, dataset_root)
+    if config.update:
+        # Stale: files of the old build's tiles (and of builds an interrupted update left to clean up) that no
+        # tile of this build names.
+        before = previous
+        saved = saved_manifests(out)
+        if saved:
+            left = pipeline | "ReadSavedManifests" >> ReadPreviousTiles(out, tuple(saved))
+            before = (previous, left) | "AllBefore" >> beam.Flatten()
+        stale = generated[MANIFEST] | "FindStaleFiles" >> FindStaleFiles(before)
+        report | "CommitUpdate" >> CommitUpdate(out, stale)
     return pipeline

@@ -29,6 +29,17 @@ def _flag(parser, name: str, **kwargs) -> None:
     parser.add_argument(*names, dest=dest, **kwargs)
 
 
+def our_update_flag(argv: list[str]) -> list[str]:
+    """satsft's --update is Beam's name for replacing a running streaming job (a Dataflow option a batch build
+    never needs), so it reaches Beam as --in-place instead."""
+    out = []
+    for arg in argv:
+        if arg == "--update" or arg.startswith("--update="):
+            arg = "--in-place" + arg[len("--update"):]
+        out.append(arg)
+    return out
+
+
 class BuildOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -66,7 +77,14 @@ class BuildOptions(PipelineOptions):
               help="grounding answers leave out regions smaller than this many pixels first (0: none)")
         _flag(parser, "previous", default="",
               help="an earlier satsft build of the same tree (folder or gs:// URL): every tile and base it has "
-                   "keeps its split there; new bases are placed as a first build would place them")
+                   "keeps its split, every unchanged tile its paths and (drawn once) its analysis images; new "
+                   "bases are placed as a first build would place them")
+        _flag(parser, "in-place", action="store_true", default=False,
+              help="(--update) rebuild the build already in --output in place, as --previous would into a new "
+                   "folder; readers of --output see the old build until the new one is complete, never a gap")
+        _flag(parser, "no-reuse", action="store_true", default=False,
+              help="with --previous or --update: draw every tile again instead of taking unchanged tiles' "
+                   "analysis images and overlays from the earlier build (same bytes, more work)")
         _flag(parser, "overwrite", action="store_true", default=False,
               help="replace an existing output folder instead of refusing")
 
@@ -78,5 +96,5 @@ class BuildOptions(PipelineOptions):
             prompts_dir=self.prompts_dir, overwrite=self.overwrite, formats=self.formats,
             embed_images=self.embed_images, overlays=self.overlays, rows_per_shard=self.rows_per_shard,
             layout=self.layout, max_boxes=self.max_boxes, min_box_px=self.min_box_px, previous=self.previous,
-            row_sidecars=self.row_sidecars,
+            row_sidecars=self.row_sidecars, update=self.in_place, reuse=not self.no_reuse,
             check_paths=check_paths)

@@ -8,10 +8,12 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms import fileio
 from transforms.input.images import ImageFile
 from transforms.input.refs import ImageRef
 from transforms.input.sidecars import Tile
 from transforms.paths import join_path, still_lookup_keys
+from transforms.rebuild.manifest import parse_stills, still_slots
 from transforms.records import reject
 
 REJECTS = "rejects"
@@ -86,9 +88,21 @@ class JoinOnTileStem(beam.PTransform):
         return {"tiles": out.tiles, REJECTS: out[REJECTS]}
 
 
-def index_stills(found: list[tuple[str, str]]) -> dict[str, tuple[str, int]]:
-    """still stem -> (path below the input root, ordinal); ordinals place the copies in shard folders."""
-    return {stem: (path, i) for i, (stem, path) in enumerate(sorted(found))}
+def index_stills(found: list[tuple[str, str]], previous: dict[str, int] | None = None) -> dict[str, tuple[str, int]]:
+    """still stem -> (path below the input root, slot); slots place the copies in shard folders, and a still an
+    earlier build had keeps its slot there (``previous``: its manifest's still slots)."""
+    paths = dict(sorted(found))
+    slots = still_slots(paths, previous or {})
+    return {stem: (paths[stem], slots[stem]) for stem in sorted(paths)}
+
+
+def _previous_still_slots(manifest: str) -> dict[str, int]:
+    if not manifest:
+        return {}
+    try:
+        return parse_stills(fileio.read_bytes(manifest))
+    except FileNotFoundError:  # an earlier build made before manifests: its stills get new slots
+        return {}
 
 
 def _resolve_still(element):
@@ -111,23 +125,28 @@ def lookup_still(tile: Tile, stills: dict[str, tuple[str, int]], input_root: str
     for key in still_lookup_keys(tile.tile_stem):
         if key in stills:
             path, index = stills[key]
-            return tile.with_fields(still_src=join_path(input_root, path), still_stem=key, still_index=index,
-                                    still_count=len(stills))
+            return tile.with_fields(still_src=join_path(input_root, path), still_stem=key, still_index=index)
     return tile
 
 
 @dataclass
 class JoinStills(beam.PTransform):
-    """Give each tile its overhead still, looked up in the (small) index of stills that exist."""
+    """Give each tile its overhead still, looked up in the index of stills that exist: one entry per still
+    (at most one per place, so some 100 bytes per base), the one index a build hands to every worker.
+    ``index`` carries it on, for the manifest's stills file."""
 
     input_root: str
+    previous_stills: str = ""  # the earlier build's manifest of stills (--previous), whose slots are kept
 
     def expand(self, inputs):
         tiles, still_refs, still_files = inputs
         found = ({"refs": still_refs, "files": still_files}
                  | "CoGroupStills" >> beam.CoGroupByKey()
                  | "Resolve" >> beam.FlatMap(_resolve_still).with_outputs(REJECTS, main="found"))
-        index = found.found | "Collect" >> beam.combiners.ToList() | "Index" >> beam.Map(index_stills)
+        previous = self.previous_stills
+        index = (found.found
+                 | "Collect" >> beam.combiners.ToList()
+                 | "Index" >> beam.Map(lambda f: index_stills(f, _previous_still_slots(previous))))
         root = self.input_root
         joined = tiles | "Lookup" >> beam.Map(lambda t, s: lookup_still(t, s, root), beam.pvalue.AsSingleton(index))
-        return {"tiles": joined, REJECTS: found[REJECTS]}
+        return {"tiles": joined, REJECTS: found[REJECTS], "index": index}

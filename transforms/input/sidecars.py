@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -52,9 +53,13 @@ class Tile:
     chip_px: int = 0  # the chip file's width (= height); boxes stay in the output_size frame whatever it is
     still_src: str = ""
     still_stem: str = ""
-    still_index: int = -1
-    still_count: int = 0  # stills found in the tree: how the still copies are sharded
+    still_index: int = -1  # the still's slot among the stills' copies (kept across rebuilds)
     split: str = ""
+    sidecar_sha256: str = ""  # of the sidecar's bytes: part of the tile's fingerprint (transforms/rebuild)
+    slot: int = -1  # the tile's place in every per-tile family of output files (transforms/rebuild/place)
+    fingerprint: str = ""  # set once the tile is placed when an earlier build had it (else by GenerateRows)
+    chip_sha256: str = ""  # known with the fingerprint
+    reuse: bool = False  # unchanged since the earlier build: its analysis images and overlay are taken from it
 
     def normalised_fractions(self) -> dict[int, float]:
         """Class shares summing to 1: the single source of every percentage quoted for this tile."""
@@ -230,5 +235,6 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         stac_datetime=_optional_str(obj.get("stac_datetime")) or _optional_str(obj.get("datetime")),
         cloud_cover=_finite_number(obj.get("eo_cloud_cover")),
         raw=obj,
+        sidecar_sha256=hashlib.sha256(data).hexdigest(),
     )
     return ParsedSidecar(tile, None, tuple(problems))

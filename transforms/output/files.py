@@ -107,6 +107,39 @@ class CopySourceImages(beam.PTransform):
         return {"events": out.events, REJECTS: out[REJECTS]}
 
 
+class _TakeReusedFn(beam.DoFn):
+    def __init__(self, previous: str, root: str):
+        self.previous, self.root = previous, root
+        self.taken = Metrics.counter("TakeReusedFiles", "files_taken")
+
+    def process(self, element):
+        paths, in_place = element
+        taken = in_place
+        for path in paths:
+            try:
+                fileio.link_or_copy(join_path(self.previous, path), join_path(self.root, path))
+                taken += 1
+            except OSError as err:  # the earlier build lost it: the rows name a file that is not there
+                yield beam.pvalue.TaggedOutput(REJECTS, reject(path, "", "copy", "previous_file_unreadable",
+                                                               f"{err.__class__.__name__}: {str(err)[:200]}"))
+        self.taken.inc(taken)
+        yield {"files_reused": taken}
+
+
+@dataclass
+class TakeReusedFiles(beam.PTransform):
+    """The analysis images and overlays of unchanged tiles, linked (or copied) from the earlier build instead of
+    drawn again; with --update they are in place already and are only counted."""
+
+    previous: str
+    output_root: str
+
+    def expand(self, reused):
+        out = reused | "Take" >> beam.ParDo(_TakeReusedFn(self.previous, self.output_root)).with_outputs(
+            REJECTS, main="events")
+        return {"events": out.events, REJECTS: out[REJECTS]}
+
+
 class _OverlayFn(beam.DoFn):
     def __init__(self, root: str):
         self.root = root

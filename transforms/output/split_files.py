@@ -244,8 +244,9 @@ def _render_embedded(spec: dict, chip: bytes | str | None) -> bytes | str:
 
 class _WriteShardFn(beam.DoFn):
     def __init__(self, root: str, formats: tuple[str, ...], embed_images: bool, row_sidecars: str,
-                 metadata_fields: tuple[str, ...], hub: bool = False):
+                 metadata_fields: tuple[str, ...], hub: bool = False, files_root: str = ""):
         self.root, self.formats, self.embed_images, self.row_sidecars = root, formats, embed_images, row_sidecars
+        self.files_root = files_root or root
         self.metadata_fields, self.hub = metadata_fields, hub
         self.analysis_root = join_path(root, ANALYSIS_SPOOL_DIR) if hub else root
         self.files = Metrics.counter("WriteSplitFiles", "files_written")
@@ -265,13 +266,13 @@ class _WriteShardFn(beam.DoFn):
                     yield from self._drop(entries[i], imgs)
             entries, images = [entries[i] for i in kept], [found[i] for i in kept]
         records = [e.record for e in entries]
-        for event in write_shard(self.root, (split, shard, n, sub), records, images, self.formats,
+        for event in write_shard(self.files_root, (split, shard, n, sub), records, images, self.formats,
                                  self.metadata_fields, HUB_ROW_GROUP_ROWS if self.hub else 0):
             self.files.inc()
             yield event
         if self.row_sidecars == "parquet":
             path = sidecar_shard_path(split, shard, n, sub)
-            fileio.write_bytes(join_path(self.root, path), sidecar_parquet_bytes(
+            fileio.write_bytes(join_path(self.files_root, path), sidecar_parquet_bytes(
                 [(e.sample_id, e.record["metadata"], e.sidecar) for e in entries]))
             yield {f"files|row_sidecars|{path}": len(entries)}
         self.rows.inc(len(records))
@@ -309,6 +310,7 @@ class WriteSplitFiles(beam.PTransform):
     row_sidecars: str = "files"
     extra_metadata: tuple[str, ...] = ()
     layout: str = "default"
+    files_root: str = ""  # where the split files go, if not output_root (--update stages them)
 
     def expand(self, rows):
         hub = self.layout == "hub"
@@ -325,7 +327,7 @@ class WriteSplitFiles(beam.PTransform):
                | "GroupShards" >> beam.CoGroupByKey()
                | "Write" >> beam.ParDo(_WriteShardFn(self.output_root, self.formats, self.embed_images,
                                                      self.row_sidecars, (*METADATA_FIELDS, *self.extra_metadata),
-                                                     hub)
+                                                     hub, self.files_root)
                                        ).with_outputs(REJECTS, main="events"))
         # Once every shard is written (the count waits for all of them), the spools go; it emits nothing, but the
         # build report waits for it through the flattened events.

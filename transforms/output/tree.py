@@ -24,6 +24,7 @@ ANALYSIS_DIR = "analysis_images"
 OVERLAYS_DIR = "overlays"
 METADATA_DIR = "metadata"
 ROW_SIDECARS_DIR = f"{METADATA_DIR}/sft_metadata_rows"
+MANIFEST_DIR = f"{METADATA_DIR}/manifest"  # one record per tile and per still: what a rebuild keeps (slots, splits)
 MEDIA_DIR = "media"  # a mix's images, under the name of the source that owns them
 # What every output has beside its rows.
 REJECTS_DIR = "rejects"
@@ -37,6 +38,9 @@ MIX_REPORT_NAME = "mix_report.json"  # `satsft mix` writes this instead of build
 MIX_TIMINGS_NAME = "mix_timings.json"
 SPOOL_DIR = "_satsft_spool"  # rows spooled while a build or mix runs; removed at its end
 PROGRESS_DIR = f"{SPOOL_DIR}/progress"  # one small file per worker while a run lasts (local outputs)
+UPDATE_DIR = "_satsft_update"  # --update: the new build's dataset files wait here until they replace the old ones
+UPDATE_STAGE_DIR = f"{UPDATE_DIR}/stage"
+UPDATE_JOURNAL = f"{UPDATE_DIR}/journal.json"  # present only while an update's commit is under way
 
 # Limits of an output, shared by build and mix.
 ROWS_PER_SHARD = 20000  # about 50 MB of JSONL; Parquet shards stay well under the Hub's comfortable size
@@ -53,7 +57,8 @@ ANALYSIS_SPOOL_DIR = f"{SPOOL_DIR}/analysis"  # --layout hub: analysis images wa
 
 # The top-level entries each command writes: --overwrite removes these and nothing else.
 BUILD_ENTRIES = (JSONL_DIR, PARQUET_DIR, LLAVA_DIR, SHAREGPT_DIR, CHIPS_DIR, STILLS_DIR, ANALYSIS_DIR, OVERLAYS_DIR,
-                 METADATA_DIR, REJECTS_DIR, CARD_NAME, REPORT_NAME, TIMINGS_NAME, SPOOL_DIR, CHARTS_DIR, PREVIEW_DIR)
+                 METADATA_DIR, REJECTS_DIR, CARD_NAME, REPORT_NAME, TIMINGS_NAME, SPOOL_DIR, CHARTS_DIR, PREVIEW_DIR,
+                 UPDATE_DIR)
 MIX_ENTRIES = (JSONL_DIR, PARQUET_DIR, MEDIA_DIR, REJECTS_DIR, CARD_NAME, MIX_REPORT_NAME, MIX_TIMINGS_NAME,
                SPOOL_DIR, CHARTS_DIR, PREVIEW_DIR)
 
@@ -95,9 +100,29 @@ class OutputTree:
         self.fs, self.base = fsspec.core.url_to_fs(url)
         self.base = self.base.rstrip("/")
         self.files: set[str] = set()
+        self.staged: dict[str, str] = {}  # files an --update's commit has yet to move into place
         if self.fs.isdir(self.base):
             prefix = self.base + "/"
             self.files = {p[len(prefix):] for p in self.fs.find(self.base) if p.startswith(prefix)}
+        if UPDATE_JOURNAL in self.files:
+            self._apply_journal()
+
+    def _apply_journal(self) -> None:
+        """An update killed during its commit: read the output as the commit will leave it (the next --update
+        finishes it for real), so every reader sees one whole build, never half of each."""
+        import orjson
+
+        journal = orjson.loads(self.read(UPDATE_JOURNAL))
+        for rel in journal["moves"]:
+            staged = f"{UPDATE_STAGE_DIR}/{rel}"
+            if staged in self.files:
+                self.staged[rel] = staged
+                self.files.add(rel)
+        self.files.difference_update(journal["deletes"])
+
+    def update_unfinished(self) -> bool:
+        """An --update began here and has not finished (its folder is still there)."""
+        return any(p.startswith(UPDATE_DIR + "/") for p in self.files)
 
     def exists(self) -> bool:
         return bool(self.files)
@@ -106,7 +131,7 @@ class OutputTree:
         return rel in self.files
 
     def open(self, rel: str) -> IO[bytes]:
-        return self.fs.open(f"{self.base}/{rel}", "rb")
+        return self.fs.open(f"{self.base}/{self.staged.get(rel, rel)}", "rb")
 
     def read(self, rel: str) -> bytes:
         with self.open(rel) as f:

@@ -1,4 +1,4 @@
-"""Split assignment with the leakage policy, and the tile ordinals that fix every sharded output path."""
+"""Split assignment with the leakage policy; with --previous, every known tile and base keeps its split."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms import fileio
 from transforms.input.sidecars import VALID_SPLITS
-from transforms.output.tree import tile_splits
-from transforms.paths import base_poi_id, join_path
+from transforms.paths import base_poi_id
 from transforms.records import reject
 from transforms.splits.plan import (
     initial_split,
@@ -112,40 +110,3 @@ class AssignSplits(beam.PTransform):
         declared = grouped | "DeclaredEvents" >> beam.Map(declared_event)
         events = (declared, out.events) | "SplitEvents" >> beam.Flatten()
         return {"tiles": out.tiles, REJECTS: out[REJECTS], "reassigned": out.reassigned, DECLARED: events}
-
-
-def index_tiles(stems: list[str]) -> dict[str, int]:
-    """Ordinal of each kept tile in stem order: with it, shard folders are known before any file exists."""
-    return {stem: i for i, stem in enumerate(sorted(stems))}
-
-
-@dataclass
-class IndexTiles(beam.PTransform):
-    def expand(self, tiles):
-        return (tiles
-                | "Stems" >> beam.Map(lambda t: t.tile_stem)
-                | "Collect" >> beam.combiners.ToList()
-                | "Index" >> beam.Map(index_tiles))
-
-
-def _previous_file(element) -> list[tuple[str, str]]:
-    root, rel, fmt = element
-    with fileio.open_for_read(join_path(root, rel)) as f:
-        return tile_splits(f, fmt)
-
-
-@dataclass
-class ReadPreviousSplits(beam.PTransform):
-    """An earlier build's split files -> (tile stem, split) of each of its tiles, once each: one small record
-    per tile (about 60 bytes), read from the rows' metadata column."""
-
-    root: str
-    files: tuple[str, ...]
-    fmt: str
-
-    def expand(self, pbegin):
-        return (pbegin
-                | "Files" >> beam.Create([(self.root, rel, self.fmt) for rel in self.files])
-                | "Spread" >> beam.Reshuffle()
-                | "Read" >> beam.FlatMap(_previous_file)
-                | "Once" >> beam.Distinct())

@@ -1,0 +1,115 @@
+"""--update: how a new build replaces the one in the same folder without a reader ever seeing a gap.
+
+While the update runs, the files of new and changed tiles go to slots no row of the old build names, and every
+dataset-level file (split files, row-sidecar shards, manifest, rejects, charts, report, card) goes to
+_satsft_update/stage/ under its final name. Then the commit:
+
+1. the old manifest is saved under _satsft_update/previous/gNN/ (it names the files of changed and removed
+   tiles, which go last);
+2. a journal lists every staged file to move into place and every old dataset-level file that the new build
+   no longer has; from here on the update is decided: a rerun, or any satsft reader, completes it;
+3. staged files move into place (atomic renames locally; whole objects in a bucket), the report and the card
+   last; then the old dataset files the journal lists go;
+4. the graph removes the old per-tile files no new row names, then this folder.
+
+A run killed before step 2 leaves the old dataset whole (plus files at new slots that no row names yet); a run
+killed after it leaves a journal that OutputTree applies when reading, and that the next --update finishes
+before it starts. No Beam here: the launcher recovers with it before a graph exists.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+import orjson
+
+from transforms import fileio
+from transforms.output.tree import CARD_NAME, CHARTS_DIR, MANIFEST_DIR, REPORT_NAME, UPDATE_DIR
+from transforms.output.tree import UPDATE_JOURNAL as JOURNAL
+from transforms.output.tree import UPDATE_STAGE_DIR as STAGE_DIR
+from transforms.paths import join_path
+from transforms.rebuild.manifest import STILLS_FILE, still_paths
+
+SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
+LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
+
+
+def stage_root(output: str) -> str:
+    return join_path(output, STAGE_DIR)
+
+
+def saved_manifests(output: str) -> list[str]:
+    """Manifest files of earlier builds kept until their stale files are gone (relative to the output)."""
+    return [f"{SAVED_DIR}/{rel}" for rel in fileio.list_files(join_path(output, SAVED_DIR))]
+
+
+def old_dataset_files(output: str) -> set[str]:
+    """The dataset-level files of the build now in the folder: what its report lists, its manifest, charts."""
+    try:
+        report = orjson.loads(fileio.read_bytes(join_path(output, REPORT_NAME)))
+    except (OSError, orjson.JSONDecodeError):
+        report = {}
+    files = {p for paths in report.get("files", {}).values() for p in paths}
+    for folder in (MANIFEST_DIR, CHARTS_DIR):
+        files.update(f"{folder}/{rel}" for rel in fileio.list_files(join_path(output, folder)))
+    return files
+
+
+def _stills(manifest: str) -> set[str]:
+    try:
+        return still_paths(fileio.read_bytes(manifest))
+    except FileNotFoundError:
+        return set()
+
+
+def commit(output: str) -> dict[str, list[str]]:
+    """Steps 1 to 3 of the module docstring; returns the journal it carried out."""
+    staged = fileio.list_files(stage_root(output))
+    if REPORT_NAME not in staged:
+        raise RuntimeError(f"--update: nothing staged in {stage_root(output)}; the new build did not finish")
+    generation = len({posixpath.dirname(p) for p in saved_manifests(output)})
+    for rel in fileio.list_files(join_path(output, MANIFEST_DIR)):
+        fileio.write_bytes(join_path(output, SAVED_DIR, f"g{generation:02d}", rel),
+                           fileio.read_bytes(join_path(output, MANIFEST_DIR, rel)))
+    moves = sorted(staged, key=lambda rel: (rel in LAST, LAST.index(rel) if rel in LAST else 0, rel))
+    gone = old_dataset_files(output) - set(staged)
+    gone |= _stills(join_path(output, STILLS_FILE)) - _stills(join_path(stage_root(output), STILLS_FILE))
+    journal = {"moves": moves, "deletes": sorted(gone)}
+    fileio.write_bytes(join_path(output, JOURNAL), orjson.dumps(journal, option=orjson.OPT_INDENT_2))
+    apply_journal(output)
+    return journal
+
+
+def apply_journal(output: str) -> bool:
+    """Carry out a journal that is there (again, if a run stopped halfway: every step can be repeated); False
+    when there is none."""
+    try:
+        journal = orjson.loads(fileio.read_bytes(join_path(output, JOURNAL)))
+    except FileNotFoundError:
+        return False
+    for rel in journal["moves"]:
+        src = join_path(stage_root(output), rel)
+        if fileio.exists(src):
+            fileio.move(src, join_path(output, rel))
+    for rel in journal["deletes"]:
+        fileio.remove(join_path(output, rel))
+    fileio.remove(join_path(output, JOURNAL))
+    fileio.remove_tree(stage_root(output))
+    return True
+
+
+def recover(output: str) -> str:
+    """Before an --update starts: finish a commit an earlier run began, and drop what a run killed before its
+    commit had staged (it will be made again). Returns what was done, for the log ("" for nothing)."""
+    if apply_journal(output):
+        return "finished the commit of an interrupted --update"
+    if fileio.list_files(stage_root(output)):
+        fileio.remove_tree(stage_root(output))
+        return "dropped the staged files of an --update stopped before its commit"
+    return ""
+
+
+def finish(output: str) -> None:
+    """Step 4's end: every stale file is gone, so the saved manifests and the folder go too."""
+    fileio.remove_tree(join_path(output, UPDATE_DIR))
+

@@ -1,0 +1,114 @@
+"""The build manifest: what a later rebuild must know of each tile and still of this one, and nothing else.
+
+A rebuild (--previous, --update) keeps every tile's split and slot, and reuses a tile's analysis images and
+overlay when its fingerprint is unchanged; it learns all of that here instead of from the rows, which hold
+neither slots nor fingerprints. One JSON line per tile, in files of TILES_PER_FILE slots, sorted by slot, so a
+rebuild of unchanged input writes the same bytes; the stills (one per place, far fewer) share one file.
+
+No Beam here: the records are built and read by pure functions, tested on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import orjson
+
+from transforms.output.tree import MANIFEST_DIR
+
+TILES_PER_FILE = 50_000  # about 10 MB of JSONL per file with a few dozen output files per tile
+STILLS_FILE = f"{MANIFEST_DIR}/stills.jsonl"
+
+
+class PreviousTile(NamedTuple):
+    """A tile of the earlier build: its split, slot (-1 when that build had no manifest), fingerprint and the
+    per-tile files it wrote (chip, overlay, analysis images, row sidecars), which go when the tile changes or
+    leaves the tree. Crosses shuffles as a plain tuple."""
+
+    stem: str
+    split: str
+    slot: int = -1
+    fingerprint: str = ""
+    files: tuple[str, ...] = ()
+
+
+def tiles_file(slot: int) -> str:
+    return f"{MANIFEST_DIR}/tiles-b{slot // TILES_PER_FILE:05d}.jsonl"
+
+
+def is_manifest_file(rel: str) -> bool:
+    return posixpath.dirname(rel) == MANIFEST_DIR and rel.endswith(".jsonl")
+
+
+def tile_record(stem: str, split: str, slot: int, fingerprint: str, chip_sha256: str,
+                files: Iterable[str]) -> dict[str, Any]:
+    return {"stem": stem, "split": split, "slot": slot, "fingerprint": fingerprint, "chip_sha256": chip_sha256,
+            "files": sorted(set(files))}
+
+
+def encode_tiles(records: Iterable[dict[str, Any]]) -> bytes:
+    """One manifest file: a line per tile in slot order, keys sorted: the same records give the same bytes."""
+    return b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n"
+                    for r in sorted(records, key=lambda r: r["slot"]))
+
+
+def encode_stills(stills: dict[str, tuple[int, str]]) -> bytes:
+    """stem -> (slot, the path its copy has in the output): a line per still in slot order."""
+    return b"".join(orjson.dumps({"path": path, "slot": slot, "stem": stem}, option=orjson.OPT_SORT_KEYS) + b"\n"
+                    for stem, (slot, path) in sorted(stills.items(), key=lambda kv: kv[1][0]))
+
+
+def parse_tiles(data: bytes) -> list[PreviousTile]:
+    out = []
+    for line in data.splitlines():
+        if line.strip():
+            r = orjson.loads(line)
+            out.append(PreviousTile(r["stem"], r["split"], int(r["slot"]), r["fingerprint"], tuple(r["files"])))
+    return out
+
+
+def parse_stills(data: bytes) -> dict[str, int]:
+    """stem -> slot."""
+    return {r["stem"]: int(r["slot"]) for r in map(orjson.loads, filter(bytes.strip, data.splitlines()))}
+
+
+def still_paths(data: bytes) -> set[str]:
+    """The output paths of the stills a manifest lists (a still no row used has none on disk)."""
+    return {p for p in (orjson.loads(line)["path"] for line in data.splitlines() if line.strip()) if p}
+
+
+def options_digest(options: dict[str, Any]) -> str:
+    """Of every option that shapes a tile's rows or files, and the satsft version: a change to any of them
+    changes every tile's fingerprint, so nothing made under other options is ever reused."""
+    return hashlib.sha256(orjson.dumps(options, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def tile_fingerprint(options: str, sidecar_sha256: str, chip_sha256: str) -> str:
+    """Same sidecar bytes, same chip bytes, same options and version: the same rows, analysis images and
+    overlay, so an earlier build's files for the tile can stand."""
+    return hashlib.sha256(f"{options}\x1f{sidecar_sha256}\x1f{chip_sha256}".encode()).hexdigest()
+
+
+def allocate_slots(stems: Iterable[str], start: int) -> list[tuple[str, int]]:
+    """Slots for tiles that have none yet (new, or changed since the earlier build), in stem order after every
+    slot the earlier build used: a slot is never given twice, so no new file lands on a path a reader of the
+    earlier build may still be reading. A first build gets 0..n-1 in stem order, as it always has."""
+    return [(stem, start + i) for i, stem in enumerate(sorted(set(stems)))]
+
+
+def still_slots(found: Iterable[str], previous: dict[str, int]) -> dict[str, int]:
+    """Every still found keeps the slot the earlier build gave it; new ones follow its highest, in stem order."""
+    found = sorted(set(found))
+    kept = {s: previous[s] for s in found if s in previous}
+    start = max(previous.values(), default=-1) + 1
+    return {**kept, **dict(allocate_slots((s for s in found if s not in kept), start))}
+
+
+def stale_files(before: Iterable[PreviousTile], now: Iterable[tuple[str, ...]]) -> list[str]:
+    """Files one tile had in the earlier build(s) that its new record does not name: what --update removes once
+    the new split files are in place (all of them when the tile left the tree)."""
+    keep = {f for files in now for f in files}
+    return sorted({f for t in before for f in t.files} - keep)

@@ -1,0 +1,208 @@
+"""Placing tiles in the output tree: every tile gets a slot, which fixes the path of each of its files.
+
+A tile an earlier build had, unchanged (same fingerprint), keeps that build's slot, so its paths and files stay
+as they are; a new or changed tile gets a slot after every one the earlier build used, so no new file ever
+lands where a reader of the earlier build may still be reading. Only the stems of tiles without a slot are
+gathered (one string each: some 80 MB per million new tiles, in the one worker that numbers them); the slots
+go back to their tiles through a join on the stem, so no worker is ever handed a map of every tile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms import fileio
+from transforms.output.tree import tile_splits
+from transforms.paths import join_path
+from transforms.rebuild.manifest import (
+    STILLS_FILE,
+    PreviousTile,
+    allocate_slots,
+    encode_stills,
+    encode_tiles,
+    parse_tiles,
+    stale_files,
+    tile_fingerprint,
+    tiles_file,
+)
+from transforms.rows import still_output_path
+
+EVENTS = "events"
+UNPLACED = "unplaced"
+
+
+def _read_manifest_file(element) -> list[tuple]:
+    root, rel = element
+    with fileio.open_for_read(join_path(root, rel)) as f:
+        return [tuple(t) for t in parse_tiles(f.read())]
+
+
+def _read_split_file(element) -> list[tuple]:
+    root, rel, fmt = element
+    with fileio.open_for_read(join_path(root, rel)) as f:
+        return [tuple(PreviousTile(stem, split)) for stem, split in tile_splits(f, fmt)]
+
+
+@dataclass
+class ReadPreviousTiles(beam.PTransform):
+    """An earlier build -> one PreviousTile per tile (about 60 bytes plus its file names), from its manifest; a
+    build made before manifests existed gives splits only, from its rows' metadata (its tiles then get new
+    slots: paths change once)."""
+
+    root: str
+    manifest_files: tuple[str, ...]
+    split_files: tuple[str, ...] = ()
+    fmt: str = ""
+
+    def expand(self, pbegin):
+        if self.manifest_files:
+            files, read = [(self.root, rel) for rel in self.manifest_files], _read_manifest_file
+        else:
+            files, read = [(self.root, rel, self.fmt) for rel in self.split_files], _read_split_file
+        return (pbegin
+                | "Files" >> beam.Create(files)
+                | "Spread" >> beam.Reshuffle()
+                | "Read" >> beam.FlatMap(read)
+                | "Once" >> beam.Distinct())
+
+
+def chip_digest(chip_src: str) -> str:
+    return hashlib.sha256(fileio.read_bytes(chip_src)).hexdigest()
+
+
+class _CompareFn(beam.DoFn):
+    """One stem: its tile (if the tree still has it) and the earlier build's record of it (if any)."""
+
+    def __init__(self, options: str, reuse: bool):
+        self.options, self.reuse = options, reuse
+        self.unchanged = Metrics.counter("PlaceTiles", "tiles_unchanged")
+        self.changed = Metrics.counter("PlaceTiles", "tiles_changed")
+
+    def process(self, element):
+        _, groups = element
+        tiles, before = list(groups["tiles"]), [PreviousTile(*p) for p in groups["previous"]]
+        for tile in tiles:
+            prev = next((p for p in before if p.slot >= 0), None)
+            if prev is None:
+                yield beam.pvalue.TaggedOutput(UNPLACED, tile)
+                continue
+            try:
+                sha = chip_digest(tile.chip_src)
+            except OSError:  # GenerateRows rejects it with the reason; it needs no slot of its own
+                yield beam.pvalue.TaggedOutput(UNPLACED, tile)
+                continue
+            fp = tile_fingerprint(self.options, tile.sidecar_sha256, sha)
+            tile = tile.with_fields(fingerprint=fp, chip_sha256=sha)
+            if fp == prev.fingerprint:
+                self.unchanged.inc()
+                yield beam.pvalue.TaggedOutput(EVENTS, {"rebuild|tiles_unchanged": 1,
+                                                        "rebuild|tiles_reused": int(self.reuse)})
+                yield tile.with_fields(slot=prev.slot, reuse=self.reuse)
+            else:
+                self.changed.inc()
+                yield beam.pvalue.TaggedOutput(EVENTS, {"rebuild|tiles_changed": 1})
+                yield beam.pvalue.TaggedOutput(UNPLACED, tile)
+
+
+def _with_slot(element):
+    _, groups = element
+    slots = list(groups["slots"])
+    for tile in groups["tiles"]:
+        yield tile.with_fields(slot=slots[0])
+
+
+@dataclass
+class PlaceTiles(beam.PTransform):
+    """Tiles (split assigned) -> the same tiles with their slot, fingerprint (when an earlier build had them)
+    and whether their analysis images and overlay can be taken from that build (``reuse``); ``events`` counts
+    the unchanged, changed and reused tiles for the report."""
+
+    options: str  # manifest.options_digest of the build's options
+    previous: beam.PCollection | None = None  # PreviousTile tuples of the earlier build
+    reuse: bool = True
+
+    def expand(self, tiles):
+        p = tiles.pipeline
+        if self.previous is None:
+            unplaced, placed = tiles, None
+            events = p | "NoEvents" >> beam.Create([])
+            start = p | "FirstSlot" >> beam.Create([0])
+        else:
+            compared = ({"tiles": tiles | "KeyByStem" >> beam.Map(lambda t: (t.tile_stem, t)),
+                         "previous": self.previous | "PreviousByStem" >> beam.Map(lambda t: (t[0], t))}
+                        | "JoinPrevious" >> beam.CoGroupByKey()
+                        | "Compare" >> beam.ParDo(_CompareFn(self.options, self.reuse)).with_outputs(
+                            UNPLACED, EVENTS, main="placed"))
+            unplaced, placed, events = compared[UNPLACED], compared.placed, compared[EVENTS]
+            start = (self.previous
+                     | "Slots" >> beam.Map(lambda t: t[2])
+                     | "Highest" >> beam.CombineGlobally(lambda slots: max(slots, default=-1))
+                     | "Next" >> beam.Map(lambda s: s + 1))
+        slots = (unplaced
+                 | "Stems" >> beam.Map(lambda t: t.tile_stem)
+                 | "Gather" >> beam.combiners.ToList()
+                 | "Allocate" >> beam.FlatMap(lambda stems, first: allocate_slots(stems, first),
+                                              beam.pvalue.AsSingleton(start)))
+        fresh = ({"tiles": unplaced | "UnplacedByStem" >> beam.Map(lambda t: (t.tile_stem, t)), "slots": slots}
+                 | "JoinSlots" >> beam.CoGroupByKey()
+                 | "WithSlot" >> beam.FlatMap(_with_slot).with_output_types(Any))
+        out = fresh if placed is None else (placed, fresh) | "AllPlaced" >> beam.Flatten()
+        return {"tiles": out, EVENTS: events}
+
+
+def _write_tiles_file(root: str, rel: str, records) -> dict[str, int]:
+    fileio.write_bytes(join_path(root, rel), encode_tiles(records))
+    return {"manifest_files_written": 1}
+
+
+@dataclass
+class WriteManifest(beam.PTransform):
+    """Manifest records (one per tile with rows) -> metadata/manifest/tiles-bNNNNN.jsonl, a file per block of
+    slots, written whole and sorted: the same build writes the same bytes."""
+
+    root: str
+
+    def expand(self, records):
+        root = self.root
+        return (records
+                | "KeyByFile" >> beam.Map(lambda r: (tiles_file(r["slot"]), r))
+                | "GroupByFile" >> beam.GroupByKey()
+                | "Write" >> beam.MapTuple(lambda rel, rs: _write_tiles_file(root, rel, rs)))
+
+
+def _stale(element) -> list[str]:
+    _, groups = element
+    return stale_files([PreviousTile(*p) for p in groups["before"]], [tuple(r["files"]) for r in groups["now"]])
+
+
+@dataclass
+class FindStaleFiles(beam.PTransform):
+    """(earlier builds' tiles, this build's manifest records) -> every per-tile file the earlier builds wrote
+    that no tile of this one names: a changed tile's old files (it has new ones at a new slot), a removed
+    tile's files. Joined per stem, nothing gathered."""
+
+    before: beam.PCollection
+
+    def expand(self, records):
+        return ({"before": self.before | "BeforeByStem" >> beam.Map(lambda t: (t[0], t)),
+                 "now": records | "NowByStem" >> beam.Map(lambda r: (r["stem"], r))}
+                | "JoinByStem" >> beam.CoGroupByKey()
+                | "Stale" >> beam.FlatMap(_stale))
+
+
+def write_stills_file(index: dict[str, tuple[str, int]], root: str, max_files_per_dir: int, used: list[str]
+                      ) -> dict[str, int]:
+    """metadata/manifest/stills.jsonl: each still's slot, which the next rebuild keeps, and the path of its copy
+    when a row used it ("" when none did: then no copy was made)."""
+    copied = set(used)
+    stills = {}
+    for stem, (src, slot) in index.items():
+        path = still_output_path(src, stem, slot, max_files_per_dir)
+        stills[stem] = (slot, path if path in copied else "")
+    fileio.write_bytes(join_path(root, STILLS_FILE), encode_stills(stills))
+    return {"manifest_files_written": 1}

@@ -276,6 +276,9 @@ def run_validate(argv: list[str]) -> int:
         print(f"\nFAILED: {findings.count} problem(s); {summary}")
         return 1
     print(f"OK: {summary}; no problems")
+    if checked["update_unfinished"]:
+        print("note: an --update of this output has not finished (readers see the build as its commit leaves it, "
+              "with files of the new build no row names yet); run the same update again to finish it")
     return 0
 
 

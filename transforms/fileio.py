@@ -126,6 +126,8 @@ def link_or_copy(src: str, dst: str) -> str:
     """Hard-link when both ends are local on one device, else copy. Returns "link" or "copy"."""
     if is_local(src) and is_local(dst):
         os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+        if os.path.exists(dst) and os.path.samefile(src, dst):  # linked by an earlier build (--update)
+            return "link"
         tmp = f"{dst}.tmp-{os.getpid()}"
         try:
             os.link(src, tmp)

@@ -19,6 +19,7 @@ before it starts. No Beam here: the launcher recovers with it before a graph exi
 
 from __future__ import annotations
 
+import os
 import posixpath
 
 import orjson
@@ -32,6 +33,7 @@ from transforms.rebuild.manifest import STILLS_FILE, still_paths
 
 SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
 LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
+STOP_AFTER_ENV = "SATSFT_FAULT_STOP_COMMIT_AFTER"  # tests: die after this many moves ("before": before any)
 
 
 def stage_root(output: str) -> str:
@@ -39,8 +41,9 @@ def stage_root(output: str) -> str:
 
 
 def saved_manifests(output: str) -> list[str]:
-    """Manifest files of earlier builds kept until their stale files are gone (relative to the output)."""
-    return [f"{SAVED_DIR}/{rel}" for rel in fileio.list_files(join_path(output, SAVED_DIR))]
+    """Manifest tile files of earlier builds, kept until their stale files are gone (relative to the output)."""
+    return [f"{SAVED_DIR}/{rel}" for rel in fileio.list_files(join_path(output, SAVED_DIR))
+            if posixpath.basename(rel).startswith("tiles-")]
 
 
 def old_dataset_files(output: str) -> set[str]:
@@ -64,10 +67,12 @@ def _stills(manifest: str) -> set[str]:
 
 def commit(output: str) -> dict[str, list[str]]:
     """Steps 1 to 3 of the module docstring; returns the journal it carried out."""
+    if os.environ.get(STOP_AFTER_ENV) == "before":  # fault injection for the tests: dies before the commit
+        os._exit(137)
     staged = fileio.list_files(stage_root(output))
     if REPORT_NAME not in staged:
         raise RuntimeError(f"--update: nothing staged in {stage_root(output)}; the new build did not finish")
-    generation = len({posixpath.dirname(p) for p in saved_manifests(output)})
+    generation = len({posixpath.dirname(p) for p in fileio.list_files(join_path(output, SAVED_DIR))})
     for rel in fileio.list_files(join_path(output, MANIFEST_DIR)):
         fileio.write_bytes(join_path(output, SAVED_DIR, f"g{generation:02d}", rel),
                            fileio.read_bytes(join_path(output, MANIFEST_DIR, rel)))
@@ -87,7 +92,10 @@ def apply_journal(output: str) -> bool:
         journal = orjson.loads(fileio.read_bytes(join_path(output, JOURNAL)))
     except FileNotFoundError:
         return False
-    for rel in journal["moves"]:
+    stop_after = int(os.environ.get(STOP_AFTER_ENV, "-1").replace("before", "-1"))
+    for i, rel in enumerate(journal["moves"]):
+        if i == stop_after:  # fault injection for the tests: the process dies halfway through the commit
+            os._exit(137)
         src = join_path(stage_root(output), rel)
         if fileio.exists(src):
             fileio.move(src, join_path(output, rel))

@@ -1,0 +1,211 @@
+"""Rebuilds of a tree that grew and changed: unchanged tiles keep their paths and files, reuse gives the bytes a
+full recompute gives, --update in place gives what --previous into a new folder gives, a reader polling
+during an update never finds a row naming a missing file, and a killed update validates and finishes when run
+again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from pipeline.review.validate import validate
+from pipeline.sample.tree import write_sample_tree
+from tests.conftest import REPO, run_cli
+from transforms.output.tree import UPDATE_DIR, OutputTree
+from transforms.rebuild.commit import STOP_AFTER_ENV
+
+BUILD = ("--tasks", "production_analysis,caption,cross_view,grounding_all", "--profiles", "brief_only,wildfire",
+         "--overlays", "--max-files-per-dir", "16", "--quiet")
+SKIP = {"build_report.json", "README.md", "build_timings.json"}
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Every file's digest but the report, card and timings (they name the folders and say how much was reused)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in SKIP}
+
+
+def _report(root: Path) -> dict:
+    return json.loads((root / "build_report.json").read_text())
+
+
+def _rows(root: Path) -> dict[str, dict]:
+    return {json.loads(line)["metadata"]["sample_id"]: json.loads(line)
+            for f in sorted((root / "data").glob("*.jsonl")) for line in f.read_text().splitlines()}
+
+
+def _manifest(root: Path) -> dict[str, dict]:
+    return {r["stem"]: r for f in sorted((root / "metadata/manifest").glob("tiles-*.jsonl"))
+            for r in map(json.loads, f.read_text().splitlines())}
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    """A 48-tile tree, built; the same tree grown to 60 tiles with two sidecars edited and two tiles gone."""
+    base = tmp_path_factory.mktemp("update")
+    write_sample_tree(str(base / "small"), 48, seed=5, workers=1)
+    write_sample_tree(str(base / "big"), 60, seed=5, workers=1)
+    sidecars = sorted((base / "big" / "metadata").rglob("*.json"))
+    edited, removed = sidecars[3:5], sidecars[7:9]
+    for path in edited:
+        side = json.loads(path.read_text())
+        side["caption"] += " Edited since the first build."
+        path.write_text(json.dumps(side))
+    for path in removed:
+        path.unlink()
+    run_cli("build", "--input", str(base / "small"), "--output", str(base / "first"), *BUILD)
+    run_cli("build", "--input", str(base / "big"), "--output", str(base / "again"), "--previous",
+            str(base / "first"), *BUILD)
+    return base, {p.stem for p in edited}, {p.stem for p in removed}
+
+
+def test_unchanged_tiles_keep_their_paths_and_files(trees):
+    base, edited, removed = trees
+    first, again = _manifest(base / "first"), _manifest(base / "again")
+    unchanged = set(first) - edited - removed
+    assert unchanged and all(again[s]["files"] == first[s]["files"] for s in unchanged), "same paths"
+    before, after = _files(base / "first"), _files(base / "again")
+    kept = {f for s in unchanged for f in first[s]["files"]}
+    assert all(after[f] == before[f] for f in kept), "same bytes under the same names"
+    for stem in edited:  # a changed tile moves to a slot no earlier row names
+        assert again[stem]["slot"] > max(r["slot"] for r in first.values())
+        assert not set(again[stem]["files"]) & set(before)
+    assert not removed & set(again) and not {f for s in removed for f in first[s]["files"]} & set(after)
+    old_rows, new_rows = _rows(base / "first"), _rows(base / "again")
+    assert all(new_rows[sid] == row for sid, row in old_rows.items() if row["metadata"]["tile_stem"] in unchanged)
+    rebuild = _report(base / "again")["rebuild"]
+    assert rebuild["tiles_changed"] == len(edited) and rebuild["tiles_removed"] == len(removed)
+    assert rebuild["tiles_reused"] == rebuild["tiles_unchanged"] == len(unchanged)
+    assert rebuild["tiles_new"] == len(again) - len(unchanged) - len(edited) > 0
+    assert rebuild["tiles_moved_split"] == 0
+    findings, _ = validate(str(base / "again"))
+    assert not findings.count, findings.lines()  # folders under the limit of 16, with the overflow folders in use
+
+
+def test_no_reuse_gives_the_same_bytes(trees, tmp_path):
+    base, _, _ = trees
+    run_cli("build", "--input", str(base / "big"), "--output", str(tmp_path / "full"), "--previous",
+            str(base / "first"), "--no-reuse", *BUILD)
+    assert _files(tmp_path / "full") == _files(base / "again")
+    assert _report(tmp_path / "full")["rebuild"]["tiles_reused"] == 0
+    assert _report(tmp_path / "full")["rows"] == _report(base / "again")["rows"]
+
+
+def test_update_in_place_equals_previous_into_a_new_folder(trees, tmp_path):
+    base, _, _ = trees
+    out = tmp_path / "out"
+    shutil.copytree(base / "first", out)
+    run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
+    assert _files(out) == _files(base / "again"), "stale files gone, new ones in place"
+    assert not (out / UPDATE_DIR).exists() and not (out / "_satsft_spool").exists()
+    report, expected = _report(out), _report(base / "again")
+    assert report["rebuild"] == expected["rebuild"] | {"tiles_reused": report["rebuild"]["tiles_reused"]}
+    assert report["config"]["update"] and report["file_count"] == sum(1 for p in out.rglob("*") if p.is_file())
+    # Run again on the same tree: every tile is unchanged, nothing is drawn, no file changes.
+    run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
+    assert _files(out) == _files(base / "again")
+    assert _report(out)["outputs"].get("analysis_images_written", 0) == 0
+
+
+def test_update_usage_errors(trees, tmp_path, capsys):
+    base, _, _ = trees
+    from pipeline.cli import main
+
+    assert main(["build", "--input", str(base / "big"), "--output", str(tmp_path / "none"), "--update"]) == 2
+    assert "make the first build without --update" in capsys.readouterr().err
+    assert main(["build", "--input", str(base / "big"), "--output", str(base / "first"), "--update",
+                 "--overwrite"]) == 2
+    assert "give one of the two" in capsys.readouterr().err
+
+
+def _check_reader_view(out: Path) -> int:
+    """What a reader does: list the split files, read each one whole, and look for every file its rows name. A
+    row naming a missing file is a failure unless the split file has been replaced since it was read (the
+    reader then holds superseded rows and reads again)."""
+    checked = 0
+    for split_file in sorted((out / "data").glob("*.jsonl")):
+        try:
+            data = split_file.read_bytes()
+        except FileNotFoundError:
+            continue  # replaced between the listing and the read: the next pass reads the new one
+        rows = [json.loads(line) for line in data.splitlines()]  # complete: every line parses
+        missing = [p for r in rows for p in r["metadata"]["image_paths"] if not (out / p).exists()]
+        if missing and split_file.read_bytes() == data:
+            raise AssertionError(f"{split_file.name} names missing files: {missing[:3]}")
+        checked += len(rows)
+    return checked
+
+
+def test_a_reader_polling_during_update_never_finds_a_gap(trees, tmp_path):
+    base, _, _ = trees
+    out = tmp_path / "out"
+    shutil.copytree(base / "first", out)
+    errors: list[BaseException] = []
+    polls = [0]
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            try:
+                assert _check_reader_view(out) > 0, "never no rows"
+                polls[0] += 1
+            except BaseException as err:  # noqa: BLE001 - reported by the test below
+                errors.append(err)
+                return
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
+    finally:
+        done.set()
+        reader.join()
+    assert not errors, errors[0]
+    assert polls[0] > 5, "the reader read the output many times while the update ran"
+    assert _files(out) == _files(base / "again")
+
+
+@pytest.mark.parametrize("stop_after", [0, 3])
+def test_a_killed_update_validates_and_finishes_when_run_again(trees, tmp_path, stop_after):
+    base, _, _ = trees
+    out = tmp_path / "out"
+    shutil.copytree(base / "first", out)
+    env = dict(os.environ, PYTHONWARNINGS="ignore", **{STOP_AFTER_ENV: str(stop_after)})
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--input", str(base / "big"), "--output",
+                           str(out), "--update", *BUILD], cwd=REPO, env=env, capture_output=True, timeout=600)
+    assert proc.returncode == 137, proc.stderr.decode()[-2000:]
+    assert (out / UPDATE_DIR / "journal.json").exists(), "killed during its commit"
+    findings, checked = validate(str(out))
+    assert not findings.count and checked["update_unfinished"], findings.lines()
+    tree = OutputTree(str(out))
+    assert json.loads(tree.read("build_report.json"))["rebuild"]["tiles_changed"] == 2, "readers see the new build"
+    assert _check_reader_view(out) > 0
+    run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
+    assert _files(out) == _files(base / "again")
+    assert not (out / UPDATE_DIR).exists()
+
+
+def test_an_update_killed_before_its_commit_leaves_the_old_build(trees, tmp_path):
+    base, _, _ = trees
+    out = tmp_path / "out"
+    shutil.copytree(base / "first", out)
+    before = _files(out)
+    env = dict(os.environ, PYTHONWARNINGS="ignore", **{STOP_AFTER_ENV: "before"})
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--input", str(base / "big"), "--output",
+                           str(out), "--update", *BUILD], cwd=REPO, env=env, capture_output=True, timeout=600)
+    assert proc.returncode == 137, proc.stderr.decode()[-2000:]
+    after = _files(out)
+    assert set(after) > set(before) and all(after[f] == d for f, d in before.items()), "new files beside the old"
+    findings, checked = validate(str(out))
+    assert not findings.count and checked["update_unfinished"], findings.lines()
+    assert _rows(out) == _rows(base / "first"), "the old build, whole"
+    run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
+    assert _files(out) == _files(base / "again")

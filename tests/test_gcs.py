@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,30 @@ def test_missing_gs_input_fails_fast(emulator, tmp_path: Path):
     proc = run_cli("build", "--input", f"gs://{BUCKET}/no-such-tree", "--output", str(tmp_path / "o"), check=False,
                    env=env)
     assert proc.returncode == 2 and "no-such-tree has no metadata/" in proc.stderr.replace("'", ""), proc.stderr
+
+
+def test_gs_update_in_place(emulator, damaged_tree, tmp_path):
+    """--update on a bucket: the commit moves whole objects, the stale ones go, the result validates there."""
+    env, _ = emulator
+    fs = gcsfs_client(env)
+    changed = tmp_path / "tree"
+    shutil.copytree(damaged_tree, changed)
+    sidecars = sorted(p for p in (changed / "metadata").rglob("*.json") if "broken" not in p.read_text())
+    side = json.loads(sidecars[2].read_text())
+    side["caption"] += " Edited."
+    sidecars[2].write_text(json.dumps(side))
+    sidecars[4].unlink()
+    assert upload(env, changed, BUCKET, "tree2") > 50
+    gs_out, flags = f"gs://{BUCKET}/upd", ("--tasks", "production_analysis,caption", "--profiles", "brief_only")
+    run_cli("build", "--input", GS_TREE, "--output", gs_out, *flags, env=env)
+    before = set(fs.find(f"{BUCKET}/upd"))
+    run_cli("build", "--input", f"gs://{BUCKET}/tree2", "--output", gs_out, "--update", *flags, env=env)
+    after = set(fs.find(f"{BUCKET}/upd"))
+    report = json.loads(fs.cat(f"{BUCKET}/upd/build_report.json"))
+    assert report["rebuild"]["tiles_changed"] == 1 and report["rebuild"]["tiles_removed"] == 1
+    assert not [p for p in after if "_satsft_update" in p or "_satsft_spool" in p]
+    gone = {p.rsplit("/", 1)[-1] for p in before - after}
+    assert any(sidecars[4].stem in name for name in gone) and any(sidecars[2].stem in name for name in gone)
+    assert len(after) == report["file_count"], "the count the report gives is the objects there"
+    proc = run_cli("validate", gs_out, env=env)
+    assert proc.stdout.startswith("OK:"), proc.stdout

@@ -45,6 +45,16 @@ def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes, i
         return head, f.read(n_tail), size
 
 
+def read_if_there(path: str) -> bytes | None:
+    """A file's bytes, or None when there is none (locally or in a bucket, whose client raises its own error)."""
+    if is_local(path):
+        try:
+            return read_bytes(path)
+        except FileNotFoundError:
+            return None
+    return read_bytes(path) if exists(path) else None
+
+
 def exists(path: str) -> bool:
     if is_local(path):
         return os.path.exists(path)

@@ -142,7 +142,8 @@ class BuildConfig:
             previous = output_root
         if previous:
             previous_root = clean_root(previous)
-            previous_format, previous_files, manifest = _previous_build(previous_root, output_root, update)
+            previous_format, previous_files, manifest = _previous_build(previous_root, output_root, update,
+                                                                        max_files_per_dir)
         try:
             templates = load_templates(prompts_dir or None, list(selected))
         except ValueError as err:
@@ -196,7 +197,8 @@ def clean_root(path: str) -> str:
     return path.rstrip("/")
 
 
-def _previous_build(previous: str, output: str, update: bool = False) -> tuple[str, list[str], list[str]]:
+def _previous_build(previous: str, output: str, update: bool, max_files_per_dir: int
+                    ) -> tuple[str, list[str], list[str]]:
     """The format and split files of the earlier build --previous names, and its manifest's tile files; a
     usage error when it is not one, or when it is the output (which is cleared before the build starts)."""
     a, b = previous.rstrip("/") + "/", output.rstrip("/") + "/"
@@ -216,6 +218,11 @@ def _previous_build(previous: str, output: str, update: bool = False) -> tuple[s
     fmt, files = record_files(report)
     if not files:
         raise UsageError(f"--previous {previous!r} holds no Parquet or JSONL rows to take splits from")
+    before = report.get("config", {}).get("max_files_per_dir", max_files_per_dir)
+    if update and before != max_files_per_dir:
+        raise UsageError(f"--update: the build in --output has --max-files-per-dir {before}, not "
+                         f"{max_files_per_dir}; every path would move, so build into a new folder (with --previous) "
+                         "instead")
     manifest = [f"{MANIFEST_DIR}/{rel}" for rel in fileio.list_files(f"{previous}/{MANIFEST_DIR}")
                 if rel.startswith("tiles-") and rel.endswith(".jsonl")]
     return fmt, files, manifest

@@ -90,7 +90,8 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         previous_splits = previous | "PreviousSplits" >> beam.Map(lambda t: (t[0], t[1]))
     split = with_stills["tiles"] | "AssignSplits" >> AssignSplits(config.leakage, previous_splits)
     options = options_digest(config.shaping_options(__version__))
-    placed = split["tiles"] | "PlaceTiles" >> PlaceTiles(options, previous, config.reuse and config.layout != "hub")
+    placed = split["tiles"] | "PlaceTiles" >> PlaceTiles(options, previous, config.reuse and config.layout != "hub",
+                                                         config.max_files_per_dir)
     generated = placed["tiles"] | "GenerateRows" >> GenerateRows(
         config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out, options,
         config.row_sidecars == "files", config.update)

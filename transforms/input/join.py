@@ -99,10 +99,8 @@ def index_stills(found: list[tuple[str, str]], previous: dict[str, int] | None =
 def _previous_still_slots(manifest: str) -> dict[str, int]:
     if not manifest:
         return {}
-    try:
-        return parse_stills(fileio.read_bytes(manifest))
-    except FileNotFoundError:  # an earlier build made before manifests: its stills get new slots
-        return {}
+    data = fileio.read_if_there(manifest)  # none in a build made before manifests: its stills get new slots
+    return parse_stills(data) if data is not None else {}
 
 
 def _resolve_still(element):

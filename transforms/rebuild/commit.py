@@ -49,8 +49,8 @@ def saved_manifests(output: str) -> list[str]:
 def old_dataset_files(output: str) -> set[str]:
     """The dataset-level files of the build now in the folder: what its report lists, its manifest, charts."""
     try:
-        report = orjson.loads(fileio.read_bytes(join_path(output, REPORT_NAME)))
-    except (OSError, orjson.JSONDecodeError):
+        report = orjson.loads(fileio.read_if_there(join_path(output, REPORT_NAME)) or b"{}")
+    except orjson.JSONDecodeError:
         report = {}
     files = {p for paths in report.get("files", {}).values() for p in paths}
     for folder in (MANIFEST_DIR, CHARTS_DIR):
@@ -59,10 +59,8 @@ def old_dataset_files(output: str) -> set[str]:
 
 
 def _stills(manifest: str) -> set[str]:
-    try:
-        return still_paths(fileio.read_bytes(manifest))
-    except FileNotFoundError:
-        return set()
+    data = fileio.read_if_there(manifest)
+    return still_paths(data) if data is not None else set()
 
 
 def commit(output: str) -> dict[str, list[str]]:
@@ -88,10 +86,10 @@ def commit(output: str) -> dict[str, list[str]]:
 def apply_journal(output: str) -> bool:
     """Carry out a journal that is there (again, if a run stopped halfway: every step can be repeated); False
     when there is none."""
-    try:
-        journal = orjson.loads(fileio.read_bytes(join_path(output, JOURNAL)))
-    except FileNotFoundError:
+    data = fileio.read_if_there(join_path(output, JOURNAL))
+    if data is None:
         return False
+    journal = orjson.loads(data)
     stop_after = int(os.environ.get(STOP_AFTER_ENV, "-1").replace("before", "-1"))
     for i, rel in enumerate(journal["moves"]):
         if i == stop_after:  # fault injection for the tests: the process dies halfway through the commit

@@ -99,6 +99,16 @@ def allocate_slots(stems: Iterable[str], start: int) -> list[tuple[str, int]]:
     return [(stem, start + i) for i, stem in enumerate(sorted(set(stems)))]
 
 
+def first_free_slot(highest: int, max_files_per_dir: int) -> int:
+    """Where a rebuild's new slots begin: past the earlier build's highest, at the start of a shard folder. File
+    names come from the tile's stem and folders from its slot, so a changed tile, given a new slot there, has
+    new paths in every family (a slot's k files sit at k*slot.. and folders hold max_files_per_dir consecutive
+    places): its old files stay readable until the commit, and nothing is replaced under a reader."""
+    if highest < 0:
+        return 0
+    return -(-(highest + 1) // max_files_per_dir) * max_files_per_dir
+
+
 def still_slots(found: Iterable[str], previous: dict[str, int]) -> dict[str, int]:
     """Every still found keeps the slot the earlier build gave it; new ones follow its highest, in stem order."""
     found = sorted(set(found))

@@ -25,6 +25,7 @@ from transforms.rebuild.manifest import (
     allocate_slots,
     encode_stills,
     encode_tiles,
+    first_free_slot,
     parse_tiles,
     stale_files,
     tile_fingerprint,
@@ -125,6 +126,7 @@ class PlaceTiles(beam.PTransform):
     options: str  # manifest.options_digest of the build's options
     previous: beam.PCollection | None = None  # PreviousTile tuples of the earlier build
     reuse: bool = True
+    max_files_per_dir: int = 9000  # new slots begin a shard folder of their own (first_free_slot)
 
     def expand(self, tiles):
         p = tiles.pipeline
@@ -139,10 +141,11 @@ class PlaceTiles(beam.PTransform):
                         | "Compare" >> beam.ParDo(_CompareFn(self.options, self.reuse)).with_outputs(
                             UNPLACED, EVENTS, main="placed"))
             unplaced, placed, events = compared[UNPLACED], compared.placed, compared[EVENTS]
+            limit = self.max_files_per_dir
             start = (self.previous
                      | "Slots" >> beam.Map(lambda t: t[2])
                      | "Highest" >> beam.CombineGlobally(lambda slots: max(slots, default=-1))
-                     | "Next" >> beam.Map(lambda s: s + 1))
+                     | "Next" >> beam.Map(lambda s: first_free_slot(s, limit)))
         slots = (unplaced
                  | "Stems" >> beam.Map(lambda t: t.tile_stem)
                  | "Gather" >> beam.combiners.ToList()

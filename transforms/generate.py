@@ -129,7 +129,7 @@ class _GenerateRowsFn(beam.DoFn):
             sidecar_path = row_sidecar_path(pt.slot, position, self.bound, row.sample_id, self.ctx.max_files_per_dir)
             if self.sidecar_files:
                 files.append(sidecar_path)
-            yield replace(row, sidecar_path=sidecar_path,
+            yield replace(row, sidecar_path=sidecar_path, reused=tile.reuse,
                           image_sources=tuple((p, sources[p]) for p in paths if p in sources))
         overlay = self.overlays and bool(tile.regions)
         if overlay:

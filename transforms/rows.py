@@ -59,6 +59,7 @@ class Row:
     render_spec: dict[str, Any] | None = None  # set for production_analysis rows
     sidecar_path: str = ""  # set once the row's place among its tile's rows is known
     image_sources: tuple[tuple[str, str], ...] = ()  # (output path, input path) of copied images, for embedding
+    reused: bool = False  # its tile is unchanged since the earlier build: its sidecar file is that build's
 
     @property
     def sample_id(self) -> str:

@@ -125,7 +125,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         events.append(copies["events"])
         failed.append(copies["rejects"])
     if config.row_sidecars == "files":
-        events.append(rows | "WriteRowSidecars" >> WriteRowSidecars(out))
+        events.append(rows | "WriteRowSidecars" >> WriteRowSidecars(out, config.previous, config.update))
     rejects = ([sidecars["rejects"], refs["rejects"], joined["rejects"], with_stills["rejects"], split["rejects"],
                 generated["rejects"], *failed] | "AllRejects" >> beam.Flatten())
     events.append(rejects | "WriteRejects" >> WriteRejects(dataset_root))

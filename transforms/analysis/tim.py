@@ -7,6 +7,7 @@ shifted by a deterministic per-tile amount, so every number in a prompt and answ
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,10 +117,11 @@ def class_sample(tim: dict[int, float], stem: str, profile: str) -> list[float]:
     for c in classes:
         total += tim[c]
         cum.append(total)
+    fallback = classes[-1] if classes else 0
     for i in range(SAMPLE_LEN):
         q = (i + 0.5) / SAMPLE_LEN * (total or 1.0)
-        fallback = classes[-1] if classes else 0
-        ids.append(float(next((c for c, edge in zip(classes, cum, strict=True) if q <= edge), fallback)))
+        at = bisect_left(cum, q)  # the first class whose cumulative share reaches q
+        ids.append(float(classes[at] if at < len(classes) else fallback))
     order = stable_rng(stem, profile, "sample").permutation(SAMPLE_LEN)
     return [ids[i] for i in order]
 

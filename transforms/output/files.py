@@ -25,23 +25,41 @@ REJECTS = "rejects"
 
 
 class _WriteSidecarFn(beam.DoFn):
-    def __init__(self, root: str):
-        self.root = root
+    def __init__(self, root: str, previous: str, in_place: bool):
+        self.root, self.previous, self.in_place = root, previous, in_place
         self.written = Metrics.counter("WriteRowSidecars", "files_written")
+        self.taken = Metrics.counter("WriteRowSidecars", "files_taken")
 
     def process(self, row: Row):
-        fileio.write_bytes(join_path(self.root, row.sidecar_path),
-                           orjson.dumps(row.sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        path = join_path(self.root, row.sidecar_path)
+        if row.reused:  # the same bytes are in the earlier build, under the same name
+            self.taken.inc()
+            if not self.in_place:
+                try:
+                    fileio.link_or_copy(join_path(self.previous, row.sidecar_path), path)
+                except OSError:  # the earlier build lost it: write it again
+                    pass
+                else:
+                    yield {"row_sidecars_written": 1}
+                    return
+            else:
+                yield {"row_sidecars_written": 1}
+                return
+        fileio.write_bytes(path, orjson.dumps(row.sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         self.written.inc()
         yield {"row_sidecars_written": 1}
 
 
 @dataclass
 class WriteRowSidecars(beam.PTransform):
+    """One JSON file per row; a reused tile's are the earlier build's (linked, or already in place)."""
+
     output_root: str
+    previous: str = ""
+    in_place: bool = False
 
     def expand(self, rows):
-        return rows | "Write" >> beam.ParDo(_WriteSidecarFn(self.output_root))
+        return rows | "Write" >> beam.ParDo(_WriteSidecarFn(self.output_root, self.previous, self.in_place))
 
 
 class _RenderFn(beam.DoFn):

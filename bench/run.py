@@ -10,6 +10,9 @@
 6. --row-sidecars parquet: files per tile
 7. the same per-tile work in a plain Python loop (bench/plain_loop.py) and the ratio pipeline / loop
 
+8. rebuilds: a clean build of a tree grown 5% with 1% of its sidecars edited, against `--previous` and
+   `--update` over the build of the tree before (CPU ratio; BENCH_REBUILD_SIZE, default 20,000; 0 skips it)
+
 BENCH_SIZES=500,2000,8000, BENCH_LOOP_SIZE=2000 and BENCH_WORKERS_SIZE (default: the largest size up to 20,000)
 override the sizes; BENCH_DIR the folder for trees and builds (default bench/out).
 """
@@ -201,6 +204,45 @@ def bench_mix(n: int) -> dict:
     return {"rows": report["rows"]["total"], **m}
 
 
+def grown_tree(n: int) -> tuple[Path, int]:
+    """The n-tile tree grown by 5% (same seed: the first n tiles are the same) with 1% of its sidecars edited."""
+    grown = int(n * 1.05)
+    root = WORK / f"tree_{n}_grown"
+    marker = root / ".complete"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        subprocess.run([PY, "-m", "pipeline.cli", "sample", "--tiles", str(grown), "--output", str(root), "--seed",
+                        "11"], check=True, stdout=subprocess.DEVNULL)
+        for i, path in enumerate(sorted((root / "metadata").rglob("*.json"))):
+            if i % 100 == 0:
+                side = orjson.loads(path.read_bytes())
+                side["caption"] = f"{side.get('caption', '')} Revised."
+                path.write_bytes(orjson.dumps(side))
+        marker.write_text("ok")
+    return root, grown
+
+
+def bench_rebuild(n: int) -> dict:
+    """CPU of a clean build of the grown tree against --previous (into a new folder) and --update (in place)
+    over the build of the n-tile tree."""
+    first, root = WORK / "rebuild_first", tree(n)
+    grown, n_grown = grown_tree(n)
+    for path in (first, WORK / "rebuild_clean", WORK / "rebuild_new", WORK / "rebuild_update"):
+        shutil.rmtree(path, ignore_errors=True)
+    build = [PY, "-m", "pipeline.cli", "build", "--quiet"]
+    subprocess.run([*build, "--input", str(root), "--output", str(first)], check=True, stdout=subprocess.DEVNULL)
+    clean = measure([*build, "--input", str(grown), "--output", str(WORK / "rebuild_clean")])
+    shutil.rmtree(WORK / "rebuild_clean", ignore_errors=True)
+    new = measure([*build, "--input", str(grown), "--output", str(WORK / "rebuild_new"), "--previous", str(first)])
+    report = orjson.loads((WORK / "rebuild_new" / "build_report.json").read_bytes())["rebuild"]
+    shutil.rmtree(WORK / "rebuild_new", ignore_errors=True)
+    shutil.copytree(first, WORK / "rebuild_update", copy_function=os.link)  # the update replaces files, never edits
+    update = measure([*build, "--input", str(grown), "--output", str(WORK / "rebuild_update"), "--update"])
+    for path in (first, WORK / "rebuild_update"):
+        shutil.rmtree(path, ignore_errors=True)
+    return {"tiles": n_grown, "clean": clean, "previous": new, "update": update, "rebuild": report}
+
+
 def main() -> int:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "500,2000,8000").split(",")]
     loop_size = int(os.environ.get("BENCH_LOOP_SIZE", "2000"))
@@ -272,6 +314,19 @@ def main() -> int:
     if loop_size in builds:
         line += f"; pipeline / loop CPU = {builds[loop_size]['cpu_s'] / m['cpu_s']:.2f}x"
     print(line)
+    rebuild_size = int(os.environ.get("BENCH_REBUILD_SIZE", "20000"))
+    if rebuild_size:
+        rb = bench_rebuild(rebuild_size)
+        r = rb["rebuild"]
+        print(f"\n## rebuild of a {rebuild_size}-tile build after the tree grew 5% and 1% of its sidecars changed "
+              f"({rb['tiles']} tiles: {r['tiles_unchanged']} unchanged, {r['tiles_changed']} changed, "
+              f"{r['tiles_new']} new)")
+        print("| build | wall s | CPU s | CPU / clean | peak RSS MB |")
+        print("|---|---|---|---|---|")
+        for label in ("clean", "previous", "update"):
+            m = rb[label]
+            print(f"| {label} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['cpu_s'] / rb['clean']['cpu_s']:.2f} | "
+                  f"{m['peak_rss_mb']:.0f} |")
     rss = [(n, b["peak_rss_mb"]) for n, b in builds.items()]
     if len(rss) >= 2:
         (n1, r1), (n2, r2) = rss[-2], rss[-1]

@@ -1,0 +1,61 @@
+"""The --update commit on its own: the journal carried out (again, after a stop), and readers' view of it."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+
+from transforms.output.tree import OutputTree
+from transforms.rebuild.commit import JOURNAL, STAGE_DIR, apply_journal, commit, recover
+
+
+def _write(root, rel, data: bytes = b"x"):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+@pytest.fixture
+def staged(tmp_path):
+    """An output with an old build (two split files) and a new one staged (one split file, a new report)."""
+    report = {"files": {"jsonl": {"data/train.jsonl": 1, "data/test.jsonl": 1}}}
+    _write(tmp_path, "build_report.json", orjson.dumps(report))
+    _write(tmp_path, "data/train.jsonl", b"old train\n")
+    _write(tmp_path, "data/test.jsonl", b"old test\n")
+    _write(tmp_path, "metadata/manifest/tiles-b00000.jsonl", b"old manifest\n")
+    _write(tmp_path, f"{STAGE_DIR}/data/train.jsonl", b"new train\n")
+    _write(tmp_path, f"{STAGE_DIR}/metadata/manifest/tiles-b00000.jsonl", b"new manifest\n")
+    _write(tmp_path, f"{STAGE_DIR}/build_report.json", orjson.dumps({"files": {"jsonl": {"data/train.jsonl": 1}}}))
+    return tmp_path
+
+
+def test_commit_moves_the_report_last_and_removes_what_the_new_build_lacks(staged):
+    journal = commit(str(staged))
+    assert journal["moves"][-1] == "build_report.json" and journal["deletes"] == ["data/test.jsonl"]
+    assert (staged / "data/train.jsonl").read_bytes() == b"new train\n" and not (staged / "data/test.jsonl").exists()
+    saved = staged / "_satsft_update/previous/g00/tiles-b00000.jsonl"
+    assert saved.read_bytes() == b"old manifest\n", "the old manifest stays until its stale files are gone"
+    assert not (staged / JOURNAL).exists() and not (staged / STAGE_DIR).exists()
+
+
+def test_a_stopped_commit_reads_whole_and_is_finished_by_recover(staged):
+    moves = ["data/train.jsonl", "metadata/manifest/tiles-b00000.jsonl", "build_report.json"]
+    _write(staged, JOURNAL, json.dumps({"moves": moves, "deletes": ["data/test.jsonl"]}).encode())
+    (staged / "data/train.jsonl").write_bytes((staged / STAGE_DIR / "data/train.jsonl").read_bytes())
+    (staged / STAGE_DIR / "data/train.jsonl").unlink()  # the first move was done when the run stopped
+    tree = OutputTree(str(staged))
+    assert tree.read("build_report.json") == (staged / STAGE_DIR / "build_report.json").read_bytes()
+    assert not tree.isfile("data/test.jsonl") and tree.read("data/train.jsonl") == b"new train\n"
+    assert tree.update_unfinished()
+    assert recover(str(staged)) == "finished the commit of an interrupted --update"
+    assert not (staged / "data/test.jsonl").exists() and orjson.loads((staged / "build_report.json").read_bytes())[
+        "files"] == {"jsonl": {"data/train.jsonl": 1}}
+    assert apply_journal(str(staged)) is False, "nothing left to do"
+
+
+def test_recover_drops_what_a_run_stopped_before_its_commit_staged(staged):
+    assert recover(str(staged)) == "dropped the staged files of an --update stopped before its commit"
+    assert (staged / "data/test.jsonl").exists() and not (staged / STAGE_DIR).exists()
+    assert recover(str(staged)) == ""

@@ -1,0 +1,88 @@
+"""The rebuild's pure core: slot folders at any size, slot allocation, the manifest's records, stale files."""
+
+from __future__ import annotations
+
+import posixpath
+from collections import defaultdict
+
+import pytest
+
+from transforms.paths import shard_dir, slot_dir
+from transforms.rebuild.manifest import (
+    PreviousTile,
+    allocate_slots,
+    encode_stills,
+    encode_tiles,
+    first_free_slot,
+    parse_stills,
+    parse_tiles,
+    stale_files,
+    still_paths,
+    still_slots,
+    tile_fingerprint,
+    tile_record,
+    tiles_file,
+)
+
+
+@pytest.mark.parametrize("limit", [2, 3, 16])
+def test_slot_folders_never_pass_the_limit_and_never_move(limit):
+    n = limit ** 4 + 7
+    paths = [f"{slot_dir(i, limit)}/f{i}" for i in range(n)]
+    entries: dict[str, set[str]] = defaultdict(set)
+    for path in paths:
+        parent, name = posixpath.split(path)
+        while True:
+            entries[parent].add(name)
+            if not parent:
+                break
+            parent, name = posixpath.split(parent)
+    assert max(len(v) for v in entries.values()) <= limit
+    assert len({posixpath.dirname(p) for p in paths[: limit]}) == 1, "a folder holds limit consecutive places"
+    assert len(set(paths)) == n
+
+
+def test_slot_folders_are_the_one_level_folders_of_every_real_build():
+    assert all(slot_dir(i, 9000) == shard_dir(i, 9000, 9000 * 8999) for i in (0, 8999, 9000, 80_990_999))
+    assert slot_dir(80_991_000, 9000) == "s08999/s00000/s00000", "then the overflow entry, which keeps its name"
+    with pytest.raises(ValueError):
+        slot_dir(-1, 9000)
+
+
+def test_new_slots_start_a_folder_of_their_own():
+    assert first_free_slot(-1, 16) == 0, "a first build starts at 0"
+    assert first_free_slot(0, 16) == 16 and first_free_slot(15, 16) == 16 and first_free_slot(16, 16) == 32
+    # A changed tile's new slot shares no folder with its old one, in any family (k files per slot).
+    for k in (1, 2, 5, 23):
+        old, new = 9, first_free_slot(9, 16)
+        assert {slot_dir(old * k + j, 16) for j in range(k)}.isdisjoint({slot_dir(new * k + j, 16) for j in range(k)})
+
+
+def test_allocation_is_in_stem_order_after_the_start():
+    assert allocate_slots(["b", "a", "c", "a"], 32) == [("a", 32), ("b", 33), ("c", 34)]
+    assert still_slots(["x", "new2", "new1"], {"x": 5, "gone": 9}) == {"x": 5, "new1": 10, "new2": 11}
+
+
+def test_manifest_records_round_trip_and_sort_by_slot():
+    records = [tile_record("t2", "train", 7, "f2", "c2", ["b", "a", "a"]), tile_record("t1", "test", 3, "f1", "c1", [])]
+    data = encode_tiles(records)
+    assert data == encode_tiles(reversed(records)), "same records, same bytes"
+    assert parse_tiles(data) == [PreviousTile("t1", "test", 3, "f1", ()),
+                                 PreviousTile("t2", "train", 7, "f2", ("a", "b"))]
+    assert tiles_file(49_999) == "metadata/manifest/tiles-b00000.jsonl" != tiles_file(50_000)
+    stills = encode_stills({"s1": (4, "mapbox_stills/s00000/s1.png"), "s0": (2, "")})
+    assert parse_stills(stills) == {"s0": 2, "s1": 4} and still_paths(stills) == {"mapbox_stills/s00000/s1.png"}
+
+
+def test_fingerprint_follows_every_input():
+    base = tile_fingerprint("opts", "side", "chip")
+    assert base == tile_fingerprint("opts", "side", "chip")
+    assert len({base, tile_fingerprint("opts2", "side", "chip"), tile_fingerprint("opts", "side2", "chip"),
+                tile_fingerprint("opts", "side", "chip2")}) == 4
+
+
+def test_stale_files_are_what_no_new_record_names():
+    before = [PreviousTile("t", "train", 1, "f", ("images/s00000/t.png", "overlays/s00000/t.png"))]
+    assert stale_files(before, [("images/s00000/t.png",)]) == ["overlays/s00000/t.png"]
+    assert stale_files(before, []) == ["images/s00000/t.png", "overlays/s00000/t.png"], "a removed tile"
+    assert stale_files([], [("x",)]) == []

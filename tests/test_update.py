@@ -119,11 +119,21 @@ def test_update_usage_errors(trees, tmp_path, capsys):
     base, _, _ = trees
     from pipeline.cli import main
 
-    assert main(["build", "--input", str(base / "big"), "--output", str(tmp_path / "none"), "--update"]) == 2
-    assert "make the first build without --update" in capsys.readouterr().err
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("not a build")
+    assert main(["build", "--input", str(base / "big"), "--output", str(tmp_path / "notes"), "--update"]) == 2
+    assert "give an empty folder or one a build wrote" in capsys.readouterr().err
     assert main(["build", "--input", str(base / "big"), "--output", str(base / "first"), "--update",
                  "--overwrite"]) == 2
     assert "give one of the two" in capsys.readouterr().err
+
+
+def test_a_first_update_makes_the_first_build(trees, tmp_path):
+    """A scheduled --update's first run: nothing in --output yet, so it writes the first build."""
+    base, _, _ = trees
+    run_cli("build", "--input", str(base / "small"), "--output", str(tmp_path / "out"), "--update", *BUILD)
+    assert _files(tmp_path / "out") == _files(base / "first")
+    assert "rebuild" not in _report(tmp_path / "out") and not (tmp_path / "out" / UPDATE_DIR).exists()
 
 
 def _check_reader_view(out: Path) -> int:

@@ -139,7 +139,10 @@ class BuildConfig:
             if overwrite:
                 raise UsageError("--update keeps the build in --output and replaces it in place; --overwrite would "
                                  "delete it first: give one of the two")
-            previous = output_root
+            # The first run of a scheduled --update finds nothing yet: it makes the first build, through the same
+            # stage and commit (so it is never seen half written either).
+            there = fileio.exists(f"{output_root}/{REPORT_NAME}") or bool(fileio.list_files(output_root))
+            previous = output_root if there else ""
         if previous:
             previous_root = clean_root(previous)
             previous_format, previous_files, manifest = _previous_build(previous_root, output_root, update,
@@ -209,8 +212,8 @@ def _previous_build(previous: str, output: str, update: bool, max_files_per_dir:
         report = orjson.loads(fileio.read_bytes(f"{previous}/{REPORT_NAME}"))
     except (OSError, orjson.JSONDecodeError) as err:
         if update:
-            raise UsageError(f"--update: {previous!r} holds no finished satsft build (no readable {REPORT_NAME}); "
-                             "make the first build without --update") from err
+            raise UsageError(f"--update: {previous!r} holds files but no finished satsft build (no readable "
+                             f"{REPORT_NAME}); give an empty folder or one a build wrote") from err
         raise UsageError(f"--previous {previous!r} is not a finished satsft build (no readable {REPORT_NAME}): "
                          f"{str(err)[:200]}") from err
     if report.get("kind") == "mix":

@@ -141,11 +141,13 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     if config.update:
         # Stale: files of the old build's tiles (and of builds an interrupted update left to clean up) that no
         # tile of this build names.
-        before = previous
+        before = [previous] if previous is not None else []
         saved = saved_manifests(out)
         if saved:
-            left = pipeline | "ReadSavedManifests" >> ReadPreviousTiles(out, tuple(saved))
-            before = (previous, left) | "AllBefore" >> beam.Flatten()
-        stale = generated[MANIFEST] | "FindStaleFiles" >> FindStaleFiles(before)
+            before.append(pipeline | "ReadSavedManifests" >> ReadPreviousTiles(out, tuple(saved)))
+        if before:
+            stale = generated[MANIFEST] | "FindStaleFiles" >> FindStaleFiles(before | "AllBefore" >> beam.Flatten())
+        else:  # the first build in an empty folder: nothing was there before
+            stale = pipeline | "NothingStale" >> beam.Create([])
         report | "CommitUpdate" >> CommitUpdate(out, stale)
     return pipeline

@@ -141,6 +141,6 @@ def test_scheduler_example_launches_valid_parameters():
     assert body["containerSpecGcsPath"].startswith("gs://") and body["jobName"]
     flags = [f"--{k}={v}" for k, v in body["parameters"].items()]  # how the Flex launcher hands them over
     config = PipelineOptions(flags).view_as(BuildOptions).to_config(check_paths=False)
-    assert config.overwrite and config.formats == ("jsonl", "parquet")
+    assert config.update and not config.overwrite and config.formats == ("jsonl", "parquet")
     script = (REPO / "templates/scheduler/create-job.sh").read_text()
     assert "flexTemplates:launch" in script and "launch-body.json" in script

@@ -101,7 +101,7 @@ class BuildConfig:
             raise UsageError(f"unknown --tim-shift {tim_shift!r}; choose one of {', '.join(SHIFT_MODES)}")
         if max_files_per_dir < MIN_FILES_PER_DIR:
             raise UsageError(f"--max-files-per-dir must be at least {MIN_FILES_PER_DIR}: the output folder itself "
-                             "holds up to 13 entries (the Hugging Face Hub refuses folders over 10000)")
+                             "holds up to 15 entries (the Hugging Face Hub refuses folders over 10000)")
         if layout not in LAYOUTS:
             raise UsageError(f"unknown --layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
         hub = layout == "hub"
@@ -141,7 +141,8 @@ class BuildConfig:
                                  "delete it first: give one of the two")
             # The first run of a scheduled --update finds nothing yet: it makes the first build, through the same
             # stage and commit (so it is never seen half written either).
-            there = fileio.exists(f"{output_root}/{REPORT_NAME}") or bool(fileio.list_files(output_root))
+            there = check_paths and (fileio.exists(f"{output_root}/{REPORT_NAME}")
+                                     or bool(fileio.list_files(output_root)))
             previous = output_root if there else ""
         if previous:
             previous_root = clean_root(previous)

@@ -30,7 +30,7 @@ class TaskSpec:
     """One task as the rest of the code sees it.
 
     ``rows_per_tile`` bounds the rows a tile can give (None: one per production profile); a row's sidecar
-    folder follows from its tile's ordinal and this bound alone. ``reads_chip``: the task needs the decoded
+    folder follows from its tile's slot and this bound alone. ``reads_chip``: the task needs the decoded
     chip (its analysis map follows the chip's own colours). ``grounding``: its answer is a JSON list of boxes,
     checked by the gate and converted to LLaVA's box text. ``eval``: a benchmark task, off unless asked for
     (``--tasks ...`` or ``all+eval``). ``scored_as``: how `satsft eval` scores it ("" when nothing in the

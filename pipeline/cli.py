@@ -56,7 +56,7 @@ def _setup_logging() -> None:
 def run_build(argv: list[str]) -> int:
     from pipeline.build.config import clean_root
     from pipeline.build.options import BuildOptions, our_update_flag
-    from transforms.rebuild.commit import recover
+    from transforms.rebuild.commit import begin, recover
 
     if any(a in ("-h", "--help") for a in argv):
         parser = argparse.ArgumentParser(prog="satsft build", description="Build an SFT dataset from a sat-bbox "
@@ -81,7 +81,9 @@ def run_build(argv: list[str]) -> int:
         if done:
             LOG.info("%s in %s", done, build_options.output)
     config = build_options.to_config()
-    if not config.update:  # --update keeps the build in --output: it is replaced only at the commit
+    if config.update:  # --update keeps the build in --output: it is replaced only at the commit
+        begin(config.output)
+    else:
         prepare_output(config, BUILD_ENTRIES)
     LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner_name(options),
              ",".join(config.tasks), ",".join(config.profiles))

@@ -219,3 +219,21 @@ def test_an_update_killed_before_its_commit_leaves_the_old_build(trees, tmp_path
     assert _rows(out) == _rows(base / "first"), "the old build, whole"
     run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
     assert _files(out) == _files(base / "again")
+
+
+def test_an_update_killed_while_it_draws_leaves_a_build_that_validates(trees, tmp_path):
+    base, _, _ = trees
+    out = tmp_path / "out"
+    shutil.copytree(base / "first", out)
+    before = len(list((out / "analysis_images").rglob("*.png")))
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "build", "--input", str(base / "big"), "--output",
+                             str(out), "--update", *BUILD], cwd=REPO, env=dict(os.environ, PYTHONWARNINGS="ignore"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None and len(list((out / "analysis_images").rglob("*.png"))) == before:
+        threading.Event().wait(0.01)
+    proc.kill()
+    proc.wait()
+    findings, _ = validate(str(out))
+    assert not findings.count, findings.lines()
+    run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
+    assert _files(out) == _files(base / "again")

@@ -31,6 +31,7 @@ from transforms.output.tree import UPDATE_STAGE_DIR as STAGE_DIR
 from transforms.paths import join_path
 from transforms.rebuild.manifest import STILLS_FILE, still_paths
 
+STARTED = f"{UPDATE_DIR}/started.txt"
 SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
 LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
 STOP_AFTER_ENV = "SATSFT_FAULT_STOP_COMMIT_AFTER"  # tests: die after this many moves ("before": before any)
@@ -102,6 +103,13 @@ def apply_journal(output: str) -> bool:
     fileio.remove(join_path(output, JOURNAL))
     fileio.remove_tree(stage_root(output))
     return True
+
+
+def begin(output: str) -> None:
+    """Mark the output as being updated before anything is written, so a reader (validate) knows that files no
+    row names yet belong to an update under way, from its first file to its last."""
+    fileio.write_bytes(join_path(output, STARTED), b"an --update of this output is running, or stopped before it "
+                                                   b"finished: run it again to finish it\n")
 
 
 def recover(output: str) -> str:

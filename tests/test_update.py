@@ -237,3 +237,18 @@ def test_an_update_killed_while_it_draws_leaves_a_build_that_validates(trees, tm
     assert not findings.count, findings.lines()
     run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
     assert _files(out) == _files(base / "again")
+
+
+def test_an_earlier_build_without_a_manifest_still_keeps_its_splits(trees, tmp_path):
+    """Builds made before manifests existed: splits come from their rows; their tiles get new slots once."""
+    base, _, _ = trees
+    old = tmp_path / "old"
+    shutil.copytree(base / "first", old)
+    shutil.rmtree(old / "metadata" / "manifest")
+    run_cli("build", "--input", str(base / "big"), "--output", str(tmp_path / "new"), "--previous", str(old), *BUILD)
+    splits = {r["metadata"]["tile_stem"]: r["metadata"]["split"] for r in _rows(base / "first").values()}
+    again = {r["metadata"]["tile_stem"]: r["metadata"]["split"] for r in _rows(tmp_path / "new").values()}
+    assert all(again[s] == sp for s, sp in splits.items() if s in again)
+    rebuild = _report(tmp_path / "new")["rebuild"]
+    assert rebuild["tiles_moved_split"] == 0 and "tiles_unchanged" not in rebuild
+    assert sorted(r["slot"] for r in _manifest(tmp_path / "new").values()) == list(range(len(again)))

@@ -64,7 +64,8 @@ def run_build(argv: list[str]) -> int:
                                          "--project, ...) is passed through.")
         BuildOptions._add_argparse_args(parser)
         parser.add_argument("--quiet", action="store_true", help="no progress display (the summary stays)")
-        print(parser.format_help().replace("--in-place", "--update").replace("--in_place", "--update"), end="")
+        text = parser.format_help().replace("--in-place [BOOL], --in_place [BOOL]", "--update [BOOL]")
+        print(text.replace("--in-place", "--update"), end="")
         return 0
     quiet = "--quiet" in argv
     argv = our_update_flag([a for a in argv if a != "--quiet"])

@@ -80,8 +80,9 @@ class BuildOptions(PipelineOptions):
                    "keeps its split, every unchanged tile its paths and (drawn once) its analysis images; new "
                    "bases are placed as a first build would place them")
         _flag(parser, "in-place", action="store_true", default=False,
-              help="(--update) rebuild the build already in --output in place, as --previous would into a new "
-                   "folder; readers of --output see the old build until the new one is complete, never a gap")
+              help="rebuild the build already in --output in place, as --previous would into a new folder (the "
+                   "template parameter in_place); readers see the old build until the new one is whole, never a "
+                   "gap; into an empty folder it makes the first build")
         _flag(parser, "no-reuse", action="store_true", default=False,
               help="with --previous or --update: draw every tile again instead of taking unchanged tiles' "
                    "analysis images and overlays from the earlier build (same bytes, more work)")

@@ -85,7 +85,7 @@ class BuildOptions(PipelineOptions):
                    "gap; into an empty folder it makes the first build")
         _flag(parser, "no-reuse", action="store_true", default=False,
               help="with --previous or --update: draw every tile again instead of taking unchanged tiles' "
-                   "analysis images and overlays from the earlier build (same bytes, more work)")
+                   "analysis images, overlays and row sidecars from the earlier build (same bytes, more work)")
         _flag(parser, "overwrite", action="store_true", default=False,
               help="replace an existing output folder instead of refusing")
 

@@ -30,15 +30,14 @@ class TaskSpec:
     """One task as the rest of the code sees it.
 
     ``rows_per_tile`` bounds the rows a tile can give (None: one per production profile); a row's sidecar
-    folder follows from its tile's slot and this bound alone. ``reads_chip``: the task needs the decoded
-    chip (its analysis map follows the chip's own colours). ``grounding``: its answer is a JSON list of boxes,
+    folder follows from its tile's slot and this bound alone. (Every build reads each chip once, for the tile's
+    fingerprint; only tasks with a render spec decode it.) ``grounding``: its answer is a JSON list of boxes,
     checked by the gate and converted to LLaVA's box text. ``eval``: a benchmark task, off unless asked for
     (``--tasks ...`` or ``all+eval``). ``scored_as``: how `satsft eval` scores it ("" when nothing in the
     row can check an answer)."""
 
     rows: TaskFn
     rows_per_tile: int | None
-    reads_chip: bool = False
     grounding: bool = False
     eval: bool = False
     scored_as: str = ""
@@ -49,7 +48,7 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "production_analysis": TaskSpec(production_analysis.rows, None, reads_chip=True, scored_as="shares"),
+    "production_analysis": TaskSpec(production_analysis.rows, None, scored_as="shares"),
     "caption": TaskSpec(caption.rows, 1, scored_as="shares"),
     "grounding_all": TaskSpec(grounding_all.rows, 1, grounding=True, scored_as="grounding"),
     "grounding_per_class": TaskSpec(grounding_per_class.rows, 6, grounding=True, scored_as="grounding"),
@@ -91,10 +90,6 @@ def scorer_of(task: str) -> str:
 def rows_per_tile_bound(tasks: tuple[str, ...], n_profiles: int) -> int:
     """Rows one tile can give with these tasks: each task's bound, the profile count for per-profile ones."""
     return sum(n_profiles if TASKS[t].rows_per_tile is None else TASKS[t].rows_per_tile for t in tasks)
-
-
-def reads_chip(tasks: tuple[str, ...]) -> bool:
-    return any(TASKS[t].reads_chip for t in tasks)
 
 
 # Import-time views for the modules that only read them (the CLI's help and the tests).

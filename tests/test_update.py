@@ -47,6 +47,24 @@ def _manifest(root: Path) -> dict[str, dict]:
             for r in map(json.loads, f.read_text().splitlines())}
 
 
+def _update_argv(base: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "pipeline.cli", "build", "--input", str(base / "big"), "--output", str(out),
+            "--update", *BUILD]
+
+
+def _copy_of_first(base: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(base / "first", out)
+    return out
+
+
+def _update_stopped_at(base: Path, out: Path, stop: str) -> None:
+    """Run the update with the commit's fault injection: the process dies at ``stop``."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", **{STOP_AFTER_ENV: stop})
+    proc = subprocess.run(_update_argv(base, out), cwd=REPO, env=env, capture_output=True, timeout=600)
+    assert proc.returncode == 137, proc.stderr.decode()[-2000:]
+
+
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
     """A 48-tile tree, built; the same tree grown to 60 tiles with two sidecars edited and two tiles gone."""
@@ -101,8 +119,7 @@ def test_no_reuse_gives_the_same_bytes(trees, tmp_path):
 
 def test_update_in_place_equals_previous_into_a_new_folder(trees, tmp_path):
     base, _, _ = trees
-    out = tmp_path / "out"
-    shutil.copytree(base / "first", out)
+    out = _copy_of_first(base, tmp_path)
     run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
     assert _files(out) == _files(base / "again"), "stale files gone, new ones in place"
     assert not (out / UPDATE_DIR).exists() and not (out / "_satsft_spool").exists()
@@ -156,8 +173,7 @@ def _check_reader_view(out: Path) -> int:
 
 def test_a_reader_polling_during_update_never_finds_a_gap(trees, tmp_path):
     base, _, _ = trees
-    out = tmp_path / "out"
-    shutil.copytree(base / "first", out)
+    out = _copy_of_first(base, tmp_path)
     errors: list[BaseException] = []
     polls = [0]
     done = threading.Event()
@@ -186,12 +202,8 @@ def test_a_reader_polling_during_update_never_finds_a_gap(trees, tmp_path):
 @pytest.mark.parametrize("stop_after", [0, 3])
 def test_a_killed_update_validates_and_finishes_when_run_again(trees, tmp_path, stop_after):
     base, _, _ = trees
-    out = tmp_path / "out"
-    shutil.copytree(base / "first", out)
-    env = dict(os.environ, PYTHONWARNINGS="ignore", **{STOP_AFTER_ENV: str(stop_after)})
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--input", str(base / "big"), "--output",
-                           str(out), "--update", *BUILD], cwd=REPO, env=env, capture_output=True, timeout=600)
-    assert proc.returncode == 137, proc.stderr.decode()[-2000:]
+    out = _copy_of_first(base, tmp_path)
+    _update_stopped_at(base, out, str(stop_after))
     assert (out / UPDATE_DIR / "journal.json").exists(), "killed during its commit"
     findings, checked = validate(str(out))
     assert not findings.count and checked["update_unfinished"], findings.lines()
@@ -205,13 +217,9 @@ def test_a_killed_update_validates_and_finishes_when_run_again(trees, tmp_path, 
 
 def test_an_update_killed_before_its_commit_leaves_the_old_build(trees, tmp_path):
     base, _, _ = trees
-    out = tmp_path / "out"
-    shutil.copytree(base / "first", out)
+    out = _copy_of_first(base, tmp_path)
     before = _files(out)
-    env = dict(os.environ, PYTHONWARNINGS="ignore", **{STOP_AFTER_ENV: "before"})
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--input", str(base / "big"), "--output",
-                           str(out), "--update", *BUILD], cwd=REPO, env=env, capture_output=True, timeout=600)
-    assert proc.returncode == 137, proc.stderr.decode()[-2000:]
+    _update_stopped_at(base, out, "before")
     after = _files(out)
     assert set(after) > set(before) and all(after[f] == d for f, d in before.items()), "new files beside the old"
     findings, checked = validate(str(out))
@@ -223,11 +231,9 @@ def test_an_update_killed_before_its_commit_leaves_the_old_build(trees, tmp_path
 
 def test_an_update_killed_while_it_draws_leaves_a_build_that_validates(trees, tmp_path):
     base, _, _ = trees
-    out = tmp_path / "out"
-    shutil.copytree(base / "first", out)
+    out = _copy_of_first(base, tmp_path)
     before = len(list((out / "analysis_images").rglob("*.png")))
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "build", "--input", str(base / "big"), "--output",
-                             str(out), "--update", *BUILD], cwd=REPO, env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    proc = subprocess.Popen(_update_argv(base, out), cwd=REPO, env=dict(os.environ, PYTHONWARNINGS="ignore"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while proc.poll() is None and len(list((out / "analysis_images").rglob("*.png"))) == before:
         threading.Event().wait(0.01)

@@ -75,7 +75,7 @@ def commit(output: str) -> dict[str, list[str]]:
     for rel in fileio.list_files(join_path(output, MANIFEST_DIR)):
         fileio.write_bytes(join_path(output, SAVED_DIR, f"g{generation:02d}", rel),
                            fileio.read_bytes(join_path(output, MANIFEST_DIR, rel)))
-    moves = sorted(staged, key=lambda rel: (rel in LAST, LAST.index(rel) if rel in LAST else 0, rel))
+    moves = sorted(set(staged) - set(LAST)) + [rel for rel in LAST if rel in staged]
     gone = old_dataset_files(output) - set(staged)
     gone |= _stills(join_path(output, STILLS_FILE)) - _stills(join_path(stage_root(output), STILLS_FILE))
     journal = {"moves": moves, "deletes": sorted(gone)}

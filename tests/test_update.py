@@ -102,6 +102,8 @@ def test_unchanged_tiles_keep_their_paths_and_files(trees):
     rebuild = _report(base / "again")["rebuild"]
     assert rebuild["tiles_changed"] == len(edited) and rebuild["tiles_removed"] == len(removed)
     assert rebuild["tiles_reused"] == rebuild["tiles_unchanged"] == len(unchanged)
+    # Their rows were taken from the first build's split files, not made again.
+    assert rebuild["rows_reused"] == sum(1 for r in old_rows.values() if r["metadata"]["tile_stem"] in unchanged)
     assert rebuild["tiles_new"] == len(again) - len(unchanged) - len(edited) > 0
     assert rebuild["tiles_moved_split"] == 0
     findings, _ = validate(str(base / "again"))

@@ -12,10 +12,12 @@ from transforms import collector, fileio
 from transforms.analysis.render import ChipError, tile_map
 from transforms.classes import CLASS_NAMES
 from transforms.gate import gate_problem
+from transforms.output.counts import row_keys
+from transforms.output.spool import previous_spool
 from transforms.output.tree import ROW_SIDECARS_DIR
 from transforms.paths import join_path, slot_dir
 from transforms.progress import ProgressCounter
-from transforms.rebuild.manifest import tile_fingerprint, tile_record
+from transforms.rebuild.manifest import PreviousTile, add_counts, tile_fingerprint, tile_record
 from transforms.records import reject
 from transforms.rows import PreparedTile, Row, TaskContext, file_safe
 from transforms.tasks import TASKS, rows_per_tile_bound
@@ -27,6 +29,10 @@ TILES_DONE = "tiles_done"
 OVERLAYS = "overlays"
 MANIFEST = "manifest"
 REUSED = "reused"
+TAKEN_ROWS = "taken_rows"  # tuples of row pointers into the earlier build's JSONL split files
+ROW_COUNTS = "row_counts"  # what a taken tile's rows add to the report's counts
+
+
 def row_sidecar_path(slot: int, position: int, bound: int, sample_id: str, max_files_per_dir: int) -> str:
     """Each tile owns ``bound`` consecutive places, so the folder follows from the tile's slot alone."""
     return join_path(ROW_SIDECARS_DIR, slot_dir(slot * bound + position, max_files_per_dir),
@@ -67,6 +73,7 @@ class _GenerateRowsFn(beam.DoFn):
         self.tiles_in = Metrics.counter("GenerateRows", "tiles_in")
         self.rows_out = Metrics.counter("GenerateRows", "rows_out")
         self.reused = Metrics.counter("GenerateRows", "tiles_reused")
+        self.taken = Metrics.counter("GenerateRows", "tiles_rows_taken")
         self.task_rows = {t: Metrics.counter("GenerateRows", f"rows_{t}") for t in tasks}
 
     def setup(self):
@@ -87,6 +94,11 @@ class _GenerateRowsFn(beam.DoFn):
         if self._progress is None:  # the total is known once the side input is
             self._progress = ProgressCounter(self.output_root, "build", "tiles", total)
         self._progress.add(0)
+        if tile.earlier_rows:
+            taken = self._take(tile)
+            if taken is not None:
+                yield from taken
+                return
         chip = b""
         if not tile.reuse:  # a reused tile is known by its chip's digest: nothing of it is decoded or drawn
             try:
@@ -138,9 +150,9 @@ class _GenerateRowsFn(beam.DoFn):
             self.reused.inc()
             taken = [path for path, _ in renders] + ([pt.overlay_path] if overlay else [])
             if self.in_place:
-                yield beam.pvalue.TaggedOutput(REUSED, ((), len(taken) + 1))  # and its chip: all already there
+                yield beam.pvalue.TaggedOutput(REUSED, ((), len(taken) + 1, (), 0))  # and its chip: all there
             else:
-                yield beam.pvalue.TaggedOutput(REUSED, (tuple(taken), 0))
+                yield beam.pvalue.TaggedOutput(REUSED, (tuple(taken), 0, (), 0))
         else:
             if renders:
                 yield beam.pvalue.TaggedOutput(RENDERS, (chip, fitted, renders))
@@ -151,11 +163,49 @@ class _GenerateRowsFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src))
         if pt.still_path and pt.still_path in used:
             yield beam.pvalue.TaggedOutput(COPIES, (pt.still_path, tile.still_src))
+        counts: dict[str, int] = {}
+        for row in kept:
+            add_counts(counts, row_keys(row))
+        still = pt.still_path if pt.still_path in used else ""
         yield beam.pvalue.TaggedOutput(MANIFEST, tile_record(tile.tile_stem, tile.split, pt.slot, tile.fingerprint,
-                                                             tile.chip_sha256, files))
+                                                             tile.chip_sha256, files, len(kept), len(gated), still,
+                                                             counts.items()))
         yield beam.pvalue.TaggedOutput(TILES_DONE, tile_summary(pt))
         self.rows_out.inc(len(kept))
         self._progress.add(1, len(kept))
+
+    def _take(self, tile):
+        """An unchanged tile whose rows the earlier build's split files hold, whole: pointers to them, the
+        counts they add, its files (taken as they are) and its manifest record, all as the earlier build had
+        them; nothing is made. None when its chip or still path is not the one those rows name (then its rows
+        are made again)."""
+        prev = PreviousTile(*tile.earlier)
+        pt = PreparedTile(tile, tile.slot, self.ctx)
+        if pt.chip_path not in prev.files or pt.still_path != prev.still:
+            return None
+        out = []
+        pointers = tuple((tile.split, sample_id, previous_spool(path), offset, length)
+                         for path, rows in tile.earlier_rows for sample_id, offset, length in rows)
+        out.append(beam.pvalue.TaggedOutput(TAKEN_ROWS, pointers))
+        out.append(beam.pvalue.TaggedOutput(ROW_COUNTS, dict(prev.counts)))
+        sidecars = tuple(f for f in prev.files if f.startswith(ROW_SIDECARS_DIR + "/"))
+        others = tuple(f for f in prev.files if f != pt.chip_path and not f.startswith(ROW_SIDECARS_DIR + "/"))
+        if self.in_place:  # everything is where it belongs already
+            out.append(beam.pvalue.TaggedOutput(REUSED, ((), len(others) + 1, (), len(sidecars))))
+        else:
+            out.append(beam.pvalue.TaggedOutput(REUSED, (others, 0, sidecars, 0)))
+            out.append(beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src)))
+        if prev.still:
+            out.append(beam.pvalue.TaggedOutput(COPIES, (prev.still, tile.still_src)))
+        out.append(beam.pvalue.TaggedOutput(MANIFEST, tile_record(tile.tile_stem, tile.split, pt.slot,
+                                                                  tile.fingerprint, tile.chip_sha256, prev.files,
+                                                                  prev.rows, 0, prev.still, prev.counts)))
+        out.append(beam.pvalue.TaggedOutput(TILES_DONE, tile_summary(pt)))
+        self.reused.inc()
+        self.taken.inc()
+        self.rows_out.inc(prev.rows)
+        self._progress.add(1, prev.rows)
+        return out
 
 
 @dataclass
@@ -182,6 +232,8 @@ class GenerateRows(beam.PTransform):
             _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars, self.overlays, self.output_root,
                             self.options, self.sidecar_files, self.in_place),
             beam.pvalue.AsSingleton(total)
-        ).with_outputs(REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS, MANIFEST, REUSED, main="rows")
-        return {"rows": out.rows, **{tag: out[tag] for tag in (REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS,
-                                                               MANIFEST, REUSED)}}
+        ).with_outputs(*OUTPUTS, main="rows")
+        return {"rows": out.rows, **{tag: out[tag] for tag in OUTPUTS}}
+
+
+OUTPUTS = (REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS, MANIFEST, REUSED, TAKEN_ROWS, ROW_COUNTS)

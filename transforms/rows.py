@@ -16,10 +16,6 @@ from transforms.output.tree import ANALYSIS_DIR, CHIPS_DIR, OVERLAYS_DIR, STILLS
 from transforms.paths import join_path, safe_name, slot_dir
 from transforms.prompts import Templates
 
-SIDECAR_CORE_FIELDS = frozenset({
-    "tile_stem", "poi_id", "split", "output_size", "caption", "class_fractions", "regions", "latitude",
-    "longitude", "stac_item_id", "stac_datetime", "datetime", "eo_cloud_cover"})
-
 
 def file_safe(name: str) -> str:
     """safe_name, plus a short digest whenever cleaning changed the name, so two stems never collide."""
@@ -243,5 +239,5 @@ def sentinel_sidecar(pt: PreparedTile) -> dict[str, Any]:
         "regions": [{"label": r.label, "class_id": r.class_id, "bbox": list(r.bbox), "area_px": r.area_px}
                     for r in t.regions],
     }
-    out.update({k: v for k, v in t.raw.items() if k not in SIDECAR_CORE_FIELDS})
+    out.update(t.extra)
     return out

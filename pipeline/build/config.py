@@ -24,7 +24,7 @@ from transforms.output.tree import (
     record_files,
 )
 from transforms.prompts import Templates, load_templates
-from transforms.rebuild.manifest import STILLS_FILE
+from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE
 from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX, TaskContext
 from transforms.splits.plan import LEAKAGE_POLICIES
 from transforms.tasks import DEFAULT_TASKS, default_tasks, eval_tasks, task_names
@@ -80,6 +80,7 @@ class BuildConfig:
     update: bool = False  # --update: the earlier build is the one in --output, replaced in place
     reuse: bool = True  # --no-reuse: draw every tile again (same bytes, more work)
     templates: Templates = field(default_factory=dict, repr=False, compare=False)
+    previous_rows: tuple[str, ...] = field(default=(), repr=False, compare=False)  # its row index files
 
     @classmethod
     def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",
@@ -131,7 +132,7 @@ class BuildConfig:
         input_root, output_root = clean_root(input), clean_root(output)
         if check_paths:
             _check_roots(input_root, output_root)
-        previous_root, previous_format, previous_files, manifest = "", "", (), ()
+        previous_root, previous_format, previous_files, manifest, row_index = "", "", (), (), ()
         if update:
             if previous and clean_root(previous) != output_root:
                 raise UsageError("--update rebuilds the build already in --output; leave out --previous (or use "
@@ -146,8 +147,8 @@ class BuildConfig:
             previous = output_root if there else ""
         if previous:
             previous_root = clean_root(previous)
-            previous_format, previous_files, manifest = _previous_build(previous_root, output_root, update,
-                                                                        max_files_per_dir)
+            previous_format, previous_files, manifest, row_index = _previous_build(previous_root, output_root,
+                                                                                   update, max_files_per_dir)
         try:
             templates = load_templates(prompts_dir or None, list(selected))
         except ValueError as err:
@@ -155,7 +156,8 @@ class BuildConfig:
         return cls(input_root, output_root, selected, profile_names, leakage, tim_shift, redact_location,
                    max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
                    overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
-                   tuple(previous_files), previous_format, tuple(manifest), update, reuse, templates)
+                   tuple(previous_files), previous_format, tuple(manifest), update, reuse, templates,
+                   tuple(row_index))
 
     @property
     def extra_metadata(self) -> tuple[str, ...]:
@@ -191,6 +193,18 @@ class BuildConfig:
         return {**shaping, "templates": self.templates, "satsft_version": version}
 
     @property
+    def row_index(self) -> bool:
+        """Whether the split files carry a row index (and a rebuild can take rows from them): rows that are
+        JSONL lines as they stand, so not with images or row sidecars inside the shards."""
+        return "jsonl" in self.formats and not self.embed_images and self.row_sidecars != "parquet"
+
+    @property
+    def takes_rows(self) -> bool:
+        """Unchanged tiles' rows are read from the earlier build's split files instead of made again."""
+        return (self.reuse and self.layout != "hub" and bool(self.previous_rows) and not self.embed_images
+                and self.row_sidecars != "parquet")
+
+    @property
     def previous_stills(self) -> str:
         return f"{self.previous}/{STILLS_FILE}" if self.previous_manifest else ""
 
@@ -202,8 +216,9 @@ def clean_root(path: str) -> str:
 
 
 def _previous_build(previous: str, output: str, update: bool, max_files_per_dir: int
-                    ) -> tuple[str, list[str], list[str]]:
-    """The format and split files of the earlier build --previous names, and its manifest's tile files; a
+                    ) -> tuple[str, list[str], list[str], list[str]]:
+    """The format and split files of the earlier build --previous names, its manifest's tile files and its
+    row index files (transforms/rebuild/manifest.py); a
     usage error when it is not one, or when it is the output (which is cleared before the build starts)."""
     a, b = previous.rstrip("/") + "/", output.rstrip("/") + "/"
     if not update and (a.startswith(b) or b.startswith(a)):
@@ -227,9 +242,10 @@ def _previous_build(previous: str, output: str, update: bool, max_files_per_dir:
         raise UsageError(f"--update: the build in --output has --max-files-per-dir {before}, not "
                          f"{max_files_per_dir}; every path would move, so build into a new folder (with --previous) "
                          "instead")
-    manifest = [f"{MANIFEST_DIR}/{rel}" for rel in fileio.list_files(f"{previous}/{MANIFEST_DIR}")
-                if rel.startswith("tiles-") and rel.endswith(".jsonl")]
-    return fmt, files, manifest
+    listed = fileio.list_files(f"{previous}/{MANIFEST_DIR}")
+    manifest = [f"{MANIFEST_DIR}/{rel}" for rel in listed if rel.startswith("tiles-") and rel.endswith(".jsonl")]
+    row_index = [rel for rel in (f"{MANIFEST_DIR}/{r}" for r in listed) if rel.startswith(ROWS_DIR + "/")]
+    return fmt, files, manifest, row_index if manifest else []
 
 
 def _folder_has_files(where: str) -> bool:

@@ -10,7 +10,17 @@ from pipeline import __version__
 from pipeline.build.config import BuildConfig
 from pipeline.publish.report import summarise, write_report
 from transforms import fileio
-from transforms.generate import COPIES, MANIFEST, OVERLAYS, RENDERS, REUSED, TILES_DONE, GenerateRows
+from transforms.generate import (
+    COPIES,
+    MANIFEST,
+    OVERLAYS,
+    RENDERS,
+    REUSED,
+    ROW_COUNTS,
+    TAKEN_ROWS,
+    TILES_DONE,
+    GenerateRows,
+)
 from transforms.input.join import JoinOnTileStem, JoinStills
 from transforms.input.read import LEAVES, ExtractImageRefs, FingerprintFn, ListImages, ReadSidecars, image_leaf
 from transforms.output.counts import CountOutcomes
@@ -27,7 +37,14 @@ from transforms.output.tree import STILLS_DIR
 from transforms.paths import join_path
 from transforms.rebuild.commit import commit, finish, saved_manifests, stage_root
 from transforms.rebuild.manifest import options_digest
-from transforms.rebuild.place import FindStaleFiles, PlaceTiles, ReadPreviousTiles, WriteManifest, write_stills_file
+from transforms.rebuild.place import (
+    FindStaleFiles,
+    PlaceTiles,
+    ReadPreviousRows,
+    ReadPreviousTiles,
+    WriteManifest,
+    write_stills_file,
+)
 from transforms.splits.assign import AssignSplits
 
 
@@ -83,7 +100,9 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
               | "JoinOnTileStem" >> JoinOnTileStem(root))
     with_stills = ((joined["tiles"], refs["stills"], still_files)
                    | "JoinStills" >> JoinStills(root, config.previous_stills))
-    previous = previous_splits = None
+    previous = previous_splits = previous_rows = None
+    if config.takes_rows:
+        previous_rows = pipeline | "ReadPreviousRows" >> ReadPreviousRows(config.previous, config.previous_rows)
     if config.previous:
         previous = pipeline | "ReadPreviousTiles" >> ReadPreviousTiles(
             config.previous, config.previous_manifest, config.previous_files, config.previous_format)
@@ -91,7 +110,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     split = with_stills["tiles"] | "AssignSplits" >> AssignSplits(config.leakage, previous_splits)
     options = options_digest(config.shaping_options(__version__))
     placed = split["tiles"] | "PlaceTiles" >> PlaceTiles(options, previous, config.reuse and config.layout != "hub",
-                                                         config.max_files_per_dir)
+                                                         config.max_files_per_dir, previous_rows)
     generated = placed["tiles"] | "GenerateRows" >> GenerateRows(
         config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out, options,
         config.row_sidecars == "files", config.update)
@@ -101,13 +120,16 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     split_files = rows | "WriteSplitFiles" >> WriteSplitFiles(out, config.formats, config.rows_per_shard,
                                                               config.embed_images, config.max_files_per_dir,
                                                               config.row_sidecars, config.extra_metadata,
-                                                              config.layout, dataset_root)
+                                                              config.layout, dataset_root,
+                                                              generated[TAKEN_ROWS] if config.takes_rows else None,
+                                                              config.previous, config.row_index)
     reused = generated[REUSED] | "TakeReusedFiles" >> TakeReusedFiles(config.previous, out)
     events = [
         split_files["events"],
         generated[RENDERS] | "RenderAnalysisImages" >> RenderAnalysisImages(out, spooled=hub),
         generated[OVERLAYS] | "WriteOverlays" >> WriteOverlays(out),
         reused["events"],
+        generated[ROW_COUNTS],
         generated[MANIFEST] | "WriteManifest" >> WriteManifest(dataset_root),
         with_stills["index"] | "WriteStillsManifest" >> beam.Map(
             write_stills_file, dataset_root, config.max_files_per_dir, beam.pvalue.AsSingleton(

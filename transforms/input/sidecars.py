@@ -7,7 +7,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -18,13 +18,17 @@ VALID_SPLITS = ("train", "validation", "test")
 DEFAULT_SIZE = 224
 MAX_SIDECAR_BYTES = 8 * 1024 * 1024
 MAX_STEM_CHARS = 200
+# What Tile holds parsed; anything else in a sidecar travels as it is (Tile.extra).
+SIDECAR_CORE_FIELDS = frozenset({
+    "tile_stem", "poi_id", "split", "output_size", "caption", "class_fractions", "regions", "latitude",
+    "longitude", "stac_item_id", "stac_datetime", "datetime", "eo_cloud_cover"})
 # A stem names output files and joins on file stems, so it must be one path segment of printable characters.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-@dataclass(frozen=True)
-class Region:
-    """A pixel box with an inclusive max corner, already clipped to the chip."""
+class Region(NamedTuple):
+    """A pixel box with an inclusive max corner, already clipped to the chip. A named tuple rather than a
+    dataclass: real tiles carry dozens, every shuffle pickles each, and a tuple pickles in half the time."""
 
     label: str
     class_id: int
@@ -47,7 +51,9 @@ class Tile:
     stac_item_id: str | None
     stac_datetime: str | None
     cloud_cover: float | None
-    raw: dict[str, Any] = field(repr=False, compare=False)
+    # The sidecar's fields beyond the ones parsed above, which row sidecars keep as given. Only those: the whole
+    # sidecar (its regions a second time) would double what every shuffle pickles per tile.
+    extra: dict[str, Any] = field(repr=False, compare=False)
     # Filled in by later stages of the graph.
     chip_src: str = ""
     chip_px: int = 0  # the chip file's width (= height); boxes stay in the output_size frame whatever it is
@@ -60,6 +66,10 @@ class Tile:
     fingerprint: str = ""  # set once the tile is placed when an earlier build had it (else by GenerateRows)
     chip_sha256: str = ""  # known with the fingerprint
     reuse: bool = False  # unchanged since the earlier build: its analysis images and overlay are taken from it
+    # With reuse, and when the earlier build recorded where its rows lie (transforms/rebuild/place): its record
+    # there (PreviousTile fields) and its rows' places in that build's JSONL split files, taken instead of made.
+    earlier: tuple = ()
+    earlier_rows: tuple = ()
 
     def normalised_fractions(self) -> dict[int, float]:
         """Class shares summing to 1: the single source of every percentage quoted for this tile."""
@@ -234,7 +244,7 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         stac_item_id=_optional_str(obj.get("stac_item_id")),
         stac_datetime=_optional_str(obj.get("stac_datetime")) or _optional_str(obj.get("datetime")),
         cloud_cover=_finite_number(obj.get("eo_cloud_cover")),
-        raw=obj,
+        extra={k: v for k, v in obj.items() if k not in SIDECAR_CORE_FIELDS},
         sidecar_sha256=hashlib.sha256(data).hexdigest(),
     )
     return ParsedSidecar(tile, None, tuple(problems))

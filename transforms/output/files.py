@@ -131,23 +131,35 @@ class _TakeReusedFn(beam.DoFn):
         self.taken = Metrics.counter("TakeReusedFiles", "files_taken")
 
     def process(self, element):
-        paths, in_place = element
+        paths, in_place, sidecars, sidecars_in_place = element
         taken = in_place
         for path in paths:
-            try:
-                fileio.link_or_copy(join_path(self.previous, path), join_path(self.root, path))
+            if (yield from self._take(path)):
                 taken += 1
-            except OSError as err:  # the earlier build lost it: the rows name a file that is not there
-                yield beam.pvalue.TaggedOutput(REJECTS, reject(path, "", "copy", "previous_file_unreadable",
-                                                               f"{err.__class__.__name__}: {str(err)[:200]}"))
         self.taken.inc(taken)
         yield {"files_reused": taken}
+        if sidecars or sidecars_in_place:  # a tile whose rows were taken: its row sidecars come with them
+            written = sidecars_in_place
+            for path in sidecars:
+                if (yield from self._take(path)):
+                    written += 1
+            yield {"row_sidecars_written": written}
+
+    def _take(self, path: str):
+        try:
+            fileio.link_or_copy(join_path(self.previous, path), join_path(self.root, path))
+        except OSError as err:  # the earlier build lost it: the rows name a file that is not there
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(path, "", "copy", "previous_file_unreadable",
+                                                           f"{err.__class__.__name__}: {str(err)[:200]}"))
+            return False
+        return True
 
 
 @dataclass
 class TakeReusedFiles(beam.PTransform):
     """The analysis images and overlays of unchanged tiles, linked (or copied) from the earlier build instead of
-    drawn again; with --update they are in place already and are only counted."""
+    drawn again, and their row sidecars when their rows were taken too; with --update they are in place
+    already and are only counted."""
 
     previous: str
     output_root: str

@@ -34,9 +34,17 @@ from transforms.output.formats import (
     sidecar_parquet_bytes,
     sidecar_shard_path,
 )
-from transforms.output.spool import POINTERS_PER_BATCH, RemoveSpool, SpoolFile, read_spooled, spool_root
+from transforms.output.spool import (
+    POINTERS_PER_BATCH,
+    RemoveSpool,
+    SpoolFile,
+    previous_file,
+    read_spooled,
+    spool_root,
+)
 from transforms.output.tree import ANALYSIS_SPOOL_DIR
 from transforms.paths import join_path, shard_dir
+from transforms.rebuild.manifest import encode_row_index, row_index_file
 from transforms.records import reject
 from transforms.rows import Row
 
@@ -193,10 +201,46 @@ def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_di
     return out
 
 
-def read_back(spool_root: str, pointers: list[RowPointer]) -> list[ShardEntry]:
-    """A shard's rows from their spools, sorted by sample id."""
-    data = read_spooled(spool_root, ((p.spool, p.offset, p.length) for p in pointers))
-    return [read_entry(p.sample_id, data[(p.spool, p.offset)]) for p in sorted(pointers, key=lambda p: p.sample_id)]
+def read_back(spool_root: str, pointers: list[RowPointer], previous_root: str = "") -> list[ShardEntry]:
+    """A shard's rows, sorted by sample id: from their spools, and (rows an unchanged tile keeps) from the
+    earlier build's JSONL split files, where each is the line the row was written as."""
+    spooled = [p for p in pointers if previous_file(p.spool) is None]
+    data = read_spooled(spool_root, ((p.spool, p.offset, p.length) for p in spooled))
+    entries = [read_entry(p.sample_id, data[(p.spool, p.offset)]) for p in spooled]
+    earlier = [p for p in pointers if previous_file(p.spool) is not None]
+    if earlier:
+        lines = read_spooled(previous_root, ((previous_file(p.spool), p.offset, p.length) for p in earlier))
+        entries += [taken_entry(p, lines[(previous_file(p.spool), p.offset)], previous_root) for p in earlier]
+    return sorted(entries, key=lambda e: e.sample_id)
+
+
+def taken_entry(pointer: RowPointer, line: bytes, previous_root: str) -> ShardEntry:
+    """The row a line of the earlier build holds; a line that is not that row (the split file was changed
+    since that build wrote its index) stops the build rather than write a wrong row."""
+    try:
+        record = orjson.loads(line)
+        ok = record["metadata"]["sample_id"] == pointer.sample_id
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise RuntimeError(f"{join_path(previous_root, previous_file(pointer.spool) or '')} at byte {pointer.offset}"
+                           f" does not hold row {pointer.sample_id!r}, as that build's row index says: the earlier "
+                           "build was changed since it was written; run again with --no-reuse")
+    return ShardEntry(pointer.sample_id, record)
+
+
+def write_row_index(root: str, key: ShardKey, records: list[dict[str, Any]]) -> dict[str, int]:
+    """Where each row of the shard's JSONL file lies, by tile: what lets the next rebuild take an unchanged
+    tile's rows from this file instead of making them again (transforms/rebuild)."""
+    split, shard, n, sub = key
+    path = FORMATS["jsonl"].path(split, shard, n, sub)
+    entries, offset = [], 0
+    for r in records:
+        length = len(orjson.dumps(r)) + 1  # as jsonl_bytes writes it, newline included
+        entries.append((r["metadata"]["tile_stem"], r["metadata"]["sample_id"], offset, length))
+        offset += length
+    fileio.write_bytes(join_path(root, row_index_file(path)), encode_row_index(path, entries))
+    return {"manifest_files_written": 1}
 
 
 def shard_images(entries: list[ShardEntry], analysis_root: str, read=fileio.read_bytes) -> list[Images | str]:
@@ -244,8 +288,10 @@ def _render_embedded(spec: dict, chip: bytes | str | None) -> bytes | str:
 
 class _WriteShardFn(beam.DoFn):
     def __init__(self, root: str, formats: tuple[str, ...], embed_images: bool, row_sidecars: str,
-                 metadata_fields: tuple[str, ...], hub: bool = False, files_root: str = ""):
+                 metadata_fields: tuple[str, ...], hub: bool = False, files_root: str = "", previous: str = "",
+                 row_index: bool = False):
         self.root, self.formats, self.embed_images, self.row_sidecars = root, formats, embed_images, row_sidecars
+        self.previous, self.row_index = previous, row_index and "jsonl" in formats
         self.files_root = files_root or root
         self.metadata_fields, self.hub = metadata_fields, hub
         self.analysis_root = join_path(root, ANALYSIS_SPOOL_DIR) if hub else root
@@ -256,7 +302,7 @@ class _WriteShardFn(beam.DoFn):
     def process(self, element):
         (split, shard, n, sub), grouped = element
         entries = read_back(spool_root(self.root),
-                            [RowPointer(*p) for batch in grouped["rows"] for p in batch])
+                            [RowPointer(*p) for batch in grouped["rows"] for p in batch], self.previous)
         images = None
         if self.embed_images:
             found = shard_images(entries, self.analysis_root)
@@ -270,6 +316,8 @@ class _WriteShardFn(beam.DoFn):
                                  self.metadata_fields, HUB_ROW_GROUP_ROWS if self.hub else 0):
             self.files.inc()
             yield event
+        if self.row_index:
+            yield write_row_index(self.files_root, (split, shard, n, sub), records)
         if self.row_sidecars == "parquet":
             path = sidecar_shard_path(split, shard, n, sub)
             fileio.write_bytes(join_path(self.files_root, path), sidecar_parquet_bytes(
@@ -311,11 +359,16 @@ class WriteSplitFiles(beam.PTransform):
     extra_metadata: tuple[str, ...] = ()
     layout: str = "default"
     files_root: str = ""  # where the split files go, if not output_root (--update stages them)
+    taken: beam.PCollection | None = None  # pointer tuples to rows in the earlier build's JSONL files
+    previous: str = ""  # that build
+    row_index: bool = False  # write each JSONL file's row index (metadata/manifest/rows/), for the next rebuild
 
     def expand(self, rows):
         hub = self.layout == "hub"
         pointers = rows | "Spool" >> beam.ParDo(_SpoolFn(spool_root(self.output_root), self.embed_images,
                                                          self.row_sidecars == "parquet", hub))
+        if self.taken is not None:
+            pointers = (pointers, self.taken) | "WithTaken" >> beam.Flatten()
         counts = (pointers
                   | "SplitOf" >> beam.FlatMap(split_counts_of)
                   | "CountPerSplit" >> beam.CombinePerKey(sum)
@@ -327,7 +380,7 @@ class WriteSplitFiles(beam.PTransform):
                | "GroupShards" >> beam.CoGroupByKey()
                | "Write" >> beam.ParDo(_WriteShardFn(self.output_root, self.formats, self.embed_images,
                                                      self.row_sidecars, (*METADATA_FIELDS, *self.extra_metadata),
-                                                     hub, self.files_root)
+                                                     hub, self.files_root, self.previous, self.row_index)
                                        ).with_outputs(REJECTS, main="events"))
         # Once every shard is written (the count waits for all of them), the spools go; it emits nothing, but the
         # build report waits for it through the flattened events.

@@ -19,6 +19,17 @@ from transforms.output.tree import SPOOL_DIR
 from transforms.paths import join_path
 
 POINTERS_PER_BATCH = 1000  # pointers travel in tuples of up to this many: one element per row costs a coder pass
+PREVIOUS_MARK = "previous:"  # a pointer's "spool" that is a JSONL split file of the earlier build (--previous)
+
+
+def previous_spool(split_file: str) -> str:
+    """The spool name of a row that lies, as its JSONL line, in the earlier build's split file (relative path):
+    rows of unchanged tiles are read from there instead of being made and spooled again."""
+    return PREVIOUS_MARK + split_file
+
+
+def previous_file(spool: str) -> str | None:
+    return spool[len(PREVIOUS_MARK):] if spool.startswith(PREVIOUS_MARK) else None
 
 
 def spool_root(output_root: str) -> str:

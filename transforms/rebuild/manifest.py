@@ -21,6 +21,7 @@ from transforms.output.tree import MANIFEST_DIR
 
 TILES_PER_FILE = 50_000  # about 10 MB of JSONL per file with a few dozen output files per tile
 STILLS_FILE = f"{MANIFEST_DIR}/stills.jsonl"
+ROWS_DIR = f"{MANIFEST_DIR}/rows"  # per JSONL split file: where each of its rows lies, by tile
 
 
 class PreviousTile(NamedTuple):
@@ -33,6 +34,10 @@ class PreviousTile(NamedTuple):
     slot: int = -1
     fingerprint: str = ""
     files: tuple[str, ...] = ()
+    rows: int = -1  # rows it had (-1: not recorded, an older manifest)
+    gated: int = 0  # rows the gate turned away: their rejects are not in the split files
+    still: str = ""  # the output path of its still when a row showed it
+    counts: tuple[tuple[str, int], ...] = ()  # what its rows added to the report's counts
 
 
 def tiles_file(slot: int) -> str:
@@ -44,9 +49,13 @@ def is_manifest_file(rel: str) -> bool:
 
 
 def tile_record(stem: str, split: str, slot: int, fingerprint: str, chip_sha256: str,
-                files: Iterable[str]) -> dict[str, Any]:
+                files: Iterable[str], rows: int, gated: int, still: str,
+                counts: Iterable[tuple[str, int]]) -> dict[str, Any]:
+    """``rows``, ``gated``, ``still`` and ``counts`` let a rebuild take the tile's rows from the earlier split
+    files instead of making them again, with the counts they added to the report."""
     return {"stem": stem, "split": split, "slot": slot, "fingerprint": fingerprint, "chip_sha256": chip_sha256,
-            "files": sorted(set(files))}
+            "files": sorted(set(files)), "rows": rows, "gated": gated, "still": still,
+            "counts": dict(sorted(counts))}
 
 
 def encode_tiles(records: Iterable[dict[str, Any]]) -> bytes:
@@ -66,7 +75,44 @@ def parse_tiles(data: bytes) -> list[PreviousTile]:
     for line in data.splitlines():
         if line.strip():
             r = orjson.loads(line)
-            out.append(PreviousTile(r["stem"], r["split"], int(r["slot"]), r["fingerprint"], tuple(r["files"])))
+            out.append(PreviousTile(r["stem"], r["split"], int(r["slot"]), r["fingerprint"], tuple(r["files"]),
+                                    int(r.get("rows", -1)), int(r.get("gated", 0)), r.get("still", ""),
+                                    tuple(sorted(r.get("counts", {}).items()))))
+    return out
+
+
+def add_counts(into: dict[str, int], keys: Iterable[tuple[str, int]]) -> dict[str, int]:
+    for key, n in keys:
+        into[key] = into.get(key, 0) + n
+    return into
+
+
+def row_index_file(jsonl_path: str) -> str:
+    """The row index of one JSONL split file (relative paths): beside the manifest, named after the file."""
+    return f"{ROWS_DIR}/{jsonl_path}"
+
+
+def encode_row_index(jsonl_path: str, rows: Iterable[tuple[str, str, int, int]]) -> bytes:
+    """(tile stem, sample id, offset, length) of a split file's rows in file order -> a line per run of one
+    tile's rows (a shard is sorted by sample id, which starts with the stem, so a tile's rows come together)."""
+    lines: list[bytes] = []
+    stem, run = None, []
+    for tile_stem, sample_id, offset, length in [*rows, (None, "", 0, 0)]:
+        if tile_stem != stem:
+            if run:
+                lines.append(orjson.dumps({"file": jsonl_path, "rows": run, "stem": stem}) + b"\n")
+            stem, run = tile_stem, []
+        run.append([sample_id, offset, length])
+    return b"".join(lines)
+
+
+def parse_row_index(data: bytes) -> list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]]:
+    """A row index file -> (stem, (split file, ((sample id, offset, length), ...))) per line."""
+    out = []
+    for line in data.splitlines():
+        if line.strip():
+            r = orjson.loads(line)
+            out.append((r["stem"], (r["file"], tuple((sid, int(o), int(n)) for sid, o, n in r["rows"]))))
     return out
 
 

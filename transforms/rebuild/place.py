@@ -27,6 +27,7 @@ from transforms.rebuild.manifest import (
     encode_stills,
     encode_tiles,
     first_free_slot,
+    parse_row_index,
     parse_tiles,
     stale_files,
     tile_fingerprint,
@@ -73,6 +74,35 @@ class ReadPreviousTiles(beam.PTransform):
                 | "Once" >> beam.Distinct())
 
 
+def _read_row_index(element) -> list[tuple]:
+    root, rel = element
+    return parse_row_index(fileio.read_bytes(join_path(root, rel)))
+
+
+@dataclass
+class ReadPreviousRows(beam.PTransform):
+    """An earlier build's row index -> (stem, (split file, ((sample id, offset, length), ...))) per run of a
+    tile's rows in one of its JSONL split files: what lets an unchanged tile's rows be taken, not made."""
+
+    root: str
+    index_files: tuple[str, ...]
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Files" >> beam.Create([(self.root, rel) for rel in self.index_files])
+                | "Spread" >> beam.Reshuffle()
+                | "Read" >> beam.FlatMap(_read_row_index))
+
+
+def takeable_rows(prev: PreviousTile, runs: list[tuple]) -> tuple:
+    """The tile's rows in the earlier split files when they are all there (the index names as many as the
+    manifest says it had) and none was gated (a gated row's reject is in no split file): else () and its
+    rows are made again."""
+    if prev.rows < 0 or prev.gated or sum(len(rows) for _, rows in runs) != prev.rows:
+        return ()
+    return tuple(sorted(runs))
+
+
 def chip_digest(chip_src: str) -> str:
     return hashlib.sha256(fileio.read_bytes(chip_src)).hexdigest()
 
@@ -84,10 +114,12 @@ class _CompareFn(beam.DoFn):
         self.options, self.reuse = options, reuse
         self.unchanged = Metrics.counter("PlaceTiles", "tiles_unchanged")
         self.changed = Metrics.counter("PlaceTiles", "tiles_changed")
+        self.rows_taken = Metrics.counter("PlaceTiles", "rows_taken")
 
     def process(self, element):
         _, groups = element
         tiles, before = list(groups["tiles"]), [PreviousTile(*p) for p in groups["previous"]]
+        runs = list(groups.get("rows", ()))
         for tile in tiles:
             prev = next((p for p in before if p.slot >= 0), None)
             if prev is None:
@@ -104,7 +136,12 @@ class _CompareFn(beam.DoFn):
                 self.unchanged.inc()
                 yield beam.pvalue.TaggedOutput(EVENTS, {"rebuild|tiles_unchanged": 1,
                                                         "rebuild|tiles_reused": int(self.reuse)})
-                yield tile.with_fields(slot=prev.slot, reuse=self.reuse)
+                rows = takeable_rows(prev, runs) if self.reuse else ()
+                if rows:
+                    self.rows_taken.inc(prev.rows)
+                    yield beam.pvalue.TaggedOutput(EVENTS, {"rebuild|rows_reused": prev.rows})
+                yield tile.with_fields(slot=prev.slot, reuse=self.reuse, earlier=tuple(prev) if rows else (),
+                                       earlier_rows=rows)
             else:
                 self.changed.inc()
                 yield beam.pvalue.TaggedOutput(EVENTS, {"rebuild|tiles_changed": 1})
@@ -128,6 +165,7 @@ class PlaceTiles(beam.PTransform):
     previous: beam.PCollection | None = None  # PreviousTile tuples of the earlier build
     reuse: bool = True
     max_files_per_dir: int = 9000  # new slots begin a shard folder of their own (first_free_slot)
+    previous_rows: beam.PCollection | None = None  # ReadPreviousRows: unchanged tiles' rows are taken from there
 
     def expand(self, tiles):
         p = tiles.pipeline
@@ -136,8 +174,11 @@ class PlaceTiles(beam.PTransform):
             events = p | "NoEvents" >> beam.Create([])
             start = p | "FirstSlot" >> beam.Create([0])
         else:
-            compared = ({"tiles": tiles | "KeyByStem" >> beam.Map(lambda t: (t.tile_stem, t)),
-                         "previous": self.previous | "PreviousByStem" >> beam.Map(lambda t: (t[0], t))}
+            joined = {"tiles": tiles | "KeyByStem" >> beam.Map(lambda t: (t.tile_stem, t)),
+                      "previous": self.previous | "PreviousByStem" >> beam.Map(lambda t: (t[0], t))}
+            if self.previous_rows is not None:
+                joined["rows"] = self.previous_rows
+            compared = (joined
                         | "JoinPrevious" >> beam.CoGroupByKey()
                         | "Compare" >> beam.ParDo(_CompareFn(self.options, self.reuse)).with_outputs(
                             UNPLACED, EVENTS, main="placed"))

@@ -11,9 +11,11 @@ from transforms.paths import shard_dir, slot_dir
 from transforms.rebuild.manifest import (
     PreviousTile,
     allocate_slots,
+    encode_row_index,
     encode_stills,
     encode_tiles,
     first_free_slot,
+    parse_row_index,
     parse_stills,
     parse_tiles,
     stale_files,
@@ -64,11 +66,16 @@ def test_allocation_is_in_stem_order_after_the_start():
 
 
 def test_manifest_records_round_trip_and_sort_by_slot():
-    records = [tile_record("t2", "train", 7, "f2", "c2", ["b", "a", "a"]), tile_record("t1", "test", 3, "f1", "c1", [])]
+    counts = [("rows|caption|train", 1), ("boxes|3", 1)]
+    records = [tile_record("t2", "train", 7, "f2", "c2", ["b", "a", "a"], 2, 1, "st/t2.png", counts),
+               tile_record("t1", "test", 3, "f1", "c1", [], 0, 0, "", [])]
     data = encode_tiles(records)
     assert data == encode_tiles(reversed(records)), "same records, same bytes"
-    assert parse_tiles(data) == [PreviousTile("t1", "test", 3, "f1", ()),
-                                 PreviousTile("t2", "train", 7, "f2", ("a", "b"))]
+    assert parse_tiles(data) == [PreviousTile("t1", "test", 3, "f1", (), 0, 0, "", ()),
+                                 PreviousTile("t2", "train", 7, "f2", ("a", "b"), 2, 1, "st/t2.png",
+                                              (("boxes|3", 1), ("rows|caption|train", 1)))]
+    older = b'{"stem":"t","split":"train","slot":1,"fingerprint":"f","chip_sha256":"c","files":[]}\n'
+    assert parse_tiles(older) == [PreviousTile("t", "train", 1, "f", ())], "a manifest without row counts"
     assert tiles_file(49_999) == "metadata/manifest/tiles-b00000.jsonl" != tiles_file(50_000)
     stills = encode_stills({"s1": (4, "mapbox_stills/s00000/s1.png"), "s0": (2, "")})
     assert parse_stills(stills) == {"s0": 2, "s1": 4} and still_paths(stills) == {"mapbox_stills/s00000/s1.png"}
@@ -86,3 +93,12 @@ def test_stale_files_are_what_no_new_record_names():
     assert stale_files(before, [("images/s00000/t.png",)]) == ["overlays/s00000/t.png"]
     assert stale_files(before, []) == ["images/s00000/t.png", "overlays/s00000/t.png"], "a removed tile"
     assert stale_files([], [("x",)]) == []
+
+
+def test_row_index_groups_each_tiles_run_and_round_trips():
+    rows = [("a", "a__caption", 0, 10), ("a", "a__grounding", 10, 20), ("b", "b__caption", 30, 5)]
+    data = encode_row_index("data/train.jsonl", rows)
+    assert data.count(b"\n") == 2, "a line per run of one tile's rows"
+    assert parse_row_index(data) == [("a", ("data/train.jsonl", (("a__caption", 0, 10), ("a__grounding", 10, 20)))),
+                                     ("b", ("data/train.jsonl", (("b__caption", 30, 5),)))]
+    assert encode_row_index("data/train.jsonl", []) == b""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import orjson
 import pytest
 
@@ -72,6 +74,20 @@ def test_parse_sidecar_valid_and_regions_clipped():
                                                           "region_unknown_class"]
     norm = parsed.tile.normalised_fractions()
     assert abs(sum(norm.values()) - 1) < 1e-12 and abs(norm[4] - 0.5 / 0.92) < 1e-12
+
+
+def test_a_tile_pickles_to_an_equal_tile_with_the_same_types():
+    """Tiles cross every shuffle pickled (as JSON inside, Tile.__reduce__): nothing may come back changed."""
+    side = make_sidecar(grid={"zone": 32, "cells": [[1, 2], [3, 4]]}, latitude=45, eo_cloud_cover=12.5)
+    tile = parse_sidecar(orjson.dumps(side), "m/x.json").tile.with_fields(
+        chip_src="/in/images/x.png", slot=7, reuse=True, earlier=("x", "train", 7, "fp", ("a.png",), 2, 0, "",
+                                                                  (("rows|caption|train", 1),)),
+        earlier_rows=(("data/train.jsonl", (("x__caption", 0, 9),)),))
+    back = pickle.loads(pickle.dumps(tile))
+    assert back == tile and back.extra == tile.extra == {"grid": {"zone": 32, "cells": [[1, 2], [3, 4]]}}
+    assert {n: type(v) for n, v in back.__dict__.items()} == {n: type(v) for n, v in tile.__dict__.items()}
+    assert back.earlier == tile.earlier and back.earlier_rows == tile.earlier_rows
+    assert type(back.regions[0]) is type(tile.regions[0]) and back.fractions == tile.fractions
 
 
 @pytest.mark.parametrize("data,reason", [

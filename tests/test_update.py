@@ -119,6 +119,25 @@ def test_no_reuse_gives_the_same_bytes(trees, tmp_path):
     assert _report(tmp_path / "full")["rows"] == _report(base / "again")["rows"]
 
 
+def test_a_damaged_row_index_costs_only_time(trees, tmp_path):
+    """Rows an unreadable row index names are made again, with the same bytes; a split file changed under its
+    index stops the build with the way out, rather than write a wrong row."""
+    base, _, _ = trees
+    prev = _copy_of_first(base, tmp_path)
+    index = next((prev / "metadata/manifest/rows/data").glob("train*.jsonl"))
+    index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
+    run_cli("build", "--input", str(base / "big"), "--output", str(tmp_path / "new"), "--previous", str(prev), *BUILD)
+    assert _files(tmp_path / "new") == _files(base / "again")
+    taken, all_taken = (_report(r)["rebuild"]["rows_reused"] for r in (tmp_path / "new", base / "again"))
+    assert 0 < taken < all_taken
+    split_file = next(f for f in sorted((prev / "data").glob("*.jsonl")) if not f.name.startswith("train"))
+    split_file.write_bytes(b'{"edited": "since"}\n' + split_file.read_bytes())  # its index is whole, its offsets off
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--input", str(base / "big"), "--output",
+                           str(tmp_path / "new2"), "--previous", str(prev), *BUILD], cwd=REPO, capture_output=True,
+                          timeout=600)
+    assert proc.returncode != 0 and b"run again with --no-reuse" in proc.stderr
+
+
 def test_update_in_place_equals_previous_into_a_new_folder(trees, tmp_path):
     base, _, _ = trees
     out = _copy_of_first(base, tmp_path)

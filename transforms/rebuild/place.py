@@ -75,8 +75,14 @@ class ReadPreviousTiles(beam.PTransform):
 
 
 def _read_row_index(element) -> list[tuple]:
+    """A row index that cannot be read or parsed costs nothing but time: without it the rows it names are made
+    again (takeable_rows finds them missing), with the same bytes."""
     root, rel = element
-    return parse_row_index(fileio.read_bytes(join_path(root, rel)))
+    try:
+        return parse_row_index(fileio.read_bytes(join_path(root, rel)))
+    except (OSError, ValueError, KeyError, TypeError):  # orjson.JSONDecodeError is a ValueError
+        Metrics.counter("ReadPreviousRows", "index_files_unreadable").inc()
+        return []
 
 
 @dataclass

@@ -7,6 +7,7 @@ and `satsft --help`, `sample` and `validate` never need it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -83,7 +84,7 @@ def run_build(argv: list[str]) -> int:
             LOG.info("%s in %s", done, build_options.output)
     config = build_options.to_config()
     if config.update:  # --update keeps the build in --output: it is replaced only at the commit
-        begin(config.output)
+        config = dataclasses.replace(config, update_token=begin(config.output))
     else:
         prepare_output(config, BUILD_ENTRIES)
     LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner_name(options),

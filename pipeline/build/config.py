@@ -81,6 +81,7 @@ class BuildConfig:
     reuse: bool = True  # --no-reuse: draw every tile again (same bytes, more work)
     templates: Templates = field(default_factory=dict, repr=False, compare=False)
     previous_rows: tuple[str, ...] = field(default=(), repr=False, compare=False)  # its row index files
+    update_token: str = field(default="", repr=False, compare=False)  # --update: this run's (commit.begin)
 
     @classmethod
     def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",

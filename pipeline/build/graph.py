@@ -73,10 +73,11 @@ class CommitUpdate(beam.PTransform):
 
     output: str
     stale: beam.PCollection  # per-tile files no tile of the new build names
+    token: str = ""  # what transforms.rebuild.commit.begin gave this run
 
     def expand(self, written_report):
-        out = self.output
-        committed = written_report | "Commit" >> beam.Map(lambda _: bool(commit(out)))
+        out, token = self.output, self.token
+        committed = written_report | "Commit" >> beam.Map(lambda _: bool(commit(out, token)))
         removed = (self.stale
                    | "Spread" >> beam.Reshuffle()
                    | "Remove" >> beam.Map(lambda rel, _: fileio.remove(join_path(out, rel)) or 1,
@@ -171,5 +172,5 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
             stale = generated[MANIFEST] | "FindStaleFiles" >> FindStaleFiles(before | "AllBefore" >> beam.Flatten())
         else:  # the first build in an empty folder: nothing was there before
             stale = pipeline | "NothingStale" >> beam.Create([])
-        report | "CommitUpdate" >> CommitUpdate(out, stale)
+        report | "CommitUpdate" >> CommitUpdate(out, stale, config.update_token)
     return pipeline

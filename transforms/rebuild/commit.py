@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import uuid
 
 import orjson
 
@@ -64,13 +65,25 @@ def _stills(manifest: str) -> set[str]:
     return still_paths(data) if data is not None else set()
 
 
-def commit(output: str) -> dict[str, list[str]]:
-    """Steps 1 to 3 of the module docstring; returns the journal it carried out."""
+def commit(output: str, token: str = "") -> dict[str, list[str]]:
+    """Steps 1 to 3 of the module docstring; returns the journal it carried out. ``token``: what begin() gave
+    this run. When another update of the same output has begun since (its recover() dropped this run's stage),
+    or the stage lacks a split file its report lists, nothing is committed: the old build stays whole."""
     if os.environ.get(STOP_AFTER_ENV) == "before":  # fault injection for the tests: dies before the commit
         os._exit(137)
+    marker = (fileio.read_if_there(join_path(output, STARTED)) or b"").decode("utf-8", "replace")
+    if token and f"run {token}" not in marker:
+        raise RuntimeError(f"--update of {output}: another update of this output began while this one ran; this "
+                           "one stops before its commit (the dataset stays as it was); run one update at a time")
     staged = fileio.list_files(stage_root(output))
     if REPORT_NAME not in staged:
         raise RuntimeError(f"--update: nothing staged in {stage_root(output)}; the new build did not finish")
+    report = orjson.loads(fileio.read_bytes(join_path(stage_root(output), REPORT_NAME)))
+    missing = sorted({p for paths in report.get("files", {}).values() for p in paths} - set(staged))
+    if missing:
+        raise RuntimeError(f"--update of {output}: the staged build lacks {len(missing)} of the split files its "
+                           f"report lists (first: {missing[0]}); nothing was committed (the dataset stays as it "
+                           "was): run the update again")
     generation = len({posixpath.dirname(p) for p in fileio.list_files(join_path(output, SAVED_DIR))})
     for rel in fileio.list_files(join_path(output, MANIFEST_DIR)):
         fileio.write_bytes(join_path(output, SAVED_DIR, f"g{generation:02d}", rel),
@@ -105,11 +118,15 @@ def apply_journal(output: str) -> bool:
     return True
 
 
-def begin(output: str) -> None:
+def begin(output: str) -> str:
     """Mark the output as being updated before anything is written, so a reader (validate) knows that files no
-    row names yet belong to an update under way, from its first file to its last."""
+    row names yet belong to an update under way, from its first file to its last. Returns this run's token
+    (the commit checks that no other update has begun since)."""
+    token = uuid.uuid4().hex  # names this run only; never part of the dataset
     fileio.write_bytes(join_path(output, STARTED), b"an --update of this output is running, or stopped before it "
-                                                   b"finished: run it again to finish it\n")
+                                                   b"finished: run it again to finish it\n"
+                       + f"run {token}\n".encode())
+    return token
 
 
 def recover(output: str) -> str:

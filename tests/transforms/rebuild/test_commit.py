@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from transforms.output.tree import OutputTree
-from transforms.rebuild.commit import JOURNAL, STAGE_DIR, apply_journal, commit, recover
+from transforms.rebuild.commit import JOURNAL, STAGE_DIR, apply_journal, begin, commit, recover
 
 
 def _write(root, rel, data: bytes = b"x"):
@@ -59,3 +59,15 @@ def test_recover_drops_what_a_run_stopped_before_its_commit_staged(staged):
     assert recover(str(staged)) == "dropped the staged files of an --update stopped before its commit"
     assert (staged / "data/test.jsonl").exists() and not (staged / STAGE_DIR).exists()
     assert recover(str(staged)) == ""
+
+
+def test_an_update_overtaken_by_another_or_staged_short_commits_nothing(staged):
+    mine = begin(str(staged))
+    theirs = begin(str(staged))  # a second update of the same output began while the first ran
+    with pytest.raises(RuntimeError, match="another update of this output began"):
+        commit(str(staged), mine)
+    assert (staged / "data/test.jsonl").read_bytes() == b"old test\n", "the old build stays whole"
+    (staged / STAGE_DIR / "data/train.jsonl").unlink()  # its stage lost a split file its report lists
+    with pytest.raises(RuntimeError, match="lacks 1 of the split files"):
+        commit(str(staged), theirs)
+    assert (staged / "data/train.jsonl").read_bytes() == b"old train\n" and not (staged / JOURNAL).exists()

@@ -121,7 +121,7 @@ def test_no_reuse_gives_the_same_bytes(trees, tmp_path):
 
 def test_a_damaged_row_index_costs_only_time(trees, tmp_path):
     """Rows an unreadable row index names are made again, with the same bytes; a split file changed under its
-    index stops the build with the way out, rather than write a wrong row."""
+    index, or a damaged manifest, stops the build with the way out, rather than write wrong rows."""
     base, _, _ = trees
     prev = _copy_of_first(base, tmp_path)
     index = next((prev / "metadata/manifest/rows/data").glob("train*.jsonl"))
@@ -136,6 +136,12 @@ def test_a_damaged_row_index_costs_only_time(trees, tmp_path):
                            str(tmp_path / "new2"), "--previous", str(prev), *BUILD], cwd=REPO, capture_output=True,
                           timeout=600)
     assert proc.returncode != 0 and b"run again with --no-reuse" in proc.stderr
+    manifest = prev / "metadata/manifest/tiles-b00000.jsonl"
+    manifest.write_bytes(manifest.read_bytes()[:-40])  # a damaged manifest: splits and slots cannot be kept
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--input", str(base / "big"), "--output",
+                           str(tmp_path / "new3"), "--previous", str(prev), *BUILD], cwd=REPO, capture_output=True,
+                          timeout=600)
+    assert proc.returncode != 0 and b"the earlier build's manifest cannot be read" in proc.stderr
 
 
 def test_update_in_place_equals_previous_into_a_new_folder(trees, tmp_path):

@@ -40,9 +40,17 @@ UNPLACED = "unplaced"
 
 
 def _read_manifest_file(element) -> list[tuple]:
+    """A manifest file that does not parse stops the build with the way out: without it the earlier build's
+    tiles would lose their slots and splits, which is what --previous is there to keep."""
     root, rel = element
     with fileio.open_for_read(join_path(root, rel)) as f:
-        return [tuple(t) for t in parse_tiles(f.read())]
+        data = f.read()
+    try:
+        return [tuple(t) for t in parse_tiles(data)]
+    except (ValueError, KeyError, TypeError) as err:  # orjson.JSONDecodeError is a ValueError
+        raise RuntimeError(f"{join_path(root, rel)} is damaged ({err.__class__.__name__}: {str(err)[:200]}): the "
+                           "earlier build's manifest cannot be read; restore it, or build without --previous/"
+                           "--update (every tile then gets new paths and splits)") from err
 
 
 def _read_split_file(element) -> list[tuple]:

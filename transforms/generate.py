@@ -225,9 +225,13 @@ class GenerateRows(beam.PTransform):
     options: str = ""  # rebuild.manifest.options_digest: part of every tile's fingerprint
     sidecar_files: bool = True  # row sidecars are files, so the manifest lists them among the tile's files
     in_place: bool = False  # --update: a reused tile's files are already where they belong
+    # The progress display's total: by default the tiles counted here, which holds every tile back until all are
+    # in; the build passes the number of sidecar files instead, known from the listing.
+    expected: beam.PCollection | None = None
 
     def expand(self, tiles):
-        total = tiles | "CountTiles" >> beam.combiners.Count.Globally()
+        total = (self.expected if self.expected is not None
+                 else tiles | "CountTiles" >> beam.combiners.Count.Globally())
         out = tiles | "Generate" >> beam.ParDo(
             _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars, self.overlays, self.output_root,
                             self.options, self.sidecar_files, self.in_place),

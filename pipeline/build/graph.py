@@ -114,7 +114,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
                                                          config.max_files_per_dir, previous_rows)
     generated = placed["tiles"] | "GenerateRows" >> GenerateRows(
         config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out, options,
-        config.row_sidecars == "files", config.update)
+        config.row_sidecars == "files", config.update, sidecars["tiles_in"])
     rows = generated["rows"]
 
     hub = config.layout == "hub"  # images only inside the rows: no image files, analysis images via the spool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import orjson
@@ -180,3 +181,20 @@ def test_local_writes_make_missing_folders_and_leave_no_temporary_files(tmp_path
         f.write(b"spool")
     assert deep.read_bytes() == b"two" and (tmp_path / "x" / "spool.bin").read_bytes() == b"spool"
     assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["c.json", "d.json"]
+
+
+def test_escapes_root_follows_file_and_folder_links(tmp_path):
+    from transforms.input.images import escapes_root, real_path
+
+    root, outside = tmp_path / "tree", tmp_path / "outside"
+    (root / "images" / "s0").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "x.png").write_bytes(b"x")
+    (root / "images" / "s0" / "own.png").write_bytes(b"x")
+    (root / "images" / "s0" / "link.png").symlink_to(outside / "x.png")
+    (root / "images" / "away").symlink_to(outside, target_is_directory=True)
+    (root / "images" / "s0" / "inner.png").symlink_to(root / "images" / "s0" / "own.png")
+    for rel, escapes in [("images/s0/own.png", False), ("images/s0/link.png", True), ("images/away/x.png", True),
+                         ("images/s0/inner.png", False)]:
+        assert escapes_root(str(root), str(root / rel)) is escapes, rel
+        assert real_path(str(root / rel)) == os.path.realpath(root / rel)

@@ -60,12 +60,25 @@ def _real_root(root: str) -> str:
     return os.path.realpath(root)
 
 
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
+def real_path(path: str) -> str:
+    """os.path.realpath, with each folder resolved once per worker: a tree's files share a few thousand
+    folders, and realpath costs a stat per path component, for every file."""
+    folder, name = os.path.split(path)
+    full = os.path.join(_real_folder(folder), name)
+    return os.path.realpath(full) if os.path.islink(full) else full
+
+
 def escapes_root(root: str, path: str) -> bool:
     """True when a local path resolves (through symlinks) to somewhere outside the input root."""
     if not fileio.is_local(path):
         return False  # object stores have no symlinks
     real_root = _real_root(root)  # once per worker, not once per file
-    real = os.path.realpath(path)
+    real = real_path(path)
     return os.path.commonpath([real_root, real]) != real_root
 
 

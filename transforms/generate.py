@@ -214,8 +214,11 @@ class GenerateRows(beam.PTransform):
     tile, its chip's bytes and colour fit with the analysis images to render from them (``renders``): the chip
     is read, decoded and fitted once for all of the tile's profiles, and a chip that does not decode rejects
     its tile before any of its rows are emitted. A tile unchanged since the earlier build (``reuse``) is never
-    decoded: its rows are made again (cheap, and they must name this build's paths) and its analysis images
-    and overlay come from that build (``reused``). ``manifest``: one record per tile with rows."""
+    decoded, and its analysis images, overlay (and, when its rows are taken, row sidecars) come from that build
+    (``reused``). When that build's row index covers it (``earlier_rows``), its rows are not made either:
+    ``taken_rows`` points at their lines in that build's JSONL split files and ``row_counts`` carries what
+    they add to the report, both from its manifest record; else its rows are made again, with the same bytes.
+    ``manifest``: one record per tile with rows."""
 
     ctx: TaskContext
     tasks: tuple[str, ...]

@@ -236,7 +236,7 @@ class WriteManifest(beam.PTransform):
 
 def _stale(element) -> list[str]:
     _, groups = element
-    return stale_files([PreviousTile(*p) for p in groups["before"]], [tuple(r["files"]) for r in groups["now"]])
+    return stale_files([PreviousTile(stem, "", files=files) for stem, files in groups["before"]], list(groups["now"]))
 
 
 @dataclass
@@ -248,8 +248,9 @@ class FindStaleFiles(beam.PTransform):
     before: beam.PCollection
 
     def expand(self, records):
-        return ({"before": self.before | "BeforeByStem" >> beam.Map(lambda t: (t[0], t)),
-                 "now": records | "NowByStem" >> beam.Map(lambda r: (r["stem"], r))}
+        # Only the stems and file names cross the join: the records' other fields would only cost memory.
+        return ({"before": self.before | "BeforeByStem" >> beam.Map(lambda t: (t[0], (t[0], tuple(t[4])))),
+                 "now": records | "NowByStem" >> beam.Map(lambda r: (r["stem"], tuple(r["files"])))}
                 | "JoinByStem" >> beam.CoGroupByKey()
                 | "Stale" >> beam.FlatMap(_stale))
 

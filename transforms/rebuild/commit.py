@@ -86,8 +86,10 @@ def commit(output: str, token: str = "") -> dict[str, list[str]]:
                            "was): run the update again")
     generation = len({posixpath.dirname(p) for p in fileio.list_files(join_path(output, SAVED_DIR))})
     for rel in fileio.list_files(join_path(output, MANIFEST_DIR)):
-        fileio.write_bytes(join_path(output, SAVED_DIR, f"g{generation:02d}", rel),
-                           fileio.read_bytes(join_path(output, MANIFEST_DIR, rel)))
+        # Only the tile records: their file lists are what a later run may still have to remove.
+        if rel.startswith("tiles-") and "/" not in rel:
+            fileio.write_bytes(join_path(output, SAVED_DIR, f"g{generation:02d}", rel),
+                               fileio.read_bytes(join_path(output, MANIFEST_DIR, rel)))
     moves = sorted(set(staged) - set(LAST)) + [rel for rel in LAST if rel in staged]
     gone = old_dataset_files(output) - set(staged)
     gone |= _stills(join_path(output, STILLS_FILE)) - _stills(join_path(stage_root(output), STILLS_FILE))

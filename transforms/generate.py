@@ -187,7 +187,7 @@ class _GenerateRowsFn(beam.DoFn):
         pointers = tuple((tile.split, sample_id, previous_spool(path), offset, length)
                          for path, rows in tile.earlier_rows for sample_id, offset, length in rows)
         out.append(beam.pvalue.TaggedOutput(TAKEN_ROWS, pointers))
-        out.append(beam.pvalue.TaggedOutput(ROW_COUNTS, dict(prev.counts)))
+        out.append(beam.pvalue.TaggedOutput(ROW_COUNTS, {**dict(prev.counts), "rebuild|rows_reused": prev.rows}))
         sidecars = tuple(f for f in prev.files if f.startswith(ROW_SIDECARS_DIR + "/"))
         others = tuple(f for f in prev.files if f != pt.chip_path and not f.startswith(ROW_SIDECARS_DIR + "/"))
         if self.in_place:  # everything is where it belongs already

@@ -128,7 +128,6 @@ class _CompareFn(beam.DoFn):
         self.options, self.reuse = options, reuse
         self.unchanged = Metrics.counter("PlaceTiles", "tiles_unchanged")
         self.changed = Metrics.counter("PlaceTiles", "tiles_changed")
-        self.rows_taken = Metrics.counter("PlaceTiles", "rows_taken")
 
     def process(self, element):
         _, groups = element
@@ -150,10 +149,7 @@ class _CompareFn(beam.DoFn):
                 self.unchanged.inc()
                 yield beam.pvalue.TaggedOutput(EVENTS, {"rebuild|tiles_unchanged": 1,
                                                         "rebuild|tiles_reused": int(self.reuse)})
-                rows = takeable_rows(prev, runs) if self.reuse else ()
-                if rows:
-                    self.rows_taken.inc(prev.rows)
-                    yield beam.pvalue.TaggedOutput(EVENTS, {"rebuild|rows_reused": prev.rows})
+                rows = takeable_rows(prev, runs) if self.reuse else ()  # GenerateRows counts those it takes
                 yield tile.with_fields(slot=prev.slot, reuse=self.reuse, earlier=tuple(prev) if rows else (),
                                        earlier_rows=rows)
             else:

@@ -144,6 +144,23 @@ def test_a_damaged_row_index_costs_only_time(trees, tmp_path):
     assert proc.returncode != 0 and b"the earlier build's manifest cannot be read" in proc.stderr
 
 
+def test_an_unchanged_tile_whose_still_went_has_its_rows_made_again(trees, tmp_path):
+    """A still is not part of a tile's fingerprint (rows name it by path only), but its rows depend on whether
+    there is one: when it goes, the tile's rows are made again, as --no-reuse makes them."""
+    base, edited, _ = trees
+    tree = tmp_path / "tree"
+    shutil.copytree(base / "big", tree)
+    first = _manifest(base / "first")
+    stem, still = next((s, r["still"]) for s, r in sorted(first.items()) if r["still"] and s not in edited)
+    (tree / still).unlink()  # the tree's still and its copy share the path below their roots
+    for name, extra in (("taken", ()), ("made", ("--no-reuse",))):
+        run_cli("build", "--input", str(tree), "--output", str(tmp_path / name), "--previous", str(base / "first"),
+                *extra, *BUILD)
+    assert _files(tmp_path / "taken") == _files(tmp_path / "made")
+    assert not any(still in row["metadata"]["image_paths"] for row in _rows(tmp_path / "taken").values())
+    assert _manifest(tmp_path / "taken")[stem]["still"] == ""
+
+
 def test_update_in_place_equals_previous_into_a_new_folder(trees, tmp_path):
     base, _, _ = trees
     out = _copy_of_first(base, tmp_path)

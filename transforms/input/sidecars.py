@@ -81,6 +81,14 @@ class Tile:
     def with_fields(self, **changes: Any) -> Tile:
         return replace(self, **changes)
 
+    def still_identity(self) -> str:
+        """The still as the tile's rows know it: its stem, slot and file type, which fix its output path (rows
+        name it by path and nothing else); "" when the tile has none. Part of the tile's fingerprint."""
+        if not self.still_src or self.still_index < 0:
+            return ""
+        name = self.still_src.rsplit("/", 1)[-1]
+        return f"{self.still_stem}|{self.still_index}|{name.rsplit('.', 1)[-1].lower() if '.' in name else ''}"
+
     def __reduce__(self):
         """Pickled as one JSON document: every shuffle pickles every tile (several times over a build), and
         this is about three times faster than pickling the dataclass and its regions one object at a time."""

@@ -85,7 +85,8 @@ def test_fingerprint_follows_every_input():
     base = tile_fingerprint("opts", "side", "chip")
     assert base == tile_fingerprint("opts", "side", "chip")
     assert len({base, tile_fingerprint("opts2", "side", "chip"), tile_fingerprint("opts", "side2", "chip"),
-                tile_fingerprint("opts", "side", "chip2")}) == 4
+                tile_fingerprint("opts", "side", "chip2"),
+                tile_fingerprint("opts", "side", "chip", "poi_1|3|png")}) == 5
 
 
 def test_stale_files_are_what_no_new_record_names():

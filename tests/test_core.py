@@ -198,3 +198,13 @@ def test_escapes_root_follows_file_and_folder_links(tmp_path):
                          ("images/s0/inner.png", False)]:
         assert escapes_root(str(root), str(root / rel)) is escapes, rel
         assert real_path(str(root / rel)) == os.path.realpath(root / rel)
+
+
+def test_images_identity_follows_what_fixes_the_rows_image_paths():
+    tile = parse_sidecar(orjson.dumps(make_sidecar()), "m/x.json").tile.with_fields(chip_src="/in/images/x.png")
+    with_still = tile.with_fields(still_src="/in/mapbox_stills/p.PNG", still_stem="p", still_index=4)
+    ids = {tile.images_identity(), with_still.images_identity(),
+           with_still.with_fields(still_index=5).images_identity(),
+           tile.with_fields(chip_src="/in/images/x.tif").images_identity()}
+    assert len(ids) == 4, "chip type, still or not, still slot: each changes the paths rows name"
+    assert tile.with_fields(chip_src="/elsewhere/x.PNG").images_identity() == tile.images_identity()

@@ -111,7 +111,7 @@ class _GenerateRowsFn(beam.DoFn):
             sha = hashlib.sha256(chip).hexdigest()
             tile = tile.with_fields(chip_sha256=sha,
                                     fingerprint=tile_fingerprint(self.options, tile.sidecar_sha256, sha,
-                                                                  tile.still_identity()))
+                                                                  tile.images_identity()))
         pt = PreparedTile(tile, tile.slot, self.ctx, chip)
         kept, gated = tile_rows(pt, self.tasks, self.max_prompt_chars)
         for row, reason, detail in gated:

@@ -81,13 +81,13 @@ class Tile:
     def with_fields(self, **changes: Any) -> Tile:
         return replace(self, **changes)
 
-    def still_identity(self) -> str:
-        """The still as the tile's rows know it: its stem, slot and file type, which fix its output path (rows
-        name it by path and nothing else); "" when the tile has none. Part of the tile's fingerprint."""
-        if not self.still_src or self.still_index < 0:
-            return ""
-        name = self.still_src.rsplit("/", 1)[-1]
-        return f"{self.still_stem}|{self.still_index}|{name.rsplit('.', 1)[-1].lower() if '.' in name else ''}"
+    def images_identity(self) -> str:
+        """The tile's images as its rows know them beyond the chip's bytes: the chip's file type and the still's
+        stem, slot and file type, which fix their output paths (rows name images by path and nothing else; no
+        still: none). Part of the tile's fingerprint."""
+        still = f"{self.still_stem}|{self.still_index}|{_file_type(self.still_src)}" if (
+            self.still_src and self.still_index >= 0) else ""
+        return f"{_file_type(self.chip_src)}|{still}"
 
     def __reduce__(self):
         """Pickled as one JSON document: every shuffle pickles every tile (several times over a build), and
@@ -96,6 +96,11 @@ class Tile:
         state = [d[name] for name in _TILE_FIELDS]
         state[_REGIONS] = [tuple(r) for r in self.regions]
         return _tile_from_json, (orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS),)
+
+
+def _file_type(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 
 def _deep_tuple(value: Any) -> Any:

@@ -132,12 +132,12 @@ def options_digest(options: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(options, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def tile_fingerprint(options: str, sidecar_sha256: str, chip_sha256: str, still: str = "") -> str:
-    """Same sidecar bytes, same chip bytes, same still (Tile.still_identity: whether there is one and where
-    its copy goes), same options and version: the same rows, analysis images and overlay, so an earlier
-    build's files and rows for the tile can stand. (A still's bytes are not in it: rows name the still by
-    path only, and its copy is made again by every build.)"""
-    return hashlib.sha256(f"{options}\x1f{sidecar_sha256}\x1f{chip_sha256}\x1f{still}".encode()).hexdigest()
+def tile_fingerprint(options: str, sidecar_sha256: str, chip_sha256: str, images: str = "") -> str:
+    """Same sidecar bytes, same chip bytes, same image paths (Tile.images_identity: the chip's file type, and
+    whether there is a still and where its copy goes), same options and version: the same rows, analysis
+    images and overlay, so an earlier build's files and rows for the tile can stand. (A still's bytes are not
+    in it: rows name the still by path only, and every build copies it again.)"""
+    return hashlib.sha256(f"{options}\x1f{sidecar_sha256}\x1f{chip_sha256}\x1f{images}".encode()).hexdigest()
 
 
 def allocate_slots(stems: Iterable[str], start: int) -> list[tuple[str, int]]:

@@ -143,7 +143,7 @@ class _CompareFn(beam.DoFn):
             except OSError:  # GenerateRows rejects it with the reason; it needs no slot of its own
                 yield beam.pvalue.TaggedOutput(UNPLACED, tile)
                 continue
-            fp = tile_fingerprint(self.options, tile.sidecar_sha256, sha, tile.still_identity())
+            fp = tile_fingerprint(self.options, tile.sidecar_sha256, sha, tile.images_identity())
             tile = tile.with_fields(fingerprint=fp, chip_sha256=sha)
             if fp == prev.fingerprint:
                 self.unchanged.inc()

@@ -320,7 +320,7 @@ def main() -> int:
         r = rb["rebuild"]
         print(f"\n## rebuild of a {rebuild_size}-tile build after the tree grew 5% and 1% of its sidecars changed "
               f"({rb['tiles']} tiles: {r['tiles_unchanged']} unchanged, {r['tiles_changed']} changed, "
-              f"{r['tiles_new']} new)")
+              f"{r['tiles_new']} new; {r.get('rows_reused', 0)} rows taken from the earlier build)")
         print("| build | wall s | CPU s | CPU / clean | peak RSS MB |")
         print("|---|---|---|---|---|")
         for label in ("clean", "previous", "update"):

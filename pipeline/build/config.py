@@ -219,8 +219,8 @@ def clean_root(path: str) -> str:
 def _previous_build(previous: str, output: str, update: bool, max_files_per_dir: int
                     ) -> tuple[str, list[str], list[str], list[str]]:
     """The format and split files of the earlier build --previous names, its manifest's tile files and its
-    row index files (transforms/rebuild/manifest.py); a
-    usage error when it is not one, or when it is the output (which is cleared before the build starts)."""
+    row index files (transforms/rebuild/manifest.py); a usage error when it is not one, or when it is the
+    output (which is cleared before the build starts)."""
     a, b = previous.rstrip("/") + "/", output.rstrip("/") + "/"
     if not update and (a.startswith(b) or b.startswith(a)):
         raise UsageError("--previous must be another folder than --output (a build clears its output first): "

@@ -135,9 +135,16 @@ def remove(path: str) -> None:
 def link_or_copy(src: str, dst: str) -> str:
     """Hard-link when both ends are local on one device, else copy. Returns "link" or "copy"."""
     if is_local(src) and is_local(dst):
-        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
-        if os.path.exists(dst) and os.path.samefile(src, dst):  # linked by an earlier build (--update)
+        try:  # the common case, a new name: one system call, and the file appears whole
+            os.link(src, dst)
             return "link"
+        except FileExistsError:
+            if os.path.samefile(src, dst):  # linked by an earlier build (--update)
+                return "link"
+        except FileNotFoundError:  # its folder is not there yet (or the source is gone: that shows below)
+            os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+        except OSError:  # another device, or no hard links here: the copy below
+            pass
         tmp = f"{dst}.tmp-{os.getpid()}"
         try:
             os.link(src, tmp)

@@ -133,11 +133,12 @@ ShardKey = tuple[str, int, int, str]  # (split, shard, shards in the split, sub-
 
 
 def write_shard(root: str, key: ShardKey, records: list[dict[str, Any]], images: list[Images] | None,
-                formats: tuple[str, ...], metadata_fields: tuple[str, ...], tile_groups: int = 0
-                ) -> list[dict[str, int]]:
+                formats: tuple[str, ...], metadata_fields: tuple[str, ...], tile_groups: int = 0,
+                written: dict[str, bytes] | None = None) -> list[dict[str, int]]:
     """One shard's rows, already in their order, written in every format (the one writer of split files, for
     build and mix alike); one event per file (files|format|path -> rows) for the report and the card.
-    ``tile_groups``: Parquet row groups of whole tiles (--layout hub)."""
+    ``tile_groups``: Parquet row groups of whole tiles (--layout hub). ``written``: the formats it names get
+    their bytes put there (the row index is made from the JSONL file's)."""
     split, shard, n, sub = key
     events = []
     for name in formats:
@@ -146,6 +147,8 @@ def write_shard(root: str, key: ShardKey, records: list[dict[str, Any]], images:
         data = (parquet_bytes(records, images, metadata_fields, tile_groups) if name == "parquet"
                 else fmt.encode(records, None))
         fileio.write_bytes(join_path(root, path), data)
+        if written is not None and name in written:
+            written[name] = data
         events.append({f"files|{name}|{path}": len(records)})
     return events
 
@@ -229,16 +232,18 @@ def taken_entry(pointer: RowPointer, line: bytes, previous_root: str) -> ShardEn
     return ShardEntry(pointer.sample_id, record)
 
 
-def write_row_index(root: str, key: ShardKey, records: list[dict[str, Any]]) -> dict[str, int]:
-    """Where each row of the shard's JSONL file lies, by tile: what lets the next rebuild take an unchanged
-    tile's rows from this file instead of making them again (transforms/rebuild)."""
+def write_row_index(root: str, key: ShardKey, records: list[dict[str, Any]], jsonl: bytes) -> dict[str, int]:
+    """Where each row of the shard's JSONL file (``jsonl``, its bytes) lies, by tile: what lets the next rebuild
+    take an unchanged tile's rows from this file instead of making them again (transforms/rebuild)."""
     split, shard, n, sub = key
     path = FORMATS["jsonl"].path(split, shard, n, sub)
+    lines = jsonl.split(b"\n")[:-1]  # a line per record (orjson escapes newlines inside strings)
+    if len(lines) != len(records):
+        raise ValueError(f"{path}: {len(lines)} lines for {len(records)} rows")
     entries, offset = [], 0
-    for r in records:
-        length = len(orjson.dumps(r)) + 1  # as jsonl_bytes writes it, newline included
-        entries.append((r["metadata"]["tile_stem"], r["metadata"]["sample_id"], offset, length))
-        offset += length
+    for r, line in zip(records, lines, strict=True):
+        entries.append((r["metadata"]["tile_stem"], r["metadata"]["sample_id"], offset, len(line) + 1))
+        offset += len(line) + 1
     fileio.write_bytes(join_path(root, row_index_file(path)), encode_row_index(path, entries))
     return {"manifest_files_written": 1}
 
@@ -312,12 +317,13 @@ class _WriteShardFn(beam.DoFn):
                     yield from self._drop(entries[i], imgs)
             entries, images = [entries[i] for i in kept], [found[i] for i in kept]
         records = [e.record for e in entries]
+        written = {"jsonl": b""}
         for event in write_shard(self.files_root, (split, shard, n, sub), records, images, self.formats,
-                                 self.metadata_fields, HUB_ROW_GROUP_ROWS if self.hub else 0):
+                                 self.metadata_fields, HUB_ROW_GROUP_ROWS if self.hub else 0, written):
             self.files.inc()
             yield event
         if self.row_index:
-            yield write_row_index(self.files_root, (split, shard, n, sub), records)
+            yield write_row_index(self.files_root, (split, shard, n, sub), records, written.pop("jsonl"))
         if self.row_sidecars == "parquet":
             path = sidecar_shard_path(split, shard, n, sub)
             fileio.write_bytes(join_path(self.files_root, path), sidecar_parquet_bytes(

@@ -194,16 +194,20 @@ class BuildConfig:
         return {**shaping, "templates": self.templates, "satsft_version": version}
 
     @property
+    def rows_are_lines(self) -> bool:
+        """A row is its JSONL line and nothing more: no images or row sidecars inside the shards (--layout hub
+        has both). Only then can rows be indexed by line and taken back by a rebuild."""
+        return not self.embed_images and self.row_sidecars != "parquet"
+
+    @property
     def row_index(self) -> bool:
-        """Whether the split files carry a row index (and a rebuild can take rows from them): rows that are
-        JSONL lines as they stand, so not with images or row sidecars inside the shards."""
-        return "jsonl" in self.formats and not self.embed_images and self.row_sidecars != "parquet"
+        """Whether the split files carry a row index, for a later rebuild to take rows from."""
+        return "jsonl" in self.formats and self.rows_are_lines
 
     @property
     def takes_rows(self) -> bool:
         """Unchanged tiles' rows are read from the earlier build's split files instead of made again."""
-        return (self.reuse and self.layout != "hub" and bool(self.previous_rows) and not self.embed_images
-                and self.row_sidecars != "parquet")
+        return self.reuse and bool(self.previous_rows) and self.rows_are_lines
 
     @property
     def previous_stills(self) -> str:

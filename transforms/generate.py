@@ -95,10 +95,8 @@ class _GenerateRowsFn(beam.DoFn):
             self._progress = ProgressCounter(self.output_root, "build", "tiles", total)
         self._progress.add(0)
         if tile.earlier_rows:
-            taken = self._take(tile)
-            if taken is not None:
-                yield from taken
-                return
+            yield from self._take(tile)
+            return
         chip = b""
         if not tile.reuse:  # a reused tile is known by its chip's digest: nothing of it is decoded or drawn
             try:
@@ -178,12 +176,10 @@ class _GenerateRowsFn(beam.DoFn):
     def _take(self, tile):
         """An unchanged tile whose rows the earlier build's split files hold, whole: pointers to them, the
         counts they add, its files (taken as they are) and its manifest record, all as the earlier build had
-        them; nothing is made. None when its chip or still path is not the one those rows name (then its rows
-        are made again)."""
+        them; nothing is made. (Its fingerprint covers its image paths, so its chip and still are where those
+        rows say.)"""
         prev = PreviousTile(*tile.earlier)
         pt = PreparedTile(tile, tile.slot, self.ctx)
-        if pt.chip_path not in prev.files or pt.still_path != prev.still:
-            return None
         out = []
         pointers = tuple((tile.split, sample_id, previous_spool(path), offset, length)
                          for path, rows in tile.earlier_rows for sample_id, offset, length in rows)

@@ -3,13 +3,16 @@
 A tile sidecar says where each class's patches are (region boxes and how many pixels of each box are the
 class) and how much of the tile each class covers; the chip says what the classes look like in this scene.
 Per tile, a colour model per class is fitted from the cells its boxes cover (linear discriminants with one
-pooled covariance, refitted a few times on the box cells that the model itself assigns to the class, so a box
-that is mostly another class does not spoil its colour). Every cell then scores each class by colour and by a
+pooled covariance, refitted once on the box cells that the model itself assigns to the class, so a box that
+is mostly another class does not spoil its colour). Every cell then scores each class by colour and by a
 prior from the boxes (a cell in a box of class c is c with the box's fill ratio; elsewhere c is as likely as
-the pixels c has outside its regions). Nothing assumes particular chip colours: murky, hazy or colour-cast
-chips only shift the models.
+the pixels c has outside its regions). Then each region's box is drawn with exactly its area of its class
+(``patches``), the colours are fitted again on that drawn map (a small class now has cells of its own to
+learn from, where before it shared its boxes with the classes around it), and the boxes are drawn again.
+Nothing assumes particular chip colours: murky, hazy or colour-cast chips only shift the models.
 
-Scores are computed once per tile; each analysis profile then fixes exact counts from them (``render``).
+Scores and the drawn map are computed once per tile; each analysis profile then fixes exact counts from them
+(``render``).
 """
 
 from __future__ import annotations
@@ -20,20 +23,24 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-FIT_ROUNDS = 2
+from transforms.analysis.patches import Region, draw_regions
+
+FIT_ROUNDS = 1
 SMOOTHING = 0.3  # share of a cell's colour taken from its 3x3 neighbourhood: a light smoothness prior
 RIDGE = 4.0  # added to the pooled covariance's diagonal (8-bit levels squared): sensor noise floor
 MIN_PRIOR = 1e-4
 
-Region = tuple[int, int, int, int, int, float]  # class, x1, y1, x2, y2 (grid cells, inclusive), area in cells
-
 
 @dataclass(frozen=True)
 class Layout:
-    """Per-cell scores (cells x classes, row-major cells) of the classes the tile has, in ``classes`` order."""
+    """Per-cell scores (cells x classes, row-major cells) of the classes the tile has, in ``classes`` order;
+    ``first``: the first labelling (region boxes drawn, the best-scoring class elsewhere) and ``held``: the
+    cells a region drew, which keep their class while counts settle."""
 
     classes: np.ndarray
     scores: np.ndarray
+    first: np.ndarray
+    held: np.ndarray
     columns: dict[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -152,7 +159,17 @@ def chip_layout(chip: bytes, regions: list[Region], targets: np.ndarray, grid: i
     fill = fill.reshape(len(classes), n)
     outside_cells = np.maximum(n - np.count_nonzero(fill, axis=1), 1)
     p_out = np.clip(np.maximum(targets[classes] - region_cells, 0.5) / outside_cells, MIN_PRIOR, 0.9)
-    scores = np.log(np.maximum(fill.T, p_out.astype(np.float32)))
-    scores += b
+    prior = np.log(np.maximum(fill.T, p_out.astype(np.float32)))
+    scores = prior + b
     scores += features @ a.T
-    return Layout(classes, scores)
+    first, held = draw_regions(scores, classes, regions, grid)
+    if held.any():  # refit the colours on the drawn map: small classes get cells of their own to learn from
+        drawn = first.reshape(grid, grid)[::2, ::2].ravel()
+        weights = (drawn[None, :] == classes[:, None]).astype(np.float32)
+        have = weights.any(1)
+        _, _, a2, b2 = _discriminants(sample64, weights, have)
+        a[have], b[have] = a2[have], b2[have]
+        scores = prior + b
+        scores += features @ a.T
+        first, held = draw_regions(scores, classes, regions, grid)
+    return Layout(classes, scores, first, held)

@@ -28,7 +28,7 @@ from transforms.analysis.chip_fit import ChipError, Layout, Region, chip_layout
 from transforms.classes import NUM_CLASSES, PALETTE_RGB
 from transforms.input.images import PNG_SIGNATURE, png_chunk
 
-RENDERER = "satsft-dw-map/2"
+RENDERER = "satsft-dw-map/3"
 IMAGE_SIZE = 224
 GRID = 112
 NOISE_KNOTS = 6
@@ -134,9 +134,8 @@ def tile_map(spec: dict[str, Any], chip: bytes) -> TileMap:
     grid = int(spec["grid"])
     targets = target_counts(spec["observed_fractions"], grid * grid)
     layout = chip_layout(chip, grid_regions(spec), targets, grid)
-    first_guess = layout.classes.astype(np.uint8)[layout.scores.argmax(1)]
-    beside = neighbourhood_shares(first_guess, layout.classes, grid)
-    observed = settle_counts(first_guess, layout, beside, targets)
+    beside = neighbourhood_shares(layout.first, layout.classes, grid)
+    observed = settle_counts(layout.first, layout, beside, targets, held=layout.held)
     column = np.zeros(NUM_CLASSES, np.intp)
     column[layout.classes] = np.arange(len(layout.classes))
     own = np.take_along_axis(layout.scores, column[observed][:, None], 1)[:, 0]
@@ -144,14 +143,16 @@ def tile_map(spec: dict[str, Any], chip: bytes) -> TileMap:
 
 
 def settle_counts(labels: np.ndarray, layout: Layout, beside: np.ndarray, targets: np.ndarray,
-                  release: dict[int, np.ndarray] | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+                  release: dict[int, np.ndarray] | None = None, counts: np.ndarray | None = None,
+                  held: np.ndarray | None = None) -> np.ndarray:
     """Labels with exactly ``targets`` cells per class, moving only as many cells as the counts need: each
     class over its target gives up its cells with the lowest release key, then each class under its target,
     largest need first, takes the freed cells with the highest gain key. By default both keys weigh how sure
     the colour is (scaled to about 1) against where the cell sits: a class gives up the cells on its borders
     with the classes that must grow, and takes the cells next to its own, so counts settle at patch edges
     instead of speckling the insides of patches (``beside``: each class's share of each cell's neighbourhood,
-    cells x classes in the layout's order). Every class under its target must have scores."""
+    cells x classes in the layout's order). Cells in ``held`` (drawn by their regions) are given up only when
+    a class has too few others. Every class under its target must have scores."""
     if counts is None:
         counts = np.bincount(labels, minlength=NUM_CLASSES)
     diff = targets - counts
@@ -174,6 +175,8 @@ def settle_counts(labels: np.ndarray, layout: Layout, beside: np.ndarray, target
                 beside_growing = beside[:, rising_cols].sum(1)
             margin = scores[cells, layout.column(c)] - best_growing[cells]
             key = margin / (np.abs(margin).mean() + 1e-6) - EDGE_WEIGHT * beside_growing[cells]
+        if held is not None:
+            key = key + np.where(held[cells], np.float32(1e6), np.float32(0))
         freed.append(_smallest(key, cells, int(-diff[c])))
     free = np.sort(np.concatenate(freed))
     for d in sorted(rising.tolist(), key=lambda d: (-diff[d], d)):

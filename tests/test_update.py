@@ -161,6 +161,25 @@ def test_an_unchanged_tile_whose_still_went_has_its_rows_made_again(trees, tmp_p
     assert _manifest(tmp_path / "taken")[stem]["still"] == ""
 
 
+def test_rows_of_tiles_with_a_still_no_row_shows_are_taken_too(trees, tmp_path):
+    """Without cross_view no row names a tile's still; its rows are still taken, and give what --no-reuse
+    gives."""
+    base, edited, removed = trees
+    plain = ("--tasks", "caption,grounding_all", "--quiet")
+    run_cli("build", "--input", str(base / "small"), "--output", str(tmp_path / "first"), *plain)
+    for name, extra in (("taken", ()), ("made", ("--no-reuse",))):
+        run_cli("build", "--input", str(base / "big"), "--output", str(tmp_path / name), "--previous",
+                str(tmp_path / "first"), *extra, *plain)
+    assert _files(tmp_path / "taken") == _files(tmp_path / "made")
+    first = _manifest(tmp_path / "first")
+    unchanged = set(first) - edited - removed
+    stills = {p.stem for p in (base / "big" / "mapbox_stills").rglob("*.png")}
+    assert any(s.rsplit("_t", 1)[0] in stills for s in unchanged)  # stills are named by tile group
+    rows = _rows(tmp_path / "first")
+    assert _report(tmp_path / "taken")["rebuild"]["rows_reused"] == sum(
+        1 for r in rows.values() if r["metadata"]["tile_stem"] in unchanged) > 0
+
+
 def test_update_in_place_equals_previous_into_a_new_folder(trees, tmp_path):
     base, _, _ = trees
     out = _copy_of_first(base, tmp_path)

@@ -90,6 +90,45 @@ def test_parquet_schema_is_fixed_even_without_rows():
     assert b"huggingface" in SCHEMA_EMBEDDED.metadata
 
 
+def _dict_path_parquet(records, fields):
+    """Parquet as Arrow builds it from Python dicts: what the JSONL reader path must equal byte for byte."""
+    import pyarrow as pa
+
+    from transforms.output.formats import _parquet_row, parquet_schema
+
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([_parquet_row(r, fields) for r in records],
+                                        schema=parquet_schema(False, fields)),
+                   sink, compression="zstd", row_group_size=2000, write_statistics=False)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize("change", ["none", "field_missing", "field_null", "extra_fields", "not_a_string"])
+def test_parquet_from_jsonl_equals_parquet_from_dicts(prepared, change):
+    from transforms.output.formats import EVAL_METADATA_FIELDS, METADATA_FIELDS
+
+    records = [json.loads(json.dumps(r.record)) for r in _rows(prepared)]
+    fields = METADATA_FIELDS
+    if change == "field_missing":  # eval fields on a row without them: "" by the dict path
+        fields = EVAL_METADATA_FIELDS
+        records[0]["metadata"].update(question_id="q1", answer="B")
+    elif change == "field_null":
+        records[1]["metadata"]["analysis_profile"] = None
+    elif change == "extra_fields":
+        records[0]["metadata"]["unlisted"] = {"nested": [1, 2]}
+        records[0]["messages"][0]["name"] = "extra"
+    elif change == "not_a_string":
+        records[2]["metadata"]["task"] = 7
+    if change == "not_a_string":  # neither path writes it: both refuse
+        with pytest.raises(Exception):  # noqa: B017
+            _dict_path_parquet(records, fields)
+        with pytest.raises(Exception):  # noqa: B017
+            parquet_bytes(records, fields=fields)
+        return
+    assert parquet_bytes(records, fields=fields) == _dict_path_parquet(records, fields)
+    assert pq.read_table(io.BytesIO(parquet_bytes(records, fields=fields))).num_rows == len(records)
+
+
 def test_shard_names_and_counts():
     assert [shard_count(n, 10) for n in (0, 1, 10, 11, 95)] == [1, 1, 1, 2, 10]
     assert FORMATS["jsonl"].path("train", 0, 1) == "data/train.jsonl"

@@ -30,6 +30,7 @@ from transforms.output.formats import (
     HUB_ROW_GROUP_ROWS,
     METADATA_FIELDS,
     Images,
+    jsonl_bytes,
     parquet_bytes,
     sidecar_parquet_bytes,
     sidecar_shard_path,
@@ -141,11 +142,16 @@ def write_shard(root: str, key: ShardKey, records: list[dict[str, Any]], images:
     their bytes put there (the row index is made from the JSONL file's)."""
     split, shard, n, sub = key
     events = []
+    jsonl = None  # made once: the JSONL file and the Parquet file's table both come from it
     for name in formats:
         fmt = FORMATS[name]
         path = fmt.path(split, shard, n, sub)
-        data = (parquet_bytes(records, images, metadata_fields, tile_groups) if name == "parquet"
-                else fmt.encode(records, None))
+        if jsonl is None and (name == "jsonl" or (name == "parquet" and images is None)):
+            jsonl = jsonl_bytes(records)
+        if name == "parquet":
+            data = parquet_bytes(records, images, metadata_fields, tile_groups, jsonl)
+        else:
+            data = jsonl if name == "jsonl" else fmt.encode(records, None)
         fileio.write_bytes(join_path(root, path), data)
         if written is not None and name in written:
             written[name] = data

@@ -172,15 +172,6 @@ def split_file_dir(counts: dict[str, int], rows_per_shard: int, max_files_per_di
     return shard_dir(before + shard, max_files_per_dir, total)
 
 
-def shard_key(pointer: RowPointer, counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int
-              ) -> tuple[ShardKey, RowPointer]:
-    """(key, pointer); the shard is a hash of the sample id, so reruns agree."""
-    n = shard_count(counts.get(pointer.split, 0), rows_per_shard)
-    shard = stable_uint64("shard", pointer.group or pointer.sample_id) % n
-    return (pointer.split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, pointer.split,
-                                                    shard)), pointer
-
-
 def split_counts_of(batch: tuple[tuple, ...]) -> list[tuple[str, int]]:
     """(split, rows) of a batch of pointers (plain tuples, split first)."""
     counts: dict[str, int] = {}
@@ -191,10 +182,18 @@ def split_counts_of(batch: tuple[tuple, ...]) -> list[tuple[str, int]]:
 
 def shard_batches(batch: tuple[tuple, ...], counts: dict[str, int], rows_per_shard: int,
                   max_files_per_dir: int) -> list[tuple[ShardKey, tuple[tuple, ...]]]:
-    """A batch of pointers -> one (shard key, pointers) pair per shard it touches, in key order."""
+    """A batch of pointers -> one (shard key, pointers) pair per shard it touches, in key order. A row's shard
+    is a hash of its group (--layout hub: its tile) or else its sample id, so reruns agree."""
     by_key: dict[ShardKey, list[tuple]] = {}
+    keys: dict[tuple[str, int], ShardKey] = {}  # (split, shard) -> key: the folder is worked out once per shard
     for p in batch:
-        key, _ = shard_key(RowPointer(*p), counts, rows_per_shard, max_files_per_dir)
+        split = p[0]
+        n = shard_count(counts.get(split, 0), rows_per_shard)
+        shard = stable_uint64("shard", (p[5] if len(p) > 5 else "") or p[1]) % n
+        key = keys.get((split, shard))
+        if key is None:
+            key = keys[(split, shard)] = (split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir,
+                                                                          split, shard))
         by_key.setdefault(key, []).append(p)
     return [(key, tuple(by_key[key])) for key in sorted(by_key)]
 

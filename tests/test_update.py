@@ -163,9 +163,9 @@ def test_an_unchanged_tile_whose_still_went_has_its_rows_made_again(trees, tmp_p
 
 def test_rows_of_tiles_with_a_still_no_row_shows_are_taken_too(trees, tmp_path):
     """Without cross_view no row names a tile's still; its rows are still taken, and give what --no-reuse
-    gives."""
+    gives, in every format (shards with LLaVA and ShareGPT files parse the lines they take)."""
     base, edited, removed = trees
-    plain = ("--tasks", "caption,grounding_all", "--quiet")
+    plain = ("--tasks", "caption,grounding_all", "--formats", "jsonl,parquet,llava,sharegpt", "--quiet")
     run_cli("build", "--input", str(base / "small"), "--output", str(tmp_path / "first"), *plain)
     for name, extra in (("taken", ()), ("made", ("--no-reuse",))):
         run_cli("build", "--input", str(base / "big"), "--output", str(tmp_path / name), "--previous",

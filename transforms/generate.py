@@ -181,7 +181,7 @@ class _GenerateRowsFn(beam.DoFn):
         prev = PreviousTile(*tile.earlier)
         pt = PreparedTile(tile, tile.slot, self.ctx)
         out = []
-        pointers = tuple((tile.split, sample_id, previous_spool(path), offset, length)
+        pointers = tuple((tile.split, sample_id, previous_spool(path), offset, length, "", tile.tile_stem)
                          for path, rows in tile.earlier_rows for sample_id, offset, length in rows)
         out.append(beam.pvalue.TaggedOutput(TAKEN_ROWS, pointers))
         out.append(beam.pvalue.TaggedOutput(ROW_COUNTS, {**dict(prev.counts), "rebuild|rows_reused": prev.rows}))

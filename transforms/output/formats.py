@@ -96,10 +96,13 @@ def parquet_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | 
 
     With ``tile_groups`` (--layout hub), each row group holds whole tiles, about that many rows: Parquet's
     dictionary encoding then stores a chip once per row group however many of its rows show it, so embedding
-    costs about what the image files would. ``jsonl``: the rows' JSONL bytes, when the caller has them."""
+    costs about what the image files would. ``jsonl``: the rows' JSONL bytes, when the caller has them (then a
+    row may be None: its line is all there is of it)."""
     schema = parquet_schema(images is not None, fields)
     table = _table_from_jsonl(jsonl or jsonl_bytes(records), schema, len(records)) if images is None else None
     if table is None:
+        if jsonl is not None and any(r is None for r in records):  # rows known only by their lines
+            records = [orjson.loads(line) for line in jsonl.split(b"\n")[:-1]]
         rows = [_parquet_row(r, fields) for r in records]
         if images is not None:
             for row, imgs in zip(rows, images, strict=True):

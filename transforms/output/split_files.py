@@ -69,6 +69,7 @@ class RowPointer(NamedTuple):
     offset: int
     length: int
     group: str = ""  # what picks the shard: the sample id, or (--layout hub) the tile, so a tile's rows stay together
+    stem: str = ""  # a row taken from the earlier build: its tile (the row index names it; the line is not parsed)
 
 
 class ShardEntry(NamedTuple):
@@ -80,6 +81,8 @@ class ShardEntry(NamedTuple):
     render_spec: dict[str, Any] | None = None
     sidecar_path: str = ""
     sidecar: dict[str, Any] | None = None
+    line: bytes = b""  # a taken row written as the earlier build wrote it, not parsed (``record`` is None)
+    stem: str = ""
 
 
 def spool_bytes(row: Row, embed_images: bool, sidecars_in_shards: bool) -> bytes:
@@ -135,18 +138,22 @@ ShardKey = tuple[str, int, int, str]  # (split, shard, shards in the split, sub-
 
 def write_shard(root: str, key: ShardKey, records: list[dict[str, Any]], images: list[Images] | None,
                 formats: tuple[str, ...], metadata_fields: tuple[str, ...], tile_groups: int = 0,
-                written: dict[str, bytes] | None = None) -> list[dict[str, int]]:
+                written: dict[str, bytes] | None = None, lines: list[bytes] | None = None) -> list[dict[str, int]]:
     """One shard's rows, already in their order, written in every format (the one writer of split files, for
     build and mix alike); one event per file (files|format|path -> rows) for the report and the card.
     ``tile_groups``: Parquet row groups of whole tiles (--layout hub). ``written``: the formats it names get
-    their bytes put there (the row index is made from the JSONL file's)."""
+    their bytes put there (the row index is made from the JSONL file's). ``lines``: per row, its JSONL line
+    when it has one already (a row taken from the earlier build, whose record is then None), else b"";
+    only for shards written as JSONL and Parquet alone."""
     split, shard, n, sub = key
     events = []
     jsonl = None  # made once: the JSONL file and the Parquet file's table both come from it
     for name in formats:
         fmt = FORMATS[name]
         path = fmt.path(split, shard, n, sub)
-        if jsonl is None and (name == "jsonl" or (name == "parquet" and images is None)):
+        if jsonl is None and lines is not None:
+            jsonl = b"".join(line or orjson.dumps(r) + b"\n" for r, line in zip(records, lines, strict=True))
+        elif jsonl is None and (name == "jsonl" or (name == "parquet" and images is None)):
             jsonl = jsonl_bytes(records)
         if name == "parquet":
             data = parquet_bytes(records, images, metadata_fields, tile_groups, jsonl)
@@ -209,27 +216,37 @@ def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_di
     return out
 
 
-def read_back(spool_root: str, pointers: list[RowPointer], previous_root: str = "") -> list[ShardEntry]:
+def read_back(spool_root: str, pointers: list[RowPointer], previous_root: str = "", parse: bool = True
+              ) -> list[ShardEntry]:
     """A shard's rows, sorted by sample id: from their spools, and (rows an unchanged tile keeps) from the
-    earlier build's JSONL split files, where each is the line the row was written as."""
+    earlier build's JSONL split files, where each is the line the row was written as. ``parse=False``: taken
+    rows stay the lines they are (a shard written only as JSONL and Parquet needs nothing else of them)."""
     spooled = [p for p in pointers if previous_file(p.spool) is None]
     data = read_spooled(spool_root, ((p.spool, p.offset, p.length) for p in spooled))
     entries = [read_entry(p.sample_id, data[(p.spool, p.offset)]) for p in spooled]
     earlier = [p for p in pointers if previous_file(p.spool) is not None]
     if earlier:
         lines = read_spooled(previous_root, ((previous_file(p.spool), p.offset, p.length) for p in earlier))
-        entries += [taken_entry(p, lines[(previous_file(p.spool), p.offset)], previous_root) for p in earlier]
+        entries += [taken_entry(p, lines[(previous_file(p.spool), p.offset)], previous_root, parse) for p in earlier]
     return sorted(entries, key=lambda e: e.sample_id)
 
 
-def taken_entry(pointer: RowPointer, line: bytes, previous_root: str) -> ShardEntry:
+def taken_entry(pointer: RowPointer, line: bytes, previous_root: str, parse: bool = True) -> ShardEntry:
     """The row a line of the earlier build holds; a line that is not that row (the split file was changed
-    since that build wrote its index) stops the build rather than write a wrong row."""
-    try:
-        record = orjson.loads(line)
-        ok = record["metadata"]["sample_id"] == pointer.sample_id
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+    since that build wrote its index) stops the build rather than write a wrong row. Unparsed, the line must
+    hold the row's sample id as its key (a quote inside any text is escaped, so only the key matches) and be
+    one whole line."""
+    if not parse:
+        if line.endswith(b"\n") and line.count(b"\n") == 1 and (
+                b'"sample_id":' + orjson.dumps(pointer.sample_id)) in line:
+            return ShardEntry(pointer.sample_id, None, line=line, stem=pointer.stem)
         ok = False
+    else:
+        try:
+            record = orjson.loads(line)
+            ok = record["metadata"]["sample_id"] == pointer.sample_id
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            ok = False
     if not ok:
         raise RuntimeError(f"{join_path(previous_root, previous_file(pointer.spool) or '')} at byte {pointer.offset}"
                            f" does not hold row {pointer.sample_id!r}, as that build's row index says: the earlier "
@@ -237,17 +254,18 @@ def taken_entry(pointer: RowPointer, line: bytes, previous_root: str) -> ShardEn
     return ShardEntry(pointer.sample_id, record)
 
 
-def write_row_index(root: str, key: ShardKey, records: list[dict[str, Any]], jsonl: bytes) -> dict[str, int]:
-    """Where each row of the shard's JSONL file (``jsonl``, its bytes) lies, by tile: what lets the next rebuild
-    take an unchanged tile's rows from this file instead of making them again (transforms/rebuild)."""
+def write_row_index(root: str, key: ShardKey, rows: list[tuple[str, str]], jsonl: bytes) -> dict[str, int]:
+    """Where each row (tile stem, sample id) of the shard's JSONL file (``jsonl``, its bytes) lies, by tile: what
+    lets the next rebuild take an unchanged tile's rows from this file instead of making them again
+    (transforms/rebuild)."""
     split, shard, n, sub = key
     path = FORMATS["jsonl"].path(split, shard, n, sub)
     lines = jsonl.split(b"\n")[:-1]  # a line per record (orjson escapes newlines inside strings)
-    if len(lines) != len(records):
-        raise ValueError(f"{path}: {len(lines)} lines for {len(records)} rows")
+    if len(lines) != len(rows):
+        raise ValueError(f"{path}: {len(lines)} lines for {len(rows)} rows")
     entries, offset = [], 0
-    for r, line in zip(records, lines, strict=True):
-        entries.append((r["metadata"]["tile_stem"], r["metadata"]["sample_id"], offset, len(line) + 1))
+    for (stem, sample_id), line in zip(rows, lines, strict=True):
+        entries.append((stem, sample_id, offset, len(line) + 1))
         offset += len(line) + 1
     fileio.write_bytes(join_path(root, row_index_file(path)), encode_row_index(path, entries))
     return {"manifest_files_written": 1}
@@ -305,14 +323,17 @@ class _WriteShardFn(beam.DoFn):
         self.files_root = files_root or root
         self.metadata_fields, self.hub = metadata_fields, hub
         self.analysis_root = join_path(root, ANALYSIS_SPOOL_DIR) if hub else root
+        # Shards written only as JSONL and Parquet take the earlier build's lines as bytes, never parsed.
+        self.lines_only = (set(formats) <= {"jsonl", "parquet"} and not embed_images and row_sidecars != "parquet"
+                           and not hub)
         self.files = Metrics.counter("WriteSplitFiles", "files_written")
         self.rows = Metrics.counter("WriteSplitFiles", "rows_written")
         self.dropped = Metrics.counter("WriteSplitFiles", "dropped_source_image_unreadable")
 
     def process(self, element):
         (split, shard, n, sub), grouped = element
-        entries = read_back(spool_root(self.root),
-                            [RowPointer(*p) for batch in grouped["rows"] for p in batch], self.previous)
+        entries = read_back(spool_root(self.root), [RowPointer(*p) for batch in grouped["rows"] for p in batch],
+                            self.previous, parse=not self.lines_only)
         images = None
         if self.embed_images:
             found = shard_images(entries, self.analysis_root)
@@ -324,11 +345,14 @@ class _WriteShardFn(beam.DoFn):
         records = [e.record for e in entries]
         written = {"jsonl": b""}
         for event in write_shard(self.files_root, (split, shard, n, sub), records, images, self.formats,
-                                 self.metadata_fields, HUB_ROW_GROUP_ROWS if self.hub else 0, written):
+                                 self.metadata_fields, HUB_ROW_GROUP_ROWS if self.hub else 0, written,
+                                 [e.line for e in entries] if self.lines_only else None):
             self.files.inc()
             yield event
         if self.row_index:
-            yield write_row_index(self.files_root, (split, shard, n, sub), records, written.pop("jsonl"))
+            yield write_row_index(self.files_root, (split, shard, n, sub),
+                                  [(e.stem or e.record["metadata"]["tile_stem"], e.sample_id) for e in entries],
+                                  written.pop("jsonl"))
         if self.row_sidecars == "parquet":
             path = sidecar_shard_path(split, shard, n, sub)
             fileio.write_bytes(join_path(self.files_root, path), sidecar_parquet_bytes(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 from collections import defaultdict
 
+import orjson
 import pytest
 
 from transforms.paths import shard_dir, slot_dir
@@ -103,3 +104,20 @@ def test_row_index_groups_each_tiles_run_and_round_trips():
     assert parse_row_index(data) == [("a", ("data/train.jsonl", (("a__caption", 0, 10), ("a__grounding", 10, 20)))),
                                      ("b", ("data/train.jsonl", (("b__caption", 30, 5),)))]
     assert encode_row_index("data/train.jsonl", []) == b""
+
+
+@pytest.mark.parametrize("parse", [True, False])
+def test_a_taken_line_must_hold_its_row(parse):
+    from transforms.output.spool import previous_spool
+    from transforms.output.split_files import RowPointer, taken_entry
+
+    row = {"messages": [{"role": "user", "content": [{"type": "text", "text": 'say "sample_id":"b_1"'}]}],
+           "metadata": {"sample_id": "a_1", "tile_stem": "a"}}
+    line = orjson.dumps(row) + b"\n"
+    pointer = RowPointer("train", "a_1", previous_spool("data/train.jsonl"), 0, len(line), "", "a")
+    entry = taken_entry(pointer, line, "/prev", parse)
+    assert entry.sample_id == "a_1" and (entry.record == row if parse else entry.line == line and entry.stem == "a")
+    other = pointer._replace(sample_id="b_1")  # only quoted inside a text: not the row's key
+    for wrong, bad in ((other, line), (pointer, line[:-5]), (pointer, line + line)):
+        with pytest.raises(RuntimeError, match="run again with --no-reuse"):
+            taken_entry(wrong, bad, "/prev", parse)

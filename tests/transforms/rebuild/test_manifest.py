@@ -108,8 +108,8 @@ def test_row_index_groups_each_tiles_run_and_round_trips():
 
 @pytest.mark.parametrize("parse", [True, False])
 def test_a_taken_line_must_hold_its_row(parse):
-    from transforms.output.spool import previous_spool
     from transforms.output.split_files import RowPointer, taken_entry
+    from transforms.output.spool import previous_spool
 
     row = {"messages": [{"role": "user", "content": [{"type": "text", "text": 'say "sample_id":"b_1"'}]}],
            "metadata": {"sample_id": "a_1", "tile_stem": "a"}}

@@ -103,7 +103,8 @@ def _dict_path_parquet(records, fields):
     return sink.getvalue()
 
 
-@pytest.mark.parametrize("change", ["none", "field_missing", "field_null", "extra_fields", "not_a_string"])
+@pytest.mark.parametrize("change", ["none", "field_missing", "field_null", "extra_fields", "not_a_string",
+                                    "no_messages"])
 def test_parquet_from_jsonl_equals_parquet_from_dicts(prepared, change):
     from transforms.output.formats import EVAL_METADATA_FIELDS, METADATA_FIELDS
 
@@ -119,7 +120,9 @@ def test_parquet_from_jsonl_equals_parquet_from_dicts(prepared, change):
         records[0]["messages"][0]["name"] = "extra"
     elif change == "not_a_string":
         records[2]["metadata"]["task"] = 7
-    if change == "not_a_string":  # neither path writes it: both refuse
+    elif change == "no_messages":
+        del records[1]["messages"]
+    if change in ("not_a_string", "no_messages"):  # neither path writes it: both refuse
         with pytest.raises(Exception):  # noqa: B017
             _dict_path_parquet(records, fields)
         with pytest.raises(Exception):  # noqa: B017

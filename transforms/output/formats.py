@@ -136,10 +136,11 @@ def _table_from_jsonl(jsonl: bytes, schema: pa.Schema, n_rows: int) -> pa.Table 
         return None
     if table.num_rows != n_rows:
         return None
-    metadata = table.column("metadata").combine_chunks()
-    if any(metadata.field(i).null_count for i in range(metadata.type.num_fields)):
-        return None
-    return pa.Table.from_arrays([table.column("messages").combine_chunks(), metadata], schema=schema)
+    messages, metadata = table.column("messages").combine_chunks(), table.column("metadata").combine_chunks()
+    if messages.null_count or metadata.null_count or any(
+            metadata.field(i).null_count for i in range(metadata.type.num_fields)):
+        return None  # the dict path refuses a row without messages and gives missing metadata fields ""
+    return pa.Table.from_arrays([messages, metadata], schema=schema)
 
 
 def jsonl_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | None = None) -> bytes:

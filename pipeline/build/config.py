@@ -9,6 +9,7 @@ import orjson
 
 from pipeline.errors import UsageError
 from transforms import fileio
+from transforms.analysis.render import RENDERER
 from transforms.analysis.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
 from transforms.fileio import public_location
 from transforms.output.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
@@ -187,11 +188,13 @@ class BuildConfig:
     def shaping_options(self, version: str) -> dict:
         """What a tile's rows and files are made from beside the tile itself (its fingerprint holds their
         digest): every option but where the data comes from and goes, the split-file options (those files are
-        written again on every build), and the prompt templates themselves, not where they were read from."""
+        written again on every build), the prompt templates themselves, not where they were read from, and the
+        analysis-map renderer, whose version moves when its maps do (so a rebuild never mixes maps of two
+        renderers, and every spec re-renders with the code that reads it)."""
         shaping = {k: v for k, v in self.as_dict().items()
                    if k not in ("input", "output", "previous", "update", "prompts_dir", "formats",
                                 "embed_images", "rows_per_shard")}
-        return {**shaping, "templates": self.templates, "satsft_version": version}
+        return {**shaping, "templates": self.templates, "satsft_version": version, "renderer": RENDERER}
 
     @property
     def rows_are_lines(self) -> bool:

@@ -127,7 +127,11 @@ def grid_regions(spec: dict[str, Any]) -> list[Region]:
 
 def tile_map(spec: dict[str, Any], chip: bytes) -> TileMap:
     """The per-tile part of rendering (decode, colour models, observed map); any profile's spec of the tile
-    gives the same result. Refuses a chip whose bytes are not the ones the spec names."""
+    gives the same result. Refuses a chip whose bytes are not the ones the spec names, and a spec another
+    renderer made."""
+    if spec.get("renderer") != RENDERER:
+        raise ChipError(f"the spec was made by renderer {spec.get('renderer')!r}; this satsft draws {RENDERER!r} "
+                        "maps, which differ: render it with the satsft that made it")
     digest = chip_sha256(chip)
     if digest != spec["chip"]["sha256"]:
         raise ChipError(f"chip {spec['chip']['path']} has sha256 {digest}, the spec names {spec['chip']['sha256']}")

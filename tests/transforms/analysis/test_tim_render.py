@@ -187,6 +187,23 @@ def test_render_refuses_a_chip_the_spec_does_not_name():
     assert spec["chip"] == {"path": "images/s00000/x.png", "sha256": hashlib.sha256(chip).hexdigest()}
 
 
+def test_render_refuses_a_spec_another_renderer_made():
+    spec, chip, _, _ = _spec(1, "brief_only")
+    with pytest.raises(ValueError, match="satsft-dw-map/2"):
+        render_class_map({**spec, "renderer": "satsft-dw-map/2"}, chip)
+
+
+def test_the_renderer_is_part_of_every_tiles_fingerprint(monkeypatch):
+    """Maps of a new renderer differ, so a rebuild must not keep an earlier renderer's maps beside them."""
+    import pipeline.build.config as config
+    from transforms.rebuild.manifest import options_digest
+
+    cfg = config.BuildConfig.create(input="/in", output="/out", check_paths=False)
+    before = options_digest(cfg.shaping_options("0.1.0"))
+    monkeypatch.setattr(config, "RENDERER", "satsft-dw-map/next")
+    assert options_digest(cfg.shaping_options("0.1.0")) != before
+
+
 def test_render_scales_boxes_from_other_chip_sizes():
     chip, observed, regions, _ = _tile(4)
     spec = make_spec("poi_1_t0000", "brief_only", 224, observed, regions, None, observed, "x.png", chip_sha256(chip))

@@ -98,6 +98,12 @@ def file_stem(path: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+def file_type(path: str) -> str:
+    """The file name's extension, lower case ("" when it has none)."""
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
 def base_poi_id(stem: str) -> str:
     """poi_000099_g001_t0000 -> poi_000099; a stem without a poi_<digits> prefix is its own base."""
     m = _BASE_POI.match(stem)

@@ -55,11 +55,6 @@ def png_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int, 
     return "", "", width, height
 
 
-@functools.lru_cache(maxsize=8)
-def _real_root(root: str) -> str:
-    return os.path.realpath(root)
-
-
 @functools.lru_cache(maxsize=4096)
 def _real_folder(folder: str) -> str:
     return os.path.realpath(folder)
@@ -77,7 +72,7 @@ def escapes_root(root: str, path: str) -> bool:
     """True when a local path resolves (through symlinks) to somewhere outside the input root."""
     if not fileio.is_local(path):
         return False  # object stores have no symlinks
-    real_root = _real_root(root)  # once per worker, not once per file
+    real_root = _real_folder(root)  # once per worker, not once per file
     real = real_path(path)
     return os.path.commonpath([real_root, real]) != real_root
 

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from transforms.classes import CLASS_IDS, CLASS_NAMES, NUM_CLASSES
-from transforms.paths import file_stem
+from transforms.paths import file_stem, file_type
 
 VALID_SPLITS = ("train", "validation", "test")
 DEFAULT_SIZE = 224
@@ -85,9 +85,9 @@ class Tile:
         """The tile's images as its rows know them beyond the chip's bytes: the chip's file type and the still's
         stem, slot and file type, which fix their output paths (rows name images by path and nothing else; no
         still: none). Part of the tile's fingerprint."""
-        still = f"{self.still_stem}|{self.still_index}|{_file_type(self.still_src)}" if (
+        still = f"{self.still_stem}|{self.still_index}|{file_type(self.still_src)}" if (
             self.still_src and self.still_index >= 0) else ""
-        return f"{_file_type(self.chip_src)}|{still}"
+        return f"{file_type(self.chip_src)}|{still}"
 
     def __reduce__(self):
         """Pickled as one JSON document: every shuffle pickles every tile (several times over a build), and
@@ -96,11 +96,6 @@ class Tile:
         state = [d[name] for name in _TILE_FIELDS]
         state[_REGIONS] = [tuple(r) for r in self.regions]
         return _tile_from_json, (orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS),)
-
-
-def _file_type(path: str) -> str:
-    name = path.rsplit("/", 1)[-1]
-    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 
 def _deep_tuple(value: Any) -> Any:

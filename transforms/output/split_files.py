@@ -323,9 +323,9 @@ class _WriteShardFn(beam.DoFn):
         self.files_root = files_root or root
         self.metadata_fields, self.hub = metadata_fields, hub
         self.analysis_root = join_path(root, ANALYSIS_SPOOL_DIR) if hub else root
-        # Shards written only as JSONL and Parquet take the earlier build's lines as bytes, never parsed.
-        self.lines_only = (set(formats) <= {"jsonl", "parquet"} and not embed_images and row_sidecars != "parquet"
-                           and not hub)
+        # Shards written only as JSONL and Parquet take the earlier build's lines as bytes, never parsed
+        # (--layout hub always embeds images).
+        self.lines_only = set(formats) <= {"jsonl", "parquet"} and not embed_images and row_sidecars != "parquet"
         self.files = Metrics.counter("WriteSplitFiles", "files_written")
         self.rows = Metrics.counter("WriteSplitFiles", "rows_written")
         self.dropped = Metrics.counter("WriteSplitFiles", "dropped_source_image_unreadable")

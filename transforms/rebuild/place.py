@@ -245,7 +245,8 @@ class FindStaleFiles(beam.PTransform):
 
     def expand(self, records):
         # Only the stems and file names cross the join: the records' other fields would only cost memory.
-        return ({"before": self.before | "BeforeByStem" >> beam.Map(lambda t: (t[0], (t[0], tuple(t[4])))),
+        before = self.before | "BeforeByStem" >> beam.Map(lambda t: (t[0], (t[0], tuple(PreviousTile(*t).files))))
+        return ({"before": before,
                  "now": records | "NowByStem" >> beam.Map(lambda r: (r["stem"], tuple(r["files"])))}
                 | "JoinByStem" >> beam.CoGroupByKey()
                 | "Stale" >> beam.FlatMap(_stale))

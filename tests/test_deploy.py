@@ -114,7 +114,7 @@ def test_dataflow_job_graph_builds_offline():
     result = build_pipeline(config, beam.Pipeline(options=options)).run()
     transforms = result.job.proto_pipeline.components.transforms
     names = {t.unique_name for t in transforms.values()}
-    for step in ("ReadSidecars", "ExtractImageRefs", "ListChips", "JoinOnTileStem", "JoinStills", "AssignSplits",
+    for step in ("ReadSidecars", "ExtractImageRefs", "ListChips", "JoinOnTileStem", "IndexStills", "AssignSplits",
                  "GenerateRows", "WriteSplitFiles", "WriteRowSidecars", "RenderAnalysisImages", "CopySourceImages",
                  "WriteRejects", "CountOutcomes", "WriteReport"):
         assert step in names, step

@@ -17,7 +17,7 @@ from tests.conftest import make_sidecar
 from transforms.analysis.render import class_shares, tile_map
 from transforms.generate import GenerateRows
 from transforms.input.images import ImageFile
-from transforms.input.join import JoinOnTileStem, JoinStills
+from transforms.input.join import IndexStills, JoinOnTileStem
 from transforms.input.read import ExtractImageRefs, ListImages, ReadSidecars
 from transforms.input.refs import ImageRef
 from transforms.input.sidecars import parse_sidecar
@@ -101,7 +101,7 @@ def test_join_on_tile_stem():
             "refs": p | "r" >> beam.Create([("a", ref), ("c", ImageRef((0, 2, 1), "chip", "c", "images/c.png")),
                                             ("d", ImageRef((0, 3, 1), "chip", "d", "images/d.png"))]),
             "files": p | "f" >> beam.Create([("a", ImageFile("images/a.png", width=224, height=224))]),
-        } | JoinOnTileStem("/in")
+        } | JoinOnTileStem("/in", p | "stills" >> beam.Create([{}]))
         assert_that(out["tiles"] | beam.Map(lambda t: (t.tile_stem, t.chip_src)), equal_to([("a", "/in/images/a.png")]),
                     label="tiles")
         assert_that(out["rejects"] | beam.Map(lambda r: (r["tile_stem"], r["reason"])),
@@ -115,11 +115,15 @@ def test_join_stills_lookup_order():
             ("poi_3", ImageRef((0, 3, 1), "still", "poi_3", "mapbox_stills/poi_3.png"))]
     files = [("poi_1_g001", ImageFile("mapbox_stills/poi_1_g001.png")), ("poi_2", ImageFile("mapbox_stills/poi_2.png")),
              ("poi_3", ImageFile("mapbox_stills/poi_3.png", "truncated"))]
-    tiles = [_tile("poi_1_g001_t0000"), _tile("poi_2_g005_t0003"), _tile("poi_4_t0000")]
+    stems = ["poi_1_g001_t0000", "poi_2_g005_t0003", "poi_4_t0000"]
+    chips = {s: ImageRef((1, i, 1), "chip", s, f"images/{s}.png") for i, s in enumerate(stems)}
     with TestPipeline() as p:
-        out = (p | "t" >> beam.Create(tiles), p | "r" >> beam.Create(refs), p | "f" >> beam.Create(files)) | JoinStills(
-            "/in")
-        assert_that(out["tiles"] | beam.Map(lambda t: (t.tile_stem, t.still_stem, t.still_index)),
+        out = (p | "r" >> beam.Create(refs), p | "f" >> beam.Create(files)) | IndexStills()
+        joined = {"sidecars": p | "s" >> beam.Create([(s, _tile(s)) for s in stems]),
+                  "refs": p | "c" >> beam.Create(list(chips.items())),
+                  "files": p | "cf" >> beam.Create([(s, ImageFile(r.path, width=224, height=224))
+                                                    for s, r in chips.items()])} | JoinOnTileStem("/in", out["index"])
+        assert_that(joined["tiles"] | beam.Map(lambda t: (t.tile_stem, t.still_stem, t.still_index)),
                     equal_to([("poi_1_g001_t0000", "poi_1_g001", 0), ("poi_2_g005_t0003", "poi_2", 1),
                               ("poi_4_t0000", "", -1)]), label="tiles")
         assert_that(out["rejects"] | beam.Map(lambda r: r["reason"]), equal_to(["still_truncated"]), label="rejects")
@@ -137,8 +141,8 @@ def test_assign_splits_and_index():
         assert_that(out["reassigned"], equal_to([1]), label="moved")
         assert_that(out["declared"], equal_to([{"declared|train": 1, "declared|test": 1},
                                                {"declared|validation": 1}]), label="declared")
-        placed = out["tiles"] | PlaceTiles("options")
-        assert_that(placed["tiles"] | beam.Map(lambda t: (t.tile_stem, t.slot)),
+        placed = out["tiles"] | PlaceTiles()
+        assert_that(placed | beam.Map(lambda t: (t.tile_stem, t.slot)),
                     equal_to([("poi_5_g001_t0000", 0), ("poi_5_g002_t0000", 1), ("poi_6_g001_t0000", 2)]),
                     label="first build: slots in stem order")
     with TestPipeline() as p:

@@ -33,3 +33,17 @@ def stable_choice_index(n: int, *parts: object) -> int:
 def stable_rng(*parts: object) -> np.random.Generator:
     """A numpy Generator seeded from the parts (for vectorised draws such as noise fields)."""
     return np.random.default_rng(int.from_bytes(stable_digest(*parts)[:16], "big"))
+
+
+def jump_bucket(key: int, buckets: int) -> int:
+    """Jump consistent hash (Lamping and Veach, 2014) of a 64-bit key into [0, buckets): when the number of
+    buckets grows by one, only the keys that go to the new bucket move, so a rebuild whose split grew a shard
+    finds nearly every row in the shard of the same number as before."""
+    if buckets <= 0:
+        raise ValueError("jump_bucket needs buckets >= 1")
+    b, j = -1, 0
+    while j < buckets:
+        b = j
+        key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
+        j = int((b + 1) * (float(1 << 31) / float((key >> 33) + 1)))
+    return b

@@ -21,7 +21,7 @@ from transforms.generate import (
     TILES_DONE,
     GenerateRows,
 )
-from transforms.input.join import JoinOnTileStem, JoinStills
+from transforms.input.join import IndexStills, JoinOnTileStem
 from transforms.input.read import LEAVES, ExtractImageRefs, FingerprintFn, ListImages, ReadSidecars, image_leaf
 from transforms.output.counts import CountOutcomes
 from transforms.output.files import (
@@ -38,6 +38,10 @@ from transforms.paths import join_path
 from transforms.rebuild.commit import commit, finish, saved_manifests, stage_root
 from transforms.rebuild.manifest import options_digest
 from transforms.rebuild.place import (
+    CHANGED,
+    EVENTS,
+    KNOWN,
+    PLACED,
     FindStaleFiles,
     PlaceTiles,
     ReadPreviousRows,
@@ -97,22 +101,26 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     chip_files = pipeline | "ListChips" >> ListImages(root, "images")
     still_files = pipeline | "ListStills" >> ListImages(root, "mapbox_stills")
 
-    joined = ({"sidecars": sidecars["tiles"], "refs": refs["chips"], "files": chip_files}
-              | "JoinOnTileStem" >> JoinOnTileStem(root))
-    with_stills = ((joined["tiles"], refs["stills"], still_files)
-                   | "JoinStills" >> JoinStills(root, config.previous_stills))
-    previous = previous_splits = previous_rows = None
-    if config.takes_rows:
-        previous_rows = pipeline | "ReadPreviousRows" >> ReadPreviousRows(config.previous, config.previous_rows)
+    stills = (refs["stills"], still_files) | "IndexStills" >> IndexStills(config.previous_stills)
+    previous = previous_splits = None
+    parts = {"sidecars": sidecars["tiles"], "refs": refs["chips"], "files": chip_files}
     if config.previous:
         previous = pipeline | "ReadPreviousTiles" >> ReadPreviousTiles(
             config.previous, config.previous_manifest, config.previous_files, config.previous_format)
         previous_splits = previous | "PreviousSplits" >> beam.Map(lambda t: (t[0], t[1]))
-    split = with_stills["tiles"] | "AssignSplits" >> AssignSplits(config.leakage, previous_splits)
+        parts["previous"] = previous | "PreviousByStem" >> beam.Map(lambda t: (t[0], t))
+    if config.takes_rows:
+        parts["rows"] = pipeline | "ReadPreviousRows" >> ReadPreviousRows(config.previous, config.previous_rows)
     options = options_digest(config.shaping_options(__version__))
-    placed = split["tiles"] | "PlaceTiles" >> PlaceTiles(options, previous, config.reuse and config.layout != "hub",
-                                                         config.max_files_per_dir, previous_rows)
-    generated = placed["tiles"] | "GenerateRows" >> GenerateRows(
+    joined = parts | "JoinOnTileStem" >> JoinOnTileStem(root, stills["index"], options,
+                                                        config.reuse and config.layout != "hub")
+    split = joined["tiles"] | "AssignSplits" >> AssignSplits(config.leakage, previous_splits,
+                                                             joined[KNOWN] if previous is not None else None)
+    # Unchanged tiles keep their slot (and their split); new and changed ones are given one.
+    unplaced = (split["tiles"], joined[CHANGED]) | "Unplaced" >> beam.Flatten()
+    placed = ((unplaced | "PlaceTiles" >> PlaceTiles(previous, config.max_files_per_dir), joined[PLACED])
+              | "AllPlaced" >> beam.Flatten())
+    generated = placed | "GenerateRows" >> GenerateRows(
         config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out, options,
         config.row_sidecars == "files", config.update, sidecars["tiles_in"])
     rows = generated["rows"]
@@ -132,7 +140,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         reused["events"],
         generated[ROW_COUNTS],
         generated[MANIFEST] | "WriteManifest" >> WriteManifest(dataset_root),
-        with_stills["index"] | "WriteStillsManifest" >> beam.Map(
+        stills["index"] | "WriteStillsManifest" >> beam.Map(
             write_stills_file, dataset_root, config.max_files_per_dir, beam.pvalue.AsSingleton(
                 generated[COPIES]
                 | "StillCopies" >> beam.FlatMap(lambda c: [c[0]] if c[0].startswith(STILLS_DIR + "/") else [])
@@ -140,7 +148,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
                 | "AllUsed" >> beam.combiners.ToList())),
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),
         split["declared"],
-        placed["events"],
+        joined[EVENTS],
     ]
     failed = [split_files["rejects"], reused["rejects"]]
     if not hub:
@@ -149,7 +157,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         failed.append(copies["rejects"])
     if config.row_sidecars == "files":
         events.append(rows | "WriteRowSidecars" >> WriteRowSidecars(out, config.previous, config.update))
-    rejects = ([sidecars["rejects"], refs["rejects"], joined["rejects"], with_stills["rejects"], split["rejects"],
+    rejects = ([sidecars["rejects"], refs["rejects"], joined["rejects"], stills["rejects"], split["rejects"],
                 generated["rejects"], *failed] | "AllRejects" >> beam.Flatten())
     events.append(rejects | "WriteRejects" >> WriteRejects(dataset_root))
 

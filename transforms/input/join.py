@@ -1,4 +1,5 @@
-"""Joins on tile stem: sidecars with their chip reference and chip file, and tiles with their stills."""
+"""The join on tile stem: sidecars with their chip reference, chip file and still, and in a rebuild with the
+earlier build's record of the tile."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from transforms.input.images import ImageFile
 from transforms.input.refs import ImageRef
 from transforms.input.sidecars import Tile
 from transforms.paths import join_path, still_lookup_keys
-from transforms.rebuild.manifest import parse_stills, still_slots
+from transforms.rebuild.manifest import PreviousTile, parse_stills, still_slots
+from transforms.rebuild.place import CHANGED, EVENTS, KNOWN, PLACED, compare_tile, known_record
 from transforms.records import reject
 
 REJECTS = "rejects"
@@ -57,12 +59,18 @@ def join_tile(stem: str, sidecars: list[Tile], refs: list[ImageRef], files: list
 
 
 class _JoinFn(beam.DoFn):
-    def __init__(self, input_root: str):
-        self.input_root = input_root
+    """One stem's groups -> its tile, with its still; in a rebuild also compared with the earlier build's record
+    of it, here rather than after a shuffle of its own, so an unchanged tile goes on to its rows placed and
+    with its split, and crosses no other shuffle as a whole tile (transforms.rebuild.place.compare_tile)."""
+
+    def __init__(self, input_root: str, options: str, reuse: bool):
+        self.input_root, self.options, self.reuse = input_root, options, reuse
         self.joined = Metrics.counter("JoinOnTileStem", "tiles_joined")
         self.dropped = Metrics.counter("JoinOnTileStem", "tiles_dropped")
+        self.unchanged = Metrics.counter("JoinOnTileStem", "tiles_unchanged")
+        self.changed = Metrics.counter("JoinOnTileStem", "tiles_changed")
 
-    def process(self, element):
+    def process(self, element, stills):
         stem, groups = element
         tile, rejects = join_tile(stem, list(groups["sidecars"]), list(groups["refs"]), list(groups["files"]),
                                   self.input_root)
@@ -70,22 +78,50 @@ class _JoinFn(beam.DoFn):
             if r["stage"] != "refs":
                 self.dropped.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, r)
-        if tile is not None:
-            self.joined.inc()
+        if tile is None:
+            return
+        self.joined.inc()
+        tile = lookup_still(tile, stills, self.input_root)
+        before = [PreviousTile(*p) for p in groups.get("previous", ())]
+        if not before:
             yield tile
+            return
+        where, tile, events = compare_tile(tile, before, list(groups.get("rows", ())), self.options, self.reuse)
+        if where == PLACED:
+            self.unchanged.inc()
+        elif events:
+            self.changed.inc()
+        yield beam.pvalue.TaggedOutput(KNOWN, known_record(tile))
+        if events:
+            yield beam.pvalue.TaggedOutput(EVENTS, events)
+        yield beam.pvalue.TaggedOutput(where, tile)
 
 
 @dataclass
 class JoinOnTileStem(beam.PTransform):
-    """CoGroupByKey of sidecars, first chip references and chip files on tile_stem."""
+    """CoGroupByKey of sidecars, first chip references and chip files on tile_stem; each tile gets its still
+    from ``stills`` (IndexStills). With ``previous`` and ``rows`` among the inputs (a rebuild: the earlier
+    build's PreviousTile records and row index, by stem), a tile that build had is compared with it there:
+
+    - ``tiles``: new tiles, which need a split (AssignSplits) and a slot (PlaceTiles);
+    - ``placed``: unchanged tiles, with the earlier build's split and slot, and what of it they reuse;
+    - ``changed``: tiles that build had but that changed (or had no slot), with their split: they need a slot;
+    - ``known``: (base, (stem, declared split, split)) for both, all the split plan needs of them;
+    - ``events``: unchanged and changed tiles counted for the report."""
 
     input_root: str
+    stills: beam.PCollection
+    options: str = ""  # rebuild.manifest.options_digest: part of every tile's fingerprint
+    reuse: bool = True
 
     def expand(self, inputs):
         out = (inputs
                | "CoGroup" >> beam.CoGroupByKey()
-               | "Join" >> beam.ParDo(_JoinFn(self.input_root)).with_outputs(REJECTS, main="tiles"))
-        return {"tiles": out.tiles, REJECTS: out[REJECTS]}
+               | "Join" >> beam.ParDo(_JoinFn(self.input_root, self.options, self.reuse),
+                                      beam.pvalue.AsSingleton(self.stills)).with_outputs(
+                   REJECTS, PLACED, CHANGED, KNOWN, EVENTS, main="tiles"))
+        return {"tiles": out.tiles, REJECTS: out[REJECTS], PLACED: out[PLACED], CHANGED: out[CHANGED],
+                KNOWN: out[KNOWN], EVENTS: out[EVENTS]}
 
 
 def index_stills(found: list[tuple[str, str]], previous: dict[str, int] | None = None) -> dict[str, tuple[str, int]]:
@@ -128,16 +164,15 @@ def lookup_still(tile: Tile, stills: dict[str, tuple[str, int]], input_root: str
 
 
 @dataclass
-class JoinStills(beam.PTransform):
-    """Give each tile its overhead still, looked up in the index of stills that exist: one entry per still
-    (at most one per place, so some 100 bytes per base), the one index a build hands to every worker.
-    ``index`` carries it on, for the manifest's stills file."""
+class IndexStills(beam.PTransform):
+    """The index of stills that exist: one entry per still (at most one per place, so some 100 bytes per base),
+    the one index a build hands to every worker (JoinOnTileStem looks each tile's still up in it). Emits
+    ``index`` and the ``rejects`` of stills that are missing or damaged."""
 
-    input_root: str
     previous_stills: str = ""  # the earlier build's manifest of stills (--previous), whose slots are kept
 
     def expand(self, inputs):
-        tiles, still_refs, still_files = inputs
+        still_refs, still_files = inputs
         found = ({"refs": still_refs, "files": still_files}
                  | "CoGroupStills" >> beam.CoGroupByKey()
                  | "Resolve" >> beam.FlatMap(_resolve_still).with_outputs(REJECTS, main="found"))
@@ -145,6 +180,4 @@ class JoinStills(beam.PTransform):
         index = (found.found
                  | "Collect" >> beam.combiners.ToList()
                  | "Index" >> beam.Map(lambda f: index_stills(f, _previous_still_slots(previous))))
-        root = self.input_root
-        joined = tiles | "Lookup" >> beam.Map(lambda t, s: lookup_still(t, s, root), beam.pvalue.AsSingleton(index))
-        return {"tiles": joined, REJECTS: found[REJECTS], "index": index}
+        return {REJECTS: found[REJECTS], "index": index}

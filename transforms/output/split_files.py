@@ -23,17 +23,21 @@ from apache_beam.transforms.window import GlobalWindows
 
 from transforms import fileio
 from transforms.analysis.render import ChipError, render_analysis_png
-from transforms.ids import stable_uint64
+from transforms.ids import jump_bucket, stable_uint64
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.output.formats import (
     FORMATS,
     HUB_ROW_GROUP_ROWS,
     METADATA_FIELDS,
     Images,
+    TakenSource,
     jsonl_bytes,
+    parquet_beside,
     parquet_bytes,
+    read_parquet_table,
     sidecar_parquet_bytes,
     sidecar_shard_path,
+    table_with_taken_rows,
 )
 from transforms.output.spool import (
     POINTERS_PER_BATCH,
@@ -83,6 +87,7 @@ class ShardEntry(NamedTuple):
     sidecar: dict[str, Any] | None = None
     line: bytes = b""  # a taken row written as the earlier build wrote it, not parsed (``record`` is None)
     stem: str = ""
+    source: TakenSource | tuple[()] = ()  # a taken line's place in the earlier build (its Parquet rows follow it)
 
 
 def spool_bytes(row: Row, embed_images: bool, sidecars_in_shards: bool) -> bytes:
@@ -138,13 +143,15 @@ ShardKey = tuple[str, int, int, str]  # (split, shard, shards in the split, sub-
 
 def write_shard(root: str, key: ShardKey, records: list[dict[str, Any]], images: list[Images] | None,
                 formats: tuple[str, ...], metadata_fields: tuple[str, ...], tile_groups: int = 0,
-                written: dict[str, bytes] | None = None, lines: list[bytes] | None = None) -> list[dict[str, int]]:
+                written: dict[str, bytes] | None = None, lines: list[bytes] | None = None,
+                taken: tuple[str, list[ShardEntry]] | None = None) -> list[dict[str, int]]:
     """One shard's rows, already in their order, written in every format (the one writer of split files, for
     build and mix alike); one event per file (files|format|path -> rows) for the report and the card.
     ``tile_groups``: Parquet row groups of whole tiles (--layout hub). ``written``: the formats it names get
     their bytes put there (the row index is made from the JSONL file's). ``lines``: per row, its JSONL line
     when it has one already (a row taken from the earlier build, whose record is then None), else b"";
-    only for shards written as JSONL and Parquet alone."""
+    only for shards written as JSONL and Parquet alone. ``taken``: (the earlier build, the shard's entries) when
+    some of those lines were taken from it: their Parquet rows are taken from its Parquet files too."""
     split, shard, n, sub = key
     events = []
     jsonl = None  # made once: the JSONL file and the Parquet file's table both come from it
@@ -156,7 +163,10 @@ def write_shard(root: str, key: ShardKey, records: list[dict[str, Any]], images:
         elif jsonl is None and (name == "jsonl" or (name == "parquet" and images is None)):
             jsonl = jsonl_bytes(records)
         if name == "parquet":
-            data = parquet_bytes(records, images, metadata_fields, tile_groups, jsonl)
+            table = None
+            if taken is not None and lines is not None and images is None:
+                table = taken_table(taken[0], taken[1], records, lines, metadata_fields)
+            data = parquet_bytes(records, images, metadata_fields, tile_groups, jsonl, table)
         else:
             data = jsonl if name == "jsonl" else fmt.encode(records, None)
         fileio.write_bytes(join_path(root, path), data)
@@ -164,6 +174,17 @@ def write_shard(root: str, key: ShardKey, records: list[dict[str, Any]], images:
             written[name] = data
         events.append({f"files|{name}|{path}": len(records)})
     return events
+
+
+def taken_table(previous_root: str, entries: list[ShardEntry], records: list[dict[str, Any]], lines: list[bytes],
+                fields: tuple[str, ...]):
+    """The shard's Parquet table with its taken rows read from the earlier build's Parquet files (None: make it
+    from every line)."""
+    if not any(e.source for e in entries):
+        return None
+    return table_with_taken_rows([line or orjson.dumps(r) + b"\n" for r, line in zip(records, lines, strict=True)],
+                                 records, [e.sample_id for e in entries], [e.source for e in entries], fields,
+                                 lambda f: read_parquet_table(join_path(previous_root, parquet_beside(f))))
 
 
 def split_file_dir(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int, split: str,
@@ -196,7 +217,7 @@ def shard_batches(batch: tuple[tuple, ...], counts: dict[str, int], rows_per_sha
     for p in batch:
         split = p[0]
         n = shard_count(counts.get(split, 0), rows_per_shard)
-        shard = stable_uint64("shard", (p[5] if len(p) > 5 else "") or p[1]) % n
+        shard = jump_bucket(stable_uint64("shard", (p[5] if len(p) > 5 else "") or p[1]), n)
         key = keys.get((split, shard))
         if key is None:
             key = keys[(split, shard)] = (split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir,
@@ -225,10 +246,31 @@ def read_back(spool_root: str, pointers: list[RowPointer], previous_root: str = 
     data = read_spooled(spool_root, ((p.spool, p.offset, p.length) for p in spooled))
     entries = [read_entry(p.sample_id, data[(p.spool, p.offset)]) for p in spooled]
     earlier = [p for p in pointers if previous_file(p.spool) is not None]
-    if earlier:
+    if earlier and parse:
         lines = read_spooled(previous_root, ((previous_file(p.spool), p.offset, p.length) for p in earlier))
-        entries += [taken_entry(p, lines[(previous_file(p.spool), p.offset)], previous_root, parse) for p in earlier]
+        entries += [taken_entry(p, lines[(previous_file(p.spool), p.offset)], previous_root) for p in earlier]
+    elif earlier:
+        entries += taken_lines(earlier, previous_root)
     return sorted(entries, key=lambda e: e.sample_id)
+
+
+def taken_lines(pointers: list[RowPointer], previous_root: str) -> list[ShardEntry]:
+    """Taken rows as their lines, each with its place in the earlier build (file, line number, lines in the
+    file), which names its row in that build's Parquet file too. Each earlier file is read whole, once: a
+    shard takes most of the file of its number, and one read costs less than a seek per row."""
+    by_file: dict[str, list[RowPointer]] = {}
+    for p in pointers:
+        by_file.setdefault(previous_file(p.spool) or "", []).append(p)
+    out = []
+    for file, ps in sorted(by_file.items()):
+        data = fileio.read_bytes(join_path(previous_root, file))
+        n_lines, line_no, at = data.count(b"\n"), 0, 0
+        for p in sorted(ps, key=lambda p: p.offset):
+            line_no += data.count(b"\n", at, p.offset)
+            at = p.offset
+            entry = taken_entry(p, data[p.offset:p.offset + p.length], previous_root, parse=False)
+            out.append(entry._replace(source=(file, line_no, n_lines)))
+    return out
 
 
 def taken_entry(pointer: RowPointer, line: bytes, previous_root: str, parse: bool = True) -> ShardEntry:
@@ -346,7 +388,8 @@ class _WriteShardFn(beam.DoFn):
         written = {"jsonl": b""}
         for event in write_shard(self.files_root, (split, shard, n, sub), records, images, self.formats,
                                  self.metadata_fields, HUB_ROW_GROUP_ROWS if self.hub else 0, written,
-                                 [e.line for e in entries] if self.lines_only else None):
+                                 [e.line for e in entries] if self.lines_only else None,
+                                 (self.previous, entries) if self.lines_only and "parquet" in self.formats else None):
             self.files.inc()
             yield event
         if self.row_index:

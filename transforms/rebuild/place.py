@@ -19,7 +19,7 @@ from apache_beam.metrics import Metrics
 
 from transforms import fileio
 from transforms.output.tree import tile_splits
-from transforms.paths import join_path
+from transforms.paths import base_poi_id, join_path
 from transforms.rebuild.manifest import (
     STILLS_FILE,
     PreviousTile,
@@ -34,9 +34,12 @@ from transforms.rebuild.manifest import (
     tiles_file,
 )
 from transforms.rows import still_output_path
+from transforms.splits.plan import initial_split, previous_split
 
 EVENTS = "events"
-UNPLACED = "unplaced"
+PLACED = "placed"  # JoinOnTileStem's outputs of tiles the earlier build had
+CHANGED = "changed"
+KNOWN = "known"
 
 
 def _read_manifest_file(element) -> list[tuple]:
@@ -121,41 +124,34 @@ def chip_digest(chip_src: str) -> str:
     return hashlib.sha256(fileio.read_bytes(chip_src)).hexdigest()
 
 
-class _CompareFn(beam.DoFn):
-    """One stem: its tile (if the tree still has it) and the earlier build's record of it (if any)."""
+def known_record(tile) -> tuple[str, tuple[str, str, str]]:
+    """(base, (stem, declared split, split)) of a tile the earlier build had: all AssignSplits needs of it (its
+    split is that build's), about 100 bytes where the tile itself would cross that shuffle."""
+    return base_poi_id(tile.tile_stem), (tile.tile_stem, initial_split(tile), tile.split)
 
-    def __init__(self, options: str, reuse: bool):
-        self.options, self.reuse = options, reuse
-        self.unchanged = Metrics.counter("PlaceTiles", "tiles_unchanged")
-        self.changed = Metrics.counter("PlaceTiles", "tiles_changed")
 
-    def process(self, element):
-        _, groups = element
-        tiles, before = list(groups["tiles"]), [PreviousTile(*p) for p in groups["previous"]]
-        runs = list(groups.get("rows", ()))
-        for tile in tiles:
-            prev = next((p for p in before if p.slot >= 0), None)
-            if prev is None:
-                yield beam.pvalue.TaggedOutput(UNPLACED, tile)
-                continue
-            try:
-                sha = chip_digest(tile.chip_src)
-            except OSError:  # GenerateRows rejects it with the reason; it needs no slot of its own
-                yield beam.pvalue.TaggedOutput(UNPLACED, tile)
-                continue
-            fp = tile_fingerprint(self.options, tile.sidecar_sha256, sha, tile.images_identity())
-            tile = tile.with_fields(fingerprint=fp, chip_sha256=sha)
-            if fp == prev.fingerprint:
-                self.unchanged.inc()
-                yield beam.pvalue.TaggedOutput(EVENTS, {"rebuild|tiles_unchanged": 1,
-                                                        "rebuild|tiles_reused": int(self.reuse)})
-                rows = takeable_rows(prev, runs) if self.reuse else ()  # GenerateRows counts those it takes
-                yield tile.with_fields(slot=prev.slot, reuse=self.reuse, earlier=tuple(prev) if rows else (),
-                                       earlier_rows=rows)
-            else:
-                self.changed.inc()
-                yield beam.pvalue.TaggedOutput(EVENTS, {"rebuild|tiles_changed": 1})
-                yield beam.pvalue.TaggedOutput(UNPLACED, tile)
+def compare_tile(tile, before: list[PreviousTile], runs: list[tuple], options: str, reuse: bool
+                 ) -> tuple[str, Any, dict[str, int]]:
+    """A tile the earlier build had (``before``: its records there) -> (PLACED or CHANGED, the tile with its
+    split kept, events). PLACED: unchanged (same fingerprint), so it keeps its slot too, and with ``reuse``
+    takes that build's files, and its rows when ``runs`` (its row index runs) hold them all. CHANGED: it needs
+    a new slot (its fingerprint moved, its chip cannot be read now, or that build recorded no slot)."""
+    tile = tile.with_fields(split=previous_split(p.split for p in before))
+    prev = next((p for p in before if p.slot >= 0), None)
+    if prev is None:
+        return CHANGED, tile, {}
+    try:
+        sha = chip_digest(tile.chip_src)
+    except OSError:  # GenerateRows rejects it with the reason; it needs no slot of its own
+        return CHANGED, tile, {}
+    fp = tile_fingerprint(options, tile.sidecar_sha256, sha, tile.images_identity())
+    tile = tile.with_fields(fingerprint=fp, chip_sha256=sha)
+    if fp != prev.fingerprint:
+        return CHANGED, tile, {"rebuild|tiles_changed": 1}
+    rows = takeable_rows(prev, runs) if reuse else ()  # GenerateRows counts those it takes
+    return PLACED, tile.with_fields(slot=prev.slot, reuse=reuse, earlier=tuple(prev) if rows else (),
+                                    earlier_rows=rows), {"rebuild|tiles_unchanged": 1,
+                                                         "rebuild|tiles_reused": int(reuse)}
 
 
 def _with_slot(element):
@@ -167,47 +163,30 @@ def _with_slot(element):
 
 @dataclass
 class PlaceTiles(beam.PTransform):
-    """Tiles (split assigned) -> the same tiles with their slot, fingerprint (when an earlier build had them)
-    and whether their analysis images and overlay can be taken from that build (``reuse``); ``events`` counts
-    the unchanged, changed and reused tiles for the report."""
+    """Tiles without a slot (every tile of a first build; new and changed ones in a rebuild, whose unchanged
+    tiles keep theirs: JoinOnTileStem) -> the same tiles with their slot."""
 
-    options: str  # manifest.options_digest of the build's options
-    previous: beam.PCollection | None = None  # PreviousTile tuples of the earlier build
-    reuse: bool = True
+    previous: beam.PCollection | None = None  # PreviousTile tuples of the earlier build: new slots follow theirs
     max_files_per_dir: int = 9000  # new slots begin a shard folder of their own (first_free_slot)
-    previous_rows: beam.PCollection | None = None  # ReadPreviousRows: unchanged tiles' rows are taken from there
 
     def expand(self, tiles):
         p = tiles.pipeline
         if self.previous is None:
-            unplaced, placed = tiles, None
-            events = p | "NoEvents" >> beam.Create([])
             start = p | "FirstSlot" >> beam.Create([0])
         else:
-            joined = {"tiles": tiles | "KeyByStem" >> beam.Map(lambda t: (t.tile_stem, t)),
-                      "previous": self.previous | "PreviousByStem" >> beam.Map(lambda t: (t[0], t))}
-            if self.previous_rows is not None:
-                joined["rows"] = self.previous_rows
-            compared = (joined
-                        | "JoinPrevious" >> beam.CoGroupByKey()
-                        | "Compare" >> beam.ParDo(_CompareFn(self.options, self.reuse)).with_outputs(
-                            UNPLACED, EVENTS, main="placed"))
-            unplaced, placed, events = compared[UNPLACED], compared.placed, compared[EVENTS]
             limit = self.max_files_per_dir
             start = (self.previous
                      | "Slots" >> beam.Map(lambda t: t[2])
                      | "Highest" >> beam.CombineGlobally(lambda slots: max(slots, default=-1))
                      | "Next" >> beam.Map(lambda s: first_free_slot(s, limit)))
-        slots = (unplaced
+        slots = (tiles
                  | "Stems" >> beam.Map(lambda t: t.tile_stem)
                  | "Gather" >> beam.combiners.ToList()
                  | "Allocate" >> beam.FlatMap(lambda stems, first: allocate_slots(stems, first),
                                               beam.pvalue.AsSingleton(start)))
-        fresh = ({"tiles": unplaced | "UnplacedByStem" >> beam.Map(lambda t: (t.tile_stem, t)), "slots": slots}
-                 | "JoinSlots" >> beam.CoGroupByKey()
-                 | "WithSlot" >> beam.FlatMap(_with_slot).with_output_types(Any))
-        out = fresh if placed is None else (placed, fresh) | "AllPlaced" >> beam.Flatten()
-        return {"tiles": out, EVENTS: events}
+        return ({"tiles": tiles | "ByStem" >> beam.Map(lambda t: (t.tile_stem, t)), "slots": slots}
+                | "JoinSlots" >> beam.CoGroupByKey()
+                | "WithSlot" >> beam.FlatMap(_with_slot).with_output_types(Any))
 
 
 def _write_tiles_file(root: str, rel: str, records) -> dict[str, int]:

@@ -23,27 +23,28 @@ DECLARED = "declared"
 
 
 def base_counts(element) -> tuple[str, tuple[int, int, int]]:
-    """(base, tiles per declared split): all the reassignment plan needs to know of a base. A base an earlier
-    build had (--previous) keeps its split there: it reaches the plan as a base that does not leak."""
-    base, (tiles, previous) = element
+    """(base, tiles per split): all the reassignment plan needs to know of a base. A base an earlier build had
+    (--previous) reaches the plan with the splits its tiles keep and new tiles join, as a base that does not
+    leak."""
+    base, (tiles, previous, known) = element
     pinned = previous_split(split for _, split in previous)
     if pinned is not None:
-        return base, split_counts(pinned for _ in tiles)
+        return base, split_counts([*(pinned for _ in tiles), *(split for _, _, split in known)])
     return base, split_counts(initial_split(t) for t in tiles)
 
 
 def declared_event(element) -> dict[str, int]:
     """Tiles per declared split (as the input declares them), for the report's split table."""
-    _, (tiles, _) = element
-    counts = split_counts(initial_split(t) for t in tiles)
+    _, (tiles, _, known) = element
+    counts = split_counts([*(initial_split(t) for t in tiles), *(declared for _, declared, _ in known)])
     return {f"declared|{s}": n for s, n in zip(VALID_SPLITS, counts, strict=True) if n}
 
 
-def rebuild_events(base: str, tiles: list, previous: list[tuple[str, str]]) -> dict[str, int]:
-    """What a rebuild did with one base: tiles kept from the earlier build, new, removed; bases kept and new;
-    and tiles that moved split (0 by construction, counted so the report proves it)."""
+def rebuild_events(now: dict[str, str], previous: list[tuple[str, str]]) -> dict[str, int]:
+    """What a rebuild did with one base (``now``: stem -> split of its tiles in this build): tiles kept from the
+    earlier build, new, removed; bases kept and new; and tiles that moved split (0 by construction, counted so
+    the report proves it)."""
     before = dict(previous)
-    now = {t.tile_stem: t.split for t in tiles}
     kept = [s for s in now if s in before]
     return {"rebuild|tiles_kept": len(kept), "rebuild|tiles_new": len(now) - len(kept),
             "rebuild|tiles_removed": len(set(before) - set(now)),
@@ -59,7 +60,7 @@ class _AssignFn(beam.DoFn):
         self.dropped = Metrics.counter("AssignSplits", "dropped_split_leakage")
 
     def process(self, element, plan):
-        base, (tiles, previous) = element
+        base, (tiles, previous, known) = element
         tiles, previous = list(tiles), sorted(set(previous))
         pinned = previous_split(split for _, split in previous)
         if pinned is not None:  # a base the earlier build had keeps its split, new tiles of it included
@@ -67,7 +68,8 @@ class _AssignFn(beam.DoFn):
         else:
             kept, rejected, moved = resolve_leakage(base, tiles, self.policy, plan)
         if self.rebuild:
-            yield beam.pvalue.TaggedOutput("events", rebuild_events(base, kept, previous))
+            now = {**{t.tile_stem: t.split for t in kept}, **{stem: split for stem, _, split in known}}
+            yield beam.pvalue.TaggedOutput("events", rebuild_events(now, previous))
         if moved:
             self.reassigned.inc(moved)
             yield beam.pvalue.TaggedOutput("reassigned", moved)
@@ -83,23 +85,29 @@ class AssignSplits(beam.PTransform):
     """GroupByKey on base POI so that one place never lands in two splits; where one would, the whole base
     goes to the split a global plan gives it, so the splits keep their declared shares.
 
-    Only (base, three counts) per base reaches the plan, never tiles. ``declared`` carries one count event per
-    base: {"declared|<split>": tiles}."""
+    Only (base, three counts) per base reaches the plan, never tiles. In a rebuild the tiles the earlier build
+    had keep their split there (JoinOnTileStem) and reach this as ``known`` records only; new tiles of a base
+    it had join that base's split. ``declared`` carries one count event per base: {"declared|<split>": tiles}."""
 
     leakage: str
     previous: beam.PCollection | None = None  # (tile stem, split) of every tile of an earlier build
+    known: beam.PCollection | None = None  # JoinOnTileStem's known records: (base, (stem, declared, split))
 
     def expand(self, tiles):
         keyed = tiles | "KeyByBase" >> beam.Map(lambda t: (base_poi_id(t.tile_stem), t))
         if self.previous is None:
             grouped = (keyed
                        | "GroupByBase" >> beam.GroupByKey()
-                       | "NoPrevious" >> beam.Map(lambda kv: (kv[0], (kv[1], ()))))
-        else:  # one small record per tile of the earlier build, joined per base: nothing is broadcast
+                       | "NoPrevious" >> beam.Map(lambda kv: (kv[0], (kv[1], (), ()))))
+        else:  # small records per tile of the earlier build, joined per base: nothing is broadcast
             before = self.previous | "PreviousByBase" >> beam.Map(lambda p: (base_poi_id(p[0]), p))
-            grouped = ({"tiles": keyed, "previous": before}
+            parts = {"tiles": keyed, "previous": before}
+            if self.known is not None:
+                parts["known"] = self.known
+            grouped = (parts
                        | "GroupByBase" >> beam.CoGroupByKey()
-                       | "Parts" >> beam.Map(lambda kv: (kv[0], (list(kv[1]["tiles"]), list(kv[1]["previous"])))))
+                       | "Parts" >> beam.Map(lambda kv: (kv[0], (list(kv[1]["tiles"]), list(kv[1]["previous"]),
+                                                                 list(kv[1].get("known", ()))))))
         counts = grouped | "CountPerBase" >> beam.Map(base_counts)
         plan = (counts
                 | "CollectCounts" >> beam.combiners.ToList()

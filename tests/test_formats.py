@@ -247,3 +247,40 @@ def test_card_configs_and_header(prepared):
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["configs"] == configs and header["size_categories"] == ["n<1K"]
     assert "| caption | 9 | 0 | 1 | 10 |" in card and "| `chip_missing` | 1 |" in card
+
+
+def test_taken_parquet_rows_equal_rows_made_from_their_lines(prepared):
+    """A rebuild's shard whose rows are partly taken from the earlier build's Parquet file writes the same bytes
+    as one made from every line; a mismatched earlier file gives None (the caller parses every line)."""
+    import pyarrow as pa
+
+    from transforms.output.formats import METADATA_FIELDS, parquet_table, table_with_taken_rows
+
+    records = sorted((json.loads(json.dumps(r.record)) for r in _rows(prepared)),
+                     key=lambda r: r["metadata"]["sample_id"])
+    lines = [orjson.dumps(r) + b"\n" for r in records]
+    ids = [r["metadata"]["sample_id"] for r in records]
+    earlier_rows = records[1::2][::-1]  # the earlier file holds every other row, in another order
+    earlier = parquet_table(earlier_rows)
+    at = {r["metadata"]["sample_id"]: i for i, r in enumerate(earlier_rows)}
+    sources = [("data/train.jsonl", at[s], len(earlier_rows)) if s in at else () for s in ids]
+    table = table_with_taken_rows(lines, [None if s in at else r for s, r in zip(ids, records, strict=True)], ids,
+                                  sources, METADATA_FIELDS, lambda f: earlier if f == "data/train.jsonl" else None)
+    assert table is not None
+    assert parquet_bytes(records, table=table) == parquet_bytes(records)
+    wrong = [("data/train.jsonl", src[1], src[2] + 1) if src else () for src in sources]
+    assert table_with_taken_rows(lines, records, ids, wrong, METADATA_FIELDS, lambda f: earlier) is None
+    assert table_with_taken_rows(lines, records, ids, sources, METADATA_FIELDS, lambda f: None) is None
+    shuffled = pa.Table.from_arrays(earlier.columns[::-1], names=earlier.column_names[::-1])
+    assert table_with_taken_rows(lines, records, ids, sources, METADATA_FIELDS, lambda f: shuffled) is None
+
+
+@pytest.mark.parametrize(("jsonl", "parquet"), [
+    ("data/train.jsonl", "parquet/train-00000-of-00001.parquet"),  # Parquet names always carry -of-N
+    ("data/validation-00001-of-00003.jsonl", "parquet/validation-00001-of-00003.parquet"),
+    ("data/s00002/test-00004-of-00020.jsonl", "parquet/s00002/test-00004-of-00020.parquet"),
+])
+def test_parquet_beside_names_the_file_of_the_same_rows(jsonl, parquet):
+    from transforms.output.formats import parquet_beside
+
+    assert parquet_beside(jsonl) == parquet

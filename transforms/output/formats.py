@@ -163,7 +163,7 @@ def table_with_taken_rows(lines: Sequence[bytes], records: Sequence[dict[str, An
             return None
         try:
             earlier = pa.Table.from_arrays(earlier.columns, schema=schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError):
+        except (pa.ArrowException, ValueError, TypeError):  # another schema (a cast Arrow lacks included)
             return None
         taken = earlier.take(pa.array([sources[i][1] for i in positions], type=pa.int64()))
         ids = taken.column("metadata").combine_chunks().field("sample_id").to_pylist()

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import orjson
 from PIL import Image
 
 from transforms.classes import NUM_CLASSES
@@ -70,15 +72,14 @@ def brief_maps(output_dir: str) -> dict[str, str]:
     return out
 
 
-def score_build(output_dir: str, labels_dir: str) -> dict[str, float | int]:
-    """Every brief_only map of a build against its tile's label map (labels/sNNNNN/<tile_stem>.png); a label
+def _maps_and_labels(output_dir: str, labels_dir: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(tile stem, brief_only map, label map) for every tile of a finished local build that has labels; a label
     map at another size than the analysis map is resampled by nearest neighbour."""
     labels = {}
     for folder, _, files in os.walk(labels_dir):
         for name in files:
             if name.endswith(".png"):
                 labels[name[:-4]] = os.path.join(folder, name)
-    scores = []
     for stem, path in sorted(brief_maps(output_dir).items()):
         if stem not in labels:
             continue
@@ -89,5 +90,83 @@ def score_build(output_dir: str, labels_dir: str) -> dict[str, float | int]:
             if truth_img.size != pred.shape[::-1]:
                 truth_img = truth_img.resize(pred.shape[::-1], Image.NEAREST)
             truth = np.asarray(truth_img)
-        scores.append(score_map(pred, truth))
-    return summarise(scores)
+        yield stem, pred, truth
+
+
+def score_build(output_dir: str, labels_dir: str) -> dict[str, float | int]:
+    """Every brief_only map of a build against its tile's label map (labels/sNNNNN/<tile_stem>.png)."""
+    return summarise(score_map(pred, truth) for _, pred, truth in _maps_and_labels(output_dir, labels_dir))
+
+
+# Region sizes (pixels) by which region_fidelity reports: the upstream producer's smallest region is 21 px.
+SIZE_BANDS = ((0, 100), (100, 400), (400, 3200), (3200, None))
+
+
+def cell_ceiling(truth: np.ndarray, cell: int) -> np.ndarray:
+    """The best map a renderer of ``cell``-pixel cells can draw: each cell the most common class of its pixels
+    (the lowest id on a tie), at the label map's size. What a map is measured against when asking how much of
+    its shortfall is the grid's."""
+    h, w = truth.shape
+    if cell <= 1:
+        return truth
+    blocks = truth[:h - h % cell, :w - w % cell].reshape(h // cell, cell, w // cell, cell).transpose(0, 2, 1, 3)
+    votes = (blocks.reshape(h // cell, w // cell, cell * cell, 1) == np.arange(NUM_CLASSES)).sum(2)
+    best = votes.argmax(2).astype(truth.dtype).repeat(cell, 0).repeat(cell, 1)
+    out = truth.copy()
+    out[:best.shape[0], :best.shape[1]] = best
+    return out
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
+
+
+def region_agreement(pred: np.ndarray, truth: np.ndarray, ceiling: np.ndarray,
+                     regions: Iterable[dict]) -> tuple[list[tuple[int, float, float]], tuple[int, int, int]]:
+    """Per sidecar region (class_id, bbox with an inclusive max corner, area_px, in label-map pixels): (area,
+    IoU of its class inside its box in the map, the same for ``ceiling``). Then, over the pixels of each class
+    outside every box of that class (patches too small to be regions): (true pixels, map pixels, both)."""
+    per_region = []
+    boxed = np.zeros((NUM_CLASSES, *truth.shape), bool)
+    for r in regions:
+        c, (x1, y1, x2, y2) = int(r["class_id"]), r["bbox"]
+        box = np.s_[y1:y2 + 1, x1:x2 + 1]
+        boxed[c][box] = True
+        t = truth[box] == c
+        per_region.append((int(r["area_px"]), _box_iou(pred[box] == c, t), _box_iou(ceiling[box] == c, t)))
+    outside = ~boxed[truth, np.arange(truth.shape[0])[:, None], np.arange(truth.shape[1])]
+    predicted_out = ~boxed[pred, np.arange(pred.shape[0])[:, None], np.arange(pred.shape[1])]
+    return per_region, (int(np.count_nonzero(outside)), int(np.count_nonzero(predicted_out)),
+                        int(np.count_nonzero(outside & (pred == truth))))
+
+
+def region_fidelity(output_dir: str, tree_root: str, cell: int) -> dict[str, Any]:
+    """Where a build's maps fall short, for work on the renderer: per band of region size, the mean IoU of each
+    region's class inside its box, in the maps and in the best map of ``cell``-pixel cells (``cell_ceiling``);
+    the pixels outside their class's boxes, which no box locates, and how many the maps got right; and the
+    tile-level scores of that best map (score_build's measure). Regions come from the tree's sidecars."""
+    regions: dict[str, list[dict]] = {}
+    for folder, _, files in os.walk(os.path.join(tree_root, "metadata")):
+        for name in files:
+            if name.endswith(".json"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    sidecar = orjson.loads(f.read())
+                regions[sidecar["tile_stem"]] = sidecar.get("regions") or []
+    bands: dict[tuple, list[tuple[float, float]]] = {band: [] for band in SIZE_BANDS}
+    outside, ceilings = np.zeros(3, np.int64), []
+    for stem, pred, truth in _maps_and_labels(output_dir, os.path.join(tree_root, "labels")):
+        ceiling = cell_ceiling(truth, cell)
+        ceilings.append(score_map(ceiling, truth))
+        per_region, out = region_agreement(pred, truth, ceiling, regions.get(stem, ()))
+        outside += out
+        for area, got, best in per_region:
+            band = next(b for b in SIZE_BANDS if area >= b[0] and (b[1] is None or area < b[1]))
+            bands[band].append((got, best))
+    return {
+        "regions": {f"{lo}-{hi or ''}": {"regions": len(v), "map": float(np.mean([g for g, _ in v])) if v else 0.0,
+                                          "ceiling": float(np.mean([b for _, b in v])) if v else 0.0}
+                    for (lo, hi), v in bands.items()},
+        "outside_boxes": {"true_px": int(outside[0]), "map_px": int(outside[1]), "right_px": int(outside[2])},
+        "ceiling": summarise(ceilings),
+    }

@@ -98,8 +98,19 @@ class Tile:
         return _tile_from_json, (orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS),)
 
 
-def _deep_tuple(value: Any) -> Any:
-    return tuple(_deep_tuple(v) for v in value) if isinstance(value, list) else value
+def _earlier_from_json(earlier: list) -> tuple:
+    """A PreviousTile's fields (transforms.rebuild.manifest) as tuples again: its files and counts are the only
+    lists in it. Spelled out rather than converted recursively: every unchanged tile of a rebuild crosses a
+    shuffle with it, and a recursive walk took most of the tile's decoding."""
+    if not earlier:
+        return ()
+    stem, split, slot, fingerprint, files, rows, gated, still, counts = earlier
+    return (stem, split, slot, fingerprint, tuple(files), rows, gated, still, tuple(map(tuple, counts)))
+
+
+def _earlier_rows_from_json(runs: list) -> tuple:
+    """(split file, ((sample id, offset, length), ...)) per run, as tuples again."""
+    return tuple((path, tuple(map(tuple, rows))) for path, rows in runs)
 
 
 def _tile_from_json(data: bytes) -> Tile:
@@ -107,8 +118,8 @@ def _tile_from_json(data: bytes) -> Tile:
     d["regions"] = tuple([tuple.__new__(Region, (label, cid, tuple(bbox), area))
                           for label, cid, bbox, area in d["regions"]])
     d["fractions"] = {int(k): v for k, v in d["fractions"].items()}
-    for name in _TUPLE_FIELDS:
-        d[name] = _deep_tuple(d[name])
+    d["earlier"] = _earlier_from_json(d["earlier"])
+    d["earlier_rows"] = _earlier_rows_from_json(d["earlier_rows"])
     tile = object.__new__(Tile)
     object.__setattr__(tile, "__dict__", d)
     return tile
@@ -116,7 +127,6 @@ def _tile_from_json(data: bytes) -> Tile:
 
 _TILE_FIELDS = tuple(f.name for f in fields(Tile))
 _REGIONS = _TILE_FIELDS.index("regions")
-_TUPLE_FIELDS = ("earlier", "earlier_rows")  # tuples all the way down (JSON gives lists); ``extra`` stays as given
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 import orjson
@@ -79,7 +79,14 @@ class Tile:
         return {cid: v / total for cid, v in sorted(self.fractions.items()) if v > 0}
 
     def with_fields(self, **changes: Any) -> Tile:
-        return replace(self, **changes)
+        """``dataclasses.replace`` without its per-call introspection (a tile is copied several times on its way
+        through the join: 18 us each that way, 4 us this one): a copy of the fields with ``changes`` over them."""
+        unknown = changes.keys() - _TILE_FIELD_SET
+        if unknown:
+            raise TypeError(f"Tile has no field {sorted(unknown)[0]!r}")
+        tile = object.__new__(Tile)
+        object.__setattr__(tile, "__dict__", {**self.__dict__, **changes})
+        return tile
 
     def images_identity(self) -> str:
         """The tile's images as its rows know them beyond the chip's bytes: the chip's file type and the still's
@@ -127,6 +134,7 @@ def _tile_from_json(data: bytes) -> Tile:
 
 _TILE_FIELDS = tuple(f.name for f in fields(Tile))
 _REGIONS = _TILE_FIELDS.index("regions")
+_TILE_FIELD_SET = frozenset(_TILE_FIELDS)
 
 
 @dataclass(frozen=True)

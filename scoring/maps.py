@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 from PIL import Image
 
 from transforms.classes import NUM_CLASSES
+from transforms.input.sidecars import Region, parse_sidecar
 from transforms.output.tree import ANALYSIS_DIR
 
 BRIEF_SUFFIX = "__analysis_brief_only.png"
@@ -123,18 +123,18 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def region_agreement(pred: np.ndarray, truth: np.ndarray, ceiling: np.ndarray,
-                     regions: Iterable[dict]) -> tuple[list[tuple[int, float, float]], tuple[int, int, int]]:
-    """Per sidecar region (class_id, bbox with an inclusive max corner, area_px, in label-map pixels): (area,
+                     regions: Iterable[Region]) -> tuple[list[tuple[int, float, float]], tuple[int, int, int]]:
+    """Per sidecar region (a parsed Region: bbox with an inclusive max corner, in label-map pixels): (area,
     IoU of its class inside its box in the map, the same for ``ceiling``). Then, over the pixels of each class
     outside every box of that class (patches too small to be regions): (true pixels, map pixels, both)."""
     per_region = []
     boxed = np.zeros((NUM_CLASSES, *truth.shape), bool)
     for r in regions:
-        c, (x1, y1, x2, y2) = int(r["class_id"]), r["bbox"]
+        c, (x1, y1, x2, y2) = r.class_id, r.bbox
         box = np.s_[y1:y2 + 1, x1:x2 + 1]
         boxed[c][box] = True
         t = truth[box] == c
-        per_region.append((int(r["area_px"]), _box_iou(pred[box] == c, t), _box_iou(ceiling[box] == c, t)))
+        per_region.append((r.area_px, _box_iou(pred[box] == c, t), _box_iou(ceiling[box] == c, t)))
     outside = ~boxed[truth, np.arange(truth.shape[0])[:, None], np.arange(truth.shape[1])]
     predicted_out = ~boxed[pred, np.arange(pred.shape[0])[:, None], np.arange(pred.shape[1])]
     return per_region, (int(np.count_nonzero(outside)), int(np.count_nonzero(predicted_out)),
@@ -145,14 +145,17 @@ def region_fidelity(output_dir: str, tree_root: str, cell: int) -> dict[str, Any
     """Where a build's maps fall short, for work on the renderer: per band of region size, the mean IoU of each
     region's class inside its box, in the maps and in the best map of ``cell``-pixel cells (``cell_ceiling``);
     the pixels outside their class's boxes, which no box locates, and how many the maps got right; and the
-    tile-level scores of that best map (score_build's measure). Regions come from the tree's sidecars."""
-    regions: dict[str, list[dict]] = {}
+    tile-level scores of that best map (score_build's measure). Regions come from the tree's sidecars, parsed
+    as a build parses them (a sidecar the build rejects has no map to score)."""
+    regions: dict[str, tuple[Region, ...]] = {}
     for folder, _, files in os.walk(os.path.join(tree_root, "metadata")):
         for name in files:
             if name.endswith(".json"):
-                with open(os.path.join(folder, name), "rb") as f:
-                    sidecar = orjson.loads(f.read())
-                regions[sidecar["tile_stem"]] = sidecar.get("regions") or []
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    tile = parse_sidecar(f.read(), path).tile
+                if tile is not None:
+                    regions[tile.tile_stem] = tile.regions
     bands: dict[tuple, list[tuple[float, float]]] = {band: [] for band in SIZE_BANDS}
     outside, ceilings = np.zeros(3, np.int64), []
     for stem, pred, truth in _maps_and_labels(output_dir, os.path.join(tree_root, "labels")):

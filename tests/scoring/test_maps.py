@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from scoring.maps import cell_ceiling, region_agreement, score_map
+from transforms.input.sidecars import Region
 
 
 def test_cell_ceiling_takes_each_cells_commonest_class():
@@ -27,7 +28,7 @@ def test_region_agreement_inside_boxes_and_outside():
     pred = np.zeros_like(truth)
     pred[1:3, 1:3] = 6  # 4 of the region's 6 pixels
     pred[7, 0] = 6  # a 6 placed outside its boxes, wrongly
-    regions = [{"class_id": 6, "bbox": [1, 1, 3, 2], "area_px": 6}]
+    regions = [Region("built", 6, (1, 1, 3, 2), 6)]
     per_region, (true_out, map_out, right_out) = region_agreement(pred, truth, truth, regions)
     assert per_region == [(6, 4 / 6, 1.0)]
     # Outside its class's boxes: every class-0 pixel (0 has no box) and the speck; the map's 6 at (7, 0) is

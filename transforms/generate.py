@@ -13,7 +13,6 @@ from transforms.analysis.render import ChipError, tile_map
 from transforms.classes import CLASS_NAMES
 from transforms.gate import gate_problem
 from transforms.output.counts import row_keys
-from transforms.output.spool import previous_spool
 from transforms.output.tree import ROW_SIDECARS_DIR
 from transforms.paths import join_path, slot_dir
 from transforms.progress import ProgressCounter
@@ -29,7 +28,6 @@ TILES_DONE = "tiles_done"
 OVERLAYS = "overlays"
 MANIFEST = "manifest"
 REUSED = "reused"
-TAKEN_ROWS = "taken_rows"  # tuples of row pointers into the earlier build's JSONL split files
 ROW_COUNTS = "row_counts"  # what a taken tile's rows add to the report's counts
 
 
@@ -174,16 +172,13 @@ class _GenerateRowsFn(beam.DoFn):
         self._progress.add(1, len(kept))
 
     def _take(self, tile):
-        """An unchanged tile whose rows the earlier build's split files hold, whole: pointers to them, the
-        counts they add, its files (taken as they are) and its manifest record, all as the earlier build had
-        them; nothing is made. (Its fingerprint covers its image paths, so its chip and still are where those
-        rows say.)"""
+        """An unchanged tile whose rows the earlier build's split files hold, whole (taken from there a file at a
+        time, transforms.rebuild.take): the counts they add, its files (taken as they are) and its manifest
+        record, all as the earlier build had them; nothing is made. (Its fingerprint covers its image paths, so
+        its chip and still are where those rows say.)"""
         prev = PreviousTile(*tile.earlier)
         pt = PreparedTile(tile, tile.slot, self.ctx)
         out = []
-        pointers = tuple((tile.split, sample_id, previous_spool(path), offset, length, "", tile.tile_stem)
-                         for path, rows in tile.earlier_rows for sample_id, offset, length in rows)
-        out.append(beam.pvalue.TaggedOutput(TAKEN_ROWS, pointers))
         out.append(beam.pvalue.TaggedOutput(ROW_COUNTS, {**dict(prev.counts), "rebuild|rows_reused": prev.rows}))
         sidecars = tuple(f for f in prev.files if f.startswith(ROW_SIDECARS_DIR + "/"))
         others = tuple(f for f in prev.files if f != pt.chip_path and not f.startswith(ROW_SIDECARS_DIR + "/"))
@@ -213,8 +208,8 @@ class GenerateRows(beam.PTransform):
     its tile before any of its rows are emitted. A tile unchanged since the earlier build (``reuse``) is never
     decoded, and its analysis images, overlay (and, when its rows are taken, row sidecars) come from that build
     (``reused``). When that build's row index covers it (``earlier_rows``), its rows are not made either:
-    ``taken_rows`` points at their lines in that build's JSONL split files and ``row_counts`` carries what
-    they add to the report, both from its manifest record; else its rows are made again, with the same bytes.
+    they are taken from that build's JSONL split files (transforms.rebuild.take) and ``row_counts`` carries
+    what they add to the report, from its manifest record; else its rows are made again, with the same bytes.
     ``manifest``: one record per tile with rows."""
 
     ctx: TaskContext
@@ -240,4 +235,4 @@ class GenerateRows(beam.PTransform):
         return {"rows": out.rows, **{tag: out[tag] for tag in OUTPUTS}}
 
 
-OUTPUTS = (REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS, MANIFEST, REUSED, TAKEN_ROWS, ROW_COUNTS)
+OUTPUTS = (REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS, MANIFEST, REUSED, ROW_COUNTS)

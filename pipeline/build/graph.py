@@ -17,7 +17,6 @@ from transforms.generate import (
     RENDERS,
     REUSED,
     ROW_COUNTS,
-    TAKEN_ROWS,
     TILES_DONE,
     GenerateRows,
 )
@@ -44,11 +43,11 @@ from transforms.rebuild.place import (
     PLACED,
     FindStaleFiles,
     PlaceTiles,
-    ReadPreviousRows,
     ReadPreviousTiles,
     WriteManifest,
     write_stills_file,
 )
+from transforms.rebuild.take import EXCLUDED, ReadPreviousRows, TakeEarlierRows
 from transforms.splits.assign import AssignSplits
 
 
@@ -125,12 +124,14 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         config.row_sidecars == "files", config.update, sidecars["tiles_in"])
     rows = generated["rows"]
 
+    # The rows of unchanged tiles, taken from the earlier build's split files a file at a time.
+    taken = (joined[EXCLUDED] | "TakeEarlierRows" >> TakeEarlierRows(config.previous, config.previous_rows)
+             if config.takes_rows else None)
     hub = config.layout == "hub"  # images only inside the rows: no image files, analysis images via the spool
     split_files = rows | "WriteSplitFiles" >> WriteSplitFiles(out, config.formats, config.rows_per_shard,
                                                               config.embed_images, config.max_files_per_dir,
                                                               config.row_sidecars, config.extra_metadata,
-                                                              config.layout, dataset_root,
-                                                              generated[TAKEN_ROWS] if config.takes_rows else None,
+                                                              config.layout, dataset_root, taken,
                                                               config.previous, config.row_index)
     reused = generated[REUSED] | "TakeReusedFiles" >> TakeReusedFiles(config.previous, out)
     events = [

@@ -16,6 +16,7 @@ from transforms.input.sidecars import Tile
 from transforms.paths import join_path, still_lookup_keys
 from transforms.rebuild.manifest import PreviousTile, parse_stills, still_slots
 from transforms.rebuild.place import CHANGED, EVENTS, KNOWN, PLACED, compare_tile, known_record
+from transforms.rebuild.take import EXCLUDED, excluded_runs
 from transforms.records import reject
 
 REJECTS = "rejects"
@@ -72,6 +73,14 @@ class _JoinFn(beam.DoFn):
 
     def process(self, element, stills):
         stem, groups = element
+        runs = list(groups.get("rows", ()))
+        taken = yield from self._join(stem, groups, runs, stills)
+        if runs and not taken:  # its rows in the earlier split files stay there (rebuild.take)
+            for excluded in excluded_runs(stem, runs):
+                yield beam.pvalue.TaggedOutput(EXCLUDED, excluded)
+
+    def _join(self, stem, groups, runs, stills):
+        """Yields the stem's outputs; returns whether its rows are taken from the earlier build."""
         tile, rejects = join_tile(stem, list(groups["sidecars"]), list(groups["refs"]), list(groups["files"]),
                                   self.input_root)
         for r in rejects:
@@ -79,14 +88,14 @@ class _JoinFn(beam.DoFn):
                 self.dropped.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, r)
         if tile is None:
-            return
+            return False
         self.joined.inc()
         tile = lookup_still(tile, stills, self.input_root)
         before = [PreviousTile(*p) for p in groups.get("previous", ())]
         if not before:
             yield tile
-            return
-        where, tile, events = compare_tile(tile, before, list(groups.get("rows", ())), self.options, self.reuse)
+            return False
+        where, tile, events = compare_tile(tile, before, runs, self.options, self.reuse)
         if where == PLACED:
             self.unchanged.inc()
         elif events:
@@ -95,6 +104,7 @@ class _JoinFn(beam.DoFn):
         if events:
             yield beam.pvalue.TaggedOutput(EVENTS, events)
         yield beam.pvalue.TaggedOutput(where, tile)
+        return bool(tile.earlier_rows)
 
 
 @dataclass
@@ -107,7 +117,9 @@ class JoinOnTileStem(beam.PTransform):
     - ``placed``: unchanged tiles, with the earlier build's split and slot, and what of it they reuse;
     - ``changed``: tiles that build had but that changed (or had no slot), with their split: they need a slot;
     - ``known``: (base, (stem, declared split, split)) for both, all the split plan needs of them;
-    - ``events``: unchanged and changed tiles counted for the report."""
+    - ``events``: unchanged and changed tiles counted for the report;
+    - ``excluded``: (row index file, stem) of each earlier tile in the row index whose rows are not taken
+      (changed, removed, rejected, or not wholly in the index): the rows of all others are (rebuild.take)."""
 
     input_root: str
     stills: beam.PCollection
@@ -119,9 +131,9 @@ class JoinOnTileStem(beam.PTransform):
                | "CoGroup" >> beam.CoGroupByKey()
                | "Join" >> beam.ParDo(_JoinFn(self.input_root, self.options, self.reuse),
                                       beam.pvalue.AsSingleton(self.stills)).with_outputs(
-                   REJECTS, PLACED, CHANGED, KNOWN, EVENTS, main="tiles"))
+                   REJECTS, PLACED, CHANGED, KNOWN, EVENTS, EXCLUDED, main="tiles"))
         return {"tiles": out.tiles, REJECTS: out[REJECTS], PLACED: out[PLACED], CHANGED: out[CHANGED],
-                KNOWN: out[KNOWN], EVENTS: out[EVENTS]}
+                KNOWN: out[KNOWN], EVENTS: out[EVENTS], EXCLUDED: out[EXCLUDED]}
 
 
 def index_stills(found: list[tuple[str, str]], previous: dict[str, int] | None = None) -> dict[str, tuple[str, int]]:

@@ -66,8 +66,9 @@ class Tile:
     fingerprint: str = ""  # set once the tile is placed when an earlier build had it (else by GenerateRows)
     chip_sha256: str = ""  # known with the fingerprint
     reuse: bool = False  # unchanged since the earlier build: its analysis images and overlay are taken from it
-    # With reuse, and when the earlier build recorded where its rows lie (transforms/rebuild/place): its record
-    # there (PreviousTile fields) and its rows' places in that build's JSONL split files, taken instead of made.
+    # With reuse, and when the earlier build recorded where its rows lie (transforms/rebuild/take): its record
+    # there (PreviousTile fields) and how many of its rows lie in each of that build's JSONL split files
+    # ((split file, rows), ...): its rows are taken from there instead of made.
     earlier: tuple = ()
     earlier_rows: tuple = ()
 
@@ -116,8 +117,8 @@ def _earlier_from_json(earlier: list) -> tuple:
 
 
 def _earlier_rows_from_json(runs: list) -> tuple:
-    """(split file, ((sample id, offset, length), ...)) per run, as tuples again."""
-    return tuple((path, tuple(map(tuple, rows))) for path, rows in runs)
+    """(split file, rows in it) per run, as tuples again."""
+    return tuple(map(tuple, runs))
 
 
 def _tile_from_json(data: bytes) -> Tile:

@@ -183,17 +183,23 @@ def table_with_taken_rows(lines: Sequence[bytes], records: Sequence[dict[str, An
     return table.take(pa.array(order, type=pa.int64())).combine_chunks()
 
 
-def parquet_beside(jsonl_path: str) -> str:
-    """The Parquet split file of a build that holds the same rows, in the same order, as its JSONL split file
-    (relative paths): data/[sub/]<split>[-i-of-N].jsonl -> parquet/[sub/]<split>-i-of-N.parquet."""
+def split_file_parts(jsonl_path: str) -> tuple[str, int, int, str]:
+    """(split, shard, shards in the split, sub-folder) of a JSONL split file (relative path):
+    data/[sub/]<split>[-i-of-N].jsonl, the inverse of Format.path."""
     folder, name = jsonl_path.rsplit("/", 1)
     sub = folder[len(JSONL_DIR) + 1:] if folder.startswith(JSONL_DIR + "/") else ""
     stem = name[:-len(".jsonl")]
     split, _, rest = stem.partition("-")
     if rest:
         shard, _, n = rest.partition("-of-")
-        return FORMATS["parquet"].path(split, int(shard), int(n), sub)
-    return FORMATS["parquet"].path(split, 0, 1, sub)
+        return split, int(shard), int(n), sub
+    return split, 0, 1, sub
+
+
+def parquet_beside(jsonl_path: str) -> str:
+    """The Parquet split file of a build that holds the same rows, in the same order, as its JSONL split file
+    (relative paths): data/[sub/]<split>[-i-of-N].jsonl -> parquet/[sub/]<split>-i-of-N.parquet."""
+    return FORMATS["parquet"].path(*split_file_parts(jsonl_path))
 
 
 def read_parquet_table(path: str) -> pa.Table | None:

@@ -37,6 +37,7 @@ from transforms.output.formats import (
     read_parquet_table,
     sidecar_parquet_bytes,
     sidecar_shard_path,
+    split_file_parts,
     table_with_taken_rows,
 )
 from transforms.output.spool import (
@@ -44,6 +45,7 @@ from transforms.output.spool import (
     RemoveSpool,
     SpoolFile,
     previous_file,
+    previous_spool,
     read_spooled,
     spool_root,
 )
@@ -217,13 +219,44 @@ def shard_batches(batch: tuple[tuple, ...], counts: dict[str, int], rows_per_sha
     for p in batch:
         split = p[0]
         n = shard_count(counts.get(split, 0), rows_per_shard)
-        shard = jump_bucket(stable_uint64("shard", (p[5] if len(p) > 5 else "") or p[1]), n)
+        shard = row_shard((p[5] if len(p) > 5 else "") or p[1], n)
         key = keys.get((split, shard))
         if key is None:
             key = keys[(split, shard)] = (split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir,
                                                                           split, shard))
         by_key.setdefault(key, []).append(p)
     return [(key, tuple(by_key[key])) for key in sorted(by_key)]
+
+
+def row_shard(group: str, n: int) -> int:
+    """The shard among n of a row whose group is ``group``: its sample id (--layout hub: its tile)."""
+    return jump_bucket(stable_uint64("shard", group), n)
+
+
+def stays_in_its_shard(rows: tuple[tuple[str, str, int, int], ...], shard: int, n: int) -> bool:
+    """Whether rows read from shard ``shard`` of ``n`` belong there: true of every earlier file this build's
+    placing wrote, checked on every 50th row so a file placed some other way (a build of before 2026-12-03,
+    from the same version) is found and its rows are placed one by one."""
+    return all(row_shard(rows[i][1], n) == shard for i in range(0, len(rows), 50))
+
+
+def taken_shard_batches(block, counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int
+                        ) -> list[tuple[ShardKey, tuple[tuple, ...]]]:
+    """A block of rows taken from one earlier split file (rebuild.take.TakenBlock) -> (shard key, pointers) pairs,
+    as shard_batches places rows made now: each row goes to the shard its sample id hashes to in this build.
+    While its split has as many shards as when the earlier build wrote the file, that is the file's own shard
+    (the hash is the same), so the rows go there without hashing each one."""
+    split, shard, n_before, _ = split_file_parts(block.file)
+    spool = previous_spool(block.file)
+    n = shard_count(counts.get(block.split, 0), rows_per_shard)
+    same = n == n_before and split == block.split and stays_in_its_shard(block.rows, shard, n)
+    key = (block.split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, block.split, shard))
+    out: list[tuple[ShardKey, tuple[tuple, ...]]] = []
+    for i in range(0, len(block.rows), POINTERS_PER_BATCH):
+        batch = tuple((block.split, sample_id, spool, offset, length, "", stem)
+                      for stem, sample_id, offset, length in block.rows[i:i + POINTERS_PER_BATCH])
+        out += [(key, batch)] if same else shard_batches(batch, counts, rows_per_shard, max_files_per_dir)
+    return out
 
 
 def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int
@@ -437,7 +470,7 @@ class WriteSplitFiles(beam.PTransform):
     extra_metadata: tuple[str, ...] = ()
     layout: str = "default"
     files_root: str = ""  # where the split files go, if not output_root (--update stages them)
-    taken: beam.PCollection | None = None  # pointer tuples to rows in the earlier build's JSONL files
+    taken: beam.PCollection | None = None  # rebuild.take.TakenBlock: rows in the earlier build's JSONL files
     previous: str = ""  # that build
     row_index: bool = False  # write each JSONL file's row index (metadata/manifest/rows/), for the next rebuild
 
@@ -445,15 +478,20 @@ class WriteSplitFiles(beam.PTransform):
         hub = self.layout == "hub"
         pointers = rows | "Spool" >> beam.ParDo(_SpoolFn(spool_root(self.output_root), self.embed_images,
                                                          self.row_sidecars == "parquet", hub))
+        split_rows = pointers | "SplitOf" >> beam.FlatMap(split_counts_of)
         if self.taken is not None:
-            pointers = (pointers, self.taken) | "WithTaken" >> beam.Flatten()
-        counts = (pointers
-                  | "SplitOf" >> beam.FlatMap(split_counts_of)
+            split_rows = ((split_rows, self.taken | "TakenSplitOf" >> beam.Map(lambda b: (b.split, len(b.rows))))
+                          | "WithTaken" >> beam.Flatten())
+        counts = (split_rows
                   | "CountPerSplit" >> beam.CombinePerKey(sum)
                   | "Counts" >> beam.combiners.ToDict())
         keys = counts | "ShardKeys" >> beam.FlatMap(all_shard_keys, self.rows_per_shard, self.max_files_per_dir)
         keyed = pointers | "KeyByShard" >> beam.FlatMap(shard_batches, beam.pvalue.AsSingleton(counts),
                                                         self.rows_per_shard, self.max_files_per_dir)
+        if self.taken is not None:
+            taken = self.taken | "KeyTakenByShard" >> beam.FlatMap(
+                taken_shard_batches, beam.pvalue.AsSingleton(counts), self.rows_per_shard, self.max_files_per_dir)
+            keyed = (keyed, taken) | "WithTakenRows" >> beam.Flatten()
         out = ({"rows": keyed, "keys": keys}
                | "GroupShards" >> beam.CoGroupByKey()
                | "Write" >> beam.ParDo(_WriteShardFn(self.output_root, self.formats, self.embed_images,

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from transforms import fileio
 from transforms.output.tree import tile_splits
@@ -27,7 +26,6 @@ from transforms.rebuild.manifest import (
     encode_stills,
     encode_tiles,
     first_free_slot,
-    parse_row_index,
     parse_tiles,
     stale_files,
     tile_fingerprint,
@@ -89,37 +87,11 @@ class ReadPreviousTiles(beam.PTransform):
                 | "Once" >> beam.Distinct())
 
 
-def _read_row_index(element) -> list[tuple]:
-    """A row index that cannot be read or parsed costs nothing but time: without it the rows it names are made
-    again (takeable_rows finds them missing), with the same bytes."""
-    root, rel = element
-    try:
-        return parse_row_index(fileio.read_bytes(join_path(root, rel)))
-    except (OSError, ValueError, KeyError, TypeError):  # orjson.JSONDecodeError is a ValueError
-        Metrics.counter("ReadPreviousRows", "index_files_unreadable").inc()
-        return []
-
-
-@dataclass
-class ReadPreviousRows(beam.PTransform):
-    """An earlier build's row index -> (stem, (split file, ((sample id, offset, length), ...))) per run of a
-    tile's rows in one of its JSONL split files: what lets an unchanged tile's rows be taken, not made."""
-
-    root: str
-    index_files: tuple[str, ...]
-
-    def expand(self, pbegin):
-        return (pbegin
-                | "Files" >> beam.Create([(self.root, rel) for rel in self.index_files])
-                | "Spread" >> beam.Reshuffle()
-                | "Read" >> beam.FlatMap(_read_row_index))
-
-
-def takeable_rows(prev: PreviousTile, runs: list[tuple]) -> tuple:
-    """The tile's rows in the earlier split files when they are all there (the index names as many as the
-    manifest says it had) and none was gated (a gated row's reject is in no split file): else () and its
-    rows are made again."""
-    if prev.rows < 0 or prev.gated or sum(len(rows) for _, rows in runs) != prev.rows:
+def takeable_rows(prev: PreviousTile, runs: list[tuple[str, int]]) -> tuple:
+    """The tile's runs, (split file, rows in it), when its rows are all in the earlier split files (the index
+    names as many as the manifest says it had) and none was gated (a gated row's reject is in no split file):
+    else () and its rows are made again. The rows themselves are taken a file at a time (rebuild.take)."""
+    if prev.rows < 0 or prev.gated or sum(n for _, n in runs) != prev.rows:
         return ()
     return tuple(sorted(runs))
 

@@ -1,0 +1,121 @@
+"""Taking unchanged tiles' rows a file at a time: which rows a block keeps, and where they go in this build."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.output.formats import split_file_parts
+from transforms.output.split_files import row_shard, shard_batches, shard_count, taken_shard_batches
+from transforms.output.spool import previous_spool
+from transforms.rebuild.manifest import encode_row_index, row_index_file
+from transforms.rebuild.take import (
+    TakeEarlierRows,
+    TakenBlock,
+    excluded_runs,
+    kept_rows,
+    read_index,
+    run_sizes,
+)
+
+FILE = "data/train-00001-of-00003.jsonl"
+
+
+def _index(file: str, stems: list[str], per_tile: int = 3) -> bytes:
+    rows, offset = [], 0
+    for stem in stems:
+        for t in range(per_tile):
+            rows.append((stem, f"{stem}__task{t}", offset, 40))
+            offset += 40
+    return encode_row_index(file, rows)
+
+
+def _write(root, rel: str, data: bytes) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_the_join_sees_only_how_many_rows_a_tile_has_in_each_file(tmp_path):
+    _write(tmp_path, row_index_file(FILE), _index(FILE, ["a", "b"], 2))
+    assert run_sizes(str(tmp_path), row_index_file(FILE)) == [("a", (FILE, 2)), ("b", (FILE, 2))]
+
+
+def test_a_missing_or_damaged_index_gives_nothing_on_every_read(tmp_path):
+    assert read_index(str(tmp_path), row_index_file(FILE)) == []
+    _write(tmp_path, row_index_file(FILE), b'{"stem": "a", "file": ')
+    assert read_index(str(tmp_path), row_index_file(FILE)) == []
+    assert run_sizes(str(tmp_path), row_index_file(FILE)) == []
+
+
+def test_excluded_tiles_leave_the_block_and_the_others_keep_file_order():
+    runs = [("a", (FILE, (("a__0", 0, 10), ("a__1", 10, 12)))), ("b", (FILE, (("b__0", 22, 9),))),
+            ("c", (FILE, (("c__0", 31, 5),)))]
+    assert kept_rows(runs, {"b"}) == [TakenBlock(FILE, "train", (("a", "a__0", 0, 10), ("a", "a__1", 10, 12),
+                                                                 ("c", "c__0", 31, 5)))]
+    assert kept_rows(runs, {"a", "b", "c"}) == []
+
+
+def test_a_tile_not_taken_is_named_once_per_index_file():
+    other = "data/train-00002-of-00003.jsonl"
+    assert excluded_runs("a", [(other, 2), (FILE, 1), (other, 1)]) == [(row_index_file(FILE), "a"),
+                                                                      (row_index_file(other), "a")]
+
+
+def test_take_earlier_rows_keeps_every_row_but_those_of_excluded_tiles(tmp_path):
+    other = "data/validation.jsonl"
+    _write(tmp_path, row_index_file(FILE), _index(FILE, ["a", "b"], 2))
+    _write(tmp_path, row_index_file(other), _index(other, ["c", "d"], 1))
+    files = (row_index_file(FILE), row_index_file(other), row_index_file("data/test.jsonl"))  # the last: lost
+    with TestPipeline() as p:
+        blocks = (p | beam.Create([(row_index_file(FILE), "b"), (row_index_file(other), "c"),
+                                   (row_index_file(other), "d")])
+                  | TakeEarlierRows(str(tmp_path), files))
+        assert_that(blocks, equal_to([TakenBlock(FILE, "train", (("a", "a__task0", 0, 40),
+                                                                 ("a", "a__task1", 40, 40)))]))
+
+
+def _block(n_shards: int, shard: int, count: int, belong: bool = True) -> TakenBlock:
+    """Rows of shard ``shard`` of ``n_shards``: ones that hash there (as a build writes them), or any rows."""
+    rows, i = [], 0
+    while len(rows) < count:
+        sid = f"t{i:05d}__caption"
+        if not belong or row_shard(sid, n_shards) == shard:
+            rows.append((f"t{i:05d}", sid, len(rows) * 50, 50))
+        i += 1
+    return TakenBlock(f"data/train-{shard:05d}-of-{n_shards:05d}.jsonl", "train", tuple(rows))
+
+
+def _one_by_one(block: TakenBlock, counts: dict[str, int], per_shard: int) -> dict:
+    spool = previous_spool(block.file)
+    batch = tuple((block.split, sid, spool, off, n, "", stem) for stem, sid, off, n in block.rows)
+    placed: dict = {}
+    for key, pointers in shard_batches(batch, counts, per_shard, 9000):
+        placed.setdefault(key, []).extend(pointers)
+    return placed
+
+
+def _placed(block: TakenBlock, counts: dict[str, int], per_shard: int) -> dict:
+    placed: dict = {}
+    for key, pointers in taken_shard_batches(block, counts, per_shard, 9000):
+        placed.setdefault(key, []).extend(pointers)
+    return placed
+
+
+def test_taken_rows_go_where_rows_made_now_would_go():
+    per_shard = 100
+    block = _block(3, 1, 260)  # a file of a 3-shard split
+    for total in (250, 300, 420, 999):  # as many shards as then, and more
+        counts = {"train": total}
+        assert shard_count(total, per_shard) >= 3
+        assert _placed(block, counts, per_shard) == _one_by_one(block, counts, per_shard)
+    same = _placed(block, {"train": 300}, per_shard)
+    assert list(same) == [("train", 1, 3, "")] and split_file_parts(block.file)[1:3] == (1, 3)
+
+
+def test_rows_of_a_file_placed_some_other_way_are_placed_one_by_one():
+    block = _block(3, 1, 260, belong=False)  # like a build of before jump hashing
+    counts = {"train": 300}
+    placed = _placed(block, counts, 100)
+    assert placed == _one_by_one(block, counts, 100) and len(placed) == 3

@@ -301,12 +301,13 @@ def taken_lines(pointers: list[RowPointer], previous_root: str) -> list[ShardEnt
         for p in sorted(ps, key=lambda p: p.offset):
             line_no += data.count(b"\n", at, p.offset)
             at = p.offset
-            entry = taken_entry(p, data[p.offset:p.offset + p.length], previous_root, parse=False)
-            out.append(entry._replace(source=(file, line_no, n_lines)))
+            out.append(taken_entry(p, data[p.offset:p.offset + p.length], previous_root, parse=False,
+                                   source=(file, line_no, n_lines)))
     return out
 
 
-def taken_entry(pointer: RowPointer, line: bytes, previous_root: str, parse: bool = True) -> ShardEntry:
+def taken_entry(pointer: RowPointer, line: bytes, previous_root: str, parse: bool = True,
+                source: TakenSource | tuple[()] = ()) -> ShardEntry:
     """The row a line of the earlier build holds; a line that is not that row (the split file was changed
     since that build wrote its index) stops the build rather than write a wrong row. Unparsed, the line must
     hold the row's sample id as its key (a quote inside any text is escaped, so only the key matches) and be
@@ -314,7 +315,7 @@ def taken_entry(pointer: RowPointer, line: bytes, previous_root: str, parse: boo
     if not parse:
         if line.endswith(b"\n") and line.count(b"\n") == 1 and (
                 b'"sample_id":' + orjson.dumps(pointer.sample_id)) in line:
-            return ShardEntry(pointer.sample_id, None, line=line, stem=pointer.stem)
+            return ShardEntry(pointer.sample_id, None, (), None, "", None, line, pointer.stem, source)
         ok = False
     else:
         try:

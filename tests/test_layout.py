@@ -13,7 +13,7 @@ PACKAGES = ("pipeline", "transforms", "scoring")
 BEAM_MODULES = {
     "transforms.generate", "transforms.input.read", "transforms.input.join", "transforms.splits.assign",
     "transforms.output.counts", "transforms.output.files", "transforms.output.spool",
-    "transforms.output.split_files", "transforms.mix.stages", "transforms.rebuild.place",
+    "transforms.output.split_files", "transforms.mix.stages", "transforms.rebuild.place", "transforms.rebuild.take",
 }
 
 

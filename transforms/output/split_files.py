@@ -42,6 +42,7 @@ from transforms.output.formats import (
 )
 from transforms.output.spool import (
     POINTERS_PER_BATCH,
+    PREVIOUS_MARK,
     RemoveSpool,
     SpoolFile,
     previous_file,
@@ -76,6 +77,7 @@ class RowPointer(NamedTuple):
     length: int
     group: str = ""  # what picks the shard: the sample id, or (--layout hub) the tile, so a tile's rows stay together
     stem: str = ""  # a row taken from the earlier build: its tile (the row index names it; the line is not parsed)
+    line: int = -1  # and its line number in that build's split file (its place in the file's row index)
 
 
 class ShardEntry(NamedTuple):
@@ -233,7 +235,7 @@ def row_shard(group: str, n: int) -> int:
     return jump_bucket(stable_uint64("shard", group), n)
 
 
-def stays_in_its_shard(rows: tuple[tuple[str, str, int, int], ...], shard: int, n: int) -> bool:
+def stays_in_its_shard(rows: tuple[tuple, ...], shard: int, n: int) -> bool:
     """Whether rows read from shard ``shard`` of ``n`` belong there: true of every earlier file this build's
     placing wrote, checked on every 50th row so a file placed some other way (a build of before 2026-12-03,
     from the same version) is found and its rows are placed one by one."""
@@ -253,8 +255,8 @@ def taken_shard_batches(block, counts: dict[str, int], rows_per_shard: int, max_
     key = (block.split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, block.split, shard))
     out: list[tuple[ShardKey, tuple[tuple, ...]]] = []
     for i in range(0, len(block.rows), POINTERS_PER_BATCH):
-        batch = tuple((block.split, sample_id, spool, offset, length, "", stem)
-                      for stem, sample_id, offset, length in block.rows[i:i + POINTERS_PER_BATCH])
+        batch = tuple((block.split, sample_id, spool, offset, length, "", stem, line)
+                      for stem, sample_id, offset, length, line in block.rows[i:i + POINTERS_PER_BATCH])
         out += [(key, batch)] if same else shard_batches(batch, counts, rows_per_shard, max_files_per_dir)
     return out
 
@@ -270,40 +272,64 @@ def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_di
     return out
 
 
-def read_back(spool_root: str, pointers: list[RowPointer], previous_root: str = "", parse: bool = True
+def read_back(spool_root: str, pointers: list[tuple], previous_root: str = "", parse: bool = True
               ) -> list[ShardEntry]:
-    """A shard's rows, sorted by sample id: from their spools, and (rows an unchanged tile keeps) from the
-    earlier build's JSONL split files, where each is the line the row was written as. ``parse=False``: taken
-    rows stay the lines they are (a shard written only as JSONL and Parquet needs nothing else of them)."""
-    spooled = [p for p in pointers if previous_file(p.spool) is None]
-    data = read_spooled(spool_root, ((p.spool, p.offset, p.length) for p in spooled))
-    entries = [read_entry(p.sample_id, data[(p.spool, p.offset)]) for p in spooled]
-    earlier = [p for p in pointers if previous_file(p.spool) is not None]
+    """A shard's rows (RowPointer tuples), sorted by sample id: from their spools, and (rows an unchanged tile
+    keeps) from the earlier build's JSONL split files, where each is the line the row was written as.
+    ``parse=False``: taken rows stay the lines they are (a shard written only as JSONL and Parquet needs nothing
+    else of them). Pointers stay plain tuples here: a shard holds some 10,000 rows, most of them taken."""
+    spooled, earlier = [], []
+    for p in pointers:
+        (earlier if p[2].startswith(PREVIOUS_MARK) else spooled).append(p)
+    data = read_spooled(spool_root, ((p[2], p[3], p[4]) for p in spooled))
+    entries = [read_entry(p[1], data[(p[2], p[3])]) for p in spooled]
     if earlier and parse:
-        lines = read_spooled(previous_root, ((previous_file(p.spool), p.offset, p.length) for p in earlier))
-        entries += [taken_entry(p, lines[(previous_file(p.spool), p.offset)], previous_root) for p in earlier]
+        cut = len(PREVIOUS_MARK)
+        lines = read_spooled(previous_root, ((p[2][cut:], p[3], p[4]) for p in earlier))
+        entries += [taken_entry(RowPointer(*p), lines[(p[2][cut:], p[3])], previous_root) for p in earlier]
     elif earlier:
         entries += taken_lines(earlier, previous_root)
-    return sorted(entries, key=lambda e: e.sample_id)
+    entries.sort(key=_sample_id)
+    return entries
 
 
-def taken_lines(pointers: list[RowPointer], previous_root: str) -> list[ShardEntry]:
+def _sample_id(entry: ShardEntry) -> str:
+    return entry[0]
+
+
+def taken_lines(pointers: list[tuple], previous_root: str) -> list[ShardEntry]:
     """Taken rows as their lines, each with its place in the earlier build (file, line number, lines in the
-    file), which names its row in that build's Parquet file too. Each earlier file is read whole, once: a
-    shard takes most of the file of its number, and one read costs less than a seek per row."""
-    by_file: dict[str, list[RowPointer]] = {}
+    file), which names its row in that build's Parquet file too: the line number comes with the pointer (its
+    place in the file's row index), or is counted. Each earlier file is read whole, once: a shard takes most
+    of the file of its number, and one read costs less than a seek per row. A line must hold the row's sample
+    id as its key (a quote inside any text is escaped, so only the key matches) and be one whole line, or the
+    build stops rather than write a wrong row (taken_entry)."""
+    cut = len(PREVIOUS_MARK)
+    by_file: dict[str, list[tuple]] = {}
     for p in pointers:
-        by_file.setdefault(previous_file(p.spool) or "", []).append(p)
+        by_file.setdefault(p[2][cut:], []).append(p)
     out = []
+    key, dumps, append = b'"sample_id":', orjson.dumps, out.append
     for file, ps in sorted(by_file.items()):
         data = fileio.read_bytes(join_path(previous_root, file))
         n_lines, line_no, at = data.count(b"\n"), 0, 0
-        for p in sorted(ps, key=lambda p: p.offset):
-            line_no += data.count(b"\n", at, p.offset)
-            at = p.offset
-            out.append(taken_entry(p, data[p.offset:p.offset + p.length], previous_root, parse=False,
-                                   source=(file, line_no, n_lines)))
+        ps.sort(key=_offset)
+        for p in ps:
+            offset = p[3]
+            line = data[offset:offset + p[4]]
+            if len(p) > 7:
+                line_no = p[7]
+            else:
+                line_no += data.count(b"\n", at, offset)
+                at = offset
+            if line[-1:] != b"\n" or line.count(b"\n") != 1 or key + dumps(p[1]) not in line:
+                taken_entry(RowPointer(*p[:7]), line, previous_root, parse=False)  # raises, saying why
+            append(ShardEntry(p[1], None, (), None, "", None, line, p[6], (file, line_no, n_lines)))
     return out
+
+
+def _offset(pointer: tuple) -> int:
+    return pointer[3]
 
 
 def taken_entry(pointer: RowPointer, line: bytes, previous_root: str, parse: bool = True,
@@ -408,7 +434,7 @@ class _WriteShardFn(beam.DoFn):
 
     def process(self, element):
         (split, shard, n, sub), grouped = element
-        entries = read_back(spool_root(self.root), [RowPointer(*p) for batch in grouped["rows"] for p in batch],
+        entries = read_back(spool_root(self.root), [p for batch in grouped["rows"] for p in batch],
                             self.previous, parse=not self.lines_only)
         images = None
         if self.embed_images:

@@ -33,12 +33,12 @@ RunSize = tuple[str, int]
 
 
 class TakenBlock(NamedTuple):
-    """The rows one earlier JSONL split file gives this build: (stem, sample id, offset, length) each, in file
-    order. Every one is a line of that file, taken as it is (transforms.output.split_files)."""
+    """The rows one earlier JSONL split file gives this build: (stem, sample id, offset, length, line number)
+    each, in file order. Every one is a line of that file, taken as it is (transforms.output.split_files)."""
 
     file: str
     split: str
-    rows: tuple[tuple[str, str, int, int], ...]
+    rows: tuple[tuple[str, str, int, int, int], ...]
 
 
 def read_index(root: str, rel: str) -> list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]]:
@@ -60,11 +60,16 @@ def run_sizes(root: str, rel: str) -> list[tuple[str, RunSize]]:
 
 def kept_rows(runs: list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]], excluded: set[str]
               ) -> list[TakenBlock]:
-    """The rows of the tiles not ``excluded``, one block per split file (an index names one file)."""
-    by_file: dict[str, list[tuple[str, str, int, int]]] = {}
+    """The rows of the tiles not ``excluded``, one block per split file (an index names one file), each with
+    its line number: the index lists every line of its file, in order."""
+    by_file: dict[str, list[tuple[str, str, int, int, int]]] = {}
+    lines: dict[str, int] = {}
     for stem, (file, rows) in runs:
+        first = lines.get(file, 0)
+        lines[file] = first + len(rows)
         if stem not in excluded:
-            by_file.setdefault(file, []).extend((stem, sid, offset, length) for sid, offset, length in rows)
+            by_file.setdefault(file, []).extend((stem, sid, offset, length, first + i)
+                                                for i, (sid, offset, length) in enumerate(rows))
     return [TakenBlock(file, split_file_parts(file)[0], tuple(rows)) for file, rows in sorted(by_file.items())
             if rows]
 

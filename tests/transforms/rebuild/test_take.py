@@ -52,8 +52,8 @@ def test_a_missing_or_damaged_index_gives_nothing_on_every_read(tmp_path):
 def test_excluded_tiles_leave_the_block_and_the_others_keep_file_order():
     runs = [("a", (FILE, (("a__0", 0, 10), ("a__1", 10, 12)))), ("b", (FILE, (("b__0", 22, 9),))),
             ("c", (FILE, (("c__0", 31, 5),)))]
-    assert kept_rows(runs, {"b"}) == [TakenBlock(FILE, "train", (("a", "a__0", 0, 10), ("a", "a__1", 10, 12),
-                                                                 ("c", "c__0", 31, 5)))]
+    assert kept_rows(runs, {"b"}) == [TakenBlock(FILE, "train", (("a", "a__0", 0, 10, 0), ("a", "a__1", 10, 12, 1),
+                                                                 ("c", "c__0", 31, 5, 3)))]
     assert kept_rows(runs, {"a", "b", "c"}) == []
 
 
@@ -72,8 +72,8 @@ def test_take_earlier_rows_keeps_every_row_but_those_of_excluded_tiles(tmp_path)
         blocks = (p | beam.Create([(row_index_file(FILE), "b"), (row_index_file(other), "c"),
                                    (row_index_file(other), "d")])
                   | TakeEarlierRows(str(tmp_path), files))
-        assert_that(blocks, equal_to([TakenBlock(FILE, "train", (("a", "a__task0", 0, 40),
-                                                                 ("a", "a__task1", 40, 40)))]))
+        assert_that(blocks, equal_to([TakenBlock(FILE, "train", (("a", "a__task0", 0, 40, 0),
+                                                                 ("a", "a__task1", 40, 40, 1)))]))
 
 
 def _block(n_shards: int, shard: int, count: int, belong: bool = True) -> TakenBlock:
@@ -82,14 +82,14 @@ def _block(n_shards: int, shard: int, count: int, belong: bool = True) -> TakenB
     while len(rows) < count:
         sid = f"t{i:05d}__caption"
         if not belong or row_shard(sid, n_shards) == shard:
-            rows.append((f"t{i:05d}", sid, len(rows) * 50, 50))
+            rows.append((f"t{i:05d}", sid, len(rows) * 50, 50, len(rows)))
         i += 1
     return TakenBlock(f"data/train-{shard:05d}-of-{n_shards:05d}.jsonl", "train", tuple(rows))
 
 
 def _one_by_one(block: TakenBlock, counts: dict[str, int], per_shard: int) -> dict:
     spool = previous_spool(block.file)
-    batch = tuple((block.split, sid, spool, off, n, "", stem) for stem, sid, off, n in block.rows)
+    batch = tuple((block.split, sid, spool, off, n, "", stem, line) for stem, sid, off, n, line in block.rows)
     placed: dict = {}
     for key, pointers in shard_batches(batch, counts, per_shard, 9000):
         placed.setdefault(key, []).extend(pointers)

@@ -70,15 +70,19 @@ def _one(fn):
 
 @dataclass
 class CountOutcomes(beam.PTransform):
-    """Named PCollections of rows, rejects, split names of finished tiles, reassignments, events -> counts."""
+    """Named PCollections of rows, rejects, split names of finished tiles, reassignments, events -> counts.
+    ``events`` may be a list of PCollections: each is summed where it is made, and only the sums are flattened
+    (a flatten before the sums would carry every event across a stage boundary, several per tile)."""
 
     def expand(self, parts):
+        events = parts["events"] if isinstance(parts["events"], (list, tuple)) else [parts["events"]]
         keyed = [
             parts["rows"] | "RowKeys" >> beam.ParDo(_SumKeysFn(row_keys)),
             parts["rejects"] | "RejectKeys" >> beam.ParDo(_SumKeysFn(_one(reject_key))),
             parts["tiles_done"] | "TileKeys" >> beam.ParDo(_SumKeysFn(tile_keys)),
             parts["reassigned"] | "ReassignKeys" >> beam.Map(lambda n: ("split_reassigned", n)),
-            parts["events"] | "EventKeys" >> beam.ParDo(_SumKeysFn(event_items)),
+            *[part | ("EventKeys" if i == 0 else f"EventKeys{i}") >> beam.ParDo(_SumKeysFn(event_items))
+              for i, part in enumerate(events)],
         ]
         return (keyed
                 | "All" >> beam.Flatten()

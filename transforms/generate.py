@@ -225,23 +225,14 @@ class GenerateRows(beam.PTransform):
     expected: beam.PCollection | None = None
 
     def expand(self, tiles):
-        # Several inputs (a rebuild's unchanged tiles straight from the join, the others from placing) are each
-        # made into rows where they come from, and only the outputs are flattened: a tile flattened before
-        # this step would be pickled and unpickled once more on the way.
-        parts = list(tiles) if isinstance(tiles, (tuple, list)) else [tiles]
-        if self.expected is not None:
-            total = self.expected
-        else:
-            total = (parts | "AllTiles" >> beam.Flatten() if len(parts) > 1 else parts[0]) | "CountTiles" >> (
-                beam.combiners.Count.Globally())
-        outs = [part | ("Generate" if i == 0 else f"Generate{i}") >> beam.ParDo(
+        total = (self.expected if self.expected is not None
+                 else tiles | "CountTiles" >> beam.combiners.Count.Globally())
+        out = tiles | "Generate" >> beam.ParDo(
             _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars, self.overlays, self.output_root,
                             self.options, self.sidecar_files, self.in_place),
             beam.pvalue.AsSingleton(total)
-        ).with_outputs(*OUTPUTS, main="rows") for i, part in enumerate(parts)]
-        if len(outs) == 1:
-            return {"rows": outs[0].rows, **{tag: outs[0][tag] for tag in OUTPUTS}}
-        return {tag: [out[tag] for out in outs] | f"All[{tag}]" >> beam.Flatten() for tag in ("rows", *OUTPUTS)}
+        ).with_outputs(*OUTPUTS, main="rows")
+        return {"rows": out.rows, **{tag: out[tag] for tag in OUTPUTS}}
 
 
 OUTPUTS = (REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS, MANIFEST, REUSED, ROW_COUNTS)

@@ -21,7 +21,7 @@ from transforms.generate import (
     GenerateRows,
 )
 from transforms.input.join import IndexStills, JoinOnTileStem
-from transforms.input.read import LEAVES, ExtractImageRefs, FingerprintLeaves, ListImages, ReadSidecars, image_leaf
+from transforms.input.read import LEAVES, ExtractImageRefs, FingerprintFn, ListImages, ReadSidecars, image_leaf
 from transforms.output.counts import CountOutcomes
 from transforms.output.files import (
     CopySourceImages,
@@ -164,10 +164,11 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
 
     counts = {
         "rows": rows, "rejects": rejects, "tiles_done": generated[TILES_DONE], "reassigned": split["reassigned"],
-        "events": tuple(events),
+        "events": events | "AllEvents" >> beam.Flatten(),
     } | "CountOutcomes" >> CountOutcomes()
-    fingerprint = ((sidecars[LEAVES], refs[LEAVES], chip_files | "ChipLeaves" >> beam.Map(image_leaf),
-                    still_files | "StillLeaves" >> beam.Map(image_leaf)) | "Fingerprint" >> FingerprintLeaves())
+    leaves = ([sidecars[LEAVES], refs[LEAVES], chip_files | "ChipLeaves" >> beam.Map(image_leaf),
+               still_files | "StillLeaves" >> beam.Map(image_leaf)] | "AllLeaves" >> beam.Flatten())
+    fingerprint = leaves | "Fingerprint" >> beam.CombineGlobally(FingerprintFn())
     report = counts | "WriteReport" >> WriteReport(config, fingerprint, dataset_root)
     if config.update:
         # Stale: files of the old build's tiles (and of builds an interrupted update left to clean up) that no
@@ -177,8 +178,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         if saved:
             before.append(pipeline | "ReadSavedManifests" >> ReadPreviousTiles(out, tuple(saved)))
         if before:
-            stale = generated[MANIFEST] | "FindStaleFiles" >> FindStaleFiles(
-                before[0] if len(before) == 1 else before | "AllBefore" >> beam.Flatten())
+            stale = generated[MANIFEST] | "FindStaleFiles" >> FindStaleFiles(before | "AllBefore" >> beam.Flatten())
         else:  # the first build in an empty folder: nothing was there before
             stale = pipeline | "NothingStale" >> beam.Create([])
         report | "CommitUpdate" >> CommitUpdate(out, stale, config.update_token)

@@ -181,27 +181,3 @@ class FingerprintFn(beam.CombineFn):
 
     def extract_output(self, acc: list[bytes]) -> str:
         return fingerprint(acc)
-
-
-class _GatherLeavesFn(FingerprintFn):
-    def extract_output(self, acc: list[bytes]) -> list[bytes]:  # type: ignore[override]
-        return acc
-
-
-@dataclass
-class FingerprintLeaves(beam.PTransform):
-    """PCollections of leaves (one per kind of file) -> the input fingerprint. Each is gathered where it is
-    made (Beam lifts the combine into the producing stage), so only a list per bundle crosses into the last
-    step, not every leaf."""
-
-    def expand(self, parts):
-        lists = [part | f"Gather[{i}]" >> beam.CombineGlobally(_GatherLeavesFn()) for i, part in enumerate(parts)]
-        return (lists
-                | "AllLeaves" >> beam.Flatten()
-                | "Fingerprint" >> beam.CombineGlobally(_MergeLeavesFn()))
-
-
-class _MergeLeavesFn(FingerprintFn):
-    def add_input(self, acc: list[bytes], leaves: list[bytes]) -> list[bytes]:  # type: ignore[override]
-        acc.extend(leaves)
-        return acc

@@ -70,19 +70,15 @@ def _one(fn):
 
 @dataclass
 class CountOutcomes(beam.PTransform):
-    """Named PCollections of rows, rejects, split names of finished tiles, reassignments, events -> counts.
-    ``events`` may be a list of PCollections: each is summed where it is made, and only the sums are flattened
-    (a flatten before the sums would carry every event across a stage boundary, several per tile)."""
+    """Named PCollections of rows, rejects, split names of finished tiles, reassignments, events -> counts."""
 
     def expand(self, parts):
-        events = parts["events"] if isinstance(parts["events"], (list, tuple)) else [parts["events"]]
         keyed = [
             parts["rows"] | "RowKeys" >> beam.ParDo(_SumKeysFn(row_keys)),
             parts["rejects"] | "RejectKeys" >> beam.ParDo(_SumKeysFn(_one(reject_key))),
             parts["tiles_done"] | "TileKeys" >> beam.ParDo(_SumKeysFn(tile_keys)),
             parts["reassigned"] | "ReassignKeys" >> beam.Map(lambda n: ("split_reassigned", n)),
-            *[part | ("EventKeys" if i == 0 else f"EventKeys{i}") >> beam.ParDo(_SumKeysFn(event_items))
-              for i, part in enumerate(events)],
+            parts["events"] | "EventKeys" >> beam.ParDo(_SumKeysFn(event_items)),
         ]
         return (keyed
                 | "All" >> beam.Flatten()

@@ -41,21 +41,31 @@ class TakenBlock(NamedTuple):
     rows: tuple[tuple[str, str, int, int, int], ...]
 
 
-def read_index(root: str, rel: str) -> list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]]:
-    """An index file's runs; [] when it is missing or damaged (the same for every read of it)."""
+def read_index(root: str, rel: str, count: bool = False
+               ) -> list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]]:
+    """An index file's runs; [] when it is missing or damaged (the same for every read of it). Damaged includes
+    an index that names a split file other than its own, or one no build writes: the join would then name its
+    tiles under another index file, and their rows here would be taken even when they are made again.
+    ``count``: count a damaged file (the first read does; the second finds the same)."""
     data = fileio.read_if_there(join_path(root, rel))
     if data is None:
         return []
     try:
-        return parse_row_index(data)
+        runs = parse_row_index(data)
+        own = rel[len(ROWS_DIR) + 1:]
+        split_file_parts(own)  # a name no build writes raises ValueError
+        if not rel.startswith(ROWS_DIR + "/") or any(file != own for _, (file, _) in runs):
+            raise ValueError(f"{rel} names another split file")
+        return runs
     except (ValueError, KeyError, TypeError):  # orjson.JSONDecodeError is a ValueError
-        Metrics.counter("ReadPreviousRows", "index_files_unreadable").inc()
+        if count:
+            Metrics.counter("ReadPreviousRows", "index_files_unreadable").inc()
         return []
 
 
 def run_sizes(root: str, rel: str) -> list[tuple[str, RunSize]]:
     """(stem, (split file, rows in it)) per run of the index file: all the join needs to know of a tile's rows."""
-    return [(stem, (file, len(rows))) for stem, (file, rows) in read_index(root, rel)]
+    return [(stem, (file, len(rows))) for stem, (file, rows) in read_index(root, rel, count=True)]
 
 
 def kept_rows(runs: list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]], excluded: set[str]

@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from transforms.output.formats import split_file_parts
 from transforms.output.split_files import row_shard, shard_batches, shard_count, taken_shard_batches
 from transforms.output.spool import previous_spool
-from transforms.rebuild.manifest import encode_row_index, row_index_file
+from transforms.rebuild.manifest import ROWS_DIR, encode_row_index, row_index_file
 from transforms.rebuild.take import (
     TakeEarlierRows,
     TakenBlock,
@@ -47,6 +47,18 @@ def test_a_missing_or_damaged_index_gives_nothing_on_every_read(tmp_path):
     _write(tmp_path, row_index_file(FILE), b'{"stem": "a", "file": ')
     assert read_index(str(tmp_path), row_index_file(FILE)) == []
     assert run_sizes(str(tmp_path), row_index_file(FILE)) == []
+
+
+def test_an_index_naming_another_split_file_counts_as_damaged(tmp_path):
+    """Else the join would name its tiles under the other file's index, and their rows here would be taken even
+    when they are made again."""
+    other = "data/train-00002-of-00003.jsonl"
+    _write(tmp_path, row_index_file(FILE), _index(other, ["a"], 1))
+    _write(tmp_path, f"{ROWS_DIR}/notes.txt", _index("notes.txt", ["a"], 1))
+    assert read_index(str(tmp_path), row_index_file(FILE)) == []
+    assert read_index(str(tmp_path), f"{ROWS_DIR}/notes.txt") == []
+    _write(tmp_path, row_index_file(other), _index(other, ["a"], 1))
+    assert read_index(str(tmp_path), row_index_file(other)) == [("a", (other, (("a__task0", 0, 40),)))]
 
 
 def test_excluded_tiles_leave_the_block_and_the_others_keep_file_order():

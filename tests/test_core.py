@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 
@@ -11,7 +12,7 @@ import pytest
 from tests.conftest import make_sidecar
 from transforms.gate import gate_problem
 from transforms.input.refs import parse_line
-from transforms.input.sidecars import parse_sidecar
+from transforms.input.sidecars import Tile, parse_sidecar
 from transforms.paths import base_poi_id, safe_name, shard_dir, still_lookup_keys, unsafe_reason
 from transforms.rows import grounding_problem, normalise_box
 from transforms.splits.plan import hashed_split, initial_split, resolve_leakage
@@ -86,9 +87,28 @@ def test_a_tile_pickles_to_an_equal_tile_with_the_same_types():
         earlier_rows=(("data/train.jsonl", 9),))
     back = pickle.loads(pickle.dumps(tile))
     assert back == tile and back.extra == tile.extra == {"grid": {"zone": 32, "cells": [[1, 2], [3, 4]]}}
-    assert {n: type(v) for n, v in back.__dict__.items()} == {n: type(v) for n, v in tile.__dict__.items()}
+    names = [f.name for f in dataclasses.fields(Tile)]
+    assert {n: type(getattr(back, n)) for n in names} == {n: type(getattr(tile, n)) for n in names}
     assert back.earlier == tile.earlier and back.earlier_rows == tile.earlier_rows
     assert type(back.regions[0]) is type(tile.regions[0]) and back.fractions == tile.fractions
+    assert back.card == tile.card == ("crops", (("water", 1), ("crops", 1)))
+
+
+def test_a_tile_s_content_is_decoded_only_when_read():
+    """An unchanged tile of a rebuild crosses shuffles without its caption, fractions and regions being decoded
+    or encoded again (Tile.__reduce__): the bytes it came with go on until a content field is read or changed."""
+    tile = parse_sidecar(orjson.dumps(make_sidecar()), "m/x.json").tile
+    crossed = pickle.loads(pickle.dumps(tile))
+    moved = crossed.with_fields(slot=3, split="test")
+    assert "regions" not in moved.__dict__ and "caption" not in moved.__dict__  # not decoded on the way
+    again = pickle.loads(pickle.dumps(moved))
+    assert again.__reduce__()[1][1] == tile.__reduce__()[1][1]  # the same content bytes, never re-encoded
+    assert again.slot == 3 and again.split == "test" and again.regions == tile.regions  # read: decoded now
+    assert again.with_fields(slot=4) == tile.with_fields(slot=4, split="test")
+    edited = again.with_fields(caption="another")  # a changed content field: the kept bytes go
+    assert pickle.loads(pickle.dumps(edited)).caption == "another"
+    with pytest.raises(AttributeError):
+        crossed.no_such_field  # noqa: B018
 
 
 @pytest.mark.parametrize("data,reason", [

@@ -10,7 +10,6 @@ from apache_beam.metrics import Metrics
 
 from transforms import collector, fileio
 from transforms.analysis.render import ChipError, tile_map
-from transforms.classes import CLASS_NAMES
 from transforms.gate import gate_problem
 from transforms.output.counts import row_keys
 from transforms.output.tree import ROW_SIDECARS_DIR
@@ -39,11 +38,8 @@ def row_sidecar_path(slot: int, position: int, bound: int, sample_id: str, max_f
 
 def tile_summary(pt: PreparedTile) -> dict:
     """What the dataset card's tile tables need from a finished tile: its split, dominant class, box labels."""
-    top = max(pt.fractions.items(), key=lambda kv: (kv[1], -kv[0]), default=None)
-    labels: dict[str, int] = {}
-    for r in pt.tile.regions:
-        labels[r.label] = labels.get(r.label, 0) + 1
-    return {"split": pt.tile.split, "dominant": CLASS_NAMES[top[0]] if top else "", "regions": labels}
+    dominant, labels = pt.tile.card_summary()
+    return {"split": pt.tile.split, "dominant": dominant, "regions": dict(labels)}
 
 
 def tile_rows(pt: PreparedTile, tasks: tuple[str, ...], max_prompt_chars: int

@@ -71,6 +71,9 @@ class Tile:
     # ((split file, rows), ...): its rows are taken from there instead of made.
     earlier: tuple = ()
     earlier_rows: tuple = ()
+    # (dominant class name, ((region label, regions), ...)): what the dataset card needs of the tile, known once
+    # parsed (parse_sidecar), so a tile whose rows are taken never decodes its content. () until then.
+    card: tuple = ()
 
     def normalised_fractions(self) -> dict[int, float]:
         """Class shares summing to 1: the single source of every percentage quoted for this tile."""
@@ -85,9 +88,25 @@ class Tile:
         unknown = changes.keys() - _TILE_FIELD_SET
         if unknown:
             raise TypeError(f"Tile has no field {sorted(unknown)[0]!r}")
+        if "_content" in self.__dict__ and not changes.keys().isdisjoint(_CONTENT_SET):
+            self.regions  # noqa: B018  (decodes the content, whose kept bytes the changes make stale)
+            fields_now = {k: v for k, v in self.__dict__.items() if k != "_content"}
+        else:
+            fields_now = self.__dict__
         tile = object.__new__(Tile)
-        object.__setattr__(tile, "__dict__", {**self.__dict__, **changes})
+        object.__setattr__(tile, "__dict__", {**fields_now, **changes})
         return tile
+
+    def card_summary(self) -> tuple[str, tuple[tuple[str, int], ...]]:
+        """(dominant class name, ((region label, regions), ...) in region order); the dominant class is the
+        largest normalised share, the lower class id on a tie."""
+        if self.card:
+            return self.card
+        top = max(self.normalised_fractions().items(), key=lambda kv: (kv[1], -kv[0]), default=None)
+        labels: dict[str, int] = {}
+        for r in self.regions:
+            labels[r.label] = labels.get(r.label, 0) + 1
+        return CLASS_NAMES[top[0]] if top else "", tuple(labels.items())
 
     def images_identity(self) -> str:
         """The tile's images as its rows know them beyond the chip's bytes: the chip's file type and the still's
@@ -98,12 +117,29 @@ class Tile:
         return f"{file_type(self.chip_src)}|{still}"
 
     def __reduce__(self):
-        """Pickled as one JSON document: every shuffle pickles every tile (several times over a build), and
-        this is about three times faster than pickling the dataclass and its regions one object at a time."""
+        """Pickled as two JSON documents: the fields the graph reads on the way (stem, paths, split, slot,
+        fingerprint, the earlier build's record) and the sidecar's content (caption, fractions, regions and the
+        rest), which only making rows reads. Every shuffle pickles every tile, and this is about three times faster
+        than pickling the dataclass and its regions one object at a time. The content is decoded on first use
+        and its bytes are kept: an unchanged tile of a rebuild crosses the join's grouping (decoded and encoded
+        again there) and reaches its rows without its content ever being decoded or encoded again."""
         d = self.__dict__
-        state = [d[name] for name in _TILE_FIELDS]
-        state[_REGIONS] = [tuple(r) for r in self.regions]
-        return _tile_from_json, (orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS),)
+        content = d.get("_content")
+        if content is None:
+            values = [d[name] for name in _CONTENT_FIELDS]
+            values[_REGIONS] = [tuple(r) for r in values[_REGIONS]]
+            content = orjson.dumps(values, option=orjson.OPT_NON_STR_KEYS)
+        return _tile_from_json, (orjson.dumps([d[name] for name in _GRAPH_FIELDS]), content)
+
+    def __getattr__(self, name: str) -> Any:
+        """Only called for a field the tile does not hold yet: the content of a tile that crossed a shuffle,
+        decoded now (all its fields at once)."""
+        d = self.__dict__
+        content = d.get("_content")
+        if content is None or name not in _CONTENT_SET or name in d:
+            raise AttributeError(name)
+        d.update(_content_from_json(content))
+        return d[name]
 
 
 def _earlier_from_json(earlier: list) -> tuple:
@@ -121,21 +157,34 @@ def _earlier_rows_from_json(runs: list) -> tuple:
     return tuple(map(tuple, runs))
 
 
-def _tile_from_json(data: bytes) -> Tile:
-    d = dict(zip(_TILE_FIELDS, orjson.loads(data), strict=True))
+def _content_from_json(content: bytes) -> dict[str, Any]:
+    d = dict(zip(_CONTENT_FIELDS, orjson.loads(content), strict=True))
     d["regions"] = tuple([tuple.__new__(Region, (label, cid, tuple(bbox), area))
                           for label, cid, bbox, area in d["regions"]])
     d["fractions"] = {int(k): v for k, v in d["fractions"].items()}
+    return d
+
+
+def _tile_from_json(graph: bytes, content: bytes) -> Tile:
+    d = dict(zip(_GRAPH_FIELDS, orjson.loads(graph), strict=True))
     d["earlier"] = _earlier_from_json(d["earlier"])
     d["earlier_rows"] = _earlier_rows_from_json(d["earlier_rows"])
+    card = d["card"]
+    d["card"] = (card[0], tuple(map(tuple, card[1]))) if card else ()
+    d["_content"] = content
     tile = object.__new__(Tile)
     object.__setattr__(tile, "__dict__", d)
     return tile
 
 
 _TILE_FIELDS = tuple(f.name for f in fields(Tile))
-_REGIONS = _TILE_FIELDS.index("regions")
 _TILE_FIELD_SET = frozenset(_TILE_FIELDS)
+# The sidecar's content: what only making a tile's rows reads.
+_CONTENT_FIELDS = ("caption", "fractions", "regions", "latitude", "longitude", "stac_item_id", "stac_datetime",
+                   "cloud_cover", "extra")
+_CONTENT_SET = frozenset(_CONTENT_FIELDS)
+_GRAPH_FIELDS = tuple(name for name in _TILE_FIELDS if name not in _CONTENT_SET)
+_REGIONS = _CONTENT_FIELDS.index("regions")
 
 
 @dataclass(frozen=True)
@@ -286,7 +335,7 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
             regions.append(region)
     caption = obj.get("caption")
     split = obj.get("split")
-    tile = Tile(
+    content = Tile(
         tile_stem=stem,
         source=source,
         poi_id=_optional_str(obj.get("poi_id")),
@@ -303,4 +352,4 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         extra={k: v for k, v in obj.items() if k not in SIDECAR_CORE_FIELDS},
         sidecar_sha256=hashlib.sha256(data).hexdigest(),
     )
-    return ParsedSidecar(tile, None, tuple(problems))
+    return ParsedSidecar(content.with_fields(card=content.card_summary()), None, tuple(problems))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import random
 
 import orjson
 import pytest
@@ -228,3 +229,24 @@ def test_images_identity_follows_what_fixes_the_rows_image_paths():
            tile.with_fields(chip_src="/in/images/x.tif").images_identity()}
     assert len(ids) == 4, "chip type, still or not, still slot: each changes the paths rows name"
     assert tile.with_fields(chip_src="/elsewhere/x.PNG").images_identity() == tile.images_identity()
+
+
+def test_the_common_region_path_answers_as_the_full_checks_do():
+    """parse_region takes well-formed regions on a short path; any region, well-formed or not, must get the same
+    answer (region and reason, value types included) as the full checks give it."""
+    from transforms.classes import CLASS_NAMES
+    from transforms.input.sidecars import _parse_region_checked, parse_region
+
+    rng = random.Random(7)
+    odd = [0, 1, -1, 223, 224, 300, 2**60, 2**60 + 1, 3.0, 3.5, True, None, "3", float("nan"), float("inf")]
+    for _ in range(6000):
+        bbox = rng.choice([[rng.choice(odd) for _ in range(4)], [rng.randrange(-3, 230) for _ in range(4)],
+                           (1, 2, 3, 4), [1, 2, 3]])
+        item = {"class_id": rng.choice([0, 4, 8, 9, -1, True, 2.0]), "bbox": bbox,
+                "label": rng.choice([*CLASS_NAMES, "lava"])}
+        if rng.random() < 0.7:
+            item["area_px"] = rng.choice([*odd, rng.randrange(-5, 60000)])
+        size = rng.choice([224, 8])
+        fast, full = parse_region(item, size), _parse_region_checked(item, size)
+        assert fast == full, (item, size)
+        assert fast[0] is None or [type(v) for v in fast[0]] == [type(v) for v in full[0]]

@@ -8,7 +8,7 @@ import functools
 import os
 import struct
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from transforms import fileio
 
@@ -73,28 +73,24 @@ def escapes_root(root: str, path: str) -> bool:
     if not fileio.is_local(path):
         return False  # object stores have no symlinks
     real_root = _real_folder(root)  # once per worker, not once per file
-    real = real_path(path)
-    return os.path.commonpath([real_root, real]) != real_root
+    real = real_path(path)  # both absolute and normalised: a prefix test is enough (commonpath costs 10 us)
+    return real != real_root and not real.startswith(real_root if real_root.endswith(os.sep) else real_root + os.sep)
 
 
 def inspect_image(root: str, rel_path: str, n_bytes: int) -> ImageFile:
     """Check one listed image without decoding it; every way it can be bad has its own problem name."""
-    return replace(_inspect(root, rel_path, n_bytes), size=n_bytes)
-
-
-def _inspect(root: str, rel_path: str, n_bytes: int) -> ImageFile:
     full = f"{root.rstrip('/')}/{rel_path}"
     if escapes_root(root, full):
-        return ImageFile(rel_path, "outside_root", "symlink to " + os.path.realpath(full)[:200])
+        return ImageFile(rel_path, "outside_root", "symlink to " + os.path.realpath(full)[:200], size=n_bytes)
     if n_bytes == 0 or n_bytes > MAX_IMAGE_BYTES:
         problem, detail, _, _ = png_problem(b"", b"", n_bytes)
-        return ImageFile(rel_path, problem, detail)
+        return ImageFile(rel_path, problem, detail, size=n_bytes)
     try:
         head, tail, _ = fileio.read_head_tail(full, 33, 12)
     except (OSError, ValueError) as err:
-        return ImageFile(rel_path, "unreadable", str(err)[:200])
+        return ImageFile(rel_path, "unreadable", str(err)[:200], size=n_bytes)
     problem, detail, width, height = png_problem(head, tail, n_bytes)
-    return ImageFile(rel_path, problem, detail, width, height)
+    return ImageFile(rel_path, problem, detail, width, height, n_bytes)
 
 
 def media_problem_of(head: bytes, tail: bytes, size: int) -> str:

@@ -88,11 +88,14 @@ def runner_name(options) -> str:
 
 
 def new_pipeline(options):
-    """A Pipeline on the runner the options name; the DirectRunner goes straight to the FnApiRunner."""
+    """A Pipeline on the runner the options name; the DirectRunner goes straight to the FnApiRunner. The
+    pipeline gets options whose views are made once per option class (pipeline.cached_views)."""
     import apache_beam as beam
 
+    from pipeline.cached_views import cached_views
+
     local = runner_name(options) in ("DirectRunner", "SwitchingDirectRunner")
-    return beam.Pipeline(runner=_local_runner(options) if local else None, options=options)
+    return beam.Pipeline(runner=_local_runner(options) if local else None, options=cached_views(options))
 
 
 def run(pipeline, options, output: str, timings_name: str, report_name: str, progress: ProgressMonitor | None = None

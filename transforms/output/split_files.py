@@ -309,7 +309,7 @@ def taken_lines(pointers: list[tuple], previous_root: str) -> list[ShardEntry]:
     for p in pointers:
         by_file.setdefault(p[2][cut:], []).append(p)
     out = []
-    key, dumps, append = b'"sample_id":', orjson.dumps, out.append
+    key, dumps, append, new = b'"sample_id":', orjson.dumps, out.append, tuple.__new__
     for file, ps in sorted(by_file.items()):
         data = fileio.read_bytes(join_path(previous_root, file))
         n_lines, line_no, at = data.count(b"\n"), 0, 0
@@ -322,9 +322,11 @@ def taken_lines(pointers: list[tuple], previous_root: str) -> list[ShardEntry]:
             else:
                 line_no += data.count(b"\n", at, offset)
                 at = offset
-            if line[-1:] != b"\n" or line.count(b"\n") != 1 or key + dumps(p[1]) not in line:
+            # One whole line (its first newline is its last byte: find stops there, where count reads on) that
+            # names the row (the metadata, sample id first, closes the line: found from the end).
+            if not line or line.find(b"\n") != len(line) - 1 or line.rfind(key + dumps(p[1])) < 0:
                 taken_entry(RowPointer(*p[:7]), line, previous_root, parse=False)  # raises, saying why
-            append(ShardEntry(p[1], None, (), None, "", None, line, p[6], (file, line_no, n_lines)))
+            append(new(ShardEntry, (p[1], None, (), None, "", None, line, p[6], (file, line_no, n_lines))))
     return out
 
 

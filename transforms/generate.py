@@ -26,6 +26,7 @@ RENDERS = "renders"
 TILES_DONE = "tiles_done"
 OVERLAYS = "overlays"
 MANIFEST = "manifest"
+TAKEN_MANIFEST = "taken_manifest"  # the manifest records of tiles whose rows are taken: their earlier ones
 REUSED = "reused"
 ROW_COUNTS = "row_counts"  # what a taken tile's rows add to the report's counts
 
@@ -185,9 +186,10 @@ class _GenerateRowsFn(beam.DoFn):
             out.append(beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src)))
         if prev.still:
             out.append(beam.pvalue.TaggedOutput(COPIES, (prev.still, tile.still_src)))
-        out.append(beam.pvalue.TaggedOutput(MANIFEST, tile_record(tile.tile_stem, tile.split, pt.slot,
-                                                                  tile.fingerprint, tile.chip_sha256, prev.files,
-                                                                  prev.rows, 0, prev.still, prev.counts)))
+        out.append(beam.pvalue.TaggedOutput(TAKEN_MANIFEST, tile_record(tile.tile_stem, tile.split, pt.slot,
+                                                                        tile.fingerprint, tile.chip_sha256,
+                                                                        prev.files, prev.rows, 0, prev.still,
+                                                                        prev.counts)))
         out.append(beam.pvalue.TaggedOutput(TILES_DONE, tile_summary(pt)))
         self.reused.inc()
         self.taken.inc()
@@ -231,4 +233,4 @@ class GenerateRows(beam.PTransform):
         return {"rows": out.rows, **{tag: out[tag] for tag in OUTPUTS}}
 
 
-OUTPUTS = (REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS, MANIFEST, REUSED, ROW_COUNTS)
+OUTPUTS = (REJECTS, COPIES, TILES_DONE, OVERLAYS, RENDERS, MANIFEST, TAKEN_MANIFEST, REUSED, ROW_COUNTS)

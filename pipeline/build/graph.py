@@ -17,6 +17,7 @@ from transforms.generate import (
     RENDERS,
     REUSED,
     ROW_COUNTS,
+    TAKEN_MANIFEST,
     TILES_DONE,
     GenerateRows,
 )
@@ -41,6 +42,7 @@ from transforms.rebuild.place import (
     EVENTS,
     KNOWN,
     PLACED,
+    STALE_BEFORE,
     FindStaleFiles,
     PlaceTiles,
     ReadPreviousTiles,
@@ -111,8 +113,13 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     if config.takes_rows:
         parts["rows"] = pipeline | "ReadPreviousRows" >> ReadPreviousRows(config.previous, config.previous_rows)
     options = options_digest(config.shaping_options(__version__))
+    # An update's stale files are found per stem; tiles whose rows are taken (with their files, as they were)
+    # stay out of that join, unless an interrupted update left manifests whose files must be checked against
+    # every tile.
+    saved = saved_manifests(out) if config.update else ()
+    stale_by_join = bool(config.update and config.previous and not saved)
     joined = parts | "JoinOnTileStem" >> JoinOnTileStem(root, stills["index"], options,
-                                                        config.reuse and config.layout != "hub")
+                                                        config.reuse and config.layout != "hub", stale_by_join)
     split = joined["tiles"] | "AssignSplits" >> AssignSplits(config.leakage, previous_splits,
                                                              joined[KNOWN] if previous is not None else None)
     # Unchanged tiles keep their slot (and their split); new and changed ones are given one.
@@ -123,6 +130,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out, options,
         config.row_sidecars == "files", config.update, sidecars["tiles_in"])
     rows = generated["rows"]
+    manifest = (generated[MANIFEST], generated[TAKEN_MANIFEST]) | "AllManifest" >> beam.Flatten()
 
     # The rows of unchanged tiles, taken from the earlier build's split files a file at a time.
     taken = (joined[EXCLUDED] | "TakeEarlierRows" >> TakeEarlierRows(config.previous, config.previous_rows)
@@ -140,7 +148,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         generated[OVERLAYS] | "WriteOverlays" >> WriteOverlays(out),
         reused["events"],
         generated[ROW_COUNTS],
-        generated[MANIFEST] | "WriteManifest" >> WriteManifest(dataset_root),
+        manifest | "WriteManifest" >> WriteManifest(dataset_root),
         stills["index"] | "WriteStillsManifest" >> beam.Map(
             write_stills_file, dataset_root, config.max_files_per_dir, beam.pvalue.AsSingleton(
                 generated[COPIES]
@@ -174,11 +182,12 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         # Stale: files of the old build's tiles (and of builds an interrupted update left to clean up) that no
         # tile of this build names.
         before = [previous] if previous is not None else []
-        saved = saved_manifests(out)
         if saved:
             before.append(pipeline | "ReadSavedManifests" >> ReadPreviousTiles(out, tuple(saved)))
-        if before:
-            stale = generated[MANIFEST] | "FindStaleFiles" >> FindStaleFiles(before | "AllBefore" >> beam.Flatten())
+        if stale_by_join:
+            stale = generated[MANIFEST] | "FindStaleFiles" >> FindStaleFiles(None, joined[STALE_BEFORE])
+        elif before:
+            stale = manifest | "FindStaleFiles" >> FindStaleFiles(before | "AllBefore" >> beam.Flatten())
         else:  # the first build in an empty folder: nothing was there before
             stale = pipeline | "NothingStale" >> beam.Create([])
         report | "CommitUpdate" >> CommitUpdate(out, stale, config.update_token)

@@ -15,7 +15,16 @@ from transforms.input.refs import ImageRef
 from transforms.input.sidecars import Tile
 from transforms.paths import join_path, still_lookup_keys
 from transforms.rebuild.manifest import PreviousTile, parse_stills, still_slots
-from transforms.rebuild.place import CHANGED, EVENTS, KNOWN, PLACED, compare_tile, known_record
+from transforms.rebuild.place import (
+    CHANGED,
+    EVENTS,
+    KNOWN,
+    PLACED,
+    STALE_BEFORE,
+    before_files,
+    compare_tile,
+    known_record,
+)
 from transforms.rebuild.take import EXCLUDED, excluded_runs
 from transforms.records import reject
 
@@ -64,8 +73,8 @@ class _JoinFn(beam.DoFn):
     of it, here rather than after a shuffle of its own, so an unchanged tile goes on to its rows placed and
     with its split, and crosses no other shuffle as a whole tile (transforms.rebuild.place.compare_tile)."""
 
-    def __init__(self, input_root: str, options: str, reuse: bool):
-        self.input_root, self.options, self.reuse = input_root, options, reuse
+    def __init__(self, input_root: str, options: str, reuse: bool, stale_before: bool = False):
+        self.input_root, self.options, self.reuse, self.stale_before = input_root, options, reuse, stale_before
         self.joined = Metrics.counter("JoinOnTileStem", "tiles_joined")
         self.dropped = Metrics.counter("JoinOnTileStem", "tiles_dropped")
         self.unchanged = Metrics.counter("JoinOnTileStem", "tiles_unchanged")
@@ -78,6 +87,11 @@ class _JoinFn(beam.DoFn):
         if runs and not taken:  # its rows in the earlier split files stay there (rebuild.take)
             for excluded in excluded_runs(stem, runs):
                 yield beam.pvalue.TaggedOutput(EXCLUDED, excluded)
+        if self.stale_before:
+            before = groups.get("previous", ())
+            if not (taken and len(before) == 1):  # a taken tile names exactly its one earlier record's files
+                for record in before:
+                    yield beam.pvalue.TaggedOutput(STALE_BEFORE, before_files(record))
 
     def _join(self, stem, groups, runs, stills):
         """Yields the stem's outputs; returns whether its rows are taken from the earlier build."""
@@ -119,21 +133,24 @@ class JoinOnTileStem(beam.PTransform):
     - ``known``: (base, (stem, declared split, split)) for both, all the split plan needs of them;
     - ``events``: unchanged and changed tiles counted for the report;
     - ``excluded``: (row index file, stem) of each earlier tile in the row index whose rows are not taken
-      (changed, removed, rejected, or not wholly in the index): the rows of all others are (rebuild.take)."""
+      (changed, removed, rejected, or not wholly in the index): the rows of all others are (rebuild.take);
+    - ``stale_before`` (with ``stale_before``): the earlier records of every stem but those of tiles whose rows
+      are taken, as FindStaleFiles' earlier side."""
 
     input_root: str
     stills: beam.PCollection
     options: str = ""  # rebuild.manifest.options_digest: part of every tile's fingerprint
     reuse: bool = True
+    stale_before: bool = False
 
     def expand(self, inputs):
         out = (inputs
                | "CoGroup" >> beam.CoGroupByKey()
-               | "Join" >> beam.ParDo(_JoinFn(self.input_root, self.options, self.reuse),
+               | "Join" >> beam.ParDo(_JoinFn(self.input_root, self.options, self.reuse, self.stale_before),
                                       beam.pvalue.AsSingleton(self.stills)).with_outputs(
-                   REJECTS, PLACED, CHANGED, KNOWN, EVENTS, EXCLUDED, main="tiles"))
+                   REJECTS, PLACED, CHANGED, KNOWN, EVENTS, EXCLUDED, STALE_BEFORE, main="tiles"))
         return {"tiles": out.tiles, REJECTS: out[REJECTS], PLACED: out[PLACED], CHANGED: out[CHANGED],
-                KNOWN: out[KNOWN], EVENTS: out[EVENTS], EXCLUDED: out[EXCLUDED]}
+                KNOWN: out[KNOWN], EVENTS: out[EVENTS], EXCLUDED: out[EXCLUDED], STALE_BEFORE: out[STALE_BEFORE]}
 
 
 def index_stills(found: list[tuple[str, str]], previous: dict[str, int] | None = None) -> dict[str, tuple[str, int]]:

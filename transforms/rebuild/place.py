@@ -38,6 +38,10 @@ EVENTS = "events"
 PLACED = "placed"  # JoinOnTileStem's outputs of tiles the earlier build had
 CHANGED = "changed"
 KNOWN = "known"
+# (stem, (stem, files)) of each earlier record of a stem, except a tile whose rows and files are taken whole
+# (rebuild.take): FindStaleFiles' earlier side. A taken tile names exactly its earlier files, so it would find
+# nothing stale; it leaves both sides of that join.
+STALE_BEFORE = "stale_before"
 
 
 def _read_manifest_file(element) -> list[tuple]:
@@ -185,6 +189,12 @@ class WriteManifest(beam.PTransform):
                 | "Write" >> beam.MapTuple(lambda rel, rs: _write_tiles_file(root, rel, rs)))
 
 
+def before_files(record: tuple) -> tuple[str, tuple[str, tuple[str, ...]]]:
+    """An earlier build's PreviousTile record as FindStaleFiles' earlier side takes it: only the stem and the
+    file names cross that join."""
+    return record[0], (record[0], tuple(PreviousTile(*record).files))
+
+
 def _stale(element) -> list[str]:
     _, groups = element
     return stale_files([PreviousTile(stem, "", files=files) for stem, files in groups["before"]], list(groups["now"]))
@@ -196,11 +206,17 @@ class FindStaleFiles(beam.PTransform):
     that no tile of this one names: a changed tile's old files (it has new ones at a new slot), a removed
     tile's files. Joined per stem, nothing gathered."""
 
-    before: beam.PCollection
+    before: beam.PCollection | None
+    before_by_stem: beam.PCollection | None = None  # already (stem, (stem, files)): JoinOnTileStem's STALE_BEFORE
 
     def expand(self, records):
+        if self.before_by_stem is not None:
+            return ({"before": self.before_by_stem,
+                     "now": records | "NowByStem" >> beam.Map(lambda r: (r["stem"], tuple(r["files"])))}
+                    | "JoinByStem" >> beam.CoGroupByKey()
+                    | "Stale" >> beam.FlatMap(_stale))
         # Only the stems and file names cross the join: the records' other fields would only cost memory.
-        before = self.before | "BeforeByStem" >> beam.Map(lambda t: (t[0], (t[0], tuple(PreviousTile(*t).files))))
+        before = self.before | "BeforeByStem" >> beam.Map(before_files)
         return ({"before": before,
                  "now": records | "NowByStem" >> beam.Map(lambda r: (r["stem"], tuple(r["files"])))}
                 | "JoinByStem" >> beam.CoGroupByKey()

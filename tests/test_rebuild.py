@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.sample.tree import write_sample_tree
+from transforms.output.split_files import earlier_shard_counts, split_shard_count
 from transforms.paths import base_poi_id
 from transforms.splits.plan import previous_split
 
@@ -73,3 +74,42 @@ def test_previous_must_be_another_finished_build(grown, tmp_path, previous, mess
             str(tmp_path / previous)]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def _shards(out: Path) -> dict[str, int]:
+    return earlier_shard_counts(p.name for p in (out / "data").glob("*.jsonl"))
+
+
+def test_a_grown_split_keeps_its_shard_count_and_reuse_changes_no_byte(grown):
+    """A split whose rows grow past a shard boundary keeps the earlier build's shard count while its shards stay
+    within a quarter over --rows-per-shard (a clean build of the same tree has one more), with and without
+    reuse, to the byte."""
+    per = ["--rows-per-shard", "25", "--quiet", "--tasks", "caption"]
+    assert main(["build", "--input", str(grown / "small"), "--output", str(grown / "first25"), *per]) == 0
+    for name, extra in (("fresh25", []), ("again25", ["--previous", str(grown / "first25")]),
+                        ("noreuse25", ["--previous", str(grown / "first25"), "--no-reuse"])):
+        assert main(["build", "--input", str(grown / "big"), "--output", str(grown / name), *per, *extra]) == 0
+    before, fresh, again = _shards(grown / "first25"), _shards(grown / "fresh25"), _shards(grown / "again25")
+    rows = {split: sum(len(p.read_text().splitlines()) for p in (grown / "again25" / "data").glob(f"{split}*"))
+            for split in again}
+    assert any(fresh[s] != before[s] for s in before), "the tree must cross a shard boundary for this test"
+    for split, n in again.items():
+        kept = before.get(split, 0) and rows[split] <= before[split] * 25 * 5 // 4
+        assert n == (before[split] if kept else fresh[split]), split
+    assert again != fresh
+    for folder in ("data", "parquet"):
+        assert {p.name: p.read_bytes() for p in (grown / "again25" / folder).iterdir()} == \
+            {p.name: p.read_bytes() for p in (grown / "noreuse25" / folder).iterdir()}
+
+
+def test_split_shard_count_keeps_the_earlier_count_near_the_target():
+    assert earlier_shard_counts(["data/train-00002-of-00012.jsonl", "parquet/test.parquet",
+                                 "parquet/sub/validation-00000-of-00003.parquet"]) == {
+        "train": 12, "test": 1, "validation": 3}
+    counts = {"train": 240_001, "test": 10, "validation": 0}
+    assert split_shard_count(counts, "train", 20_000) == 13  # a first build
+    assert split_shard_count(counts, "train", 20_000, {"train": 12}) == 12  # within a quarter over
+    assert split_shard_count({"train": 300_001}, "train", 20_000, {"train": 12}) == 16  # too full: counted again
+    assert split_shard_count({"train": 110_001}, "train", 20_000, {"train": 12}) == 12  # over half full
+    assert split_shard_count({"train": 110_000}, "train", 20_000, {"train": 12}) == 6  # too empty
+    assert split_shard_count(counts, "test", 20_000, {"test": 3}) == 1  # far under half full: counted again

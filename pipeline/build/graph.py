@@ -32,7 +32,7 @@ from transforms.output.files import (
     WriteRejects,
     WriteRowSidecars,
 )
-from transforms.output.split_files import WriteSplitFiles
+from transforms.output.split_files import WriteSplitFiles, earlier_shard_counts
 from transforms.output.tree import STILLS_DIR
 from transforms.paths import join_path
 from transforms.rebuild.commit import commit, finish, saved_manifests, stage_root
@@ -136,11 +136,13 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     taken = (joined[EXCLUDED] | "TakeEarlierRows" >> TakeEarlierRows(config.previous, config.previous_rows)
              if config.takes_rows else None)
     hub = config.layout == "hub"  # images only inside the rows: no image files, analysis images via the spool
+    # A rebuild keeps each split's shard count while its shards stay near --rows-per-shard (split_shard_count).
+    kept_shards = tuple(sorted(earlier_shard_counts(config.previous_files).items())) if config.previous else ()
     split_files = rows | "WriteSplitFiles" >> WriteSplitFiles(out, config.formats, config.rows_per_shard,
                                                               config.embed_images, config.max_files_per_dir,
                                                               config.row_sidecars, config.extra_metadata,
                                                               config.layout, dataset_root, taken,
-                                                              config.previous, config.row_index)
+                                                              config.previous, config.row_index, kept_shards)
     reused = generated[REUSED] | "TakeReusedFiles" >> TakeReusedFiles(config.previous, out)
     events = [
         split_files["events"],

@@ -13,6 +13,7 @@ treat their temporary files).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -63,6 +64,32 @@ def shard_count(n_rows: int, rows_per_shard: int) -> int:
     """Shards for a split with rows. A split without rows gets no file at all: `datasets` fails on an empty
     Parquet file, and the card simply leaves the split out."""
     return max(1, -(-n_rows // rows_per_shard))
+
+
+def split_shard_count(counts: dict[str, int], split: str, rows_per_shard: int, kept: dict[str, int] | None = None
+                      ) -> int:
+    """Shards for a split of ``counts[split]`` rows. In a rebuild (``kept``: the earlier build's shard count per
+    split), the split keeps its earlier count while its shards hold on average more than half of
+    ``rows_per_shard`` and at most a quarter more: a tree that grows by a few percent keeps its split files'
+    names (a Hub copy replaces them rather than deleting some and adding others), and each shard is written
+    from the one earlier file of its number, whose rows the hash puts there again."""
+    n_rows = counts.get(split, 0)
+    fresh = shard_count(n_rows, rows_per_shard)
+    before = (kept or {}).get(split, 0)
+    if before and fresh != before and (before - 1) * rows_per_shard // 2 < n_rows <= before * rows_per_shard * 5 // 4:
+        return before
+    return fresh
+
+
+def earlier_shard_counts(files: Iterable[str]) -> dict[str, int]:
+    """split -> shards, from an earlier build's split files (relative paths, JSONL or Parquet:
+    <split>[-i-of-N].<ext>)."""
+    out: dict[str, int] = {}
+    for path in files:
+        stem = path.rsplit("/", 1)[-1].split(".", 1)[0]
+        split, _, rest = stem.partition("-")
+        out[split] = max(out.get(split, 0), int(rest.partition("-of-")[2]) if rest else 1)
+    return out
 
 
 class RowPointer(NamedTuple):
@@ -192,14 +219,14 @@ def taken_table(previous_root: str, entries: list[ShardEntry], records: list[dic
 
 
 def split_file_dir(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int, split: str,
-                   shard: int) -> str:
+                   shard: int, kept: dict[str, int] | None = None) -> str:
     """The sub-folder of one split file inside its format folder: none while the folder's files fit under the
     limit (every real build), else shard folders over all splits' files in split order."""
-    sizes = [shard_count(counts[s], rows_per_shard) for s in VALID_SPLITS if counts.get(s, 0)]
+    sizes = [split_shard_count(counts, s, rows_per_shard, kept) for s in VALID_SPLITS if counts.get(s, 0)]
     total = sum(sizes)
     if total <= max_files_per_dir:
         return ""
-    before = sum(shard_count(counts[s], rows_per_shard) for s in VALID_SPLITS[:VALID_SPLITS.index(split)]
+    before = sum(split_shard_count(counts, s, rows_per_shard, kept) for s in VALID_SPLITS[:VALID_SPLITS.index(split)]
                  if counts.get(s, 0))
     return shard_dir(before + shard, max_files_per_dir, total)
 
@@ -213,19 +240,20 @@ def split_counts_of(batch: tuple[tuple, ...]) -> list[tuple[str, int]]:
 
 
 def shard_batches(batch: tuple[tuple, ...], counts: dict[str, int], rows_per_shard: int,
-                  max_files_per_dir: int) -> list[tuple[ShardKey, tuple[tuple, ...]]]:
+                  max_files_per_dir: int, kept: dict[str, int] | None = None
+                  ) -> list[tuple[ShardKey, tuple[tuple, ...]]]:
     """A batch of pointers -> one (shard key, pointers) pair per shard it touches, in key order. A row's shard
     is a hash of its group (--layout hub: its tile) or else its sample id, so reruns agree."""
     by_key: dict[ShardKey, list[tuple]] = {}
     keys: dict[tuple[str, int], ShardKey] = {}  # (split, shard) -> key: the folder is worked out once per shard
     for p in batch:
         split = p[0]
-        n = shard_count(counts.get(split, 0), rows_per_shard)
+        n = split_shard_count(counts, split, rows_per_shard, kept)
         shard = row_shard((p[5] if len(p) > 5 else "") or p[1], n)
         key = keys.get((split, shard))
         if key is None:
             key = keys[(split, shard)] = (split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir,
-                                                                          split, shard))
+                                                                          split, shard, kept))
         by_key.setdefault(key, []).append(p)
     return [(key, tuple(by_key[key])) for key in sorted(by_key)]
 
@@ -242,32 +270,32 @@ def stays_in_its_shard(rows: tuple[tuple, ...], shard: int, n: int) -> bool:
     return all(row_shard(rows[i][1], n) == shard for i in range(0, len(rows), 50))
 
 
-def taken_shard_batches(block, counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int
-                        ) -> list[tuple[ShardKey, tuple[tuple, ...]]]:
+def taken_shard_batches(block, counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int,
+                        kept: dict[str, int] | None = None) -> list[tuple[ShardKey, tuple[tuple, ...]]]:
     """A block of rows taken from one earlier split file (rebuild.take.TakenBlock) -> (shard key, pointers) pairs,
     as shard_batches places rows made now: each row goes to the shard its sample id hashes to in this build.
     While its split has as many shards as when the earlier build wrote the file, that is the file's own shard
     (the hash is the same), so the rows go there without hashing each one."""
     split, shard, n_before, _ = split_file_parts(block.file)
     spool = previous_spool(block.file)
-    n = shard_count(counts.get(block.split, 0), rows_per_shard)
+    n = split_shard_count(counts, block.split, rows_per_shard, kept)
     same = n == n_before and split == block.split and stays_in_its_shard(block.rows, shard, n)
-    key = (block.split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, block.split, shard))
+    key = (block.split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, block.split, shard, kept))
     out: list[tuple[ShardKey, tuple[tuple, ...]]] = []
     for i in range(0, len(block.rows), POINTERS_PER_BATCH):
         batch = tuple((block.split, sample_id, spool, offset, length, "", stem, line)
                       for stem, sample_id, offset, length, line in block.rows[i:i + POINTERS_PER_BATCH])
-        out += [(key, batch)] if same else shard_batches(batch, counts, rows_per_shard, max_files_per_dir)
+        out += [(key, batch)] if same else shard_batches(batch, counts, rows_per_shard, max_files_per_dir, kept)
     return out
 
 
-def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int
-                   ) -> list[tuple[ShardKey, None]]:
+def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int,
+                   kept: dict[str, int] | None = None) -> list[tuple[ShardKey, None]]:
     out = []
     for split in VALID_SPLITS:
         if counts.get(split, 0):
-            n = shard_count(counts[split], rows_per_shard)
-            out += [((split, i, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, split, i)), None)
+            n = split_shard_count(counts, split, rows_per_shard, kept)
+            out += [((split, i, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, split, i, kept)), None)
                     for i in range(n)]
     return out
 
@@ -502,6 +530,7 @@ class WriteSplitFiles(beam.PTransform):
     taken: beam.PCollection | None = None  # rebuild.take.TakenBlock: rows in the earlier build's JSONL files
     previous: str = ""  # that build
     row_index: bool = False  # write each JSONL file's row index (metadata/manifest/rows/), for the next rebuild
+    kept_shards: tuple[tuple[str, int], ...] = ()  # (split, shards) of the earlier build (split_shard_count)
 
     def expand(self, rows):
         hub = self.layout == "hub"
@@ -514,12 +543,15 @@ class WriteSplitFiles(beam.PTransform):
         counts = (split_rows
                   | "CountPerSplit" >> beam.CombinePerKey(sum)
                   | "Counts" >> beam.combiners.ToDict())
-        keys = counts | "ShardKeys" >> beam.FlatMap(all_shard_keys, self.rows_per_shard, self.max_files_per_dir)
+        kept = dict(self.kept_shards)
+        keys = counts | "ShardKeys" >> beam.FlatMap(all_shard_keys, self.rows_per_shard, self.max_files_per_dir,
+                                                    kept)
         keyed = pointers | "KeyByShard" >> beam.FlatMap(shard_batches, beam.pvalue.AsSingleton(counts),
-                                                        self.rows_per_shard, self.max_files_per_dir)
+                                                        self.rows_per_shard, self.max_files_per_dir, kept)
         if self.taken is not None:
             taken = self.taken | "KeyTakenByShard" >> beam.FlatMap(
-                taken_shard_batches, beam.pvalue.AsSingleton(counts), self.rows_per_shard, self.max_files_per_dir)
+                taken_shard_batches, beam.pvalue.AsSingleton(counts), self.rows_per_shard, self.max_files_per_dir,
+                kept)
             keyed = (keyed, taken) | "WithTakenRows" >> beam.Flatten()
         out = ({"rows": keyed, "keys": keys}
                | "GroupShards" >> beam.CoGroupByKey()

@@ -63,7 +63,8 @@ class BuildOptions(PipelineOptions):
         _flag(parser, "overlays", action="store_true", default=False,
               help="also write region boxes drawn on each chip under overlays/")
         _flag(parser, "rows-per-shard", type=int, default=0,
-              help="rows per output file (0: 20000, or 500 with --embed-images)")
+              help="rows per output file (0: 20000, or 500 with --embed-images); a rebuild keeps the earlier "
+                   "shard count while shards hold half to 1.25 times this")
         _flag(parser, "row-sidecars", default="",
               help="files|parquet|none: one JSON per row under metadata/sft_metadata_rows/, Parquet shards of them "
                    "there, or none (default files; parquet with --layout hub)")

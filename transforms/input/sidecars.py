@@ -77,10 +77,7 @@ class Tile:
 
     def normalised_fractions(self) -> dict[int, float]:
         """Class shares summing to 1: the single source of every percentage quoted for this tile."""
-        total = sum(self.fractions.values())
-        if total <= 0:
-            return {}
-        return {cid: v / total for cid, v in sorted(self.fractions.items()) if v > 0}
+        return normalised(self.fractions)
 
     def with_fields(self, **changes: Any) -> Tile:
         """``dataclasses.replace`` without its per-call introspection (a tile is copied several times on its way
@@ -88,11 +85,10 @@ class Tile:
         unknown = changes.keys() - _TILE_FIELD_SET
         if unknown:
             raise TypeError(f"Tile has no field {sorted(unknown)[0]!r}")
-        if "_content" in self.__dict__ and not changes.keys().isdisjoint(_CONTENT_SET):
-            self.regions  # noqa: B018  (decodes the content, whose kept bytes the changes make stale)
-            fields_now = {k: v for k, v in self.__dict__.items() if k != "_content"}
-        else:
-            fields_now = self.__dict__
+        fields_now = self.__dict__
+        if "_content" in fields_now and not changes.keys().isdisjoint(_CONTENT_SET):  # the kept bytes go stale
+            fields_now = {**{k: v for k, v in fields_now.items() if k != "_content"},
+                          **_content_from_json(fields_now["_content"])}
         tile = object.__new__(Tile)
         object.__setattr__(tile, "__dict__", {**fields_now, **changes})
         return tile
@@ -100,13 +96,7 @@ class Tile:
     def card_summary(self) -> tuple[str, tuple[tuple[str, int], ...]]:
         """(dominant class name, ((region label, regions), ...) in region order); the dominant class is the
         largest normalised share, the lower class id on a tie."""
-        if self.card:
-            return self.card
-        top = max(self.normalised_fractions().items(), key=lambda kv: (kv[1], -kv[0]), default=None)
-        labels: dict[str, int] = {}
-        for r in self.regions:
-            labels[r.label] = labels.get(r.label, 0) + 1
-        return CLASS_NAMES[top[0]] if top else "", tuple(labels.items())
+        return self.card or card_of(self.normalised_fractions(), self.regions)
 
     def images_identity(self) -> str:
         """The tile's images as its rows know them beyond the chip's bytes: the chip's file type and the still's
@@ -140,6 +130,22 @@ class Tile:
             raise AttributeError(name)
         d.update(_content_from_json(content))
         return d[name]
+
+
+def normalised(fractions: dict[int, float]) -> dict[int, float]:
+    total = sum(fractions.values())
+    if total <= 0:
+        return {}
+    return {cid: v / total for cid, v in sorted(fractions.items()) if v > 0}
+
+
+def card_of(shares: dict[int, float], regions: tuple[Region, ...]) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """Tile.card from normalised class shares and regions."""
+    top = max(shares.items(), key=lambda kv: (kv[1], -kv[0]), default=None)
+    labels: dict[str, int] = {}
+    for r in regions:
+        labels[r.label] = labels.get(r.label, 0) + 1
+    return CLASS_NAMES[top[0]] if top else "", tuple(labels.items())
 
 
 def _earlier_from_json(earlier: list) -> tuple:
@@ -355,7 +361,8 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
             regions.append(region)
     caption = obj.get("caption")
     split = obj.get("split")
-    content = Tile(
+    kept = tuple(regions)
+    tile = Tile(
         tile_stem=stem,
         source=source,
         poi_id=_optional_str(obj.get("poi_id")),
@@ -363,7 +370,7 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         size=size,
         caption=caption.strip() if isinstance(caption, str) else "",
         fractions=fractions,
-        regions=tuple(regions),
+        regions=kept,
         latitude=_finite_number(obj.get("latitude")),
         longitude=_finite_number(obj.get("longitude")),
         stac_item_id=_optional_str(obj.get("stac_item_id")),
@@ -371,5 +378,6 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         cloud_cover=_finite_number(obj.get("eo_cloud_cover")),
         extra={k: v for k, v in obj.items() if k not in SIDECAR_CORE_FIELDS},
         sidecar_sha256=hashlib.sha256(data).hexdigest(),
+        card=card_of(normalised(fractions), kept),
     )
-    return ParsedSidecar(content.with_fields(card=content.card_summary()), None, tuple(problems))
+    return ParsedSidecar(tile, None, tuple(problems))

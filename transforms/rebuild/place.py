@@ -210,13 +210,9 @@ class FindStaleFiles(beam.PTransform):
     before_by_stem: beam.PCollection | None = None  # already (stem, (stem, files)): JoinOnTileStem's STALE_BEFORE
 
     def expand(self, records):
-        if self.before_by_stem is not None:
-            return ({"before": self.before_by_stem,
-                     "now": records | "NowByStem" >> beam.Map(lambda r: (r["stem"], tuple(r["files"])))}
-                    | "JoinByStem" >> beam.CoGroupByKey()
-                    | "Stale" >> beam.FlatMap(_stale))
         # Only the stems and file names cross the join: the records' other fields would only cost memory.
-        before = self.before | "BeforeByStem" >> beam.Map(before_files)
+        before = (self.before_by_stem if self.before_by_stem is not None
+                  else self.before | "BeforeByStem" >> beam.Map(before_files))
         return ({"before": before,
                  "now": records | "NowByStem" >> beam.Map(lambda r: (r["stem"], tuple(r["files"])))}
                 | "JoinByStem" >> beam.CoGroupByKey()

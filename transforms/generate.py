@@ -11,6 +11,7 @@ from apache_beam.metrics import Metrics
 from transforms import collector, fileio
 from transforms.analysis.render import ChipError, tile_map
 from transforms.gate import gate_problem
+from transforms.input.png_digest import png_digest
 from transforms.output.counts import row_keys
 from transforms.output.tree import ROW_SIDECARS_DIR
 from transforms.paths import join_path, slot_dir
@@ -103,7 +104,7 @@ class _GenerateRowsFn(beam.DoFn):
                 return
             sha = hashlib.sha256(chip).hexdigest()
             tile = tile.with_fields(chip_sha256=sha,
-                                    fingerprint=tile_fingerprint(self.options, tile.sidecar_sha256, sha,
+                                    fingerprint=tile_fingerprint(self.options, tile.sidecar_sha256, png_digest(chip),
                                                                   tile.images_identity()))
         pt = PreparedTile(tile, tile.slot, self.ctx, chip)
         kept, gated = tile_rows(pt, self.tasks, self.max_prompt_chars)

@@ -186,12 +186,13 @@ def write_shard(root: str, key: ShardKey, records: list[dict[str, Any]], images:
     split, shard, n, sub = key
     events = []
     jsonl = None  # made once: the JSONL file and the Parquet file's table both come from it
+    if lines is not None:  # every row's line, taken or made now
+        lines = [line or orjson.dumps(r) + b"\n" for r, line in zip(records, lines, strict=True)]
+        jsonl = b"".join(lines)
     for name in formats:
         fmt = FORMATS[name]
         path = fmt.path(split, shard, n, sub)
-        if jsonl is None and lines is not None:
-            jsonl = b"".join(line or orjson.dumps(r) + b"\n" for r, line in zip(records, lines, strict=True))
-        elif jsonl is None and (name == "jsonl" or (name == "parquet" and images is None)):
+        if jsonl is None and (name == "jsonl" or (name == "parquet" and images is None)):
             jsonl = jsonl_bytes(records)
         if name == "parquet":
             table = None
@@ -210,11 +211,10 @@ def write_shard(root: str, key: ShardKey, records: list[dict[str, Any]], images:
 def taken_table(previous_root: str, entries: list[ShardEntry], records: list[dict[str, Any]], lines: list[bytes],
                 fields: tuple[str, ...]):
     """The shard's Parquet table with its taken rows read from the earlier build's Parquet files (None: make it
-    from every line)."""
+    from every line). ``lines``: every row's JSONL line."""
     if not any(e.source for e in entries):
         return None
-    return table_with_taken_rows([line or orjson.dumps(r) + b"\n" for r, line in zip(records, lines, strict=True)],
-                                 records, [e.sample_id for e in entries], [e.source for e in entries], fields,
+    return table_with_taken_rows(lines, records, [e.sample_id for e in entries], [e.source for e in entries], fields,
                                  lambda f: read_parquet_table(join_path(previous_root, parquet_beside(f))))
 
 

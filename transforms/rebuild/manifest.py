@@ -38,6 +38,7 @@ class PreviousTile(NamedTuple):
     gated: int = 0  # rows the gate turned away: their rejects are not in the split files
     still: str = ""  # the output path of its still when a row showed it
     counts: tuple[tuple[str, int], ...] = ()  # what its rows added to the report's counts
+    chip_sha256: str = ""  # of its chip's bytes, which an unchanged tile's rows name without its chip being read
 
 
 def tiles_file(slot: int) -> str:
@@ -77,7 +78,7 @@ def parse_tiles(data: bytes) -> list[PreviousTile]:
             r = orjson.loads(line)
             out.append(PreviousTile(r["stem"], r["split"], int(r["slot"]), r["fingerprint"], tuple(r["files"]),
                                     int(r.get("rows", -1)), int(r.get("gated", 0)), r.get("still", ""),
-                                    tuple(sorted(r.get("counts", {}).items()))))
+                                    tuple(sorted(r.get("counts", {}).items())), r.get("chip_sha256", "")))
     return out
 
 
@@ -132,12 +133,13 @@ def options_digest(options: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(options, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def tile_fingerprint(options: str, sidecar_sha256: str, chip_sha256: str, images: str = "") -> str:
-    """Same sidecar bytes, same chip bytes, same image paths (Tile.images_identity: the chip's file type, and
-    whether there is a still and where its copy goes), same options and version: the same rows, analysis
-    images and overlay, so an earlier build's files and rows for the tile can stand. (A still's bytes are not
-    in it: rows name the still by path only, and every build copies it again.)"""
-    return hashlib.sha256(f"{options}\x1f{sidecar_sha256}\x1f{chip_sha256}\x1f{images}".encode()).hexdigest()
+def tile_fingerprint(options: str, sidecar_sha256: str, chip_digest: str, images: str = "") -> str:
+    """Same sidecar bytes, same chip bytes (``chip_digest``: transforms.input.png_digest), same image paths
+    (Tile.images_identity: the chip's file type, and whether there is a still and where its copy goes), same
+    options and version: the same rows, analysis images and overlay, so an earlier build's files and rows for
+    the tile can stand. (A still's bytes are not in it: rows name the still by path only, and every build
+    copies it again.)"""
+    return hashlib.sha256(f"{options}\x1f{sidecar_sha256}\x1f{chip_digest}\x1f{images}".encode()).hexdigest()
 
 
 def allocate_slots(stems: Iterable[str], start: int) -> list[tuple[str, int]]:

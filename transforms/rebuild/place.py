@@ -17,6 +17,7 @@ from typing import Any
 import apache_beam as beam
 
 from transforms import fileio
+from transforms.input.png_digest import png_file_digest
 from transforms.output.tree import tile_splits
 from transforms.paths import base_poi_id, join_path
 from transforms.rebuild.manifest import (
@@ -100,7 +101,7 @@ def takeable_rows(prev: PreviousTile, runs: list[tuple[str, int]]) -> tuple:
     return tuple(sorted(runs))
 
 
-def chip_digest(chip_src: str) -> str:
+def chip_sha256(chip_src: str) -> str:
     return hashlib.sha256(fileio.read_bytes(chip_src)).hexdigest()
 
 
@@ -120,14 +121,14 @@ def compare_tile(tile, before: list[PreviousTile], runs: list[tuple], options: s
     prev = next((p for p in before if p.slot >= 0), None)
     if prev is None:
         return CHANGED, tile, {}
-    try:
-        sha = chip_digest(tile.chip_src)
+    try:  # its chunk CRCs, not all its bytes: an unchanged chip is neither read whole nor hashed
+        fp = tile_fingerprint(options, tile.sidecar_sha256, png_file_digest(tile.chip_src), tile.images_identity())
+        if fp != prev.fingerprint:
+            return CHANGED, tile.with_fields(fingerprint=fp), {"rebuild|tiles_changed": 1}
+        # The same chip: its SHA-256 (which rows made again name) is the one the earlier build recorded.
+        tile = tile.with_fields(fingerprint=fp, chip_sha256=prev.chip_sha256 or chip_sha256(tile.chip_src))
     except OSError:  # GenerateRows rejects it with the reason; it needs no slot of its own
         return CHANGED, tile, {}
-    fp = tile_fingerprint(options, tile.sidecar_sha256, sha, tile.images_identity())
-    tile = tile.with_fields(fingerprint=fp, chip_sha256=sha)
-    if fp != prev.fingerprint:
-        return CHANGED, tile, {"rebuild|tiles_changed": 1}
     rows = takeable_rows(prev, runs) if reuse else ()  # GenerateRows counts those it takes
     return PLACED, tile.with_fields(slot=prev.slot, reuse=reuse, earlier=tuple(prev) if rows else (),
                                     earlier_rows=rows), {"rebuild|tiles_unchanged": 1,

@@ -72,11 +72,12 @@ def test_manifest_records_round_trip_and_sort_by_slot():
                tile_record("t1", "test", 3, "f1", "c1", [], 0, 0, "", [])]
     data = encode_tiles(records)
     assert data == encode_tiles(reversed(records)), "same records, same bytes"
-    assert parse_tiles(data) == [PreviousTile("t1", "test", 3, "f1", (), 0, 0, "", ()),
+    assert parse_tiles(data) == [PreviousTile("t1", "test", 3, "f1", (), 0, 0, "", (), "c1"),
                                  PreviousTile("t2", "train", 7, "f2", ("a", "b"), 2, 1, "st/t2.png",
-                                              (("boxes|3", 1), ("rows|caption|train", 1)))]
+                                              (("boxes|3", 1), ("rows|caption|train", 1)), "c2")]
     older = b'{"stem":"t","split":"train","slot":1,"fingerprint":"f","chip_sha256":"c","files":[]}\n'
-    assert parse_tiles(older) == [PreviousTile("t", "train", 1, "f", ())], "a manifest without row counts"
+    assert parse_tiles(older) == [PreviousTile("t", "train", 1, "f", (), chip_sha256="c")], \
+        "a manifest without row counts"
     assert tiles_file(49_999) == "metadata/manifest/tiles-b00000.jsonl" != tiles_file(50_000)
     stills = encode_stills({"s1": (4, "mapbox_stills/s00000/s1.png"), "s0": (2, "")})
     assert parse_stills(stills) == {"s0": 2, "s1": 4} and still_paths(stills) == {"mapbox_stills/s00000/s1.png"}

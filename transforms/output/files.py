@@ -7,6 +7,7 @@ temporary name, and emit one small count event per file for the build report.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -130,29 +131,46 @@ class _TakeReusedFn(beam.DoFn):
         self.previous, self.root = previous, root
         self.taken = Metrics.counter("TakeReusedFiles", "files_taken")
 
+    def setup(self):
+        # Some twenty files per unchanged tile: locally each is first tried as one hard link between two
+        # prefixes (4 us where link_or_copy's checks cost 6).
+        self._local = fileio.is_local(self.previous) and fileio.is_local(self.root)
+        self._src, self._dst = self.previous.rstrip("/") + "/", self.root.rstrip("/") + "/"
+
     def process(self, element):
         paths, in_place, sidecars, sidecars_in_place = element
         taken = in_place
         for path in paths:
-            if (yield from self._take(path)):
+            problem = self._take(path)
+            if problem is None:
                 taken += 1
+            else:
+                yield beam.pvalue.TaggedOutput(REJECTS, problem)
         self.taken.inc(taken)
         yield {"files_reused": taken}
         if sidecars or sidecars_in_place:  # a tile whose rows were taken: its row sidecars come with them
             written = sidecars_in_place
             for path in sidecars:
-                if (yield from self._take(path)):
+                problem = self._take(path)
+                if problem is None:
                     written += 1
+                else:
+                    yield beam.pvalue.TaggedOutput(REJECTS, problem)
             yield {"row_sidecars_written": written}
 
-    def _take(self, path: str):
+    def _take(self, path: str) -> dict | None:
+        """None once the file is in place, else the reject that says why it is not."""
+        if self._local:
+            try:  # the common case: a new name in a folder that exists
+                os.link(self._src + path.strip("/"), self._dst + path.strip("/"))
+                return None
+            except OSError:  # no folder yet, a file there (--update), another device: link_or_copy sorts it out
+                pass
         try:
             fileio.link_or_copy(join_path(self.previous, path), join_path(self.root, path))
         except OSError as err:  # the earlier build lost it: the rows name a file that is not there
-            yield beam.pvalue.TaggedOutput(REJECTS, reject(path, "", "copy", "previous_file_unreadable",
-                                                           f"{err.__class__.__name__}: {str(err)[:200]}"))
-            return False
-        return True
+            return reject(path, "", "copy", "previous_file_unreadable", f"{err.__class__.__name__}: {str(err)[:200]}")
+        return None
 
 
 @dataclass

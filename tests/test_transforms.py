@@ -9,9 +9,11 @@ from dataclasses import replace
 
 import apache_beam as beam
 import orjson
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+import transforms.output.files as files_module
 from pipeline.sample.tree import chip_png, label_map
 from tests.conftest import make_sidecar
 from transforms.analysis.render import class_shares, tile_map
@@ -22,7 +24,13 @@ from transforms.input.read import ExtractImageRefs, ListImages, ReadSidecars
 from transforms.input.refs import ImageRef
 from transforms.input.sidecars import parse_sidecar
 from transforms.output.counts import CountOutcomes
-from transforms.output.files import CopySourceImages, RenderAnalysisImages, WriteRejects, WriteRowSidecars
+from transforms.output.files import (
+    CopySourceImages,
+    RenderAnalysisImages,
+    TakeReusedFiles,
+    WriteRejects,
+    WriteRowSidecars,
+)
 from transforms.output.split_files import WriteSplitFiles
 from transforms.rebuild.place import PlaceTiles
 from transforms.splits.assign import AssignSplits
@@ -318,3 +326,29 @@ def test_embedded_split_files_reject_a_row_whose_image_vanished(tmp_path, prepar
     kept = [json.loads(x)["metadata"]["sample_id"] for x in (out / "data/train.jsonl").read_text().splitlines()]
     assert kept == ["poi_000001_t0000__caption"]
     assert (out / rows[0].sidecar_path).exists() and not (out / rows[1].sidecar_path).exists()
+
+
+@pytest.mark.parametrize("open_folders", [1, 64])
+def test_take_reused_files_links_each_file_once_and_rejects_what_the_earlier_build_lost(tmp_path, monkeypatch,
+                                                                                        open_folders):
+    """An unchanged tile's files come from the earlier build as hard links, into folders made as needed (however
+    few folders a worker may hold open); a file that build lost is a reject, and the others are still taken."""
+    monkeypatch.setattr(files_module, "MAX_OPEN_FOLDERS", open_folders)
+    prev, out = tmp_path / "prev", tmp_path / "out"
+    names = ["analysis_images/s00000/a__brief.png", "analysis_images/s00001/b__brief.png", "overlays/a.png"]
+    for name in names:
+        (prev / name).parent.mkdir(parents=True, exist_ok=True)
+        (prev / name).write_bytes(name.encode())
+    sidecars = ["row_sidecars/s00000/a__caption.json", "row_sidecars/s00000/gone.json"]
+    (prev / sidecars[0]).parent.mkdir(parents=True)
+    (prev / sidecars[0]).write_bytes(b"{}")
+    with TestPipeline() as p:
+        out_ = (p | beam.Create([(tuple(names[:2]), 0, (), 0), ((names[2],), 1, tuple(sidecars), 2)])
+                | TakeReusedFiles(str(prev), str(out)))
+        assert_that(out_["events"], equal_to([{"files_reused": 2}, {"files_reused": 2},
+                                              {"row_sidecars_written": 3}]), label="events")
+        assert_that(out_["rejects"] | beam.Map(lambda r: (r["source"], r["reason"])),
+                    equal_to([(sidecars[1], "previous_file_unreadable")]), label="rejects")
+    for name in [*names, sidecars[0]]:
+        assert os.path.samefile(prev / name, out / name)
+    assert not (out / sidecars[1]).exists()

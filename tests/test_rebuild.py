@@ -3,6 +3,7 @@ are placed as a first build would; the report's rebuild section says what happen
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.sample.tree import write_sample_tree
+from transforms import generate
 from transforms.output.split_files import earlier_shard_counts, split_shard_count
 from transforms.paths import base_poi_id
 from transforms.splits.plan import previous_split
@@ -113,3 +115,25 @@ def test_split_shard_count_keeps_the_earlier_count_near_the_target():
     assert split_shard_count({"train": 110_001}, "train", 20_000, {"train": 12}) == 12  # over half full
     assert split_shard_count({"train": 110_000}, "train", 20_000, {"train": 12}) == 6  # too empty
     assert split_shard_count(counts, "test", 20_000, {"test": 3}) == 1  # far under half full: counted again
+
+
+def test_a_build_that_knew_chips_by_sha256_is_rebuilt_as_unchanged(grown, monkeypatch):
+    """Builds before 2026-12-04 put each chip's SHA-256 into its tile's fingerprint, where builds now put its
+    PNG chunk digest: a rebuild over such a build still finds its unchanged tiles unchanged (no tile redrawn,
+    no path moved), and writes what a rebuild over a current build writes."""
+    flags = ["--quiet", "--formats", "jsonl,parquet", "--tasks", "caption"]
+    with monkeypatch.context() as m:
+        m.setattr(generate, "png_digest", lambda data: hashlib.sha256(data).hexdigest())
+        assert main(["build", "--input", str(grown / "small"), "--output", str(grown / "sha_first"), *flags]) == 0
+    old = (grown / "sha_first" / "metadata" / "manifest" / "tiles-b00000.jsonl").read_bytes()
+    assert old != (grown / "first" / "metadata" / "manifest" / "tiles-b00000.jsonl").read_bytes()
+    for first, out in (("sha_first", "from_sha"), ("first", "from_now")):
+        assert main(["build", "--input", str(grown / "big"), "--output", str(grown / out), *flags,
+                     "--previous", str(grown / first)]) == 0
+    rebuild, now = (json.loads((grown / out / "build_report.json").read_text())["rebuild"]
+                    for out in ("from_sha", "from_now"))
+    assert rebuild.get("tiles_changed", 0) == 0 and rebuild["tiles_unchanged"] == rebuild["tiles_kept"] > 0
+    assert rebuild == now
+    for folder in ("data", "parquet", "metadata/manifest"):
+        assert {p.name: p.read_bytes() for p in (grown / "from_sha" / folder).iterdir() if p.is_file()} == \
+            {p.name: p.read_bytes() for p in (grown / "from_now" / folder).iterdir() if p.is_file()}, folder

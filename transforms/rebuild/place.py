@@ -122,11 +122,16 @@ def compare_tile(tile, before: list[PreviousTile], runs: list[tuple], options: s
     if prev is None:
         return CHANGED, tile, {}
     try:  # its chunk CRCs, not all its bytes: an unchanged chip is neither read whole nor hashed
-        fp = tile_fingerprint(options, tile.sidecar_sha256, png_file_digest(tile.chip_src), tile.images_identity())
+        images = tile.images_identity()
+        fp = tile_fingerprint(options, tile.sidecar_sha256, png_file_digest(tile.chip_src), images)
+        sha = prev.chip_sha256
         if fp != prev.fingerprint:
-            return CHANGED, tile.with_fields(fingerprint=fp), {"rebuild|tiles_changed": 1}
+            # Builds before 2026-12-04 knew the chip by its SHA-256: one of them is recognised that way once.
+            sha = chip_sha256(tile.chip_src)
+            if tile_fingerprint(options, tile.sidecar_sha256, sha, images) != prev.fingerprint:
+                return CHANGED, tile.with_fields(fingerprint=fp), {"rebuild|tiles_changed": 1}
         # The same chip: its SHA-256 (which rows made again name) is the one the earlier build recorded.
-        tile = tile.with_fields(fingerprint=fp, chip_sha256=prev.chip_sha256 or chip_sha256(tile.chip_src))
+        tile = tile.with_fields(fingerprint=fp, chip_sha256=sha or chip_sha256(tile.chip_src))
     except OSError:  # GenerateRows rejects it with the reason; it needs no slot of its own
         return CHANGED, tile, {}
     rows = takeable_rows(prev, runs) if reuse else ()  # GenerateRows counts those it takes

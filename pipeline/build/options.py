@@ -85,8 +85,9 @@ class BuildOptions(PipelineOptions):
                    "template parameter in_place); readers see the old build until the new one is whole, never a "
                    "gap; into an empty folder it makes the first build")
         _flag(parser, "no-reuse", action="store_true", default=False,
-              help="with --previous or --update: draw every tile again instead of taking unchanged tiles' "
-                   "analysis images, overlays and row sidecars from the earlier build (same bytes, more work)")
+              help="with --previous or --update: read every chip whole and draw every tile again instead of "
+                   "knowing unchanged chips by their PNG chunk CRCs and taking unchanged tiles' rows, analysis "
+                   "images, overlays and row sidecars from the earlier build (same bytes, more work)")
         _flag(parser, "overwrite", action="store_true", default=False,
               help="replace an existing output folder instead of refusing")
 

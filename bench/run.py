@@ -11,7 +11,8 @@
 7. the same per-tile work in a plain Python loop (bench/plain_loop.py) and the ratio pipeline / loop
 
 8. rebuilds: a clean build of a tree grown 5% with 1% of its sidecars edited, against `--previous` and
-   `--update` over the build of the tree before (CPU ratio; BENCH_REBUILD_SIZE, default 20,000; 0 skips it)
+   `--update` over the build of the tree before (CPU ratio, median of BENCH_REBUILD_RUNS runs, default 3;
+   BENCH_REBUILD_SIZE, default 20,000; 0 skips it)
 
 BENCH_SIZES=500,2000,8000, BENCH_LOOP_SIZE=2000 and BENCH_WORKERS_SIZE (default: the largest size up to 20,000)
 override the sizes; BENCH_DIR the folder for trees and builds (default bench/out).
@@ -225,9 +226,10 @@ def grown_tree(n: int) -> tuple[Path, int]:
     return root, grown
 
 
-def bench_rebuild(n: int) -> dict:
+def bench_rebuild(n: int, runs: int = 3) -> dict:
     """CPU of a clean build of the grown tree against --previous (into a new folder) and --update (in place)
-    over the build of the n-tile tree."""
+    over the build of the n-tile tree; each rebuild runs `runs` times (runs vary by 10% and more here), the
+    median is the figure."""
     first, root = WORK / "rebuild_first", tree(n)
     grown, n_grown = grown_tree(n)
     for path in (first, WORK / "rebuild_clean", WORK / "rebuild_new", WORK / "rebuild_update"):
@@ -236,13 +238,17 @@ def bench_rebuild(n: int) -> dict:
     subprocess.run([*build, "--input", str(root), "--output", str(first)], check=True, stdout=subprocess.DEVNULL)
     clean = measure([*build, "--input", str(grown), "--output", str(WORK / "rebuild_clean")])
     shutil.rmtree(WORK / "rebuild_clean", ignore_errors=True)
-    new = measure([*build, "--input", str(grown), "--output", str(WORK / "rebuild_new"), "--previous", str(first)])
-    report = orjson.loads((WORK / "rebuild_new" / "build_report.json").read_bytes())["rebuild"]
-    shutil.rmtree(WORK / "rebuild_new", ignore_errors=True)
-    shutil.copytree(first, WORK / "rebuild_update", copy_function=os.link)  # the update replaces files, never edits
-    update = measure([*build, "--input", str(grown), "--output", str(WORK / "rebuild_update"), "--update"])
-    for path in (first, WORK / "rebuild_update"):
-        shutil.rmtree(path, ignore_errors=True)
+    new: list[dict] = []
+    update: list[dict] = []
+    for _ in range(runs):
+        new.append(measure([*build, "--input", str(grown), "--output", str(WORK / "rebuild_new"), "--previous",
+                            str(first)]))
+        report = orjson.loads((WORK / "rebuild_new" / "build_report.json").read_bytes())["rebuild"]
+        shutil.rmtree(WORK / "rebuild_new", ignore_errors=True)
+        shutil.copytree(first, WORK / "rebuild_update", copy_function=os.link)  # the update replaces, never edits
+        update.append(measure([*build, "--input", str(grown), "--output", str(WORK / "rebuild_update"), "--update"]))
+        shutil.rmtree(WORK / "rebuild_update", ignore_errors=True)
+    shutil.rmtree(first, ignore_errors=True)
     return {"tiles": n_grown, "clean": clean, "previous": new, "update": update, "rebuild": report}
 
 
@@ -330,17 +336,21 @@ def main() -> int:
     print(line)
     rebuild_size = int(os.environ.get("BENCH_REBUILD_SIZE", "20000"))
     if rebuild_size:
-        rb = bench_rebuild(rebuild_size)
+        rb = bench_rebuild(rebuild_size, int(os.environ.get("BENCH_REBUILD_RUNS", "3")))
         r = rb["rebuild"]
         print(f"\n## rebuild of a {rebuild_size}-tile build after the tree grew 5% and 1% of its sidecars changed "
               f"({rb['tiles']} tiles: {r['tiles_unchanged']} unchanged, {r['tiles_changed']} changed, "
               f"{r['tiles_new']} new; {r.get('rows_reused', 0)} rows taken from the earlier build)")
         print("| build | wall s | CPU s | CPU / clean | peak RSS MB |")
         print("|---|---|---|---|---|")
-        for label in ("clean", "previous", "update"):
-            m = rb[label]
-            print(f"| {label} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['cpu_s'] / rb['clean']['cpu_s']:.2f} | "
-                  f"{m['peak_rss_mb']:.0f} |")
+        clean = rb["clean"]["cpu_s"]
+        print(f"| clean | {rb['clean']['wall_s']:.1f} | {clean:.1f} | 1.00 | {rb['clean']['peak_rss_mb']:.0f} |")
+        for label in ("previous", "update"):
+            for i, m in enumerate(rb[label]):
+                print(f"| {label}, run {i + 1} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['cpu_s'] / clean:.3f} | "
+                      f"{m['peak_rss_mb']:.0f} |")
+        for label in ("previous", "update"):
+            print(f"{label}: median CPU / clean {statistics.median(m['cpu_s'] for m in rb[label]) / clean:.3f}")
     rss = [(n, b["peak_rss_mb"]) for n, b in builds.items()]
     if len(rss) >= 2:
         (n1, r1), (n2, r2) = rss[-2], rss[-1]

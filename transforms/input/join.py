@@ -82,7 +82,7 @@ class _JoinFn(beam.DoFn):
 
     def process(self, element, stills):
         stem, groups = element
-        runs = list(groups.get("rows", ()))
+        runs = [run for part in groups.get("rows", ()) for run in part]  # rebuild.take.ReadPreviousRows
         taken = yield from self._join(stem, groups, runs, stills)
         if runs and not taken:  # its rows in the earlier split files stay there (rebuild.take)
             for excluded in excluded_runs(stem, runs):

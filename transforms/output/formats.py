@@ -146,41 +146,44 @@ def table_with_taken_rows(lines: Sequence[bytes], records: Sequence[dict[str, An
     caller then parses every line) when an earlier file is missing, has another schema or row count than its
     JSONL file, or does not hold the expected sample id at a taken row."""
     schema = parquet_schema(False, fields)
-    by_file: dict[str, list[int]] = {}
-    made: list[int] = []
-    for i, src in enumerate(sources):
-        if src:
-            by_file.setdefault(src[0], []).append(i)
+    made = [i for i, src in enumerate(sources) if not src]
+    made_table = (parquet_table([records[i] for i in made], None, fields, b"".join(lines[i] for i in made))
+                  if made else None)
+    earlier: dict[str, pa.Table] = {}
+    pieces: list[pa.Table] = []
+    i, n, made_at = 0, len(sources), 0
+    while i < n:  # runs of rows made now, and of rows on consecutive lines of one earlier file: a slice each
+        src, j = sources[i], i + 1
+        if not src:
+            while j < n and not sources[j]:
+                j += 1
+            pieces.append(made_table.slice(made_at, j - i))
+            made_at += j - i
         else:
-            made.append(i)
-    parts: list[pa.Table] = []
-    order = [0] * len(lines)
-    start = 0
-    for file in sorted(by_file):
-        positions = by_file[file]
-        earlier = read_table(file)
-        if earlier is None or earlier.num_rows != sources[positions[0]][2]:
-            return None
-        try:
-            earlier = pa.Table.from_arrays(earlier.columns, schema=schema)
-        except (pa.ArrowException, ValueError, TypeError):  # another schema (a cast Arrow lacks included)
-            return None
-        taken = earlier.take(pa.array([sources[i][1] for i in positions], type=pa.int64()))
-        ids = taken.column("metadata").combine_chunks().field("sample_id").to_pylist()
-        if ids != [sample_ids[i] for i in positions]:
-            return None
-        parts.append(taken)
-        for k, i in enumerate(positions):
-            order[i] = start + k
-        start += len(positions)
-    if made:
-        parts.append(parquet_table([records[i] for i in made], None, fields, b"".join(lines[i] for i in made)))
-        for k, i in enumerate(made):
-            order[i] = start + k
-    if not parts:
+            file, first = src[0], src[1]
+            while j < n and sources[j] and sources[j][0] == file and sources[j][1] == first + j - i:
+                j += 1
+            table = earlier.get(file)
+            if table is None:
+                table = read_table(file)
+                if table is None or table.num_rows != src[2]:
+                    return None
+                try:
+                    table = earlier[file] = pa.Table.from_arrays(table.columns, schema=schema)
+                except (pa.ArrowException, ValueError, TypeError):  # another schema (a cast Arrow lacks included)
+                    return None
+            if first + j - i > table.num_rows:
+                return None
+            pieces.append(table.slice(first, j - i))
+        i = j
+    if not pieces:
         return None
-    table = pa.concat_tables(parts)
-    return table.take(pa.array(order, type=pa.int64())).combine_chunks()
+    # One copy of the slices, in one chunk per column as a table made from lines has (the file's bytes follow
+    # the chunks); every row must hold the sample id its place says, or the caller parses every line.
+    table = pa.concat_tables(pieces).combine_chunks()
+    if table.column("metadata").chunk(0).field("sample_id").to_pylist() != list(sample_ids):
+        return None
+    return table
 
 
 def split_file_parts(jsonl_path: str) -> tuple[str, int, int, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -11,8 +12,10 @@ from transforms.output.split_files import row_shard, shard_batches, shard_count,
 from transforms.output.spool import previous_spool
 from transforms.rebuild.manifest import ROWS_DIR, encode_row_index, row_index_file
 from transforms.rebuild.take import (
+    ReadPreviousRows,
     TakeEarlierRows,
     TakenBlock,
+    _RunsByStemFn,
     excluded_runs,
     kept_rows,
     read_index,
@@ -40,6 +43,26 @@ def _write(root, rel: str, data: bytes) -> None:
 def test_the_join_sees_only_how_many_rows_a_tile_has_in_each_file(tmp_path):
     _write(tmp_path, row_index_file(FILE), _index(FILE, ["a", "b"], 2))
     assert run_sizes(str(tmp_path), row_index_file(FILE)) == [("a", (FILE, 2)), ("b", (FILE, 2))]
+
+
+@pytest.mark.parametrize("max_stems", [50_000, 2])
+def test_a_tiles_runs_reach_the_join_gathered_by_stem(tmp_path, monkeypatch, max_stems):
+    """One element per tile (its runs in every index file of the bundle), not one per run; past ``MAX_STEMS``
+    stems the gathered ones go on and a tile may come in parts, which together hold every run once."""
+    monkeypatch.setattr(_RunsByStemFn, "MAX_STEMS", max_stems)
+    other = "data/train-00002-of-00003.jsonl"
+    _write(tmp_path, row_index_file(FILE), _index(FILE, ["a", "b", "c"], 2))
+    _write(tmp_path, row_index_file(other), _index(other, ["a", "c"], 1))
+    files = (row_index_file(FILE), row_index_file(other), row_index_file("data/test.jsonl"))  # the last: lost
+    with TestPipeline() as p:
+        parts = p | ReadPreviousRows(str(tmp_path), files)
+        runs = (parts
+                | beam.GroupByKey()
+                | beam.MapTuple(lambda stem, found: (stem, sorted(run for part in found for run in part))))
+        assert_that(runs, equal_to([("a", [(FILE, 2), (other, 1)]), ("b", [(FILE, 2)]),
+                                    ("c", [(FILE, 2), (other, 1)])]), label="runs")
+        if max_stems > 3:
+            assert_that(parts | "Stems" >> beam.Keys(), equal_to(["a", "b", "c"]), label="one each")
 
 
 def test_a_missing_or_damaged_index_gives_nothing_on_every_read(tmp_path):

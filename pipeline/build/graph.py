@@ -22,7 +22,15 @@ from transforms.generate import (
     GenerateRows,
 )
 from transforms.input.join import IndexStills, JoinOnTileStem
-from transforms.input.read import LEAVES, ExtractImageRefs, FingerprintFn, ListImages, ReadSidecars, image_leaf
+from transforms.input.read import (
+    LEAVES,
+    BatchLeaves,
+    ExtractImageRefs,
+    FingerprintFn,
+    ListImages,
+    ReadSidecars,
+    image_leaf,
+)
 from transforms.output.counts import CountOutcomes
 from transforms.output.files import (
     CopySourceImages,
@@ -174,10 +182,13 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
 
     counts = {
         "rows": rows, "rejects": rejects, "tiles_done": generated[TILES_DONE], "reassigned": split["reassigned"],
-        "events": events | "AllEvents" >> beam.Flatten(),
+        **{f"events/{i}": part for i, part in enumerate(events)},
     } | "CountOutcomes" >> CountOutcomes()
-    leaves = ([sidecars[LEAVES], refs[LEAVES], chip_files | "ChipLeaves" >> beam.Map(image_leaf),
-               still_files | "StillLeaves" >> beam.Map(image_leaf)] | "AllLeaves" >> beam.Flatten())
+    # Leaves go on in batches, one per bundle of each source, not one by one (some 50,000 in a 20,000-tile build).
+    leaves = ([sidecars[LEAVES] | "SidecarLeaves" >> beam.ParDo(BatchLeaves()),
+               refs[LEAVES] | "RefLeaves" >> beam.ParDo(BatchLeaves()),
+               chip_files | "ChipLeaves" >> beam.ParDo(BatchLeaves(image_leaf)),
+               still_files | "StillLeaves" >> beam.ParDo(BatchLeaves(image_leaf))] | "AllLeaves" >> beam.Flatten())
     fingerprint = leaves | "Fingerprint" >> beam.CombineGlobally(FingerprintFn())
     report = counts | "WriteReport" >> WriteReport(config, fingerprint, dataset_root)
     if config.update:

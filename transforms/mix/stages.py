@@ -35,7 +35,7 @@ from transforms.mix.rows import (
     selection_hash,
     split_of_path,
 )
-from transforms.output.formats import MIX_METADATA_FIELDS
+from transforms.output.formats import MIX_METADATA_FIELDS, use_system_memory_pool
 from transforms.output.split_files import shard_count, write_shard
 from transforms.output.spool import SpoolFile, read_one, read_spooled, spool_root
 from transforms.paths import join_path
@@ -306,6 +306,9 @@ class _WriteMixShardFn(beam.DoFn):
     def __init__(self, root: str, formats: tuple[str, ...], embed_images: bool, sources: tuple[MixSource, ...]):
         self.root, self.formats, self.embed_images, self.sources = root, formats, embed_images, sources
         self.files = Metrics.counter("WriteMixShards", "files_written")
+
+    def setup(self):
+        use_system_memory_pool()  # as the build's shard writer (transforms.output.formats)
 
     def process(self, element, index, image_locs):
         key, grouped = element

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,16 @@ def tile_row_groups(records: Sequence[dict[str, Any]], target: int) -> list[tupl
             bounds.append((start, i))
             start = i
     return [b for b in bounds if b[1] > b[0]]
+
+
+def use_system_memory_pool() -> None:
+    """Arrow's buffers from the C library's malloc instead of its bundled mimalloc, unless the user chose a pool
+    (ARROW_DEFAULT_MEMORY_POOL). The shard writers make and free tables of tens of MB over and over (an earlier
+    Parquet file read, sliced, copied once, written), and mimalloc hands freed pages back to the system at once,
+    so each table paid its page faults again: a 20,000-tile update took about 1.5 CPU s (5%) less with the
+    system pool, and 70 MB less peak memory (three runs each, on this project's 2-core virtual machine)."""
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def parquet_bytes(records: Sequence[dict[str, Any]], images: Sequence[Images] | None = None,

@@ -40,6 +40,7 @@ from transforms.output.formats import (
     sidecar_shard_path,
     split_file_parts,
     table_with_taken_rows,
+    use_system_memory_pool,
 )
 from transforms.output.spool import (
     POINTERS_PER_BATCH,
@@ -461,6 +462,9 @@ class _WriteShardFn(beam.DoFn):
         self.files = Metrics.counter("WriteSplitFiles", "files_written")
         self.rows = Metrics.counter("WriteSplitFiles", "rows_written")
         self.dropped = Metrics.counter("WriteSplitFiles", "dropped_source_image_unreadable")
+
+    def setup(self):
+        use_system_memory_pool()
 
     def process(self, element):
         (split, shard, n, sub), grouped = element

@@ -24,9 +24,8 @@ from transforms.generate import (
 from transforms.input.join import IndexStills, JoinOnTileStem
 from transforms.input.read import (
     LEAVES,
-    BatchLeaves,
     ExtractImageRefs,
-    FingerprintFn,
+    Fingerprint,
     ListImages,
     ReadSidecars,
     image_leaf,
@@ -184,12 +183,9 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         "rows": rows, "rejects": rejects, "tiles_done": generated[TILES_DONE], "reassigned": split["reassigned"],
         **{f"events/{i}": part for i, part in enumerate(events)},
     } | "CountOutcomes" >> CountOutcomes()
-    # Leaves go on in batches, one per bundle of each source, not one by one (some 50,000 in a 20,000-tile build).
-    leaves = ([sidecars[LEAVES] | "SidecarLeaves" >> beam.ParDo(BatchLeaves()),
-               refs[LEAVES] | "RefLeaves" >> beam.ParDo(BatchLeaves()),
-               chip_files | "ChipLeaves" >> beam.ParDo(BatchLeaves(image_leaf)),
-               still_files | "StillLeaves" >> beam.ParDo(BatchLeaves(image_leaf))] | "AllLeaves" >> beam.Flatten())
-    fingerprint = leaves | "Fingerprint" >> beam.CombineGlobally(FingerprintFn())
+    fingerprint = ({"Sidecars": sidecars[LEAVES], "Refs": refs[LEAVES],
+                    "Chips": chip_files | "ChipLeaves" >> beam.Map(image_leaf),
+                    "Stills": still_files | "StillLeaves" >> beam.Map(image_leaf)} | "Fingerprint" >> Fingerprint())
     report = counts | "WriteReport" >> WriteReport(config, fingerprint, dataset_root)
     if config.update:
         # Stale: files of the old build's tiles (and of builds an interrupted update left to clean up) that no

@@ -9,7 +9,6 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindows
 
 from transforms.fileio import read_bytes
 from transforms.input.fingerprint import file_leaf, fingerprint
@@ -166,34 +165,8 @@ def image_leaf(element: tuple[str, ImageFile]) -> bytes:
     return file_leaf("image", element[1].path, element[1].size)
 
 
-class BatchLeaves(beam.DoFn):
-    """Fingerprint leaves (``leaf`` of each element, or the elements themselves) in tuples of up to
-    ``MAX_LEAVES``, one per bundle where they fit: an element crossing into the fingerprint's stage costs more
-    than making its leaf."""
-
-    MAX_LEAVES = 10_000
-
-    def __init__(self, leaf=None):
-        self.leaf = leaf
-
-    def start_bundle(self):
-        self._batch: list[bytes] = []
-
-    def process(self, element):
-        self._batch.append(element if self.leaf is None else self.leaf(element))
-        if len(self._batch) >= self.MAX_LEAVES:
-            batch, self._batch = tuple(self._batch), []
-            yield batch
-
-    def finish_bundle(self):
-        if self._batch:
-            yield GlobalWindows.windowed_value(tuple(self._batch))
-            self._batch = []
-
-
 class FingerprintFn(beam.CombineFn):
-    """Batches of leaves (BatchLeaves) in, one hex digest out. Holds 32 bytes per input file (about 10 MB at
-    100,000 tiles)."""
+    """Batches of leaves in, one hex digest out. Holds 32 bytes per input file (about 10 MB at 100,000 tiles)."""
 
     def create_accumulator(self) -> list[bytes]:
         return []
@@ -210,3 +183,19 @@ class FingerprintFn(beam.CombineFn):
 
     def extract_output(self, acc: list[bytes]) -> str:
         return fingerprint(acc)
+
+
+@dataclass
+class Fingerprint(beam.PTransform):
+    """Named PCollections of leaves -> the input fingerprint. Each goes on in batches of up to ``BATCH``
+    leaves, at most one part batch per bundle, not one by one: a leaf crossing into the combine's stage costs
+    more than making it (some 50,000 of them in a 20,000-tile build). The digest sorts its leaves, so how they
+    were batched does not change it."""
+
+    BATCH = 10_000
+
+    def expand(self, parts):
+        batched = [parts[name] | f"Batch{name}" >> beam.BatchElements(min_batch_size=self.BATCH,
+                                                                      max_batch_size=self.BATCH)
+                   for name in sorted(parts)]
+        return batched | "All" >> beam.Flatten() | "Digest" >> beam.CombineGlobally(FingerprintFn())

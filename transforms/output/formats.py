@@ -95,8 +95,8 @@ def tile_row_groups(records: Sequence[dict[str, Any]], target: int) -> list[tupl
 def use_system_memory_pool() -> None:
     """Arrow's buffers from the C library's malloc instead of its bundled mimalloc, unless the user chose a pool
     (ARROW_DEFAULT_MEMORY_POOL). The shard writers make and free tables of tens of MB over and over (an earlier
-    Parquet file read, sliced, copied once, written), and mimalloc hands freed pages back to the system at once,
-    so each table paid its page faults again: a 20,000-tile update took 0.8-1.5 CPU s (3-5%) less with the
+    Parquet file read, sliced, copied once, written); with mimalloc, as pyarrow bundles it, they cost more page
+    faults and more CPU on this project's machine: a 20,000-tile update took 0.8-1.5 CPU s (3-5%) less with the
     system pool, and about 70 MB less peak memory (runs side by side on this project's 2-core virtual
     machine). The pool is the process's: a notebook that runs a build keeps it afterwards."""
     if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):

@@ -8,17 +8,14 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.input.fingerprint import fingerprint
-from transforms.input.read import BatchLeaves, FingerprintFn
+from transforms.input.read import Fingerprint
 
 
-@pytest.mark.parametrize("max_leaves", [10_000, 3])
-def test_batched_leaves_give_the_fingerprint_of_every_leaf(monkeypatch, max_leaves):
-    monkeypatch.setattr(BatchLeaves, "MAX_LEAVES", max_leaves)
+@pytest.mark.parametrize("batch", [10_000, 3])
+def test_batched_leaves_give_the_fingerprint_of_every_leaf(monkeypatch, batch):
+    monkeypatch.setattr(Fingerprint, "BATCH", batch)
     sidecars = [f"sidecar-{i}".encode() for i in range(8)]
-    images = [(f"s{i}", f"img-{i}") for i in range(5)]
+    images = [f"img-{i}".encode() for i in range(5)]
     with TestPipeline() as p:
-        leaves = ([p | "S" >> beam.Create(sidecars) | "SL" >> beam.ParDo(BatchLeaves()),
-                   p | "I" >> beam.Create(images) | "IL" >> beam.ParDo(BatchLeaves(lambda e: e[1].encode()))]
-                  | beam.Flatten())
-        digest = leaves | beam.CombineGlobally(FingerprintFn())
-        assert_that(digest, equal_to([fingerprint(sidecars + [f"img-{i}".encode() for i in range(5)])]))
+        digest = {"S": p | "S" >> beam.Create(sidecars), "I": p | "I" >> beam.Create(images)} | Fingerprint()
+        assert_that(digest, equal_to([fingerprint(sidecars + images)]))

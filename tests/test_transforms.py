@@ -71,12 +71,24 @@ def test_extract_image_refs_first_wins(tmp_path):
            + b"\nnot json\n")
     with TestPipeline() as p:
         out = p | ExtractImageRefs(str(tmp_path))
-        assert_that(out["chips"] | beam.MapTuple(lambda s, r: (s, r.path)),
+        # A stem may come once per bundle; the least of its references is the first (the join keeps that one).
+        assert_that(out["chips"] | "FirstChip" >> beam.CombinePerKey(min) | beam.MapTuple(lambda s, r: (s, r.path)),
                     equal_to([("a", "images/s0/a.png"), ("b", "images/s0/b.png")]), label="chips")
-        assert_that(out["stills"] | beam.MapTuple(lambda s, r: (s, r.path)), equal_to([("x", "mapbox_stills/x.png")]),
-                    label="stills")
+        assert_that(out["stills"] | "FirstStill" >> beam.CombinePerKey(min)
+                    | "StillPaths" >> beam.MapTuple(lambda s, r: (s, r.path)),
+                    equal_to([("x", "mapbox_stills/x.png")]), label="stills")
         assert_that(out["rejects"] | beam.Map(lambda r: (r["source"], r["reason"])),
                     equal_to([("data/train.jsonl:3", "invalid_jsonl_line")]), label="rejects")
+
+
+def test_extract_image_refs_one_per_stem_of_a_file(tmp_path):
+    """A tile named on a line per task reaches the join once per bundle, not once per line."""
+    line = orjson.dumps({"messages": [{"role": "user", "content": [{"type": "image", "image": "images/s0/c.png"}]}]})
+    _write(str(tmp_path / "data/train.jsonl"), b"\n".join([line] * 7) + b"\n")
+    with TestPipeline() as p:
+        out = p | ExtractImageRefs(str(tmp_path))
+        assert_that(out["chips"] | beam.MapTuple(lambda s, r: (s, r.path, r.order)),
+                    equal_to([("c", "images/s0/c.png", (0, 1, 1))]))  # train, line 1, part 1
 
 
 def _png(size: int = 224) -> bytes:
@@ -263,10 +275,12 @@ def test_writers(tmp_path, prepared):
         renders = p | "r" >> beam.Create([(pt.chip, tile_map(specs[0][1], pt.chip), specs)])
         assert_that(renders | RenderAnalysisImages(out) | beam.Map(lambda e: e["analysis_images_written"]),
                     equal_to([2]), label="render")
-        copies = p | "c" >> beam.Create([("images/s00000/x.png", str(src))] * 2)
+        # A chip's destination is its tile's own; a still's is named by every tile of its place: copied once.
+        copies = p | "c" >> beam.Create([("images/s00000/x.png", str(src))] + [("mapbox_stills/s00000/p.png",
+                                                                                 str(src))] * 3)
         gone = p | "g" >> beam.Create([("images/s00000/gone.png", str(tmp_path / "vanished.png"))])
         copied = (copies, gone) | "cg" >> beam.Flatten() | CopySourceImages(out)
-        assert_that(copied["events"], equal_to([{"source_images_linked": 1}]), label="copy")
+        assert_that(copied["events"], equal_to([{"source_images_linked": 1}] * 2), label="copy")
         assert_that(copied["rejects"] | beam.Map(lambda r: (r["stage"], r["reason"])),
                     equal_to([("copy", "source_image_unreadable")]), label="copy_rejects")
     lines = (tmp_path / "out/data/train.jsonl").read_text().splitlines()
@@ -278,6 +292,7 @@ def test_writers(tmp_path, prepared):
     png = (tmp_path / "out" / rows[1].record["metadata"]["analysis_image_path"]).read_bytes()
     assert set(class_shares(png)) <= {0, 1, 4, 6, 7}
     assert os.path.samefile(tmp_path / "out/images/s00000/x.png", src)
+    assert os.path.samefile(tmp_path / "out/mapbox_stills/s00000/p.png", src)
 
 
 def test_count_outcomes(prepared):

@@ -10,6 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms import fileio
+from transforms.gather import gathered
 from transforms.input.images import ImageFile
 from transforms.input.refs import ImageRef
 from transforms.input.sidecars import Tile
@@ -82,7 +83,7 @@ class _JoinFn(beam.DoFn):
 
     def process(self, element, stills):
         stem, groups = element
-        runs = [run for part in groups.get("rows", ()) for run in part]  # rebuild.take.ReadPreviousRows
+        runs = gathered(groups.get("rows", ()))  # rebuild.take.ReadPreviousRows
         taken = yield from self._join(stem, groups, runs, stills)
         if runs and not taken:  # its rows in the earlier split files stay there (rebuild.take)
             for excluded in excluded_runs(stem, runs):

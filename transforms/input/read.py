@@ -9,6 +9,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from transforms.fileio import read_bytes
 from transforms.input.fingerprint import file_leaf, fingerprint
@@ -89,11 +90,22 @@ class ReadSidecars(beam.PTransform):
 
 
 class _ExtractRefsFn(beam.DoFn):
+    """The first reference of each stem among a bundle's lines, per kind. Upstream trees name a tile's chip on
+    several lines (one per task), and every reference crossing a shuffle of its own cost more than it is worth;
+    the join and the still index keep the least of what reaches them from all bundles (``min``), the same
+    reference a combine per stem gave. At most ``MAX_STEMS`` stems of a kind are held; past that they are
+    passed on and gathering starts again."""
+
+    MAX_STEMS = 50_000  # some 10 MB of references
+
     def __init__(self, root: str):
         self.root = root
         self.chips = Metrics.counter("ExtractImageRefs", "chip_refs")
         self.stills = Metrics.counter("ExtractImageRefs", "still_refs")
         self.bad = Metrics.counter("ExtractImageRefs", "bad_refs")
+
+    def start_bundle(self):
+        self._first: dict[str, dict[str, ImageRef]] = {"chip": {}, "still": {}}
 
     def process(self, readable: fileio.ReadableFile):
         source = relative_to(self.root, readable.metadata.path)
@@ -113,16 +125,27 @@ class _ExtractRefsFn(beam.DoFn):
                                                                    p.detail))
                 for ref in refs:
                     (self.chips if ref.kind == "chip" else self.stills).inc()
-                    yield beam.pvalue.TaggedOutput(ref.kind, (ref.stem, ref))
+                    first = self._first[ref.kind]
+                    held = first.get(ref.stem)
+                    if held is None or ref < held:
+                        first[ref.stem] = ref
+                        if len(first) >= self.MAX_STEMS:
+                            yield from self._flush(ref.kind)
 
+    def finish_bundle(self):
+        for kind in sorted(self._first):
+            for out in self._flush(kind):
+                yield beam.pvalue.TaggedOutput(kind, GlobalWindows.windowed_value(out.value))
 
-def _first_ref(refs) -> ImageRef:
-    return min(refs)
+    def _flush(self, kind: str) -> list[beam.pvalue.TaggedOutput]:
+        first, self._first[kind] = self._first[kind], {}
+        return [beam.pvalue.TaggedOutput(kind, (stem, ref)) for stem, ref in sorted(first.items())]
 
 
 @dataclass
 class ExtractImageRefs(beam.PTransform):
-    """data/*.jsonl -> the first chip and still reference per stem (train, validation, test; line order)."""
+    """data/*.jsonl -> (stem, chip reference) and (stem, still reference): the first of each stem per bundle,
+    so a stem may come more than once; the first of all (train, validation, test; line order) is the least."""
 
     input_root: str
 
@@ -131,12 +154,7 @@ class ExtractImageRefs(beam.PTransform):
                | "Match" >> fileio.MatchFiles(join_path(self.input_root, "data", "*.jsonl"))
                | "Read" >> fileio.ReadMatches()
                | "Parse" >> beam.ParDo(_ExtractRefsFn(self.input_root)).with_outputs("chip", "still", REJECTS, LEAVES))
-        return {
-            "chips": out.chip | "FirstChip" >> beam.CombinePerKey(_first_ref),
-            "stills": out.still | "FirstStill" >> beam.CombinePerKey(_first_ref),
-            REJECTS: out[REJECTS],
-            LEAVES: out[LEAVES],
-        }
+        return {"chips": out.chip, "stills": out.still, REJECTS: out[REJECTS], LEAVES: out[LEAVES]}
 
 
 def inspected(root: str, match) -> tuple[str, ImageFile]:

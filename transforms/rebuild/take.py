@@ -20,9 +20,9 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindows
 
 from transforms import fileio
+from transforms.gather import GatherByKeyFn
 from transforms.output.formats import split_file_parts
 from transforms.paths import join_path
 from transforms.rebuild.manifest import ROWS_DIR, parse_row_index, row_index_file
@@ -90,38 +90,16 @@ def excluded_runs(stem: str, runs: list[RunSize]) -> list[tuple[str, str]]:
     return [(row_index_file(file), stem) for file in sorted({file for file, _ in runs})]
 
 
-class _RunsByStemFn(beam.DoFn):
+class _RunsByStemFn(GatherByKeyFn):
     """The runs of the index files of a bundle, gathered by stem: a tile has rows in about as many split files
     as it has rows (each row's shard is a hash of its sample id), and each run crossing the join on its own
-    cost more than the join itself (145,000 of them in a 20,000-tile rebuild). At most ``MAX_STEMS`` stems are
-    held; past that they are passed on and gathering starts again (a stem may then come in several parts)."""
-
-    MAX_STEMS = 50_000  # some 10 MB of runs
+    cost more than the join itself (145,000 of them in a 20,000-tile rebuild)."""
 
     def __init__(self, root: str):
         self.root = root
 
-    def start_bundle(self):
-        self._runs: dict[str, list[RunSize]] = {}
-
-    def process(self, rel: str):
-        runs = self._runs
-        for stem, run in run_sizes(self.root, rel):
-            found = runs.get(stem)
-            if found is None:
-                runs[stem] = [run]
-            else:
-                found.append(run)
-        if len(runs) >= self.MAX_STEMS:
-            yield from self._flush()
-
-    def finish_bundle(self):
-        for stem, runs in self._flush():
-            yield GlobalWindows.windowed_value((stem, runs))
-
-    def _flush(self):
-        runs, self._runs = self._runs, {}
-        return [(stem, tuple(found)) for stem, found in sorted(runs.items())]
+    def pairs(self, rel: str) -> list[tuple[str, RunSize]]:
+        return run_sizes(self.root, rel)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.gather import GatherByKeyFn, gathered
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.paths import base_poi_id
 from transforms.records import reject
@@ -99,15 +100,17 @@ class AssignSplits(beam.PTransform):
             grouped = (keyed
                        | "GroupByBase" >> beam.GroupByKey()
                        | "NoPrevious" >> beam.Map(lambda kv: (kv[0], (kv[1], (), ()))))
-        else:  # small records per tile of the earlier build, joined per base: nothing is broadcast
-            before = self.previous | "PreviousByBase" >> beam.Map(lambda p: (base_poi_id(p[0]), p))
+        else:  # small records per tile of the earlier build, gathered and joined per base: nothing is broadcast
+            before = (self.previous
+                      | "PreviousByBase" >> beam.Map(lambda p: (base_poi_id(p[0]), p))
+                      | "GatherPrevious" >> beam.ParDo(GatherByKeyFn()))
             parts = {"tiles": keyed, "previous": before}
             if self.known is not None:
-                parts["known"] = self.known
+                parts["known"] = self.known | "GatherKnown" >> beam.ParDo(GatherByKeyFn())
             grouped = (parts
                        | "GroupByBase" >> beam.CoGroupByKey()
-                       | "Parts" >> beam.Map(lambda kv: (kv[0], (list(kv[1]["tiles"]), list(kv[1]["previous"]),
-                                                                 list(kv[1].get("known", ()))))))
+                       | "Parts" >> beam.Map(lambda kv: (kv[0], (list(kv[1]["tiles"]), gathered(kv[1]["previous"]),
+                                                                 gathered(kv[1].get("known", ()))))))
         counts = grouped | "CountPerBase" >> beam.Map(base_counts)
         plan = (counts
                 | "CollectCounts" >> beam.combiners.ToList()

@@ -47,9 +47,9 @@ def test_the_join_sees_only_how_many_rows_a_tile_has_in_each_file(tmp_path):
 
 @pytest.mark.parametrize("max_stems", [50_000, 2])
 def test_a_tiles_runs_reach_the_join_gathered_by_stem(tmp_path, monkeypatch, max_stems):
-    """One element per tile (its runs in every index file of the bundle), not one per run; past ``MAX_STEMS``
+    """One element per tile (its runs in every index file of the bundle), not one per run; past ``MAX_KEYS``
     stems the gathered ones go on and a tile may come in parts, which together hold every run once."""
-    monkeypatch.setattr(_RunsByStemFn, "MAX_STEMS", max_stems)
+    monkeypatch.setattr(_RunsByStemFn, "MAX_KEYS", max_stems)
     other = "data/train-00002-of-00003.jsonl"
     _write(tmp_path, row_index_file(FILE), _index(FILE, ["a", "b", "c"], 2))
     _write(tmp_path, row_index_file(other), _index(other, ["a", "c"], 1))

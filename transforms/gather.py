@@ -18,19 +18,19 @@ from apache_beam.transforms.window import GlobalWindows
 class GatherByKeyFn(beam.DoFn):
     """(key, value) pairs -> (key, (value, ...)), once per key per bundle (or more often past ``MAX_KEYS`` keys
     held, when what is held is passed on and gathering starts again): a consumer flattens the parts a
-    CoGroupByKey gives it. Subclasses that read their pairs from somewhere override ``pairs``."""
+    CoGroupByKey gives it. Subclasses that read their pairs from somewhere pass them to ``gather``."""
 
     MAX_KEYS = 50_000  # some 10 MB of small records
-
-    def pairs(self, element) -> Iterable[tuple[Any, Any]]:
-        return (element,)
 
     def start_bundle(self):
         self._held: dict[Any, list[Any]] = {}
 
     def process(self, element):
+        yield from self.gather((element,))
+
+    def gather(self, pairs: Iterable[tuple[Any, Any]]):
         held = self._held
-        for key, value in self.pairs(element):
+        for key, value in pairs:
             found = held.get(key)
             if found is None:
                 held[key] = [value]

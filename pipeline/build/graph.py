@@ -56,7 +56,7 @@ from transforms.rebuild.place import (
     WriteManifest,
     write_stills_file,
 )
-from transforms.rebuild.take import EXCLUDED, ReadPreviousRows, TakeEarlierRows
+from transforms.rebuild.take import EXCLUDED, FILES, ReadPreviousRows, TakeEarlierRows
 from transforms.splits.assign import AssignSplits
 
 
@@ -118,7 +118,8 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         previous_splits = previous | "PreviousSplits" >> beam.Map(lambda t: (t[0], t[1]))
         parts["previous"] = previous | "PreviousByStem" >> beam.Map(lambda t: (t[0], t))
     if config.takes_rows:
-        parts["rows"] = pipeline | "ReadPreviousRows" >> ReadPreviousRows(config.previous, config.previous_rows)
+        earlier_rows = pipeline | "ReadPreviousRows" >> ReadPreviousRows(config.previous, config.previous_rows)
+        parts["rows"] = earlier_rows["runs"]
     options = options_digest(config.shaping_options(__version__))
     # An update's stale files are found per stem; tiles whose rows are taken (with their files, as they were)
     # stay out of that join, unless an interrupted update left manifests whose files must be checked against
@@ -139,9 +140,9 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     rows = generated["rows"]
     manifest = (generated[MANIFEST], generated[TAKEN_MANIFEST]) | "AllManifest" >> beam.Flatten()
 
-    # The rows of unchanged tiles, taken from the earlier build's split files a file at a time.
-    taken = (joined[EXCLUDED] | "TakeEarlierRows" >> TakeEarlierRows(config.previous, config.previous_rows)
-             if config.takes_rows else None)
+    # The rows of unchanged tiles, taken from the earlier build's split files a file at a time (read by the writers).
+    taken = (joined[EXCLUDED] | "TakeEarlierRows" >> TakeEarlierRows(earlier_rows[FILES]) if config.takes_rows
+             else None)
     hub = config.layout == "hub"  # images only inside the rows: no image files, analysis images via the spool
     # A rebuild keeps each split's shard count while its shards stay near --rows-per-shard (split_shard_count).
     kept_shards = tuple(sorted(earlier_shard_counts(config.previous_files).items())) if config.previous else ()

@@ -133,8 +133,9 @@ class JoinOnTileStem(beam.PTransform):
     - ``changed``: tiles that build had but that changed (or had no slot), with their split: they need a slot;
     - ``known``: (base, (stem, declared split, split)) for both, all the split plan needs of them;
     - ``events``: unchanged and changed tiles counted for the report;
-    - ``excluded``: (row index file, stem) of each earlier tile in the row index whose rows are not taken
-      (changed, removed, rejected, or not wholly in the index): the rows of all others are (rebuild.take);
+    - ``excluded``: (row index file, (stem, its rows there)) of each earlier tile in the row index whose rows are
+      not taken (changed, removed, rejected, or not wholly in the index): the rows of all others are
+      (rebuild.take);
     - ``stale_before`` (with ``stale_before``): the earlier records of every stem but those of tiles whose rows
       are taken, as FindStaleFiles' earlier side."""
 

@@ -20,6 +20,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from transforms import fileio
+from transforms.ids import jump_bucket, stable_uint64
 from transforms.output.tree import JSONL_DIR, LLAVA_DIR, PARQUET_DIR, ROW_SIDECARS_DIR, SHAREGPT_DIR
 from transforms.tasks import is_grounding
 
@@ -196,6 +197,18 @@ def table_with_taken_rows(lines: Sequence[bytes], records: Sequence[dict[str, An
     if table.column("metadata").chunk(0).field("sample_id").to_pylist() != list(sample_ids):
         return None
     return table
+
+
+def row_shard(group: str, n: int) -> int:
+    """The shard among n of a row whose group is ``group``: its sample id (--layout hub: its tile)."""
+    return jump_bucket(stable_uint64("shard", group), n)
+
+
+def stays_in_its_shard(sample_ids: Sequence[str], shard: int, n: int) -> bool:
+    """Whether rows read from shard ``shard`` of ``n`` belong there: true of every earlier file this build's
+    placing wrote, checked on every 50th row so a file placed some other way (a build of before 2026-12-03,
+    from the same version) is found and its rows are placed one by one."""
+    return all(row_shard(sid, n) == shard for sid in sample_ids[::50])
 
 
 def split_file_parts(jsonl_path: str) -> tuple[str, int, int, str]:

@@ -24,7 +24,6 @@ from apache_beam.transforms.window import GlobalWindows
 
 from transforms import fileio
 from transforms.analysis.render import ChipError, render_analysis_png
-from transforms.ids import jump_bucket, stable_uint64
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.output.formats import (
     FORMATS,
@@ -36,6 +35,7 @@ from transforms.output.formats import (
     parquet_beside,
     parquet_bytes,
     read_parquet_table,
+    row_shard,
     sidecar_parquet_bytes,
     sidecar_shard_path,
     split_file_parts,
@@ -55,6 +55,7 @@ from transforms.output.spool import (
 from transforms.output.tree import ANALYSIS_SPOOL_DIR
 from transforms.paths import join_path, shard_dir
 from transforms.rebuild.manifest import encode_row_index, row_index_file
+from transforms.rebuild.take import TakenFile, taken_block
 from transforms.records import reject
 from transforms.rows import Row
 
@@ -259,35 +260,42 @@ def shard_batches(batch: tuple[tuple, ...], counts: dict[str, int], rows_per_sha
     return [(key, tuple(by_key[key])) for key in sorted(by_key)]
 
 
-def row_shard(group: str, n: int) -> int:
-    """The shard among n of a row whose group is ``group``: its sample id (--layout hub: its tile)."""
-    return jump_bucket(stable_uint64("shard", group), n)
-
-
-def stays_in_its_shard(rows: tuple[tuple, ...], shard: int, n: int) -> bool:
-    """Whether rows read from shard ``shard`` of ``n`` belong there: true of every earlier file this build's
-    placing wrote, checked on every 50th row so a file placed some other way (a build of before 2026-12-03,
-    from the same version) is found and its rows are placed one by one."""
-    return all(row_shard(rows[i][1], n) == shard for i in range(0, len(rows), 50))
-
-
-def taken_shard_batches(block, counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int,
-                        kept: dict[str, int] | None = None) -> list[tuple[ShardKey, tuple[tuple, ...]]]:
-    """A block of rows taken from one earlier split file (rebuild.take.TakenBlock) -> (shard key, pointers) pairs,
-    as shard_batches places rows made now: each row goes to the shard its sample id hashes to in this build.
+def taken_shard_batches(taken: TakenFile, counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int,
+                        kept: dict[str, int] | None = None, previous_root: str = ""
+                        ) -> list[tuple[ShardKey, TakenFile | tuple[tuple, ...]]]:
+    """The rows one earlier split file gives this build (rebuild.take.TakenFile) -> (shard key, rows) pairs, as
+    shard_batches places rows made now: each row goes to the shard its sample id hashes to in this build.
     While its split has as many shards as when the earlier build wrote the file, that is the file's own shard
-    (the hash is the same), so the rows go there without hashing each one."""
-    split, shard, n_before, _ = split_file_parts(block.file)
+    (the hash is the same): the TakenFile goes there whole and that shard's writer reads its rows, so they
+    never cross a shuffle. Else they are read here and placed one by one."""
+    split, shard, n_before, _ = split_file_parts(taken.file)
+    n = split_shard_count(counts, taken.split, rows_per_shard, kept)
+    key = (taken.split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, taken.split, shard, kept))
+    if n == n_before and split == taken.split and taken.stays:
+        return [(key, taken)]
+    block = taken_block(previous_root, taken)
     spool = previous_spool(block.file)
-    n = split_shard_count(counts, block.split, rows_per_shard, kept)
-    same = n == n_before and split == block.split and stays_in_its_shard(block.rows, shard, n)
-    key = (block.split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, block.split, shard, kept))
-    out: list[tuple[ShardKey, tuple[tuple, ...]]] = []
+    out: list[tuple[ShardKey, TakenFile | tuple[tuple, ...]]] = []
     for i in range(0, len(block.rows), POINTERS_PER_BATCH):
         batch = tuple((block.split, sample_id, spool, offset, length, "", stem, line)
                       for stem, sample_id, offset, length, line in block.rows[i:i + POINTERS_PER_BATCH])
-        out += [(key, batch)] if same else shard_batches(batch, counts, rows_per_shard, max_files_per_dir, kept)
+        out += shard_batches(batch, counts, rows_per_shard, max_files_per_dir, kept)
     return out
+
+
+def shard_pointers(parts: Iterable[TakenFile | tuple[tuple, ...]], previous_root: str) -> list[tuple]:
+    """A shard's grouped rows as RowPointer tuples: batches as they are, and each TakenFile's rows read from the
+    earlier build's row index (rebuild.take.taken_block)."""
+    pointers: list[tuple] = []
+    for part in parts:
+        if isinstance(part, TakenFile):
+            block = taken_block(previous_root, part)
+            spool = previous_spool(block.file)
+            pointers += [(block.split, sample_id, spool, offset, length, "", stem, line)
+                         for stem, sample_id, offset, length, line in block.rows]
+        else:
+            pointers += part
+    return pointers
 
 
 def all_shard_keys(counts: dict[str, int], rows_per_shard: int, max_files_per_dir: int,
@@ -468,8 +476,8 @@ class _WriteShardFn(beam.DoFn):
 
     def process(self, element):
         (split, shard, n, sub), grouped = element
-        entries = read_back(spool_root(self.root), [p for batch in grouped["rows"] for p in batch],
-                            self.previous, parse=not self.lines_only)
+        entries = read_back(spool_root(self.root), shard_pointers(grouped["rows"], self.previous), self.previous,
+                            parse=not self.lines_only)
         images = None
         if self.embed_images:
             found = shard_images(entries, self.analysis_root)
@@ -531,7 +539,7 @@ class WriteSplitFiles(beam.PTransform):
     extra_metadata: tuple[str, ...] = ()
     layout: str = "default"
     files_root: str = ""  # where the split files go, if not output_root (--update stages them)
-    taken: beam.PCollection | None = None  # rebuild.take.TakenBlock: rows in the earlier build's JSONL files
+    taken: beam.PCollection | None = None  # rebuild.take.TakenFile: rows in the earlier build's JSONL files
     previous: str = ""  # that build
     row_index: bool = False  # write each JSONL file's row index (metadata/manifest/rows/), for the next rebuild
     kept_shards: tuple[tuple[str, int], ...] = ()  # (split, shards) of the earlier build (split_shard_count)
@@ -542,7 +550,7 @@ class WriteSplitFiles(beam.PTransform):
                                                          self.row_sidecars == "parquet", hub))
         split_rows = pointers | "SplitOf" >> beam.FlatMap(split_counts_of)
         if self.taken is not None:
-            split_rows = ((split_rows, self.taken | "TakenSplitOf" >> beam.Map(lambda b: (b.split, len(b.rows))))
+            split_rows = ((split_rows, self.taken | "TakenSplitOf" >> beam.Map(lambda t: (t.split, t.rows)))
                           | "WithTaken" >> beam.Flatten())
         counts = (split_rows
                   | "CountPerSplit" >> beam.CombinePerKey(sum)
@@ -555,7 +563,7 @@ class WriteSplitFiles(beam.PTransform):
         if self.taken is not None:
             taken = self.taken | "KeyTakenByShard" >> beam.FlatMap(
                 taken_shard_batches, beam.pvalue.AsSingleton(counts), self.rows_per_shard, self.max_files_per_dir,
-                kept)
+                kept, self.previous)
             keyed = (keyed, taken) | "WithTakenRows" >> beam.Flatten()
         out = ({"rows": keyed, "keys": keys}
                | "GroupShards" >> beam.CoGroupByKey()

@@ -3,14 +3,17 @@
 The earlier build's row index says where each row lies, per JSONL split file. Only how many rows a tile has in
 each file crosses the join on tile stem (a few bytes per tile), which is enough to tell whether the index
 covers the tile. What the join finds it cannot take (a changed, removed or rejected tile, or one the index does
-not fully cover) it names per index file; each index file is then read once more and the rows of every other
-tile in it are kept, as one block per file. So the rows of unchanged tiles never travel tile by tile: in a
-rebuild of a grown tree, where nearly every tile is unchanged, they used to cost more than all else the rebuild
-does for those tiles.
+not fully cover) it names per index file, with how many rows it has there; with what the first read of each
+index file found (its rows, and whether they hash to its own shard) that tells how many rows each earlier file
+gives this build, all a split's shard count needs. The rows themselves are read from the index once more by the
+writer of the shard they go to (transforms.output.split_files), so they never cross a shuffle: in a rebuild of
+a grown tree, where nearly every tile is unchanged, they used to cost more than all else the rebuild does for
+those tiles, and then still a second of pickling.
 
 Both reads of an index file must see the same thing, or a tile could be taken and made again: a file that is
 missing or does not parse counts as empty in both (its tiles are then made again); any other read error fails
-the bundle, which Beam retries.
+the bundle, which Beam retries; and a second read that finds another number of rows to take stops the build
+(taken_block).
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from apache_beam.metrics import Metrics
 
 from transforms import fileio
 from transforms.gather import GatherByKeyFn
-from transforms.output.formats import split_file_parts
+from transforms.output.formats import split_file_parts, stays_in_its_shard
 from transforms.paths import join_path
 from transforms.rebuild.manifest import ROWS_DIR, parse_row_index, row_index_file
 
-EXCLUDED = "excluded"  # JoinOnTileStem's (row index file, stem) for each earlier tile whose rows are not taken
+EXCLUDED = "excluded"  # JoinOnTileStem's (row index file, (stem, rows)) for each earlier tile whose rows are not taken
+FILES = "files"  # ReadPreviousRows' (row index file, IndexFacts) for each index file it could read
 
 # One tile's rows in one earlier split file, as the join sees them: (split file, rows).
 RunSize = tuple[str, int]
@@ -40,6 +44,26 @@ class TakenBlock(NamedTuple):
     file: str
     split: str
     rows: tuple[tuple[str, str, int, int, int], ...]
+
+
+class IndexFacts(NamedTuple):
+    """What the first read of a row index file found: how many rows it lists (every line of its split file),
+    and whether they hash to the shard their file is (stays_in_its_shard)."""
+
+    rows: int
+    stays: bool
+
+
+class TakenFile(NamedTuple):
+    """The rows one earlier JSONL split file gives this build, before they are read: every row its index lists
+    but those of the ``excluded`` tiles, ``rows`` of them. The writer of the shard they go to reads them
+    (taken_block)."""
+
+    file: str
+    split: str
+    rows: int
+    excluded: tuple[str, ...]
+    stays: bool
 
 
 def read_index(root: str, rel: str, count: bool = False
@@ -85,58 +109,87 @@ def kept_rows(runs: list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]
             if rows]
 
 
-def excluded_runs(stem: str, runs: list[RunSize]) -> list[tuple[str, str]]:
-    """(row index file, stem) for each file a tile whose rows are not taken has rows in."""
-    return [(row_index_file(file), stem) for file in sorted({file for file, _ in runs})]
+def excluded_runs(stem: str, runs: list[RunSize]) -> list[tuple[str, tuple[str, int]]]:
+    """(row index file, (stem, rows there)) for each file a tile whose rows are not taken has rows in."""
+    rows: dict[str, int] = {}
+    for file, n in runs:
+        rows[file] = rows.get(file, 0) + n
+    return [(row_index_file(file), (stem, n)) for file, n in sorted(rows.items())]
+
+
+def index_facts(rel: str, runs: list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]]) -> IndexFacts:
+    _, shard, n, _ = split_file_parts(rel[len(ROWS_DIR) + 1:])
+    sample_ids = [row[0] for _, (_, rows) in runs for row in rows]
+    return IndexFacts(len(sample_ids), stays_in_its_shard(sample_ids, shard, n))
 
 
 class _RunsByStemFn(GatherByKeyFn):
     """The runs of the index files of a bundle, gathered by stem: a tile has rows in about as many split files
     as it has rows (each row's shard is a hash of its sample id), and each run crossing the join on its own
-    cost more than the join itself (145,000 of them in a 20,000-tile rebuild)."""
+    cost more than the join itself (145,000 of them in a 20,000-tile rebuild). Each readable file's facts go
+    out as ``files``."""
 
     def __init__(self, root: str):
         self.root = root
 
-    def pairs(self, rel: str) -> list[tuple[str, RunSize]]:
-        return run_sizes(self.root, rel)
+    def process(self, rel: str):
+        runs = read_index(self.root, rel, count=True)
+        if runs:
+            yield beam.pvalue.TaggedOutput(FILES, (rel, index_facts(rel, runs)))
+        yield from self.gather((stem, (file, len(rows))) for stem, (file, rows) in runs)
 
 
 @dataclass
 class ReadPreviousRows(beam.PTransform):
-    """An earlier build's row index -> (stem, ((split file, rows), ...)): the runs of a tile's rows, one per
-    JSONL split file it has rows in (all of them, or a part when a bundle gathered very many stems): what lets
-    the join tell whether the index covers an unchanged tile."""
+    """An earlier build's row index -> ``runs``: (stem, ((split file, rows), ...)), the runs of a tile's rows, one
+    per JSONL split file it has rows in (all of them, or a part when a bundle gathered very many stems): what
+    lets the join tell whether the index covers an unchanged tile; and ``files``: (index file, IndexFacts)."""
 
     root: str
     index_files: tuple[str, ...]
 
     def expand(self, pbegin):
-        return (pbegin
-                | "Files" >> beam.Create(list(self.index_files))
-                | "Spread" >> beam.Reshuffle()
-                | "Read" >> beam.ParDo(_RunsByStemFn(self.root)))
+        out = (pbegin
+               | "Files" >> beam.Create(list(self.index_files))
+               | "Spread" >> beam.Reshuffle()
+               | "Read" >> beam.ParDo(_RunsByStemFn(self.root)).with_outputs(FILES, main="runs"))
+        return {"runs": out.runs, FILES: out[FILES]}
 
 
-def _keep(element, root: str) -> list[TakenBlock]:
+def taken_file(element) -> list[TakenFile]:
+    """(index file, its facts and the tiles of it not taken) -> what its split file gives this build, if any."""
     rel, groups = element
-    blocks = kept_rows(read_index(root, rel), set(groups[EXCLUDED]))
-    Metrics.counter("TakeEarlierRows", "rows_taken").inc(sum(len(b.rows) for b in blocks))
-    return blocks
+    facts = list(groups[FILES])
+    if not facts:  # an index the first read could not use: none of its tiles was taken
+        return []
+    excluded = dict(groups[EXCLUDED])
+    rows = facts[0].rows - sum(excluded.values())
+    if rows <= 0:
+        return []
+    Metrics.counter("TakeEarlierRows", "rows_taken").inc(rows)
+    file = rel[len(ROWS_DIR) + 1:]
+    return [TakenFile(file, split_file_parts(file)[0], rows, tuple(sorted(excluded)), facts[0].stays)]
+
+
+def taken_block(root: str, taken: TakenFile) -> TakenBlock:
+    """The rows a TakenFile names, read from the earlier build's row index (the second read of it)."""
+    blocks = kept_rows(read_index(root, row_index_file(taken.file)), set(taken.excluded))
+    rows = blocks[0].rows if blocks else ()
+    if len(rows) != taken.rows:
+        raise RuntimeError(f"{join_path(root, row_index_file(taken.file))} changed while this build ran: "
+                           f"{len(rows)} rows to take where the first read found {taken.rows}; run the build again")
+    return TakenBlock(taken.file, taken.split, rows)
 
 
 @dataclass
 class TakeEarlierRows(beam.PTransform):
-    """(row index file, stem) of every earlier tile whose rows are not taken -> a TakenBlock per earlier JSONL
-    split file with the rows of all the others: the rows of unchanged tiles, for WriteSplitFiles to place."""
+    """(row index file, (stem, rows)) of every earlier tile whose rows are not taken, with ReadPreviousRows'
+    ``files`` -> a TakenFile per earlier JSONL split file that gives this build rows: the rows of unchanged
+    tiles, for WriteSplitFiles to place."""
 
-    root: str
-    index_files: tuple[str, ...]
+    files: beam.PCollection  # ReadPreviousRows' files
 
     def expand(self, excluded):
-        root = self.root
-        files = (excluded.pipeline
-                 | "Files" >> beam.Create([(rel, rel) for rel in self.index_files if rel.startswith(ROWS_DIR + "/")]))
-        return ({"file": files, EXCLUDED: excluded}
+        return ({FILES: self.files, EXCLUDED: excluded}
                 | "ByFile" >> beam.CoGroupByKey()
-                | "Keep" >> beam.FlatMap(lambda e: _keep(e, root) if list(e[1]["file"]) else []))
+                | "Keep" >> beam.FlatMap(taken_file))

@@ -7,19 +7,22 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.output.formats import split_file_parts
-from transforms.output.split_files import row_shard, shard_batches, shard_count, taken_shard_batches
+from transforms.output.formats import row_shard, split_file_parts, stays_in_its_shard
+from transforms.output.split_files import shard_batches, shard_count, shard_pointers, taken_shard_batches
 from transforms.output.spool import previous_spool
 from transforms.rebuild.manifest import ROWS_DIR, encode_row_index, row_index_file
 from transforms.rebuild.take import (
+    FILES,
     ReadPreviousRows,
     TakeEarlierRows,
     TakenBlock,
+    TakenFile,
     _RunsByStemFn,
     excluded_runs,
     kept_rows,
     read_index,
     run_sizes,
+    taken_block,
 )
 
 FILE = "data/train-00001-of-00003.jsonl"
@@ -55,7 +58,10 @@ def test_a_tiles_runs_reach_the_join_gathered_by_stem(tmp_path, monkeypatch, max
     _write(tmp_path, row_index_file(other), _index(other, ["a", "c"], 1))
     files = (row_index_file(FILE), row_index_file(other), row_index_file("data/test.jsonl"))  # the last: lost
     with TestPipeline() as p:
-        parts = p | ReadPreviousRows(str(tmp_path), files)
+        read = p | ReadPreviousRows(str(tmp_path), files)
+        parts = read["runs"]
+        assert_that(read[FILES] | beam.MapTuple(lambda rel, facts: (rel, facts.rows)),
+                    equal_to([(row_index_file(FILE), 6), (row_index_file(other), 2)]), label="files")
         runs = (parts
                 | beam.GroupByKey()
                 | beam.MapTuple(lambda stem, found: (stem, sorted(run for part in found for run in part))))
@@ -94,35 +100,48 @@ def test_excluded_tiles_leave_the_block_and_the_others_keep_file_order():
 
 def test_a_tile_not_taken_is_named_once_per_index_file():
     other = "data/train-00002-of-00003.jsonl"
-    assert excluded_runs("a", [(other, 2), (FILE, 1), (other, 1)]) == [(row_index_file(FILE), "a"),
-                                                                      (row_index_file(other), "a")]
+    assert excluded_runs("a", [(other, 2), (FILE, 1), (other, 1)]) == [(row_index_file(FILE), ("a", 1)),
+                                                                      (row_index_file(other), ("a", 3))]
 
 
 def test_take_earlier_rows_keeps_every_row_but_those_of_excluded_tiles(tmp_path):
+    """Only how many rows each earlier file gives crosses the graph; its shard's writer reads them (taken_block)."""
     other = "data/validation.jsonl"
     _write(tmp_path, row_index_file(FILE), _index(FILE, ["a", "b"], 2))
     _write(tmp_path, row_index_file(other), _index(other, ["c", "d"], 1))
     files = (row_index_file(FILE), row_index_file(other), row_index_file("data/test.jsonl"))  # the last: lost
     with TestPipeline() as p:
-        blocks = (p | beam.Create([(row_index_file(FILE), "b"), (row_index_file(other), "c"),
-                                   (row_index_file(other), "d")])
-                  | TakeEarlierRows(str(tmp_path), files))
-        assert_that(blocks, equal_to([TakenBlock(FILE, "train", (("a", "a__task0", 0, 40, 0),
-                                                                 ("a", "a__task1", 40, 40, 1)))]))
+        excluded = p | beam.Create([(row_index_file(FILE), ("b", 2)), (row_index_file(other), ("c", 1)),
+                                    (row_index_file(other), ("d", 1))])
+        taken = excluded | TakeEarlierRows((p | ReadPreviousRows(str(tmp_path), files))[FILES])
+        assert_that(taken | beam.Map(lambda t: t[:4]), equal_to([(FILE, "train", 2, ("b",))]))
+    stays = stays_in_its_shard(["a__task0", "a__task1", "b__task0", "b__task1"], 1, 3)
+    assert taken_block(str(tmp_path), TakenFile(FILE, "train", 2, ("b",), stays)) == TakenBlock(
+        FILE, "train", (("a", "a__task0", 0, 40, 0), ("a", "a__task1", 40, 40, 1)))
 
 
-def _block(n_shards: int, shard: int, count: int, belong: bool = True) -> TakenBlock:
-    """Rows of shard ``shard`` of ``n_shards``: ones that hash there (as a build writes them), or any rows."""
+def test_an_index_that_changed_since_its_first_read_stops_the_build(tmp_path):
+    _write(tmp_path, row_index_file(FILE), _index(FILE, ["a", "b", "c"], 2))
+    with pytest.raises(RuntimeError, match="changed while this build ran"):
+        taken_block(str(tmp_path), TakenFile(FILE, "train", 2, ("b",), True))  # the first read found 2 rows
+
+
+def _block(root, n_shards: int, shard: int, count: int, belong: bool = True) -> TakenFile:
+    """Rows of shard ``shard`` of ``n_shards`` (ones that hash there, as a build writes them, or any rows), with
+    their row index under ``root``."""
     rows, i = [], 0
     while len(rows) < count:
         sid = f"t{i:05d}__caption"
         if not belong or row_shard(sid, n_shards) == shard:
-            rows.append((f"t{i:05d}", sid, len(rows) * 50, 50, len(rows)))
+            rows.append((f"t{i:05d}", sid, len(rows) * 50, 50))
         i += 1
-    return TakenBlock(f"data/train-{shard:05d}-of-{n_shards:05d}.jsonl", "train", tuple(rows))
+    file = f"data/train-{shard:05d}-of-{n_shards:05d}.jsonl"
+    _write(root, row_index_file(file), encode_row_index(file, rows))
+    return TakenFile(file, "train", len(rows), (), stays_in_its_shard([r[1] for r in rows], shard, n_shards))
 
 
-def _one_by_one(block: TakenBlock, counts: dict[str, int], per_shard: int) -> dict:
+def _one_by_one(root, taken: TakenFile, counts: dict[str, int], per_shard: int) -> dict:
+    block = taken_block(str(root), taken)
     spool = previous_spool(block.file)
     batch = tuple((block.split, sid, spool, off, n, "", stem, line) for stem, sid, off, n, line in block.rows)
     placed: dict = {}
@@ -131,26 +150,28 @@ def _one_by_one(block: TakenBlock, counts: dict[str, int], per_shard: int) -> di
     return placed
 
 
-def _placed(block: TakenBlock, counts: dict[str, int], per_shard: int) -> dict:
+def _placed(root, taken: TakenFile, counts: dict[str, int], per_shard: int) -> dict:
     placed: dict = {}
-    for key, pointers in taken_shard_batches(block, counts, per_shard, 9000):
-        placed.setdefault(key, []).extend(pointers)
+    for key, part in taken_shard_batches(taken, counts, per_shard, 9000, None, str(root)):
+        placed.setdefault(key, []).extend(shard_pointers([part], str(root)))
     return placed
 
 
-def test_taken_rows_go_where_rows_made_now_would_go():
+def test_taken_rows_go_where_rows_made_now_would_go(tmp_path):
     per_shard = 100
-    block = _block(3, 1, 260)  # a file of a 3-shard split
+    taken = _block(tmp_path, 3, 1, 260)  # a file of a 3-shard split
     for total in (250, 300, 420, 999):  # as many shards as then, and more
         counts = {"train": total}
         assert shard_count(total, per_shard) >= 3
-        assert _placed(block, counts, per_shard) == _one_by_one(block, counts, per_shard)
-    same = _placed(block, {"train": 300}, per_shard)
-    assert list(same) == [("train", 1, 3, "")] and split_file_parts(block.file)[1:3] == (1, 3)
+        assert _placed(tmp_path, taken, counts, per_shard) == _one_by_one(tmp_path, taken, counts, per_shard)
+    whole = taken_shard_batches(taken, {"train": 300}, per_shard, 9000, None, str(tmp_path))
+    assert whole == [(("train", 1, 3, ""), taken)], "as many shards as then: the file goes whole to its own"
+    assert split_file_parts(taken.file)[1:3] == (1, 3)
 
 
-def test_rows_of_a_file_placed_some_other_way_are_placed_one_by_one():
-    block = _block(3, 1, 260, belong=False)  # like a build of before jump hashing
+def test_rows_of_a_file_placed_some_other_way_are_placed_one_by_one(tmp_path):
+    taken = _block(tmp_path, 3, 1, 260, belong=False)  # like a build of before jump hashing
+    assert not taken.stays
     counts = {"train": 300}
-    placed = _placed(block, counts, 100)
-    assert placed == _one_by_one(block, counts, 100) and len(placed) == 3
+    placed = _placed(tmp_path, taken, counts, 100)
+    assert placed == _one_by_one(tmp_path, taken, counts, 100) and len(placed) == 3

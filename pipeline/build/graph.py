@@ -138,7 +138,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out, options,
         config.row_sidecars == "files", config.update, sidecars["tiles_in"])
     rows = generated["rows"]
-    manifest = (generated[MANIFEST], generated[TAKEN_MANIFEST]) | "AllManifest" >> beam.Flatten()
+    manifest = (generated[MANIFEST], generated[TAKEN_MANIFEST])  # made and taken tiles' records
 
     # The rows of unchanged tiles, taken from the earlier build's split files a file at a time (read by the writers).
     taken = (joined[EXCLUDED] | "TakeEarlierRows" >> TakeEarlierRows(earlier_rows[FILES]) if config.takes_rows
@@ -197,7 +197,8 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         if stale_by_join:
             stale = generated[MANIFEST] | "FindStaleFiles" >> FindStaleFiles(None, joined[STALE_BEFORE])
         elif before:
-            stale = manifest | "FindStaleFiles" >> FindStaleFiles(before | "AllBefore" >> beam.Flatten())
+            stale = (manifest | "AllManifest" >> beam.Flatten()
+                     | "FindStaleFiles" >> FindStaleFiles(before | "AllBefore" >> beam.Flatten()))
         else:  # the first build in an empty folder: nothing was there before
             stale = pipeline | "NothingStale" >> beam.Create([])
         report | "CommitUpdate" >> CommitUpdate(out, stale, config.update_token)

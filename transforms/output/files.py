@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import orjson
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from transforms import fileio
 from transforms.analysis.overlay import draw_regions
@@ -97,9 +98,15 @@ class RenderAnalysisImages(beam.PTransform):
 
 
 class _CopyFn(beam.DoFn):
+    """Copies (links) each file; what it did is counted per bundle and passed on when the bundle ends, one event
+    instead of one per file."""
+
     def __init__(self, root: str):
         self.root = root
         self.copied = Metrics.counter("CopySourceImages", "files_copied")
+
+    def start_bundle(self):
+        self._done: dict[str, int] = {}
 
     def process(self, element):
         dst, src = element
@@ -110,25 +117,33 @@ class _CopyFn(beam.DoFn):
                                                            f"{dst}: {err.__class__.__name__}: {str(err)[:200]}"))
             return
         self.copied.inc()
-        yield {"source_images_linked" if how == "link" else "source_images_copied": 1}
+        key = "source_images_linked" if how == "link" else "source_images_copied"
+        self._done[key] = self._done.get(key, 0) + 1
+
+    def finish_bundle(self):
+        if self._done:
+            yield GlobalWindows.windowed_value(dict(sorted(self._done.items())))
+        self._done = {}
 
 
 @dataclass
 class CopySourceImages(beam.PTransform):
     """Each referenced chip and still once, linked when local: ``events``, and ``rejects`` for a source that
     can no longer be read. Only stills are deduplicated (on destination): every tile of a place names its
-    still, while a chip's destination is its own tile's slot, which no other tile has, so chips need no
-    shuffle (21,000 of them crossed one in a 21,000-tile build)."""
+    still, while a chip's destination is its own tile's slot, which no other tile has, so chips cross no
+    shuffle or flatten (21,000 of them crossed one in a 21,000-tile build)."""
 
     output_root: str
 
     def expand(self, copies):
         stills, chips = copies | "ByKind" >> beam.Partition(
             lambda copy, _: 0 if copy[0].startswith(STILLS_DIR + "/") else 1, 2)
-        out = ((stills | "Dedup" >> beam.CombinePerKey(min), chips)
-               | "Once" >> beam.Flatten()
-               | "Copy" >> beam.ParDo(_CopyFn(self.output_root)).with_outputs(REJECTS, main="events"))
-        return {"events": out.events, REJECTS: out[REJECTS]}
+        chip_out = chips | "CopyChips" >> beam.ParDo(_CopyFn(self.output_root)).with_outputs(REJECTS, main="events")
+        still_out = (stills
+                     | "Dedup" >> beam.CombinePerKey(min)
+                     | "CopyStills" >> beam.ParDo(_CopyFn(self.output_root)).with_outputs(REJECTS, main="events"))
+        return {"events": (chip_out.events, still_out.events) | "Events" >> beam.Flatten(),
+                REJECTS: (chip_out[REJECTS], still_out[REJECTS]) | "Rejects" >> beam.Flatten()}
 
 
 class _TakeReusedFn(beam.DoFn):

@@ -17,6 +17,7 @@ from typing import Any
 import apache_beam as beam
 
 from transforms import fileio
+from transforms.gather import GatherByKeyFn
 from transforms.input.png_digest import png_file_digest
 from transforms.output.tree import tile_splits
 from transforms.paths import base_poi_id, join_path
@@ -175,24 +176,37 @@ class PlaceTiles(beam.PTransform):
                 | "WithSlot" >> beam.FlatMap(_with_slot).with_output_types(Any))
 
 
-def _write_tiles_file(root: str, rel: str, records) -> dict[str, int]:
-    fileio.write_bytes(join_path(root, rel), encode_tiles(records))
+def _write_tiles_file(root: str, rel: str, parts) -> dict[str, int]:
+    """One manifest file from its gathered (slot, line) parts: lines in slot order, as encode_tiles writes them."""
+    lines = sorted(line for part in parts for line in part)
+    fileio.write_bytes(join_path(root, rel), b"".join(line for _, line in lines))
     return {"manifest_files_written": 1}
+
+
+class _ManifestLinesFn(GatherByKeyFn):
+    """A record -> its line, gathered per manifest file: the records (some 2 KB each) cross no flatten or
+    shuffle one by one, only a bundle's lines of a file together, as bytes."""
+
+    def process(self, record: dict[str, Any]):
+        yield from self.gather(((tiles_file(record["slot"]), (record["slot"], encode_tiles((record,)))),))
 
 
 @dataclass
 class WriteManifest(beam.PTransform):
-    """Manifest records (one per tile with rows) -> metadata/manifest/tiles-bNNNNN.jsonl, a file per block of
-    slots, written whole and sorted: the same build writes the same bytes."""
+    """Manifest records (one per tile with rows; one PCollection or several) ->
+    metadata/manifest/tiles-bNNNNN.jsonl, a file per block of slots, written whole and sorted: the same build
+    writes the same bytes."""
 
     root: str
 
     def expand(self, records):
         root = self.root
-        return (records
-                | "KeyByFile" >> beam.Map(lambda r: (tiles_file(r["slot"]), r))
+        parts = records if isinstance(records, (tuple, list)) else (records,)
+        lines = [part | f"Lines{i}" >> beam.ParDo(_ManifestLinesFn()) for i, part in enumerate(parts)]
+        return (lines
+                | "AllLines" >> beam.Flatten()
                 | "GroupByFile" >> beam.GroupByKey()
-                | "Write" >> beam.MapTuple(lambda rel, rs: _write_tiles_file(root, rel, rs)))
+                | "Write" >> beam.MapTuple(lambda rel, found: _write_tiles_file(root, rel, found)))
 
 
 def before_files(record: tuple) -> tuple[str, tuple[str, tuple[str, ...]]]:

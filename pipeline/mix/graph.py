@@ -19,7 +19,7 @@ from transforms.mix.stages import (
     WriteMedia,
     WriteMixShards,
 )
-from transforms.output.counts import event_items, reject_key
+from transforms.output.counts import SumEvents, event_items, reject_key
 from transforms.output.files import WriteRejects
 from transforms.output.spool import RemoveSpool
 
@@ -53,12 +53,13 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
     events = [written, read[EVENTS], chosen[EVENTS]]
     if not config.embed_images:
         events.append({"locations": media["locations"], "index": media["index"]} | "WriteMedia" >> WriteMedia(root))
-    all_events = events | "AllEvents" >> beam.Flatten()
+    # Each writer's events (one per row or file) are summed per bundle in its own stage before they meet.
+    all_events = ([part | f"SumEvents{i}" >> SumEvents() for i, part in enumerate(events)]
+                  | "AllEvents" >> beam.Flatten())
     cleanup = all_events | "Done" >> RemoveSpool(root)
     rejects = [read[REJECTS], chosen[REJECTS], planned[REJECTS]] | "AllRejects" >> beam.Flatten()
     rejects_written = rejects | "WriteRejects" >> WriteRejects(root)
-    keyed = [(all_events, cleanup, planned[EVENTS]) | "WithCleanup" >> beam.Flatten()
-             | "EventKeys" >> beam.FlatMap(event_items),
+    keyed = [(all_events, cleanup, planned[EVENTS] | "SumPlanned" >> SumEvents()) | "WithCleanup" >> beam.Flatten(),
              rejects | "RejectKeys" >> beam.Map(reject_key),
              rejects_written | "RejectFileKeys" >> beam.FlatMap(event_items)]
     cfg = config.as_dict()

@@ -35,6 +35,7 @@ from transforms.mix.rows import (
     selection_hash,
     split_of_path,
 )
+from transforms.output.counts import SumEvents
 from transforms.output.formats import MIX_METADATA_FIELDS, use_system_memory_pool
 from transforms.output.split_files import shard_count, write_shard
 from transforms.output.spool import SpoolFile, read_one, read_spooled, spool_root
@@ -158,8 +159,12 @@ class ReadMixSources(beam.PTransform):
                 | "ReadNormaliseSpool" >> beam.ParDo(_ReadSpoolFn(self.sources, self.output_root, self.n_files)
                                                      ).with_outputs(REJECTS, EVENTS, main="rows"))
         names = {s.index: s.name for s in self.sources}
-        rows_in = read.rows | "InEvents" >> beam.Map(lambda p: {f"source|{names[p[0]]}|in|{p[3]}": 1})
-        events = (read[EVENTS], rows_in) | "ReadEvents" >> beam.Flatten()
+        # Counted per bundle where they arise: an event per row would cross the flatten one by one.
+        rows_in = read.rows | "InEvents" >> SumEvents(lambda p: [(f"source|{names[p[0]]}|in|{p[3]}", 1)])
+        dropped = read[EVENTS] | "DroppedEvents" >> SumEvents()
+        events = ((rows_in, dropped)
+                  | "ReadEvents" >> beam.Flatten()
+                  | "AsEvents" >> beam.MapTuple(lambda key, n: {key: n}))
         return {"rows": read.rows, REJECTS: read[REJECTS], EVENTS: events}
 
 

@@ -6,7 +6,9 @@ events, the report can only be written once every file it describes has been wri
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import apache_beam as beam
 import orjson
@@ -62,6 +64,18 @@ class _SumKeysFn(beam.DoFn):
         for key, n in sorted(self._sums.items()):
             yield GlobalWindows.windowed_value((key, n))
         self._sums = {}
+
+
+@dataclass
+class SumEvents(beam.PTransform):
+    """Elements -> (key, n) pairs (``keys`` of each; by default an event dict's items), summed over each bundle
+    in the producer's own stage: a writer that emits an event per row or file would otherwise send each across
+    every flatten and the final combine on its own."""
+
+    keys: Callable[[Any], Iterable[tuple[str, int]]] = event_items
+
+    def expand(self, events):
+        return events | "SumKeys" >> beam.ParDo(_SumKeysFn(self.keys))
 
 
 def _one(fn):

@@ -90,7 +90,11 @@ def read_index(root: str, rel: str, count: bool = False
 
 def run_sizes(root: str, rel: str) -> list[tuple[str, RunSize]]:
     """(stem, (split file, rows in it)) per run of the index file: all the join needs to know of a tile's rows."""
-    return [(stem, (file, len(rows))) for stem, (file, rows) in read_index(root, rel, count=True)]
+    return sizes_of(read_index(root, rel, count=True))
+
+
+def sizes_of(runs: list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]]) -> list[tuple[str, RunSize]]:
+    return [(stem, (file, len(rows))) for stem, (file, rows) in runs]
 
 
 def kept_rows(runs: list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]], excluded: set[str]
@@ -136,7 +140,7 @@ class _RunsByStemFn(GatherByKeyFn):
         runs = read_index(self.root, rel, count=True)
         if runs:
             yield beam.pvalue.TaggedOutput(FILES, (rel, index_facts(rel, runs)))
-        yield from self.gather((stem, (file, len(rows))) for stem, (file, rows) in runs)
+        yield from self.gather(sizes_of(runs))
 
 
 @dataclass

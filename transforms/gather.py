@@ -17,26 +17,31 @@ from apache_beam.transforms.window import GlobalWindows
 
 class GatherByKeyFn(beam.DoFn):
     """(key, value) pairs -> (key, (value, ...)), once per key per bundle (or more often past ``MAX_KEYS`` keys
-    held, when what is held is passed on and gathering starts again): a consumer flattens the parts a
-    CoGroupByKey gives it. Subclasses that read their pairs from somewhere pass them to ``gather``."""
+    or ``MAX_VALUES`` values held, when what is held is passed on and gathering starts again): a consumer
+    flattens the parts a CoGroupByKey gives it. Subclasses that read their pairs from somewhere pass them to
+    ``gather``; those with large values hold fewer."""
 
     MAX_KEYS = 50_000  # some 10 MB of small records
+    MAX_VALUES = 200_000
 
     def start_bundle(self):
         self._held: dict[Any, list[Any]] = {}
+        self._values = 0
 
     def process(self, element):
         yield from self.gather((element,))
 
     def gather(self, pairs: Iterable[tuple[Any, Any]]):
-        held = self._held
+        held, n = self._held, 0
         for key, value in pairs:
+            n += 1
             found = held.get(key)
             if found is None:
                 held[key] = [value]
             else:
                 found.append(value)
-        if len(held) >= self.MAX_KEYS:
+        self._values += n
+        if len(held) >= self.MAX_KEYS or self._values >= self.MAX_VALUES:
             yield from self._flush()
 
     def finish_bundle(self):
@@ -44,7 +49,7 @@ class GatherByKeyFn(beam.DoFn):
             yield GlobalWindows.windowed_value(pair)
 
     def _flush(self) -> list[tuple[Any, tuple[Any, ...]]]:
-        held, self._held = self._held, {}
+        held, self._held, self._values = self._held, {}, 0
         return [(key, tuple(values)) for key, values in sorted(held.items())]
 
 

@@ -185,7 +185,10 @@ def _write_tiles_file(root: str, rel: str, parts) -> dict[str, int]:
 
 class _ManifestLinesFn(GatherByKeyFn):
     """A record -> its line, gathered per manifest file: the records (some 2 KB each) cross no flatten or
-    shuffle one by one, only a bundle's lines of a file together, as bytes."""
+    shuffle one by one, only a bundle's lines of a file together, as bytes (at most 10,000 lines held, some
+    20 MB)."""
+
+    MAX_VALUES = 10_000
 
     def process(self, record: dict[str, Any]):
         yield from self.gather(((tiles_file(record["slot"]), (record["slot"], encode_tiles((record,)))),))

@@ -367,3 +367,20 @@ def test_take_reused_files_links_each_file_once_and_rejects_what_the_earlier_bui
     for name in [*names, sidecars[0]]:
         assert os.path.samefile(prev / name, out / name)
     assert not (out / sidecars[1]).exists()
+
+
+def test_take_reused_files_never_links_through_a_folder_it_closed(tmp_path, monkeypatch):
+    """With one folder held open, going back to a folder whose descriptors were closed (and their numbers given
+    to another folder since) opens it again: each file comes from its own folder, never from a namesake."""
+    monkeypatch.setattr(files_module, "MAX_OPEN_FOLDERS", 1)
+    prev, out = tmp_path / "prev", tmp_path / "out"
+    for folder in ("a", "b"):
+        (prev / folder).mkdir(parents=True)
+        (out / folder).mkdir(parents=True)  # there already: every link goes through the held descriptors
+        for name in ("x.png", "y.png"):
+            (prev / folder / name).write_bytes(f"{folder}/{name}".encode())
+    with TestPipeline() as p:
+        _ = p | beam.Create([(("a/x.png", "b/x.png", "a/y.png"), 0, (), 0)]) | TakeReusedFiles(str(prev), str(out))
+    for name in ("a/x.png", "b/x.png", "a/y.png"):
+        assert os.path.samefile(prev / name, out / name)
+    assert not (out / "b/y.png").exists()

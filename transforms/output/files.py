@@ -166,10 +166,11 @@ class _TakeReusedFn(beam.DoFn):
         self._close_folders()
 
     def _close_folders(self):
+        # Emptied in place: _take_all holds the dict while _open may close what it holds.
         for fds in self._folders.values():
             for fd in fds:
                 os.close(fd)
-        self._folders = {}
+        self._folders.clear()
 
     def _open(self, folder: str) -> tuple[int, int]:
         """(earlier build's fd, this build's fd) of a folder below both roots."""

@@ -88,12 +88,8 @@ def read_index(root: str, rel: str, count: bool = False
         return []
 
 
-def run_sizes(root: str, rel: str) -> list[tuple[str, RunSize]]:
-    """(stem, (split file, rows in it)) per run of the index file: all the join needs to know of a tile's rows."""
-    return sizes_of(read_index(root, rel, count=True))
-
-
-def sizes_of(runs: list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]]) -> list[tuple[str, RunSize]]:
+def run_sizes(runs: list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]]) -> list[tuple[str, RunSize]]:
+    """(stem, (split file, rows in it)) per run of an index file: all the join needs to know of a tile's rows."""
     return [(stem, (file, len(rows))) for stem, (file, rows) in runs]
 
 
@@ -140,7 +136,7 @@ class _RunsByStemFn(GatherByKeyFn):
         runs = read_index(self.root, rel, count=True)
         if runs:
             yield beam.pvalue.TaggedOutput(FILES, (rel, index_facts(rel, runs)))
-        yield from self.gather(sizes_of(runs))
+        yield from self.gather(run_sizes(runs))
 
 
 @dataclass

@@ -45,7 +45,7 @@ def _write(root, rel: str, data: bytes) -> None:
 
 def test_the_join_sees_only_how_many_rows_a_tile_has_in_each_file(tmp_path):
     _write(tmp_path, row_index_file(FILE), _index(FILE, ["a", "b"], 2))
-    assert run_sizes(str(tmp_path), row_index_file(FILE)) == [("a", (FILE, 2)), ("b", (FILE, 2))]
+    assert run_sizes(read_index(str(tmp_path), row_index_file(FILE))) == [("a", (FILE, 2)), ("b", (FILE, 2))]
 
 
 @pytest.mark.parametrize("max_stems", [50_000, 2])
@@ -75,7 +75,7 @@ def test_a_missing_or_damaged_index_gives_nothing_on_every_read(tmp_path):
     assert read_index(str(tmp_path), row_index_file(FILE)) == []
     _write(tmp_path, row_index_file(FILE), b'{"stem": "a", "file": ')
     assert read_index(str(tmp_path), row_index_file(FILE)) == []
-    assert run_sizes(str(tmp_path), row_index_file(FILE)) == []
+    assert run_sizes(read_index(str(tmp_path), row_index_file(FILE))) == []
 
 
 def test_an_index_naming_another_split_file_counts_as_damaged(tmp_path):

@@ -90,12 +90,12 @@ class CountOutcomes(beam.PTransform):
     120,000 events, each a dict)."""
 
     def expand(self, parts):
-        summed = [parts[name] | f"EventKeys{name[len('events'):]}" >> beam.ParDo(_SumKeysFn(event_items))
+        summed = [parts[name] | f"EventKeys{name[len('events'):]}" >> SumEvents()
                   for name in sorted(parts) if name == "events" or name.startswith("events/")]
         keyed = [
-            parts["rows"] | "RowKeys" >> beam.ParDo(_SumKeysFn(row_keys)),
-            parts["rejects"] | "RejectKeys" >> beam.ParDo(_SumKeysFn(_one(reject_key))),
-            parts["tiles_done"] | "TileKeys" >> beam.ParDo(_SumKeysFn(tile_keys)),
+            parts["rows"] | "RowKeys" >> SumEvents(row_keys),
+            parts["rejects"] | "RejectKeys" >> SumEvents(_one(reject_key)),
+            parts["tiles_done"] | "TileKeys" >> SumEvents(tile_keys),
             parts["reassigned"] | "ReassignKeys" >> beam.Map(lambda n: ("split_reassigned", n)),
             *summed,
         ]

@@ -273,28 +273,27 @@ def taken_shard_batches(taken: TakenFile, counts: dict[str, int], rows_per_shard
     key = (taken.split, shard, n, split_file_dir(counts, rows_per_shard, max_files_per_dir, taken.split, shard, kept))
     if n == n_before and split == taken.split and taken.stays:
         return [(key, taken)]
-    block = taken_block(previous_root, taken)
-    spool = previous_spool(block.file)
+    pointers = taken_pointers(taken, previous_root)
     out: list[tuple[ShardKey, TakenFile | tuple[tuple, ...]]] = []
-    for i in range(0, len(block.rows), POINTERS_PER_BATCH):
-        batch = tuple((block.split, sample_id, spool, offset, length, "", stem, line)
-                      for stem, sample_id, offset, length, line in block.rows[i:i + POINTERS_PER_BATCH])
-        out += shard_batches(batch, counts, rows_per_shard, max_files_per_dir, kept)
+    for i in range(0, len(pointers), POINTERS_PER_BATCH):
+        out += shard_batches(tuple(pointers[i:i + POINTERS_PER_BATCH]), counts, rows_per_shard, max_files_per_dir,
+                             kept)
     return out
 
 
+def taken_pointers(taken: TakenFile, previous_root: str) -> list[tuple]:
+    """A TakenFile's rows as RowPointer tuples, read from the earlier build's row index (rebuild.take.taken_block)."""
+    block = taken_block(previous_root, taken)
+    spool = previous_spool(block.file)
+    return [(block.split, sample_id, spool, offset, length, "", stem, line)
+            for stem, sample_id, offset, length, line in block.rows]
+
+
 def shard_pointers(parts: Iterable[TakenFile | tuple[tuple, ...]], previous_root: str) -> list[tuple]:
-    """A shard's grouped rows as RowPointer tuples: batches as they are, and each TakenFile's rows read from the
-    earlier build's row index (rebuild.take.taken_block)."""
+    """A shard's grouped rows as RowPointer tuples: batches as they are, each TakenFile's rows read (taken_pointers)."""
     pointers: list[tuple] = []
     for part in parts:
-        if isinstance(part, TakenFile):
-            block = taken_block(previous_root, part)
-            spool = previous_spool(block.file)
-            pointers += [(block.split, sample_id, spool, offset, length, "", stem, line)
-                         for stem, sample_id, offset, length, line in block.rows]
-        else:
-            pointers += part
+        pointers += taken_pointers(part, previous_root) if isinstance(part, TakenFile) else part
     return pointers
 
 

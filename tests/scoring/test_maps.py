@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from scoring.maps import cell_ceiling, region_agreement, score_map
 from transforms.input.sidecars import Region
@@ -35,3 +36,47 @@ def test_region_agreement_inside_boxes_and_outside():
     # outside too, and of those the map has right every 0 except where it put that 6, and misses the speck.
     assert true_out == 64 - 6 and map_out == 64 - 4
     assert right_out == (64 - 6) - 2
+
+
+def _palette_png(path, ids: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(ids.astype(np.uint8), "P")
+    img.putpalette([v for c in range(9) for v in (c * 20, c * 20, c * 20)])
+    img.save(path)
+
+
+def test_map_report_scores_what_it_can_and_says_why_not_the_rest(tmp_path):
+    """Every brief_only map is scored, has no label map, or has one that cannot be scored, with the reason; a
+    label map drawn at another size is resampled to the map's."""
+    from PIL import Image
+
+    from scoring.maps import BRIEF_SUFFIX, map_report, map_table
+    from transforms.output.tree import ANALYSIS_DIR
+
+    truth = np.zeros((8, 8), np.uint8)
+    truth[:, 4:] = 1
+    pred = truth.copy()
+    pred[0:2, 4:] = 0  # 8 of class 1's 32 pixels painted 0: IoU 24/32 for class 1, 32/40 for class 0
+    maps, labels = tmp_path / "out" / ANALYSIS_DIR / "s00000", tmp_path / "labels"
+    for stem in ("a", "b", "c", "d", "e"):
+        _palette_png(maps / f"{stem}{BRIEF_SUFFIX}", pred)
+    _palette_png(labels / "a.png", truth)
+    Image.fromarray(truth.repeat(2, 0).repeat(2, 1), "L").save(labels / "b.png")  # grey, twice the size
+    Image.new("RGB", (8, 8)).save(labels / "c.png")
+    (labels / "d.png").write_bytes(b"not a png")
+    report = map_report(str(tmp_path / "out"), str(labels))  # e has no label map
+    assert report["tiles"] == 2 and report["maps"] == 5 and report["maps_without_labels"] == 1
+    assert report["mean_iou"] == (24 / 32 + 32 / 40) / 2 and report["mean_iou_non_majority"] == 24 / 32
+    assert report["class_iou"] == {"water": {"tiles": 2, "mean_iou": 32 / 40}, "trees": {"tiles": 2, "mean_iou": 0.75}}
+    assert report["labels_not_scored"] == {"c": "mode RGB: a label map holds one class id per pixel (palette or "
+                                                 "grey PNG)", "d": "not a readable image"}
+    assert "| tiles scored | 2 of 5 maps |" in map_table(report) and "not scored: d: not a readable image" in \
+        map_table(report)
+    _palette_png(labels / "b.png", np.full((8, 8), 9))
+    assert map_report(str(tmp_path / "out"), str(labels))["labels_not_scored"]["b"] == \
+        "class id 9: Dynamic World ids run 0-8"
+    _palette_png(labels / "x" / "a.png", truth)  # a second label map for the one tile still scored: none left
+    with pytest.raises(ValueError, match="could be scored: 4 named after tiles .* a: two files for one tile"):
+        map_report(str(tmp_path / "out"), str(labels))

@@ -82,7 +82,7 @@ def read_label_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
         img.load()
     except (OSError, SyntaxError) as err:
         raise ValueError("not a readable image") from err
-    if img.mode not in ("P", "L"):
+    if img.mode not in ("P", "L", "I;16", "I"):
         raise ValueError(f"mode {img.mode}: a label map holds one class id per pixel (palette or grey PNG)")
     if img.size != size:
         img = img.resize(size, Image.NEAREST)

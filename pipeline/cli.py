@@ -249,7 +249,7 @@ def run_eval(argv: list[str]) -> int:
     parser.add_argument("--labels", metavar="DIR",
                         help="instead, score the build's brief_only analysis maps (every tile) against true label "
                              "maps: DIR/.../<tile_stem>.png, one class id per pixel (what `satsft sample --labels` "
-                             "or --real writes under labels/); a local build")
+                             "or --real writes under labels/); folders or gs:// URLs")
     parser.add_argument("--split", help="split to score (default test)")
     parser.add_argument("--output", help="also write the JSON report here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
@@ -284,18 +284,16 @@ def _map_report(dataset: str, labels: str, split: str | None) -> dict:
 
     if split is not None:
         raise UsageError("--labels scores the map of every tile, whatever its split; leave out --split")
-    if not fileio.is_local(dataset) or not fileio.is_local(labels):
-        raise UsageError("--labels scores a local build against local label maps; copy them down first")
+    labels = os.path.abspath(labels) if fileio.is_local(labels) else labels.rstrip("/")
     for flag, path in (("--dataset", dataset), ("--labels", labels)):
-        if not os.path.isdir(path):
+        if fileio.is_local(path) and not os.path.isdir(path):
             raise UsageError(f"{flag} {path!r} is not a folder")
-    if os.path.isdir(os.path.join(labels, "labels")) and os.path.isdir(os.path.join(labels, "images")):
-        raise UsageError(f"--labels {labels!r} is a tree's root (its chips would pass for label maps); give "
-                         f"{os.path.join(labels, 'labels')}")
     try:
-        report = map_report(dataset, os.path.abspath(labels))
+        report = map_report(dataset, labels)
     except ValueError as err:
         raise UsageError(str(err)) from err
+    except OSError as err:
+        raise UsageError(f"cannot read: {err}") from err
     print(map_table(report))
     return report
 

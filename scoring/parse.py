@@ -107,9 +107,17 @@ def count(text: str) -> int | None:
     return next((NUMBER_WORDS[w] for w in words if w in NUMBER_WORDS), None)
 
 
+_DENIAL_RE = re.compile(r"\W*(?:not(?! sure\b| certain\b)|none|nothing)\b")
+
+
 def yes_no(text: str) -> str | None:
-    m = re.search(r"\b(yes|no)\b", text.lower())
-    return m.group(1) if m else None
+    """The first "yes" or "no"; failing that, an answer that opens by denying ("Not as a visible patch.", the
+    absence task's own trace answer; "None that I can see.") is a no. "Not sure" stays unread."""
+    low = text.lower()
+    m = re.search(r"\b(yes|no)\b", low)
+    if m:
+        return m.group(1)
+    return "no" if _DENIAL_RE.match(low) else None
 
 
 def quoted_shares(text: str) -> list[tuple[str, float]]:

@@ -172,6 +172,15 @@ def test_multiple_choice_reading_by_hand():
     assert s.metrics["circular_accuracy"] == 0.5
 
 
+def test_yes_no_reading_by_hand():
+    assert parse.yes_no("No. There is no water in this image.") == "no"
+    assert parse.yes_no("Yes, a little.") == "yes"
+    assert parse.yes_no("Not as a visible patch. Water accounts for only about 0.1% of the pixels.") == "no"
+    assert parse.yes_no("None that I can see.") == "no" and parse.yes_no("Nothing of the kind.") == "no"
+    assert parse.yes_no("Not sure.") is None and parse.yes_no("Notably green fields.") is None
+    assert parse.yes_no("I cannot tell.") is None
+
+
 def test_counting_and_shares_by_hand():
     s = metrics.score_counting([("3 patches of crops.", "4"), ("2 patches.", "two"), ("5 patches.", "many")])
     assert s.metrics == {"exact": 1 / 3, "mae": (1 + 0 + 5) / 3} and s.malformed == 1

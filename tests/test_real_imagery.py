@@ -88,10 +88,41 @@ def test_analysis_maps_are_measured_against_band_labels(real_build, tmp_path):
     assert main(["eval", "--dataset", str(out), "--labels", str(tree)]) == 2
 
 
-def test_the_default_real_tree_has_every_split(wheel, tmp_path):
+@pytest.fixture(scope="module")
+def default_real_build(tmp_path_factory, wheel) -> tuple[Path, Path]:
+    """The tree `satsft sample --real` writes by default (120 tiles), built with every task."""
+    base = tmp_path_factory.mktemp("real_default")
+    assert main(["sample", "--real", wheel, "--output", str(base / "tree")]) == 0
+    assert main(["build", "--input", str(base / "tree"), "--output", str(base / "out"), "--quiet", "--formats",
+                 "jsonl", "--tasks", "all+eval"]) == 0
+    return base / "tree", base / "out"
+
+
+def test_the_default_real_tree_has_every_split(default_real_build):
     """At the default stride the tree has test and validation tiles (at 224 its 18 places all hash to train), so
     `satsft eval` and split-filtered mixes work on it as they do on generated trees."""
-    assert main(["sample", "--real", wheel, "--output", str(tmp_path / "tree")]) == 0
-    lines = {split: len((tmp_path / "tree" / "data" / f"{split}.jsonl").read_text().splitlines())
+    tree, _ = default_real_build
+    lines = {split: len((tree / "data" / f"{split}.jsonl").read_text().splitlines())
              for split in ("train", "validation", "test")}
     assert sum(lines.values()) == 120 and min(lines.values()) > 0, lines
+
+
+def test_the_builds_own_answers_score_perfectly(default_real_build, tmp_path):
+    """Real tiles have classes at trace shares (water slivers at 0.1%), which generated tiles rarely have: their
+    absence answers ("Not as a visible patch. ...") must read as the no they are."""
+    _, out = default_real_build
+    rows = _rows(out)
+    assert any(r["messages"][-1]["content"][0]["text"].startswith("Not as a visible patch") for r in rows)
+    predictions = tmp_path / "own.jsonl"
+    predictions.write_text("".join(json.dumps({"sample_id": r["metadata"]["sample_id"],
+                                               "prediction": r["messages"][-1]["content"][0]["text"]}) + "\n"
+                                   for r in rows))
+    for split in ("train", "test"):
+        assert main(["eval", "--dataset", str(out), "--predictions", str(predictions), "--split", split,
+                     "--output", str(tmp_path / "scores.json")]) == 0
+        tasks = json.loads((tmp_path / "scores.json").read_text())["tasks"]
+        assert tasks["absence"]["n"] > 0 and tasks["counting"]["n"] > 0
+        for task, t in tasks.items():
+            assert t["missing"] == t["malformed"] == 0, (split, task)
+            for name, value in t["metrics"].items():
+                assert value == (0.0 if name in ("mae", "unknown_class_rate") else 1.0), (split, task, name, value)

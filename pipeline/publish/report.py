@@ -241,8 +241,10 @@ def summary_table(report: dict[str, Any]) -> str:
     lines += _closing_lines(report)
     r = report.get("rebuild")
     if r:
-        lines.append(f"against --previous {report['config'].get('previous', '')}: tiles kept {r['tiles_kept']}, new "
-                     f"{r['tiles_new']}, removed {r['tiles_removed']}; moved split {r['tiles_moved_split']}")
+        earlier = ("the build it updated (--update)" if report["config"].get("update")
+                   else f"--previous {report['config'].get('previous', '')}")
+        lines.append(f"against {earlier}: tiles kept {r['tiles_kept']}, new {r['tiles_new']}, removed "
+                     f"{r['tiles_removed']}; moved split {r['tiles_moved_split']}")
     timings = report.get("timings")
     if timings:
         lines.append("time: " + ", ".join(f"{k} {v}" for k, v in timings.items()))

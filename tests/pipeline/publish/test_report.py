@@ -36,6 +36,15 @@ def test_build_summary_accounts_for_every_tile():
     assert "WARNING" in summary_table(summarise({**BUILD_COUNTS, "tiles_in": 9}))
 
 
+def test_rebuild_line_names_what_the_build_was_compared_with():
+    rebuild = {"tiles_kept": 3, "tiles_new": 1, "tiles_removed": 0, "tiles_moved_split": 0}
+    s = {**summarise(BUILD_COUNTS), "rebuild": rebuild}
+    table = summary_table({**s, "config": {"previous": "builds/sat-v1", "update": False}})
+    assert "against --previous builds/sat-v1: tiles kept 3, new 1, removed 0; moved split 0" in table
+    table = summary_table({**s, "config": {"previous": "", "update": True}})
+    assert "against the build it updated (--update): tiles kept 3" in table
+
+
 @dataclass
 class _Source:
     name: str

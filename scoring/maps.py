@@ -5,19 +5,22 @@ paints it everywhere."""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
+import pyarrow.parquet as pq
 from PIL import Image
 
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, NUM_CLASSES
 from transforms.input.sidecars import Region, parse_sidecar
-from transforms.output.tree import ANALYSIS_DIR
+from transforms.output.tree import ANALYSIS_DIR, REPORT_NAME, OutputTree, record_files
 
 BRIEF_SUFFIX = "__analysis_brief_only.png"
 
@@ -65,11 +68,28 @@ def summarise(scores: Iterable[MapScore]) -> dict[str, float | int]:
             "majority_agreement": float(np.mean([s.majority_agreement for s in scores])) if scores else 0.0}
 
 
-def brief_maps(output_dir: str) -> dict[str, str]:
-    """tile stem -> path of its brief_only analysis map in a finished build (a folder or bucket URL)."""
-    folder = f"{output_dir.rstrip('/')}/{ANALYSIS_DIR}"
-    return {rel.rsplit("/", 1)[-1][:-len(BRIEF_SUFFIX)]: f"{folder}/{rel}"
-            for rel in fileio.list_files(folder) if rel.endswith(BRIEF_SUFFIX)}
+def brief_maps(output_dir: str) -> dict[str, Callable[[], bytes]]:
+    """tile stem -> a reader of its brief_only analysis map in a finished build (a folder or bucket URL): the
+    files under analysis_images/, or, in a build that keeps its images inside Parquet rows (``--layout hub``,
+    ``--embed-images``), the map stored in the tile's brief_only row."""
+    tree = OutputTree(output_dir)
+    maps: dict[str, Callable[[], bytes]] = {
+        rel.rsplit("/", 1)[-1][:-len(BRIEF_SUFFIX)]: functools.partial(tree.read, rel)
+        for rel in tree.under(ANALYSIS_DIR) if rel.endswith(BRIEF_SUFFIX)}
+    if maps or not tree.isfile(REPORT_NAME):
+        return maps
+    fmt, paths = record_files(orjson.loads(tree.read(REPORT_NAME)))
+    for path in paths if fmt == "parquet" else ():
+        with tree.open(path) as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=256, columns=["metadata", "images"]):
+                for row in batch.to_pylist():
+                    wanted = row["metadata"].get("analysis_image_path") or ""
+                    if wanted.endswith(BRIEF_SUFFIX):
+                        data = next((i["bytes"] for i in row["images"] or () if i["path"] == wanted and i["bytes"]),
+                                    None)
+                        if data is not None:
+                            maps[row["metadata"]["tile_stem"]] = functools.partial(bytes, data)
+    return maps
 
 
 def read_label_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
@@ -106,7 +126,7 @@ def _maps_and_labels(output_dir: str, labels_dir: str, problems: dict[str, str] 
             if stem in labels:
                 twice[stem] = f"two files for one tile: {labels[stem]} and {path}"
             labels[stem] = path
-    for stem, path in sorted(brief_maps(output_dir).items()):
+    for stem, read_map in sorted(brief_maps(output_dir).items()):
         if stem not in labels:
             continue
         if stem in twice:
@@ -114,7 +134,7 @@ def _maps_and_labels(output_dir: str, labels_dir: str, problems: dict[str, str] 
                 raise ValueError(twice[stem])
             problems[stem] = twice[stem]
             continue
-        pred = read_class_map(fileio.read_bytes(path))
+        pred = read_class_map(read_map())
         try:
             truth = read_label_map(fileio.read_bytes(labels[stem]), pred.shape[::-1])
         except ValueError as err:
@@ -135,8 +155,8 @@ def map_report(output_dir: str, labels_dir: str) -> dict[str, Any]:
     account of every map: scored, without a label map, or with one that cannot be scored (and why)."""
     maps = brief_maps(output_dir)
     if not maps:
-        raise ValueError(f"{output_dir} has no brief_only analysis maps; build it with the production_analysis "
-                         "task and the brief_only profile (the defaults)")
+        raise ValueError(f"{output_dir} has no brief_only analysis maps; pass the --output of a build with the "
+                         "production_analysis task and the brief_only profile (the defaults)")
     problems: dict[str, str] = {}
     scores = {stem: score_map(pred, truth) for stem, pred, truth in _maps_and_labels(output_dir, labels_dir,
                                                                                       problems)}

@@ -86,6 +86,14 @@ def test_analysis_maps_are_measured_against_band_labels(real_build, tmp_path):
     assert report["class_iou"]["crops"]["tiles"] == 36 and report["class_iou"]["crops"]["mean_iou"] > 0.7
     # The tree's root in place of its labels/ would score the chips: refused, with the folder to give.
     assert main(["eval", "--dataset", str(out), "--labels", str(tree)]) == 2
+    # A build for the Hub keeps its maps inside Parquet rows: read from there, the same figures.
+    hub = tmp_path / "hub"
+    assert main(["build", "--input", str(tree), "--output", str(hub), "--quiet", "--layout", "hub",
+                 "--tasks", "production_analysis", "--profiles", "brief_only"]) == 0
+    assert not (hub / "analysis_images").exists()
+    assert main(["eval", "--dataset", str(hub), "--labels", str(tree / "labels"), "--output",
+                 str(tmp_path / "hub.json")]) == 0
+    assert json.loads((tmp_path / "hub.json").read_text()) == report
 
 
 @pytest.fixture(scope="module")

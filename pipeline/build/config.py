@@ -131,12 +131,12 @@ class BuildConfig:
                              "at most --max-boxes regions, none under --min-box-px pixels)")
         if max_prompt_chars < 100:
             raise UsageError("--max-prompt-chars must be at least 100")
-        input_root, output_root = clean_root(input), clean_root(output)
+        input_root, output_root = fileio.clean_root(input), fileio.clean_root(output)
         if check_paths:
             _check_roots(input_root, output_root)
         previous_root, previous_format, previous_files, manifest, row_index = "", "", (), (), ()
         if update:
-            if previous and clean_root(previous) != output_root:
+            if previous and fileio.clean_root(previous) != output_root:
                 raise UsageError("--update rebuilds the build already in --output; leave out --previous (or use "
                                  "--previous PREV with a new --output instead)")
             if overwrite:
@@ -148,7 +148,7 @@ class BuildConfig:
                                      or bool(fileio.list_files(output_root)))
             previous = output_root if there else ""
         if previous:
-            previous_root = clean_root(previous)
+            previous_root = fileio.clean_root(previous)
             previous_format, previous_files, manifest, row_index = _previous_build(previous_root, output_root,
                                                                                    update, max_files_per_dir)
         try:
@@ -215,12 +215,6 @@ class BuildConfig:
     @property
     def previous_stills(self) -> str:
         return f"{self.previous}/{STILLS_FILE}" if self.previous_manifest else ""
-
-
-def clean_root(path: str) -> str:
-    if fileio.is_local(path):
-        return os.path.abspath(os.path.expanduser(path))
-    return path.rstrip("/")
 
 
 def _previous_build(previous: str, output: str, update: bool, max_files_per_dir: int

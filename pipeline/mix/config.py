@@ -3,7 +3,6 @@ limits are the output's shared constants, so a mix and a build shard and fan out
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +38,7 @@ class MixConfig:
         if max_files_per_dir < MIN_FILES_PER_DIR or rows_per_shard < 0:
             raise UsageError(f"--max-files-per-dir must be at least {MIN_FILES_PER_DIR} and --rows-per-shard 0 "
                              "or more")
-        out = os.path.abspath(output) if fileio.is_local(output) else output.rstrip("/")
+        out = fileio.clean_root(output)
         rows = rows_per_shard or (EMBEDDED_ROWS_PER_SHARD if embed_images else ROWS_PER_SHARD)
         return cls(out, picked, embed_images, rows, max_files_per_dir, overwrite)
 

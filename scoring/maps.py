@@ -78,18 +78,21 @@ def brief_maps(output_dir: str) -> dict[str, Callable[[], bytes]]:
         for rel in tree.under(ANALYSIS_DIR) if rel.endswith(BRIEF_SUFFIX)}
     if maps or not tree.isfile(REPORT_NAME):
         return maps
+    for row in _parquet_rows(tree, ["metadata", "images"]):
+        wanted = row["metadata"].get("analysis_image_path") or ""
+        data = next((i["bytes"] for i in row["images"] or () if i["path"] == wanted and i["bytes"]), None)
+        if wanted.endswith(BRIEF_SUFFIX) and data is not None:
+            maps[row["metadata"]["tile_stem"]] = functools.partial(bytes, data)
+    return maps
+
+
+def _parquet_rows(tree: OutputTree, columns: list[str]) -> Iterator[dict[str, Any]]:
+    """The rows of a build's Parquet split files (none when it wrote only JSONL), a few columns at a time."""
     fmt, paths = record_files(orjson.loads(tree.read(REPORT_NAME)))
     for path in paths if fmt == "parquet" else ():
         with tree.open(path) as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=256, columns=["metadata", "images"]):
-                for row in batch.to_pylist():
-                    wanted = row["metadata"].get("analysis_image_path") or ""
-                    if wanted.endswith(BRIEF_SUFFIX):
-                        data = next((i["bytes"] for i in row["images"] or () if i["path"] == wanted and i["bytes"]),
-                                    None)
-                        if data is not None:
-                            maps[row["metadata"]["tile_stem"]] = functools.partial(bytes, data)
-    return maps
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=256, columns=columns):
+                yield from batch.to_pylist()
 
 
 def read_label_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
@@ -129,13 +132,10 @@ def _maps_and_labels(output_dir: str, labels_dir: str, problems: dict[str, str] 
     for stem, read_map in sorted(brief_maps(output_dir).items()):
         if stem not in labels:
             continue
-        if stem in twice:
-            if problems is None:
-                raise ValueError(twice[stem])
-            problems[stem] = twice[stem]
-            continue
         pred = read_class_map(read_map())
         try:
+            if stem in twice:
+                raise ValueError(twice[stem])
             truth = read_label_map(fileio.read_bytes(labels[stem]), pred.shape[::-1])
         except ValueError as err:
             if problems is None:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from scoring import metrics, parse
 from transforms.classes import CLASS_NAMES, display_name
+from transforms.input.sidecars import UTF8_BOM
 from transforms.output.tree import (
     MIX_REPORT_NAME,
     REPORT_NAME,
@@ -92,7 +93,7 @@ def read_predictions(path: str) -> dict[str, str]:
     from transforms import fileio
 
     out = {}
-    for n, line in enumerate(fileio.read_bytes(path).splitlines(), 1):
+    for n, line in enumerate(fileio.read_bytes(path).removeprefix(UTF8_BOM).splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import pickle
 import random
@@ -62,6 +64,8 @@ def test_parse_line_refs_order_and_rejects():
     assert parse_line("{broken", 0, 1)[1][0].reason == "invalid_jsonl_line"
     assert parse_line("[1]", 0, 1)[1][0].reason == "jsonl_line_not_object"
     assert parse_line("", 0, 1) == ([], [])
+    assert parse_line(b"\xef\xbb\xbf" + line, 1, 1)[0][0].stem == "a_t0000"  # a file's byte order mark
+    assert parse_line(b"\xef\xbb\xbf" + line, 1, 2)[1][0].reason == "invalid_jsonl_line"  # not mid-file
 
 
 def test_parse_sidecar_valid_and_regions_clipped():
@@ -120,10 +124,25 @@ def test_a_tile_s_content_is_decoded_only_when_read():
     (orjson.dumps(make_sidecar(class_fractions={"42": 0.1})), "sidecar_unknown_class"),
     (orjson.dumps(make_sidecar(regions={"a": 1})), "sidecar_regions_not_list"),
     (b'{"class_fractions": {"0": NaN}}', "sidecar_non_finite_number"),
+    (b'{"regions": [{"bbox": [0, 0, Infinity, 3], "label": "water", "class_id": 0}]}', "sidecar_non_finite_number"),
+    (b'{"output_size": NaN}', "sidecar_non_finite_number"),
 ])
 def test_parse_sidecar_rejects(data, reason):
     parsed = parse_sidecar(data, "m/x.json")
     assert parsed.tile is None and parsed.problem.reason == reason
+
+
+def test_sidecar_written_by_other_tools():
+    """A byte order mark (Windows tools) and NaN in provenance fields (Python's json for a missing float) do
+    not cost the tile: the coordinates and cloud cover read as missing, carried fields keep their place."""
+    side = make_sidecar()
+    side.update(eo_cloud_cover=float("nan"), latitude=float("nan"), native_tile={"x": float("inf")})
+    data = b"\xef\xbb\xbf" + json.dumps(side).encode()
+    tile = parse_sidecar(data, "m/x.json").tile
+    assert tile is not None and tile.cloud_cover is None and tile.latitude is None
+    assert tile.longitude == side["longitude"] and "native_tile" in tile.extra
+    assert tile.regions == parse_sidecar(orjson.dumps(make_sidecar()), "m/x.json").tile.regions
+    assert tile.sidecar_sha256 == hashlib.sha256(data).hexdigest()  # the bytes as read, mark and all
 
 
 def test_stem_defaults_to_file_stem():
@@ -148,6 +167,10 @@ def test_initial_split_field_then_hash():
     assert initial_split(_tile("poi_1_t0000", "TEST")) == "test"
     assert initial_split(_tile("poi_1_t0000", "bogus", "poi_1_g001")) == hashed_split("poi_1_g001")
     assert initial_split(_tile("poi_1_t0000", None, None)) == hashed_split("poi_1")
+    for word, split in (("val", "validation"), (" Dev ", "validation"), ("training", "train"), ("eval", "test")):
+        assert _tile("poi_1_t0000", word).split_field == split  # the words `datasets` and the mix read
+    assert _tile("poi_1_t0000", "holdout").split_field == "holdout"  # kept, to be counted
+    assert _tile("poi_1_t0000", 2).split_field == "2" and _tile("poi_1_t0000", " ").split_field is None
 
 
 def test_leakage_reassign_and_drop():

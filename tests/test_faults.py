@@ -11,12 +11,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from pipeline.sample.faults import FAULTS, LINE_FAULTS, inject_faults
 from tests.conftest import REPO, run_cli
+from transforms.input.sidecars import split_name
+from transforms.splits.plan import hashed_split
 
 
 def _png(size: int) -> bytes:
@@ -123,3 +126,30 @@ def test_killed_build_rerun_matches_a_clean_build(faulty, tmp_path):
     run_cli("build", "--input", str(tree), "--output", str(out), "--overwrite")
     assert _hashes(out) == clean
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_tree_written_by_other_tools(tmp_path):
+    """Byte order marks and CRLF (Windows tools), NaN for a missing cloud cover (Python's json), `val` for
+    validation: every tile still makes rows; a `split` that names no split is counted and warned about."""
+    tree, out = tmp_path / "tree", tmp_path / "out"
+    run_cli("sample", "--tiles", "8", "--output", str(tree), "--seed", "5")
+    for name in ("train", "validation", "test"):
+        path = tree / "data" / f"{name}.jsonl"
+        if path.exists():
+            path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    sidecars = sorted((tree / "metadata").rglob("*.json"))
+    edits = [{"split": "val"}, {"eo_cloud_cover": float("nan")}, {"split": "holdout"}]
+    for path, edit in zip(sidecars, edits, strict=False):
+        path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    sidecars[3].write_bytes(b"\xef\xbb\xbf" + sidecars[3].read_bytes())
+    proc = run_cli("build", "--input", str(tree), "--output", str(out))
+    report = json.loads((out / "build_report.json").read_text())
+    assert report["rejects_by_reason"] == {} and report["tiles"]["with_rows"] == len(sidecars) == 8
+    assert report["outputs"]["split_field_unrecognised"] == 1
+    assert "WARNING: 1 tile(s) declare a `split` that names no split" in proc.stdout
+    declared = Counter()
+    for path in sidecars:
+        side = json.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
+        declared[split_name(side["split"]) or hashed_split(side["poi_id"])] += 1
+    assert report["splits"]["declared"] == {s: declared[s] for s in ("train", "validation", "test")}
+    assert split_name("val") == "validation"

@@ -17,7 +17,7 @@ from pipeline.publish.card import hub_warning, render_card, render_mix_card
 from pipeline.publish.charts import report_charts
 from transforms import fileio
 from transforms.fileio import public_location
-from transforms.input.sidecars import VALID_SPLITS
+from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS
 from transforms.output.tree import (
     CARD_NAME,
     CHARTS_DIR,
@@ -28,6 +28,7 @@ from transforms.output.tree import (
 )
 from transforms.paths import join_path
 from transforms.records import TILE_STAGES
+from transforms.splits.assign import UNKNOWN_SPLIT
 from transforms.splits.plan import split_drift_pp
 
 
@@ -238,6 +239,11 @@ def summary_table(report: dict[str, Any]) -> str:
         lines.append("tiles by split (declared -> written, drift): " + ", ".join(
             f"{s} {splits['declared'][s]} -> {splits['written'][s]} ({splits['drift_pp'][s]:+.2f} pp)"
             for s in VALID_SPLITS))
+    unknown = report.get("outputs", {}).get(UNKNOWN_SPLIT, 0)
+    if unknown:
+        words = "; ".join("/".join(w) for w in SPLIT_WORDS.values())
+        lines.append(f"WARNING: {unknown} tile(s) declare a `split` that names no split ({words}): they were "
+                     "placed by the hash of their POI id, as if they declared none")
     lines += _closing_lines(report)
     r = report.get("rebuild")
     if r:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from transforms.input.sidecars import UTF8_BOM
 from transforms.paths import file_stem, normalise_ref, unsafe_reason
 
 SPLIT_FILE_ORDER = ("train", "validation", "test")
@@ -40,6 +41,8 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
     """Every image part of every user message whose content is a list; other prefixes are ignored."""
     refs: list[ImageRef] = []
     problems: list[RefProblem] = []
+    if line_no == 1:  # a file saved by a Windows tool starts with a byte order mark
+        line = line.removeprefix(UTF8_BOM) if isinstance(line, bytes) else line.removeprefix("\ufeff")
     if not line.strip():
         return refs, problems
     try:

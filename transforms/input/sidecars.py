@@ -15,6 +15,10 @@ from transforms.classes import CLASS_IDS, CLASS_NAMES, NUM_CLASSES
 from transforms.paths import file_stem, file_type
 
 VALID_SPLITS = ("train", "validation", "test")
+# The words `datasets` reads as split names; a sidecar's `split` and a mix source's file names use the same.
+SPLIT_WORDS = {"train": ("train", "training"), "validation": ("validation", "valid", "val", "dev"),
+               "test": ("test", "testing", "eval", "evaluation")}
+UTF8_BOM = b"\xef\xbb\xbf"
 DEFAULT_SIZE = 224
 MAX_SIDECAR_BYTES = 8 * 1024 * 1024
 MAX_STEM_CHARS = 200
@@ -229,6 +233,26 @@ def _decode_failure(data: bytes) -> str:
     return "sidecar_invalid_json"
 
 
+def _with_non_finite(text: bytes) -> Any:
+    """Python's json writes NaN for a float it lacks (a cloud cover a STAC item did not give): where the rows
+    do not depend on the number (coordinates, cloud cover, fields carried through) it reads as missing. In the
+    fields the rows are made from it is an error: None."""
+    obj = json.loads(text.decode("utf-8"))
+    if not isinstance(obj, dict):
+        return obj
+    return None if _has_non_finite([obj.get(k) for k in ("class_fractions", "regions", "output_size")]) else obj
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
 def _fail(reason: str, detail: str = "") -> ParsedSidecar:
     return ParsedSidecar(None, SidecarProblem(reason, detail[:300]))
 
@@ -238,6 +262,21 @@ def _finite_number(value: Any) -> float | None:
         return None
     f = float(value)
     return f if math.isfinite(f) else None
+
+
+def split_name(word: str) -> str | None:
+    """The split a word names (``val`` is validation), or None."""
+    word = word.strip().lower()
+    return next((split for split, words in SPLIT_WORDS.items() if word in words), None)
+
+
+def declared_split(value: Any) -> str | None:
+    """A sidecar's `split` as a split name; a value no split answers to is kept as text (so it can be counted
+    and the tile placed by hash), and a missing or empty one is None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return split_name(text) or text.strip().lower()[:40]
 
 
 def _optional_str(value: Any) -> str | None:
@@ -321,10 +360,16 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         return _fail("sidecar_too_large", f"{len(data)} bytes")
     if not data.strip():
         return _fail("sidecar_empty")
+    text = data[len(UTF8_BOM):] if data.startswith(UTF8_BOM) else data  # Windows tools write one
     try:
-        obj = orjson.loads(data)
+        obj = orjson.loads(text)
     except orjson.JSONDecodeError as err:
-        return _fail(_decode_failure(data), str(err))
+        reason = _decode_failure(text)
+        if reason != "sidecar_non_finite_number":
+            return _fail(reason, str(err))
+        obj = _with_non_finite(text)
+        if obj is None:
+            return _fail(reason, "NaN or Infinity in class_fractions, regions or output_size")
     if not isinstance(obj, dict):
         return _fail("sidecar_not_object", type(obj).__name__)
     stem = obj.get("tile_stem", file_stem(source))
@@ -366,7 +411,7 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         tile_stem=stem,
         source=source,
         poi_id=_optional_str(obj.get("poi_id")),
-        split_field=split.strip().lower() if isinstance(split, str) else None,
+        split_field=declared_split(split),
         size=size,
         caption=caption.strip() if isinstance(caption, str) else "",
         fractions=fractions,

@@ -16,15 +16,12 @@ from typing import Any
 import orjson
 
 from transforms.ids import stable_uint64
-from transforms.input.sidecars import VALID_SPLITS
+from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS
 from transforms.output.formats import IMAGE_TOKEN, METADATA_FIELDS
 from transforms.output.tree import MEDIA_DIR
 from transforms.paths import file_stem, normalise_ref, safe_name, shard_dir, unsafe_reason
 
 FILTER_KEYS = ("task", "profile", "split")
-# The words `datasets` reads as split names in file and folder names.
-SPLIT_WORDS = {"train": ("train", "training"), "validation": ("validation", "valid", "val", "dev"),
-               "test": ("test", "testing", "eval", "evaluation")}
 _TOKEN = re.compile(r"[a-z0-9]+")
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 

@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 
 from transforms import fileio
 from transforms.input.images import media_file_problem, media_problem
-from transforms.input.sidecars import VALID_SPLITS
+from transforms.input.sidecars import UTF8_BOM, VALID_SPLITS
 from transforms.mix.rows import (
     RowProblem,
     copies,
@@ -80,7 +80,9 @@ def _rows_of(path: str):
             for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
                 yield from batch.to_pylist()
             return
-        for line in f:
+        for line_no, line in enumerate(f):
+            if line_no == 0:
+                line = line.removeprefix(UTF8_BOM)
             if not line.strip():
                 continue
             try:

@@ -21,6 +21,7 @@ from transforms.splits.plan import (
 
 REJECTS = "rejects"
 DECLARED = "declared"
+UNKNOWN_SPLIT = "split_field_unrecognised"  # tiles whose sidecar `split` names no split
 
 
 def base_counts(element) -> tuple[str, tuple[int, int, int]]:
@@ -35,10 +36,13 @@ def base_counts(element) -> tuple[str, tuple[int, int, int]]:
 
 
 def declared_event(element) -> dict[str, int]:
-    """Tiles per declared split (as the input declares them), for the report's split table."""
+    """Tiles per declared split (as the input declares them), for the report's split table, and the tiles whose
+    `split` names no split (placed by hash: a held-out tile may land in train, so the summary warns)."""
     _, (tiles, _, known) = element
     counts = split_counts([*(initial_split(t) for t in tiles), *(declared for _, declared, _ in known)])
-    return {f"declared|{s}": n for s, n in zip(VALID_SPLITS, counts, strict=True) if n}
+    events = {f"declared|{s}": n for s, n in zip(VALID_SPLITS, counts, strict=True) if n}
+    unknown = sum(1 for t in tiles if t.split_field is not None and t.split_field not in VALID_SPLITS)
+    return {**events, UNKNOWN_SPLIT: unknown} if unknown else events
 
 
 def rebuild_events(now: dict[str, str], previous: list[tuple[str, str]]) -> dict[str, int]:

@@ -83,6 +83,22 @@ def test_parse_sidecar_valid_and_regions_clipped():
     assert abs(sum(norm.values()) - 1) < 1e-12 and abs(norm[4] - 0.5 / 0.92) < 1e-12
 
 
+def test_regions_and_fractions_named_as_producers_name_them():
+    """A label alone, a class id alone, or a label in prose case ("Snow and ice") is one region; a label and
+    class id that disagree are not."""
+    side = make_sidecar(class_fractions={"Snow and ice": 0.5, "bare-ground": 0.25, "4": 0.25}, regions=[
+        {"bbox": [0, 0, 9, 9], "label": "Snow and ice"}, {"bbox": [0, 0, 9, 9], "class_id": 7},
+        {"bbox": [0, 0, 9, 9], "label": "flooded vegetation", "class_id": 3},
+        {"bbox": [0, 0, 9, 9], "label": "Water", "class_id": 1}, {"bbox": [0, 0, 9, 9], "label": "lava"},
+        {"bbox": [0, 0, 9, 9]}])
+    parsed = parse_sidecar(orjson.dumps(side), "m/x.json")
+    assert [(r.label, r.class_id) for r in parsed.tile.regions] == [
+        ("snow_and_ice", 8), ("bare_ground", 7), ("flooded_vegetation", 3)]
+    assert [p.reason for p in parsed.region_problems] == ["region_label_mismatch", "region_unknown_class",
+                                                          "region_unknown_class"]
+    assert parsed.tile.fractions == {8: 0.5, 7: 0.25, 4: 0.25}
+
+
 def test_a_tile_pickles_to_an_equal_tile_with_the_same_types():
     """Tiles cross every shuffle pickled (as JSON inside, Tile.__reduce__): nothing may come back changed."""
     side = make_sidecar(grid={"zone": 32, "cells": [[1, 2], [3, 4]]}, latitude=45, eo_cloud_cover=12.5)

@@ -308,10 +308,14 @@ def _parse_region_checked(item: Any, size: int) -> tuple[Region | None, str]:
     if not isinstance(item, dict):
         return None, "region_not_object"
     label, class_id, bbox = item.get("label"), item.get("class_id"), item.get("bbox")
+    named = class_of_name(label) if label is not None else None
+    if class_id is None and named is not None:  # a producer that writes the label alone
+        class_id = named
     if isinstance(class_id, bool) or not isinstance(class_id, int) or not 0 <= class_id < NUM_CLASSES:
         return None, "region_unknown_class"
-    if label != CLASS_NAMES[class_id]:
+    if label is not None and named != class_id:
         return None, "region_label_mismatch"
+    label = CLASS_NAMES[class_id]  # "Snow and ice", or none at all (the class id alone), as the contract spells it
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         return None, "region_bad_bbox"
     nums = [_finite_number(v) for v in bbox]
@@ -332,6 +336,13 @@ def _parse_region_checked(item: Any, size: int) -> tuple[Region | None, str]:
     return Region(label, class_id, (x1, y1, x2, y2), area_px), ""
 
 
+def class_of_name(name: Any) -> int | None:
+    """The class a name means, in any case and with spaces or hyphens for underscores ("Snow and ice")."""
+    if not isinstance(name, str):
+        return None
+    return CLASS_IDS.get(re.sub(r"[\s-]+", "_", name.strip().lower()))
+
+
 def parse_fractions(value: Any) -> tuple[dict[int, float] | None, str]:
     if value is None:
         return {}, ""
@@ -342,7 +353,8 @@ def parse_fractions(value: Any) -> tuple[dict[int, float] | None, str]:
         try:
             cid = int(key)
         except (TypeError, ValueError):
-            cid = CLASS_IDS.get(str(key), -1)
+            named = class_of_name(key)
+            cid = -1 if named is None else named
         if not 0 <= cid < NUM_CLASSES:
             return None, f"fractions_unknown_class:{str(key)[:40]}"
         num = _finite_number(raw)

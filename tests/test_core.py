@@ -65,6 +65,16 @@ def test_parse_line_refs_order_and_rejects():
     assert parse_line("[1]", 0, 1)[1][0].reason == "jsonl_line_not_object"
     assert parse_line("", 0, 1) == ([], [])
     assert parse_line(b"\xef\xbb\xbf" + line, 1, 1)[0][0].stem == "a_t0000"  # a file's byte order mark
+    trl = {"images": ["images/s0/a_t0000.png", {"path": "mapbox_stills/a.png", "bytes": None}], "messages": [
+        {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "hi"}]}]}
+    share = {"images": trl["images"], "messages": [{"role": "user", "content": "<image>\n<image>\nhi"}]}
+    for row in (trl, share):
+        refs, problems = parse_line(orjson.dumps(row), 0, 1)
+        assert [(r.kind, r.stem) for r in refs] == [("chip", "a_t0000"), ("still", "a")] and not problems
+    refs, problems = parse_line(orjson.dumps({**trl, "images": trl["images"][:1]}), 0, 1)
+    assert len(refs) == 1 and [p.reason for p in problems] == ["images_column_short"]
+    explicit_null = {"messages": [{"role": "user", "content": [{"type": "image", "image": None}]}]}
+    assert parse_line(orjson.dumps(explicit_null), 0, 1)[1][0].reason == "image_ref_not_string"
     assert parse_line(b"\xef\xbb\xbf" + line, 1, 2)[1][0].reason == "invalid_jsonl_line"  # not mid-file
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from transforms.input.sidecars import UTF8_BOM
+from transforms.output.formats import IMAGE_TOKEN
 from transforms.paths import file_stem, normalise_ref, unsafe_reason
 
 SPLIT_FILE_ORDER = ("train", "validation", "test")
@@ -37,6 +40,27 @@ def file_rank(path: str) -> int:
     return SPLIT_FILE_ORDER.index(name) if name in SPLIT_FILE_ORDER else len(SPLIT_FILE_ORDER)
 
 
+_NO_ENTRY, _PLACEHOLDER = object(), object()
+
+
+def _image_parts(content: Any, pending: Iterator[Any]) -> Iterator[Any]:
+    """The image references of one message in order: each image part's ``image``; a part without one (TRL's
+    ``{"type": "image"}``) or each ``<image>`` token of a string content (ShareGPT) takes the next entry of the
+    row's ``images`` list (a path, or a ``{"path": ...}`` struct)."""
+    if isinstance(content, str):
+        given: list[Any] = [_PLACEHOLDER] * content.count(IMAGE_TOKEN)
+    elif isinstance(content, list):
+        given = [part.get("image", _PLACEHOLDER) for part in content
+                 if isinstance(part, dict) and part.get("type") == "image"]
+    else:
+        return
+    for ref in given:
+        if ref is _PLACEHOLDER:
+            entry = next(pending, _NO_ENTRY)
+            ref = entry.get("path") if isinstance(entry, dict) else entry
+        yield ref
+
+
 def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRef], list[RefProblem]]:
     """Every image part of every user message whose content is a list; other prefixes are ignored."""
     refs: list[ImageRef] = []
@@ -60,18 +84,20 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
     messages = obj.get("messages")
     if not isinstance(messages, list):
         return refs, [RefProblem(line_no, "jsonl_messages_not_list", type(messages).__name__)]
+    column = obj.get("images")  # TRL / ShareGPT rows: the row's images in order, for placeholders naming none
+    pending = iter(column if isinstance(column, list) else ())
     part_no = 0
     for message in messages:
-        if not isinstance(message, dict) or message.get("role") != "user":
+        if not isinstance(message, dict):
             continue
-        content = message.get("content")
-        if not isinstance(content, list):
-            continue
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "image":
+        for raw in _image_parts(message.get("content"), pending):
+            if message.get("role") != "user":
                 continue
-            raw = part.get("image")
             part_no += 1
+            if raw is _NO_ENTRY:
+                problems.append(RefProblem(line_no, "images_column_short", "an image placeholder with no entry "
+                                           "left in the row's images list"))
+                continue
             if not isinstance(raw, str):
                 problems.append(RefProblem(line_no, "image_ref_not_string", repr(raw)[:200]))
                 continue

@@ -101,8 +101,11 @@ def _text_part(text: str) -> dict[str, Any]:
 
 
 def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], list[SourceImage]]:
-    """A row whose contents are part lists (satsft, Qwen-VL style): kept as it is, image parts resolved."""
-    carried = {normalise_ref(p): d for p, d in _image_column(raw) if d is not None}
+    """A row whose contents are part lists (satsft, Qwen-VL style): kept as it is, image parts resolved. An
+    image part that names no image (TRL's ``{"type": "image"}``) takes the next entry of the `images` column."""
+    column = _image_column(raw)
+    carried = {normalise_ref(p): d for p, d in column if d is not None}
+    pending = iter(column)
     messages, images = [], []
     for m in raw["messages"]:
         parts = []
@@ -110,6 +113,14 @@ def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], li
             if not isinstance(p, dict):
                 raise RowProblem("bad_message", "a content part is not an object")
             if p.get("type") == "image":
+                if "image" not in p:
+                    entry = next(pending, None)
+                    if entry is None:
+                        raise RowProblem("image_token_mismatch", "more image parts than entries in `images`")
+                    img = _source_image(*entry, root)
+                    images.append(img)
+                    parts.append({"type": "image", "image": img.key})
+                    continue
                 ref = p.get("image")
                 if not isinstance(ref, str):
                     raise RowProblem("bad_image_entry", repr(ref)[:100])
@@ -121,6 +132,9 @@ def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], li
             else:
                 raise RowProblem("bad_message", f"content part of type {p.get('type')!r}")
         messages.append({"role": m["role"], "content": parts})
+    taken = len(column) - sum(1 for _ in pending)
+    if taken and taken < len(column):
+        raise RowProblem("image_token_mismatch", f"{taken} image parts without a path for {len(column)} images")
     return messages, images
 
 

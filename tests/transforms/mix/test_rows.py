@@ -71,3 +71,21 @@ def test_filters_and_media_names():
     assert len(set(index.values())) == 3
     assert all(path.startswith("media/") for path in index.values())
     assert index == media_index(reversed(list(index)), 16)  # the names do not depend on arrival order
+
+
+def test_trl_rows_with_image_placeholders_read_like_sharegpt_rows():
+    """TRL's vision rows: content part lists whose image parts name nothing, the images in the `images`
+    column, in order. The same row in ShareGPT shape normalises to the same record."""
+    trl = {"images": ["img/a.png", "img/b.png"], "messages": [
+        {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Compare."}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Same."}]}]}
+    share = {"images": ["img/a.png", "img/b.png"], "messages": [
+        {"role": "user", "content": "<image><image>Compare."}, {"role": "assistant", "content": "Same."}]}
+    a, b = (normalise_row(r, "chat", "files", "train", "/d") for r in (trl, share))
+    assert a.record == b.record and [i.key for i in a.images] == ["img/a.png", "img/b.png"]
+    with pytest.raises(RowProblem) as err:
+        normalise_row({**trl, "images": ["img/a.png"]}, "chat", "files", "train", "/d")
+    assert err.value.reason == "image_token_mismatch"
+    with pytest.raises(RowProblem) as err:
+        normalise_row({**trl, "images": ["img/a.png", "img/b.png", "img/c.png"]}, "chat", "files", "train", "/d")
+    assert err.value.reason == "image_token_mismatch"

@@ -46,6 +46,9 @@ Run `satsft build --help` for the build options (`--layout hub`, `--max-boxes`, 
 `satsft mix --help` for the mix's."""
 
 
+# What `satsft sample` writes at a tree's root (labels/ with --labels or --real, faults.json with --faults).
+SAMPLE_TREE_ENTRIES = ("data", "images", "mapbox_stills", "metadata", "labels", "faults.json")
+
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("satsft: %(message)s"))
@@ -215,6 +218,10 @@ def run_sample(argv: list[str]) -> int:
     if os.path.isdir(out) and os.listdir(out):
         if not args.overwrite:
             raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it")
+        foreign = sorted(set(os.listdir(out)) - set(SAMPLE_TREE_ENTRIES))
+        if foreign:  # --overwrite replaces a tree, never a folder of other things given by mistake
+            raise UsageError(f"output {out!r} holds more than a sample tree ({', '.join(foreign[:5])}); "
+                             "--overwrite replaces a tree only: pick a new folder or remove those")
         shutil.rmtree(out)
     started = time.monotonic()
     if wheel:

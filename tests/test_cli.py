@@ -54,3 +54,16 @@ def test_long_runs_tune_the_collector_and_give_it_back():
     except RuntimeError:
         pass
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_sample_overwrite_replaces_a_tree_never_a_folder_of_other_things(tmp_path):
+    """`satsft sample --overwrite` removes the folder it writes to: only when all it holds is a tree."""
+    from pipeline.cli import main
+
+    tree = tmp_path / "tree"
+    assert main(["sample", "--tiles", "3", "--output", str(tree), "--labels"]) == 0
+    assert main(["sample", "--tiles", "4", "--output", str(tree), "--overwrite"]) == 0
+    assert len(list((tree / "metadata").rglob("*.json"))) == 4 and not (tree / "labels").exists()
+    (tree / "notes.txt").write_text("mine")
+    assert main(["sample", "--tiles", "3", "--output", str(tree), "--overwrite"]) == 2
+    assert (tree / "notes.txt").read_text() == "mine" and len(list((tree / "metadata").rglob("*.json"))) == 4

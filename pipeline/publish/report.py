@@ -28,8 +28,7 @@ from transforms.output.tree import (
 )
 from transforms.paths import join_path
 from transforms.records import TILE_STAGES
-from transforms.splits.assign import UNKNOWN_SPLIT
-from transforms.splits.plan import split_drift_pp
+from transforms.splits.plan import UNKNOWN_SPLIT, split_drift_pp
 
 
 class Counts:

@@ -12,6 +12,7 @@ from transforms.input.sidecars import VALID_SPLITS
 from transforms.paths import base_poi_id
 from transforms.records import reject
 from transforms.splits.plan import (
+    UNKNOWN_SPLIT,
     initial_split,
     plan_reassignment,
     previous_split,
@@ -21,7 +22,6 @@ from transforms.splits.plan import (
 
 REJECTS = "rejects"
 DECLARED = "declared"
-UNKNOWN_SPLIT = "split_field_unrecognised"  # tiles whose sidecar `split` names no split
 
 
 def base_counts(element) -> tuple[str, tuple[int, int, int]]:

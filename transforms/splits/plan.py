@@ -12,6 +12,7 @@ from transforms.paths import base_poi_id
 LEAKAGE_POLICIES = ("reassign", "drop")
 # Leaking bases placed by exhaustive search (3**8 = 6561 placements); the rest go greedily, largest first.
 EXHAUSTIVE_BASES = 8
+UNKNOWN_SPLIT = "split_field_unrecognised"  # counter: tiles whose sidecar `split` names no split
 SplitCounts = tuple[int, int, int]  # tiles per split, in VALID_SPLITS order
 
 

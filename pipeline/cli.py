@@ -57,11 +57,14 @@ def _setup_logging() -> None:
     LOG.propagate = False
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    # A refused --update commit is an answer, not a crash: the launcher prints it once, without Beam's traceback.
+    for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker"):
+        logging.getLogger(name).addFilter(lambda record: not record.getMessage().startswith("--update of "))
 
 
 def run_build(argv: list[str]) -> int:
     from pipeline.build.options import BuildOptions, our_update_flag
-    from transforms.rebuild.commit import begin, recover
+    from transforms.rebuild.commit import UPDATE_REFUSED, begin, recover
 
     if any(a in ("-h", "--help") for a in argv):
         parser = argparse.ArgumentParser(prog="satsft build", description="Build an SFT dataset from a sat-bbox "
@@ -94,8 +97,15 @@ def run_build(argv: list[str]) -> int:
     LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner_name(options),
              ",".join(config.tasks), ",".join(config.profiles))
     pipeline = build_pipeline(config, new_pipeline(options))
-    report = run(pipeline, options, config.output, TIMINGS_NAME, REPORT_NAME,
-                 ProgressMonitor(config.output, "build", "tiles", quiet))
+    try:
+        report = run(pipeline, options, config.output, TIMINGS_NAME, REPORT_NAME,
+                     ProgressMonitor(config.output, "build", "tiles", quiet))
+    except RuntimeError as err:  # the commit of an --update refused (transforms.rebuild.commit): no traceback
+        text = str(err)
+        if not text.startswith(UPDATE_REFUSED):
+            raise
+        print(f"satsft: error: {text.split(' [while running')[0]}", file=sys.stderr)
+        return 1
     if report is not None:
         print(summary_table(report))
         print(f"\ndataset written to {config.output} (report: {config.output}/{REPORT_NAME})")

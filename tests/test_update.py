@@ -321,3 +321,21 @@ def test_an_earlier_build_without_a_manifest_still_keeps_its_splits(trees, tmp_p
     rebuild = _report(tmp_path / "new")["rebuild"]
     assert rebuild["tiles_moved_split"] == 0 and "tiles_unchanged" not in rebuild
     assert sorted(r["slot"] for r in _manifest(tmp_path / "new").values()) == list(range(len(again)))
+
+
+def test_an_update_that_would_empty_the_dataset_is_refused(trees, tmp_path):
+    """A scheduled update whose input broke (here the chat JSONL names its chips under another folder, so every
+    tile is rejected) must not publish an empty dataset over a good one: exit 1, one line saying why, the old
+    build whole and valid; the summary of a build with no rows says where the references went."""
+    base, _, _ = trees
+    out, tree = _copy_of_first(base, tmp_path), tmp_path / "broken"
+    shutil.copytree(base / "big", tree)
+    for path in (tree / "data").glob("*.jsonl"):
+        path.write_text(path.read_text().replace('"images/', '"chips/'))
+    proc = run_cli("build", "--input", str(tree), "--output", str(out), "--update", *BUILD, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "satsft: error: --update of" in proc.stderr and "made no rows" in proc.stderr
+    assert _rows(out) == _rows(base / "first") and not validate(str(out))[0].count
+    empty = run_cli("build", "--input", str(tree), "--output", str(tmp_path / "empty"), *BUILD)
+    assert "WARNING: no rows were built" in empty.stdout and "lie outside images/ and mapbox_stills/" in empty.stdout
+    assert _report(tmp_path / "empty")["outputs"]["image_refs_ignored"] > 0

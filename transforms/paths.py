@@ -73,7 +73,14 @@ def slot_dir(index: int, max_files_per_dir: int) -> str:
 
 
 def normalise_ref(raw: str) -> str:
-    return raw.strip().replace("\\", "/")
+    """A reference as a path below the root: ``\\`` becomes ``/``, and ``.`` and empty segments go, so that
+    ``./images/a.png`` (what ``os.path.join(".", ...)`` writes) is the chip ``images/a.png``. URLs and ``..``
+    are left for unsafe_reason."""
+    path = raw.strip().replace("\\", "/")
+    if "://" in path:
+        return path
+    lead = "/" if path.startswith("/") else ""
+    return lead + "/".join(part for part in path.split("/") if part not in ("", "."))
 
 
 def unsafe_reason(path: str) -> str | None:

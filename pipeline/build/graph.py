@@ -168,6 +168,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),
         split["declared"],
         joined[EVENTS],
+        refs[EVENTS],
     ]
     failed = [split_files["rejects"], reused["rejects"]]
     if not hub:

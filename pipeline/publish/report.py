@@ -17,6 +17,7 @@ from pipeline.publish.card import hub_warning, render_card, render_mix_card
 from pipeline.publish.charts import report_charts
 from transforms import fileio
 from transforms.fileio import public_location
+from transforms.input.refs import IGNORED_REFS
 from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS
 from transforms.output.tree import (
     CARD_NAME,
@@ -238,11 +239,7 @@ def summary_table(report: dict[str, Any]) -> str:
         lines.append("tiles by split (declared -> written, drift): " + ", ".join(
             f"{s} {splits['declared'][s]} -> {splits['written'][s]} ({splits['drift_pp'][s]:+.2f} pp)"
             for s in VALID_SPLITS))
-    unknown = report.get("outputs", {}).get(UNKNOWN_SPLIT, 0)
-    if unknown:
-        words = "; ".join("/".join(w) for w in SPLIT_WORDS.values())
-        lines.append(f"WARNING: {unknown} tile(s) declare a `split` that names no split ({words}): they were "
-                     "placed by the hash of their POI id, as if they declared none")
+    lines += _input_warnings(report)
     lines += _closing_lines(report)
     r = report.get("rebuild")
     if r:
@@ -254,6 +251,27 @@ def summary_table(report: dict[str, Any]) -> str:
     if timings:
         lines.append("time: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     return "\n".join(lines)
+
+
+def _input_warnings(report: dict[str, Any]) -> list[str]:
+    """What in the input the user most likely did not mean: tiles placed by hash although they declare a
+    split, chips the JSONL names outside images/, a build that made no rows."""
+    outputs, lines = report.get("outputs", {}), []
+    unknown = outputs.get(UNKNOWN_SPLIT, 0)
+    if unknown:
+        words = "; ".join("/".join(w) for w in SPLIT_WORDS.values())
+        lines.append(f"WARNING: {unknown} tile(s) declare a `split` that names no split ({words}): they were "
+                     "placed by the hash of their POI id, as if they declared none")
+    ignored, orphans = outputs.get(IGNORED_REFS, 0), report["rejects_by_reason"].get("stem_not_in_jsonl", 0)
+    if ignored and orphans:
+        lines.append(f"WARNING: {orphans} tile(s) have no chip reference, and {ignored} image reference(s) in "
+                     "data/*.jsonl lie outside images/ and mapbox_stills/, which are not read: chips must be "
+                     "referenced as images/**/<tile_stem>.png, relative to the tree's root")
+    if not report["rows"]["total"]:
+        lines.append("WARNING: no rows were built" + (f": all {report['tiles']['in']} tile(s) were rejected, see "
+                                                      "rejects/" if report["tiles"]["in"] else
+                                                      ": the input has no tile sidecars under metadata/"))
+    return lines
 
 
 def mix_summary(report: dict[str, Any]) -> str:

@@ -46,7 +46,8 @@ def join_tile(stem: str, sidecars: list[Tile], refs: list[ImageRef], files: list
     for dup in duplicates:
         rejects.append(reject(dup.source, stem, "sidecar", "duplicate_tile_stem", f"first seen in {tile.source}"))
     if not refs:
-        rejects.append(reject(tile.source, stem, "join", "stem_not_in_jsonl"))
+        rejects.append(reject(tile.source, stem, "join", "stem_not_in_jsonl",
+                              f"no user message in data/*.jsonl has an image part naming images/**/{stem}.png"))
         return None, rejects
     ref = min(refs)
     found = next((f for f in files if f.path == ref.path), None)

@@ -14,13 +14,14 @@ from apache_beam.transforms.window import GlobalWindows
 from transforms.fileio import read_bytes
 from transforms.input.fingerprint import file_leaf, fingerprint
 from transforms.input.images import ImageFile, escapes_root, inspect_image
-from transforms.input.refs import ImageRef, file_rank, parse_line
+from transforms.input.refs import IGNORED_REFS, OTHER, ImageRef, file_rank, parse_line
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
 from transforms.paths import file_stem, join_path
 from transforms.records import reject
 
 REJECTS = "rejects"
 LEAVES = "leaves"
+EVENTS = "events"
 
 
 def relative_to(root: str, path: str) -> str:
@@ -116,6 +117,7 @@ class _ExtractRefsFn(beam.DoFn):
             return
         yield beam.pvalue.TaggedOutput(LEAVES, file_leaf("jsonl", source, readable.metadata.size_in_bytes))
         rank = file_rank(source)
+        ignored = 0
         with readable.open() as f:
             for line_no, line in enumerate(f, start=1):
                 refs, problems = parse_line(line, rank, line_no)
@@ -124,6 +126,9 @@ class _ExtractRefsFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{source}:{p.line_no}", "", "refs", p.reason,
                                                                    p.detail))
                 for ref in refs:
+                    if ref.kind == OTHER:
+                        ignored += 1
+                        continue
                     (self.chips if ref.kind == "chip" else self.stills).inc()
                     first = self._first[ref.kind]
                     held = first.get(ref.stem)
@@ -131,6 +136,8 @@ class _ExtractRefsFn(beam.DoFn):
                         first[ref.stem] = ref
                         if len(first) >= self.MAX_STEMS:
                             yield from self._flush(ref.kind)
+        if ignored:
+            yield beam.pvalue.TaggedOutput(EVENTS, {IGNORED_REFS: ignored})
 
     def finish_bundle(self):
         for kind in sorted(self._first):
@@ -153,8 +160,10 @@ class ExtractImageRefs(beam.PTransform):
         out = (pbegin
                | "Match" >> fileio.MatchFiles(join_path(self.input_root, "data", "*.jsonl"))
                | "Read" >> fileio.ReadMatches()
-               | "Parse" >> beam.ParDo(_ExtractRefsFn(self.input_root)).with_outputs("chip", "still", REJECTS, LEAVES))
-        return {"chips": out.chip, "stills": out.still, REJECTS: out[REJECTS], LEAVES: out[LEAVES]}
+               | "Parse" >> beam.ParDo(_ExtractRefsFn(self.input_root)).with_outputs("chip", "still", REJECTS, LEAVES,
+                                                                                   EVENTS))
+        return {"chips": out.chip, "stills": out.still, REJECTS: out[REJECTS], LEAVES: out[LEAVES],
+                EVENTS: out[EVENTS]}
 
 
 def inspected(root: str, match) -> tuple[str, ImageFile]:

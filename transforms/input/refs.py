@@ -15,6 +15,8 @@ from transforms.paths import file_stem, normalise_ref, unsafe_reason
 SPLIT_FILE_ORDER = ("train", "validation", "test")
 CHIP_PREFIX = "images/"
 STILL_PREFIX = "mapbox_stills/"
+OTHER = "other"  # a reference under any other folder: not read
+IGNORED_REFS = "image_refs_ignored"  # counter: such references
 
 
 @dataclass(frozen=True, order=True)
@@ -22,7 +24,7 @@ class ImageRef:
     """One reference; ``order`` sorts references in file order so the first one wins a duplicate stem."""
 
     order: tuple[int, int, int]
-    kind: str  # "chip" or "still"
+    kind: str  # "chip", "still" or "other"
     stem: str
     path: str
 
@@ -62,7 +64,8 @@ def _image_parts(content: Any, pending: Iterator[Any]) -> Iterator[Any]:
 
 
 def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRef], list[RefProblem]]:
-    """Every image part of every user message whose content is a list; other prefixes are ignored."""
+    """Every image reference of every user message; those outside images/ and mapbox_stills/ are of kind
+    ``other`` (the build counts and skips them)."""
     refs: list[ImageRef] = []
     problems: list[RefProblem] = []
     if line_no == 1:  # a file saved by a Windows tool starts with a byte order mark
@@ -111,6 +114,6 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
             elif path.startswith(STILL_PREFIX):
                 kind = "still"
             else:
-                continue
+                kind = OTHER  # not a chip or still: counted, so a tree whose chips live elsewhere is told why
             refs.append(ImageRef((rank, line_no, part_no), kind, file_stem(path), path))
     return refs, problems

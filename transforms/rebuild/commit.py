@@ -35,6 +35,7 @@ from transforms.rebuild.manifest import STILLS_FILE, still_paths
 STARTED = f"{UPDATE_DIR}/started.txt"
 SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
 LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
+UPDATE_REFUSED = "--update of "  # how every refusal to commit begins (the CLI prints it without a traceback)
 STOP_AFTER_ENV = "SATSFT_FAULT_STOP_COMMIT_AFTER"  # tests: die after this many moves ("before": before any)
 
 
@@ -65,6 +66,25 @@ def _stills(manifest: str) -> set[str]:
     return still_paths(data) if data is not None else set()
 
 
+def emptying(output: str, report: dict) -> str:
+    """Why the staged build must not replace the one in place: it has no rows where that one has some (a
+    scheduled update whose input broke, every tile rejected, would otherwise publish an empty dataset); ""
+    when it may."""
+    if report.get("rows", {}).get("total", 0):
+        return ""
+    try:
+        before = orjson.loads(fileio.read_if_there(join_path(output, REPORT_NAME)) or b"{}")
+    except orjson.JSONDecodeError:
+        before = {}
+    had = before.get("rows", {}).get("total", 0)
+    if not had:
+        return ""
+    tiles, reasons = report.get("tiles", {}), report.get("rejects_by_reason", {})
+    why = ", ".join(f"{r} {n}" for r, n in list(reasons.items())[:3]) or "no reason recorded"
+    return (f"the new build made no rows ({tiles.get('in', 0)} tile(s) in, {tiles.get('rejected', 0)} rejected: "
+            f"{why}; see {STAGE_DIR}/rejects/) where the build in place has {had}")
+
+
 def commit(output: str, token: str = "") -> dict[str, list[str]]:
     """Steps 1 to 3 of the module docstring; returns the journal it carried out. ``token``: what begin() gave
     this run. When another update of the same output has begun since (its recover() dropped this run's stage),
@@ -73,15 +93,20 @@ def commit(output: str, token: str = "") -> dict[str, list[str]]:
         os._exit(137)
     marker = (fileio.read_if_there(join_path(output, STARTED)) or b"").decode("utf-8", "replace")
     if token and f"run {token}" not in marker:
-        raise RuntimeError(f"--update of {output}: another update of this output began while this one ran; this "
+        raise RuntimeError(f"{UPDATE_REFUSED}{output}: another update of this output began while this one ran; this "
                            "one stops before its commit (the dataset stays as it was); run one update at a time")
     staged = fileio.list_files(stage_root(output))
     if REPORT_NAME not in staged:
         raise RuntimeError(f"--update: nothing staged in {stage_root(output)}; the new build did not finish")
     report = orjson.loads(fileio.read_bytes(join_path(stage_root(output), REPORT_NAME)))
+    emptied = emptying(output, report)
+    if emptied:
+        raise RuntimeError(f"{UPDATE_REFUSED}{output}: {emptied}; nothing was committed (the dataset stays as it "
+                           "was). Fix the input and run the update again; to publish an empty dataset on purpose, "
+                           "build it with --overwrite")
     missing = sorted({p for paths in report.get("files", {}).values() for p in paths} - set(staged))
     if missing:
-        raise RuntimeError(f"--update of {output}: the staged build lacks {len(missing)} of the split files its "
+        raise RuntimeError(f"{UPDATE_REFUSED}{output}: the staged build lacks {len(missing)} of the split files its "
                            f"report lists (first: {missing[0]}); nothing was committed (the dataset stays as it "
                            "was): run the update again")
     generation = len({posixpath.dirname(p) for p in fileio.list_files(join_path(output, SAVED_DIR))})

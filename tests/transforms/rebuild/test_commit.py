@@ -71,3 +71,17 @@ def test_an_update_overtaken_by_another_or_staged_short_commits_nothing(staged):
     with pytest.raises(RuntimeError, match="lacks 1 of the split files"):
         commit(str(staged), theirs)
     assert (staged / "data/train.jsonl").read_bytes() == b"old train\n" and not (staged / JOURNAL).exists()
+
+
+def test_a_staged_build_without_rows_replaces_only_a_build_without_rows(tmp_path):
+    from transforms.rebuild.commit import emptying
+
+    empty = {"rows": {"total": 0}, "tiles": {"in": 3, "rejected": 3},
+             "rejects_by_reason": {"stem_not_in_jsonl": 2, "chip_missing": 1}}
+    assert emptying(str(tmp_path), empty) == ""  # nothing in place: a first update may be empty
+    _write(tmp_path, "build_report.json", orjson.dumps({"rows": {"total": 0}}))
+    assert emptying(str(tmp_path), empty) == ""
+    _write(tmp_path, "build_report.json", orjson.dumps({"rows": {"total": 40}}))
+    why = emptying(str(tmp_path), empty)
+    assert "no rows" in why and "stem_not_in_jsonl 2, chip_missing 1" in why and "has 40" in why
+    assert emptying(str(tmp_path), {"rows": {"total": 1}}) == ""

@@ -181,6 +181,12 @@ def test_usage_errors_fail_fast(sample_tree, tmp_path):
     assert proc.returncode == 2 and "wildfire" in proc.stderr
     proc = run_cli("build", "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o"), check=False)
     assert proc.returncode == 2 and "no metadata/ folder" in proc.stderr
+    nested = tmp_path / "nested"
+    for sub in ("metadata", "data/v2"):
+        (nested / sub).mkdir(parents=True)
+    (nested / "data" / "v2" / "train.jsonl").write_text("")
+    proc = run_cli("build", "--input", str(nested), "--output", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2 and "no data/*.jsonl" in proc.stderr and "found data/v2/train.jsonl" in proc.stderr
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "o"), "--bogus", check=False)
     assert proc.returncode == 2 and "--bogus" in proc.stderr
     (tmp_path / "full").mkdir()

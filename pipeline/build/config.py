@@ -270,6 +270,12 @@ def _check_roots(input_root: str, output_root: str) -> None:
         if not _folder_has_files(where):
             raise UsageError(f"input {input_root!r} has no {sub}/ folder; point --input at the root of a sat-bbox "
                              f"tree (metadata/, data/*.jsonl, images/), e.g. one made by `satsft sample`")
+    jsonl = [rel for rel in fileio.list_files(f"{input_root}/data") if rel.endswith(".jsonl")]
+    if not any("/" not in rel for rel in jsonl):  # every tile would be rejected: no line names its chip
+        found = (f"; found {', '.join('data/' + rel for rel in jsonl[:3])}: move the files into data/ itself"
+                 if jsonl else "")
+        raise UsageError(f"input {input_root!r} has no data/*.jsonl, the chat rows whose image references name "
+                         f"the chips a build uses{found}")
     a, b = input_root.rstrip("/") + "/", output_root.rstrip("/") + "/"
     if a.startswith(b) or b.startswith(a):
         raise UsageError("--output must not be inside --input (or the other way round)")

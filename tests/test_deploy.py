@@ -54,6 +54,8 @@ def test_flex_template_metadata_matches_the_options():
             assert all(ok(v) for v in ALLOWED[name]) and not ok("bogus")
             assert ok(",".join(ALLOWED[name][:2])) == (name in ("tasks", "profiles", "formats")), "lists only"
             assert ok(str(action.default))
+        elif isinstance(action.default, float):  # a share
+            assert ok(str(action.default)) and ok("0") and ok("1") and not ok("1.5") and not ok("-0.1")
         elif isinstance(action.default, int):
             assert ok(str(action.default)) and not ok("-1") and not ok("ten")
         else:

@@ -323,10 +323,11 @@ def test_an_earlier_build_without_a_manifest_still_keeps_its_splits(trees, tmp_p
     assert sorted(r["slot"] for r in _manifest(tmp_path / "new").values()) == list(range(len(again)))
 
 
-def test_an_update_that_would_empty_the_dataset_is_refused(trees, tmp_path):
+def test_an_update_that_would_empty_or_gut_the_dataset_is_refused(trees, tmp_path):
     """A scheduled update whose input broke (here the chat JSONL names its chips under another folder, so every
-    tile is rejected) must not publish an empty dataset over a good one: exit 1, one line saying why, the old
-    build whole and valid; the summary of a build with no rows says where the references went."""
+    tile is rejected; then only the test file is repaired) must not publish what is left over a good dataset:
+    exit 1, one line saying why, the old build whole and valid, until --max-removed-share allows it. The
+    summary of a build with no rows says where the references went."""
     base, _, _ = trees
     out, tree = _copy_of_first(base, tmp_path), tmp_path / "broken"
     shutil.copytree(base / "big", tree)
@@ -334,8 +335,14 @@ def test_an_update_that_would_empty_the_dataset_is_refused(trees, tmp_path):
         path.write_text(path.read_text().replace('"images/', '"chips/'))
     proc = run_cli("build", "--input", str(tree), "--output", str(out), "--update", *BUILD, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "satsft: error: --update of" in proc.stderr and "made no rows" in proc.stderr
+    assert "satsft: error: --update of" in proc.stderr and "(100%, more than --max-removed-share" in proc.stderr
     assert _rows(out) == _rows(base / "first") and not validate(str(out))[0].count
     empty = run_cli("build", "--input", str(tree), "--output", str(tmp_path / "empty"), *BUILD)
     assert "WARNING: no rows were built" in empty.stdout and "lie outside images/ and mapbox_stills/" in empty.stdout
     assert _report(tmp_path / "empty")["outputs"]["image_refs_ignored"] > 0
+    (tree / "data" / "test.jsonl").write_text((base / "big" / "data" / "test.jsonl").read_text())
+    proc = run_cli("build", "--input", str(tree), "--output", str(out), "--update", *BUILD, check=False)
+    assert proc.returncode == 1 and "more than --max-removed-share 0.5" in proc.stderr, proc.stderr[-2000:]
+    assert _rows(out) == _rows(base / "first")
+    run_cli("build", "--input", str(tree), "--output", str(out), "--update", "--max-removed-share", "1", *BUILD)
+    assert 0 < len(_rows(out)) < len(_rows(base / "first")) and not validate(str(out))[0].count

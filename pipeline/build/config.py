@@ -25,6 +25,7 @@ from transforms.output.tree import (
     record_files,
 )
 from transforms.prompts import Templates, load_templates
+from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE
 from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE
 from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX, TaskContext
 from transforms.splits.plan import LEAKAGE_POLICIES
@@ -83,6 +84,8 @@ class BuildConfig:
     templates: Templates = field(default_factory=dict, repr=False, compare=False)
     previous_rows: tuple[str, ...] = field(default=(), repr=False, compare=False)  # its row index files
     update_token: str = field(default="", repr=False, compare=False)  # --update: this run's (commit.begin)
+    # --update: the most of the build in place a commit may remove (not published: it guards, it shapes nothing)
+    max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE
 
     @classmethod
     def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",
@@ -91,7 +94,8 @@ class BuildConfig:
                overwrite: bool = False, formats: str = "", embed_images: bool = False,
                overlays: bool = False, rows_per_shard: int = 0, row_sidecars: str = "", layout: str = "default",
                max_boxes: int = DEFAULT_MAX_BOXES, min_box_px: int = DEFAULT_MIN_BOX_PX, previous: str = "",
-               update: bool = False, reuse: bool = True, check_paths: bool = True) -> BuildConfig:
+               update: bool = False, reuse: bool = True, check_paths: bool = True,
+               max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE) -> BuildConfig:
         if not input:
             raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
         if not output:
@@ -129,6 +133,9 @@ class BuildConfig:
         if max_boxes < 1 or min_box_px < 0:
             raise UsageError("--max-boxes must be at least 1 and --min-box-px 0 or more (a grounding answer lists "
                              "at most --max-boxes regions, none under --min-box-px pixels)")
+        if not 0 <= max_removed_share <= 1:
+            raise UsageError("--max-removed-share is a share of the tiles of the build in --output, 0 to 1 (1 lets "
+                             "an --update remove every tile)")
         if max_prompt_chars < 100:
             raise UsageError("--max-prompt-chars must be at least 100")
         input_root, output_root = fileio.clean_root(input), fileio.clean_root(output)
@@ -159,7 +166,7 @@ class BuildConfig:
                    max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
                    overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
                    tuple(previous_files), previous_format, tuple(manifest), update, reuse, templates,
-                   tuple(row_index))
+                   tuple(row_index), max_removed_share=max_removed_share)
 
     @property
     def extra_metadata(self) -> tuple[str, ...]:

@@ -86,10 +86,11 @@ class CommitUpdate(beam.PTransform):
     output: str
     stale: beam.PCollection  # per-tile files no tile of the new build names
     token: str = ""  # what transforms.rebuild.commit.begin gave this run
+    max_removed_share: float = 1.0  # the most of the build in place the commit may remove (else it refuses)
 
     def expand(self, written_report):
-        out, token = self.output, self.token
-        committed = written_report | "Commit" >> beam.Map(lambda _: bool(commit(out, token)))
+        out, token, share = self.output, self.token, self.max_removed_share
+        committed = written_report | "Commit" >> beam.Map(lambda _: bool(commit(out, token, share)))
         removed = (self.stale
                    | "Spread" >> beam.Reshuffle()
                    | "Remove" >> beam.Map(lambda rel, _: fileio.remove(join_path(out, rel)) or 1,
@@ -202,5 +203,5 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
                      | "FindStaleFiles" >> FindStaleFiles(before | "AllBefore" >> beam.Flatten()))
         else:  # the first build in an empty folder: nothing was there before
             stale = pipeline | "NothingStale" >> beam.Create([])
-        report | "CommitUpdate" >> CommitUpdate(out, stale, config.update_token)
+        report | "CommitUpdate" >> CommitUpdate(out, stale, config.update_token, config.max_removed_share)
     return pipeline

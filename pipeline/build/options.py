@@ -6,6 +6,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build.config import BuildConfig
 from transforms.output.tree import MAX_FILES_PER_DIR
+from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE
 from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX
 
 
@@ -84,6 +85,9 @@ class BuildOptions(PipelineOptions):
               help="rebuild the build already in --output in place, as --previous would into a new folder (the "
                    "template parameter in_place); readers see the old build until the new one is whole, never a "
                    "gap; into an empty folder it makes the first build")
+        _flag(parser, "max-removed-share", type=float, default=DEFAULT_MAX_REMOVED_SHARE,
+              help="with --update: refuse to replace the build in --output when the new build would remove more tha"
+                   "n this share of its tiles, or leave no rows (a broken input on a scheduled run); 1 allows any")
         _flag(parser, "no-reuse", action="store_true", default=False,
               help="with --previous or --update: read every chip whole and draw every tile again instead of "
                    "knowing unchanged chips by their PNG chunk CRCs and taking unchanged tiles' rows, analysis "
@@ -100,4 +104,5 @@ class BuildOptions(PipelineOptions):
             embed_images=self.embed_images, overlays=self.overlays, rows_per_shard=self.rows_per_shard,
             layout=self.layout, max_boxes=self.max_boxes, min_box_px=self.min_box_px, previous=self.previous,
             row_sidecars=self.row_sidecars, update=self.in_place, reuse=not self.no_reuse,
+            max_removed_share=self.max_removed_share,
             check_paths=check_paths)

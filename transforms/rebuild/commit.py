@@ -36,6 +36,7 @@ STARTED = f"{UPDATE_DIR}/started.txt"
 SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
 LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
 UPDATE_REFUSED = "--update of "  # how every refusal to commit begins (the CLI prints it without a traceback)
+DEFAULT_MAX_REMOVED_SHARE = 0.5  # an update may remove at most half the tiles of the build it replaces
 STOP_AFTER_ENV = "SATSFT_FAULT_STOP_COMMIT_AFTER"  # tests: die after this many moves ("before": before any)
 
 
@@ -66,26 +67,37 @@ def _stills(manifest: str) -> set[str]:
     return still_paths(data) if data is not None else set()
 
 
-def emptying(output: str, report: dict) -> str:
-    """Why the staged build must not replace the one in place: it has no rows where that one has some (a
-    scheduled update whose input broke, every tile rejected, would otherwise publish an empty dataset); ""
-    when it may."""
+def refusal(output: str, report: dict, max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE) -> str:
+    """Why the staged build must not replace the one in place, "" when it may: it removes more than
+    ``max_removed_share`` of that build's tiles, or has no rows where that build has some. A scheduled update
+    whose input broke (a JSONL file gone, chips moved, every sidecar rejected) would otherwise publish what
+    is left over a good dataset."""
+    if max_removed_share >= 1:
+        return ""
+    reasons = report.get("rejects_by_reason", {})
+    why = ", ".join(f"{r} {n}" for r, n in list(reasons.items())[:3]) or "none"
+    rebuild = report.get("rebuild", {})
+    removed, before = rebuild.get("tiles_removed", 0), rebuild.get("tiles_kept", 0) + rebuild.get("tiles_removed", 0)
+    if before and removed / before > max_removed_share:
+        return (f"the new build would remove {removed} of the {before} tiles of the build in place "
+                f"({removed / before:.0%}, more than --max-removed-share {max_removed_share:g}; rejects: {why}, "
+                f"see {STAGE_DIR}/rejects/)")
     if report.get("rows", {}).get("total", 0):
         return ""
     try:
-        before = orjson.loads(fileio.read_if_there(join_path(output, REPORT_NAME)) or b"{}")
+        earlier = orjson.loads(fileio.read_if_there(join_path(output, REPORT_NAME)) or b"{}")
     except orjson.JSONDecodeError:
-        before = {}
-    had = before.get("rows", {}).get("total", 0)
+        earlier = {}
+    had = earlier.get("rows", {}).get("total", 0) if isinstance(earlier, dict) else 0
     if not had:
         return ""
-    tiles, reasons = report.get("tiles", {}), report.get("rejects_by_reason", {})
-    why = ", ".join(f"{r} {n}" for r, n in list(reasons.items())[:3]) or "no reason recorded"
-    return (f"the new build made no rows ({tiles.get('in', 0)} tile(s) in, {tiles.get('rejected', 0)} rejected: "
-            f"{why}; see {STAGE_DIR}/rejects/) where the build in place has {had}")
+    tiles = report.get("tiles", {})
+    return (f"the new build made no rows ({tiles.get('in', 0)} tile(s) in, {tiles.get('rejected', 0)} rejected; "
+            f"rejects: {why}, see {STAGE_DIR}/rejects/) where the build in place has {had}")
 
 
-def commit(output: str, token: str = "") -> dict[str, list[str]]:
+def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE
+           ) -> dict[str, list[str]]:
     """Steps 1 to 3 of the module docstring; returns the journal it carried out. ``token``: what begin() gave
     this run. When another update of the same output has begun since (its recover() dropped this run's stage),
     or the stage lacks a split file its report lists, nothing is committed: the old build stays whole."""
@@ -99,11 +111,11 @@ def commit(output: str, token: str = "") -> dict[str, list[str]]:
     if REPORT_NAME not in staged:
         raise RuntimeError(f"--update: nothing staged in {stage_root(output)}; the new build did not finish")
     report = orjson.loads(fileio.read_bytes(join_path(stage_root(output), REPORT_NAME)))
-    emptied = emptying(output, report)
-    if emptied:
-        raise RuntimeError(f"{UPDATE_REFUSED}{output}: {emptied}; nothing was committed (the dataset stays as it "
-                           "was). Fix the input and run the update again; to publish an empty dataset on purpose, "
-                           "build it with --overwrite")
+    refused = refusal(output, report, max_removed_share)
+    if refused:
+        raise RuntimeError(f"{UPDATE_REFUSED}{output}: {refused}; nothing was committed (the dataset stays as it "
+                           "was). Fix the input and run the update again; if the tiles are meant to go, run it "
+                           "with --max-removed-share 1")
     missing = sorted({p for paths in report.get("files", {}).values() for p in paths} - set(staged))
     if missing:
         raise RuntimeError(f"{UPDATE_REFUSED}{output}: the staged build lacks {len(missing)} of the split files its "

@@ -73,15 +73,19 @@ def test_an_update_overtaken_by_another_or_staged_short_commits_nothing(staged):
     assert (staged / "data/train.jsonl").read_bytes() == b"old train\n" and not (staged / JOURNAL).exists()
 
 
-def test_a_staged_build_without_rows_replaces_only_a_build_without_rows(tmp_path):
-    from transforms.rebuild.commit import emptying
+def test_a_commit_refuses_a_build_that_lost_most_tiles_or_every_row(tmp_path):
+    from transforms.rebuild.commit import refusal
 
     empty = {"rows": {"total": 0}, "tiles": {"in": 3, "rejected": 3},
              "rejects_by_reason": {"stem_not_in_jsonl": 2, "chip_missing": 1}}
-    assert emptying(str(tmp_path), empty) == ""  # nothing in place: a first update may be empty
+    assert refusal(str(tmp_path), empty) == ""  # nothing in place: a first update may be empty
     _write(tmp_path, "build_report.json", orjson.dumps({"rows": {"total": 0}}))
-    assert emptying(str(tmp_path), empty) == ""
+    assert refusal(str(tmp_path), empty) == ""
     _write(tmp_path, "build_report.json", orjson.dumps({"rows": {"total": 40}}))
-    why = emptying(str(tmp_path), empty)
+    why = refusal(str(tmp_path), empty)
     assert "no rows" in why and "stem_not_in_jsonl 2, chip_missing 1" in why and "has 40" in why
-    assert emptying(str(tmp_path), {"rows": {"total": 1}}) == ""
+    assert refusal(str(tmp_path), empty, 1.0) == ""
+    shrunk = {"rows": {"total": 9}, "rebuild": {"tiles_kept": 4, "tiles_removed": 6}}
+    why = refusal(str(tmp_path), shrunk)
+    assert "remove 6 of the 10 tiles" in why and "60%" in why and "--max-removed-share 0.5" in why
+    assert refusal(str(tmp_path), shrunk, 0.6) == "" and refusal(str(tmp_path), {"rows": {"total": 1}}) == ""

@@ -35,7 +35,8 @@ def run(input_root: str, output_root: str) -> int:
     for path in sorted((root / "data").glob("*.jsonl")):
         for n, line in enumerate(path.read_bytes().splitlines(), 1):
             for ref in parse_line(line, file_rank(str(path)), n)[0]:
-                (chips if ref.kind == "chip" else stills)[ref.stem].append(ref)
+                if ref.kind in ("chip", "still"):
+                    (chips if ref.kind == "chip" else stills)[ref.stem].append(ref)
     chip_files: dict[str, list[ImageFile]] = defaultdict(list)
     for p in (root / "images").rglob("*"):
         if p.is_file():

@@ -88,6 +88,7 @@ def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path)
     test_rows = _rows(eval_build, "test")
     perfect = _write_predictions(tmp_path / "perfect.jsonl", {r["metadata"]["sample_id"]: _answer(r)
                                                               for r in test_rows})
+    perfect.write_bytes(b"\xef\xbb\xbf" + perfect.read_bytes())  # as a Windows tool saves it: read all the same
     report_path = tmp_path / "report.json"
     proc = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(perfect), "--output", str(report_path))
     report = json.loads(report_path.read_text())

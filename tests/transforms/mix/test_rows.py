@@ -89,3 +89,11 @@ def test_trl_rows_with_image_placeholders_read_like_sharegpt_rows():
     with pytest.raises(RowProblem) as err:
         normalise_row({**trl, "images": ["img/a.png", "img/b.png", "img/c.png"]}, "chat", "files", "train", "/d")
     assert err.value.reason == "image_token_mismatch"
+
+
+def test_a_source_file_saved_with_a_byte_order_mark_reads_every_row(tmp_path):
+    from transforms.mix.stages import _BAD_LINE, _rows_of
+
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"messages": []}\r\n{"messages": [1]}\r\n\r\nnot json\n')
+    assert list(_rows_of(str(path))) == [{"messages": []}, {"messages": [1]}, _BAD_LINE]

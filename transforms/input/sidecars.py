@@ -372,7 +372,7 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         return _fail("sidecar_too_large", f"{len(data)} bytes")
     if not data.strip():
         return _fail("sidecar_empty")
-    text = data[len(UTF8_BOM):] if data.startswith(UTF8_BOM) else data  # Windows tools write one
+    text = data.removeprefix(UTF8_BOM)  # Windows tools write one
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as err:

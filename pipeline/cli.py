@@ -59,7 +59,13 @@ def _setup_logging() -> None:
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
     # A refused --update commit is an answer, not a crash: the launcher prints it once, without Beam's traceback.
     for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker"):
-        logging.getLogger(name).addFilter(lambda record: not record.getMessage().startswith("--update of "))
+        logger = logging.getLogger(name)
+        if _not_a_refused_update not in logger.filters:  # main() may run many times in one process (tests)
+            logger.addFilter(_not_a_refused_update)
+
+
+def _not_a_refused_update(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("--update of ")
 
 
 def run_build(argv: list[str]) -> int:

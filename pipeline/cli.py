@@ -65,7 +65,9 @@ def _setup_logging() -> None:
 
 
 def _not_a_refused_update(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("--update of ")
+    from transforms.rebuild.commit import UPDATE_REFUSED
+
+    return not record.getMessage().startswith(UPDATE_REFUSED)
 
 
 def run_build(argv: list[str]) -> int:

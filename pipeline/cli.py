@@ -49,6 +49,7 @@ Run `satsft build --help` for the build options (`--layout hub`, `--max-boxes`, 
 # What `satsft sample` writes at a tree's root (labels/ with --labels or --real, faults.json with --faults).
 SAMPLE_TREE_ENTRIES = ("data", "images", "mapbox_stills", "metadata", "labels", "faults.json")
 
+
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("satsft: %(message)s"))

@@ -106,7 +106,7 @@ def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], li
     column = _image_column(raw)
     carried = {normalise_ref(p): d for p, d in column if d is not None}
     pending = iter(column)
-    messages, images = [], []
+    messages, images, placeholders = [], [], 0
     for m in raw["messages"]:
         parts = []
         for p in m["content"]:
@@ -117,6 +117,7 @@ def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], li
                     entry = next(pending, None)
                     if entry is None:
                         raise RowProblem("image_token_mismatch", "more image parts than entries in `images`")
+                    placeholders += 1
                     img = _source_image(*entry, root)
                     images.append(img)
                     parts.append({"type": "image", "image": img.key})
@@ -132,9 +133,9 @@ def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], li
             else:
                 raise RowProblem("bad_message", f"content part of type {p.get('type')!r}")
         messages.append({"role": m["role"], "content": parts})
-    taken = len(column) - sum(1 for _ in pending)
-    if taken and taken < len(column):
-        raise RowProblem("image_token_mismatch", f"{taken} image parts without a path for {len(column)} images")
+    if placeholders and placeholders < len(column):
+        raise RowProblem("image_token_mismatch", f"{placeholders} image parts without a path for {len(column)} "
+                         "images")
     return messages, images
 
 

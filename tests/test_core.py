@@ -74,9 +74,24 @@ def test_parse_line_refs_order_and_rejects():
         assert [(r.kind, r.stem) for r in refs] == [("chip", "a_t0000"), ("still", "a")] and not problems
     refs, problems = parse_line(orjson.dumps({**trl, "images": trl["images"][:1]}), 0, 1)
     assert len(refs) == 1 and [p.reason for p in problems] == ["images_column_short"]
-    explicit_null = {"messages": [{"role": "user", "content": [{"type": "image", "image": None}]}]}
-    assert parse_line(orjson.dumps(explicit_null), 0, 1)[1][0].reason == "image_ref_not_string"
+    # Hugging Face datasets fill a part's missing keys with null: an image of null is a placeholder
+    explicit_null = {"messages": [{"role": "user", "content": [{"type": "image", "image": None, "text": None}]}]}
+    assert parse_line(orjson.dumps(explicit_null), 0, 1)[1][0].reason == "images_column_short"
+    assert parse_line(orjson.dumps({**explicit_null, "images": ["images/a_t0.png"]}), 0, 1)[0][0].stem == "a_t0"
+    assert parse_line(orjson.dumps({"messages": [{"role": "user", "content": [{"type": "image", "image": 3}]}]}),
+                      0, 1)[1][0].reason == "image_ref_not_string"
     assert parse_line(b"\xef\xbb\xbf" + line, 1, 2)[1][0].reason == "invalid_jsonl_line"  # not mid-file
+    named_each_way = {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "images/s0/a_t0000.png"}},
+        {"type": "image_url", "image_url": "mapbox_stills/a.png"},
+        {"type": "image", "path": "images/b_t0000.png"}, {"type": "image", "url": "./images/c_t0000.png"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/d_t0000.png"}}]},
+        {"role": "assistant", "content": "A plain string reply, as OpenAI rows give it."}]}
+    refs, problems = parse_line(orjson.dumps(named_each_way), 0, 1)
+    assert [(r.kind, r.stem) for r in refs] == [("chip", "a_t0000"), ("still", "a"), ("chip", "b_t0000"),
+                                                ("chip", "c_t0000"), ("other", "")]  # inline image: counted only
+    assert [p.reason for p in problems] == ["unsafe_path:url_scheme"]
 
 
 def test_parse_sidecar_valid_and_regions_clipped():

@@ -155,31 +155,42 @@ def test_a_tree_written_by_other_tools(tmp_path):
     assert split_name("val") == "validation"
 
 
-@pytest.mark.parametrize("shape", ["trl", "sharegpt"])
-def test_chat_jsonl_in_trl_or_sharegpt_shape_builds_the_same_rows(tmp_path, shape):
-    """The tree's chat JSONL as TRL writes it (image parts naming nothing, an `images` list) or as ShareGPT
-    does (`<image>` tokens in string contents): the build finds the same chips and stills, so the same rows."""
+@pytest.mark.parametrize("shape", ["trl", "sharegpt", "openai"])
+def test_chat_jsonl_in_trl_sharegpt_or_openai_shape_builds_the_same_rows(tmp_path, shape):
+    """The tree's chat JSONL as TRL writes it (image parts naming nothing, an `images` list), as ShareGPT
+    does (`<image>` tokens in string contents) or as OpenAI's chat format does (`image_url` parts, plain string
+    replies, inline data: URLs): the build finds the same chips and stills, so the same rows."""
     tree = tmp_path / "tree"
     run_cli("sample", "--tiles", "6", "--output", str(tree), "--seed", "6")
     clean = tmp_path / "clean"
     run_cli("build", "--input", str(tree), "--output", str(clean), "--tasks", "caption,cross_view")
+    inline = 0
     for path in (tree / "data").glob("*.jsonl"):
         lines = []
         for line in path.read_text().splitlines():
             row = json.loads(line)
             images = []
             for m in row["messages"]:
-                if isinstance(m["content"], list):
+                if shape == "openai":
+                    m["content"] = [{"type": "image_url", "image_url": {"url": "./" + p["image"]}}
+                                    if p["type"] == "image" else p for p in m["content"]]
+                    if m["role"] == "user":
+                        inline += 1
+                        m["content"].append({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}})
+                    else:
+                        m["content"] = " ".join(p["text"] for p in m["content"])
+                elif isinstance(m["content"], list):
                     images += [p.pop("image") for p in m["content"] if p["type"] == "image"]
                     if shape == "sharegpt":
                         m["content"] = "".join("<image>" if p["type"] == "image" else p["text"] for p in m["content"])
-            lines.append(json.dumps({**row, "images": images}))
+            lines.append(json.dumps({**row, "images": images} if images else row))
         path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
     run_cli("build", "--input", str(tree), "--output", str(out), "--tasks", "caption,cross_view")
     report = json.loads((out / "build_report.json").read_text())
     assert report["rejects_by_reason"] == {} and report["tiles"]["with_rows"] == 6
     assert report["rows"]["by_task_split"]["cross_view"], "the stills are found through the images list too"
+    assert report["outputs"].get("image_refs_ignored", 0) == inline, "each inline data: image is counted, not read"
     for name in ("train", "validation", "test"):
         a, b = clean / "data" / f"{name}.jsonl", out / "data" / f"{name}.jsonl"
         assert a.exists() == b.exists() and (not a.exists() or a.read_bytes() == b.read_bytes())

@@ -265,7 +265,8 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
     ignored, orphans = outputs.get(IGNORED_REFS, 0), report["rejects_by_reason"].get("stem_not_in_jsonl", 0)
     if ignored and orphans:
         lines.append(f"WARNING: {orphans} tile(s) have no chip reference, and {ignored} image reference(s) in "
-                     "data/*.jsonl lie outside images/ and mapbox_stills/, which are not read: chips must be "
+                     "data/*.jsonl lie outside images/ and mapbox_stills/ or are inline data: URLs, which are not "
+                     "read: chips must be "
                      "referenced as images/**/<tile_stem>.png, relative to the tree's root")
     if not report["rows"]["total"]:
         lines.append("WARNING: no rows were built" + (f": all {report['tiles']['in']} tile(s) were rejected, see "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -42,22 +44,50 @@ def file_rank(path: str) -> int:
     return SPLIT_FILE_ORDER.index(name) if name in SPLIT_FILE_ORDER else len(SPLIT_FILE_ORDER)
 
 
-_NO_ENTRY, _PLACEHOLDER = object(), object()
+_NO_ENTRY = object()
+PLACEHOLDER = object()  # an image part that names no image: it takes the next entry of the row's images list
+IMAGE_PART_TYPES = ("image", "image_url")
+_IMAGE_KEYS = ("image", "path", "url")  # satsft / Qwen-VL, then the keys transformers' chat templates read
+DATA_URL = "data:"
+
+
+def part_image(part: dict[str, Any]) -> Any:
+    """What an image part names, as each tool writes it: ``image``, ``path`` or ``url`` (transformers' chat
+    templates), OpenAI's ``image_url`` (``{"url": ...}`` or the URL itself); PLACEHOLDER when it names none
+    (TRL's ``{"type": "image"}``). Anything else named (a number, a struct) is returned for the caller to reject."""
+    if part.get("type") == "image_url":
+        given = part.get("image_url")
+        return given.get("url") if isinstance(given, dict) else given
+    for key in _IMAGE_KEYS:
+        if part.get(key) is not None:
+            return part[key]
+    return PLACEHOLDER
+
+
+def data_url_bytes(url: str) -> bytes | None:
+    """The image inside a base64 ``data:`` URL (OpenAI's inline images), None when it is not one or is broken."""
+    head, comma, body = url.partition(",")
+    if not comma or not head.startswith(DATA_URL) or not head.endswith(";base64"):
+        return None
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _image_parts(content: Any, pending: Iterator[Any]) -> Iterator[Any]:
-    """The image references of one message in order: each image part's ``image``; a part without one (TRL's
-    ``{"type": "image"}``) or each ``<image>`` token of a string content (ShareGPT) takes the next entry of the
-    row's ``images`` list (a path, or a ``{"path": ...}`` struct)."""
+    """The image references of one message in order (``part_image``); a part naming none or each ``<image>``
+    token of a string content (ShareGPT) takes the next entry of the row's ``images`` list (a path, or a
+    ``{"path": ...}`` struct)."""
     if isinstance(content, str):
-        given: list[Any] = [_PLACEHOLDER] * content.count(IMAGE_TOKEN)
+        given: list[Any] = [PLACEHOLDER] * content.count(IMAGE_TOKEN)
     elif isinstance(content, list):
-        given = [part.get("image", _PLACEHOLDER) for part in content
-                 if isinstance(part, dict) and part.get("type") == "image"]
+        given = [part_image(part) for part in content
+                 if isinstance(part, dict) and part.get("type") in IMAGE_PART_TYPES]
     else:
         return
     for ref in given:
-        if ref is _PLACEHOLDER:
+        if ref is PLACEHOLDER:
             entry = next(pending, _NO_ENTRY)
             ref = entry.get("path") if isinstance(entry, dict) else entry
         yield ref
@@ -103,6 +133,9 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
                 continue
             if not isinstance(raw, str):
                 problems.append(RefProblem(line_no, "image_ref_not_string", repr(raw)[:200]))
+                continue
+            if raw.startswith(DATA_URL):  # an image inline in the row, not a file of the tree: counted, skipped
+                refs.append(ImageRef((rank, line_no, part_no), OTHER, "", raw[:raw.find(",") + 1 or 40]))
                 continue
             path = normalise_ref(raw)
             reason = unsafe_reason(path)

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from transforms.ids import stable_uint64
+from transforms.input.refs import DATA_URL, IMAGE_PART_TYPES, PLACEHOLDER, data_url_bytes, part_image
 from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS
 from transforms.output.formats import IMAGE_TOKEN, METADATA_FIELDS
 from transforms.output.tree import MEDIA_DIR
@@ -100,9 +101,20 @@ def _text_part(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
+def _url_image(url: str) -> SourceImage | None:
+    """An inline base64 ``data:`` image (OpenAI's chat rows) as carried bytes keyed by their digest."""
+    if not url.startswith(DATA_URL):
+        return None
+    data = data_url_bytes(url)
+    if data is None:
+        raise RowProblem("bad_image_entry", f"a data: URL that is not base64 image data: {url[:60]}")
+    return SourceImage("sha256-" + hashlib.sha256(data).hexdigest()[:32], "", data)
+
+
 def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], list[SourceImage]]:
-    """A row whose contents are part lists (satsft, Qwen-VL style): kept as it is, image parts resolved. An
-    image part that names no image (TRL's ``{"type": "image"}``) takes the next entry of the `images` column."""
+    """A row whose contents are part lists (satsft, Qwen-VL, transformers, OpenAI style): kept as it is, image
+    parts resolved to ``{"type": "image", "image": key}``. A part that names no image (TRL's
+    ``{"type": "image"}``) takes the next entry of the `images` column."""
     column = _image_column(raw)
     carried = {normalise_ref(p): d for p, d in column if d is not None}
     pending = iter(column)
@@ -112,20 +124,18 @@ def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], li
         for p in m["content"]:
             if not isinstance(p, dict):
                 raise RowProblem("bad_message", "a content part is not an object")
-            if p.get("type") == "image":
-                if "image" not in p:
+            if p.get("type") in IMAGE_PART_TYPES:
+                ref = part_image(p)
+                if ref is PLACEHOLDER:
                     entry = next(pending, None)
                     if entry is None:
                         raise RowProblem("image_token_mismatch", "more image parts than entries in `images`")
                     placeholders += 1
                     img = _source_image(*entry, root)
-                    images.append(img)
-                    parts.append({"type": "image", "image": img.key})
-                    continue
-                ref = p.get("image")
-                if not isinstance(ref, str):
+                elif isinstance(ref, str):
+                    img = _url_image(ref) or _source_image(ref, carried.get(normalise_ref(ref)), root)
+                else:
                     raise RowProblem("bad_image_entry", repr(ref)[:100])
-                img = _source_image(ref, carried.get(normalise_ref(ref)), root)
                 images.append(img)
                 parts.append({"type": "image", "image": img.key})
             elif p.get("type") == "text" and isinstance(p.get("text"), str):
@@ -179,10 +189,12 @@ def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str) 
             raise RowProblem("bad_message", "each message needs a role and a content string or part list")
     if all(isinstance(m["content"], str) for m in msgs):
         messages, images = _string_row(raw, root)
-    elif all(isinstance(m["content"], list) for m in msgs):
+    else:  # part lists; OpenAI rows give the user parts and the others plain strings, read as one text part
+        if any(isinstance(m["content"], str) and IMAGE_TOKEN in m["content"] for m in msgs):
+            raise RowProblem("bad_message", f"a row mixes part lists and strings with {IMAGE_TOKEN} tokens")
+        raw = {**raw, "messages": [m if isinstance(m["content"], list) else {**m, "content": [
+            _text_part(m["content"])]} for m in msgs]}
         messages, images = _parts_row(raw, root)
-    else:
-        raise RowProblem("bad_message", "a row mixes string and list contents")
     given = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
     if kind == "satsft":
         split = given.get("split")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from transforms.mix.rows import (
@@ -89,6 +91,37 @@ def test_trl_rows_with_image_placeholders_read_like_sharegpt_rows():
     with pytest.raises(RowProblem) as err:
         normalise_row({**trl, "images": ["img/a.png", "img/b.png", "img/c.png"]}, "chat", "files", "train", "/d")
     assert err.value.reason == "image_token_mismatch"
+
+
+def test_openai_rows_read_with_their_inline_images_carried():
+    """OpenAI's chat rows: `image_url` parts (a path, or a base64 data: URL whose bytes the mix carries) in the
+    user's part list, plain strings elsewhere. They read as the same record as the satsft shape would give."""
+    png = b"\x89PNG\r\n\x1a\nfake"
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    openai = {"messages": [
+        {"role": "system", "content": "You are a remote-sensing analyst."},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "img/a.png"}},
+                                     {"type": "image_url", "image_url": {"url": url, "detail": "high"}},
+                                     {"type": "text", "text": "Compare."}]},
+        {"role": "assistant", "content": "Same."}]}
+    got = normalise_row(openai, "chat", "files", "train", "/d")
+    a, b = got.images
+    assert (a.key, a.data) == ("img/a.png", None) and b.data == png and b.key.startswith("sha256-")
+    assert got.record["messages"][0]["content"] == [{"type": "text", "text": "You are a remote-sensing analyst."}]
+    assert got.record["messages"][1]["content"][:2] == [{"type": "image", "image": a.key},
+                                                        {"type": "image", "image": b.key}]
+    assert got.record["messages"][2]["content"] == [{"type": "text", "text": "Same."}]
+    for bad, reason in (("data:image/png;base64,%%%", "bad_image_entry"), ("https://x.org/a.png",
+                                                                           "unsafe_image_path:url_scheme")):
+        with pytest.raises(RowProblem) as err:
+            normalise_row({"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": bad}}]}]}, "chat", "files", "train", "/d")
+        assert err.value.reason == reason
+    with pytest.raises(RowProblem) as err:
+        normalise_row({"images": ["img/a.png"], "messages": [{"role": "user", "content": [{"type": "image"}]},
+                                                             {"role": "assistant", "content": "<image>"}]},
+                      "chat", "files", "train", "/d")
+    assert err.value.reason == "bad_message"
 
 
 def test_a_source_file_saved_with_a_byte_order_mark_reads_every_row(tmp_path):

@@ -324,12 +324,21 @@ def test_an_earlier_build_without_a_manifest_still_keeps_its_splits(trees, tmp_p
 
 
 def test_an_update_that_would_empty_or_gut_the_dataset_is_refused(trees, tmp_path):
-    """A scheduled update whose input broke (here the chat JSONL names its chips under another folder, so every
+    """An update that keeps the tiles but loses most rows (here a narrower --tasks) is refused. So is a scheduled
+    update whose input broke (here the chat JSONL names its chips under another folder, so every
     tile is rejected; then only the test file is repaired) must not publish what is left over a good dataset:
     exit 1, one line saying why, the old build whole and valid, until --max-removed-share allows it. The
     summary of a build with no rows says where the references went."""
     base, _, _ = trees
     out, tree = _copy_of_first(base, tmp_path), tmp_path / "broken"
+    narrower = ("--tasks", "caption", *BUILD[2:])  # every tile kept, most rows gone
+    proc = run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *narrower, check=False)
+    assert proc.returncode == 1 and "rows where the build in place has" in proc.stderr, proc.stderr[-2000:]
+    # the refused run's files at new slots are gone: the folder is the old build, plus why it was refused
+    left = {p: d for p, d in _files(out).items() if not p.startswith("_satsft_update/refused/")}
+    assert left == _files(base / "first") and not validate(str(out))[0].count
+    refused = json.loads((out / "_satsft_update/refused/build_report.json").read_text())
+    assert refused["rows"]["total"] < _report(out)["rows"]["total"]
     shutil.copytree(base / "big", tree)
     for path in (tree / "data").glob("*.jsonl"):
         path.write_text(path.read_text().replace('"images/', '"chips/'))

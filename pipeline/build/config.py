@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -29,7 +30,7 @@ from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE
 from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE
 from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX, TaskContext
 from transforms.splits.plan import LEAKAGE_POLICIES
-from transforms.tasks import DEFAULT_TASKS, default_tasks, eval_tasks, task_names
+from transforms.tasks import DEFAULT_TASKS, TASK_NAMES, default_tasks, eval_tasks, rows_per_tile_bound, task_names
 
 DEFAULT_FORMATS = ("jsonl", "parquet")
 
@@ -86,6 +87,8 @@ class BuildConfig:
     update_token: str = field(default="", repr=False, compare=False)  # --update: this run's (commit.begin)
     # --update: the most of the build in place a commit may remove (not published: it guards, it shapes nothing)
     max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE
+    # --update: files per slot of the build in place, per family whose count the options set (place_widths)
+    previous_widths: tuple[int, ...] = ()
 
     @classmethod
     def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",
@@ -134,14 +137,15 @@ class BuildConfig:
             raise UsageError("--max-boxes must be at least 1 and --min-box-px 0 or more (a grounding answer lists "
                              "at most --max-boxes regions, none under --min-box-px pixels)")
         if not 0 <= max_removed_share <= 1:
-            raise UsageError("--max-removed-share is a share of the tiles of the build in --output, 0 to 1 (1 lets "
-                             "an --update remove every tile)")
+            raise UsageError("--max-removed-share is a share of the tiles and rows of the build in --output, 0 to 1 "
+                             "(1 lets an --update remove every tile)")
         if max_prompt_chars < 100:
             raise UsageError("--max-prompt-chars must be at least 100")
         input_root, output_root = fileio.clean_root(input), fileio.clean_root(output)
         if check_paths:
             _check_roots(input_root, output_root)
         previous_root, previous_format, previous_files, manifest, row_index = "", "", (), (), ()
+        widths: tuple[int, ...] = ()
         if update:
             if previous and fileio.clean_root(previous) != output_root:
                 raise UsageError("--update rebuilds the build already in --output; leave out --previous (or use "
@@ -156,8 +160,8 @@ class BuildConfig:
             previous = output_root if there else ""
         if previous:
             previous_root = fileio.clean_root(previous)
-            previous_format, previous_files, manifest, row_index = _previous_build(previous_root, output_root,
-                                                                                   update, max_files_per_dir)
+            previous_format, previous_files, manifest, row_index, widths = _previous_build(
+                previous_root, output_root, update, max_files_per_dir)
         try:
             templates = load_templates(prompts_dir or None, list(selected))
         except ValueError as err:
@@ -166,7 +170,8 @@ class BuildConfig:
                    max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
                    overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
                    tuple(previous_files), previous_format, tuple(manifest), update, reuse, templates,
-                   tuple(row_index), max_removed_share=max_removed_share)
+                   tuple(row_index), max_removed_share=max_removed_share,
+                   previous_widths=widths if update else ())
 
     @property
     def extra_metadata(self) -> tuple[str, ...]:
@@ -204,6 +209,11 @@ class BuildConfig:
         return {**shaping, "templates": self.templates, "satsft_version": version, "renderer": RENDERER}
 
     @property
+    def slot_widths(self) -> tuple[tuple[int, int], ...]:
+        """--update: (files per slot in the build in place, in this one) per family whose count may change."""
+        return tuple(zip(self.previous_widths, place_widths(self.tasks, self.profiles), strict=False))
+
+    @property
     def rows_are_lines(self) -> bool:
         """A row is its JSONL line and nothing more: no images or row sidecars inside the shards (--layout hub
         has both). Only then can rows be indexed by line and taken back by a rebuild."""
@@ -224,11 +234,21 @@ class BuildConfig:
         return f"{self.previous}/{STILLS_FILE}" if self.previous_manifest else ""
 
 
+def place_widths(tasks: Iterable[str], profiles: Iterable[str]) -> tuple[int, int]:
+    """Files per slot in the per-tile families whose count the options set: analysis images (one per profile)
+    and row sidecars (the rows a tile can give). A task an older build had and this version lacks counts as
+    the widest task there is."""
+    profiles, tasks = tuple(profiles), tuple(tasks)
+    known = tuple(t for t in tasks if t in TASK_NAMES)
+    widest = max(rows_per_tile_bound((t,), len(profiles)) for t in TASK_NAMES)
+    return len(profiles), rows_per_tile_bound(known, len(profiles)) + widest * (len(tasks) - len(known))
+
+
 def _previous_build(previous: str, output: str, update: bool, max_files_per_dir: int
-                    ) -> tuple[str, list[str], list[str], list[str]]:
-    """The format and split files of the earlier build --previous names, its manifest's tile files and its
-    row index files (transforms/rebuild/manifest.py); a usage error when it is not one, or when it is the
-    output (which is cleared before the build starts)."""
+                    ) -> tuple[str, list[str], list[str], list[str], tuple[int, ...]]:
+    """The format and split files of the earlier build --previous names, its manifest's tile files, its
+    row index files (transforms/rebuild/manifest.py) and its place widths; a usage error when it is not one,
+    or when it is the output (which is cleared before the build starts)."""
     a, b = previous.rstrip("/") + "/", output.rstrip("/") + "/"
     if not update and (a.startswith(b) or b.startswith(a)):
         raise UsageError("--previous must be another folder than --output (a build clears its output first): "
@@ -254,7 +274,9 @@ def _previous_build(previous: str, output: str, update: bool, max_files_per_dir:
     listed = fileio.list_files(f"{previous}/{MANIFEST_DIR}")
     manifest = [f"{MANIFEST_DIR}/{rel}" for rel in listed if rel.startswith("tiles-") and rel.endswith(".jsonl")]
     row_index = [rel for rel in (f"{MANIFEST_DIR}/{r}" for r in listed) if rel.startswith(ROWS_DIR + "/")]
-    return fmt, files, manifest, row_index if manifest else []
+    config = report.get("config", {})
+    widths = place_widths(config.get("tasks", ()), config.get("profiles", ())) if isinstance(config, dict) else ()
+    return fmt, files, manifest, row_index if manifest else [], widths
 
 
 def _folder_has_files(where: str) -> bool:

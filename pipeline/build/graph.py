@@ -133,7 +133,8 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
                                                              joined[KNOWN] if previous is not None else None)
     # Unchanged tiles keep their slot (and their split); new and changed ones are given one.
     unplaced = (split["tiles"], joined[CHANGED]) | "Unplaced" >> beam.Flatten()
-    placed = ((unplaced | "PlaceTiles" >> PlaceTiles(previous, config.max_files_per_dir), joined[PLACED])
+    placed = ((unplaced | "PlaceTiles" >> PlaceTiles(previous, config.max_files_per_dir,
+                                                                    config.slot_widths), joined[PLACED])
               | "AllPlaced" >> beam.Flatten())
     generated = placed | "GenerateRows" >> GenerateRows(
         config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out, options,

@@ -87,7 +87,7 @@ class BuildOptions(PipelineOptions):
                    "gap; into an empty folder it makes the first build")
         _flag(parser, "max-removed-share", type=float, default=DEFAULT_MAX_REMOVED_SHARE,
               help="with --update: refuse to replace the build in --output when the new build would remove more tha"
-                   "n this share of its tiles, or leave no rows (a broken input on a scheduled run); 1 allows any")
+                   "n this share of its tiles or of its rows (a broken input on a scheduled run); 1 allows any")
         _flag(parser, "no-reuse", action="store_true", default=False,
               help="with --previous or --update: read every chip whole and draw every tile again instead of "
                    "knowing unchanged chips by their PNG chunk CRCs and taking unchanged tiles' rows, analysis "

@@ -41,6 +41,7 @@ PROGRESS_DIR = f"{SPOOL_DIR}/progress"  # one small file per worker while a run 
 UPDATE_DIR = "_satsft_update"  # --update: the new build's dataset files wait here until they replace the old ones
 UPDATE_STAGE_DIR = f"{UPDATE_DIR}/stage"
 UPDATE_JOURNAL = f"{UPDATE_DIR}/journal.json"  # present only while an update's commit is under way
+UPDATE_REFUSED_DIR = f"{UPDATE_DIR}/refused"  # the rejects and report of the last update refused, for reading
 
 # Limits of an output, shared by build and mix.
 ROWS_PER_SHARD = 20000  # about 50 MB of JSONL; Parquet shards stay well under the Hub's comfortable size
@@ -121,8 +122,8 @@ class OutputTree:
         self.files.difference_update(journal["deletes"])
 
     def update_unfinished(self) -> bool:
-        """An --update began here and has not finished (its folder is still there)."""
-        return any(p.startswith(UPDATE_DIR + "/") for p in self.files)
+        """An --update began here and has not finished (its folder holds more than a refused one's record)."""
+        return any(p.startswith(UPDATE_DIR + "/") and not p.startswith(UPDATE_REFUSED_DIR + "/") for p in self.files)
 
     def exists(self) -> bool:
         return bool(self.files)

@@ -14,7 +14,8 @@ _satsft_update/stage/ under its final name. Then the commit:
 
 A run killed before step 2 leaves the old dataset whole (plus files at new slots that no row names yet); a run
 killed after it leaves a journal that OutputTree applies when reading, and that the next --update finishes
-before it starts. No Beam here: the launcher recovers with it before a graph exists.
+before it starts. A commit refused (refusal(): the update would gut the dataset) withdraws the run: its
+files at new slots and its stage go, its report and rejects are kept in REFUSED_DIR. No Beam here: the launcher recovers with it before a graph exists.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import uuid
 import orjson
 
 from transforms import fileio
-from transforms.output.tree import CARD_NAME, CHARTS_DIR, MANIFEST_DIR, REPORT_NAME, UPDATE_DIR
+from transforms.output.tree import CARD_NAME, CHARTS_DIR, MANIFEST_DIR, REJECTS_DIR, REPORT_NAME, UPDATE_DIR
 from transforms.output.tree import UPDATE_JOURNAL as JOURNAL
+from transforms.output.tree import UPDATE_REFUSED_DIR as REFUSED_DIR
 from transforms.output.tree import UPDATE_STAGE_DIR as STAGE_DIR
 from transforms.paths import join_path
-from transforms.rebuild.manifest import STILLS_FILE, still_paths
+from transforms.rebuild.manifest import STILLS_FILE, parse_tiles, still_paths
 
 STARTED = f"{UPDATE_DIR}/started.txt"
 SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
@@ -67,11 +69,20 @@ def _stills(manifest: str) -> set[str]:
     return still_paths(data) if data is not None else set()
 
 
+def _rows_in_place(output: str) -> int:
+    try:
+        earlier = orjson.loads(fileio.read_if_there(join_path(output, REPORT_NAME)) or b"{}")
+    except orjson.JSONDecodeError:
+        return 0
+    rows = earlier.get("rows") if isinstance(earlier, dict) else None
+    return rows.get("total", 0) if isinstance(rows, dict) else 0
+
+
 def refusal(output: str, report: dict, max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE) -> str:
     """Why the staged build must not replace the one in place, "" when it may: it removes more than
-    ``max_removed_share`` of that build's tiles, or has no rows where that build has some. A scheduled update
-    whose input broke (a JSONL file gone, chips moved, every sidecar rejected) would otherwise publish what
-    is left over a good dataset."""
+    ``max_removed_share`` of that build's tiles or of its rows, or has no rows where that build has some. A
+    scheduled update whose input broke (a JSONL file gone, chips moved, every sidecar rejected, sidecars that
+    lost their regions) would otherwise publish what is left over a good dataset."""
     if max_removed_share >= 1:
         return ""
     reasons = report.get("rejects_by_reason", {})
@@ -81,19 +92,56 @@ def refusal(output: str, report: dict, max_removed_share: float = DEFAULT_MAX_RE
     if before and removed / before > max_removed_share:
         return (f"the new build would remove {removed} of the {before} tiles of the build in place "
                 f"({removed / before:.0%}, more than --max-removed-share {max_removed_share:g}; rejects: {why}, "
-                f"see {STAGE_DIR}/rejects/)")
-    if report.get("rows", {}).get("total", 0):
-        return ""
-    try:
-        earlier = orjson.loads(fileio.read_if_there(join_path(output, REPORT_NAME)) or b"{}")
-    except orjson.JSONDecodeError:
-        earlier = {}
-    had = earlier.get("rows", {}).get("total", 0) if isinstance(earlier, dict) else 0
+                f"see {REFUSED_DIR}/rejects/)")
+    had, now = _rows_in_place(output), report.get("rows", {}).get("total", 0)
     if not had:
         return ""
-    tiles = report.get("tiles", {})
-    return (f"the new build made no rows ({tiles.get('in', 0)} tile(s) in, {tiles.get('rejected', 0)} rejected; "
-            f"rejects: {why}, see {STAGE_DIR}/rejects/) where the build in place has {had}")
+    if not now:
+        tiles = report.get("tiles", {})
+        return (f"the new build made no rows ({tiles.get('in', 0)} tile(s) in, {tiles.get('rejected', 0)} "
+                f"rejected; rejects: {why}, see {REFUSED_DIR}/rejects/) where the build in place has {had}")
+    if (had - now) / had > max_removed_share:
+        return (f"the new build would have {now} rows where the build in place has {had} ({(had - now) / had:.0%} "
+                f"fewer, more than --max-removed-share {max_removed_share:g}; a narrower --tasks, or sidecars that "
+                f"lost their regions or captions? compare {REFUSED_DIR}/{REPORT_NAME} with {REPORT_NAME})")
+    return ""
+
+
+def _named_files(output: str, manifests: list[str]) -> set[str]:
+    files: set[str] = set()
+    for rel in manifests:
+        files.update(f for tile in parse_tiles(fileio.read_bytes(join_path(output, rel))) for f in tile.files)
+    return files
+
+
+def _tile_manifests(output: str) -> list[str]:
+    return [f"{MANIFEST_DIR}/{rel}" for rel in fileio.list_files(join_path(output, MANIFEST_DIR))
+            if rel.startswith("tiles-") and "/" not in rel]
+
+
+def withdraw(output: str) -> int:
+    """A refused update's undoing: the per-tile files and stills it wrote at slots the build in place does not
+    name (changed and new tiles), its stage and its marker go, so the folder holds that build as it was; left,
+    they would be uploaded with it and could overfill its folders. Files an earlier interrupted update left to
+    clean up stay for the next update (its saved manifests name them). The refused build's report and rejects
+    move to REFUSED_DIR, to be read. Returns how many files went."""
+    stage = stage_root(output)
+    kept = _named_files(output, _tile_manifests(output))
+    if kept:  # a build in place without a manifest: what it names is unknown, so nothing of the run is removed
+        kept |= _named_files(output, saved_manifests(output))
+        written = _named_files(stage, _tile_manifests(stage)) - kept
+        written |= _stills(join_path(stage, STILLS_FILE)) - _stills(join_path(output, STILLS_FILE))
+    else:
+        written = set()
+    for rel in sorted(written):
+        fileio.remove(join_path(output, rel))
+    fileio.remove_tree(join_path(output, REFUSED_DIR))
+    for rel in fileio.list_files(stage):
+        if rel == REPORT_NAME or rel.startswith(f"{REJECTS_DIR}/"):  # kept to read why, until the next update
+            fileio.move(join_path(stage, rel), join_path(output, REFUSED_DIR, rel))
+    fileio.remove_tree(stage)
+    fileio.remove(join_path(output, STARTED))
+    return len(written)
 
 
 def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE
@@ -113,9 +161,10 @@ def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_
     report = orjson.loads(fileio.read_bytes(join_path(stage_root(output), REPORT_NAME)))
     refused = refusal(output, report, max_removed_share)
     if refused:
+        withdraw(output)
         raise RuntimeError(f"{UPDATE_REFUSED}{output}: {refused}; nothing was committed (the dataset stays as it "
-                           "was). Fix the input and run the update again; if the tiles are meant to go, run it "
-                           "with --max-removed-share 1")
+                           "was). Fix the input and run the update again; if the tiles or rows are meant to go, "
+                           "run it with --max-removed-share 1")
     missing = sorted({p for paths in report.get("files", {}).values() for p in paths} - set(staged))
     if missing:
         raise RuntimeError(f"{UPDATE_REFUSED}{output}: the staged build lacks {len(missing)} of the split files its "

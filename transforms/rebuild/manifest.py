@@ -149,14 +149,21 @@ def allocate_slots(stems: Iterable[str], start: int) -> list[tuple[str, int]]:
     return [(stem, start + i) for i, stem in enumerate(sorted(set(stems)))]
 
 
-def first_free_slot(highest: int, max_files_per_dir: int) -> int:
+def first_free_slot(highest: int, max_files_per_dir: int, widths: Iterable[tuple[int, int]] = ()) -> int:
     """Where a rebuild's new slots begin: past the earlier build's highest, at the start of a shard folder. File
     names come from the tile's stem and folders from its slot, so a changed tile, given a new slot there, has
     new paths in every family (a slot's k files sit at k*slot.. and folders hold max_files_per_dir consecutive
-    places): its old files stay readable until the commit, and nothing is replaced under a reader."""
+    places): its old files stay readable until the commit, and nothing is replaced under a reader. ``widths``:
+    (k before, k now) of each family whose k the options set (analysis images: the profiles; row sidecars: the
+    rows a tile can give). When --update narrows one (fewer --tasks), the new slots begin further on, past
+    every place the earlier build used in it."""
     if highest < 0:
         return 0
-    return -(-(highest + 1) // max_files_per_dir) * max_files_per_dir
+    need = highest + 1
+    for before, now in widths:
+        if before > now > 0:
+            need = max(need, -(-(highest + 1) * before // now))
+    return -(-need // max_files_per_dir) * max_files_per_dir
 
 
 def still_slots(found: Iterable[str], previous: dict[str, int]) -> dict[str, int]:

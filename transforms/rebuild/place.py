@@ -155,17 +155,18 @@ class PlaceTiles(beam.PTransform):
 
     previous: beam.PCollection | None = None  # PreviousTile tuples of the earlier build: new slots follow theirs
     max_files_per_dir: int = 9000  # new slots begin a shard folder of their own (first_free_slot)
+    widths: tuple[tuple[int, int], ...] = ()  # (files per slot before, now) of the families that may narrow
 
     def expand(self, tiles):
         p = tiles.pipeline
         if self.previous is None:
             start = p | "FirstSlot" >> beam.Create([0])
         else:
-            limit = self.max_files_per_dir
+            limit, widths = self.max_files_per_dir, self.widths
             start = (self.previous
                      | "Slots" >> beam.Map(lambda t: t[2])
                      | "Highest" >> beam.CombineGlobally(lambda slots: max(slots, default=-1))
-                     | "Next" >> beam.Map(lambda s: first_free_slot(s, limit)))
+                     | "Next" >> beam.Map(lambda s: first_free_slot(s, limit, widths)))
         slots = (tiles
                  | "Stems" >> beam.Map(lambda t: t.tile_stem)
                  | "Gather" >> beam.combiners.ToList()

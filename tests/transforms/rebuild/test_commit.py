@@ -85,7 +85,13 @@ def test_a_commit_refuses_a_build_that_lost_most_tiles_or_every_row(tmp_path):
     why = refusal(str(tmp_path), empty)
     assert "no rows" in why and "stem_not_in_jsonl 2, chip_missing 1" in why and "has 40" in why
     assert refusal(str(tmp_path), empty, 1.0) == ""
-    shrunk = {"rows": {"total": 9}, "rebuild": {"tiles_kept": 4, "tiles_removed": 6}}
+    shrunk = {"rows": {"total": 30}, "rebuild": {"tiles_kept": 4, "tiles_removed": 6}}
     why = refusal(str(tmp_path), shrunk)
     assert "remove 6 of the 10 tiles" in why and "60%" in why and "--max-removed-share 0.5" in why
-    assert refusal(str(tmp_path), shrunk, 0.6) == "" and refusal(str(tmp_path), {"rows": {"total": 1}}) == ""
+    assert refusal(str(tmp_path), shrunk, 0.6) == ""
+    # every tile kept, most rows gone (sidecars that lost their regions, a narrower --tasks)
+    thinned = {"rows": {"total": 15}, "rebuild": {"tiles_kept": 10, "tiles_removed": 0}}
+    why = refusal(str(tmp_path), thinned)
+    assert "15 rows where the build in place has 40" in why and "62% fewer" in why
+    assert refusal(str(tmp_path), thinned, 0.7) == "" and refusal(str(tmp_path), {"rows": {"total": 20}}) == ""
+    assert refusal(str(tmp_path), {"rows": {"total": 400}}) == ""  # growth is never refused

@@ -59,6 +59,15 @@ def test_new_slots_start_a_folder_of_their_own():
     for k in (1, 2, 5, 23):
         old, new = 9, first_free_slot(9, 16)
         assert {slot_dir(old * k + j, 16) for j in range(k)}.isdisjoint({slot_dir(new * k + j, 16) for j in range(k)})
+    # An --update that narrows a family (23 row sidecars per tile before, 1 now): the new slots' places begin
+    # past every place the build in place used, so no new file lands on an old one's path before the commit.
+    for highest in (0, 9, 47, 400):
+        for before, now in ((23, 1), (5, 2), (2, 5), (7, 7)):
+            new = first_free_slot(highest, 16, ((before, now), (1, 1)))
+            used = {slot_dir(place, 16) for place in range((highest + 1) * before)}
+            assert used.isdisjoint({slot_dir(new * now + j, 16) for j in range(now * 3)}), (highest, before, now)
+            assert new % 16 == 0 and new > highest
+    assert first_free_slot(47, 16, ((23, 1),)) == 48 * 23 // 16 * 16 + 16 * (48 * 23 % 16 > 0)
 
 
 def test_allocation_is_in_stem_order_after_the_start():

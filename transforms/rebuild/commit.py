@@ -15,7 +15,8 @@ _satsft_update/stage/ under its final name. Then the commit:
 A run killed before step 2 leaves the old dataset whole (plus files at new slots that no row names yet); a run
 killed after it leaves a journal that OutputTree applies when reading, and that the next --update finishes
 before it starts. A commit refused (refusal(): the update would gut the dataset) withdraws the run: its
-files at new slots and its stage go, its report and rejects are kept in REFUSED_DIR. No Beam here: the launcher recovers with it before a graph exists.
+files at new slots and its stage go, its report and rejects are kept in REFUSED_DIR. No Beam here: the
+launcher recovers with it before a graph exists.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from transforms.paths import join_path
 from transforms.rebuild.manifest import STILLS_FILE, parse_tiles, still_paths
 
 STARTED = f"{UPDATE_DIR}/started.txt"
+REFUSAL = f"{REFUSED_DIR}/refusal.txt"  # why the last update was refused, and which run
 SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
 LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
 UPDATE_REFUSED = "--update of "  # how every refusal to commit begins (the CLI prints it without a traceback)
@@ -120,12 +121,13 @@ def _tile_manifests(output: str) -> list[str]:
             if rel.startswith("tiles-") and "/" not in rel]
 
 
-def withdraw(output: str) -> int:
+def withdraw(output: str, message: str = "", token: str = "") -> int:
     """A refused update's undoing: the per-tile files and stills it wrote at slots the build in place does not
     name (changed and new tiles), its stage and its marker go, so the folder holds that build as it was; left,
     they would be uploaded with it and could overfill its folders. Files an earlier interrupted update left to
     clean up stay for the next update (its saved manifests name them). The refused build's report and rejects
-    move to REFUSED_DIR, to be read. Returns how many files went."""
+    move to REFUSED_DIR, to be read, with ``message`` (and the run's token: a runner that retries the commit
+    gets the same refusal). Returns how many files went."""
     stage = stage_root(output)
     kept = _named_files(output, _tile_manifests(output))
     if kept:  # a build in place without a manifest: what it names is unknown, so nothing of the run is removed
@@ -140,6 +142,7 @@ def withdraw(output: str) -> int:
     for rel in fileio.list_files(stage):
         if rel == REPORT_NAME or rel.startswith(f"{REJECTS_DIR}/"):  # kept to read why, until the next update
             fileio.move(join_path(stage, rel), join_path(output, REFUSED_DIR, rel))
+    fileio.write_bytes(join_path(output, REFUSAL), f"{message}\nrun {token}\n".encode())
     fileio.remove_tree(stage)
     fileio.remove(join_path(output, STARTED))
     return len(written)
@@ -152,6 +155,9 @@ def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_
     or the stage lacks a split file its report lists, nothing is committed: the old build stays whole."""
     if os.environ.get(STOP_AFTER_ENV) == "before":  # fault injection for the tests: dies before the commit
         os._exit(137)
+    said = (fileio.read_if_there(join_path(output, REFUSAL)) or b"").decode("utf-8", "replace")
+    if token and said.endswith(f"\nrun {token}\n"):  # a retry of this run's refused commit: refuse it again
+        raise RuntimeError(said.removesuffix(f"\nrun {token}\n"))
     marker = (fileio.read_if_there(join_path(output, STARTED)) or b"").decode("utf-8", "replace")
     if token and f"run {token}" not in marker:
         raise RuntimeError(f"{UPDATE_REFUSED}{output}: another update of this output began while this one ran; this "
@@ -162,10 +168,11 @@ def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_
     report = orjson.loads(fileio.read_bytes(join_path(stage_root(output), REPORT_NAME)))
     refused = refusal(output, report, max_removed_share)
     if refused:
-        withdraw(output)
-        raise RuntimeError(f"{UPDATE_REFUSED}{output}: {refused}; nothing was committed (the dataset stays as it "
-                           "was). Fix the input and run the update again; if the tiles or rows are meant to go, "
-                           "run it with --max-removed-share 1")
+        message = (f"{UPDATE_REFUSED}{output}: {refused}; nothing was committed (the dataset stays as it was). Fix "
+                   "the input and run the update again; if the tiles or rows are meant to go, run it with "
+                   "--max-removed-share 1")
+        withdraw(output, message, token)
+        raise RuntimeError(message)
     missing = sorted({p for paths in report.get("files", {}).values() for p in paths} - set(staged))
     if missing:
         raise RuntimeError(f"{UPDATE_REFUSED}{output}: the staged build lacks {len(missing)} of the split files its "

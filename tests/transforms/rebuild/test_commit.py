@@ -95,3 +95,40 @@ def test_a_commit_refuses_a_build_that_lost_most_tiles_or_every_row(tmp_path):
     assert "15 rows where the build in place has 40" in why and "62% fewer" in why
     assert refusal(str(tmp_path), thinned, 0.7) == "" and refusal(str(tmp_path), {"rows": {"total": 20}}) == ""
     assert refusal(str(tmp_path), {"rows": {"total": 400}}) == ""  # growth is never refused
+
+
+def test_a_refused_commit_withdraws_the_run_and_a_retry_is_refused_alike(tmp_path):
+    """What a refused update wrote at new slots goes, the old build's files (and those an earlier interrupted
+    update still has to clean up) stay, its report and rejects wait in _satsft_update/refused/, and a runner
+    that retries the commit step hears the same refusal, not that another update began."""
+    from transforms.rebuild.commit import REFUSED_DIR, STARTED
+    from transforms.rebuild.manifest import encode_tiles, tile_record
+
+    def manifest(rel, stem, slot, files):
+        _write(tmp_path, rel, encode_tiles([tile_record(stem, "train", slot, "f", "c", files, 2, 0, "", ())]))
+        for f in files:
+            _write(tmp_path, f)
+
+    old = ["images/s00000/a.png", "metadata/sft_metadata_rows/s00000/a__caption.json"]
+    new = ["images/s00001/a.png", "metadata/sft_metadata_rows/s00002/a__caption.json"]
+    _write(tmp_path, "build_report.json", orjson.dumps({"rows": {"total": 40}, "files": {}}))
+    manifest("metadata/manifest/tiles-b00000.jsonl", "a", 0, old)
+    manifest("_satsft_update/previous/g00/tiles-b00000.jsonl", "z", 1, ["images/s00000/z.png"])
+    manifest(f"{STAGE_DIR}/metadata/manifest/tiles-b00000.jsonl", "a", 16, new)
+    _write(tmp_path, f"{STAGE_DIR}/rejects/rejects-00000-of-00001.jsonl", b'{"reason": "chip_missing"}\n')
+    _write(tmp_path, f"{STAGE_DIR}/build_report.json", orjson.dumps({"rows": {"total": 0}, "files": {}}))
+    token = begin(str(tmp_path))
+    with pytest.raises(RuntimeError) as first:
+        commit(str(tmp_path), token)
+    assert "made no rows" in str(first.value)
+    assert all((tmp_path / f).exists() for f in [*old, "images/s00000/z.png"])
+    assert not any((tmp_path / f).exists() for f in new), "the refused run's files are withdrawn"
+    assert not (tmp_path / STAGE_DIR).exists() and not (tmp_path / STARTED).exists()
+    assert (tmp_path / REFUSED_DIR / "rejects/rejects-00000-of-00001.jsonl").exists()
+    assert json.loads((tmp_path / REFUSED_DIR / "build_report.json").read_text())["rows"]["total"] == 0
+    assert OutputTree(str(tmp_path)).update_unfinished(), "the earlier update's stale file is still to go"
+    with pytest.raises(RuntimeError) as again:
+        commit(str(tmp_path), token)  # Dataflow retries a failed step
+    assert str(again.value) == str(first.value)
+    (tmp_path / "_satsft_update/previous/g00/tiles-b00000.jsonl").unlink()
+    assert not OutputTree(str(tmp_path)).update_unfinished(), "a refusal's record alone is no update under way"

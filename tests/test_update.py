@@ -209,8 +209,10 @@ def test_update_usage_errors(trees, tmp_path, capsys):
 
 
 def test_a_first_update_makes_the_first_build(trees, tmp_path):
-    """A scheduled --update's first run: nothing in --output yet, so it writes the first build."""
+    """A scheduled --update's first run: nothing in --output yet, so it writes the first build. A first run
+    killed before its commit (here of another tree) does not block the next: its files are undone."""
     base, _, _ = trees
+    _update_stopped_at(base, tmp_path / "out", "before")
     run_cli("build", "--input", str(base / "small"), "--output", str(tmp_path / "out"), "--update", *BUILD)
     assert _files(tmp_path / "out") == _files(base / "first")
     assert "rebuild" not in _report(tmp_path / "out") and not (tmp_path / "out" / UPDATE_DIR).exists()
@@ -288,6 +290,9 @@ def test_an_update_killed_before_its_commit_leaves_the_old_build(trees, tmp_path
     findings, checked = validate(str(out))
     assert not findings.count and checked["update_unfinished"], findings.lines()
     assert _rows(out) == _rows(base / "first"), "the old build, whole"
+    # run again on a tree that changed meanwhile (here: back as it was): what the stopped run wrote goes
+    run_cli("build", "--input", str(base / "small"), "--output", str(out), "--update", *BUILD)
+    assert _files(out) == before and not validate(str(out))[0].count
     run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
     assert _files(out) == _files(base / "again")
 

@@ -129,6 +129,15 @@ def remove_tree(path: str) -> None:
         FileSystems.delete(found)
 
 
+def prune_empty_folders(path: str) -> None:
+    """Remove the empty folders below ``path`` (locally; a bucket has no folders to leave behind)."""
+    if not is_local(path) or not os.path.isdir(path):
+        return
+    for folder, _, _ in sorted(os.walk(path), key=lambda entry: -entry[0].count(os.sep)):
+        if folder != path and not os.listdir(folder):
+            os.rmdir(folder)
+
+
 def remove(path: str) -> None:
     """Delete a file if it is there."""
     if is_local(path):

@@ -28,7 +28,19 @@ import uuid
 import orjson
 
 from transforms import fileio
-from transforms.output.tree import CARD_NAME, CHARTS_DIR, MANIFEST_DIR, REJECTS_DIR, REPORT_NAME, UPDATE_DIR
+from transforms.output.tree import (
+    ANALYSIS_DIR,
+    CARD_NAME,
+    CHARTS_DIR,
+    CHIPS_DIR,
+    MANIFEST_DIR,
+    OVERLAYS_DIR,
+    REJECTS_DIR,
+    REPORT_NAME,
+    ROW_SIDECARS_DIR,
+    STILLS_DIR,
+    UPDATE_DIR,
+)
 from transforms.output.tree import UPDATE_JOURNAL as JOURNAL
 from transforms.output.tree import UPDATE_REFUSED_DIR as REFUSED_DIR
 from transforms.output.tree import UPDATE_STAGE_DIR as STAGE_DIR
@@ -37,6 +49,7 @@ from transforms.rebuild.manifest import STILLS_FILE, parse_tiles, still_paths
 
 STARTED = f"{UPDATE_DIR}/started.txt"
 REFUSAL = f"{REFUSED_DIR}/refusal.txt"  # why the last update was refused, and which run
+PER_TILE_DIRS = (CHIPS_DIR, STILLS_DIR, ANALYSIS_DIR, OVERLAYS_DIR, ROW_SIDECARS_DIR)  # files at a tile's slot
 SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
 LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
 UPDATE_REFUSED = "--update of "  # how every refusal to commit begins (the CLI prints it without a traceback)
@@ -121,23 +134,39 @@ def _tile_manifests(output: str) -> list[str]:
             if rel.startswith("tiles-") and "/" not in rel]
 
 
-def withdraw(output: str, message: str = "", token: str = "") -> int:
-    """A refused update's undoing: the per-tile files and stills it wrote at slots the build in place does not
-    name (changed and new tiles), its stage and its marker go, so the folder holds that build as it was; left,
-    they would be uploaded with it and could overfill its folders. Files an earlier interrupted update left to
-    clean up stay for the next update (its saved manifests name them). The refused build's report and rejects
-    move to REFUSED_DIR, to be read, with ``message`` (and the run's token: a runner that retries the commit
-    gets the same refusal). Returns how many files went."""
-    stage = stage_root(output)
-    kept = _named_files(output, _tile_manifests(output))
-    if kept:  # a build in place without a manifest: what it names is unknown, so nothing of the run is removed
-        kept |= _named_files(output, saved_manifests(output))
-        written = _named_files(stage, _tile_manifests(stage)) - kept
-        written |= _stills(join_path(stage, STILLS_FILE)) - _stills(join_path(output, STILLS_FILE))
-    else:
-        written = set()
-    for rel in sorted(written):
+def orphans(output: str) -> list[str]:
+    """Per-tile files (chips, stills, analysis images, overlays, row sidecars) that no build in the folder names:
+    what an update stopped before its commit, or refused, wrote for its new slots. Left, they would be uploaded
+    with the dataset, fail validate's counts and could overfill its folders; a later update, given other
+    tiles, would not write over them all. With no build in place, every one is such a file (the first update
+    stopped); with a build that has no manifest, what it names is unknown and none is."""
+    found = {f"{folder}/{rel}" for folder in PER_TILE_DIRS for rel in fileio.list_files(join_path(output, folder))}
+    if not found or not fileio.exists(join_path(output, REPORT_NAME)):
+        return sorted(found)
+    live = _tile_manifests(output)
+    if not live:
+        return []
+    named = _named_files(output, live + saved_manifests(output))  # saved: stale files a later update removes
+    named |= _stills(join_path(output, STILLS_FILE)) | old_dataset_files(output)
+    return sorted(found - named)
+
+
+def _remove_orphans(output: str) -> int:
+    gone = orphans(output)
+    for rel in gone:
         fileio.remove(join_path(output, rel))
+    for folder in PER_TILE_DIRS:
+        fileio.prune_empty_folders(join_path(output, folder))
+    return len(gone)
+
+
+def withdraw(output: str, message: str = "", token: str = "") -> int:
+    """A refused update's undoing: the files it wrote at new slots (``orphans``), its stage and its marker go,
+    so the folder holds the build in place as it was. The refused build's report and rejects move to
+    REFUSED_DIR, to be read, with ``message`` (and the run's token: a runner that retries the commit gets the
+    same refusal). Returns how many files went."""
+    stage = stage_root(output)
+    removed = _remove_orphans(output)
     fileio.remove_tree(join_path(output, REFUSED_DIR))
     for rel in fileio.list_files(stage):
         if rel == REPORT_NAME or rel.startswith(f"{REJECTS_DIR}/"):  # kept to read why, until the next update
@@ -145,7 +174,7 @@ def withdraw(output: str, message: str = "", token: str = "") -> int:
     fileio.write_bytes(join_path(output, REFUSAL), f"{message}\nrun {token}\n".encode())
     fileio.remove_tree(stage)
     fileio.remove(join_path(output, STARTED))
-    return len(written)
+    return removed
 
 
 def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE
@@ -228,14 +257,18 @@ def begin(output: str) -> str:
 
 
 def recover(output: str) -> str:
-    """Before an --update starts: finish a commit an earlier run began, and drop what a run killed before its
-    commit had staged (it will be made again). Returns what was done, for the log ("" for nothing)."""
+    """Before an --update starts: finish a commit an earlier run began; or undo a run stopped before its commit
+    (its stage, and the files it wrote at new slots: the tiles it drew may not be the ones this run gives those
+    slots). Returns what was done, for the log ("" for nothing)."""
     if apply_journal(output):
         return "finished the commit of an interrupted --update"
-    if fileio.list_files(stage_root(output)):
-        fileio.remove_tree(stage_root(output))
-        return "dropped the staged files of an --update stopped before its commit"
-    return ""
+    stopped = fileio.exists(join_path(output, STARTED))
+    if not stopped and not fileio.list_files(stage_root(output)):
+        return ""
+    removed = _remove_orphans(output) if stopped else 0
+    fileio.remove_tree(stage_root(output))
+    fileio.remove(join_path(output, STARTED))
+    return f"undid an --update stopped before its commit (its stage and {removed} file(s) it wrote at new slots)"
 
 
 def finish(output: str) -> None:

@@ -56,7 +56,7 @@ def test_a_stopped_commit_reads_whole_and_is_finished_by_recover(staged):
 
 
 def test_recover_drops_what_a_run_stopped_before_its_commit_staged(staged):
-    assert recover(str(staged)) == "dropped the staged files of an --update stopped before its commit"
+    assert recover(str(staged)).startswith("undid an --update stopped before its commit (its stage and 0 file(s)")
     assert (staged / "data/test.jsonl").exists() and not (staged / STAGE_DIR).exists()
     assert recover(str(staged)) == ""
 

@@ -216,6 +216,14 @@ def _overfill_subfolders(out: Path) -> None:
         (out / "images" / f"s9{i:04d}" / "x.txt").write_text("x")
 
 
+def _stray_tile_file(out: Path) -> None:
+    """What an --update stopped before its commit leaves: a chip at a slot no tile of the manifest has."""
+    chip = next((out / "images").rglob("*.png"))
+    stray = out / "images" / "s09999" / chip.name
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(chip.read_bytes())
+
+
 def _missing_split_file(out: Path) -> None:
     (out / "data" / "test.jsonl").unlink()
 
@@ -223,7 +231,7 @@ def _missing_split_file(out: Path) -> None:
 @pytest.mark.parametrize(("damage", "check"), [
     (_delete_image, "images:"), (_break_jsonl_line, "jsonl:"), (_overfill_folder, "folders:"),
     (_box_out_of_range, "grounding:"), (_card_mismatch, "card:"), (_missing_split_file, "files:"),
-    (_card_renames_split, "card:"), (_overfill_subfolders, "folders:")])
+    (_card_renames_split, "card:"), (_overfill_subfolders, "folders:"), (_stray_tile_file, "files:")])
 def test_validate_catches_damage(full_build, tmp_path, damage, check):
     copy = _damaged(full_build, tmp_path, damage.__name__)
     damage(copy)

@@ -2,8 +2,8 @@
 
 Checks: the report and card exist; every file the report or the card names exists and every split file on disk
 is named by them; the card's split names match its files; each file parses in its format with the fixed schema;
-row counts agree with the report; every referenced image exists; grounding answers are valid boxes; no folder
-holds more than the limit, files and sub-folders alike.
+row counts agree with the report; every referenced image exists; grounding answers are valid boxes; no per-tile
+file lies outside the manifest; no folder holds more than the limit, files and sub-folders alike.
 
 The output may be a local folder or a bucket URL (gs://...): it is listed once, and every check reads that
 listing, so a bucket costs one paged listing plus the files that are parsed, not one request per image.
@@ -11,6 +11,7 @@ listing, so a bucket costs one paged listing plus the files that are parsed, not
 
 from __future__ import annotations
 
+import posixpath
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,17 @@ from transforms.output.formats import (
     KNOWN_SCHEMAS,
     SIDECAR_SCHEMA,
 )
-from transforms.output.tree import CARD_NAME, MIX_REPORT_NAME, REPORT_NAME, ROW_SIDECARS_DIR, OutputTree, split_of_file
+from transforms.output.tree import (
+    CARD_NAME,
+    MANIFEST_DIR,
+    MIX_REPORT_NAME,
+    PER_TILE_DIRS,
+    REPORT_NAME,
+    ROW_SIDECARS_DIR,
+    OutputTree,
+    split_of_file,
+)
+from transforms.rebuild.manifest import STILLS_FILE, parse_tiles, still_paths
 from transforms.rows import grounding_problem
 from transforms.tasks import is_grounding
 
@@ -234,6 +245,26 @@ def _check_sidecar_count(tree: OutputTree, mode: str, total: int, sample_ids: Co
                                  f"sidecars without a row, {sum(1 for n in sidecar_ids.values() if n > 1)} repeated")
 
 
+def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -> None:
+    """Per-tile files (chips, stills, analysis images, overlays, row sidecars) that no tile of the manifest
+    names: an --update stopped before its commit leaves them until the next run removes them; a Hub upload
+    would carry them. Skipped while an update is under way and for builds without a manifest."""
+    manifests = [p for p in tree.under(MANIFEST_DIR) if posixpath.dirname(p) == MANIFEST_DIR
+                 and posixpath.basename(p).startswith("tiles-")]
+    if not manifests or tree.update_unfinished():
+        return
+    named = set(listed)
+    for rel in manifests:
+        named.update(f for tile in parse_tiles(tree.read(rel)) for f in tile.files)
+    if tree.isfile(STILLS_FILE):
+        named |= still_paths(tree.read(STILLS_FILE))
+    stray = [p for folder in PER_TILE_DIRS for p in tree.under(folder) if p not in named]
+    if stray:
+        findings.add("files", f"{len(stray)} file(s) under {', '.join(f'{d}/' for d in PER_TILE_DIRS)} that no tile of "
+                              f"the manifest names (first: {stray[0]}); an --update stopped before its commit "
+                              "leaves such files: run it again and it removes them")
+
+
 def _folder_limits(tree: OutputTree, limit: int, findings: Findings) -> None:
     for folder, n in sorted(tree.entries_per_folder().items()):
         if n > limit:
@@ -315,5 +346,6 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
                 findings.add("rows", f"sample_id {sid} appears {n} times")
     checked["images"] = len(seen_images)
     _check_sidecar_count(tree, mode, report["rows"]["total"], sample_ids, sidecar_ids, findings)
+    _check_stray_files(tree, listed, findings)
     _folder_limits(tree, int(report["config"].get("max_files_per_dir", 9000)), findings)
     return findings, checked

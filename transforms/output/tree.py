@@ -24,6 +24,7 @@ ANALYSIS_DIR = "analysis_images"
 OVERLAYS_DIR = "overlays"
 METADATA_DIR = "metadata"
 ROW_SIDECARS_DIR = f"{METADATA_DIR}/sft_metadata_rows"
+PER_TILE_DIRS = (CHIPS_DIR, STILLS_DIR, ANALYSIS_DIR, OVERLAYS_DIR, ROW_SIDECARS_DIR)  # what the manifest names
 MANIFEST_DIR = f"{METADATA_DIR}/manifest"  # one record per tile and per still: what a rebuild keeps (slots, splits)
 MEDIA_DIR = "media"  # a mix's images, under the name of the source that owns them
 # What every output has beside its rows.

@@ -29,16 +29,12 @@ import orjson
 
 from transforms import fileio
 from transforms.output.tree import (
-    ANALYSIS_DIR,
     CARD_NAME,
     CHARTS_DIR,
-    CHIPS_DIR,
     MANIFEST_DIR,
-    OVERLAYS_DIR,
+    PER_TILE_DIRS,
     REJECTS_DIR,
     REPORT_NAME,
-    ROW_SIDECARS_DIR,
-    STILLS_DIR,
     UPDATE_DIR,
 )
 from transforms.output.tree import UPDATE_JOURNAL as JOURNAL
@@ -49,7 +45,6 @@ from transforms.rebuild.manifest import STILLS_FILE, parse_tiles, still_paths
 
 STARTED = f"{UPDATE_DIR}/started.txt"
 REFUSAL = f"{REFUSED_DIR}/refusal.txt"  # why the last update was refused, and which run
-PER_TILE_DIRS = (CHIPS_DIR, STILLS_DIR, ANALYSIS_DIR, OVERLAYS_DIR, ROW_SIDECARS_DIR)  # files at a tile's slot
 SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
 LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
 UPDATE_REFUSED = "--update of "  # how every refusal to commit begins (the CLI prints it without a traceback)

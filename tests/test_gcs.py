@@ -84,6 +84,12 @@ def test_gs_update_in_place(emulator, damaged_tree, tmp_path):
     gs_out, flags = f"gs://{BUCKET}/upd", ("--tasks", "production_analysis,caption", "--profiles", "brief_only")
     run_cli("build", "--input", GS_TREE, "--output", gs_out, *flags, env=env)
     before = set(fs.find(f"{BUCKET}/upd"))
+    # refused (most rows would go): every object the refused run wrote is withdrawn, its report kept to read
+    proc = run_cli("build", "--input", f"gs://{BUCKET}/tree2", "--output", gs_out, "--update", "--tasks", "caption",
+                   "--profiles", "brief_only", env=env, check=False)
+    assert proc.returncode == 1 and "rows where the build in place has" in proc.stderr, proc.stderr[-2000:]
+    refused = set(fs.find(f"{BUCKET}/upd")) - before
+    assert refused and all(p.startswith(f"{BUCKET}/upd/_satsft_update/refused/") for p in refused), refused
     run_cli("build", "--input", f"gs://{BUCKET}/tree2", "--output", gs_out, "--update", *flags, env=env)
     after = set(fs.find(f"{BUCKET}/upd"))
     report = json.loads(fs.cat(f"{BUCKET}/upd/build_report.json"))

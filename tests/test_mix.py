@@ -207,6 +207,7 @@ def test_lspace_recipe_counts(tmp_path):
     ("sources: [{name: a, path: SAT}, {name: b, path: SAT, share: 1.5}]", "share must be above 0 and below 1"),
     ("sources: [{name: a, path: SAT, where: {profile: volcano}}]", "matches nothing"),
     ("sources: [{name: A B, path: SAT}]", "name must be [a-z0-9_-]+"),
+    ("sources: [{path: SAT}]", "a name is required (name: N in a recipe, name=N in --source"),
     ("speed: 3\nsources: [{name: a, path: SAT}]", "unknown recipe key(s) 'speed'"),
 ])
 def test_bad_recipes_are_usage_errors(recipe, message, sources, tmp_path, capsys):

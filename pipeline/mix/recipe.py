@@ -139,6 +139,9 @@ def parse_source(raw: Any, index: int) -> Source:
         raise UsageError(f"sources[{index}]: unknown key(s) {', '.join(map(repr, unknown))}; allowed: "
                          f"{', '.join(sorted(SOURCE_KEYS))}")
     name = raw.get("name")
+    if name is None:
+        raise UsageError(f"sources[{index}] ({raw.get('path', 'no path')}): a name is required (name: N in a recipe, "
+                         "name=N in --source; [a-z0-9_-]+, it goes into ids and media paths)")
     if not isinstance(name, str) or not NAME.match(name):
         raise UsageError(f"sources[{index}]: name must be [a-z0-9_-]+ (it goes into ids and media paths), "
                          f"not {name!r}")

@@ -269,6 +269,24 @@ def test_local_writes_make_missing_folders_and_leave_no_temporary_files(tmp_path
     assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["c.json", "d.json"]
 
 
+def test_a_chip_in_another_format_is_named_with_what_to_do():
+    """GIS exports are often GeoTIFF or JPEG 2000; a failed download leaves an HTML page. The reject says so."""
+    import io
+
+    from PIL import Image
+
+    from transforms.input.images import png_problem
+
+    for fmt, name in (("TIFF", "a TIFF"), ("JPEG", "a JPEG"), ("WEBP", "a WebP"), ("GIF", "a GIF")):
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buf, fmt)
+        data = buf.getvalue()
+        problem, detail, _, _ = png_problem(data[:33], data[-12:], len(data))
+        assert problem == "not_png" and detail.startswith(f"{name} file") and "convert it to PNG" in detail, fmt
+    assert png_problem(b"<html>403 Forbidden</html>", b"", 26)[1].startswith("a text or HTML file")
+    assert png_problem(b"\x00\x01\x02\x03garbage", b"", 11)[1] == repr(b"\x00\x01\x02\x03garb")
+
+
 def test_escapes_root_follows_file_and_folder_links(tmp_path):
     from transforms.input.images import escapes_root, real_path
 

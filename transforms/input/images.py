@@ -35,6 +35,22 @@ class ImageFile:
     size: int = field(default=0, compare=False)  # bytes, for the input fingerprint
 
 
+_OTHER_FORMATS = ((b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"), (b"\xff\xd8\xff", "a JPEG"), (b"GIF8", "a GIF"),
+                  (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000"), (b"BM", "a BMP"), (b"<", "a text or HTML"),
+                  (b"{", "a JSON"))
+
+
+def _not_png_detail(head: bytes) -> str:
+    """What the file is instead, when its first bytes say so, and what to do: chips from GIS tools are often
+    GeoTIFF or JPEG 2000, and an HTML error page saved as a chip is a common download failure."""
+    kind = next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), "")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "a WebP"
+    if not kind:
+        return repr(head[:8])
+    return f"{kind} file ({head[:8]!r}), not a PNG: convert it to PNG (e.g. gdal_translate -of PNG, or Pillow)"
+
+
 def png_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int, int]:
     """(problem, detail, width, height) from a file's first 33 and last 12 bytes and its length."""
     if n_bytes == 0:
@@ -42,7 +58,7 @@ def png_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int, 
     if n_bytes > MAX_IMAGE_BYTES:
         return "file_too_large", f"{n_bytes} bytes > {MAX_IMAGE_BYTES}", 0, 0
     if not head.startswith(PNG_SIGNATURE):
-        return "not_png", repr(head[:8]), 0, 0
+        return "not_png", _not_png_detail(head), 0, 0
     if len(head) < 33 or head[12:16] != b"IHDR":
         return "truncated", "no IHDR chunk", 0, 0
     width, height = struct.unpack(">II", head[16:24])

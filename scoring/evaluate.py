@@ -89,7 +89,24 @@ def tile_shares(tree: OutputTree, stems: set[str]) -> dict[str, dict[str, float]
     return out
 
 
+def _batch_answer(obj: dict[str, Any]) -> str | None:
+    """The answer of one line of OpenAI Batch API output (also what ``vllm run-batch`` writes), None for a
+    request that failed: ``response.body.choices[0].message.content``, a string or a list of text parts."""
+    response = obj.get("response")
+    body = response.get("body") if isinstance(response, dict) else None
+    choices = body.get("choices") if isinstance(body, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    message = first.get("message") if isinstance(first, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list):
+        texts = [p.get("text") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        return "".join(texts) if texts else None
+    return content if isinstance(content, str) else None
+
+
 def read_predictions(path: str) -> dict[str, str]:
+    """sample id -> the model's raw answer, from satsft's ``{"sample_id", "prediction"}`` lines or from OpenAI
+    Batch API output whose ``custom_id`` is the sample id (a failed request gives no prediction: missing)."""
     from transforms import fileio
 
     out = {}
@@ -100,9 +117,15 @@ def read_predictions(path: str) -> dict[str, str]:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as err:
             raise EvalError(f"{path} line {n} is not JSON: {err}") from err
+        if isinstance(obj, dict) and isinstance(obj.get("custom_id"), str) and "response" in obj:
+            answer = _batch_answer(obj)
+            if answer is not None:
+                out[obj["custom_id"]] = answer
+            continue
         if not isinstance(obj, dict) or not isinstance(obj.get("sample_id"), str) or not isinstance(
                 obj.get("prediction"), str):
-            raise EvalError(f"{path} line {n}: expected {{\"sample_id\": str, \"prediction\": str}}")
+            raise EvalError(f"{path} line {n}: expected {{\"sample_id\": str, \"prediction\": str}}, or a line of "
+                            "OpenAI Batch API output whose custom_id is the sample id")
         out[obj["sample_id"]] = obj["prediction"]
     return out
 

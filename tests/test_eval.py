@@ -100,6 +100,24 @@ def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path)
         assert t["missing"] == t["malformed"] == 0, task
         for name, value in t["metrics"].items():
             assert value == (0.0 if name in ("mae", "unknown_class_rate") else 1.0), (task, name, value)
+    # the same answers as OpenAI Batch API output (what `vllm run-batch` writes too), custom_id = sample id
+    answers = {r["metadata"]["sample_id"]: _answer(r) for r in test_rows}
+    batch = tmp_path / "batch_output.jsonl"
+    batch.write_text("".join(json.dumps({"id": f"batch_req_{i}", "custom_id": sid, "error": None, "response": {
+        "status_code": 200, "body": {"choices": [{"index": 0, "message": {"role": "assistant", "content": (
+            text if i % 2 else [{"type": "text", "text": text}])}}]}}}) + "\n" for i, (sid, text) in
+        enumerate(sorted(answers.items()))))
+    run_cli("eval", "--dataset", str(eval_build), "--predictions", str(batch), "--output", str(report_path))
+    assert json.loads(report_path.read_text())["tasks"] == tasks
+    failed = sorted(answers)[0]
+    with batch.open("a") as f:  # a request that failed later in the file: no answer, so missing
+        f.write(json.dumps({"custom_id": failed, "response": None, "error": {"code": "server_error"}}) + "\n")
+    from scoring.evaluate import read_predictions
+
+    assert read_predictions(str(batch)).keys() == set(answers)  # the failed request does not replace the answer
+    only_failed = tmp_path / "failed.jsonl"
+    only_failed.write_text(json.dumps({"custom_id": failed, "response": {"status_code": 500, "body": {}}}) + "\n")
+    assert read_predictions(str(only_failed)) == {}, "a failed request is no prediction: the row counts as missing"
     for baseline in ("majority", "random"):
         proc = run_cli("eval", "--dataset", str(eval_build), "--baseline", baseline)
         assert "| multiple_choice |" in proc.stdout and "accuracy" in proc.stdout

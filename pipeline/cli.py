@@ -39,6 +39,7 @@ USAGE = """satsft {sample,build,mix,eval,preview,validate} ...
   satsft mix --recipe RECIPE.yaml [--source SPEC ...] --output DIR [mix options] [Beam options]
   satsft eval --dataset DIR (--predictions FILE | --baseline majority|random) [--split test] [--output REPORT.json]
   satsft eval --dataset DIR --labels LABELS_DIR [--output REPORT.json]
+  satsft eval --dataset DIR --requests REQUESTS.jsonl --model NAME [--split test]
   satsft preview DIR [--n 60] [--tasks ...] [--splits ...] [--seed S]
   satsft validate DIR
 
@@ -279,13 +280,24 @@ def run_eval(argv: list[str]) -> int:
                         help="instead, score the build's brief_only analysis maps (every tile) against true label "
                              "maps: DIR/.../<tile_stem>.png, one class id per pixel (what `satsft sample --labels` "
                              "or --real writes under labels/); folders or gs:// URLs")
+    parser.add_argument("--requests", metavar="FILE",
+                        help="instead, write the split's prompts as an OpenAI Batch API input file (images inline, "
+                             "custom_id = sample id) for the OpenAI Batch API or `vllm run-batch`; score its "
+                             "output with --predictions")
+    parser.add_argument("--model", help="with --requests: the model name each request names")
     parser.add_argument("--split", help="split to score (default test)")
     parser.add_argument("--output", help="also write the JSON report here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     args = parser.parse_args(argv)
-    if sum(map(bool, (args.predictions, args.baseline, args.labels))) != 1:
-        raise UsageError("give --predictions FILE, --baseline majority|random or --labels DIR (one of them)")
+    if sum(map(bool, (args.predictions, args.baseline, args.labels, args.requests))) != 1:
+        raise UsageError("give --predictions FILE, --baseline majority|random, --labels DIR or --requests FILE "
+                         "(one of them)")
+    if bool(args.model) != bool(args.requests):
+        raise UsageError("--requests FILE needs --model NAME (the model the batch runs), and --model goes only "
+                         "with --requests")
     dataset = fileio.clean_root(args.dataset)
+    if args.requests:
+        return _write_requests(dataset, args.split or "test", args.model, args.requests)
     if args.labels:
         report = _map_report(dataset, args.labels, args.split)
     else:
@@ -304,6 +316,22 @@ def run_eval(argv: list[str]) -> int:
 
         fileio.write_bytes(args.output, orjson.dumps(report, option=orjson.OPT_INDENT_2))
         print(f"\nreport written to {args.output}")
+    return 0
+
+
+def _write_requests(dataset: str, split: str, model: str, out: str) -> int:
+    """`satsft eval --requests`: the split's prompts for a batch runner (scoring.requests)."""
+    from scoring.requests import RequestsError, write_requests
+
+    try:
+        n = write_requests(dataset, split, model, out)
+    except RequestsError as err:
+        raise UsageError(str(err)) from err
+    except OSError as err:
+        raise UsageError(f"cannot read or write: {err}") from err
+    print(f"wrote {n} requests ({split} split, model {model}) to {out}\nrun them with the OpenAI Batch API, or "
+          f"`vllm run-batch -i {out} -o answers.jsonl --model {model}`; then "
+          f"`satsft eval --dataset {dataset} --split {split} --predictions answers.jsonl`")
     return 0
 
 

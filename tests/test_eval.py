@@ -3,6 +3,7 @@ score 1.0; known perturbations give exactly the scores worked out by hand; basel
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -207,6 +208,35 @@ def test_counting_and_shares_by_hand():
     answer = "Water covers 31.5% and crops 75%; some bare ground."
     s = metrics.score_shares([("Water (30.0%) and crops (70.0%).", answer, shares)])
     assert s.metrics["percent_within_2pp"] == 0.5 and s.metrics["unknown_class_rate"] == 1 / 3
+
+
+def test_requests_for_a_batch_runner_round_trip_through_predictions(eval_build, tmp_path):
+    """`--requests` writes the test prompts as OpenAI Batch API input; a "model" that answers each with the
+    row's reference, in the Batch API's output shape, scores 1.0 through `--predictions`."""
+    requests = tmp_path / "requests.jsonl"
+    proc = run_cli("eval", "--dataset", str(eval_build), "--requests", str(requests), "--model", "my-vlm")
+    test_rows = {r["metadata"]["sample_id"]: r for r in _rows(eval_build, "test")}
+    lines = [json.loads(line) for line in requests.read_text().splitlines()]
+    assert f"wrote {len(test_rows)} requests" in proc.stdout and {r["custom_id"] for r in lines} == set(test_rows)
+    for req in lines:
+        row = test_rows[req["custom_id"]]
+        assert req["url"] == "/v1/chat/completions" and req["body"]["model"] == "my-vlm"
+        sent = req["body"]["messages"]
+        assert sent[-1]["role"] == "user" and len(sent) == len(row["messages"]) - 1, "everything but the answer"
+        urls = [p["image_url"]["url"] for m in sent for p in m["content"] if p["type"] == "image_url"]
+        paths = [p["image"] for m in row["messages"] for p in m["content"] if p["type"] == "image"]
+        assert [base64.b64decode(u.split(",", 1)[1]) for u in urls] == [(eval_build / p).read_bytes()
+                                                                          for p in paths]
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"custom_id": req["custom_id"], "response": {"status_code": 200, "body": {
+        "choices": [{"message": {"content": _answer(test_rows[req["custom_id"]])}}]}}}) + "\n" for req in lines))
+    report_path = tmp_path / "report.json"
+    run_cli("eval", "--dataset", str(eval_build), "--predictions", str(answers), "--output", str(report_path))
+    for task, t in json.loads(report_path.read_text())["tasks"].items():
+        assert t["missing"] == t["malformed"] == 0, task
+        assert all(v == (0.0 if k in ("mae", "unknown_class_rate") else 1.0) for k, v in t["metrics"].items()), task
+    proc = run_cli("eval", "--dataset", str(eval_build), "--requests", str(requests), check=False)
+    assert proc.returncode == 2 and "needs --model NAME" in proc.stderr
 
 
 def test_eval_usage_errors(eval_build, tmp_path):

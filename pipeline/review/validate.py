@@ -38,7 +38,7 @@ from transforms.output.tree import (
     OutputTree,
     split_of_file,
 )
-from transforms.rebuild.manifest import STILLS_FILE, parse_tiles, still_paths
+from transforms.rebuild.manifest import STILLS_FILE, unnamed_files
 from transforms.rows import grounding_problem
 from transforms.tasks import is_grounding
 
@@ -253,12 +253,9 @@ def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -
                  and posixpath.basename(p).startswith("tiles-")]
     if not manifests or tree.update_unfinished():
         return
-    named = set(listed)
-    for rel in manifests:
-        named.update(f for tile in parse_tiles(tree.read(rel)) for f in tile.files)
-    if tree.isfile(STILLS_FILE):
-        named |= still_paths(tree.read(STILLS_FILE))
-    stray = [p for folder in PER_TILE_DIRS for p in tree.under(folder) if p not in named]
+    found = [p for folder in PER_TILE_DIRS for p in tree.under(folder)]
+    stills = tree.read(STILLS_FILE) if tree.isfile(STILLS_FILE) else None
+    stray = unnamed_files(found, (tree.read(rel) for rel in manifests), stills, listed)
     if stray:
         findings.add("files", f"{len(stray)} file(s) under {', '.join(f'{d}/' for d in PER_TILE_DIRS)} that no tile of "
                               f"the manifest names (first: {stray[0]}); an --update stopped before its commit "

@@ -41,7 +41,7 @@ from transforms.output.tree import UPDATE_JOURNAL as JOURNAL
 from transforms.output.tree import UPDATE_REFUSED_DIR as REFUSED_DIR
 from transforms.output.tree import UPDATE_STAGE_DIR as STAGE_DIR
 from transforms.paths import join_path
-from transforms.rebuild.manifest import STILLS_FILE, parse_tiles, still_paths
+from transforms.rebuild.manifest import STILLS_FILE, still_paths, unnamed_files
 
 STARTED = f"{UPDATE_DIR}/started.txt"
 REFUSAL = f"{REFUSED_DIR}/refusal.txt"  # why the last update was refused, and which run
@@ -117,13 +117,6 @@ def refusal(output: str, report: dict, max_removed_share: float = DEFAULT_MAX_RE
     return ""
 
 
-def _named_files(output: str, manifests: list[str]) -> set[str]:
-    files: set[str] = set()
-    for rel in manifests:
-        files.update(f for tile in parse_tiles(fileio.read_bytes(join_path(output, rel))) for f in tile.files)
-    return files
-
-
 def _tile_manifests(output: str) -> list[str]:
     return [f"{MANIFEST_DIR}/{rel}" for rel in fileio.list_files(join_path(output, MANIFEST_DIR))
             if rel.startswith("tiles-") and "/" not in rel]
@@ -141,9 +134,10 @@ def orphans(output: str) -> list[str]:
     live = _tile_manifests(output)
     if not live:
         return []
-    named = _named_files(output, live + saved_manifests(output))  # saved: stale files a later update removes
-    named |= _stills(join_path(output, STILLS_FILE)) | old_dataset_files(output)
-    return sorted(found - named)
+    records = (fileio.read_bytes(join_path(output, rel)) for rel in live + saved_manifests(output))
+    # saved manifests: the stale files of an earlier update, which the next update's graph removes
+    return unnamed_files(found, records, fileio.read_if_there(join_path(output, STILLS_FILE)),
+                         old_dataset_files(output))
 
 
 def _remove_orphans(output: str) -> int:

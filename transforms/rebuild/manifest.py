@@ -174,6 +174,16 @@ def still_slots(found: Iterable[str], previous: dict[str, int]) -> dict[str, int
     return {**kept, **dict(allocate_slots((s for s in found if s not in kept), start))}
 
 
+def unnamed_files(found: Iterable[str], tile_files: Iterable[bytes], stills: bytes | None,
+                  listed: Iterable[str]) -> list[str]:
+    """Of the per-tile files ``found``, those no tile record (of manifest files' bytes), still or dataset file
+    the report lists names: what an --update stopped before its commit, or refused, left behind."""
+    named = {f for data in tile_files for tile in parse_tiles(data) for f in tile.files}
+    named |= still_paths(stills) if stills is not None else set()
+    named |= set(listed)
+    return sorted(set(found) - named)
+
+
 def stale_files(before: Iterable[PreviousTile], now: Iterable[tuple[str, ...]]) -> list[str]:
     """Files one tile had in the earlier build(s) that its new record does not name: what --update removes once
     the new split files are in place (all of them when the tile left the tree)."""

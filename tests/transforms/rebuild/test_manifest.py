@@ -25,6 +25,7 @@ from transforms.rebuild.manifest import (
     tile_fingerprint,
     tile_record,
     tiles_file,
+    unnamed_files,
 )
 
 
@@ -131,3 +132,14 @@ def test_a_taken_line_must_hold_its_row(parse):
     for wrong, bad in ((other, line), (pointer, line[:-5]), (pointer, line + line)):
         with pytest.raises(RuntimeError, match="run again with --no-reuse"):
             taken_entry(wrong, bad, "/prev", parse)
+
+
+def test_unnamed_files_are_the_per_tile_files_no_record_still_or_listed_file_names():
+    live = encode_tiles([tile_record("a", "train", 0, "f", "c", ["images/s00000/a.png"], 1, 0, "", ())])
+    saved = encode_tiles([tile_record("z", "train", 1, "f", "c", ["images/s00000/z.png"], 1, 0, "", ())])
+    stills = encode_stills({"p": (0, "mapbox_stills/s00000/p.png")})
+    found = ["images/s00000/a.png", "images/s00000/z.png", "images/s00001/b.png", "mapbox_stills/s00000/p.png",
+             "mapbox_stills/s00000/q.png", "metadata/sft_metadata_rows/rows-00000-of-00001.parquet"]
+    assert unnamed_files(found, [live, saved], stills, ["metadata/sft_metadata_rows/rows-00000-of-00001.parquet"]
+                         ) == ["images/s00001/b.png", "mapbox_stills/s00000/q.png"]
+    assert unnamed_files(found[:2], [live], None, []) == ["images/s00000/z.png"]

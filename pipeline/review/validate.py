@@ -247,8 +247,9 @@ def _check_sidecar_count(tree: OutputTree, mode: str, total: int, sample_ids: Co
 
 def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -> None:
     """Per-tile files (chips, stills, analysis images, overlays, row sidecars) that no tile of the manifest
-    names: an --update stopped before its commit leaves them until the next run removes them; a Hub upload
-    would carry them. Skipped while an update is under way and for builds without a manifest."""
+    names; a Hub upload would carry them. An --update stopped before its commit leaves such files until the
+    next one removes them, so the check waits while an update is unfinished; it skips builds without a
+    manifest."""
     manifests = [p for p in tree.under(MANIFEST_DIR) if posixpath.dirname(p) == MANIFEST_DIR
                  and posixpath.basename(p).startswith("tiles-")]
     if not manifests or tree.update_unfinished():
@@ -258,8 +259,8 @@ def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -
     stray = unnamed_files(found, (tree.read(rel) for rel in manifests), stills, listed)
     if stray:
         findings.add("files", f"{len(stray)} file(s) under {', '.join(f'{d}/' for d in PER_TILE_DIRS)} that no tile of "
-                              f"the manifest names (first: {stray[0]}); an --update stopped before its commit "
-                              "leaves such files: run it again and it removes them")
+                              f"the manifest names (first: {stray[0]}): left by an update that ran while another "
+                              "update of the folder began, or put there by hand; delete them")
 
 
 def _folder_limits(tree: OutputTree, limit: int, findings: Findings) -> None:

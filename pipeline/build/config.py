@@ -27,7 +27,7 @@ from transforms.output.tree import (
 )
 from transforms.prompts import Templates, load_templates
 from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE
-from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE
+from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE, is_tiles_file
 from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX, TaskContext
 from transforms.splits.plan import LEAKAGE_POLICIES
 from transforms.tasks import DEFAULT_TASKS, TASK_NAMES, default_tasks, eval_tasks, rows_per_tile_bound, task_names
@@ -274,7 +274,7 @@ def _previous_build(previous: str, output: str, update: bool, max_files_per_dir:
                          f"{max_files_per_dir}; every path would move, so build into a new folder (with --previous) "
                          "instead")
     listed = fileio.list_files(f"{previous}/{MANIFEST_DIR}")
-    manifest = [f"{MANIFEST_DIR}/{rel}" for rel in listed if rel.startswith("tiles-") and rel.endswith(".jsonl")]
+    manifest = [rel for rel in (f"{MANIFEST_DIR}/{r}" for r in listed) if is_tiles_file(rel)]
     row_index = [rel for rel in (f"{MANIFEST_DIR}/{r}" for r in listed) if rel.startswith(ROWS_DIR + "/")]
     config = report.get("config", {})
     widths = place_widths(config.get("tasks", ()), config.get("profiles", ())) if isinstance(config, dict) else ()

@@ -11,7 +11,6 @@ listing, so a bucket costs one paged listing plus the files that are parsed, not
 
 from __future__ import annotations
 
-import posixpath
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from transforms.output.tree import (
     OutputTree,
     split_of_file,
 )
-from transforms.rebuild.manifest import STILLS_FILE, unnamed_files
+from transforms.rebuild.manifest import STILLS_FILE, is_tiles_file, unnamed_files
 from transforms.rows import grounding_problem
 from transforms.tasks import is_grounding
 
@@ -250,8 +249,7 @@ def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -
     names; a Hub upload would carry them. An --update stopped before its commit leaves such files until the
     next one removes them, so the check waits while an update is unfinished; it skips builds without a
     manifest."""
-    manifests = [p for p in tree.under(MANIFEST_DIR) if posixpath.dirname(p) == MANIFEST_DIR
-                 and posixpath.basename(p).startswith("tiles-")]
+    manifests = [p for p in tree.under(MANIFEST_DIR) if is_tiles_file(p)]
     if not manifests or tree.update_unfinished():
         return
     found = [p for folder in PER_TILE_DIRS for p in tree.under(folder)]

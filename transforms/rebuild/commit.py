@@ -41,7 +41,7 @@ from transforms.output.tree import UPDATE_JOURNAL as JOURNAL
 from transforms.output.tree import UPDATE_REFUSED_DIR as REFUSED_DIR
 from transforms.output.tree import UPDATE_STAGE_DIR as STAGE_DIR
 from transforms.paths import join_path
-from transforms.rebuild.manifest import STILLS_FILE, still_paths, unnamed_files
+from transforms.rebuild.manifest import STILLS_FILE, is_tiles_file, still_paths, unnamed_files
 
 STARTED = f"{UPDATE_DIR}/started.txt"
 REFUSAL = f"{REFUSED_DIR}/refusal.txt"  # why the last update was refused, and which run
@@ -118,8 +118,8 @@ def refusal(output: str, report: dict, max_removed_share: float = DEFAULT_MAX_RE
 
 
 def _tile_manifests(output: str) -> list[str]:
-    return [f"{MANIFEST_DIR}/{rel}" for rel in fileio.list_files(join_path(output, MANIFEST_DIR))
-            if rel.startswith("tiles-") and "/" not in rel]
+    return [rel for rel in (f"{MANIFEST_DIR}/{r}" for r in fileio.list_files(join_path(output, MANIFEST_DIR)))
+            if is_tiles_file(rel)]
 
 
 def orphans(output: str) -> list[str]:
@@ -197,13 +197,12 @@ def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_
                            f"report lists (first: {missing[0]}); nothing was committed (the dataset stays as it "
                            "was): run the update again")
     generation = len({posixpath.dirname(p) for p in fileio.list_files(join_path(output, SAVED_DIR))})
-    for rel in fileio.list_files(join_path(output, MANIFEST_DIR)):
+    for rel in _tile_manifests(output):
         # Only the tile records: their file lists are what a later run may still have to remove. Linked where
         # it can be (the moves below replace the name, never the file: 43 MB read and written again for
         # 21,000 tiles otherwise), else copied.
-        if rel.startswith("tiles-") and "/" not in rel:
-            fileio.link_or_copy(join_path(output, MANIFEST_DIR, rel),
-                                join_path(output, SAVED_DIR, f"g{generation:02d}", rel))
+        fileio.link_or_copy(join_path(output, rel),
+                            join_path(output, SAVED_DIR, f"g{generation:02d}", posixpath.basename(rel)))
     moves = sorted(set(staged) - set(LAST)) + [rel for rel in LAST if rel in staged]
     gone = old_dataset_files(output) - set(staged)
     gone |= _stills(join_path(output, STILLS_FILE)) - _stills(join_path(stage_root(output), STILLS_FILE))

@@ -49,6 +49,11 @@ def is_manifest_file(rel: str) -> bool:
     return posixpath.dirname(rel) == MANIFEST_DIR and rel.endswith(".jsonl")
 
 
+def is_tiles_file(rel: str) -> bool:
+    """A manifest file of tile records (``tiles_file``), relative to the output: not the stills, not the rows."""
+    return is_manifest_file(rel) and posixpath.basename(rel).startswith("tiles-")
+
+
 def tile_record(stem: str, split: str, slot: int, fingerprint: str, chip_sha256: str,
                 files: Iterable[str], rows: int, gated: int, still: str,
                 counts: Iterable[tuple[str, int]]) -> dict[str, Any]:

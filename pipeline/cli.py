@@ -321,11 +321,12 @@ def run_eval(argv: list[str]) -> int:
 
 def _write_requests(dataset: str, split: str, model: str, out: str) -> int:
     """`satsft eval --requests`: the split's prompts for a batch runner (scoring.requests)."""
-    from scoring.requests import RequestsError, write_requests
+    from scoring.evaluate import EvalError
+    from scoring.requests import write_requests
 
     try:
         n = write_requests(dataset, split, model, out)
-    except RequestsError as err:
+    except EvalError as err:
         raise UsageError(str(err)) from err
     except OSError as err:
         raise UsageError(f"cannot read or write: {err}") from err

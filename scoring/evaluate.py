@@ -40,8 +40,8 @@ def _text(message: dict[str, Any]) -> str:
     return "\n".join(p.get("text") or "" for p in message["content"] if p.get("type") == "text")
 
 
-def load_rows(tree: OutputTree, split: str) -> list[dict[str, Any]]:
-    """The split's rows as {sample_id, task, tile_stem, prompt, reference, metadata}."""
+def split_files(tree: OutputTree, split: str) -> tuple[str, list[str]]:
+    """(format, the record files of ``split``) of a build or mix; EvalError when there are none."""
     name = next((n for n in (REPORT_NAME, MIX_REPORT_NAME) if tree.isfile(n)), None)
     if name is None:
         raise EvalError(f"no {REPORT_NAME} in the dataset folder; pass the --output folder of satsft build")
@@ -50,9 +50,15 @@ def load_rows(tree: OutputTree, split: str) -> list[dict[str, Any]]:
     if not paths:
         raise EvalError(f"the dataset has no {split!r} rows; choose --split from "
                         f"{', '.join(sorted({split_of_file(p) for p in every}))}")
+    return fmt, paths
+
+
+def load_rows(tree: OutputTree, split: str) -> list[dict[str, Any]]:
+    """The split's rows as {sample_id, task, tile_stem, prompt, reference, metadata}."""
+    fmt, paths = split_files(tree, split)
     out = []
     for path in paths:
-        for record in _records(tree, path, fmt):
+        for record in records(tree, path, fmt):
             user = next(m for m in record["messages"] if m["role"] == "user")
             md = record["metadata"]
             out.append({"sample_id": md["sample_id"], "task": md["task"], "tile_stem": md.get("tile_stem", ""),
@@ -60,10 +66,14 @@ def load_rows(tree: OutputTree, split: str) -> list[dict[str, Any]]:
     return out
 
 
-def _records(tree: OutputTree, path: str, fmt: str) -> Iterator[dict[str, Any]]:
+def records(tree: OutputTree, path: str, fmt: str, images: bool = False) -> Iterator[dict[str, Any]]:
+    """The rows of one record file; with ``images``, Parquet rows keep their embedded `images` column."""
     with tree.open(path) as f:
         if fmt == "parquet":
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=1024, columns=["messages", "metadata"]):
+            parquet = pq.ParquetFile(f)
+            embedded = images and "images" in parquet.schema_arrow.names
+            columns = ["messages", "metadata"] + (["images"] if embedded else [])
+            for batch in parquet.iter_batches(batch_size=100 if embedded else 1024, columns=columns):
                 yield from batch.to_pylist()
         else:
             for line in f:

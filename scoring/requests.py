@@ -8,20 +8,16 @@ row's sample id. Images go inline as base64 data URLs, since a batch runner cann
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
-import pyarrow.parquet as pq
 
+from scoring.evaluate import records, split_files
 from transforms import fileio
-from transforms.output.tree import MIX_REPORT_NAME, REPORT_NAME, OutputTree, record_files, split_of_file
+from transforms.output.tree import OutputTree
 
 BATCH_URL = "/v1/chat/completions"
-
-
-class RequestsError(ValueError):
-    """The dataset cannot be turned into requests; the message says why."""
 
 
 def image_data_url(data: bytes) -> str:
@@ -43,37 +39,15 @@ def batch_request(record: dict[str, Any], images: Mapping[str, bytes], model: st
             "body": {"model": model, "messages": prompt, "temperature": 0}}
 
 
-def _records(tree: OutputTree, path: str, fmt: str) -> Iterator[tuple[dict[str, Any], dict[str, bytes]]]:
-    """(record, the images it carries inside the file) per row: Parquet with embedded images carries them."""
-    with tree.open(path) as f:
-        if fmt != "parquet":
-            for line in f:
-                if line.strip():
-                    yield orjson.loads(line), {}
-            return
-        parquet = pq.ParquetFile(f)
-        columns = ["messages", "metadata"] + (["images"] if "images" in parquet.schema_arrow.names else [])
-        for batch in parquet.iter_batches(batch_size=100, columns=columns):
-            for row in batch.to_pylist():
-                yield row, {i["path"]: i["bytes"] for i in row.get("images") or [] if i.get("bytes") is not None}
-
-
 def write_requests(dataset: str, split: str, model: str, out: str) -> int:
-    """Every row of ``split`` as one request line of ``out``; returns how many."""
+    """Every row of ``split`` as one request line of ``out``; returns how many (EvalError: no such rows)."""
     tree = OutputTree(dataset)
-    name = tree.report_name()
-    if not name:
-        raise RequestsError(f"no {REPORT_NAME} or {MIX_REPORT_NAME} in {dataset!r}; pass the --output folder of "
-                            "satsft build or mix")
-    fmt, every = record_files(orjson.loads(tree.read(name)))
-    paths = [p for p in every if split_of_file(p) == split]
-    if not paths:
-        raise RequestsError(f"the dataset has no {split!r} rows; choose --split from "
-                            f"{', '.join(sorted({split_of_file(p) for p in every}))}")
+    fmt, paths = split_files(tree, split)
     n, partial = 0, f"{out}.partial"  # a run that fails leaves no file that looks whole
     with fileio.open_for_write(partial) as sink:
         for path in paths:
-            for record, carried in _records(tree, path, fmt):
+            for record in records(tree, path, fmt, images=True):
+                carried = {i["path"]: i["bytes"] for i in record.get("images") or [] if i.get("bytes") is not None}
                 wanted = {p["image"] for m in record["messages"] for p in m["content"] if p["type"] == "image"}
                 images = {p: carried[p] if p in carried else tree.read(p) for p in wanted}
                 sink.write(orjson.dumps(batch_request(record, images, model)) + b"\n")

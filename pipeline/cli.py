@@ -74,7 +74,7 @@ def _not_a_refused_update(record: logging.LogRecord) -> bool:
 
 def run_build(argv: list[str]) -> int:
     from pipeline.build.options import BuildOptions, our_update_flag
-    from transforms.rebuild.commit import UPDATE_REFUSED, begin, recover
+    from transforms.rebuild.commit import UPDATE_REFUSED, UpdateRunning, begin, recover
 
     if any(a in ("-h", "--help") for a in argv):
         parser = argparse.ArgumentParser(prog="satsft build", description="Build an SFT dataset from a sat-bbox "
@@ -96,7 +96,11 @@ def run_build(argv: list[str]) -> int:
     options = PipelineOptions(argv)
     build_options = options.view_as(BuildOptions)
     if build_options.in_place and build_options.output:  # an update killed during its commit is finished first
-        done = recover(fileio.clean_root(build_options.output))
+        try:
+            done = recover(fileio.clean_root(build_options.output))
+        except UpdateRunning as err:  # another update of this output still runs here
+            print(f"satsft: error: {err}", file=sys.stderr)
+            return 1
         if done:
             LOG.info("%s in %s", done, build_options.output)
     config = build_options.to_config()
@@ -408,7 +412,8 @@ def run_validate(argv: list[str]) -> int:
     print(f"OK: {summary}; no problems")
     if checked["update_unfinished"]:
         print("note: an --update of this output has not finished (readers see the build as its commit leaves it, "
-              "with files of the new build no row names yet); run the same update again to finish it")
+              "with files of the new build no row names yet); it may still be running: if it stopped, run the "
+              "same update again to finish it")
     return 0
 
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -311,6 +312,30 @@ def test_an_update_killed_while_it_draws_leaves_a_build_that_validates(trees, tm
     assert not findings.count, findings.lines()
     run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
     assert _files(out) == _files(base / "again")
+
+
+def test_a_second_update_leaves_one_still_running_alone(trees, tmp_path):
+    """A second update of a folder while the first still runs on this machine (here frozen while it draws)
+    must not undo the first's files under it: it exits 1 and touches nothing, and the first then commits."""
+    base, _, _ = trees
+    out = _copy_of_first(base, tmp_path)
+    before = len(list((out / "analysis_images").rglob("*.png")))
+    first = subprocess.Popen(_update_argv(base, out), cwd=REPO, env=dict(os.environ, PYTHONWARNINGS="ignore"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while first.poll() is None and len(list((out / "analysis_images").rglob("*.png"))) == before:
+            threading.Event().wait(0.01)
+        os.kill(first.pid, signal.SIGSTOP)
+        during = _files(out)
+        second = run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD,
+                         check=False)
+        assert second.returncode == 1, second.stderr[-2000:]
+        assert f"another --update of this output is running (process {first.pid} on this machine" in second.stderr
+        assert _files(out) == during, "the second run touched nothing"
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert first.wait(timeout=600) == 0, first.stderr.read().decode()[-2000:]
+    assert _files(out) == _files(base / "again") and not validate(str(out))[0].count
 
 
 def test_an_earlier_build_without_a_manifest_still_keeps_its_splits(trees, tmp_path):

@@ -21,6 +21,7 @@ launcher recovers with it before a graph exists.
 
 from __future__ import annotations
 
+import datetime
 import os
 import posixpath
 import uuid
@@ -41,6 +42,7 @@ from transforms.output.tree import UPDATE_JOURNAL as JOURNAL
 from transforms.output.tree import UPDATE_REFUSED_DIR as REFUSED_DIR
 from transforms.output.tree import UPDATE_STAGE_DIR as STAGE_DIR
 from transforms.paths import join_path
+from transforms.rebuild import holder
 from transforms.rebuild.manifest import STILLS_FILE, is_tiles_file, still_paths, unnamed_files
 
 STARTED = f"{UPDATE_DIR}/started.txt"
@@ -50,6 +52,10 @@ LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
 UPDATE_REFUSED = "--update of "  # how every refusal to commit begins (the CLI prints it without a traceback)
 DEFAULT_MAX_REMOVED_SHARE = 0.5  # an update may remove at most half the tiles of the build it replaces
 STOP_AFTER_ENV = "SATSFT_FAULT_STOP_COMMIT_AFTER"  # tests: die after this many moves ("before": before any)
+
+
+class UpdateRunning(RuntimeError):
+    """Another --update of the same output still runs on this machine."""
 
 
 def stage_root(output: str) -> str:
@@ -236,27 +242,48 @@ def apply_journal(output: str) -> bool:
 def begin(output: str) -> str:
     """Mark the output as being updated before anything is written, so a reader (validate) knows that files no
     row names yet belong to an update under way, from its first file to its last. Returns this run's token
-    (the commit checks that no other update has begun since)."""
+    (the commit checks that no other update has begun since). The marker also names this process, so that a
+    second update on this machine knows the first still runs (``holder``)."""
     token = uuid.uuid4().hex  # names this run only; never part of the dataset
+    began = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     fileio.write_bytes(join_path(output, STARTED), b"an --update of this output is running, or stopped before it "
                                                    b"finished: run it again to finish it\n"
-                       + f"run {token}\n".encode())
+                       + f"run {token}\n{holder.this_process(began).lines()}".encode())
     return token
+
+
+def running_update(output: str) -> str:
+    """Why an --update must not start now: another one of this output still runs on this machine ("" when
+    none is known to run). Its recover() would undo the files that run is writing."""
+    marker = (fileio.read_if_there(join_path(output, STARTED)) or b"").decode("utf-8", "replace")
+    other = holder.parse(marker)
+    if not holder.still_running(other):
+        return ""
+    return (f"{UPDATE_REFUSED}{output}: another --update of this output is running (process {other.pid} on this "
+            f"machine, began {other.began or 'at an unknown time'}); nothing was done. Let it finish, or stop it, "
+            "then run this update again")
 
 
 def recover(output: str) -> str:
     """Before an --update starts: finish a commit an earlier run began; or undo a run stopped before its commit
     (its stage, and the files it wrote at new slots: the tiles it drew may not be the ones this run gives those
-    slots). Returns what was done, for the log ("" for nothing)."""
+    slots). Returns what was done, for the log ("" for nothing). Refuses (UpdateRunning) while that run still
+    runs on this machine."""
+    running = running_update(output)
+    if running:
+        raise UpdateRunning(running)
     if apply_journal(output):
         return "finished the commit of an interrupted --update"
-    stopped = fileio.exists(join_path(output, STARTED))
-    if not stopped and not fileio.list_files(stage_root(output)):
+    marker = fileio.read_if_there(join_path(output, STARTED))
+    if marker is None and not fileio.list_files(stage_root(output)):
         return ""
-    removed = _remove_orphans(output) if stopped else 0
+    removed = _remove_orphans(output) if marker is not None else 0
     fileio.remove_tree(stage_root(output))
     fileio.remove(join_path(output, STARTED))
-    return f"undid an --update stopped before its commit (its stage and {removed} file(s) it wrote at new slots)"
+    earlier = holder.parse((marker or b"").decode("utf-8", "replace"))
+    when = f", begun {earlier.began}" if earlier and earlier.began else ""
+    return (f"undid an --update stopped before its commit{when} (its stage and {removed} file(s) it wrote at new "
+            "slots)")
 
 
 def finish(output: str) -> None:

@@ -1,0 +1,44 @@
+"""Which process an --update's marker names, and whether it is known to run still."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from transforms.rebuild import holder
+
+
+def test_a_marker_names_its_process_and_reads_back():
+    me = holder.this_process("2026-12-05 19:00:00 UTC")
+    text = "an --update of this output is running\nrun abc\n" + me.lines()
+    assert holder.parse(text) == me
+    assert me.machine == holder.machine_id() and me.pid == os.getpid()
+    assert me.start.isdigit(), "on Linux the kernel gives each pid's start time"
+
+
+def test_markers_of_older_versions_name_no_process():
+    assert holder.parse("an --update of this output is running, or stopped before it finished\nrun abc\n") is None
+    assert not holder.still_running(None)
+
+
+def test_only_a_live_process_of_this_machine_counts_as_running():
+    other = holder.Holder("boot-a", os.getpid() + 1, "777", "then")
+    alive, start = (lambda pid: True), (lambda pid: "777")
+    assert holder.still_running(other, "boot-a", alive, start)
+    assert not holder.still_running(other, "boot-b", alive, start), "another machine (or a reboot): not known"
+    assert not holder.still_running(other, "boot-a", lambda pid: False, start), "the process is gone"
+    assert not holder.still_running(other, "boot-a", alive, lambda pid: "778"), "its pid now names another process"
+    mine = holder.Holder("boot-a", os.getpid(), "1", "then")
+    assert not holder.still_running(mine, "boot-a", alive, start), "a marker this process wrote is no other run"
+
+
+def test_a_real_process_is_running_until_it_ends():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        marker = holder.Holder(holder.machine_id(), child.pid, holder.pid_start(child.pid), "now")
+        assert holder.still_running(holder.parse(marker.lines()))
+    finally:
+        child.kill()
+        child.wait()
+    assert not holder.still_running(marker)

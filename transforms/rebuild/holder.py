@@ -1,0 +1,88 @@
+"""Which process an --update's marker names, and whether it still runs.
+
+Two updates of one folder must not overlap: the later one's start would undo the files the earlier one is
+still writing, and both give new tiles the same slots, so the earlier one could overwrite the later one's
+files after the later one committed. A run on the same machine is known for sure: the marker names its
+machine (the kernel's boot id, which also changes with a reboot) and its process (pid and the kernel's start
+time of that pid, so a reused pid is not mistaken for it). A marker written on another machine (a Dataflow
+launcher, another host) cannot be checked from here; the caller treats it as stopped, as before.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The process that wrote a marker: ``machine`` is the boot id (else the host name), ``start`` the
+    kernel's start time of the pid in clock ticks since boot ("" where /proc does not say)."""
+
+    machine: str
+    pid: int
+    start: str = ""
+    began: str = ""  # UTC, for messages
+
+    def lines(self) -> str:
+        return f"machine {self.machine}\npid {self.pid}\npid start {self.start or '-'}\nbegan {self.began}\n"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def machine_id() -> str:
+    return _read(BOOT_ID) or f"host {socket.gethostname()}"
+
+
+def pid_start(pid: int) -> str:
+    """Field 22 of /proc/PID/stat (after the command name, which may hold spaces or parentheses)."""
+    stat = _read(f"/proc/{pid}/stat")
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def this_process(began: str) -> Holder:
+    return Holder(machine_id(), os.getpid(), pid_start(os.getpid()), began)
+
+
+def parse(marker: str) -> Holder | None:
+    """The holder a marker names; None for a marker of a version that did not name one."""
+    fields = dict(re.findall(r"^(machine|pid start|pid|began) (.*)$", marker, re.MULTILINE))
+    if "machine" not in fields or not fields.get("pid", "").isdigit():
+        return None
+    start = fields.get("pid start", "")
+    return Holder(fields["machine"], int(fields["pid"]), "" if start == "-" else start, fields.get("began", ""))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
+def still_running(holder: Holder | None, here: str | None = None,
+                  alive: Callable[[int], bool] = _pid_alive, start_of: Callable[[int], str] = pid_start) -> bool:
+    """True only when the holder is a process of this machine (this boot) that still runs; a marker from
+    elsewhere, or of an older version, is not known to run."""
+    if holder is None or holder.machine != (machine_id() if here is None else here):
+        return False
+    if holder.pid == os.getpid():
+        return False  # this very process: a marker it wrote itself is no other run
+    if not alive(holder.pid):
+        return False
+    return not holder.start or start_of(holder.pid) == holder.start

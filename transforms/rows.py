@@ -139,6 +139,14 @@ def format_percent(fraction: float) -> str:
     return f"{fraction * 100:.1f}%"
 
 
+def format_trace(fraction: float) -> str:
+    """A share too small for one decimal ("0.0%" would deny what the labels hold): two significant digits."""
+    if fraction >= 0.001:
+        return format_percent(fraction)
+    value = fraction * 100
+    return "under 0.001%" if value < 0.001 else f"{value:.2g}%"
+
+
 def join_words(parts: list[str]) -> str:
     if len(parts) <= 1:
         return "".join(parts)

@@ -30,7 +30,15 @@ from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE
 from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE, is_tiles_file
 from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX, TaskContext
 from transforms.splits.plan import LEAKAGE_POLICIES
-from transforms.tasks import DEFAULT_TASKS, TASK_NAMES, default_tasks, eval_tasks, rows_per_tile_bound, task_names
+from transforms.tasks import (
+    DEFAULT_TASKS,
+    ROWS,
+    TASK_NAMES,
+    default_tasks,
+    eval_tasks,
+    rows_per_tile_bound,
+    task_names,
+)
 
 DEFAULT_FORMATS = ("jsonl", "parquet")
 
@@ -202,11 +210,12 @@ class BuildConfig:
         digest): every option but where the data comes from and goes, the split-file options (those files are
         written again on every build), the prompt templates themselves, not where they were read from, and the
         analysis-map renderer, whose version moves when its maps do (so a rebuild never mixes maps of two
-        renderers, and every spec re-renders with the code that reads it)."""
+        renderers, and every spec re-renders with the code that reads it), and the same for the tasks' rows."""
         shaping = {k: v for k, v in self.as_dict().items()
                    if k not in ("input", "output", "previous", "update", "prompts_dir", "formats",
                                 "embed_images", "rows_per_shard")}
-        return {**shaping, "templates": self.templates, "satsft_version": version, "renderer": RENDERER}
+        return {**shaping, "templates": self.templates, "satsft_version": version, "renderer": RENDERER,
+                "rows": ROWS}
 
     @property
     def slot_widths(self) -> tuple[tuple[int, int], ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from transforms.classes import CLASS_NAMES, class_fields, display_name
 from transforms.ids import stable_choice_index
 from transforms.prompts import pick
-from transforms.rows import PreparedTile, Row, make_row
+from transforms.rows import PreparedTile, Row, format_trace, make_row
 
 TASK = "absence"
 TRACE_MAX = 0.03
@@ -30,7 +30,9 @@ def rows(pt: PreparedTile) -> list[Row]:
     name = display_name(label)
     t = pt.ctx.templates
     share = pt.fractions.get(cid, 0.0)
-    fields = {**class_fields("label", name), "percent": pt.percent(cid)}
-    answer = pick(t, TASK, "answer_trace" if share >= 0.0005 else "answer_none", sid, **fields)
+    fields = {**class_fields("label", name), "percent": format_trace(share)}
+    # "there is no X" only where the labels hold none: a few pixels of a class are common in real label maps,
+    # and the row's own sidecar would contradict its answer
+    answer = pick(t, TASK, "answer_trace" if share > 0 else "answer_none", sid, **fields)
     return [make_row(pt, TASK, sid, [pt.chip_path], pick(t, TASK, "prompt", sid, **fields), answer,
                      sidecar_extra={"absent_class": label})]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
-from transforms.classes import CLASS_IDS
+from transforms.classes import CLASS_IDS, CLASS_NAMES
 from transforms.prompts import load_templates
 from transforms.rows import grounding_problem
 from transforms.tasks import (
@@ -77,6 +78,22 @@ def test_absence_picks_a_true_absentee(prepared):
     assert row.sample_id == f"poi_000007_g001_t0002__absence_{absent}"
     assert _answer(row).startswith("No") or "traces" in _answer(row) or "Not as" in _answer(row)
     assert absence.rows(prepared(class_fractions={})) == []
+
+
+@pytest.mark.parametrize("share, says", [(0.0, ""), (0.0003, "0.03%"), (0.0004, "0.04%"), (0.004, "0.4%")])
+def test_absence_denies_a_class_only_where_the_labels_hold_none(prepared, share, says):
+    """Real label maps hold a few pixels of many classes; "there is no snow" over 15 px of it would contradict
+    the row's own sidecar, so any share above 0 gets the trace answer, with a percent that is not 0.0%."""
+    regions = [{"bbox": [c * 20, 0, c * 20 + 9, 9], "label": name, "class_id": c, "area_px": 100}
+               for c, name in enumerate(CLASS_NAMES[:8])]  # every class but snow has a region: snow is asked
+    pt = prepared(class_fractions={"4": 1.0 - share, "8": share}, regions=regions)
+    (row,) = absence.rows(pt)
+    assert row.sidecar["absent_class"] == "snow_and_ice"
+    text = _answer(row)
+    if share:
+        assert says in text and not text.startswith("No. There"), text
+    else:
+        assert text.startswith("No") and "%" not in text, text
 
 
 def test_cross_view_still_first(prepared):

@@ -23,7 +23,8 @@ from transforms.tasks import (
 
 # How the tasks make rows from a tile. It moves whenever the rows of the same tile, options and templates change
 # (a fixed wrong answer, a new field): every tile's fingerprint holds it, so a rebuild never keeps rows made by
-# the earlier rules next to rows made by the new ones. 2 (2026-12-05): absence says "no X" only at share 0.
+# the earlier rules next to rows made by the new ones. 2 (2026-12-05): absence says "no X" only at share 0;
+# class_focus gives a count of patches only where the regions hold all of the class.
 ROWS = "satsft-rows/2"
 
 TaskFn = Callable[[PreparedTile], list[Row]]

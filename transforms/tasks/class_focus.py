@@ -1,10 +1,12 @@
-"""class_focus: how much of one class there is (from the normalised shares) and where its patches are."""
+"""class_focus: how much of one class there is (from the normalised shares) and where its patches are; a count of
+patches only where the regions hold every pixel of the class."""
 
 from __future__ import annotations
 
 from transforms.classes import CLASS_IDS, class_fields, display_name
-from transforms.prompts import pick
+from transforms.prompts import has_slot, pick
 from transforms.rows import PreparedTile, Row, file_safe, make_row, where_in_image
+from transforms.tasks.eval_common import EXACT_TOLERANCE_PX
 
 TASK = "class_focus"
 
@@ -22,7 +24,11 @@ def rows(pt: PreparedTile) -> list[Row]:
         share = pt.fractions.get(CLASS_IDS[label])
         if share:
             head = pick(t, TASK, "share", sid, percent=pt.percent(CLASS_IDS[label]), **fields)
-            tail = pick(t, TASK, "patches_many" if many else "patches_one", sid, **fields)
+            slot = "patches_many" if many else "patches_one"
+            specks = "specks_many" if many else "specks_one"
+            if pt.has_specks(CLASS_IDS[label], regions, EXACT_TOLERANCE_PX) and has_slot(t, TASK, specks):
+                slot = specks  # the regions do not hold all of the class: "a single patch" would be a wrong count
+            tail = pick(t, TASK, slot, sid, **fields)
             answer = f"{head} {tail}"
         else:
             answer = pick(t, TASK, "no_share_many" if many else "no_share_one", sid, **fields)

@@ -96,6 +96,25 @@ def test_absence_denies_a_class_only_where_the_labels_hold_none(prepared, share,
         assert text.startswith("No") and "%" not in text, text
 
 
+@pytest.mark.parametrize("water_px, count_given", [(2509, True), (100, False), (2400, False)])
+def test_class_focus_counts_patches_only_where_the_regions_hold_the_class(prepared, water_px, count_given):
+    """Water at 5% of the frame (2,509 px): regions holding all of it give a count of patches; regions holding
+    100 or 2,400 px of it leave specks, and the answer says so rather than "in a single patch"."""
+    half = water_px // 2
+    regions = [{"bbox": [0, 0, 99, 99], "label": "crops", "class_id": 4, "area_px": 10000},
+               {"bbox": [150, 150, 199, 199], "label": "water", "class_id": 0, "area_px": half},
+               {"bbox": [10, 150, 59, 199], "label": "water", "class_id": 0, "area_px": water_px - half}]
+    for kept in (regions, regions[:2]):
+        pt = prepared(class_fractions={"0": 0.05, "4": 0.95}, regions=kept)
+        (row,) = [r for r in class_focus.rows(pt) if r.sidecar["class"] == "water"]
+        text = _answer(row)
+        assert text.endswith(" part of the image.") or "part of the image" in text, text
+        holds_all = count_given and kept is regions
+        assert ("specks" not in text) == holds_all, text
+        if holds_all:
+            assert "2 patches" in text, text
+
+
 def test_cross_view_still_first(prepared):
     (row,) = cross_view.rows(prepared())
     assert [p.get("image") for p in _user(row)[:2]] == ["mapbox_stills/s00000/poi_000007_g001.png",

@@ -5,7 +5,9 @@ still writing, and both give new tiles the same slots, so the earlier one could 
 files after the later one committed. A run on the same machine is known for sure: the marker names its
 machine (the kernel's boot id, which also changes with a reboot) and its process (pid and the kernel's start
 time of that pid, so a reused pid is not mistaken for it). A marker written on another machine (a Dataflow
-launcher, another host) cannot be checked from here; the caller treats it as stopped, as before.
+launcher, another host) cannot be checked from here; the caller treats it as stopped, as before. Containers
+on one host share its boot id but not its pids: the start time tells their processes apart, so a run in
+another container is not seen either (never mistaken for a live one).
 """
 
 from __future__ import annotations

@@ -129,13 +129,6 @@ class PreparedTile:
     def percent(self, class_id: int) -> str:
         return format_percent(self.fractions.get(class_id, 0.0))
 
-    def has_specks(self, class_id: int, regions: list[Region], tolerance_px: float) -> bool:
-        """Whether the class's share holds more pixels than its regions do: specks under the producer's region
-        minimum, common in real label maps. The margin covers ``tolerance_px`` and shares rounded to 4 decimals
-        (13 px of a 512 px frame)."""
-        share, frame = self.fractions.get(class_id, 0.0), self.tile.size * self.tile.size
-        return bool(share) and share * frame - sum(r.area_px for r in regions) > max(tolerance_px, frame * 1e-4)
-
     def dominant_text(self, n: int = 3) -> str:
         top = sorted(self.fractions.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
         parts = [f"{display_name(CLASS_NAMES[c])} ({format_percent(v)})" for c, v in top]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from transforms.classes import CLASS_IDS, class_fields, display_name
 from transforms.prompts import has_slot, pick
 from transforms.rows import PreparedTile, Row, file_safe, make_row, where_in_image
-from transforms.tasks.eval_common import EXACT_TOLERANCE_PX
+from transforms.tasks.eval_common import has_specks
 
 TASK = "class_focus"
 
@@ -26,7 +26,7 @@ def rows(pt: PreparedTile) -> list[Row]:
             head = pick(t, TASK, "share", sid, percent=pt.percent(CLASS_IDS[label]), **fields)
             slot = "patches_many" if many else "patches_one"
             specks = "specks_many" if many else "specks_one"
-            if pt.has_specks(CLASS_IDS[label], regions, EXACT_TOLERANCE_PX) and has_slot(t, TASK, specks):
+            if has_specks(pt, CLASS_IDS[label], regions) and has_slot(t, TASK, specks):
                 slot = specks  # the regions do not hold all of the class: "a single patch" would be a wrong count
             tail = pick(t, TASK, slot, sid, **fields)
             answer = f"{head} {tail}"

@@ -252,11 +252,10 @@ def begin(output: str) -> str:
     return token
 
 
-def running_update(output: str) -> str:
-    """Why an --update must not start now: another one of this output still runs on this machine ("" when
-    none is known to run). Its recover() would undo the files that run is writing."""
-    marker = (fileio.read_if_there(join_path(output, STARTED)) or b"").decode("utf-8", "replace")
-    other = holder.parse(marker)
+def running_update(output: str, marker: bytes | None) -> str:
+    """Why an --update must not start now: the run that wrote ``marker`` (the output's STARTED) still runs on
+    this machine ("" when none is known to run). Its recover() would undo the files that run is writing."""
+    other = holder.parse((marker or b"").decode("utf-8", "replace"))
     if not holder.still_running(other):
         return ""
     return (f"{UPDATE_REFUSED}{output}: another --update of this output is running (process {other.pid} on this "
@@ -269,12 +268,12 @@ def recover(output: str) -> str:
     (its stage, and the files it wrote at new slots: the tiles it drew may not be the ones this run gives those
     slots). Returns what was done, for the log ("" for nothing). Refuses (UpdateRunning) while that run still
     runs on this machine."""
-    running = running_update(output)
+    marker = fileio.read_if_there(join_path(output, STARTED))
+    running = running_update(output, marker)
     if running:
         raise UpdateRunning(running)
     if apply_journal(output):
         return "finished the commit of an interrupted --update"
-    marker = fileio.read_if_there(join_path(output, STARTED))
     if marker is None and not fileio.list_files(stage_root(output)):
         return ""
     removed = _remove_orphans(output) if marker is not None else 0

@@ -85,6 +85,34 @@ def test_counting_and_comparison_only_when_exact(eval_build):
         assert parse.classes_mentioned(_answer(r))[0] == (x if fx > fy else y), "the larger class is named first"
 
 
+
+def test_box_questions_point_at_a_part_of_the_chip(eval_build):
+    """referring and the multiple-choice box question ask about a box of at most a quarter of the chip that one
+    region fills at least half of; on fragmented label maps the largest region's box is the whole chip, which
+    would only ask for the majority class again."""
+    import re
+
+    tree = eval_build.parent / "tree"
+    sidecars = {p.stem: json.loads(p.read_text()) for p in (tree / "metadata").rglob("*.json")}
+    asked = 0
+    for r in _rows(eval_build):
+        sid = r["metadata"]["sample_id"]
+        if r["metadata"]["task"] != "referring" and "__mc_box_" not in sid:
+            continue
+        prompt = r["messages"][-2]["content"][-1]["text"]
+        box = [float(v) for v in re.search(r"\[([0-9., ]+)\]", prompt).group(1).split(",")]
+        assert (box[2] - box[0]) * (box[3] - box[1]) <= 0.25, (sid, box)
+        regions = [g for g in sidecars[r["metadata"]["tile_stem"]]["regions"]
+                   if max(abs(v / 224 - b) for v, b in zip((g["bbox"][0], g["bbox"][1], g["bbox"][2] + 1,
+                                                            g["bbox"][3] + 1), box, strict=True)) < 0.001]
+        filled = [g for g in regions if g["area_px"] * 2 >= (g["bbox"][2] - g["bbox"][0] + 1)
+                  * (g["bbox"][3] - g["bbox"][1] + 1)]
+        assert filled, (sid, box)
+        if r["metadata"]["task"] == "referring":
+            assert parse.one_class(_answer(r)) == filled[0]["label"]
+        asked += 1
+    assert asked >= 60, "nearly every tile has a box to ask about"
+
 def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path):
     test_rows = _rows(eval_build, "test")
     perfect = _write_predictions(tmp_path / "perfect.jsonl", {r["metadata"]["sample_id"]: _answer(r)

@@ -32,11 +32,11 @@ from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX, TaskContext
 from transforms.splits.plan import LEAKAGE_POLICIES
 from transforms.tasks import (
     DEFAULT_TASKS,
-    ROWS,
     TASK_NAMES,
     default_tasks,
     eval_tasks,
     rows_per_tile_bound,
+    rows_version,
     task_names,
 )
 
@@ -215,7 +215,7 @@ class BuildConfig:
                    if k not in ("input", "output", "previous", "update", "prompts_dir", "formats",
                                 "embed_images", "rows_per_shard")}
         return {**shaping, "templates": self.templates, "satsft_version": version, "renderer": RENDERER,
-                "rows": ROWS}
+                "rows": rows_version(self.tasks)}
 
     @property
     def slot_widths(self) -> tuple[tuple[int, int], ...]:

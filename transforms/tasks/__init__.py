@@ -3,7 +3,7 @@ everything the rest of satsft needs to know of a task; no other module keeps a l
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from transforms.rows import PreparedTile, Row
@@ -21,11 +21,18 @@ from transforms.tasks import (
     referring,
 )
 
-# How the tasks make rows from a tile. It moves whenever the rows of the same tile, options and templates change
-# (a fixed wrong answer, a new field): every tile's fingerprint holds it, so a rebuild never keeps rows made by
-# the earlier rules next to rows made by the new ones. 2 (2026-12-05): absence says "no X" only at share 0;
-# class_focus gives a count of patches only where the regions hold all of the class.
-ROWS = "satsft-rows/2"
+# The version of the rules each task makes rows by (1 unless listed). One moves whenever the rows that task makes
+# of the same tile, options and templates change (a fixed wrong answer, a new field): every tile's fingerprint
+# holds the versions of the tasks built, so a rebuild never keeps rows made by the earlier rules next to rows made
+# by the new ones, and a change to a task the build does not make costs it nothing.
+# 2026-12-05: absence says "no X" only at share 0; class_focus gives a count of patches only where the regions
+# hold all of the class; referring and multiple_choice point only at boxes of at most a quarter of the chip.
+ROW_RULES: dict[str, int] = {"absence": 2, "class_focus": 2, "referring": 2, "multiple_choice": 2}
+
+
+def rows_version(tasks: Iterable[str]) -> str:
+    """The fingerprint's text for the row rules of these tasks, e.g. ``satsft-rows/absence.2,caption.1``."""
+    return "satsft-rows/" + ",".join(f"{t}.{ROW_RULES.get(t, 1)}" for t in sorted(set(tasks)))
 
 TaskFn = Callable[[PreparedTile], list[Row]]
 SCORERS = ("grounding", "multiple_choice", "counting", "choice", "shares", "")

@@ -75,3 +75,21 @@ def test_an_unknown_task_is_a_usage_error(tmp_path, capsys):
     assert main(["build", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--tasks", "tile_echo"]) == 2
     assert "tile_echo" in capsys.readouterr().err
     assert "tile_echo" not in tasks.TASKS
+
+
+def test_a_row_rules_version_counts_only_for_the_tasks_built(monkeypatch, tmp_path):
+    """A tile's fingerprint holds the row rules of the tasks built: a change to a benchmark task's rules redoes
+    the tiles of builds that make it, and costs a build of the training tasks nothing."""
+    from pipeline.build.config import BuildConfig
+
+    write_sample_tree(str(tmp_path / "tree"), 4, seed=1, workers=1)
+
+    def rows_of(tasks: str) -> str:
+        config = BuildConfig.create(input=str(tmp_path / "tree"), output=str(tmp_path / "out"), tasks=tasks)
+        return config.shaping_options("0")["rows"]
+
+    training, with_eval = rows_of("all"), rows_of("all+eval")
+    assert training.startswith("satsft-rows/") and "absence.2" in training and "referring" not in training
+    monkeypatch.setitem(tasks.ROW_RULES, "referring", tasks.ROW_RULES["referring"] + 1)
+    assert rows_of("all") == training
+    assert rows_of("all+eval") != with_eval

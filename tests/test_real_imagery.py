@@ -134,3 +134,24 @@ def test_the_builds_own_answers_score_perfectly(default_real_build, tmp_path):
             assert t["missing"] == t["malformed"] == 0, (split, task)
             for name, value in t["metrics"].items():
                 assert value == (0.0 if name in ("mae", "unknown_class_rate") else 1.0), (split, task, name, value)
+
+
+def test_box_questions_on_real_tiles_ask_about_a_part_and_spread_their_answers(default_real_build, tmp_path):
+    """On real tiles the largest region of the main class spans the whole chip, and the largest compact region
+    is mostly trees: referring asked about [0, 0, 1, 1] in 22 of 36 tiles, and the always-the-most-common-answer
+    baseline then scored 0.61 (0.83 before boxes were capped at a quarter of the chip)."""
+    from collections import Counter
+
+    _, out = default_real_build
+    referring = [r for r in _rows(out) if r["metadata"]["task"] == "referring"]
+    assert len(referring) >= 110
+    answers = Counter()
+    for r in referring:
+        sidecar = json.loads(next((out / "metadata").rglob(f"{r['metadata']['sample_id']}.json")).read_text())
+        x1, y1, x2, y2 = sidecar["bbox"]
+        assert (x2 - x1 + 1) * (y2 - y1 + 1) <= 0.25 * 224 * 224
+        answers[sidecar["class"]] += 1
+    assert answers.most_common(1)[0][1] <= 0.35 * len(referring), answers
+    assert main(["eval", "--dataset", str(out), "--baseline", "majority", "--split", "train",
+                 "--output", str(tmp_path / "majority.json")]) == 0
+    assert json.loads((tmp_path / "majority.json").read_text())["tasks"]["referring"]["metrics"]["accuracy"] <= 0.35

@@ -26,7 +26,8 @@ from transforms.tasks import (
 # holds the versions of the tasks built, so a rebuild never keeps rows made by the earlier rules next to rows made
 # by the new ones, and a change to a task the build does not make costs it nothing.
 # 2026-12-05: absence says "no X" only at share 0; class_focus gives a count of patches only where the regions
-# hold all of the class; referring and multiple_choice point only at boxes of at most a quarter of the chip.
+# hold all of the class; referring and multiple_choice point only at boxes of at most a quarter of the chip,
+# of a class drawn evenly among those with one.
 ROW_RULES: dict[str, int] = {"absence": 2, "class_focus": 2, "referring": 2, "multiple_choice": 2}
 
 

@@ -4,6 +4,7 @@ all of its pixels (a patch count is exact) or leave specks out."""
 from __future__ import annotations
 
 from transforms.classes import CLASS_IDS
+from transforms.ids import stable_choice_index
 from transforms.input.sidecars import Region
 from transforms.rows import PreparedTile, normalise_box
 
@@ -12,6 +13,7 @@ FILL_MIN = 0.5  # a region "fills" its box when it covers at least half of it
 # spans the whole chip (22 of 36 referring boxes on the real fixture, 59 of 60 on a sample tree were about the
 # whole image), and "what fills [0, 0, 1, 1]" only asks for the majority class again.
 BOX_SHARE_MAX = 0.25
+BOX_PX_MIN = 100  # a region under this many pixels is asked about only where a tile has no larger one
 # A class's regions list every patch of it when their pixels add up to its share of the frame: connected-
 # component tools skip patches under a few cells (16 px here), so a gap under that many pixels means none was.
 EXACT_TOLERANCE_PX = 12
@@ -29,6 +31,20 @@ def filling_regions(pt: PreparedTile) -> list[Region]:
     return sorted((r for r in pt.tile.regions
                    if r.area_px >= FILL_MIN * _box_px(r) and _box_px(r) <= BOX_SHARE_MAX * frame),
                   key=lambda r: (-r.area_px, r.bbox))
+
+
+def box_question_region(pt: PreparedTile, purpose: str) -> Region | None:
+    """The region a box question points at: a class drawn evenly (fixed per tile and ``purpose``) among the
+    classes with a filling region, then its largest. The largest filling region alone is mostly of one class
+    (trees in 22 of 36 tiles of the real fixture, where answering "trees" every time scored 0.61; by class the
+    most common answer holds 8 of 36)."""
+    candidates = filling_regions(pt)
+    sizable = [r for r in candidates if r.area_px >= BOX_PX_MIN] or candidates
+    if not sizable:
+        return None
+    labels = sorted({r.label for r in sizable})
+    label = labels[stable_choice_index(len(labels), pt.stem, purpose, "box class")]
+    return next(r for r in sizable if r.label == label)
 
 
 def box_text(region: Region, size: int) -> str:

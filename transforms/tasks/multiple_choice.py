@@ -14,7 +14,7 @@ from transforms.classes import CLASS_NAMES, display_name
 from transforms.ids import stable_rng, stable_uniform
 from transforms.prompts import pick
 from transforms.rows import PreparedTile, Row, make_row
-from transforms.tasks.eval_common import box_text, filling_regions
+from transforms.tasks.eval_common import box_question_region, box_text
 
 TASK = "multiple_choice"
 LETTERS = "ABCD"
@@ -58,9 +58,8 @@ def questions(pt: PreparedTile) -> list[Question]:
     if absent:
         q = _choose(pt, "absent", absent, present, {})
         out.append(q)
-    filling = filling_regions(pt)
-    if filling:
-        region = filling[0]
+    region = box_question_region(pt, TASK)
+    if region is not None:
         inside = region.label
         q = _choose(pt, "box", [inside], [n for n in present if n != inside] + [n for n in absent if n != inside],
                     {"box": box_text(region, pt.tile.size)})

@@ -5,16 +5,15 @@ from __future__ import annotations
 from transforms.classes import class_fields, display_name
 from transforms.prompts import pick
 from transforms.rows import PreparedTile, Row, make_row
-from transforms.tasks.eval_common import box_text, filling_regions
+from transforms.tasks.eval_common import box_question_region, box_text
 
 TASK = "referring"
 
 
 def rows(pt: PreparedTile) -> list[Row]:
-    filling = filling_regions(pt)
-    if not filling:
+    region = box_question_region(pt, TASK)
+    if region is None:
         return []
-    region = filling[0]
     sid = f"{pt.stem}__referring"
     name = display_name(region.label)
     fields = {"box": box_text(region, pt.tile.size), **class_fields("label", name)}

@@ -51,10 +51,13 @@ def _rows(out: Path) -> dict[str, dict]:
 
 def test_expected_sample_ids(one_tile):
     rows = _rows(one_tile)
-    absent = [s for s in rows if "__absence_" in s]
-    assert len(absent) == 1
+    asked = [s for s in rows if "__absence_" in s]
+    present = [s for s in asked if rows[s]["messages"][-1]["content"][0]["text"].startswith("Yes")]
+    absent = [s for s in asked if s not in present]
+    assert len(absent) == 1 and len(present) == 1, asked
+    assert present[0].rsplit("_", 1)[-1] in ("water", "built")
     assert set(rows) == {f"{STEM}__caption", f"{STEM}__ground_all", f"{STEM}__ground_water", f"{STEM}__ground_built",
-                         f"{STEM}__focus_water", f"{STEM}__focus_built", f"{STEM}__cross_view", *absent,
+                         f"{STEM}__focus_water", f"{STEM}__focus_built", f"{STEM}__cross_view", *asked,
                          *(f"{STEM}__analysis_{p}" for p in ("brief_only", "land_use_change", "wildfire",
                                                              "flood_pulse", "oceanscout_ship_detection"))}
     assert absent[0].rsplit("_", 1)[-1] not in ("water", "built", "grass")

@@ -154,4 +154,17 @@ def test_box_questions_on_real_tiles_ask_about_a_part_and_spread_their_answers(d
     assert answers.most_common(1)[0][1] <= 0.35 * len(referring), answers
     assert main(["eval", "--dataset", str(out), "--baseline", "majority", "--split", "train",
                  "--output", str(tmp_path / "majority.json")]) == 0
-    assert json.loads((tmp_path / "majority.json").read_text())["tasks"]["referring"]["metrics"]["accuracy"] <= 0.35
+    scores = json.loads((tmp_path / "majority.json").read_text())["tasks"]
+    assert scores["referring"]["metrics"]["accuracy"] <= 0.35
+
+
+def test_absence_asks_about_present_classes_as_often_as_absent_ones(default_real_build, tmp_path):
+    """Absence rows were all "no" (a model that always says no scored 1.0 and training taught that the question
+    is answered no); each tile now also asks the same way about a class in plain view."""
+    _, out = default_real_build
+    asked = [r for r in _rows(out) if r["metadata"]["task"] == "absence"]
+    said = [r["messages"][-1]["content"][0]["text"].split(maxsplit=1)[0].strip(".,") for r in asked]
+    assert said.count("Yes") == len(asked) // 2 >= 80, said
+    assert main(["eval", "--dataset", str(out), "--baseline", "majority", "--split", "train",
+                 "--output", str(tmp_path / "majority.json")]) == 0
+    assert json.loads((tmp_path / "majority.json").read_text())["tasks"]["absence"]["metrics"]["accuracy"] <= 0.55

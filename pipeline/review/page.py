@@ -148,7 +148,7 @@ table.meta td { border-top: 1px solid #eee; padding: 1px 6px; vertical-align: to
         el("div", {class: "frame"}, [el("img", {src: src, alt: src})]));
     });
     node.appendChild(images);
-    if (card.task === "absence") node.appendChild(el("div", {class: "absent", text: "asked about a class that is absent"}));
+    if (card.note) node.appendChild(el("div", {class: "absent", text: card.note}));
     for (const m of card.messages) node.appendChild(messageBlock(m));
     const meta = el("table", {class: "meta"});
     for (const [k, v] of Object.entries(card.metadata)) meta.appendChild(el("tr", {}, [el("td", {text: k}), el("td", {text: String(v)})]));

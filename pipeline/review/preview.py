@@ -114,8 +114,9 @@ def _text(message: dict[str, Any]) -> str:
 
 
 def card_boxes(row: dict[str, Any], tile_regions: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """What to draw on the chip: a grounding row's answer boxes; class_focus: the regions of its class; other
-    rows: all regions of the tile (from its grounding_all answer); absence: none."""
+    """What to draw on the chip: a grounding row's answer boxes; class_focus, and absence asked about a class
+    that is there: the regions of its class; absence of a class: none; other rows: all regions of the tile
+    (from its grounding_all answer)."""
     md = row["metadata"]
     if is_grounding(md["task"]):
         found = parse.boxes(_text(row["messages"][-1])) or []
@@ -125,8 +126,20 @@ def card_boxes(row: dict[str, Any], tile_regions: dict[str, list[dict[str, Any]]
         label = md["sample_id"].rsplit("__focus_", 1)[-1]
         return [r for r in regions if r["label"] == label]
     if md["task"] == "absence":
-        return []
+        label = md["sample_id"].rsplit("__absence_", 1)[-1]
+        return [r for r in regions if r["label"] == label] if _asked_present(row) else []
     return regions
+
+
+def _asked_present(row: dict[str, Any]) -> bool:
+    return parse.yes_no(_text(row["messages"][-1])) == "yes"
+
+
+def card_note(row: dict[str, Any]) -> str:
+    """A line above an absence card's messages: which way the question goes (its boxes alone do not say)."""
+    if row["metadata"]["task"] != "absence":
+        return ""
+    return f"asked about a class that is {'present' if _asked_present(row) else 'absent'}"
 
 
 def no_match_message(keys: list[dict[str, str]], tasks: set[str] | None, splits: set[str] | None) -> str:
@@ -180,7 +193,7 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
         cards.append({"id": sid, "task": md["task"], "split": md["split"], "profile": md.get("analysis_profile", ""),
                       "source": md.get("source", ""), "images": images,
                       "chip": 1 if md["task"] == "cross_view" and len(images) > 1 else 0,
-                      "boxes": card_boxes(row, tile_regions), "messages": messages,
+                      "boxes": card_boxes(row, tile_regions), "note": card_note(row), "messages": messages,
                       "metadata": {k: v for k, v in md.items() if k != "image_paths"}})
     charts = report_charts(report)
     for chart, svg in charts.items():

@@ -25,10 +25,10 @@ from transforms.tasks import (
 # of the same tile, options and templates change (a fixed wrong answer, a new field): every tile's fingerprint
 # holds the versions of the tasks built, so a rebuild never keeps rows made by the earlier rules next to rows made
 # by the new ones, and a change to a task the build does not make costs it nothing.
-# 2026-12-05: absence says "no X" only at share 0; class_focus gives a count of patches only where the regions
-# hold all of the class; referring and multiple_choice point only at boxes of at most a quarter of the chip,
-# of a class drawn evenly among those with one.
-ROW_RULES: dict[str, int] = {"absence": 2, "class_focus": 2, "referring": 2, "multiple_choice": 2}
+# absence 2: says "no X" only at share 0; 3: a question about a present class beside each about an absent one.
+# class_focus 2: a count of patches only where the regions hold all of the class. referring and multiple_choice
+# 2: boxes of at most a quarter of the chip, of a class drawn evenly among those with one.
+ROW_RULES: dict[str, int] = {"absence": 3, "class_focus": 2, "referring": 2, "multiple_choice": 2}
 
 
 def rows_version(tasks: Iterable[str]) -> str:
@@ -67,7 +67,7 @@ TASKS: dict[str, TaskSpec] = {
     "grounding_all": TaskSpec(grounding_all.rows, 1, grounding=True, scored_as="grounding"),
     "grounding_per_class": TaskSpec(grounding_per_class.rows, 6, grounding=True, scored_as="grounding"),
     "class_focus": TaskSpec(class_focus.rows, 6, scored_as="shares"),
-    "absence": TaskSpec(absence.rows, 1, scored_as="choice"),
+    "absence": TaskSpec(absence.rows, 2, scored_as="choice"),
     "cross_view": TaskSpec(cross_view.rows, 1),
     "multiple_choice": TaskSpec(multiple_choice.rows, 12, eval=True, scored_as="multiple_choice"),
     "referring": TaskSpec(referring.rows, 1, eval=True, scored_as="choice"),

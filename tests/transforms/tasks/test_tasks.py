@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 import pytest
 
-from transforms.classes import CLASS_IDS, CLASS_NAMES
+from scoring import parse
+from transforms.classes import CLASS_IDS, CLASS_NAMES, class_fields
 from transforms.prompts import load_templates
 from transforms.rows import grounding_problem
 from transforms.tasks import (
@@ -70,14 +73,29 @@ def test_at_most_six_labels(prepared):
     assert len(grounding_per_class.rows(prepared(regions=regions))) == 6
 
 
-def test_absence_picks_a_true_absentee(prepared):
-    pt = prepared(class_fractions={"0": 0.3, "4": 0.68, "1": 0.02})
-    (row,) = absence.rows(pt)
+def test_absence_picks_a_true_absentee_and_a_class_in_plain_view(prepared):
+    """Each "no" has a "yes" of the same tile beside it, asked the same way, about a class with a region of
+    100 px or more: trees' 60 px region does not qualify, crops' and water's do."""
+    regions = [{"bbox": [0, 100, 223, 223], "label": "crops", "class_id": 4, "area_px": 20000},
+               {"bbox": [10, 5, 99, 60], "label": "water", "class_id": 0, "area_px": 3000},
+               {"bbox": [150, 5, 159, 10], "label": "trees", "class_id": 1, "area_px": 60}]
+    pt = prepared(class_fractions={"0": 0.3, "4": 0.68, "1": 0.02}, regions=regions)
+    row, yes = absence.rows(pt)
     absent = row.sidecar["absent_class"]
-    assert absent not in {"water", "crops"}
+    assert absent not in {"water", "crops", "trees"}
     assert row.sample_id == f"poi_000007_g001_t0002__absence_{absent}"
-    assert _answer(row).startswith("No") or "traces" in _answer(row) or "Not as" in _answer(row)
+    assert parse.yes_no(_answer(row)) == "no"
+    present = yes.sidecar["present_class"]
+    assert present in {"water", "crops"} and "absent_class" not in yes.sidecar
+    assert yes.sample_id == f"poi_000007_g001_t0002__absence_{present}"
+    assert parse.yes_no(_answer(yes)) == "yes" and pt.percent(CLASS_IDS[present]) in _answer(yes)
+    prompts = pt.ctx.templates["absence"]["prompt"]
+    assert _user(yes)[-1]["text"] in {p.format(**class_fields("label", present)) for p in prompts}
     assert absence.rows(prepared(class_fractions={})) == []
+    without = {k: v for k, v in pt.ctx.templates["absence"].items() if k != "answer_present"}
+    old = dataclasses.replace(pt, ctx=dataclasses.replace(pt.ctx, templates={**pt.ctx.templates,
+                                                                             "absence": without}))
+    assert [r.sample_id for r in absence.rows(old)] == [row.sample_id], "a --prompts-dir without the slot"
 
 
 @pytest.mark.parametrize("share, says", [(0.0, ""), (0.0003, "0.03%"), (0.0004, "0.04%"), (0.004, "0.4%")])
@@ -87,7 +105,7 @@ def test_absence_denies_a_class_only_where_the_labels_hold_none(prepared, share,
     regions = [{"bbox": [c * 20, 0, c * 20 + 9, 9], "label": name, "class_id": c, "area_px": 100}
                for c, name in enumerate(CLASS_NAMES[:8])]  # every class but snow has a region: snow is asked
     pt = prepared(class_fractions={"4": 1.0 - share, "8": share}, regions=regions)
-    (row,) = absence.rows(pt)
+    row, _ = absence.rows(pt)
     assert row.sidecar["absent_class"] == "snow_and_ice"
     text = _answer(row)
     if share:

@@ -149,31 +149,44 @@ def score_counting(items: Sequence[tuple[str, str | None]]) -> TaskScore:
 def score_shares(items: Sequence[tuple[str, str | None, dict[str, float]]]) -> TaskScore:
     """(reference, prediction or None, the tile's shares by class) per row.
 
-    percent_within_2pp: the mean over rows of the share of the row's quoted percentages that lie within 2 pp of
-    the tile's share of that class (or of a figure the reference gives for it, such as a predicted share); a row
-    quoting nothing scores 1 if its reference quotes nothing too, else 0; a missing or empty answer scores 0.
-    unknown_class_rate: of all class names the answers mention, the share naming a class that is neither in the
-    tile nor in the reference."""
+    percent_within_2pp: the mean, over rows where the reference or the answer quotes a percentage, of the share
+    of the answer's quoted percentages that lie within 2 pp of the tile's share of that class (or of a figure the
+    reference gives for it, such as a predicted share); an answer quoting nothing scores 0 there, as does a
+    missing one where the reference quotes. Rows where neither quotes are left out: captions rarely quote, and
+    any answer used to score 1.0 on them. Absent when no row quotes.
+    class_recall: the mean, over rows whose reference names a class, of the share of those classes the answer
+    names too (what a caption is checked by). unknown_class_rate: of all class names the answers mention, the
+    share naming a class that is neither in the tile nor in the reference."""
     s = TaskScore(n=len(items))
-    row_scores, mentions, unknown, quoted_total = [], 0, 0, 0
+    quoting_scores, recall_scores, mentions, unknown, quoted_total = [], [], 0, 0, 0
     for reference, prediction, shares in items:
+        ref_quoted, ref_named = parse.quoted_shares(reference), set(parse.classes_mentioned(reference))
         if prediction is None or not prediction.strip():
             s.missing += prediction is None
             s.malformed += prediction is not None
-            row_scores.append(0.0)
+            if ref_quoted:
+                quoting_scores.append(0.0)
+            if ref_named:
+                recall_scores.append(0.0)
             continue
         allowed: dict[str, list[float]] = defaultdict(list)
-        for cls, v in [*shares.items(), *parse.quoted_shares(reference)]:
+        for cls, v in [*shares.items(), *ref_quoted]:
             allowed[cls].append(v)
         quoted = parse.quoted_shares(prediction)
         quoted_total += len(quoted)
         within = sum(any(abs(v - a) <= SHARE_TOLERANCE + 1e-9 for a in allowed.get(cls, [])) for cls, v in quoted)
-        row_scores.append(within / len(quoted) if quoted else float(not parse.quoted_shares(reference)))
-        known = set(shares) | set(parse.classes_mentioned(reference))
+        if quoted or ref_quoted:
+            quoting_scores.append(within / len(quoted) if quoted else 0.0)
         named = parse.classes_mentioned(prediction)
+        if ref_named:
+            recall_scores.append(len(ref_named & set(named)) / len(ref_named))
         mentions += len(named)
-        unknown += sum(cls not in known for cls in named)
-    s.metrics = {"percent_within_2pp": _ratio(sum(row_scores), len(row_scores)),
-                 "unknown_class_rate": _ratio(unknown, mentions)}
+        unknown += sum(cls not in set(shares) | ref_named for cls in named)
+    s.metrics = {}
+    if quoting_scores:
+        s.metrics["percent_within_2pp"] = _ratio(sum(quoting_scores), len(quoting_scores))
+    if recall_scores:
+        s.metrics["class_recall"] = _ratio(sum(recall_scores), len(recall_scores))
+    s.metrics["unknown_class_rate"] = _ratio(unknown, mentions)
     s.extra["quoted"] = quoted_total
     return s

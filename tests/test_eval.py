@@ -235,7 +235,14 @@ def test_counting_and_shares_by_hand():
     shares = {"water": 0.30, "crops": 0.70}
     answer = "Water covers 31.5% and crops 75%; some bare ground."
     s = metrics.score_shares([("Water (30.0%) and crops (70.0%).", answer, shares)])
-    assert s.metrics["percent_within_2pp"] == 0.5 and s.metrics["unknown_class_rate"] == 1 / 3
+    assert s.metrics == {"percent_within_2pp": 0.5, "class_recall": 1.0, "unknown_class_rate": 1 / 3}
+    # captions quote no shares: only the classes they name can be checked (any answer used to score 1.0)
+    caption = "A winter scene of crops with trees and grass."
+    s = metrics.score_shares([(caption, "Crops and some built-up land.", shares), (caption, "Grass, mostly.", shares),
+                              (caption, None, shares)])
+    assert s.metrics == {"class_recall": (1 / 3 + 1 / 3 + 0) / 3, "unknown_class_rate": 1 / 3} and s.missing == 1
+    s = metrics.score_shares([(caption, "Crops cover 70%.", shares), (caption, "Crops.", shares)])
+    assert s.metrics["percent_within_2pp"] == 1.0, "a row counts where the answer quotes"
 
 
 def test_requests_for_a_batch_runner_round_trip_through_predictions(eval_build, tmp_path):

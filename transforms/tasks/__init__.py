@@ -32,7 +32,7 @@ ROW_RULES: dict[str, int] = {"absence": 3, "class_focus": 2, "referring": 2, "mu
 
 
 def rows_version(tasks: Iterable[str]) -> str:
-    """The fingerprint's text for the row rules of these tasks, e.g. ``satsft-rows/absence.2,caption.1``."""
+    """The fingerprint's text for the row rules of these tasks, e.g. ``satsft-rows/absence.3,caption.1``."""
     return "satsft-rows/" + ",".join(f"{t}.{ROW_RULES.get(t, 1)}" for t in sorted(set(tasks)))
 
 TaskFn = Callable[[PreparedTile], list[Row]]

@@ -141,8 +141,9 @@ def read_predictions(path: str) -> dict[str, str]:
 
 
 def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0) -> dict[str, str]:
-    """Trivial answers to read a model's score against: the most frequent reference answer of each task, or a
-    seeded random option, class, count, box or other row's answer."""
+    """Trivial answers to read a model's score against: the most frequent reference answer of each task (for
+    comparison, of the two classes asked, the one answered more often), or a seeded random option, class,
+    count, box or other row's answer."""
     if kind == "majority":
         common = {}
         by_task: dict[str, Counter[str]] = defaultdict(Counter)
@@ -150,7 +151,15 @@ def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0) -
             by_task[r["task"]][_majority_key(r)] += 1
         for task, counts in by_task.items():
             common[task] = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-        return {r["sample_id"]: common[r["task"]] for r in rows}
+        out = {r["sample_id"]: common[r["task"]] for r in rows}
+        # comparison asks about two classes: of those two, the one that was the answer more often in the split
+        wins = by_task.get("comparison", Counter())
+        for r in rows:
+            asked = parse.classes_mentioned(r["prompt"]) if r["task"] == "comparison" else []
+            if asked:
+                pick = min(asked, key=lambda c: (-wins[f"{display_name(c).capitalize()}."], c))
+                out[r["sample_id"]] = f"{display_name(pick).capitalize()}."
+        return out
     rng = random.Random(seed)
     refs = defaultdict(list)
     for r in rows:
@@ -178,9 +187,20 @@ def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0) -
 
 
 def _majority_key(row: dict[str, Any]) -> str:
-    if row["task"] == "multiple_choice":
-        return row["metadata"].get("answer") or parse.letter(row["reference"], parse.options_of(row["prompt"])) or ""
-    return row["reference"]
+    """The answer the majority baseline counts: what the scorer reads of a reference (its letter, its yes or no,
+    its class) where one is read, so that phrasings of the same answer count together ("Grass." and "The box
+    shows grass."); the whole reference elsewhere."""
+    task, reference = row["task"], row["reference"]
+    if task == "multiple_choice":
+        return row["metadata"].get("answer") or parse.letter(reference, parse.options_of(row["prompt"])) or ""
+    if task == "absence":
+        said = parse.yes_no(reference)
+        return f"{said.capitalize()}." if said else reference
+    if task in ("referring", "comparison"):
+        named = parse.one_class(reference, set(parse.classes_mentioned(row["prompt"])) if task == "comparison"
+                                else None)
+        return f"{display_name(named).capitalize()}." if named else reference
+    return reference
 
 
 def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[str, dict[str, float]],

@@ -289,3 +289,28 @@ def test_validate_accepts_an_eval_build(eval_build):
     proc = run_cli("validate", str(eval_build))
     assert proc.stdout.startswith("OK:"), proc.stdout
     assert Counter(r["metadata"]["task"] for r in _rows(eval_build))["referring"] > 0
+
+
+def test_majority_baseline_counts_answers_as_the_scorer_reads_them():
+    """Phrasings of one answer count together ("Grass." and "The box shows grass."); comparison answers, of
+    the two classes asked, the one that was the answer more often (on the real fixture that prior alone scores
+    0.85, where the most common answer text was unreadable for 61% of the rows)."""
+    from scoring.evaluate import baseline_predictions
+
+    def row(sid, task, reference, prompt=""):
+        return {"sample_id": sid, "task": task, "reference": reference, "prompt": prompt, "metadata": {}}
+
+    rows = [row("r1", "referring", "Grass."), row("r2", "referring", "The box shows grass."),
+            row("r3", "referring", "Trees."),
+            row("a1", "absence", "No. There is no water in this image."),
+            row("a2", "absence", "Not as a visible patch. Snow and ice account for only about 0.03% of the pixels."),
+            row("a3", "absence", "Yes. Crops cover about 52.5% of this image."),
+            row("c1", "comparison", "Crops cover more: about 60.0% against 5.0% of water.", "more crops or water?"),
+            row("c2", "comparison", "Trees cover more: about 30.0% against 2.0% of water.", "more water or trees?"),
+            row("c3", "comparison", "Trees cover more: about 30.0% against 9.0% of crops.", "more crops or trees?"),
+            row("c4", "comparison", "Water covers more: 40.0% against 1.0% of built area.", "more built or water?")]
+    got = baseline_predictions(rows, "majority")
+    assert {got[s] for s in ("r1", "r2", "r3")} == {"Grass."}
+    assert {got[s] for s in ("a1", "a2", "a3")} == {"No."}
+    # wins: trees 2, crops 1, water 1: trees over either, then crops before water on the name
+    assert [got[s] for s in ("c1", "c2", "c3", "c4")] == ["Crops.", "Trees.", "Trees.", "Water."]

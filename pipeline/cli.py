@@ -97,8 +97,8 @@ def run_build(argv: list[str]) -> int:
     build_options = options.view_as(BuildOptions)
     if build_options.in_place and build_options.output:  # an update killed during its commit is finished first
         try:
-            done = recover(fileio.clean_root(build_options.output))
-        except UpdateRunning as err:  # another update of this output still runs here
+            done = recover(fileio.clean_root(build_options.output), build_options.take_over_after)
+        except UpdateRunning as err:  # another update of this output still runs (here, or maybe elsewhere)
             print(f"satsft: error: {err}", file=sys.stderr)
             return 1
         if done:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -335,6 +336,31 @@ def test_a_second_update_leaves_one_still_running_alone(trees, tmp_path):
     finally:
         os.kill(first.pid, signal.SIGCONT)
     assert first.wait(timeout=600) == 0, first.stderr.read().decode()[-2000:]
+    assert _files(out) == _files(base / "again") and not validate(str(out))[0].count
+
+
+def test_an_unfinished_update_from_another_machine_is_left_alone_until_taken_over(trees, tmp_path):
+    """A Dataflow job runs on after the launcher that wrote the marker exits, so nothing can tell whether an
+    update begun elsewhere still runs: for --take-over-after hours (default 12) a later update exits 1 and
+    touches nothing; with --take-over-after 0 it undoes that run's files and builds as usual."""
+    import datetime
+
+    base, _, _ = trees
+    out = _copy_of_first(base, tmp_path)
+    _update_stopped_at(base, out, "before")  # an unfinished update: its marker and its files at new slots
+    marker = out / UPDATE_DIR / "started.txt"
+    began = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=11)
+    text = marker.read_text()
+    text = re.sub(r"^machine .*$", "machine 0f8a-elsewhere", text, flags=re.MULTILINE)
+    text = re.sub(r"^host .*$", "host launcher-vm-7", text, flags=re.MULTILINE)
+    marker.write_text(re.sub(r"^began .*$", f"began {began:%Y-%m-%d %H:%M:%S} UTC", text, flags=re.MULTILINE))
+    during = _files(out)
+    proc = run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD, check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "on another machine (host launcher-vm-7" in proc.stderr and "--take-over-after 0" in proc.stderr
+    assert "Traceback" not in proc.stderr and _files(out) == during, "nothing touched"
+    run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD,
+            "--take-over-after", "0")
     assert _files(out) == _files(base / "again") and not validate(str(out))[0].count
 
 

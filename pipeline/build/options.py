@@ -6,7 +6,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build.config import BuildConfig
 from transforms.output.tree import MAX_FILES_PER_DIR
-from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE
+from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE, DEFAULT_TAKE_OVER_HOURS
 from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX
 
 
@@ -88,6 +88,10 @@ class BuildOptions(PipelineOptions):
         _flag(parser, "max-removed-share", type=float, default=DEFAULT_MAX_REMOVED_SHARE,
               help="with --update: refuse to replace the build in --output when the new build would remove more tha"
                    "n this share of its tiles or of its rows (a broken input on a scheduled run); 1 allows any")
+        _flag(parser, "take-over-after", type=int, default=DEFAULT_TAKE_OVER_HOURS,
+              help="with --update: an unfinished update of --output begun on another machine (a Dataflow job runs "
+                   "on after its launcher exits) counts as running, and this one exits untouched, until it is this "
+                   "many hours old; 0 takes it over at once (an update on this machine is known to run or not)")
         _flag(parser, "no-reuse", action="store_true", default=False,
               help="with --previous or --update: read every chip whole and draw every tile again instead of "
                    "knowing unchanged chips by their PNG chunk CRCs and taking unchanged tiles' rows, analysis "

@@ -51,6 +51,7 @@ SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may 
 LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
 UPDATE_REFUSED = "--update of "  # how every refusal to commit begins (the CLI prints it without a traceback)
 DEFAULT_MAX_REMOVED_SHARE = 0.5  # an update may remove at most half the tiles of the build it replaces
+DEFAULT_TAKE_OVER_HOURS = 12  # an unfinished update from another machine counts as running this long (running_update)
 STOP_AFTER_ENV = "SATSFT_FAULT_STOP_COMMIT_AFTER"  # tests: die after this many moves ("before": before any)
 
 
@@ -245,31 +246,39 @@ def begin(output: str) -> str:
     (the commit checks that no other update has begun since). The marker also names this process, so that a
     second update on this machine knows the first still runs (``holder``)."""
     token = uuid.uuid4().hex  # names this run only; never part of the dataset
-    began = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    began = datetime.datetime.now(datetime.timezone.utc).strftime(holder.BEGAN_FORMAT)
     fileio.write_bytes(join_path(output, STARTED), b"an --update of this output is running, or stopped before it "
                                                    b"finished: run it again to finish it\n"
                        + f"run {token}\n{holder.this_process(began).lines()}".encode())
     return token
 
 
-def running_update(output: str, marker: bytes | None) -> str:
-    """Why an --update must not start now: the run that wrote ``marker`` (the output's STARTED) still runs on
-    this machine ("" when none is known to run). Its recover() would undo the files that run is writing."""
+def running_update(output: str, marker: bytes | None, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> str:
+    """Why an --update must not start now ("" when it may): the run that wrote ``marker`` (the output's STARTED)
+    still runs on this machine, or began on another machine less than ``take_over_after`` hours ago and may
+    still run there. Its recover() would undo the files that run is writing."""
     other = holder.parse((marker or b"").decode("utf-8", "replace"))
-    if not holder.still_running(other):
-        return ""
-    return (f"{UPDATE_REFUSED}{output}: another --update of this output is running (process {other.pid} on this "
-            f"machine, began {other.began or 'at an unknown time'}); nothing was done. Let it finish, or stop it, "
-            "then run this update again")
+    if holder.still_running(other):
+        return (f"{UPDATE_REFUSED}{output}: another --update of this output is running (process {other.pid} on "
+                f"this machine, began {other.began or 'at an unknown time'}); nothing was done. Let it finish, or "
+                "stop it, then run this update again")
+    if holder.elsewhere_recently(other, take_over_after):
+        where = f"host {other.host}" if other.host else f"machine {other.machine}"
+        return (f"{UPDATE_REFUSED}{output}: an --update of this output began {other.began} on another machine "
+                f"({where}, process {other.pid}) and has not finished; it may still be running there (a Dataflow "
+                "job runs on after its launcher exits), and starting now would undo the files it is writing. "
+                "Nothing was done. Once it has stopped, run this update again with --take-over-after 0 (an "
+                f"unfinished update from elsewhere that began over {take_over_after:g} h ago is taken as stopped)")
+    return ""
 
 
-def recover(output: str) -> str:
+def recover(output: str, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> str:
     """Before an --update starts: finish a commit an earlier run began; or undo a run stopped before its commit
     (its stage, and the files it wrote at new slots: the tiles it drew may not be the ones this run gives those
-    slots). Returns what was done, for the log ("" for nothing). Refuses (UpdateRunning) while that run still
-    runs on this machine."""
+    slots). Returns what was done, for the log ("" for nothing). Refuses (UpdateRunning) while that run may
+    still run (``running_update``)."""
     marker = fileio.read_if_there(join_path(output, STARTED))
-    running = running_update(output, marker)
+    running = running_update(output, marker, take_over_after)
     if running:
         raise UpdateRunning(running)
     if apply_journal(output):

@@ -5,13 +5,15 @@ still writing, and both give new tiles the same slots, so the earlier one could 
 files after the later one committed. A run on the same machine is known for sure: the marker names its
 machine (the kernel's boot id, which also changes with a reboot) and its process (pid and the kernel's start
 time of that pid, so a reused pid is not mistaken for it). A marker written on another machine (a Dataflow
-launcher, another host) cannot be checked from here; the caller treats it as stopped, as before. Containers
-on one host share its boot id but not its pids: the start time tells their processes apart, so a run in
-another container is not seen either (never mistaken for a live one).
+launcher, another host) cannot be checked from here: it counts as running while it is younger than the
+caller's limit (``elsewhere_recently``; a Dataflow job outlives the launcher that wrote its marker), and as
+stopped after. Containers on one host share its boot id but not its pids: the start time tells their processes
+apart, so a run in another container is not seen either (never mistaken for a live one).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import socket
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
+BEGAN_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 
 
 @dataclass(frozen=True)
@@ -29,10 +32,18 @@ class Holder:
     machine: str
     pid: int
     start: str = ""
-    began: str = ""  # UTC, for messages
+    began: str = ""  # UTC, BEGAN_FORMAT
+    host: str = ""  # the host name, for messages (the boot id means nothing to a reader)
 
     def lines(self) -> str:
-        return f"machine {self.machine}\npid {self.pid}\npid start {self.start or '-'}\nbegan {self.began}\n"
+        return (f"machine {self.machine}\npid {self.pid}\npid start {self.start or '-'}\nbegan {self.began}\n"
+                f"host {self.host or '-'}\n")
+
+    def began_at(self) -> datetime.datetime | None:
+        try:
+            return datetime.datetime.strptime(self.began, BEGAN_FORMAT).replace(tzinfo=datetime.timezone.utc)
+        except ValueError:
+            return None
 
 
 def _read(path: str) -> str:
@@ -55,16 +66,17 @@ def pid_start(pid: int) -> str:
 
 
 def this_process(began: str) -> Holder:
-    return Holder(machine_id(), os.getpid(), pid_start(os.getpid()), began)
+    return Holder(machine_id(), os.getpid(), pid_start(os.getpid()), began, socket.gethostname())
 
 
 def parse(marker: str) -> Holder | None:
     """The holder a marker names; None for a marker of a version that did not name one."""
-    fields = dict(re.findall(r"^(machine|pid start|pid|began) (.*)$", marker, re.MULTILINE))
+    fields = dict(re.findall(r"^(machine|pid start|pid|began|host) (.*)$", marker, re.MULTILINE))
     if "machine" not in fields or not fields.get("pid", "").isdigit():
         return None
-    start = fields.get("pid start", "")
-    return Holder(fields["machine"], int(fields["pid"]), "" if start == "-" else start, fields.get("began", ""))
+    start, host = fields.get("pid start", ""), fields.get("host", "")
+    return Holder(fields["machine"], int(fields["pid"]), "" if start == "-" else start, fields.get("began", ""),
+                  "" if host == "-" else host)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -88,3 +100,17 @@ def still_running(holder: Holder | None, here: str | None = None,
     if not alive(holder.pid):
         return False
     return not holder.start or start_of(holder.pid) == holder.start
+
+
+def elsewhere_recently(holder: Holder | None, hours: float, here: str | None = None,
+                       now: datetime.datetime | None = None) -> bool:
+    """True when another machine wrote the marker less than ``hours`` ago: nothing here can tell whether its
+    run still goes on (a Dataflow job runs on after its launcher exits), so it is given that long. A marker
+    without a readable time, of an older version, or with ``hours`` 0, is not."""
+    if holder is None or hours <= 0 or holder.machine == (machine_id() if here is None else here):
+        return False
+    began = holder.began_at()
+    if began is None:
+        return False
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now - began < datetime.timedelta(hours=hours)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import os
+import socket
 import subprocess
 import sys
 
@@ -13,7 +15,7 @@ def test_a_marker_names_its_process_and_reads_back():
     me = holder.this_process("2026-12-05 19:00:00 UTC")
     text = "an --update of this output is running\nrun abc\n" + me.lines()
     assert holder.parse(text) == me
-    assert me.machine == holder.machine_id() and me.pid == os.getpid()
+    assert me.machine == holder.machine_id() and me.pid == os.getpid() and me.host == socket.gethostname()
     assert me.start.isdigit(), "on Linux the kernel gives each pid's start time"
 
 
@@ -42,3 +44,18 @@ def test_a_real_process_is_running_until_it_ends():
         child.kill()
         child.wait()
     assert not holder.still_running(marker)
+
+
+def test_a_marker_from_elsewhere_counts_as_running_while_it_is_young():
+    """Another machine's run cannot be checked (a Dataflow job outlives its launcher): it is given some hours."""
+    now = datetime.datetime(2026, 12, 5, 20, 0, tzinfo=datetime.timezone.utc)
+    other = holder.Holder("boot-b", 4242, "99", "2026-12-05 09:00:00 UTC", "launcher")
+    assert holder.elsewhere_recently(other, 12, "boot-a", now), "11 h old"
+    assert not holder.elsewhere_recently(other, 10, "boot-a", now), "older than the limit: taken as stopped"
+    assert not holder.elsewhere_recently(other, 0, "boot-a", now), "0: taken over at once"
+    assert not holder.elsewhere_recently(other, 12, "boot-b", now), "this machine: the process check decides"
+    assert not holder.elsewhere_recently(holder.Holder("boot-b", 1, "", "whenever"), 12, "boot-a", now)
+    assert not holder.elsewhere_recently(None, 12, "boot-a", now)
+    old_version = "machine boot-b\npid 4242\npid start 99\nbegan 2026-12-05 19:00:00 UTC\n"
+    assert holder.parse(old_version).host == "" and holder.elsewhere_recently(holder.parse(old_version), 12,
+                                                                              "boot-a", now)

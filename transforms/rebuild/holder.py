@@ -7,8 +7,9 @@ machine (the kernel's boot id, which also changes with a reboot) and its process
 time of that pid, so a reused pid is not mistaken for it). A marker written on another machine (a Dataflow
 launcher, another host) cannot be checked from here: it counts as running while it is younger than the
 caller's limit (``elsewhere_recently``; a Dataflow job outlives the launcher that wrote its marker), and as
-stopped after. Containers on one host share its boot id but not its pids: the start time tells their processes
-apart, so a run in another container is not seen either (never mistaken for a live one).
+stopped after. Containers on one host share its boot id but neither their pids nor their host names: a marker
+whose host name differs counts as written elsewhere (a marker of an older version, without a host name, is
+judged by the boot id alone, and the pid's start time keeps another container's pid from passing for it).
 """
 
 from __future__ import annotations
@@ -89,11 +90,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _written_here(holder: Holder, here: str | None, host: str | None) -> bool:
+    """The marker's process is one this machine (this boot) and this container can see."""
+    return (holder.machine == (machine_id() if here is None else here)
+            and holder.host in ("", socket.gethostname() if host is None else host))
+
+
 def still_running(holder: Holder | None, here: str | None = None,
-                  alive: Callable[[int], bool] = _pid_alive, start_of: Callable[[int], str] = pid_start) -> bool:
-    """True only when the holder is a process of this machine (this boot) that still runs; a marker from
-    elsewhere, or of an older version, is not known to run."""
-    if holder is None or holder.machine != (machine_id() if here is None else here):
+                  alive: Callable[[int], bool] = _pid_alive, start_of: Callable[[int], str] = pid_start,
+                  host: str | None = None) -> bool:
+    """True only when the holder is a process of this machine (this boot and container) that still runs; a
+    marker from elsewhere, or of an older version, is not known to run."""
+    if holder is None or not _written_here(holder, here, host):
         return False
     if holder.pid == os.getpid():
         return False  # this very process: a marker it wrote itself is no other run
@@ -103,11 +111,11 @@ def still_running(holder: Holder | None, here: str | None = None,
 
 
 def elsewhere_recently(holder: Holder | None, hours: float, here: str | None = None,
-                       now: datetime.datetime | None = None) -> bool:
+                       now: datetime.datetime | None = None, host: str | None = None) -> bool:
     """True when another machine wrote the marker less than ``hours`` ago: nothing here can tell whether its
     run still goes on (a Dataflow job runs on after its launcher exits), so it is given that long. A marker
     without a readable time, of an older version, or with ``hours`` 0, is not."""
-    if holder is None or hours <= 0 or holder.machine == (machine_id() if here is None else here):
+    if holder is None or hours <= 0 or _written_here(holder, here, host):
         return False
     began = holder.began_at()
     if began is None:

@@ -53,9 +53,20 @@ def test_a_marker_from_elsewhere_counts_as_running_while_it_is_young():
     assert holder.elsewhere_recently(other, 12, "boot-a", now), "11 h old"
     assert not holder.elsewhere_recently(other, 10, "boot-a", now), "older than the limit: taken as stopped"
     assert not holder.elsewhere_recently(other, 0, "boot-a", now), "0: taken over at once"
-    assert not holder.elsewhere_recently(other, 12, "boot-b", now), "this machine: the process check decides"
+    assert not holder.elsewhere_recently(other, 12, "boot-b", now, host="launcher"), "here: the process decides"
     assert not holder.elsewhere_recently(holder.Holder("boot-b", 1, "", "whenever"), 12, "boot-a", now)
     assert not holder.elsewhere_recently(None, 12, "boot-a", now)
     old_version = "machine boot-b\npid 4242\npid start 99\nbegan 2026-12-05 19:00:00 UTC\n"
     assert holder.parse(old_version).host == "" and holder.elsewhere_recently(holder.parse(old_version), 12,
                                                                               "boot-a", now)
+
+
+def test_a_marker_from_another_container_on_this_host_counts_as_from_elsewhere():
+    """Containers share the host's boot id but not its pids: the host name tells them apart."""
+    now = datetime.datetime(2026, 12, 5, 20, 0, tzinfo=datetime.timezone.utc)
+    there = holder.Holder("boot-a", 4242, "99", "2026-12-05 19:00:00 UTC", "container-2")
+    alive, start = (lambda pid: True), (lambda pid: "99")
+    assert not holder.still_running(there, "boot-a", alive, start, host="container-1")
+    assert holder.elsewhere_recently(there, 12, "boot-a", now, host="container-1")
+    assert holder.still_running(there, "boot-a", alive, start, host="container-2")
+    assert not holder.elsewhere_recently(there, 12, "boot-a", now, host="container-2")

@@ -254,10 +254,15 @@ def _score_choice(task: str, rows: list[dict[str, Any]], got: list[str | None]) 
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    lines = [f"split: {report['split']}", "", "| task | n | missing | malformed | metrics |", "|---|---|---|---|---|"]
+    beside = any("majority_baseline" in t for t in report["tasks"].values())
+    head = "| task | n | missing | malformed | metrics |" + (" majority baseline |" if beside else "")
+    lines = [f"split: {report['split']}", "", head, "|" + "---|" * (head.count("|") - 1)]
     for task, t in report["tasks"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in t["metrics"].items())
-        lines.append(f"| {task} | {t['n']} | {t['missing']} | {t['malformed']} | {shown} |")
+        line = f"| {task} | {t['n']} | {t['missing']} | {t['malformed']} | {shown} |"
+        if beside:
+            line += " " + ", ".join(f"{k} {v:.3f}" for k, v in t.get("majority_baseline", {}).items()) + " |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -270,4 +275,9 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     if baseline:
         predictions = baseline_predictions(rows, baseline, seed)
     shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})
-    return score(rows, predictions or {}, shares, split)
+    report = score(rows, predictions or {}, shares, split)
+    if not baseline:  # a model's score beside what always giving the commonest answer scores on the same rows
+        floor = score(rows, baseline_predictions(rows, "majority"), shares, split)["tasks"]
+        for task, t in report["tasks"].items():
+            t["majority_baseline"] = floor[task]["metrics"]
+    return report

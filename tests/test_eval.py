@@ -129,6 +129,11 @@ def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path)
         assert t["missing"] == t["malformed"] == 0, task
         for name, value in t["metrics"].items():
             assert value == (0.0 if name in ("mae", "unknown_class_rate") else 1.0), (task, name, value)
+    # each score is printed beside what always giving the task's commonest answer scores on the same rows
+    assert "| majority baseline |" in proc.stdout
+    assert set(tasks["absence"]["majority_baseline"]) == {"accuracy"}
+    assert tasks["absence"]["majority_baseline"]["accuracy"] == 0.5, "half the absence answers are yes"
+    assert tasks["multiple_choice"]["majority_baseline"]["circular_accuracy"] == 0.0
     # the same answers as OpenAI Batch API output (what `vllm run-batch` writes too), custom_id = sample id
     answers = {r["metadata"]["sample_id"]: _answer(r) for r in test_rows}
     batch = tmp_path / "batch_output.jsonl"

@@ -157,8 +157,7 @@ def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0) -
         for r in rows:
             asked = parse.classes_mentioned(r["prompt"]) if r["task"] == "comparison" else []
             if asked:
-                pick = min(asked, key=lambda c: (-wins[f"{display_name(c).capitalize()}."], c))
-                out[r["sample_id"]] = f"{display_name(pick).capitalize()}."
+                out[r["sample_id"]] = min((_class_answer(c) for c in asked), key=lambda a: (-wins[a], a))
         return out
     rng = random.Random(seed)
     refs = defaultdict(list)
@@ -199,8 +198,13 @@ def _majority_key(row: dict[str, Any]) -> str:
     if task in ("referring", "comparison"):
         named = parse.one_class(reference, set(parse.classes_mentioned(row["prompt"])) if task == "comparison"
                                 else None)
-        return f"{display_name(named).capitalize()}." if named else reference
+        return _class_answer(named) if named else reference
     return reference
+
+
+def _class_answer(name: str) -> str:
+    """A class as a one-word answer: "Grass.", "Snow and ice."."""
+    return f"{display_name(name).capitalize()}."
 
 
 def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[str, dict[str, float]],

@@ -180,8 +180,9 @@ def score_shares(items: Sequence[tuple[str, str | None, dict[str, float]]]) -> T
         named = parse.classes_mentioned(prediction)
         if ref_named:
             recall_scores.append(len(ref_named & set(named)) / len(ref_named))
+        known = set(shares) | ref_named
         mentions += len(named)
-        unknown += sum(cls not in set(shares) | ref_named for cls in named)
+        unknown += sum(cls not in known for cls in named)
     s.metrics = {}
     if quoting_scores:
         s.metrics["percent_within_2pp"] = _ratio(sum(quoting_scores), len(quoting_scores))

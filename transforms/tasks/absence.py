@@ -11,10 +11,10 @@ from transforms.classes import CLASS_NAMES, class_fields, display_name
 from transforms.ids import stable_choice_index
 from transforms.prompts import has_slot, pick
 from transforms.rows import PreparedTile, Row, format_trace, make_row
+from transforms.tasks.eval_common import PATCH_IN_VIEW_PX
 
 TASK = "absence"
 TRACE_MAX = 0.03
-PRESENT_MIN_PX = 100  # a class asked about as present has a region at least this large: a patch plainly in view
 
 
 def absent_classes(pt: PreparedTile) -> list[int]:
@@ -27,9 +27,9 @@ def absent_classes(pt: PreparedTile) -> list[int]:
 
 
 def present_classes(pt: PreparedTile) -> list[int]:
-    """Classes plainly present: a region of at least PRESENT_MIN_PX pixels and a share for the answer to give."""
+    """Classes plainly present: a region of at least PATCH_IN_VIEW_PX pixels and a share for the answer to give."""
     return sorted({r.class_id for r in pt.tile.regions
-                   if r.area_px >= PRESENT_MIN_PX and pt.fractions.get(r.class_id, 0.0) > 0})
+                   if r.area_px >= PATCH_IN_VIEW_PX and pt.fractions.get(r.class_id, 0.0) > 0})
 
 
 def _row(pt: PreparedTile, cid: int, slot: str, percent: str, side: str) -> Row:

@@ -13,7 +13,9 @@ FILL_MIN = 0.5  # a region "fills" its box when it covers at least half of it
 # spans the whole chip (22 of 36 referring boxes on the real fixture, 59 of 60 on a sample tree were about the
 # whole image), and "what fills [0, 0, 1, 1]" only asks for the majority class again.
 BOX_SHARE_MAX = 0.25
-BOX_PX_MIN = 100  # a region under this many pixels is asked about only where a tile has no larger one
+# A patch plainly in view (10 x 10 px, 100 m across at 10 m): absence asks about a present class only with a
+# region this large, and a box question points at a smaller region only where a tile has no larger one.
+PATCH_IN_VIEW_PX = 100
 # A class's regions list every patch of it when their pixels add up to its share of the frame: connected-
 # component tools skip patches under a few cells (16 px here), so a gap under that many pixels means none was.
 EXACT_TOLERANCE_PX = 12
@@ -39,7 +41,7 @@ def box_question_region(pt: PreparedTile, purpose: str) -> Region | None:
     (trees in 22 of 36 tiles of the real fixture, where answering "trees" every time scored 0.61; by class the
     most common answer holds 8 of 36)."""
     candidates = filling_regions(pt)
-    sizable = [r for r in candidates if r.area_px >= BOX_PX_MIN] or candidates
+    sizable = [r for r in candidates if r.area_px >= PATCH_IN_VIEW_PX] or candidates
     if not sizable:
         return None
     labels = sorted({r.label for r in sizable})

@@ -6,8 +6,10 @@ import difflib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,24 @@ settings.register_profile("satsft", derandomize=True, deadline=None, print_blob=
 settings.load_profile("satsft")
 
 REPO = Path(__file__).resolve().parents[1]
+_RUN_TEMP: list[str] = []
+
+
+def pytest_configure(config):
+    """Every temporary file of the run (Beam's, the CLI's, the browser's) goes to one folder, removed at the end.
+    Beam leaves an empty folder in the system's temporary folder for each graph it stages for Dataflow and each
+    Pipeline that never runs, and builds the fault tests kill leave theirs: some 150 a run otherwise. pytest's
+    own tmp_path folders stay where they were (kept for a failed test's post-mortem). Under xdist each worker
+    makes its folder inside the controller's."""
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+    run_temp = tempfile.mkdtemp(prefix="satsft-tests-")
+    _RUN_TEMP.append(run_temp)
+    os.environ["TMPDIR"] = tempfile.tempdir = run_temp
+
+
+def pytest_unconfigure(config):
+    for run_temp in _RUN_TEMP:
+        shutil.rmtree(run_temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

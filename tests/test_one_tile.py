@@ -39,8 +39,15 @@ def one_tile(tmp_path_factory) -> Path:
         {"type": "image", "image": "mapbox_stills/s00000/poi_000042_g002.png"}, {"type": "text", "text": "?"}]}]}
     (root / "data/validation.jsonl").write_bytes(orjson.dumps(line) + b"\n")
     out = root.parent / "out"
-    run_cli("build", "--input", str(root), "--output", str(out))
+    (root.parent / "tmp").mkdir()
+    run_cli("build", "--input", str(root), "--output", str(out), env={"TMPDIR": str(root.parent / "tmp")})
     return out
+
+
+def test_build_leaves_no_temporary_files(one_tile):
+    """A scheduled build on a long-lived machine must not fill its temporary folder (Beam makes one per Pipeline
+    and removes it only in run(); staging for a remote runner makes more)."""
+    assert list((one_tile.parent / "tmp").iterdir()) == []
 
 
 def _rows(out: Path) -> dict[str, dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 from pathlib import Path
@@ -100,6 +101,16 @@ def test_gs_update_in_place(emulator, damaged_tree, tmp_path):
     assert len(after) == report["file_count"], "the count the report gives is the objects there"
     proc = run_cli("validate", gs_out, env=env)
     assert proc.stdout.startswith("OK:"), proc.stdout
+    # an update begun on another machine a day ago whose workers wrote a progress object just now still runs
+    began = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=24)
+    fs.pipe(f"{BUCKET}/upd/_satsft_update/started.txt", f"run x\nmachine boot-b\npid 7\npid start 9\nbegan "
+            f"{began:%Y-%m-%d %H:%M:%S} UTC\nhost dataflow-launcher\n".encode())
+    fs.pipe(f"{BUCKET}/upd/_satsft_spool/progress/build-1.json", b"{}")
+    proc = run_cli("build", "--input", f"gs://{BUCKET}/tree2", "--output", gs_out, "--update", *flags, env=env,
+                   check=False)
+    assert proc.returncode == 1 and "last wrote to it" in proc.stderr, proc.stderr[-2000:]
+    assert set(fs.find(f"{BUCKET}/upd")) == after | {f"{BUCKET}/upd/_satsft_update/started.txt",
+                                                     f"{BUCKET}/upd/_satsft_spool/progress/build-1.json"}
 
 
 def test_maps_are_scored_where_they_lie(emulator, direct_build, tmp_path):

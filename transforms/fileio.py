@@ -6,6 +6,7 @@ a scheme goes through Beam's FileSystems, which every Beam worker already has.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import shutil
@@ -198,6 +199,28 @@ def list_files(root: str) -> list[str]:
         return []
     prefix = base + "/"
     return sorted(p[len(prefix):] for p in fs.find(base) if p.startswith(prefix))
+
+
+def newest_write(roots: list[str]) -> datetime.datetime | None:
+    """When a file below any of ``roots`` was last written (UTC; None when there is none): the storage's own
+    time, a local file's modification time or an object's ``updated``."""
+    import fsspec
+
+    newest = None
+    for root in roots:
+        fs, base = fsspec.core.url_to_fs(root)
+        base = base.rstrip("/")
+        if not fs.isdir(base):
+            continue
+        for info in fs.find(base, detail=True).values():
+            when = info.get("mtime")
+            if isinstance(when, (int, float)):
+                when = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
+            elif isinstance(when, datetime.datetime) and when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.timezone.utc)
+            if isinstance(when, datetime.datetime) and (newest is None or when > newest):
+                newest = when
+    return newest
 
 
 def public_location(path: str) -> str:

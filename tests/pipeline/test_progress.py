@@ -37,6 +37,24 @@ def test_workers_files_are_summed(tmp_path):
     ProgressCounter("", "build", "tiles", 1).flush()  # a transform tested alone writes nothing anywhere
 
 
+def test_a_worker_writing_to_a_bucket_leaves_a_sign_of_life_every_few_minutes(monkeypatch):
+    """On a bucket only logs show progress, but an --update begun elsewhere is judged by when it last wrote
+    (transforms.rebuild.commit.last_write): each worker rewrites its small file every SIGN_OF_LIFE_EVERY_S."""
+    import transforms.progress as worker
+
+    written = []
+    monkeypatch.setattr(worker.fileio, "write_bytes", lambda path, data: written.append((path, json.loads(data))))
+    monkeypatch.setattr(worker, "LOG_EVERY_S", 0.0)
+    monkeypatch.setattr(worker, "SIGN_OF_LIFE_EVERY_S", 0.0)
+    counter = ProgressCounter("gs://bucket/out", "build", "tiles", 40)
+    counter.add(2, 20)
+    assert [(p.rsplit("/", 1)[0], d["done"]) for p, d in written] == [(f"gs://bucket/out/{PROGRESS_DIR}", 2)]
+    monkeypatch.setattr(worker, "SIGN_OF_LIFE_EVERY_S", 300.0)
+    counter.add(1, 10)
+    counter.flush()
+    assert len(written) == 1, "not again within the interval: a bucket's objects are not rewritten every second"
+
+
 class _Tty(io.StringIO):
     def isatty(self) -> bool:
         return True

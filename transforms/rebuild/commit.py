@@ -36,6 +36,7 @@ from transforms.output.tree import (
     PER_TILE_DIRS,
     REJECTS_DIR,
     REPORT_NAME,
+    SPOOL_DIR,
     UPDATE_DIR,
 )
 from transforms.output.tree import UPDATE_JOURNAL as JOURNAL
@@ -51,7 +52,7 @@ SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may 
 LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
 UPDATE_REFUSED = "--update of "  # how every refusal to commit begins (the CLI prints it without a traceback)
 DEFAULT_MAX_REMOVED_SHARE = 0.5  # an update may remove at most half the tiles of the build it replaces
-DEFAULT_TAKE_OVER_HOURS = 12  # an unfinished update from another machine counts as running this long (running_update)
+DEFAULT_TAKE_OVER_HOURS = 12  # an unfinished update from elsewhere runs this long after its last sign (running_update)
 STOP_AFTER_ENV = "SATSFT_FAULT_STOP_COMMIT_AFTER"  # tests: die after this many moves ("before": before any)
 
 
@@ -253,29 +254,39 @@ def begin(output: str) -> str:
     return token
 
 
+def last_write(output: str) -> datetime.datetime | None:
+    """When an update of ``output`` last wrote there: its workers' progress files (rewritten every few minutes
+    while tiles are drawn, transforms.progress), its spooled rows and its staged dataset files."""
+    return fileio.newest_write([join_path(output, SPOOL_DIR), stage_root(output)])
+
+
 def running_update(output: str, marker: bytes | None, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> str:
     """Why an --update must not start now ("" when it may): the run that wrote ``marker`` (the output's STARTED)
-    still runs on this machine, or began on another machine less than ``take_over_after`` hours ago and may
-    still run there. Its recover() would undo the files that run is writing."""
+    still runs on this machine, or on another machine began, or last wrote to the output, less than
+    ``take_over_after`` hours ago and may still run there. Its recover() would undo the files that run is
+    writing."""
     other = holder.parse((marker or b"").decode("utf-8", "replace"))
     if holder.still_running(other):
         return (f"{UPDATE_REFUSED}{output}: another --update of this output is running (process {other.pid} on "
                 f"this machine, began {other.began or 'at an unknown time'}); nothing was done. Let it finish, or "
                 "stop it, then run this update again")
-    if holder.elsewhere_recently(other, take_over_after):
+    seen = holder.elsewhere_recently(other, take_over_after, last_write=lambda: last_write(output))
+    if seen:
         where = f"host {other.host}" if other.host else f"machine {other.machine}"
+        wrote = "" if seen == other.began_at() else f", last wrote to it {seen.strftime(holder.BEGAN_FORMAT)}"
         return (f"{UPDATE_REFUSED}{output}: an --update of this output began {other.began} on another machine "
-                f"({where}, process {other.pid}) and has not finished; it may still be running there (a Dataflow "
-                "job runs on after its launcher exits), and starting now would undo the files it is writing. "
-                "Nothing was done. Once it has stopped, run this update again with --take-over-after 0 (an "
-                f"unfinished update from elsewhere that began over {take_over_after:g} h ago is taken as stopped)")
+                f"({where}, process {other.pid}{wrote}) and has not finished; it may still be running there (a "
+                "Dataflow job runs on after its launcher exits), and starting now would undo the files it is "
+                "writing. Nothing was done. Once it has stopped, run this update again with --take-over-after 0 "
+                "(an unfinished update from elsewhere that neither began nor wrote to the output in the last "
+                f"{take_over_after:g} h is taken as stopped)")
     return ""
 
 
 def recover(output: str, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> str:
     """Before an --update starts: finish a commit an earlier run began; or undo a run stopped before its commit
-    (its stage, and the files it wrote at new slots: the tiles it drew may not be the ones this run gives those
-    slots). Returns what was done, for the log ("" for nothing). Refuses (UpdateRunning) while that run may
+    (its stage, its spool, and the files it wrote at new slots: the tiles it drew may not be the ones this run
+    gives those slots). Returns what was done, for the log ("" for nothing). Refuses (UpdateRunning) while that run may
     still run (``running_update``)."""
     marker = fileio.read_if_there(join_path(output, STARTED))
     running = running_update(output, marker, take_over_after)
@@ -287,6 +298,7 @@ def recover(output: str, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> st
         return ""
     removed = _remove_orphans(output) if marker is not None else 0
     fileio.remove_tree(stage_root(output))
+    fileio.remove_tree(join_path(output, SPOOL_DIR))  # its rows and progress files (summed into this run's)
     fileio.remove(join_path(output, STARTED))
     earlier = holder.parse((marker or b"").decode("utf-8", "replace"))
     when = f", begun {earlier.began}" if earlier and earlier.began else ""

@@ -6,10 +6,11 @@ files after the later one committed. A run on the same machine is known for sure
 machine (the kernel's boot id, which also changes with a reboot) and its process (pid and the kernel's start
 time of that pid, so a reused pid is not mistaken for it). A marker written on another machine (a Dataflow
 launcher, another host) cannot be checked from here: it counts as running while it is younger than the
-caller's limit (``elsewhere_recently``; a Dataflow job outlives the launcher that wrote its marker), and as
-stopped after. Containers on one host share its boot id but neither their pids nor their host names: a marker
-whose host name differs counts as written elsewhere (a marker of an older version, without a host name, is
-judged by the boot id alone, and the pid's start time keeps another container's pid from passing for it).
+caller's limit, or has written to the output within that limit (``elsewhere_recently``; a Dataflow job
+outlives the launcher that wrote its marker), and as stopped after. Containers on one host share its boot id
+but neither their pids nor their host names: a marker whose host name differs counts as written elsewhere (a
+marker of an older version, without a host name, is judged by the boot id alone, and the pid's start time
+keeps another container's pid from passing for it).
 """
 
 from __future__ import annotations
@@ -111,14 +112,22 @@ def still_running(holder: Holder | None, here: str | None = None,
 
 
 def elsewhere_recently(holder: Holder | None, hours: float, here: str | None = None,
-                       now: datetime.datetime | None = None, host: str | None = None) -> bool:
-    """True when another machine wrote the marker less than ``hours`` ago: nothing here can tell whether its
-    run still goes on (a Dataflow job runs on after its launcher exits), so it is given that long. A marker
-    without a readable time, of an older version, or with ``hours`` 0, is not."""
+                       now: datetime.datetime | None = None, host: str | None = None,
+                       last_write: Callable[[], datetime.datetime | None] | None = None) -> datetime.datetime | None:
+    """When the run another machine wrote the marker for was last seen at work, if that was less than ``hours``
+    ago, else None: nothing here can tell whether it still goes on (a Dataflow job runs on after its launcher
+    exits), so it is given that long from when it began, or from ``last_write()``, the last time it wrote to
+    the output (its workers' progress files and staged files: a job that runs longer than ``hours`` is still
+    seen to run), asked only when the start is too long ago. A marker without a readable time, of an older
+    version, or ``hours`` 0, gives None."""
     if holder is None or hours <= 0 or _written_here(holder, here, host):
-        return False
+        return None
     began = holder.began_at()
     if began is None:
-        return False
+        return None
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    return now - began < datetime.timedelta(hours=hours)
+    limit = datetime.timedelta(hours=hours)
+    if now - began < limit:
+        return began
+    wrote = last_write() if last_write is not None else None
+    return wrote if wrote is not None and wrote > began and now - wrote < limit else None

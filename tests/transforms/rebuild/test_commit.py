@@ -7,8 +7,8 @@ import json
 import orjson
 import pytest
 
-from transforms.output.tree import OutputTree
-from transforms.rebuild.commit import JOURNAL, STAGE_DIR, apply_journal, begin, commit, recover
+from transforms.output.tree import PROGRESS_DIR, OutputTree
+from transforms.rebuild.commit import JOURNAL, STAGE_DIR, STARTED, apply_journal, begin, commit, recover, running_update
 
 
 def _write(root, rel, data: bytes = b"x"):
@@ -56,8 +56,10 @@ def test_a_stopped_commit_reads_whole_and_is_finished_by_recover(staged):
 
 
 def test_recover_drops_what_a_run_stopped_before_its_commit_staged(staged):
+    _write(staged, f"{PROGRESS_DIR}/build-dead.json", b'{"done": 7}')  # summed into the next run's progress else
     assert recover(str(staged)).startswith("undid an --update stopped before its commit (its stage and 0 file(s)")
     assert (staged / "data/test.jsonl").exists() and not (staged / STAGE_DIR).exists()
+    assert not (staged / PROGRESS_DIR).exists()
     assert recover(str(staged)) == ""
 
 
@@ -132,3 +134,31 @@ def test_a_refused_commit_withdraws_the_run_and_a_retry_is_refused_alike(tmp_pat
     assert str(again.value) == str(first.value)
     (tmp_path / "_satsft_update/previous/g00/tiles-b00000.jsonl").unlink()
     assert not OutputTree(str(tmp_path)).update_unfinished(), "a refusal's record alone is no update under way"
+
+
+def test_an_update_from_elsewhere_that_still_writes_is_not_taken_over(tmp_path):
+    """An update begun on another machine a day ago whose workers wrote a progress file an hour ago still runs
+    (a job longer than --take-over-after); once silent for longer than that, it is taken as stopped."""
+    import datetime
+    import os
+    import time
+
+    began = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=24)
+    marker = (f"run abc\nmachine boot-elsewhere\npid 7\npid start 9\nbegan {began:%Y-%m-%d %H:%M:%S} UTC\n"
+              "host dataflow-launcher\n").encode()
+    _write(tmp_path, STARTED, marker)
+    _write(tmp_path, f"{PROGRESS_DIR}/build-1234.json", b"{}")
+    # not read: an unchanged tile's files keep older times, a linked chip its input's
+    _write(tmp_path, "analysis_images/s00000/t__analysis_brief.png")
+    for hours_ago, running in ((1, True), (13, False)):
+        when = time.time() - hours_ago * 3600
+        os.utime(tmp_path / PROGRESS_DIR / "build-1234.json", (when, when))
+        why = running_update(str(tmp_path), marker, 12)
+        assert bool(why) == running, (hours_ago, why)
+    assert not running_update(str(tmp_path), marker, 0)
+    _write(tmp_path, f"{STAGE_DIR}/data/train.jsonl", b"staged just now\n")
+    why = running_update(str(tmp_path), marker, 12)
+    assert "on another machine (host dataflow-launcher, process 7, last wrote to it " in why, why
+    with pytest.raises(RuntimeError, match="--take-over-after 0"):
+        recover(str(tmp_path), 12)
+    assert (tmp_path / STARTED).exists(), "nothing touched"

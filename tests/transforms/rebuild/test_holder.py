@@ -61,6 +61,28 @@ def test_a_marker_from_elsewhere_counts_as_running_while_it_is_young():
                                                                               "boot-a", now)
 
 
+def test_a_run_from_elsewhere_that_still_writes_counts_as_running_past_the_limit():
+    """A job that runs longer than the limit keeps writing its workers' progress files: it is still running, and
+    the next scheduled update must not take it over (each day's run would otherwise undo the one before)."""
+    now = datetime.datetime(2026, 12, 5, 20, 0, tzinfo=datetime.timezone.utc)
+    other = holder.Holder("boot-b", 4242, "99", "2026-12-04 20:00:00 UTC", "launcher")  # 24 h ago
+    asked = []
+
+    def wrote(hours_ago):
+        return lambda: asked.append(hours_ago) or now - datetime.timedelta(hours=hours_ago)
+
+    assert holder.elsewhere_recently(other, 12, "boot-a", now, last_write=wrote(0.1)) == now - datetime.timedelta(
+        hours=0.1)
+    assert not holder.elsewhere_recently(other, 12, "boot-a", now, last_write=wrote(13)), "silent since: stopped"
+    assert not holder.elsewhere_recently(other, 12, "boot-a", now, last_write=lambda: None), "never wrote"
+    stale = datetime.datetime(2026, 12, 4, 19, 0, tzinfo=datetime.timezone.utc)  # a file older than the run
+    assert not holder.elsewhere_recently(other, 12, "boot-a", now, last_write=lambda: stale)
+    assert not holder.elsewhere_recently(other, 0, "boot-a", now, last_write=wrote(0)), "0: taken over at once"
+    young = holder.Holder("boot-b", 4242, "99", "2026-12-05 19:00:00 UTC", "launcher")
+    assert holder.elsewhere_recently(young, 12, "boot-a", now, last_write=wrote(5)) == young.began_at()
+    assert asked == [0.1, 13], "the output is listed only when the start is too long ago (and hours > 0)"
+
+
 def test_a_marker_from_another_container_on_this_host_counts_as_from_elsewhere():
     """Containers share the host's boot id but not its pids: the host name tells them apart."""
     now = datetime.datetime(2026, 12, 5, 20, 0, tzinfo=datetime.timezone.utc)

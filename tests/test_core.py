@@ -269,6 +269,29 @@ def test_local_writes_make_missing_folders_and_leave_no_temporary_files(tmp_path
     assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["c.json", "d.json"]
 
 
+def test_newest_write_reads_each_stores_modification_time(tmp_path):
+    """Local files and gcsfs give ``mtime``, s3fs ``LastModified``, adlfs ``last_modified``: all read as UTC."""
+    import datetime
+    import os
+
+    from transforms import fileio
+
+    utc = datetime.timezone.utc
+    assert fileio.newest_write([str(tmp_path / "none")]) is None
+    for rel, when in (("a/1", 1_000_000_000), ("b/c/2", 1_700_000_000), ("b/3", 1_600_000_000)):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+        os.utime(tmp_path / rel, (when, when))
+    assert fileio.newest_write([str(tmp_path / "a"), str(tmp_path / "b")]) == datetime.datetime.fromtimestamp(
+        1_700_000_000, utc)
+    assert fileio.newest_write([str(tmp_path / "a")]).year == 2001
+    at = datetime.datetime(2026, 12, 5, 10, 0, tzinfo=utc)
+    for info in ({"mtime": at}, {"mtime": at.replace(tzinfo=None)}, {"LastModified": at},
+                 {"last_modified": "2026-12-05T10:00:00Z"}, {"updated": "2026-12-05T10:00:00+00:00"}):
+        assert fileio._written_at(info) == at, info
+    assert fileio._written_at({"size": 3}) is None and fileio._written_at({"updated": "yesterday"}) is None
+
+
 def test_a_chip_in_another_format_is_named_with_what_to_do():
     """GIS exports are often GeoTIFF or JPEG 2000; a failed download leaves an HTML page. The reject says so."""
     import io

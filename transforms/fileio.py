@@ -202,8 +202,8 @@ def list_files(root: str) -> list[str]:
 
 
 def newest_write(roots: list[str]) -> datetime.datetime | None:
-    """When a file below any of ``roots`` was last written (UTC; None when there is none): the storage's own
-    time, a local file's modification time or an object's ``updated``."""
+    """When a file below any of ``roots`` was last written (UTC; None when there is none or the store does not
+    say): the storage's own time, so machines with different clocks agree on it."""
     import fsspec
 
     newest = None
@@ -213,14 +213,27 @@ def newest_write(roots: list[str]) -> datetime.datetime | None:
         if not fs.isdir(base):
             continue
         for info in fs.find(base, detail=True).values():
-            when = info.get("mtime")
-            if isinstance(when, (int, float)):
-                when = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
-            elif isinstance(when, datetime.datetime) and when.tzinfo is None:
-                when = when.replace(tzinfo=datetime.timezone.utc)
-            if isinstance(when, datetime.datetime) and (newest is None or when > newest):
+            when = _written_at(info)
+            if when is not None and (newest is None or when > newest):
                 newest = when
     return newest
+
+
+def _written_at(info: dict) -> datetime.datetime | None:
+    """An fsspec listing entry's modification time; each filesystem names it its own way (local and gcsfs
+    ``mtime``, s3fs ``LastModified``, adlfs ``last_modified``)."""
+    for key in ("mtime", "LastModified", "last_modified", "updated"):
+        when = info.get(key)
+        if isinstance(when, (int, float)):
+            return datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
+        if isinstance(when, str):
+            try:
+                when = datetime.datetime.fromisoformat(when.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+        if isinstance(when, datetime.datetime):
+            return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+    return None
 
 
 def public_location(path: str) -> str:

@@ -17,7 +17,15 @@ import time
 from pipeline import __version__
 from pipeline.errors import UsageError
 from pipeline.progress import ProgressMonitor
-from pipeline.runner import new_pipeline, prepare_output, refuse_unknown_flags, run, runner_name
+from pipeline.runner import (
+    INTERRUPTED,
+    Interrupted,
+    new_pipeline,
+    prepare_output,
+    refuse_unknown_flags,
+    run,
+    runner_name,
+)
 from transforms import fileio
 from transforms.output.tree import (
     BUILD_ENTRIES,
@@ -48,6 +56,7 @@ Run `satsft build --help` for the build options (`--layout hub`, `--max-boxes`, 
 
 
 # What `satsft sample` writes at a tree's root (labels/ with --labels or --real, faults.json with --faults).
+INTERRUPTED_EXIT = 130  # what a shell reports for a command stopped by Ctrl-C (128 + SIGINT)
 SAMPLE_TREE_ENTRIES = ("data", "images", "mapbox_stills", "metadata", "labels", "faults.json")
 
 
@@ -59,17 +68,20 @@ def _setup_logging() -> None:
     LOG.propagate = False
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
-    # A refused --update commit is an answer, not a crash: the launcher prints it once, without Beam's traceback.
-    for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker"):
+    # A refused --update commit is an answer, and Ctrl-C a request, not crashes: the launcher says what happened
+    # once, without Beam's traceback.
+    for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker",
+                 "apache_beam.runners.portability.local_job_service"):  # relays worker processes' logs
         logger = logging.getLogger(name)
-        if _not_a_refused_update not in logger.filters:  # main() may run many times in one process (tests)
-            logger.addFilter(_not_a_refused_update)
+        if _not_said_by_satsft not in logger.filters:  # main() may run many times in one process (tests)
+            logger.addFilter(_not_said_by_satsft)
 
 
-def _not_a_refused_update(record: logging.LogRecord) -> bool:
+def _not_said_by_satsft(record: logging.LogRecord) -> bool:
     from transforms.rebuild.commit import UPDATE_REFUSED
 
-    return not record.getMessage().startswith(UPDATE_REFUSED)
+    message = record.getMessage()
+    return not message.startswith(UPDATE_REFUSED) and INTERRUPTED not in message
 
 
 def run_build(argv: list[str]) -> int:
@@ -120,6 +132,15 @@ def run_build(argv: list[str]) -> int:
             raise
         print(f"satsft: error: {text.split(' [while running')[0]}", file=sys.stderr)
         return 1
+    except Interrupted:
+        if config.update:
+            said = (f"the build in {config.output} stays as it was, unless the update's commit had begun, which "
+                    "readers complete; run the same update again: it undoes or finishes this one first")
+        else:
+            said = (f"{config.output} holds a partial build without a report (validate and readers refuse it): run "
+                    "the build again with --overwrite")
+        print(f"satsft: interrupted; {said}", file=sys.stderr)
+        return INTERRUPTED_EXIT
     if report is not None:
         print(summary_table(report))
         print(f"\ndataset written to {config.output} (report: {config.output}/{REPORT_NAME})")
@@ -168,8 +189,13 @@ def run_mix(argv: list[str]) -> int:
     options = PipelineOptions(beam_args)
     LOG.info("mixing %d sources -> %s on %s", len(recipe.sources), output, runner_name(options))
     pipeline = build_mix_pipeline(recipe, config, new_pipeline(options))
-    report = run(pipeline, options, output, MIX_TIMINGS_NAME, MIX_REPORT_NAME,
-                 ProgressMonitor(output, "mix", "source files", args.quiet))
+    try:
+        report = run(pipeline, options, output, MIX_TIMINGS_NAME, MIX_REPORT_NAME,
+                     ProgressMonitor(output, "mix", "source files", args.quiet))
+    except Interrupted:
+        print(f"satsft: interrupted; {output} holds a partial mix without a report: run the mix again with "
+              "--overwrite", file=sys.stderr)
+        return INTERRUPTED_EXIT
     if report is not None:
         print(mix_summary(report))
         print(f"\nmix written to {output} (report: {output}/{MIX_REPORT_NAME})")
@@ -437,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"satsft: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a graph's run (which says more)
+        print("satsft: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import contextlib
 import os
 import resource
 import shutil
+import signal
+import threading
 import time
 from typing import Protocol
 
@@ -19,6 +21,11 @@ from pipeline.progress import ProgressMonitor
 from transforms import collector, fileio
 
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
+INTERRUPTED = "KeyboardInterrupt"  # how Beam words a Ctrl-C it caught in a DoFn: "KeyboardInterrupt [while ...]"
+
+
+class Interrupted(Exception):
+    """The user stopped a run that waited for its graph (Ctrl-C): the command says what the output holds."""
 
 
 class OutputConfig(Protocol):
@@ -111,10 +118,40 @@ def run(pipeline, options, output: str, timings_name: str, report_name: str, pro
         print(f"submitted to {runner}; the output, {report_name} and README.md appear in {output} when the job "
               "finishes")
         return None
-    with collector.tuned(), progress or contextlib.nullcontext():
-        pipeline.run().wait_until_finish()
+    try:
+        with collector.tuned(), progress or contextlib.nullcontext(), _quiet_after_ctrl_c():
+            pipeline.run().wait_until_finish()
+    except KeyboardInterrupt:
+        raise Interrupted(output) from None
+    except RuntimeError as err:  # Beam re-raises a KeyboardInterrupt a DoFn met as a RuntimeError
+        if str(err).startswith(INTERRUPTED):
+            raise Interrupted(output) from None
+        raise
     return add_timings(output, {"wall_seconds": time.monotonic() - started, "cpu_seconds": _cpu_seconds() - cpu0},
                        timings_name, report_name)
+
+
+@contextlib.contextmanager
+def _quiet_after_ctrl_c():
+    """After Ctrl-C, the local runner's threads (workers of --direct_running_mode multi_processing, gRPC readers)
+    die with errors of their own; the command says once what happened instead. Outside the main thread (tests
+    running a build in a thread) signals are not ours to handle."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopped = threading.Event()
+
+    def on_ctrl_c(signum, frame):
+        stopped.set()
+        raise KeyboardInterrupt
+
+    before_handler, before_hook = signal.signal(signal.SIGINT, on_ctrl_c), threading.excepthook
+    threading.excepthook = lambda args: None if stopped.is_set() else before_hook(args)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before_handler)
+        threading.excepthook = before_hook
 
 
 def _local_runner(options):

@@ -172,7 +172,7 @@ def test_rebuild_is_byte_identical_and_folders_are_capped(build, sample_tree, tm
     assert proc.stdout.startswith("OK:"), proc.stdout
 
 
-def test_usage_errors_fail_fast(sample_tree, tmp_path):
+def test_usage_errors_fail_fast(build, sample_tree, tmp_path):
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "o"), "--tasks", "captions",
                    check=False)
     assert proc.returncode == 2 and "unknown task 'captions'" in proc.stderr and "grounding_all" in proc.stderr
@@ -187,6 +187,9 @@ def test_usage_errors_fail_fast(sample_tree, tmp_path):
     (nested / "data" / "v2" / "train.jsonl").write_text("")
     proc = run_cli("build", "--input", str(nested), "--output", str(tmp_path / "o"), check=False)
     assert proc.returncode == 2 and "no data/*.jsonl" in proc.stderr and "found data/v2/train.jsonl" in proc.stderr
+    # a build's own output has metadata/ and data/*.jsonl too: its row sidecars must not pass for tile sidecars
+    proc = run_cli("build", "--input", str(build[0]), "--output", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2 and "is a satsft output (it has build_report.json)" in proc.stderr, proc.stderr
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "o"), "--bogus", check=False)
     assert proc.returncode == 2 and "--bogus" in proc.stderr
     (tmp_path / "full").mkdir()

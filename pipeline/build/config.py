@@ -21,6 +21,7 @@ from transforms.output.tree import (
     MANIFEST_DIR,
     MAX_FILES_PER_DIR,
     MIN_FILES_PER_DIR,
+    MIX_REPORT_NAME,
     REPORT_NAME,
     ROWS_PER_SHARD,
     record_files,
@@ -305,6 +306,12 @@ def _folder_has_files(where: str) -> bool:
 
 
 def _check_roots(input_root: str, output_root: str) -> None:
+    for report in (REPORT_NAME, MIX_REPORT_NAME):
+        # a satsft output has metadata/ and data/*.jsonl too: its row sidecars would pass for tile sidecars
+        if fileio.exists(f"{input_root}/{report}"):
+            raise UsageError(f"input {input_root!r} is a satsft output (it has {report}), not a sat-bbox tree: "
+                             "point --input at the tree it was built from (its report names it under config.input)"
+                             "; to rebuild that output, run the build with --update and --output there")
     for sub in ("metadata", "data"):
         where = f"{input_root}/{sub}"
         if not _folder_has_files(where):

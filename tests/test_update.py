@@ -208,6 +208,13 @@ def test_update_usage_errors(trees, tmp_path, capsys):
     assert main(["build", "--input", str(base / "big"), "--output", str(base / "first"), "--update",
                  "--overwrite"]) == 2
     assert "give one of the two" in capsys.readouterr().err
+    (tmp_path / "mix").mkdir()
+    (tmp_path / "mix" / "mix_report.json").write_text('{"kind": "mix"}')  # a mix of the build: not one to update
+    assert main(["build", "--input", str(base / "big"), "--output", str(tmp_path / "mix"), "--update"]) == 2
+    assert "--output" in (err := capsys.readouterr().err) and "is a satsft mix (it has mix_report.json)" in err
+    assert main(["build", "--input", str(base / "big"), "--output", str(tmp_path / "new"), "--previous",
+                 str(tmp_path / "mix")]) == 2
+    assert "give the earlier build of the same tree" in capsys.readouterr().err
 
 
 def test_a_first_update_makes_the_first_build(trees, tmp_path):

@@ -266,6 +266,11 @@ def _previous_build(previous: str, output: str, update: bool, max_files_per_dir:
     try:
         report = orjson.loads(fileio.read_bytes(f"{previous}/{REPORT_NAME}"))
     except (OSError, orjson.JSONDecodeError) as err:
+        if fileio.exists(f"{previous}/{MIX_REPORT_NAME}"):
+            what = ("--update: --output", "update a build's folder, or build into a new one") if update else (
+                "--previous", "give the earlier build of the same tree")
+            raise UsageError(f"{what[0]} {previous!r} is a satsft mix (it has {MIX_REPORT_NAME}), not a build: "
+                             f"{what[1]}") from err
         if update:
             raise UsageError(f"--update: {previous!r} holds files but no finished satsft build (no readable "
                              f"{REPORT_NAME}); give an empty folder or one a build wrote (if a build without --update "

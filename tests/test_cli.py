@@ -94,3 +94,20 @@ def test_ctrl_c_stops_a_build_with_one_line_that_says_what_the_output_holds(tmp_
     assert "holds a partial build" in err and not (out / "build_report.json").exists()
     validate = run_cli("validate", str(out), check=False)
     assert validate.returncode == 1 and "build_report.json (or mix_report.json) is missing" in validate.stdout
+
+
+def test_ctrl_c_stops_sample_workers_quietly(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: the pool's workers leave it to the parent."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "sample", "--tiles", "4000", "--workers", "2",
+                             "--output", str(tmp_path / "tree")], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "tree" / "images").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "satsft: interrupted", err[-3000:]

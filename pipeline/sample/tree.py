@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import signal
 from dataclasses import dataclass
 
 import numpy as np
@@ -359,6 +360,12 @@ def write_tile(root: str, seed: int, job: TileJob, options: SampleOptions = Samp
     return split, orjson.dumps(line)
 
 
+def _leave_ctrl_c_to_the_parent() -> None:
+    """Ctrl-C reaches every process of the terminal's group: the parent stops the pool (and says so once);
+    workers that took it too would each print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _write_tile_star(args: tuple[str, int, TileJob, SampleOptions]) -> tuple[str, bytes]:
     return write_tile(*args)
 
@@ -374,7 +381,7 @@ def write_sample_tree(root: str, n_tiles: int, seed: int = 0, workers: int = 0,
         raise ValueError(f"unknown chip style {options.chip_style!r}; choose one of {', '.join(CHIP_STYLES)}")
     tasks = [(root, seed, job, options) for job in jobs]
     if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, _leave_ctrl_c_to_the_parent) as pool:
             lines = pool.map(_write_tile_star, tasks, chunksize=32)
     else:
         lines = [write_tile(*t) for t in tasks]

@@ -437,9 +437,12 @@ def run_validate(argv: list[str]) -> int:
         return 1
     print(f"OK: {summary}; no problems")
     if checked["update_unfinished"]:
-        print("note: an --update of this output has not finished (readers see the build as its commit leaves it, "
-              "with files of the new build no row names yet); it may still be running: if it stopped, run the "
-              "same update again to finish it")
+        from transforms.rebuild.commit import unfinished_update
+
+        who = unfinished_update(root)
+        print(f"note: an --update of this output has not finished{f' ({who})' if who else ''}: readers see the "
+              "build as its commit leaves it, with files of the new build no row names yet; it may still be "
+              "running: if it stopped, run the same update again to finish it")
     return 0
 
 

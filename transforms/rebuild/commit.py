@@ -260,6 +260,19 @@ def last_write(output: str) -> datetime.datetime | None:
     return fileio.newest_write([join_path(output, SPOOL_DIR), stage_root(output)])
 
 
+def unfinished_update(output: str) -> str:
+    """Who began the unfinished update of ``output`` and when it last wrote there, for a reader wondering whether
+    it still runs ("" when its marker says nothing)."""
+    marker = fileio.read_if_there(join_path(output, STARTED))
+    other = holder.parse((marker or b"").decode("utf-8", "replace"))
+    if other is None:
+        return ""
+    where = f"host {other.host}" if other.host else f"machine {other.machine}"
+    wrote = last_write(output)
+    last = f", last wrote {wrote.strftime(holder.BEGAN_FORMAT)}" if wrote else ""
+    return f"begun {other.began or 'at an unknown time'} by process {other.pid} on {where}{last}"
+
+
 def running_update(output: str, marker: bytes | None, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> str:
     """Why an --update must not start now ("" when it may): the run that wrote ``marker`` (the output's STARTED)
     still runs on this machine, or on another machine began, or last wrote to the output, less than

@@ -55,8 +55,8 @@ Run `satsft build --help` for the build options (`--layout hub`, `--max-boxes`, 
 `satsft mix --help` for the mix's."""
 
 
-# What `satsft sample` writes at a tree's root (labels/ with --labels or --real, faults.json with --faults).
 INTERRUPTED_EXIT = 130  # what a shell reports for a command stopped by Ctrl-C (128 + SIGINT)
+# What `satsft sample` writes at a tree's root (labels/ with --labels or --real, faults.json with --faults).
 SAMPLE_TREE_ENTRIES = ("data", "images", "mapbox_stills", "metadata", "labels", "faults.json")
 
 

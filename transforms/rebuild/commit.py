@@ -299,8 +299,8 @@ def running_update(output: str, marker: bytes | None, take_over_after: float = D
 def recover(output: str, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> str:
     """Before an --update starts: finish a commit an earlier run began; or undo a run stopped before its commit
     (its stage, its spool, and the files it wrote at new slots: the tiles it drew may not be the ones this run
-    gives those slots). Returns what was done, for the log ("" for nothing). Refuses (UpdateRunning) while that run may
-    still run (``running_update``)."""
+    gives those slots). Returns what was done, for the log ("" for nothing). Refuses (UpdateRunning) while that
+    run may still run (``running_update``)."""
     marker = fileio.read_if_there(join_path(output, STARTED))
     running = running_update(output, marker, take_over_after)
     if running:

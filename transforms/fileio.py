@@ -189,34 +189,26 @@ def move(src: str, dst: str) -> None:
     remove(src)
 
 
-def list_files(root: str) -> list[str]:
-    """Every file below a folder or bucket prefix, relative to it, sorted ([] when there is none)."""
+def _found(root: str) -> tuple[str, dict[str, dict]]:
+    """fsspec's listing of every file below a folder or bucket prefix (path -> details), with that prefix."""
     import fsspec
 
     fs, base = fsspec.core.url_to_fs(root)
     base = base.rstrip("/")
-    if not fs.isdir(base):
-        return []
-    prefix = base + "/"
-    return sorted(p[len(prefix):] for p in fs.find(base) if p.startswith(prefix))
+    return base + "/", (fs.find(base, detail=True) if fs.isdir(base) else {})
+
+
+def list_files(root: str) -> list[str]:
+    """Every file below a folder or bucket prefix, relative to it, sorted ([] when there is none)."""
+    prefix, found = _found(root)
+    return sorted(p[len(prefix):] for p in found if p.startswith(prefix))
 
 
 def newest_write(roots: list[str]) -> datetime.datetime | None:
     """When a file below any of ``roots`` was last written (UTC; None when there is none or the store does not
     say): the storage's own time, so machines with different clocks agree on it."""
-    import fsspec
-
-    newest = None
-    for root in roots:
-        fs, base = fsspec.core.url_to_fs(root)
-        base = base.rstrip("/")
-        if not fs.isdir(base):
-            continue
-        for info in fs.find(base, detail=True).values():
-            when = _written_at(info)
-            if when is not None and (newest is None or when > newest):
-                newest = when
-    return newest
+    times = [when for root in roots for when in map(_written_at, _found(root)[1].values()) if when is not None]
+    return max(times, default=None)
 
 
 def _written_at(info: dict) -> datetime.datetime | None:

@@ -267,10 +267,9 @@ def unfinished_update(output: str) -> str:
     other = holder.parse((marker or b"").decode("utf-8", "replace"))
     if other is None:
         return ""
-    where = f"host {other.host}" if other.host else f"machine {other.machine}"
     wrote = last_write(output)
     last = f", last wrote {wrote.strftime(holder.BEGAN_FORMAT)}" if wrote else ""
-    return f"begun {other.began or 'at an unknown time'} by process {other.pid} on {where}{last}"
+    return f"begun {other.began or 'at an unknown time'} by process {other.pid} on {other.place()}{last}"
 
 
 def running_update(output: str, marker: bytes | None, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> str:
@@ -285,10 +284,9 @@ def running_update(output: str, marker: bytes | None, take_over_after: float = D
                 "stop it, then run this update again")
     seen = holder.elsewhere_recently(other, take_over_after, last_write=lambda: last_write(output))
     if seen:
-        where = f"host {other.host}" if other.host else f"machine {other.machine}"
         wrote = "" if seen == other.began_at() else f", last wrote to it {seen.strftime(holder.BEGAN_FORMAT)}"
         return (f"{UPDATE_REFUSED}{output}: an --update of this output began {other.began} on another machine "
-                f"({where}, process {other.pid}{wrote}) and has not finished; it may still be running there (a "
+                f"({other.place()}, process {other.pid}{wrote}) and has not finished; it may still be running there (a "
                 "Dataflow job runs on after its launcher exits), and starting now would undo the files it is "
                 "writing. Nothing was done. Once it has stopped, run this update again with --take-over-after 0 "
                 "(an unfinished update from elsewhere that neither began nor wrote to the output in the last "

@@ -41,6 +41,10 @@ class Holder:
         return (f"machine {self.machine}\npid {self.pid}\npid start {self.start or '-'}\nbegan {self.began}\n"
                 f"host {self.host or '-'}\n")
 
+    def place(self) -> str:
+        """Where it ran, as a reader knows it (the boot id only when the marker names no host)."""
+        return f"host {self.host}" if self.host else f"machine {self.machine}"
+
     def began_at(self) -> datetime.datetime | None:
         try:
             return datetime.datetime.strptime(self.began, BEGAN_FORMAT).replace(tzinfo=datetime.timezone.utc)

@@ -26,7 +26,7 @@ def read_progress(output_root: str, stage: str) -> tuple[int, int, int]:
     """(done, total, rows) over every worker's file of one stage; files that vanish or are mid-write are
     skipped (the spool folder goes when the run ends)."""
     done = total = rows = 0
-    for path in glob.glob(os.path.join(output_root, PROGRESS_DIR, f"{stage}-*.json")):
+    for path in glob.glob(os.path.join(glob.escape(output_root), PROGRESS_DIR, f"{stage}-*.json")):
         try:
             with open(path, "rb") as f:
                 p = orjson.loads(f.read())

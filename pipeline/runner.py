@@ -76,16 +76,13 @@ def prepare_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
                     os.remove(path)
         os.makedirs(out, exist_ok=True)
         return
-    from apache_beam.io.filesystems import FileSystems
-
-    existing = FileSystems.match([f"{out}/**"])[0].metadata_list
+    existing = fileio.match_under(out)
     if existing:
         if not config.overwrite:
             raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new prefix")
         # As locally: only what a build writes goes; anything else under the prefix stays.
         ours = [m.path for m in existing if m.path[len(out) + 1:].split("/", 1)[0] in entries]
-        if ours:
-            FileSystems.delete(ours)
+        fileio.delete_files(ours)
 
 
 def runner_name(options) -> str:

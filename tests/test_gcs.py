@@ -63,6 +63,22 @@ def test_gs_output_refuses_old_build_unless_overwrite(emulator):
     assert f"{BUCKET}/old/notes/keep.txt" in names, "--overwrite removes only what a build writes"
 
 
+def test_gs_folder_names_with_wildcards(emulator):
+    """A bucket folder named `runs[1]` is not the pattern `runs[1]`: --overwrite (and every removal of an update's
+    stage) took the objects of `runs1` with it, since `ours` were told apart by the first folder below the match."""
+    env, _ = emulator
+    fs = gcsfs_client(env)
+    theirs = f"{BUCKET}/runs1/data/theirs-00000-of-00001.jsonl"
+    stale = f"{BUCKET}/runs[1]/data/old-00000-of-00001.jsonl"
+    fs.pipe(theirs, b"{}\n")
+    fs.pipe(stale, b"{}\n")
+    run_cli("build", "--input", GS_TREE, "--output", f"gs://{BUCKET}/runs[1]", "--overwrite", "--tasks", "caption",
+            env=env)
+    fs.invalidate_cache()
+    assert fs.exists(theirs) and not fs.exists(stale)
+    assert fs.exists(f"{BUCKET}/runs[1]/build_report.json")
+
+
 def test_missing_gs_input_fails_fast(emulator, tmp_path: Path):
     env, _ = emulator
     proc = run_cli("build", "--input", f"gs://{BUCKET}/no-such-tree", "--output", str(tmp_path / "o"), check=False,

@@ -27,6 +27,33 @@ def clean_root(path: str) -> str:
     return path.rstrip("/")
 
 
+_GLOB_ESCAPES = {"*": "[*]", "?": "[?]", "[": "[][]"}
+
+
+def literal_pattern(path: str) -> str:
+    """A path as a glob pattern that matches itself. Beam's and fsspec's file matching read ``*``, ``?`` and ``[``
+    anywhere in a pattern, folder names included: a tree under ``runs [2024]/`` listed nothing, one under ``a?b/``
+    listed ``a1b/`` as well, and removing a bucket folder ``out?`` took ``outX/``'s objects with it. ``[`` becomes
+    ``[][]`` (``[`` or ``]``), not glob.escape's ``[[]``, which Beam turns into a regex Python warns about."""
+    return "".join(_GLOB_ESCAPES.get(c, c) for c in path)
+
+
+def is_under(root: str, path: str) -> bool:
+    """Whether a matched path lies below ``root`` (drops what ``[][]`` let through, a sibling ``runs]1]``)."""
+    return path.startswith(root.rstrip("/") + "/")
+
+
+def match_under(root: str, tail: str = "**", limit: int | None = None) -> list:
+    """Beam's FileMetadata of the files below ``root`` that ``tail`` matches, ``root`` read literally."""
+    from apache_beam.io.filesystems import FileSystems
+
+    root = root.rstrip("/")
+    pattern = literal_pattern(root)
+    exact = pattern == root  # else the listing may hold a sibling, so the limit applies after the check
+    found = FileSystems.match([f"{pattern}/{tail}"], limits=[limit if exact else None])[0].metadata_list
+    return found if exact else [m for m in found if is_under(root, m.path)][:limit]
+
+
 def read_bytes(path: str, limit: int | None = None) -> bytes:
     """Read a whole file, or at most ``limit + 1`` bytes so callers can tell an oversized file apart."""
     if is_local(path):
@@ -123,11 +150,8 @@ def remove_tree(path: str) -> None:
     if is_local(path):
         shutil.rmtree(path, ignore_errors=True)
         return
-    from apache_beam.io.filesystems import FileSystems
 
-    found = [m.path for m in FileSystems.match([f"{path.rstrip('/')}/**"])[0].metadata_list]
-    if found:
-        FileSystems.delete(found)
+    delete_files([m.path for m in match_under(path)])
 
 
 def prune_empty_folders(path: str) -> None:
@@ -147,10 +171,29 @@ def remove(path: str) -> None:
         except FileNotFoundError:
             pass
         return
+    if path.startswith("gs://") or exists(path):  # Cloud Storage's delete passes over a missing object
+        delete_files([path])
+
+
+def delete_files(paths: list[str]) -> None:
+    """Delete objects by their exact names. Beam's Cloud Storage delete takes each name as a pattern: it listed
+    the bucket once per object, and ``runs[1]/x`` took ``runs1/x`` too. Its batch call, under that, deletes names
+    as they are, 100 to a request, and passes over those already gone (a retried commit)."""
+    if not paths:
+        return
+    from apache_beam.io.filesystem import BeamIOError
     from apache_beam.io.filesystems import FileSystems
 
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
+    others = [p for p in paths if not p.startswith("gs://")]
+    if others:
+        FileSystems.delete(others)
+    gcs = [p for p in paths if p.startswith("gs://")]
+    if gcs:
+        from apache_beam.io.gcp.gcsio import GcsIO
+
+        failed = {p: code for p, code in GcsIO().delete_batch(gcs) if code}
+        if failed:
+            raise BeamIOError("Delete operation failed", failed)
 
 
 def link_or_copy(src: str, dst: str) -> str:

@@ -301,10 +301,9 @@ def _folder_has_files(where: str) -> bool:
     if fileio.is_local(where):
         return os.path.isdir(where)
     from apache_beam.io.filesystem import BeamIOError
-    from apache_beam.io.filesystems import FileSystems
 
     try:
-        return bool(FileSystems.match([f"{where}/**"], limits=[1])[0].metadata_list)
+        return bool(fileio.match_under(where, limit=1))
     except (BeamIOError, ValueError) as err:
         raise UsageError(f"cannot list {where!r}: {str(err)[:300]}; check the URL and your credentials "
                          "(gcloud auth application-default login)") from err

@@ -9,7 +9,7 @@ sources:
     repeat: 1               # number > 0: 8 = eight copies, 0.5 = a deterministic half; default 1
     where: {task: production_analysis, profile: wildfire}   # optional; task, profile, split: str or list
     share: 0.05             # instead of repeat: this source's share of the mix's train rows
-    image_root: other/media # optional; default: the source folder
+    image_root: other/media # optional; default: the satsft output the files lie in, else their folder
 ```
 Relative paths are taken from the working directory, as every other satsft path.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,10 +94,12 @@ def _where(raw: Any, name: str) -> dict[str, tuple[str, ...]]:
 def _list(pattern: str) -> list[str]:
     """Files a path names: a glob's matches, or the one file a plain path names (the most natural source)."""
     fs, _ = fsspec.core.url_to_fs(pattern)
-    if any(c in pattern for c in "*?["):
+    if fs.isfile(pattern):  # first: a file's own name may hold "[" or "*"
+        found = [pattern]
+    elif any(c in pattern for c in "*?["):
         found = fs.glob(pattern)
     else:
-        found = [pattern] if fs.isfile(pattern) else []
+        found = []
     prefix = "" if fileio.is_local(pattern) else pattern.split("://", 1)[0] + "://"
     return sorted(prefix + p if prefix and not p.startswith(prefix) else p for p in found)
 
@@ -115,12 +118,15 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
             raise UsageError(f"source {name!r}: the satsft output {path!r} holds no Parquet or JSONL rows")
         return "satsft", files, image_root or where, f"satsft:{where}", where
     if fs.isdir(where):
-        files = tuple(p for p in _list(f"{where}/**") if p.endswith(DATA_SUFFIXES))
+        files = tuple(p for p in _list(f"{fileio.literal_pattern(where)}/**")
+                      if p.endswith(DATA_SUFFIXES) and fileio.is_under(where, p))
         base = where
     else:
         listed = _list(where)
         files = tuple(p for p in listed if p.endswith(DATA_SUFFIXES))
-        base = where.rsplit("/", 1)[0] if "/" in where else "."
+        # A file's folder; a glob's is where its wildcards begin.
+        literal_head = where if listed == [where] else re.split(r"[*?[]", where, maxsplit=1)[0]
+        base = literal_head.rsplit("/", 1)[0] if "/" in literal_head else "."
         if listed == [where] and not files:
             raise UsageError(f"source {name!r}: {path!r} is a file but not .parquet or .jsonl; a source is a "
                              "satsft output, a folder or glob of such files, or one of them")
@@ -128,7 +134,24 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
         raise UsageError(f"source {name!r}: {path!r} is not a satsft output and matches no .parquet or .jsonl "
                          "files; check the path (relative paths start at the working directory)")
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
-    return "files", files, image_root or base, f"files:{digest}", base
+    return "files", files, image_root or _enclosing_output(fs, base) or base, f"files:{digest}", base
+
+
+OUTPUT_REPORTS = ("build_report.json", "mix_report.json")
+
+
+def _enclosing_output(fs, folder: str, levels: int = 3) -> str:
+    """The satsft output a folder of files lies in (``out/parquet/``, ``out/data/``), or "". Its rows name their
+    images from the output's root, so that root, not the folder, is where their images are looked for."""
+    scheme, sep, path = folder.rpartition("://")
+    for _ in range(levels):
+        parent = posixpath.dirname(path)
+        if parent in (path, "", "/") or (sep and "/" not in parent):  # a file system's or a bucket's root
+            return ""
+        path = parent
+        if any(fs.isfile(f"{scheme}{sep}{path}/{name}") for name in OUTPUT_REPORTS):
+            return f"{scheme}{sep}{path}"
+    return ""
 
 
 def parse_source(raw: Any, index: int) -> Source:

@@ -138,7 +138,7 @@ def summarise_mix(counts: dict[str, int], sources: Sequence[MixSourceInfo]) -> d
     for s in sources:
         sc = per_source[s.name]
         out.append({
-            "name": s.name, "path": public_location(s.path), "kind": s.kind,
+            "name": s.name, "path": public_location(s.path), "kind": s.kind, "image_root": public_location(s.root),
             "where": {k: list(v) for k, v in s.where.items()}, "repeat": repeats.get(s.name, s.repeat or 0.0),
             "share": s.share, "rows_in": {sp: sc["in"].get(sp, 0) for sp in VALID_SPLITS},
             "rows_out": {sp: sc["out"].get(sp, 0) for sp in VALID_SPLITS},
@@ -159,6 +159,7 @@ class MixSourceInfo(Protocol):
     where: dict[str, tuple[str, ...]]
     repeat: float | None
     share: float | None
+    root: str
 
 
 # Events that stand for one file written each (a dropped row's sidecar counts -1).
@@ -282,7 +283,25 @@ def mix_summary(report: dict[str, Any]) -> str:
         lines.append(f"{s['name']:<16} {'/'.join(str(v) for v in s['rows_in'].values()):>22} {s['repeat']:>8g} "
                      f"{'/'.join(str(v) for v in s['rows_out'].values()):>24} {100 * s['share_of_train']:>14.2f}%")
     lines.append(f"rows: {report['rows']['total']} (train/validation/test per source above)")
-    return "\n".join(lines + _closing_lines(report))
+    return "\n".join(lines + _closing_lines(report) + _lost_sources(report))
+
+
+def _lost_sources(report: dict[str, Any]) -> list[str]:
+    """A source that kept none of its rows: most often its image paths start from another folder than the one
+    they were looked for in, which rejects every row as image_missing."""
+    lines = []
+    for s in report["sources"]:
+        rows_in, duplicates = sum(s["rows_in"].values()), sum(s.get("deduplicated", {}).values())
+        if not rows_in or sum(s["rows_out"].values()):
+            continue
+        lost = rows_in > duplicates
+        lines.append(f"WARNING: source {s['name']} kept none of its {rows_in} rows"
+                     + (f": {duplicates} duplicate an earlier source's" if duplicates else "")
+                     + ("; rejects/ says why" if lost else ""))
+        if lost and report["rejects_by_reason"].get("image_missing"):
+            lines.append(f"  image_missing there means its image paths do not start at {s.get('image_root', '?')}: "
+                         "set the source's image_root to the folder they start from")
+    return lines
 
 
 def _closing_lines(report: dict[str, Any]) -> list[str]:

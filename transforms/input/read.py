@@ -11,7 +11,7 @@ from apache_beam.io.filesystem import FileMetadata
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from transforms.fileio import read_bytes
+from transforms.fileio import is_under, literal_pattern, read_bytes
 from transforms.input.fingerprint import file_leaf, fingerprint
 from transforms.input.images import ImageFile, escapes_root, inspect_image
 from transforms.input.refs import IGNORED_REFS, OTHER, ImageRef, file_rank, parse_line
@@ -71,6 +71,16 @@ class _ParseSidecarFn(beam.DoFn):
         yield parsed.tile.tile_stem, parsed.tile
 
 
+def match_below(pbegin, root: str, tail: str, **options) -> beam.PCollection:
+    """Beam's MatchFiles of ``root/tail``, with ``root`` a literal folder name even when it holds ``[``, ``*`` or
+    ``?`` (transforms.fileio.literal_pattern; then a sibling the escaped pattern lets through is dropped)."""
+    pattern = literal_pattern(root)
+    matches = pbegin | "Match" >> fileio.MatchFiles(join_path(pattern, tail), **options)
+    if pattern != root:
+        matches = matches | "KeepBelowRoot" >> beam.Filter(lambda m: is_under(root, m.path))
+    return matches
+
+
 @dataclass
 class ReadSidecars(beam.PTransform):
     """metadata/**.json -> (tile_stem, Tile), with a reject for every sidecar that cannot be used.
@@ -81,7 +91,7 @@ class ReadSidecars(beam.PTransform):
     input_root: str
 
     def expand(self, pbegin):
-        matches = pbegin | "Match" >> fileio.MatchFiles(join_path(self.input_root, "metadata", "**.json"))
+        matches = match_below(pbegin, self.input_root, "metadata/**.json")
         # Straight from the matches: the sidecar is read by path (Beam's ReadMatches wrapped each in a file
         # object that was pickled on its way, some 50 us a sidecar).
         out = matches | "Parse" >> beam.ParDo(_ParseSidecarFn(self.input_root)).with_outputs(REJECTS, LEAVES,
@@ -157,8 +167,7 @@ class ExtractImageRefs(beam.PTransform):
     input_root: str
 
     def expand(self, pbegin):
-        out = (pbegin
-               | "Match" >> fileio.MatchFiles(join_path(self.input_root, "data", "*.jsonl"))
+        out = (match_below(pbegin, self.input_root, "data/*.jsonl")
                | "Read" >> fileio.ReadMatches()
                | "Parse" >> beam.ParDo(_ExtractRefsFn(self.input_root)).with_outputs("chip", "still", REJECTS, LEAVES,
                                                                                    EVENTS))
@@ -181,9 +190,7 @@ class ListImages(beam.PTransform):
 
     def expand(self, pbegin):
         root = self.input_root
-        return (pbegin
-                | "Match" >> fileio.MatchFiles(join_path(root, self.folder, "**"),
-                                               empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+        return (match_below(pbegin, root, f"{self.folder}/**", empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
                 | "Inspect" >> beam.Map(lambda m: inspected(root, m)))
 
 

@@ -326,6 +326,15 @@ def test_escapes_root_follows_file_and_folder_links(tmp_path):
         assert escapes_root(str(root), str(root / rel)) is escapes, rel
         assert real_path(str(root / rel)) == os.path.realpath(root / rel)
 
+    # A tree folder that is itself a symlink (sidecars on another disk) is followed; below it, the same rule.
+    (outside / "meta" / "s0").mkdir(parents=True)
+    (outside / "meta" / "s0" / "a.json").write_bytes(b"{}")
+    (outside / "meta" / "s0" / "b.json").symlink_to(outside / "x.png")
+    (root / "metadata").symlink_to(outside / "meta", target_is_directory=True)
+    (root / "notes").symlink_to(outside / "meta", target_is_directory=True)
+    for rel, escapes in [("metadata/s0/a.json", False), ("metadata/s0/b.json", True), ("notes/s0/a.json", True)]:
+        assert escapes_root(str(root), str(root / rel)) is escapes, rel
+
 
 def test_images_identity_follows_what_fixes_the_rows_image_paths():
     tile = parse_sidecar(orjson.dumps(make_sidecar()), "m/x.json").tile.with_fields(chip_src="/in/images/x.png")

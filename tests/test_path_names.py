@@ -35,3 +35,14 @@ def test_wildcard_characters_in_folder_names_are_literal(tmp_path: Path):
     proc = run_cli("mix", "--source", f"name=a,path={loose}", "--output", str(mixed), "--overwrite")
     assert f"WARNING: source a kept none of its {rows} rows; rejects/ says why" in proc.stdout, proc.stdout
     assert "do not start at loose: set the source's image_root" in proc.stdout, proc.stdout
+
+
+def test_tree_folders_may_be_symlinks(tmp_path: Path):
+    """A tree assembled from folders elsewhere (chips on another disk): its four folders are symlinks."""
+    real, tree = tmp_path / "disk" / "tree", tmp_path / "assembled"
+    run_cli("sample", "--tiles", "3", "--output", str(real), "--seed", "5")
+    tree.mkdir()
+    for folder in ("metadata", "images", "mapbox_stills", "data"):
+        (tree / folder).symlink_to(real / folder, target_is_directory=True)
+    proc = run_cli("build", "--input", str(tree), "--output", str(tmp_path / "out"), "--tasks", "caption,cross_view")
+    assert "tiles: 3 in, 3 with rows, 0 rejected" in proc.stdout and "rejects by reason" not in proc.stdout, proc.stdout

@@ -84,13 +84,25 @@ def real_path(path: str) -> str:
     return os.path.realpath(full) if os.path.islink(full) else full
 
 
+# The folders of a sat-bbox tree. Each may itself be a symlink (chips on another disk, a tree assembled from
+# several mounts): what lies below it is then checked against where it points.
+TREE_FOLDERS = frozenset({"metadata", "images", "mapbox_stills", "data"})
+
+
 def escapes_root(root: str, path: str) -> bool:
-    """True when a local path resolves (through symlinks) to somewhere outside the input root."""
+    """True when a local path resolves (through symlinks) to somewhere outside the input root, or outside the
+    tree folder (``images/``, ...) it was found in when that folder is a symlink of its own."""
     if not fileio.is_local(path):
         return False  # object stores have no symlinks
-    real_root = _real_folder(root)  # once per worker, not once per file
     real = real_path(path)  # both absolute and normalised: a prefix test is enough (commonpath costs 10 us)
-    return real != real_root and not real.startswith(real_root if real_root.endswith(os.sep) else real_root + os.sep)
+    if _inside(real, _real_folder(root)):  # the root's realpath once per worker, not once per file
+        return False
+    top = path[len(root.rstrip("/")) + 1:].split("/", 1)[0]
+    return top not in TREE_FOLDERS or not _inside(real, _real_folder(os.path.join(root, top)))
+
+
+def _inside(real: str, real_folder: str) -> bool:
+    return real == real_folder or real.startswith(real_folder if real_folder.endswith(os.sep) else real_folder + os.sep)
 
 
 def inspect_image(root: str, rel_path: str, n_bytes: int) -> ImageFile:

@@ -420,12 +420,9 @@ def run_validate(argv: list[str]) -> int:
                                      "referenced files, grounding answers, folder limits, card and counts.")
     parser.add_argument("output", help="the --output folder (or gs:// URL) of a finished build")
     args = parser.parse_args(argv)
-    if fileio.is_local(args.output):
-        root = os.path.abspath(args.output)
-        if not os.path.isdir(root):
-            raise UsageError(f"{root!r} is not a folder; pass the --output folder of a build")
-    else:
-        root = args.output.rstrip("/")
+    root = fileio.clean_root(args.output)
+    if fileio.is_local(root) and not os.path.isdir(root):
+        raise UsageError(f"{root!r} is not a folder; pass the --output folder of a build")
     try:
         findings, checked = validate(root)
     except OSError as err:  # a bucket that cannot be listed or read: say so, do not print a traceback
@@ -463,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return commands[command](rest)
-    except UsageError as err:
+    except (UsageError, fileio.BadLocation) as err:
         print(f"satsft: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C outside a graph's run (which says more)

@@ -3,3 +3,10 @@
 
 class UsageError(ValueError):
     """A mistake in how satsft was called; the message says how to fix it (exit 2)."""
+
+
+def cannot_list(where: str, err: Exception) -> UsageError:
+    """A bucket that cannot be listed (no credentials, no such bucket, no network) is how satsft was called, not a
+    crash: one line that says what to check."""
+    return UsageError(f"cannot list {where!r}: {str(err)[:300]}; check the URL and your credentials "
+                      "(gcloud auth application-default login)")

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Protocol
 
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, cannot_list
 from pipeline.progress import ProgressMonitor
 from transforms import collector, fileio
 
@@ -76,7 +76,12 @@ def prepare_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
                     os.remove(path)
         os.makedirs(out, exist_ok=True)
         return
-    existing = fileio.match_under(out)
+    from apache_beam.io.filesystem import BeamIOError
+
+    try:
+        existing = fileio.match_under(out)
+    except (BeamIOError, ValueError) as err:
+        raise cannot_list(out, err) from err
     if existing:
         if not config.overwrite:
             raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new prefix")

@@ -192,6 +192,10 @@ def test_usage_errors_fail_fast(build, sample_tree, tmp_path):
     assert proc.returncode == 2 and "is a satsft output (it has build_report.json)" in proc.stderr, proc.stderr
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "o"), "--bogus", check=False)
     assert proc.returncode == 2 and "--bogus" in proc.stderr
+    for command in (("build", "--input", str(sample_tree), "--output", "gs://"), ("validate", "gs:///x")):
+        proc = run_cli(*command, check=False, cwd=tmp_path)  # `gs://` was built into the local folder `gs:`
+        assert proc.returncode == 2 and "names no bucket: write gs://BUCKET/FOLDER" in proc.stderr, proc.stderr
+    assert not list(tmp_path.glob("gs*"))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "full"), check=False)

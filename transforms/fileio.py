@@ -19,11 +19,18 @@ def is_local(path: str) -> bool:
     return not _SCHEME.match(path)
 
 
+class BadLocation(ValueError):
+    """A location that names no place (``gs://``): the CLI reports it as a usage error."""
+
+
 def clean_root(path: str) -> str:
     """A folder as absolute path, a bucket URL without its trailing slash: how every command names a root, so
     two spellings of one place compare equal."""
     if is_local(path):
         return os.path.abspath(os.path.expanduser(path))
+    scheme, rest = path.split("://", 1)
+    if not rest.strip("/") or rest.startswith("/"):  # else `gs://` became the local folder `gs:`
+        raise BadLocation(f"{path!r} names no bucket: write {scheme}://BUCKET/FOLDER")
     return path.rstrip("/")
 
 

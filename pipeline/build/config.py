@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, cannot_list
 from transforms import fileio
 from transforms.analysis.render import RENDERER
 from transforms.analysis.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
@@ -305,8 +305,7 @@ def _folder_has_files(where: str) -> bool:
     try:
         return bool(fileio.match_under(where, limit=1))
     except (BeamIOError, ValueError) as err:
-        raise UsageError(f"cannot list {where!r}: {str(err)[:300]}; check the URL and your credentials "
-                         "(gcloud auth application-default login)") from err
+        raise cannot_list(where, err) from err
 
 
 def _check_roots(input_root: str, output_root: str) -> None:

@@ -53,6 +53,7 @@ class _Source:
     where: dict = field(default_factory=dict)
     repeat: float | None = 1.0
     share: float | None = None
+    root: str = "/data/builds/sat"
 
 
 def test_mix_summary_per_source():
@@ -64,4 +65,15 @@ def test_mix_summary_per_source():
     assert a["repeat"] == 2.0 and a["share_of_train"] == 0.8 and a["path"] == "sat"
     assert b["deduplicated"] == {"test": 2} and b["dropped_columns"] == {"extra": 5}
     assert s["rejects_by_reason"] == {"duplicate_row": 1} and s["outputs"] == {"media_written": 3}
-    assert "80.00%" in mix_summary(s)
+    assert "80.00%" in mix_summary(s) and "WARNING" not in mix_summary(s)
+    assert a["image_root"] == "sat"
+
+
+def test_mix_summary_names_sources_that_kept_nothing():
+    counts = {"source|a|in|train": 10, "source|a|out|train": 10, "source|lost|in|train": 7,
+              "source|dup|in|test": 3, "deduplicated|dup|test": 3, "rejects|media|image_missing": 7}
+    text = mix_summary(summarise_mix(counts, [_Source("a"), _Source("lost", root="/x/parquet"), _Source("dup")]))
+    assert "WARNING: source lost kept none of its 7 rows; rejects/ says why" in text
+    assert "do not start at parquet: set the source's image_root" in text
+    assert "WARNING: source dup kept none of its 3 rows: 3 duplicate an earlier source's\n" in text + "\n"
+    assert "source a " not in text.split("rows:")[1]

@@ -20,6 +20,7 @@ from pipeline.progress import ProgressMonitor
 from pipeline.runner import (
     INTERRUPTED,
     Interrupted,
+    make_output_folder,
     new_pipeline,
     prepare_output,
     refuse_unknown_flags,
@@ -273,6 +274,7 @@ def run_sample(argv: list[str]) -> int:
             raise UsageError(f"output {out!r} holds more than a sample tree ({', '.join(foreign[:5])}); "
                              "--overwrite replaces a tree only: pick a new folder or remove those")
         shutil.rmtree(out)
+    make_output_folder(out)
     started = time.monotonic()
     if wheel:
         try:

@@ -60,6 +60,15 @@ def refuse_unknown_flags(argv: list[str], command: str) -> None:
         raise UsageError(f"unknown option(s) {' '.join(unknown)}; see `satsft {command} --help`")
 
 
+def make_output_folder(out: str) -> None:
+    """Make a local output folder; a file of that name or a read-only or missing mount is a usage error."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as err:
+        what = "is a file, not a folder" if os.path.isfile(out) else f"cannot be made ({err.strerror})"
+        raise UsageError(f"output {out!r} {what}; pick a folder you can write to") from err
+
+
 def prepare_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
     """Refuse to mix a new output with an old one; with --overwrite, remove what an earlier run wrote (the
     ``entries`` a build or a mix writes; anything else stays)."""
@@ -74,7 +83,7 @@ def prepare_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
                     shutil.rmtree(path)
                 elif os.path.exists(path):
                     os.remove(path)
-        os.makedirs(out, exist_ok=True)
+        make_output_folder(out)
         return
     from apache_beam.io.filesystem import BeamIOError
 

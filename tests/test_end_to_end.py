@@ -200,6 +200,9 @@ def test_usage_errors_fail_fast(build, sample_tree, tmp_path):
     (tmp_path / "full" / "x").write_text("x")
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "full"), check=False)
     assert proc.returncode == 2 and "--overwrite" in proc.stderr
+    for command in (("build", "--input", str(sample_tree)), ("sample", "--tiles", "1")):  # was a traceback
+        proc = run_cli(*command, "--output", str(tmp_path / "full" / "x"), check=False)
+        assert proc.returncode == 2 and "is a file, not a folder; pick a folder" in proc.stderr, proc.stderr
 
 
 def test_selected_tasks_profiles_and_drop_policy(sample_tree, tmp_path):

@@ -20,12 +20,14 @@ from pipeline.progress import ProgressMonitor
 from pipeline.runner import (
     INTERRUPTED,
     Interrupted,
+    StorageFull,
     make_output_folder,
     new_pipeline,
     prepare_output,
     refuse_unknown_flags,
     run,
     runner_name,
+    storage_refusal,
 )
 from transforms import fileio
 from transforms.output.tree import (
@@ -62,7 +64,9 @@ SAMPLE_TREE_ENTRIES = ("data", "images", "mapbox_stills", "metadata", "labels", 
 
 
 def _setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    for old in LOG.handlers[:]:  # main() may run many times in one process (tests, notebooks): one line each
+        LOG.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)  # this call's stderr (a test's capture, a redirected stream)
     handler.setFormatter(logging.Formatter("satsft: %(message)s"))
     LOG.addHandler(handler)
     LOG.setLevel(logging.INFO)
@@ -82,7 +86,8 @@ def _not_said_by_satsft(record: logging.LogRecord) -> bool:
     from transforms.rebuild.commit import UPDATE_REFUSED
 
     message = record.getMessage()
-    return not message.startswith(UPDATE_REFUSED) and INTERRUPTED not in message
+    return not message.startswith(UPDATE_REFUSED) and INTERRUPTED not in message and not storage_refusal(
+        record.exc_info[1] if record.exc_info else Exception(message))
 
 
 def run_build(argv: list[str]) -> int:
@@ -133,19 +138,28 @@ def run_build(argv: list[str]) -> int:
             raise
         print(f"satsft: error: {text.split(' [while running')[0]}", file=sys.stderr)
         return 1
-    except Interrupted:
+    except (Interrupted, StorageFull) as stop:
         if config.update:
             said = (f"the build in {config.output} stays as it was, unless the update's commit had begun, which "
                     "readers complete; run the same update again: it undoes or finishes this one first")
         else:
             said = (f"{config.output} holds a partial build without a report (validate and readers refuse it): run "
                     "the build again with --overwrite")
-        print(f"satsft: interrupted; {said}", file=sys.stderr)
-        return INTERRUPTED_EXIT
+        return _stopped(stop, said)
     if report is not None:
         print(summary_table(report))
         print(f"\ndataset written to {config.output} (report: {config.output}/{REPORT_NAME})")
     return 0
+
+
+def _stopped(stop: Exception, said: str) -> int:
+    """One line for a run that did not finish, in place of Beam's tracebacks: why, and what the output holds."""
+    if isinstance(stop, StorageFull):
+        print(f"satsft: error: {stop}; free space (or fix the storage) first. {said[0].upper()}{said[1:]}",
+              file=sys.stderr)
+        return 1
+    print(f"satsft: interrupted; {said}", file=sys.stderr)
+    return INTERRUPTED_EXIT
 
 
 def run_mix(argv: list[str]) -> int:
@@ -193,10 +207,8 @@ def run_mix(argv: list[str]) -> int:
     try:
         report = run(pipeline, options, output, MIX_TIMINGS_NAME, MIX_REPORT_NAME,
                      ProgressMonitor(output, "mix", "source files", args.quiet))
-    except Interrupted:
-        print(f"satsft: interrupted; {output} holds a partial mix without a report: run the mix again with "
-              "--overwrite", file=sys.stderr)
-        return INTERRUPTED_EXIT
+    except (Interrupted, StorageFull) as stop:
+        return _stopped(stop, f"{output} holds a partial mix without a report: run the mix again with --overwrite")
     if report is not None:
         print(mix_summary(report))
         print(f"\nmix written to {output} (report: {output}/{MIX_REPORT_NAME})")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
+import re
 import resource
 import shutil
 import signal
@@ -26,6 +28,34 @@ INTERRUPTED = "KeyboardInterrupt"  # how Beam words a Ctrl-C it caught in a DoFn
 
 class Interrupted(Exception):
     """The user stopped a run that waited for its graph (Ctrl-C): the command says what the output holds."""
+
+
+# The storage refusing writes (ENOSPC, EDQUOT, EROFS): a state of the machine, not a bug; Beam words what a DoFn
+# met as "OSError: [Errno 28] No space left on device [while running 'Step']".
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_STORAGE_WORDS = re.compile(r"\[Errno (" + "|".join(map(str, STORAGE_ERRNOS)) + r")\] ([^\[\]\n]+)")
+
+
+class StorageFull(Exception):
+    """The output's storage refused a write (full, over quota, read-only): the command says so in one line and
+    what the output holds, with no traceback."""
+
+    def __init__(self, output: str, reason: str):
+        super().__init__(f"{reason} (writing to {output})")
+        self.reason = reason
+
+
+def storage_refusal(err: BaseException) -> str:
+    """The strerror of a storage refusal in an error or its causes, or ""."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
+            return err.strerror or os.strerror(err.errno)
+        found = _STORAGE_WORDS.search(str(err))
+        if found:
+            return found.group(2).strip().rstrip("'\"")
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return ""
 
 
 class OutputConfig(Protocol):
@@ -132,14 +162,17 @@ def run(pipeline, options, output: str, timings_name: str, report_name: str, pro
     try:
         with collector.tuned(), progress or contextlib.nullcontext(), _quiet_after_ctrl_c():
             pipeline.run().wait_until_finish()
+        return add_timings(output, {"wall_seconds": time.monotonic() - started,
+                                    "cpu_seconds": _cpu_seconds() - cpu0}, timings_name, report_name)
     except KeyboardInterrupt:
         raise Interrupted(output) from None
-    except RuntimeError as err:  # Beam re-raises a KeyboardInterrupt a DoFn met as a RuntimeError
+    except (RuntimeError, OSError) as err:  # Beam re-raises a KeyboardInterrupt a DoFn met as a RuntimeError
         if str(err).startswith(INTERRUPTED):
             raise Interrupted(output) from None
+        refused = storage_refusal(err)
+        if refused:
+            raise StorageFull(output, refused) from None
         raise
-    return add_timings(output, {"wall_seconds": time.monotonic() - started, "cpu_seconds": _cpu_seconds() - cpu0},
-                       timings_name, report_name)
 
 
 @contextlib.contextmanager

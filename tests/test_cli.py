@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -94,6 +95,36 @@ def test_ctrl_c_stops_a_build_with_one_line_that_says_what_the_output_holds(tmp_
     assert "holds a partial build" in err and not (out / "build_report.json").exists()
     validate = run_cli("validate", str(out), check=False)
     assert validate.returncode == 1 and "build_report.json (or mix_report.json) is missing" in validate.stdout
+
+
+def test_a_full_disk_stops_a_build_with_one_line(tmp_path, monkeypatch, capsys):
+    """No space left (or a quota, or a read-only mount) is the machine's state, not a bug: Beam's 100 lines of
+    tracebacks become one that says so and what the output holds."""
+    import errno
+
+    from pipeline.cli import main
+    from pipeline.runner import storage_refusal
+    from transforms import fileio
+
+    beam_words = RuntimeError("OSError: [Errno 28] No space left on device [while running 'WriteSplitFiles/Spool']")
+    assert storage_refusal(beam_words) == "No space left on device"
+    assert storage_refusal(RuntimeError("[Errno 2] No such file or directory")) == ""
+    assert main(["sample", "--tiles", "3", "--output", str(tmp_path / "tree")]) == 0
+    capsys.readouterr()
+    create = fileio._create_local
+
+    def full(path):
+        if "analysis_images" in path:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return create(path)
+
+    monkeypatch.setattr(fileio, "_create_local", full)
+    out = tmp_path / "out"
+    assert main(["build", "--input", str(tmp_path / "tree"), "--output", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 2, err[-3000:]  # the start line and this
+    assert f"satsft: error: No space left on device (writing to {out}); free space" in err, err
+    assert err.strip().endswith("run the build again with --overwrite"), err
 
 
 def test_ctrl_c_stops_sample_workers_quietly(tmp_path):

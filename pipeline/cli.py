@@ -340,6 +340,10 @@ def run_eval(argv: list[str]) -> int:
         raise UsageError("--requests FILE needs --model NAME (the model the batch runs), and --model goes only "
                          "with --requests")
     dataset = fileio.clean_root(args.dataset)
+    for flag, path in (("--output", args.output), ("--requests", args.requests)):
+        folder = os.path.dirname(os.path.abspath(path)) if path and fileio.is_local(path) else ""
+        if folder and not os.path.isdir(folder):  # known before the scoring, not after it
+            raise UsageError(f"{flag} {path!r}: {folder!r} is not a folder; write the file into one that exists")
     if args.requests:
         return _write_requests(dataset, args.split or "test", args.model, args.requests)
     if args.labels:
@@ -358,7 +362,10 @@ def run_eval(argv: list[str]) -> int:
     if args.output:
         import orjson
 
-        fileio.write_bytes(args.output, orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        try:
+            fileio.write_bytes(args.output, orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        except OSError as err:
+            raise UsageError(f"cannot write the report to {args.output!r}: {err.strerror or err}") from err
         print(f"\nreport written to {args.output}")
     return 0
 

@@ -288,6 +288,11 @@ def test_eval_usage_errors(eval_build, tmp_path):
     assert proc.returncode == 2 and "line 1 is not JSON" in proc.stderr
     proc = run_cli("eval", "--dataset", str(eval_build), "--baseline", "majority", "--split", "dev", check=False)
     assert proc.returncode == 2 and "no 'dev' rows" in proc.stderr
+    for report, said in ((tmp_path / "no-such-folder" / "r.json", "is not a folder; write the file into one"),
+                         (tmp_path, "cannot write the report to")):  # known before scoring; a folder: no traceback
+        proc = run_cli("eval", "--dataset", str(eval_build), "--baseline", "majority", "--output", str(report),
+                       check=False)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_validate_accepts_an_eval_build(eval_build):

@@ -254,6 +254,18 @@ def summary_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# What a task needs of a tile, for the warning when a task the build was asked for made no rows (a --min-box-px
+# above every region, a tree without stills, captions or shares).
+TASK_NEEDS = {
+    "caption": "caption needs a sidecar caption",
+    "grounding_all": "grounding needs regions of at least --min-box-px ({min_box_px}) px",
+    "grounding_per_class": "grounding needs regions of at least --min-box-px ({min_box_px}) px",
+    "class_focus": "class_focus needs class_fractions and regions",
+    "absence": "absence needs class_fractions, a class at most a trace without regions and one plainly in view",
+    "cross_view": "cross_view needs a still under mapbox_stills/ that the JSONL names",
+}
+
+
 def _input_warnings(report: dict[str, Any]) -> list[str]:
     """What in the input the user most likely did not mean: tiles placed by hash although they declare a
     split, chips the JSONL names outside images/, a build that made no rows."""
@@ -269,6 +281,12 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
                      "data/*.jsonl lie outside images/ and mapbox_stills/ or are inline data: URLs, which are not "
                      "read: chips must be "
                      "referenced as images/**/<tile_stem>.png, relative to the tree's root")
+    asked = report.get("config", {}).get("tasks", [])
+    empty = [t for t in asked if not sum(report["rows"]["by_task_split"].get(t, {}).values())]
+    if report["rows"]["total"] and empty:
+        config = {"min_box_px": "?", **report["config"]}
+        needs = list(dict.fromkeys(TASK_NEEDS[t].format(**config) for t in empty if t in TASK_NEEDS))
+        lines.append(f"WARNING: no rows for {', '.join(empty)}" + (f": {'; '.join(needs)}" if needs else ""))
     if not report["rows"]["total"]:
         lines.append("WARNING: no rows were built" + (f": all {report['tiles']['in']} tile(s) were rejected, see "
                                                       "rejects/" if report["tiles"]["in"] else

@@ -77,3 +77,16 @@ def test_mix_summary_names_sources_that_kept_nothing():
     assert "do not start at parquet: set the source's image_root" in text
     assert "WARNING: source dup kept none of its 3 rows: 3 duplicate an earlier source's\n" in text + "\n"
     assert "source a " not in text.split("rows:")[1]
+
+
+def test_a_task_asked_for_that_made_no_rows_is_named_with_what_it_needs():
+    from pipeline.publish.report import _input_warnings
+
+    report = {"outputs": {}, "rejects_by_reason": {}, "tiles": {"in": 6},
+              "config": {"tasks": ["caption", "grounding_all", "grounding_per_class", "cross_view"], "min_box_px": 900},
+              "rows": {"total": 6, "by_task_split": {"caption": {"train": 6}, "grounding_all": {"train": 0}}}}
+    assert _input_warnings(report) == [
+        "WARNING: no rows for grounding_all, grounding_per_class, cross_view: grounding needs regions of at least "
+        "--min-box-px (900) px; cross_view needs a still under mapbox_stills/ that the JSONL names"]
+    report["config"]["tasks"] = ["caption"]
+    assert _input_warnings(report) == []

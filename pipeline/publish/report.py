@@ -255,7 +255,7 @@ def summary_table(report: dict[str, Any]) -> str:
 
 
 # What a task needs of a tile, for the warning when a task the build was asked for made no rows (a --min-box-px
-# above every region, a tree without stills, captions or shares).
+# above every region, stills the JSONL names that cannot be used, no captions or shares).
 TASK_NEEDS = {
     "caption": "caption needs a sidecar caption",
     "grounding_all": "grounding needs regions of at least --min-box-px ({min_box_px}) px",
@@ -282,7 +282,9 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
                      "read: chips must be "
                      "referenced as images/**/<tile_stem>.png, relative to the tree's root")
     asked = report.get("config", {}).get("tasks", [])
-    empty = [t for t in asked if not sum(report["rows"]["by_task_split"].get(t, {}).values())]
+    stills_lost = any(r.startswith("still_") for r in report["rejects_by_reason"])
+    empty = [t for t in asked if not sum(report["rows"]["by_task_split"].get(t, {}).values())
+             and (t != "cross_view" or stills_lost)]  # stills are optional: a tree without any is no surprise
     if report["rows"]["total"] and empty:
         config = {"min_box_px": "?", **report["config"]}
         needs = list(dict.fromkeys(TASK_NEEDS[t].format(**config) for t in empty if t in TASK_NEEDS))

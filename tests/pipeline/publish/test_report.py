@@ -86,7 +86,10 @@ def test_a_task_asked_for_that_made_no_rows_is_named_with_what_it_needs():
               "config": {"tasks": ["caption", "grounding_all", "grounding_per_class", "cross_view"], "min_box_px": 900},
               "rows": {"total": 6, "by_task_split": {"caption": {"train": 6}, "grounding_all": {"train": 0}}}}
     assert _input_warnings(report) == [
-        "WARNING: no rows for grounding_all, grounding_per_class, cross_view: grounding needs regions of at least "
-        "--min-box-px (900) px; cross_view needs a still under mapbox_stills/ that the JSONL names"]
+        "WARNING: no rows for grounding_all, grounding_per_class: grounding needs regions of at least "
+        "--min-box-px (900) px"], "stills are optional: a tree without any makes no cross_view rows, quietly"
+    report["rejects_by_reason"] = {"still_missing": 6}
+    assert _input_warnings(report)[0].endswith("px; cross_view needs a still under mapbox_stills/ that the JSONL "
+                                               "names")
     report["config"]["tasks"] = ["caption"]
     assert _input_warnings(report) == []

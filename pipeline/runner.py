@@ -42,7 +42,6 @@ class StorageFull(Exception):
 
     def __init__(self, output: str, reason: str):
         super().__init__(f"{reason} (writing to {output})")
-        self.reason = reason
 
 
 def storage_refusal(err: BaseException) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -178,6 +179,19 @@ def test_one_file_is_a_source(sources, tmp_path, capsys):
     report = json.loads((out / "mix_report.json").read_text())
     assert report["sources"][0]["rows_in"] == {"train": 0, "validation": 1, "test": 0}
     assert report["rows"]["by_task_split"] == {"held": {"validation": 1}}
+
+
+def test_a_glob_reads_splits_from_the_folders_it_spans(sources, tmp_path, capsys):
+    """`exports/*/rows.jsonl`: each file's split from its folder below where the wildcards begin (the glob's
+    own text is no folder; every file read as train before)."""
+    for split in ("train", "validation"):
+        (tmp_path / "exports" / split).mkdir(parents=True)
+        shutil.copy(sources["chat"] / f"{split}.jsonl", tmp_path / "exports" / split / "rows.jsonl")
+    out = tmp_path / "globbed"
+    assert main(["mix", "--source", f"name=g,path={tmp_path}/exports/*/rows.jsonl,image_root={sources['chat']}",
+                 "--output", str(out), "--formats", "jsonl"]) == 0
+    report = json.loads((out / "mix_report.json").read_text())
+    assert report["sources"][0]["rows_in"]["validation"] == 1 and report["sources"][0]["rows_in"]["train"] > 1
 
 
 def test_lspace_recipe_counts(tmp_path):

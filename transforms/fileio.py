@@ -157,7 +157,6 @@ def remove_tree(path: str) -> None:
     if is_local(path):
         shutil.rmtree(path, ignore_errors=True)
         return
-
     delete_files([m.path for m in match_under(path)])
 
 

@@ -105,6 +105,8 @@ def test_parse_sidecar_valid_and_regions_clipped():
     assert parsed.tile.regions[0].area_px == 224 * 11
     assert [p.reason for p in parsed.region_problems] == ["region_label_mismatch", "region_inverted_bbox",
                                                           "region_unknown_class"]
+    # the reject shows what was written, so a producer's mistake is seen without opening the sidecar
+    assert parsed.region_problems[1].detail == 'regions[2]: {"bbox":[5,5,1,1],"label":"water","class_id":0}'
     norm = parsed.tile.normalised_fractions()
     assert abs(sum(norm.values()) - 1) < 1e-12 and abs(norm[4] - 0.5 / 0.92) < 1e-12
 

@@ -336,6 +336,17 @@ def _parse_region_checked(item: Any, size: int) -> tuple[Region | None, str]:
     return Region(label, class_id, (x1, y1, x2, y2), area_px), ""
 
 
+def _shown(item: Any) -> str:
+    """A rejected region as its reject names it: what the producer wrote (bbox, label, class id), shortened, so
+    a writer's mistake (``{"x_min": ...}`` for the bbox list, corners in another order) is seen from rejects/."""
+    if isinstance(item, dict):
+        item = {k: item[k] for k in ("bbox", "label", "class_id", "area_px") if k in item}
+    try:
+        return orjson.dumps(item, default=repr).decode()[:160]
+    except TypeError:  # an integer past 64 bits
+        return repr(item)[:160]
+
+
 def class_of_name(name: Any) -> int | None:
     """The class a name means, in any case and with spaces or hyphens for underscores ("Snow and ice")."""
     if not isinstance(name, str):
@@ -413,7 +424,7 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
     for i, item in enumerate(raw_regions):
         region, why = parse_region(item, size)
         if region is None:
-            problems.append(SidecarProblem(why, f"regions[{i}]"))
+            problems.append(SidecarProblem(why, f"regions[{i}]: {_shown(item)}"))
         else:
             regions.append(region)
     caption = obj.get("caption")

@@ -180,6 +180,8 @@ def run_mix(argv: list[str]) -> int:
                         help="rows per file (0: 20000, or 500 with --embed-images)")
     parser.add_argument("--max-files-per-dir", type=int, default=MAX_FILES_PER_DIR,
                         help="entries per folder (at least 16)")
+    parser.add_argument("--copy-images", action="store_true", help="copy images into media/ instead of hard-linking "
+                                                                   "them (local folders on one device)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier mix in --output")
     parser.add_argument("--quiet", action="store_true", help="no progress display (the summary stays)")
     args, beam_args = parser.parse_known_args(argv)
@@ -191,7 +193,7 @@ def run_mix(argv: list[str]) -> int:
 
     config = MixConfig.create(output=args.output, formats=args.formats, embed_images=args.embed_images,
                               rows_per_shard=args.rows_per_shard, max_files_per_dir=args.max_files_per_dir,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, copy_images=args.copy_images)
     recipe = load_recipe(args.recipe, args.source)
     config.check_sources(recipe)
     from apache_beam.options.pipeline_options import PipelineOptions

@@ -202,9 +202,10 @@ def delete_files(paths: list[str]) -> None:
             raise BeamIOError("Delete operation failed", failed)
 
 
-def link_or_copy(src: str, dst: str) -> str:
-    """Hard-link when both ends are local on one device, else copy. Returns "link" or "copy"."""
-    if is_local(src) and is_local(dst):
+def link_or_copy(src: str, dst: str, link: bool = True) -> str:
+    """Hard-link when both ends are local on one device (and ``link``), else copy. Returns "link" or "copy".
+    A link shares the file: a tool that rewrites the source in place (``open(path, "wb")``) changes both."""
+    if link and is_local(src) and is_local(dst):
         try:  # the common case, a new name: one system call, and the file appears whole
             os.link(src, dst)
             return "link"

@@ -61,10 +61,13 @@ def tile_rows(pt: PreparedTile, tasks: tuple[str, ...], max_prompt_chars: int
 
 class _GenerateRowsFn(beam.DoFn):
     def __init__(self, ctx: TaskContext, tasks: tuple[str, ...], max_prompt_chars: int, overlays: bool,
-                 output_root: str, options: str, sidecar_files: bool, in_place: bool):
+                 output_root: str, options: str, sidecar_files: bool, in_place: bool, copy_images: bool = False):
         self.ctx, self.tasks, self.max_prompt_chars, self.overlays = ctx, tasks, max_prompt_chars, overlays
         self.output_root, self.options = output_root, options
         self.sidecar_files, self.in_place = sidecar_files, in_place
+        # --update --copy-images: a chip in place may still be a link to the tree (a build made without it); its
+        # copy is checked, and made where it is one (transforms.output.files._CopyFn)
+        self.chips_in_place_checked = in_place and copy_images
         self.bound = rows_per_tile_bound(tasks, len(ctx.profiles))
         self.tiles_in = Metrics.counter("GenerateRows", "tiles_in")
         self.rows_out = Metrics.counter("GenerateRows", "rows_out")
@@ -145,7 +148,8 @@ class _GenerateRowsFn(beam.DoFn):
             self.reused.inc()
             taken = [path for path, _ in renders] + ([pt.overlay_path] if overlay else [])
             if self.in_place:
-                yield beam.pvalue.TaggedOutput(REUSED, ((), len(taken) + 1, (), 0))  # and its chip: all there
+                chip = 0 if self.chips_in_place_checked else 1  # and its chip, unless it goes to be checked
+                yield beam.pvalue.TaggedOutput(REUSED, ((), len(taken) + chip, (), 0))  # all there
             else:
                 yield beam.pvalue.TaggedOutput(REUSED, (tuple(taken), 0, (), 0))
         else:
@@ -154,7 +158,7 @@ class _GenerateRowsFn(beam.DoFn):
             if overlay:
                 yield beam.pvalue.TaggedOutput(OVERLAYS, (pt.overlay_path, tile.chip_src, tile.size,
                                                           tuple((r.label, r.class_id, r.bbox) for r in tile.regions)))
-        if not (tile.reuse and self.in_place):
+        if not (tile.reuse and self.in_place) or self.chips_in_place_checked:
             yield beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src))
         if pt.still_path and pt.still_path in used:
             yield beam.pvalue.TaggedOutput(COPIES, (pt.still_path, tile.still_src))
@@ -181,7 +185,10 @@ class _GenerateRowsFn(beam.DoFn):
         sidecars = tuple(f for f in prev.files if f.startswith(ROW_SIDECARS_DIR + "/"))
         others = tuple(f for f in prev.files if f != pt.chip_path and not f.startswith(ROW_SIDECARS_DIR + "/"))
         if self.in_place:  # everything is where it belongs already
-            out.append(beam.pvalue.TaggedOutput(REUSED, ((), len(others) + 1, (), len(sidecars))))
+            chip = 0 if self.chips_in_place_checked else 1
+            out.append(beam.pvalue.TaggedOutput(REUSED, ((), len(others) + chip, (), len(sidecars))))
+            if self.chips_in_place_checked:
+                out.append(beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src)))
         else:
             out.append(beam.pvalue.TaggedOutput(REUSED, (others, 0, sidecars, 0)))
             out.append(beam.pvalue.TaggedOutput(COPIES, (pt.chip_path, tile.chip_src)))
@@ -219,6 +226,7 @@ class GenerateRows(beam.PTransform):
     options: str = ""  # rebuild.manifest.options_digest: part of every tile's fingerprint
     sidecar_files: bool = True  # row sidecars are files, so the manifest lists them among the tile's files
     in_place: bool = False  # --update: a reused tile's files are already where they belong
+    copy_images: bool = False  # --copy-images
     # The progress display's total: by default the tiles counted here, which holds every tile back until all are
     # in; the build passes the number of sidecar files instead, known from the listing.
     expected: beam.PCollection | None = None
@@ -228,7 +236,7 @@ class GenerateRows(beam.PTransform):
                  else tiles | "CountTiles" >> beam.combiners.Count.Globally())
         out = tiles | "Generate" >> beam.ParDo(
             _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars, self.overlays, self.output_root,
-                            self.options, self.sidecar_files, self.in_place),
+                            self.options, self.sidecar_files, self.in_place, self.copy_images),
             beam.pvalue.AsSingleton(total)
         ).with_outputs(*OUTPUTS, main="rows")
         return {"rows": out.rows, **{tag: out[tag] for tag in OUTPUTS}}

@@ -98,13 +98,15 @@ class BuildConfig:
     max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE
     # --update: files per slot of the build in place, per family whose count the options set (place_widths)
     previous_widths: tuple[int, ...] = ()
+    copy_images: bool = False  # chips and stills copied, not hard-linked (a tree rewritten in place)
 
     @classmethod
     def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",
                leakage: str = "reassign", tim_shift: str = "varied", redact_location: bool = False,
                max_files_per_dir: int = MAX_FILES_PER_DIR, max_prompt_chars: int = 16000, prompts_dir: str = "",
                overwrite: bool = False, formats: str = "", embed_images: bool = False,
-               overlays: bool = False, rows_per_shard: int = 0, row_sidecars: str = "", layout: str = "default",
+               overlays: bool = False, copy_images: bool = False, rows_per_shard: int = 0, row_sidecars: str = "",
+               layout: str = "default",
                max_boxes: int = DEFAULT_MAX_BOXES, min_box_px: int = DEFAULT_MIN_BOX_PX, previous: str = "",
                update: bool = False, reuse: bool = True, check_paths: bool = True,
                max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE) -> BuildConfig:
@@ -179,7 +181,7 @@ class BuildConfig:
                    max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
                    overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
                    tuple(previous_files), previous_format, tuple(manifest), update, reuse, templates,
-                   tuple(row_index), max_removed_share=max_removed_share,
+                   tuple(row_index), max_removed_share=max_removed_share, copy_images=copy_images,
                    previous_widths=widths if update else ())
 
     @property
@@ -204,7 +206,7 @@ class BuildConfig:
                 "rows_per_shard": self.rows_per_shard, "row_sidecars": self.row_sidecars, "layout": self.layout,
                 "max_boxes": self.max_boxes, "min_box_px": self.min_box_px,
                 "previous": public_location(self.previous) if self.previous and not self.update else "",
-                "update": self.update}
+                "update": self.update, "copy_images": self.copy_images}
 
     def shaping_options(self, version: str) -> dict:
         """What a tile's rows and files are made from beside the tile itself (its fingerprint holds their
@@ -214,7 +216,7 @@ class BuildConfig:
         renderers, and every spec re-renders with the code that reads it), and the same for the tasks' rows."""
         shaping = {k: v for k, v in self.as_dict().items()
                    if k not in ("input", "output", "previous", "update", "prompts_dir", "formats",
-                                "embed_images", "rows_per_shard")}
+                                "embed_images", "rows_per_shard", "copy_images")}
         return {**shaping, "templates": self.templates, "satsft_version": version, "renderer": RENDERER,
                 "rows": rows_version(self.tasks)}
 

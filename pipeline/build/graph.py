@@ -138,7 +138,8 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
               | "AllPlaced" >> beam.Flatten())
     generated = placed | "GenerateRows" >> GenerateRows(
         config.task_context(), config.tasks, config.max_prompt_chars, config.overlays, out, options,
-        config.row_sidecars == "files", config.update, sidecars["tiles_in"])
+        config.row_sidecars == "files", config.update, expected=sidecars["tiles_in"],
+        copy_images=config.copy_images)
     rows = generated["rows"]
     manifest = (generated[MANIFEST], generated[TAKEN_MANIFEST])  # made and taken tiles' records
 
@@ -174,7 +175,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     ]
     failed = [split_files["rejects"], reused["rejects"]]
     if not hub:
-        copies = generated[COPIES] | "CopySourceImages" >> CopySourceImages(out)
+        copies = generated[COPIES] | "CopySourceImages" >> CopySourceImages(out, link=not config.copy_images)
         events.append(copies["events"])
         failed.append(copies["rejects"])
     if config.row_sidecars == "files":

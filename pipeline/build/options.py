@@ -63,6 +63,9 @@ class BuildOptions(PipelineOptions):
               help="store the images inside the Parquet rows (Hugging Face Image structs)")
         _flag(parser, "overlays", action="store_true", default=False,
               help="also write region boxes drawn on each chip under overlays/")
+        _flag(parser, "copy-images", action="store_true", default=False,
+              help="copy the chips and stills into the output instead of hard-linking them (local folders on one "
+                   "device): a chip rewritten in place in the tree then leaves the output as it was built")
         _flag(parser, "rows-per-shard", type=int, default=0,
               help="rows per output file (0: 20000, or 500 with --embed-images); a rebuild keeps the earlier "
                    "shard count while shards hold half to 1.25 times this")
@@ -106,7 +109,8 @@ class BuildOptions(PipelineOptions):
             tim_shift=self.tim_shift, redact_location=self.redact_location,
             max_files_per_dir=self.max_files_per_dir, max_prompt_chars=self.max_prompt_chars,
             prompts_dir=self.prompts_dir, overwrite=self.overwrite, formats=self.formats,
-            embed_images=self.embed_images, overlays=self.overlays, rows_per_shard=self.rows_per_shard,
+            embed_images=self.embed_images, overlays=self.overlays, copy_images=self.copy_images,
+            rows_per_shard=self.rows_per_shard,
             layout=self.layout, max_boxes=self.max_boxes, min_box_px=self.min_box_px, previous=self.previous,
             row_sidecars=self.row_sidecars, update=self.in_place, reuse=not self.no_reuse,
             max_removed_share=self.max_removed_share,

@@ -23,10 +23,12 @@ class MixConfig:
     rows_per_shard: int = ROWS_PER_SHARD
     max_files_per_dir: int = MAX_FILES_PER_DIR
     overwrite: bool = False
+    copy_images: bool = False  # media copied, not hard-linked to the sources' files
 
     @classmethod
     def create(cls, *, output: str, formats: str = "parquet", embed_images: bool = False, rows_per_shard: int = 0,
-               max_files_per_dir: int = MAX_FILES_PER_DIR, overwrite: bool = False) -> MixConfig:
+               max_files_per_dir: int = MAX_FILES_PER_DIR, overwrite: bool = False,
+               copy_images: bool = False) -> MixConfig:
         """Every flag checked before the recipe is read or any graph is built."""
         asked = {x.strip() for x in formats.split(",")}
         picked = tuple(f for f in MIX_FORMATS if f in asked)
@@ -40,7 +42,7 @@ class MixConfig:
                              "or more")
         out = fileio.clean_root(output)
         rows = rows_per_shard or (EMBEDDED_ROWS_PER_SHARD if embed_images else ROWS_PER_SHARD)
-        return cls(out, picked, embed_images, rows, max_files_per_dir, overwrite)
+        return cls(out, picked, embed_images, rows, max_files_per_dir, overwrite, copy_images)
 
     def check_sources(self, recipe: Recipe) -> None:
         """The output may not lie inside a source (a rerun would read its own rows) nor hold one."""
@@ -52,4 +54,4 @@ class MixConfig:
     def as_dict(self) -> dict[str, Any]:
         return {"output": public_location(self.output), "formats": list(self.formats),
                 "embed_images": self.embed_images, "rows_per_shard": self.rows_per_shard,
-                "max_files_per_dir": self.max_files_per_dir, "row_sidecars": "none"}
+                "max_files_per_dir": self.max_files_per_dir, "row_sidecars": "none", "copy_images": self.copy_images}

@@ -52,7 +52,8 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
                                                     sources))
     events = [written, read[EVENTS], chosen[EVENTS]]
     if not config.embed_images:
-        events.append({"locations": media["locations"], "index": media["index"]} | "WriteMedia" >> WriteMedia(root))
+        events.append({"locations": media["locations"], "index": media["index"]}
+                      | "WriteMedia" >> WriteMedia(root, link=not config.copy_images))
     # Each writer's events (one per row or file) are summed per bundle in its own stage before they meet.
     all_events = ([part | f"SumEvents{i}" >> SumEvents() for i, part in enumerate(events)]
                   | "AllEvents" >> beam.Flatten())

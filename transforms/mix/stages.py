@@ -370,8 +370,8 @@ class WriteMixShards(beam.PTransform):
 
 
 class _WriteMediaFn(beam.DoFn):
-    def __init__(self, root: str):
-        self.root = root
+    def __init__(self, root: str, link: bool = True):
+        self.root, self.link = root, link
 
     def process(self, element, index):
         (owner, key), (src, (spool, at), length) = element
@@ -379,7 +379,7 @@ class _WriteMediaFn(beam.DoFn):
             return
         dst = join_path(self.root, index[(owner, key)])
         if src:
-            how = fileio.link_or_copy(src, dst)
+            how = fileio.link_or_copy(src, dst, self.link)
         else:
             fileio.write_bytes(dst, read_one(spool_root(self.root), spool, at, length))
             how = "copy"
@@ -391,7 +391,8 @@ class WriteMedia(beam.PTransform):
     """Image locations -> the good images under media/ (linked when local, else copied); one event each."""
 
     output_root: str
+    link: bool = True  # False with --copy-images
 
     def expand(self, parts):
-        return parts["locations"] | "Write" >> beam.ParDo(_WriteMediaFn(self.output_root),
+        return parts["locations"] | "Write" >> beam.ParDo(_WriteMediaFn(self.output_root, self.link),
                                                           beam.pvalue.AsSingleton(parts["index"]))

@@ -97,12 +97,22 @@ class RenderAnalysisImages(beam.PTransform):
         return renders | "Render" >> beam.ParDo(_RenderFn(root, event))
 
 
+def _copied_already(src: str, dst: str) -> bool:
+    """A file already in its place as a copy of its own (--copy-images): an unchanged tile's chip in an --update
+    (a changed tile's files go to new paths, so one in place holds the bytes its tile was made from). A link to
+    the source, left by a build made without --copy-images, is not."""
+    try:
+        return not os.path.samefile(src, dst)
+    except OSError:
+        return False
+
+
 class _CopyFn(beam.DoFn):
     """Copies (links) each file; what it did is counted per bundle and passed on when the bundle ends, one event
     instead of one per file."""
 
-    def __init__(self, root: str):
-        self.root = root
+    def __init__(self, root: str, link: bool = True, keep_copies: bool = False):
+        self.root, self.link, self.keep_copies = root, link, keep_copies
         self.copied = Metrics.counter("CopySourceImages", "files_copied")
 
     def start_bundle(self):
@@ -111,7 +121,10 @@ class _CopyFn(beam.DoFn):
     def process(self, element):
         dst, src = element
         try:
-            how = fileio.link_or_copy(src, join_path(self.root, dst))
+            if self.keep_copies and fileio.is_local(src) and _copied_already(src, join_path(self.root, dst)):
+                self._done["files_reused"] = self._done.get("files_reused", 0) + 1
+                return
+            how = fileio.link_or_copy(src, join_path(self.root, dst), self.link)
         except OSError as err:  # vanished or unreadable since it was listed: one bad input, not a failed job
             yield beam.pvalue.TaggedOutput(REJECTS, reject(src, "", "copy", "source_image_unreadable",
                                                            f"{dst}: {err.__class__.__name__}: {str(err)[:200]}"))
@@ -134,14 +147,18 @@ class CopySourceImages(beam.PTransform):
     shuffle or flatten (21,000 of them crossed one in a 21,000-tile build)."""
 
     output_root: str
+    link: bool = True  # False with --copy-images
 
     def expand(self, copies):
         stills, chips = copies | "ByKind" >> beam.Partition(
             lambda copy, _: 0 if copy[0].startswith(STILLS_DIR + "/") else 1, 2)
-        chip_out = chips | "CopyChips" >> beam.ParDo(_CopyFn(self.output_root)).with_outputs(REJECTS, main="events")
+        # A chip's bytes are in its tile's fingerprint, a still's are not: every build copies stills again.
+        copy_chip = _CopyFn(self.output_root, self.link, keep_copies=not self.link)
+        copy_still = _CopyFn(self.output_root, self.link)
+        chip_out = chips | "CopyChips" >> beam.ParDo(copy_chip).with_outputs(REJECTS, main="events")
         still_out = (stills
                      | "Dedup" >> beam.CombinePerKey(min)
-                     | "CopyStills" >> beam.ParDo(_CopyFn(self.output_root)).with_outputs(REJECTS, main="events"))
+                     | "CopyStills" >> beam.ParDo(copy_still).with_outputs(REJECTS, main="events"))
         return {"events": (chip_out.events, still_out.events) | "Events" >> beam.Flatten(),
                 REJECTS: (chip_out[REJECTS], still_out[REJECTS]) | "Rejects" >> beam.Flatten()}
 

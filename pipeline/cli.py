@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 
@@ -152,14 +153,17 @@ def run_build(argv: list[str]) -> int:
     return 0
 
 
-def _stopped(stop: Exception, said: str) -> int:
+def _stopped(stop: Interrupted | StorageFull, said: str) -> int:
     """One line for a run that did not finish, in place of Beam's tracebacks: why, and what the output holds."""
     if isinstance(stop, StorageFull):
         print(f"satsft: error: {stop}; free space (or fix the storage) first. {said[0].upper()}{said[1:]}",
               file=sys.stderr)
         return 1
-    print(f"satsft: interrupted; {said}", file=sys.stderr)
-    return INTERRUPTED_EXIT
+    if stop.signum == signal.SIGINT:
+        print(f"satsft: interrupted; {said}", file=sys.stderr)
+        return INTERRUPTED_EXIT
+    print(f"satsft: stopped by {signal.Signals(stop.signum).name}; {said}", file=sys.stderr)
+    return 128 + stop.signum  # as a shell reports a command a signal stopped
 
 
 def run_mix(argv: list[str]) -> int:

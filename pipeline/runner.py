@@ -27,7 +27,16 @@ INTERRUPTED = "KeyboardInterrupt"  # how Beam words a Ctrl-C it caught in a DoFn
 
 
 class Interrupted(Exception):
-    """The user stopped a run that waited for its graph (Ctrl-C): the command says what the output holds."""
+    """The user (Ctrl-C) or a scheduler (SIGTERM: `timeout`, systemd, Kubernetes) stopped a run that waited for
+    its graph: the command says what the output holds."""
+
+    def __init__(self, output: str, signum: int = signal.SIGINT):
+        super().__init__(output)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []  # the stop signal a run met, for Interrupted to name
 
 
 # The storage refusing writes (ENOSPC, EDQUOT, EROFS): a state of the machine, not a bug; Beam words what a DoFn
@@ -164,10 +173,10 @@ def run(pipeline, options, output: str, timings_name: str, report_name: str, pro
         return add_timings(output, {"wall_seconds": time.monotonic() - started,
                                     "cpu_seconds": _cpu_seconds() - cpu0}, timings_name, report_name)
     except KeyboardInterrupt:
-        raise Interrupted(output) from None
+        raise Interrupted(output, _received[-1] if _received else signal.SIGINT) from None
     except (RuntimeError, OSError) as err:  # Beam re-raises a KeyboardInterrupt a DoFn met as a RuntimeError
         if str(err).startswith(INTERRUPTED):
-            raise Interrupted(output) from None
+            raise Interrupted(output, _received[-1] if _received else signal.SIGINT) from None
         refused = storage_refusal(err)
         if refused:
             raise StorageFull(output, refused) from None
@@ -183,17 +192,21 @@ def _quiet_after_ctrl_c():
         yield
         return
     stopped = threading.Event()
+    _received.clear()
 
-    def on_ctrl_c(signum, frame):
+    def on_stop(signum, frame):
         stopped.set()
+        _received.append(signum)
         raise KeyboardInterrupt
 
-    before_handler, before_hook = signal.signal(signal.SIGINT, on_ctrl_c), threading.excepthook
+    before = {s: signal.signal(s, on_stop) for s in STOP_SIGNALS}
+    before_hook = threading.excepthook
     threading.excepthook = lambda args: None if stopped.is_set() else before_hook(args)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, before_handler)
+        for s, handler in before.items():
+            signal.signal(s, handler)
         threading.excepthook = before_hook
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -70,29 +74,39 @@ def test_sample_overwrite_replaces_a_tree_never_a_folder_of_other_things(tmp_pat
     assert (tree / "notes.txt").read_text() == "mine" and len(list((tree / "metadata").rglob("*.json"))) == 4
 
 
-def test_ctrl_c_stops_a_build_with_one_line_that_says_what_the_output_holds(tmp_path):
-    """Ctrl-C is a request, not a crash: Beam re-raises it from inside a DoFn as a RuntimeError with two
-    tracebacks; the command exits 130 and says the folder holds a partial build to run again with --overwrite."""
-    import os
-    import signal
+@pytest.fixture(scope="module")
+def tree_300(tmp_path_factory) -> Path:
+    from tests.conftest import run_cli
+
+    tree = tmp_path_factory.mktemp("stop") / "tree"
+    run_cli("sample", "--tiles", "300", "--output", str(tree), "--seed", "5")
+    return tree
+
+
+@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGINT, 130, "satsft: interrupted;"),
+                                                     (signal.SIGTERM, 143, "satsft: stopped by SIGTERM;")])
+def test_a_stopped_build_says_in_one_line_what_the_output_holds(tree_300, tmp_path, signum, code, said):
+    """Ctrl-C (SIGINT), or a scheduler's SIGTERM (`timeout`, systemd, Kubernetes), is a request, not a crash:
+    Beam re-raises it from inside a DoFn as a RuntimeError with two tracebacks (SIGTERM killed the process
+    without a word); the command exits 128 + the signal and says the folder holds a partial build to run again
+    with --overwrite."""
     import time
 
     from tests.conftest import run_cli
 
-    run_cli("sample", "--tiles", "300", "--output", str(tmp_path / "tree"), "--seed", "5")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "build", "--input", str(tmp_path / "tree"),
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "build", "--input", str(tree_300),
                              "--output", str(out), "--tasks", "production_analysis", "--quiet"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONWARNINGS="ignore"))
     deadline = time.monotonic() + 120
     while not (out / "analysis_images").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)  # stopped while it draws tiles
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-3000:]
+    assert proc.returncode == code, err[-3000:]
     assert "Traceback" not in err and err.strip().endswith("run the build again with --overwrite"), err[-3000:]
-    assert "holds a partial build" in err and not (out / "build_report.json").exists()
+    assert said in err and "holds a partial build" in err and not (out / "build_report.json").exists()
     validate = run_cli("validate", str(out), check=False)
     assert validate.returncode == 1 and "build_report.json (or mix_report.json) is missing" in validate.stdout
 

@@ -27,8 +27,9 @@ from transforms.tasks import (
 # by the new ones, and a change to a task the build does not make costs it nothing.
 # absence 2: says "no X" only at share 0; 3: a question about a present class beside each about an absent one.
 # class_focus 2: a count of patches only where the regions hold all of the class. referring and multiple_choice
-# 2: boxes of at most a quarter of the chip, of a class drawn evenly among those with one.
-ROW_RULES: dict[str, int] = {"absence": 3, "class_focus": 2, "referring": 2, "multiple_choice": 2}
+# 2: boxes of at most a quarter of the chip, of a class drawn evenly among those with one. comparison 2: the
+# closest race of two classes other than the commonest, not a pair drawn from all.
+ROW_RULES: dict[str, int] = {"absence": 3, "class_focus": 2, "referring": 2, "multiple_choice": 2, "comparison": 2}
 
 
 def rows_version(tasks: Iterable[str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import combinations
 
 from transforms.classes import CLASS_NAMES, class_fields, display_name
-from transforms.ids import stable_choice_index, stable_uniform
+from transforms.ids import stable_uniform
 from transforms.prompts import pick
 from transforms.rows import PreparedTile, Row, make_row
 
@@ -18,7 +18,12 @@ def rows(pt: PreparedTile) -> list[Row]:
              if abs(pt.fractions[a] - pt.fractions[b]) >= MIN_MARGIN]
     if not pairs:
         return []
-    a, b = pairs[stable_choice_index(len(pairs), pt.stem, TASK)]
+    # The closest race of two classes other than the scene's commonest, where there is one. Drawn from every
+    # pair, the commonest class won most questions, and an answer from class priors alone (of the two, the class
+    # that usually wins) was right 85% of the time on the real fixture; asked this way, 72%.
+    top = max(pt.fractions, key=lambda c: (pt.fractions[c], -c))
+    drawn = [(a, b) for a, b in pairs if top not in (a, b)] or pairs
+    a, b = min(drawn, key=lambda p: (abs(pt.fractions[p[0]] - pt.fractions[p[1]]), p))
     if stable_uniform(pt.stem, TASK, "order") < 0.5:  # the larger class is named first only half the time
         a, b = b, a
     more, less = (a, b) if pt.fractions[a] > pt.fractions[b] else (b, a)

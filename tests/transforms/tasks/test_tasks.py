@@ -190,3 +190,15 @@ def test_phrasing_is_deterministic_and_varied(prepared, templates):
     assert len(prompts) > 1
     a = caption.rows(prepared())[0].record
     assert a == caption.rows(prepared())[0].record
+
+
+def test_comparison_asks_the_closest_race_without_the_commonest_class(prepared):
+    """Crops cover most of the scene and would win any pair they are in: the question is trees against water
+    (8 pp apart), not trees against built (12 pp), nor water against built (4 pp, under the 5 pp margin)."""
+    from transforms.tasks import comparison
+
+    fractions = {"4": 0.60, "1": 0.20, "0": 0.12, "6": 0.08}
+    (row,) = comparison.rows(prepared(class_fractions=fractions))
+    assert sorted(row.sidecar["classes"]) == ["trees", "water"] and row.sidecar["answer"] == "trees"
+    (row,) = comparison.rows(prepared(class_fractions={"4": 0.60, "1": 0.40}))  # no pair without crops
+    assert row.sidecar["answer"] == "crops"

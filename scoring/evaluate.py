@@ -261,6 +261,10 @@ def markdown_table(report: dict[str, Any]) -> str:
     beside = any("majority_baseline" in t for t in report["tasks"].values())
     head = "| task | n | missing | malformed | metrics |" + (" majority baseline |" if beside else "")
     lines = [f"split: {report['split']}", "", head, "|" + "---|" * (head.count("|") - 1)]
+    given = report.get("predictions", {})
+    if given.get("unmatched"):
+        lines.insert(1, f"WARNING: {given['unmatched']} of {given['given']} predictions name no {report['split']} "
+                        "row of this dataset (another split: pass --split; another build: its sample ids differ)")
     for task, t in report["tasks"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in t["metrics"].items())
         line = f"| {task} | {t['n']} | {t['missing']} | {t['malformed']} | {shown} |"
@@ -284,4 +288,9 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
         floor = score(rows, baseline_predictions(rows, "majority"), shares, split)["tasks"]
         for task, t in report["tasks"].items():
             t["majority_baseline"] = floor[task]["metrics"]
+        # Answers to rows of another split or build count nowhere: say how many, or the table reads as a model
+        # that answered nothing.
+        ids = {r["sample_id"] for r in rows}
+        report["predictions"] = {"given": len(predictions or {}),
+                                 "unmatched": sum(1 for sid in predictions or {} if sid not in ids)}
     return report

@@ -121,7 +121,8 @@ def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path)
     report_path = tmp_path / "report.json"
     proc = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(perfect), "--output", str(report_path))
     report = json.loads(report_path.read_text())
-    assert report["split"] == "test" and "| multiple_choice |" in proc.stdout
+    assert report["split"] == "test" and "| multiple_choice |" in proc.stdout and "WARNING" not in proc.stdout
+    assert report["predictions"] == {"given": len(test_rows), "unmatched": 0}
     tasks = report["tasks"]
     assert set(tasks) >= {"multiple_choice", "referring", "counting", "comparison", "grounding_all", "absence",
                           "caption", "production_analysis"}
@@ -152,6 +153,11 @@ def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path)
     only_failed = tmp_path / "failed.jsonl"
     only_failed.write_text(json.dumps({"custom_id": failed, "response": {"status_code": 500, "body": {}}}) + "\n")
     assert read_predictions(str(only_failed)) == {}, "a failed request is no prediction: the row counts as missing"
+    # answers to the train split scored against test: every test row missing, and the table says why
+    train = _write_predictions(tmp_path / "train.jsonl", {r["metadata"]["sample_id"]: _answer(r)
+                                                          for r in _rows(eval_build, "train")[:5]})
+    proc = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(train))
+    assert "WARNING: 5 of 5 predictions name no test row of this dataset (another split: pass --split" in proc.stdout
     for baseline in ("majority", "random"):
         proc = run_cli("eval", "--dataset", str(eval_build), "--baseline", baseline)
         assert "| multiple_choice |" in proc.stdout and "accuracy" in proc.stdout

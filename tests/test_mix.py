@@ -181,6 +181,17 @@ def test_one_file_is_a_source(sources, tmp_path, capsys):
     assert report["rows"]["by_task_split"] == {"held": {"validation": 1}}
 
 
+def test_a_mix_is_a_source_read_once(mixed, tmp_path, capsys):
+    """A mix written as Parquet and JSONL: its rows once (each file was read, every row twice, half rejected)."""
+    out, _ = mixed
+    first = json.loads((out / "mix_report.json").read_text())
+    again = tmp_path / "again"
+    assert main(["mix", "--source", f"name=again,path={out}", "--output", str(again)]) == 0
+    report = json.loads((again / "mix_report.json").read_text())
+    assert sum(report["sources"][0]["rows_in"].values()) == first["rows"]["total"]
+    assert "duplicate_row" not in report["rejects_by_reason"]
+
+
 def test_a_glob_reads_splits_from_the_folders_it_spans(sources, tmp_path, capsys):
     """`exports/*/rows.jsonl`: each file's split from its folder below where the wildcards begin (the glob's
     own text is no folder; every file read as train before)."""

@@ -36,6 +36,7 @@ RECIPE_KEYS = frozenset({"seed", "sources"})
 SOURCE_KEYS = frozenset({"name", "path", "repeat", "share", "where", "image_root"})
 NAME = re.compile(r"^[a-z0-9_-]+$")
 DATA_SUFFIXES = (".parquet", ".jsonl")
+OUTPUT_REPORTS = ("build_report.json", "mix_report.json")  # what makes a folder a satsft output (build, mix)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Source:
 
     name: str
     path: str  # as the recipe gave it
-    kind: str  # "satsft" (an output folder, found by its build_report.json) or "files"
+    kind: str  # "satsft" (an output folder, found by its build_report.json or mix_report.json) or "files"
     files: tuple[str, ...]  # the Parquet or JSONL files to read, sorted
     root: str  # relative image paths resolve against this
     repeat: float | None = 1.0
@@ -109,8 +110,9 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
     where = os.path.abspath(os.path.expanduser(os.path.expandvars(path))) if fileio.is_local(path) else path
     where = where.rstrip("/")
     fs, _ = fsspec.core.url_to_fs(where)
-    if fs.isfile(f"{where}/build_report.json"):
-        report = orjson.loads(fileio.read_bytes(f"{where}/build_report.json"))
+    report_name = next((n for n in OUTPUT_REPORTS if fs.isfile(f"{where}/{n}")), "")
+    if report_name:  # a build or a mix: its rows once, from the files its report lists (a mix may hold both formats)
+        report = orjson.loads(fileio.read_bytes(f"{where}/{report_name}"))
         written = report.get("files", {})
         fmt = "parquet" if written.get("parquet") else "jsonl"
         files = tuple(sorted(f"{where}/{p}" for p in written.get(fmt, {})))
@@ -136,8 +138,6 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
     return "files", files, image_root or _enclosing_output(fs, base) or base, f"files:{digest}", base
 
-
-OUTPUT_REPORTS = ("build_report.json", "mix_report.json")
 
 
 def _enclosing_output(fs, folder: str, levels: int = 3) -> str:
@@ -230,12 +230,15 @@ def check_filter_matches(source: Source) -> None:
     if not source.where:
         return
     if source.kind == "satsft":
-        report = orjson.loads(fileio.read_bytes(f"{source.folder}/build_report.json"))
+        is_build = fileio.exists(f"{source.folder}/build_report.json")
+        report = orjson.loads(fileio.read_bytes(f"{source.folder}/{OUTPUT_REPORTS[0 if is_build else 1]}"))
         by_task = report["rows"]["by_task_split"]
         tasks = {t for t, splits in by_task.items() if any(splits.values())}
         splits = {s for v in by_task.values() for s, n in v.items() if n}
         profiles = set(report["config"].get("profiles", [])) if "production_analysis" in tasks else set()
         profiles |= {""} if tasks - {"production_analysis"} else set()
+        if not is_build:  # a mix does not record its profiles: a profile filter is taken on trust
+            profiles = set(source.where.get("profile", ())) | profiles
     else:
         tasks, profiles = {source.name}, {""}
         splits = {split_of_path(p, source.folder) for p in source.files}

@@ -139,7 +139,6 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
     return "files", files, image_root or _enclosing_output(fs, base) or base, f"files:{digest}", base
 
 
-
 def _enclosing_output(fs, folder: str, levels: int = 3) -> str:
     """The satsft output a folder of files lies in (``out/parquet/``, ``out/data/``), or "". Its rows name their
     images from the output's root, so that root, not the folder, is where their images are looked for."""

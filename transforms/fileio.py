@@ -197,7 +197,10 @@ def delete_files(paths: list[str]) -> None:
     if gcs:
         from apache_beam.io.gcp.gcsio import GcsIO
 
-        failed = {p: code for p, code in GcsIO().delete_batch(gcs) if code}
+        # The client Beam's own delete uses, made with the run's options (credentials, impersonation).
+        store = FileSystems.get_filesystem(gcs[0])
+        client = store._gcsIO() if hasattr(store, "_gcsIO") else GcsIO()
+        failed = {p: code for p, code in client.delete_batch(gcs) if code}
         if failed:
             raise BeamIOError("Delete operation failed", failed)
 

@@ -367,3 +367,13 @@ def test_the_common_region_path_answers_as_the_full_checks_do():
         fast, full = parse_region(item, size), _parse_region_checked(item, size)
         assert fast == full, (item, size)
         assert fast[0] is None or [type(v) for v in fast[0]] == [type(v) for v in full[0]]
+
+
+def test_clean_root_names_one_place_or_says_why_not(tmp_path):
+    from transforms.fileio import BadLocation, clean_root
+
+    assert clean_root(f"file://{tmp_path}/tree/") == str(tmp_path / "tree")  # a local folder written as a URL
+    assert clean_root("gs://bucket/out/") == "gs://bucket/out"
+    for url in ("gs://", "gs:///out", "s3://"):  # `gs://` was built into the local folder `gs:`
+        with pytest.raises(BadLocation, match="names no bucket"):
+            clean_root(url)

@@ -29,6 +29,8 @@ def clean_root(path: str) -> str:
     if is_local(path):
         return os.path.abspath(os.path.expanduser(path))
     scheme, rest = path.split("://", 1)
+    if scheme == "file" and rest.startswith("/"):  # file:///data/tree: a local folder written as a URL
+        return os.path.abspath(rest)
     if not rest.strip("/") or rest.startswith("/"):  # else `gs://` became the local folder `gs:`
         raise BadLocation(f"{path!r} names no bucket: write {scheme}://BUCKET/FOLDER")
     return path.rstrip("/")

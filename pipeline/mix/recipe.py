@@ -229,8 +229,9 @@ def check_filter_matches(source: Source) -> None:
     if not source.where:
         return
     if source.kind == "satsft":
-        is_build = fileio.exists(f"{source.folder}/build_report.json")
-        report = orjson.loads(fileio.read_bytes(f"{source.folder}/{OUTPUT_REPORTS[0 if is_build else 1]}"))
+        built = fileio.read_if_there(f"{source.folder}/{OUTPUT_REPORTS[0]}")
+        is_build = built is not None
+        report = orjson.loads(built if is_build else fileio.read_bytes(f"{source.folder}/{OUTPUT_REPORTS[1]}"))
         by_task = report["rows"]["by_task_split"]
         tasks = {t for t, splits in by_task.items() if any(splits.values())}
         splits = {s for v in by_task.values() for s, n in v.items() if n}

@@ -21,7 +21,9 @@ from pipeline.progress import ProgressMonitor
 from pipeline.runner import (
     INTERRUPTED,
     Interrupted,
+    OutputBusy,
     StorageFull,
+    detached_runner,
     make_output_folder,
     new_pipeline,
     prepare_output,
@@ -31,6 +33,7 @@ from pipeline.runner import (
     storage_refusal,
 )
 from transforms import fileio
+from transforms.output import claim
 from transforms.output.tree import (
     BUILD_ENTRIES,
     MAX_FILES_PER_DIR,
@@ -40,6 +43,7 @@ from transforms.output.tree import (
     REPORT_NAME,
     TIMINGS_NAME,
 )
+from transforms.rebuild.commit import DEFAULT_TAKE_OVER_HOURS
 
 LOG = logging.getLogger("satsft")
 USAGE = """satsft {sample,build,mix,eval,preview,validate} ...
@@ -115,6 +119,11 @@ def run_build(argv: list[str]) -> int:
     options = PipelineOptions(argv)
     build_options = options.view_as(BuildOptions)
     if build_options.in_place and build_options.output:  # an update killed during its commit is finished first
+        output = fileio.clean_root(build_options.output)
+        busy = claim.refusal(output, build_options.take_over_after, "an --update now would replace it before it "
+                             "has finished", markers=(claim.WRITER,))
+        if busy:
+            raise OutputBusy(busy)
         try:
             done = recover(fileio.clean_root(build_options.output), build_options.take_over_after)
         except UpdateRunning as err:  # another update of this output still runs (here, or maybe elsewhere)
@@ -124,9 +133,9 @@ def run_build(argv: list[str]) -> int:
             LOG.info("%s in %s", done, build_options.output)
     config = build_options.to_config()
     if config.update:  # --update keeps the build in --output: it is replaced only at the commit
-        config = dataclasses.replace(config, update_token=begin(config.output))
+        config = dataclasses.replace(config, update_token=begin(config.output, detached_runner(options)))
     else:
-        prepare_output(config, BUILD_ENTRIES)
+        prepare_output(config, BUILD_ENTRIES, "build", build_options.take_over_after, detached_runner(options))
     LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner_name(options),
              ",".join(config.tasks), ",".join(config.profiles))
     pipeline = build_pipeline(config, new_pipeline(options))
@@ -187,6 +196,9 @@ def run_mix(argv: list[str]) -> int:
     parser.add_argument("--copy-images", action="store_true", help="copy images into media/ instead of hard-linking "
                                                                    "them (local folders on one device)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier mix in --output")
+    parser.add_argument("--take-over-after", type=int, default=DEFAULT_TAKE_OVER_HOURS, metavar="HOURS",
+                        help="a run from another machine still writing --output (begun or last written within "
+                             "this many hours) is left alone and this one exits 1; 0 takes it over at once")
     parser.add_argument("--quiet", action="store_true", help="no progress display (the summary stays)")
     args, beam_args = parser.parse_known_args(argv)
     if not args.recipe and not args.source:
@@ -206,8 +218,8 @@ def run_mix(argv: list[str]) -> int:
     from pipeline.publish.report import mix_summary
 
     output = config.output
-    prepare_output(config, MIX_ENTRIES)
     options = PipelineOptions(beam_args)
+    prepare_output(config, MIX_ENTRIES, "mix", args.take_over_after, detached_runner(options))
     LOG.info("mixing %d sources -> %s on %s", len(recipe.sources), output, runner_name(options))
     pipeline = build_mix_pipeline(recipe, config, new_pipeline(options))
     try:
@@ -487,6 +499,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return commands[command](rest)
+    except OutputBusy as err:  # another run writes the output: not a usage error, nothing done
+        print(f"satsft: error: {err}", file=sys.stderr)
+        return 1
     except (UsageError, fileio.BadLocation) as err:
         print(f"satsft: error: {err}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from typing import Protocol
 from pipeline.errors import UsageError, cannot_list
 from pipeline.progress import ProgressMonitor
 from transforms import collector, fileio
+from transforms.output import claim
 
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
 INTERRUPTED = "KeyboardInterrupt"  # how Beam words a Ctrl-C it caught in a DoFn: "KeyboardInterrupt [while ...]"
@@ -107,9 +108,26 @@ def make_output_folder(out: str) -> None:
         raise UsageError(f"output {out!r} {what}; pick a folder you can write to") from err
 
 
-def prepare_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
+class OutputBusy(Exception):
+    """Another run is writing the output (transforms.output.claim): exit 1, nothing done."""
+
+
+def prepare_output(config: OutputConfig, entries: tuple[str, ...], command: str, take_over_after: float,
+                   detached: str = "") -> None:
     """Refuse to mix a new output with an old one; with --overwrite, remove what an earlier run wrote (the
-    ``entries`` a build or a mix writes; anything else stays)."""
+    ``entries`` a build or a mix writes; anything else stays), unless another run is still writing it. Then
+    name this run as the output's writer until its spool goes."""
+    out = config.output
+    doing = ("--overwrite would delete the files it is writing" if config.overwrite else
+             "wait for it, or pick a new folder")
+    busy = claim.refusal(out, take_over_after, doing)
+    if busy:
+        raise OutputBusy(busy)
+    _clear_output(config, entries)
+    claim.claim(out, command, detached)
+
+
+def _clear_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
     out = config.output
     if fileio.is_local(out):
         if os.path.isdir(out) and os.listdir(out):
@@ -143,6 +161,16 @@ def runner_name(options) -> str:
     return options.view_as(StandardOptions).runner or "DirectRunner"
 
 
+def detached_runner(options) -> str:
+    """The runner's name when it only submits the job and this process does not wait for it ("" otherwise);
+    Beam also takes its short, lower-case spellings (``--runner dataflow``)."""
+    name = runner_name(options)
+    for known in ASYNC_RUNNERS:
+        if name.lower() in (known.lower(), known.lower().removesuffix("runner")):
+            return known
+    return ""
+
+
 def new_pipeline(options):
     """A Pipeline on the runner the options name; the DirectRunner goes straight to the FnApiRunner. The
     pipeline gets options whose views are made once per option class (pipeline.cached_views)."""
@@ -162,7 +190,7 @@ def run(pipeline, options, output: str, timings_name: str, report_name: str, pro
 
     runner = runner_name(options)
     started, cpu0 = time.monotonic(), _cpu_seconds()
-    if runner in ASYNC_RUNNERS:  # the job writes the report and README.md itself when it finishes
+    if detached_runner(options):  # the job writes the report and README.md itself when it finishes
         pipeline.run()
         print(f"submitted to {runner}; the output, {report_name} and README.md appear in {output} when the job "
               "finishes")

@@ -92,10 +92,10 @@ class BuildOptions(PipelineOptions):
               help="with --update: refuse to replace the build in --output when the new build would remove more tha"
                    "n this share of its tiles or of its rows (a broken input on a scheduled run); 1 allows any")
         _flag(parser, "take-over-after", type=int, default=DEFAULT_TAKE_OVER_HOURS,
-              help="with --update: an unfinished update of --output begun on another machine (a Dataflow job runs on "
-                   "after its launcher exits) counts as running, and this one exits untouched, until it has neither b"
-                   "egun nor written to the output (its workers' progress files) for this many hours; 0 takes it over"
-                   " at once (an update on this machine is known to run or not)")
+              help="an unfinished build or update of --output begun on another machine, or submitted to Dataflow "
+                   "(whose job runs on after its launcher exits), counts as running, and this one exits untouched, "
+                   "until it has neither begun nor written to the output (its workers' progress files) for this many "
+                   "hours; 0 takes it over at once (a run waited for on this machine is known to run or not)")
         _flag(parser, "no-reuse", action="store_true", default=False,
               help="with --previous or --update: read every chip whole and draw every tile again instead of "
                    "knowing unchanged chips by their PNG chunk CRCs and taking unchanged tiles' rows, analysis "

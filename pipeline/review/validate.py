@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from transforms.input.sidecars import VALID_SPLITS
+from transforms.output.claim import WRITER
 from transforms.output.formats import (
     FORMATS,
     IMAGE_TOKEN,
@@ -37,6 +38,7 @@ from transforms.output.tree import (
     OutputTree,
     split_of_file,
 )
+from transforms.rebuild import holder
 from transforms.rebuild.manifest import STILLS_FILE, is_tiles_file, unnamed_files
 from transforms.rows import grounding_problem
 from transforms.tasks import is_grounding
@@ -267,6 +269,19 @@ def _folder_limits(tree: OutputTree, limit: int, findings: Findings) -> None:
             findings.add("folders", f"{folder or '.'} holds {n} entries, files and sub-folders (limit {limit})")
 
 
+def _unfinished(tree: OutputTree, root: str) -> str:
+    """Why a folder has no report: a run that names itself there has not finished (it runs, or stopped)."""
+    marker = tree.read(WRITER).decode("utf-8", "replace") if tree.isfile(WRITER) else ""
+    run = holder.parse(marker)
+    if run is None:
+        return f"is {root!r} a satsft build or mix output?"
+    what = next((line[8:] for line in marker.splitlines() if line.startswith("command ")), "build")
+    state = ("is still running" if holder.still_running(run) else "stopped before it finished" if
+             holder.known_here(run) else "has not finished (it may still run there)")
+    return (f"the satsft {what} begun {run.began or 'at an unknown time'} by process {run.pid} on {run.place()} "
+            f"{state}; validate it once it has finished, or run it again with --overwrite if it stopped")
+
+
 def validate(root: str) -> tuple[Findings, dict[str, int]]:
     """All problems found in the built tree at ``root`` (a folder or bucket URL), and what was checked."""
     findings = Findings()
@@ -274,8 +289,7 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
     tree = OutputTree(root)
     name = next((n for n in (REPORT_NAME, MIX_REPORT_NAME) if tree.isfile(n)), None)
     if name is None:
-        findings.add("report", f"{REPORT_NAME} (or {MIX_REPORT_NAME}) is missing: is {root!r} a satsft build or "
-                               "mix output?")
+        findings.add("report", f"{REPORT_NAME} (or {MIX_REPORT_NAME}) is missing: {_unfinished(tree, root)}")
         return findings, checked
     report = orjson.loads(tree.read(name))
     checked["update_unfinished"] = int(tree.update_unfinished())

@@ -41,6 +41,7 @@ SPOOL_DIR = "_satsft_spool"  # rows spooled while a build or mix runs; removed a
 PROGRESS_DIR = f"{SPOOL_DIR}/progress"  # one small file per worker while a run lasts (local outputs)
 UPDATE_DIR = "_satsft_update"  # --update: the new build's dataset files wait here until they replace the old ones
 UPDATE_STAGE_DIR = f"{UPDATE_DIR}/stage"
+UPDATE_STARTED = f"{UPDATE_DIR}/started.txt"  # names the --update under way (transforms.rebuild.commit.begin)
 UPDATE_JOURNAL = f"{UPDATE_DIR}/journal.json"  # present only while an update's commit is under way
 UPDATE_REFUSED_DIR = f"{UPDATE_DIR}/refused"  # the rejects and report of the last update refused, for reading
 

@@ -42,11 +42,11 @@ from transforms.output.tree import (
 from transforms.output.tree import UPDATE_JOURNAL as JOURNAL
 from transforms.output.tree import UPDATE_REFUSED_DIR as REFUSED_DIR
 from transforms.output.tree import UPDATE_STAGE_DIR as STAGE_DIR
+from transforms.output.tree import UPDATE_STARTED as STARTED
 from transforms.paths import join_path
 from transforms.rebuild import holder
 from transforms.rebuild.manifest import STILLS_FILE, is_tiles_file, still_paths, unnamed_files
 
-STARTED = f"{UPDATE_DIR}/started.txt"
 REFUSAL = f"{REFUSED_DIR}/refusal.txt"  # why the last update was refused, and which run
 SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
 LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
@@ -241,16 +241,17 @@ def apply_journal(output: str) -> bool:
     return True
 
 
-def begin(output: str) -> str:
+def begin(output: str, detached: str = "") -> str:
     """Mark the output as being updated before anything is written, so a reader (validate) knows that files no
     row names yet belong to an update under way, from its first file to its last. Returns this run's token
     (the commit checks that no other update has begun since). The marker also names this process, so that a
-    second update on this machine knows the first still runs (``holder``)."""
+    second update on this machine knows the first still runs (``holder``); ``detached`` names the runner when
+    this process only submits the job (Dataflow), so that its end is not taken for the job's."""
     token = uuid.uuid4().hex  # names this run only; never part of the dataset
     began = datetime.datetime.now(datetime.timezone.utc).strftime(holder.BEGAN_FORMAT)
     fileio.write_bytes(join_path(output, STARTED), b"an --update of this output is running, or stopped before it "
                                                    b"finished: run it again to finish it\n"
-                       + f"run {token}\n{holder.this_process(began).lines()}".encode())
+                       + f"run {token}\n{holder.this_process(began, detached).lines()}".encode())
     return token
 
 
@@ -278,20 +279,16 @@ def running_update(output: str, marker: bytes | None, take_over_after: float = D
     ``take_over_after`` hours ago and may still run there. Its recover() would undo the files that run is
     writing."""
     other = holder.parse((marker or b"").decode("utf-8", "replace"))
-    if holder.still_running(other):
-        return (f"{UPDATE_REFUSED}{output}: another --update of this output is running (process {other.pid} on "
-                f"this machine, began {other.began or 'at an unknown time'}); nothing was done. Let it finish, or "
-                "stop it, then run this update again")
-    seen = holder.elsewhere_recently(other, take_over_after, last_write=lambda: last_write(output))
-    if seen:
-        wrote = "" if seen == other.began_at() else f", last wrote to it {seen.strftime(holder.BEGAN_FORMAT)}"
-        return (f"{UPDATE_REFUSED}{output}: an --update of this output began {other.began} on another machine "
-                f"({other.place()}, process {other.pid}{wrote}) and has not finished; it may still be running there (a "
-                "Dataflow job runs on after its launcher exits), and starting now would undo the files it is "
-                "writing. Nothing was done. Once it has stopped, run this update again with --take-over-after 0 "
-                "(an unfinished update from elsewhere that neither began nor wrote to the output in the last "
-                f"{take_over_after:g} h is taken as stopped)")
-    return ""
+    why, sure = holder.busy(other, take_over_after, "another --update of this output", lambda: last_write(output))
+    if not why:
+        return ""
+    if sure:
+        return (f"{UPDATE_REFUSED}{output}: {why}; nothing was done. Let it finish, or stop it, then run this "
+                "update again")
+    return (f"{UPDATE_REFUSED}{output}: {why}, and starting now would undo the files it is writing. Nothing was "
+            "done. Once it has stopped, run this update again with --take-over-after 0 (an unfinished update from "
+            f"elsewhere that neither began nor wrote to the output in the last {take_over_after:g} h is taken as "
+            "stopped)")
 
 
 def recover(output: str, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> str:

@@ -10,7 +10,9 @@ caller's limit, or has written to the output within that limit (``elsewhere_rece
 outlives the launcher that wrote its marker), and as stopped after. Containers on one host share its boot id
 but neither their pids nor their host names: a marker whose host name differs counts as written elsewhere (a
 marker of an older version, without a host name, is judged by the boot id alone, and the pid's start time
-keeps another container's pid from passing for it).
+keeps another container's pid from passing for it). A run submitted to a runner that does not wait for the
+job (Dataflow) names it (``detached``): its launcher's pid ends at the submission while the job runs on, so
+such a marker is judged like one from elsewhere even on the machine that launched it.
 """
 
 from __future__ import annotations
@@ -36,14 +38,16 @@ class Holder:
     start: str = ""
     began: str = ""  # UTC, BEGAN_FORMAT
     host: str = ""  # the host name, for messages (the boot id means nothing to a reader)
+    detached: str = ""  # the runner the job was submitted to when the launcher does not wait for it
 
     def lines(self) -> str:
         return (f"machine {self.machine}\npid {self.pid}\npid start {self.start or '-'}\nbegan {self.began}\n"
-                f"host {self.host or '-'}\n")
+                f"host {self.host or '-'}\ndetached {self.detached or '-'}\n")
 
     def place(self) -> str:
         """Where it ran, as a reader knows it (the boot id only when the marker names no host)."""
-        return f"host {self.host}" if self.host else f"machine {self.machine}"
+        where = f"host {self.host}" if self.host else f"machine {self.machine}"
+        return f"a {self.detached} job launched from {where}" if self.detached else where
 
     def began_at(self) -> datetime.datetime | None:
         try:
@@ -71,18 +75,18 @@ def pid_start(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
-def this_process(began: str) -> Holder:
-    return Holder(machine_id(), os.getpid(), pid_start(os.getpid()), began, socket.gethostname())
+def this_process(began: str, detached: str = "") -> Holder:
+    return Holder(machine_id(), os.getpid(), pid_start(os.getpid()), began, socket.gethostname(), detached)
 
 
 def parse(marker: str) -> Holder | None:
     """The holder a marker names; None for a marker of a version that did not name one."""
-    fields = dict(re.findall(r"^(machine|pid start|pid|began|host) (.*)$", marker, re.MULTILINE))
+    fields = dict(re.findall(r"^(machine|pid start|pid|began|host|detached) (.*)$", marker, re.MULTILINE))
     if "machine" not in fields or not fields.get("pid", "").isdigit():
         return None
-    start, host = fields.get("pid start", ""), fields.get("host", "")
+    start, host, detached = (fields.get(k, "") for k in ("pid start", "host", "detached"))
     return Holder(fields["machine"], int(fields["pid"]), "" if start == "-" else start, fields.get("began", ""),
-                  "" if host == "-" else host)
+                  "" if host == "-" else host, "" if detached == "-" else detached)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -96,16 +100,21 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _written_here(holder: Holder, here: str | None, host: str | None) -> bool:
-    """The marker's process is one this machine (this boot) and this container can see."""
-    return (holder.machine == (machine_id() if here is None else here)
+    """The marker's run is a process this machine (this boot) and this container can see (not a detached job)."""
+    return (not holder.detached and holder.machine == (machine_id() if here is None else here)
             and holder.host in ("", socket.gethostname() if host is None else host))
+
+
+def known_here(holder: Holder) -> bool:
+    """Whether this machine can tell if the holder still runs (see ``still_running``)."""
+    return _written_here(holder, None, None)
 
 
 def still_running(holder: Holder | None, here: str | None = None,
                   alive: Callable[[int], bool] = _pid_alive, start_of: Callable[[int], str] = pid_start,
                   host: str | None = None) -> bool:
     """True only when the holder is a process of this machine (this boot and container) that still runs; a
-    marker from elsewhere, or of an older version, is not known to run."""
+    marker from elsewhere, of a detached job, or of an older version, is not known to run."""
     if holder is None or not _written_here(holder, here, host):
         return False
     if holder.pid == os.getpid():
@@ -135,3 +144,21 @@ def elsewhere_recently(holder: Holder | None, hours: float, here: str | None = N
         return began
     wrote = last_write() if last_write is not None else None
     return wrote if wrote is not None and wrote > began and now - wrote < limit else None
+
+
+def busy(other: Holder | None, hours: float, what: str,
+         last_write: Callable[[], datetime.datetime | None] | None = None) -> tuple[str, bool]:
+    """Why the run ``other`` names (``what``: "another --update of this output") may still be writing, and
+    whether that is known for sure (a process here) rather than assumed for ``hours`` (elsewhere); ("", False)
+    when it has stopped."""
+    if still_running(other):
+        began = other.began or "at an unknown time"
+        return f"{what} is running (process {other.pid} on this machine, began {began})", True
+    seen = elsewhere_recently(other, hours, last_write=last_write)
+    if not seen:
+        return "", False
+    wrote = "" if seen == other.began_at() else f", last wrote to it {seen.strftime(BEGAN_FORMAT)}"
+    where = (f"as {other.place()}{wrote}" if other.detached else
+             f"on another machine ({other.place()}, process {other.pid}{wrote})")
+    return (f"{what} began {other.began} {where} and has not finished; it may still be running there (a Dataflow "
+            "job runs on after its launcher exits)", False)

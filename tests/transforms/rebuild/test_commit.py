@@ -162,3 +162,19 @@ def test_an_update_from_elsewhere_that_still_writes_is_not_taken_over(tmp_path):
     with pytest.raises(RuntimeError, match="--take-over-after 0"):
         recover(str(tmp_path), 12)
     assert (tmp_path / STARTED).exists(), "nothing touched"
+
+
+def test_an_update_submitted_to_dataflow_from_this_machine_is_judged_by_time(tmp_path):
+    """The launcher of a Dataflow job exits once it has submitted the job, which runs on: its marker names this
+    machine and a process that no longer runs, yet the update must count as running until it has been silent
+    for --take-over-after (a second update launched from the same cron host would undo the job's files)."""
+    from transforms.rebuild import holder
+
+    begin(str(tmp_path), "DataflowRunner")
+    marker = (tmp_path / STARTED).read_bytes()
+    assert holder.parse(marker.decode()).detached == "DataflowRunner"
+    why = running_update(str(tmp_path), marker, 12)
+    assert "as a DataflowRunner job launched from host " in why and "--take-over-after 0" in why, why
+    assert not running_update(str(tmp_path), marker, 0)
+    begin(str(tmp_path))  # waited for here: this process's own marker names no other run
+    assert not running_update(str(tmp_path), (tmp_path / STARTED).read_bytes(), 12)

@@ -1,0 +1,66 @@
+"""Which run is writing an output. A build or mix into a folder names its process in the spool (``WRITER``)
+from its start until the spool goes at its end, so that a second run given --overwrite (a scheduled rebuild
+that overlaps the previous one, the same command started twice) does not delete the files the first is
+writing: both would report success over a folder mixing their files. An --update names itself in its own
+marker (transforms.rebuild.commit.STARTED); each command respects both. Whether the named run still goes on
+is ``holder``'s question: for sure on this machine, for ``--take-over-after`` hours after its last write from
+elsewhere. No Beam here.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from transforms import fileio
+from transforms.output.tree import SPOOL_DIR, UPDATE_DIR, UPDATE_STARTED
+from transforms.paths import join_path
+from transforms.rebuild import holder
+
+WRITER = f"{SPOOL_DIR}/writer.txt"
+
+
+def claim(output: str, command: str, detached: str = "") -> None:
+    """Name this process as the one writing ``output`` (``command``: build or mix; ``detached``: the runner a
+    job is submitted to when this process does not wait for it)."""
+    began = datetime.datetime.now(datetime.timezone.utc).strftime(holder.BEGAN_FORMAT)
+    fileio.write_bytes(join_path(output, WRITER), f"a satsft {command} is writing this output, or stopped before it "
+                       f"finished\ncommand {command}\n{holder.this_process(began, detached).lines()}".encode())
+
+
+def _command(marker: str, default: str) -> str:
+    for line in marker.splitlines():
+        if line.startswith("command "):
+            return line.split(" ", 1)[1].strip() or default
+    return default
+
+
+def writing(output: str, take_over_after: float, markers: tuple[str, ...] = (WRITER, UPDATE_STARTED)
+            ) -> tuple[str, bool]:
+    """Why another run may still be writing ``output`` ("" when none is) and whether that is known for sure
+    (a process on this machine) rather than assumed from a recent start or write elsewhere."""
+    for rel in markers:
+        marker = fileio.read_if_there(join_path(output, rel))
+        if marker is None:
+            continue
+        text = marker.decode("utf-8", "replace")
+        what = "an --update of this output" if rel == UPDATE_STARTED else f"a satsft {_command(text, 'build')} into it"
+        why, sure = holder.busy(holder.parse(text), take_over_after, f"{output} is being written: {what}",
+                                lambda: fileio.newest_write([join_path(output, SPOOL_DIR),
+                                                             join_path(output, UPDATE_DIR)]))
+        if why:
+            return why, sure
+    return "", False
+
+
+def refusal(output: str, take_over_after: float, doing: str,
+            markers: tuple[str, ...] = (WRITER, UPDATE_STARTED)) -> str:
+    """The error for a run that must not start now because another writes ``output`` ("" when it may);
+    ``doing``: what starting now would do to it ("--overwrite would delete the files it is writing")."""
+    why, sure = writing(output, take_over_after, markers)
+    if not why:
+        return ""
+    if sure:
+        return f"{why}; {doing}. Nothing was done: let it finish, or stop it, then run this command again"
+    return (f"{why}; {doing}. Nothing was done. Once it has stopped, run this command again with --take-over-after 0 "
+            f"(a run from elsewhere that neither began nor wrote to the output in the last {take_over_after:g} h is "
+            "taken as stopped)")

@@ -98,7 +98,7 @@ def read_if_there(path: str) -> bytes | None:
     if is_local(path):
         try:
             return read_bytes(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a folder on the way is a file: not there either
             return None
     return read_bytes(path) if exists(path) else None
 

@@ -231,11 +231,34 @@ def _quiet_after_ctrl_c():
     before_hook = threading.excepthook
     threading.excepthook = lambda args: None if stopped.is_set() else before_hook(args)
     try:
-        yield
+        with _workers_leave_ctrl_c():
+            yield
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
         threading.excepthook = before_hook
+
+
+@contextlib.contextmanager
+def _workers_leave_ctrl_c():
+    """Ctrl-C reaches every process of the terminal's process group (and a scheduler's SIGTERM often every process
+    of the job): the worker processes of --direct_running_mode multi_processing each printed a KeyboardInterrupt
+    traceback, or died first and made the launcher log gRPC tracebacks, before the command's one line. They are
+    started through a shell (Beam's SubprocessSDKEnvironment command); started with SIGINT and SIGTERM ignored
+    (which exec and Python keep), they leave the stop to this process and end when it closes their channel."""
+    from apache_beam.transforms import environments
+
+    cls = environments.SubprocessSDKEnvironment
+    plain = cls.__dict__["from_command_string"]
+
+    def leaving_stops(_cls, command_string, *args, **kwargs):
+        return plain.__func__(_cls, f"trap '' INT TERM; exec {command_string}", *args, **kwargs)
+
+    cls.from_command_string = classmethod(leaving_stops)
+    try:
+        yield
+    finally:
+        cls.from_command_string = plain
 
 
 def _local_runner(options):

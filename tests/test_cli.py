@@ -83,32 +83,38 @@ def tree_300(tmp_path_factory) -> Path:
     return tree
 
 
-@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGINT, 130, "satsft: interrupted;"),
-                                                     (signal.SIGTERM, 143, "satsft: stopped by SIGTERM;")])
-def test_a_stopped_build_says_in_one_line_what_the_output_holds(tree_300, tmp_path, signum, code, said):
+MULTI = ("--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+
+
+@pytest.mark.parametrize(("signum", "code", "said", "beam"), [(signal.SIGINT, 130, "satsft: interrupted;", ()),
+                                                             (signal.SIGTERM, 143, "satsft: stopped by SIGTERM;", ()),
+                                                             (signal.SIGINT, 130, "satsft: interrupted;", MULTI)])
+def test_a_stopped_build_says_in_one_line_what_the_output_holds(tree_300, tmp_path, signum, code, said, beam):
     """Ctrl-C (SIGINT), or a scheduler's SIGTERM (`timeout`, systemd, Kubernetes), is a request, not a crash:
     Beam re-raises it from inside a DoFn as a RuntimeError with two tracebacks (SIGTERM killed the process
     without a word); the command exits 128 + the signal and says the folder holds a partial build to run again
-    with --overwrite."""
+    with --overwrite. The signal goes to the whole process group, as a terminal's Ctrl-C does: with
+    multi_processing workers each of them printed its own traceback first."""
     import time
 
     from tests.conftest import run_cli
 
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "build", "--input", str(tree_300),
-                             "--output", str(out), "--tasks", "production_analysis", "--quiet"],
+                             "--output", str(out), "--tasks", "production_analysis", "--quiet", *beam],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONWARNINGS="ignore"))
+                            env=dict(os.environ, PYTHONWARNINGS="ignore"), start_new_session=True)
     deadline = time.monotonic() + 120
-    while not (out / "analysis_images").exists() and proc.poll() is None and time.monotonic() < deadline:
+    while not list(out.glob("analysis_images/*/*.png")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)  # stopped while it draws tiles
-    proc.send_signal(signum)
+    os.killpg(proc.pid, signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err[-3000:]
     assert "Traceback" not in err and err.strip().endswith("run the build again with --overwrite"), err[-3000:]
     assert said in err and "holds a partial build" in err and not (out / "build_report.json").exists()
     validate = run_cli("validate", str(out), check=False)
     assert validate.returncode == 1 and "build_report.json (or mix_report.json) is missing" in validate.stdout
+    assert f"by process {proc.pid} on host " in validate.stdout and "stopped before it finished" in validate.stdout
 
 
 def test_a_full_disk_stops_a_build_with_one_line(tmp_path, monkeypatch, capsys):

@@ -56,8 +56,18 @@ def test_gs_output_refuses_old_build_unless_overwrite(emulator):
     gs_out = f"gs://{BUCKET}/old"
     proc = run_cli("build", "--input", GS_TREE, "--output", gs_out, check=False, env=env)
     assert proc.returncode == 2 and "pass --overwrite" in proc.stderr, proc.stderr
-    run_cli("build", "--input", GS_TREE, "--output", gs_out, "--overwrite", "--tasks", "caption", env=env)
+    # a build launched elsewhere (a Dataflow job whose launcher has exited) names itself there: left alone
+    began = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+    fs.pipe(f"{BUCKET}/old/_satsft_spool/writer.txt", (
+        f"command build\nmachine boot-x\npid 7\npid start 9\nbegan {began:%Y-%m-%d %H:%M:%S} UTC\nhost cron-1\n"
+        "detached DataflowRunner\n").encode())
+    proc = run_cli("build", "--input", GS_TREE, "--output", gs_out, "--overwrite", check=False, env=env)
+    assert proc.returncode == 1 and "as a DataflowRunner job launched from host cron-1" in proc.stderr, proc.stderr
+    assert f"{BUCKET}/old/data/stale-00000-of-00001.jsonl" in fs.find(f"{BUCKET}/old"), "nothing deleted"
+    run_cli("build", "--input", GS_TREE, "--output", gs_out, "--overwrite", "--take-over-after", "0", "--tasks",
+            "caption", env=env)
     names = fs.find(f"{BUCKET}/old")
+    assert not [n for n in names if "_satsft_spool" in n], "the marker goes with the spool"
     assert f"{BUCKET}/old/data/stale-00000-of-00001.jsonl" not in names
     assert f"{BUCKET}/old/build_report.json" in names
     assert f"{BUCKET}/old/notes/keep.txt" in names, "--overwrite removes only what a build writes"

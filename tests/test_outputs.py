@@ -239,3 +239,22 @@ def test_validate_catches_damage(full_build, tmp_path, damage, check):
     assert proc.returncode == 1, proc.stdout
     assert any(line.startswith(check) for line in proc.stdout.splitlines()), proc.stdout
     assert "FAILED" in proc.stdout
+
+
+def test_validate_reads_a_build_in_llava_and_sharegpt_alone(tmp_path):
+    """A build written only as LLaVA and ShareGPT has no JSONL or Parquet rows: validate counts and checks its
+    rows there (it said "OK: 0 rows, 0 referenced images checked" and missed a missing chip)."""
+    tree, out = tmp_path / "tree", tmp_path / "out"
+    run_cli("sample", "--tiles", "6", "--output", str(tree), "--seed", "4")
+    run_cli("build", "--input", str(tree), "--output", str(out), "--formats", "llava,sharegpt", "--tasks",
+            "caption,absence", "--quiet")
+    rows = len(json.loads((out / "llava" / "train.json").read_text()))
+    rows += sum(len(json.loads(f.read_text())) for f in (out / "llava").glob("*.json") if f.name != "train.json")
+    proc = _validate(out)
+    assert proc.returncode == 0 and f"{rows} rows, " in proc.stdout and " 0 referenced" not in proc.stdout, proc.stdout
+    chip = next((out / "images").rglob("*.png"))
+    chip.unlink()
+    proc = _validate(out)
+    assert proc.returncode == 1 and f"missing {chip.relative_to(out)}" in proc.stdout, proc.stdout
+    assert any(line.strip().startswith("- llava/") for line in proc.stdout.splitlines()), proc.stdout
+    assert any(line.strip().startswith("- sharegpt/") for line in proc.stdout.splitlines()), proc.stdout

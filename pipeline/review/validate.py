@@ -109,14 +109,16 @@ def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterat
                     yield row, embedded
 
 
-def _check_llava_sharegpt(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> int:
+def _check_llava_sharegpt(tree: OutputTree, rel: str, fmt: str, findings: Findings, seen_images: set[str]) -> int:
+    """A LLaVA or ShareGPT file: it parses, each row's first turn holds a token per image, and every image it
+    names exists (a build written in these formats alone has no other rows to check)."""
     try:
         data = tree.read(rel)
         items = orjson.loads(data) if fmt == "llava" else [orjson.loads(line) for line in data.splitlines()]
     except orjson.JSONDecodeError as err:
         findings.add(fmt, f"{rel}: not valid JSON ({err})")
         return 0
-    for item in items:
+    for i, item in enumerate(items):
         if fmt == "llava":
             images = item.get("images") or ([item["image"]] if "image" in item else [])
             turns = item.get("conversations", [])
@@ -128,6 +130,10 @@ def _check_llava_sharegpt(tree: OutputTree, rel: str, fmt: str, findings: Findin
             findings.add(fmt, f"{rel}: a row without a first human/user turn")
         elif first.count(IMAGE_TOKEN) != len(images):
             findings.add(fmt, f"{rel}: {first.count(IMAGE_TOKEN)} {IMAGE_TOKEN} tokens for {len(images)} images")
+        for path in images:
+            seen_images.add(path)
+            if not tree.isfile(path):
+                findings.add("images", f"{rel}: row {i} ({item.get('id', 'no id')}): missing {path}")
     return len(items)
 
 
@@ -323,7 +329,8 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
                 continue
             checked["files"] += 1
             if fmt in ("llava", "sharegpt"):
-                n = _check_llava_sharegpt(tree, rel, fmt, findings)
+                n = _check_llava_sharegpt(tree, rel, fmt, findings, seen_images)
+                checked["rows"] += n if not record_formats and fmt == min(set(files) & {"llava", "sharegpt"}) else 0
             elif fmt == "row_sidecars":
                 n = _check_sidecar_shard(tree, rel, findings, sidecar_ids)
             else:

@@ -46,6 +46,9 @@ def split_files(tree: OutputTree, split: str) -> tuple[str, list[str]]:
     if name is None:
         raise EvalError(f"no {REPORT_NAME} in the dataset folder; pass the --output folder of satsft build")
     fmt, every = record_files(orjson.loads(tree.read(name)))
+    if not every:
+        raise EvalError("the dataset has no Parquet or JSONL rows to score (it was written in other formats "
+                        "only): build it again with --formats jsonl or parquet among them")
     paths = [p for p in every if split_of_file(p) == split]
     if not paths:
         raise EvalError(f"the dataset has no {split!r} rows; choose --split from "

@@ -252,6 +252,17 @@ def test_validate_reads_a_build_in_llava_and_sharegpt_alone(tmp_path):
     rows += sum(len(json.loads(f.read_text())) for f in (out / "llava").glob("*.json") if f.name != "train.json")
     proc = _validate(out)
     assert proc.returncode == 0 and f"{rows} rows, " in proc.stdout and " 0 referenced" not in proc.stdout, proc.stdout
+    # the tools that read rows say what to do instead of failing on an empty list of files
+    for argv, said in ((["eval", "--dataset", str(out), "--baseline", "majority"], "no Parquet or JSONL rows to score"),
+                       (["preview", str(out)], "no Parquet or JSONL rows to preview"),
+                       (["mix", "--source", f"name=a,path={out}", "--output", str(tmp_path / "mix")],
+                        "give its sharegpt/ folder as the path instead"),
+                       (["build", "--input", str(tree), "--output", str(out), "--update"],
+                        "--update: the build in --output holds no Parquet or JSONL rows"),
+                       (["build", "--input", str(tree), "--output", str(tmp_path / "u"), "--update", "--formats",
+                         "llava"], "add jsonl or parquet to --formats")):
+        proc = run_cli(*argv, check=False)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, (argv, proc.stderr)
     chip = next((out / "images").rglob("*.png"))
     chip.unlink()
     proc = _validate(out)

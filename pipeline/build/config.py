@@ -164,6 +164,10 @@ class BuildConfig:
             if overwrite:
                 raise UsageError("--update keeps the build in --output and replaces it in place; --overwrite would "
                                  "delete it first: give one of the two")
+            if not {"jsonl", "parquet"} & set(format_names):
+                raise UsageError("--update takes the next run's splits and unchanged rows from the build's JSONL or "
+                                 "Parquet files: add jsonl or parquet to --formats (LLaVA and ShareGPT files are "
+                                 "written beside them)")
             # The first run of a scheduled --update finds nothing yet: it makes the first build, through the same
             # stage and commit (so it is never seen half written either).
             there = check_paths and (fileio.exists(f"{output_root}/{REPORT_NAME}")
@@ -284,7 +288,9 @@ def _previous_build(previous: str, output: str, update: bool, max_files_per_dir:
         raise UsageError(f"--previous {previous!r} is a mix; give the earlier build of the same tree")
     fmt, files = record_files(report)
     if not files:
-        raise UsageError(f"--previous {previous!r} holds no Parquet or JSONL rows to take splits from")
+        what = "--update: the build in --output" if update else f"--previous {previous!r}"
+        raise UsageError(f"{what} holds no Parquet or JSONL rows to take splits from (it was written in other "
+                         "formats only); build it again with --overwrite and jsonl or parquet among --formats")
     before = report.get("config", {}).get("max_files_per_dir", max_files_per_dir)
     if update and before != max_files_per_dir:
         raise UsageError(f"--update: the build in --output has --max-files-per-dir {before}, not "

@@ -117,7 +117,8 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
         fmt = "parquet" if written.get("parquet") else "jsonl"
         files = tuple(sorted(f"{where}/{p}" for p in written.get(fmt, {})))
         if not files:
-            raise UsageError(f"source {name!r}: the satsft output {path!r} holds no Parquet or JSONL rows")
+            raise UsageError(f"source {name!r}: the satsft output {path!r} holds no Parquet or JSONL rows; give its "
+                             "sharegpt/ folder as the path instead, or build it with jsonl or parquet among --formats")
         return "satsft", files, image_root or where, f"satsft:{where}", where
     if fs.isdir(where):
         files = tuple(p for p in _list(f"{fileio.literal_pattern(where)}/**")

@@ -61,7 +61,8 @@ def stratified_sample(keys: list[dict[str, str]], per_task: int, seed: int) -> l
 def _split_files(tree: OutputTree, report: dict[str, Any]) -> tuple[str, list[str]]:
     fmt, paths = record_files(report)
     if not paths:
-        raise PreviewError("the output has no Parquet or JSONL rows to preview")
+        raise PreviewError("the output has no Parquet or JSONL rows to preview (it was written in other formats "
+                           "only): build it again with --formats jsonl or parquet among them")
     return fmt, paths
 
 

@@ -169,6 +169,11 @@ def test_rerun_and_embedded_images(mixed, sources, tmp_path):
     assert len(ds) == len([r for r in _rows(out) if r["metadata"]["split"] == "train"])
     first = next(r for r in ds if r["metadata"]["source"] == "pairs")
     assert [im.size for im in first["images"]] == [(32, 32), (32, 32)], "embedded images decode to PIL"
+    # JSONL rows cannot hold images: beside them the media are written too (JSONL rows named missing files)
+    both = tmp_path / "both"
+    run_cli("mix", "--recipe", str(recipe), "--output", str(both), "--embed-images", "--formats", "parquet,jsonl")
+    proc = run_cli("validate", str(both), check=False)
+    assert proc.returncode == 0 and (both / "media").is_dir(), proc.stdout[-2000:]
 
 
 def test_one_file_is_a_source(sources, tmp_path, capsys):

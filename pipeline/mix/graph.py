@@ -51,7 +51,7 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
                | "WriteMixShards" >> WriteMixShards(root, config.formats, config.embed_images, config.rows_per_shard,
                                                     sources))
     events = [written, read[EVENTS], chosen[EVENTS]]
-    if not config.embed_images:
+    if not config.embed_images or "jsonl" in config.formats:  # JSONL rows name their images: they must exist
         events.append({"locations": media["locations"], "index": media["index"]}
                       | "WriteMedia" >> WriteMedia(root, link=not config.copy_images))
     # Each writer's events (one per row or file) are summed per bundle in its own stage before they meet.

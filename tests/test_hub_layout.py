@@ -76,3 +76,22 @@ def test_past_the_hub_limit_the_summary_and_card_name_the_layout(builds):
     assert "--layout hub" in summary_table(big).split("WARNING: ")[1]
     assert "> **Warning:** 420,000 files" in render_card(big)
     assert "WARNING" not in summary_table({**big, "config": {**big["config"], "layout": "hub"}})
+
+
+def test_an_update_that_switches_layout_leaves_no_stale_files_or_empty_folders(builds, tmp_path):
+    """An --update from the default layout to the hub one (and back): the hub layout writes no image files, so
+    the still copies the earlier build made go as well (they stayed, named by no row), and so do the folders the
+    update empties (images/, data/, llava/, a removed tile's shard folder, the JSONL row index)."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(builds / "default", out)
+    assert list(out.glob("mapbox_stills/*/*.png")), "the default layout copies stills"
+    tree = str(builds / "tree")
+    assert main(["build", "--input", tree, "--output", str(out), "--layout", "hub", "--update", "--quiet"]) == 0
+    assert _files_and_bytes(out)[0] == _files_and_bytes(builds / "hub")[0], "the files of a fresh hub build"
+    assert not [p for p in out.rglob("*") if p.is_dir() and not any(p.iterdir())], "no empty folders"
+    assert not validate(str(out))[0].count
+    assert main(["build", "--input", tree, "--output", str(out), "--update", "--quiet"]) == 0
+    assert _files_and_bytes(out)[0] == _files_and_bytes(builds / "default")[0]
+    assert not validate(str(out))[0].count

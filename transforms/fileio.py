@@ -162,12 +162,13 @@ def remove_tree(path: str) -> None:
     delete_files([m.path for m in match_under(path)])
 
 
-def prune_empty_folders(path: str) -> None:
-    """Remove the empty folders below ``path`` (locally; a bucket has no folders to leave behind)."""
+def prune_empty_folders(path: str, itself: bool = False) -> None:
+    """Remove the empty folders below ``path`` (and ``path`` itself when it ends up empty and ``itself``;
+    locally: a bucket has no folders to leave behind)."""
     if not is_local(path) or not os.path.isdir(path):
         return
     for folder, _, _ in sorted(os.walk(path), key=lambda entry: -entry[0].count(os.sep)):
-        if folder != path and not os.listdir(folder):
+        if (folder != path or itself) and not os.listdir(folder):
             os.rmdir(folder)
 
 

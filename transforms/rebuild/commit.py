@@ -32,10 +32,14 @@ from transforms import fileio
 from transforms.output.tree import (
     CARD_NAME,
     CHARTS_DIR,
+    JSONL_DIR,
+    LLAVA_DIR,
     MANIFEST_DIR,
+    PARQUET_DIR,
     PER_TILE_DIRS,
     REJECTS_DIR,
     REPORT_NAME,
+    SHAREGPT_DIR,
     SPOOL_DIR,
     UPDATE_DIR,
 )
@@ -45,7 +49,7 @@ from transforms.output.tree import UPDATE_STAGE_DIR as STAGE_DIR
 from transforms.output.tree import UPDATE_STARTED as STARTED
 from transforms.paths import join_path
 from transforms.rebuild import holder
-from transforms.rebuild.manifest import STILLS_FILE, is_tiles_file, still_paths, unnamed_files
+from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE, is_tiles_file, still_paths, unnamed_files
 
 REFUSAL = f"{REFUSED_DIR}/refusal.txt"  # why the last update was refused, and which run
 SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
@@ -213,7 +217,11 @@ def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_
                             join_path(output, SAVED_DIR, f"g{generation:02d}", posixpath.basename(rel)))
     moves = sorted(set(staged) - set(LAST)) + [rel for rel in LAST if rel in staged]
     gone = old_dataset_files(output) - set(staged)
-    gone |= _stills(join_path(output, STILLS_FILE)) - _stills(join_path(stage_root(output), STILLS_FILE))
+    # --layout hub writes no still files (its rows hold the stills): every copy an earlier build made goes
+    kept = set() if report.get("config", {}).get("layout") == "hub" else _stills(join_path(stage_root(output),
+                                                                                           STILLS_FILE))
+    gone |= {rel for rel in _stills(join_path(output, STILLS_FILE)) - kept
+             if kept or fileio.exists(join_path(output, rel))}
     journal = {"moves": moves, "deletes": sorted(gone)}
     fileio.write_bytes(join_path(output, JOURNAL), orjson.dumps(journal, option=orjson.OPT_INDENT_2))
     apply_journal(output)
@@ -315,6 +323,10 @@ def recover(output: str, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> st
 
 
 def finish(output: str) -> None:
-    """Step 4's end: every stale file is gone, so the saved manifests and the folder go too."""
+    """Step 4's end: every stale file is gone, so the saved manifests and the folder go too, and so do the
+    folders the stale files leave empty (a removed tile's shard folder; images/ and data/ after a switch to
+    --layout hub, llava/ after it left --formats)."""
     fileio.remove_tree(join_path(output, UPDATE_DIR))
+    for folder in (*PER_TILE_DIRS, JSONL_DIR, PARQUET_DIR, LLAVA_DIR, SHAREGPT_DIR, ROWS_DIR):
+        fileio.prune_empty_folders(join_path(output, folder), itself=True)
 

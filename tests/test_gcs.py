@@ -63,6 +63,8 @@ def test_gs_output_refuses_old_build_unless_overwrite(emulator):
         "detached DataflowRunner\n").encode())
     proc = run_cli("build", "--input", GS_TREE, "--output", gs_out, "--overwrite", check=False, env=env)
     assert proc.returncode == 1 and "as a DataflowRunner job launched from host cron-1" in proc.stderr, proc.stderr
+    said = run_cli("validate", gs_out, check=False, env=env).stdout
+    assert "build begun" in said and "as a DataflowRunner job launched from host cron-1 has not finished" in said, said
     assert f"{BUCKET}/old/data/stale-00000-of-00001.jsonl" in fs.find(f"{BUCKET}/old"), "nothing deleted"
     run_cli("build", "--input", GS_TREE, "--output", gs_out, "--overwrite", "--take-over-after", "0", "--tasks",
             "caption", env=env)

@@ -284,7 +284,7 @@ def _unfinished(tree: OutputTree, root: str) -> str:
     what = next((line[8:] for line in marker.splitlines() if line.startswith("command ")), "build")
     state = ("is still running" if holder.still_running(run) else "stopped before it finished" if
              holder.known_here(run) else "has not finished (it may still run there)")
-    return (f"the satsft {what} begun {run.began or 'at an unknown time'} by process {run.pid} on {run.place()} "
+    return (f"the satsft {what} begun {run.began or 'at an unknown time'} {run.who()} "
             f"{state}; validate it once it has finished, or run it again with --overwrite if it stopped")
 
 

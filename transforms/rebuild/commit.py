@@ -278,7 +278,7 @@ def unfinished_update(output: str) -> str:
         return ""
     wrote = last_write(output)
     last = f", last wrote {wrote.strftime(holder.BEGAN_FORMAT)}" if wrote else ""
-    return f"begun {other.began or 'at an unknown time'} by process {other.pid} on {other.place()}{last}"
+    return f"begun {other.began or 'at an unknown time'} {other.who()}{last}"
 
 
 def running_update(output: str, marker: bytes | None, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> str:

@@ -49,6 +49,10 @@ class Holder:
         where = f"host {self.host}" if self.host else f"machine {self.machine}"
         return f"a {self.detached} job launched from {where}" if self.detached else where
 
+    def who(self) -> str:
+        """The run, as a reader knows it: "process 42 on host cron-1", or the Dataflow job it launched."""
+        return f"as {self.place()}" if self.detached else f"by process {self.pid} on {self.place()}"
+
     def began_at(self) -> datetime.datetime | None:
         try:
             return datetime.datetime.strptime(self.began, BEGAN_FORMAT).replace(tzinfo=datetime.timezone.utc)

@@ -92,3 +92,12 @@ def test_a_marker_from_another_container_on_this_host_counts_as_from_elsewhere()
     assert holder.elsewhere_recently(there, 12, "boot-a", now, host="container-1")
     assert holder.still_running(there, "boot-a", alive, start, host="container-2")
     assert not holder.elsewhere_recently(there, 12, "boot-a", now, host="container-2")
+
+
+def test_a_marker_names_its_run_as_a_reader_knows_it():
+    here = holder.Holder("boot-a", 7, "9", "then", "cron-1")
+    assert here.who() == "by process 7 on host cron-1"
+    job = holder.Holder("boot-a", 7, "9", "then", "cron-1", "DataflowRunner")
+    assert job.who() == "as a DataflowRunner job launched from host cron-1"
+    assert holder.parse(job.lines()) == job and holder.parse(here.lines()) == here
+    assert not holder.known_here(job), "its launcher's process says nothing about the job"

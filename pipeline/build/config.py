@@ -281,7 +281,9 @@ def _previous_build(previous: str, output: str, update: bool, max_files_per_dir:
             raise UsageError(f"--update: {previous!r} holds files but no finished satsft build (no readable "
                              f"{REPORT_NAME}); give an empty folder or one a build wrote (if a build without --update "
                              "stopped there before it finished, run that build again with --overwrite, or remove "
-                             "the folder, to start the updates)") from err
+                             "the folder, to start the updates; in a clone of a Hub dataset repository, build once "
+                             "with --overwrite, which keeps .git and .gitattributes and writes the card as "
+                             "README.md, then --update)") from err
         raise UsageError(f"--previous {previous!r} is not a finished satsft build (no readable {REPORT_NAME}): "
                          f"{str(err)[:200]}") from err
     if report.get("kind") == "mix":

@@ -22,6 +22,7 @@ from pipeline.errors import UsageError, cannot_list
 from pipeline.progress import ProgressMonitor
 from transforms import collector, fileio
 from transforms.output import claim
+from transforms.paths import join_path
 
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
 INTERRUPTED = "KeyboardInterrupt"  # how Beam words a Ctrl-C it caught in a DoFn: "KeyboardInterrupt [while ...]"
@@ -123,8 +124,22 @@ def prepare_output(config: OutputConfig, entries: tuple[str, ...], command: str,
     busy = claim.refusal(out, take_over_after, doing)
     if busy:
         raise OutputBusy(busy)
+    if config.overwrite:
+        _refuse_the_other_kind(out, command)
     _clear_output(config, entries)
     claim.claim(out, command, detached)
+
+
+def _refuse_the_other_kind(out: str, command: str) -> None:
+    """--overwrite replaces an earlier output of the same command. A mix's over a build (or the other way round)
+    removed only the entries a mix writes and left a folder of both that validates as neither; and a build given
+    as a mix's output is more likely a slip than something to delete."""
+    from transforms.output.tree import MIX_REPORT_NAME, REPORT_NAME
+
+    other, kind = (MIX_REPORT_NAME, "mix") if command == "build" else (REPORT_NAME, "build")
+    if fileio.exists(join_path(out, other)):
+        raise UsageError(f"output {out!r} holds a satsft {kind} (it has {other}); --overwrite replaces an earlier "
+                         f"{command} only: pick another folder, or remove that {kind} first")
 
 
 def _clear_output(config: OutputConfig, entries: tuple[str, ...]) -> None:

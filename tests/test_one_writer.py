@@ -82,6 +82,16 @@ def test_overwrite_leaves_a_running_build_alone(tmp_path):
     run_cli(*mix)
     assert not validate(str(mixed))[0].count
 
+    # --overwrite replaces an output of its own command: a mix over a build left a folder of both
+    wrong = run_cli(*argv[:4], str(mixed), *BUILD, "--overwrite", check=False)
+    assert wrong.returncode == 2 and "holds a satsft mix (it has mix_report.json)" in wrong.stderr, wrong.stderr
+    other = tmp_path / "other"
+    run_cli(*argv[:4], str(other), *BUILD)
+    wrong = run_cli("mix", "--source", f"name=sat,path={out}", "--output", str(other), "--quiet", "--overwrite",
+                    check=False)
+    assert wrong.returncode == 2 and "holds a satsft build (it has build_report.json)" in wrong.stderr, wrong.stderr
+    assert not validate(str(mixed))[0].count and not validate(str(other))[0].count, "both left as they were"
+
 
 def test_a_run_submitted_to_dataflow_is_known_by_any_spelling_of_the_runner():
     """Beam takes --runner dataflow as DataflowRunner: its launcher must not wait for the job, and its marker

@@ -47,3 +47,11 @@ def test_an_update_with_copy_images_copies_the_chips_a_linked_build_left(tmp_pat
         assert report["file_count"] == sum(1 for p in out.rglob("*") if p.is_file()), "each file counted once"
     assert report["outputs"]["files_reused"] >= 3 and "source_images_copied" not in report["outputs"]
     run_cli("validate", str(out))
+    # dropped again: the copies become links (they stayed copies until their tile changed), then stay links
+    for turn in range(2):
+        run_cli("build", "--input", str(tree), "--output", str(out), "--tasks", "caption", "--update")
+        assert all(os.path.samefile(c, out / c.relative_to(tree)) for c in chips)
+        report = json.loads((out / "build_report.json").read_text())
+        assert report["outputs"].get("source_images_linked", 0) == (3 if turn == 0 else 0), report["outputs"]
+        assert report["file_count"] == sum(1 for p in out.rglob("*") if p.is_file())
+    run_cli("validate", str(out))

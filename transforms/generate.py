@@ -61,13 +61,14 @@ def tile_rows(pt: PreparedTile, tasks: tuple[str, ...], max_prompt_chars: int
 
 class _GenerateRowsFn(beam.DoFn):
     def __init__(self, ctx: TaskContext, tasks: tuple[str, ...], max_prompt_chars: int, overlays: bool,
-                 output_root: str, options: str, sidecar_files: bool, in_place: bool, copy_images: bool = False):
+                 output_root: str, options: str, sidecar_files: bool, in_place: bool, chips_local: bool = False):
         self.ctx, self.tasks, self.max_prompt_chars, self.overlays = ctx, tasks, max_prompt_chars, overlays
         self.output_root, self.options = output_root, options
         self.sidecar_files, self.in_place = sidecar_files, in_place
-        # --update --copy-images: a chip in place may still be a link to the tree (a build made without it); its
-        # copy is checked, and made where it is one (transforms.output.files._CopyFn)
-        self.chips_in_place_checked = in_place and copy_images
+        # --update of a local build from a local tree: a chip in place may be a link where --copy-images asks for
+        # a copy, or a copy an earlier --copy-images build made where a link will do; each is checked, and
+        # replaced where it is not what this build makes (transforms.output.files._in_place_already)
+        self.chips_in_place_checked = in_place and chips_local
         self.bound = rows_per_tile_bound(tasks, len(ctx.profiles))
         self.tiles_in = Metrics.counter("GenerateRows", "tiles_in")
         self.rows_out = Metrics.counter("GenerateRows", "rows_out")
@@ -226,7 +227,7 @@ class GenerateRows(beam.PTransform):
     options: str = ""  # rebuild.manifest.options_digest: part of every tile's fingerprint
     sidecar_files: bool = True  # row sidecars are files, so the manifest lists them among the tile's files
     in_place: bool = False  # --update: a reused tile's files are already where they belong
-    copy_images: bool = False  # --copy-images
+    chips_local: bool = False  # input and output local: chips in place are checked (link or copy) on --update
     # The progress display's total: by default the tiles counted here, which holds every tile back until all are
     # in; the build passes the number of sidecar files instead, known from the listing.
     expected: beam.PCollection | None = None
@@ -236,7 +237,7 @@ class GenerateRows(beam.PTransform):
                  else tiles | "CountTiles" >> beam.combiners.Count.Globally())
         out = tiles | "Generate" >> beam.ParDo(
             _GenerateRowsFn(self.ctx, self.tasks, self.max_prompt_chars, self.overlays, self.output_root,
-                            self.options, self.sidecar_files, self.in_place, self.copy_images),
+                            self.options, self.sidecar_files, self.in_place, self.chips_local),
             beam.pvalue.AsSingleton(total)
         ).with_outputs(*OUTPUTS, main="rows")
         return {"rows": out.rows, **{tag: out[tag] for tag in OUTPUTS}}

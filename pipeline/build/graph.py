@@ -141,7 +141,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         config.row_sidecars == "files", config.update, expected=sidecars["tiles_in"],
         # only where a link could have been made: a bucket's chips are copies already, and checked again they would
         # be copied on every update
-        copy_images=config.copy_images and fileio.is_local(config.input) and fileio.is_local(config.output))
+        chips_local=fileio.is_local(config.input) and fileio.is_local(config.output))
     rows = generated["rows"]
     manifest = (generated[MANIFEST], generated[TAKEN_MANIFEST])  # made and taken tiles' records
 

@@ -97,13 +97,18 @@ class RenderAnalysisImages(beam.PTransform):
         return renders | "Render" >> beam.ParDo(_RenderFn(root, event))
 
 
-def _copied_already(src: str, dst: str) -> bool:
-    """A file already in its place as a copy of its own (--copy-images): an unchanged tile's chip in an --update
-    (a changed tile's files go to new paths, so one in place holds the bytes its tile was made from). A link to
-    the source, left by a build made without --copy-images, is not."""
+def _in_place_already(src: str, dst: str, link: bool) -> bool:
+    """Whether an unchanged tile's chip of an --update in place is already what this build would make of it, so
+    that it is left alone: a link to the source when linking (else a copy an earlier --copy-images build made is
+    turned back into a link, unless the source lies on another device, where a copy is all there can be), a
+    copy of its own with --copy-images (a link an earlier build left is replaced by a copy: a rewrite of the
+    tree in place would change it). Its bytes are the source's: they are in the tile's fingerprint."""
     try:
-        return not os.path.samefile(src, dst)
-    except OSError:
+        linked = os.path.samefile(src, dst)
+        if not link:
+            return not linked
+        return linked or os.stat(src).st_dev != os.stat(dst).st_dev
+    except OSError:  # not there yet: a new tile's chip
         return False
 
 
@@ -111,8 +116,8 @@ class _CopyFn(beam.DoFn):
     """Copies (links) each file; what it did is counted per bundle and passed on when the bundle ends, one event
     instead of one per file."""
 
-    def __init__(self, root: str, link: bool = True, keep_copies: bool = False):
-        self.root, self.link, self.keep_copies = root, link, keep_copies
+    def __init__(self, root: str, link: bool = True, check_in_place: bool = False):
+        self.root, self.link, self.check_in_place = root, link, check_in_place
         self.copied = Metrics.counter("CopySourceImages", "files_copied")
 
     def start_bundle(self):
@@ -121,7 +126,8 @@ class _CopyFn(beam.DoFn):
     def process(self, element):
         dst, src = element
         try:
-            if self.keep_copies and fileio.is_local(src) and _copied_already(src, join_path(self.root, dst)):
+            if (self.check_in_place and fileio.is_local(src)
+                    and _in_place_already(src, join_path(self.root, dst), self.link)):
                 self._done["files_reused"] = self._done.get("files_reused", 0) + 1
                 return
             how = fileio.link_or_copy(src, join_path(self.root, dst), self.link)
@@ -153,7 +159,7 @@ class CopySourceImages(beam.PTransform):
         stills, chips = copies | "ByKind" >> beam.Partition(
             lambda copy, _: 0 if copy[0].startswith(STILLS_DIR + "/") else 1, 2)
         # A chip's bytes are in its tile's fingerprint, a still's are not: every build copies stills again.
-        copy_chip = _CopyFn(self.output_root, self.link, keep_copies=not self.link)
+        copy_chip = _CopyFn(self.output_root, self.link, check_in_place=fileio.is_local(self.output_root))
         copy_still = _CopyFn(self.output_root, self.link)
         chip_out = chips | "CopyChips" >> beam.ParDo(copy_chip).with_outputs(REJECTS, main="events")
         still_out = (stills

@@ -36,7 +36,7 @@ def _from_elsewhere(path: Path, command: str, hours_ago: float) -> None:
 
 def test_overwrite_leaves_a_running_build_alone(tmp_path):
     tree, out = tmp_path / "tree", tmp_path / "out"
-    write_sample_tree(str(tree), 40, seed=3, workers=1)
+    write_sample_tree(str(tree), 24, seed=3, workers=1)
     argv = ["build", "--input", str(tree), "--output", str(out), *BUILD]
     first = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *argv], cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, env=dict(os.environ, PYTHONWARNINGS="ignore"))

@@ -343,6 +343,11 @@ def test_a_second_update_leaves_one_still_running_alone(trees, tmp_path):
         assert second.returncode == 1, second.stderr[-2000:]
         assert f"another --update of this output is running (process {first.pid} on this machine" in second.stderr
         assert _files(out) == during, "the second run touched nothing"
+        plain = run_cli("build", "--input", str(base / "big"), "--output", str(out), "--overwrite", *BUILD,
+                        check=False)  # nor does a plain build told to replace the folder
+        assert plain.returncode == 1 and f"an --update of this output is running (process {first.pid}" in (
+            plain.stderr) and "--overwrite would delete the files it is writing" in plain.stderr, plain.stderr
+        assert _files(out) == during
     finally:
         os.kill(first.pid, signal.SIGCONT)
     assert first.wait(timeout=600) == 0, first.stderr.read().decode()[-2000:]

@@ -269,6 +269,11 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines.insert(1, f"WARNING: {given['unmatched']} of {given['given']} predictions name no {report['split']} "
                         "row of this dataset (another split: pass --split; another build: its sample ids differ)")
     for task, t in report["tasks"].items():
+        if t.get("boxes_outside_unit"):
+            lines.insert(1, f"WARNING: {task}: {t['boxes_outside_unit']} of {t['n'] - t['missing']} answers give box "
+                            "coordinates outside 0-1 (pixels, or a 0-1000 scale?); the rows ask for [x1, y1, x2, y2] "
+                            "as fractions of the chip's width and height, and such boxes match nothing")
+    for task, t in report["tasks"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in t["metrics"].items())
         line = f"| {task} | {t['n']} | {t['missing']} | {t['malformed']} | {shown} |"
         if beside:

@@ -62,6 +62,7 @@ def score_grounding(items: Sequence[tuple[str, str | None]]) -> TaskScore:
     s = TaskScore(n=len(items))
     per = defaultdict(lambda: Counter())
     ious = []
+    outside = 0  # answers with a coordinate outside [0, 1]: pixels, or another model's 0-1000 scale
     for reference, prediction in items:
         truth = parse.boxes(reference) or []
         pred = None if prediction is None else parse.boxes(prediction)
@@ -70,6 +71,7 @@ def score_grounding(items: Sequence[tuple[str, str | None]]) -> TaskScore:
         elif pred is None:
             s.malformed += 1
         pred = pred or []
+        outside += any(not -1e-6 <= v <= 1 + 1e-6 for _, box in pred for v in box)
         for label in {lab for lab, _ in truth} | {lab for lab, _ in pred}:
             t = [b for lab, b in truth if lab == label]
             p = [b for lab, b in pred if lab == label]
@@ -86,6 +88,7 @@ def score_grounding(items: Sequence[tuple[str, str | None]]) -> TaskScore:
         per_class[label] = {"precision@0.5": round(p, 6), "recall@0.5": round(r, 6),
                             "f1@0.5": round(_ratio(2 * p * r, p + r), 6), "boxes": c["tp"] + c["fn"]}
     s.extra["per_class"] = per_class
+    s.extra["boxes_outside_unit"] = outside
     return s
 
 

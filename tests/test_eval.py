@@ -213,6 +213,20 @@ def test_grounding_scores_by_hand():
     assert (s.malformed, s.missing, s.metrics["recall@0.5"]) == (1, 1, 0.0)
 
 
+def test_boxes_on_another_scale_are_named_in_a_warning():
+    """A model answering in pixels or on a 0-1000 scale (as several VLMs ground) matches nothing: the table says
+    why instead of showing only zeros."""
+    from scoring.evaluate import markdown_table
+
+    ref = '[{"label": "water", "bbox": [0.0, 0.0, 0.5, 0.5]}]'
+    s = metrics.score_grounding([(ref, '[{"label": "water", "bbox": [0, 0, 500, 500]}]'), (ref, ref), (ref, None)])
+    assert s.extra["boxes_outside_unit"] == 1 and s.metrics["recall@0.5"] == 1 / 3
+    table = markdown_table({"split": "test", "tasks": {"grounding_all": s.as_dict()}})
+    assert "WARNING: grounding_all: 1 of 2 answers give box coordinates outside 0-1 (pixels" in table, table
+    s = metrics.score_grounding([(ref, ref)])
+    assert "WARNING" not in markdown_table({"split": "test", "tasks": {"grounding_all": s.as_dict()}})
+
+
 def test_multiple_choice_reading_by_hand():
     options = {"A": "Water", "B": "Grass", "C": "Crops", "D": "None of the above"}
     assert parse.letter("B", options) == "B"

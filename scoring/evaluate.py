@@ -117,12 +117,22 @@ def _batch_answer(obj: dict[str, Any]) -> str | None:
     return content if isinstance(content, str) else None
 
 
-def read_predictions(path: str) -> dict[str, str]:
+class Predictions(dict):
+    """sample id -> answer, and how many ids the file answered more than once (the last answer counts)."""
+
+    repeated: int = 0
+
+    def put(self, sid: str, answer: str) -> None:
+        self.repeated += sid in self
+        self[sid] = answer
+
+
+def read_predictions(path: str) -> Predictions:
     """sample id -> the model's raw answer, from satsft's ``{"sample_id", "prediction"}`` lines or from OpenAI
     Batch API output whose ``custom_id`` is the sample id (a failed request gives no prediction: missing)."""
     from transforms import fileio
 
-    out = {}
+    out = Predictions()
     for n, line in enumerate(fileio.read_bytes(path).removeprefix(UTF8_BOM).splitlines(), 1):
         if not line.strip():
             continue
@@ -133,13 +143,13 @@ def read_predictions(path: str) -> dict[str, str]:
         if isinstance(obj, dict) and isinstance(obj.get("custom_id"), str) and "response" in obj:
             answer = _batch_answer(obj)
             if answer is not None:
-                out[obj["custom_id"]] = answer
+                out.put(obj["custom_id"], answer)
             continue
         if not isinstance(obj, dict) or not isinstance(obj.get("sample_id"), str) or not isinstance(
                 obj.get("prediction"), str):
             raise EvalError(f"{path} line {n}: expected {{\"sample_id\": str, \"prediction\": str}}, or a line of "
                             "OpenAI Batch API output whose custom_id is the sample id")
-        out[obj["sample_id"]] = obj["prediction"]
+        out.put(obj["sample_id"], obj["prediction"])
     return out
 
 
@@ -265,6 +275,9 @@ def markdown_table(report: dict[str, Any]) -> str:
     head = "| task | n | missing | malformed | metrics |" + (" majority baseline |" if beside else "")
     lines = [f"split: {report['split']}", "", head, "|" + "---|" * (head.count("|") - 1)]
     given = report.get("predictions", {})
+    if given.get("repeated"):
+        lines.insert(1, f"WARNING: {given['repeated']} sample ids are answered more than once in the predictions (the "
+                        "last answer counts): two runs in one file?")
     if given.get("unmatched"):
         lines.insert(1, f"WARNING: {given['unmatched']} of {given['given']} predictions name no {report['split']} "
                         "row of this dataset (another split: pass --split; another build: its sample ids differ)")
@@ -300,5 +313,6 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
         # that answered nothing.
         ids = {r["sample_id"] for r in rows}
         report["predictions"] = {"given": len(predictions or {}),
-                                 "unmatched": sum(1 for sid in predictions or {} if sid not in ids)}
+                                 "unmatched": sum(1 for sid in predictions or {} if sid not in ids),
+                                 "repeated": getattr(predictions, "repeated", 0)}
     return report

@@ -122,7 +122,7 @@ def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path)
     proc = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(perfect), "--output", str(report_path))
     report = json.loads(report_path.read_text())
     assert report["split"] == "test" and "| multiple_choice |" in proc.stdout and "WARNING" not in proc.stdout
-    assert report["predictions"] == {"given": len(test_rows), "unmatched": 0}
+    assert report["predictions"] == {"given": len(test_rows), "unmatched": 0, "repeated": 0}
     tasks = report["tasks"]
     assert set(tasks) >= {"multiple_choice", "referring", "counting", "comparison", "grounding_all", "absence",
                           "caption", "production_analysis"}
@@ -158,6 +158,11 @@ def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path)
                                                           for r in _rows(eval_build, "train")[:5]})
     proc = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(train))
     assert "WARNING: 5 of 5 predictions name no test row of this dataset (another split: pass --split" in proc.stdout
+    # two runs in one file: the last answer counts, and the table says so
+    twice = tmp_path / "twice.jsonl"
+    twice.write_bytes(perfect.read_bytes() + train.read_bytes() + perfect.read_bytes()[3:])
+    proc = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(twice))
+    assert f"WARNING: {len(test_rows)} sample ids are answered more than once in the predictions" in proc.stdout
     for baseline in ("majority", "random"):
         proc = run_cli("eval", "--dataset", str(eval_build), "--baseline", baseline)
         assert "| multiple_choice |" in proc.stdout and "accuracy" in proc.stdout

@@ -43,6 +43,7 @@ from transforms.output.tree import (
     REPORT_NAME,
     TIMINGS_NAME,
 )
+from transforms.prompts import TemplateError
 from transforms.rebuild.commit import DEFAULT_TAKE_OVER_HOURS
 
 LOG = logging.getLogger("satsft")
@@ -148,6 +149,12 @@ def run_build(argv: list[str]) -> int:
             raise
         print(f"satsft: error: {text.split(' [while running')[0]}", file=sys.stderr)
         return 1
+    except TemplateError as err:  # a phrasing the made-up tiles of the check before the run did not reach
+        kept = ("the build in place stays as it was" if config.update else
+                f"{config.output} holds a partial build without a report")
+        print(f"satsft: error: {str(err).split(' [while running')[0]}; fix it in {config.prompts_dir} ({kept})",
+              file=sys.stderr)
+        return 2
     except (Interrupted, StorageFull) as stop:
         if config.update:
             said = (f"the build in {config.output} stays as it was, unless the update's commit had begun, which "

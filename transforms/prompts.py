@@ -47,11 +47,31 @@ def load_templates(directory: str | Path | None, tasks: list[str]) -> Templates:
     return out
 
 
+class TemplateError(ValueError):
+    """A phrasing of an edited template that the task's rows cannot fill (a misspelt {placeholder}): a usage
+    error, said once, not a failed job."""
+
+
+_check_every_phrasing: list[bool] = [False]  # templates_problem(): fill all phrasings of a slot, not the one picked
+
+
+def _fill(task: str, slot: str, phrasing: str, fields: dict[str, Any]) -> str:
+    try:
+        return phrasing.format(**fields)
+    except (KeyError, IndexError, AttributeError, ValueError) as err:
+        named = f"{{{err.args[0]}}}" if isinstance(err, KeyError) else str(err)
+        raise TemplateError(f"prompt template {task}.json, slot {slot!r}: {phrasing!r} names {named}, which "
+                            f"{task} rows do not fill (they fill: {', '.join(sorted(fields)) or 'nothing'})") from None
+
+
 def pick(templates: Templates, task: str, slot: str, sample_id: str, **fields: Any) -> str:
     """The phrasing of ``slot`` chosen for this row, filled with ``fields``."""
     phrasings = templates[task][slot]
+    if _check_every_phrasing[0]:
+        for phrasing in phrasings:
+            _fill(task, slot, phrasing, fields)
     choice = phrasings[stable_choice_index(len(phrasings), sample_id, task, slot)]
-    return choice.format(**fields)
+    return _fill(task, slot, choice, fields)
 
 
 def has_slot(templates: Templates, task: str, slot: str) -> bool:

@@ -40,6 +40,7 @@ from transforms.tasks import (
     rows_version,
     task_names,
 )
+from transforms.tasks.probe import templates_problem
 
 DEFAULT_FORMATS = ("jsonl", "parquet")
 
@@ -181,12 +182,17 @@ class BuildConfig:
             templates = load_templates(prompts_dir or None, list(selected))
         except ValueError as err:
             raise UsageError(str(err)) from err
-        return cls(input_root, output_root, selected, profile_names, leakage, tim_shift, redact_location,
-                   max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
-                   overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
-                   tuple(previous_files), previous_format, tuple(manifest), update, reuse, templates,
-                   tuple(row_index), max_removed_share=max_removed_share, copy_images=copy_images,
-                   previous_widths=widths if update else ())
+        config = cls(input_root, output_root, selected, profile_names, leakage, tim_shift, redact_location,
+                     max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
+                     overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
+                     tuple(previous_files), previous_format, tuple(manifest), update, reuse, templates,
+                     tuple(row_index), max_removed_share=max_removed_share, copy_images=copy_images,
+                     previous_widths=widths if update else ())
+        if prompts_dir:  # edited phrasings: each tried on made-up tiles before any work starts
+            problem = templates_problem(config.task_context(), config.tasks)
+            if problem:
+                raise UsageError(f"{problem}; fix it in {prompts_dir}")
+        return config
 
     @property
     def extra_metadata(self) -> tuple[str, ...]:

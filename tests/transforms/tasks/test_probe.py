@@ -1,0 +1,56 @@
+"""Edited templates are tried on made-up tiles before a build starts: a misspelt placeholder is a usage error
+naming the file, the slot and the fields that slot can use, before anything is written (it failed the job deep
+in GenerateRows with a KeyError)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import REPO, run_cli
+from transforms import prompts
+from transforms.analysis.tim import PROFILES
+from transforms.rows import TaskContext
+from transforms.tasks import TASK_NAMES
+from transforms.tasks.probe import templates_problem
+
+
+def test_the_probe_reaches_every_slot_of_the_bundled_templates(monkeypatch):
+    templates = prompts.load_templates(None, list(TASK_NAMES))
+    reached = set()
+    fill = prompts._fill
+
+    def recording(task, slot, phrasing, fields):
+        reached.add((task, slot))
+        return fill(task, slot, phrasing, fields)
+
+    monkeypatch.setattr(prompts, "_fill", recording)
+    assert templates_problem(TaskContext(templates, tuple(PROFILES), "varied", False, 9000), TASK_NAMES) == ""
+    assert reached == {(task, slot) for task, slots in templates.items() for slot in slots}
+
+
+def test_a_phrasing_no_row_fills_names_what_it_may_use():
+    with pytest.raises(prompts.TemplateError, match=r"class_focus.json, slot 'patches_many': '\{labl\} lies' names "
+                                                    r"\{labl\}, which class_focus rows do not fill \(they fill: count, "
+                                                    r"label\)"):
+        prompts._fill("class_focus", "patches_many", "{labl} lies", {"label": "Trees", "count": 2})
+
+
+@pytest.mark.parametrize(("task", "slot"), [("class_focus", "patches_many"), ("absence", "answer_trace"),
+                                            ("production_analysis", "finding_wildfire_decrease")])
+def test_a_misspelt_placeholder_stops_the_build_before_it_starts(tmp_path, task, slot):
+    edited = tmp_path / "prompts"
+    shutil.copytree(REPO / "templates" / "prompts", edited)
+    data = json.loads((edited / f"{task}.json").read_text())
+    data[slot] = [*data[slot], "Look at {lable}."]  # one phrasing of several: rarely the one a row picks
+    (edited / f"{task}.json").write_text(json.dumps(data))
+    out = tmp_path / "out"
+    run_cli("sample", "--tiles", "2", "--output", str(tmp_path / "tree"))
+    proc = run_cli("build", "--input", str(tmp_path / "tree"), "--output", str(out), "--prompts-dir", str(edited),
+                   check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{task}.json, slot '{slot}': 'Look at {{lable}}.' names {{lable}}, which {task} rows do not fill" in (
+        proc.stderr), proc.stderr
+    assert f"fix it in {edited}" in proc.stderr and not out.exists(), "nothing written"

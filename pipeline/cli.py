@@ -515,6 +515,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside a graph's run (which says more)
         print("satsft: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
+    except Exception as err:
+        if command not in ("eval", "preview") or not _damaged_file(err):
+            raise
+        dataset = (next((a for a in rest if not a.startswith("-")), "") if command == "preview"
+                   else _flag(rest, "--dataset"))
+        print(f"satsft: error: a file of the dataset cannot be read ({err.__class__.__name__}: {str(err)[:300]}); "
+              f"`satsft validate {dataset or 'DATASET'}` lists the damaged files", file=sys.stderr)
+        return 1
+
+
+def _damaged_file(err: BaseException) -> bool:
+    """A row file that does not decode (a truncated Parquet file, a broken JSONL line) met while eval or preview
+    reads a dataset: one line pointing at validate, not an Arrow traceback."""
+    import orjson
+
+    arrow = sys.modules.get("pyarrow")
+    return isinstance(err, orjson.JSONDecodeError) or (arrow is not None and isinstance(err, arrow.ArrowException))
+
+
+def _flag(argv: list[str], name: str) -> str:
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return ""
 
 
 if __name__ == "__main__":

@@ -247,3 +247,23 @@ def test_bad_recipes_are_usage_errors(recipe, message, sources, tmp_path, capsys
     assert main(["mix", "--recipe", str(path), "--output", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists(), "nothing is written"
+
+
+def test_a_damaged_parquet_source_file_is_a_reject_not_a_failed_mix(sources, tmp_path, capsys):
+    """A truncated Parquet file among a source's files failed the whole mix with an Arrow traceback: it is one
+    reject (source_file_unreadable, with Arrow's reason), and the other files' rows are mixed."""
+    import shutil
+
+    folder = tmp_path / "pairs"
+    shutil.copytree(sources["embedded"], folder)
+    good = folder / "train-00000-of-00001.parquet"
+    (folder / "validation-00000-of-00001.parquet").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    out = tmp_path / "out"
+    assert main(["mix", "--source", f"name=pairs,path={folder}", "--output", str(out), "--formats", "jsonl",
+                 "--quiet"]) == 0
+    rejects = [json.loads(line) for line in (out / "rejects" / "rejects-00000-of-00001.jsonl").read_text().splitlines()]
+    unreadable = [r for r in rejects if r["reason"] == "source_file_unreadable"]
+    assert len(unreadable) == 1 and "validation-00000-of-00001.parquet: ArrowInvalid" in unreadable[0]["detail"]
+    report = json.loads((out / "mix_report.json").read_text())
+    assert report["sources"][0]["rows_in"]["train"] == 3, "the good file's rows (its broken image costs one)"
+    assert report["rejects_by_reason"]["source_file_unreadable"] == 1

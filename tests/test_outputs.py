@@ -269,3 +269,17 @@ def test_validate_reads_a_build_in_llava_and_sharegpt_alone(tmp_path):
     assert proc.returncode == 1 and f"missing {chip.relative_to(out)}" in proc.stdout, proc.stdout
     assert any(line.strip().startswith("- llava/") for line in proc.stdout.splitlines()), proc.stdout
     assert any(line.strip().startswith("- sharegpt/") for line in proc.stdout.splitlines()), proc.stdout
+
+
+def test_eval_and_preview_of_a_damaged_file_say_so_in_one_line(full_build, tmp_path):
+    """A truncated Parquet shard (or a broken JSONL line) gave eval and preview an Arrow traceback: one line
+    now, naming Arrow's reason and pointing at validate, which lists the damaged files."""
+    copy = _damaged(full_build, tmp_path, "truncated")
+    shard = sorted((copy / "parquet").glob("test-*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    for argv in (["eval", "--dataset", str(copy), "--baseline", "majority"], ["preview", str(copy)]):
+        proc = run_cli(*argv, check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert "a file of the dataset cannot be read (ArrowInvalid" in proc.stderr, proc.stderr
+        assert f"`satsft validate {copy}` lists the damaged files" in proc.stderr
+    assert "unreadable" in _validate(copy).stdout

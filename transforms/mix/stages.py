@@ -15,6 +15,7 @@ from typing import Any
 
 import apache_beam as beam
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
@@ -91,6 +92,25 @@ def _rows_of(path: str):
                 yield _BAD_LINE
 
 
+@dataclass(frozen=True)
+class _Unreadable:
+    detail: str
+
+
+def _readable_rows(path: str):
+    """``_rows_of``, ending with an _Unreadable where the file stops being readable (Arrow cannot decode it: a
+    truncated or damaged Parquet file). Storage errors still fail the bundle, for the runner to retry."""
+    rows = _rows_of(path)
+    while True:
+        try:
+            yield next(rows)
+        except StopIteration:
+            return
+        except pa.ArrowException as err:
+            yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {err.__class__.__name__}: {str(err)[:200]}")
+            return
+
+
 class _ReadSpoolFn(beam.DoFn):
     """Read one source file, normalise and filter its rows, spool them (with carried image bytes), emit
     pointers; rejects and per-source counts go to their own outputs."""
@@ -110,7 +130,11 @@ class _ReadSpoolFn(beam.DoFn):
         source_index, file_index, path = element
         src = self.sources[source_index]
         file_split = split_of_path(path, src.folder)
-        for row_no, raw in enumerate(_rows_of(path)):
+        for row_no, raw in enumerate(_readable_rows(path)):
+            if isinstance(raw, _Unreadable):  # a damaged Parquet file: its rows from here on are lost, said once
+                yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{src.name}:{path.rsplit('/', 1)[-1]}", "", "read",
+                                                               "source_file_unreadable", raw.detail))
+                break
             self.rows_in.inc()
             self._progress.add(0, 1)
             where = f"{src.name}:{path.rsplit('/', 1)[-1]}:{row_no + 1}"

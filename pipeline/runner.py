@@ -14,6 +14,7 @@ import re
 import resource
 import shutil
 import signal
+import sys
 import threading
 import time
 from typing import Protocol
@@ -267,7 +268,9 @@ def _workers_leave_ctrl_c():
     plain = cls.__dict__["from_command_string"]
 
     def leaving_stops(_cls, command_string, *args, **kwargs):
-        return plain.__func__(_cls, f"trap '' INT TERM; exec {command_string}", *args, **kwargs)
+        if command_string.startswith(sys.executable) and "sdk_worker_main" in command_string:  # the local workers
+            command_string = f"trap '' INT TERM; exec {command_string}"  # (a command of the user's goes as given)
+        return plain.__func__(_cls, command_string, *args, **kwargs)
 
     cls.from_command_string = classmethod(leaving_stops)
     try:

@@ -152,8 +152,8 @@ def run_build(argv: list[str]) -> int:
     except TemplateError as err:  # a phrasing the made-up tiles of the check before the run did not reach
         kept = ("the build in place stays as it was" if config.update else
                 f"{config.output} holds a partial build without a report")
-        print(f"satsft: error: {str(err).split(' [while running')[0]}; fix it in {config.prompts_dir} ({kept})",
-              file=sys.stderr)
+        where = config.prompts_dir or "the bundled templates (a satsft bug: please report it)"
+        print(f"satsft: error: {str(err).split(' [while running')[0]}; fix it in {where} ({kept})", file=sys.stderr)
         return 2
     except (Interrupted, StorageFull) as stop:
         if config.update:

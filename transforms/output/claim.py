@@ -1,7 +1,8 @@
 """Which run is writing an output. A build or mix into a folder names its process in the spool (``WRITER``)
 from its start until the spool goes at its end, so that a second run given --overwrite (a scheduled rebuild
 that overlaps the previous one, the same command started twice) does not delete the files the first is
-writing: both would report success over a folder mixing their files. An --update names itself in its own
+writing (seen: the second died halfway through the removal, and the first reported success over a folder with
+thousands of rows naming images that were gone). An --update names itself in its own
 marker (transforms.rebuild.commit.STARTED); each command respects both. Whether the named run still goes on
 is ``holder``'s question: for sure on this machine, for ``--take-over-after`` hours after its last write from
 elsewhere. No Beam here.

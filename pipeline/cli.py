@@ -126,7 +126,7 @@ def run_build(argv: list[str]) -> int:
         if busy:
             raise OutputBusy(busy)
         try:
-            done = recover(fileio.clean_root(build_options.output), build_options.take_over_after)
+            done = recover(output, build_options.take_over_after)
         except UpdateRunning as err:  # another update of this output still runs (here, or maybe elsewhere)
             print(f"satsft: error: {err}", file=sys.stderr)
             return 1

@@ -177,7 +177,8 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     ]
     failed = [split_files["rejects"], reused["rejects"]]
     if not hub:
-        copies = generated[COPIES] | "CopySourceImages" >> CopySourceImages(out, link=not config.copy_images)
+        copies = generated[COPIES] | "CopySourceImages" >> CopySourceImages(out, link=not config.copy_images,
+                                                                            in_place=config.update)
         events.append(copies["events"])
         failed.append(copies["rejects"])
     if config.row_sidecars == "files":

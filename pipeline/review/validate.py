@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from transforms.input.sidecars import VALID_SPLITS
-from transforms.output.claim import WRITER
+from transforms.output.claim import WRITER, command_of
 from transforms.output.formats import (
     FORMATS,
     IMAGE_TOKEN,
@@ -281,7 +281,7 @@ def _unfinished(tree: OutputTree, root: str) -> str:
     run = holder.parse(marker)
     if run is None:
         return f"is {root!r} a satsft build or mix output?"
-    what = next((line[8:] for line in marker.splitlines() if line.startswith("command ")), "build")
+    what = command_of(marker)
     state = ("is still running" if holder.still_running(run) else "stopped before it finished" if
              holder.known_here(run) else "has not finished (it may still run there)")
     return (f"the satsft {what} begun {run.began or 'at an unknown time'} {run.who()} "

@@ -13,9 +13,10 @@ from __future__ import annotations
 import datetime
 
 from transforms import fileio
-from transforms.output.tree import SPOOL_DIR, UPDATE_DIR, UPDATE_STARTED
+from transforms.output.tree import SPOOL_DIR, UPDATE_STARTED
 from transforms.paths import join_path
 from transforms.rebuild import holder
+from transforms.rebuild.commit import last_write
 
 WRITER = f"{SPOOL_DIR}/writer.txt"
 
@@ -28,7 +29,8 @@ def claim(output: str, command: str, detached: str = "") -> None:
                        f"finished\ncommand {command}\n{holder.this_process(began, detached).lines()}".encode())
 
 
-def _command(marker: str, default: str) -> str:
+def command_of(marker: str, default: str = "build") -> str:
+    """The command a writer marker names ("build" for a marker that names none)."""
     for line in marker.splitlines():
         if line.startswith("command "):
             return line.split(" ", 1)[1].strip() or default
@@ -44,10 +46,9 @@ def writing(output: str, take_over_after: float, markers: tuple[str, ...] = (WRI
         if marker is None:
             continue
         text = marker.decode("utf-8", "replace")
-        what = "an --update of this output" if rel == UPDATE_STARTED else f"a satsft {_command(text, 'build')} into it"
+        what = "an --update of this output" if rel == UPDATE_STARTED else f"a satsft {command_of(text)} into it"
         why, sure = holder.busy(holder.parse(text), take_over_after, f"{output} is being written: {what}",
-                                lambda: fileio.newest_write([join_path(output, SPOOL_DIR),
-                                                             join_path(output, UPDATE_DIR)]))
+                                lambda: last_write(output))
         if why:
             return why, sure
     return "", False

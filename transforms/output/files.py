@@ -154,12 +154,14 @@ class CopySourceImages(beam.PTransform):
 
     output_root: str
     link: bool = True  # False with --copy-images
+    in_place: bool = False  # --update: an unchanged tile's chip may be in place already (_in_place_already)
 
     def expand(self, copies):
         stills, chips = copies | "ByKind" >> beam.Partition(
             lambda copy, _: 0 if copy[0].startswith(STILLS_DIR + "/") else 1, 2)
         # A chip's bytes are in its tile's fingerprint, a still's are not: every build copies stills again.
-        copy_chip = _CopyFn(self.output_root, self.link, check_in_place=fileio.is_local(self.output_root))
+        copy_chip = _CopyFn(self.output_root, self.link,
+                            check_in_place=self.in_place and fileio.is_local(self.output_root))
         copy_still = _CopyFn(self.output_root, self.link)
         chip_out = chips | "CopyChips" >> beam.ParDo(copy_chip).with_outputs(REJECTS, main="events")
         still_out = (stills

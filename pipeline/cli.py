@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from pipeline import __version__
 from pipeline.errors import UsageError
@@ -45,6 +46,9 @@ from transforms.output.tree import (
 )
 from transforms.prompts import TemplateError
 from transforms.rebuild.commit import DEFAULT_TAKE_OVER_HOURS
+
+if TYPE_CHECKING:
+    from pipeline.build.config import BuildConfig
 
 LOG = logging.getLogger("satsft")
 USAGE = """satsft {sample,build,mix,eval,preview,validate} ...
@@ -98,7 +102,7 @@ def _not_said_by_satsft(record: logging.LogRecord) -> bool:
 
 def run_build(argv: list[str]) -> int:
     from pipeline.build.options import BuildOptions, our_update_flag
-    from transforms.rebuild.commit import UPDATE_REFUSED, UpdateRunning, begin, recover
+    from transforms.rebuild.commit import UPDATE_REFUSED
 
     if any(a in ("-h", "--help") for a in argv):
         parser = argparse.ArgumentParser(prog="satsft build", description="Build an SFT dataset from a sat-bbox "
@@ -119,23 +123,13 @@ def run_build(argv: list[str]) -> int:
 
     options = PipelineOptions(argv)
     build_options = options.view_as(BuildOptions)
-    if build_options.in_place and build_options.output:  # an update killed during its commit is finished first
-        output = fileio.clean_root(build_options.output)
-        busy = claim.refusal(output, build_options.take_over_after, "an --update now would replace it before it "
-                             "has finished", markers=(claim.WRITER,))
-        if busy:
-            raise OutputBusy(busy)
-        try:
-            done = recover(output, build_options.take_over_after)
-        except UpdateRunning as err:  # another update of this output still runs (here, or maybe elsewhere)
-            print(f"satsft: error: {err}", file=sys.stderr)
+    if build_options.in_place and build_options.output:
+        with claim.exclusive(fileio.clean_root(build_options.output)):  # no other run checks in between
+            config = _begin_update(build_options, detached_runner(options))
+        if config is None:
             return 1
-        if done:
-            LOG.info("%s in %s", done, build_options.output)
-    config = build_options.to_config()
-    if config.update:  # --update keeps the build in --output: it is replaced only at the commit
-        config = dataclasses.replace(config, update_token=begin(config.output, detached_runner(options)))
     else:
+        config = build_options.to_config()
         prepare_output(config, BUILD_ENTRIES, "build", build_options.take_over_after, detached_runner(options))
     LOG.info("building %s -> %s on %s (tasks: %s; profiles: %s)", config.input, config.output, runner_name(options),
              ",".join(config.tasks), ",".join(config.profiles))
@@ -167,6 +161,27 @@ def run_build(argv: list[str]) -> int:
         print(summary_table(report))
         print(f"\ndataset written to {config.output} (report: {config.output}/{REPORT_NAME})")
     return 0
+
+
+def _begin_update(build_options, detached: str) -> BuildConfig | None:
+    """Finish or undo an update killed before (or during) its commit, then mark this one as begun; None (after
+    one line on stderr) while another update runs."""
+    from transforms.rebuild.commit import UpdateRunning, begin, recover
+
+    output = fileio.clean_root(build_options.output)
+    busy = claim.refusal(output, build_options.take_over_after, "an --update now would replace it before it "
+                         "has finished", markers=(claim.WRITER,))
+    if busy:
+        raise OutputBusy(busy)
+    try:
+        done = recover(output, build_options.take_over_after)
+    except UpdateRunning as err:  # another update of this output still runs (here, or maybe elsewhere)
+        print(f"satsft: error: {err}", file=sys.stderr)
+        return None
+    if done:
+        LOG.info("%s in %s", done, build_options.output)
+    config = build_options.to_config()
+    return dataclasses.replace(config, update_token=begin(config.output, detached))
 
 
 def _stopped(stop: Interrupted | StorageFull, said: str) -> int:

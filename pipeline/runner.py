@@ -122,13 +122,14 @@ def prepare_output(config: OutputConfig, entries: tuple[str, ...], command: str,
     out = config.output
     doing = ("--overwrite would delete the files it is writing" if config.overwrite else
              "wait for it, or pick a new folder")
-    busy = claim.refusal(out, take_over_after, doing)
-    if busy:
-        raise OutputBusy(busy)
-    if config.overwrite:
-        _refuse_the_other_kind(out, command)
-    _clear_output(config, entries)
-    claim.claim(out, command, detached)
+    with claim.exclusive(out):
+        busy = claim.refusal(out, take_over_after, doing)
+        if busy:
+            raise OutputBusy(busy)
+        if config.overwrite:
+            _refuse_the_other_kind(out, command)
+        _clear_output(config, entries)
+        claim.claim(out, command, detached)
 
 
 def _refuse_the_other_kind(out: str, command: str) -> None:

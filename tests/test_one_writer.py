@@ -16,6 +16,7 @@ from pathlib import Path
 from pipeline.review.validate import validate
 from pipeline.sample.tree import write_sample_tree
 from tests.conftest import REPO, run_cli
+from transforms.output import claim
 from transforms.output.claim import WRITER
 
 BUILD = ("--tasks", "production_analysis,caption", "--profiles", "brief_only", "--quiet")
@@ -100,3 +101,39 @@ def test_a_run_submitted_to_dataflow_is_known_by_any_spelling_of_the_runner():
         assert detached_runner(PipelineOptions(["--runner", runner])) == "DataflowRunner", runner
     for argv in ([], ["--runner", "DirectRunner"], ["--runner", "direct"], ["--runner", "FlinkRunner"]):
         assert detached_runner(PipelineOptions(argv)) == "", argv
+
+
+def _waits_for_lock(pid: int) -> bool:
+    """Whether process ``pid`` is blocked on a file lock (/proc/locks marks waiters with "->")."""
+    return any(line.split()[1] == "->" and line.split()[5] == str(pid)
+               for line in Path("/proc/locks").read_text().splitlines() if len(line.split()) > 5)
+
+
+def test_two_runs_started_together_do_not_both_write(tmp_path):
+    """The check for a writer and the marker naming this run are one step for runs on this machine: a build that
+    reaches its check while another run is between its own check and its marker waits, then sees that run."""
+    tree, out = tmp_path / "tree", tmp_path / "out"
+    write_sample_tree(str(tree), 3, seed=3, workers=1)
+    argv = ["build", "--input", str(tree), "--output", str(out), *BUILD]
+    run_cli(*argv)
+    before = _files(out)
+    for extra in (["--overwrite"], ["--update"]):
+        with claim.exclusive(str(out)):  # this process is the first run, between its check and its marker
+            second = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *argv, *extra], cwd=REPO,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=dict(os.environ, PYTHONWARNINGS="ignore"))
+            while second.poll() is None and not _waits_for_lock(second.pid):
+                threading.Event().wait(0.02)
+            assert second.poll() is None, second.communicate()
+            claim.claim(str(out), "build")
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 1 and f"a satsft build into it is running (process {os.getpid()} " in err, err
+        (out / WRITER).unlink()
+        assert _files(out) == before, "the second run touched nothing"
+    for where in (str(out), "gs://bucket/out"):  # a bucket's output is held through a lock file on this machine
+        with claim.exclusive(where):
+            probe = subprocess.run([sys.executable, "-c", "import fcntl, sys\nfrom transforms.output import claim\n"
+                                    "fd = claim._lock_handle(sys.argv[1])\n"
+                                    "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept OSError:\n"
+                                    "    sys.exit(3)\n", where], cwd=REPO, timeout=60)
+            assert probe.returncode == 3, f"{where} was not held"

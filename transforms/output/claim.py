@@ -10,7 +10,13 @@ elsewhere. No Beam here.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
 
 from transforms import fileio
 from transforms.output.tree import SPOOL_DIR, UPDATE_STARTED
@@ -27,6 +33,42 @@ def claim(output: str, command: str, detached: str = "") -> None:
     began = datetime.datetime.now(datetime.timezone.utc).strftime(holder.BEGAN_FORMAT)
     fileio.write_bytes(join_path(output, WRITER), f"a satsft {command} is writing this output, or stopped before it "
                        f"finished\ncommand {command}\n{holder.this_process(began, detached).lines()}".encode())
+
+
+@contextlib.contextmanager
+def exclusive(output: str) -> Iterator[None]:
+    """Hold ``output`` against other satsft runs on this machine while one checks for a writer and names itself
+    (for a build, clearing an --overwrite in between). Without it two runs started in the same instant (two cron
+    entries, a command fired twice) could both find no writer and both go on. A local output's folder is locked
+    itself (two spellings of one folder, users sharing it, all see one lock); a bucket's output by a lock file
+    named after its URL in the temporary folder, which guards the runs of this machine only: runs elsewhere are
+    told apart by the marker alone. Where the storage has no locks (some network mounts) it goes on without."""
+    fd = _lock_handle(output)
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                pass
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing drops the lock
+
+
+def _lock_handle(output: str) -> int | None:
+    try:
+        if fileio.is_local(output):
+            os.makedirs(output, exist_ok=True)
+            return os.open(output, os.O_RDONLY | os.O_DIRECTORY)
+        folder = os.path.join(tempfile.gettempdir(), "satsft-claims")
+        if not os.path.isdir(folder):
+            os.makedirs(folder, exist_ok=True)
+            os.chmod(folder, 0o1777)  # as /tmp: every user's runs lock here, none removes another's files
+        name = hashlib.sha256(output.encode()).hexdigest()[:24]
+        return os.open(os.path.join(folder, f"{name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return None  # a usage error (a file named like the output, no permission) is reported by the caller
 
 
 def command_of(marker: str, default: str = "build") -> str:

@@ -307,9 +307,31 @@ def test_a_chip_in_another_format_is_named_with_what_to_do():
         Image.new("RGB", (8, 8)).save(buf, fmt)
         data = buf.getvalue()
         problem, detail, _, _ = png_problem(data[:33], data[-12:], len(data))
-        assert problem == "not_png" and detail.startswith(f"{name} file") and "convert it to PNG" in detail, fmt
+        assert problem == "not_png" and detail.startswith(f"{name} file"), fmt
+        assert "convert it to an 8-bit PNG" in detail, fmt
     assert png_problem(b"<html>403 Forbidden</html>", b"", 26)[1].startswith("a text or HTML file")
     assert png_problem(b"\x00\x01\x02\x03garbage", b"", 11)[1] == repr(b"\x00\x01\x02\x03garb")
+
+    # 16-bit PNGs read as 8 bits per channel by a model's loader: near black or clipped white, so refused
+    import numpy as np
+
+    from pipeline.sample.faults import reflectance_png
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (90, 120, 60)).save(buf, "PNG")
+    chip = buf.getvalue()
+    grey16 = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 2500, np.uint16)).save(grey16, "PNG")
+    for data, kind in ((reflectance_png(chip), "RGB"), (grey16.getvalue(), "grey")):
+        problem, detail, width, _ = png_problem(data[:33], data[-12:], len(data))
+        assert (problem, width) == ("not_8bit", 8), kind
+        assert detail.startswith(f"a 16-bit {kind} PNG") and "-ot Byte" in detail, detail
+    assert Image.open(io.BytesIO(reflectance_png(chip))).convert("RGB").getextrema()[1][1] < 16, "reads near black"
+    for mode in ("RGBA", "P", "L", "LA", "1"):
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8), (90, 120, 60)).convert(mode).save(buf, "PNG")
+        data = buf.getvalue()
+        assert png_problem(data[:33], data[-12:], len(data))[0] == "", mode
 
 
 def test_escapes_root_follows_file_and_folder_links(tmp_path):

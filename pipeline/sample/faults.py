@@ -67,6 +67,23 @@ def _solid_png(width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
+def reflectance_png(chip: bytes) -> bytes:
+    """The chip as a 16-bit RGB PNG of reflectance-like values (0-3060), as uint16 bands exported straight to
+    PNG are: Pillow reads it as a near-black 8-bit chip."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(chip)) as img:
+        rgb = (np.asarray(img.convert("RGB"), dtype=np.uint16) * 12).astype(">u2")  # PNG samples are big-endian
+    height, width = rgb.shape[:2]
+    raw = b"".join(b"\x00" + row.tobytes() for row in rgb)
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(raw))
+            + png_chunk(b"IEND", b""))
+
+
 def _append_line(root: Path, line: bytes) -> None:
     with open(root / "data" / "train.jsonl", "ab") as f:
         f.write(line + b"\n")
@@ -186,6 +203,7 @@ FAULTS: dict[str, Fault] = {
     "chip_not_square": (lambda v, _: v.chip.write_bytes(_solid_png(224, 200)), "chip_not_square", "stem"),
     "chip_pixels_scrambled": (lambda v, _: v.chip.write_bytes(scrambled_png()), "chip_undecodable", "stem"),
     "chip_too_small": (lambda v, _: v.chip.write_bytes(_solid_png(8, 8)), "chip_too_small", "stem"),
+    "chip_16_bit": (lambda v, _: v.chip.write_bytes(reflectance_png(v.chip.read_bytes())), "chip_not_8bit", "stem"),
     "chip_symlink_out": (_symlink_chip, "chip_outside_root", "stem"),
     "chip_ref_without_sidecar": (lambda v, _: v.sidecar.unlink(), "sidecar_missing", "stem"),
     # stills (the tile goes on without its still)

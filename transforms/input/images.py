@@ -48,7 +48,8 @@ def _not_png_detail(head: bytes) -> str:
         kind = "a WebP"
     if not kind:
         return repr(head[:8])
-    return f"{kind} file ({head[:8]!r}), not a PNG: convert it to PNG (e.g. gdal_translate -of PNG, or Pillow)"
+    return (f"{kind} file ({head[:8]!r}), not a PNG: convert it to an 8-bit PNG (e.g. gdal_translate -ot Byte "
+            "-scale 0 3000 0 255 -of PNG, or Pillow)")
 
 
 def png_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int, int]:
@@ -68,7 +69,23 @@ def png_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int, 
         return "too_many_pixels", f"{width}x{height} > {MAX_IMAGE_PIXELS} pixels", width, height
     if tail != PNG_IEND:
         return "truncated", "file does not end with IEND", width, height
+    if head[24] == 16:
+        return "not_8bit", _sixteen_bit_detail(head[25]), width, height
     return "", "", width, height
+
+
+_COLOUR_TYPES = {0: "grey", 2: "RGB", 3: "palette", 4: "grey and alpha", 6: "RGBA"}
+
+
+def _sixteen_bit_detail(colour_type: int) -> str:
+    """Why a 16-bit PNG is no chip for a VLM (uint16 Sentinel-2 bands exported with gdal_translate -of PNG stay
+    16-bit): the image loaders of training stacks read 8 bits per channel. Pillow keeps the high byte of a
+    16-bit RGB value, so reflectance scaled 0-10000 reads as a near-black chip, and clips a 16-bit grey to white;
+    the model would learn the caption and boxes against that picture."""
+    kind = _COLOUR_TYPES.get(colour_type, f"colour type {colour_type}")
+    return (f"a 16-bit {kind} PNG: image loaders read 8 bits per channel (Pillow keeps each value's high byte, "
+            "so reflectance-scaled chips read near black): scale it to 8 bits, e.g. gdal_translate -ot Byte "
+            "-scale 0 3000 0 255 -of PNG")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -13,16 +13,23 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import functools
 import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
 
 from transforms import fileio
-from transforms.output.tree import SPOOL_DIR, UPDATE_STARTED
+from transforms.output.tree import (
+    JSONL_DIR,
+    LLAVA_DIR,
+    PARQUET_DIR,
+    SHAREGPT_DIR,
+    SPOOL_DIR,
+    UPDATE_STARTED,
+)
 from transforms.paths import join_path
-from transforms.rebuild import holder
-from transforms.rebuild.commit import last_write
+from transforms.rebuild import commit, holder
 
 WRITER = f"{SPOOL_DIR}/writer.txt"
 
@@ -79,6 +86,18 @@ def command_of(marker: str, default: str = "build") -> str:
     return default
 
 
+# Where a build or mix writes while it goes on: its spool (progress files rewritten every few minutes while tiles
+# are drawn, spooled rows), and the split files a build or mix writes straight into the output after
+# drawing, shard by shard (so a long write stage is not taken for silence). Not the per-tile folders: a listing of
+# every analysis image would cost more than the answer is worth.
+WRITTEN_WHILE_RUNNING = (SPOOL_DIR, JSONL_DIR, PARQUET_DIR, LLAVA_DIR, SHAREGPT_DIR)
+
+
+def last_write(output: str) -> datetime.datetime | None:
+    """When the run writing ``output`` last wrote there, as far as a listing of its small folders tells."""
+    return fileio.newest_write([join_path(output, rel) for rel in WRITTEN_WHILE_RUNNING])
+
+
 def writing(output: str, take_over_after: float, markers: tuple[str, ...] = (WRITER, UPDATE_STARTED)
             ) -> tuple[str, bool]:
     """Why another run may still be writing ``output`` ("" when none is) and whether that is known for sure
@@ -89,8 +108,9 @@ def writing(output: str, take_over_after: float, markers: tuple[str, ...] = (WRI
             continue
         text = marker.decode("utf-8", "replace")
         what = "an --update of this output" if rel == UPDATE_STARTED else f"a satsft {command_of(text)} into it"
+        wrote = commit.last_write if rel == UPDATE_STARTED else last_write  # an update leaves data/ as it was
         why, sure = holder.busy(holder.parse(text), take_over_after, f"{output} is being written: {what}",
-                                lambda: last_write(output))
+                                functools.partial(wrote, output))
         if why:
             return why, sure
     return "", False

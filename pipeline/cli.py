@@ -169,6 +169,8 @@ def _begin_update(build_options, detached: str) -> BuildConfig | None:
     from transforms.rebuild.commit import UpdateRunning, begin, recover
 
     output = fileio.clean_root(build_options.output)
+    if fileio.is_local(output):
+        make_output_folder(output)  # a file of that name, or a folder that cannot be made: a usage error
     busy = claim.refusal(output, build_options.take_over_after, "an --update now would replace it before it "
                          "has finished", markers=(claim.WRITER,))
     if busy:

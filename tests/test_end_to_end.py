@@ -200,9 +200,14 @@ def test_usage_errors_fail_fast(build, sample_tree, tmp_path):
     (tmp_path / "full" / "x").write_text("x")
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "full"), check=False)
     assert proc.returncode == 2 and "--overwrite" in proc.stderr
-    for command in (("build", "--input", str(sample_tree)), ("sample", "--tiles", "1")):  # was a traceback
+    for command in (("build", "--input", str(sample_tree)), ("sample", "--tiles", "1"),
+                    ("build", "--update", "--input", str(sample_tree))):  # each was a traceback
         proc = run_cli(*command, "--output", str(tmp_path / "full" / "x"), check=False)
         assert proc.returncode == 2 and "is a file, not a folder; pick a folder" in proc.stderr, proc.stderr
+    proc = run_cli("build", "--update", "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "new"),
+                   check=False)
+    assert proc.returncode == 2 and "no metadata/ folder" in proc.stderr, proc.stderr
+    assert not (tmp_path / "new").exists() and not (tmp_path / "o").exists(), "a usage error leaves no folder"
 
 
 def test_selected_tasks_profiles_and_drop_policy(sample_tree, tmp_path):

@@ -50,6 +50,7 @@ def exclusive(output: str) -> Iterator[None]:
     itself (two spellings of one folder, users sharing it, all see one lock); a bucket's output by a lock file
     named after its URL in the temporary folder, which guards the runs of this machine only: runs elsewhere are
     told apart by the marker alone. Where the storage has no locks (some network mounts) it goes on without."""
+    made = fileio.is_local(output) and not os.path.lexists(output)
     fd = _lock_handle(output)
     try:
         if fd is not None:
@@ -61,6 +62,9 @@ def exclusive(output: str) -> Iterator[None]:
     finally:
         if fd is not None:
             os.close(fd)  # closing drops the lock
+        if made:  # made for the lock, and the run stopped before writing (a usage error): leave no empty folder
+            with contextlib.suppress(OSError):
+                os.rmdir(output)
 
 
 def _lock_handle(output: str) -> int | None:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from scoring import metrics, parse
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.input.sidecars import UTF8_BOM
+from transforms.output import claim
 from transforms.output.tree import (
     MIX_REPORT_NAME,
     REPORT_NAME,
@@ -44,7 +45,9 @@ def split_files(tree: OutputTree, split: str) -> tuple[str, list[str]]:
     """(format, the record files of ``split``) of a build or mix; EvalError when there are none."""
     name = next((n for n in (REPORT_NAME, MIX_REPORT_NAME) if tree.isfile(n)), None)
     if name is None:
-        raise EvalError(f"no {REPORT_NAME} in the dataset folder; pass the --output folder of satsft build")
+        state = claim.unfinished_in(tree)
+        raise EvalError(f"no {REPORT_NAME} in the dataset folder: {state}; score it once it has finished" if state
+                        else f"no {REPORT_NAME} in the dataset folder; pass the --output folder of satsft build")
     fmt, every = record_files(orjson.loads(tree.read(name)))
     if not every:
         raise EvalError("the dataset has no Parquet or JSONL rows to score (it was written in other formats "

@@ -267,3 +267,43 @@ def test_a_damaged_parquet_source_file_is_a_reject_not_a_failed_mix(sources, tmp
     report = json.loads((out / "mix_report.json").read_text())
     assert report["sources"][0]["rows_in"]["train"] == 3, "the good file's rows (its broken image costs one)"
     assert report["rejects_by_reason"]["source_file_unreadable"] == 1
+
+
+def test_an_unfinished_build_is_no_source(sources, tmp_path, capsys):
+    """A build still running (or stopped) has no report yet: its folder passed for a folder of rows, and a mix took
+    the shards written so far and the manifests as rows, exit 0. Refused, with who writes it."""
+    import datetime
+    import socket
+    import subprocess
+    import sys
+
+    from transforms.output.claim import WRITER
+    from transforms.rebuild import holder
+
+    part = tmp_path / "part"
+    shutil.copytree(sources["sat"], part)
+    (part / "build_report.json").unlink()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        began = datetime.datetime.now(datetime.timezone.utc).strftime(holder.BEGAN_FORMAT)
+        run = holder.Holder(holder.machine_id(), child.pid, holder.pid_start(child.pid), began, socket.gethostname())
+        (part / WRITER).parent.mkdir(exist_ok=True)
+        (part / WRITER).write_text(f"a satsft build is writing this output\ncommand build\n{run.lines()}")
+        out = tmp_path / "out"
+        for path in (part, part / "parquet", f"{part}/data/*.jsonl"):
+            assert main(["mix", "--source", f"name=p,path={path}", "--output", str(out), "--quiet"]) == 2
+            err = capsys.readouterr().err
+            assert (f"source 'p': in '{part}', the satsft build begun {began} by process {child.pid} on host "
+                    f"{socket.gethostname()} is still running; mix it once it has finished") in err, err
+            assert not out.exists()
+        for command, doing in ((["eval", "--dataset", str(part), "--baseline", "majority"], "score"),
+                               (["preview", str(part)], "preview")):  # they said only "pass the --output folder"
+            assert main(command) != 0
+            err = capsys.readouterr().err
+            assert f"by process {child.pid} on host" in err and f"is still running; {doing} it once" in err, err
+    finally:
+        child.kill()
+        child.wait()
+    (part / WRITER).unlink()  # a build of an older version, or one whose marker went: its manifests still say
+    assert main(["mix", "--source", f"name=p,path={part}", "--output", str(out), "--quiet"]) == 2
+    assert "holds a satsft output without its report" in capsys.readouterr().err

@@ -31,6 +31,8 @@ from pipeline.errors import UsageError
 from transforms import fileio
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.mix.rows import FILTER_KEYS, split_of_path
+from transforms.output import claim
+from transforms.output.tree import MANIFEST_DIR, SPOOL_DIR
 
 RECIPE_KEYS = frozenset({"seed", "sources"})
 SOURCE_KEYS = frozenset({"name", "path", "repeat", "share", "where", "image_root"})
@@ -133,11 +135,36 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
         if listed == [where] and not files:
             raise UsageError(f"source {name!r}: {path!r} is a file but not .parquet or .jsonl; a source is a "
                              "satsft output, a folder or glob of such files, or one of them")
+    _refuse_unfinished(fs, name, base)
     if not files:
         raise UsageError(f"source {name!r}: {path!r} is not a satsft output and matches no .parquet or .jsonl "
                          "files; check the path (relative paths start at the working directory)")
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
     return "files", files, image_root or _enclosing_output(fs, base) or base, f"files:{digest}", base
+
+
+def _refuse_unfinished(fs, name: str, folder: str, levels: int = 3) -> None:
+    """A build or mix that has not finished (it runs, or stopped) has no report yet, so its folder looked like a
+    plain folder of rows: a mix took the shards written so far, and its manifests as rows (seen: 120 of 240 rows
+    and 239 rejects from a build frozen while writing, exit 0). Refused, as validate refuses it; likewise a
+    folder of files inside such an output."""
+    scheme, sep, path = folder.rpartition("://")
+    for _ in range(levels + 1):
+        root = f"{scheme}{sep}{path}"
+        if any(fs.isfile(f"{root}/{n}") for n in OUTPUT_REPORTS):
+            return
+        marker = f"{root}/{claim.WRITER}"
+        if fs.isfile(marker):
+            state = claim.unfinished(fileio.read_bytes(marker).decode("utf-8", "replace"))
+            raise UsageError(f"source {name!r}: in {root!r}, {state or 'a satsft run has not finished'}; mix it once "
+                             "it has finished (if it stopped, run it again with --overwrite first)")
+        if fs.isdir(f"{root}/{SPOOL_DIR}") or fs.isdir(f"{root}/{MANIFEST_DIR}"):
+            raise UsageError(f"source {name!r}: {root!r} holds a satsft output without its report (a build or mix "
+                             "that stopped before it finished); run it again with --overwrite first")
+        parent = posixpath.dirname(path)
+        if parent in (path, "", "/") or (sep and "/" not in parent):
+            return
+        path = parent
 
 
 def _enclosing_output(fs, folder: str, levels: int = 3) -> str:

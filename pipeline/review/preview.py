@@ -22,6 +22,7 @@ from scoring import parse
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, PALETTE_HEX
 from transforms.ids import stable_uint64
+from transforms.output import claim
 from transforms.output.tree import (
     CHARTS_DIR,
     MEDIA_DIR,
@@ -160,8 +161,10 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
     tree = OutputTree(root)
     name = next((n for n in (REPORT_NAME, MIX_REPORT_NAME) if tree.isfile(n)), None)
     if name is None:
-        raise PreviewError(f"no {REPORT_NAME} or {MIX_REPORT_NAME} in {root!r}; pass the --output folder of a build "
-                           "or mix")
+        state = claim.unfinished_in(tree)
+        raise PreviewError(f"no {REPORT_NAME} or {MIX_REPORT_NAME} in {root!r}: {state}; preview it once it has "
+                           "finished" if state else f"no {REPORT_NAME} or {MIX_REPORT_NAME} in {root!r}; pass the "
+                           "--output folder of a build or mix")
     report = orjson.loads(tree.read(name))
     fmt, paths = _split_files(tree, report)
     every = _keys(tree, fmt, paths)

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from transforms.input.sidecars import VALID_SPLITS
-from transforms.output.claim import WRITER, command_of
+from transforms.output.claim import unfinished_in
 from transforms.output.formats import (
     FORMATS,
     IMAGE_TOKEN,
@@ -38,7 +38,6 @@ from transforms.output.tree import (
     OutputTree,
     split_of_file,
 )
-from transforms.rebuild import holder
 from transforms.rebuild.manifest import STILLS_FILE, is_tiles_file, unnamed_files
 from transforms.rows import grounding_problem
 from transforms.tasks import is_grounding
@@ -277,15 +276,10 @@ def _folder_limits(tree: OutputTree, limit: int, findings: Findings) -> None:
 
 def _unfinished(tree: OutputTree, root: str) -> str:
     """Why a folder has no report: a run that names itself there has not finished (it runs, or stopped)."""
-    marker = tree.read(WRITER).decode("utf-8", "replace") if tree.isfile(WRITER) else ""
-    run = holder.parse(marker)
-    if run is None:
+    state = unfinished_in(tree)
+    if not state:
         return f"is {root!r} a satsft build or mix output?"
-    what = command_of(marker)
-    state = ("is still running" if holder.still_running(run) else "stopped before it finished" if
-             holder.known_here(run) else "has not finished (it may still run there)")
-    return (f"the satsft {what} begun {run.began or 'at an unknown time'} {run.who()} "
-            f"{state}; validate it once it has finished, or run it again with --overwrite if it stopped")
+    return f"{state}; validate it once it has finished, or run it again with --overwrite if it stopped"
 
 
 def validate(root: str) -> tuple[Findings, dict[str, int]]:

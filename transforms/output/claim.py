@@ -82,6 +82,22 @@ def _lock_handle(output: str) -> int | None:
         return None  # a usage error (a file named like the output, no permission) is reported by the caller
 
 
+def unfinished(marker: str) -> str:
+    """A writer marker read back as the state of its run, for a reader that found no report beside it ("" for a
+    marker that names no run): 'the satsft build begun ... by process 42 on host h is still running'."""
+    run = holder.parse(marker)
+    if run is None:
+        return ""
+    state = ("is still running" if holder.still_running(run) else "stopped before it finished" if
+             holder.known_here(run) else "has not finished (it may still run there)")
+    return f"the satsft {command_of(marker)} begun {run.began or 'at an unknown time'} {run.who()} {state}"
+
+
+def unfinished_in(tree) -> str:
+    """``unfinished`` of the writer marker in an output (a transforms.output.tree.OutputTree), "" without one."""
+    return unfinished(tree.read(WRITER).decode("utf-8", "replace")) if tree.isfile(WRITER) else ""
+
+
 def command_of(marker: str, default: str = "build") -> str:
     """The command a writer marker names ("build" for a marker that names none)."""
     for line in marker.splitlines():

@@ -284,6 +284,9 @@ def test_a_killed_update_validates_and_finishes_when_run_again(trees, tmp_path, 
     tree = OutputTree(str(out))
     assert json.loads(tree.read("build_report.json"))["rebuild"]["tiles_changed"] == 2, "readers see the new build"
     assert _check_reader_view(out) > 0
+    mixed = tmp_path / "mixed"  # a mix reads it as the commit leaves it too (it read the report's files in place)
+    run_cli("mix", "--source", f"name=sat,path={out}", "--output", str(mixed), "--formats", "jsonl", "--quiet")
+    assert {sid.split("#")[0] for sid in _rows(mixed)} == set(_rows(base / "again"))
     run_cli("build", "--input", str(base / "big"), "--output", str(out), "--update", *BUILD)
     assert _files(out) == _files(base / "again")
     assert not (out / UPDATE_DIR).exists()

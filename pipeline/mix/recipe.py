@@ -32,7 +32,7 @@ from transforms import fileio
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.mix.rows import FILTER_KEYS, split_of_path
 from transforms.output import claim
-from transforms.output.tree import MANIFEST_DIR, SPOOL_DIR
+from transforms.output.tree import MANIFEST_DIR, SPOOL_DIR, UPDATE_JOURNAL, OutputTree
 
 RECIPE_KEYS = frozenset({"seed", "sources"})
 SOURCE_KEYS = frozenset({"name", "path", "repeat", "share", "where", "image_root"})
@@ -114,10 +114,13 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
     fs, _ = fsspec.core.url_to_fs(where)
     report_name = next((n for n in OUTPUT_REPORTS if fs.isfile(f"{where}/{n}")), "")
     if report_name:  # a build or a mix: its rows once, from the files its report lists (a mix may hold both formats)
-        report = orjson.loads(fileio.read_bytes(f"{where}/{report_name}"))
+        # An --update stopped during its commit: read the build as the commit leaves it, as every reader does
+        # (OutputTree), not the new report's files where some still wait in the stage.
+        tree = OutputTree(where) if fs.isfile(f"{where}/{UPDATE_JOURNAL}") else None
+        report = orjson.loads(tree.read(report_name) if tree else fileio.read_bytes(f"{where}/{report_name}"))
         written = report.get("files", {})
         fmt = "parquet" if written.get("parquet") else "jsonl"
-        files = tuple(sorted(f"{where}/{p}" for p in written.get(fmt, {})))
+        files = tuple(sorted(f"{where}/{tree.staged.get(p, p) if tree else p}" for p in written.get(fmt, {})))
         if not files:
             raise UsageError(f"source {name!r}: the satsft output {path!r} holds no Parquet or JSONL rows; give its "
                              "sharegpt/ folder as the path instead, or build it with jsonl or parquet among --formats")

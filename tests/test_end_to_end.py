@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
 
+from pipeline.sample.faults import lfs_pointer
 from tests.conftest import run_cli
 from transforms.analysis.render import class_shares
 from transforms.paths import base_poi_id
@@ -208,6 +210,14 @@ def test_usage_errors_fail_fast(build, sample_tree, tmp_path):
                    check=False)
     assert proc.returncode == 2 and "no metadata/ folder" in proc.stderr, proc.stderr
     assert not (tmp_path / "new").exists() and not (tmp_path / "o").exists(), "a usage error leaves no folder"
+    clone = tmp_path / "clone"  # a Hub repository cloned without Git LFS: every data/*.jsonl is a pointer
+    shutil.copytree(sample_tree / "metadata", clone / "metadata")
+    for f in sorted((sample_tree / "data").glob("*.jsonl")):
+        (clone / "data").mkdir(exist_ok=True)
+        (clone / "data" / f.name).write_bytes(lfs_pointer(f.read_bytes()))
+    proc = run_cli("build", "--input", str(clone), "--output", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2 and "every data/*.jsonl (3 files) is a Git LFS pointer" in proc.stderr, proc.stderr
+    assert "git lfs pull" in proc.stderr and not (tmp_path / "o").exists()
 
 
 def test_selected_tasks_profiles_and_drop_policy(sample_tree, tmp_path):

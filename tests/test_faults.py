@@ -92,6 +92,9 @@ def test_each_fault_shows_up_under_its_own_reason(faulty):
             missing.append(kind)
     assert missing == []
     assert report["outputs"]["split_reassigned"] > 0, "the sample's leaky bases are reassigned and counted"
+    pointers = sum(n for r, n in report["rejects_by_reason"].items() if r.endswith("_lfs_pointer"))
+    assert (f"WARNING: {pointers} input file(s) are Git LFS pointers" in faulty["proc"].stdout
+            and "git lfs pull" in faulty["proc"].stdout), "one line says what to do about every pointer"
 
 
 def test_nothing_outside_the_roots_is_read_or_written(faulty):

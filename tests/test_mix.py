@@ -17,6 +17,7 @@ from PIL import Image
 
 from pipeline.cli import main
 from tests.conftest import REPO, run_cli
+from transforms.input import lfs
 
 
 def _png(colour: tuple[int, int, int], size: int = 32) -> bytes:
@@ -267,6 +268,17 @@ def test_a_damaged_parquet_source_file_is_a_reject_not_a_failed_mix(sources, tmp
     report = json.loads((out / "mix_report.json").read_text())
     assert report["sources"][0]["rows_in"]["train"] == 3, "the good file's rows (its broken image costs one)"
     assert report["rejects_by_reason"]["source_file_unreadable"] == 1
+
+    from pipeline.sample.faults import lfs_pointer  # a file of a clone without Git LFS: named, with what to do
+
+    (folder / "validation-00000-of-00001.parquet").write_bytes(lfs_pointer(good.read_bytes()))
+    assert main(["mix", "--source", f"name=pairs,path={folder}", "--output", str(out), "--formats", "jsonl",
+                 "--quiet", "--overwrite"]) == 0
+    said = capsys.readouterr().out
+    assert "WARNING: 1 input file(s) are Git LFS pointers" in said and "git lfs pull" in said, said
+    rejects = [json.loads(line) for line in (out / "rejects" / "rejects-00000-of-00001.jsonl").read_text().splitlines()]
+    assert [r["detail"] for r in rejects if r["reason"] == "source_file_lfs_pointer"] == [
+        f"validation-00000-of-00001.parquet: {lfs.DETAIL}"]
 
 
 def test_an_unfinished_build_is_no_source(sources, tmp_path, capsys):

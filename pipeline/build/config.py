@@ -13,6 +13,7 @@ from transforms import fileio
 from transforms.analysis.render import RENDERER
 from transforms.analysis.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
 from transforms.fileio import public_location
+from transforms.input import lfs
 from transforms.output.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
 from transforms.output.tree import (
     EMBEDDED_ROWS_PER_SHARD,
@@ -342,6 +343,10 @@ def _check_roots(input_root: str, output_root: str) -> None:
                  if jsonl else "")
         raise UsageError(f"input {input_root!r} has no data/*.jsonl, the chat rows whose image references name "
                          f"the chips a build uses{found}")
+    top = [rel for rel in jsonl if "/" not in rel]
+    if all(lfs.is_pointer(fileio.read_head_tail(f"{input_root}/data/{rel}", 64, 0)[0]) for rel in top):
+        what = f"data/{top[0]} is" if len(top) == 1 else f"every data/*.jsonl ({len(top)} files) is"
+        raise UsageError(f"input {input_root!r}: {what} {lfs.DETAIL}")
     a, b = input_root.rstrip("/") + "/", output_root.rstrip("/") + "/"
     if a.startswith(b) or b.startswith(a):
         raise UsageError("--output must not be inside --input (or the other way round)")

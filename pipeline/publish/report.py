@@ -330,6 +330,10 @@ def _closing_lines(report: dict[str, Any]) -> list[str]:
     lines = []
     if report["rejects_by_reason"]:
         lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in report["rejects_by_reason"].items()))
+    pointers = sum(n for r, n in report["rejects_by_reason"].items() if r.endswith("_lfs_pointer"))
+    if pointers:  # one cause behind every such reject, and one command that fixes it
+        lines.append(f"WARNING: {pointers} input file(s) are Git LFS pointers, not the files: they were cloned or "
+                     "copied without Git LFS; run `git lfs install` and then `git lfs pull` in the clone")
     if report.get("file_count"):
         lines.append(f"files written: {report['file_count']:,}")
     if hub_warning(report):

@@ -84,6 +84,14 @@ def reflectance_png(chip: bytes) -> bytes:
             + png_chunk(b"IEND", b""))
 
 
+def lfs_pointer(data: bytes) -> bytes:
+    """What a clone without Git LFS holds in place of ``data``: a pointer naming its hash and size."""
+    import hashlib
+
+    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\n"
+            f"size {len(data)}\n").encode()
+
+
 def _append_line(root: Path, line: bytes) -> None:
     with open(root / "data" / "train.jsonl", "ab") as f:
         f.write(line + b"\n")
@@ -167,6 +175,8 @@ FAULTS: dict[str, Fault] = {
     "sidecar_not_object": (_sidecar_bytes(b"[1, 2, 3]"), "sidecar_not_object", "source"),
     "sidecar_not_utf8": (_sidecar_bytes(b'{"tile_stem": "caf\xe9"}'), "sidecar_not_utf8", "source"),
     "sidecar_oversized": (_oversized, "sidecar_too_large", "source"),
+    "sidecar_lfs_pointer": (lambda v, _: v.sidecar.write_bytes(lfs_pointer(v.sidecar.read_bytes())),
+                            "sidecar_lfs_pointer", "source"),
     "sidecar_symlink_out": (_symlink_sidecar, "sidecar_outside_root", "source"),
     "stem_not_string": (lambda v, _: v.patch(tile_stem=12345), "sidecar_bad_tile_stem", "source"),
     "stem_with_slash": (lambda v, _: v.patch(tile_stem="../../etc/" + v.stem), "sidecar_stem_path_separator",
@@ -203,6 +213,7 @@ FAULTS: dict[str, Fault] = {
     "chip_not_square": (lambda v, _: v.chip.write_bytes(_solid_png(224, 200)), "chip_not_square", "stem"),
     "chip_pixels_scrambled": (lambda v, _: v.chip.write_bytes(scrambled_png()), "chip_undecodable", "stem"),
     "chip_too_small": (lambda v, _: v.chip.write_bytes(_solid_png(8, 8)), "chip_too_small", "stem"),
+    "chip_lfs_pointer": (lambda v, _: v.chip.write_bytes(lfs_pointer(v.chip.read_bytes())), "chip_lfs_pointer", "stem"),
     "chip_16_bit": (lambda v, _: v.chip.write_bytes(reflectance_png(v.chip.read_bytes())), "chip_not_8bit", "stem"),
     "chip_symlink_out": (_symlink_chip, "chip_outside_root", "stem"),
     "chip_ref_without_sidecar": (lambda v, _: v.sidecar.unlink(), "sidecar_missing", "stem"),

@@ -11,6 +11,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from transforms import fileio
+from transforms.input import lfs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -59,6 +60,8 @@ def png_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int, 
     if n_bytes > MAX_IMAGE_BYTES:
         return "file_too_large", f"{n_bytes} bytes > {MAX_IMAGE_BYTES}", 0, 0
     if not head.startswith(PNG_SIGNATURE):
+        if lfs.is_pointer(head):
+            return "lfs_pointer", lfs.DETAIL, 0, 0
         return "not_png", _not_png_detail(head), 0, 0
     if len(head) < 33 or head[12:16] != b"IHDR":
         return "truncated", "no IHDR chunk", 0, 0
@@ -147,6 +150,8 @@ def media_problem_of(head: bytes, tail: bytes, size: int) -> str:
         return "file_too_large"
     if head.startswith(b"\xff\xd8\xff"):
         return "" if b"\xff\xd9" in tail else "truncated"
+    if lfs.is_pointer(head):
+        return "lfs_pointer"
     if head.startswith(b"\x89PNG"):
         return png_problem(head, tail[-12:], size)[0]
     return "not_png_or_jpeg"

@@ -12,6 +12,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.fileio import is_under, literal_pattern, read_bytes
+from transforms.input import lfs
 from transforms.input.fingerprint import file_leaf, fingerprint
 from transforms.input.images import ImageFile, escapes_root, inspect_image
 from transforms.input.refs import IGNORED_REFS, OTHER, ImageRef, file_rank, parse_line
@@ -130,6 +131,10 @@ class _ExtractRefsFn(beam.DoFn):
         ignored = 0
         with readable.open() as f:
             for line_no, line in enumerate(f, start=1):
+                if line_no == 1 and lfs.is_pointer(line[:64]):  # one reject for the file, not one per line
+                    self.bad.inc()
+                    yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_lfs_pointer", lfs.DETAIL))
+                    break
                 refs, problems = parse_line(line, rank, line_no)
                 for p in problems:
                     self.bad.inc()

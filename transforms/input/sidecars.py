@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from transforms.classes import CLASS_IDS, CLASS_NAMES, NUM_CLASSES
+from transforms.input import lfs
 from transforms.paths import file_stem, file_type
 
 VALID_SPLITS = ("train", "validation", "test")
@@ -384,6 +385,8 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
     if not data.strip():
         return _fail("sidecar_empty")
     text = data.removeprefix(UTF8_BOM)  # Windows tools write one
+    if lfs.is_pointer(text[:64]):
+        return _fail("sidecar_lfs_pointer", lfs.DETAIL)
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as err:

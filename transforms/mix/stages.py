@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
 from transforms import fileio
+from transforms.input import lfs
 from transforms.input.images import media_file_problem, media_problem
 from transforms.input.sidecars import UTF8_BOM, VALID_SPLITS
 from transforms.mix.rows import (
@@ -95,11 +96,16 @@ def _rows_of(path: str):
 @dataclass(frozen=True)
 class _Unreadable:
     detail: str
+    reason: str = "source_file_unreadable"
 
 
 def _readable_rows(path: str):
     """``_rows_of``, ending with an _Unreadable where the file stops being readable (Arrow cannot decode it: a
     truncated or damaged Parquet file). Storage errors still fail the bundle, for the runner to retry."""
+    with fileio.open_for_read(path) as f:
+        if lfs.is_pointer(f.read(64)):
+            yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {lfs.DETAIL}", "source_file_lfs_pointer")
+            return
     rows = _rows_of(path)
     while True:
         try:
@@ -133,7 +139,7 @@ class _ReadSpoolFn(beam.DoFn):
         for row_no, raw in enumerate(_readable_rows(path)):
             if isinstance(raw, _Unreadable):  # a damaged Parquet file: its rows from here on are lost, said once
                 yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{src.name}:{path.rsplit('/', 1)[-1]}", "", "read",
-                                                               "source_file_unreadable", raw.detail))
+                                                               raw.reason, raw.detail))
                 break
             self.rows_in.inc()
             self._progress.add(0, 1)

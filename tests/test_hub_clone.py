@@ -27,3 +27,13 @@ def test_a_hub_clone_holds_a_build_and_its_updates(tmp_path):
     assert "satsft" in (clone / "README.md").read_text(), "the card replaced the placeholder"
     findings, checked = validate(str(clone))
     assert not findings.count and checked["rows"], findings.lines()
+
+    # The same repository cloned elsewhere without Git LFS: its Parquet files are pointers, and validate says so
+    from pipeline.review.validate import LFS_CHECK
+    from pipeline.sample.faults import lfs_pointer
+
+    for shard in clone.glob("parquet/*.parquet"):
+        shard.write_bytes(lfs_pointer(shard.read_bytes()))
+    findings, _ = validate(str(clone))
+    pointed = findings.by_check.get(LFS_CHECK, [])
+    assert len(pointed) == len(list(clone.glob("parquet/*.parquet"))) and "git lfs pull" in LFS_CHECK, findings.lines()

@@ -20,6 +20,7 @@ import orjson
 import pyarrow.parquet as pq
 import yaml
 
+from transforms.input import lfs
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.output.claim import unfinished_in
 from transforms.output.formats import (
@@ -69,9 +70,16 @@ class Findings:
         return out
 
 
+LFS_CHECK = "git-lfs (files cloned without Git LFS: run `git lfs install` and then `git lfs pull` in the clone)"
+
+
 def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterator[tuple[dict[str, Any], bool]]:
     """Rows of one file in the shared row shape (jsonl, parquet), each with whether it carries its images
     (then they need no file: --layout hub writes none); llava and sharegpt are checked on their own."""
+    with tree.open(rel) as f:
+        if lfs.is_pointer(f.read(64)):  # a clone of a published dataset made without Git LFS
+            findings.add(LFS_CHECK, f"{rel}: a Git LFS pointer, not the file itself")
+            return
     if fmt == "jsonl":
         with tree.open(rel) as f:
             for n, line in enumerate(f, 1):

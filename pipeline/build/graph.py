@@ -110,7 +110,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     chip_files = pipeline | "ListChips" >> ListImages(root, "images")
     still_files = pipeline | "ListStills" >> ListImages(root, "mapbox_stills")
 
-    stills = (refs["stills"], still_files) | "IndexStills" >> IndexStills(config.previous_stills)
+    stills = (refs["stills"], still_files) | "IndexStills" >> IndexStills(config.previous_stills, config.input)
     previous = previous_splits = None
     parts = {"sidecars": sidecars["tiles"], "refs": refs["chips"], "files": chip_files}
     if config.previous:

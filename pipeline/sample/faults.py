@@ -139,6 +139,12 @@ def _symlink_chip(v: Victim, outside: str) -> None:
     os.symlink(outside, v.chip)
 
 
+def _annex_link(v: Victim, _: str) -> None:
+    """A chip of a git-annex (DataLad) tree whose content was never fetched: a link into the annex, dangling."""
+    v.chip.unlink()
+    os.symlink(f"../../.git/annex/objects/Qx/7f/SHA256E-s51234--{v.stem}.png/SHA256E-s51234--{v.stem}.png", v.chip)
+
+
 def _symlink_sidecar(v: Victim, outside: str) -> None:
     v.sidecar.unlink()
     os.symlink(outside, v.sidecar)
@@ -216,6 +222,7 @@ FAULTS: dict[str, Fault] = {
     "chip_lfs_pointer": (lambda v, _: v.chip.write_bytes(lfs_pointer(v.chip.read_bytes())), "chip_lfs_pointer", "stem"),
     "chip_16_bit": (lambda v, _: v.chip.write_bytes(reflectance_png(v.chip.read_bytes())), "chip_not_8bit", "stem"),
     "chip_symlink_out": (_symlink_chip, "chip_outside_root", "stem"),
+    "chip_annex_not_fetched": (_annex_link, "chip_missing", "stem"),
     "chip_ref_without_sidecar": (lambda v, _: v.sidecar.unlink(), "sidecar_missing", "stem"),
     # stills (the tile goes on without its still)
     "still_missing": (_delete_still, "still_missing", ""),

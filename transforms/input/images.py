@@ -141,6 +141,20 @@ def inspect_image(root: str, rel_path: str, n_bytes: int) -> ImageFile:
     return ImageFile(rel_path, problem, detail, width, height, n_bytes)
 
 
+def missing_detail(root: str, rel_path: str) -> str:
+    """The detail of a missing image: its path, and, for a dangling link into a git-annex (or DataLad) store,
+    that its content was never fetched and how to fetch it. Such a tree lists no file at the link, so each
+    chip was only "missing"."""
+    full = f"{root.rstrip('/')}/{rel_path}"
+    if not fileio.is_local(full) or not os.path.islink(full):
+        return rel_path
+    target = os.readlink(full)
+    if "/annex/objects/" in target and not os.path.exists(full):
+        return (f"{rel_path}: a git-annex link whose content is not here; run `git annex get .` (or "
+                "`datalad get .`) in the tree")
+    return f"{rel_path}: a link to {target[:200]}, which does not exist" if not os.path.exists(full) else rel_path
+
+
 def media_problem_of(head: bytes, tail: bytes, size: int) -> str:
     """Why an image a mix carries (PNG or JPEG) is not usable, from its first 33 and last 64 bytes and its size;
     "" when it is. PNGs get the build's own checks."""

@@ -11,7 +11,7 @@ from apache_beam.metrics import Metrics
 
 from transforms import fileio
 from transforms.gather import gathered
-from transforms.input.images import ImageFile
+from transforms.input.images import ImageFile, missing_detail
 from transforms.input.refs import ImageRef
 from transforms.input.sidecars import Tile
 from transforms.paths import join_path, still_lookup_keys
@@ -52,7 +52,7 @@ def join_tile(stem: str, sidecars: list[Tile], refs: list[ImageRef], files: list
     ref = min(refs)
     found = next((f for f in files if f.path == ref.path), None)
     if found is None:
-        rejects.append(reject(tile.source, stem, "join", "chip_missing", ref.path))
+        rejects.append(reject(tile.source, stem, "join", "chip_missing", missing_detail(input_root, ref.path)))
         return None, rejects
     if found.problem:
         rejects.append(reject(tile.source, stem, "join", f"chip_{found.problem}", f"{ref.path}: {found.detail}"))
@@ -171,7 +171,7 @@ def _previous_still_slots(manifest: str) -> dict[str, int]:
     return parse_stills(data) if data is not None else {}
 
 
-def _resolve_still(element):
+def _resolve_still(element, input_root: str = ""):
     stem, groups = element
     refs, files = list(groups["refs"]), list(groups["files"])
     if not refs:
@@ -179,7 +179,8 @@ def _resolve_still(element):
     ref = min(refs)
     found = next((f for f in files if f.path == ref.path), None)
     if found is None:
-        yield beam.pvalue.TaggedOutput(REJECTS, reject(ref.path, "", "refs", "still_missing", ref.path))
+        detail = missing_detail(input_root, ref.path) if input_root else ref.path
+        yield beam.pvalue.TaggedOutput(REJECTS, reject(ref.path, "", "refs", "still_missing", detail))
     elif found.problem:  # the tiles go on without this still
         yield beam.pvalue.TaggedOutput(REJECTS, reject(ref.path, "", "refs", f"still_{found.problem}", found.detail))
     else:
@@ -202,12 +203,13 @@ class IndexStills(beam.PTransform):
     ``index`` and the ``rejects`` of stills that are missing or damaged."""
 
     previous_stills: str = ""  # the earlier build's manifest of stills (--previous), whose slots are kept
+    input_root: str = ""  # where missing stills are looked at once more, to say why (a git-annex link)
 
     def expand(self, inputs):
         still_refs, still_files = inputs
         found = ({"refs": still_refs, "files": still_files}
                  | "CoGroupStills" >> beam.CoGroupByKey()
-                 | "Resolve" >> beam.FlatMap(_resolve_still).with_outputs(REJECTS, main="found"))
+                 | "Resolve" >> beam.FlatMap(_resolve_still, self.input_root).with_outputs(REJECTS, main="found"))
         previous = self.previous_stills
         index = (found.found
                  | "Collect" >> beam.combiners.ToList()

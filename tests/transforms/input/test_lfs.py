@@ -1,5 +1,5 @@
-"""Git LFS pointers in place of the files (a clone without Git LFS): each kind of input file is named as one,
-with what to do, by the checks that read it; the pointer Git LFS writes is recognised from its first 33 bytes."""
+"""Input files that were never fetched: Git LFS pointers in place of the files (a clone without Git LFS), each
+kind named as one with what to do, the pointer recognised from its first 33 bytes; and dangling git-annex links."""
 
 from __future__ import annotations
 
@@ -49,3 +49,17 @@ def test_a_jsonl_pointer_is_one_reject_for_the_file(tmp_path):
         out = p | ExtractImageRefs(str(tmp_path))
         reasons = out[REJECTS] | beam.Map(lambda r: (r["source"], r["reason"]))
         assert_that(reasons, equal_to([("data/train.jsonl", "jsonl_lfs_pointer")]))
+
+
+def test_a_dangling_annex_link_says_its_content_was_not_fetched(tmp_path):
+    import os
+
+    from transforms.input.images import missing_detail
+
+    (tmp_path / "images").mkdir()
+    os.symlink("../.git/annex/objects/Qx/7f/SHA256E-s9--a.png/SHA256E-s9--a.png", tmp_path / "images" / "a.png")
+    os.symlink("../elsewhere/b.png", tmp_path / "images" / "b.png")
+    assert "git annex get" in missing_detail(str(tmp_path), "images/a.png")
+    dangling = "images/b.png: a link to ../elsewhere/b.png, which does not exist"
+    assert missing_detail(str(tmp_path), "images/b.png") == dangling
+    assert missing_detail(str(tmp_path), "images/c.png") == "images/c.png"

@@ -105,6 +105,20 @@ def file_stem(path: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+# Chat JSONL may come compressed, as `datasets` and most exporters write large files; Beam reads each by its suffix.
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.bz2", ".jsonl.zst", ".jsonl.xz")
+
+
+def is_jsonl(path: str) -> bool:
+    return path.endswith(JSONL_SUFFIXES)
+
+
+def jsonl_stem(path: str) -> str:
+    """``train`` of data/train.jsonl and of data/train.jsonl.gz."""
+    name = path.rsplit("/", 1)[-1]
+    return name[:name.rindex(".jsonl")] if ".jsonl" in name else file_stem(name)
+
+
 def file_type(path: str) -> str:
     """The file name's extension, lower case ("" when it has none)."""
     name = path.rsplit("/", 1)[-1]

@@ -27,6 +27,7 @@ from transforms.output.tree import (
     ROWS_PER_SHARD,
     record_files,
 )
+from transforms.paths import is_jsonl
 from transforms.prompts import Templates, load_templates
 from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE
 from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE, is_tiles_file
@@ -337,7 +338,7 @@ def _check_roots(input_root: str, output_root: str) -> None:
         if not _folder_has_files(where):
             raise UsageError(f"input {input_root!r} has no {sub}/ folder; point --input at the root of a sat-bbox "
                              f"tree (metadata/, data/*.jsonl, images/), e.g. one made by `satsft sample`")
-    jsonl = [rel for rel in fileio.list_files(f"{input_root}/data") if rel.endswith(".jsonl")]
+    jsonl = [rel for rel in fileio.list_files(f"{input_root}/data") if is_jsonl(rel)]
     if not any("/" not in rel for rel in jsonl):  # every tile would be rejected: no line names its chip
         found = (f"; found {', '.join('data/' + rel for rel in jsonl[:3])}: move the files into data/ itself"
                  if jsonl else "")

@@ -33,11 +33,12 @@ from transforms.input.sidecars import VALID_SPLITS
 from transforms.mix.rows import FILTER_KEYS, split_of_path
 from transforms.output import claim
 from transforms.output.tree import MANIFEST_DIR, SPOOL_DIR, UPDATE_JOURNAL, OutputTree
+from transforms.paths import JSONL_SUFFIXES
 
 RECIPE_KEYS = frozenset({"seed", "sources"})
 SOURCE_KEYS = frozenset({"name", "path", "repeat", "share", "where", "image_root"})
 NAME = re.compile(r"^[a-z0-9_-]+$")
-DATA_SUFFIXES = (".parquet", ".jsonl")
+DATA_SUFFIXES = (".parquet", *JSONL_SUFFIXES)
 OUTPUT_REPORTS = ("build_report.json", "mix_report.json")  # what makes a folder a satsft output (build, mix)
 
 
@@ -136,12 +137,13 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
         literal_head = where if listed == [where] else re.split(r"[*?[]", where, maxsplit=1)[0]
         base = literal_head.rsplit("/", 1)[0] if "/" in literal_head else "."
         if listed == [where] and not files:
-            raise UsageError(f"source {name!r}: {path!r} is a file but not .parquet or .jsonl; a source is a "
+            raise UsageError(f"source {name!r}: {path!r} is a file but not .parquet or .jsonl (or .jsonl.gz, "
+                             ".bz2, .zst, .xz); a source is a "
                              "satsft output, a folder or glob of such files, or one of them")
     _refuse_unfinished(fs, name, base)
     if not files:
         raise UsageError(f"source {name!r}: {path!r} is not a satsft output and matches no .parquet or .jsonl "
-                         "files; check the path (relative paths start at the working directory)")
+                         "(.jsonl.gz, ...) files; check the path (relative paths start at the working directory)")
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
     return "files", files, image_root or _enclosing_output(fs, base) or base, f"files:{digest}", base
 

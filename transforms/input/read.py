@@ -11,13 +11,20 @@ from apache_beam.io.filesystem import FileMetadata
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from transforms.fileio import is_under, literal_pattern, read_bytes
+from transforms.fileio import (
+    DamagedFile,
+    is_under,
+    literal_pattern,
+    read_bytes,
+    read_head_tail,
+    read_lines,
+)
 from transforms.input import lfs
 from transforms.input.fingerprint import file_leaf, fingerprint
 from transforms.input.images import ImageFile, escapes_root, inspect_image
 from transforms.input.refs import IGNORED_REFS, OTHER, ImageRef, file_rank, parse_line
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
-from transforms.paths import file_stem, join_path
+from transforms.paths import file_stem, is_jsonl, join_path
 from transforms.records import reject
 
 REJECTS = "rejects"
@@ -129,28 +136,37 @@ class _ExtractRefsFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(LEAVES, file_leaf("jsonl", source, readable.metadata.size_in_bytes))
         rank = file_rank(source)
         ignored = 0
-        with readable.open() as f:
-            for line_no, line in enumerate(f, start=1):
-                if line_no == 1 and lfs.is_pointer(line[:64]):  # one reject for the file, not one per line
-                    self.bad.inc()
-                    yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_lfs_pointer", lfs.DETAIL))
-                    break
-                refs, problems = parse_line(line, rank, line_no)
-                for p in problems:
-                    self.bad.inc()
-                    yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{source}:{p.line_no}", "", "refs", p.reason,
-                                                                   p.detail))
-                for ref in refs:
-                    if ref.kind == OTHER:
-                        ignored += 1
-                        continue
-                    (self.chips if ref.kind == "chip" else self.stills).inc()
-                    first = self._first[ref.kind]
-                    held = first.get(ref.stem)
-                    if held is None or ref < held:
-                        first[ref.stem] = ref
-                        if len(first) >= self.MAX_STEMS:
-                            yield from self._flush(ref.kind)
+        path = readable.metadata.path
+        if lfs.is_pointer(read_head_tail(path, 64, 0)[0]):  # one reject for the file, not one per line
+            self.bad.inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_lfs_pointer", lfs.DETAIL))
+            return
+        lines = enumerate(read_lines(path), start=1)
+        while True:
+            try:
+                line_no, line = next(lines)
+            except StopIteration:
+                break
+            except DamagedFile as err:  # a damaged .gz/.zst/...: the lines before it count
+                self.bad.inc()
+                yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_unreadable", str(err)))
+                break
+            refs, problems = parse_line(line, rank, line_no)
+            for p in problems:
+                self.bad.inc()
+                yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{source}:{p.line_no}", "", "refs", p.reason,
+                                                               p.detail))
+            for ref in refs:
+                if ref.kind == OTHER:
+                    ignored += 1
+                    continue
+                (self.chips if ref.kind == "chip" else self.stills).inc()
+                first = self._first[ref.kind]
+                held = first.get(ref.stem)
+                if held is None or ref < held:
+                    first[ref.stem] = ref
+                    if len(first) >= self.MAX_STEMS:
+                        yield from self._flush(ref.kind)
         if ignored:
             yield beam.pvalue.TaggedOutput(EVENTS, {IGNORED_REFS: ignored})
 
@@ -166,13 +182,15 @@ class _ExtractRefsFn(beam.DoFn):
 
 @dataclass
 class ExtractImageRefs(beam.PTransform):
-    """data/*.jsonl -> (stem, chip reference) and (stem, still reference): the first of each stem per bundle,
-    so a stem may come more than once; the first of all (train, validation, test; line order) is the least."""
+    """data/*.jsonl (or .jsonl.gz, ...: transforms.paths.JSONL_SUFFIXES) -> (stem, chip reference) and (stem,
+    still reference): the first of each stem per bundle, so a stem may come more than once; the first of all
+    (train, validation, test; line order) is the least."""
 
     input_root: str
 
     def expand(self, pbegin):
-        out = (match_below(pbegin, self.input_root, "data/*.jsonl")
+        out = (match_below(pbegin, self.input_root, "data/*")
+               | "JsonlOnly" >> beam.Filter(lambda m: is_jsonl(m.path))  # .jsonl, .jsonl.gz, ...
                | "Read" >> fileio.ReadMatches()
                | "Parse" >> beam.ParDo(_ExtractRefsFn(self.input_root)).with_outputs("chip", "still", REJECTS, LEAVES,
                                                                                    EVENTS))

@@ -12,7 +12,7 @@ import orjson
 
 from transforms.input.sidecars import UTF8_BOM
 from transforms.output.formats import IMAGE_TOKEN
-from transforms.paths import file_stem, normalise_ref, unsafe_reason
+from transforms.paths import file_stem, jsonl_stem, normalise_ref, unsafe_reason
 
 SPLIT_FILE_ORDER = ("train", "validation", "test")
 CHIP_PREFIX = "images/"
@@ -40,7 +40,7 @@ class RefProblem:
 
 def file_rank(path: str) -> int:
     """train, validation, test first (in that order), then any other JSONL file."""
-    name = file_stem(path)
+    name = jsonl_stem(path)
     return SPLIT_FILE_ORDER.index(name) if name in SPLIT_FILE_ORDER else len(SPLIT_FILE_ORDER)
 
 

@@ -77,20 +77,20 @@ _BAD_LINE = object()
 def _rows_of(path: str):
     """Rows of a Parquet file (in batches, so a large file is never whole in memory) or a JSONL file; a line
     that is not JSON becomes a row problem of its own."""
-    with fileio.open_for_read(path) as f:
-        if path.endswith(".parquet"):
+    if path.endswith(".parquet"):
+        with fileio.open_for_read(path) as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
                 yield from batch.to_pylist()
-            return
-        for line_no, line in enumerate(f):
-            if line_no == 0:
-                line = line.removeprefix(UTF8_BOM)
-            if not line.strip():
-                continue
-            try:
-                yield orjson.loads(line)
-            except orjson.JSONDecodeError:
-                yield _BAD_LINE
+        return
+    for line_no, line in enumerate(fileio.read_lines(path)):  # .jsonl, or compressed: .jsonl.gz, ...
+        if line_no == 0:
+            line = line.removeprefix(UTF8_BOM)
+        if not line.strip():
+            continue
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError:
+            yield _BAD_LINE
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,8 @@ class _Unreadable:
 
 def _readable_rows(path: str):
     """``_rows_of``, ending with an _Unreadable where the file stops being readable (Arrow cannot decode it: a
-    truncated or damaged Parquet file). Storage errors still fail the bundle, for the runner to retry."""
+    truncated or damaged Parquet file; a damaged .jsonl.gz, ...). Storage errors still fail the bundle, for the
+    runner to retry."""
     with fileio.open_for_read(path) as f:
         if lfs.is_pointer(f.read(64)):
             yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {lfs.DETAIL}", "source_file_lfs_pointer")
@@ -112,7 +113,7 @@ def _readable_rows(path: str):
             yield next(rows)
         except StopIteration:
             return
-        except pa.ArrowException as err:
+        except (pa.ArrowException, fileio.DamagedFile) as err:
             yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {err.__class__.__name__}: {str(err)[:200]}")
             return
 

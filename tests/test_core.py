@@ -109,6 +109,15 @@ def test_parse_sidecar_valid_and_regions_clipped():
     assert parsed.region_problems[1].detail == 'regions[2]: {"bbox":[5,5,1,1],"label":"water","class_id":0}'
     norm = parsed.tile.normalised_fractions()
     assert abs(sum(norm.values()) - 1) < 1e-12 and abs(norm[4] - 0.5 / 0.92) < 1e-12
+    # 0-1 coordinates, as detectors write them: refused (floored, each was the chip's top-left pixel); integer
+    # corners and pixel-valued floats stay pixels
+    side = make_sidecar(regions=[{"bbox": [0.1, 0.25, 0.5, 0.75], "label": "water", "class_id": 0},
+                                 {"bbox": [0, 0, 1, 1], "label": "water", "class_id": 0},
+                                 {"bbox": [0.0, 0.0, 1.0, 1.0], "label": "water", "class_id": 0},
+                                 {"bbox": [10.5, 3.2, 40.7, 9.9], "label": "water", "class_id": 0}])
+    parsed = parse_sidecar(orjson.dumps(side), "m/x.json")
+    assert [p.reason for p in parsed.region_problems] == ["region_bbox_normalised"]
+    assert [r.bbox for r in parsed.tile.regions] == [(0, 0, 1, 1), (0, 0, 1, 1), (10, 3, 40, 9)]
 
 
 def test_regions_and_fractions_named_as_producers_name_them():

@@ -208,6 +208,8 @@ FAULTS: dict[str, Fault] = {
     "region_unknown_class": (lambda v, _: v.patch_region(class_id=42), "region_unknown_class", "stem"),
     "region_outside_chip": (lambda v, _: v.patch_region(bbox=[300, 300, 400, 400]), "region_outside_chip", "stem"),
     "region_inverted": (lambda v, _: v.patch_region(bbox=[50, 50, 10, 10]), "region_inverted_bbox", "stem"),
+    "region_normalised": (lambda v, _: v.patch_region(bbox=[0.12, 0.3, 0.45, 0.61]), "region_bbox_normalised",
+                          "stem"),
     "region_zero_area": (lambda v, _: v.patch_region(area_px=0), "region_zero_area", "stem"),
     "region_bad_bbox": (lambda v, _: v.patch_region(bbox=[1, 2, "x"]), "region_bad_bbox", "stem"),
     # chips

@@ -322,6 +322,10 @@ def _parse_region_checked(item: Any, size: int) -> tuple[Region | None, str]:
     nums = [_finite_number(v) for v in bbox]
     if any(v is None for v in nums):
         return None, "region_bad_bbox"
+    if max(nums) <= 1.0 and any(v != int(v) for v in nums):  # type: ignore[arg-type]
+        # 0-1 coordinates (as many detectors write them), not pixel indices: floored, every such box became the
+        # chip's top-left pixel, and the grounding rows left them out as too small, without a word.
+        return None, "region_bbox_normalised"
     x1, y1, x2, y2 = (int(math.floor(v)) for v in nums)  # type: ignore[arg-type]
     if x1 > x2 or y1 > y2:
         return None, "region_inverted_bbox"

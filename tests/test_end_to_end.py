@@ -183,10 +183,16 @@ def test_usage_errors_fail_fast(build, sample_tree, tmp_path):
     assert proc.returncode == 2 and "wildfire" in proc.stderr
     proc = run_cli("build", "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o"), check=False)
     assert proc.returncode == 2 and "no metadata/ folder" in proc.stderr
+    (tmp_path / "bare" / "metadata").mkdir(parents=True)  # an empty tree built nothing, and said exit 0
+    (tmp_path / "bare" / "data").mkdir()
+    (tmp_path / "bare" / "data" / "train.jsonl").write_text("")
+    proc = run_cli("build", "--input", str(tmp_path / "bare"), "--output", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2 and "has nothing under metadata/" in proc.stderr, proc.stderr
     nested = tmp_path / "nested"
     for sub in ("metadata", "data/v2"):
         (nested / sub).mkdir(parents=True)
     (nested / "data" / "v2" / "train.jsonl").write_text("")
+    (nested / "metadata" / "t.json").write_text("{}")
     proc = run_cli("build", "--input", str(nested), "--output", str(tmp_path / "o"), check=False)
     assert proc.returncode == 2 and "no data/*.jsonl" in proc.stderr and "found data/v2/train.jsonl" in proc.stderr
     # a build's own output has metadata/ and data/*.jsonl too: its row sidecars must not pass for tile sidecars

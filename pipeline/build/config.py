@@ -315,9 +315,11 @@ def _previous_build(previous: str, output: str, update: bool, max_files_per_dir:
 
 
 def _folder_has_files(where: str) -> bool:
-    """Locally, the folder exists; in a bucket (no folders there), at least one object has the prefix."""
+    """At least one file lies below the folder (locally; in a bucket, which has no folders, one object has the
+    prefix). An empty metadata/ built a dataset of nothing, exit 0: a scheduled build over a tree not synced yet
+    would report success."""
     if fileio.is_local(where):
-        return os.path.isdir(where)
+        return any(files for _, _, files in os.walk(where, followlinks=True))
     from apache_beam.io.filesystem import BeamIOError
 
     try:
@@ -336,7 +338,9 @@ def _check_roots(input_root: str, output_root: str) -> None:
     for sub in ("metadata", "data"):
         where = f"{input_root}/{sub}"
         if not _folder_has_files(where):
-            raise UsageError(f"input {input_root!r} has no {sub}/ folder; point --input at the root of a sat-bbox "
+            what = (f"has nothing under {sub}/" if fileio.is_local(where) and os.path.isdir(where) else
+                    f"has no {sub}/ folder")
+            raise UsageError(f"input {input_root!r} {what}; point --input at the root of a sat-bbox "
                              f"tree (metadata/, data/*.jsonl, images/), e.g. one made by `satsft sample`")
     jsonl = [rel for rel in fileio.list_files(f"{input_root}/data") if is_jsonl(rel)]
     if not any("/" not in rel for rel in jsonl):  # every tile would be rejected: no line names its chip

@@ -132,11 +132,18 @@ class Predictions(dict):
 
 def read_predictions(path: str) -> Predictions:
     """sample id -> the model's raw answer, from satsft's ``{"sample_id", "prediction"}`` lines or from OpenAI
-    Batch API output whose ``custom_id`` is the sample id (a failed request gives no prediction: missing)."""
+    Batch API output whose ``custom_id`` is the sample id (a failed request gives no prediction: missing); the
+    file may be compressed (.jsonl.gz, .bz2, .zst, .xz)."""
     from transforms import fileio
 
     out = Predictions()
-    for n, line in enumerate(fileio.read_bytes(path).removeprefix(UTF8_BOM).splitlines(), 1):
+    try:
+        lines = list(fileio.read_lines(path))  # .jsonl, or compressed as batch outputs often are (.jsonl.gz, ...)
+    except fileio.DamagedFile as err:
+        raise EvalError(f"{path} cannot be decompressed ({err})") from err
+    for n, line in enumerate(lines, 1):
+        if n == 1:
+            line = line.removeprefix(UTF8_BOM)
         if not line.strip():
             continue
         try:

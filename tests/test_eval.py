@@ -153,6 +153,14 @@ def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path)
     only_failed = tmp_path / "failed.jsonl"
     only_failed.write_text(json.dumps({"custom_id": failed, "response": {"status_code": 500, "body": {}}}) + "\n")
     assert read_predictions(str(only_failed)) == {}, "a failed request is no prediction: the row counts as missing"
+    import gzip
+
+    packed = tmp_path / "batch_output.jsonl.gz"  # batch outputs are often kept compressed
+    packed.write_bytes(gzip.compress(batch.read_bytes()))
+    assert read_predictions(str(packed)) == read_predictions(str(batch))
+    packed.write_bytes(packed.read_bytes()[:-30])
+    cut = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(packed), check=False)
+    assert cut.returncode == 2 and "cannot be decompressed (EOFError" in cut.stderr, cut.stderr
     # answers to the train split scored against test: every test row missing, and the table says why
     train = _write_predictions(tmp_path / "train.jsonl", {r["metadata"]["sample_id"]: _answer(r)
                                                           for r in _rows(eval_build, "train")[:5]})

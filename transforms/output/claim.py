@@ -77,7 +77,7 @@ def _lock_handle(output: str) -> int | None:
             os.makedirs(folder, exist_ok=True)
             os.chmod(folder, 0o1777)  # as /tmp: every user's runs lock here, none removes another's files
         name = hashlib.sha256(output.encode()).hexdigest()[:24]
-        return os.open(os.path.join(folder, f"{name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+        return os.open(os.path.join(folder, f"{name}.lock"), os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write
     except OSError:
         return None  # a usage error (a file named like the output, no permission) is reported by the caller
 

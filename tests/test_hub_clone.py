@@ -32,8 +32,14 @@ def test_a_hub_clone_holds_a_build_and_its_updates(tmp_path):
     from pipeline.review.validate import LFS_CHECK
     from pipeline.sample.faults import lfs_pointer
 
-    for shard in clone.glob("parquet/*.parquet"):
+    shards = sorted(clone.glob("parquet/*.parquet"))
+    for shard in shards:
         shard.write_bytes(lfs_pointer(shard.read_bytes()))
+    chip = sorted(clone.glob("images/*/*.png"))[0]
+    data = chip.read_bytes()
+    chip.unlink()  # a hard link to the tree's chip: replaced, not written through
+    chip.write_bytes(lfs_pointer(data))
     findings, _ = validate(str(clone))
     pointed = findings.by_check.get(LFS_CHECK, [])
-    assert len(pointed) == len(list(clone.glob("parquet/*.parquet"))) and "git lfs pull" in LFS_CHECK, findings.lines()
+    assert len(pointed) == len(shards) + 1 and "git lfs pull" in LFS_CHECK, findings.lines()
+    assert f"{chip.relative_to(clone)}: a Git LFS pointer, not the image itself" in pointed

@@ -347,6 +347,12 @@ def list_files(root: str) -> list[str]:
     return sorted(p[len(prefix):] for p in found if p.startswith(prefix))
 
 
+def file_sizes(root: str) -> dict[str, int]:
+    """Every file below a folder or bucket prefix, relative to it, with its size in bytes (one listing)."""
+    prefix, found = _found(root)
+    return {p[len(prefix):]: int(info.get("size") or 0) for p, info in found.items() if p.startswith(prefix)}
+
+
 def newest_write(roots: list[str]) -> datetime.datetime | None:
     """When a file below any of ``roots`` was last written (UTC; None when there is none or the store does not
     say): the storage's own time, so machines with different clocks agree on it."""

@@ -20,6 +20,7 @@ import orjson
 import pyarrow.parquet as pq
 import yaml
 
+from transforms import fileio
 from transforms.input import lfs
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.output.claim import unfinished_in
@@ -71,6 +72,17 @@ class Findings:
 
 
 LFS_CHECK = "git-lfs (files cloned without Git LFS: run `git lfs install` and then `git lfs pull` in the clone)"
+
+
+def _check_pointer_images(root: str, tree: OutputTree, seen: set[str], findings: Findings) -> None:
+    """Images that are Git LFS pointers (an output cloned without Git LFS; existence alone passed them). The
+    listing's sizes pick the files small enough to be one (a pointer is about 130 bytes), and only those are
+    read, so a large output costs one more listing, not a read per image."""
+    sizes = fileio.file_sizes(root)
+    for rel in sorted(p for p in seen if sizes.get(p, lfs.MAX_POINTER_BYTES) < lfs.MAX_POINTER_BYTES):
+        with tree.open(rel) as f:
+            if lfs.is_pointer(f.read(64)):
+                findings.add(LFS_CHECK, f"{rel}: a Git LFS pointer, not the image itself")
 
 
 def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterator[tuple[dict[str, Any], bool]]:
@@ -364,6 +376,7 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
             if n > 1:
                 findings.add("rows", f"sample_id {sid} appears {n} times")
     checked["images"] = len(seen_images)
+    _check_pointer_images(root, tree, seen_images, findings)
     _check_sidecar_count(tree, mode, report["rows"]["total"], sample_ids, sidecar_ids, findings)
     _check_stray_files(tree, listed, findings)
     _folder_limits(tree, int(report["config"].get("max_files_per_dir", 9000)), findings)

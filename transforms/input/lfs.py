@@ -7,6 +7,7 @@ the real one's hash and size. Every file then failed on its own reason (`chip_no
 from __future__ import annotations
 
 POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
+MAX_POINTER_BYTES = 512  # a pointer is three short lines, about 130 bytes
 DETAIL = ("a Git LFS pointer, not the file itself: the tree was cloned or copied without Git LFS; run "
           "`git lfs install` and then `git lfs pull` in the clone (or download it with `huggingface-cli download`)")
 

@@ -58,9 +58,9 @@ USAGE = """satsft {sample,build,mix,eval,preview,validate} ...
   satsft sample --real [WHEEL] --output DIR [--stride PX] [--overwrite]
   satsft build --input DIR --output DIR [build options] [Beam options]
   satsft mix --recipe RECIPE.yaml [--source SPEC ...] --output DIR [mix options] [Beam options]
-  satsft eval --dataset DIR (--predictions FILE | --baseline majority|random) [--split test] [--output REPORT.json]
-  satsft eval --dataset DIR --labels LABELS_DIR [--output REPORT.json]
-  satsft eval --dataset DIR --requests REQUESTS.jsonl --model NAME [--split test]
+  satsft eval DIR (--predictions FILE | --baseline majority|random) [--split test] [--output REPORT.json]
+  satsft eval DIR --labels LABELS_DIR [--output REPORT.json]
+  satsft eval DIR --requests REQUESTS.jsonl --model NAME [--split test]
   satsft preview DIR [--n 60] [--tasks ...] [--splits ...] [--seed S]
   satsft validate DIR
 
@@ -359,7 +359,9 @@ def run_eval(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="satsft eval", description="Score a model's answers to a finished "
                                      "output's rows (one split) per task; or score trivial baselines.")
-    parser.add_argument("--dataset", required=True, help="the --output folder (or gs:// URL) of a build or mix")
+    parser.add_argument("dataset_arg", nargs="?", metavar="DATASET",
+                        help="the dataset, as `satsft validate DATASET` and `satsft preview DATASET` take it")
+    parser.add_argument("--dataset", help="the --output folder (or gs:// URL) of a build or mix")
     parser.add_argument("--predictions", help='JSONL of {"sample_id": ..., "prediction": "raw model text"}')
     parser.add_argument("--baseline", choices=BASELINES, help="score trivial answers instead of predictions")
     parser.add_argument("--labels", metavar="DIR",
@@ -375,6 +377,12 @@ def run_eval(argv: list[str]) -> int:
     parser.add_argument("--output", help="also write the JSON report here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     args = parser.parse_args(argv)
+    if args.dataset and args.dataset_arg and args.dataset != args.dataset_arg:
+        raise UsageError(f"two datasets given ({args.dataset_arg!r} and --dataset {args.dataset!r}); give one")
+    args.dataset = args.dataset or args.dataset_arg
+    if not args.dataset:
+        raise UsageError("give the dataset to score: `satsft eval DATASET ...` or `--dataset DATASET` (the "
+                         "--output folder or gs:// URL of a build or mix)")
     if sum(map(bool, (args.predictions, args.baseline, args.labels, args.requests))) != 1:
         raise UsageError("give --predictions FILE, --baseline majority|random, --labels DIR or --requests FILE "
                          "(one of them)")
@@ -425,7 +433,7 @@ def _write_requests(dataset: str, split: str, model: str, out: str) -> int:
         raise UsageError(f"cannot read or write: {err}") from err
     print(f"wrote {n} requests ({split} split, model {model}) to {out}\nrun them with the OpenAI Batch API, or "
           f"`vllm run-batch -i {out} -o answers.jsonl --model {model}`; then "
-          f"`satsft eval --dataset {dataset} --split {split} --predictions answers.jsonl`")
+          f"`satsft eval {dataset} --split {split} --predictions answers.jsonl`")
     return 0
 
 
@@ -535,8 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if command not in ("eval", "preview") or not _damaged_file(err):
             raise
-        dataset = (next((a for a in rest if not a.startswith("-")), "") if command == "preview"
-                   else _flag(rest, "--dataset"))
+        dataset = _flag(rest, "--dataset") if command == "eval" else ""
+        dataset = dataset or _first_positional(rest)
         print(f"satsft: error: a file of the dataset cannot be read ({err.__class__.__name__}: {str(err)[:300]}); "
               f"`satsft validate {dataset or 'DATASET'}` lists the damaged files", file=sys.stderr)
         return 1
@@ -549,6 +557,19 @@ def _damaged_file(err: BaseException) -> bool:
 
     arrow = sys.modules.get("pyarrow")
     return isinstance(err, orjson.JSONDecodeError) or (arrow is not None and isinstance(err, arrow.ArrowException))
+
+
+def _first_positional(argv: list[str]) -> str:
+    """The first argument that is no flag nor a flag's value (for eval: options all take one value but none)."""
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a.startswith("-"):
+            skip = "=" not in a and a not in ("-h", "--help")
+        else:
+            return a
+    return ""
 
 
 def _flag(argv: list[str], name: str) -> str:

@@ -171,8 +171,8 @@ def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path)
     twice.write_bytes(perfect.read_bytes() + train.read_bytes() + perfect.read_bytes()[3:])
     proc = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(twice))
     assert f"WARNING: {len(test_rows)} sample ids are answered more than once in the predictions" in proc.stdout
-    for baseline in ("majority", "random"):
-        proc = run_cli("eval", "--dataset", str(eval_build), "--baseline", baseline)
+    for baseline, where in (("majority", ["--dataset", str(eval_build)]), ("random", [str(eval_build)])):
+        proc = run_cli("eval", *where, "--baseline", baseline)  # the dataset as validate and preview take it too
         assert "| multiple_choice |" in proc.stdout and "accuracy" in proc.stdout
 
 
@@ -315,6 +315,10 @@ def test_requests_for_a_batch_runner_round_trip_through_predictions(eval_build, 
 def test_eval_usage_errors(eval_build, tmp_path):
     proc = run_cli("eval", "--dataset", str(eval_build), check=False)
     assert proc.returncode == 2 and "--predictions" in proc.stderr
+    proc = run_cli("eval", "--baseline", "majority", check=False)
+    assert proc.returncode == 2 and "give the dataset to score: `satsft eval DATASET" in proc.stderr
+    proc = run_cli("eval", str(tmp_path), "--dataset", str(eval_build), "--baseline", "majority", check=False)
+    assert proc.returncode == 2 and "two datasets given" in proc.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not json\n")
     proc = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(bad), check=False)

@@ -277,7 +277,8 @@ def test_eval_and_preview_of_a_damaged_file_say_so_in_one_line(full_build, tmp_p
     copy = _damaged(full_build, tmp_path, "truncated")
     shard = sorted((copy / "parquet").glob("test-*.parquet"))[0]
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
-    for argv in (["eval", "--dataset", str(copy), "--baseline", "majority"], ["preview", str(copy)]):
+    for argv in (["eval", "--dataset", str(copy), "--baseline", "majority"], ["eval", "--baseline", "majority",
+                 str(copy)], ["preview", "--n", "5", str(copy)]):
         proc = run_cli(*argv, check=False)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert "a file of the dataset cannot be read (ArrowInvalid" in proc.stderr, proc.stderr

@@ -389,7 +389,7 @@ def run_eval(argv: list[str]) -> int:
     if bool(args.model) != bool(args.requests):
         raise UsageError("--requests FILE needs --model NAME (the model the batch runs), and --model goes only "
                          "with --requests")
-    dataset = fileio.clean_root(args.dataset)
+    dataset = _dataset_folder(args.dataset)
     for flag, path in (("--output", args.output), ("--requests", args.requests)):
         folder = os.path.dirname(os.path.abspath(path)) if path and fileio.is_local(path) else ""
         if folder and not os.path.isdir(folder):  # known before the scoring, not after it
@@ -473,7 +473,7 @@ def run_preview(argv: list[str]) -> int:
         raise UsageError("--n must be at least 1")
     if not fileio.is_local(args.output):
         raise UsageError("preview writes a local page; copy the output down first (gcloud storage cp -r ...)")
-    root = os.path.abspath(args.output)
+    root = os.path.abspath(_dataset_folder(args.output))
     names = {v.strip() for v in args.tasks.split(",") if v.strip()}
     splits = {v.strip() for v in args.splits.split(",") if v.strip()}
     try:
@@ -491,9 +491,7 @@ def run_validate(argv: list[str]) -> int:
                                      "referenced files, grounding answers, folder limits, card and counts.")
     parser.add_argument("output", help="the --output folder (or gs:// URL) of a finished build")
     args = parser.parse_args(argv)
-    root = fileio.clean_root(args.output)
-    if fileio.is_local(root) and not os.path.isdir(root):
-        raise UsageError(f"{root!r} is not a folder; pass the --output folder of a build")
+    root = _dataset_folder(args.output)
     try:
         findings, checked = validate(root)
     except OSError as err:  # a bucket that cannot be listed or read: say so, do not print a traceback
@@ -557,6 +555,16 @@ def _damaged_file(err: BaseException) -> bool:
 
     arrow = sys.modules.get("pyarrow")
     return isinstance(err, orjson.JSONDecodeError) or (arrow is not None and isinstance(err, arrow.ArrowException))
+
+
+def _dataset_folder(given: str) -> str:
+    """The clean root of a dataset that validate, eval and preview read: a local path that does not exist or
+    is a file is a usage error saying which (both read "holds no files" or "no build_report.json" before)."""
+    root = fileio.clean_root(given)
+    if fileio.is_local(root) and not os.path.isdir(root):
+        what = "is a file" if os.path.exists(root) else "does not exist"
+        raise UsageError(f"{root!r} {what}; pass the --output folder of a build or mix")
+    return root
 
 
 def _first_positional(argv: list[str]) -> str:

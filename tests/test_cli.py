@@ -162,3 +162,15 @@ def test_ctrl_c_stops_sample_workers_quietly(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.strip() == "satsft: interrupted", err[-3000:]
+
+
+@pytest.mark.parametrize("argv", [["validate"], ["eval", "--baseline", "majority"], ["preview", "--n", "3"]])
+def test_readers_of_a_dataset_say_when_the_path_is_none(tmp_path, capsys, argv):
+    """A mistyped output path read "holds no files", "is not a folder" or "no build_report.json" by command."""
+    from pipeline.cli import main
+
+    (tmp_path / "a_file").write_text("x")
+    for name, said in (("no_such_output", "does not exist"), ("a_file", "is a file")):
+        assert main([*argv, str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert f"{str(tmp_path / name)!r} {said}; pass the --output folder of a build or mix" in err, err

@@ -247,7 +247,10 @@ def parse_recipe(data: Any, extra: list[Any] | None = None) -> Recipe:
         raise UsageError(f"source names must be unique; repeated: {', '.join(dupes)}")
     shares = sum(s.share or 0 for s in sources)
     if shares and all(s.share for s in sources):
-        raise UsageError("every source has a share; at least one needs a repeat, which the shares are taken of")
+        first = sources[0]
+        raise UsageError(f"every source has a share; give at least one a repeat in its place (e.g. "
+                         f"name={first.name},repeat=1: its train rows once): a share is a source's share of the "
+                         "mix it makes with the sources that have a repeat")
     if shares >= 1:
         raise UsageError(f"shares add up to {shares:g}; they must stay below 1")
     for s in sources:

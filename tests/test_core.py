@@ -16,7 +16,7 @@ from tests.conftest import make_sidecar
 from transforms.gate import gate_problem
 from transforms.input.refs import parse_line
 from transforms.input.sidecars import Tile, parse_sidecar
-from transforms.paths import base_poi_id, safe_name, shard_dir, still_lookup_keys, unsafe_reason
+from transforms.paths import base_poi_id, safe_name, shard_dir, still_lookup_keys, tree_relative, unsafe_reason
 from transforms.rows import grounding_problem, normalise_box
 from transforms.splits.plan import hashed_split, initial_split, resolve_leakage
 
@@ -38,6 +38,17 @@ def test_safe_name_and_shards():
     ("gs://b/x.png", "url_scheme"), ("images/a.png", None), ("", "empty_path")])
 def test_unsafe_reason(path, reason):
     assert unsafe_reason(path) == reason
+
+
+@pytest.mark.parametrize("path,inside", [
+    ("/home/a/tree/images/s00000/x_t0000.png", "images/s00000/x_t0000.png"),
+    ("/srv/images/tree/mapbox_stills/s00000/x.png", "mapbox_stills/s00000/x.png"),  # the last tree folder
+    ("C:/data/tree/images/x.png", "images/x.png"), ("file:///data/tree/images/x.png", "images/x.png"),
+    ("gs://bucket/tree/images/s1/x.png", "images/s1/x.png"), ("S3://b/t/images/x.png", "images/x.png"),
+    ("https://example.com/images/x.png", None),  # a web image is not a file of the tree
+    ("/etc/passwd", None), ("/data/images", None), ("images/x.png", None)])
+def test_tree_relative_reads_an_absolute_reference_below_the_root(path, inside):
+    assert tree_relative(path) == inside
 
 
 def test_base_poi_and_still_keys():
@@ -66,6 +77,12 @@ def test_parse_line_refs_order_and_rejects():
     assert parse_line("[1]", 0, 1)[1][0].reason == "jsonl_line_not_object"
     assert parse_line("", 0, 1) == ([], [])
     assert parse_line(b"\xef\xbb\xbf" + line, 1, 1)[0][0].stem == "a_t0000"  # a file's byte order mark
+    absolute = orjson.dumps({"messages": [{"role": "user", "content": [
+        {"type": "image", "image": "/old/tree/images/s0/a_t0000.png"}, {"type": "image", "image": "/etc/passwd"},
+        {"type": "image", "image": "/x/images/../../etc/passwd"}]}]})
+    refs, problems = parse_line(absolute, 0, 1)
+    assert [(r.kind, r.path, r.rebased) for r in refs] == [("chip", "images/s0/a_t0000.png", True)]
+    assert [p.reason for p in problems] == ["unsafe_path:absolute_path"] * 2
     trl = {"images": ["images/s0/a_t0000.png", {"path": "mapbox_stills/a.png", "bytes": None}], "messages": [
         {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "hi"}]}]}
     share = {"images": trl["images"], "messages": [{"role": "user", "content": "<image>\n<image>\nhi"}]}

@@ -174,6 +174,35 @@ def test_rebuild_is_byte_identical_and_folders_are_capped(build, sample_tree, tm
     assert proc.stdout.startswith("OK:"), proc.stdout
 
 
+def test_absolute_image_paths_are_read_below_the_input_root(build, sample_tree, tmp_path):
+    """Producers that write ``str(path)`` name chips by where their own copy lay (a POSIX path, a Windows path,
+    a bucket URL): every such reference was rejected unsafe_path:absolute_path and the build made no rows. Each
+    is now read below the input root from its images/ (mapbox_stills/) folder on; the rows are the same."""
+    out, _ = build
+    tree = tmp_path / "moved"
+    shutil.copytree(sample_tree, tree)
+    forms = ("/home/alice/exports/tree/", r"C:\\Users\\alice\\tree\\", "gs://alice-bucket/tree/")  # JSON-escaped
+    n = 0
+    for f in sorted((tree / "data").glob("*.jsonl")):
+        lines = f.read_text().splitlines()
+        for i, line in enumerate(lines):
+            form = forms[i % len(forms)]
+            sep = r"\\" if "\\" in form else "/"
+            for folder in ("images/", "mapbox_stills/"):
+                n += line.count(f'"{folder}')
+                line = line.replace(f'"{folder}', f'"{form}{folder.rstrip("/")}{sep}')
+            lines[i] = line
+        f.write_text("\n".join(lines) + "\n")
+    assert n > 100 and "alice" in (tree / "data" / "train.jsonl").read_text()
+    moved = tmp_path / "out"
+    proc = run_cli("build", "--input", str(tree), "--output", str(moved), "--quiet")
+    assert f"note: {n} image reference(s) in data/*.jsonl are absolute paths or URLs" in proc.stdout
+    assert json.loads((moved / "build_report.json").read_text())["outputs"]["image_refs_rebased"] == n
+    assert not (moved / "rejects" / "rejects-00000-of-00001.jsonl").read_text().count("unsafe_path")
+    for sub in ("data", "parquet", "images", "analysis_images"):
+        assert _files(moved, sub) == _files(out, sub), sub
+
+
 def test_usage_errors_fail_fast(build, sample_tree, tmp_path):
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "o"), "--tasks", "captions",
                    check=False)

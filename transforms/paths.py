@@ -100,6 +100,26 @@ def unsafe_reason(path: str) -> str | None:
     return None
 
 
+TREE_IMAGE_FOLDERS = ("images", "mapbox_stills")
+REBASED_SCHEMES = ("file://", "gs://", "s3://")  # where the tree itself may have lain; never http(s)
+
+
+def tree_relative(path: str) -> str | None:
+    """An absolute reference (``/home/a/tree/images/s00000/x.png``, ``C:/tree/images/...``, ``file://`` or a
+    bucket URL) as the path below the tree's root it names: from its last ``images`` or ``mapbox_stills``
+    folder on. Producers that write ``str(path)`` of their own copy of the tree name chips this way; the
+    build reads the input root's file of that name (never the absolute path), so a tree copied to another
+    machine or bucket builds as it did where it was written. None when the path names no such folder."""
+    lowered = path.lower()
+    if lowered.startswith(REBASED_SCHEMES):
+        path = path.split("://", 1)[1]
+    elif not (path.startswith("/") or _DRIVE.match(path)):
+        return None
+    parts = path.split("/")
+    at = max((i for i, part in enumerate(parts[:-1]) if part in TREE_IMAGE_FOLDERS), default=-1)
+    return "/".join(p for p in parts[at:] if p not in ("", ".")) if at >= 0 else None
+
+
 def file_stem(path: str) -> str:
     name = path.rsplit("/", 1)[-1]
     return name.rsplit(".", 1)[0] if "." in name else name

@@ -17,7 +17,7 @@ from pipeline.publish.card import hub_warning, render_card, render_mix_card
 from pipeline.publish.charts import report_charts
 from transforms import fileio
 from transforms.fileio import public_location
-from transforms.input.refs import IGNORED_REFS
+from transforms.input.refs import IGNORED_REFS, REBASED_REFS
 from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS
 from transforms.output.tree import (
     CARD_NAME,
@@ -281,6 +281,11 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
                      "data/*.jsonl lie outside images/ and mapbox_stills/ or are inline data: URLs, which are not "
                      "read: chips must be "
                      "referenced as images/**/<tile_stem>.png, relative to the tree's root")
+    rebased = outputs.get(REBASED_REFS, 0)
+    if rebased:
+        lines.append(f"note: {rebased} image reference(s) in data/*.jsonl are absolute paths or URLs; each was read "
+                     "below the input root from its images/ or mapbox_stills/ folder on (/old/tree/images/a.png "
+                     "as images/a.png), never at the path itself")
     asked = report.get("config", {}).get("tasks", [])
     stills_lost = any(r.startswith("still_") for r in report["rejects_by_reason"])
     empty = [t for t in asked if not sum(report["rows"]["by_task_split"].get(t, {}).values())

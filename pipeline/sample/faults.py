@@ -242,7 +242,7 @@ LINE_FAULTS: dict[str, tuple[bytes, str]] = {
     "ref_parent_traversal": (_ref_line("images/../../../etc/passwd"), "unsafe_path:parent_traversal"),
     "ref_absolute": (_ref_line("/etc/passwd"), "unsafe_path:absolute_path"),
     "ref_url_scheme": (_ref_line("https://example.com/chip.png"), "unsafe_path:url_scheme"),
-    "ref_backslash_drive": (_ref_line("C:\\images\\s00000\\chip.png"), "unsafe_path:drive_letter"),
+    "ref_backslash_drive": (_ref_line("C:\\Users\\me\\chip.png"), "unsafe_path:drive_letter"),
     "ref_nul": (_ref_line("images/s00000/a\x00.png"), "unsafe_path:nul_in_path"),
     "ref_not_string": (_ref_line(7), "image_ref_not_string"),
 }

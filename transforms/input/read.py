@@ -22,7 +22,7 @@ from transforms.fileio import (
 from transforms.input import lfs
 from transforms.input.fingerprint import file_leaf, fingerprint
 from transforms.input.images import ImageFile, escapes_root, inspect_image
-from transforms.input.refs import IGNORED_REFS, OTHER, ImageRef, file_rank, parse_line
+from transforms.input.refs import IGNORED_REFS, OTHER, REBASED_REFS, ImageRef, file_rank, parse_line
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
 from transforms.paths import file_stem, is_jsonl, join_path
 from transforms.records import reject
@@ -135,7 +135,7 @@ class _ExtractRefsFn(beam.DoFn):
             return
         yield beam.pvalue.TaggedOutput(LEAVES, file_leaf("jsonl", source, readable.metadata.size_in_bytes))
         rank = file_rank(source)
-        ignored = 0
+        ignored = rebased = 0
         path = readable.metadata.path
         if lfs.is_pointer(read_head_tail(path, 64, 0)[0]):  # one reject for the file, not one per line
             self.bad.inc()
@@ -157,6 +157,7 @@ class _ExtractRefsFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{source}:{p.line_no}", "", "refs", p.reason,
                                                                p.detail))
             for ref in refs:
+                rebased += ref.rebased
                 if ref.kind == OTHER:
                     ignored += 1
                     continue
@@ -167,8 +168,9 @@ class _ExtractRefsFn(beam.DoFn):
                     first[ref.stem] = ref
                     if len(first) >= self.MAX_STEMS:
                         yield from self._flush(ref.kind)
-        if ignored:
-            yield beam.pvalue.TaggedOutput(EVENTS, {IGNORED_REFS: ignored})
+        counts = {k: n for k, n in ((IGNORED_REFS, ignored), (REBASED_REFS, rebased)) if n}
+        if counts:
+            yield beam.pvalue.TaggedOutput(EVENTS, counts)
 
     def finish_bundle(self):
         for kind in sorted(self._first):

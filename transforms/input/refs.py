@@ -5,20 +5,21 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from transforms.input.sidecars import UTF8_BOM
 from transforms.output.formats import IMAGE_TOKEN
-from transforms.paths import file_stem, jsonl_stem, normalise_ref, unsafe_reason
+from transforms.paths import file_stem, jsonl_stem, normalise_ref, tree_relative, unsafe_reason
 
 SPLIT_FILE_ORDER = ("train", "validation", "test")
 CHIP_PREFIX = "images/"
 STILL_PREFIX = "mapbox_stills/"
 OTHER = "other"  # a reference under any other folder: not read
 IGNORED_REFS = "image_refs_ignored"  # counter: such references
+REBASED_REFS = "image_refs_rebased"  # counter: absolute references read below the input root (paths.tree_relative)
 
 
 @dataclass(frozen=True, order=True)
@@ -29,6 +30,7 @@ class ImageRef:
     kind: str  # "chip", "still" or "other"
     stem: str
     path: str
+    rebased: bool = field(default=False, compare=False)  # given as an absolute path (paths.tree_relative)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ def file_rank(path: str) -> int:
     return SPLIT_FILE_ORDER.index(name) if name in SPLIT_FILE_ORDER else len(SPLIT_FILE_ORDER)
 
 
+REBASED_REASONS = ("absolute_path", "drive_letter", "url_scheme")
 _NO_ENTRY = object()
 PLACEHOLDER = object()  # an image part that names no image: it takes the next entry of the row's images list
 IMAGE_PART_TYPES = ("image", "image_url")
@@ -139,6 +142,9 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
                 continue
             path = normalise_ref(raw)
             reason = unsafe_reason(path)
+            inside = tree_relative(path) if reason in REBASED_REASONS else None
+            if inside is not None and unsafe_reason(inside) is None:
+                path, reason = inside, None
             if reason:
                 problems.append(RefProblem(line_no, f"unsafe_path:{reason}", path[:200]))
                 continue
@@ -148,5 +154,5 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
                 kind = "still"
             else:
                 kind = OTHER  # not a chip or still: counted, so a tree whose chips live elsewhere is told why
-            refs.append(ImageRef((rank, line_no, part_no), kind, file_stem(path), path))
+            refs.append(ImageRef((rank, line_no, part_no), kind, file_stem(path), path, inside is not None))
     return refs, problems

@@ -360,6 +360,32 @@ def test_a_chip_in_another_format_is_named_with_what_to_do():
         assert png_problem(data[:33], data[-12:], len(data))[0] == "", mode
 
 
+def test_a_still_may_be_a_jpeg():
+    """Stills pass as PNG or JPEG (Mapbox serves satellite stills as JPEG); a JPEG cut short, or with padding
+    after its end marker, is told apart; other formats say both formats are taken."""
+    import io
+
+    from PIL import Image
+
+    from transforms.input.images import TAIL_BYTES, png_problem, still_problem
+
+    def encoded(fmt: str, **kw) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 64), (90, 120, 60)).save(buf, fmt, **kw)
+        return buf.getvalue()
+
+    def check(data: bytes) -> tuple[str, str]:
+        return still_problem(data[:33], data[-TAIL_BYTES:], len(data))[:2]
+
+    jpeg, png = encoded("JPEG", quality=90), encoded("PNG")
+    assert check(jpeg) == ("", "") and check(jpeg + b"\x00" * 20) == ("", "")
+    assert check(jpeg[:len(jpeg) // 2])[0] == "truncated"
+    assert check(png) == ("", "") and check(png[:-5])[0] == "truncated"
+    problem, detail = check(encoded("TIFF"))
+    assert problem == "not_png_or_jpeg" and detail.startswith("a TIFF file") and "not a PNG or JPEG" in detail
+    assert png_problem(jpeg[:33], jpeg[-12:], len(jpeg))[0] == "not_png", "a chip is still a PNG only"
+
+
 def test_escapes_root_follows_file_and_folder_links(tmp_path):
     from transforms.input.images import escapes_root, real_path
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -201,6 +202,43 @@ def test_absolute_image_paths_are_read_below_the_input_root(build, sample_tree, 
     assert not (moved / "rejects" / "rejects-00000-of-00001.jsonl").read_text().count("unsafe_path")
     for sub in ("data", "parquet", "images", "analysis_images"):
         assert _files(moved, sub) == _files(out, sub), sub
+
+
+def test_jpeg_stills_are_used_as_they_are(build, sample_tree, tmp_path):
+    """The Mapbox Static Images API serves its satellite style as JPEG: a tree of .jpg stills lost every still
+    (still_not_png) and every cross_view row. JPEG stills now pass, copied byte for byte; a JPEG cut short and a
+    TIFF are still rejects, and only their tiles go without a still."""
+    from PIL import Image
+
+    out, _ = build
+    tree = tmp_path / "jpeg"
+    shutil.copytree(sample_tree, tree)
+    stills = sorted((tree / "mapbox_stills").rglob("*.png"))
+    for p in stills:
+        Image.open(p).convert("RGB").save(p.with_suffix(".jpg"), quality=90)
+        p.unlink()
+    for f in (tree / "data").glob("*.jsonl"):
+        f.write_text(re.sub(r'(mapbox_stills/[^"]*)\.png"', r'\1.jpg"', f.read_text()))
+    cut, tiff = stills[0].with_suffix(".jpg"), stills[1].with_suffix(".jpg")
+    cut.write_bytes(cut.read_bytes()[:2000])
+    Image.open(tiff).save(tiff, format="TIFF")
+    jpeg_out = tmp_path / "out"
+    run_cli("build", "--input", str(tree), "--output", str(jpeg_out), "--quiet")
+    rejects = [json.loads(line) for line in (jpeg_out / "rejects" / "rejects-00000-of-00001.jsonl").open()]
+    assert Counter(r["reason"] for r in rejects) == {"still_truncated": 1, "still_not_png_or_jpeg": 1}
+    assert "not a PNG or JPEG" in next(r["detail"] for r in rejects if r["reason"].endswith("jpeg"))
+
+    def cross_view(root: Path) -> dict[str, str]:
+        return {r["metadata"]["sample_id"]: r["metadata"]["image_paths"][0] for r in _rows(root)
+                if r["metadata"]["task"] == "cross_view"}
+
+    lost = {cut.stem, tiff.stem}
+    before, after = cross_view(out), cross_view(jpeg_out)
+    assert {s: p[:-4] + ".jpg" for s, p in before.items() if Path(p).stem not in lost} == after and after
+    for path in after.values():
+        source = next((tree / "mapbox_stills").rglob(Path(path).name))
+        assert (jpeg_out / path).read_bytes() == source.read_bytes()
+    assert run_cli("validate", str(jpeg_out)).stdout.startswith("OK:")
 
 
 def test_usage_errors_fail_fast(build, sample_tree, tmp_path):

@@ -125,8 +125,30 @@ def _inside(real: str, real_folder: str) -> bool:
     return real == real_folder or real.startswith(real_folder if real_folder.endswith(os.sep) else real_folder + os.sep)
 
 
-def inspect_image(root: str, rel_path: str, n_bytes: int) -> ImageFile:
-    """Check one listed image without decoding it; every way it can be bad has its own problem name."""
+JPEG_SOI = b"\xff\xd8\xff"
+JPEG_EOI = b"\xff\xd9"
+TAIL_BYTES = 64  # the PNG checks read the last 12; a JPEG's end-of-image marker may sit before a few padding bytes
+
+
+def still_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int, int]:
+    """(problem, detail, width, height) of an overhead still, which may also be a JPEG: the Mapbox Static Images
+    API serves its satellite style as JPEG, and a tree of such stills lost every still and every cross_view row.
+    A JPEG's size sits in a frame header past its tables, beyond the head read here; nothing reads a still's size
+    (its bytes are only copied), so it stays 0."""
+    if n_bytes and n_bytes <= MAX_IMAGE_BYTES and head.startswith(JPEG_SOI):
+        if JPEG_EOI not in tail:
+            return "truncated", "JPEG without its end-of-image marker", 0, 0
+        return "", "", 0, 0
+    problem, detail, width, height = png_problem(head, tail[-12:], n_bytes)
+    if problem == "not_png":
+        return "not_png_or_jpeg", detail.replace("not a PNG: convert it to an 8-bit PNG", "not a PNG or JPEG: "
+                                                 "convert it to an 8-bit PNG"), 0, 0
+    return problem, detail, width, height
+
+
+def inspect_image(root: str, rel_path: str, n_bytes: int, jpeg: bool = False) -> ImageFile:
+    """Check one listed image without decoding it; every way it can be bad has its own problem name. ``jpeg``:
+    a JPEG is as good as a PNG (stills; a chip is decoded and fingerprinted as a PNG)."""
     full = f"{root.rstrip('/')}/{rel_path}"
     if escapes_root(root, full):
         return ImageFile(rel_path, "outside_root", "symlink to " + os.path.realpath(full)[:200], size=n_bytes)
@@ -134,10 +156,10 @@ def inspect_image(root: str, rel_path: str, n_bytes: int) -> ImageFile:
         problem, detail, _, _ = png_problem(b"", b"", n_bytes)
         return ImageFile(rel_path, problem, detail, size=n_bytes)
     try:
-        head, tail, _ = fileio.read_head_tail(full, 33, 12)
+        head, tail, _ = fileio.read_head_tail(full, 33, TAIL_BYTES if jpeg else 12)
     except (OSError, ValueError) as err:
         return ImageFile(rel_path, "unreadable", str(err)[:200], size=n_bytes)
-    problem, detail, width, height = png_problem(head, tail, n_bytes)
+    problem, detail, width, height = still_problem(head, tail, n_bytes) if jpeg else png_problem(head, tail, n_bytes)
     return ImageFile(rel_path, problem, detail, width, height, n_bytes)
 
 

@@ -200,9 +200,9 @@ class ExtractImageRefs(beam.PTransform):
                 EVENTS: out[EVENTS]}
 
 
-def inspected(root: str, match) -> tuple[str, ImageFile]:
+def inspected(root: str, match, jpeg: bool = False) -> tuple[str, ImageFile]:
     rel = relative_to(root, match.path)
-    return file_stem(rel), inspect_image(root, rel, match.size_in_bytes)
+    return file_stem(rel), inspect_image(root, rel, match.size_in_bytes, jpeg)
 
 
 @dataclass
@@ -212,11 +212,12 @@ class ListImages(beam.PTransform):
 
     input_root: str
     folder: str
+    jpeg: bool = False  # JPEGs pass too (stills)
 
     def expand(self, pbegin):
-        root = self.input_root
+        root, jpeg = self.input_root, self.jpeg
         return (match_below(pbegin, root, f"{self.folder}/**", empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-                | "Inspect" >> beam.Map(lambda m: inspected(root, m)))
+                | "Inspect" >> beam.Map(lambda m: inspected(root, m, jpeg)))
 
 
 def image_leaf(element: tuple[str, ImageFile]) -> bytes:

@@ -360,6 +360,25 @@ def test_a_chip_in_another_format_is_named_with_what_to_do():
         assert png_problem(data[:33], data[-12:], len(data))[0] == "", mode
 
 
+@pytest.mark.parametrize(("path", "root", "expected"), [
+    ("/data/llava/coco/x.jpg", "/data/llava", "coco/x.jpg"),
+    ("/home/alice/llava/coco/x.jpg", "/data/llava", "coco/x.jpg"),  # moved: from the root's own folder name on
+    ("file:///data/llava/x.jpg", "/data/llava", "x.jpg"),
+    ("C:/Users/alice/llava/coco/x.jpg", "/data/llava", "coco/x.jpg"),
+    ("gs://old-bucket/llava/x.jpg", "gs://new/llava", "x.jpg"),
+    ("gs://new/llava/x.jpg", "gs://new/llava", "x.jpg"),
+    ("/data/other/x.jpg", "/data/llava", None),
+    ("/data/llava/../secret/x.jpg", "/data/llava", None),  # never above the root
+    ("/llava", "/data/llava", None),  # the folder itself is no image
+    ("https://example.com/llava/x.jpg", "/data/llava", None),  # a web URL is no copy of the dataset
+    ("coco/x.jpg", "/data/llava", None),  # relative paths are read as they are
+])
+def test_absolute_mix_image_paths_below_the_image_root(path, root, expected):
+    from transforms.paths import below_image_root
+
+    assert below_image_root(path, root) == expected
+
+
 def test_a_still_may_be_a_jpeg():
     """Stills pass as PNG or JPEG (Mapbox serves satellite stills as JPEG); a JPEG cut short, or with padding
     after its end marker, is told apart; other formats say both formats are taken."""

@@ -187,6 +187,30 @@ def test_one_file_is_a_source(sources, tmp_path, capsys):
     assert report["rows"]["by_task_split"] == {"held": {"validation": 1}}
 
 
+def test_absolute_image_paths_are_read_below_the_image_root(sources, tmp_path, capsys):
+    """Exporters write str(path): a foreign file naming its images by absolute path (here, where it lies; a
+    moved copy's old home; a file:// URL; a Windows path) lost every row as unsafe_image_path. Each is read
+    below the source's image root; a path below no folder of it stays a reject that says what to set."""
+    chat = tmp_path / "chat"
+    shutil.copytree(sources["chat"] / "pics", chat / "pics")
+    named = [f"{chat}/pics/p0.jpg", "/home/alice/chat/pics/p1.jpg", f"file://{chat}/pics/p2.jpg",
+             "C:\\Users\\alice\\chat\\pics\\p3.jpg", "/mnt/elsewhere/p4.jpg"]
+    rows = [{"messages": [{"role": "user", "content": f"<image>Picture {i}?"},
+                          {"role": "assistant", "content": f"Picture {i}."}], "images": [path]}
+            for i, path in enumerate(named)]
+    (chat / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    assert main(["mix", "--source", f"name=chat,path={chat}", "--output", str(out), "--formats", "jsonl"]) == 0
+    kept = [json.loads(line) for line in (out / "data" / "train.jsonl").read_text().splitlines()]
+    assert sorted(Path(r["metadata"]["image_paths"][0]).name for r in kept) == [f"p{i}.jpg" for i in range(4)]
+    for r in kept:
+        assert (out / r["metadata"]["image_paths"][0]).read_bytes() == (
+            chat / "pics" / Path(r["metadata"]["image_paths"][0]).name).read_bytes()
+    rejects = [json.loads(line) for line in (out / "rejects" / "rejects-00000-of-00001.jsonl").open()]
+    assert [r["reason"] for r in rejects] == ["unsafe_image_path:absolute_path"]
+    assert "set the source's image_root" in rejects[0]["detail"]
+
+
 def test_a_mix_is_a_source_read_once(mixed, tmp_path, capsys):
     """A mix written as Parquet and JSONL: its rows once (each file was read, every row twice, half rejected)."""
     out, _ = mixed

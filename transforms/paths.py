@@ -120,6 +120,32 @@ def tree_relative(path: str) -> str | None:
     return "/".join(p for p in parts[at:] if p not in ("", ".")) if at >= 0 else None
 
 
+def below_image_root(path: str, root: str) -> str | None:
+    """An absolute image path of a foreign dataset (``/data/llava/coco/x.jpg``, ``C:/...``, ``file://`` or a
+    bucket URL) as the path below a mix source's image root it names: what follows the root itself, or, for a
+    dataset written elsewhere and moved, what follows the last folder named as the root's own folder is
+    (``/home/alice/llava/coco/x.jpg`` below ``/data/llava``). Exporters write ``str(path)``, and every such row
+    was an unsafe_image_path reject. Only files below the root are read, as for relative paths; None when the
+    path names none."""
+    if path.lower().startswith(REBASED_SCHEMES[0]):
+        path = path[len(REBASED_SCHEMES[0]):]
+    base = root.rstrip("/")
+    if not base:
+        return None
+    if path.startswith(base + "/"):
+        rest = path[len(base) + 1:]
+    elif path.startswith("/") or _DRIVE.match(path) or path.lower().startswith(REBASED_SCHEMES):
+        name, parts = base.rsplit("/", 1)[-1], path.split("/")
+        at = max((i for i, part in enumerate(parts[:-1]) if part == name), default=-1)
+        if at < 0:
+            return None
+        rest = "/".join(parts[at + 1:])
+    else:
+        return None
+    rest = normalise_ref(rest)
+    return rest if unsafe_reason(rest) is None else None
+
+
 def file_stem(path: str) -> str:
     name = path.rsplit("/", 1)[-1]
     return name.rsplit(".", 1)[0] if "." in name else name

@@ -97,8 +97,7 @@ def _source_image(path: str, data: bytes | None, root: str) -> SourceImage:
         if rel is not None:
             ref, reason = rel, None
         else:
-            ref = f"{ref} (below no folder of the image root {root}: set the source's image_root to the folder " \
-                  "these paths start from)"
+            ref = f"below no folder of the image root; set the source's image_root to where these paths start: {ref}"
     if reason:
         raise RowProblem(f"unsafe_image_path:{reason}", ref)
     return SourceImage(ref, _join(root, ref))

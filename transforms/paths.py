@@ -101,7 +101,21 @@ def unsafe_reason(path: str) -> str | None:
 
 
 TREE_IMAGE_FOLDERS = ("images", "mapbox_stills")
-REBASED_SCHEMES = ("file://", "gs://", "s3://")  # where the tree itself may have lain; never http(s)
+REBASED_SCHEMES = ("file://", "gs://", "s3://")  # where a tree or dataset itself may have lain; never http(s)
+ABSOLUTE_REASONS = ("absolute_path", "drive_letter", "url_scheme")  # unsafe_reason of what may be rebased
+
+
+def _absolute_parts(path: str) -> list[str] | None:
+    """The segments of an absolute path (POSIX or drive letter), a ``file://`` or a bucket URL; None for a
+    relative path or any other URL."""
+    if path.lower().startswith(REBASED_SCHEMES):
+        return path.split("://", 1)[1].split("/")
+    return path.split("/") if path.startswith("/") or _DRIVE.match(path) else None
+
+
+def _last_folder(parts: list[str], names: tuple[str, ...]) -> int:
+    """Where the last folder (not the file) named one of ``names`` is, or -1."""
+    return max((i for i, part in enumerate(parts[:-1]) if part in names), default=-1)
 
 
 def tree_relative(path: str) -> str | None:
@@ -110,14 +124,9 @@ def tree_relative(path: str) -> str | None:
     folder on. Producers that write ``str(path)`` of their own copy of the tree name chips this way; the
     build reads the input root's file of that name (never the absolute path), so a tree copied to another
     machine or bucket builds as it did where it was written. None when the path names no such folder."""
-    lowered = path.lower()
-    if lowered.startswith(REBASED_SCHEMES):
-        path = path.split("://", 1)[1]
-    elif not (path.startswith("/") or _DRIVE.match(path)):
-        return None
-    parts = path.split("/")
-    at = max((i for i, part in enumerate(parts[:-1]) if part in TREE_IMAGE_FOLDERS), default=-1)
-    return "/".join(p for p in parts[at:] if p not in ("", ".")) if at >= 0 else None
+    parts = _absolute_parts(path)
+    at = _last_folder(parts, TREE_IMAGE_FOLDERS) if parts else -1
+    return "/".join(p for p in parts[at:] if p not in ("", ".")) if parts and at >= 0 else None
 
 
 def below_image_root(path: str, root: str) -> str | None:
@@ -127,21 +136,16 @@ def below_image_root(path: str, root: str) -> str | None:
     (``/home/alice/llava/coco/x.jpg`` below ``/data/llava``). Exporters write ``str(path)``, and every such row
     was an unsafe_image_path reject. Only files below the root are read, as for relative paths; None when the
     path names none."""
-    if path.lower().startswith(REBASED_SCHEMES[0]):
-        path = path[len(REBASED_SCHEMES[0]):]
     base = root.rstrip("/")
-    if not base:
-        return None
-    if path.startswith(base + "/"):
-        rest = path[len(base) + 1:]
-    elif path.startswith("/") or _DRIVE.match(path) or path.lower().startswith(REBASED_SCHEMES):
-        name, parts = base.rsplit("/", 1)[-1], path.split("/")
-        at = max((i for i, part in enumerate(parts[:-1]) if part == name), default=-1)
+    local = path[len(REBASED_SCHEMES[0]):] if path.lower().startswith(REBASED_SCHEMES[0]) else path
+    if base and local.startswith(base + "/"):
+        rest = local[len(base) + 1:]
+    else:
+        parts, name = _absolute_parts(path), base.rsplit("/", 1)[-1]
+        at = _last_folder(parts, (name,)) if parts and name else -1
         if at < 0:
             return None
         rest = "/".join(parts[at + 1:])
-    else:
-        return None
     rest = normalise_ref(rest)
     return rest if unsafe_reason(rest) is None else None
 

@@ -41,7 +41,7 @@ _OTHER_FORMATS = ((b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"), (b"\xff\xd8\xf
                   (b"{", "a JSON"))
 
 
-def _not_png_detail(head: bytes) -> str:
+def _not_png_detail(head: bytes, wanted: str = "a PNG") -> str:
     """What the file is instead, when its first bytes say so, and what to do: chips from GIS tools are often
     GeoTIFF or JPEG 2000, and an HTML error page saved as a chip is a common download failure."""
     kind = next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), "")
@@ -49,7 +49,7 @@ def _not_png_detail(head: bytes) -> str:
         kind = "a WebP"
     if not kind:
         return repr(head[:8])
-    return (f"{kind} file ({head[:8]!r}), not a PNG: convert it to an 8-bit PNG (e.g. gdal_translate -ot Byte "
+    return (f"{kind} file ({head[:8]!r}), not {wanted}: convert it to an 8-bit PNG (e.g. gdal_translate -ot Byte "
             "-scale 0 3000 0 255 -of PNG, or Pillow)")
 
 
@@ -141,8 +141,7 @@ def still_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int
         return "", "", 0, 0
     problem, detail, width, height = png_problem(head, tail[-12:], n_bytes)
     if problem == "not_png":
-        return "not_png_or_jpeg", detail.replace("not a PNG: convert it to an 8-bit PNG", "not a PNG or JPEG: "
-                                                 "convert it to an 8-bit PNG"), 0, 0
+        return "not_png_or_jpeg", _not_png_detail(head, "a PNG or JPEG"), 0, 0
     return problem, detail, width, height
 
 

@@ -12,7 +12,7 @@ import orjson
 
 from transforms.input.sidecars import UTF8_BOM
 from transforms.output.formats import IMAGE_TOKEN
-from transforms.paths import file_stem, jsonl_stem, normalise_ref, tree_relative, unsafe_reason
+from transforms.paths import ABSOLUTE_REASONS, file_stem, jsonl_stem, normalise_ref, tree_relative, unsafe_reason
 
 SPLIT_FILE_ORDER = ("train", "validation", "test")
 CHIP_PREFIX = "images/"
@@ -46,7 +46,6 @@ def file_rank(path: str) -> int:
     return SPLIT_FILE_ORDER.index(name) if name in SPLIT_FILE_ORDER else len(SPLIT_FILE_ORDER)
 
 
-REBASED_REASONS = ("absolute_path", "drive_letter", "url_scheme")
 _NO_ENTRY = object()
 PLACEHOLDER = object()  # an image part that names no image: it takes the next entry of the row's images list
 IMAGE_PART_TYPES = ("image", "image_url")
@@ -142,7 +141,7 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
                 continue
             path = normalise_ref(raw)
             reason = unsafe_reason(path)
-            inside = tree_relative(path) if reason in REBASED_REASONS else None
+            inside = tree_relative(path) if reason in ABSOLUTE_REASONS else None
             if inside is not None and unsafe_reason(inside) is None:
                 path, reason = inside, None
             if reason:

@@ -20,7 +20,15 @@ from transforms.input.refs import DATA_URL, IMAGE_PART_TYPES, PLACEHOLDER, data_
 from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS
 from transforms.output.formats import IMAGE_TOKEN, METADATA_FIELDS
 from transforms.output.tree import MEDIA_DIR
-from transforms.paths import below_image_root, file_stem, normalise_ref, safe_name, shard_dir, unsafe_reason
+from transforms.paths import (
+    ABSOLUTE_REASONS,
+    below_image_root,
+    file_stem,
+    normalise_ref,
+    safe_name,
+    shard_dir,
+    unsafe_reason,
+)
 
 FILTER_KEYS = ("task", "profile", "split")
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -92,7 +100,7 @@ def _source_image(path: str, data: bytes | None, root: str) -> SourceImage:
         return SourceImage(key, "", bytes(data))
     ref = normalise_ref(path)
     reason = unsafe_reason(ref)
-    if reason in ("absolute_path", "drive_letter", "url_scheme"):
+    if reason in ABSOLUTE_REASONS:
         rel = below_image_root(ref, root)
         if rel is not None:
             ref, reason = rel, None

@@ -45,7 +45,7 @@ def run(input_root: str, output_root: str) -> int:
     for stem, refs in stills.items():
         ref = min(refs)
         if (root / ref.path).is_file():
-            still = inspect_image(input_root, ref.path, (root / ref.path).stat().st_size, jpeg=True)
+            still = inspect_image(input_root, ref.path, (root / ref.path).stat().st_size, still=True)
             if not still.problem:
                 still_found.append((stem, ref.path))
     still_index = index_stills(still_found)

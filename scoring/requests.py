@@ -15,13 +15,15 @@ import orjson
 
 from scoring.evaluate import records, split_files
 from transforms import fileio
+from transforms.input.images import photo_format
 from transforms.output.tree import OutputTree
 
 BATCH_URL = "/v1/chat/completions"
 
 
 def image_data_url(data: bytes) -> str:
-    kind = "jpeg" if data.startswith(b"\xff\xd8\xff") else "png"
+    """The image inline, with its own media type: a served model's image decoder trusts it."""
+    kind = photo_format(data[:12]) or "png"
     return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
 
 

@@ -379,18 +379,19 @@ def test_absolute_mix_image_paths_below_the_image_root(path, root, expected):
     assert below_image_root(path, root) == expected
 
 
-def test_a_still_may_be_a_jpeg():
-    """Stills pass as PNG or JPEG (Mapbox serves satellite stills as JPEG); a JPEG cut short, or with padding
-    after its end marker, is told apart; other formats say both formats are taken."""
+def test_a_still_may_be_a_jpeg_or_a_webp():
+    """Stills (and a mix's images) pass as PNG, JPEG (Mapbox serves satellite stills as JPEG) or WebP (as Hub
+    datasets often store them); a JPEG cut short, or with padding after its end marker, is told apart, and so is
+    a WebP shorter than its RIFF header says; other formats name the three that are taken."""
     import io
 
     from PIL import Image
 
-    from transforms.input.images import TAIL_BYTES, png_problem, still_problem
+    from transforms.input.images import TAIL_BYTES, media_problem, png_problem, still_problem
 
-    def encoded(fmt: str, **kw) -> bytes:
+    def encoded(fmt: str, mode: str = "RGB", **kw) -> bytes:
         buf = io.BytesIO()
-        Image.new("RGB", (64, 64), (90, 120, 60)).save(buf, fmt, **kw)
+        Image.new(mode, (64, 64), (90, 120, 60, 200)[:len(mode)]).save(buf, fmt, **kw)
         return buf.getvalue()
 
     def check(data: bytes) -> tuple[str, str]:
@@ -400,8 +401,17 @@ def test_a_still_may_be_a_jpeg():
     assert check(jpeg) == ("", "") and check(jpeg + b"\x00" * 20) == ("", "")
     assert check(jpeg[:len(jpeg) // 2])[0] == "truncated"
     assert check(png) == ("", "") and check(png[:-5])[0] == "truncated"
+    for webp in (encoded("WEBP", quality=80), encoded("WEBP", lossless=True), encoded("WEBP", "RGBA")):
+        assert check(webp) == ("", "") and media_problem(webp) == ""
+        problem, detail = check(webp[:-1])
+        assert problem == "truncated" and f"its RIFF header says {len(webp)}" in detail
     problem, detail = check(encoded("TIFF"))
-    assert problem == "not_png_or_jpeg" and detail.startswith("a TIFF file") and "not a PNG or JPEG" in detail
+    assert problem == "unsupported_format" and detail.startswith("a TIFF file") and "not a PNG, JPEG or WebP" in detail
+    assert media_problem(encoded("GIF")) == "unsupported_format"
+    crlf = png.replace(b"\r\n", b"\n")  # a text-mode transfer
+    problem, detail = check(crlf)
+    assert problem == "not_png" and "signature is damaged" in detail and "binary mode" in detail
+    assert png_problem(crlf[:33], crlf[-12:], len(crlf))[:2] == (problem, detail)
     assert png_problem(jpeg[:33], jpeg[-12:], len(jpeg))[0] == "not_png", "a chip is still a PNG only"
 
 

@@ -204,41 +204,45 @@ def test_absolute_image_paths_are_read_below_the_input_root(build, sample_tree, 
         assert _files(moved, sub) == _files(out, sub), sub
 
 
-def test_jpeg_stills_are_used_as_they_are(build, sample_tree, tmp_path):
-    """The Mapbox Static Images API serves its satellite style as JPEG: a tree of .jpg stills lost every still
-    (still_not_png) and every cross_view row. JPEG stills now pass, copied byte for byte; a JPEG cut short and a
-    TIFF are still rejects, and only their tiles go without a still."""
+def test_jpeg_and_webp_stills_are_used_as_they_are(build, sample_tree, tmp_path):
+    """The Mapbox Static Images API serves its satellite style as JPEG, and Hub datasets often store WebP: a tree
+    of such stills lost every still (still_not_png) and every cross_view row. JPEG and WebP stills now pass,
+    copied byte for byte; a JPEG or WebP cut short and a TIFF are still rejects, and only their tiles go without
+    a still."""
     from PIL import Image
 
     out, _ = build
-    tree = tmp_path / "jpeg"
+    tree = tmp_path / "photos"
     shutil.copytree(sample_tree, tree)
     stills = sorted((tree / "mapbox_stills").rglob("*.png"))
+    ext = {p.stem: (".jpg", ".webp")[i % 2] for i, p in enumerate(stills)}
     for p in stills:
-        Image.open(p).convert("RGB").save(p.with_suffix(".jpg"), quality=90)
+        Image.open(p).convert("RGB").save(p.with_suffix(ext[p.stem]), quality=90)
         p.unlink()
     for f in (tree / "data").glob("*.jsonl"):
-        f.write_text(re.sub(r'(mapbox_stills/[^"]*)\.png"', r'\1.jpg"', f.read_text()))
-    cut, tiff = stills[0].with_suffix(".jpg"), stills[1].with_suffix(".jpg")
+        f.write_text(re.sub(r'(mapbox_stills/[^"]*/([^"/]*))\.png"', lambda m: m[1] + ext[m[2]] + '"', f.read_text()))
+    cut, tiff, cut_webp = (p.with_suffix(ext[p.stem]) for p in stills[:3])
     cut.write_bytes(cut.read_bytes()[:2000])
     Image.open(tiff).save(tiff, format="TIFF")
-    jpeg_out = tmp_path / "out"
-    run_cli("build", "--input", str(tree), "--output", str(jpeg_out), "--quiet")
-    rejects = [json.loads(line) for line in (jpeg_out / "rejects" / "rejects-00000-of-00001.jsonl").open()]
-    assert Counter(r["reason"] for r in rejects) == {"still_truncated": 1, "still_not_png_or_jpeg": 1}
-    assert "not a PNG or JPEG" in next(r["detail"] for r in rejects if r["reason"].endswith("jpeg"))
+    cut_webp.write_bytes(cut_webp.read_bytes()[:-100])
+    photo_out = tmp_path / "out"
+    run_cli("build", "--input", str(tree), "--output", str(photo_out), "--quiet")
+    rejects = [json.loads(line) for line in (photo_out / "rejects" / "rejects-00000-of-00001.jsonl").open()]
+    assert Counter(r["reason"] for r in rejects) == {"still_truncated": 2, "still_unsupported_format": 1}
+    assert "not a PNG, JPEG or WebP" in next(r["detail"] for r in rejects if r["reason"].endswith("format"))
 
     def cross_view(root: Path) -> dict[str, str]:
         return {r["metadata"]["sample_id"]: r["metadata"]["image_paths"][0] for r in _rows(root)
                 if r["metadata"]["task"] == "cross_view"}
 
-    lost = {cut.stem, tiff.stem}
-    before, after = cross_view(out), cross_view(jpeg_out)
-    assert {s: p[:-4] + ".jpg" for s, p in before.items() if Path(p).stem not in lost} == after and after
+    lost = {cut.stem, tiff.stem, cut_webp.stem}
+    before, after = cross_view(out), cross_view(photo_out)
+    assert {s: p[:-4] + ext[Path(p).stem] for s, p in before.items() if Path(p).stem not in lost} == after
+    assert {Path(p).suffix for p in after.values()} == {".jpg", ".webp"}
     for path in after.values():
         source = next((tree / "mapbox_stills").rglob(Path(path).name))
-        assert (jpeg_out / path).read_bytes() == source.read_bytes()
-    assert run_cli("validate", str(jpeg_out)).stdout.startswith("OK:")
+        assert (photo_out / path).read_bytes() == source.read_bytes()
+    assert run_cli("validate", str(photo_out)).stdout.startswith("OK:")
 
 
 def test_usage_errors_fail_fast(build, sample_tree, tmp_path):

@@ -211,6 +211,40 @@ def test_absolute_image_paths_are_read_below_the_image_root(sources, tmp_path, c
     assert "set the source's image_root" in rejects[0]["detail"]
 
 
+def test_webp_and_inline_images_keep_their_format(tmp_path, capsys):
+    """Hub datasets often store WebP: a mix rejected every such row (not_png_or_jpeg). A WebP file and inline
+    JPEG and WebP data: URLs are carried byte for byte under names that say their format (an inline JPEG was
+    written as a .png); a GIF is a reject that names the formats taken."""
+    import base64
+
+    def encoded(fmt: str, colour: tuple[int, int, int]) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (40, 30), colour).save(buf, format=fmt)
+        return buf.getvalue()
+
+    src = tmp_path / "hub"
+    (src / "pics").mkdir(parents=True)
+    webp, jpeg, inline_webp = encoded("WEBP", (10, 90, 30)), encoded("JPEG", (200, 10, 10)), encoded("WEBP", (5, 5, 99))
+    (src / "pics" / "a.webp").write_bytes(webp)
+    (src / "pics" / "d.gif").write_bytes(encoded("GIF", (1, 2, 3)))
+    images = ["pics/a.webp", f"data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}",
+              f"data:image/webp;base64,{base64.b64encode(inline_webp).decode()}", "pics/d.gif"]
+    rows = [{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                                       {"type": "text", "text": f"What is {i}?"}]},
+                          {"role": "assistant", "content": f"Picture {i}."}]} for i, url in enumerate(images)]
+    (src / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    assert main(["mix", "--source", f"name=hub,path={src}", "--output", str(out), "--formats", "jsonl"]) == 0
+    kept = {r["messages"][1]["content"][0]["text"]: r["metadata"]["image_paths"][0]
+            for r in map(json.loads, (out / "data" / "train.jsonl").read_text().splitlines())}
+    assert sorted(kept) == ["Picture 0.", "Picture 1.", "Picture 2."]
+    for text, data, suffix in (("Picture 0.", webp, ".webp"), ("Picture 1.", jpeg, ".jpg"),
+                               ("Picture 2.", inline_webp, ".webp")):
+        assert Path(kept[text]).suffix == suffix and (out / kept[text]).read_bytes() == data
+    rejects = [json.loads(line) for line in (out / "rejects" / "rejects-00000-of-00001.jsonl").open()]
+    assert [r["reason"] for r in rejects] == ["image_unsupported_format"]
+
+
 def test_a_mix_is_a_source_read_once(mixed, tmp_path, capsys):
     """A mix written as Parquet and JSONL: its rows once (each file was read, every row twice, half rejected)."""
     out, _ = mixed

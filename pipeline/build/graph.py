@@ -108,7 +108,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     sidecars = pipeline | "ReadSidecars" >> ReadSidecars(root)
     refs = pipeline | "ExtractImageRefs" >> ExtractImageRefs(root)
     chip_files = pipeline | "ListChips" >> ListImages(root, "images")
-    still_files = pipeline | "ListStills" >> ListImages(root, "mapbox_stills", jpeg=True)
+    still_files = pipeline | "ListStills" >> ListImages(root, "mapbox_stills", still=True)
 
     stills = (refs["stills"], still_files) | "IndexStills" >> IndexStills(config.previous_stills, config.input)
     previous = previous_splits = None

@@ -5,6 +5,7 @@ PNG is whole and what size it claims. Only 33 bytes at the head and 12 at the ta
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import struct
 import zlib
@@ -44,6 +45,9 @@ _OTHER_FORMATS = ((b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"), (b"\xff\xd8\xf
 def _not_png_detail(head: bytes, wanted: str = "a PNG") -> str:
     """What the file is instead, when its first bytes say so, and what to do: chips from GIS tools are often
     GeoTIFF or JPEG 2000, and an HTML error page saved as a chip is a common download failure."""
+    if head[1:4] == b"PNG":
+        return (f"a PNG whose signature is damaged ({head[:8]!r}; a PNG starts {PNG_SIGNATURE!r}), as a text-mode "
+                "transfer (FTP in ASCII mode, a line-ending conversion) leaves it: copy it again in binary mode")
     kind = next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), "")
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         kind = "a WebP"
@@ -128,26 +132,57 @@ def _inside(real: str, real_folder: str) -> bool:
 JPEG_SOI = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"
 TAIL_BYTES = 64  # the PNG checks read the last 12; a JPEG's end-of-image marker may sit before a few padding bytes
+PHOTO_FORMATS = "a PNG, JPEG or WebP"
+
+
+def _is_webp(head: bytes) -> bool:
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+
+
+def photo_format(head: bytes) -> str:
+    """png, jpeg or webp from an image's first bytes ("" for anything else): the media type of bytes that came
+    without a file name (an inline data: URL, a Parquet image struct without a path)."""
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head.startswith(JPEG_SOI):
+        return "jpeg"
+    return "webp" if _is_webp(head) else ""
+
+
+def carried_name(data: bytes) -> str:
+    """The name of image bytes that came without one: their digest, with ``.jpg`` or ``.webp`` for those
+    formats, so the file a mix writes says what it holds (an inline JPEG was written as a .png). A PNG's name
+    stays the bare digest (written as .png, as before): the name is part of the row, so its id stays too."""
+    fmt = photo_format(data[:12])
+    digest = f"sha256-{hashlib.sha256(data).hexdigest()[:32]}"
+    return digest if fmt in ("png", "") else f"{digest}.{'jpg' if fmt == 'jpeg' else fmt}"
 
 
 def still_problem(head: bytes, tail: bytes, n_bytes: int) -> tuple[str, str, int, int]:
-    """(problem, detail, width, height) of an overhead still, which may also be a JPEG: the Mapbox Static Images
-    API serves its satellite style as JPEG, and a tree of such stills lost every still and every cross_view row.
-    A JPEG's size sits in a frame header past its tables, beyond the head read here; nothing reads a still's size
-    (its bytes are only copied), so it stays 0."""
+    """(problem, detail, width, height) of a photo-like image (an overhead still, or an image a mix carries),
+    which may also be a JPEG or a WebP: the Mapbox Static Images API serves its satellite style as JPEG, Hub
+    datasets often store WebP, and a tree of such stills lost every still and every cross_view row. A JPEG's
+    size sits in a frame header past its tables, beyond the head read here; nothing reads a still's size (its
+    bytes are only copied), so it stays 0. A WebP says its own length in its RIFF header, so one cut short is
+    known from the file's size."""
     if n_bytes and n_bytes <= MAX_IMAGE_BYTES and head.startswith(JPEG_SOI):
         if JPEG_EOI not in tail:
             return "truncated", "JPEG without its end-of-image marker", 0, 0
         return "", "", 0, 0
+    if n_bytes and n_bytes <= MAX_IMAGE_BYTES and _is_webp(head):
+        whole = struct.unpack("<I", head[4:8])[0] + 8
+        if n_bytes < whole:
+            return "truncated", f"WebP of {n_bytes} bytes where its RIFF header says {whole}", 0, 0
+        return "", "", 0, 0
     problem, detail, width, height = png_problem(head, tail[-12:], n_bytes)
-    if problem == "not_png":
-        return "not_png_or_jpeg", _not_png_detail(head, "a PNG or JPEG"), 0, 0
+    if problem == "not_png" and head[1:4] != b"PNG":  # a PNG with a damaged signature stays not_png
+        return "unsupported_format", _not_png_detail(head, PHOTO_FORMATS), 0, 0
     return problem, detail, width, height
 
 
-def inspect_image(root: str, rel_path: str, n_bytes: int, jpeg: bool = False) -> ImageFile:
-    """Check one listed image without decoding it; every way it can be bad has its own problem name. ``jpeg``:
-    a JPEG is as good as a PNG (stills; a chip is decoded and fingerprinted as a PNG)."""
+def inspect_image(root: str, rel_path: str, n_bytes: int, still: bool = False) -> ImageFile:
+    """Check one listed image without decoding it; every way it can be bad has its own problem name. ``still``:
+    a JPEG or WebP is as good as a PNG (a chip is decoded and fingerprinted as a PNG)."""
     full = f"{root.rstrip('/')}/{rel_path}"
     if escapes_root(root, full):
         return ImageFile(rel_path, "outside_root", "symlink to " + os.path.realpath(full)[:200], size=n_bytes)
@@ -155,10 +190,10 @@ def inspect_image(root: str, rel_path: str, n_bytes: int, jpeg: bool = False) ->
         problem, detail, _, _ = png_problem(b"", b"", n_bytes)
         return ImageFile(rel_path, problem, detail, size=n_bytes)
     try:
-        head, tail, _ = fileio.read_head_tail(full, 33, TAIL_BYTES if jpeg else 12)
+        head, tail, _ = fileio.read_head_tail(full, 33, TAIL_BYTES if still else 12)
     except (OSError, ValueError) as err:
         return ImageFile(rel_path, "unreadable", str(err)[:200], size=n_bytes)
-    problem, detail, width, height = still_problem(head, tail, n_bytes) if jpeg else png_problem(head, tail, n_bytes)
+    problem, detail, width, height = still_problem(head, tail, n_bytes) if still else png_problem(head, tail, n_bytes)
     return ImageFile(rel_path, problem, detail, width, height, n_bytes)
 
 
@@ -177,19 +212,9 @@ def missing_detail(root: str, rel_path: str) -> str:
 
 
 def media_problem_of(head: bytes, tail: bytes, size: int) -> str:
-    """Why an image a mix carries (PNG or JPEG) is not usable, from its first 33 and last 64 bytes and its size;
-    "" when it is. PNGs get the build's own checks."""
-    if size == 0:
-        return "empty_file"
-    if size > MAX_IMAGE_BYTES:
-        return "file_too_large"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "" if b"\xff\xd9" in tail else "truncated"
-    if lfs.is_pointer(head):
-        return "lfs_pointer"
-    if head.startswith(b"\x89PNG"):
-        return png_problem(head, tail[-12:], size)[0]
-    return "not_png_or_jpeg"
+    """Why an image a mix carries (PNG, JPEG or WebP) is not usable, from its first 33 and last 64 bytes and
+    its size; "" when it is. The same checks as a build's stills."""
+    return still_problem(head, tail, size)[0]
 
 
 def media_problem(data: bytes) -> str:

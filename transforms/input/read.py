@@ -200,9 +200,9 @@ class ExtractImageRefs(beam.PTransform):
                 EVENTS: out[EVENTS]}
 
 
-def inspected(root: str, match, jpeg: bool = False) -> tuple[str, ImageFile]:
+def inspected(root: str, match, still: bool = False) -> tuple[str, ImageFile]:
     rel = relative_to(root, match.path)
-    return file_stem(rel), inspect_image(root, rel, match.size_in_bytes, jpeg)
+    return file_stem(rel), inspect_image(root, rel, match.size_in_bytes, still)
 
 
 @dataclass
@@ -212,12 +212,12 @@ class ListImages(beam.PTransform):
 
     input_root: str
     folder: str
-    jpeg: bool = False  # JPEGs pass too (stills)
+    still: bool = False  # JPEGs and WebPs pass too
 
     def expand(self, pbegin):
-        root, jpeg = self.input_root, self.jpeg
+        root, still = self.input_root, self.still
         return (match_below(pbegin, root, f"{self.folder}/**", empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-                | "Inspect" >> beam.Map(lambda m: inspected(root, m, jpeg)))
+                | "Inspect" >> beam.Map(lambda m: inspected(root, m, still)))
 
 
 def image_leaf(element: tuple[str, ImageFile]) -> bytes:

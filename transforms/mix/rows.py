@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from transforms.ids import stable_uint64
+from transforms.input.images import carried_name
 from transforms.input.refs import DATA_URL, IMAGE_PART_TYPES, PLACEHOLDER, data_url_bytes, part_image
 from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS
 from transforms.output.formats import IMAGE_TOKEN, METADATA_FIELDS
@@ -96,8 +97,8 @@ def _image_column(raw: dict[str, Any]) -> list[tuple[str, bytes | None]]:
 
 def _source_image(path: str, data: bytes | None, root: str) -> SourceImage:
     if data is not None:
-        key = normalise_ref(path) if path else "sha256-" + hashlib.sha256(data).hexdigest()[:32]
-        return SourceImage(key, "", bytes(data))
+        data = bytes(data)
+        return SourceImage(normalise_ref(path) if path else carried_name(data), "", data)
     ref = normalise_ref(path)
     reason = unsafe_reason(ref)
     if reason in ABSOLUTE_REASONS:
@@ -122,7 +123,7 @@ def _url_image(url: str) -> SourceImage | None:
     data = data_url_bytes(url)
     if data is None:
         raise RowProblem("bad_image_entry", f"a data: URL that is not base64 image data: {url[:60]}")
-    return SourceImage("sha256-" + hashlib.sha256(data).hexdigest()[:32], "", data)
+    return SourceImage(carried_name(data), "", data)
 
 
 def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], list[SourceImage]]:

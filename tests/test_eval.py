@@ -312,6 +312,22 @@ def test_requests_for_a_batch_runner_round_trip_through_predictions(eval_build, 
     assert proc.returncode == 2 and "needs --model NAME" in proc.stderr
 
 
+def test_request_images_carry_their_media_type():
+    """A still may be a JPEG or a WebP: its data URL says so (a served model's decoder trusts the type)."""
+    import io
+
+    from PIL import Image
+
+    from scoring.requests import image_data_url
+
+    for fmt, media_type in (("PNG", "png"), ("JPEG", "jpeg"), ("WEBP", "webp")):
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8), (1, 2, 3)).save(buf, fmt)
+        url = image_data_url(buf.getvalue())
+        assert url.startswith(f"data:image/{media_type};base64,")
+        assert base64.b64decode(url.split(",", 1)[1]) == buf.getvalue()
+
+
 def test_eval_usage_errors(eval_build, tmp_path):
     proc = run_cli("eval", "--dataset", str(eval_build), check=False)
     assert proc.returncode == 2 and "--predictions" in proc.stderr

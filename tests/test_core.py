@@ -51,6 +51,16 @@ def test_tree_relative_reads_an_absolute_reference_below_the_root(path, inside):
     assert tree_relative(path) == inside
 
 
+@pytest.mark.parametrize("path,inside", [
+    ("../images/s00000/x.png", "images/s00000/x.png"), ("../mapbox_stills/x.png", "mapbox_stills/x.png"),
+    ("../data/../images/x.png", "images/x.png"), ("../../tree/images/x.png", None), ("../images/../../x", None),
+    ("images/x.png", None), ("images/../x.png", None)])
+def test_data_relative_reads_a_reference_made_from_the_jsonl_folder(path, inside):
+    from transforms.paths import data_relative
+
+    assert data_relative(path) == inside
+
+
 def test_base_poi_and_still_keys():
     assert base_poi_id("poi_000099_g001_t0000") == "poi_000099"
     assert base_poi_id("tile_abc") == "tile_abc"

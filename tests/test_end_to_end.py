@@ -177,12 +177,13 @@ def test_rebuild_is_byte_identical_and_folders_are_capped(build, sample_tree, tm
 
 def test_absolute_image_paths_are_read_below_the_input_root(build, sample_tree, tmp_path):
     """Producers that write ``str(path)`` name chips by where their own copy lay (a POSIX path, a Windows path,
-    a bucket URL): every such reference was rejected unsafe_path:absolute_path and the build made no rows. Each
-    is now read below the input root from its images/ (mapbox_stills/) folder on; the rows are the same."""
+    a bucket URL), and tools that resolve an image from the file naming it write ``../images/...``: every such
+    reference was rejected (unsafe_path:absolute_path, :parent_traversal) and the build made no rows. Each is
+    now read below the input root from its images/ (mapbox_stills/) folder on; the rows are the same."""
     out, _ = build
     tree = tmp_path / "moved"
     shutil.copytree(sample_tree, tree)
-    forms = ("/home/alice/exports/tree/", r"C:\\Users\\alice\\tree\\", "gs://alice-bucket/tree/")  # JSON-escaped
+    forms = ("/home/alice/exports/tree/", r"C:\\Users\\alice\\tree\\", "gs://alice-bucket/tree/", "../")  # JSON-escaped
     n = 0
     for f in sorted((tree / "data").glob("*.jsonl")):
         lines = f.read_text().splitlines()
@@ -197,7 +198,8 @@ def test_absolute_image_paths_are_read_below_the_input_root(build, sample_tree, 
     assert n > 100 and "alice" in (tree / "data" / "train.jsonl").read_text()
     moved = tmp_path / "out"
     proc = run_cli("build", "--input", str(tree), "--output", str(moved), "--quiet")
-    assert f"note: {n} image reference(s) in data/*.jsonl are absolute paths or URLs" in proc.stdout
+    said = f"note: {n} image reference(s) in data/*.jsonl are absolute paths or URLs, or relative to data/"
+    assert said in proc.stdout, proc.stdout
     assert json.loads((moved / "build_report.json").read_text())["outputs"]["image_refs_rebased"] == n
     assert not (moved / "rejects" / "rejects-00000-of-00001.jsonl").read_text().count("unsafe_path")
     for sub in ("data", "parquet", "images", "analysis_images"):

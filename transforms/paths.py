@@ -129,6 +129,25 @@ def tree_relative(path: str) -> str | None:
     return "/".join(p for p in parts[at:] if p not in ("", ".")) if parts and at >= 0 else None
 
 
+def data_relative(path: str) -> str | None:
+    """A reference written relative to the chat JSONL's own folder, ``data/`` (``../images/s00000/x.png``), as
+    tools that resolve an image from the file naming it write it, as the path below the tree's root it names
+    (``images/s00000/x.png``). Every such reference was an unsafe_path:parent_traversal reject and the build
+    made no rows. None when the path does not start with ``../`` or climbs out of the tree."""
+    if not path.startswith("../"):
+        return None
+    parts = ["data"]
+    for part in path.split("/"):
+        if part != "..":
+            parts.append(part)
+        elif not parts:
+            return None
+        else:
+            parts.pop()
+    rel = "/".join(parts)
+    return rel if rel and unsafe_reason(rel) is None else None
+
+
 def below_image_root(path: str, root: str) -> str | None:
     """An absolute image path of a foreign dataset (``/data/llava/coco/x.jpg``, ``C:/...``, ``file://`` or a
     bucket URL) as the path below a mix source's image root it names: what follows the root itself, or, for a

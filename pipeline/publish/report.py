@@ -283,9 +283,9 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
                      "referenced as images/**/<tile_stem>.png, relative to the tree's root")
     rebased = outputs.get(REBASED_REFS, 0)
     if rebased:
-        lines.append(f"note: {rebased} image reference(s) in data/*.jsonl are absolute paths or URLs; each was read "
-                     "below the input root from its images/ or mapbox_stills/ folder on (/old/tree/images/a.png "
-                     "as images/a.png), never at the path itself")
+        lines.append(f"note: {rebased} image reference(s) in data/*.jsonl are absolute paths or URLs, or relative "
+                     "to data/; each was read below the input root from its images/ or mapbox_stills/ folder on "
+                     "(/old/tree/images/a.png and ../images/a.png as images/a.png), never at the path itself")
     asked = report.get("config", {}).get("tasks", [])
     stills_lost = any(r.startswith("still_") for r in report["rejects_by_reason"])
     empty = [t for t in asked if not sum(report["rows"]["by_task_split"].get(t, {}).values())

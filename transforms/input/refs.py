@@ -12,14 +12,23 @@ import orjson
 
 from transforms.input.sidecars import UTF8_BOM
 from transforms.output.formats import IMAGE_TOKEN
-from transforms.paths import ABSOLUTE_REASONS, file_stem, jsonl_stem, normalise_ref, tree_relative, unsafe_reason
+from transforms.paths import (
+    ABSOLUTE_REASONS,
+    data_relative,
+    file_stem,
+    jsonl_stem,
+    normalise_ref,
+    tree_relative,
+    unsafe_reason,
+)
 
 SPLIT_FILE_ORDER = ("train", "validation", "test")
 CHIP_PREFIX = "images/"
 STILL_PREFIX = "mapbox_stills/"
 OTHER = "other"  # a reference under any other folder: not read
 IGNORED_REFS = "image_refs_ignored"  # counter: such references
-REBASED_REFS = "image_refs_rebased"  # counter: absolute references read below the input root (paths.tree_relative)
+# counter: absolute or ../ references read below the input root (paths.tree_relative, paths.data_relative)
+REBASED_REFS = "image_refs_rebased"
 
 
 @dataclass(frozen=True, order=True)
@@ -30,7 +39,7 @@ class ImageRef:
     kind: str  # "chip", "still" or "other"
     stem: str
     path: str
-    rebased: bool = field(default=False, compare=False)  # given as an absolute path (paths.tree_relative)
+    rebased: bool = field(default=False, compare=False)  # given as an absolute or ../ path, read below the root
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,8 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
                 continue
             path = normalise_ref(raw)
             reason = unsafe_reason(path)
-            inside = tree_relative(path) if reason in ABSOLUTE_REASONS else None
+            inside = (tree_relative(path) if reason in ABSOLUTE_REASONS
+                      else data_relative(path) if reason == "parent_traversal" else None)
             if inside is not None and unsafe_reason(inside) is None:
                 path, reason = inside, None
             if reason:

@@ -211,6 +211,33 @@ def test_absolute_image_paths_are_read_below_the_image_root(sources, tmp_path, c
     assert "set the source's image_root" in rejects[0]["detail"]
 
 
+def test_image_paths_written_from_the_file_folder(sources, tmp_path, capsys):
+    """A file in data/ naming its images as ../images/x.jpg (written from its own folder) lost every row as
+    unsafe_image_path:parent_traversal. Below the source's image_root such a path is read where it points; one
+    that climbs out of the root stays a reject whose detail says which image_root to set."""
+    ds = tmp_path / "ds"
+    shutil.copytree(sources["chat"] / "pics", ds / "images")
+    (ds / "data").mkdir()
+    rows = [{"messages": [{"role": "user", "content": f"<image>Picture {i}?"},
+                          {"role": "assistant", "content": f"Picture {i}."}], "images": [f"../images/p{i}.jpg"]}
+            for i in range(2)]
+    (ds / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "alone"
+    assert main(["mix", "--source", f"name=ds,path={ds / 'data'}", "--output", str(out), "--formats", "jsonl"]) == 0
+    rejects = [json.loads(line) for line in (out / "rejects" / "rejects-00000-of-00001.jsonl").open()]
+    assert [r["reason"] for r in rejects] == ["unsafe_image_path:parent_traversal"] * 2
+    assert "set the source's image_root" in rejects[0]["detail"]
+    out = tmp_path / "rooted"
+    assert main(["mix", "--source", f"name=ds,path={ds / 'data'},image_root={ds}", "--output", str(out),
+                 "--formats", "jsonl"]) == 0
+    kept = [json.loads(line) for line in (out / "data" / "train.jsonl").read_text().splitlines()]
+    assert sorted(Path(r["metadata"]["image_paths"][0]).name for r in kept) == ["p0.jpg", "p1.jpg"]
+    for r in kept:
+        name = Path(r["metadata"]["image_paths"][0]).name
+        assert (out / r["metadata"]["image_paths"][0]).read_bytes() == (ds / "images" / name).read_bytes()
+    assert not (out / "rejects" / "rejects-00000-of-00001.jsonl").read_text()
+
+
 def test_webp_and_inline_images_keep_their_format(tmp_path, capsys):
     """Hub datasets often store WebP: a mix rejected every such row (not_png_or_jpeg). A WebP file and inline
     JPEG and WebP data: URLs are carried byte for byte under names that say their format (an inline JPEG was

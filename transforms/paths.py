@@ -129,14 +129,11 @@ def tree_relative(path: str) -> str | None:
     return "/".join(p for p in parts[at:] if p not in ("", ".")) if parts and at >= 0 else None
 
 
-def data_relative(path: str) -> str | None:
-    """A reference written relative to the chat JSONL's own folder, ``data/`` (``../images/s00000/x.png``), as
-    tools that resolve an image from the file naming it write it, as the path below the tree's root it names
-    (``images/s00000/x.png``). Every such reference was an unsafe_path:parent_traversal reject and the build
-    made no rows. None when the path does not start with ``../`` or climbs out of the tree."""
-    if not path.startswith("../"):
-        return None
-    parts = ["data"]
+def relative_from(path: str, folder: str) -> str | None:
+    """A path written relative to ``folder`` (``../images/x.png`` from ``data``), as the path below the root
+    that ``folder`` lies in that it names (``images/x.png``); None when it climbs out of that root. Tools that
+    resolve an image from the file naming it write such paths."""
+    parts = [p for p in folder.split("/") if p]
     for part in path.split("/"):
         if part != "..":
             parts.append(part)
@@ -146,6 +143,14 @@ def data_relative(path: str) -> str | None:
             parts.pop()
     rel = "/".join(parts)
     return rel if rel and unsafe_reason(rel) is None else None
+
+
+def data_relative(path: str) -> str | None:
+    """A tree's reference written relative to the chat JSONL's own folder, ``data/`` (``../images/s00000/x.png``),
+    as the path below the tree's root it names (``images/s00000/x.png``). Every such reference was an
+    unsafe_path:parent_traversal reject and the build made no rows. None when the path does not start with
+    ``../`` (a tree's paths start at its root) or climbs out of the tree."""
+    return relative_from(path, "data") if path.startswith("../") else None
 
 
 def below_image_root(path: str, root: str) -> str | None:

@@ -26,6 +26,7 @@ from transforms.paths import (
     below_image_root,
     file_stem,
     normalise_ref,
+    relative_from,
     safe_name,
     shard_dir,
     unsafe_reason,
@@ -95,7 +96,8 @@ def _image_column(raw: dict[str, Any]) -> list[tuple[str, bytes | None]]:
     return out
 
 
-def _source_image(path: str, data: bytes | None, root: str) -> SourceImage:
+def _source_image(path: str, data: bytes | None, root: str, folder: str = "") -> SourceImage:
+    """``folder``: where the row's file lies below the image root, for paths written from there (``../``)."""
     if data is not None:
         data = bytes(data)
         return SourceImage(normalise_ref(path) if path else carried_name(data), "", data)
@@ -107,6 +109,13 @@ def _source_image(path: str, data: bytes | None, root: str) -> SourceImage:
             ref, reason = rel, None
         else:
             ref = f"below no folder of the image root; set the source's image_root to where these paths start: {ref}"
+    elif reason == "parent_traversal" and ref.startswith("../"):  # written from the file's own folder
+        rel = relative_from(ref, folder)
+        if rel is not None:
+            ref, reason = rel, None
+        else:
+            ref = (f"climbs out of the image root {root}; set the source's image_root to a folder that holds both "
+                   f"the source's files and their images: {ref}")
     if reason:
         raise RowProblem(f"unsafe_image_path:{reason}", ref)
     return SourceImage(ref, _join(root, ref))
@@ -126,7 +135,7 @@ def _url_image(url: str) -> SourceImage | None:
     return SourceImage(carried_name(data), "", data)
 
 
-def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], list[SourceImage]]:
+def _parts_row(raw: dict[str, Any], root: str, folder: str) -> tuple[list[dict[str, Any]], list[SourceImage]]:
     """A row whose contents are part lists (satsft, Qwen-VL, transformers, OpenAI style): kept as it is, image
     parts resolved to ``{"type": "image", "image": key}``. A part that names no image (TRL's
     ``{"type": "image"}``) takes the next entry of the `images` column."""
@@ -146,9 +155,9 @@ def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], li
                     if entry is None:
                         raise RowProblem("image_token_mismatch", "more image parts than entries in `images`")
                     placeholders += 1
-                    img = _source_image(*entry, root)
+                    img = _source_image(*entry, root, folder)
                 elif isinstance(ref, str):
-                    img = _url_image(ref) or _source_image(ref, carried.get(normalise_ref(ref)), root)
+                    img = _url_image(ref) or _source_image(ref, carried.get(normalise_ref(ref)), root, folder)
                 else:
                     raise RowProblem("bad_image_entry", repr(ref)[:100])
                 images.append(img)
@@ -164,7 +173,7 @@ def _parts_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], li
     return messages, images
 
 
-def _string_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], list[SourceImage]]:
+def _string_row(raw: dict[str, Any], root: str, folder: str) -> tuple[list[dict[str, Any]], list[SourceImage]]:
     """A ShareGPT / TRL row: string contents with <image> tokens, images in the `images` column, in order."""
     column = _image_column(raw)
     tokens = sum(m["content"].count(IMAGE_TOKEN) for m in raw["messages"])
@@ -177,7 +186,7 @@ def _string_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], l
         parts = []
         for _ in range(text.count(IMAGE_TOKEN)):
             path, data = next(pending)
-            img = _source_image(path, data, root)
+            img = _source_image(path, data, root, folder)
             images.append(img)
             parts.append({"type": "image", "image": img.key})
         body = " ".join(piece.strip() for piece in text.split(IMAGE_TOKEN) if piece.strip())
@@ -190,9 +199,10 @@ def _string_row(raw: dict[str, Any], root: str) -> tuple[list[dict[str, Any]], l
 KNOWN_COLUMNS = frozenset({"messages", "metadata", "images"})
 
 
-def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str) -> Normalised:
+def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str, folder: str = "") -> Normalised:
     """Any supported row -> the satsft row shape, or RowProblem. A satsft source keeps each row's split and
-    metadata; a foreign row gets task = the source's name, a content-hash sample id and its file's split."""
+    metadata; a foreign row gets task = the source's name, a content-hash sample id and its file's split.
+    ``folder``: the row's file's folder below the image root ``root`` (image paths starting ``../`` start there)."""
     if not isinstance(raw, dict):
         raise RowProblem("row_not_object", type(raw).__name__)
     msgs = raw.get("messages")
@@ -203,13 +213,13 @@ def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str) 
                 m.get("content"), (str, list)):
             raise RowProblem("bad_message", "each message needs a role and a content string or part list")
     if all(isinstance(m["content"], str) for m in msgs):
-        messages, images = _string_row(raw, root)
+        messages, images = _string_row(raw, root, folder)
     else:  # part lists; OpenAI rows give the user parts and the others plain strings, read as one text part
         if any(isinstance(m["content"], str) and IMAGE_TOKEN in m["content"] for m in msgs):
             raise RowProblem("bad_message", f"a row mixes part lists and strings with {IMAGE_TOKEN} tokens")
         raw = {**raw, "messages": [m if isinstance(m["content"], list) else {**m, "content": [
             _text_part(m["content"])]} for m in msgs]}
-        messages, images = _parts_row(raw, root)
+        messages, images = _parts_row(raw, root, folder)
     given = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
     if kind == "satsft":
         split = given.get("split")

@@ -137,6 +137,8 @@ class _ReadSpoolFn(beam.DoFn):
         source_index, file_index, path = element
         src = self.sources[source_index]
         file_split = split_of_path(path, src.folder)
+        base = src.root.rstrip("/") + "/"
+        folder = path[len(base):].rsplit("/", 1)[0] if path.startswith(base) and "/" in path[len(base):] else ""
         for row_no, raw in enumerate(_readable_rows(path)):
             if isinstance(raw, _Unreadable):  # a damaged Parquet file: its rows from here on are lost, said once
                 yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{src.name}:{path.rsplit('/', 1)[-1]}", "", "read",
@@ -148,7 +150,7 @@ class _ReadSpoolFn(beam.DoFn):
             try:
                 if raw is _BAD_LINE:
                     raise RowProblem("invalid_jsonl_line", "not JSON")
-                n = normalise_row(raw, src.name, src.kind, file_split, src.root)
+                n = normalise_row(raw, src.name, src.kind, file_split, src.root, folder)
             except RowProblem as err:
                 yield beam.pvalue.TaggedOutput(REJECTS, reject(where, "", "normalise", err.reason, err.detail))
                 continue

@@ -159,9 +159,11 @@ def test_ctrl_c_stops_sample_workers_quietly(tmp_path):
     deadline = time.monotonic() + 60
     while not (tmp_path / "tree" / "images").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
+    waited, running = time.monotonic() - deadline + 60, proc.poll() is None
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and err.strip() == "satsft: interrupted", err[-3000:]
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "satsft: interrupted", (
+        f"signalled after {waited:.1f} s, running: {running}; stdout: {out[-500:]!r}; stderr: {err[-3000:]!r}")
 
 
 @pytest.mark.parametrize("argv", [["validate"], ["eval", "--baseline", "majority"], ["preview", "--n", "3"]])

@@ -75,12 +75,15 @@ def test_parse_line_refs_order_and_rejects():
         {"role": "user", "content": [{"type": "image", "image": " images\\s00000\\a_t0000.png "},
                                      {"type": "image", "image": "mapbox_stills/s1/a.png"},
                                      {"type": "image", "image": "other/x.png"},
-                                     {"type": "image", "image": "../etc/passwd"},
+                                     {"type": "image", "image": "../../etc/passwd"},  # out of the tree
+                                     {"type": "image", "image": "../images/s1/b_t0000.png"},  # from data/
                                      {"type": "text", "text": "hi"}]}]})
     refs, problems = parse_line(line, 1, 7)
     assert [(r.kind, r.stem, r.path) for r in refs] == [("chip", "a_t0000", "images/s00000/a_t0000.png"),
                                                         ("still", "a", "mapbox_stills/s1/a.png"),
-                                                        ("other", "x", "other/x.png")]  # counted, not read
+                                                        ("other", "x", "other/x.png"),  # counted, not read
+                                                        ("chip", "b_t0000", "images/s1/b_t0000.png")]
+    assert [r.rebased for r in refs] == [False, False, False, True]
     assert refs[0].order == (1, 7, 1)
     assert [p.reason for p in problems] == ["unsafe_path:parent_traversal"]
     assert parse_line("{broken", 0, 1)[1][0].reason == "invalid_jsonl_line"

@@ -238,6 +238,48 @@ def test_image_paths_written_from_the_file_folder(sources, tmp_path, capsys):
     assert not (out / "rejects" / "rejects-00000-of-00001.jsonl").read_text()
 
 
+def test_llava_json_sources(sources, tmp_path, capsys):
+    """LLaVA's shape (one .json array per split, `conversations` of from/value, an `image` per row) is how
+    LLaVA-Instruct, ShareGPT4V, GeoChat-Instruct and satsft's own --formats llava ship: every such source was a
+    usage error (no .parquet or .jsonl) or, as JSONL, a no_messages reject per row. A build's llava/ folder now
+    mixes to its rows and images; a GeoChat-like file with no image tokens shows its image first; a truncated
+    array keeps its rows up to the damage; a dataset_infos.json beside JSONL rows is not read."""
+    build = tmp_path / "llava_build"
+    run_cli("build", "--input", str(sources["sat"].parent / "tree"), "--output", str(build), "--tasks",
+            "caption,grounding_all", "--formats", "llava", "--quiet")
+    geo = tmp_path / "geo"
+    (geo / "pics").mkdir(parents=True)
+    shutil.copy(sources["chat"] / "pics" / "p0.jpg", geo / "pics" / "p0.jpg")
+    rows = [{"id": str(i), "image": "pics/p0.jpg", "conversations": [{"from": "human", "value": f"Describe {i}."},
+                                                                     {"from": "gpt", "value": f"Scene {i}."}]}
+            for i in range(3)]
+    (geo / "train.json").write_text(json.dumps(rows, indent=1))
+    held = [{**r, "conversations": [{"from": "human", "value": f"Held out {r['id']}."}, *r["conversations"][1:]]}
+            for r in rows[:2]]
+    (geo / "validation.json").write_text(json.dumps(held)[:-40])  # cut short: its first row survives
+    chat = tmp_path / "chat"
+    shutil.copytree(sources["chat"], chat)
+    (chat / "dataset_infos.json").write_text('{"default": {"features": {}}}')
+    out = tmp_path / "out"
+    assert main(["mix", "--source", f"name=lv,path={build / 'llava'}", "--source", f"name=geo,path={geo}",
+                 "--source", f"name=chat,path={chat}", "--output", str(out)]) == 0
+    report = json.loads((out / "mix_report.json").read_text())
+    built = json.loads((build / "build_report.json").read_text())["rows"]["by_task_split"]
+    per_split = Counter()
+    for splits in built.values():
+        per_split.update(splits)
+    assert report["rows"]["by_task_split"]["lv"] == {k: v for k, v in per_split.items() if v}
+    assert report["rows"]["by_task_split"]["geo"] == {"train": 3, "validation": 1}
+    assert report["rows"]["by_task_split"]["chat"] == {"train": 4, "validation": 1}
+    assert report["rejects_by_reason"] == {"image_missing": 1, "source_file_unreadable": 1}
+    mixed = _rows(out)
+    geo_row = next(r for r in mixed if r["metadata"]["source"] == "geo")
+    assert [p["type"] for p in geo_row["messages"][0]["content"]] == ["image", "text"]
+    for r in (r for r in mixed if r["metadata"]["source"] == "lv"):
+        image = r["metadata"]["image_paths"][0]
+        assert (out / image).read_bytes() == (build / "images").joinpath(*Path(image).parts[-2:]).read_bytes()
+
+
 def test_webp_and_inline_images_keep_their_format(tmp_path, capsys):
     """Hub datasets often store WebP: a mix rejected every such row (not_png_or_jpeg). A WebP file and inline
     JPEG and WebP data: URLs are carried byte for byte under names that say their format (an inline JPEG was
@@ -317,7 +359,7 @@ def test_lspace_recipe_counts(tmp_path):
 
 
 @pytest.mark.parametrize(("recipe", "message"), [
-    ("sources: [{name: a, path: nowhere}]", "matches no .parquet or .jsonl"),
+    ("sources: [{name: a, path: nowhere}]", "matches no .parquet, .jsonl"),
     ("sources: [{name: a, path: SAT, colour: red}]", "unknown key(s) 'colour'"),
     ("sources: [{name: a, path: SAT, repeat: -2}]", "repeat must be a number above 0"),
     ("sources: [{name: a, path: SAT}, {name: b, path: SAT, share: 1.5}]", "share must be above 0 and below 1"),

@@ -256,7 +256,7 @@ def test_validate_reads_a_build_in_llava_and_sharegpt_alone(tmp_path):
     for argv, said in ((["eval", "--dataset", str(out), "--baseline", "majority"], "no Parquet or JSONL rows to score"),
                        (["preview", str(out)], "no Parquet or JSONL rows to preview"),
                        (["mix", "--source", f"name=a,path={out}", "--output", str(tmp_path / "mix")],
-                        "give its sharegpt/ folder as the path instead"),
+                        "give its llava/ or sharegpt/ folder as the path instead"),
                        (["build", "--input", str(tree), "--output", str(out), "--update"],
                         "--update: the build in --output holds no Parquet or JSONL rows"),
                        (["build", "--input", str(tree), "--output", str(tmp_path / "u"), "--update", "--formats",

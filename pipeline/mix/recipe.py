@@ -5,7 +5,7 @@ or written, so a bad recipe is a usage error that names the problem and leaves n
 seed: 0
 sources:
   - name: main              # required, unique, [a-z0-9_-]+; used in ids and media paths
-    path: builds/sat        # a satsft output folder, one Parquet or JSONL file, or a folder / glob of them
+    path: builds/sat        # a satsft output folder, one Parquet, JSONL or .json-array file, or a folder / glob of them
     repeat: 1               # number > 0: 8 = eight copies, 0.5 = a deterministic half; default 1
     where: {task: production_analysis, profile: wildfire}   # optional; task, profile, split: str or list
     share: 0.05             # instead of repeat: this source's share of the mix's train rows
@@ -38,7 +38,7 @@ from transforms.paths import JSONL_SUFFIXES
 RECIPE_KEYS = frozenset({"seed", "sources"})
 SOURCE_KEYS = frozenset({"name", "path", "repeat", "share", "where", "image_root"})
 NAME = re.compile(r"^[a-z0-9_-]+$")
-DATA_SUFFIXES = (".parquet", *JSONL_SUFFIXES)
+DATA_SUFFIXES = (".parquet", *JSONL_SUFFIXES, ".json")  # .json: one array of rows (LLaVA's shape)
 OUTPUT_REPORTS = ("build_report.json", "mix_report.json")  # what makes a folder a satsft output (build, mix)
 
 
@@ -124,7 +124,8 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
         files = tuple(sorted(f"{where}/{tree.staged.get(p, p) if tree else p}" for p in written.get(fmt, {})))
         if not files:
             raise UsageError(f"source {name!r}: the satsft output {path!r} holds no Parquet or JSONL rows; give its "
-                             "sharegpt/ folder as the path instead, or build it with jsonl or parquet among --formats")
+                             "llava/ or sharegpt/ folder as the path instead, or build it with jsonl or parquet among "
+                             "--formats")
         return "satsft", files, image_root or where, f"satsft:{where}", where
     if fs.isdir(where):
         files = tuple(p for p in _list(f"{fileio.literal_pattern(where)}/**")
@@ -137,15 +138,32 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
         literal_head = where if listed == [where] else re.split(r"[*?[]", where, maxsplit=1)[0]
         base = literal_head.rsplit("/", 1)[0] if "/" in literal_head else "."
         if listed == [where] and not files:
-            raise UsageError(f"source {name!r}: {path!r} is a file but not .parquet or .jsonl (or .jsonl.gz, "
-                             ".bz2, .zst, .xz); a source is a "
+            raise UsageError(f"source {name!r}: {path!r} is a file but not .parquet, .jsonl (or .jsonl.gz, "
+                             ".bz2, .zst, .xz) or a .json array; a source is a "
                              "satsft output, a folder or glob of such files, or one of them")
+        if listed == [where] and where.endswith(".json") and not _holds_an_array(fs, where):
+            raise UsageError(f"source {name!r}: {path!r} is not a JSON array of rows (a .json source holds one "
+                             "array, as LLaVA's data files do; JSON Lines go in a .jsonl file)")
+    # A folder's or glob's .json files are rows only where there are no others (LLaVA ships one array per
+    # split); beside Parquet or JSONL they are the dataset's metadata (dataset_infos.json), never read.
+    if any(not p.endswith(".json") for p in files):
+        files = tuple(p for p in files if not p.endswith(".json"))
+    else:
+        files = tuple(p for p in files if _holds_an_array(fs, p))
     _refuse_unfinished(fs, name, base)
     if not files:
-        raise UsageError(f"source {name!r}: {path!r} is not a satsft output and matches no .parquet or .jsonl "
-                         "(.jsonl.gz, ...) files; check the path (relative paths start at the working directory)")
+        raise UsageError(f"source {name!r}: {path!r} is not a satsft output and matches no .parquet, .jsonl "
+                         "(.jsonl.gz, ...) or .json array files; check the path (relative paths start at the working "
+                         "directory)")
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
     return "files", files, image_root or _enclosing_output(fs, base) or base, f"files:{digest}", base
+
+
+def _holds_an_array(fs, path: str) -> bool:
+    """Whether a .json file's first character (past white space and a byte order mark) opens an array."""
+    with fs.open(path, "rb") as f:
+        head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    return head.startswith(b"[")
 
 
 def _refuse_unfinished(fs, name: str, folder: str, levels: int = 3) -> None:

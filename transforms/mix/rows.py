@@ -197,6 +197,38 @@ def _string_row(raw: dict[str, Any], root: str, folder: str) -> tuple[list[dict[
 
 
 KNOWN_COLUMNS = frozenset({"messages", "metadata", "images"})
+# LLaVA's and the original ShareGPT's speaker names; any other speaker rejects its row.
+SPEAKER_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "bot": "assistant",
+                 "model": "assistant", "system": "system"}
+
+
+def _from_conversations(raw: dict[str, Any]) -> dict[str, Any]:
+    """A LLaVA / original ShareGPT row (``{"image": "coco/x.jpg", "conversations": [{"from": "human", "value":
+    "<image>\\n..."}, {"from": "gpt", ...}]}``; LLaVA-Instruct, ShareGPT4V, GeoChat-Instruct and satsft's own
+    ``--formats llava`` write it) as the messages row it means: string contents with ``<image>`` tokens, its
+    image (or ``images``) as the images column. Where a row has images but no token, they go before the first
+    user text, as LLaVA's own loader places them. Every such row was a no_messages reject."""
+    turns = raw["conversations"]
+    if not isinstance(turns, list) or not turns:
+        raise RowProblem("no_messages", "conversations must be a non-empty list of {from, value} turns")
+    messages = []
+    for turn in turns:
+        speaker = turn.get("from") if isinstance(turn, dict) else None
+        role = SPEAKER_ROLES.get(speaker.strip().lower()) if isinstance(speaker, str) else None
+        if role is None or not isinstance(turn.get("value"), str):
+            raise RowProblem("bad_message", f"a conversations turn needs from (human, gpt or system) and a string "
+                             f"value: {repr(turn)[:80]}")
+        messages.append({"role": role, "content": turn["value"]})
+    image = raw.get("image")
+    images = ([] if image is None else list(image) if isinstance(image, list) else [image]) or raw.get("images") or []
+    if images and not any(IMAGE_TOKEN in m["content"] for m in messages):
+        first = next((m for m in messages if m["role"] == "user"), None)
+        if first is None:
+            raise RowProblem("image_token_mismatch", "images but no user turn to show them in")
+        first["content"] = IMAGE_TOKEN * len(images) + "\n" + first["content"]
+    out = {k: v for k, v in raw.items() if k not in ("conversations", "image")}
+    out["messages"], out["images"] = messages, images
+    return out
 
 
 def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str, folder: str = "") -> Normalised:
@@ -205,6 +237,8 @@ def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str, 
     ``folder``: the row's file's folder below the image root ``root`` (image paths starting ``../`` start there)."""
     if not isinstance(raw, dict):
         raise RowProblem("row_not_object", type(raw).__name__)
+    if raw.get("messages") is None and "conversations" in raw:
+        raw = _from_conversations(raw)
     msgs = raw.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise RowProblem("no_messages", "rows need a non-empty messages list")

@@ -23,6 +23,7 @@ from transforms import fileio
 from transforms.input import lfs
 from transforms.input.images import media_file_problem, media_problem
 from transforms.input.sidecars import UTF8_BOM, VALID_SPLITS
+from transforms.mix.json_array import NotAnArray, json_array_rows
 from transforms.mix.rows import (
     RowProblem,
     copies,
@@ -82,6 +83,10 @@ def _rows_of(path: str):
             for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
                 yield from batch.to_pylist()
         return
+    if path.endswith(".json"):  # one array of rows (LLaVA's shape), read element by element
+        with fileio.open_for_read(path) as f:
+            yield from json_array_rows(f)
+        return
     for line_no, line in enumerate(fileio.read_lines(path)):  # .jsonl, or compressed: .jsonl.gz, ...
         if line_no == 0:
             line = line.removeprefix(UTF8_BOM)
@@ -112,6 +117,9 @@ def _readable_rows(path: str):
         try:
             yield next(rows)
         except StopIteration:
+            return
+        except NotAnArray as err:  # dataset_info.json and the like, beside the data
+            yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {err}", "source_file_not_rows")
             return
         except (pa.ArrowException, fileio.DamagedFile) as err:
             yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {err.__class__.__name__}: {str(err)[:200]}")

@@ -93,6 +93,36 @@ def test_trl_rows_with_image_placeholders_read_like_sharegpt_rows():
     assert err.value.reason == "image_token_mismatch"
 
 
+def test_llava_conversations_read_like_sharegpt_rows():
+    """LLaVA / original ShareGPT rows (`conversations` of {from, value}, one `image` or an `images` list) read as
+    the messages row they mean; a row with images and no token shows them before its first user text, as
+    LLaVA's loader does; a text-only row has no image. Each was a no_messages reject."""
+    share = {"images": ["img/a.png"], "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "<image>\nWhat is it?"},
+        {"role": "assistant", "content": "A field."}]}
+    llava = {"id": "0001", "image": "img/a.png", "conversations": [
+        {"from": "system", "value": "Be brief."}, {"from": "human", "value": "<image>\nWhat is it?"},
+        {"from": "gpt", "value": "A field."}]}
+    untokened = {**llava, "conversations": [{**t, "value": t["value"].replace("<image>\n", "")}
+                                            for t in llava["conversations"]]}
+    want = normalise_row(share, "chat", "files", "train", "/d")
+    for row in (llava, untokened, {**llava, "image": None, "images": ["img/a.png"]}, {**llava, "image": ["img/a.png"]}):
+        got = normalise_row(row, "chat", "files", "train", "/d")
+        assert got.record == want.record and got.images == want.images
+    assert normalise_row(llava, "chat", "files", "train", "/d").dropped_columns == ("id",)
+    text_only = normalise_row({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}]},
+                              "chat", "files", "train", "/d")
+    assert text_only.images == () and text_only.record["messages"][0]["content"] == [{"type": "text", "text": "Hi"}]
+    for bad, reason in (({"conversations": []}, "no_messages"),
+                        ({"conversations": [{"from": "narrator", "value": "x"}]}, "bad_message"),
+                        ({"conversations": [{"from": "human", "value": None}]}, "bad_message"),
+                        ({"image": "a.png", "conversations": [{"from": "gpt", "value": "x"}]}, "image_token_mismatch"),
+                        ({**llava, "image": ["img/a.png", "img/b.png"]}, "image_token_mismatch")):
+        with pytest.raises(RowProblem) as err:
+            normalise_row(bad, "chat", "files", "train", "/d")
+        assert err.value.reason == reason, bad
+
+
 def test_openai_rows_read_with_their_inline_images_carried():
     """OpenAI's chat rows: `image_url` parts (a path, or a base64 data: URL whose bytes the mix carries) in the
     user's part list, plain strings elsewhere. They read as the same record as the satsft shape would give."""

@@ -1,0 +1,94 @@
+"""The rows of a `.json` file holding one JSON array, read element by element.
+
+LLaVA-style datasets (LLaVA-Instruct, ShareGPT4V, GeoChat-Instruct, and satsft's own `--formats llava`) ship as
+one array of rows in a single `.json` file, often a gigabyte: loading it whole would hold every row as Python
+objects at once, several times the file's size. Here a buffer of about one chunk is decoded one element at a
+time with the standard library's C scanner, so memory follows the largest row, not the file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from transforms.fileio import DamagedFile
+
+CHUNK_BYTES = 1 << 20
+_SPACE = " \t\r\n"
+
+
+class NotAnArray(ValueError):
+    """The file's top-level value is not an array (``dataset_info.json``, a single object)."""
+
+
+def json_array_rows(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Any]:
+    """Each element of the array that is the whole of ``f``. NotAnArray when the file holds something else;
+    DamagedFile where it stops being valid JSON (a truncated download), after the elements before that point."""
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    buf, pos, eof = "", 0, False
+
+    def fill() -> bool:
+        """Read one more chunk into ``buf``; False at the end of the file."""
+        nonlocal buf, pos, eof
+        if eof:
+            return False
+        data = f.read(chunk_bytes)
+        try:
+            text = utf8.decode(data, final=not data)
+        except UnicodeDecodeError as err:
+            raise DamagedFile(f"not UTF-8 text: {err}") from None
+        if not data:
+            eof = True
+        buf, pos = buf[pos:] + text, 0
+        return bool(data)
+
+    def next_char() -> str:
+        """The next character that is not white space, reading on as needed; "" at the end of the file."""
+        nonlocal pos
+        while True:
+            while pos < len(buf) and buf[pos] in _SPACE:
+                pos += 1
+            if pos < len(buf) or not fill():
+                return buf[pos] if pos < len(buf) else ""
+
+    while not buf and fill():  # a chunk may end inside a character
+        pass
+    if buf.startswith("\ufeff"):  # a byte order mark, as Windows tools write one
+        pos = 1
+    first = next_char()
+    if first != "[":
+        raise NotAnArray(f"its top level is {_kind(first)}, not an array of rows")
+    pos += 1
+    if next_char() == "]":
+        return
+    while True:
+        next_char()
+        try:
+            value, end = decoder.raw_decode(buf, pos)
+            # Objects, arrays, strings and literals end with a character of their own; a number cut by the
+            # buffer's end ("3." of "3.25") decodes too, so it counts only once a character after it is read.
+            complete = (eof or not isinstance(value, (int, float)) or isinstance(value, bool)
+                        or (end < len(buf) and buf[end] not in "0123456789.eE+-"))
+        except json.JSONDecodeError as err:
+            if fill():
+                continue
+            raise DamagedFile(f"invalid JSON in the array: {err.msg}") from None
+        if not complete:
+            fill()
+            continue
+        pos = end
+        yield value
+        after = next_char()
+        if after == "]":
+            return
+        if after != ",":
+            raise DamagedFile(f"expected ',' or ']' after an element, found {after[:1]!r}" if after
+                              else "the file ends inside the array (truncated?)")
+        pos += 1
+
+
+def _kind(first: str) -> str:
+    return {"{": "an object", "": "empty"}.get(first, f"{first!r}")

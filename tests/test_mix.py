@@ -280,6 +280,33 @@ def test_llava_json_sources(sources, tmp_path, capsys):
         assert (out / image).read_bytes() == (build / "images").joinpath(*Path(image).parts[-2:]).read_bytes()
 
 
+def test_a_saved_datasets_folder_is_a_source(sources, tmp_path, capsys):
+    """`datasets`' save_to_disk writes Arrow files (with dataset_info.json and state.json beside them): such a
+    folder was a usage error. Its rows are read by split from the folders; the JSON beside them is not; an
+    Arrow IPC file (not stream) reads too."""
+    import datasets
+
+    rows = [{"messages": [{"role": "user", "content": f"<image>Picture {i}?"},
+                          {"role": "assistant", "content": f"Picture {i}."}], "images": [f"pics/p{i}.jpg"]}
+            for i in range(4)]
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:3]),
+                          "validation": datasets.Dataset.from_list(rows[3:])}).save_to_disk(str(saved))
+    assert (saved / "train" / "dataset_info.json").exists()
+    shutil.copytree(sources["chat"] / "pics", saved / "pics")
+    ipc = tmp_path / "ipc"
+    shutil.copytree(sources["chat"] / "pics", ipc / "pics")
+    table = pa.Table.from_pylist(rows[:2])
+    with pa.ipc.new_file(str(ipc / "train.arrow"), table.schema) as writer:
+        writer.write_table(table)
+    out = tmp_path / "out"
+    assert main(["mix", "--source", f"name=saved,path={saved}", "--source", f"name=ipc,path={ipc}",
+                 "--output", str(out)]) == 0
+    report = json.loads((out / "mix_report.json").read_text())
+    assert report["rows"]["by_task_split"] == {"saved": {"train": 3, "validation": 1}, "ipc": {"train": 2}}
+    assert report["rejects_by_reason"] == {}
+
+
 def test_webp_and_inline_images_keep_their_format(tmp_path, capsys):
     """Hub datasets often store WebP: a mix rejected every such row (not_png_or_jpeg). A WebP file and inline
     JPEG and WebP data: URLs are carried byte for byte under names that say their format (an inline JPEG was

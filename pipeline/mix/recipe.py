@@ -5,7 +5,7 @@ or written, so a bad recipe is a usage error that names the problem and leaves n
 seed: 0
 sources:
   - name: main              # required, unique, [a-z0-9_-]+; used in ids and media paths
-    path: builds/sat        # a satsft output folder, one Parquet, JSONL or .json-array file, or a folder / glob of them
+    path: builds/sat        # a satsft output, one Parquet, Arrow, JSONL or .json-array file, or a folder / glob of them
     repeat: 1               # number > 0: 8 = eight copies, 0.5 = a deterministic half; default 1
     where: {task: production_analysis, profile: wildfire}   # optional; task, profile, split: str or list
     share: 0.05             # instead of repeat: this source's share of the mix's train rows
@@ -38,7 +38,8 @@ from transforms.paths import JSONL_SUFFIXES
 RECIPE_KEYS = frozenset({"seed", "sources"})
 SOURCE_KEYS = frozenset({"name", "path", "repeat", "share", "where", "image_root"})
 NAME = re.compile(r"^[a-z0-9_-]+$")
-DATA_SUFFIXES = (".parquet", *JSONL_SUFFIXES, ".json")  # .json: one array of rows (LLaVA's shape)
+# .json: one array of rows (LLaVA's shape); .arrow: what `datasets`' save_to_disk writes
+DATA_SUFFIXES = (".parquet", *JSONL_SUFFIXES, ".json", ".arrow")
 OUTPUT_REPORTS = ("build_report.json", "mix_report.json")  # what makes a folder a satsft output (build, mix)
 
 
@@ -138,7 +139,7 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
         literal_head = where if listed == [where] else re.split(r"[*?[]", where, maxsplit=1)[0]
         base = literal_head.rsplit("/", 1)[0] if "/" in literal_head else "."
         if listed == [where] and not files:
-            raise UsageError(f"source {name!r}: {path!r} is a file but not .parquet, .jsonl (or .jsonl.gz, "
+            raise UsageError(f"source {name!r}: {path!r} is a file but not .parquet, .arrow, .jsonl (or .jsonl.gz, "
                              ".bz2, .zst, .xz) or a .json array; a source is a "
                              "satsft output, a folder or glob of such files, or one of them")
         if listed == [where] and where.endswith(".json") and not _holds_an_array(fs, where):
@@ -152,9 +153,9 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
         files = tuple(p for p in files if _holds_an_array(fs, p))
     _refuse_unfinished(fs, name, base)
     if not files:
-        raise UsageError(f"source {name!r}: {path!r} is not a satsft output and matches no .parquet, .jsonl "
-                         "(.jsonl.gz, ...) or .json array files; check the path (relative paths start at the working "
-                         "directory)")
+        raise UsageError(f"source {name!r}: {path!r} is not a satsft output and matches no .parquet, .arrow, "
+                         ".jsonl (.jsonl.gz, ...) or .json array files; check the path (relative paths start at the "
+                         "working directory)")
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
     return "files", files, image_root or _enclosing_output(fs, base) or base, f"files:{digest}", base
 

@@ -76,11 +76,22 @@ _BAD_LINE = object()
 
 
 def _rows_of(path: str):
-    """Rows of a Parquet file (in batches, so a large file is never whole in memory) or a JSONL file; a line
-    that is not JSON becomes a row problem of its own."""
+    """Rows of a Parquet or Arrow file (in batches, so a large file is never whole in memory), a JSON array or a
+    JSONL file; a line that is not JSON becomes a row problem of its own."""
     if path.endswith(".parquet"):
         with fileio.open_for_read(path) as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
+                yield from batch.to_pylist()
+        return
+    if path.endswith(".arrow"):  # `datasets`' save_to_disk and cache files: Arrow IPC streams (older: IPC files)
+        with fileio.open_for_read(path) as f:
+            try:
+                reader = pa.ipc.open_stream(f)
+            except pa.ArrowInvalid:
+                f.seek(0)
+                file_reader = pa.ipc.open_file(f)
+                reader = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
+            for batch in reader:
                 yield from batch.to_pylist()
         return
     if path.endswith(".json"):  # one array of rows (LLaVA's shape), read element by element

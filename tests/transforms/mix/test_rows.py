@@ -110,6 +110,9 @@ def test_llava_conversations_read_like_sharegpt_rows():
         got = normalise_row(row, "chat", "files", "train", "/d")
         assert got.record == want.record and got.images == want.images
     assert normalise_row(llava, "chat", "files", "train", "/d").dropped_columns == ("id",)
+    png = b"\x89PNG\r\n\x1a\nfake"  # LLaVA-OneVision's Parquet: the image as a Hugging Face {bytes, path} struct
+    carried = normalise_row({**llava, "image": {"bytes": png, "path": None}}, "chat", "files", "train", "/d")
+    assert [i.data for i in carried.images] == [png] and carried.images[0].key.startswith("sha256-")
     text_only = normalise_row({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}]},
                               "chat", "files", "train", "/d")
     assert text_only.images == () and text_only.record["messages"][0]["content"] == [{"type": "text", "text": "Hi"}]

@@ -386,7 +386,7 @@ def test_lspace_recipe_counts(tmp_path):
 
 
 @pytest.mark.parametrize(("recipe", "message"), [
-    ("sources: [{name: a, path: nowhere}]", "matches no .parquet, .jsonl"),
+    ("sources: [{name: a, path: nowhere}]", "matches no .parquet, .arrow, .jsonl"),
     ("sources: [{name: a, path: SAT, colour: red}]", "unknown key(s) 'colour'"),
     ("sources: [{name: a, path: SAT, repeat: -2}]", "repeat must be a number above 0"),
     ("sources: [{name: a, path: SAT}, {name: b, path: SAT, share: 1.5}]", "share must be above 0 and below 1"),

@@ -77,5 +77,5 @@ def test_a_source_that_is_one_file_takes_its_split_from_its_name(tmp_path, name)
 
 def test_a_file_of_another_kind_is_refused_by_name(tmp_path):
     (tmp_path / "rows.csv").write_text("a,b\n")
-    with pytest.raises(UsageError, match="is a file but not .parquet, .jsonl"):
+    with pytest.raises(UsageError, match="is a file but not .parquet, .arrow, .jsonl"):
         parse_recipe({"sources": [{"name": "o", "path": str(tmp_path / "rows.csv")}]})

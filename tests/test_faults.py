@@ -158,11 +158,12 @@ def test_a_tree_written_by_other_tools(tmp_path):
     assert split_name("val") == "validation"
 
 
-@pytest.mark.parametrize("shape", ["trl", "sharegpt", "openai"])
-def test_chat_jsonl_in_trl_sharegpt_or_openai_shape_builds_the_same_rows(tmp_path, shape):
+@pytest.mark.parametrize("shape", ["trl", "sharegpt", "openai", "llava"])
+def test_chat_jsonl_in_trl_sharegpt_openai_or_llava_shape_builds_the_same_rows(tmp_path, shape):
     """The tree's chat JSONL as TRL writes it (image parts naming nothing, an `images` list), as ShareGPT
-    does (`<image>` tokens in string contents) or as OpenAI's chat format does (`image_url` parts, plain string
-    replies, inline data: URLs): the build finds the same chips and stills, so the same rows."""
+    does (`<image>` tokens in string contents), as OpenAI's chat format does (`image_url` parts, plain string
+    replies, inline data: URLs) or as LLaVA does (`conversations` of from/value turns, the row's `image`): the
+    build finds the same chips and stills, so the same rows."""
     tree = tmp_path / "tree"
     run_cli("sample", "--tiles", "6", "--output", str(tree), "--seed", "6")
     clean = tmp_path / "clean"
@@ -184,9 +185,13 @@ def test_chat_jsonl_in_trl_sharegpt_or_openai_shape_builds_the_same_rows(tmp_pat
                         m["content"] = " ".join(p["text"] for p in m["content"])
                 elif isinstance(m["content"], list):
                     images += [p.pop("image") for p in m["content"] if p["type"] == "image"]
-                    if shape == "sharegpt":
+                    if shape in ("sharegpt", "llava"):
                         m["content"] = "".join("<image>" if p["type"] == "image" else p["text"] for p in m["content"])
-            lines.append(json.dumps({**row, "images": images} if images else row))
+            if shape == "llava":
+                turns = [{"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]}
+                         for m in row["messages"]]
+                row = {"id": len(lines), "image": images if len(images) > 1 else images[0], "conversations": turns}
+            lines.append(json.dumps({**row, "images": images} if images and shape != "llava" else row))
         path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
     run_cli("build", "--input", str(tree), "--output", str(out), "--tasks", "caption,cross_view")

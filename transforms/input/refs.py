@@ -104,6 +104,17 @@ def _image_parts(content: Any, pending: Iterator[Any]) -> Iterator[Any]:
         yield ref
 
 
+def _llava_messages(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """A LLaVA-shaped line (``{"image": "images/...", "conversations": [{"from": "human", ...}]}``) as one user
+    message showing its image (or ``images``), in order: only the references are read here, never the text."""
+    image = obj.get("image")
+    given = ([] if image is None else image if isinstance(image, list) else [image]) or obj.get("images") or []
+    if not isinstance(given, list):
+        given = [given]
+    parts = [{"type": "image", "image": g.get("path") if isinstance(g, dict) else g} for g in given]
+    return [{"role": "user", "content": parts}]
+
+
 def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRef], list[RefProblem]]:
     """Every image reference of every user message; those outside images/ and mapbox_stills/ are of kind
     ``other`` (the build counts and skips them)."""
@@ -126,6 +137,8 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
     if not isinstance(obj, dict):
         return refs, [RefProblem(line_no, "jsonl_line_not_object", type(obj).__name__)]
     messages = obj.get("messages")
+    if messages is None and isinstance(obj.get("conversations"), list):
+        messages = _llava_messages(obj)
     if not isinstance(messages, list):
         return refs, [RefProblem(line_no, "jsonl_messages_not_list", type(messages).__name__)]
     column = obj.get("images")  # TRL / ShareGPT rows: the row's images in order, for placeholders naming none

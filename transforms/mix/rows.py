@@ -213,12 +213,14 @@ def _from_conversations(raw: dict[str, Any]) -> dict[str, Any]:
         raise RowProblem("no_messages", "conversations must be a non-empty list of {from, value} turns")
     messages = []
     for turn in turns:
-        speaker = turn.get("from") if isinstance(turn, dict) else None
+        turn = turn if isinstance(turn, dict) else {}
+        speaker, value = (turn.get("from"), turn.get("value")) if "from" in turn else (turn.get("role"),
+                                                                                      turn.get("content"))
         role = SPEAKER_ROLES.get(speaker.strip().lower()) if isinstance(speaker, str) else None
-        if role is None or not isinstance(turn.get("value"), str):
+        if role is None or not isinstance(value, str):
             raise RowProblem("bad_message", f"a conversations turn needs from (human, gpt or system) and a string "
                              f"value: {repr(turn)[:80]}")
-        messages.append({"role": role, "content": turn["value"]})
+        messages.append({"role": role, "content": value})
     image = raw.get("image")
     images = ([] if image is None else list(image) if isinstance(image, list) else [image]) or raw.get("images") or []
     if images and not any(IMAGE_TOKEN in m["content"] for m in messages):
@@ -231,6 +233,21 @@ def _from_conversations(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _from_texts(raw: dict[str, Any]) -> dict[str, Any]:
+    """A row of The Cauldron's shape (Idefics2's and SmolVLM's training mix: ``texts`` of ``{"user": ...,
+    "assistant": ...}`` exchanges, the row's ``images`` shown with the first) as the messages row it means."""
+    exchanges = raw["texts"]
+    if not isinstance(exchanges, list) or not exchanges:
+        raise RowProblem("no_messages", "texts must be a non-empty list of {user, assistant} exchanges")
+    turns = []
+    for item in exchanges:
+        if not isinstance(item, dict) or not isinstance(item.get("user"), str) or not isinstance(
+                item.get("assistant"), str):
+            raise RowProblem("bad_message", f"a texts entry needs user and assistant strings: {repr(item)[:80]}")
+        turns += [{"from": "human", "value": item["user"]}, {"from": "gpt", "value": item["assistant"]}]
+    return _from_conversations({**{k: v for k, v in raw.items() if k != "texts"}, "conversations": turns})
+
+
 def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str, folder: str = "") -> Normalised:
     """Any supported row -> the satsft row shape, or RowProblem. A satsft source keeps each row's split and
     metadata; a foreign row gets task = the source's name, a content-hash sample id and its file's split.
@@ -239,6 +256,8 @@ def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str, 
         raise RowProblem("row_not_object", type(raw).__name__)
     if raw.get("messages") is None and "conversations" in raw:
         raw = _from_conversations(raw)
+    elif raw.get("messages") is None and "texts" in raw:
+        raw = _from_texts(raw)
     msgs = raw.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise RowProblem("no_messages", "rows need a non-empty messages list")

@@ -106,7 +106,10 @@ def test_llava_conversations_read_like_sharegpt_rows():
     untokened = {**llava, "conversations": [{**t, "value": t["value"].replace("<image>\n", "")}
                                             for t in llava["conversations"]]}
     want = normalise_row(share, "chat", "files", "train", "/d")
-    for row in (llava, untokened, {**llava, "image": None, "images": ["img/a.png"]}, {**llava, "image": ["img/a.png"]}):
+    roles = {**llava, "conversations": [{"role": r, "content": c} for r, c in (
+        ("system", "Be brief."), ("user", "<image>\nWhat is it?"), ("assistant", "A field."))]}
+    for row in (llava, untokened, roles, {**llava, "image": None, "images": ["img/a.png"]},
+                {**llava, "image": ["img/a.png"]}):
         got = normalise_row(row, "chat", "files", "train", "/d")
         assert got.record == want.record and got.images == want.images
     assert normalise_row(llava, "chat", "files", "train", "/d").dropped_columns == ("id",)
@@ -124,6 +127,23 @@ def test_llava_conversations_read_like_sharegpt_rows():
         with pytest.raises(RowProblem) as err:
             normalise_row(bad, "chat", "files", "train", "/d")
         assert err.value.reason == reason, bad
+
+
+def test_cauldron_texts_read_as_exchanges():
+    """The Cauldron (Idefics2's and SmolVLM's mix): `texts` of {user, assistant, source} exchanges, the row's
+    `images` structs shown with the first user text."""
+    png = b"\x89PNG\r\n\x1a\nfake"
+    row = {"images": [{"bytes": png, "path": None}], "texts": [
+        {"user": "What is it?", "assistant": "A field.", "source": "geo"},
+        {"user": "And the colour?", "assistant": "Green.", "source": "geo"}]}
+    got = normalise_row(row, "cauldron", "files", "train", "/d")
+    assert [m["role"] for m in got.record["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert [p["type"] for p in got.record["messages"][0]["content"]] == ["image", "text"]
+    assert got.record["messages"][3]["content"] == [{"type": "text", "text": "Green."}]
+    assert [i.data for i in got.images] == [png] and got.dropped_columns == ()
+    for bad in ({"texts": []}, {"texts": [{"user": "x"}]}):
+        with pytest.raises(RowProblem):
+            normalise_row(bad, "cauldron", "files", "train", "/d")
 
 
 def test_openai_rows_read_with_their_inline_images_carried():

@@ -376,7 +376,16 @@ def run_eval(argv: list[str]) -> int:
     parser.add_argument("--split", help="split to score (default test)")
     parser.add_argument("--output", help="also write the JSON report here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    parser.add_argument("--box-scale", type=float, default=1.0, metavar="N",
+                        help="grounding answers' coordinates run 0-N (default 1: fractions, as the rows ask; 1000 for "
+                             "models that ground on a 0-1000 grid, such as Qwen2-VL and InternVL; the chip's width for "
+                             "pixels, as Qwen2.5-VL gives them)")
     args = parser.parse_args(argv)
+    if not args.box_scale > 0:
+        raise UsageError(f"--box-scale {args.box_scale:g}: give the number a coordinate of the chip's far edge reads "
+                         "(1, 1000, or the chip's width in pixels)")
+    if args.box_scale != 1.0 and not args.predictions:
+        raise UsageError("--box-scale reads a model's grounding answers: it goes with --predictions")
     if args.dataset and args.dataset_arg and args.dataset != args.dataset_arg:
         raise UsageError(f"two datasets given ({args.dataset_arg!r} and --dataset {args.dataset!r}); give one")
     args.dataset = args.dataset or args.dataset_arg
@@ -401,7 +410,7 @@ def run_eval(argv: list[str]) -> int:
     else:
         try:
             predictions = read_predictions(args.predictions) if args.predictions else None
-            report = evaluate(dataset, args.split or "test", predictions, args.baseline, args.seed)
+            report = evaluate(dataset, args.split or "test", predictions, args.baseline, args.seed, args.box_scale)
         except EvalError as err:
             raise UsageError(str(err)) from err
         except OSError as err:

@@ -231,7 +231,7 @@ def _class_answer(name: str) -> str:
 
 
 def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[str, dict[str, float]],
-          split: str) -> dict[str, Any]:
+          split: str, box_scale: float = 1.0) -> dict[str, Any]:
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_task[r["task"]].append(r)
@@ -240,7 +240,8 @@ def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[
         got = [predictions.get(r["sample_id"]) for r in task_rows]
         scorer = scorer_of(task)
         if scorer == "grounding":
-            result = metrics.score_grounding([(r["reference"], p) for r, p in zip(task_rows, got, strict=True)])
+            result = metrics.score_grounding([(r["reference"], p) for r, p in zip(task_rows, got, strict=True)],
+                                             box_scale)
         elif scorer == "multiple_choice":
             result = metrics.score_multiple_choice([
                 (r["metadata"].get("question_id") or r["sample_id"].rsplit("_r", 1)[0],
@@ -295,7 +296,9 @@ def markdown_table(report: dict[str, Any]) -> str:
         if t.get("boxes_outside_unit"):
             lines.insert(1, f"WARNING: {task}: {t['boxes_outside_unit']} of {t['n'] - t['missing']} answers give box "
                             "coordinates outside 0-1 (pixels, or a 0-1000 scale?); the rows ask for [x1, y1, x2, y2] "
-                            "as fractions of the chip's width and height, and such boxes match nothing")
+                            "as fractions of the chip's width and height, and such boxes match nothing: a model that "
+                            "answers in other units is scored in them with --box-scale 1000 (or the chip's width in "
+                            "pixels)")
     for task, t in report["tasks"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in t["metrics"].items())
         line = f"| {task} | {t['n']} | {t['missing']} | {t['malformed']} | {shown} |"
@@ -306,7 +309,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None,
-             baseline: str | None = None, seed: int = 0) -> dict[str, Any]:
+             baseline: str | None = None, seed: int = 0, box_scale: float = 1.0) -> dict[str, Any]:
     tree = OutputTree(dataset)
     if not tree.exists():
         raise EvalError(f"{dataset!r} holds no files; pass the --output folder of a build")
@@ -314,7 +317,9 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     if baseline:
         predictions = baseline_predictions(rows, baseline, seed)
     shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})
-    report = score(rows, predictions or {}, shares, split)
+    report = score(rows, predictions or {}, shares, split, box_scale)
+    if box_scale != 1.0:
+        report["box_scale"] = box_scale
     if not baseline:  # a model's score beside what always giving the commonest answer scores on the same rows
         floor = score(rows, baseline_predictions(rows, "majority"), shares, split)["tasks"]
         for task, t in report["tasks"].items():

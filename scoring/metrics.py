@@ -56,9 +56,11 @@ def _ratio(a: float, b: float, empty: float = 0.0) -> float:
     return a / b if b else empty
 
 
-def score_grounding(items: Sequence[tuple[str, str | None]]) -> TaskScore:
+def score_grounding(items: Sequence[tuple[str, str | None]], box_scale: float = 1.0) -> TaskScore:
     """(reference answer, prediction or None) per row -> precision, recall, F1 at IoU 0.5 with one-to-one
-    matching within a label; mean IoU = each true box's best IoU with a predicted box of its label."""
+    matching within a label; mean IoU = each true box's best IoU with a predicted box of its label.
+    ``box_scale``: what a predicted coordinate of the chip's far edge reads (1000 for models that ground on a
+    0-1000 grid, the chip's width for pixels), so a model scored before fine-tuning is read in its own units."""
     s = TaskScore(n=len(items))
     per = defaultdict(lambda: Counter())
     ious = []
@@ -70,7 +72,7 @@ def score_grounding(items: Sequence[tuple[str, str | None]]) -> TaskScore:
             s.missing += 1
         elif pred is None:
             s.malformed += 1
-        pred = pred or []
+        pred = [(label, tuple(v / box_scale for v in box)) for label, box in pred or []]
         outside += any(not -1e-6 <= v <= 1 + 1e-6 for _, box in pred for v in box)
         for label in {lab for lab, _ in truth} | {lab for lab, _ in pred}:
             t = [b for lab, b in truth if lab == label]

@@ -44,18 +44,25 @@ def boxes(text: str) -> list[tuple[str, tuple[float, float, float, float]]] | No
 
 
 def _boxes_of(items: Any) -> list[tuple[str, tuple[float, float, float, float]]] | None:
+    """``bbox_2d`` is read as ``bbox`` (Qwen2.5-VL grounds that way), and a label naming a class in another case
+    or spelling ("Snow and ice") as that class: a model scored before fine-tuning is judged on its boxes."""
     if not isinstance(items, list):
         return None
     out = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("label"), str):
             return None
-        box = item.get("bbox")
+        box = item.get("bbox", item.get("bbox_2d"))
         if not isinstance(box, list) or len(box) != 4 or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
             return None
-        out.append((item["label"], tuple(float(v) for v in box)))
+        out.append((_label(item["label"]), tuple(float(v) for v in box)))
     return out  # type: ignore[return-value]
+
+
+def _label(label: str) -> str:
+    name = re.sub(r"[\s-]+", "_", label.strip().lower())
+    return name if name in CLASS_NAMES else label
 
 
 OPTION_LINE = re.compile(r"^([A-D])\. (.+)$", re.MULTILINE)

@@ -312,6 +312,38 @@ def test_requests_for_a_batch_runner_round_trip_through_predictions(eval_build, 
     assert proc.returncode == 2 and "needs --model NAME" in proc.stderr
 
 
+def test_a_model_grounding_in_other_units_is_scored_in_them(eval_build, tmp_path):
+    """A model scored before fine-tuning grounds in its own units: Qwen2.5-VL writes `bbox_2d` in pixels, Qwen2-VL
+    and InternVL a 0-1000 grid, and labels in their own case. Each such answer matched nothing (malformed, or
+    outside 0-1); with --box-scale its boxes are read in its units, `bbox_2d` as `bbox`, "Snow and ice" as
+    snow_and_ice."""
+    from scoring import parse
+
+    assert parse.boxes('Here: [{"bbox_2d": [10, 20, 30, 40], "label": "Snow and ice"}]') == [
+        ("snow_and_ice", (10.0, 20.0, 30.0, 40.0))]
+    rows = [r for r in _rows(eval_build, "test") if r["metadata"]["task"] == "grounding_all"]
+    predictions = {}
+    for r in rows:
+        boxes = json.loads(_answer(r))
+        predictions[r["metadata"]["sample_id"]] = "```json\n" + json.dumps(
+            [{"bbox_2d": [round(v * 1000) for v in b["bbox"]], "label": b["label"].replace("_", " ").title()}
+             for b in boxes]) + "\n```"
+    path = _write_predictions(tmp_path / "grid.jsonl", predictions)
+    plain = run_cli("eval", str(eval_build), "--predictions", str(path))
+    assert f"grounding_all: {len(rows)} of {len(rows)} answers give box coordinates outside 0-1" in plain.stdout
+    assert "--box-scale 1000" in plain.stdout
+    report = tmp_path / "r.json"
+    run_cli("eval", str(eval_build), "--predictions", str(path), "--box-scale", "1000", "--output", str(report))
+    scored = json.loads(report.read_text())
+    t = scored["tasks"]["grounding_all"]
+    assert scored["box_scale"] == 1000 and t["malformed"] == 0 and t["boxes_outside_unit"] == 0
+    assert t["metrics"]["f1@0.5"] == 1.0 and t["metrics"]["mean_iou"] > 0.98
+    for argv, said in ((["--box-scale", "0"], "--box-scale 0: give the number"),
+                       (["--baseline", "majority", "--box-scale", "1000"], "it goes with --predictions")):
+        proc = run_cli("eval", str(eval_build), *argv, check=False)
+        assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+
+
 def test_request_images_carry_their_media_type():
     """A still may be a JPEG or a WebP: its data URL says so (a served model's decoder trusts the type)."""
     import io

@@ -247,6 +247,35 @@ def test_jpeg_and_webp_stills_are_used_as_they_are(build, sample_tree, tmp_path)
     assert run_cli("validate", str(photo_out)).stdout.startswith("OK:")
 
 
+def test_a_tile_share_builds_whole_places_of_the_tree(build, sample_tree, tmp_path):
+    """--tile-share: a try-out of part of a large tree. Whole base POIs are in or out, by a hash of the base
+    (the same on every run); only their sidecars and chips are read; their rows are the full build's rows; the
+    report accounts for the tiles left out. A rebuild takes the whole tree."""
+    from transforms.input.share import in_share
+    from transforms.paths import base_poi_id
+
+    out, _ = build
+    share = tmp_path / "share"
+    proc = run_cli("build", "--input", str(sample_tree), "--output", str(share), "--tile-share", "0.3", "--quiet")
+    report = json.loads((share / "build_report.json").read_text())
+    stems = sorted(p.stem for p in (sample_tree / "metadata").rglob("*.json"))
+    chosen = [s for s in stems if in_share(s, 0.3)]
+    assert 0 < len(chosen) < len(stems) and report["config"]["tile_share"] == 0.3
+    assert report["tiles"]["in"] == report["tiles"]["with_rows"] == len(chosen) and report["rejects_by_reason"] == {}
+    assert report["outputs"]["tiles_outside_share"] == len(stems) - len(chosen)
+    assert f"{len(chosen)} of {len(stems)} tile sidecars are in it" in proc.stdout
+    card = (share / "README.md").read_text()
+    assert "--tile-share 0.3" in card and f"{len(chosen)} of {len(stems)} tile sidecars" in card
+    full = {r["metadata"]["sample_id"]: r for r in _rows(out)}
+    rows = _rows(share)
+    assert {r["metadata"]["tile_stem"] for r in rows} == set(chosen)
+    assert {base_poi_id(s) for s in chosen}.isdisjoint(base_poi_id(s) for s in stems if s not in chosen)
+    assert all(r["messages"] == full[r["metadata"]["sample_id"]]["messages"] for r in rows)
+    proc = run_cli("build", "--input", str(sample_tree), "--output", str(share), "--update", "--tile-share", "0.5",
+                   check=False)
+    assert proc.returncode == 2 and "a rebuild (--update, --previous) takes the whole tree" in proc.stderr
+
+
 def test_usage_errors_fail_fast(build, sample_tree, tmp_path):
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "o"), "--tasks", "captions",
                    check=False)

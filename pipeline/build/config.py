@@ -102,6 +102,7 @@ class BuildConfig:
     # --update: files per slot of the build in place, per family whose count the options set (place_widths)
     previous_widths: tuple[int, ...] = ()
     copy_images: bool = False  # chips and stills copied, not hard-linked (a tree rewritten in place)
+    tile_share: float = 1.0  # --tile-share: a try-out build of this share of the base POIs (transforms.input.share)
 
     @classmethod
     def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",
@@ -112,7 +113,7 @@ class BuildConfig:
                layout: str = "default",
                max_boxes: int = DEFAULT_MAX_BOXES, min_box_px: int = DEFAULT_MIN_BOX_PX, previous: str = "",
                update: bool = False, reuse: bool = True, check_paths: bool = True,
-               max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE) -> BuildConfig:
+               max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE, tile_share: float = 1.0) -> BuildConfig:
         if not input:
             raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
         if not output:
@@ -153,6 +154,12 @@ class BuildConfig:
         if not 0 <= max_removed_share <= 1:
             raise UsageError("--max-removed-share is a share of the tiles and rows of the build in --output, 0 to 1 "
                              "(1 lets an --update remove every tile)")
+        if not 0 < tile_share <= 1:
+            raise UsageError(f"--tile-share {tile_share:g}: give the share of the tree's places to build, above 0 and "
+                             "at most 1 (0.01 builds about one place in a hundred)")
+        if tile_share < 1 and (update or previous):
+            raise UsageError("--tile-share builds a try-out of part of the tree into a new folder; a rebuild "
+                             "(--update, --previous) takes the whole tree, or it would remove the rest")
         if max_prompt_chars < 100:
             raise UsageError("--max-prompt-chars must be at least 100")
         input_root, output_root = fileio.clean_root(input), fileio.clean_root(output)
@@ -189,7 +196,7 @@ class BuildConfig:
                      overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
                      tuple(previous_files), previous_format, tuple(manifest), update, reuse, templates,
                      tuple(row_index), max_removed_share=max_removed_share, copy_images=copy_images,
-                     previous_widths=widths if update else ())
+                     previous_widths=widths if update else (), tile_share=tile_share)
         if prompts_dir:  # edited phrasings: each tried on made-up tiles before any work starts
             problem = templates_problem(config.task_context(), config.tasks)
             if problem:
@@ -218,7 +225,8 @@ class BuildConfig:
                 "rows_per_shard": self.rows_per_shard, "row_sidecars": self.row_sidecars, "layout": self.layout,
                 "max_boxes": self.max_boxes, "min_box_px": self.min_box_px,
                 "previous": public_location(self.previous) if self.previous and not self.update else "",
-                "update": self.update, "copy_images": self.copy_images}
+                "update": self.update, "copy_images": self.copy_images,
+                **({"tile_share": self.tile_share} if self.tile_share < 1 else {})}
 
     def shaping_options(self, version: str) -> dict:
         """What a tile's rows and files are made from beside the tile itself (its fingerprint holds their
@@ -228,7 +236,7 @@ class BuildConfig:
         renderers, and every spec re-renders with the code that reads it), and the same for the tasks' rows."""
         shaping = {k: v for k, v in self.as_dict().items()
                    if k not in ("input", "output", "previous", "update", "prompts_dir", "formats",
-                                "embed_images", "rows_per_shard", "copy_images")}
+                                "embed_images", "rows_per_shard", "copy_images", "tile_share")}
         return {**shaping, "templates": self.templates, "satsft_version": version, "renderer": RENDERER,
                 "rows": rows_version(self.tasks)}
 

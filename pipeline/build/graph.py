@@ -30,6 +30,7 @@ from transforms.input.read import (
     ReadSidecars,
     image_leaf,
 )
+from transforms.input.share import SHARE_LEFT_OUT, in_share
 from transforms.output.counts import CountOutcomes
 from transforms.output.files import (
     CopySourceImages,
@@ -105,14 +106,18 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     # --update writes the dataset-level files (split files, manifest, rejects, report, card) to the stage; the
     # per-tile files go straight to their (new or unchanged) places, which no row of the old build names.
     dataset_root = stage_root(out) if config.update else out
-    sidecars = pipeline | "ReadSidecars" >> ReadSidecars(root)
+    share = config.tile_share
+    sidecars = pipeline | "ReadSidecars" >> ReadSidecars(root, share)
     refs = pipeline | "ExtractImageRefs" >> ExtractImageRefs(root)
-    chip_files = pipeline | "ListChips" >> ListImages(root, "images")
+    chip_files = pipeline | "ListChips" >> ListImages(root, "images", share=share)
     still_files = pipeline | "ListStills" >> ListImages(root, "mapbox_stills", still=True)
 
     stills = (refs["stills"], still_files) | "IndexStills" >> IndexStills(config.previous_stills, config.input)
     previous = previous_splits = None
-    parts = {"sidecars": sidecars["tiles"], "refs": refs["chips"], "files": chip_files}
+    chip_refs = refs["chips"]
+    if share < 1:  # the tiles outside the share are not read: their references are no sidecar_missing rejects
+        chip_refs = chip_refs | "RefsInShare" >> beam.Filter(lambda ref: in_share(ref[0], share))
+    parts = {"sidecars": sidecars["tiles"], "refs": chip_refs, "files": chip_files}
     if config.previous:
         previous = pipeline | "ReadPreviousTiles" >> ReadPreviousTiles(
             config.previous, config.previous_manifest, config.previous_files, config.previous_format)
@@ -171,6 +176,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
                 | "UsedStills" >> beam.Distinct()
                 | "AllUsed" >> beam.combiners.ToList())),
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),
+        *([sidecars["left_out"] | "LeftOut" >> beam.Map(lambda n: {SHARE_LEFT_OUT: n})] if share < 1 else []),
         split["declared"],
         joined[EVENTS],
         refs[EVENTS],

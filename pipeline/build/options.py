@@ -100,6 +100,9 @@ class BuildOptions(PipelineOptions):
               help="with --previous or --update: read every chip whole and draw every tile again instead of "
                    "knowing unchanged chips by their PNG chunk CRCs and taking unchanged tiles' rows, analysis "
                    "images, overlays and row sidecars from the earlier build (same bytes, more work)")
+        _flag(parser, "tile-share", type=float, default=1.0,
+              help="a try-out: build only this share of the tree's base POIs (0.01: about one place in a hundred), "
+                   "chosen by a hash of each base, the same on every run; only their sidecars and chips are read")
         _flag(parser, "overwrite", action="store_true", default=False,
               help="replace an existing output folder instead of refusing")
 
@@ -113,5 +116,5 @@ class BuildOptions(PipelineOptions):
             rows_per_shard=self.rows_per_shard,
             layout=self.layout, max_boxes=self.max_boxes, min_box_px=self.min_box_px, previous=self.previous,
             row_sidecars=self.row_sidecars, update=self.in_place, reuse=not self.no_reuse,
-            max_removed_share=self.max_removed_share,
+            max_removed_share=self.max_removed_share, tile_share=self.tile_share,
             check_paths=check_paths)

@@ -68,6 +68,8 @@ def build_command(config: dict[str, Any]) -> str:
     for key in ("redact_location", "embed_images", "overlays"):
         if config.get(key):
             parts.append("--" + key.replace("_", "-"))
+    if config.get("tile_share"):
+        parts.append(f"--tile-share {config['tile_share']:g}")
     if config.get("prompts_dir"):
         parts.append(f"--prompts-dir {config['prompts_dir']}")
     return " ".join(parts)
@@ -141,6 +143,10 @@ def render_card(report: dict[str, Any]) -> str:
     task_rows.append(["**total**"] + [sum(by_task[t].get(s, 0) for t in by_task) for s in VALID_SPLITS] + [total])
     out += _table(["task", *VALID_SPLITS, "total"], task_rows) + [""]
     out += ["## Tiles", ""]
+    if cfg.get("tile_share"):
+        out += [f"> **Note:** a try-out of part of the tree (`--tile-share {cfg['tile_share']:g}`): the tiles of "
+                f"about that share of its base POIs, {tiles['in']:,} of "
+                f"{tiles['in'] + report.get('outputs', {}).get('tiles_outside_share', 0):,} tile sidecars.", ""]
     out += _table(["tiles in", "with rows", "rejected", *[f"{s} tiles" for s in VALID_SPLITS]],
                   [[tiles["in"], tiles["with_rows"], tiles["rejected"],
                     *[tiles["by_split"].get(s, 0) for s in VALID_SPLITS]]]) + [""]

@@ -18,6 +18,7 @@ from pipeline.publish.charts import report_charts
 from transforms import fileio
 from transforms.fileio import public_location
 from transforms.input.refs import IGNORED_REFS, REBASED_REFS
+from transforms.input.share import SHARE_LEFT_OUT
 from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS
 from transforms.output.tree import (
     CARD_NAME,
@@ -235,6 +236,11 @@ def summary_table(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"tiles: {t['in']} in, {t['with_rows']} with rows, {t['rejected']} rejected"
                  + ("" if t["accounted"] else "  (WARNING: tiles in != with rows + rejected)"))
+    left_out = report.get("outputs", {}).get(SHARE_LEFT_OUT, 0)
+    if "tile_share" in report.get("config", {}):
+        lines.append(f"note: a try-out of --tile-share {report['config']['tile_share']:g}: {t['in']} of "
+                     f"{t['in'] + left_out} tile sidecars are in it (whole base POIs, the same on every run); the "
+                     "other tiles were not read")
     splits = report.get("splits", {})
     if splits:
         lines.append("tiles by split (declared -> written, drift): " + ", ".join(

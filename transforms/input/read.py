@@ -23,6 +23,7 @@ from transforms.input import lfs
 from transforms.input.fingerprint import file_leaf, fingerprint
 from transforms.input.images import ImageFile, escapes_root, inspect_image
 from transforms.input.refs import IGNORED_REFS, OTHER, REBASED_REFS, ImageRef, file_rank, parse_line
+from transforms.input.share import path_in_share
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
 from transforms.paths import file_stem, is_jsonl, join_path
 from transforms.records import reject
@@ -97,15 +98,24 @@ class ReadSidecars(beam.PTransform):
     fingerprint leaf per sidecar file (transforms.input.fingerprint)."""
 
     input_root: str
+    share: float = 1.0  # --tile-share: only the sidecars of this share of the base POIs are read
 
     def expand(self, pbegin):
         matches = match_below(pbegin, self.input_root, "metadata/**.json")
+        out = {}
+        if self.share < 1:
+            share = self.share
+            out["left_out"] = (matches
+                               | "LeftOut" >> beam.Filter(lambda m: not path_in_share(m.path, share))
+                               | "CountLeftOut" >> beam.combiners.Count.Globally())
+            matches = matches | "InShare" >> beam.Filter(lambda m: path_in_share(m.path, share))
         # Straight from the matches: the sidecar is read by path (Beam's ReadMatches wrapped each in a file
         # object that was pickled on its way, some 50 us a sidecar).
-        out = matches | "Parse" >> beam.ParDo(_ParseSidecarFn(self.input_root)).with_outputs(REJECTS, LEAVES,
-                                                                                           main="tiles")
+        parsed = matches | "Parse" >> beam.ParDo(_ParseSidecarFn(self.input_root)).with_outputs(REJECTS, LEAVES,
+                                                                                              main="tiles")
         tiles_in = matches | "CountFiles" >> beam.combiners.Count.Globally()
-        return {"tiles": out.tiles, REJECTS: out[REJECTS], "tiles_in": tiles_in, LEAVES: out[LEAVES]}
+        return {"tiles": parsed.tiles, REJECTS: parsed[REJECTS], "tiles_in": tiles_in, LEAVES: parsed[LEAVES],
+                **out}
 
 
 class _ExtractRefsFn(beam.DoFn):
@@ -213,11 +223,14 @@ class ListImages(beam.PTransform):
     input_root: str
     folder: str
     still: bool = False  # JPEGs and WebPs pass too
+    share: float = 1.0  # --tile-share: only the files of tiles in this share are inspected
 
     def expand(self, pbegin):
-        root, still = self.input_root, self.still
-        return (match_below(pbegin, root, f"{self.folder}/**", empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-                | "Inspect" >> beam.Map(lambda m: inspected(root, m, still)))
+        root, still, share = self.input_root, self.still, self.share
+        matches = match_below(pbegin, root, f"{self.folder}/**", empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+        if share < 1:
+            matches = matches | "InShare" >> beam.Filter(lambda m: path_in_share(m.path, share))
+        return matches | "Inspect" >> beam.Map(lambda m: inspected(root, m, still))
 
 
 def image_leaf(element: tuple[str, ImageFile]) -> bytes:

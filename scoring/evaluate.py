@@ -131,9 +131,10 @@ class Predictions(dict):
 
 
 def read_predictions(path: str) -> Predictions:
-    """sample id -> the model's raw answer, from satsft's ``{"sample_id", "prediction"}`` lines or from OpenAI
-    Batch API output whose ``custom_id`` is the sample id (a failed request gives no prediction: missing); the
-    file may be compressed (.jsonl.gz, .bz2, .zst, .xz)."""
+    """sample id -> the model's raw answer, from satsft's ``{"sample_id", "prediction"}`` lines, from OpenAI
+    Batch API output whose ``custom_id`` is the sample id (a failed request gives no prediction: missing), or from
+    LLaVA's ``model_vqa`` answers (``{"question_id", "text"}``, asked with the ``id`` of ``--formats llava`` rows,
+    which is the sample id); the file may be compressed (.jsonl.gz, .bz2, .zst, .xz)."""
     from transforms import fileio
 
     out = Predictions()
@@ -155,10 +156,15 @@ def read_predictions(path: str) -> Predictions:
             if answer is not None:
                 out.put(obj["custom_id"], answer)
             continue
+        if isinstance(obj, dict) and "sample_id" not in obj and isinstance(obj.get("question_id"), str) and (
+                isinstance(obj.get("text"), str)):  # LLaVA's model_vqa answers, asked with each row's id
+            out.put(obj["question_id"], obj["text"])
+            continue
         if not isinstance(obj, dict) or not isinstance(obj.get("sample_id"), str) or not isinstance(
                 obj.get("prediction"), str):
-            raise EvalError(f"{path} line {n}: expected {{\"sample_id\": str, \"prediction\": str}}, or a line of "
-                            "OpenAI Batch API output whose custom_id is the sample id")
+            raise EvalError(f"{path} line {n}: expected {{\"sample_id\": str, \"prediction\": str}}, a line of "
+                            "OpenAI Batch API output whose custom_id is the sample id, or LLaVA's "
+                            "{\"question_id\": str, \"text\": str} answers")
         out.put(obj["sample_id"], obj["prediction"])
     return out
 

@@ -158,6 +158,12 @@ def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path)
     packed = tmp_path / "batch_output.jsonl.gz"  # batch outputs are often kept compressed
     packed.write_bytes(gzip.compress(batch.read_bytes()))
     assert read_predictions(str(packed)) == read_predictions(str(batch))
+    llava = tmp_path / "llava_answers.jsonl"  # LLaVA's model_vqa output, asked with the llava rows' ids
+    llava.write_text("".join(json.dumps({"question_id": sid, "prompt": "...", "text": text, "answer_id": "x",
+                                         "model_id": "llava-v1.5-7b", "metadata": {}}) + "\n"
+                             for sid, text in sorted(answers.items())))
+    run_cli("eval", "--dataset", str(eval_build), "--predictions", str(llava), "--output", str(report_path))
+    assert json.loads(report_path.read_text())["tasks"] == tasks
     packed.write_bytes(packed.read_bytes()[:-30])
     cut = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(packed), check=False)
     assert cut.returncode == 2 and "cannot be decompressed (EOFError" in cut.stderr, cut.stderr

@@ -158,12 +158,12 @@ def test_a_tree_written_by_other_tools(tmp_path):
     assert split_name("val") == "validation"
 
 
-@pytest.mark.parametrize("shape", ["trl", "sharegpt", "openai", "llava"])
+@pytest.mark.parametrize("shape", ["trl", "sharegpt", "openai", "llava", "llava_json"])
 def test_chat_jsonl_in_trl_sharegpt_openai_or_llava_shape_builds_the_same_rows(tmp_path, shape):
     """The tree's chat JSONL as TRL writes it (image parts naming nothing, an `images` list), as ShareGPT
     does (`<image>` tokens in string contents), as OpenAI's chat format does (`image_url` parts, plain string
-    replies, inline data: URLs) or as LLaVA does (`conversations` of from/value turns, the row's `image`): the
-    build finds the same chips and stills, so the same rows."""
+    replies, inline data: URLs) or as LLaVA does (`conversations` of from/value turns, the row's `image`; in
+    JSONL, or one .json array per split): the build finds the same chips and stills, so the same rows."""
     tree = tmp_path / "tree"
     run_cli("sample", "--tiles", "6", "--output", str(tree), "--seed", "6")
     clean = tmp_path / "clean"
@@ -185,18 +185,25 @@ def test_chat_jsonl_in_trl_sharegpt_openai_or_llava_shape_builds_the_same_rows(t
                         m["content"] = " ".join(p["text"] for p in m["content"])
                 elif isinstance(m["content"], list):
                     images += [p.pop("image") for p in m["content"] if p["type"] == "image"]
-                    if shape in ("sharegpt", "llava"):
+                    if shape in ("sharegpt", "llava", "llava_json"):
                         m["content"] = "".join("<image>" if p["type"] == "image" else p["text"] for p in m["content"])
-            if shape == "llava":
+            if shape.startswith("llava"):
                 turns = [{"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]}
                          for m in row["messages"]]
                 row = {"id": len(lines), "image": images if len(images) > 1 else images[0], "conversations": turns}
-            lines.append(json.dumps({**row, "images": images} if images and shape != "llava" else row))
-        path.write_text("\n".join(lines) + "\n")
+            lines.append(json.dumps({**row, "images": images} if images and shape[:5] != "llava" else row))
+        if shape == "llava_json":  # LLaVA's container: one array per split, in place of the JSONL
+            path.with_suffix(".json").write_text("[\n" + ",\n".join(lines) + "\n]\n")
+            path.unlink()
+        else:
+            path.write_text("\n".join(lines) + "\n")
+    if shape == "llava_json":  # a .json beside them that holds no rows is one reject, not a failed build
+        (tree / "data" / "notes.json").write_text('{"about": "not rows"}')
     out = tmp_path / "out"
     run_cli("build", "--input", str(tree), "--output", str(out), "--tasks", "caption,cross_view")
     report = json.loads((out / "build_report.json").read_text())
-    assert report["rejects_by_reason"] == {} and report["tiles"]["with_rows"] == 6
+    assert report["rejects_by_reason"] == ({"json_not_rows": 1} if shape == "llava_json" else {})
+    assert report["tiles"]["with_rows"] == 6
     assert report["rows"]["by_task_split"]["cross_view"], "the stills are found through the images list too"
     assert report["outputs"].get("image_refs_ignored", 0) == inline, "each inline data: image is counted, not read"
     for name in ("train", "validation", "test"):

@@ -187,6 +187,11 @@ def is_jsonl(path: str) -> bool:
     return path.endswith(JSONL_SUFFIXES)
 
 
+def is_chat_file(path: str) -> bool:
+    """A tree's chat rows: JSONL (compressed or not), or one JSON array of rows as LLaVA writes them."""
+    return path.endswith(JSONL_SUFFIXES) or path.endswith(".json")
+
+
 def jsonl_stem(path: str) -> str:
     """``train`` of data/train.jsonl and of data/train.jsonl.gz."""
     name = path.rsplit("/", 1)[-1]

@@ -27,7 +27,7 @@ from transforms.output.tree import (
     ROWS_PER_SHARD,
     record_files,
 )
-from transforms.paths import is_jsonl
+from transforms.paths import is_chat_file
 from transforms.prompts import Templates, load_templates
 from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE
 from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE, is_tiles_file
@@ -350,12 +350,12 @@ def _check_roots(input_root: str, output_root: str) -> None:
                     f"has no {sub}/ folder")
             raise UsageError(f"input {input_root!r} {what}; point --input at the root of a sat-bbox "
                              f"tree (metadata/, data/*.jsonl, images/), e.g. one made by `satsft sample`")
-    jsonl = [rel for rel in fileio.list_files(f"{input_root}/data") if is_jsonl(rel)]
+    jsonl = [rel for rel in fileio.list_files(f"{input_root}/data") if is_chat_file(rel)]
     if not any("/" not in rel for rel in jsonl):  # every tile would be rejected: no line names its chip
         found = (f"; found {', '.join('data/' + rel for rel in jsonl[:3])}: move the files into data/ itself"
                  if jsonl else "")
-        raise UsageError(f"input {input_root!r} has no data/*.jsonl, the chat rows whose image references name "
-                         f"the chips a build uses{found}")
+        raise UsageError(f"input {input_root!r} has no data/*.jsonl (or LLaVA's data/*.json arrays), the chat rows "
+                         f"whose image references name the chips a build uses{found}")
     top = [rel for rel in jsonl if "/" not in rel]
     if all(lfs.is_pointer(fileio.read_head_tail(f"{input_root}/data/{rel}", 64, 0)[0]) for rel in top):
         what = f"data/{top[0]} is" if len(top) == 1 else f"every data/*.jsonl ({len(top)} files) is"

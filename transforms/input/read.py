@@ -15,6 +15,7 @@ from transforms.fileio import (
     DamagedFile,
     is_under,
     literal_pattern,
+    open_for_read,
     read_bytes,
     read_head_tail,
     read_lines,
@@ -22,10 +23,11 @@ from transforms.fileio import (
 from transforms.input import lfs
 from transforms.input.fingerprint import file_leaf, fingerprint
 from transforms.input.images import ImageFile, escapes_root, inspect_image
-from transforms.input.refs import IGNORED_REFS, OTHER, REBASED_REFS, ImageRef, file_rank, parse_line
+from transforms.input.refs import IGNORED_REFS, OTHER, REBASED_REFS, ImageRef, file_rank, parse_line, parse_row
 from transforms.input.share import path_in_share
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
-from transforms.paths import file_stem, is_jsonl, join_path
+from transforms.json_array import NotAnArray, json_array_rows
+from transforms.paths import file_stem, is_chat_file, join_path
 from transforms.records import reject
 
 REJECTS = "rejects"
@@ -118,6 +120,18 @@ class ReadSidecars(beam.PTransform):
                 **out}
 
 
+def _parsed_rows(path: str, rank: int):
+    """(refs, problems) of each row of a chat file: a JSONL line, or an element of a .json array (LLaVA's
+    container), read element by element."""
+    if path.endswith(".json"):
+        with open_for_read(path) as f:
+            for n, row in enumerate(json_array_rows(f), start=1):
+                yield parse_row(row, rank, n)
+        return
+    for line_no, line in enumerate(read_lines(path), start=1):
+        yield parse_line(line, rank, line_no)
+
+
 class _ExtractRefsFn(beam.DoFn):
     """The first reference of each stem among a bundle's lines, per kind. Upstream trees name a tile's chip on
     several lines (one per task), and every reference crossing a shuffle of its own cost more than it is worth;
@@ -151,17 +165,20 @@ class _ExtractRefsFn(beam.DoFn):
             self.bad.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_lfs_pointer", lfs.DETAIL))
             return
-        lines = enumerate(read_lines(path), start=1)
+        parsed = _parsed_rows(path, rank)
         while True:
             try:
-                line_no, line = next(lines)
+                refs, problems = next(parsed)
             except StopIteration:
                 break
-            except DamagedFile as err:  # a damaged .gz/.zst/...: the lines before it count
+            except DamagedFile as err:  # a damaged .gz/.zst/... or JSON array: the rows before it count
                 self.bad.inc()
                 yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_unreadable", str(err)))
                 break
-            refs, problems = parse_line(line, rank, line_no)
+            except NotAnArray as err:
+                self.bad.inc()
+                yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "json_not_rows", str(err)))
+                break
             for p in problems:
                 self.bad.inc()
                 yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{source}:{p.line_no}", "", "refs", p.reason,
@@ -202,7 +219,7 @@ class ExtractImageRefs(beam.PTransform):
 
     def expand(self, pbegin):
         out = (match_below(pbegin, self.input_root, "data/*")
-               | "JsonlOnly" >> beam.Filter(lambda m: is_jsonl(m.path))  # .jsonl, .jsonl.gz, ...
+               | "ChatFilesOnly" >> beam.Filter(lambda m: is_chat_file(m.path))  # .jsonl, .jsonl.gz, ..., .json
                | "Read" >> fileio.ReadMatches()
                | "Parse" >> beam.ParDo(_ExtractRefsFn(self.input_root)).with_outputs("chip", "still", REJECTS, LEAVES,
                                                                                    EVENTS))

@@ -134,6 +134,13 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
             except UnicodeDecodeError:
                 reason = "jsonl_line_not_utf8"
         return refs, [RefProblem(line_no, reason, str(err)[:200])]
+    return parse_row(obj, rank, line_no)
+
+
+def parse_row(obj: Any, rank: int, line_no: int) -> tuple[list[ImageRef], list[RefProblem]]:
+    """``parse_line`` of a decoded row (a JSONL line, or an element of a JSON array: ``line_no`` counts them)."""
+    refs: list[ImageRef] = []
+    problems: list[RefProblem] = []
     if not isinstance(obj, dict):
         return refs, [RefProblem(line_no, "jsonl_line_not_object", type(obj).__name__)]
     messages = obj.get("messages")

@@ -23,7 +23,7 @@ from transforms import fileio
 from transforms.input import lfs
 from transforms.input.images import media_file_problem, media_problem
 from transforms.input.sidecars import UTF8_BOM, VALID_SPLITS
-from transforms.mix.json_array import NotAnArray, json_array_rows
+from transforms.json_array import NotAnArray, json_array_rows
 from transforms.mix.rows import (
     RowProblem,
     copies,

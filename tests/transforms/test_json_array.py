@@ -8,7 +8,7 @@ import json
 import pytest
 
 from transforms.fileio import DamagedFile
-from transforms.mix.json_array import NotAnArray, json_array_rows
+from transforms.json_array import NotAnArray, json_array_rows
 
 ROWS = [{"id": "a", "conversations": [{"from": "human", "value": "<image>\nWhat is \u00e9t\u00e9?"}]},
         {"id": "b", "n": 12345678, "nested": [1, [2, {"x": "]},["}]]}, 7, 3.25, "text", None, [], {}]

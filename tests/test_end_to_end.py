@@ -271,6 +271,12 @@ def test_a_tile_share_builds_whole_places_of_the_tree(build, sample_tree, tmp_pa
     assert {r["metadata"]["tile_stem"] for r in rows} == set(chosen)
     assert {base_poi_id(s) for s in chosen}.isdisjoint(base_poi_id(s) for s in stems if s not in chosen)
     assert all(r["messages"] == full[r["metadata"]["sample_id"]]["messages"] for r in rows)
+    # every row of the chosen tiles, cross_view with its still included: a still is looked up by its place
+    assert {r["metadata"]["sample_id"] for r in rows} == {sid for sid, r in full.items()
+                                                          if r["metadata"]["tile_stem"] in set(chosen)}
+    assert any(r["metadata"]["task"] == "cross_view" for r in rows)
+    stills = {p.name for p in (share / "mapbox_stills").rglob("*.png")}
+    assert stills == {Path(p).name for r in rows for p in r["metadata"]["image_paths"] if "mapbox_stills/" in p}
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(share), "--update", "--tile-share", "0.5",
                    check=False)
     assert proc.returncode == 2 and "a rebuild (--update, --previous) takes the whole tree" in proc.stderr

@@ -26,6 +26,7 @@ from transforms.input.read import (
     LEAVES,
     ExtractImageRefs,
     Fingerprint,
+    KeepWanted,
     ListImages,
     ReadSidecars,
     image_leaf,
@@ -42,7 +43,7 @@ from transforms.output.files import (
 )
 from transforms.output.split_files import WriteSplitFiles, earlier_shard_counts
 from transforms.output.tree import STILLS_DIR
-from transforms.paths import join_path
+from transforms.paths import join_path, still_lookup_keys
 from transforms.rebuild.commit import commit, finish, saved_manifests, stage_root
 from transforms.rebuild.manifest import options_digest
 from transforms.rebuild.place import (
@@ -110,9 +111,15 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     sidecars = pipeline | "ReadSidecars" >> ReadSidecars(root, share)
     refs = pipeline | "ExtractImageRefs" >> ExtractImageRefs(root)
     chip_files = pipeline | "ListChips" >> ListImages(root, "images", share=share)
-    still_files = pipeline | "ListStills" >> ListImages(root, "mapbox_stills", still=True)
+    still_refs, wanted = refs["stills"], None
+    if share < 1:  # only the stills the chosen tiles look up are listed, checked and indexed
+        wanted = (sidecars["tiles"]
+                  | "StillKeys" >> beam.FlatMap(lambda kv: [(key, None) for key in still_lookup_keys(kv[0])]))
+        still_refs = still_refs | "WantedRefs" >> KeepWanted(wanted)
+        still_refs = still_refs | "RekeyRefs" >> beam.Map(lambda ref: (ref.stem, ref))
+    still_files = pipeline | "ListStills" >> ListImages(root, "mapbox_stills", still=True, wanted=wanted)
 
-    stills = (refs["stills"], still_files) | "IndexStills" >> IndexStills(config.previous_stills, config.input)
+    stills = (still_refs, still_files) | "IndexStills" >> IndexStills(config.previous_stills, config.input)
     previous = previous_splits = None
     chip_refs = refs["chips"]
     if share < 1:  # the tiles outside the share are not read: their references are no sidecar_missing rejects

@@ -241,13 +241,31 @@ class ListImages(beam.PTransform):
     folder: str
     still: bool = False  # JPEGs and WebPs pass too
     share: float = 1.0  # --tile-share: only the files of tiles in this share are inspected
+    wanted: beam.PCollection | None = None  # (stem, None) of the only stems to inspect (--tile-share's stills)
 
     def expand(self, pbegin):
         root, still, share = self.input_root, self.still, self.share
         matches = match_below(pbegin, root, f"{self.folder}/**", empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-        if share < 1:
+        if self.wanted is not None:
+            matches = (matches | "ByStem" >> beam.Map(lambda m: (file_stem(m.path), m))) | "Wanted" >> KeepWanted(
+                self.wanted)
+        elif share < 1:
             matches = matches | "InShare" >> beam.Filter(lambda m: path_in_share(m.path, share))
         return matches | "Inspect" >> beam.Map(lambda m: inspected(root, m, still))
+
+
+@dataclass
+class KeepWanted(beam.PTransform):
+    """(key, value) -> the values whose key is among ``wanted``'s keys: a still is named by its place, not by
+    a tile, so a --tile-share try-out keeps the stills its tiles look up (paths.still_lookup_keys), and reads
+    no other."""
+
+    wanted: beam.PCollection
+
+    def expand(self, keyed):
+        return ({"values": keyed, "wanted": self.wanted}
+                | "CoGroup" >> beam.CoGroupByKey()
+                | "Keep" >> beam.FlatMap(lambda kv: kv[1]["values"] if kv[1]["wanted"] else []))
 
 
 def image_leaf(element: tuple[str, ImageFile]) -> bytes:

@@ -2,8 +2,8 @@
 
 A share is taken by base POI, so every tile of a place goes together (its splits and leakage stay as a full
 build would see them), and by a stable hash of the base, not by position: the same bases on every run, on
-every runner, and as the tree grows. Only the chosen tiles' sidecars and chips are read at all, which is what
-makes a try-out over a bucket of a million tiles cheap.
+every runner, and as the tree grows. Only the chosen tiles' sidecars, chips and the stills they look up are
+read at all, which is what makes a try-out over a bucket of a million tiles cheap.
 """
 
 from __future__ import annotations

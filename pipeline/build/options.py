@@ -102,7 +102,8 @@ class BuildOptions(PipelineOptions):
                    "images, overlays and row sidecars from the earlier build (same bytes, more work)")
         _flag(parser, "tile-share", type=float, default=1.0,
               help="a try-out: build only this share of the tree's base POIs (0.01: about one place in a hundred), "
-                   "chosen by a hash of each base, the same on every run; only their sidecars, chips and stills are read")
+                   "chosen by a hash of each base, the same on every run; only their sidecars, chips and stills are "
+                   "read")
         _flag(parser, "overwrite", action="store_true", default=False,
               help="replace an existing output folder instead of refusing")
 

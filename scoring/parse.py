@@ -25,21 +25,23 @@ NUMBER_WORDS = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four
 
 
 def boxes(text: str) -> list[tuple[str, tuple[float, float, float, float]]] | None:
-    """(label, box) pairs from a JSON list of {"label", "bbox"} anywhere in the text; None when there is none."""
-    start = text.find("[")
-    while start != -1:
-        end = text.rfind("]")
-        while end > start:
-            try:
-                items = orjson.loads(text[start:end + 1])
-            except orjson.JSONDecodeError:
-                end = text.rfind("]", start, end)
-                continue
-            parsed = _boxes_of(items)
-            if parsed is not None:
-                return parsed
-            break
-        start = text.find("[", start + 1)
+    """(label, box) pairs from a JSON list of {"label", "bbox"} anywhere in the text, or from one such object
+    alone (a model asked before fine-tuning often answers a single box that way); None when there is none."""
+    for opening, closing, as_list in (("[", "]", False), ("{", "}", True)):
+        start = text.find(opening)
+        while start != -1:
+            end = text.rfind(closing)
+            while end > start:
+                try:
+                    items = orjson.loads(text[start:end + 1])
+                except orjson.JSONDecodeError:
+                    end = text.rfind(closing, start, end)
+                    continue
+                parsed = _boxes_of([items] if as_list else items)
+                if parsed is not None:
+                    return parsed
+                break
+            start = text.find(opening, start + 1)
     return None
 
 

@@ -327,6 +327,8 @@ def test_a_model_grounding_in_other_units_is_scored_in_them(eval_build, tmp_path
 
     assert parse.boxes('Here: [{"bbox_2d": [10, 20, 30, 40], "label": "Snow and ice"}]') == [
         ("snow_and_ice", (10.0, 20.0, 30.0, 40.0))]
+    one = 'The crops are at {"bbox_2d": [1, 2, 3, 4], "label": "crops"}.'  # one box, no list around it
+    assert parse.boxes(one) == [("crops", (1.0, 2.0, 3.0, 4.0))] and parse.boxes("No boxes {here}.") is None
     rows = [r for r in _rows(eval_build, "test") if r["metadata"]["task"] == "grounding_all"]
     predictions = {}
     for r in rows:

@@ -16,6 +16,9 @@ from typing import Any, BinaryIO
 from transforms.fileio import DamagedFile
 
 CHUNK_BYTES = 1 << 20
+# A row longer than this is taken for damage: else one broken element early in a large file would have the
+# rest of it read into the buffer, looking for the element's end.
+MAX_ELEMENT_CHARS = 64 << 20
 _SPACE = " \t\r\n"
 
 
@@ -23,7 +26,8 @@ class NotAnArray(ValueError):
     """The file's top-level value is not an array (``dataset_info.json``, a single object)."""
 
 
-def json_array_rows(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Any]:
+def json_array_rows(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES,
+                    max_element_chars: int = MAX_ELEMENT_CHARS) -> Iterator[Any]:
     """Each element of the array that is the whole of ``f``. NotAnArray when the file holds something else;
     DamagedFile where it stops being valid JSON (a truncated download), after the elements before that point."""
     decoder = json.JSONDecoder()
@@ -73,6 +77,9 @@ def json_array_rows(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Any
             complete = (eof or not isinstance(value, (int, float)) or isinstance(value, bool)
                         or (end < len(buf) and buf[end] not in "0123456789.eE+-"))
         except json.JSONDecodeError as err:
+            if len(buf) - pos > max_element_chars:
+                raise DamagedFile(f"invalid JSON in the array, or an element over {max_element_chars:,} "
+                                  f"characters: {err.msg}") from None
             if fill():
                 continue
             raise DamagedFile(f"invalid JSON in the array: {err.msg}") from None

@@ -39,5 +39,10 @@ def test_a_truncated_file_keeps_the_rows_before_the_damage():
     assert got == ROWS[:2]
     with pytest.raises(DamagedFile, match="expected ','"):
         list(json_array_rows(io.BytesIO(b'[{"a": 1} {"b": 2}]')))
+    broken = b'[{"a": 1}, {"b": [1, 2,, 3]}, ' + b'{"c": "' + b"x" * 5000 + b'"}, ' * 200 + b"{}]"
+    reader = io.BytesIO(broken)
+    with pytest.raises(DamagedFile, match="an element over 1,000 characters"):
+        list(json_array_rows(reader, 64, max_element_chars=1000))
+    assert reader.tell() < 3000, "damage early in a large file does not read the rest of it"
     with pytest.raises(DamagedFile, match="UTF-8"):
         list(json_array_rows(io.BytesIO(b'[{"a": "\xff"}]')))

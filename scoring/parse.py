@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from transforms.classes import CLASS_NAMES, display_name
+from transforms.input.sidecars import class_of_name
 
 CLASS_WORDS = {display_name(n).lower(): n for n in CLASS_NAMES}
 # longest names first, so "snow and ice" wins over a bare "ice"-like overlap; word boundaries on both sides
@@ -63,8 +64,8 @@ def _boxes_of(items: Any) -> list[tuple[str, tuple[float, float, float, float]]]
 
 
 def _label(label: str) -> str:
-    name = re.sub(r"[\s-]+", "_", label.strip().lower())
-    return name if name in CLASS_NAMES else label
+    class_id = class_of_name(label)
+    return label if class_id is None else CLASS_NAMES[class_id]
 
 
 OPTION_LINE = re.compile(r"^([A-D])\. (.+)$", re.MULTILINE)

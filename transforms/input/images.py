@@ -49,7 +49,7 @@ def _not_png_detail(head: bytes, wanted: str = "a PNG") -> str:
         return (f"a PNG whose signature is damaged ({head[:8]!r}; a PNG starts {PNG_SIGNATURE!r}), as a text-mode "
                 "transfer (FTP in ASCII mode, a line-ending conversion) leaves it: copy it again in binary mode")
     kind = next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), "")
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+    if _is_webp(head):
         kind = "a WebP"
     if not kind:
         return repr(head[:8])

@@ -104,26 +104,28 @@ def _image_parts(content: Any, pending: Iterator[Any]) -> Iterator[Any]:
         yield ref
 
 
-def _llava_messages(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    """A LLaVA-shaped line (``{"image": "images/...", "conversations": [{"from": "human", ...}]}``) as one user
-    message showing its image (or ``images``), in order: only the references are read here, never the text."""
+def llava_images(obj: dict[str, Any]) -> list[Any]:
+    """A LLaVA-shaped row's images in order: its ``image`` (a path, a ``{bytes, path}`` struct or a list of
+    them, as LLaVA-OneVision writes several), else its ``images`` list."""
     image = obj.get("image")
     given = ([] if image is None else image if isinstance(image, list) else [image]) or obj.get("images") or []
-    if not isinstance(given, list):
-        given = [given]
-    parts = [{"type": "image", "image": g.get("path") if isinstance(g, dict) else g} for g in given]
+    return given if isinstance(given, list) else [given]
+
+
+def _llava_messages(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """A LLaVA-shaped line (``{"image": "images/...", "conversations": [{"from": "human", ...}]}``) as one user
+    message showing its images: only the references are read here, never the text."""
+    parts = [{"type": "image", "image": g.get("path") if isinstance(g, dict) else g} for g in llava_images(obj)]
     return [{"role": "user", "content": parts}]
 
 
 def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRef], list[RefProblem]]:
     """Every image reference of every user message; those outside images/ and mapbox_stills/ are of kind
     ``other`` (the build counts and skips them)."""
-    refs: list[ImageRef] = []
-    problems: list[RefProblem] = []
     if line_no == 1:  # a file saved by a Windows tool starts with a byte order mark
         line = line.removeprefix(UTF8_BOM) if isinstance(line, bytes) else line.removeprefix("\ufeff")
     if not line.strip():
-        return refs, problems
+        return [], []
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as err:
@@ -133,7 +135,7 @@ def parse_line(line: str | bytes, rank: int, line_no: int) -> tuple[list[ImageRe
                 line.decode("utf-8")
             except UnicodeDecodeError:
                 reason = "jsonl_line_not_utf8"
-        return refs, [RefProblem(line_no, reason, str(err)[:200])]
+        return [], [RefProblem(line_no, reason, str(err)[:200])]
     return parse_row(obj, rank, line_no)
 
 

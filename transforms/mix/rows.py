@@ -17,7 +17,14 @@ import orjson
 
 from transforms.ids import stable_uint64
 from transforms.input.images import carried_name
-from transforms.input.refs import DATA_URL, IMAGE_PART_TYPES, PLACEHOLDER, data_url_bytes, part_image
+from transforms.input.refs import (
+    DATA_URL,
+    IMAGE_PART_TYPES,
+    PLACEHOLDER,
+    data_url_bytes,
+    llava_images,
+    part_image,
+)
 from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS
 from transforms.output.formats import IMAGE_TOKEN, METADATA_FIELDS
 from transforms.output.tree import MEDIA_DIR
@@ -221,8 +228,7 @@ def _from_conversations(raw: dict[str, Any]) -> dict[str, Any]:
             raise RowProblem("bad_message", f"a conversations turn needs from (human, gpt or system) and a string "
                              f"value: {repr(turn)[:80]}")
         messages.append({"role": role, "content": value})
-    image = raw.get("image")
-    images = ([] if image is None else list(image) if isinstance(image, list) else [image]) or raw.get("images") or []
+    images = llava_images(raw)
     if images and not any(IMAGE_TOKEN in m["content"] for m in messages):
         first = next((m for m in messages if m["role"] == "user"), None)
         if first is None:

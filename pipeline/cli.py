@@ -34,7 +34,7 @@ from pipeline.runner import (
     storage_refusal,
 )
 from transforms import fileio
-from transforms.output import claim
+from transforms.output import check_in, claim
 from transforms.output.tree import (
     BUILD_ENTRIES,
     MAX_FILES_PER_DIR,
@@ -124,7 +124,7 @@ def run_build(argv: list[str]) -> int:
     options = PipelineOptions(argv)
     build_options = options.view_as(BuildOptions)
     if build_options.in_place and build_options.output:
-        with claim.exclusive(fileio.clean_root(build_options.output)):  # no other run checks in between
+        with check_in.checking_in(fileio.clean_root(build_options.output), build_options.take_over_after):
             config = _begin_update(build_options, detached_runner(options))
         if config is None:
             return 1
@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return commands[command](rest)
-    except OutputBusy as err:  # another run writes the output: not a usage error, nothing done
+    except (OutputBusy, check_in.CheckInBusy) as err:  # another run writes the output: not a usage error
         print(f"satsft: error: {err}", file=sys.stderr)
         return 1
     except (UsageError, fileio.BadLocation) as err:

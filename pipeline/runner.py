@@ -22,7 +22,8 @@ from typing import Protocol
 from pipeline.errors import UsageError, cannot_list
 from pipeline.progress import ProgressMonitor
 from transforms import collector, fileio
-from transforms.output import claim
+from transforms.output import check_in, claim
+from transforms.output.tree import CHECK_IN
 from transforms.paths import join_path
 
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
@@ -122,7 +123,7 @@ def prepare_output(config: OutputConfig, entries: tuple[str, ...], command: str,
     out = config.output
     doing = ("--overwrite would delete the files it is writing" if config.overwrite else
              "wait for it, or pick a new folder")
-    with claim.exclusive(out):
+    with check_in.checking_in(out, take_over_after):
         busy = claim.refusal(out, take_over_after, doing)
         if busy:
             raise OutputBusy(busy)
@@ -161,7 +162,7 @@ def _clear_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
     from apache_beam.io.filesystem import BeamIOError
 
     try:
-        existing = fileio.match_under(out)
+        existing = [m for m in fileio.match_under(out) if m.path != join_path(out, CHECK_IN)]  # this run's own
     except (BeamIOError, ValueError) as err:
         raise cannot_list(out, err) from err
     if existing:

@@ -19,10 +19,49 @@ PROJECT = "satsft-test"
 # The emulator re-serialises its whole object table after every write, so each write costs O(objects) and a
 # build slows down as the bucket fills. In memory that snapshot is never read back; skipping it keeps the
 # emulator linear and the tests quick.
+#
+# The emulator takes no notice of preconditions; Cloud Storage refuses a write or delete whose
+# ifGenerationMatch is not the object's generation (0: no object) with 412, and satsft's check-in on a bucket
+# output (transforms.output.check_in) rests on that, so the launch adds it for inserts and deletes.
 _LAUNCH = """
 import sys
+import threading
+from http import HTTPStatus
 from gcp_storage_emulator import storage
+from gcp_storage_emulator.exceptions import NotFound
+from gcp_storage_emulator.handlers import objects
 storage.Storage._write_config_to_file = lambda self: None
+_one_at_a_time = threading.Lock()
+
+def _name(request):
+    if request.params.get("object_id"):
+        return request.params["object_id"]
+    if request.query.get("name"):
+        return request.query["name"][0]
+    meta = request.data.get("meta") if isinstance(request.data, dict) else None
+    return (meta or {}).get("name") or (request.data or {}).get("name")
+
+def _generation(store, bucket, name):
+    try:
+        return str(store.get_file_obj(bucket, name)["generation"])
+    except NotFound:
+        return "0"
+
+def _on_condition(handler):
+    def run(request, response, store, *args, **kwargs):
+        wanted = request.query.get("ifGenerationMatch")
+        if not wanted:
+            return handler(request, response, store, *args, **kwargs)
+        with _one_at_a_time:
+            if _generation(store, request.params["bucket_name"], _name(request)) != wanted[0]:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                response.json({"error": {"code": 412, "message": "conditionNotMet"}})
+                return None
+            return handler(request, response, store, *args, **kwargs)
+    return run
+
+objects.insert = _on_condition(objects.insert)
+objects.delete = _on_condition(objects.delete)
 from gcp_storage_emulator.__main__ import main
 main(sys.argv[1:])
 """

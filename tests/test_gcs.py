@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ALL_OUTPUTS, assert_same_outputs, run_cli
+from tests.conftest import ALL_OUTPUTS, REPO, assert_same_outputs, run_cli
 from tests.gcs_emulator import BUCKET, download, gcs_emulator, gcsfs_client, upload
 
 GS_TREE = f"gs://{BUCKET}/tree"
@@ -172,3 +175,69 @@ def _one_class_png(data: bytes) -> bytes:
     out = io.BytesIO()
     Image.new("P", img.size, 0).save(out, format="PNG")
     return out.getvalue()
+
+
+_HOLD_CHECK_IN = """
+import sys
+from transforms.output.check_in import checking_in
+with checking_in(sys.argv[1], 12.0):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _check_in_from(host: str, hours_ago: float) -> bytes:
+    """A check-in object as a launcher on another machine leaves it."""
+    began = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=hours_ago)
+    return (f"a satsft run is checking this output for other writers\nrun 5e1f\nmachine boot-x\npid 7\n"
+            f"pid start 9\nbegan {began:%Y-%m-%d %H:%M:%S} UTC\nhost {host}\ndetached -\n").encode()
+
+
+def test_a_check_in_on_a_bucket_is_one_step_across_machines(emulator, tmp_path):
+    """Two launches of one scheduled rebuild on two machines share no file lock: while one checks a bucket output
+    for writers (its check-in object, created only where none is), the other is refused and writes nothing; a
+    check-in left by a run from elsewhere refuses until it is --take-over-after hours old, then is taken over."""
+    env, _ = emulator
+    fs = gcsfs_client(env)
+    gs_out, check_in = f"gs://{BUCKET}/twice", f"{BUCKET}/twice/_satsft_check_in.txt"
+    build = ("build", "--input", GS_TREE, "--output", gs_out, "--tasks", "caption", "--quiet")
+    # Another machine: its own temporary folder, so the two processes share no lock file here.
+    elsewhere = dict(os.environ, **env, TMPDIR=str(tmp_path), PYTHONWARNINGS="ignore")
+    first = subprocess.Popen([sys.executable, "-c", _HOLD_CHECK_IN, gs_out], cwd=REPO, env=elsewhere,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline() == "held\n"
+        fs.invalidate_cache()
+        assert fs.find(f"{BUCKET}/twice") == [check_in]
+        proc = run_cli(*build, check=False, env=env)
+        assert proc.returncode == 1 and "is checking it for writers right now" in proc.stderr, proc.stderr
+        fs.invalidate_cache()
+        assert fs.find(f"{BUCKET}/twice") == [check_in], "the refused run wrote nothing"
+    finally:
+        first.communicate("\n", timeout=60)
+    assert first.returncode == 0
+    fs.invalidate_cache()
+    assert fs.find(f"{BUCKET}/twice") == [], "a check-in goes when it is done"
+
+    fs.pipe(check_in, _check_in_from("launcher-vm-7", 0.1))
+    proc = run_cli(*build, check=False, env=env)
+    assert proc.returncode == 1 and "on host launcher-vm-7 (process 7), began checking" in proc.stderr, proc.stderr
+    assert "--take-over-after 0" in proc.stderr
+    fs.invalidate_cache()
+    assert fs.find(f"{BUCKET}/twice") == [check_in]
+    fs.pipe(check_in, _check_in_from("launcher-vm-7", 13))  # past --take-over-after's 12 h: taken as stopped
+    proc = run_cli(*build, env=env)
+    assert "took over the check-in" in proc.stderr and "host launcher-vm-7" in proc.stderr, proc.stderr
+    fs.invalidate_cache()
+    names = fs.find(f"{BUCKET}/twice")
+    assert f"{BUCKET}/twice/build_report.json" in names and check_in not in names
+    # --overwrite and --update check in the same way
+    for again in (("--overwrite",), ("--update",)):
+        fs.pipe(check_in, _check_in_from("launcher-vm-8", 0.1))
+        proc = run_cli(*build, *again, check=False, env=env)
+        assert proc.returncode == 1 and "host launcher-vm-8" in proc.stderr, (again, proc.stderr)
+        fs.invalidate_cache()
+        assert set(fs.find(f"{BUCKET}/twice")) == {*names, check_in}, again
+    run_cli(*build, "--update", "--take-over-after", "0", env=env)
+    fs.invalidate_cache()
+    assert check_in not in fs.find(f"{BUCKET}/twice")

@@ -285,14 +285,65 @@ def delete_files(paths: list[str]) -> None:
         FileSystems.delete(others)
     gcs = [p for p in paths if p.startswith("gs://")]
     if gcs:
-        from apache_beam.io.gcp.gcsio import GcsIO
-
         # The client Beam's own delete uses, made with the run's options (credentials, impersonation).
-        store = FileSystems.get_filesystem(gcs[0])
-        client = store._gcsIO() if hasattr(store, "_gcsIO") else GcsIO()
+        client = _gcs_client(gcs[0])
         failed = {p: code for p, code in client.delete_batch(gcs) if code}
         if failed:
             raise BeamIOError("Delete operation failed", failed)
+
+
+def _gcs_client(path: str):
+    """The Cloud Storage client Beam's own filesystem uses for ``path``, made with the run's options."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.gcp.gcsio import GcsIO
+
+    store = FileSystems.get_filesystem(path)
+    return store._gcsIO() if hasattr(store, "_gcsIO") else GcsIO()
+
+
+def _gcs_blob(path: str):
+    from apache_beam.io.gcp.gcsio import parse_gcs_path
+
+    bucket, name = parse_gcs_path(path)
+    return _gcs_client(path).client.bucket(bucket).blob(name)
+
+
+def gcs_write_if(path: str, data: bytes, generation: int) -> int | None:
+    """Write an object only while its generation is ``generation`` (0: while there is none), as one step of the
+    store, which no other client can come between (Cloud Storage's ``ifGenerationMatch``). Returns the new
+    object's generation, or None when another write came first."""
+    from google.api_core.exceptions import PreconditionFailed
+
+    blob = _gcs_blob(path)
+    try:
+        blob.upload_from_string(data, if_generation_match=generation)
+    except PreconditionFailed:
+        return None
+    return int(blob.generation)
+
+
+def gcs_read_with_generation(path: str) -> tuple[bytes, int] | None:
+    """An object's bytes and the generation they belong to; None when it is not there (or changed while read)."""
+    from google.api_core.exceptions import NotFound, PreconditionFailed
+
+    blob = _gcs_blob(path)
+    try:
+        blob.reload()
+        generation = int(blob.generation)
+        return blob.download_as_bytes(if_generation_match=generation), generation
+    except (NotFound, PreconditionFailed):
+        return None
+
+
+def gcs_delete_if(path: str, generation: int) -> bool:
+    """Delete an object only while its generation is ``generation`` (not one another client wrote since)."""
+    from google.api_core.exceptions import NotFound, PreconditionFailed
+
+    try:
+        _gcs_blob(path).delete(if_generation_match=generation)
+    except (NotFound, PreconditionFailed):
+        return False
+    return True
 
 
 def link_or_copy(src: str, dst: str, link: bool = True) -> str:

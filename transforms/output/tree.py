@@ -39,6 +39,7 @@ MIX_REPORT_NAME = "mix_report.json"  # `satsft mix` writes this instead of build
 MIX_TIMINGS_NAME = "mix_timings.json"
 SPOOL_DIR = "_satsft_spool"  # rows spooled while a build or mix runs; removed at its end
 PROGRESS_DIR = f"{SPOOL_DIR}/progress"  # one small file per worker while a run lasts (local outputs)
+CHECK_IN = "_satsft_check_in.txt"  # a bucket output: held while a run checks it for writers (output.check_in)
 UPDATE_DIR = "_satsft_update"  # --update: the new build's dataset files wait here until they replace the old ones
 UPDATE_STAGE_DIR = f"{UPDATE_DIR}/stage"
 UPDATE_STARTED = f"{UPDATE_DIR}/started.txt"  # names the --update under way (transforms.rebuild.commit.begin)

@@ -137,3 +137,26 @@ def test_two_runs_started_together_do_not_both_write(tmp_path):
                                     "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept OSError:\n"
                                     "    sys.exit(3)\n", where], cwd=REPO, timeout=60)
             assert probe.returncode == 3, f"{where} was not held"
+
+
+def test_a_check_in_is_judged_like_a_marker():
+    """A bucket output's check-in (transforms.output.check_in; the store's side is in tests/test_gcs.py): one of a
+    process here that still runs refuses; one whose process has gone, or from elsewhere and older than
+    --take-over-after, is taken as stopped."""
+    from transforms.output.check_in import check_in_text, refusal
+    from transforms.rebuild import holder
+
+    text = check_in_text("r1").decode()
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:
+        try:
+            running = text.replace(f"pid {os.getpid()}\n", f"pid {other.pid}\n").replace(
+                f"pid start {holder.pid_start(os.getpid())}\n", f"pid start {holder.pid_start(other.pid)}\n")
+            assert "is checking it for writers right now" in refusal("gs://b/o", running, 12)
+        finally:
+            other.kill()
+    assert refusal("gs://b/o", running, 12) == "", "its process has gone: taken over at once"
+    began = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)).strftime(holder.BEGAN_FORMAT)
+    elsewhere = f"run r2\nmachine boot-x\npid 7\npid start 9\nbegan {began}\nhost launcher-vm-7\ndetached -\n"
+    assert "on host launcher-vm-7 (process 7)" in refusal("gs://b/o", elsewhere, 3)
+    assert refusal("gs://b/o", elsewhere, 1) == "" and refusal("gs://b/o", elsewhere, 0) == ""
+    assert refusal("gs://b/o", "not a check-in", 12) == ""

@@ -49,7 +49,18 @@ def checking_in(output: str, take_over_after: float) -> Iterator[None]:
         try:
             yield
         finally:
-            fileio.gcs_delete_if(path, generation)
+            _release(path, generation)
+
+
+def _release(path: str, generation: int) -> None:
+    """Delete this run's check-in; a store that fails to (after its client's retries) must not turn the run's
+    own outcome into a traceback about a file of a few lines, so it is said and left for the next run to judge."""
+    try:
+        fileio.gcs_delete_if(path, generation)
+    except Exception as err:  # noqa: BLE001 (any client error: the run's result stands)
+        LOG.warning("could not remove %s (%s: %s); a run from another machine will take it as a run checking in "
+                    "until --take-over-after hours have passed: remove it by hand if none is", path,
+                    err.__class__.__name__, err)
 
 
 def check_in_text(run: str) -> bytes:

@@ -96,6 +96,8 @@ def test_gs_folder_names_with_wildcards(emulator):
 
 def test_missing_gs_input_fails_fast(emulator, tmp_path: Path):
     env, _ = emulator
+    proc = run_cli("build", "--input", GS_TREE, "--output", "gs://no-such-bucket/out", check=False, env=env)
+    assert proc.returncode == 2 and "cannot write to 'gs://no-such-bucket/out' (NotFound" in proc.stderr, proc.stderr
     proc = run_cli("build", "--input", f"gs://{BUCKET}/no-such-tree", "--output", str(tmp_path / "o"), check=False,
                    env=env)
     assert proc.returncode == 2 and "no-such-tree has no metadata/" in proc.stderr.replace("'", ""), proc.stderr

@@ -45,7 +45,14 @@ def checking_in(output: str, take_over_after: float) -> Iterator[None]:
             yield
             return
         path = join_path(output, CHECK_IN)
-        generation = _take(output, path, take_over_after)
+        try:
+            generation = _take(output, path, take_over_after)
+        except CheckInBusy:
+            raise
+        except Exception as err:  # noqa: BLE001 (no such bucket, no credentials, no network: how it was called)
+            raise fileio.BadLocation(f"cannot write to {output!r} ({err.__class__.__name__}: {str(err)[:300]}); "
+                                     "check the URL and your credentials (gcloud auth application-default login)"
+                                     ) from err
         try:
             yield
         finally:

@@ -60,6 +60,7 @@ from transforms.rebuild.place import (
 )
 from transforms.rebuild.take import EXCLUDED, FILES, ReadPreviousRows, TakeEarlierRows
 from transforms.splits.assign import AssignSplits
+from transforms.splits.shared_ground import FindSharedGround
 
 
 @dataclass
@@ -185,6 +186,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),
         *([sidecars["left_out"] | "LeftOut" >> beam.Map(lambda n: {SHARE_LEFT_OUT: n})] if share < 1 else []),
         split["declared"],
+        sidecars["tiles"] | "FindSharedGround" >> FindSharedGround(manifest),
         joined[EVENTS],
         refs[EVENTS],
     ]

@@ -76,10 +76,13 @@ def summarise(counts: dict[str, int]) -> dict[str, Any]:
     boxes: dict[int, int] = {}
     left_out: dict[str, int] = {}
     rebuild: dict[str, int] = {}
+    shared = shared_ground_section([])
     other: dict[str, int] = {}
     for kind, rest, key, n in c.rest:
         if kind == "rebuild":
             rebuild[rest] = n
+        elif kind == "shared_ground":
+            _add_shared_ground(shared, rest, n)
         elif kind == "boxes_left_out":
             left_out[rest] = n
         elif kind == "tiles":
@@ -100,7 +103,8 @@ def summarise(counts: dict[str, int]) -> dict[str, Any]:
                   "by_split": tiles_by_split, "accounted": tiles_in == with_rows + tiles_rejected},
         "splits": {"declared": {s: declared.get(s, 0) for s in VALID_SPLITS},
                    "written": {s: tiles_by_split.get(s, 0) for s in VALID_SPLITS},
-                   "drift_pp": split_drift_pp(declared, tiles_by_split)},
+                   "drift_pp": split_drift_pp(declared, tiles_by_split),
+                   "shared_ground": shared},
         "rows": c.rows_section(),
         "rejects_by_reason": c.rejects_by_reason(),
         "classes": dict(sorted(classes.items())),
@@ -110,6 +114,26 @@ def summarise(counts: dict[str, int]) -> dict[str, Any]:
         "files": c.files,
         "outputs": other,
     }
+
+
+def shared_ground_section(examples: list) -> dict[str, Any]:
+    """``splits.shared_ground``: tiles of different splits whose footprints overlap (transforms/splits/footprints)."""
+    return {"pairs": {f"{a}|{b}": 0 for n, a in enumerate(VALID_SPLITS) for b in VALID_SPLITS[n + 1:]},
+            "tiles": {s: 0 for s in VALID_SPLITS}, "tiles_without_footprint": 0, "examples": examples}
+
+
+def _add_shared_ground(section: dict[str, Any], rest: str, n: int) -> None:
+    what, _, detail = rest.partition("|")
+    if what == "pairs":
+        section["pairs"][detail] = section["pairs"].get(detail, 0) + n
+    elif what == "tiles":
+        section["tiles"][detail] = section["tiles"].get(detail, 0) + n
+    elif what == "tiles_without_footprint":
+        section["tiles_without_footprint"] += n
+    elif what == "example":
+        a, split_a, b, split_b, share = detail.split("\t")
+        section["examples"].append({"tile": a, "split": split_a, "other_tile": b, "other_split": split_b,
+                                    "share": float(share)})
 
 
 def summarise_mix(counts: dict[str, int], sources: Sequence[MixSourceInfo]) -> dict[str, Any]:
@@ -281,6 +305,15 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
         words = "; ".join("/".join(w) for w in SPLIT_WORDS.values())
         lines.append(f"WARNING: {unknown} tile(s) declare a `split` that names no split ({words}): they were "
                      "placed by the hash of their POI id, as if they declared none")
+    shared = report.get("splits", {}).get("shared_ground", {})
+    held = {s: n for s, n in shared.get("tiles", {}).items() if s != "train" and n}
+    if held:
+        where = ", ".join(f"{s} {n}" for s, n in held.items())
+        lines.append(f"WARNING: {sum(held.values())} held-out tile(s) ({where}) show ground that a tile of another "
+                     "split shows too (footprints overlapping by a tenth or more: chips cut with overlapping "
+                     "windows, or one place under two POI ids), so a model is evaluated on ground it may have "
+                     "trained on. Cut chips at least their size apart, or give overlapping chips one POI id; the "
+                     "first pairs are in build_report.json (splits.shared_ground)")
     ignored, orphans = outputs.get(IGNORED_REFS, 0), report["rejects_by_reason"].get("stem_not_in_jsonl", 0)
     if ignored and orphans:
         lines.append(f"WARNING: {orphans} tile(s) have no chip reference, and {ignored} image reference(s) in "

@@ -1,0 +1,104 @@
+"""Which tiles of different splits show the same ground (pure; the Beam stage is splits.shared_ground).
+
+Splits are kept apart by place: every tile of a base POI goes to one split. Chips cut from a scene with
+overlapping windows (a stride under the chip size, as producers cut more chips from few scenes), or one place
+filed under two POI ids, put the same pixels of ground under two places, and hashing places into splits then
+puts half of some held-out chips into training. Nothing in a tile's POI id tells; its footprint does.
+
+A footprint is the sidecar's ``bbox_wgs84`` (min lon, min lat, max lon, max lat) or, without one, a square
+around ``latitude`` / ``longitude`` of ``output_size`` x ``grid.resolution_m`` metres. Two footprints share
+ground when their overlap covers at least ``MIN_SHARE`` of the smaller one: the axis-aligned WGS84 box of a
+UTM chip is a few percent larger than the chip (grid convergence, up to about 3 degrees), so chips that only
+touch overlap by that much in their boxes and must not count. Tiles are compared within cells of
+``CELL_DEG`` degrees; a pair is counted in the one cell holding the south-west corner of its overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+CELL_DEG = 0.1  # about 11 km: a 224 px chip at 10 m (2.2 km) touches at most 4 cells
+MAX_CELLS = 64  # a footprint over 8 x 8 cells (some 90 km) is no chip: such a tile is not compared
+MIN_SHARE = 0.1
+METRES_PER_DEGREE = 111_320.0
+SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
+
+Box = tuple[float, float, float, float]  # min lon, min lat, max lon, max lat
+Member = tuple[str, str, Box]  # tile stem, split, footprint
+Pair = tuple[str, str, str, str, float]  # stem and split of one tile, of the other (in split order), share
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def footprint(extra: dict[str, Any], latitude: float | None, longitude: float | None, size: int) -> Box | None:
+    """The ground a tile shows, in degrees; None when its sidecar does not say (or says nonsense)."""
+    given = extra.get("bbox_wgs84")
+    if isinstance(given, (list, tuple)) and len(given) == 4:
+        box = [_number(v) for v in given]
+        if None not in box:
+            x0, y0, x1, y1 = box
+            if -180 <= x0 < x1 <= 180 and -90 <= y0 < y1 <= 90:
+                return x0, y0, x1, y1
+    grid = extra.get("grid")
+    metres = _number(grid.get("resolution_m")) if isinstance(grid, dict) else None
+    lat, lon = _number(latitude), _number(longitude)
+    if metres is None or metres <= 0 or lat is None or lon is None or abs(lat) >= 89.9 or size <= 0:
+        return None
+    half = size * metres / 2
+    dlat = half / METRES_PER_DEGREE
+    dlon = half / (METRES_PER_DEGREE * math.cos(math.radians(lat)))
+    return lon - dlon, lat - dlat, lon + dlon, lat + dlat
+
+
+def cells_of(box: Box) -> list[tuple[int, int]]:
+    """The cells a footprint touches; [] for one too large to be a chip."""
+    i0, i1 = math.floor(box[0] / CELL_DEG), math.floor(box[2] / CELL_DEG)
+    j0, j1 = math.floor(box[1] / CELL_DEG), math.floor(box[3] / CELL_DEG)
+    if (i1 - i0 + 1) * (j1 - j0 + 1) > MAX_CELLS:
+        return []
+    return [(i, j) for i in range(i0, i1 + 1) for j in range(j0, j1 + 1)]
+
+
+def shared_share(a: Box, b: Box) -> tuple[float, float, float]:
+    """(share of the smaller footprint both cover, west and south edges of the overlap)."""
+    west, south = max(a[0], b[0]), max(a[1], b[1])
+    width, height = min(a[2], b[2]) - west, min(a[3], b[3]) - south
+    if width <= 0 or height <= 0:
+        return 0.0, west, south
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return width * height / smaller, west, south
+
+
+def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[Pair]:
+    """Every pair of tiles in different splits whose footprints share ground, counted in this cell only if the
+    overlap's south-west corner lies in it. Tiles with one footprint and split (views of one place, dates of one
+    place) are compared once as a group, so a place with hundreds of dates costs one comparison per neighbour."""
+    groups: dict[tuple[Box, str], list[str]] = {}
+    for stem, split, box in members:
+        groups.setdefault((tuple(box), split), []).append(stem)
+    keys = sorted(groups)  # by west edge first: a sweep compares only footprints that reach each other
+    for n, (a, split_a) in enumerate(keys):
+        for b, split_b in keys[n + 1:]:
+            if b[0] >= a[2]:
+                break
+            if split_a == split_b:
+                continue
+            share, west, south = shared_share(a, b)
+            if share < MIN_SHARE or (math.floor(west / CELL_DEG), math.floor(south / CELL_DEG)) != tuple(cell):
+                continue
+            for stem_a in sorted(groups[(a, split_a)]):
+                for stem_b in sorted(groups[(b, split_b)]):
+                    yield ordered_pair(stem_a, split_a, stem_b, split_b, share)
+
+
+def ordered_pair(stem_a: str, split_a: str, stem_b: str, split_b: str, share: float) -> Pair:
+    """A pair with the tile of the earlier split (train, validation, test) first."""
+    if (SPLIT_ORDER.get(split_b, 3), stem_b) < (SPLIT_ORDER.get(split_a, 3), stem_a):
+        stem_a, split_a, stem_b, split_b = stem_b, split_b, stem_a, split_a
+    return stem_a, split_a, stem_b, split_b, round(share, 3)

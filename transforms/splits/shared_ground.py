@@ -1,0 +1,85 @@
+"""The build's count of tiles whose ground another split shows too (splits.footprints has the rules).
+
+Run on the tiles as written, with their final splits: a rebuild's unchanged tiles keep theirs, so the check
+covers what a reader of this build gets, not what this run placed. Only a stem, a split and four numbers per
+tile cross the two groupings (on the stem, then on the cell); nothing is gathered in one place but the few
+examples the report quotes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.splits.footprints import cells_of, footprint, pairs_in_cell
+
+EXAMPLES = 10  # pairs quoted in build_report.json, the first in sorted order
+KIND = "shared_ground"
+
+
+def tile_footprint(keyed) -> tuple[str, tuple | None]:
+    """(stem, tile) as ReadSidecars keys it -> (stem, footprint)."""
+    stem, tile = keyed
+    return stem, footprint(tile.extra, tile.latitude, tile.longitude, tile.size)
+
+
+class _CellsFn(beam.DoFn):
+    """(stem, {box, split}) -> (cell, (stem, split, box)) for each cell the footprint touches; a tile with
+    rows but no usable footprint is counted, since it was not checked."""
+
+    def __init__(self):
+        self.unchecked = Metrics.counter("FindSharedGround", "tiles_without_footprint")
+
+    def process(self, element) -> Iterator[Any]:  # cells, and count events tagged "unchecked"
+        stem, parts = element
+        splits, boxes = list(parts["split"]), [b for b in parts["box"] if b is not None]
+        if not splits:
+            return  # rejected, or outside the build: no rows, nothing to hold out
+        cells = cells_of(boxes[0]) if boxes else []
+        if not cells:
+            self.unchecked.inc()
+            yield beam.pvalue.TaggedOutput("unchecked", {f"{KIND}|tiles_without_footprint": 1})
+            return
+        for cell in cells:
+            yield cell, (stem, splits[0], boxes[0])
+
+
+def _pair_events(pair) -> dict[str, int]:
+    return {f"{KIND}|pairs|{pair[1]}|{pair[3]}": 1}
+
+
+def _example_events(pairs) -> list[dict[str, int]]:
+    return [{f"{KIND}|example|" + "\t".join([*map(str, p[:4]), f"{p[4]:.3f}"]): 1} for p in pairs]
+
+
+@dataclass
+class FindSharedGround(beam.PTransform):
+    """(tiles as read, keyed by stem; manifest records of the tiles with rows) -> count events: pairs of tiles
+    in different splits that share ground (``shared_ground|pairs|<split>|<split>``), the tiles of each split in
+    such a pair (``shared_ground|tiles|<split>``), tiles not checked, and the first pairs as examples."""
+
+    records: tuple  # PCollections of manifest records ({"stem", "split", ...}), made and taken
+
+    def expand(self, tiles):
+        boxes = tiles | "Footprints" >> beam.Map(tile_footprint)
+        splits = (self.records | "AllRecords" >> beam.Flatten()
+                  | "StemSplit" >> beam.Map(lambda r: (r["stem"], r["split"])))
+        placed = ({"box": boxes, "split": splits}
+                  | "JoinOnStem" >> beam.CoGroupByKey()
+                  | "Cells" >> beam.ParDo(_CellsFn()).with_outputs("unchecked", main="members"))
+        pairs = (placed.members
+                 | "GroupByCell" >> beam.GroupByKey()
+                 | "PairsInCell" >> beam.FlatMapTuple(pairs_in_cell))
+        tiles_in_pairs = (pairs
+                          | "PairTiles" >> beam.FlatMap(lambda p: [(p[0], p[1]), (p[2], p[3])])
+                          | "EachTileOnce" >> beam.Distinct()
+                          | "TileEvents" >> beam.Map(lambda t: {f"{KIND}|tiles|{t[1]}": 1}))
+        examples = (pairs
+                    | "FirstPairs" >> beam.combiners.Top.Smallest(EXAMPLES)
+                    | "ExampleEvents" >> beam.FlatMap(_example_events))
+        return ((pairs | "PairEvents" >> beam.Map(_pair_events), tiles_in_pairs, examples, placed.unchecked)
+                | "SharedGroundEvents" >> beam.Flatten())

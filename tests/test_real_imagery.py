@@ -115,6 +115,20 @@ def test_the_default_real_tree_has_every_split(default_real_build):
     assert sum(lines.values()) == 120 and min(lines.values()) > 0, lines
 
 
+def test_chips_cut_with_overlapping_windows_are_said_to_share_ground(default_real_build, real_build):
+    """At the default stride (112 px, half a chip) neighbouring places overlap, and the places hashed into
+    validation and test all overlap a place in train, and the report says so (the summary's warning is tested
+    in tests/test_rebuild.py; chips cut edge to edge sharing nothing in tests/transforms/splits)."""
+    report = json.loads((default_real_build[1] / "build_report.json").read_text())
+    shared, written = report["splits"]["shared_ground"], report["splits"]["written"]
+    assert shared["tiles"]["validation"] == written["validation"] > 0
+    assert shared["tiles"]["test"] == written["test"] > 0
+    assert shared["pairs"]["train|test"] > 0 and shared["tiles_without_footprint"] == 0
+    assert len(shared["examples"]) == 10 and all(0.24 < e["share"] <= 1 for e in shared["examples"])
+    apart = json.loads((real_build[1] / "build_report.json").read_text())["splits"]["shared_ground"]
+    assert apart["tiles_without_footprint"] == 0, "every real tile has a footprint at either stride"
+
+
 def test_the_builds_own_answers_score_perfectly(default_real_build, tmp_path):
     """Real tiles have classes at trace shares (water slivers at 0.1%), which generated tiles rarely have: their
     absence answers ("Not as a visible patch. ...") must read as the no they are."""

@@ -137,3 +137,44 @@ def test_a_build_that_knew_chips_by_sha256_is_rebuilt_as_unchanged(grown, monkey
     for folder in ("data", "parquet", "metadata/manifest"):
         assert {p.name: p.read_bytes() for p in (grown / "from_sha" / folder).iterdir() if p.is_file()} == \
             {p.name: p.read_bytes() for p in (grown / "from_now" / folder).iterdir() if p.is_file()}, folder
+
+
+def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
+    """A test tile cut half over a train tile (overlapping windows) is found by its footprint, whatever its POI
+    id, and still after an --update that took every tile's rows from the earlier build; a tile whose sidecar
+    says nothing of where it lies is counted as not checked."""
+    from tests.conftest import run_cli
+
+    tree, out = tmp_path / "tree", tmp_path / "out"
+    write_sample_tree(str(tree), 24, seed=3, workers=1)
+    sidecars = {p: json.loads(p.read_text()) for p in sorted((tree / "metadata").rglob("*.json"))}
+    splits_of: dict[str, set[str]] = {}
+    for p, s in sidecars.items():
+        splits_of.setdefault(base_poi_id(p.stem), set()).add(s["split"])
+    # Two places wholly in train (no reassignment moves such a place), the second declared test.
+    whole = sorted(b for b, splits in splits_of.items() if splits == {"train"})
+    train = next(p for p in sidecars if base_poi_id(p.stem) == whole[0])
+    for p, s in sidecars.items():
+        if base_poi_id(p.stem) == whole[1]:
+            s["split"] = "test"
+            p.write_text(json.dumps(s))
+    test = next(p for p in sidecars if base_poi_id(p.stem) == whole[1])
+    x0, y0, x1, y1 = sidecars[train]["bbox_wgs84"]
+    sidecars[test]["bbox_wgs84"] = [x0 + (x1 - x0) / 2, y0, x1 + (x1 - x0) / 2, y1]
+    test.write_text(json.dumps(sidecars[test]))
+    unplaced = next(p for p, s in sidecars.items() if p not in (train, test))
+    for field in ("bbox_wgs84", "grid"):
+        sidecars[unplaced].pop(field)
+    unplaced.write_text(json.dumps(sidecars[unplaced]))
+    argv = ("build", "--input", str(tree), "--output", str(out), "--tasks", "caption")
+    said = run_cli(*argv).stdout
+    assert "WARNING: 1 held-out tile(s) (test 1) show ground that a tile of another split shows too" in said, said
+    first = json.loads((out / "build_report.json").read_text())["splits"]["shared_ground"]
+    assert first == {"pairs": {"train|validation": 0, "train|test": 1, "validation|test": 0},
+                     "tiles": {"train": 1, "validation": 0, "test": 1}, "tiles_without_footprint": 1,
+                     "examples": [{"tile": train.stem, "split": "train", "other_tile": test.stem,
+                                   "other_split": "test", "share": 0.5}]}
+    run_cli(*argv, "--update")
+    report = json.loads((out / "build_report.json").read_text())
+    assert report["rebuild"]["rows_reused"] > 0 and report["rebuild"]["tiles_unchanged"] == 24
+    assert report["splits"]["shared_ground"] == first

@@ -1,0 +1,116 @@
+"""Tiles of different splits that show the same ground (transforms/splits/footprints.py): what a footprint is,
+which overlaps count, and that the cell-by-cell search finds every pair exactly once."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.splits.footprints import (
+    CELL_DEG,
+    METRES_PER_DEGREE,
+    MIN_SHARE,
+    cells_of,
+    footprint,
+    pairs_in_cell,
+    shared_share,
+)
+
+CHIP_DEG = 0.02  # about a 224 px chip at 10 m
+
+
+def test_a_footprint_is_the_wgs84_box_else_a_square_around_the_centre():
+    assert footprint({"bbox_wgs84": [12.5, 52.5, 12.53, 52.52]}, 0.0, 0.0, 224) == (12.5, 52.5, 12.53, 52.52)
+    box = footprint({"grid": {"crs": "EPSG:32633", "resolution_m": 10}}, 52.5, 12.5, 224)
+    assert box is not None
+    assert math.isclose((box[3] - box[1]) * METRES_PER_DEGREE, 2240)
+    assert math.isclose((box[2] - box[0]) * METRES_PER_DEGREE * math.cos(math.radians(52.5)), 2240)
+    assert math.isclose((box[0] + box[2]) / 2, 12.5) and math.isclose((box[1] + box[3]) / 2, 52.5)
+    # A box that names no area, or a value that is no number, falls back to the centre, else to nothing.
+    for bad in ([1, 2, 1, 3], [1, 2, 3], ["a", 0, 1, 1], [0, 0, float("nan"), 1], [170, 0, 190, 1], True):
+        assert footprint({"bbox_wgs84": bad}, None, None, 224) is None, bad
+        assert footprint({"bbox_wgs84": bad, "grid": {"resolution_m": 10}}, 1.0, 2.0, 224) is not None, bad
+    assert footprint({}, 52.5, 12.5, 224) is None, "no ground size without grid.resolution_m"
+    assert footprint({"grid": {"resolution_m": "10"}}, 52.5, 12.5, 224) is None
+    assert footprint({"grid": {"resolution_m": 10}}, None, 12.5, 224) is None
+
+
+def test_cells_of_a_chip_and_of_what_is_no_chip():
+    assert cells_of((0.01, 0.01, 0.03, 0.03)) == [(0, 0)]
+    assert sorted(cells_of((0.09, 0.09, 0.11, 0.11))) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert cells_of((-0.01, -0.01, 0.01, 0.01)) == [(-1, -1), (-1, 0), (0, -1), (0, 0)]
+    assert cells_of((0.0, 0.0, 2.0, 2.0)) == [], "a footprint of 200 km is not compared"
+
+
+def _pairs(members):
+    by_cell: dict = {}
+    for m in members:
+        for cell in cells_of(m[2]):
+            by_cell.setdefault(cell, []).append(m)
+    return sorted(p for cell, ms in by_cell.items() for p in pairs_in_cell(cell, ms))
+
+
+def test_overlapping_windows_share_ground_and_touching_chips_do_not():
+    half = [("a", "train", (0.09, 0.09, 0.09 + CHIP_DEG, 0.09 + CHIP_DEG)),
+            ("b", "test", (0.10, 0.09, 0.10 + CHIP_DEG, 0.09 + CHIP_DEG))]  # half a chip apart, across a cell edge
+    assert _pairs(half) == [("a", "train", "b", "test", 0.5)], "once, though both lie in two cells"
+    touching = [("a", "train", (0.0, 0.0, 0.02, 0.02)), ("b", "test", (0.02, 0.0, 0.04, 0.02))]
+    assert _pairs(touching) == []
+    # The WGS84 box of a UTM chip is a few percent wider than the chip: neighbours overlap that much in their
+    # boxes without sharing a pixel.
+    rotated = [("a", "train", (0.0, 0.0, 0.0207, 0.0207)), ("b", "test", (0.0200, 0.0, 0.0407, 0.0207))]
+    assert 0 < shared_share(rotated[0][2], rotated[1][2])[0] < MIN_SHARE
+    assert _pairs(rotated) == []
+    same_split = [("a", "test", half[0][2]), ("b", "test", half[1][2])]
+    assert _pairs(same_split) == []
+
+
+def test_views_and_dates_of_one_place_are_paired_with_each_tile_of_the_other():
+    box, near = (5.0, 5.0, 5.02, 5.02), (5.005, 5.0, 5.025, 5.02)
+    members = [("p_orig", "test", box), ("p_flip", "test", box), ("q_2020", "train", near), ("q_2021", "train", near)]
+    assert _pairs(members) == [("q_2020", "train", "p_flip", "test", 0.75), ("q_2020", "train", "p_orig", "test", 0.75),
+                               ("q_2021", "train", "p_flip", "test", 0.75), ("q_2021", "train", "p_orig", "test", 0.75)]
+
+
+def test_validation_comes_before_test_in_a_pair():
+    members = [("z", "test", (1.0, 1.0, 1.02, 1.02)), ("a", "validation", (1.0, 1.0, 1.02, 1.02))]
+    assert _pairs(members) == [("a", "validation", "z", "test", 1.0)]
+
+
+boxes = st.builds(lambda x, y, w, h: (x, y, x + w, y + h),
+                  st.integers(-20, 20).map(lambda v: v * 0.013), st.integers(-20, 20).map(lambda v: v * 0.011),
+                  st.sampled_from([0.01, 0.02, 0.02, 0.05]), st.sampled_from([0.01, 0.02, 0.02, 0.05]))
+tiles = st.lists(st.tuples(st.sampled_from(["train", "validation", "test"]), boxes), max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(tiles)
+def test_the_cell_search_finds_every_pair_once(drawn):
+    """Against comparing every pair: the sweep, the grouping of equal footprints and the one-cell rule lose and
+    repeat nothing."""
+    members = [(f"t{n:02d}", split, box) for n, (split, box) in enumerate(drawn)]
+    expected = []
+    for (a, sa, ba), (b, sb, bb) in itertools.combinations(members, 2):
+        share = shared_share(ba, bb)[0]
+        if sa != sb and share >= MIN_SHARE:
+            order = {"train": 0, "validation": 1, "test": 2}
+            first, second = sorted([(order[sa], a, sa), (order[sb], b, sb)])
+            expected.append((first[1], first[2], second[1], second[2], round(share, 3)))
+    assert _pairs(members) == sorted(expected)
+
+
+@pytest.mark.parametrize("lat", [0.0, 52.5, 70.0])
+def test_a_grid_of_chips_a_chip_apart_shares_nothing(lat):
+    """Chips cut edge to edge (a stride of the chip size) at 10 m: no pair, whatever the latitude."""
+    members = []
+    for i, j in itertools.product(range(6), range(6)):
+        centre = footprint({"grid": {"resolution_m": 10}}, lat + i * 2240 / METRES_PER_DEGREE, 0.0, 224)
+        assert centre is not None
+        width = centre[2] - centre[0]
+        members.append((f"t{i}{j}", ("train", "test")[(i + j) % 2], (j * width, centre[1], (j + 1) * width, centre[3])))
+    assert _pairs(members) == []
+    assert CELL_DEG > 2240 / METRES_PER_DEGREE

@@ -27,6 +27,23 @@ OPTION_FLAGS = (("tasks", "--tasks"), ("profiles", "--profiles"), ("leakage", "-
                 ("layout", "--layout"), ("max_boxes", "--max-boxes"), ("min_box_px", "--min-box-px"))
 
 
+
+def _shared_ground(shared: dict | None) -> list[str]:
+    """What a reader of the held-out splits must know: whether their ground is also in another split."""
+    if not shared:
+        return []  # a report from before the check
+    held = {s: n for s, n in shared["tiles"].items() if s != "train" and n}
+    unchecked = shared["tiles_without_footprint"]
+    note = f" {unchecked:,} tile(s) say nothing of where they lie and were not checked." if unchecked else ""
+    if not held:
+        return [f"No two tiles of different splits share ground (footprints overlapping by a tenth or more).{note}",
+                ""]
+    counts = " and ".join(f"{n:,} {s}" for s, n in held.items())
+    return [f"**Held-out tiles on ground another split shows.** {counts} tile(s) overlap a tile of another split by "
+            "a tenth of their footprint or more (chips cut with overlapping windows, or one place under two POI "
+            f"ids): scores on them overstate how a model does on ground it has not seen.{note} The first pairs are "
+            "in `build_report.json` (`splits.shared_ground`).", ""]
+
 def hub_warning(report: dict[str, Any]) -> str:
     """What to do when an output has more files than the Hub takes; "" when it fits."""
     n = report.get("file_count", 0)
@@ -160,6 +177,7 @@ def render_card(report: dict[str, Any]) -> str:
                       [[s, splits["declared"][s], splits["written"][s], f"{100 * splits['declared'][s] / n_in:.2f}%",
                         f"{100 * splits['written'][s] / n_out:.2f}%", f"{splits['drift_pp'][s]:+.2f}"]
                        for s in VALID_SPLITS]) + [""]
+        out += _shared_ground(splits.get("shared_ground"))
     out += ["## Drops by reason", ""]
     drops = report["rejects_by_reason"]
     out += (_table(["reason", "count"], [[f"`{r}`", n] for r, n in drops.items()]) if drops

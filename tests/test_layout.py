@@ -12,8 +12,9 @@ PACKAGES = ("pipeline", "transforms", "scoring")
 # The Beam stages: every other module under transforms/ is pure (plain data in, plain data out).
 BEAM_MODULES = {
     "transforms.generate", "transforms.gather", "transforms.input.read", "transforms.input.join",
-    "transforms.splits.assign", "transforms.output.counts", "transforms.output.files", "transforms.output.spool",
-    "transforms.output.split_files", "transforms.mix.stages", "transforms.rebuild.place", "transforms.rebuild.take",
+    "transforms.splits.assign", "transforms.splits.shared_ground", "transforms.output.counts",
+    "transforms.output.files", "transforms.output.spool", "transforms.output.split_files", "transforms.mix.stages",
+    "transforms.rebuild.place", "transforms.rebuild.take",
 }
 
 

@@ -15,6 +15,7 @@ touch overlap by that much in their boxes and must not count. Tiles are compared
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -28,6 +29,7 @@ SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
 Box = tuple[float, float, float, float]  # min lon, min lat, max lon, max lat
 Member = tuple[str, str, Box]  # tile stem, split, footprint
 Pair = tuple[str, str, str, str, float]  # stem and split of one tile, of the other (in split order), share
+GroupPair = tuple[tuple[str, ...], str, tuple[str, ...], str, float]  # the same with every tile of each side
 
 
 def _number(value: Any) -> float | None:
@@ -75,10 +77,11 @@ def shared_share(a: Box, b: Box) -> tuple[float, float, float]:
     return width * height / smaller, west, south
 
 
-def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[Pair]:
-    """Every pair of tiles in different splits whose footprints share ground, counted in this cell only if the
-    overlap's south-west corner lies in it. Tiles with one footprint and split (views of one place, dates of one
-    place) are compared once as a group, so a place with hundreds of dates costs one comparison per neighbour."""
+def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[GroupPair]:
+    """Every pair of footprints of different splits that share ground, counted in this cell only if the
+    overlap's south-west corner lies in it, with the tiles on each side. Tiles with one footprint and split
+    (views of one place, dates of one place) are one side together: a place with thousands of dates in train
+    beside one with thousands in test is one comparison and one answer, not millions of pairs."""
     groups: dict[tuple[Box, str], list[str]] = {}
     for stem, split, box in members:
         groups.setdefault((tuple(box), split), []).append(stem)
@@ -92,13 +95,13 @@ def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[
             share, west, south = shared_share(a, b)
             if share < MIN_SHARE or (math.floor(west / CELL_DEG), math.floor(south / CELL_DEG)) != tuple(cell):
                 continue
-            for stem_a in sorted(groups[(a, split_a)]):
-                for stem_b in sorted(groups[(b, split_b)]):
-                    yield ordered_pair(stem_a, split_a, stem_b, split_b, share)
+            (_, first, split_first), (_, second, split_second) = sorted(
+                (SPLIT_ORDER.get(split, 3), tuple(sorted(groups[key])), split)
+                for key, split in (((a, split_a), split_a), ((b, split_b), split_b)))
+            yield first, split_first, second, split_second, round(share, 3)
 
 
-def ordered_pair(stem_a: str, split_a: str, stem_b: str, split_b: str, share: float) -> Pair:
-    """A pair with the tile of the earlier split (train, validation, test) first."""
-    if (SPLIT_ORDER.get(split_b, 3), stem_b) < (SPLIT_ORDER.get(split_a, 3), stem_a):
-        stem_a, split_a, stem_b, split_b = stem_b, split_b, stem_a, split_a
-    return stem_a, split_a, stem_b, split_b, round(share, 3)
+def first_pairs(group: GroupPair, n: int) -> list[Pair]:
+    """The first ``n`` tile pairs of a group pair, in sorted order (each side is sorted)."""
+    side_a, split_a, side_b, split_b, share = group
+    return [(a, split_a, b, split_b, share) for a, b in itertools.islice(itertools.product(side_a, side_b), n)]

@@ -15,7 +15,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.splits.footprints import cells_of, footprint, pairs_in_cell
+from transforms.splits.footprints import cells_of, first_pairs, footprint, pairs_in_cell
 
 EXAMPLES = 10  # pairs quoted in build_report.json, the first in sorted order
 KIND = "shared_ground"
@@ -48,8 +48,13 @@ class _CellsFn(beam.DoFn):
             yield cell, (stem, splits[0], boxes[0])
 
 
-def _pair_events(pair) -> dict[str, int]:
-    return {f"{KIND}|pairs|{pair[1]}|{pair[3]}": 1}
+def _tiles_of(group) -> list[tuple[str, str]]:
+    """(stem, split) of every tile on either side of a pair of footprints."""
+    return [*((stem, group[1]) for stem in group[0]), *((stem, group[3]) for stem in group[2])]
+
+
+def _pair_events(group) -> dict[str, int]:
+    return {f"{KIND}|pairs|{group[1]}|{group[3]}": len(group[0]) * len(group[2])}
 
 
 def _example_events(pairs) -> list[dict[str, int]]:
@@ -71,14 +76,15 @@ class FindSharedGround(beam.PTransform):
         placed = ({"box": boxes, "split": splits}
                   | "JoinOnStem" >> beam.CoGroupByKey()
                   | "Cells" >> beam.ParDo(_CellsFn()).with_outputs("unchecked", main="members"))
-        pairs = (placed.members
+        pairs = (placed.members  # pairs of footprints, with the tiles on each side
                  | "GroupByCell" >> beam.GroupByKey()
                  | "PairsInCell" >> beam.FlatMapTuple(pairs_in_cell))
         tiles_in_pairs = (pairs
-                          | "PairTiles" >> beam.FlatMap(lambda p: [(p[0], p[1]), (p[2], p[3])])
+                          | "PairTiles" >> beam.FlatMap(_tiles_of)
                           | "EachTileOnce" >> beam.Distinct()
                           | "TileEvents" >> beam.Map(lambda t: {f"{KIND}|tiles|{t[1]}": 1}))
         examples = (pairs
+                    | "PairsOfTiles" >> beam.FlatMap(first_pairs, EXAMPLES)
                     | "FirstPairs" >> beam.combiners.Top.Smallest(EXAMPLES)
                     | "ExampleEvents" >> beam.FlatMap(_example_events))
         return ((pairs | "PairEvents" >> beam.Map(_pair_events), tiles_in_pairs, examples, placed.unchecked)

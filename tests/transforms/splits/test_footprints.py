@@ -15,6 +15,7 @@ from transforms.splits.footprints import (
     METRES_PER_DEGREE,
     MIN_SHARE,
     cells_of,
+    first_pairs,
     footprint,
     pairs_in_cell,
     shared_share,
@@ -51,7 +52,7 @@ def _pairs(members):
     for m in members:
         for cell in cells_of(m[2]):
             by_cell.setdefault(cell, []).append(m)
-    return sorted(p for cell, ms in by_cell.items() for p in pairs_in_cell(cell, ms))
+    return sorted(p for cell, ms in by_cell.items() for g in pairs_in_cell(cell, ms) for p in first_pairs(g, 10**6))
 
 
 def test_overlapping_windows_share_ground_and_touching_chips_do_not():
@@ -114,3 +115,13 @@ def test_a_grid_of_chips_a_chip_apart_shares_nothing(lat):
         members.append((f"t{i}{j}", ("train", "test")[(i + j) % 2], (j * width, centre[1], (j + 1) * width, centre[3])))
     assert _pairs(members) == []
     assert CELL_DEG > 2240 / METRES_PER_DEGREE
+
+
+def test_thousands_of_dates_of_two_places_are_one_comparison():
+    """A place with 3,000 dates in train beside one with 3,000 in test (dates split by tile, not by place): one
+    pair of footprints with both sides, nine million tile pairs counted without being listed."""
+    box, near = (5.0, 5.0, 5.02, 5.02), (5.01, 5.0, 5.03, 5.02)
+    members = [(f"a{n:04d}", "train", box) for n in range(3000)] + [(f"b{n:04d}", "test", near) for n in range(3000)]
+    (group,) = [g for cell in cells_of(box) for g in pairs_in_cell(cell, members)]
+    assert (len(group[0]), group[1], len(group[2]), group[3], group[4]) == (3000, "train", 3000, "test", 0.5)
+    assert first_pairs(group, 2) == [("a0000", "train", "b0000", "test", 0.5), ("a0000", "train", "b0001", "test", 0.5)]

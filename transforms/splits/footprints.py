@@ -20,6 +20,8 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
+
 CELL_DEG = 0.1  # about 11 km: a 224 px chip at 10 m (2.2 km) touches at most 4 cells
 MAX_CELLS = 64  # a footprint over 8 x 8 cells (some 90 km) is no chip: such a tile is not compared
 MIN_SHARE = 0.1
@@ -85,20 +87,31 @@ def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[
     groups: dict[tuple[Box, str], list[str]] = {}
     for stem, split, box in members:
         groups.setdefault((tuple(box), split), []).append(stem)
-    keys = sorted(groups)  # by west edge first: a sweep compares only footprints that reach each other
-    for n, (a, split_a) in enumerate(keys):
-        for b, split_b in keys[n + 1:]:
-            if b[0] >= a[2]:
-                break
-            if split_a == split_b:
-                continue
-            share, west, south = shared_share(a, b)
-            if share < MIN_SHARE or (math.floor(west / CELL_DEG), math.floor(south / CELL_DEG)) != tuple(cell):
-                continue
+    keys = sorted(groups)  # by west edge first: each footprint meets only those whose west edge it reaches
+    if len(keys) < 2:
+        return
+    boxes = np.array([k[0] for k in keys], dtype=np.float64)
+    codes = np.array([SPLIT_ORDER.get(k[1], 3) for k in keys])
+    reach = np.searchsorted(boxes[:, 0], boxes[:, 2], side="left")  # first footprint starting at or past the east edge
+    for n in range(len(keys)):
+        later = np.arange(n + 1, reach[n])
+        later = later[codes[later] != codes[n]]
+        if not later.size:
+            continue
+        other = boxes[later]
+        west, south = np.maximum(boxes[n, 0], other[:, 0]), np.maximum(boxes[n, 1], other[:, 1])
+        width = np.minimum(boxes[n, 2], other[:, 2]) - west
+        height = np.minimum(boxes[n, 3], other[:, 3]) - south
+        area = (boxes[n, 2] - boxes[n, 0]) * (boxes[n, 3] - boxes[n, 1])
+        smaller = np.minimum(area, (other[:, 2] - other[:, 0]) * (other[:, 3] - other[:, 1]))
+        share = np.where((width > 0) & (height > 0), width * np.maximum(height, 0) / smaller, 0.0)
+        here = (np.floor(west / CELL_DEG) == cell[0]) & (np.floor(south / CELL_DEG) == cell[1])
+        for m in np.flatnonzero((share >= MIN_SHARE) & here):
+            a, b = keys[n], keys[int(later[m])]
             (_, first, split_first), (_, second, split_second) = sorted(
                 (SPLIT_ORDER.get(split, 3), tuple(sorted(groups[key])), split)
-                for key, split in (((a, split_a), split_a), ((b, split_b), split_b)))
-            yield first, split_first, second, split_second, round(share, 3)
+                for key, split in ((a, a[1]), (b, b[1])))
+            yield first, split_first, second, split_second, round(float(share[m]), 3)
 
 
 def first_pairs(group: GroupPair, n: int) -> list[Pair]:

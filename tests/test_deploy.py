@@ -118,7 +118,7 @@ def test_dataflow_job_graph_builds_offline():
     names = {t.unique_name for t in transforms.values()}
     for step in ("ReadSidecars", "ExtractImageRefs", "ListChips", "JoinOnTileStem", "IndexStills", "AssignSplits",
                  "GenerateRows", "WriteSplitFiles", "WriteRowSidecars", "RenderAnalysisImages", "CopySourceImages",
-                 "WriteRejects", "CountOutcomes", "WriteReport"):
+                 "WriteRejects", "FindSharedGround", "CountOutcomes", "WriteReport"):
         assert step in names, step
     assert any(n.startswith("ReadSidecars/Match") for n in names)
     assert result.job.options.view_as(BuildOptions).output == "gs://fake-bucket/out"

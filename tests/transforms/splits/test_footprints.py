@@ -125,3 +125,33 @@ def test_thousands_of_dates_of_two_places_are_one_comparison():
     (group,) = [g for cell in cells_of(box) for g in pairs_in_cell(cell, members)]
     assert (len(group[0]), group[1], len(group[2]), group[3], group[4]) == (3000, "train", 3000, "test", 0.5)
     assert first_pairs(group, 2) == [("a0000", "train", "b0000", "test", 0.5), ("a0000", "train", "b0001", "test", 0.5)]
+
+
+def test_find_shared_ground_counts_what_the_report_shows():
+    """The Beam stage: tiles with rows only (a tile without a manifest record is not checked), each tile once
+    however many pairs and cells it is in, a tile without a footprint counted, examples in sorted order."""
+    from types import SimpleNamespace
+
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms.splits.shared_ground import FindSharedGround
+
+    def tile(box):
+        return SimpleNamespace(extra={"bbox_wgs84": list(box)} if box else {}, latitude=None, longitude=None,
+                               size=224)
+
+    tiles = [("a", tile((0.09, 0.0, 0.11, 0.02))), ("b", tile((0.10, 0.0, 0.12, 0.02))),
+             ("c", tile((0.095, 0.0, 0.115, 0.02))), ("d", tile(None)), ("gone", tile((0.09, 0.0, 0.11, 0.02)))]
+    records = [{"stem": "a", "split": "train"}, {"stem": "b", "split": "test"}, {"stem": "c", "split": "test"},
+               {"stem": "d", "split": "validation"}]
+    with TestPipeline() as p:
+        made = p | "Records" >> beam.Create(records)
+        events = (p | "Tiles" >> beam.Create(tiles) | FindSharedGround((made,))
+                  | beam.FlatMap(lambda e: e.items()) | beam.CombinePerKey(sum))
+        assert_that(events, equal_to([
+            ("shared_ground|pairs|train|test", 2), ("shared_ground|tiles|train", 1),
+            ("shared_ground|tiles|test", 2), ("shared_ground|tiles_without_footprint", 1),
+            ("shared_ground|example|a\ttrain\tb\ttest\t0.500", 1),
+            ("shared_ground|example|a\ttrain\tc\ttest\t0.750", 1)]))

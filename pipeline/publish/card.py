@@ -27,7 +27,6 @@ OPTION_FLAGS = (("tasks", "--tasks"), ("profiles", "--profiles"), ("leakage", "-
                 ("layout", "--layout"), ("max_boxes", "--max-boxes"), ("min_box_px", "--min-box-px"))
 
 
-
 def _shared_ground(shared: dict | None) -> list[str]:
     """What a reader of the held-out splits must know: whether their ground is also in another split."""
     if not shared:
@@ -43,6 +42,7 @@ def _shared_ground(shared: dict | None) -> list[str]:
             "a tenth of their footprint or more (chips cut with overlapping windows, or one place under two POI "
             f"ids): scores on them overstate how a model does on ground it has not seen.{note} The first pairs are "
             "in `build_report.json` (`splits.shared_ground`).", ""]
+
 
 def hub_warning(report: dict[str, Any]) -> str:
     """What to do when an output has more files than the Hub takes; "" when it fits."""

@@ -3,7 +3,9 @@
 Predictions are JSONL of {"sample_id", "prediction"} (the model's raw text). A row without a prediction is
 counted missing and wrong. The report has exactly this shape, so other tools can read it:
 {"split": ..., "tasks": {"<task>": {"n", "missing", "malformed", "metrics": {...}}}} (grounding tasks add
-"per_class"; multiple_choice adds "questions"; the share checks add "quoted").
+"per_class"; multiple_choice adds "questions"; the share checks add "quoted"). Where the build found tiles of
+this split on ground another split shows, "shared_ground" counts them and their rows, and every task adds
+"unseen_ground": {"n", "metrics"}, its scores on the other rows.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from transforms.output.tree import (
     MIX_REPORT_NAME,
     REPORT_NAME,
     ROW_SIDECARS_DIR,
+    SHARED_GROUND_FILE,
     OutputTree,
     record_files,
     split_of_file,
 )
+from transforms.splits.footprints import read_held_out
 from transforms.tasks import is_grounding, scorer_of
 
 BASELINES = ("majority", "random")
@@ -311,7 +315,32 @@ def markdown_table(report: dict[str, Any]) -> str:
         if beside:
             line += " " + ", ".join(f"{k} {v:.3f}" for k, v in t.get("majority_baseline", {}).items()) + " |"
         lines.append(line)
+    shared = report.get("shared_ground", {})
+    if shared.get("rows"):
+        lines += ["", f"{shared['rows']} of these rows show {shared['tiles']} tile(s) whose ground another split shows "
+                  "too (build_report.json, splits.shared_ground): a model may have trained on it. The same scores "
+                  "on the other rows only, ground no other split shows:", "", "| task | n | metrics |", "|---|---|---|"]
+        for task, t in report["tasks"].items():
+            unseen = t.get("unseen_ground", {})
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in unseen.get("metrics", {}).items()) or "-"
+            lines.append(f"| {task} | {unseen.get('n', 0)} | {shown} |")
     return "\n".join(lines)
+
+
+def shared_ground_stems(tree: OutputTree, split: str) -> set[str] | None:
+    """The tiles of ``split`` whose ground another split shows (build_report.json's splits.shared_ground, listed
+    in metadata/shared_ground.jsonl); None where the output did not check (a mix, a build made before)."""
+    if not tree.isfile(REPORT_NAME):
+        return None
+    try:
+        checked = "shared_ground" in orjson.loads(tree.read(REPORT_NAME)).get("splits", {})
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not checked:
+        return None
+    if not tree.isfile(SHARED_GROUND_FILE):
+        return set()  # none shares ground: the build writes the file only when some do
+    return {stem for stem, s in read_held_out(tree.read(SHARED_GROUND_FILE)).items() if s == split}
 
 
 def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None,
@@ -326,6 +355,16 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     report = score(rows, predictions or {}, shares, split, box_scale)
     if box_scale != 1.0:
         report["box_scale"] = box_scale
+    shared = shared_ground_stems(tree, split)
+    if shared is not None:  # the build checked: score the rows on ground no other split shows apart as well
+        unseen = [r for r in rows if r["tile_stem"] not in shared]
+        report["shared_ground"] = {"tiles": len({r["tile_stem"] for r in rows} & shared),
+                                   "rows": len(rows) - len(unseen)}
+        if len(unseen) < len(rows):
+            clean = score(unseen, predictions or {}, shares, split, box_scale)["tasks"]
+            for task, t in report["tasks"].items():
+                t["unseen_ground"] = {k: clean[task][k] for k in ("n", "metrics")} if task in clean else {
+                    "n": 0, "metrics": {}}
     if not baseline:  # a model's score beside what always giving the commonest answer scores on the same rows
         floor = score(rows, baseline_predictions(rows, "majority"), shares, split)["tasks"]
         for task, t in report["tasks"].items():

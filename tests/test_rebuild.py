@@ -142,7 +142,9 @@ def test_a_build_that_knew_chips_by_sha256_is_rebuilt_as_unchanged(grown, monkey
 def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     """A test tile cut half over a train tile (overlapping windows) is found by its footprint, whatever its POI
     id, and still after an --update that took every tile's rows from the earlier build; a tile whose sidecar
-    says nothing of where it lies is counted as not checked."""
+    says nothing of where it lies is counted as not checked. metadata/shared_ground.jsonl lists the test tile,
+    `satsft eval` scores the other test rows apart, and an update that moves the tile away removes the list."""
+    from scoring.evaluate import evaluate
     from tests.conftest import run_cli
 
     tree, out = tmp_path / "tree", tmp_path / "out"
@@ -174,7 +176,24 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
                      "tiles": {"train": 1, "validation": 0, "test": 1}, "tiles_without_footprint": 1,
                      "examples": [{"tile": train.stem, "split": "train", "other_tile": test.stem,
                                    "other_split": "test", "share": 0.5}]}
+    listed = (out / "metadata" / "shared_ground.jsonl").read_text()
+    assert listed == json.dumps({"other_split_tiles": 1, "split": "test", "stem": test.stem},
+                                separators=(",", ":")) + "\n", "held-out tiles only"
+    # eval scores the test rows on ground no other split shows apart as well
+    scored = evaluate(str(out), "test", baseline="majority")
+    test_rows = scored["tasks"]["caption"]["n"]
+    assert scored["shared_ground"] == {"tiles": 1, "rows": 1}
+    assert scored["tasks"]["caption"]["unseen_ground"]["n"] == test_rows - 1 > 0
     run_cli(*argv, "--update")
     report = json.loads((out / "build_report.json").read_text())
     assert report["rebuild"]["rows_reused"] > 0 and report["rebuild"]["tiles_unchanged"] == 24
     assert report["splits"]["shared_ground"] == first
+    assert (out / "metadata" / "shared_ground.jsonl").read_text() == listed
+    # the test tile moved off the train tile's ground: the update removes the list, eval scores all rows alike
+    sidecars[test]["bbox_wgs84"] = [x0 + 2 * (x1 - x0), y0, x1 + 2 * (x1 - x0), y1]
+    test.write_text(json.dumps(sidecars[test]))
+    run_cli(*argv, "--update")
+    assert not (out / "metadata" / "shared_ground.jsonl").exists()
+    assert json.loads((out / "build_report.json").read_text())["splits"]["shared_ground"]["tiles"]["test"] == 0
+    scored = evaluate(str(out), "test", baseline="majority")
+    assert scored["shared_ground"] == {"tiles": 0, "rows": 0} and "unseen_ground" not in scored["tasks"]["caption"]

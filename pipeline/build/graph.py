@@ -60,7 +60,7 @@ from transforms.rebuild.place import (
 )
 from transforms.rebuild.take import EXCLUDED, FILES, ReadPreviousRows, TakeEarlierRows
 from transforms.splits.assign import AssignSplits
-from transforms.splits.shared_ground import FindSharedGround
+from transforms.splits.shared_ground import FindSharedGround, WriteSharedGround
 
 
 @dataclass
@@ -170,8 +170,11 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
                                                               config.layout, dataset_root, taken,
                                                               config.previous, config.row_index, kept_shards)
     reused = generated[REUSED] | "TakeReusedFiles" >> TakeReusedFiles(config.previous, out)
+    shared = sidecars["tiles"] | "FindSharedGround" >> FindSharedGround(manifest)
     events = [
         split_files["events"],
+        shared["events"],
+        shared["held_out"] | "WriteSharedGround" >> WriteSharedGround(dataset_root),
         generated[RENDERS] | "RenderAnalysisImages" >> RenderAnalysisImages(out, spooled=hub),
         generated[OVERLAYS] | "WriteOverlays" >> WriteOverlays(out),
         reused["events"],
@@ -186,7 +189,6 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),
         *([sidecars["left_out"] | "LeftOut" >> beam.Map(lambda n: {SHARE_LEFT_OUT: n})] if share < 1 else []),
         split["declared"],
-        sidecars["tiles"] | "FindSharedGround" >> FindSharedGround(manifest),
         joined[EVENTS],
         refs[EVENTS],
     ]

@@ -39,6 +39,7 @@ from transforms.output.tree import (
     PER_TILE_DIRS,
     REJECTS_DIR,
     REPORT_NAME,
+    SHARED_GROUND_FILE,
     SHAREGPT_DIR,
     SPOOL_DIR,
     UPDATE_DIR,
@@ -83,6 +84,8 @@ def old_dataset_files(output: str) -> set[str]:
     files = {p for paths in report.get("files", {}).values() for p in paths}
     for folder in (MANIFEST_DIR, CHARTS_DIR):
         files.update(f"{folder}/{rel}" for rel in fileio.list_files(join_path(output, folder)))
+    if fileio.exists(join_path(output, SHARED_GROUND_FILE)):  # written only when some tiles share ground
+        files.add(SHARED_GROUND_FILE)
     return files
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
+import orjson
 
 CELL_DEG = 0.1  # about 11 km: a 224 px chip at 10 m (2.2 km) touches at most 4 cells
 MAX_CELLS = 64  # a footprint over 8 x 8 cells (some 90 km) is no chip: such a tile is not compared
@@ -118,3 +119,14 @@ def first_pairs(group: GroupPair, n: int) -> list[Pair]:
     """The first ``n`` tile pairs of a group pair, in sorted order (each side is sorted)."""
     side_a, split_a, side_b, split_b, share = group
     return [(a, split_a, b, split_b, share) for a, b in itertools.islice(itertools.product(side_a, side_b), n)]
+
+
+def encode_held_out(found: list[tuple[tuple[str, str], int]]) -> bytes:
+    """metadata/shared_ground.jsonl: a line per held-out tile on ground another split shows, by stem."""
+    return b"".join(orjson.dumps({"stem": stem, "split": split, "other_split_tiles": n}, option=orjson.OPT_SORT_KEYS)
+                    + b"\n" for (stem, split), n in sorted(found))
+
+
+def read_held_out(data: bytes) -> dict[str, str]:
+    """The file back: stem -> split."""
+    return {r["stem"]: r["split"] for r in (orjson.loads(line) for line in data.splitlines() if line.strip())}

@@ -15,7 +15,10 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.splits.footprints import cells_of, first_pairs, footprint, pairs_in_cell
+from transforms import fileio
+from transforms.output.tree import SHARED_GROUND_FILE
+from transforms.paths import join_path
+from transforms.splits.footprints import cells_of, encode_held_out, first_pairs, footprint, pairs_in_cell
 
 EXAMPLES = 10  # pairs quoted in build_report.json, the first in sorted order
 KIND = "shared_ground"
@@ -53,6 +56,20 @@ def _tiles_of(group) -> list[tuple[str, str]]:
     return [*((stem, group[1]) for stem in group[0]), *((stem, group[3]) for stem in group[2])]
 
 
+def _held_out_sides(group) -> list[tuple[tuple[str, str], int]]:
+    """((stem, split), tiles of the other side) for every held-out tile of a pair of footprints."""
+    side_a, split_a, side_b, split_b, _ = group
+    return [((stem, split), len(other)) for side, split, other in ((side_a, split_a, side_b), (side_b, split_b, side_a))
+            if split != "train" for stem in side]
+
+
+def _write_held_out(found: list, root: str) -> list[dict[str, int]]:
+    if not found:
+        return []  # nothing shares ground: no file (a reader tells the two apart by the report)
+    fileio.write_bytes(join_path(root, SHARED_GROUND_FILE), encode_held_out(found))
+    return [{"shared_ground_files_written": 1}]
+
+
 def _pair_events(group) -> dict[str, int]:
     return {f"{KIND}|pairs|{group[1]}|{group[3]}": len(group[0]) * len(group[2])}
 
@@ -63,9 +80,10 @@ def _example_events(pairs) -> list[dict[str, int]]:
 
 @dataclass
 class FindSharedGround(beam.PTransform):
-    """(tiles as read, keyed by stem; manifest records of the tiles with rows) -> count events: pairs of tiles
-    in different splits that share ground (``shared_ground|pairs|<split>|<split>``), the tiles of each split in
-    such a pair (``shared_ground|tiles|<split>``), tiles not checked, and the first pairs as examples."""
+    """(tiles as read, keyed by stem; manifest records of the tiles with rows) -> {"events": count events: pairs
+    of tiles in different splits that share ground (``shared_ground|pairs|<split>|<split>``), the tiles of each
+    split in such a pair (``shared_ground|tiles|<split>``), tiles not checked, the first pairs as examples;
+    "held_out": ((stem, split), tiles of other splits it shares ground with) per validation and test tile}."""
 
     records: tuple  # PCollections of manifest records ({"stem", "split", ...}), made and taken
 
@@ -87,5 +105,23 @@ class FindSharedGround(beam.PTransform):
                     | "PairsOfTiles" >> beam.FlatMap(first_pairs, EXAMPLES)
                     | "FirstPairs" >> beam.combiners.Top.Smallest(EXAMPLES)
                     | "ExampleEvents" >> beam.FlatMap(_example_events))
-        return ((pairs | "PairEvents" >> beam.Map(_pair_events), tiles_in_pairs, examples, placed.unchecked)
-                | "SharedGroundEvents" >> beam.Flatten())
+        held_out = (pairs
+                    | "HeldOutSides" >> beam.FlatMap(_held_out_sides)
+                    | "OtherTilesPerTile" >> beam.CombinePerKey(sum))
+        events = ((pairs | "PairEvents" >> beam.Map(_pair_events), tiles_in_pairs, examples, placed.unchecked)
+                  | "SharedGroundEvents" >> beam.Flatten())
+        return {"events": events, "held_out": held_out}
+
+
+@dataclass
+class WriteSharedGround(beam.PTransform):
+    """((stem, split), other-split tiles) of the held-out tiles on shared ground -> metadata/shared_ground.jsonl,
+    for `satsft eval` to score the rows on ground no other split shows apart. Gathered in one place: at most
+    one small record per validation or test tile."""
+
+    root: str
+
+    def expand(self, held_out):
+        return (held_out
+                | "Gather" >> beam.combiners.ToList()
+                | "Write" >> beam.FlatMap(_write_held_out, self.root))

@@ -129,7 +129,8 @@ def test_thousands_of_dates_of_two_places_are_one_comparison():
 
 def test_find_shared_ground_counts_what_the_report_shows():
     """The Beam stage: tiles with rows only (a tile without a manifest record is not checked), each tile once
-    however many pairs and cells it is in, a tile without a footprint counted, examples in sorted order."""
+    however many pairs and cells it is in, a tile without a footprint counted, examples in sorted order, and
+    per held-out tile the tiles of other splits it shares ground with."""
     from types import SimpleNamespace
 
     import apache_beam as beam
@@ -148,8 +149,9 @@ def test_find_shared_ground_counts_what_the_report_shows():
                {"stem": "d", "split": "validation"}]
     with TestPipeline() as p:
         made = p | "Records" >> beam.Create(records)
-        events = (p | "Tiles" >> beam.Create(tiles) | FindSharedGround((made,))
-                  | beam.FlatMap(lambda e: e.items()) | beam.CombinePerKey(sum))
+        found = p | "Tiles" >> beam.Create(tiles) | FindSharedGround((made,))
+        events = found["events"] | beam.FlatMap(lambda e: e.items()) | beam.CombinePerKey(sum)
+        assert_that(found["held_out"], equal_to([(("b", "test"), 1), (("c", "test"), 1)]), label="HeldOut")
         assert_that(events, equal_to([
             ("shared_ground|pairs|train|test", 2), ("shared_ground|tiles|train", 1),
             ("shared_ground|tiles|test", 2), ("shared_ground|tiles_without_footprint", 1),

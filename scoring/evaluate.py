@@ -329,8 +329,9 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 def shared_ground_stems(tree: OutputTree, split: str) -> set[str] | None:
     """The tiles of ``split`` whose ground another split shows (build_report.json's splits.shared_ground, listed
-    in metadata/shared_ground.jsonl); None where the output did not check (a mix, a build made before)."""
-    if not tree.isfile(REPORT_NAME):
+    in metadata/shared_ground.jsonl); None where the output did not check (a mix, a build made before), and for
+    train, whose tiles the list does not hold (it names the held-out side of each pair)."""
+    if split == "train" or not tree.isfile(REPORT_NAME):
         return None
     try:
         checked = "shared_ground" in orjson.loads(tree.read(REPORT_NAME)).get("splits", {})

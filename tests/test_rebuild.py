@@ -184,6 +184,7 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     test_rows = scored["tasks"]["caption"]["n"]
     assert scored["shared_ground"] == {"tiles": 1, "rows": 1}
     assert scored["tasks"]["caption"]["unseen_ground"]["n"] == test_rows - 1 > 0
+    assert "shared_ground" not in evaluate(str(out), "train", baseline="majority"), "the list names held-out tiles"
     run_cli(*argv, "--update")
     report = json.loads((out / "build_report.json").read_text())
     assert report["rebuild"]["rows_reused"] > 0 and report["rebuild"]["tiles_unchanged"] == 24

@@ -27,11 +27,16 @@ OPTION_FLAGS = (("tasks", "--tasks"), ("profiles", "--profiles"), ("leakage", "-
                 ("layout", "--layout"), ("max_boxes", "--max-boxes"), ("min_box_px", "--min-box-px"))
 
 
+def held_out_sharing(shared: dict) -> dict[str, int]:
+    """Validation and test tiles on ground another split shows, by split (``splits.shared_ground``; none: {})."""
+    return {s: n for s, n in shared.get("tiles", {}).items() if s != "train" and n}
+
+
 def _shared_ground(shared: dict | None) -> list[str]:
     """What a reader of the held-out splits must know: whether their ground is also in another split."""
     if not shared:
         return []  # a report from before the check
-    held = {s: n for s, n in shared["tiles"].items() if s != "train" and n}
+    held = held_out_sharing(shared)
     unchecked = shared["tiles_without_footprint"]
     note = f" {unchecked:,} tile(s) say nothing of where they lie and were not checked." if unchecked else ""
     if not held:

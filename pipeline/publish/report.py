@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import orjson
 
 from pipeline import __version__
-from pipeline.publish.card import hub_warning, render_card, render_mix_card
+from pipeline.publish.card import held_out_sharing, hub_warning, render_card, render_mix_card
 from pipeline.publish.charts import report_charts
 from transforms import fileio
 from transforms.fileio import public_location
@@ -305,8 +305,7 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
         words = "; ".join("/".join(w) for w in SPLIT_WORDS.values())
         lines.append(f"WARNING: {unknown} tile(s) declare a `split` that names no split ({words}): they were "
                      "placed by the hash of their POI id, as if they declared none")
-    shared = report.get("splits", {}).get("shared_ground", {})
-    held = {s: n for s, n in shared.get("tiles", {}).items() if s != "train" and n}
+    held = held_out_sharing(report.get("splits", {}).get("shared_ground", {}))
     if held:
         where = ", ".join(f"{s} {n}" for s, n in held.items())
         lines.append(f"WARNING: {sum(held.values())} held-out tile(s) ({where}) show ground that a tile of another "

@@ -2,8 +2,9 @@
 
 Run on the tiles as written, with their final splits: a rebuild's unchanged tiles keep theirs, so the check
 covers what a reader of this build gets, not what this run placed. Only a stem, a split and four numbers per
-tile cross the two groupings (on the stem, then on the cell); nothing is gathered in one place but the few
-examples the report quotes.
+tile cross the two groupings (on the stem, then on the cell). Gathered in one place: the few examples the
+report quotes, and for metadata/shared_ground.jsonl one small record per validation or test tile on shared
+ground.
 """
 
 from __future__ import annotations

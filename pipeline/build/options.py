@@ -93,7 +93,8 @@ class BuildOptions(PipelineOptions):
                    "n this share of its tiles or of its rows (a broken input on a scheduled run); 1 allows any")
         _flag(parser, "take-over-after", type=int, default=DEFAULT_TAKE_OVER_HOURS,
               help="an unfinished build or update of --output begun on another machine, or submitted to Dataflow "
-                   "(whose job runs on after its launcher exits), counts as running, and this one exits untouched, "
+                   "(whose job runs on after its launcher exits), or a check-in another run left on a gs:// "
+                   "output, counts as running, and this one exits untouched, "
                    "until it has neither begun nor written to the output (its workers' progress files) for this many "
                    "hours; 0 takes it over at once (a run waited for on this machine is known to run or not)")
         _flag(parser, "no-reuse", action="store_true", default=False,

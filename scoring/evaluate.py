@@ -341,7 +341,12 @@ def shared_ground_stems(tree: OutputTree, split: str) -> set[str] | None:
         return None
     if not tree.isfile(SHARED_GROUND_FILE):
         return set()  # none shares ground: the build writes the file only when some do
-    return {stem for stem, s in read_held_out(tree.read(SHARED_GROUND_FILE)).items() if s == split}
+    try:
+        held_out = read_held_out(tree.read(SHARED_GROUND_FILE))
+    except (orjson.JSONDecodeError, KeyError, TypeError) as err:
+        raise EvalError(f"{SHARED_GROUND_FILE} does not parse ({err.__class__.__name__}); `satsft validate` names "
+                        "the damage: build again to write it anew") from err
+    return {stem for stem, s in held_out.items() if s == split}
 
 
 def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None,

@@ -185,6 +185,14 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     assert scored["shared_ground"] == {"tiles": 1, "rows": 1}
     assert scored["tasks"]["caption"]["unseen_ground"]["n"] == test_rows - 1 > 0
     assert "shared_ground" not in evaluate(str(out), "train", baseline="majority"), "the list names held-out tiles"
+    # a damaged list: validate names it, eval says so in one line instead of scoring without it
+    listed_file = out / "metadata" / "shared_ground.jsonl"
+    listed_file.write_text(listed[:-10] + "\n")
+    said = run_cli("validate", str(out), check=False).stdout
+    assert "metadata/shared_ground.jsonl does not parse" in said, said
+    proc = run_cli("eval", str(out), "--baseline", "majority", "--split", "test", check=False)
+    assert proc.returncode != 0 and "shared_ground.jsonl does not parse" in proc.stderr, proc.stderr
+    listed_file.write_text(listed)
     run_cli(*argv, "--update")
     report = json.loads((out / "build_report.json").read_text())
     assert report["rebuild"]["rows_reused"] > 0 and report["rebuild"]["tiles_unchanged"] == 24

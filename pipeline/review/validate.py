@@ -37,11 +37,13 @@ from transforms.output.tree import (
     PER_TILE_DIRS,
     REPORT_NAME,
     ROW_SIDECARS_DIR,
+    SHARED_GROUND_FILE,
     OutputTree,
     split_of_file,
 )
 from transforms.rebuild.manifest import STILLS_FILE, is_tiles_file, unnamed_files
 from transforms.rows import grounding_problem
+from transforms.splits.footprints import read_held_out
 from transforms.tasks import is_grounding
 
 SHOWN_PER_CHECK = 20
@@ -288,6 +290,17 @@ def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -
                               "update of the folder began, or put there by hand; delete them")
 
 
+def _check_shared_ground_list(tree: OutputTree, findings: Findings) -> None:
+    """metadata/shared_ground.jsonl, which `satsft eval` reads to score rows on unseen ground apart, parses."""
+    if not tree.isfile(SHARED_GROUND_FILE):
+        return
+    try:
+        read_held_out(tree.read(SHARED_GROUND_FILE))
+    except (orjson.JSONDecodeError, KeyError, TypeError) as err:
+        findings.add("files", f"{SHARED_GROUND_FILE} does not parse ({err.__class__.__name__}: {str(err)[:120]}); "
+                              "build again to write it anew")
+
+
 def _folder_limits(tree: OutputTree, limit: int, findings: Findings) -> None:
     for folder, n in sorted(tree.entries_per_folder().items()):
         if n > limit:
@@ -379,5 +392,6 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
     _check_pointer_images(root, tree, seen_images, findings)
     _check_sidecar_count(tree, mode, report["rows"]["total"], sample_ids, sidecar_ids, findings)
     _check_stray_files(tree, listed, findings)
+    _check_shared_ground_list(tree, findings)
     _folder_limits(tree, int(report["config"].get("max_files_per_dir", 9000)), findings)
     return findings, checked

@@ -32,7 +32,7 @@ from transforms.prompts import Templates, load_templates
 from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE
 from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE, is_tiles_file
 from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX, TaskContext
-from transforms.splits.plan import LEAKAGE_POLICIES
+from transforms.splits.plan import LEAKAGE_POLICIES, SPLIT_UNITS
 from transforms.tasks import (
     DEFAULT_TASKS,
     TASK_NAMES,
@@ -74,6 +74,7 @@ class BuildConfig:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     profiles: tuple[str, ...] = tuple(PROFILES)
     leakage: str = "reassign"
+    split_unit: str = "base"  # --split-unit: what goes whole to one split (a base POI, or bases on shared ground)
     tim_shift: str = "varied"
     redact_location: bool = False
     max_files_per_dir: int = MAX_FILES_PER_DIR
@@ -106,7 +107,8 @@ class BuildConfig:
 
     @classmethod
     def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",
-               leakage: str = "reassign", tim_shift: str = "varied", redact_location: bool = False,
+               leakage: str = "reassign", split_unit: str = "base", tim_shift: str = "varied",
+               redact_location: bool = False,
                max_files_per_dir: int = MAX_FILES_PER_DIR, max_prompt_chars: int = 16000, prompts_dir: str = "",
                overwrite: bool = False, formats: str = "", embed_images: bool = False,
                overlays: bool = False, copy_images: bool = False, rows_per_shard: int = 0, row_sidecars: str = "",
@@ -122,6 +124,9 @@ class BuildConfig:
         profile_names = _pick(profiles, tuple(PROFILES), "profile", PROFILE_ALIASES)
         if leakage not in LEAKAGE_POLICIES:
             raise UsageError(f"unknown --leakage {leakage!r}; choose one of {', '.join(LEAKAGE_POLICIES)}")
+        if split_unit not in SPLIT_UNITS:
+            raise UsageError(f"unknown --split-unit {split_unit!r}; choose one of {', '.join(SPLIT_UNITS)} (base: "
+                             "each base POI in one split; ground: also every base whose tiles share ground with it)")
         if tim_shift not in SHIFT_MODES:
             raise UsageError(f"unknown --tim-shift {tim_shift!r}; choose one of {', '.join(SHIFT_MODES)}")
         if max_files_per_dir < MIN_FILES_PER_DIR:
@@ -191,7 +196,7 @@ class BuildConfig:
             templates = load_templates(prompts_dir or None, list(selected))
         except ValueError as err:
             raise UsageError(str(err)) from err
-        config = cls(input_root, output_root, selected, profile_names, leakage, tim_shift, redact_location,
+        config = cls(input_root, output_root, selected, profile_names, leakage, split_unit, tim_shift, redact_location,
                      max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
                      overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
                      tuple(previous_files), previous_format, tuple(manifest), update, reuse, templates,
@@ -226,6 +231,7 @@ class BuildConfig:
                 "max_boxes": self.max_boxes, "min_box_px": self.min_box_px,
                 "previous": public_location(self.previous) if self.previous and not self.update else "",
                 "update": self.update, "copy_images": self.copy_images,
+                **({"split_unit": self.split_unit} if self.split_unit != "base" else {}),
                 **({"tile_share": self.tile_share} if self.tile_share < 1 else {})}
 
     def shaping_options(self, version: str) -> dict:

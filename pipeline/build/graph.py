@@ -60,7 +60,7 @@ from transforms.rebuild.place import (
 )
 from transforms.rebuild.take import EXCLUDED, FILES, ReadPreviousRows, TakeEarlierRows
 from transforms.splits.assign import AssignSplits
-from transforms.splits.shared_ground import FindSharedGround, WriteSharedGround
+from transforms.splits.shared_ground import FindSharedGround, JoinBasesOnSharedGround, WriteSharedGround
 
 
 @dataclass
@@ -142,8 +142,11 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     stale_by_join = bool(config.update and config.previous and not saved)
     joined = parts | "JoinOnTileStem" >> JoinOnTileStem(root, stills["index"], options,
                                                         config.reuse and config.layout != "hub", stale_by_join)
+    ground = (sidecars["tiles"] | "JoinBasesOnSharedGround" >> JoinBasesOnSharedGround()
+              if config.split_unit == "ground" else None)
     split = joined["tiles"] | "AssignSplits" >> AssignSplits(config.leakage, previous_splits,
-                                                             joined[KNOWN] if previous is not None else None)
+                                                             joined[KNOWN] if previous is not None else None,
+                                                             ground["groups"] if ground else None)
     # Unchanged tiles keep their slot (and their split); new and changed ones are given one.
     unplaced = (split["tiles"], joined[CHANGED]) | "Unplaced" >> beam.Flatten()
     placed = ((unplaced | "PlaceTiles" >> PlaceTiles(previous, config.max_files_per_dir,
@@ -189,6 +192,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         sidecars["tiles_in"] | "TilesIn" >> beam.Map(lambda n: {"tiles_in": n}),
         *([sidecars["left_out"] | "LeftOut" >> beam.Map(lambda n: {SHARE_LEFT_OUT: n})] if share < 1 else []),
         split["declared"],
+        *([ground["events"]] if ground else []),
         joined[EVENTS],
         refs[EVENTS],
     ]

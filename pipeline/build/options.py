@@ -50,6 +50,10 @@ class BuildOptions(PipelineOptions):
               help="comma list of tasks, 'all' (the training tasks) or 'all+eval' (with the benchmark tasks)")
         _flag(parser, "profiles", default="all", help="comma list of production-analysis profiles, or 'all'")
         _flag(parser, "leakage", default="reassign", help="reassign|drop: bases whose tiles span splits")
+        _flag(parser, "split-unit", default="base",
+              help="base|ground: what goes whole to one split: a base POI, or (ground) also every base whose "
+                   "tiles' footprints overlap its tiles' by a tenth or more (chips cut with overlapping windows), "
+                   "joined through each other")
         _flag(parser, "tim-shift", default="varied", help="varied|fixed: how the signal class shifts per tile")
         _flag(parser, "redact-location", action="store_true", default=False,
               help="leave coordinates out of prompts")
@@ -111,7 +115,7 @@ class BuildOptions(PipelineOptions):
     def to_config(self, check_paths: bool = True) -> BuildConfig:
         return BuildConfig.create(
             input=self.input, output=self.output, tasks=self.tasks, profiles=self.profiles, leakage=self.leakage,
-            tim_shift=self.tim_shift, redact_location=self.redact_location,
+            split_unit=self.split_unit, tim_shift=self.tim_shift, redact_location=self.redact_location,
             max_files_per_dir=self.max_files_per_dir, max_prompt_chars=self.max_prompt_chars,
             prompts_dir=self.prompts_dir, overwrite=self.overwrite, formats=self.formats,
             embed_images=self.embed_images, overlays=self.overlays, copy_images=self.copy_images,

@@ -90,6 +90,8 @@ def build_command(config: dict[str, Any]) -> str:
     for key in ("redact_location", "embed_images", "overlays"):
         if config.get(key):
             parts.append("--" + key.replace("_", "-"))
+    if config.get("split_unit"):
+        parts.append(f"--split-unit {config['split_unit']}")
     if config.get("tile_share"):
         parts.append(f"--tile-share {config['tile_share']:g}")
     if config.get("prompts_dir"):
@@ -174,9 +176,15 @@ def render_card(report: dict[str, Any]) -> str:
                     *[tiles["by_split"].get(s, 0) for s in VALID_SPLITS]]]) + [""]
     splits = report.get("splits")
     if splits:
+        grouped = ""
+        if cfg.get("split_unit") == "ground":
+            outputs = report.get("outputs", {})
+            grouped = (" With `--split-unit ground` a base counted as one with every base whose tiles share ground "
+                       f"with its tiles: {outputs.get('bases_joined_by_ground', 0):,} base POIs were joined into "
+                       f"{outputs.get('ground_groups', 0):,} group(s).")
         out += ["## Splits", "", "Tiles per split as the input declared them and as written. A base POI whose tiles "
                 "spanned splits went whole to one split, chosen to keep these shares (`--leakage "
-                f"{cfg['leakage']}`).", ""]
+                f"{cfg['leakage']}`).{grouped}", ""]
         n_in, n_out = sum(splits["declared"].values()) or 1, sum(splits["written"].values()) or 1
         out += _table(["split", "tiles declared", "tiles written", "share declared", "share written", "drift (pp)"],
                       [[s, splits["declared"][s], splits["written"][s], f"{100 * splits['declared'][s] / n_in:.2f}%",

@@ -313,6 +313,15 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
                      "windows, or one place under two POI ids), so a model is evaluated on ground it may have "
                      "trained on. Cut chips at least their size apart, or give overlapping chips one POI id; the "
                      "first pairs are in build_report.json (splits.shared_ground)")
+    splits = report.get("splits", {})
+    emptied = [s for s in VALID_SPLITS if splits.get("declared", {}).get(s) and not splits.get("written", {}).get(s)]
+    if report.get("config", {}).get("split_unit") == "ground" and emptied and outputs.get("ground_groups"):
+        lines.append(f"WARNING: no {' or '.join(emptied)} tiles are left: with --split-unit ground every group of "
+                     f"base POIs joined by shared ground goes whole to one split, and the largest of the "
+                     f"{outputs['ground_groups']:,} group(s) joins {outputs.get('ground_largest_group_bases', 0):,} "
+                     f"of the {outputs['bases_joined_by_ground']:,} base POIs joined. Chips cut from one scene with "
+                     "overlapping windows are one piece of ground; hold out whole scenes, or cut chips at least their "
+                     "size apart")
     ignored, orphans = outputs.get(IGNORED_REFS, 0), report["rejects_by_reason"].get("stem_not_in_jsonl", 0)
     if ignored and orphans:
         lines.append(f"WARNING: {orphans} tile(s) have no chip reference, and {ignored} image reference(s) in "

@@ -24,14 +24,24 @@ REJECTS = "rejects"
 DECLARED = "declared"
 
 
+def base_pins(previous) -> tuple[dict[str, str], str | None]:
+    """The split an earlier build gave each base of a group (--previous), and the group's own (its commonest):
+    a base keeps its split; new bases joined to known ones by shared ground join the group's."""
+    by_base: dict[str, list[str]] = {}
+    for stem, split in previous:
+        by_base.setdefault(base_poi_id(stem), []).append(split)
+    return ({base: previous_split(splits) for base, splits in by_base.items()},
+            previous_split(split for _, split in previous))
+
+
 def base_counts(element) -> tuple[str, tuple[int, int, int]]:
-    """(base, tiles per split): all the reassignment plan needs to know of a base. A base an earlier build had
-    (--previous) reaches the plan with the splits its tiles keep and new tiles join, as a base that does not
-    leak."""
+    """(base, tiles per split): all the reassignment plan needs to know of a base (or of a group of bases on
+    shared ground). A base an earlier build had (--previous) stays where it is, new tiles included: it reaches
+    the plan as one that does not leak."""
     base, (tiles, previous, known) = element
-    pinned = previous_split(split for _, split in previous)
+    _, pinned = base_pins(previous)
     if pinned is not None:
-        return base, split_counts([*(pinned for _ in tiles), *(split for _, _, split in known)])
+        return base, split_counts(pinned for _ in range(len(tiles) + len(known)))
     return base, split_counts(initial_split(t) for t in tiles)
 
 
@@ -67,14 +77,14 @@ class _AssignFn(beam.DoFn):
     def process(self, element, plan):
         base, (tiles, previous, known) = element
         tiles, previous = list(tiles), sorted(set(previous))
-        pinned = previous_split(split for _, split in previous)
+        pins, pinned = base_pins(previous)
         if pinned is not None:  # a base the earlier build had keeps its split, new tiles of it included
-            kept, rejected, moved = [t.with_fields(split=pinned) for t in tiles], [], 0
+            kept, rejected, moved = [t.with_fields(split=pins.get(base_poi_id(t.tile_stem), pinned))
+                                     for t in tiles], [], 0
         else:
             kept, rejected, moved = resolve_leakage(base, tiles, self.policy, plan)
         if self.rebuild:
-            now = {**{t.tile_stem: t.split for t in kept}, **{stem: split for stem, _, split in known}}
-            yield beam.pvalue.TaggedOutput("events", rebuild_events(now, previous))
+            yield beam.pvalue.TaggedOutput("events", self._rebuild_events(kept, previous, known))
         if moved:
             self.reassigned.inc(moved)
             yield beam.pvalue.TaggedOutput("reassigned", moved)
@@ -84,6 +94,36 @@ class _AssignFn(beam.DoFn):
                                                            detail))
         yield from kept
 
+    @staticmethod
+    def _rebuild_events(kept, previous, known) -> dict[str, int]:
+        """rebuild_events per base of the group, summed."""
+        now: dict[str, dict[str, str]] = {}
+        for stem, split in [*((t.tile_stem, t.split) for t in kept), *((stem, split) for stem, _, split in known)]:
+            now.setdefault(base_poi_id(stem), {})[stem] = split
+        before: dict[str, list[tuple[str, str]]] = {}
+        for stem, split in previous:
+            before.setdefault(base_poi_id(stem), []).append((stem, split))
+        total: dict[str, int] = {}
+        for base in sorted({*now, *before}):
+            for key, n in rebuild_events(now.get(base, {}), before.get(base, [])).items():
+                total[key] = total.get(key, 0) + n
+        return total
+
+
+def _to_group(element):
+    """(base, {"items", "group"}) -> (group, item) for each item; a base in no group is its own."""
+    base, parts = element
+    group = next(iter(parts["group"]), base)
+    for item in parts["items"]:
+        yield group, item
+
+
+def by_group(items, groups, label: str):
+    """Re-key (base, item) pairs by the group JoinBasesOnSharedGround gives their base."""
+    return ({"items": items, "group": groups}
+            | f"{label}WithGroup" >> beam.CoGroupByKey()
+            | f"{label}ByGroup" >> beam.FlatMap(_to_group))
+
 
 @dataclass
 class AssignSplits(beam.PTransform):
@@ -92,25 +132,31 @@ class AssignSplits(beam.PTransform):
 
     Only (base, three counts) per base reaches the plan, never tiles. In a rebuild the tiles the earlier build
     had keep their split there (JoinOnTileStem) and reach this as ``known`` records only; new tiles of a base
-    it had join that base's split. ``declared`` carries one count event per base: {"declared|<split>": tiles}."""
+    it had join that base's split. ``declared`` carries one count event per base: {"declared|<split>": tiles}.
+    With ``groups`` (--split-unit ground) a group of bases whose tiles share ground is placed as one base."""
 
     leakage: str
     previous: beam.PCollection | None = None  # (tile stem, split) of every tile of an earlier build
     known: beam.PCollection | None = None  # JoinOnTileStem's known records: (base, (stem, declared, split))
+    groups: beam.PCollection | None = None  # (base, group) from JoinBasesOnSharedGround
 
     def expand(self, tiles):
         keyed = tiles | "KeyByBase" >> beam.Map(lambda t: (base_poi_id(t.tile_stem), t))
+        if self.groups is not None:
+            keyed = by_group(keyed, self.groups, "Tiles")
         if self.previous is None:
             grouped = (keyed
                        | "GroupByBase" >> beam.GroupByKey()
                        | "NoPrevious" >> beam.Map(lambda kv: (kv[0], (kv[1], (), ()))))
         else:  # small records per tile of the earlier build, gathered and joined per base: nothing is broadcast
-            before = (self.previous
-                      | "PreviousByBase" >> beam.Map(lambda p: (base_poi_id(p[0]), p))
-                      | "GatherPrevious" >> beam.ParDo(GatherByKeyFn()))
-            parts = {"tiles": keyed, "previous": before}
-            if self.known is not None:
-                parts["known"] = self.known | "GatherKnown" >> beam.ParDo(GatherByKeyFn())
+            before = self.previous | "PreviousByBase" >> beam.Map(lambda p: (base_poi_id(p[0]), p))
+            known = self.known
+            if self.groups is not None:
+                before = by_group(before, self.groups, "Previous")
+                known = by_group(known, self.groups, "Known") if known is not None else None
+            parts = {"tiles": keyed, "previous": before | "GatherPrevious" >> beam.ParDo(GatherByKeyFn())}
+            if known is not None:
+                parts["known"] = known | "GatherKnown" >> beam.ParDo(GatherByKeyFn())
             grouped = (parts
                        | "GroupByBase" >> beam.CoGroupByKey()
                        | "Parts" >> beam.Map(lambda kv: (kv[0], (list(kv[1]["tiles"]), gathered(kv[1]["previous"]),

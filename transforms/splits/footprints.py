@@ -80,21 +80,13 @@ def shared_share(a: Box, b: Box) -> tuple[float, float, float]:
     return width * height / smaller, west, south
 
 
-def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[GroupPair]:
-    """Every pair of footprints of different splits that share ground, counted in this cell only if the
-    overlap's south-west corner lies in it, with the tiles on each side. Tiles with one footprint and split
-    (views of one place, dates of one place) are one side together: a place with thousands of dates in train
-    beside one with thousands in test is one comparison and one answer, not millions of pairs."""
-    groups: dict[tuple[Box, str], list[str]] = {}
-    for stem, split, box in members:
-        groups.setdefault((tuple(box), split), []).append(stem)
-    keys = sorted(groups)  # by west edge first: each footprint meets only those whose west edge it reaches
-    if len(keys) < 2:
-        return
-    boxes = np.array([k[0] for k in keys], dtype=np.float64)
-    codes = np.array([SPLIT_ORDER.get(k[1], 3) for k in keys])
+def _overlaps(boxes: np.ndarray, codes: np.ndarray, cell: tuple[int, int]) -> Iterator[tuple[int, np.ndarray,
+                                                                                             np.ndarray]]:
+    """For each footprint n of ``boxes`` (sorted by west edge), the later ones of another code that share
+    ground with it, counted here only where the overlap's south-west corner lies in ``cell``, and their
+    shares. A sweep: each footprint meets only those whose west edge lies before its east edge."""
     reach = np.searchsorted(boxes[:, 0], boxes[:, 2], side="left")  # first footprint starting at or past the east edge
-    for n in range(len(keys)):
+    for n in range(len(boxes)):
         later = np.arange(n + 1, reach[n])
         later = later[codes[later] != codes[n]]
         if not later.size:
@@ -107,12 +99,78 @@ def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[
         smaller = np.minimum(area, (other[:, 2] - other[:, 0]) * (other[:, 3] - other[:, 1]))
         share = np.where((width > 0) & (height > 0), width * np.maximum(height, 0) / smaller, 0.0)
         here = (np.floor(west / CELL_DEG) == cell[0]) & (np.floor(south / CELL_DEG) == cell[1])
-        for m in np.flatnonzero((share >= MIN_SHARE) & here):
-            a, b = keys[n], keys[int(later[m])]
+        found = np.flatnonzero((share >= MIN_SHARE) & here)
+        if found.size:
+            yield n, later[found], share[found]
+
+
+def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[GroupPair]:
+    """Every pair of footprints of different splits that share ground, counted in this cell only if the
+    overlap's south-west corner lies in it, with the tiles on each side. Tiles with one footprint and split
+    (views of one place, dates of one place) are one side together: a place with thousands of dates in train
+    beside one with thousands in test is one comparison and one answer, not millions of pairs."""
+    groups: dict[tuple[Box, str], list[str]] = {}
+    for stem, split, box in members:
+        groups.setdefault((tuple(box), split), []).append(stem)
+    keys = sorted(groups)  # by west edge first, as the sweep needs
+    if len(keys) < 2:
+        return
+    boxes = np.array([k[0] for k in keys], dtype=np.float64)
+    codes = np.array([SPLIT_ORDER.get(k[1], 3) for k in keys])
+    for n, later, shares in _overlaps(boxes, codes, cell):
+        for m, share in zip(later, shares, strict=True):
+            a, b = keys[n], keys[int(m)]
             (_, first, split_first), (_, second, split_second) = sorted(
                 (SPLIT_ORDER.get(split, 3), tuple(sorted(groups[key])), split)
                 for key, split in ((a, a[1]), (b, b[1])))
-            yield first, split_first, second, split_second, round(float(share[m]), 3)
+            yield first, split_first, second, split_second, round(float(share), 3)
+
+
+def ground_links_in_cell(cell: tuple[int, int], members: Iterable[tuple[str, Box]]) -> Iterator[tuple[str, str]]:
+    """(base, base) links that join every base POI of this cell to the others whose tiles share ground with
+    it (overlaps counted in this cell, as pairs_in_cell counts them): a base and the first of its connected
+    bases here, so a cell yields fewer links than it has bases, however densely its chips overlap."""
+    keys = sorted({(tuple(box), base) for base, box in members})
+    if len(keys) < 2:
+        return
+    names = sorted({base for _, base in keys})
+    code_of = {base: i for i, base in enumerate(names)}
+    boxes = np.array([k[0] for k in keys], dtype=np.float64)
+    codes = np.array([code_of[k[1]] for k in keys])
+    parent = list(range(len(names)))
+    for n, later, _ in _overlaps(boxes, codes, cell):
+        for m in later:
+            _union(parent, int(codes[n]), int(codes[int(m)]))
+    for i in range(len(names)):
+        root = _find(parent, i)
+        if root != i:
+            yield names[i], names[root]
+
+
+def _find(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def _union(parent: list[int], a: int, b: int) -> None:
+    """Join two sets under the smaller index (the first name in sorted order)."""
+    ra, rb = _find(parent, a), _find(parent, b)
+    if ra != rb:
+        parent[max(ra, rb)] = min(ra, rb)
+
+
+def ground_groups(links: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """base -> its group (the first base in sorted order of the bases joined to it, directly or through
+    others, by shared ground), for every base in a group of two or more. A pure function of the set of links."""
+    links = list(links)
+    names = sorted({name for link in links for name in link})
+    index = {name: i for i, name in enumerate(names)}
+    parent = list(range(len(names)))
+    for a, b in links:
+        _union(parent, index[a], index[b])
+    return {name: names[_find(parent, i)] for i, name in enumerate(names)}
 
 
 def first_pairs(group: GroupPair, n: int) -> list[Pair]:

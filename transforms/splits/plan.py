@@ -10,6 +10,8 @@ from transforms.input.sidecars import VALID_SPLITS, Tile
 from transforms.paths import base_poi_id
 
 LEAKAGE_POLICIES = ("reassign", "drop")
+# What goes whole to one split: a base POI, or (ground) also every base whose tiles share ground with it.
+SPLIT_UNITS = ("base", "ground")
 # Leaking bases placed by exhaustive search (3**8 = 6561 placements); the rest go greedily, largest first.
 EXHAUSTIVE_BASES = 8
 UNKNOWN_SPLIT = "split_field_unrecognised"  # counter: tiles whose sidecar `split` names no split
@@ -105,7 +107,11 @@ def resolve_leakage(
         return [t.with_fields(split=s) for t, s in zip(ordered, splits, strict=True)], [], 0
     seen = ",".join(sorted(set(splits)))
     if policy == "drop":
-        return [], [(t, f"base {base} spans splits {seen}") for t in ordered], 0
+        bases = sorted({base_poi_id(t.tile_stem) for t in ordered})
+        what = (f"base {base}" if len(bases) < 2 else
+                f"bases {', '.join(bases[:3])}{', ...' if len(bases) > 3 else ''} ({len(bases)}, on shared ground)")
+        verb = "spans" if len(bases) < 2 else "span"
+        return [], [(t, f"{what} {verb} splits {seen}") for t in ordered], 0
     if plan is None or base not in plan:
         raise ValueError(f"base {base} spans splits {seen} but the reassignment plan has no split for it")
     target = plan[base]

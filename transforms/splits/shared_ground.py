@@ -18,8 +18,16 @@ from apache_beam.metrics import Metrics
 
 from transforms import fileio
 from transforms.output.tree import SHARED_GROUND_FILE
-from transforms.paths import join_path
-from transforms.splits.footprints import cells_of, encode_held_out, first_pairs, footprint, pairs_in_cell
+from transforms.paths import base_poi_id, join_path
+from transforms.splits.footprints import (
+    cells_of,
+    encode_held_out,
+    first_pairs,
+    footprint,
+    ground_groups,
+    ground_links_in_cell,
+    pairs_in_cell,
+)
 
 EXAMPLES = 10  # pairs quoted in build_report.json, the first in sorted order
 KIND = "shared_ground"
@@ -126,3 +134,39 @@ class WriteSharedGround(beam.PTransform):
         return (held_out
                 | "Gather" >> beam.combiners.ToList()
                 | "Write" >> beam.FlatMap(_write_held_out, self.root))
+
+
+def base_cells(keyed) -> list[tuple[tuple[int, int], tuple[str, tuple]]]:
+    """(stem, tile) as ReadSidecars keys it -> (cell, (base, footprint)) per cell its footprint touches; none
+    for a tile without one (it stays with its base alone)."""
+    stem, tile = keyed
+    box = footprint(tile.extra, tile.latitude, tile.longitude, tile.size)
+    return [(cell, (base_poi_id(stem), box)) for cell in cells_of(box)] if box is not None else []
+
+
+def _group_events(groups: dict[str, str]) -> dict[str, int]:
+    if not groups:
+        return {}
+    sizes: dict[str, int] = {}
+    for group in groups.values():
+        sizes[group] = sizes.get(group, 0) + 1
+    return {"ground_groups": len(sizes), "bases_joined_by_ground": len(groups),
+            "ground_largest_group_bases": max(sizes.values())}
+
+
+@dataclass
+class JoinBasesOnSharedGround(beam.PTransform):
+    """(tiles as read, keyed by stem) -> {"groups": (base, group) for every base POI whose tiles share ground
+    with another base's (``--split-unit ground``: AssignSplits then keeps each group in one split, as it keeps
+    a base), "events": how many groups and bases}. Each cell sends on only the links that join its bases, so
+    the links gathered in one place number at most the bases per cell summed over cells, whatever the overlap."""
+
+    def expand(self, tiles):
+        groups = (tiles
+                  | "BaseCells" >> beam.FlatMap(base_cells)
+                  | "GroupByCell" >> beam.GroupByKey()
+                  | "LinksInCell" >> beam.FlatMapTuple(ground_links_in_cell)
+                  | "AllLinks" >> beam.combiners.ToList()
+                  | "Groups" >> beam.Map(ground_groups))
+        return {"groups": groups | "EachBase" >> beam.FlatMap(lambda g: sorted(g.items())),
+                "events": groups | "GroupEvents" >> beam.Map(_group_events)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -139,21 +140,14 @@ def test_a_build_that_knew_chips_by_sha256_is_rebuilt_as_unchanged(grown, monkey
             {p.name: p.read_bytes() for p in (grown / "from_now" / folder).iterdir() if p.is_file()}, folder
 
 
-def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
-    """A test tile cut half over a train tile (overlapping windows) is found by its footprint, whatever its POI
-    id, and still after an --update that took every tile's rows from the earlier build; a tile whose sidecar
-    says nothing of where it lies is counted as not checked. metadata/shared_ground.jsonl lists the test tile,
-    `satsft eval` scores the other test rows apart, and an update that moves the tile away removes the list."""
-    from scoring.evaluate import evaluate
-    from tests.conftest import run_cli
-
-    tree, out = tmp_path / "tree", tmp_path / "out"
+def _test_tile_over_a_train_tile(tree: Path) -> tuple[dict[Path, dict], Path, Path]:
+    """A 24-tile sample tree in which a place declared test has a tile cut half over a tile of a place wholly
+    in train (no reassignment moves such a place): (sidecars by path, the train tile, the test tile)."""
     write_sample_tree(str(tree), 24, seed=3, workers=1)
     sidecars = {p: json.loads(p.read_text()) for p in sorted((tree / "metadata").rglob("*.json"))}
     splits_of: dict[str, set[str]] = {}
     for p, s in sidecars.items():
         splits_of.setdefault(base_poi_id(p.stem), set()).add(s["split"])
-    # Two places wholly in train (no reassignment moves such a place), the second declared test.
     whole = sorted(b for b, splits in splits_of.items() if splits == {"train"})
     train = next(p for p in sidecars if base_poi_id(p.stem) == whole[0])
     for p, s in sidecars.items():
@@ -164,6 +158,20 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     x0, y0, x1, y1 = sidecars[train]["bbox_wgs84"]
     sidecars[test]["bbox_wgs84"] = [x0 + (x1 - x0) / 2, y0, x1 + (x1 - x0) / 2, y1]
     test.write_text(json.dumps(sidecars[test]))
+    return sidecars, train, test
+
+
+def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
+    """A test tile cut half over a train tile (overlapping windows) is found by its footprint, whatever its POI
+    id, and still after an --update that took every tile's rows from the earlier build; a tile whose sidecar
+    says nothing of where it lies is counted as not checked. metadata/shared_ground.jsonl lists the test tile,
+    `satsft eval` scores the other test rows apart, and an update that moves the tile away removes the list."""
+    from scoring.evaluate import evaluate
+    from tests.conftest import run_cli
+
+    tree, out = tmp_path / "tree", tmp_path / "out"
+    sidecars, train, test = _test_tile_over_a_train_tile(tree)
+    x0, y0, x1, y1 = sidecars[train]["bbox_wgs84"]
     unplaced = next(p for p, s in sidecars.items() if p not in (train, test))
     for field in ("bbox_wgs84", "grid"):
         sidecars[unplaced].pop(field)
@@ -206,3 +214,60 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     assert json.loads((out / "build_report.json").read_text())["splits"]["shared_ground"]["tiles"]["test"] == 0
     scored = evaluate(str(out), "test", baseline="majority")
     assert scored["shared_ground"] == {"tiles": 0, "rows": 0} and "unseen_ground" not in scored["tasks"]["caption"]
+
+
+def test_split_unit_ground_keeps_shared_ground_in_one_split(tmp_path, capsys):
+    """--split-unit ground: the train place and the test place whose tiles overlap go whole to one split, so no
+    tile of one split shares ground with another's; the card says how many bases were joined. With
+    --leakage drop the joined places are rejected, with a reason that names both."""
+    tree = tmp_path / "tree"
+    sidecars, train, test = _test_tile_over_a_train_tile(tree)
+    joined = {base_poi_id(train.stem), base_poi_id(test.stem)}
+    flags = ["--quiet", "--tasks", "caption", "--split-unit", "ground"]
+    assert main(["build", "--input", str(tree), "--output", str(tmp_path / "out"), *flags]) == 0
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    shared = report["splits"]["shared_ground"]
+    assert sum(shared["pairs"].values()) == 0 and sum(shared["tiles"].values()) == 0
+    assert not (tmp_path / "out" / "metadata" / "shared_ground.jsonl").exists()
+    splits = _splits(tmp_path / "out")
+    assert len({splits[p.stem] for p in sidecars if base_poi_id(p.stem) in joined}) == 1
+    assert len(splits) == 24, "no tile lost"
+    outputs = report["outputs"]
+    assert (outputs["ground_groups"], outputs["bases_joined_by_ground"], outputs["ground_largest_group_bases"]) == \
+        (1, 2, 2)
+    assert outputs["split_reassigned"] > 0 and report["config"]["split_unit"] == "ground"
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "2 base POIs were joined into 1 group(s)" in card and "--split-unit ground" in card
+    # Without it the same tree leaks, as test_tiles_of_two_splits_on_the_same_ground_are_counted shows.
+    assert main(["build", "--input", str(tree), "--output", str(tmp_path / "drop"), *flags, "--leakage", "drop"]) == 0
+    rejects = [json.loads(line) for f in (tmp_path / "drop" / "rejects").glob("*.jsonl")
+               for line in f.read_text().splitlines()]
+    named = [r for r in rejects if base_poi_id(r["tile_stem"]) in joined]
+    assert named and all(r["reason"] == "split_leakage" for r in named)
+    assert len(named) == sum(1 for p in sidecars if base_poi_id(p.stem) in joined), "every tile of both places"
+    assert f"bases {', '.join(sorted(joined))} (2, on shared ground) span splits test,train" in named[0]["detail"]
+    capsys.readouterr()
+
+
+def test_split_unit_ground_in_a_rebuild_keeps_every_split(grown, tmp_path):
+    """A rebuild keeps every split the earlier build gave, whatever ground the tiles share; a new place whose tile
+    lies half over a known held-out tile joins that tile's split, where a first build would place it alone."""
+    first = _splits(grown / "first")
+    tree = tmp_path / "big"
+    shutil.copytree(grown / "big", tree)
+    sidecars = {p: json.loads(p.read_text()) for p in sorted((tree / "metadata").rglob("*.json"))}
+    known_bases = {base_poi_id(stem) for stem in first}
+    held = next(p for p in sidecars if first.get(p.stem) in ("validation", "test"))
+    new = next(p for p in sidecars if base_poi_id(p.stem) not in known_bases
+               and sidecars[p].get("split") == "train")
+    x0, y0, x1, y1 = sidecars[held]["bbox_wgs84"]
+    sidecars[new]["bbox_wgs84"] = [x0 + (x1 - x0) / 2, y0, x1 + (x1 - x0) / 2, y1]
+    new.write_text(json.dumps(sidecars[new]))
+    assert main(["build", "--input", str(tree), "--output", str(tmp_path / "again"), "--quiet", "--tasks", "caption",
+                 "--split-unit", "ground", "--previous", str(grown / "first")]) == 0
+    again = _splits(tmp_path / "again")
+    assert {s: again[s] for s in first} == first
+    assert {again[p.stem] for p in sidecars if base_poi_id(p.stem) == base_poi_id(new.stem)} == {first[held.stem]}
+    report = json.loads((tmp_path / "again" / "build_report.json").read_text())
+    assert report["rebuild"]["tiles_moved_split"] == 0 and report["rebuild"]["tiles_kept"] == len(first)
+    assert sum(report["splits"]["shared_ground"]["tiles"].values()) == 0

@@ -1,5 +1,6 @@
 """Tiles of different splits that show the same ground (transforms/splits/footprints.py): what a footprint is,
-which overlaps count, and that the cell-by-cell search finds every pair exactly once."""
+which overlaps count, that the cell-by-cell search finds every pair exactly once, and that --split-unit ground
+joins exactly the bases connected by shared ground."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from transforms.splits.footprints import (
     cells_of,
     first_pairs,
     footprint,
+    ground_groups,
+    ground_links_in_cell,
     pairs_in_cell,
     shared_share,
 )
@@ -157,3 +160,85 @@ def test_find_shared_ground_counts_what_the_report_shows():
             ("shared_ground|tiles|test", 2), ("shared_ground|tiles_without_footprint", 1),
             ("shared_ground|example|a\ttrain\tb\ttest\t0.500", 1),
             ("shared_ground|example|a\ttrain\tc\ttest\t0.750", 1)]))
+
+
+def _groups(members):
+    """ground_groups over the links of every cell, as JoinBasesOnSharedGround gathers them."""
+    by_cell: dict = {}
+    for base, box in members:
+        for cell in cells_of(box):
+            by_cell.setdefault(cell, []).append((base, box))
+    return ground_groups(link for cell, ms in sorted(by_cell.items()) for link in ground_links_in_cell(cell, ms))
+
+
+def test_bases_joined_through_each_other_make_one_group():
+    """A chain of chips half a chip apart across a cell edge is one group, named by its first base; a chip that
+    only touches the chain, or overlaps it by a box's few percent, stays alone; two tiles of one base join
+    nothing."""
+    chain = [(f"p{n}", (0.07 + n * CHIP_DEG / 2, 0.0, 0.07 + n * CHIP_DEG / 2 + CHIP_DEG, CHIP_DEG)) for n in range(5)]
+    end = chain[-1][1][2]
+    touching = ("q", (end, 0.0, end + CHIP_DEG, CHIP_DEG))
+    rotated = ("r", (0.0, 0.5, 0.0207, 0.5207)), ("s", (0.0200, 0.5, 0.0407, 0.5207))
+    views = ("t", (1.0, 1.0, 1.02, 1.02)), ("t", (1.01, 1.0, 1.03, 1.02))
+    assert _groups([*reversed(chain), touching, *rotated, *views]) == {f"p{n}": "p0" for n in range(5)}
+    assert _groups([]) == {}
+
+
+def test_a_cell_sends_fewer_links_than_it_has_bases():
+    """Chips cut every 16 px of a 224 px window, 20 x 20 of them in one cell: every one overlaps dozens of
+    others, yet the cell yields one link per base but the first, and one group."""
+    step = CHIP_DEG * 16 / 224
+    members = [(f"b{i:02d}{j:02d}", (0.01 + i * step, 0.01 + j * step, 0.01 + i * step + CHIP_DEG,
+                                    0.01 + j * step + CHIP_DEG)) for i in range(20) for j in range(20)]
+    links = list(ground_links_in_cell((0, 0), members))
+    assert len(links) == 399 and all(b == "b0000" for _, b in links)
+    assert set(ground_groups(links).values()) == {"b0000"}
+
+
+bases = st.lists(st.tuples(st.sampled_from([f"p{n}" for n in range(12)]), boxes), max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(bases)
+def test_groups_are_the_connected_bases(drawn):
+    """Against a plain search over every pair: each base with another whose footprints overlap by a tenth or
+    more (directly or through others) is in one group named by its first base; other bases are in none."""
+    names = sorted({b for b, _ in drawn})
+    joined = {b: {b} for b in names}
+    for (a, ba), (b, bb) in itertools.combinations(drawn, 2):
+        if a != b and shared_share(ba, bb)[0] >= MIN_SHARE:
+            merged = joined[a] | joined[b]
+            for name in merged:
+                joined[name] = merged
+    expected = {b: min(group) for b, group in joined.items() if len(group) > 1}
+    assert _groups(drawn) == expected
+
+
+def test_join_bases_on_shared_ground_gives_each_joined_base_its_group():
+    """The Beam stage: bases whose tiles share ground get the group of their first base, through a third base
+    in another cell; a tile without a footprint and a base alone get none; the counts the card shows."""
+    from types import SimpleNamespace
+
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms.splits.shared_ground import JoinBasesOnSharedGround
+
+    def tile(box):
+        return SimpleNamespace(extra={"bbox_wgs84": list(box)} if box else {}, latitude=None, longitude=None,
+                               size=224)
+
+    tiles = [("poi_000003_g001_t0000", tile((0.09, 0.0, 0.11, 0.02))),
+             ("poi_000001_g001_t0000", tile((0.10, 0.0, 0.12, 0.02))),
+             ("poi_000002_g001_t0000", tile((0.11, 0.0, 0.13, 0.02))),
+             ("poi_000002_g002_t0000", tile(None)), ("poi_000004_g001_t0000", tile((3.0, 3.0, 3.02, 3.02))),
+             ("poi_000005_g001_t0000", tile((0.0, 5.0, 0.02, 5.02))),
+             ("poi_000006_g001_t0000", tile((0.0, 5.0, 0.02, 5.02)))]
+    with TestPipeline() as p:
+        found = p | beam.Create(tiles) | JoinBasesOnSharedGround()
+        assert_that(found["groups"], equal_to([("poi_000001", "poi_000001"), ("poi_000002", "poi_000001"),
+                                               ("poi_000003", "poi_000001"), ("poi_000005", "poi_000005"),
+                                               ("poi_000006", "poi_000005")]), label="Groups")
+        assert_that(found["events"], equal_to([{"ground_groups": 2, "bases_joined_by_ground": 5,
+                                                "ground_largest_group_bases": 3}]), label="Events")

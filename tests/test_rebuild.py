@@ -270,4 +270,5 @@ def test_split_unit_ground_in_a_rebuild_keeps_every_split(grown, tmp_path):
     assert {again[p.stem] for p in sidecars if base_poi_id(p.stem) == base_poi_id(new.stem)} == {first[held.stem]}
     report = json.loads((tmp_path / "again" / "build_report.json").read_text())
     assert report["rebuild"]["tiles_moved_split"] == 0 and report["rebuild"]["tiles_kept"] == len(first)
+    assert report["rebuild"]["tiles_unchanged"] == len(first), "the unit changes no kept tile: none drawn again"
     assert sum(report["splits"]["shared_ground"]["tiles"].values()) == 0

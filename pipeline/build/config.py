@@ -239,10 +239,12 @@ class BuildConfig:
         digest): every option but where the data comes from and goes, the split-file options (those files are
         written again on every build), the prompt templates themselves, not where they were read from, and the
         analysis-map renderer, whose version moves when its maps do (so a rebuild never mixes maps of two
-        renderers, and every spec re-renders with the code that reads it), and the same for the tasks' rows."""
+        renderers, and every spec re-renders with the code that reads it), and the same for the tasks' rows.
+        Not --split-unit: a rebuild keeps every tile's split whatever the unit, so turning it on for a scheduled
+        --update must not draw every tile again."""
         shaping = {k: v for k, v in self.as_dict().items()
                    if k not in ("input", "output", "previous", "update", "prompts_dir", "formats",
-                                "embed_images", "rows_per_shard", "copy_images", "tile_share")}
+                                "embed_images", "rows_per_shard", "copy_images", "tile_share", "split_unit")}
         return {**shaping, "templates": self.templates, "satsft_version": version, "renderer": RENDERER,
                 "rows": rows_version(self.tasks)}
 

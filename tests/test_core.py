@@ -269,6 +269,32 @@ def test_leakage_reassign_and_drop():
     assert [t.split for t in kept] == ["validation", "validation"] and moved == 0
 
 
+def test_a_group_of_tiles_is_read_twice_and_never_held():
+    """leakage_outcomes reads a base's (or a ground group's) tiles once to learn their splits and once to send
+    each on: the second pass gives each tile as it comes, so a group as large as a scene is never held."""
+    from transforms.splits.plan import leakage_outcomes
+
+    class Tiles:  # a grouped value as Beam gives it: iterable again, each pass making its tiles afresh
+        def __init__(self, n: int):
+            self.n, self.passes, self.made = n, 0, 0
+
+        def __iter__(self):
+            self.passes += 1
+            for i in range(self.n):
+                self.made += 1
+                yield _tile(f"poi_{i % 3}_g001_t{i:04d}", ("train", "test")[i % 2])
+
+    for policy, plan, first in (("reassign", {"poi_0": "test"}, "test"), ("drop", None, None)):
+        tiles = Tiles(50)
+        outcomes = leakage_outcomes("poi_0", tiles, policy, plan)
+        tile, declared, split, detail = next(outcomes)
+        assert (tiles.passes, tiles.made) == (2, 51), "one tile of the second pass made so far"
+        assert (declared, split) == ("train", first)
+        joined = "bases poi_0, poi_1, poi_2 (3, on shared ground) span splits test,train"
+        assert detail == ("" if split else joined)
+        assert len(list(outcomes)) == 49 and tiles.passes == 2
+
+
 def test_normalise_box_inclusive_corner():
     assert normalise_box((0, 0, 223, 223), 224) == [0.0, 0.0, 1.0, 1.0]
     assert normalise_box((5, 5, 5, 5), 224) == [round(5 / 224, 4), round(5 / 224, 4), round(6 / 224, 4),

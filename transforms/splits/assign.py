@@ -14,9 +14,9 @@ from transforms.records import reject
 from transforms.splits.plan import (
     UNKNOWN_SPLIT,
     initial_split,
+    leakage_outcomes,
     plan_reassignment,
     previous_split,
-    resolve_leakage,
     split_counts,
 )
 
@@ -76,29 +76,34 @@ class _AssignFn(beam.DoFn):
 
     def process(self, element, plan):
         base, (tiles, previous, known) = element
-        tiles, previous = list(tiles), sorted(set(previous))
+        previous = sorted(set(previous))
         pins, pinned = base_pins(previous)
         if pinned is not None:  # a base the earlier build had keeps its split, new tiles of it included
-            kept, rejected, moved = [t.with_fields(split=pins.get(base_poi_id(t.tile_stem), pinned))
-                                     for t in tiles], [], 0
+            outcomes = ((t, "", pins.get(base_poi_id(t.tile_stem), pinned), "") for t in tiles)
         else:
-            kept, rejected, moved = resolve_leakage(base, tiles, self.policy, plan)
+            outcomes = leakage_outcomes(base, tiles, self.policy, plan)
+        moved, placed = 0, []
+        for tile, declared, split, detail in outcomes:  # one tile at a time: a group may be a whole scene
+            if split is None:
+                self.dropped.inc()
+                yield beam.pvalue.TaggedOutput(REJECTS, reject(tile.source, tile.tile_stem, "split", "split_leakage",
+                                                               detail))
+                continue
+            moved += pinned is None and split != declared
+            if self.rebuild:
+                placed.append((tile.tile_stem, split))
+            yield tile.with_fields(split=split)
         if self.rebuild:
-            yield beam.pvalue.TaggedOutput("events", self._rebuild_events(kept, previous, known))
+            yield beam.pvalue.TaggedOutput("events", self._rebuild_events(placed, previous, known))
         if moved:
             self.reassigned.inc(moved)
             yield beam.pvalue.TaggedOutput("reassigned", moved)
-        for tile, detail in rejected:
-            self.dropped.inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, reject(tile.source, tile.tile_stem, "split", "split_leakage",
-                                                           detail))
-        yield from kept
 
     @staticmethod
-    def _rebuild_events(kept, previous, known) -> dict[str, int]:
-        """rebuild_events per base of the group, summed."""
+    def _rebuild_events(placed, previous, known) -> dict[str, int]:
+        """rebuild_events per base of the group, summed (``placed``: stem and split of the tiles kept here)."""
         now: dict[str, dict[str, str]] = {}
-        for stem, split in [*((t.tile_stem, t.split) for t in kept), *((stem, split) for stem, _, split in known)]:
+        for stem, split in [*placed, *((stem, split) for stem, _, split in known)]:
             now.setdefault(base_poi_id(stem), {})[stem] = split
         before: dict[str, list[tuple[str, str]]] = {}
         for stem, split in previous:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from transforms.input.sidecars import VALID_SPLITS, Tile
 from transforms.paths import base_poi_id
@@ -90,32 +90,57 @@ def plan_reassignment(bases: Iterable[tuple[str, SplitCounts]]) -> dict[str, str
     return plan
 
 
-def resolve_leakage(
+def leakage_outcomes(
     base: str, tiles: Iterable[Tile], policy: str, plan: Mapping[str, str] | None = None
-) -> tuple[list[Tile], list[tuple[Tile, str]], int]:
-    """All tiles of one base POI in, (kept tiles with split set, rejected (tile, detail), tiles moved).
+) -> Iterator[tuple[Tile, str, str | None, str]]:
+    """(tile, its declared split, the split it goes to or None when rejected, why) for every tile of one base
+    POI (or group of bases on shared ground), in the order given.
 
     A base whose tiles would land in several splits shows the same place in training and evaluation;
     ``reassign`` moves them all to the split ``plan`` (from plan_reassignment) gives the base, ``drop``
-    rejects them all. Moved counts the tiles whose split changed.
+    rejects them all. ``tiles`` is read twice and never held: a group of bases joined by shared ground may be
+    a whole scene, more tiles than a worker holds at once (Beam's grouped values can be read again).
     """
     if policy not in LEAKAGE_POLICIES:
         raise ValueError(f"unknown leakage policy {policy!r}; choose one of {', '.join(LEAKAGE_POLICIES)}")
-    ordered = sorted(tiles, key=lambda t: (t.tile_stem, t.source))
-    splits = [initial_split(t) for t in ordered]
-    if len(set(splits)) <= 1:
-        return [t.with_fields(split=s) for t, s in zip(ordered, splits, strict=True)], [], 0
-    seen = ",".join(sorted(set(splits)))
+    splits, bases = set(), set()
+    for tile in tiles:
+        splits.add(initial_split(tile))
+        if policy == "drop":
+            bases.add(base_poi_id(tile.tile_stem))
+    if len(splits) <= 1:
+        for tile in tiles:
+            split = initial_split(tile)
+            yield tile, split, split, ""
+        return
+    seen = ",".join(sorted(splits))
     if policy == "drop":
-        bases = sorted({base_poi_id(t.tile_stem) for t in ordered})
-        what = (f"base {base}" if len(bases) < 2 else
-                f"bases {', '.join(bases[:3])}{', ...' if len(bases) > 3 else ''} ({len(bases)}, on shared ground)")
-        verb = "spans" if len(bases) < 2 else "span"
-        return [], [(t, f"{what} {verb} splits {seen}") for t in ordered], 0
+        named = sorted(bases)
+        what = (f"base {base} spans" if len(named) < 2 else
+                f"bases {', '.join(named[:3])}{', ...' if len(named) > 3 else ''} ({len(named)}, on shared ground) "
+                "span")
+        for tile in tiles:
+            yield tile, initial_split(tile), None, f"{what} splits {seen}"
+        return
     if plan is None or base not in plan:
         raise ValueError(f"base {base} spans splits {seen} but the reassignment plan has no split for it")
-    target = plan[base]
-    return [t.with_fields(split=target) for t in ordered], [], sum(1 for s in splits if s != target)
+    for tile in tiles:
+        yield tile, initial_split(tile), plan[base], ""
+
+
+def resolve_leakage(
+    base: str, tiles: Iterable[Tile], policy: str, plan: Mapping[str, str] | None = None
+) -> tuple[list[Tile], list[tuple[Tile, str]], int]:
+    """leakage_outcomes as lists, by stem: (kept tiles with split set, rejected (tile, detail), tiles moved)."""
+    ordered = sorted(tiles, key=lambda t: (t.tile_stem, t.source))
+    kept, rejected, moved = [], [], 0
+    for tile, declared, split, detail in leakage_outcomes(base, ordered, policy, plan):
+        if split is None:
+            rejected.append((tile, detail))
+        else:
+            kept.append(tile.with_fields(split=split))
+            moved += split != declared
+    return kept, rejected, moved
 
 
 def previous_split(splits: Iterable[str]) -> str | None:

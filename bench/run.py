@@ -172,7 +172,39 @@ def bench_real() -> dict | None:
             out["cell"] = IMAGE_SIZE // GRID
             out["where"] = region_fidelity(str(build), str(root), out["cell"])
         shutil.rmtree(build, ignore_errors=True)
+    for unit in ("base", "ground"):  # what --split-unit ground does to a scene cut with overlapping windows
+        build = WORK / "real_build"
+        shutil.rmtree(build, ignore_errors=True)
+        subprocess.run([PY, "-m", "pipeline.cli", "build", "--input", str(root), "--output", str(build), "--quiet",
+                        "--formats", "jsonl", "--tasks", "caption", "--split-unit", unit], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        report = orjson.loads((build / "build_report.json").read_bytes())
+        out[f"unit {unit}"] = {"written": report["splits"]["written"],
+                               "shared": report["splits"]["shared_ground"]["tiles"],
+                               "groups": report["outputs"].get("ground_groups", 0)}
+        shutil.rmtree(build, ignore_errors=True)
     return out
+
+
+def bench_shared_ground() -> dict:
+    """The footprint search on the densest tree `satsft sample --real` cuts: 19,600 chips every 16 px in a
+    corner of one cell, all of one split but for every tenth (pairs) or each its own base (--split-unit
+    ground's links and groups)."""
+    from transforms.splits.footprints import ground_groups, ground_links_in_cell, pairs_in_cell
+
+    chip, n = 0.02, 140
+    step = chip * 16 / 224
+    boxes = [(0.001 + i * step, 0.001 + j * step, 0.001 + i * step + chip, 0.001 + j * step + chip)
+             for i in range(n) for j in range(n)]
+    t0 = time.perf_counter()
+    pairs = sum(len(g[0]) * len(g[2]) for g in pairs_in_cell(
+        (0, 0), [(f"t{k}", "test" if k % 10 == 0 else "train", b) for k, b in enumerate(boxes)]))
+    t1 = time.perf_counter()
+    links = list(ground_links_in_cell((0, 0), [(f"b{k}", b) for k, b in enumerate(boxes)]))
+    groups = ground_groups(links)
+    t2 = time.perf_counter()
+    return {"chips": len(boxes), "pairs": pairs, "pairs_s": t1 - t0, "links": len(links),
+            "groups": len(set(groups.values())), "groups_s": t2 - t1}
 
 
 def bench_build(n: int, *extra: str, keep: bool = False) -> dict:
@@ -305,6 +337,15 @@ def main() -> int:
             b, s = real[name]["boxes"], real[name]["bytes"]
             print(f"grounding_all, {name}: boxes median {b[0]:g} / p90 {b[1]} / max {b[2]}; answer bytes median "
                   f"{s[0]:g} / p90 {s[1]} / max {s[2]}")
+        for unit in ("base", "ground"):
+            u = real[f"unit {unit}"]
+            print(f"--split-unit {unit}: tiles written train / validation / test "
+                  f"{' / '.join(str(v) for v in u['written'].values())}; held-out tiles on ground another split shows "
+                  f"{u['shared']['validation'] + u['shared']['test']}; ground groups {u['groups']}")
+    sg = bench_shared_ground()
+    print(f"\n## ground shared between splits: {sg['chips']:,} footprints in one cell, a chip every 16 px")
+    print(f"pairs across splits (every tenth chip test): {sg['pairs']:,} in {sg['pairs_s']:.2f} s; --split-unit "
+          f"ground: {sg['links']:,} links, {sg['groups']} group(s) in {sg['groups_s']:.2f} s")
     builds = {n: bench_build(n) for n in sizes}
     print("\n## satsft build (DirectRunner, 1 worker, all tasks, defaults)")
     print("| tiles | rows | wall s | CPU s | CPU s/tile (user + sys ms) | rows/s | output bytes/tile | files/tile | "

@@ -19,6 +19,7 @@ from transforms.progress import ProgressCounter
 from transforms.rebuild.manifest import PreviousTile, add_counts, tile_fingerprint, tile_record
 from transforms.records import reject
 from transforms.rows import PreparedTile, Row, TaskContext, file_safe
+from transforms.splits.footprints import tile_footprint
 from transforms.tasks import TASKS, rows_per_tile_bound
 
 REJECTS = "rejects"
@@ -169,7 +170,7 @@ class _GenerateRowsFn(beam.DoFn):
         still = pt.still_path if pt.still_path in used else ""
         yield beam.pvalue.TaggedOutput(MANIFEST, tile_record(tile.tile_stem, tile.split, pt.slot, tile.fingerprint,
                                                              tile.chip_sha256, files, len(kept), len(gated), still,
-                                                             counts.items()))
+                                                             counts.items(), tile_footprint(tile)))
         yield beam.pvalue.TaggedOutput(TILES_DONE, tile_summary(pt))
         self.rows_out.inc(len(kept))
         self._progress.add(1, len(kept))
@@ -198,7 +199,7 @@ class _GenerateRowsFn(beam.DoFn):
         out.append(beam.pvalue.TaggedOutput(TAKEN_MANIFEST, tile_record(tile.tile_stem, tile.split, pt.slot,
                                                                         tile.fingerprint, tile.chip_sha256,
                                                                         prev.files, prev.rows, 0, prev.still,
-                                                                        prev.counts)))
+                                                                        prev.counts, tile_footprint(tile))))
         out.append(beam.pvalue.TaggedOutput(TILES_DONE, tile_summary(pt)))
         self.reused.inc()
         self.taken.inc()

@@ -173,7 +173,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
                                                               config.layout, dataset_root, taken,
                                                               config.previous, config.row_index, kept_shards)
     reused = generated[REUSED] | "TakeReusedFiles" >> TakeReusedFiles(config.previous, out)
-    shared = sidecars["tiles"] | "FindSharedGround" >> FindSharedGround(manifest)
+    shared = manifest | "FindSharedGround" >> FindSharedGround()
     events = [
         split_files["events"],
         shared["events"],

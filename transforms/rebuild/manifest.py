@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -56,12 +56,14 @@ def is_tiles_file(rel: str) -> bool:
 
 def tile_record(stem: str, split: str, slot: int, fingerprint: str, chip_sha256: str,
                 files: Iterable[str], rows: int, gated: int, still: str,
-                counts: Iterable[tuple[str, int]]) -> dict[str, Any]:
+                counts: Iterable[tuple[str, int]], footprint: Sequence[float] | None = None) -> dict[str, Any]:
     """``rows``, ``gated``, ``still`` and ``counts`` let a rebuild take the tile's rows from the earlier split
-    files instead of making them again, with the counts they added to the report."""
+    files instead of making them again, with the counts they added to the report. ``footprint`` (the ground it
+    shows, transforms.splits.footprints; None when its sidecar does not say) lets the build and a mix of builds
+    find tiles of two splits on the same ground without the sidecars."""
     return {"stem": stem, "split": split, "slot": slot, "fingerprint": fingerprint, "chip_sha256": chip_sha256,
             "files": sorted(set(files)), "rows": rows, "gated": gated, "still": still,
-            "counts": dict(sorted(counts))}
+            "counts": dict(sorted(counts)), "footprint": list(footprint) if footprint is not None else None}
 
 
 def encode_tiles(records: Iterable[dict[str, Any]]) -> bytes:

@@ -61,6 +61,11 @@ def footprint(extra: dict[str, Any], latitude: float | None, longitude: float | 
     return lon - dlon, lat - dlat, lon + dlon, lat + dlat
 
 
+def tile_footprint(tile: Any) -> Box | None:
+    """footprint of a parsed sidecar (transforms.input.sidecars.Tile)."""
+    return footprint(tile.extra, tile.latitude, tile.longitude, tile.size)
+
+
 def cells_of(box: Box) -> list[tuple[int, int]]:
     """The cells a footprint touches; [] for one too large to be a chip."""
     i0, i1 = math.floor(box[0] / CELL_DEG), math.floor(box[2] / CELL_DEG)

@@ -1,10 +1,11 @@
-"""The build's count of tiles whose ground another split shows too (splits.footprints has the rules).
+"""Tiles whose ground another split shows too, in a build or a mix of builds (splits.footprints has the rules),
+and the groups of bases joined by shared ground that --split-unit ground keeps in one split.
 
-Run on the tiles as written, with their final splits: a rebuild's unchanged tiles keep theirs, so the check
-covers what a reader of this build gets, not what this run placed. Only a stem, a split and four numbers per
-tile cross the two groupings (on the stem, then on the cell). Gathered in one place: the few examples the
-report quotes, and for metadata/shared_ground.jsonl one small record per validation or test tile on shared
-ground.
+The count runs on the manifest records of the tiles as written, each with its final split and footprint: a
+rebuild's unchanged tiles keep theirs, so the check covers what a reader of the output gets, not what this run
+placed, and a mix reads the same records from its sources' manifests. Only a stem, a split and four numbers
+per tile cross the grouping on the cell. Gathered in one place: the few examples the report quotes, and for
+metadata/shared_ground.jsonl one small record per validation or test tile on shared ground.
 """
 
 from __future__ import annotations
@@ -23,41 +24,33 @@ from transforms.splits.footprints import (
     cells_of,
     encode_held_out,
     first_pairs,
-    footprint,
     ground_groups,
     ground_links_in_cell,
     pairs_in_cell,
+    tile_footprint,
 )
 
 EXAMPLES = 10  # pairs quoted in build_report.json, the first in sorted order
 KIND = "shared_ground"
 
 
-def tile_footprint(keyed) -> tuple[str, tuple | None]:
-    """(stem, tile) as ReadSidecars keys it -> (stem, footprint)."""
-    stem, tile = keyed
-    return stem, footprint(tile.extra, tile.latitude, tile.longitude, tile.size)
-
-
 class _CellsFn(beam.DoFn):
-    """(stem, {box, split}) -> (cell, (stem, split, box)) for each cell the footprint touches; a tile with
+    """A manifest record -> (cell, (stem, split, footprint)) for each cell its footprint touches; a tile with
     rows but no usable footprint is counted, since it was not checked."""
 
     def __init__(self):
         self.unchecked = Metrics.counter("FindSharedGround", "tiles_without_footprint")
 
-    def process(self, element) -> Iterator[Any]:  # cells, and count events tagged "unchecked"
-        stem, parts = element
-        splits, boxes = list(parts["split"]), [b for b in parts["box"] if b is not None]
-        if not splits:
-            return  # rejected, or outside the build: no rows, nothing to hold out
-        cells = cells_of(boxes[0]) if boxes else []
+    def process(self, record) -> Iterator[Any]:  # cells, and count events tagged "unchecked"
+        box = record.get("footprint")
+        box = tuple(box) if box else None
+        cells = cells_of(box) if box else []
         if not cells:
             self.unchecked.inc()
             yield beam.pvalue.TaggedOutput("unchecked", {f"{KIND}|tiles_without_footprint": 1})
             return
         for cell in cells:
-            yield cell, (stem, splits[0], boxes[0])
+            yield cell, (record["stem"], record["split"], box)
 
 
 def _tiles_of(group) -> list[tuple[str, str]]:
@@ -89,20 +82,16 @@ def _example_events(pairs) -> list[dict[str, int]]:
 
 @dataclass
 class FindSharedGround(beam.PTransform):
-    """(tiles as read, keyed by stem; manifest records of the tiles with rows) -> {"events": count events: pairs
-    of tiles in different splits that share ground (``shared_ground|pairs|<split>|<split>``), the tiles of each
+    """Manifest records of the tiles with rows ({"stem", "split", "footprint"}: the build's, made and taken, or a
+    mix's with the stem named by its source), one PCollection or several -> {"events": count events: pairs of
+    tiles in different splits that share ground (``shared_ground|pairs|<split>|<split>``), the tiles of each
     split in such a pair (``shared_ground|tiles|<split>``), tiles not checked, the first pairs as examples;
     "held_out": ((stem, split), tiles of other splits it shares ground with) per validation and test tile}."""
 
-    records: tuple  # PCollections of manifest records ({"stem", "split", ...}), made and taken
-
-    def expand(self, tiles):
-        boxes = tiles | "Footprints" >> beam.Map(tile_footprint)
-        splits = (self.records | "AllRecords" >> beam.Flatten()
-                  | "StemSplit" >> beam.Map(lambda r: (r["stem"], r["split"])))
-        placed = ({"box": boxes, "split": splits}
-                  | "JoinOnStem" >> beam.CoGroupByKey()
-                  | "Cells" >> beam.ParDo(_CellsFn()).with_outputs("unchecked", main="members"))
+    def expand(self, records):
+        if isinstance(records, tuple):
+            records = records | "AllRecords" >> beam.Flatten()
+        placed = records | "Cells" >> beam.ParDo(_CellsFn()).with_outputs("unchecked", main="members")
         pairs = (placed.members  # pairs of footprints, with the tiles on each side
                  | "GroupByCell" >> beam.GroupByKey()
                  | "PairsInCell" >> beam.FlatMapTuple(pairs_in_cell))
@@ -140,7 +129,7 @@ def base_cells(keyed) -> list[tuple[tuple[int, int], tuple[str, tuple]]]:
     """(stem, tile) as ReadSidecars keys it -> (cell, (base, footprint)) per cell its footprint touches; none
     for a tile without one (it stays with its base alone)."""
     stem, tile = keyed
-    box = footprint(tile.extra, tile.latitude, tile.longitude, tile.size)
+    box = tile_footprint(tile)
     return [(cell, (base_poi_id(stem), box)) for cell in cells_of(box)] if box is not None else []
 
 

@@ -131,28 +131,21 @@ def test_thousands_of_dates_of_two_places_are_one_comparison():
 
 
 def test_find_shared_ground_counts_what_the_report_shows():
-    """The Beam stage: tiles with rows only (a tile without a manifest record is not checked), each tile once
+    """The Beam stage over manifest records (a tile without one has no rows and is not checked): each tile once
     however many pairs and cells it is in, a tile without a footprint counted, examples in sorted order, and
     per held-out tile the tiles of other splits it shares ground with."""
-    from types import SimpleNamespace
-
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
 
     from transforms.splits.shared_ground import FindSharedGround
 
-    def tile(box):
-        return SimpleNamespace(extra={"bbox_wgs84": list(box)} if box else {}, latitude=None, longitude=None,
-                               size=224)
-
-    tiles = [("a", tile((0.09, 0.0, 0.11, 0.02))), ("b", tile((0.10, 0.0, 0.12, 0.02))),
-             ("c", tile((0.095, 0.0, 0.115, 0.02))), ("d", tile(None)), ("gone", tile((0.09, 0.0, 0.11, 0.02)))]
-    records = [{"stem": "a", "split": "train"}, {"stem": "b", "split": "test"}, {"stem": "c", "split": "test"},
-               {"stem": "d", "split": "validation"}]
+    made = [{"stem": "a", "split": "train", "footprint": [0.09, 0.0, 0.11, 0.02]},
+            {"stem": "b", "split": "test", "footprint": [0.10, 0.0, 0.12, 0.02]},
+            {"stem": "d", "split": "validation", "footprint": None}]
+    taken = [{"stem": "c", "split": "test", "footprint": [0.095, 0.0, 0.115, 0.02]}]
     with TestPipeline() as p:
-        made = p | "Records" >> beam.Create(records)
-        found = p | "Tiles" >> beam.Create(tiles) | FindSharedGround((made,))
+        found = (p | "Made" >> beam.Create(made), p | "Taken" >> beam.Create(taken)) | FindSharedGround()
         events = found["events"] | beam.FlatMap(lambda e: e.items()) | beam.CombinePerKey(sum)
         assert_that(found["held_out"], equal_to([(("b", "test"), 1), (("c", "test"), 1)]), label="HeldOut")
         assert_that(events, equal_to([
@@ -160,7 +153,6 @@ def test_find_shared_ground_counts_what_the_report_shows():
             ("shared_ground|tiles|test", 2), ("shared_ground|tiles_without_footprint", 1),
             ("shared_ground|example|a\ttrain\tb\ttest\t0.500", 1),
             ("shared_ground|example|a\ttrain\tc\ttest\t0.750", 1)]))
-
 
 def _groups(members):
     """ground_groups over the links of every cell, as JoinBasesOnSharedGround gathers them."""

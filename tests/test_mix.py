@@ -473,3 +473,58 @@ def test_an_unfinished_build_is_no_source(sources, tmp_path, capsys):
     (part / WRITER).unlink()  # a build of an older version, or one whose marker went: its manifests still say
     assert main(["mix", "--source", f"name=p,path={part}", "--output", str(out), "--quiet"]) == 2
     assert "holds a satsft output without its report" in capsys.readouterr().err
+
+
+def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_path, capsys):
+    """The same places built twice, one of them declared test in the second tree: the mix finds those tiles
+    on ground the first build's train tiles show (from the builds' manifests, which carry each tile's
+    footprint), warns and says so on its card; a build whose manifest predates footprints is counted as not
+    checked; a mix of foreign files only says nothing of ground."""
+    tree = sources["sat"].parent / "tree"
+    sidecars = [json.loads(p.read_text()) for p in sorted((tree / "metadata").rglob("*.json"))]
+    by_base: dict[str, set[str]] = {}
+    for s in sidecars:
+        by_base.setdefault(s["tile_stem"].split("_g")[0], set()).add(s["split"])
+    place = next(b for b, splits in sorted(by_base.items()) if splits == {"train"})
+    second = tmp_path / "tree2"
+    shutil.copytree(tree, second)
+    moved = []
+    for p in sorted((second / "metadata").rglob("*.json")):
+        s = json.loads(p.read_text())
+        if s["tile_stem"].startswith(place + "_"):
+            s["split"] = "test"
+            p.write_text(json.dumps(s))
+            moved.append(s["tile_stem"])
+    assert main(["build", "--input", str(second), "--output", str(tmp_path / "sat2"), "--quiet",
+                 "--tasks", "caption,grounding_all,production_analysis", "--profiles", "brief_only,wildfire"]) == 0
+    argv = ["mix", "--source", f"path={sources['sat']},name=first", "--source", f"path={tmp_path / 'sat2'},name=again",
+            "--output", str(tmp_path / "mix"), "--quiet"]
+    assert main(argv) == 0
+    said = capsys.readouterr().out
+    shared = json.loads((tmp_path / "mix" / "mix_report.json").read_text())["shared_ground"]
+    assert shared["tiles"]["test"] == len(moved) > 0 and shared["tiles"]["validation"] == 0
+    assert shared["tiles"]["train"] == len(moved), "the same tiles in the first build's train split"
+    assert shared["pairs"]["train|test"] >= len(moved) and shared["tiles_without_footprint"] == 0
+    first = shared["examples"][0]
+    assert first["tile"].startswith("first/" + place) and first["other_tile"].startswith("again/" + place)
+    assert (first["split"], first["other_split"], first["share"]) == ("train", "test", 1.0)
+    assert f"WARNING: {len(moved)} held-out tile(s) (test {len(moved)}) show ground" in said, said
+    card = (tmp_path / "mix" / "README.md").read_text()
+    assert "**Held-out tiles on ground another split shows.**" in card and "the same place in two builds" in card
+    # a build from before manifests carried footprints: its tiles are not checked, and nothing is found
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "sat2", old)
+    for f in (old / "metadata" / "manifest").glob("tiles-*.jsonl"):
+        records = [json.loads(line) for line in f.read_text().splitlines()]
+        f.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "footprint"}) + "\n" for r in records))
+    argv = ["mix", "--source", f"path={sources['sat']},name=first", "--source", f"path={old},name=again",
+            "--output", str(tmp_path / "mix_old"), "--quiet"]
+    assert main(argv) == 0
+    shared = json.loads((tmp_path / "mix_old" / "mix_report.json").read_text())["shared_ground"]
+    assert shared["tiles_without_footprint"] == len(sidecars), "every tile of the old build, none of the other"
+    assert sum(shared["tiles"].values()) == 0
+    capsys.readouterr()
+    assert main(["mix", "--source", f"path={sources['chat']},name=chat", "--output", str(tmp_path / "foreign"),
+                 "--quiet"]) == 0
+    assert "share ground" not in (tmp_path / "foreign" / "README.md").read_text()
+    capsys.readouterr()

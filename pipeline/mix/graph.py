@@ -11,8 +11,10 @@ from pipeline.publish.report import write_mix_report
 from transforms.mix.stages import (
     EVENTS,
     REJECTS,
+    TILES,
     CheckMedia,
     ChooseRows,
+    FindSharedGroundInMix,
     MixSource,
     PlanCopies,
     ReadMixSources,
@@ -22,6 +24,7 @@ from transforms.mix.stages import (
 from transforms.output.counts import SumEvents, event_items, reject_key
 from transforms.output.files import WriteRejects
 from transforms.output.spool import RemoveSpool
+from transforms.rebuild.manifest import manifest_tiles_files
 
 
 def mix_sources(recipe: Recipe) -> tuple[MixSource, ...]:
@@ -31,6 +34,15 @@ def mix_sources(recipe: Recipe) -> tuple[MixSource, ...]:
         owner = owners.setdefault(s.dataset, s.name)
         out.append(MixSource(i, s.name, s.kind, s.root, dict(s.where), s.dataset, owner, s.folder))
     return tuple(out)
+
+
+def build_manifests(recipe: Recipe) -> tuple[tuple[str, str], ...]:
+    """(dataset, manifest tile file) of every build among the sources, each build once (a mix has none)."""
+    found: dict[str, list[str]] = {}
+    for s in recipe.sources:
+        if s.kind == "satsft" and s.dataset not in found:
+            found[s.dataset] = manifest_tiles_files(s.folder)
+    return tuple((dataset, path) for dataset, paths in found.items() for path in paths)
 
 
 def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipeline) -> beam.Pipeline:
@@ -50,7 +62,8 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
     written = ({"copies": planned["copies"], "index": media["index"], "locations": media["locations"]}
                | "WriteMixShards" >> WriteMixShards(root, config.formats, config.embed_images, config.rows_per_shard,
                                                     sources))
-    events = [written, read[EVENTS], chosen[EVENTS]]
+    shared = read[TILES] | "FindSharedGroundInMix" >> FindSharedGroundInMix(build_manifests(recipe))
+    events = [written, read[EVENTS], chosen[EVENTS], shared["events"]]
     if not config.embed_images or "jsonl" in config.formats:  # JSONL rows name their images: they must exist
         events.append({"locations": media["locations"], "index": media["index"]}
                       | "WriteMedia" >> WriteMedia(root, link=not config.copy_images))

@@ -32,21 +32,26 @@ def held_out_sharing(shared: dict) -> dict[str, int]:
     return {s: n for s, n in shared.get("tiles", {}).items() if s != "train" and n}
 
 
-def _shared_ground(shared: dict | None) -> list[str]:
-    """What a reader of the held-out splits must know: whether their ground is also in another split."""
+def _shared_ground(shared: dict | None, mix: bool = False) -> list[str]:
+    """What a reader of the held-out splits must know: whether their ground is also in another split (of a
+    build, or of a mix of builds)."""
     if not shared:
         return []  # a report from before the check
     held = held_out_sharing(shared)
     unchecked = shared["tiles_without_footprint"]
-    note = f" {unchecked:,} tile(s) say nothing of where they lie and were not checked." if unchecked else ""
+    note = (f" {unchecked:,} tile(s) say nothing of where they lie and were not checked"
+            f"{' (their builds predate footprints in manifests, or their sidecars say nothing)' if mix else ''}."
+            if unchecked else "")
     if not held:
         return [f"No two tiles of different splits share ground (footprints overlapping by a tenth or more).{note}",
                 ""]
     counts = " and ".join(f"{n:,} {s}" for s, n in held.items())
+    cause = "the same place in two builds, " if mix else ""
+    where = "`mix_report.json` (`shared_ground`)" if mix else "`build_report.json` (`splits.shared_ground`)"
     return [f"**Held-out tiles on ground another split shows.** {counts} tile(s) overlap a tile of another split by "
-            "a tenth of their footprint or more (chips cut with overlapping windows, or one place under two POI "
-            f"ids): scores on them overstate how a model does on ground it has not seen.{note} The first pairs are "
-            "in `build_report.json` (`splits.shared_ground`).", ""]
+            f"a tenth of their footprint or more ({cause}chips cut with overlapping windows, or one place under two "
+            f"POI ids): scores on them overstate how a model does on ground it has not seen.{note} The first pairs are "
+            f"in {where}.", ""]
 
 
 def hub_warning(report: dict[str, Any]) -> str:
@@ -244,6 +249,8 @@ def render_mix_card(report: dict[str, Any]) -> str:
                          f"{100 * s['share_of_train']:.2f}%"])
     out += _table(["source", "path", "filter", "rows in (train / validation / test)", "repeat",
                    "rows out (train / validation / test)", "share of train"], src_rows) + [""]
+    if any(s["kind"] == "satsft" for s in report["sources"]):  # only builds say where their tiles lie
+        out += _shared_ground(report.get("shared_ground"), mix=True)
     out += ["## Rows by task and split", ""]
     by_task = rows["by_task_split"]
     task_rows = [[t] + [by_task[t].get(s, 0) for s in VALID_SPLITS] + [sum(by_task[t].values())]

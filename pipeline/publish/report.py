@@ -142,6 +142,7 @@ def summarise_mix(counts: dict[str, int], sources: Sequence[MixSourceInfo]) -> d
     per_source: dict[str, dict[str, dict[str, int]]] = {s.name: {"in": {}, "out": {}, "deduplicated": {}}
                                                         for s in sources}
     dropped: dict[str, dict[str, int]] = {}
+    shared = shared_ground_section()
     repeats: dict[str, float] = {}
     other: dict[str, int] = {}
     for kind, rest, key, n in c.rest:
@@ -156,6 +157,8 @@ def summarise_mix(counts: dict[str, int], sources: Sequence[MixSourceInfo]) -> d
             dropped.setdefault(name, {})[column] = n
         elif kind == "repeat_milli":
             repeats[rest] = n / 1000
+        elif kind == "shared_ground":
+            _add_shared_ground(shared, rest, n)
         else:
             other[key] = n
     train_total = sum(v["out"].get("train", 0) for v in per_source.values())
@@ -172,7 +175,7 @@ def summarise_mix(counts: dict[str, int], sources: Sequence[MixSourceInfo]) -> d
             "dropped_columns": dropped.get(s.name, {}),
         })
     return {"sources": out, "rows": c.rows_section(), "rejects_by_reason": c.rejects_by_reason(),
-            "files": c.files, "outputs": other}
+            "shared_ground": shared, "files": c.files, "outputs": other}
 
 
 class MixSourceInfo(Protocol):
@@ -305,14 +308,7 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
         words = "; ".join("/".join(w) for w in SPLIT_WORDS.values())
         lines.append(f"WARNING: {unknown} tile(s) declare a `split` that names no split ({words}): they were "
                      "placed by the hash of their POI id, as if they declared none")
-    held = held_out_sharing(report.get("splits", {}).get("shared_ground", {}))
-    if held:
-        where = ", ".join(f"{s} {n}" for s, n in held.items())
-        lines.append(f"WARNING: {sum(held.values())} held-out tile(s) ({where}) show ground that a tile of another "
-                     "split shows too (footprints overlapping by a tenth or more: chips cut with overlapping "
-                     "windows, or one place under two POI ids), so a model is evaluated on ground it may have "
-                     "trained on. Cut chips at least their size apart, or give overlapping chips one POI id; the "
-                     "first pairs are in build_report.json (splits.shared_ground)")
+    lines += shared_ground_warning(report.get("splits", {}).get("shared_ground", {}))
     splits = report.get("splits", {})
     emptied = [s for s in VALID_SPLITS if splits.get("declared", {}).get(s) and not splits.get("written", {}).get(s)]
     if report.get("config", {}).get("split_unit") == "ground" and emptied and outputs.get("ground_groups"):
@@ -355,7 +351,25 @@ def mix_summary(report: dict[str, Any]) -> str:
         lines.append(f"{s['name']:<16} {'/'.join(str(v) for v in s['rows_in'].values()):>22} {s['repeat']:>8g} "
                      f"{'/'.join(str(v) for v in s['rows_out'].values()):>24} {100 * s['share_of_train']:>14.2f}%")
     lines.append(f"rows: {report['rows']['total']} (train/validation/test per source above)")
-    return "\n".join(lines + _closing_lines(report) + _lost_sources(report))
+    return "\n".join(lines + shared_ground_warning(report.get("shared_ground", {}), mix=True) + _closing_lines(report)
+                     + _lost_sources(report))
+
+
+def shared_ground_warning(shared: dict[str, Any], mix: bool = False) -> list[str]:
+    """The summary's warning when held-out tiles show ground another split shows (a build's
+    ``splits.shared_ground``, or a mix's ``shared_ground`` over its builds' tiles)."""
+    held = held_out_sharing(shared)
+    if not held:
+        return []
+    where = ", ".join(f"{s} {n}" for s, n in held.items())
+    cause, remedy = (("the same ground in two builds, or in one", "Select each place's rows from one build, or "
+                      "build the trees as one with --split-unit ground") if mix else
+                     ("chips cut with overlapping windows, or one place under two POI ids", "Cut chips at least "
+                      "their size apart, give overlapping chips one POI id, or build with --split-unit ground"))
+    report_name = "mix_report.json (shared_ground)" if mix else "build_report.json (splits.shared_ground)"
+    return [f"WARNING: {sum(held.values())} held-out tile(s) ({where}) show ground that a tile of another split "
+            f"shows too (footprints overlapping by a tenth or more: {cause}), so a model is evaluated on ground it "
+            f"may have trained on. {remedy}; the first pairs are in {report_name}"]
 
 
 def _lost_sources(report: dict[str, Any]) -> list[str]:

@@ -18,6 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from transforms import fileio
 from transforms.input import lfs
@@ -45,9 +46,11 @@ from transforms.output.spool import SpoolFile, read_one, read_spooled, spool_roo
 from transforms.paths import join_path
 from transforms.progress import ProgressCounter
 from transforms.records import reject
+from transforms.splits.shared_ground import FindSharedGround
 
 REJECTS = "rejects"
 EVENTS = "events"
+TILES = "tiles"  # (dataset, owner, stem, split) of each build's tile the recipe selects
 
 # Pointers, as plain tuples (field order below):
 #   row:   (source, dataset, sample_id, split, (file, row), spool, offset, length, images)
@@ -151,6 +154,7 @@ class _ReadSpoolFn(beam.DoFn):
 
     def start_bundle(self):
         self._spool = SpoolFile(self.spool_root)
+        self._tiles: set[tuple[str, str, str, str]] = set()
 
     def process(self, element):
         source_index, file_index, path = element
@@ -188,6 +192,8 @@ class _ReadSpoolFn(beam.DoFn):
                 locs.append((src.media_owner, img.key, img.src, offset, length))
             name, offset, length = self._spool.write(orjson.dumps(n.record))
             md = n.record["metadata"]
+            if src.kind == "satsft" and md.get("tile_stem"):  # a build's tile: its manifest has its footprint
+                self._tiles.add((src.dataset, src.media_owner, md["tile_stem"], md["split"]))
             yield (source_index, src.dataset, md["sample_id"], md["split"], (file_index, row_no),
                    name, offset, length, tuple(locs))
 
@@ -196,6 +202,8 @@ class _ReadSpoolFn(beam.DoFn):
     def finish_bundle(self):
         self._spool.close()
         self._progress.flush()
+        for tile in sorted(self._tiles):  # each selected tile of a build once per bundle, not once per row
+            yield beam.pvalue.TaggedOutput(TILES, GlobalWindows.windowed_value(tile))
 
 
 @dataclass
@@ -211,7 +219,7 @@ class ReadMixSources(beam.PTransform):
         read = (files
                 | "Spread" >> beam.Reshuffle()
                 | "ReadNormaliseSpool" >> beam.ParDo(_ReadSpoolFn(self.sources, self.output_root, self.n_files)
-                                                     ).with_outputs(REJECTS, EVENTS, main="rows"))
+                                                     ).with_outputs(REJECTS, EVENTS, TILES, main="rows"))
         names = {s.index: s.name for s in self.sources}
         # Counted per bundle where they arise: an event per row would cross the flatten one by one.
         rows_in = read.rows | "InEvents" >> SumEvents(lambda p: [(f"source|{names[p[0]]}|in|{p[3]}", 1)])
@@ -219,7 +227,47 @@ class ReadMixSources(beam.PTransform):
         events = ((rows_in, dropped)
                   | "ReadEvents" >> beam.Flatten()
                   | "AsEvents" >> beam.MapTuple(lambda key, n: {key: n}))
-        return {"rows": read.rows, REJECTS: read[REJECTS], EVENTS: events}
+        return {"rows": read.rows, REJECTS: read[REJECTS], EVENTS: events, TILES: read[TILES]}
+
+
+def _footprints_of(element) -> list[tuple[tuple[str, str], list[float] | None]]:
+    """(dataset, one manifest file of a build) -> ((dataset, stem), footprint) per tile record."""
+    dataset, path = element
+    return [((dataset, r["stem"]), r.get("footprint"))
+            for r in (orjson.loads(line) for line in fileio.read_bytes(path).splitlines() if line.strip())]
+
+
+def _mix_records(element) -> list[dict[str, Any]]:
+    """A build's tile with the splits its selected rows have -> a manifest-like record per split, named
+    <first source reading the build>/<stem>; no footprint (a build made before manifests held them) is not
+    checked."""
+    (_, stem), parts = element
+    boxes = [b for b in parts["box"] if b]
+    return [{"stem": f"{owner}/{stem}", "split": split, "footprint": boxes[0] if boxes else None}
+            for owner, split in sorted(set(parts["tile"]))]
+
+
+@dataclass
+class FindSharedGroundInMix(beam.PTransform):
+    """(dataset, owner, stem, split) of the builds' tiles the recipe selects -> FindSharedGround's outputs over
+    the mix: two sources' tiles (or one's) of different splits on the same ground, as the mix's reader gets
+    them. Footprints come from each build's manifest, read a file at a time; only a stem, a split and four
+    numbers per tile cross the shuffles. Foreign sources say nothing of where their images lie."""
+
+    manifests: tuple[tuple[str, str], ...]  # (dataset, manifest tiles file) of every build among the sources
+
+    def expand(self, tiles):
+        boxes = (tiles.pipeline
+                 | "ManifestFiles" >> beam.Create(self.manifests)
+                 | "Spread" >> beam.Reshuffle()
+                 | "Footprints" >> beam.FlatMap(_footprints_of))
+        selected = (tiles
+                    | "EachTile" >> beam.Distinct()
+                    | "KeyByTile" >> beam.Map(lambda t: ((t[0], t[2]), (t[1], t[3]))))
+        return ({"tile": selected, "box": boxes}
+                | "JoinFootprints" >> beam.CoGroupByKey()
+                | "Records" >> beam.FlatMap(_mix_records)
+                | "FindSharedGround" >> FindSharedGround())
 
 
 def choose_rows(element, sources: tuple[MixSource, ...]):

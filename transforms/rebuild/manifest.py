@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from transforms.output.tree import MANIFEST_DIR
+from transforms import fileio
+from transforms.output.tree import MANIFEST_DIR, UPDATE_JOURNAL, OutputTree
 
 TILES_PER_FILE = 50_000  # about 10 MB of JSONL per file with a few dozen output files per tile
 STILLS_FILE = f"{MANIFEST_DIR}/stills.jsonl"
@@ -52,6 +53,17 @@ def is_manifest_file(rel: str) -> bool:
 def is_tiles_file(rel: str) -> bool:
     """A manifest file of tile records (``tiles_file``), relative to the output: not the stills, not the rows."""
     return is_manifest_file(rel) and posixpath.basename(rel).startswith("tiles-")
+
+
+def manifest_tiles_files(output: str) -> list[str]:
+    """The tile files of a finished build's manifest, as full paths ([] for a mix, or a build from before
+    manifests). A build whose --update stopped in its commit is read as the commit leaves it, as every reader
+    reads it (OutputTree lists the whole output, so only then)."""
+    if fileio.exists(f"{output}/{UPDATE_JOURNAL}"):
+        tree = OutputTree(output)
+        return [f"{output}/{tree.staged.get(rel, rel)}" for rel in tree.under(MANIFEST_DIR) if is_tiles_file(rel)]
+    return [f"{output}/{rel}" for rel in (f"{MANIFEST_DIR}/{r}" for r in fileio.list_files(f"{output}/{MANIFEST_DIR}"))
+            if is_tiles_file(rel)]
 
 
 def tile_record(stem: str, split: str, slot: int, fingerprint: str, chip_sha256: str,

@@ -505,6 +505,7 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
     assert shared["tiles"]["test"] == len(moved) > 0 and shared["tiles"]["validation"] == 0
     assert shared["tiles"]["train"] == len(moved), "the same tiles in the first build's train split"
     assert shared["pairs"]["train|test"] >= len(moved) and shared["tiles_without_footprint"] == 0
+    assert shared["builds"] == 2
     first = shared["examples"][0]
     assert first["tile"].startswith("first/" + place) and first["other_tile"].startswith("again/" + place)
     assert (first["split"], first["other_split"], first["share"]) == ("train", "test", 1.0)
@@ -527,4 +528,5 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
     assert main(["mix", "--source", f"path={sources['chat']},name=chat", "--output", str(tmp_path / "foreign"),
                  "--quiet"]) == 0
     assert "share ground" not in (tmp_path / "foreign" / "README.md").read_text()
+    assert "shared_ground" not in json.loads((tmp_path / "foreign" / "mix_report.json").read_text())
     capsys.readouterr()

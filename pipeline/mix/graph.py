@@ -62,8 +62,11 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
     written = ({"copies": planned["copies"], "index": media["index"], "locations": media["locations"]}
                | "WriteMixShards" >> WriteMixShards(root, config.formats, config.embed_images, config.rows_per_shard,
                                                     sources))
-    shared = read[TILES] | "FindSharedGroundInMix" >> FindSharedGroundInMix(build_manifests(recipe))
-    events = [written, read[EVENTS], chosen[EVENTS], shared["events"]]
+    events = [written, read[EVENTS], chosen[EVENTS]]
+    manifests = build_manifests(recipe)
+    if manifests:  # only builds say where their tiles lie; the report says how many were read
+        events.append((read[TILES] | "FindSharedGroundInMix" >> FindSharedGroundInMix(manifests))["events"])
+        events.append(pipeline | "BuildsChecked" >> beam.Create([{"shared_ground|builds": len(dict(manifests))}]))
     if not config.embed_images or "jsonl" in config.formats:  # JSONL rows name their images: they must exist
         events.append({"locations": media["locations"], "index": media["index"]}
                       | "WriteMedia" >> WriteMedia(root, link=not config.copy_images))

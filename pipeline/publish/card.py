@@ -249,8 +249,7 @@ def render_mix_card(report: dict[str, Any]) -> str:
                          f"{100 * s['share_of_train']:.2f}%"])
     out += _table(["source", "path", "filter", "rows in (train / validation / test)", "repeat",
                    "rows out (train / validation / test)", "share of train"], src_rows) + [""]
-    if any(s["kind"] == "satsft" for s in report["sources"]):  # only builds say where their tiles lie
-        out += _shared_ground(report.get("shared_ground"), mix=True)
+    out += _shared_ground(report.get("shared_ground"), mix=True)  # present where builds among the sources said
     out += ["## Rows by task and split", ""]
     by_task = rows["by_task_split"]
     task_rows = [[t] + [by_task[t].get(s, 0) for s in VALID_SPLITS] + [sum(by_task[t].values())]

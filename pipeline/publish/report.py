@@ -130,6 +130,8 @@ def _add_shared_ground(section: dict[str, Any], rest: str, n: int) -> None:
         section["tiles"][detail] = section["tiles"].get(detail, 0) + n
     elif what == "tiles_without_footprint":
         section["tiles_without_footprint"] += n
+    elif what == "builds":  # a mix: the builds whose manifests were read
+        section["builds"] = section.get("builds", 0) + n
     elif what == "example":
         a, split_a, b, split_b, share = detail.split("\t")
         section["examples"].append({"tile": a, "split": split_a, "other_tile": b, "other_split": split_b,
@@ -175,7 +177,7 @@ def summarise_mix(counts: dict[str, int], sources: Sequence[MixSourceInfo]) -> d
             "dropped_columns": dropped.get(s.name, {}),
         })
     return {"sources": out, "rows": c.rows_section(), "rejects_by_reason": c.rejects_by_reason(),
-            "shared_ground": shared, "files": c.files, "outputs": other}
+            **({"shared_ground": shared} if shared.get("builds") else {}), "files": c.files, "outputs": other}
 
 
 class MixSourceInfo(Protocol):

@@ -512,12 +512,15 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
     assert f"WARNING: {len(moved)} held-out tile(s) (test {len(moved)}) show ground" in said, said
     card = (tmp_path / "mix" / "README.md").read_text()
     assert "**Held-out tiles on ground another split shows.**" in card and "the same place in two builds" in card
-    # a build from before manifests carried footprints: its tiles are not checked, and nothing is found
+    # a build from before manifests carried footprints: its tiles are not checked, and nothing is found; a
+    # damaged line or footprint there loses nothing else
     old = tmp_path / "old"
     shutil.copytree(tmp_path / "sat2", old)
     for f in (old / "metadata" / "manifest").glob("tiles-*.jsonl"):
         records = [json.loads(line) for line in f.read_text().splitlines()]
-        f.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "footprint"}) + "\n" for r in records))
+        records[0]["footprint"] = [1, 2, 3]
+        f.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "footprint" or r is records[0]}) + "\n"
+                             for r in records) + '{"stem": "cut sho\n')
     argv = ["mix", "--source", f"path={sources['sat']},name=first", "--source", f"path={old},name=again",
             "--output", str(tmp_path / "mix_old"), "--quiet"]
     assert main(argv) == 0

@@ -10,6 +10,7 @@ by the build's split-file writer.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,11 +231,20 @@ class ReadMixSources(beam.PTransform):
         return {"rows": read.rows, REJECTS: read[REJECTS], EVENTS: events, TILES: read[TILES]}
 
 
-def _footprints_of(element) -> list[tuple[tuple[str, str], list[float] | None]]:
-    """(dataset, one manifest file of a build) -> ((dataset, stem), footprint) per tile record."""
+def _footprints_of(element) -> Iterator[tuple[tuple[str, str], list[float] | None]]:
+    """(dataset, one manifest file of a build) -> ((dataset, stem), footprint) per tile record. A file or line
+    that cannot be read gives nothing: its tiles are counted as not checked, and the mix goes on."""
     dataset, path = element
-    return [((dataset, r["stem"]), r.get("footprint"))
-            for r in (orjson.loads(line) for line in fileio.read_bytes(path).splitlines() if line.strip())]
+    try:
+        data = fileio.read_bytes(path)
+    except OSError:
+        return
+    for line in data.splitlines():
+        try:
+            record = orjson.loads(line)
+            yield (dataset, record["stem"]), record.get("footprint")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue
 
 
 def _mix_records(element) -> list[dict[str, Any]]:

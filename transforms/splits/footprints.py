@@ -41,15 +41,22 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def footprint(extra: dict[str, Any], latitude: float | None, longitude: float | None, size: int) -> Box | None:
-    """The ground a tile shows, in degrees; None when its sidecar does not say (or says nonsense)."""
-    given = extra.get("bbox_wgs84")
+def as_box(given: Any) -> Box | None:
+    """A (min lon, min lat, max lon, max lat) box that names an area, as a tuple; None for anything else."""
     if isinstance(given, (list, tuple)) and len(given) == 4:
         box = [_number(v) for v in given]
         if None not in box:
             x0, y0, x1, y1 = box
             if -180 <= x0 < x1 <= 180 and -90 <= y0 < y1 <= 90:
                 return x0, y0, x1, y1
+    return None
+
+
+def footprint(extra: dict[str, Any], latitude: float | None, longitude: float | None, size: int) -> Box | None:
+    """The ground a tile shows, in degrees; None when its sidecar does not say (or says nonsense)."""
+    box = as_box(extra.get("bbox_wgs84"))
+    if box is not None:
+        return box
     grid = extra.get("grid")
     metres = _number(grid.get("resolution_m")) if isinstance(grid, dict) else None
     lat, lon = _number(latitude), _number(longitude)

@@ -21,6 +21,7 @@ from transforms import fileio
 from transforms.output.tree import SHARED_GROUND_FILE
 from transforms.paths import base_poi_id, join_path
 from transforms.splits.footprints import (
+    as_box,
     cells_of,
     encode_held_out,
     first_pairs,
@@ -42,8 +43,7 @@ class _CellsFn(beam.DoFn):
         self.unchecked = Metrics.counter("FindSharedGround", "tiles_without_footprint")
 
     def process(self, record) -> Iterator[Any]:  # cells, and count events tagged "unchecked"
-        box = record.get("footprint")
-        box = tuple(box) if box else None
+        box = as_box(record.get("footprint"))
         cells = cells_of(box) if box else []
         if not cells:
             self.unchecked.inc()

@@ -313,9 +313,12 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
     lines += shared_ground_warning(report.get("splits", {}).get("shared_ground", {}))
     splits = report.get("splits", {})
     emptied = [s for s in VALID_SPLITS if splits.get("declared", {}).get(s) and not splits.get("written", {}).get(s)]
-    if report.get("config", {}).get("split_unit") == "ground" and emptied and outputs.get("ground_groups"):
+    cfg = report.get("config", {})
+    if cfg.get("split_unit") == "ground" and emptied and outputs.get("ground_groups"):
+        fate = ("that spans splits is rejected (--leakage drop)" if cfg.get("leakage") == "drop"
+                else "goes whole to one split")
         lines.append(f"WARNING: no {' or '.join(emptied)} tiles are left: with --split-unit ground every group of "
-                     f"base POIs joined by shared ground goes whole to one split, and the largest of the "
+                     f"base POIs joined by shared ground {fate}, and the largest of the "
                      f"{outputs['ground_groups']:,} group(s) joins {outputs.get('ground_largest_group_bases', 0):,} "
                      f"of the {outputs['bases_joined_by_ground']:,} base POIs joined. Chips cut from one scene with "
                      "overlapping windows are one piece of ground; hold out whole scenes, or cut chips at least their "

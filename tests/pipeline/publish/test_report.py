@@ -93,3 +93,25 @@ def test_a_task_asked_for_that_made_no_rows_is_named_with_what_it_needs():
                                                "names")
     report["config"]["tasks"] = ["caption"]
     assert _input_warnings(report) == []
+
+
+def test_split_unit_ground_that_empties_a_split_says_why():
+    """--split-unit ground over one scene cut with overlapping windows: one group, every tile in train (or, with
+    --leakage drop, none): the warning names the emptied splits, the largest group and what to do."""
+    from pipeline.publish.report import _input_warnings
+
+    report = {"outputs": {"ground_groups": 1, "bases_joined_by_ground": 120, "ground_largest_group_bases": 120},
+              "rejects_by_reason": {}, "tiles": {"in": 120},
+              "splits": {"declared": {"train": 106, "validation": 6, "test": 8},
+                         "written": {"train": 120, "validation": 0, "test": 0}},
+              "config": {"tasks": ["caption"], "split_unit": "ground", "leakage": "reassign"},
+              "rows": {"total": 120, "by_task_split": {"caption": {"train": 120}}}}
+    (said,) = _input_warnings(report)
+    assert said.startswith("WARNING: no validation or test tiles are left: with --split-unit ground every group of "
+                           "base POIs joined by shared ground goes whole to one split, and the largest of the 1 "
+                           "group(s) joins 120 of the 120 base POIs joined.")
+    assert said.endswith("hold out whole scenes, or cut chips at least their size apart")
+    report["config"]["leakage"] = "drop"
+    assert "that spans splits is rejected (--leakage drop)" in _input_warnings(report)[0]
+    report["config"]["split_unit"] = "base"
+    assert _input_warnings(report) == [], "a split emptied otherwise is the summary table's to show"

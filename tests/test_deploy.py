@@ -19,12 +19,12 @@ from tests.conftest import REPO
 from transforms.analysis.tim import PROFILES
 from transforms.output.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
 from transforms.output.tree import LAYOUTS
-from transforms.splits.plan import SPLIT_UNITS
+from transforms.splits.plan import SHARED_GROUND_POLICIES, SPLIT_UNITS
 from transforms.tasks import TASK_NAMES
 
 ALLOWED = {"tasks": TASK_NAMES, "profiles": tuple(PROFILES), "formats": FORMAT_NAMES,
            "leakage": ("reassign", "drop"), "tim_shift": ("varied", "fixed"), "row_sidecars": ROW_SIDECAR_MODES,
-           "layout": LAYOUTS, "split_unit": SPLIT_UNITS}
+           "layout": LAYOUTS, "split_unit": SPLIT_UNITS, "shared_ground": SHARED_GROUND_POLICIES}
 
 
 def _actions() -> dict[str, argparse.Action]:
@@ -91,7 +91,8 @@ class _CollectTransforms(beam.pipeline.PipelineVisitor):
 
 def test_every_transform_and_dofn_pickles(sample_tree, tmp_path):
     config = BuildConfig.create(input=str(sample_tree), output=str(tmp_path / "out"), formats="jsonl,parquet",
-                                embed_images=True, overlays=True, split_unit="ground")
+                                embed_images=True, overlays=True, split_unit="ground",
+                                shared_ground="drop")
     pipeline = build_pipeline(config, beam.Pipeline(options=PipelineOptions()))
     visitor = _CollectTransforms()
     pipeline.visit(visitor)
@@ -105,7 +106,7 @@ def test_every_transform_and_dofn_pickles(sample_tree, tmp_path):
         if fn is not None:
             assert type(pickler.loads(pickler.dumps(fn))) is type(fn)
     assert {"ReadSidecars", "JoinOnTileStem", "GenerateRows", "WriteSplitFiles", "WriteOverlays",
-            "JoinBasesOnSharedGround"} <= names
+            "JoinBasesOnSharedGround", "KeepGroundApart"} <= names
     pipeline.to_runner_api()  # what every portable runner and Dataflow serialise
 
 
@@ -113,14 +114,16 @@ def test_dataflow_job_graph_builds_offline():
     options = PipelineOptions([
         "--runner", "DataflowRunner", "--dry_run", "True", "--project", "fake-project", "--region", "us-central1",
         "--temp_location", "gs://fake-bucket/tmp", "--input", "gs://fake-bucket/tree", "--output",
-        "gs://fake-bucket/out", "--formats", "jsonl,parquet,llava", "--split_unit", "ground"])
+        "gs://fake-bucket/out", "--formats", "jsonl,parquet,llava", "--split_unit", "ground",
+        "--shared_ground", "drop"])
     config = options.view_as(BuildOptions).to_config(check_paths=False)  # the launcher checks; offline here
     result = build_pipeline(config, beam.Pipeline(options=options)).run()
     transforms = result.job.proto_pipeline.components.transforms
     names = {t.unique_name for t in transforms.values()}
     for step in ("ReadSidecars", "ExtractImageRefs", "ListChips", "JoinOnTileStem", "IndexStills", "AssignSplits",
                  "GenerateRows", "WriteSplitFiles", "WriteRowSidecars", "RenderAnalysisImages", "CopySourceImages",
-                 "WriteRejects", "FindSharedGround", "JoinBasesOnSharedGround", "CountOutcomes", "WriteReport"):
+                 "WriteRejects", "FindSharedGround", "JoinBasesOnSharedGround", "KeepGroundApart", "CountOutcomes",
+                 "WriteReport"):
         assert step in names, step
     assert any(n.startswith("ReadSidecars/Match") for n in names)
     assert result.job.options.view_as(BuildOptions).output == "gs://fake-bucket/out"

@@ -272,3 +272,43 @@ def test_split_unit_ground_in_a_rebuild_keeps_every_split(grown, tmp_path):
     assert report["rebuild"]["tiles_moved_split"] == 0 and report["rebuild"]["tiles_kept"] == len(first)
     assert report["rebuild"]["tiles_unchanged"] == len(first), "the unit changes no kept tile: none drawn again"
     assert sum(report["splits"]["shared_ground"]["tiles"].values()) == 0
+
+
+def test_shared_ground_drop_keeps_the_held_out_ground_apart(grown, tmp_path):
+    """--shared-ground drop: of the test tile cut half over a train tile, the train tile is rejected
+    (split_shared_ground, naming the test tile) and nothing else; in a rebuild a new place's tile cut half over
+    a kept held-out tile is the one that goes, and every kept tile stays where it was."""
+    tree = tmp_path / "tree"
+    sidecars, train, test = _test_tile_over_a_train_tile(tree)
+    assert main(["build", "--input", str(tree), "--output", str(tmp_path / "out"), "--quiet", "--tasks", "caption",
+                 "--shared-ground", "drop"]) == 0
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    assert report["rejects_by_reason"] == {"split_shared_ground": 1} and report["tiles"]["accounted"]
+    assert sum(report["splits"]["shared_ground"]["tiles"].values()) == 0
+    (rejected,) = [json.loads(line) for f in (tmp_path / "out" / "rejects").glob("*.jsonl")
+                   for line in f.read_text().splitlines()]
+    assert rejected["tile_stem"] == train.stem
+    assert rejected["detail"] == f"train tile sharing ground with test tile {test.stem} (--shared-ground drop)"
+    assert "With `--shared-ground drop` 1 new tile(s)" in (tmp_path / "out" / "README.md").read_text()
+    # a rebuild: the kept held-out tile stays, the new tile over it goes
+    first = _splits(grown / "first")
+    big = tmp_path / "big"
+    shutil.copytree(grown / "big", big)
+    big_sidecars = {p: json.loads(p.read_text()) for p in sorted((big / "metadata").rglob("*.json"))}
+    held = next(p for p in big_sidecars if first.get(p.stem) in ("validation", "test"))
+    declared: dict[str, set[str]] = {}
+    for p, sidecar in big_sidecars.items():
+        declared.setdefault(base_poi_id(p.stem), set()).add(sidecar.get("split"))
+    known = {base_poi_id(stem) for stem in first}
+    new = next(p for p in big_sidecars if base_poi_id(p.stem) not in known  # a new place wholly in train
+               and declared[base_poi_id(p.stem)] == {"train"})
+    x0, y0, x1, y1 = big_sidecars[held]["bbox_wgs84"]
+    big_sidecars[new]["bbox_wgs84"] = [x0 + (x1 - x0) / 2, y0, x1 + (x1 - x0) / 2, y1]
+    new.write_text(json.dumps(big_sidecars[new]))
+    assert main(["build", "--input", str(big), "--output", str(tmp_path / "again"), "--quiet", "--tasks", "caption",
+                 "--shared-ground", "drop", "--previous", str(grown / "first")]) == 0
+    again = _splits(tmp_path / "again")
+    assert {s: again[s] for s in first} == first and new.stem not in again
+    report = json.loads((tmp_path / "again" / "build_report.json").read_text())
+    assert report["rejects_by_reason"] == {"split_shared_ground": 1}
+    assert report["rebuild"]["tiles_unchanged"] == len(first) and report["rebuild"]["tiles_moved_split"] == 0

@@ -32,7 +32,7 @@ from transforms.prompts import Templates, load_templates
 from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE
 from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE, is_tiles_file
 from transforms.rows import DEFAULT_MAX_BOXES, DEFAULT_MIN_BOX_PX, TaskContext
-from transforms.splits.plan import LEAKAGE_POLICIES, SPLIT_UNITS
+from transforms.splits.plan import LEAKAGE_POLICIES, SHARED_GROUND_POLICIES, SPLIT_UNITS
 from transforms.tasks import (
     DEFAULT_TASKS,
     TASK_NAMES,
@@ -75,6 +75,7 @@ class BuildConfig:
     profiles: tuple[str, ...] = tuple(PROFILES)
     leakage: str = "reassign"
     split_unit: str = "base"  # --split-unit: what goes whole to one split (a base POI, or bases on shared ground)
+    shared_ground: str = "report"  # --shared-ground: tiles of two splits on one ground counted, or new ones dropped
     tim_shift: str = "varied"
     redact_location: bool = False
     max_files_per_dir: int = MAX_FILES_PER_DIR
@@ -107,7 +108,8 @@ class BuildConfig:
 
     @classmethod
     def create(cls, *, input: str, output: str, tasks: str = "all", profiles: str = "all",
-               leakage: str = "reassign", split_unit: str = "base", tim_shift: str = "varied",
+               leakage: str = "reassign", split_unit: str = "base", shared_ground: str = "report",
+               tim_shift: str = "varied",
                redact_location: bool = False,
                max_files_per_dir: int = MAX_FILES_PER_DIR, max_prompt_chars: int = 16000, prompts_dir: str = "",
                overwrite: bool = False, formats: str = "", embed_images: bool = False,
@@ -127,6 +129,10 @@ class BuildConfig:
         if split_unit not in SPLIT_UNITS:
             raise UsageError(f"unknown --split-unit {split_unit!r}; choose one of {', '.join(SPLIT_UNITS)} (base: "
                              "each base POI in one split; ground: also every base whose tiles share ground with it)")
+        if shared_ground not in SHARED_GROUND_POLICIES:
+            raise UsageError(f"unknown --shared-ground {shared_ground!r}; choose one of "
+                             f"{', '.join(SHARED_GROUND_POLICIES)} (report: count tiles of two splits on one ground; "
+                             "drop: also reject the new tiles that would make such a pair)")
         if tim_shift not in SHIFT_MODES:
             raise UsageError(f"unknown --tim-shift {tim_shift!r}; choose one of {', '.join(SHIFT_MODES)}")
         if max_files_per_dir < MIN_FILES_PER_DIR:
@@ -196,9 +202,9 @@ class BuildConfig:
             templates = load_templates(prompts_dir or None, list(selected))
         except ValueError as err:
             raise UsageError(str(err)) from err
-        config = cls(input_root, output_root, selected, profile_names, leakage, split_unit, tim_shift, redact_location,
-                     max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names, embed_images,
-                     overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
+        config = cls(input_root, output_root, selected, profile_names, leakage, split_unit, shared_ground, tim_shift,
+                     redact_location, max_files_per_dir, max_prompt_chars, prompts_dir, overwrite, format_names,
+                     embed_images, overlays, rows_per_shard, row_sidecars, layout, max_boxes, min_box_px, previous_root,
                      tuple(previous_files), previous_format, tuple(manifest), update, reuse, templates,
                      tuple(row_index), max_removed_share=max_removed_share, copy_images=copy_images,
                      previous_widths=widths if update else (), tile_share=tile_share)
@@ -232,6 +238,7 @@ class BuildConfig:
                 "previous": public_location(self.previous) if self.previous and not self.update else "",
                 "update": self.update, "copy_images": self.copy_images,
                 **({"split_unit": self.split_unit} if self.split_unit != "base" else {}),
+                **({"shared_ground": self.shared_ground} if self.shared_ground != "report" else {}),
                 **({"tile_share": self.tile_share} if self.tile_share < 1 else {})}
 
     def shaping_options(self, version: str) -> dict:
@@ -240,11 +247,12 @@ class BuildConfig:
         written again on every build), the prompt templates themselves, not where they were read from, and the
         analysis-map renderer, whose version moves when its maps do (so a rebuild never mixes maps of two
         renderers, and every spec re-renders with the code that reads it), and the same for the tasks' rows.
-        Not --split-unit: a rebuild keeps every tile's split whatever the unit, so turning it on for a scheduled
-        --update must not draw every tile again."""
+        Not --split-unit nor --shared-ground: a rebuild keeps every tile's split whatever the unit and drops no
+        tile it keeps, so turning either on for a scheduled --update must not draw every tile again."""
         shaping = {k: v for k, v in self.as_dict().items()
                    if k not in ("input", "output", "previous", "update", "prompts_dir", "formats",
-                                "embed_images", "rows_per_shard", "copy_images", "tile_share", "split_unit")}
+                                "embed_images", "rows_per_shard", "copy_images", "tile_share", "split_unit",
+                                "shared_ground")}
         return {**shaping, "templates": self.templates, "satsft_version": version, "renderer": RENDERER,
                 "rows": rows_version(self.tasks)}
 

@@ -60,7 +60,12 @@ from transforms.rebuild.place import (
 )
 from transforms.rebuild.take import EXCLUDED, FILES, ReadPreviousRows, TakeEarlierRows
 from transforms.splits.assign import AssignSplits
-from transforms.splits.shared_ground import FindSharedGround, JoinBasesOnSharedGround, WriteSharedGround
+from transforms.splits.shared_ground import (
+    FindSharedGround,
+    JoinBasesOnSharedGround,
+    KeepGroundApart,
+    WriteSharedGround,
+)
 
 
 @dataclass
@@ -147,8 +152,13 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     split = joined["tiles"] | "AssignSplits" >> AssignSplits(config.leakage, previous_splits,
                                                              joined[KNOWN] if previous is not None else None,
                                                              ground["groups"] if ground else None)
+    new_tiles, apart_rejects = split["tiles"], []
+    if config.shared_ground == "drop":  # new tiles that would put one ground in two splits go; kept tiles stay
+        kept = ((joined[PLACED], joined[CHANGED]) | "KeptTiles" >> beam.Flatten()) if previous is not None else None
+        apart = new_tiles | "KeepGroundApart" >> KeepGroundApart(kept)
+        new_tiles, apart_rejects = apart["tiles"], [apart["rejects"]]
     # Unchanged tiles keep their slot (and their split); new and changed ones are given one.
-    unplaced = (split["tiles"], joined[CHANGED]) | "Unplaced" >> beam.Flatten()
+    unplaced = (new_tiles, joined[CHANGED]) | "Unplaced" >> beam.Flatten()
     placed = ((unplaced | "PlaceTiles" >> PlaceTiles(previous, config.max_files_per_dir,
                                                                     config.slot_widths), joined[PLACED])
               | "AllPlaced" >> beam.Flatten())
@@ -205,7 +215,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     if config.row_sidecars == "files":
         events.append(rows | "WriteRowSidecars" >> WriteRowSidecars(out, config.previous, config.update))
     rejects = ([sidecars["rejects"], refs["rejects"], joined["rejects"], stills["rejects"], split["rejects"],
-                generated["rejects"], *failed] | "AllRejects" >> beam.Flatten())
+                *apart_rejects, generated["rejects"], *failed] | "AllRejects" >> beam.Flatten())
     events.append(rejects | "WriteRejects" >> WriteRejects(dataset_root))
 
     counts = {

@@ -54,6 +54,11 @@ class BuildOptions(PipelineOptions):
               help="base|ground: what goes whole to one split: a base POI, or (ground) also every base whose "
                    "tiles' footprints overlap its tiles' by a tenth or more (chips cut with overlapping windows), "
                    "joined through each other")
+        _flag(parser, "shared-ground", default="report",
+              help="report|drop: count tiles of two splits whose footprints overlap by a tenth or more, or also "
+                   "reject the new ones that would make such a pair (of two new tiles the train one, then the "
+                   "validation one; a tile a rebuild keeps stays), so no held-out tile shows ground another split "
+                   "shows")
         _flag(parser, "tim-shift", default="varied", help="varied|fixed: how the signal class shifts per tile")
         _flag(parser, "redact-location", action="store_true", default=False,
               help="leave coordinates out of prompts")
@@ -115,7 +120,8 @@ class BuildOptions(PipelineOptions):
     def to_config(self, check_paths: bool = True) -> BuildConfig:
         return BuildConfig.create(
             input=self.input, output=self.output, tasks=self.tasks, profiles=self.profiles, leakage=self.leakage,
-            split_unit=self.split_unit, tim_shift=self.tim_shift, redact_location=self.redact_location,
+            split_unit=self.split_unit, shared_ground=self.shared_ground, tim_shift=self.tim_shift,
+            redact_location=self.redact_location,
             max_files_per_dir=self.max_files_per_dir, max_prompt_chars=self.max_prompt_chars,
             prompts_dir=self.prompts_dir, overwrite=self.overwrite, formats=self.formats,
             embed_images=self.embed_images, overlays=self.overlays, copy_images=self.copy_images,

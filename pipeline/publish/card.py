@@ -95,8 +95,9 @@ def build_command(config: dict[str, Any]) -> str:
     for key in ("redact_location", "embed_images", "overlays"):
         if config.get(key):
             parts.append("--" + key.replace("_", "-"))
-    if config.get("split_unit"):
-        parts.append(f"--split-unit {config['split_unit']}")
+    for key in ("split_unit", "shared_ground"):
+        if config.get(key):
+            parts.append(f"--{key.replace('_', '-')} {config[key]}")
     if config.get("tile_share"):
         parts.append(f"--tile-share {config['tile_share']:g}")
     if config.get("prompts_dir"):
@@ -187,6 +188,11 @@ def render_card(report: dict[str, Any]) -> str:
             grouped = (" With `--split-unit ground` a base counted as one with every base whose tiles share ground "
                        f"with its tiles: {outputs.get('bases_joined_by_ground', 0):,} base POIs were joined into "
                        f"{outputs.get('ground_groups', 0):,} group(s).")
+        if cfg.get("shared_ground") == "drop":
+            dropped = report.get("rejects_by_reason", {}).get("split_shared_ground", 0)
+            grouped += (f" With `--shared-ground drop` {dropped:,} new tile(s) that would have shown ground a tile "
+                        "of another split shows were rejected (`split_shared_ground`): train ones first, then "
+                        "validation ones.")
         out += ["## Splits", "", "Tiles per split as the input declared them and as written. A base POI whose tiles "
                 "spanned splits went whole to one split, chosen to keep these shares (`--leakage "
                 f"{cfg['leakage']}`).{grouped}", ""]

@@ -138,6 +138,34 @@ def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[
             yield first, split_first, second, split_second, round(float(share), 3)
 
 
+def ground_conflicts_in_cell(cell: tuple[int, int], members: Iterable[tuple[str, str, Box, bool]]
+                             ) -> Iterator[tuple[str, str, str]]:
+    """--shared-ground drop: (stem to drop, a tile of another split it shares ground with, that tile's split)
+    for the pairs counted in this cell (as pairs_in_cell counts them). ``members`` are (stem, split, footprint,
+    kept): a tile a rebuild keeps is never dropped, so of a pair with one it is the new tile that goes; of two
+    new tiles, the one of the split that comes first (train before validation before test), so the held-out
+    splits keep their tiles and train loses the ground they show; of two kept tiles, neither (the build counts
+    them)."""
+    groups: dict[tuple[Box, str, bool], list[str]] = {}
+    for stem, split, box, kept in members:
+        groups.setdefault((tuple(box), split, bool(kept)), []).append(stem)
+    keys = sorted(groups)
+    if len(keys) < 2:
+        return
+    boxes = np.array([k[0] for k in keys], dtype=np.float64)
+    codes = np.array([SPLIT_ORDER.get(k[1], 3) for k in keys])
+    for n, later, _ in _overlaps(boxes, codes, cell):
+        for m in later:
+            a, b = keys[n], keys[int(m)]
+            if a[2] and b[2]:
+                continue
+            drop, other = ((b, a) if a[2] else (a, b)) if a[2] or b[2] else sorted(
+                (a, b), key=lambda k: SPLIT_ORDER.get(k[1], 3))
+            witness = min(groups[other])
+            for stem in groups[drop]:
+                yield stem, witness, other[1]
+
+
 def ground_links_in_cell(cell: tuple[int, int], members: Iterable[tuple[str, Box]]) -> Iterator[tuple[str, str]]:
     """(base, base) links that join every base POI of this cell to the others whose tiles share ground with
     it (overlaps counted in this cell, as pairs_in_cell counts them): a base and the first of its connected

@@ -12,6 +12,8 @@ from transforms.paths import base_poi_id
 LEAKAGE_POLICIES = ("reassign", "drop")
 # What goes whole to one split: a base POI, or (ground) also every base whose tiles share ground with it.
 SPLIT_UNITS = ("base", "ground")
+# --shared-ground: tiles of two splits on one ground counted (report), or the new ones that would pair rejected.
+SHARED_GROUND_POLICIES = ("report", "drop")
 # Leaking bases placed by exhaustive search (3**8 = 6561 placements); the rest go greedily, largest first.
 EXHAUSTIVE_BASES = 8
 UNKNOWN_SPLIT = "split_field_unrecognised"  # counter: tiles whose sidecar `split` names no split

@@ -20,11 +20,13 @@ from apache_beam.metrics import Metrics
 from transforms import fileio
 from transforms.output.tree import SHARED_GROUND_FILE
 from transforms.paths import base_poi_id, join_path
+from transforms.records import reject
 from transforms.splits.footprints import (
     as_box,
     cells_of,
     encode_held_out,
     first_pairs,
+    ground_conflicts_in_cell,
     ground_groups,
     ground_links_in_cell,
     pairs_in_cell,
@@ -159,3 +161,55 @@ class JoinBasesOnSharedGround(beam.PTransform):
                   | "Groups" >> beam.Map(ground_groups))
         return {"groups": groups | "EachBase" >> beam.FlatMap(lambda g: sorted(g.items())),
                 "events": groups | "GroupEvents" >> beam.Map(_group_events)}
+
+
+DROP_REASON = "split_shared_ground"
+
+
+def _conflict_cells(tile, kept: bool) -> list[tuple[tuple[int, int], tuple[str, str, tuple, bool]]]:
+    box = tile_footprint(tile)
+    return [(cell, (tile.tile_stem, tile.split, box, kept)) for cell in cells_of(box)] if box is not None else []
+
+
+class _KeepOrRejectFn(beam.DoFn):
+    def __init__(self):
+        self.dropped = Metrics.counter("KeepGroundApart", "dropped_split_shared_ground")
+
+    def process(self, element):
+        stem, parts = element
+        witnesses = sorted(parts["drop"])
+        for tile in parts["tile"]:
+            if not witnesses:
+                yield tile
+                continue
+            other, split = witnesses[0]
+            self.dropped.inc()
+            yield beam.pvalue.TaggedOutput("rejects", reject(
+                tile.source, stem, "split", DROP_REASON,
+                f"{tile.split} tile sharing ground with {split} tile {other} (--shared-ground drop)"))
+
+
+@dataclass
+class KeepGroundApart(beam.PTransform):
+    """--shared-ground drop: the new tiles, their splits assigned -> {"tiles": those that share no ground with
+    a tile of another split, "rejects": the others (``split_shared_ground``)}. Of two new tiles on one ground the
+    one of the earlier split goes (train before validation before test: the held-out splits keep their tiles);
+    a tile a rebuild keeps (``kept``: unchanged and changed tiles, with their splits) never goes, so against one
+    the new tile goes. Tiles without a footprint are kept (the build counts them as not checked)."""
+
+    kept: beam.PCollection | None = None
+
+    def expand(self, tiles):
+        cells = [tiles | "NewCells" >> beam.FlatMap(_conflict_cells, False)]
+        if self.kept is not None:
+            cells.append(self.kept | "KeptCells" >> beam.FlatMap(_conflict_cells, True))
+        drops = (cells
+                 | "AllCells" >> beam.Flatten()
+                 | "GroupByCell" >> beam.GroupByKey()
+                 | "ConflictsInCell" >> beam.FlatMapTuple(ground_conflicts_in_cell)
+                 | "ByStem" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
+                 | "FirstWitness" >> beam.CombinePerKey(min))
+        out = ({"tile": tiles | "KeyByStem" >> beam.Map(lambda t: (t.tile_stem, t)), "drop": drops}
+               | "JoinOnStem" >> beam.CoGroupByKey()
+               | "KeepOrReject" >> beam.ParDo(_KeepOrRejectFn()).with_outputs("rejects", main="tiles"))
+        return {"tiles": out.tiles, "rejects": out.rejects}

@@ -18,6 +18,7 @@ from transforms.splits.footprints import (
     cells_of,
     first_pairs,
     footprint,
+    ground_conflicts_in_cell,
     ground_groups,
     ground_links_in_cell,
     pairs_in_cell,
@@ -234,3 +235,51 @@ def test_join_bases_on_shared_ground_gives_each_joined_base_its_group():
                                                ("poi_000006", "poi_000005")]), label="Groups")
         assert_that(found["events"], equal_to([{"ground_groups": 2, "bases_joined_by_ground": 5,
                                                 "ground_largest_group_bases": 3}]), label="Events")
+
+
+def _drops(members):
+    """ground_conflicts_in_cell over every cell: stem -> (witness, its split), the first witness per stem."""
+    by_cell: dict = {}
+    for m in members:
+        for cell in cells_of(m[2]):
+            by_cell.setdefault(cell, []).append(m)
+    found: dict = {}
+    for cell, ms in sorted(by_cell.items()):
+        for stem, witness, split in ground_conflicts_in_cell(cell, ms):
+            found[stem] = min(found.get(stem, (witness, split)), (witness, split))
+    return found
+
+
+def test_the_tile_that_goes_is_the_new_one_of_the_earlier_split():
+    """Of two new tiles on one ground, the train one goes (then the validation one); against a tile a rebuild
+    keeps, the new one goes, even a test tile; two kept tiles stay; views of one place go together."""
+    a, b = (0.0, 0.0, 0.02, 0.02), (0.01, 0.0, 0.03, 0.02)
+    assert _drops([("t", "train", a, False), ("x", "test", b, False)]) == {"t": ("x", "test")}
+    assert _drops([("v", "validation", a, False), ("x", "test", b, False)]) == {"v": ("x", "test")}
+    assert _drops([("t", "train", a, True), ("x", "test", b, False)]) == {"x": ("t", "train")}
+    assert _drops([("t", "train", a, True), ("x", "test", b, True)]) == {}
+    assert _drops([("t1", "train", a, False), ("t2", "train", a, False), ("x", "test", b, False)]) == {
+        "t1": ("x", "test"), "t2": ("x", "test")}
+    assert _drops([("t", "train", a, False), ("u", "train", b, False)]) == {}, "one split: nothing to keep apart"
+
+
+members_kept = st.lists(st.tuples(st.sampled_from(["train", "validation", "test"]), boxes, st.booleans()),
+                        max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(members_kept)
+def test_dropping_leaves_no_held_out_tile_on_another_splits_ground(drawn):
+    """Against comparing every pair: once the tiles named are dropped, no two tiles of different splits share
+    ground but pairs of kept tiles; no kept tile is named; every tile named was in such a pair."""
+    members = [(f"t{n:02d}", split, box, kept) for n, (split, box, kept) in enumerate(drawn)]
+    dropped = _drops(members)
+    kept_stems = {m[0] for m in members if m[3]}
+    assert not set(dropped) & kept_stems
+    left = [m for m in members if m[0] not in dropped]
+    for (a, sa, ba, ka), (b, sb, bb, kb) in itertools.combinations(left, 2):
+        if sa != sb and shared_share(ba, bb)[0] >= MIN_SHARE:
+            assert ka and kb, (a, b)
+    for stem in dropped:
+        me = next(m for m in members if m[0] == stem)
+        assert any(o[1] != me[1] and shared_share(me[2], o[2])[0] >= MIN_SHARE for o in members if o is not me)

@@ -129,6 +129,24 @@ def test_chips_cut_with_overlapping_windows_are_said_to_share_ground(default_rea
     assert apart["tiles_without_footprint"] == 0, "every real tile has a footprint at either stride"
 
 
+def test_one_scene_cut_with_overlapping_windows_under_each_remedy(default_real_build, tmp_path):
+    """The real tree is one scene cut at half a chip: --split-unit ground joins every place into one group, so
+    every tile goes to train; --shared-ground drop keeps validation and test tiles and rejects the train (and
+    validation) tiles on their ground, so the held-out splits share no ground and every tile is accounted for."""
+    tree = default_real_build[0]
+    for flags, out in ((["--split-unit", "ground"], "ground"), (["--shared-ground", "drop"], "drop")):
+        assert main(["build", "--input", str(tree), "--output", str(tmp_path / out), "--quiet", "--formats", "jsonl",
+                     "--tasks", "caption", *flags]) == 0
+    ground = json.loads((tmp_path / "ground" / "build_report.json").read_text())
+    assert ground["splits"]["written"] == {"train": 120, "validation": 0, "test": 0}
+    assert ground["outputs"]["ground_groups"] == 1
+    drop = json.loads((tmp_path / "drop" / "build_report.json").read_text())
+    written, shared = drop["splits"]["written"], drop["splits"]["shared_ground"]
+    assert written["test"] == 8 and 0 < written["validation"] < 6 and 0 < written["train"] < 106
+    assert sum(shared["tiles"].values()) == 0 and drop["tiles"]["accounted"]
+    assert drop["rejects_by_reason"] == {"split_shared_ground": 120 - sum(written.values())}
+
+
 def test_the_builds_own_answers_score_perfectly(default_real_build, tmp_path):
     """Real tiles have classes at trace shares (water slivers at 0.1%), which generated tiles rarely have: their
     absence answers ("Not as a visible patch. ...") must read as the no they are."""

@@ -321,8 +321,9 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
                      f"base POIs joined by shared ground {fate}, and the largest of the "
                      f"{outputs['ground_groups']:,} group(s) joins {outputs.get('ground_largest_group_bases', 0):,} "
                      f"of the {outputs['bases_joined_by_ground']:,} base POIs joined. Chips cut from one scene with "
-                     "overlapping windows are one piece of ground; hold out whole scenes, or cut chips at least their "
-                     "size apart")
+                     "overlapping windows are one piece of ground; hold out whole scenes, cut chips at least their "
+                     "size apart, or use --shared-ground drop, which keeps held-out tiles and rejects the train tiles "
+                     "on their ground")
     ignored, orphans = outputs.get(IGNORED_REFS, 0), report["rejects_by_reason"].get("stem_not_in_jsonl", 0)
     if ignored and orphans:
         lines.append(f"WARNING: {orphans} tile(s) have no chip reference, and {ignored} image reference(s) in "
@@ -370,7 +371,8 @@ def shared_ground_warning(shared: dict[str, Any], mix: bool = False) -> list[str
     cause, remedy = (("the same ground in two builds, or in one", "Select each place's rows from one build, or "
                       "build the trees as one with --split-unit ground") if mix else
                      ("chips cut with overlapping windows, or one place under two POI ids", "Cut chips at least "
-                      "their size apart, give overlapping chips one POI id, or build with --split-unit ground"))
+                      "their size apart, give overlapping chips one POI id, or build with --shared-ground drop (the "
+                      "train tiles on held-out ground rejected) or --split-unit ground (joined places in one split)"))
     report_name = "mix_report.json (shared_ground)" if mix else "build_report.json (splits.shared_ground)"
     return [f"WARNING: {sum(held.values())} held-out tile(s) ({where}) show ground that a tile of another split "
             f"shows too (footprints overlapping by a tenth or more: {cause}), so a model is evaluated on ground it "

@@ -110,7 +110,8 @@ def test_split_unit_ground_that_empties_a_split_says_why():
     assert said.startswith("WARNING: no validation or test tiles are left: with --split-unit ground every group of "
                            "base POIs joined by shared ground goes whole to one split, and the largest of the 1 "
                            "group(s) joins 120 of the 120 base POIs joined.")
-    assert said.endswith("hold out whole scenes, or cut chips at least their size apart")
+    assert said.endswith("hold out whole scenes, cut chips at least their size apart, or use --shared-ground drop, "
+                         "which keeps held-out tiles and rejects the train tiles on their ground")
     report["config"]["leakage"] = "drop"
     assert "that spans splits is rejected (--leakage drop)" in _input_warnings(report)[0]
     report["config"]["split_unit"] = "base"

@@ -369,7 +369,7 @@ def shared_ground_warning(shared: dict[str, Any], mix: bool = False) -> list[str
         return []
     where = ", ".join(f"{s} {n}" for s, n in held.items())
     cause, remedy = (("the same ground in two builds, or in one", "Select each place's rows from one build, or "
-                      "build the trees as one with --split-unit ground") if mix else
+                      "build the trees as one with --shared-ground drop or --split-unit ground") if mix else
                      ("chips cut with overlapping windows, or one place under two POI ids", "Cut chips at least "
                       "their size apart, give overlapping chips one POI id, or build with --shared-ground drop (the "
                       "train tiles on held-out ground rejected) or --split-unit ground (joined places in one split)"))

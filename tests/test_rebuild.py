@@ -249,20 +249,30 @@ def test_split_unit_ground_keeps_shared_ground_in_one_split(tmp_path, capsys):
     capsys.readouterr()
 
 
+def _new_place_over_a_held_out_tile(grown: Path, tmp_path: Path, first: dict[str, str]
+                                    ) -> tuple[Path, dict[Path, dict], Path, Path]:
+    """A copy of the grown tree in which a tile of a new place wholly in train (no reassignment moves it) is cut
+    half over a tile the first build holds out: (tree, sidecars by path, the held-out tile, the new tile)."""
+    tree = tmp_path / "big"
+    shutil.copytree(grown / "big", tree)
+    sidecars = {p: json.loads(p.read_text()) for p in sorted((tree / "metadata").rglob("*.json"))}
+    declared: dict[str, set[str]] = {}
+    for p, sidecar in sidecars.items():
+        declared.setdefault(base_poi_id(p.stem), set()).add(sidecar.get("split"))
+    known = {base_poi_id(stem) for stem in first}
+    held = next(p for p in sidecars if first.get(p.stem) in ("validation", "test"))
+    new = next(p for p in sidecars if base_poi_id(p.stem) not in known and declared[base_poi_id(p.stem)] == {"train"})
+    x0, y0, x1, y1 = sidecars[held]["bbox_wgs84"]
+    sidecars[new]["bbox_wgs84"] = [x0 + (x1 - x0) / 2, y0, x1 + (x1 - x0) / 2, y1]
+    new.write_text(json.dumps(sidecars[new]))
+    return tree, sidecars, held, new
+
+
 def test_split_unit_ground_in_a_rebuild_keeps_every_split(grown, tmp_path):
     """A rebuild keeps every split the earlier build gave, whatever ground the tiles share; a new place whose tile
     lies half over a known held-out tile joins that tile's split, where a first build would place it alone."""
     first = _splits(grown / "first")
-    tree = tmp_path / "big"
-    shutil.copytree(grown / "big", tree)
-    sidecars = {p: json.loads(p.read_text()) for p in sorted((tree / "metadata").rglob("*.json"))}
-    known_bases = {base_poi_id(stem) for stem in first}
-    held = next(p for p in sidecars if first.get(p.stem) in ("validation", "test"))
-    new = next(p for p in sidecars if base_poi_id(p.stem) not in known_bases
-               and sidecars[p].get("split") == "train")
-    x0, y0, x1, y1 = sidecars[held]["bbox_wgs84"]
-    sidecars[new]["bbox_wgs84"] = [x0 + (x1 - x0) / 2, y0, x1 + (x1 - x0) / 2, y1]
-    new.write_text(json.dumps(sidecars[new]))
+    tree, sidecars, held, new = _new_place_over_a_held_out_tile(grown, tmp_path, first)
     assert main(["build", "--input", str(tree), "--output", str(tmp_path / "again"), "--quiet", "--tasks", "caption",
                  "--split-unit", "ground", "--previous", str(grown / "first")]) == 0
     again = _splits(tmp_path / "again")
@@ -292,19 +302,7 @@ def test_shared_ground_drop_keeps_the_held_out_ground_apart(grown, tmp_path):
     assert "With `--shared-ground drop` 1 new tile(s)" in (tmp_path / "out" / "README.md").read_text()
     # a rebuild: the kept held-out tile stays, the new tile over it goes
     first = _splits(grown / "first")
-    big = tmp_path / "big"
-    shutil.copytree(grown / "big", big)
-    big_sidecars = {p: json.loads(p.read_text()) for p in sorted((big / "metadata").rglob("*.json"))}
-    held = next(p for p in big_sidecars if first.get(p.stem) in ("validation", "test"))
-    declared: dict[str, set[str]] = {}
-    for p, sidecar in big_sidecars.items():
-        declared.setdefault(base_poi_id(p.stem), set()).add(sidecar.get("split"))
-    known = {base_poi_id(stem) for stem in first}
-    new = next(p for p in big_sidecars if base_poi_id(p.stem) not in known  # a new place wholly in train
-               and declared[base_poi_id(p.stem)] == {"train"})
-    x0, y0, x1, y1 = big_sidecars[held]["bbox_wgs84"]
-    big_sidecars[new]["bbox_wgs84"] = [x0 + (x1 - x0) / 2, y0, x1 + (x1 - x0) / 2, y1]
-    new.write_text(json.dumps(big_sidecars[new]))
+    big, _, _, new = _new_place_over_a_held_out_tile(grown, tmp_path, first)
     assert main(["build", "--input", str(big), "--output", str(tmp_path / "again"), "--quiet", "--tasks", "caption",
                  "--shared-ground", "drop", "--previous", str(grown / "first")]) == 0
     again = _splits(tmp_path / "again")

@@ -1,4 +1,5 @@
-"""Which tiles of different splits show the same ground (pure; the Beam stage is splits.shared_ground).
+"""Which tiles of different splits show the same ground, which bases it joins (--split-unit ground) and which
+new tile of a pair goes (--shared-ground drop) (pure; the Beam stages are in splits.shared_ground).
 
 Splits are kept apart by place: every tile of a base POI goes to one split. Chips cut from a scene with
 overlapping windows (a stride under the chip size, as producers cut more chips from few scenes), or one place

@@ -117,6 +117,14 @@ def _overlaps(boxes: np.ndarray, codes: np.ndarray, cell: tuple[int, int]) -> It
             yield n, later[found], share[found]
 
 
+def _sweep_order(groups: dict) -> tuple[list, np.ndarray, np.ndarray]:
+    """Footprint groups keyed (box, split, ...) -> (keys sorted by west edge, as the sweep needs; their boxes;
+    their split codes)."""
+    keys = sorted(groups)
+    return (keys, np.array([k[0] for k in keys], dtype=np.float64).reshape(-1, 4),
+            np.array([SPLIT_ORDER.get(k[1], 3) for k in keys]))
+
+
 def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[GroupPair]:
     """Every pair of footprints of different splits that share ground, counted in this cell only if the
     overlap's south-west corner lies in it, with the tiles on each side. Tiles with one footprint and split
@@ -125,11 +133,7 @@ def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[
     groups: dict[tuple[Box, str], list[str]] = {}
     for stem, split, box in members:
         groups.setdefault((tuple(box), split), []).append(stem)
-    keys = sorted(groups)  # by west edge first, as the sweep needs
-    if len(keys) < 2:
-        return
-    boxes = np.array([k[0] for k in keys], dtype=np.float64)
-    codes = np.array([SPLIT_ORDER.get(k[1], 3) for k in keys])
+    keys, boxes, codes = _sweep_order(groups)
     for n, later, shares in _overlaps(boxes, codes, cell):
         for m, share in zip(later, shares, strict=True):
             a, b = keys[n], keys[int(m)]
@@ -150,18 +154,16 @@ def ground_conflicts_in_cell(cell: tuple[int, int], members: Iterable[tuple[str,
     groups: dict[tuple[Box, str, bool], list[str]] = {}
     for stem, split, box, kept in members:
         groups.setdefault((tuple(box), split, bool(kept)), []).append(stem)
-    keys = sorted(groups)
-    if len(keys) < 2:
-        return
-    boxes = np.array([k[0] for k in keys], dtype=np.float64)
-    codes = np.array([SPLIT_ORDER.get(k[1], 3) for k in keys])
+    keys, boxes, codes = _sweep_order(groups)
     for n, later, _ in _overlaps(boxes, codes, cell):
         for m in later:
             a, b = keys[n], keys[int(m)]
             if a[2] and b[2]:
                 continue
-            drop, other = ((b, a) if a[2] else (a, b)) if a[2] or b[2] else sorted(
-                (a, b), key=lambda k: SPLIT_ORDER.get(k[1], 3))
+            if a[2] or b[2]:
+                drop, other = (b, a) if a[2] else (a, b)
+            else:
+                drop, other = sorted((a, b), key=lambda k: SPLIT_ORDER.get(k[1], 3))
             witness = min(groups[other])
             for stem in groups[drop]:
                 yield stem, witness, other[1]

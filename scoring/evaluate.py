@@ -3,9 +3,10 @@
 Predictions are JSONL of {"sample_id", "prediction"} (the model's raw text). A row without a prediction is
 counted missing and wrong. The report has exactly this shape, so other tools can read it:
 {"split": ..., "tasks": {"<task>": {"n", "missing", "malformed", "metrics": {...}}}} (grounding tasks add
-"per_class"; multiple_choice adds "questions"; the share checks add "quoted"). Where the build found tiles of
-this split on ground another split shows, "shared_ground" counts them and their rows, and every task adds
-"unseen_ground": {"n", "metrics"}, its scores on the other rows.
+"per_class"; multiple_choice adds "questions"; the share checks add "quoted"). Where the build or mix checked
+its tiles for ground another split shows, "shared_ground" counts this split's tiles and rows on such ground
+(with the report that counted them, and the tiles it could not check), and where there are some, every task
+adds "unseen_ground": {"n", "metrics"}, its scores on the other rows.
 """
 
 from __future__ import annotations
@@ -45,14 +46,19 @@ def _text(message: dict[str, Any]) -> str:
     return "\n".join(p.get("text") or "" for p in message["content"] if p.get("type") == "text")
 
 
-def split_files(tree: OutputTree, split: str) -> tuple[str, list[str]]:
-    """(format, the record files of ``split``) of a build or mix; EvalError when there are none."""
+def output_report(tree: OutputTree) -> tuple[str, dict[str, Any]]:
+    """(file name, contents) of the report of a finished build or mix; EvalError when there is none."""
     name = next((n for n in (REPORT_NAME, MIX_REPORT_NAME) if tree.isfile(n)), None)
     if name is None:
         state = claim.unfinished_in(tree)
         raise EvalError(f"no {REPORT_NAME} in the dataset folder: {state}; score it once it has finished" if state
                         else f"no {REPORT_NAME} in the dataset folder; pass the --output folder of satsft build")
-    fmt, every = record_files(orjson.loads(tree.read(name)))
+    return name, orjson.loads(tree.read(name))
+
+
+def split_files(tree: OutputTree, split: str, report: dict[str, Any] | None = None) -> tuple[str, list[str]]:
+    """(format, the record files of ``split``) of a build or mix; EvalError when there are none."""
+    fmt, every = record_files(report if report is not None else output_report(tree)[1])
     if not every:
         raise EvalError("the dataset has no Parquet or JSONL rows to score (it was written in other formats "
                         "only): build it again with --formats jsonl or parquet among them")
@@ -63,9 +69,9 @@ def split_files(tree: OutputTree, split: str) -> tuple[str, list[str]]:
     return fmt, paths
 
 
-def load_rows(tree: OutputTree, split: str) -> list[dict[str, Any]]:
+def load_rows(tree: OutputTree, split: str, report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The split's rows as {sample_id, task, tile_stem, prompt, reference, metadata}."""
-    fmt, paths = split_files(tree, split)
+    fmt, paths = split_files(tree, split, report)
     out = []
     for path in paths:
         for record in records(tree, path, fmt):
@@ -317,36 +323,53 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines.append(line)
     shared = report.get("shared_ground", {})
     if shared.get("rows"):
+        where = f"{MIX_REPORT_NAME}, shared_ground" if shared.get("counted_in") == MIX_REPORT_NAME else (
+            f"{REPORT_NAME}, splits.shared_ground")
         lines += ["", f"{shared['rows']} of these rows show {shared['tiles']} tile(s) whose ground another split shows "
-                  "too (build_report.json, splits.shared_ground): a model may have trained on it. The same scores "
+                  f"too ({where}): a model may have trained on it. The same scores "
                   "on the other rows only, ground no other split shows:", "", "| task | n | metrics |", "|---|---|---|"]
         for task, t in report["tasks"].items():
             unseen = t.get("unseen_ground", {})
             shown = ", ".join(f"{k} {v:.3f}" for k, v in unseen.get("metrics", {}).items()) or "-"
             lines.append(f"| {task} | {unseen.get('n', 0)} | {shown} |")
+    if shared.get("tiles_not_checked"):
+        lines += ["", f"NOTE: {shared['tiles_not_checked']} tile(s) of this dataset say nothing of where they lie "
+                  "(no footprint in their sidecar, or a build made before manifests held one), so they were not "
+                  "checked for shared ground: rows on ground another split shows may be more than counted here."]
     return "\n".join(lines)
 
 
-def shared_ground_stems(tree: OutputTree, split: str) -> set[str] | None:
-    """The tiles of ``split`` whose ground another split shows (build_report.json's splits.shared_ground, listed
-    in metadata/shared_ground.jsonl); None where the output did not check (a mix, a build made before), and for
-    train, whose tiles the list does not hold (it names the held-out side of each pair)."""
-    if split == "train" or not tree.isfile(REPORT_NAME):
-        return None
-    try:
-        checked = "shared_ground" in orjson.loads(tree.read(REPORT_NAME)).get("splits", {})
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    if not checked:
+def ground_key(row: dict[str, Any], mix: bool) -> str:
+    """How metadata/shared_ground.jsonl names a row's tile: by its stem in a build; in a mix, where two builds
+    can hold the same stem, as <source>/<stem> with the mix source the row came from."""
+    return f"{row['metadata'].get('source', '')}/{row['tile_stem']}" if mix else row["tile_stem"]
+
+
+def shared_ground_section(name: str, report: dict[str, Any]) -> dict[str, Any]:
+    """The report's count of tiles on shared ground (a build's splits.shared_ground, a mix's shared_ground);
+    empty where the output did not check."""
+    section = (report.get("splits", {}) if name == REPORT_NAME else report).get("shared_ground")
+    return section if isinstance(section, dict) else {}
+
+
+def shared_ground_stems(tree: OutputTree, split: str, name: str, report: dict[str, Any]) -> set[str] | None:
+    """The tiles of ``split`` (as ground_key names them) whose ground another split shows: listed in
+    metadata/shared_ground.jsonl where the report's shared_ground section (a build's splits.shared_ground, a
+    mix's own) counts them. None where the output did not check (a build made before, a mix of no build), where
+    it counted held-out tiles but wrote no list (a mix made before the list), and for train, whose tiles the
+    list does not hold (it names the held-out side of each pair)."""
+    checked = shared_ground_section(name, report)
+    if split == "train" or not checked:
         return None
     if not tree.isfile(SHARED_GROUND_FILE):
-        return set()  # none shares ground: the build writes the file only when some do
+        held_out = sum(n for s, n in checked.get("tiles", {}).items() if s != "train")
+        return None if held_out else set()  # none shares ground: the run writes the file only when some do
     try:
-        held_out = read_held_out(tree.read(SHARED_GROUND_FILE))
+        held_out_tiles = read_held_out(tree.read(SHARED_GROUND_FILE))
     except (orjson.JSONDecodeError, KeyError, TypeError) as err:
         raise EvalError(f"{SHARED_GROUND_FILE} does not parse ({err.__class__.__name__}); `satsft validate` names "
-                        "the damage: build again to write it anew") from err
-    return {stem for stem, s in held_out.items() if s == split}
+                        "the damage: run the build or mix again to write it anew") from err
+    return {stem for stem, s in held_out_tiles.items() if s == split}
 
 
 def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None,
@@ -354,18 +377,23 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     tree = OutputTree(dataset)
     if not tree.exists():
         raise EvalError(f"{dataset!r} holds no files; pass the --output folder of a build")
-    rows = load_rows(tree, split)
+    name, output = output_report(tree)
+    rows = load_rows(tree, split, output)
     if baseline:
         predictions = baseline_predictions(rows, baseline, seed)
     shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})
     report = score(rows, predictions or {}, shares, split, box_scale)
     if box_scale != 1.0:
         report["box_scale"] = box_scale
-    shared = shared_ground_stems(tree, split)
-    if shared is not None:  # the build checked: score the rows on ground no other split shows apart as well
-        unseen = [r for r in rows if r["tile_stem"] not in shared]
-        report["shared_ground"] = {"tiles": len({r["tile_stem"] for r in rows} & shared),
-                                   "rows": len(rows) - len(unseen)}
+    shared = shared_ground_stems(tree, split, name, output)
+    if shared is not None:  # the output checked: score the rows on ground no other split shows apart as well
+        mix = name == MIX_REPORT_NAME
+        unseen = [r for r in rows if ground_key(r, mix) not in shared]
+        report["shared_ground"] = {"tiles": len({ground_key(r, mix) for r in rows} & shared),
+                                   "rows": len(rows) - len(unseen), "counted_in": name}
+        unchecked = shared_ground_section(name, output).get("tiles_without_footprint", 0)
+        if unchecked:  # a tile that says nothing of where it lies may share ground: the split is a lower bound
+            report["shared_ground"]["tiles_not_checked"] = unchecked
         if len(unseen) < len(rows):
             clean = score(unseen, predictions or {}, shares, split, box_scale)["tasks"]
             for task, t in report["tasks"].items():

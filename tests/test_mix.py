@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from pipeline.cli import main
+from scoring.evaluate import evaluate
 from tests.conftest import REPO, run_cli
 from transforms.input import lfs
 
@@ -497,9 +498,13 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
             moved.append(s["tile_stem"])
     assert main(["build", "--input", str(second), "--output", str(tmp_path / "sat2"), "--quiet",
                  "--tasks", "caption,grounding_all,production_analysis", "--profiles", "brief_only,wildfire"]) == 0
-    argv = ["mix", "--source", f"path={sources['sat']},name=first", "--source", f"path={tmp_path / 'sat2'},name=again",
-            "--output", str(tmp_path / "mix"), "--quiet"]
-    assert main(argv) == 0
+    recipe = tmp_path / "recipe.yaml"  # two sources read the second build: rows name the one they came from
+    recipe.write_text(f"""sources:
+  - {{name: first, path: {sources['sat']}}}
+  - {{name: again, path: {tmp_path / 'sat2'}, where: {{task: caption}}}}
+  - {{name: again_boxes, path: {tmp_path / 'sat2'}, where: {{task: [grounding_all, production_analysis]}}}}
+""")
+    assert main(["mix", "--recipe", str(recipe), "--output", str(tmp_path / "mix"), "--quiet"]) == 0
     said = capsys.readouterr().out
     shared = json.loads((tmp_path / "mix" / "mix_report.json").read_text())["shared_ground"]
     assert shared["tiles"]["test"] == len(moved) > 0 and shared["tiles"]["validation"] == 0
@@ -512,6 +517,19 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
     assert f"WARNING: {len(moved)} held-out tile(s) (test {len(moved)}) show ground" in said, said
     card = (tmp_path / "mix" / "README.md").read_text()
     assert "**Held-out tiles on ground another split shows.**" in card and "the same place in two builds" in card
+    report = json.loads((tmp_path / "mix" / "mix_report.json").read_text())
+    assert report["file_count"] == sum(1 for p in (tmp_path / "mix").rglob("*") if p.is_file()), "the list counted"
+    # eval scores the test rows on ground no other split shows apart, whichever source a row came from
+    test_rows = [r["metadata"] for r in _rows(tmp_path / "mix") if r["metadata"]["split"] == "test"]
+    on_shared = {f"{md['source']}/{md['tile_stem']}" for md in test_rows if md["tile_stem"] in moved}
+    assert {k.split("/")[0] for k in on_shared} == {"again", "again_boxes"}
+    scored = evaluate(str(tmp_path / "mix"), "test", baseline="majority")
+    rows_on_shared = sum(md["tile_stem"] in moved for md in test_rows)
+    assert scored["shared_ground"] == {"tiles": len(on_shared), "rows": rows_on_shared, "counted_in": "mix_report.json"}
+    unseen = sum(t["unseen_ground"]["n"] for t in scored["tasks"].values())
+    assert unseen == len(test_rows) - scored["shared_ground"]["rows"]  # the sample tree has no other test tile
+    assert main(["eval", str(tmp_path / "mix"), "--baseline", "majority", "--split", "test"]) == 0
+    assert "too (mix_report.json, shared_ground)" in capsys.readouterr().out
     # a build from before manifests carried footprints: its tiles are not checked, and nothing is found; a
     # damaged line or footprint there loses nothing else
     old = tmp_path / "old"
@@ -527,6 +545,10 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
     shared = json.loads((tmp_path / "mix_old" / "mix_report.json").read_text())["shared_ground"]
     assert shared["tiles_without_footprint"] == len(sidecars), "every tile of the old build, none of the other"
     assert sum(shared["tiles"].values()) == 0
+    assert not (tmp_path / "mix_old" / "metadata" / "shared_ground.jsonl").exists()
+    scored = evaluate(str(tmp_path / "mix_old"), "test", baseline="majority")
+    assert scored["shared_ground"] == {"tiles": 0, "rows": 0, "counted_in": "mix_report.json",
+                                       "tiles_not_checked": len(sidecars)}, "nothing found, and it says why"
     capsys.readouterr()
     assert main(["mix", "--source", f"path={sources['chat']},name=chat", "--output", str(tmp_path / "foreign"),
                  "--quiet"]) == 0

@@ -190,7 +190,8 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     # eval scores the test rows on ground no other split shows apart as well
     scored = evaluate(str(out), "test", baseline="majority")
     test_rows = scored["tasks"]["caption"]["n"]
-    assert scored["shared_ground"] == {"tiles": 1, "rows": 1}
+    assert scored["shared_ground"] == {"tiles": 1, "rows": 1, "counted_in": "build_report.json",
+                                       "tiles_not_checked": 1}
     assert scored["tasks"]["caption"]["unseen_ground"]["n"] == test_rows - 1 > 0
     assert "shared_ground" not in evaluate(str(out), "train", baseline="majority"), "the list names held-out tiles"
     # a damaged list: validate names it, eval says so in one line instead of scoring without it
@@ -213,7 +214,8 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     assert not (out / "metadata" / "shared_ground.jsonl").exists()
     assert json.loads((out / "build_report.json").read_text())["splits"]["shared_ground"]["tiles"]["test"] == 0
     scored = evaluate(str(out), "test", baseline="majority")
-    assert scored["shared_ground"] == {"tiles": 0, "rows": 0} and "unseen_ground" not in scored["tasks"]["caption"]
+    assert scored["shared_ground"] == {"tiles": 0, "rows": 0, "counted_in": "build_report.json",
+                                       "tiles_not_checked": 1} and "unseen_ground" not in scored["tasks"]["caption"]
 
 
 def test_split_unit_ground_keeps_shared_ground_in_one_split(tmp_path, capsys):

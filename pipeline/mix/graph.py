@@ -20,11 +20,13 @@ from transforms.mix.stages import (
     ReadMixSources,
     WriteMedia,
     WriteMixShards,
+    held_out_by_source,
 )
 from transforms.output.counts import SumEvents, event_items, reject_key
 from transforms.output.files import WriteRejects
 from transforms.output.spool import RemoveSpool
 from transforms.rebuild.manifest import manifest_tiles_files
+from transforms.splits.shared_ground import WriteSharedGround
 
 
 def mix_sources(recipe: Recipe) -> tuple[MixSource, ...]:
@@ -43,6 +45,15 @@ def build_manifests(recipe: Recipe) -> tuple[tuple[str, str], ...]:
         if s.kind == "satsft" and s.dataset not in found:
             found[s.dataset] = manifest_tiles_files(s.folder)
     return tuple((dataset, path) for dataset, paths in found.items() for path in paths)
+
+
+def build_readers(sources: tuple[MixSource, ...]) -> dict[str, tuple[str, ...]]:
+    """First source reading a build -> every source reading it, in recipe order."""
+    readers: dict[str, list[str]] = {}
+    for s in sources:
+        if s.kind == "satsft":
+            readers.setdefault(s.media_owner, []).append(s.name)
+    return {owner: tuple(names) for owner, names in readers.items()}
 
 
 def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipeline) -> beam.Pipeline:
@@ -65,7 +76,11 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
     events = [written, read[EVENTS], chosen[EVENTS]]
     manifests = build_manifests(recipe)
     if manifests:  # only builds say where their tiles lie; the report says how many were read
-        events.append((read[TILES] | "FindSharedGroundInMix" >> FindSharedGroundInMix(manifests))["events"])
+        shared = read[TILES] | "FindSharedGroundInMix" >> FindSharedGroundInMix(manifests)
+        events.append(shared["events"])
+        events.append(shared["held_out"]
+                      | "ForEachReader" >> beam.FlatMap(held_out_by_source, build_readers(sources))
+                      | "WriteSharedGround" >> WriteSharedGround(root))
         events.append(pipeline | "BuildsChecked" >> beam.Create([{"shared_ground|builds": len(dict(manifests))}]))
     if not config.embed_images or "jsonl" in config.formats:  # JSONL rows name their images: they must exist
         events.append({"locations": media["locations"], "index": media["index"]}

@@ -280,6 +280,16 @@ class FindSharedGroundInMix(beam.PTransform):
                 | "FindSharedGround" >> FindSharedGround())
 
 
+def held_out_by_source(found: tuple[tuple[str, str], int], readers: dict[str, tuple[str, ...]]
+                       ) -> list[tuple[tuple[str, str], int]]:
+    """((<first source reading a build>/<stem>, split), other-split tiles) -> the same under the name of every
+    source reading that build: a mix row names the source it came from, and a held-out row is kept from the
+    first source in recipe order that selects it, which need not be the first reading the build."""
+    (name, split), n = found
+    owner, stem = name.split("/", 1)
+    return [((f"{source}/{stem}", split), n) for source in readers.get(owner, (owner,))]
+
+
 def choose_rows(element, sources: tuple[MixSource, ...]):
     """One (dataset, sample id): validation and test rows once, from the first source in recipe order; train
     rows once per source (a source repeating a row is a duplicate, rejected); other selections are counted."""

@@ -517,6 +517,7 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
     assert f"WARNING: {len(moved)} held-out tile(s) (test {len(moved)}) show ground" in said, said
     card = (tmp_path / "mix" / "README.md").read_text()
     assert "**Held-out tiles on ground another split shows.**" in card and "the same place in two builds" in card
+    assert "`satsft eval` scores the rows on ground no other split shows apart" in card
     report = json.loads((tmp_path / "mix" / "mix_report.json").read_text())
     assert report["file_count"] == sum(1 for p in (tmp_path / "mix").rglob("*") if p.is_file()), "the list counted"
     # eval scores the test rows on ground no other split shows apart, whichever source a row came from

@@ -51,7 +51,8 @@ def _shared_ground(shared: dict | None, mix: bool = False) -> list[str]:
     return [f"**Held-out tiles on ground another split shows.** {counts} tile(s) overlap a tile of another split by "
             f"a tenth of their footprint or more ({cause}chips cut with overlapping windows, or one place under two "
             f"POI ids): scores on them overstate how a model does on ground it has not seen.{note} The first pairs are "
-            f"in {where}.", ""]
+            f"in {where}; `metadata/shared_ground.jsonl` lists the held-out tiles, and `satsft eval` scores the "
+            "rows on ground no other split shows apart.", ""]
 
 
 def hub_warning(report: dict[str, Any]) -> str:

@@ -298,7 +298,7 @@ def _check_shared_ground_list(tree: OutputTree, findings: Findings) -> None:
         read_held_out(tree.read(SHARED_GROUND_FILE))
     except (orjson.JSONDecodeError, KeyError, TypeError) as err:
         findings.add("files", f"{SHARED_GROUND_FILE} does not parse ({err.__class__.__name__}: {str(err)[:120]}); "
-                              "build again to write it anew")
+                              "run the build or mix again to write it anew")
 
 
 def _folder_limits(tree: OutputTree, limit: int, findings: Findings) -> None:

@@ -165,7 +165,9 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     """A test tile cut half over a train tile (overlapping windows) is found by its footprint, whatever its POI
     id, and still after an --update that took every tile's rows from the earlier build; a tile whose sidecar
     says nothing of where it lies is counted as not checked. metadata/shared_ground.jsonl lists the test tile,
-    `satsft eval` scores the other test rows apart, and an update that moves the tile away removes the list."""
+    `satsft eval` scores the other test rows apart, an update with --shared-ground drop keeps both (it rejects
+    new tiles only) and names a fresh build as the remedy, and an update that moves the tile away removes the
+    list."""
     from scoring.evaluate import evaluate
     from tests.conftest import run_cli
 
@@ -202,7 +204,10 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     proc = run_cli("eval", str(out), "--baseline", "majority", "--split", "test", check=False)
     assert proc.returncode != 0 and "shared_ground.jsonl does not parse" in proc.stderr, proc.stderr
     listed_file.write_text(listed)
-    run_cli(*argv, "--update")
+    # an update with --shared-ground drop keeps both tiles, which an earlier build placed, and says what would not
+    said = run_cli(*argv, "--update", "--shared-ground", "drop").stdout
+    assert "This rebuild keeps every tile an earlier build placed in its split, and --shared-ground drop" in said
+    assert "build afresh (without --previous or --update)" in said, said
     report = json.loads((out / "build_report.json").read_text())
     assert report["rebuild"]["rows_reused"] > 0 and report["rebuild"]["tiles_unchanged"] == 24
     assert report["splits"]["shared_ground"] == first

@@ -310,10 +310,13 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
         words = "; ".join("/".join(w) for w in SPLIT_WORDS.values())
         lines.append(f"WARNING: {unknown} tile(s) declare a `split` that names no split ({words}): they were "
                      "placed by the hash of their POI id, as if they declared none")
-    lines += shared_ground_warning(report.get("splits", {}).get("shared_ground", {}))
+    cfg = report.get("config", {})
+    remedies = [flag for flag, on in (("--shared-ground drop", cfg.get("shared_ground") == "drop"),
+                                      ("--split-unit ground", cfg.get("split_unit") == "ground")) if on]
+    lines += shared_ground_warning(report.get("splits", {}).get("shared_ground", {}),
+                                   kept_by=" or ".join(remedies) if report.get("rebuild") else "")
     splits = report.get("splits", {})
     emptied = [s for s in VALID_SPLITS if splits.get("declared", {}).get(s) and not splits.get("written", {}).get(s)]
-    cfg = report.get("config", {})
     if cfg.get("split_unit") == "ground" and emptied and outputs.get("ground_groups"):
         fate = ("that spans splits is rejected (--leakage drop)" if cfg.get("leakage") == "drop"
                 else "goes whole to one split")
@@ -361,9 +364,11 @@ def mix_summary(report: dict[str, Any]) -> str:
                      + _lost_sources(report))
 
 
-def shared_ground_warning(shared: dict[str, Any], mix: bool = False) -> list[str]:
+def shared_ground_warning(shared: dict[str, Any], mix: bool = False, kept_by: str = "") -> list[str]:
     """The summary's warning when held-out tiles show ground another split shows (a build's
-    ``splits.shared_ground``, or a mix's ``shared_ground`` over its builds' tiles)."""
+    ``splits.shared_ground``, or a mix's ``shared_ground`` over its builds' tiles). ``kept_by``: the remedy a
+    rebuild ran with, which leaves the tiles an earlier build placed in their splits, so the remedy to name is a
+    fresh build, not the option already given."""
     held = held_out_sharing(shared)
     if not held:
         return []
@@ -373,6 +378,10 @@ def shared_ground_warning(shared: dict[str, Any], mix: bool = False) -> list[str
                      ("chips cut with overlapping windows, or one place under two POI ids", "Cut chips at least "
                       "their size apart, give overlapping chips one POI id, or build with --shared-ground drop (the "
                       "train tiles on held-out ground rejected) or --split-unit ground (joined places in one split)"))
+    if kept_by:
+        remedy = (f"This rebuild keeps every tile an earlier build placed in its split, and {kept_by} changes only "
+                  "where new tiles go, so ground two kept tiles of different splits share stays shared; build "
+                  "afresh (without --previous or --update) with it to split them apart")
     report_name = "mix_report.json (shared_ground)" if mix else "build_report.json (splits.shared_ground)"
     return [f"WARNING: {sum(held.values())} held-out tile(s) ({where}) show ground that a tile of another split "
             f"shows too (footprints overlapping by a tenth or more: {cause}), so a model is evaluated on ground it "

@@ -219,6 +219,10 @@ def run_mix(argv: list[str]) -> int:
                         help="entries per folder (at least 16)")
     parser.add_argument("--copy-images", action="store_true", help="copy images into media/ instead of hard-linking "
                                                                    "them (local folders on one device)")
+    parser.add_argument("--shared-ground", default="report", metavar="{report,drop}",
+                        help="report (default): count tiles of different splits on the same ground across the "
+                             "builds among the sources; drop: also leave out the rows of each tile on ground a "
+                             "tile of another split shows (train before validation before test), with a reject each")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier mix in --output")
     parser.add_argument("--take-over-after", type=int, default=DEFAULT_TAKE_OVER_HOURS, metavar="HOURS",
                         help="a run from another machine still writing --output (begun or last written within "
@@ -233,7 +237,8 @@ def run_mix(argv: list[str]) -> int:
 
     config = MixConfig.create(output=args.output, formats=args.formats, embed_images=args.embed_images,
                               rows_per_shard=args.rows_per_shard, max_files_per_dir=args.max_files_per_dir,
-                              overwrite=args.overwrite, copy_images=args.copy_images)
+                              overwrite=args.overwrite, copy_images=args.copy_images,
+                              shared_ground=args.shared_ground)
     recipe = load_recipe(args.recipe, args.source)
     config.check_sources(recipe)
     from apache_beam.options.pipeline_options import PipelineOptions

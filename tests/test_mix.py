@@ -405,6 +405,18 @@ def test_bad_recipes_are_usage_errors(recipe, message, sources, tmp_path, capsys
     assert not out.exists(), "nothing is written"
 
 
+@pytest.mark.parametrize(("flag", "message"), [
+    ("drop", "--shared-ground drop compares where tiles lie, which only satsft builds record"),
+    ("keep", "--shared-ground takes report or drop, not 'keep'"),
+])
+def test_shared_ground_drop_needs_a_build_among_the_sources(flag, message, sources, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["mix", "--source", f"name=chat,path={sources['chat']}", "--output", str(out),
+                 "--shared-ground", flag]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists(), "nothing is written"
+
+
 def test_a_damaged_parquet_source_file_is_a_reject_not_a_failed_mix(sources, tmp_path, capsys):
     """A truncated Parquet file among a source's files failed the whole mix with an Arrow traceback: it is one
     reject (source_file_unreadable, with Arrow's reason), and the other files' rows are mixed."""
@@ -531,6 +543,28 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
     assert unseen == len(test_rows) - scored["shared_ground"]["rows"]  # the sample tree has no other test tile
     assert main(["eval", str(tmp_path / "mix"), "--baseline", "majority", "--split", "test"]) == 0
     assert "too (mix_report.json, shared_ground)" in capsys.readouterr().out
+    # --shared-ground drop: the first build's train tiles on that ground lose their rows, the test tiles keep theirs
+    assert main(["mix", "--recipe", str(recipe), "--output", str(tmp_path / "apart"), "--quiet",
+                 "--shared-ground", "drop"]) == 0
+    said = capsys.readouterr().out
+    apart = json.loads((tmp_path / "apart" / "mix_report.json").read_text())
+    gone = [json.loads(line) for f in (tmp_path / "apart" / "rejects").glob("*.jsonl")
+            for line in f.read_text().splitlines()]
+    mixed_rows = [r["metadata"] for r in _rows(tmp_path / "mix")]
+    first_rows = [md for md in mixed_rows if md["source"] == "first" and md["tile_stem"] in moved]
+    assert len(gone) == apart["rejects_by_reason"]["split_shared_ground"] == len(first_rows) > 0
+    assert {r["tile_stem"] for r in gone} == set(moved) and all(r["stage"] == "split" for r in gone)
+    assert gone[0]["detail"].startswith("train tile first/" + place) and "with test tile again/" in gone[0]["detail"]
+    assert apart["shared_ground"]["dropped_tiles"] == len(moved) and sum(apart["shared_ground"]["tiles"].values()) == 0
+    assert apart["rows"]["total"] == report["rows"]["total"] - len(first_rows)
+    kept_rows = [r["metadata"] for r in _rows(tmp_path / "apart")]
+    assert sorted(md["sample_id"] for md in kept_rows) == sorted(
+        md["sample_id"] for md in mixed_rows if not (md["source"] == "first" and md["tile_stem"] in moved))
+    assert apart["config"]["shared_ground"] == "drop" and "shared_ground" not in report["config"]
+    assert not (tmp_path / "apart" / "metadata" / "shared_ground.jsonl").exists() and "WARNING" not in said
+    assert f"the rows of {len(moved)} tile(s) on ground" in (tmp_path / "apart" / "README.md").read_text()
+    assert evaluate(str(tmp_path / "apart"), "test", baseline="majority")["shared_ground"]["tiles"] == 0
+    assert apart["file_count"] == sum(1 for p in (tmp_path / "apart").rglob("*") if p.is_file())
     # a build from before manifests carried footprints: its tiles are not checked, and nothing is found; a
     # damaged line or footprint there loses nothing else
     old = tmp_path / "old"

@@ -11,6 +11,7 @@ from pipeline.mix.recipe import Recipe
 from transforms import fileio
 from transforms.fileio import public_location
 from transforms.output.tree import EMBEDDED_ROWS_PER_SHARD, MAX_FILES_PER_DIR, MIN_FILES_PER_DIR, ROWS_PER_SHARD
+from transforms.splits.plan import SHARED_GROUND_POLICIES
 
 MIX_FORMATS = ("parquet", "jsonl")
 
@@ -24,11 +25,12 @@ class MixConfig:
     max_files_per_dir: int = MAX_FILES_PER_DIR
     overwrite: bool = False
     copy_images: bool = False  # media copied, not hard-linked to the sources' files
+    shared_ground: str = "report"  # drop: rows of tiles on another split's ground go (train ones first)
 
     @classmethod
     def create(cls, *, output: str, formats: str = "parquet", embed_images: bool = False, rows_per_shard: int = 0,
                max_files_per_dir: int = MAX_FILES_PER_DIR, overwrite: bool = False,
-               copy_images: bool = False) -> MixConfig:
+               copy_images: bool = False, shared_ground: str = "report") -> MixConfig:
         """Every flag checked before the recipe is read or any graph is built."""
         asked = {x.strip() for x in formats.split(",")}
         picked = tuple(f for f in MIX_FORMATS if f in asked)
@@ -40,9 +42,11 @@ class MixConfig:
         if max_files_per_dir < MIN_FILES_PER_DIR or rows_per_shard < 0:
             raise UsageError(f"--max-files-per-dir must be at least {MIN_FILES_PER_DIR} and --rows-per-shard 0 "
                              "or more")
+        if shared_ground not in SHARED_GROUND_POLICIES:
+            raise UsageError(f"--shared-ground takes {' or '.join(SHARED_GROUND_POLICIES)}, not {shared_ground!r}")
         out = fileio.clean_root(output)
         rows = rows_per_shard or (EMBEDDED_ROWS_PER_SHARD if embed_images else ROWS_PER_SHARD)
-        return cls(out, picked, embed_images, rows, max_files_per_dir, overwrite, copy_images)
+        return cls(out, picked, embed_images, rows, max_files_per_dir, overwrite, copy_images, shared_ground)
 
     def check_sources(self, recipe: Recipe) -> None:
         """The output may not lie inside a source (a rerun would read its own rows) nor hold one."""
@@ -50,8 +54,12 @@ class MixConfig:
             folder = s.folder.rstrip("/") + "/"
             if (self.output + "/").startswith(folder) or folder.startswith(self.output + "/"):
                 raise UsageError(f"--output must not be inside source {s.name!r} (or the other way round)")
+        if self.shared_ground == "drop" and not any(s.kind == "satsft" for s in recipe.sources):
+            raise UsageError("--shared-ground drop compares where tiles lie, which only satsft builds record (in "
+                             "their manifests): add a build among the sources, or leave the option out")
 
     def as_dict(self) -> dict[str, Any]:
         return {"output": public_location(self.output), "formats": list(self.formats),
                 "embed_images": self.embed_images, "rows_per_shard": self.rows_per_shard,
-                "max_files_per_dir": self.max_files_per_dir, "row_sidecars": "none", "copy_images": self.copy_images}
+                "max_files_per_dir": self.max_files_per_dir, "row_sidecars": "none", "copy_images": self.copy_images,
+                **({"shared_ground": self.shared_ground} if self.shared_ground != "report" else {})}

@@ -15,6 +15,7 @@ from transforms.mix.stages import (
     CheckMedia,
     ChooseRows,
     FindSharedGroundInMix,
+    KeepMixGroundApart,
     MixSource,
     PlanCopies,
     ReadMixSources,
@@ -66,17 +67,23 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
             | "SourceFiles" >> beam.Create(files)
             | "ReadMixSources" >> ReadMixSources(sources, root, len(files)))
     chosen = read["rows"] | "ChooseRows" >> ChooseRows(sources)
-    media = chosen["kept"] | "CheckMedia" >> CheckMedia(config.max_files_per_dir)
-    planned = ({"kept": chosen["kept"], "bad": media["bad"]}
+    kept, rejected = chosen["kept"], [read[REJECTS], chosen[REJECTS]]
+    manifests = build_manifests(recipe)
+    if config.shared_ground == "drop":  # the train rows on held-out ground go before anything is written
+        apart = {"kept": kept, "tiles": read[TILES]} | "KeepMixGroundApart" >> KeepMixGroundApart(sources, manifests)
+        kept, shared = apart["kept"], apart
+        rejected.append(apart[REJECTS])
+    elif manifests:  # only builds say where their tiles lie; the report says how many were read
+        shared = read[TILES] | "FindSharedGroundInMix" >> FindSharedGroundInMix(manifests)
+    media = kept | "CheckMedia" >> CheckMedia(config.max_files_per_dir)
+    planned = ({"kept": kept, "bad": media["bad"]}
                | "PlanCopies" >> PlanCopies(sources, recipe.seed, {s.name: s.repeat for s in recipe.sources},
                                             {s.name: s.share for s in recipe.sources}))
     written = ({"copies": planned["copies"], "index": media["index"], "locations": media["locations"]}
                | "WriteMixShards" >> WriteMixShards(root, config.formats, config.embed_images, config.rows_per_shard,
                                                     sources))
     events = [written, read[EVENTS], chosen[EVENTS]]
-    manifests = build_manifests(recipe)
-    if manifests:  # only builds say where their tiles lie; the report says how many were read
-        shared = read[TILES] | "FindSharedGroundInMix" >> FindSharedGroundInMix(manifests)
+    if manifests:
         events.append(shared["events"])
         events.append(shared["held_out"]
                       | "ForEachReader" >> beam.FlatMap(held_out_by_source, build_readers(sources))
@@ -89,7 +96,7 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
     all_events = ([part | f"SumEvents{i}" >> SumEvents() for i, part in enumerate(events)]
                   | "AllEvents" >> beam.Flatten())
     cleanup = all_events | "Done" >> RemoveSpool(root)
-    rejects = [read[REJECTS], chosen[REJECTS], planned[REJECTS]] | "AllRejects" >> beam.Flatten()
+    rejects = [*rejected, planned[REJECTS]] | "AllRejects" >> beam.Flatten()
     rejects_written = rejects | "WriteRejects" >> WriteRejects(root)
     keyed = [(all_events, cleanup, planned[EVENTS] | "SumPlanned" >> SumEvents()) | "WithCleanup" >> beam.Flatten(),
              rejects | "RejectKeys" >> beam.Map(reject_key),

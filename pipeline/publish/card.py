@@ -257,6 +257,12 @@ def render_mix_card(report: dict[str, Any]) -> str:
     out += _table(["source", "path", "filter", "rows in (train / validation / test)", "repeat",
                    "rows out (train / validation / test)", "share of train"], src_rows) + [""]
     out += _shared_ground(report.get("shared_ground"), mix=True)  # present where builds among the sources said
+    if report.get("config", {}).get("shared_ground") == "drop":
+        dropped = report.get("shared_ground", {}).get("dropped_tiles", 0)
+        rows_left_out = report.get("rejects_by_reason", {}).get("split_shared_ground", 0)
+        out += [f"With `--shared-ground drop` the rows of {dropped:,} tile(s) on ground a tile of another split "
+                f"shows were left out ({rows_left_out:,} rows, `split_shared_ground`): train ones first, then "
+                "validation ones, so the held-out splits keep theirs.", ""]
     out += ["## Rows by task and split", ""]
     by_task = rows["by_task_split"]
     task_rows = [[t] + [by_task[t].get(s, 0) for s in VALID_SPLITS] + [sum(by_task[t].values())]

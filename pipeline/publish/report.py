@@ -132,6 +132,8 @@ def _add_shared_ground(section: dict[str, Any], rest: str, n: int) -> None:
         section["tiles_without_footprint"] += n
     elif what == "builds":  # a mix: the builds whose manifests were read
         section["builds"] = section.get("builds", 0) + n
+    elif what == "dropped_tiles":  # a mix with --shared-ground drop: tiles whose rows it left out
+        section["dropped_tiles"] = section.get("dropped_tiles", 0) + n
     elif what == "example":
         a, split_a, b, split_b, share = detail.split("\t")
         section["examples"].append({"tile": a, "split": split_a, "other_tile": b, "other_split": split_b,

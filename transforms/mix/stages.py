@@ -47,15 +47,16 @@ from transforms.output.spool import SpoolFile, read_one, read_spooled, spool_roo
 from transforms.paths import join_path
 from transforms.progress import ProgressCounter
 from transforms.records import reject
-from transforms.splits.shared_ground import FindSharedGround
+from transforms.splits.shared_ground import DROP_REASON, FindGroundConflicts, FindSharedGround, record_cells
 
 REJECTS = "rejects"
 EVENTS = "events"
 TILES = "tiles"  # (dataset, owner, stem, split) of each build's tile the recipe selects
 
 # Pointers, as plain tuples (field order below):
-#   row:   (source, dataset, sample_id, split, (file, row), spool, offset, length, images)
+#   row:   (source, dataset, sample_id, split, (file, row), spool, offset, length, images, tile)
 #          images: ((owner, key, src, offset, length), ...); src "" when the bytes are in the spool
+#          tile: the stem of a build's tile, "" for a foreign row
 #   copy:  (split, order_key, row_id, source, k, spool, offset, length)
 #   image: (owner, key) -> (src, (spool, offset), length)
 RowPointer = tuple
@@ -193,10 +194,11 @@ class _ReadSpoolFn(beam.DoFn):
                 locs.append((src.media_owner, img.key, img.src, offset, length))
             name, offset, length = self._spool.write(orjson.dumps(n.record))
             md = n.record["metadata"]
-            if src.kind == "satsft" and md.get("tile_stem"):  # a build's tile: its manifest has its footprint
-                self._tiles.add((src.dataset, src.media_owner, md["tile_stem"], md["split"]))
+            tile = md.get("tile_stem") or "" if src.kind == "satsft" else ""
+            if tile:  # a build's tile: its manifest has its footprint
+                self._tiles.add((src.dataset, src.media_owner, tile, md["split"]))
             yield (source_index, src.dataset, md["sample_id"], md["split"], (file_index, row_no),
-                   name, offset, length, tuple(locs))
+                   name, offset, length, tuple(locs), tile)
 
         self._progress.add(1)
 
@@ -258,11 +260,12 @@ def _mix_records(element) -> list[dict[str, Any]]:
 
 
 @dataclass
-class FindSharedGroundInMix(beam.PTransform):
-    """(dataset, owner, stem, split) of the builds' tiles the recipe selects -> FindSharedGround's outputs over
-    the mix: two sources' tiles (or one's) of different splits on the same ground, as the mix's reader gets
-    them. Footprints come from each build's manifest, read a file at a time; only a stem, a split and four
-    numbers per tile cross the shuffles. Foreign sources say nothing of where their images lie."""
+class ReadMixTileRecords(beam.PTransform):
+    """(dataset, owner, stem, split) of the builds' tiles the recipe selects -> a manifest-like record per tile
+    ({"stem": <first source reading the build>/<stem>, "split", "footprint"}), as FindSharedGround and
+    FindGroundConflicts take them. Footprints come from each build's manifest, read a file at a time; only a
+    stem, a split and four numbers per tile cross the shuffles. Foreign sources say nothing of where their
+    images lie."""
 
     manifests: tuple[tuple[str, str], ...]  # (dataset, manifest tiles file) of every build among the sources
 
@@ -276,8 +279,71 @@ class FindSharedGroundInMix(beam.PTransform):
                     | "KeyByTile" >> beam.Map(lambda t: ((t[0], t[2]), (t[1], t[3]))))
         return ({"tile": selected, "box": boxes}
                 | "JoinFootprints" >> beam.CoGroupByKey()
-                | "Records" >> beam.FlatMap(_mix_records)
+                | "Records" >> beam.FlatMap(_mix_records))
+
+
+@dataclass
+class FindSharedGroundInMix(beam.PTransform):
+    """(dataset, owner, stem, split) of the builds' tiles the recipe selects -> FindSharedGround's outputs over
+    the mix: two sources' tiles (or one's) of different splits on the same ground, as the mix's reader gets
+    them."""
+
+    manifests: tuple[tuple[str, str], ...]
+
+    def expand(self, tiles):
+        return (tiles
+                | "ReadMixTileRecords" >> ReadMixTileRecords(self.manifests)
                 | "FindSharedGround" >> FindSharedGround())
+
+
+class _KeepRowApartFn(beam.DoFn):
+    """A kept row -> itself, or a reject when --shared-ground drop takes its tile (``drops``: <first source
+    reading the build>/<stem> -> (witness, its split))."""
+
+    def __init__(self, sources: tuple[MixSource, ...]):
+        self.sources = sources
+        self.dropped = Metrics.counter("KeepMixGroundApart", "rows_dropped_split_shared_ground")
+
+    def process(self, p, drops):
+        src = self.sources[p[0]]
+        name = f"{src.media_owner}/{p[9]}"
+        hit = drops.get(name) if p[9] else None
+        if hit is None:
+            yield p
+            return
+        self.dropped.inc()
+        yield beam.pvalue.TaggedOutput(REJECTS, reject(
+            f"{src.name}:{p[2]}", p[9], "split", DROP_REASON,
+            f"{p[3]} tile {name} sharing ground with {hit[1]} tile {hit[0]} (--shared-ground drop)"))
+
+
+@dataclass
+class KeepMixGroundApart(beam.PTransform):
+    """--shared-ground drop in a mix: {"kept": the rows ChooseRows kept, "tiles": (dataset, owner, stem, split)
+    of the builds' tiles the recipe selects} -> {"kept": the rows of tiles that share no ground with a tile of
+    another split, REJECTS: the others (``split_shared_ground``), "events" and "held_out": FindSharedGround's
+    outputs over the tiles left}. As in a build, of two tiles on one ground the one of the earlier split goes
+    (train before validation before test), whichever builds they come from: the held-out splits keep their
+    rows. The tiles dropped travel as a side input, one small entry per tile, so the rows cross no shuffle."""
+
+    sources: tuple[MixSource, ...]
+    manifests: tuple[tuple[str, str], ...]
+
+    def expand(self, parts):
+        records = parts["tiles"] | "ReadMixTileRecords" >> ReadMixTileRecords(self.manifests)
+        drops = (records
+                 | "Cells" >> beam.FlatMap(record_cells)
+                 | "FindGroundConflicts" >> FindGroundConflicts())
+        gone = beam.pvalue.AsDict(drops)
+        kept = parts["kept"] | "KeepOrReject" >> beam.ParDo(_KeepRowApartFn(self.sources), gone).with_outputs(
+            REJECTS, main="kept")
+        left = records | "TilesLeft" >> beam.Filter(lambda r, d: r["stem"] not in d, gone)
+        found = left | "FindSharedGround" >> FindSharedGround()
+        dropped = (drops
+                   | "CountDropped" >> beam.combiners.Count.Globally()
+                   | "DroppedEvents" >> beam.Map(lambda n: {"shared_ground|dropped_tiles": n}))
+        events = (found["events"], dropped) | "Events" >> beam.Flatten()
+        return {"kept": kept.kept, REJECTS: kept[REJECTS], "events": events, "held_out": found["held_out"]}
 
 
 def held_out_by_source(found: tuple[tuple[str, str], int], readers: dict[str, tuple[str, ...]]
@@ -361,7 +427,7 @@ def fraction_thresholds(grouped, repeats: dict[str, float], sources: tuple[MixSo
 def expand_copies(p: RowPointer, seed: int, sources: tuple[MixSource, ...], repeats: dict[str, float],
                   thresholds: dict[int, int], bad_images: dict[tuple[str, str], str]):
     """A kept row -> its copies, or a reject when one of its images is missing or broken."""
-    source, _, sample_id, split, _, spool, offset, length, images = p
+    source, _, sample_id, split, _, spool, offset, length, images, _ = p
     name = sources[source].name
     broken = next(((img, bad_images[(img[0], img[1])]) for img in images if (img[0], img[1]) in bad_images), None)
     if broken is not None:

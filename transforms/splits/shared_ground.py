@@ -167,6 +167,27 @@ class JoinBasesOnSharedGround(beam.PTransform):
 DROP_REASON = "split_shared_ground"
 
 
+def record_cells(record: dict[str, Any]) -> list[tuple[tuple[int, int], tuple[str, str, tuple, bool]]]:
+    """A manifest-like record ({"stem", "split", "footprint"}) -> (cell, (stem, split, footprint, kept=False))
+    per cell its footprint touches, as FindGroundConflicts takes them; none without a usable footprint."""
+    box = as_box(record.get("footprint"))
+    return [(cell, (record["stem"], record["split"], box, False)) for cell in cells_of(box)] if box else []
+
+
+@dataclass
+class FindGroundConflicts(beam.PTransform):
+    """(cell, (stem, split, footprint, kept)) of every tile -> (stem, (a tile of another split it shares ground
+    with, that tile's split)) for each tile --shared-ground drop rejects (footprints.ground_conflicts_in_cell
+    says which of a pair goes), the first such tile in sorted order as the witness its reason names."""
+
+    def expand(self, cells):
+        return (cells
+                | "GroupByCell" >> beam.GroupByKey()
+                | "ConflictsInCell" >> beam.FlatMapTuple(ground_conflicts_in_cell)
+                | "ByStem" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
+                | "FirstWitness" >> beam.CombinePerKey(min))
+
+
 def _conflict_cells(tile, kept: bool) -> list[tuple[tuple[int, int], tuple[str, str, tuple, bool]]]:
     box = tile_footprint(tile)
     return [(cell, (tile.tile_stem, tile.split, box, kept)) for cell in cells_of(box)] if box is not None else []
@@ -204,12 +225,7 @@ class KeepGroundApart(beam.PTransform):
         cells = [tiles | "NewCells" >> beam.FlatMap(_conflict_cells, False)]
         if self.kept is not None:
             cells.append(self.kept | "KeptCells" >> beam.FlatMap(_conflict_cells, True))
-        drops = (cells
-                 | "AllCells" >> beam.Flatten()
-                 | "GroupByCell" >> beam.GroupByKey()
-                 | "ConflictsInCell" >> beam.FlatMapTuple(ground_conflicts_in_cell)
-                 | "ByStem" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
-                 | "FirstWitness" >> beam.CombinePerKey(min))
+        drops = cells | "AllCells" >> beam.Flatten() | "FindGroundConflicts" >> FindGroundConflicts()
         out = ({"tile": tiles | "KeyByStem" >> beam.Map(lambda t: (t.tile_stem, t)), "drop": drops}
                | "JoinOnStem" >> beam.CoGroupByKey()
                | "KeepOrReject" >> beam.ParDo(_KeepOrRejectFn()).with_outputs("rejects", main="tiles"))

@@ -54,10 +54,12 @@ def test_portable_runner_matches_direct_runner(portable_services, damaged_tree, 
 
 
 def test_portable_runner_mixes_like_direct_runner(portable_services, direct_build, tmp_path):
-    """The mix on the Flink path: same bytes as on DirectRunner (a build with embedded images as source)."""
+    """The mix on the Flink path: same bytes as on DirectRunner (a build with embedded images as source), with
+    --shared-ground drop, whose tiles to drop travel as a side input."""
     job_endpoint, pool, _ = portable_services
     specs = ["--source", f"name=main,path={direct_build}",
-             "--source", f"name=fire,path={direct_build},repeat=8,task=production_analysis,profile=wildfire"]
+             "--source", f"name=fire,path={direct_build},repeat=8,task=production_analysis,profile=wildfire",
+             "--shared-ground", "drop"]
     portable = ["--runner", "PortableRunner", "--job_endpoint", job_endpoint, "--environment_type", "EXTERNAL",
                 "--environment_config", pool]
     outs = {}
@@ -67,3 +69,4 @@ def test_portable_runner_mixes_like_direct_runner(portable_services, direct_buil
     hashes = [{str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
                if p.is_file() and p.name != "mix_timings.json"} for out in outs.values()]
     assert any(k.startswith("media/main/") for k in hashes[0]) and hashes[0] == hashes[1]
+    assert b'"dropped_tiles": 0' in hashes[0]["mix_report.json"], "the drop ran, and one build has no shared ground"

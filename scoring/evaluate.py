@@ -339,10 +339,10 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def ground_key(row: dict[str, Any], mix: bool) -> str:
+def ground_key(stem: str, source: str, mix: bool) -> str:
     """How metadata/shared_ground.jsonl names a row's tile: by its stem in a build; in a mix, where two builds
     can hold the same stem, as <source>/<stem> with the mix source the row came from."""
-    return f"{row['metadata'].get('source', '')}/{row['tile_stem']}" if mix else row["tile_stem"]
+    return f"{source}/{stem}" if mix else stem
 
 
 def shared_ground_section(name: str, report: dict[str, Any]) -> dict[str, Any]:
@@ -352,24 +352,29 @@ def shared_ground_section(name: str, report: dict[str, Any]) -> dict[str, Any]:
     return section if isinstance(section, dict) else {}
 
 
-def shared_ground_stems(tree: OutputTree, split: str, name: str, report: dict[str, Any]) -> set[str] | None:
-    """The tiles of ``split`` (as ground_key names them) whose ground another split shows: listed in
-    metadata/shared_ground.jsonl where the report's shared_ground section (a build's splits.shared_ground, a
-    mix's own) counts them. None where the output did not check (a build made before, a mix of no build), where
-    it counted held-out tiles but wrote no list (a mix made before the list), and for train, whose tiles the
-    list does not hold (it names the held-out side of each pair)."""
+def held_out_on_shared_ground(tree: OutputTree, name: str, report: dict[str, Any]) -> dict[str, str] | None:
+    """Validation and test tiles (as ground_key names them) whose ground another split shows -> their split:
+    listed in metadata/shared_ground.jsonl where the report's shared_ground section counts them. None where the
+    output did not check (a build made before, a mix of no build) or counted held-out tiles but wrote no list
+    (a mix made before the list); EvalError when the list is damaged."""
     checked = shared_ground_section(name, report)
-    if split == "train" or not checked:
+    if not checked:
         return None
     if not tree.isfile(SHARED_GROUND_FILE):
         held_out = sum(n for s, n in checked.get("tiles", {}).items() if s != "train")
-        return None if held_out else set()  # none shares ground: the run writes the file only when some do
+        return None if held_out else {}  # none shares ground: the run writes the file only when some do
     try:
-        held_out_tiles = read_held_out(tree.read(SHARED_GROUND_FILE))
+        return read_held_out(tree.read(SHARED_GROUND_FILE))
     except (orjson.JSONDecodeError, KeyError, TypeError) as err:
         raise EvalError(f"{SHARED_GROUND_FILE} does not parse ({err.__class__.__name__}); `satsft validate` names "
                         "the damage: run the build or mix again to write it anew") from err
-    return {stem for stem, s in held_out_tiles.items() if s == split}
+
+
+def shared_ground_stems(tree: OutputTree, split: str, name: str, report: dict[str, Any]) -> set[str] | None:
+    """The tiles of ``split`` on ground another split shows (held_out_on_shared_ground); None where that is
+    not known, and for train, whose tiles the list does not hold (it names the held-out side of each pair)."""
+    held_out = None if split == "train" else held_out_on_shared_ground(tree, name, report)
+    return None if held_out is None else {key for key, s in held_out.items() if s == split}
 
 
 def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None,
@@ -388,8 +393,9 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     shared = shared_ground_stems(tree, split, name, output)
     if shared is not None:  # the output checked: score the rows on ground no other split shows apart as well
         mix = name == MIX_REPORT_NAME
-        unseen = [r for r in rows if ground_key(r, mix) not in shared]
-        report["shared_ground"] = {"tiles": len({ground_key(r, mix) for r in rows} & shared),
+        keys = [ground_key(r["tile_stem"], r["metadata"].get("source", ""), mix) for r in rows]
+        unseen = [r for r, key in zip(rows, keys, strict=True) if key not in shared]
+        report["shared_ground"] = {"tiles": len(set(keys) & shared),
                                    "rows": len(rows) - len(unseen), "counted_in": name}
         unchecked = shared_ground_section(name, output).get("tiles_without_footprint", 0)
         if unchecked:  # a tile that says nothing of where it lies may share ground: the split is a lower bound

@@ -106,6 +106,13 @@ def run_cli(*args: str, check: bool = True, env: dict[str, str] | None = None,
     return proc
 
 
+def preview_cards(output: Path, *flags: str) -> list[dict]:
+    """`satsft preview OUTPUT *flags`, then the cards its page shows (from preview/sample.js)."""
+    run_cli("preview", str(output), *flags)
+    data = (output / "preview" / "sample.js").read_text()
+    return json.loads(data[data.index("=") + 1:].strip().rstrip(";"))["cards"]
+
+
 @pytest.fixture(scope="session")
 def sample_tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tree") / "tree"

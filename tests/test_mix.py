@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipeline.cli import main
 from scoring.evaluate import evaluate
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, preview_cards, run_cli
 from transforms.input import lfs
 
 
@@ -543,6 +543,9 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
     assert unseen == len(test_rows) - scored["shared_ground"]["rows"]  # the sample tree has no other test tile
     assert main(["eval", str(tmp_path / "mix"), "--baseline", "majority", "--split", "test"]) == 0
     assert "too (mix_report.json, shared_ground)" in capsys.readouterr().out
+    marked = {f"{c['source']}/{c['metadata']['tile_stem']}" for c in preview_cards(tmp_path / "mix", "--splits", "test")
+              if c["shared_ground"]}
+    assert marked == on_shared, "the preview marks the same rows, whichever source they came from"
     # --shared-ground drop: the first build's train tiles on that ground lose their rows, the test tiles keep theirs
     assert main(["mix", "--recipe", str(recipe), "--output", str(tmp_path / "apart"), "--quiet",
                  "--shared-ground", "drop"]) == 0

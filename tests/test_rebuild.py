@@ -169,7 +169,7 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     new tiles only) and names a fresh build as the remedy, and an update that moves the tile away removes the
     list."""
     from scoring.evaluate import evaluate
-    from tests.conftest import run_cli
+    from tests.conftest import preview_cards, run_cli
 
     tree, out = tmp_path / "tree", tmp_path / "out"
     sidecars, train, test = _test_tile_over_a_train_tile(tree)
@@ -196,6 +196,10 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
                                        "tiles_not_checked": 1}
     assert scored["tasks"]["caption"]["unseen_ground"]["n"] == test_rows - 1 > 0
     assert "shared_ground" not in evaluate(str(out), "train", baseline="majority"), "the list names held-out tiles"
+    # the preview marks the rows of that tile, and only those
+    cards = preview_cards(out, "--tasks", "caption")
+    assert {c["metadata"]["tile_stem"] for c in cards if c["shared_ground"]} == {test.stem}
+    assert any(c["split"] == "train" for c in cards) and all(c["split"] == "test" for c in cards if c["shared_ground"])
     # a damaged list: validate names it, eval says so in one line instead of scoring without it
     listed_file = out / "metadata" / "shared_ground.jsonl"
     listed_file.write_text(listed[:-10] + "\n")

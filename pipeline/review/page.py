@@ -41,6 +41,7 @@ details { font-size: 12px; }
 table.meta { font-size: 11px; border-collapse: collapse; margin-top: 4px; }
 table.meta td { border-top: 1px solid #eee; padding: 1px 6px; vertical-align: top; word-break: break-all; }
 .absent { font-size: 12px; color: #a33; }
+.tag.shared { background: #f6dcc8; color: #8a3b00; }
 </style>
 <script src="sample.js"></script>
 </head>
@@ -142,6 +143,8 @@ table.meta td { border-top: 1px solid #eee; padding: 1px 6px; vertical-align: to
                                 "data-profile": card.profile, "data-source": card.source});
     node.appendChild(el("h2", {text: card.id}));
     for (const k of ["task", "split", "profile", "source"]) if (card[k]) node.appendChild(el("span", {class: "tag", text: card[k]}));
+    if (card.shared_ground) node.appendChild(el("span", {class: "tag shared", text: "on shared ground",
+      title: "a tile of another split shows this tile's ground too (metadata/shared_ground.jsonl): a model may have trained on it"}));
     const images = el("div", {class: "images"});
     card.images.forEach((src, i) => {
       images.appendChild(i === card.chip ? chipFrame(card, src) :

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from pipeline.publish.charts import report_charts
 from pipeline.review.page import PAGE
 from scoring import parse
+from scoring.evaluate import EvalError, ground_key, held_out_on_shared_ground
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, PALETTE_HEX
 from transforms.ids import stable_uint64
@@ -41,11 +42,12 @@ class PreviewError(ValueError):
 
 
 def stratified_sample(keys: list[dict[str, str]], per_task: int, seed: int) -> list[str]:
-    """Up to ``per_task`` sample ids per task, spread over its (split, profile, source) groups in turn; within a
-    group, in the order of a seeded hash. A pure function of the keys' set."""
-    by_task: dict[str, dict[tuple[str, str, str], list[str]]] = defaultdict(lambda: defaultdict(list))
-    for k in keys:
-        by_task[k["task"]][(k["split"], k["analysis_profile"], k.get("source", ""))].append(k["sample_id"])
+    """Up to ``per_task`` sample ids per task, spread over its (split, profile, source, on shared ground) groups
+    in turn; within a group, in the order of a seeded hash. A pure function of the keys' set."""
+    by_task: dict[str, dict[tuple[str, ...], list[str]]] = defaultdict(lambda: defaultdict(list))
+    for k in keys:  # rows on shared ground form groups of their own, so a reviewer sees some of them
+        group = (k["split"], k["analysis_profile"], k.get("source", ""), *(("shared",) if k.get("shared") else ()))
+        by_task[k["task"]][group].append(k["sample_id"])
     chosen = []
     for _, groups in sorted(by_task.items()):
         queues = [sorted(ids, key=lambda i: (stable_uint64("preview", seed, i), i))
@@ -168,11 +170,19 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
     report = orjson.loads(tree.read(name))
     fmt, paths = _split_files(tree, report)
     every = _keys(tree, fmt, paths)
+    try:
+        listed = held_out_on_shared_ground(tree, name, report) or {}
+    except EvalError:
+        listed = {}  # a damaged list: `satsft validate` names it; the preview shows the rows unmarked
+    mix = name == MIX_REPORT_NAME
+    for k in every:
+        k["shared"] = bool(k["tile_stem"]) and listed.get(ground_key(k["tile_stem"], k["source"], mix)) == k["split"]
     keys = [k for k in every if (not tasks or k["task"] in tasks) and (not splits or k["split"] in splits)]
     if not keys:
         raise PreviewError(no_match_message(every, tasks, splits))
     chosen = stratified_sample(keys, per_task, seed)
-    tiles_of = {k["sample_id"]: k["tile_stem"] for k in keys}
+    keyed = {k["sample_id"]: k for k in keys}
+    tiles_of = {sid: k["tile_stem"] for sid, k in keyed.items()}
     rows = _rows(tree, fmt, paths, set(chosen), {tiles_of[sid] for sid in chosen if tiles_of[sid]})
     tile_regions = {r["metadata"]["tile_stem"]: [{"label": label, "bbox": list(box)} for label, box in
                                                   parse.boxes(_text(r["messages"][-1])) or []]
@@ -195,7 +205,7 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
             images.append(copied[path])
         messages = [{"role": m["role"], "text": _text(m)} for m in row["messages"]]
         cards.append({"id": sid, "task": md["task"], "split": md["split"], "profile": md.get("analysis_profile", ""),
-                      "source": md.get("source", ""), "images": images,
+                      "source": md.get("source", ""), "images": images, "shared_ground": keyed[sid]["shared"],
                       "chip": 1 if md["task"] == "cross_view" and len(images) > 1 else 0,
                       "boxes": card_boxes(row, tile_regions), "note": card_note(row), "messages": messages,
                       "metadata": {k: v for k, v in md.items() if k != "image_paths"}})

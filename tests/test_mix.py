@@ -405,14 +405,15 @@ def test_bad_recipes_are_usage_errors(recipe, message, sources, tmp_path, capsys
     assert not out.exists(), "nothing is written"
 
 
-@pytest.mark.parametrize(("flag", "message"), [
-    ("drop", "--shared-ground drop compares where tiles lie, which only satsft builds record"),
-    ("keep", "--shared-ground takes report or drop, not 'keep'"),
+@pytest.mark.parametrize(("source", "flag", "message"), [
+    ("chat", "drop", "--shared-ground drop compares where tiles lie, which only satsft builds record"),
+    ("mix", "drop", "(in their manifests; a mix records none)"),
+    ("chat", "keep", "--shared-ground takes report or drop, not 'keep'"),
 ])
-def test_shared_ground_drop_needs_a_build_among_the_sources(flag, message, sources, tmp_path, capsys):
+def test_shared_ground_drop_needs_a_build_among_the_sources(source, flag, message, sources, mixed, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["mix", "--source", f"name=chat,path={sources['chat']}", "--output", str(out),
-                 "--shared-ground", flag]) == 2
+    path = sources["chat"] if source == "chat" else mixed[0]
+    assert main(["mix", "--source", f"name=src,path={path}", "--output", str(out), "--shared-ground", flag]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists(), "nothing is written"
 

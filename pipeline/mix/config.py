@@ -11,6 +11,7 @@ from pipeline.mix.recipe import Recipe
 from transforms import fileio
 from transforms.fileio import public_location
 from transforms.output.tree import EMBEDDED_ROWS_PER_SHARD, MAX_FILES_PER_DIR, MIN_FILES_PER_DIR, ROWS_PER_SHARD
+from transforms.rebuild.manifest import manifest_tiles_files
 from transforms.splits.plan import SHARED_GROUND_POLICIES
 
 MIX_FORMATS = ("parquet", "jsonl")
@@ -54,9 +55,11 @@ class MixConfig:
             folder = s.folder.rstrip("/") + "/"
             if (self.output + "/").startswith(folder) or folder.startswith(self.output + "/"):
                 raise UsageError(f"--output must not be inside source {s.name!r} (or the other way round)")
-        if self.shared_ground == "drop" and not any(s.kind == "satsft" for s in recipe.sources):
+        if self.shared_ground == "drop" and not any(s.kind == "satsft" and manifest_tiles_files(s.folder)
+                                                    for s in recipe.sources):
             raise UsageError("--shared-ground drop compares where tiles lie, which only satsft builds record (in "
-                             "their manifests): add a build among the sources, or leave the option out")
+                             "their manifests; a mix records none): add a build among the sources, or leave the "
+                             "option out")
 
     def as_dict(self) -> dict[str, Any]:
         return {"output": public_location(self.output), "formats": list(self.formats),

@@ -182,6 +182,17 @@ def bench_real() -> dict | None:
         out[f"unit {unit}"] = {"written": report["splits"]["written"],
                                "shared": report["splits"]["shared_ground"]["tiles"],
                                "groups": report["outputs"].get("ground_groups", 0)}
+        if unit == "base":  # the same build mixed with --shared-ground drop: the remedy after the fact
+            mix = WORK / "real_mix"
+            shutil.rmtree(mix, ignore_errors=True)
+            subprocess.run([PY, "-m", "pipeline.cli", "mix", "--source", f"name=real,path={build}", "--output",
+                            str(mix), "--quiet", "--formats", "jsonl", "--shared-ground", "drop"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            mixed = orjson.loads((mix / "mix_report.json").read_bytes())
+            out["mix drop"] = {"rows": mixed["sources"][0]["rows_out"],
+                               "dropped": mixed["shared_ground"]["dropped_tiles"],
+                               "left": sum(mixed["shared_ground"]["tiles"].values())}
+            shutil.rmtree(mix, ignore_errors=True)
         shutil.rmtree(build, ignore_errors=True)
     return out
 
@@ -342,6 +353,10 @@ def main() -> int:
             print(f"--split-unit {unit}: tiles written train / validation / test "
                   f"{' / '.join(str(v) for v in u['written'].values())}; held-out tiles on ground another split shows "
                   f"{u['shared']['validation'] + u['shared']['test']}; ground groups {u['groups']}")
+        m = real["mix drop"]
+        print(f"that --split-unit base build mixed with --shared-ground drop: caption rows train / validation / test "
+              f"{' / '.join(str(v) for v in m['rows'].values())}; tiles dropped {m['dropped']}, tiles left on "
+              f"shared ground {m['left']}")
     sg = bench_shared_ground()
     print(f"\n## ground shared between splits: {sg['chips']:,} footprints in one cell, a chip every 16 px")
     print(f"pairs across splits (every tenth chip test): {sg['pairs']:,} in {sg['pairs_s']:.2f} s; --split-unit "

@@ -360,9 +360,11 @@ def held_out_on_shared_ground(tree: OutputTree, name: str, report: dict[str, Any
     checked = shared_ground_section(name, report)
     if not checked:
         return None
+    held_out = sum(n for s, n in checked.get("tiles", {}).items() if s != "train")
+    if not held_out:
+        return {}  # none shares ground (the report, written last, says so; a list left beside it is not read)
     if not tree.isfile(SHARED_GROUND_FILE):
-        held_out = sum(n for s, n in checked.get("tiles", {}).items() if s != "train")
-        return None if held_out else {}  # none shares ground: the run writes the file only when some do
+        return None  # counted, but listed nowhere: a mix made before mixes wrote the list
     try:
         return read_held_out(tree.read(SHARED_GROUND_FILE))
     except (orjson.JSONDecodeError, KeyError, TypeError) as err:

@@ -547,28 +547,29 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
     marked = {f"{c['source']}/{c['metadata']['tile_stem']}" for c in preview_cards(tmp_path / "mix", "--splits", "test")
               if c["shared_ground"]}
     assert marked == on_shared, "the preview marks the same rows, whichever source they came from"
-    # --shared-ground drop: the first build's train tiles on that ground lose their rows, the test tiles keep theirs
-    assert main(["mix", "--recipe", str(recipe), "--output", str(tmp_path / "apart"), "--quiet",
+    # --shared-ground drop: the first build's train tiles on that ground lose their rows, the test tiles keep
+    # theirs; mixed over the same output (--overwrite), whose list of held-out tiles must not outlive it
+    mixed_rows = [r["metadata"] for r in _rows(tmp_path / "mix")]
+    apart_dir = tmp_path / "mix"
+    assert main(["mix", "--recipe", str(recipe), "--output", str(apart_dir), "--quiet", "--overwrite",
                  "--shared-ground", "drop"]) == 0
     said = capsys.readouterr().out
-    apart = json.loads((tmp_path / "apart" / "mix_report.json").read_text())
-    gone = [json.loads(line) for f in (tmp_path / "apart" / "rejects").glob("*.jsonl")
-            for line in f.read_text().splitlines()]
-    mixed_rows = [r["metadata"] for r in _rows(tmp_path / "mix")]
+    apart = json.loads((apart_dir / "mix_report.json").read_text())
+    gone = [json.loads(line) for f in (apart_dir / "rejects").glob("*.jsonl") for line in f.read_text().splitlines()]
     first_rows = [md for md in mixed_rows if md["source"] == "first" and md["tile_stem"] in moved]
     assert len(gone) == apart["rejects_by_reason"]["split_shared_ground"] == len(first_rows) > 0
     assert {r["tile_stem"] for r in gone} == set(moved) and all(r["stage"] == "split" for r in gone)
     assert gone[0]["detail"].startswith("train tile first/" + place) and "with test tile again/" in gone[0]["detail"]
     assert apart["shared_ground"]["dropped_tiles"] == len(moved) and sum(apart["shared_ground"]["tiles"].values()) == 0
     assert apart["rows"]["total"] == report["rows"]["total"] - len(first_rows)
-    kept_rows = [r["metadata"] for r in _rows(tmp_path / "apart")]
+    kept_rows = [r["metadata"] for r in _rows(apart_dir)]
     assert sorted(md["sample_id"] for md in kept_rows) == sorted(
         md["sample_id"] for md in mixed_rows if not (md["source"] == "first" and md["tile_stem"] in moved))
     assert apart["config"]["shared_ground"] == "drop" and "shared_ground" not in report["config"]
-    assert not (tmp_path / "apart" / "metadata" / "shared_ground.jsonl").exists() and "WARNING" not in said
-    assert f"the rows of {len(moved)} tile(s) on ground" in (tmp_path / "apart" / "README.md").read_text()
-    assert evaluate(str(tmp_path / "apart"), "test", baseline="majority")["shared_ground"]["tiles"] == 0
-    assert apart["file_count"] == sum(1 for p in (tmp_path / "apart").rglob("*") if p.is_file())
+    assert not (apart_dir / "metadata" / "shared_ground.jsonl").exists() and "WARNING" not in said
+    assert f"the rows of {len(moved)} tile(s) on ground" in (apart_dir / "README.md").read_text()
+    assert evaluate(str(apart_dir), "test", baseline="majority")["shared_ground"]["tiles"] == 0
+    assert apart["file_count"] == sum(1 for p in apart_dir.rglob("*") if p.is_file())
     # a build from before manifests carried footprints: its tiles are not checked, and nothing is found; a
     # damaged line or footprint there loses nothing else
     old = tmp_path / "old"

@@ -41,9 +41,11 @@ from transforms.output.tree import (
     MIX_ENTRIES,
     MIX_REPORT_NAME,
     MIX_TIMINGS_NAME,
+    PREVIEW_DIR,
     REPORT_NAME,
     TIMINGS_NAME,
 )
+from transforms.paths import join_path
 from transforms.prompts import TemplateError
 from transforms.rebuild.commit import DEFAULT_TAKE_OVER_HOURS
 
@@ -159,8 +161,22 @@ def run_build(argv: list[str]) -> int:
         return _stopped(stop, said)
     if report is not None:
         print(summary_table(report))
+        if config.update and _drop_old_preview(config.output):
+            print(f"removed {PREVIEW_DIR}/, which showed the build before this update: run `satsft preview "
+                  f"{config.output}` again")
         print(f"\ndataset written to {config.output} (report: {config.output}/{REPORT_NAME})")
     return 0
+
+
+def _drop_old_preview(output: str) -> bool:
+    """An --update leaves the preview page of the build it replaced: its cards, counts and images are the old
+    ones, and a Hub upload of the folder would carry them. It goes (it is remade in seconds); True if it was
+    there."""
+    folder = join_path(output, PREVIEW_DIR)
+    if not fileio.is_local(output) or not os.path.isdir(folder):
+        return False  # preview writes local pages only
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
 
 
 def _begin_update(build_options, detached: str) -> BuildConfig | None:

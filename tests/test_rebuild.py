@@ -212,6 +212,8 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     said = run_cli(*argv, "--update", "--shared-ground", "drop").stdout
     assert "This rebuild keeps every tile an earlier build placed in its split, and --shared-ground drop" in said
     assert "build afresh (without --previous or --update)" in said, said
+    assert f"removed preview/, which showed the build before this update: run `satsft preview {out}`" in said
+    assert not (out / "preview").exists()
     report = json.loads((out / "build_report.json").read_text())
     assert report["rebuild"]["rows_reused"] > 0 and report["rebuild"]["tiles_unchanged"] == 24
     assert report["splits"]["shared_ground"] == first

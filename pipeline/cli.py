@@ -170,11 +170,18 @@ def run_build(argv: list[str]) -> int:
 
 def _drop_old_preview(output: str) -> bool:
     """An --update leaves the preview page of the build it replaced: its cards, counts and images are the old
-    ones, and a Hub upload of the folder would carry them. It goes (it is remade in seconds); True if it was
-    there."""
+    ones, and a Hub upload of the folder would carry them. It goes (it is remade in seconds) unless the report
+    it was made from is byte for byte the new one (a rebuild of unchanged input changes no file); True if it
+    went."""
+    from pipeline.review.preview import MADE_FROM, made_from
+
     folder = join_path(output, PREVIEW_DIR)
     if not fileio.is_local(output) or not os.path.isdir(folder):
         return False  # preview writes local pages only
+    stamp = os.path.join(folder, MADE_FROM)
+    if os.path.isfile(stamp) and fileio.read_bytes(stamp) == made_from(fileio.read_bytes(join_path(output,
+                                                                                                    REPORT_NAME))):
+        return False
     shutil.rmtree(folder, ignore_errors=True)
     return True
 

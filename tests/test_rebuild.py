@@ -214,6 +214,10 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     assert "build afresh (without --previous or --update)" in said, said
     assert f"removed preview/, which showed the build before this update: run `satsft preview {out}`" in said
     assert not (out / "preview").exists()
+    # the same update again (unchanged input and options) writes the same report: a page made since stays
+    preview_cards(out, "--tasks", "caption")
+    said = run_cli(*argv, "--update", "--shared-ground", "drop").stdout
+    assert "removed preview/" not in said and (out / "preview" / "index.html").is_file()
     report = json.loads((out / "build_report.json").read_text())
     assert report["rebuild"]["rows_reused"] > 0 and report["rebuild"]["tiles_unchanged"] == 24
     assert report["splits"]["shared_ground"] == first

@@ -8,6 +8,7 @@ rows are read for the chosen ones only, so a 20,000-tile build previews in secon
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections import defaultdict
 from typing import Any
@@ -39,6 +40,15 @@ from transforms.tasks import is_grounding
 
 class PreviewError(ValueError):
     """The folder cannot be previewed; the message says why."""
+
+
+MADE_FROM = "made_from.txt"  # which report the page was made from: an --update that changed it removes the page
+
+
+def made_from(report_bytes: bytes) -> bytes:
+    """The report's digest, as preview/made_from.txt holds it: a rebuild of unchanged input writes the same
+    report bytes (its timings go elsewhere), so the page stays exactly when it still shows the output."""
+    return f"sha256 {hashlib.sha256(report_bytes).hexdigest()}\n".encode()
 
 
 def stratified_sample(keys: list[dict[str, str]], per_task: int, seed: int) -> list[str]:
@@ -167,7 +177,8 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
         raise PreviewError(f"no {REPORT_NAME} or {MIX_REPORT_NAME} in {root!r}: {state}; preview it once it has "
                            "finished" if state else f"no {REPORT_NAME} or {MIX_REPORT_NAME} in {root!r}; pass the "
                            "--output folder of a build or mix")
-    report = orjson.loads(tree.read(name))
+    report_bytes = tree.read(name)
+    report = orjson.loads(report_bytes)
     fmt, paths = _split_files(tree, report)
     every = _keys(tree, fmt, paths)
     try:
@@ -223,4 +234,5 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
     fileio.write_bytes(join_path(out_dir, "sample.js"),
                        b"window.SATSFT_PREVIEW = " + orjson.dumps(data).replace(b"</", b"<\\/") + b";\n")
     fileio.write_bytes(join_path(out_dir, "index.html"), PAGE.encode())
+    fileio.write_bytes(join_path(out_dir, MADE_FROM), made_from(report_bytes))
     return {"cards": len(cards), "images": len(copied), "path": join_path(out_dir, "index.html")}

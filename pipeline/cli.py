@@ -45,7 +45,6 @@ from transforms.output.tree import (
     REPORT_NAME,
     TIMINGS_NAME,
 )
-from transforms.paths import join_path
 from transforms.prompts import TemplateError
 from transforms.rebuild.commit import DEFAULT_TAKE_OVER_HOURS
 
@@ -161,29 +160,13 @@ def run_build(argv: list[str]) -> int:
         return _stopped(stop, said)
     if report is not None:
         print(summary_table(report))
-        if config.update and _drop_old_preview(config.output):
+        from pipeline.review.preview import remove_stale_preview
+
+        if config.update and remove_stale_preview(config.output):
             print(f"removed {PREVIEW_DIR}/, which showed the build before this update: run `satsft preview "
                   f"{config.output}` again")
         print(f"\ndataset written to {config.output} (report: {config.output}/{REPORT_NAME})")
     return 0
-
-
-def _drop_old_preview(output: str) -> bool:
-    """An --update leaves the preview page of the build it replaced: its cards, counts and images are the old
-    ones, and a Hub upload of the folder would carry them. It goes (it is remade in seconds) unless the report
-    it was made from is byte for byte the new one (a rebuild of unchanged input changes no file); True if it
-    went."""
-    from pipeline.review.preview import MADE_FROM, made_from
-
-    folder = join_path(output, PREVIEW_DIR)
-    if not fileio.is_local(output) or not os.path.isdir(folder):
-        return False  # preview writes local pages only
-    stamp = os.path.join(folder, MADE_FROM)
-    if os.path.isfile(stamp) and fileio.read_bytes(stamp) == made_from(fileio.read_bytes(join_path(output,
-                                                                                                    REPORT_NAME))):
-        return False
-    shutil.rmtree(folder, ignore_errors=True)
-    return True
 
 
 def _begin_update(build_options, detached: str) -> BuildConfig | None:

@@ -9,7 +9,9 @@ rows are read for the chosen ones only, so a 20,000-tile build previews in secon
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
+import shutil
 from collections import defaultdict
 from typing import Any
 
@@ -49,6 +51,21 @@ def made_from(report_bytes: bytes) -> bytes:
     """The report's digest, as preview/made_from.txt holds it: a rebuild of unchanged input writes the same
     report bytes (its timings go elsewhere), so the page stays exactly when it still shows the output."""
     return f"sha256 {hashlib.sha256(report_bytes).hexdigest()}\n".encode()
+
+
+def remove_stale_preview(output: str) -> bool:
+    """After an --update: the preview page of the build it replaced shows the old cards, counts and images, and
+    a Hub upload of the folder would carry them. It goes (it is remade in seconds) unless the report it was made
+    from is byte for byte the new one (a rebuild of unchanged input changes no file); True if it went."""
+    folder = join_path(output, PREVIEW_DIR)
+    if not fileio.is_local(output) or not os.path.isdir(folder):
+        return False  # preview writes local pages only
+    stamp = os.path.join(folder, MADE_FROM)
+    if os.path.isfile(stamp) and fileio.read_bytes(stamp) == made_from(fileio.read_bytes(join_path(output,
+                                                                                                    REPORT_NAME))):
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
 
 
 def stratified_sample(keys: list[dict[str, str]], per_task: int, seed: int) -> list[str]:

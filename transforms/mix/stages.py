@@ -194,7 +194,7 @@ class _ReadSpoolFn(beam.DoFn):
                 locs.append((src.media_owner, img.key, img.src, offset, length))
             name, offset, length = self._spool.write(orjson.dumps(n.record))
             md = n.record["metadata"]
-            tile = md.get("tile_stem") or "" if src.kind == "satsft" else ""
+            tile = (md.get("tile_stem") or "") if src.kind == "satsft" else ""
             if tile:  # a build's tile: its manifest has its footprint
                 self._tiles.add((src.dataset, src.media_owner, tile, md["split"]))
             yield (source_index, src.dataset, md["sample_id"], md["split"], (file_index, row_no),

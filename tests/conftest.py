@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from pipeline.sample.tree import write_sample_tree
 from transforms.analysis.tim import PROFILES
 from transforms.input.sidecars import parse_sidecar
+from transforms.paths import base_poi_id
 from transforms.prompts import load_templates
 from transforms.rows import PreparedTile, TaskContext
 from transforms.tasks import TASK_NAMES
@@ -104,6 +106,27 @@ def run_cli(*args: str, check: bool = True, env: dict[str, str] | None = None,
     if check and proc.returncode != 0:
         raise AssertionError(f"satsft {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def held_out_tile_over_a_train_tile(tree: Path) -> tuple[dict[Path, dict], Path, Path]:
+    """A 24-tile sample tree in which a place declared test has a tile cut half over a tile of a place wholly
+    in train (no reassignment moves such a place): (sidecars by path, the train tile, the test tile)."""
+    write_sample_tree(str(tree), 24, seed=3, workers=1)
+    sidecars = {p: json.loads(p.read_text()) for p in sorted((tree / "metadata").rglob("*.json"))}
+    splits_of: dict[str, set[str]] = {}
+    for p, s in sidecars.items():
+        splits_of.setdefault(base_poi_id(p.stem), set()).add(s["split"])
+    whole = sorted(b for b, splits in splits_of.items() if splits == {"train"})
+    train = next(p for p in sidecars if base_poi_id(p.stem) == whole[0])
+    for p, s in sidecars.items():
+        if base_poi_id(p.stem) == whole[1]:
+            s["split"] = "test"
+            p.write_text(json.dumps(s))
+    test = next(p for p in sidecars if base_poi_id(p.stem) == whole[1])
+    x0, y0, x1, y1 = sidecars[train]["bbox_wgs84"]
+    sidecars[test]["bbox_wgs84"] = [x0 + (x1 - x0) / 2, y0, x1 + (x1 - x0) / 2, y1]
+    test.write_text(json.dumps(sidecars[test]))
+    return sidecars, train, test
 
 
 def preview_cards(output: Path, *flags: str) -> list[dict]:

@@ -1,5 +1,6 @@
 """`satsft preview` in a real browser: Debian's Chromium driven by Playwright, the page opened from file:// with
-every other request blocked; images load, grounding boxes sit where the answers put them, filters filter."""
+every other request blocked; images load, grounding boxes sit where the answers put them, filters filter, and
+held-out rows on shared ground carry their tag."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ALL_OUTPUTS, run_cli
+from tests.conftest import ALL_OUTPUTS, held_out_tile_over_a_train_tile, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("SATSFT_REQUIRE_BROWSER"),
@@ -22,7 +23,7 @@ PER_TASK = 5
 @pytest.fixture(scope="module")
 def preview(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("preview")
-    run_cli("sample", "--tiles", "40", "--output", str(base / "tree"), "--seed", "8")
+    held_out_tile_over_a_train_tile(base / "tree")  # so that some cards carry the shared-ground tag
     out = base / "out"
     run_cli("build", "--input", str(base / "tree"), "--output", str(out), *ALL_OUTPUTS)
     proc = run_cli("preview", str(out), "--n", str(PER_TASK))
@@ -59,6 +60,15 @@ def test_preview_in_chromium(preview, tmp_path):
             page.wait_for_function("[...document.images].every(i => i.complete)")
             widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.getAttribute('src'), i.naturalWidth])")
             assert widths and all(w > 0 for _, w in widths), [s for s, w in widths if not w][:5]
+
+            # The cards of held-out rows on shared ground, and only those, carry the tag, with its reason.
+            data = (out / "preview" / "sample.js").read_text()
+            shared = sorted(c["id"] for c in json.loads(data[data.index("=") + 1:].strip().rstrip(";"))["cards"]
+                            if c["shared_ground"])
+            tags = page.eval_on_selector_all("article.card .tag.shared", "ts => ts.map(t => "
+                                             "[t.closest('article').querySelector('h2').textContent, t.title])")
+            assert shared and sorted(i for i, _ in tags) == shared, (tags, shared)
+            assert all("a tile of another split shows this tile's ground" in title for _, title in tags)
 
             # Every drawn box of a grounding card is its JSON bbox times the displayed chip, within 1 px.
             checked = 0

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.sample.tree import write_sample_tree
+from tests.conftest import held_out_tile_over_a_train_tile
 from transforms import generate
 from transforms.output.split_files import earlier_shard_counts, split_shard_count
 from transforms.paths import base_poi_id
@@ -140,27 +141,6 @@ def test_a_build_that_knew_chips_by_sha256_is_rebuilt_as_unchanged(grown, monkey
             {p.name: p.read_bytes() for p in (grown / "from_now" / folder).iterdir() if p.is_file()}, folder
 
 
-def _test_tile_over_a_train_tile(tree: Path) -> tuple[dict[Path, dict], Path, Path]:
-    """A 24-tile sample tree in which a place declared test has a tile cut half over a tile of a place wholly
-    in train (no reassignment moves such a place): (sidecars by path, the train tile, the test tile)."""
-    write_sample_tree(str(tree), 24, seed=3, workers=1)
-    sidecars = {p: json.loads(p.read_text()) for p in sorted((tree / "metadata").rglob("*.json"))}
-    splits_of: dict[str, set[str]] = {}
-    for p, s in sidecars.items():
-        splits_of.setdefault(base_poi_id(p.stem), set()).add(s["split"])
-    whole = sorted(b for b, splits in splits_of.items() if splits == {"train"})
-    train = next(p for p in sidecars if base_poi_id(p.stem) == whole[0])
-    for p, s in sidecars.items():
-        if base_poi_id(p.stem) == whole[1]:
-            s["split"] = "test"
-            p.write_text(json.dumps(s))
-    test = next(p for p in sidecars if base_poi_id(p.stem) == whole[1])
-    x0, y0, x1, y1 = sidecars[train]["bbox_wgs84"]
-    sidecars[test]["bbox_wgs84"] = [x0 + (x1 - x0) / 2, y0, x1 + (x1 - x0) / 2, y1]
-    test.write_text(json.dumps(sidecars[test]))
-    return sidecars, train, test
-
-
 def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     """A test tile cut half over a train tile (overlapping windows) is found by its footprint, whatever its POI
     id, and still after an --update that took every tile's rows from the earlier build; a tile whose sidecar
@@ -172,7 +152,7 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     from tests.conftest import preview_cards, run_cli
 
     tree, out = tmp_path / "tree", tmp_path / "out"
-    sidecars, train, test = _test_tile_over_a_train_tile(tree)
+    sidecars, train, test = held_out_tile_over_a_train_tile(tree)
     x0, y0, x1, y1 = sidecars[train]["bbox_wgs84"]
     unplaced = next(p for p, s in sidecars.items() if p not in (train, test))
     for field in ("bbox_wgs84", "grid"):
@@ -238,7 +218,7 @@ def test_split_unit_ground_keeps_shared_ground_in_one_split(tmp_path, capsys):
     tile of one split shares ground with another's; the card says how many bases were joined. With
     --leakage drop the joined places are rejected, with a reason that names both."""
     tree = tmp_path / "tree"
-    sidecars, train, test = _test_tile_over_a_train_tile(tree)
+    sidecars, train, test = held_out_tile_over_a_train_tile(tree)
     joined = {base_poi_id(train.stem), base_poi_id(test.stem)}
     flags = ["--quiet", "--tasks", "caption", "--split-unit", "ground"]
     assert main(["build", "--input", str(tree), "--output", str(tmp_path / "out"), *flags]) == 0
@@ -306,7 +286,7 @@ def test_shared_ground_drop_keeps_the_held_out_ground_apart(grown, tmp_path):
     (split_shared_ground, naming the test tile) and nothing else; in a rebuild a new place's tile cut half over
     a kept held-out tile is the one that goes, and every kept tile stays where it was."""
     tree = tmp_path / "tree"
-    sidecars, train, test = _test_tile_over_a_train_tile(tree)
+    sidecars, train, test = held_out_tile_over_a_train_tile(tree)
     assert main(["build", "--input", str(tree), "--output", str(tmp_path / "out"), "--quiet", "--tasks", "caption",
                  "--shared-ground", "drop"]) == 0
     report = json.loads((tmp_path / "out" / "build_report.json").read_text())

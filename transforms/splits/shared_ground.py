@@ -1,6 +1,7 @@
 """Tiles whose ground another split shows too, in a build or a mix of builds (splits.footprints has the rules);
-the groups of bases joined by shared ground that --split-unit ground keeps in one split; and the new tiles
---shared-ground drop rejects so that no two splits show one ground.
+the groups of bases joined by shared ground that --split-unit ground keeps in one split; and the tiles
+--shared-ground drop rejects so that no two splits show one ground (FindGroundConflicts: a build's new tiles,
+or the tiles of a mix's builds, whose rows the mix then leaves out).
 
 The count runs on the manifest records of the tiles as written, each with its final split and footprint: a
 rebuild's unchanged tiles keep theirs, so the check covers what a reader of the output gets, not what this run

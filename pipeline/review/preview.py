@@ -68,7 +68,7 @@ def remove_stale_preview(output: str) -> bool:
     return True
 
 
-def stratified_sample(keys: list[dict[str, str]], per_task: int, seed: int) -> list[str]:
+def stratified_sample(keys: list[dict[str, Any]], per_task: int, seed: int) -> list[str]:
     """Up to ``per_task`` sample ids per task, spread over its (split, profile, source, on shared ground) groups
     in turn; within a group, in the order of a seeded hash. A pure function of the keys' set."""
     by_task: dict[str, dict[tuple[str, ...], list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -96,7 +96,7 @@ def _split_files(tree: OutputTree, report: dict[str, Any]) -> tuple[str, list[st
     return fmt, paths
 
 
-def _keys(tree: OutputTree, fmt: str, paths: list[str]) -> list[dict[str, str]]:
+def _keys(tree: OutputTree, fmt: str, paths: list[str]) -> list[dict[str, Any]]:
     fields = ("sample_id", "task", "split", "analysis_profile", "source", "tile_stem")
     out = []
     for path in paths:
@@ -173,7 +173,7 @@ def card_note(row: dict[str, Any]) -> str:
     return f"asked about a class that is {'present' if _asked_present(row) else 'absent'}"
 
 
-def no_match_message(keys: list[dict[str, str]], tasks: set[str] | None, splits: set[str] | None) -> str:
+def no_match_message(keys: list[dict[str, Any]], tasks: set[str] | None, splits: set[str] | None) -> str:
     """Why a filter shows nothing, naming what the output does hold, so the fix is one edit away."""
     have_tasks = sorted({k["task"] for k in keys})
     have_splits = sorted({k["split"] for k in keys})

@@ -426,8 +426,6 @@ def run_eval(argv: list[str]) -> int:
             raise UsageError(str(err)) from err
         except OSError as err:
             raise UsageError(f"cannot read: {err}") from err
-        if args.baseline:
-            report["baseline"] = args.baseline
         print(markdown_table(report))
     if args.output:
         import orjson

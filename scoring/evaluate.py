@@ -6,14 +6,18 @@ counted missing and wrong. The report has exactly this shape, so other tools can
 "per_class"; multiple_choice adds "questions"; the share checks add "quoted"). Where the build or mix checked
 its tiles for ground another split shows, "shared_ground" counts this split's tiles and rows on such ground
 (with the report that counted them, and the tiles it could not check), and where there are some, every task
-adds "unseen_ground": {"n", "metrics"}, its scores on the other rows.
+adds "unseen_ground": {"n", "metrics"}, its scores on the other rows. Scored predictions add "predictions"
+and, per task, "majority_baseline"; a baseline adds "baseline"; both add "majority_fitted_on": {"split",
+"rows"} (and "tasks_counted_on_scored_rows" for tasks that split lacks), where the majority answers were counted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -71,15 +75,18 @@ def split_files(tree: OutputTree, split: str, report: dict[str, Any] | None = No
 
 def load_rows(tree: OutputTree, split: str, report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The split's rows as {sample_id, task, tile_stem, prompt, reference, metadata}."""
+    return list(iter_rows(tree, split, report))
+
+
+def iter_rows(tree: OutputTree, split: str, report: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """load_rows one row at a time: the train split, read only to count its answers, need not fit in memory."""
     fmt, paths = split_files(tree, split, report)
-    out = []
     for path in paths:
         for record in records(tree, path, fmt):
             user = next(m for m in record["messages"] if m["role"] == "user")
             md = record["metadata"]
-            out.append({"sample_id": md["sample_id"], "task": md["task"], "tile_stem": md.get("tile_stem", ""),
-                        "prompt": _text(user), "reference": _text(record["messages"][-1]), "metadata": md})
-    return out
+            yield {"sample_id": md["sample_id"], "task": md["task"], "tile_stem": md.get("tile_stem", ""),
+                   "prompt": _text(user), "reference": _text(record["messages"][-1]), "metadata": md}
 
 
 def records(tree: OutputTree, path: str, fmt: str, images: bool = False) -> Iterator[dict[str, Any]]:
@@ -179,24 +186,76 @@ def read_predictions(path: str) -> Predictions:
     return out
 
 
-def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0) -> dict[str, str]:
-    """Trivial answers to read a model's score against: the most frequent reference answer of each task (for
-    comparison, of the two classes asked, the one answered more often), or a seeded random option, class,
-    count, box or other row's answer."""
+class _Commonest:
+    """The most frequent of a stream of answers (ties: the first in sorting order), as min(-count, answer) over
+    all of them would pick it. Counts are kept by a 16-byte digest and the text only of answers seen twice, so
+    a train split of answers unique to their row (production summaries, captions) costs no more than its count."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[bytes] = Counter()
+        self.texts: dict[bytes, str] = {}
+        self.first: str | None = None  # the first in sorting order of all answers: the pick when none repeats
+
+    def add(self, answer: str) -> None:
+        key = hashlib.blake2b(answer.encode(), digest_size=16).digest()
+        self.counts[key] += 1
+        if self.counts[key] == 2:
+            self.texts[key] = answer
+        if self.first is None or answer < self.first:
+            self.first = answer
+
+    def pick(self) -> str:
+        top = max(self.counts.values(), default=0)
+        if top < 2:
+            return self.first or ""
+        return min(self.texts[k] for k, n in self.counts.items() if n == top)
+
+
+@dataclass
+class MajorityAnswers:
+    """What the majority baseline answers, counted on the rows it was fitted on: each task's commonest answer
+    (as the scorer reads it) and, for comparison, how often each class was the answer."""
+
+    common: dict[str, str] = field(default_factory=dict)
+    wins: Counter[str] = field(default_factory=Counter)
+    rows: int = 0
+    split: str = ""  # which split the rows were
+
+    def answer(self, row: dict[str, Any]) -> str | None:
+        """The baseline's answer to a row; None for a task the fitted rows do not have."""
+        asked = parse.classes_mentioned(row["prompt"]) if row["task"] == "comparison" else []
+        if asked:
+            return min((_class_answer(c) for c in asked), key=lambda a: (-self.wins[a], a))
+        return self.common.get(row["task"])
+
+
+def fit_majority(rows: Iterable[dict[str, Any]]) -> MajorityAnswers:
+    """The majority baseline's answers, counted in one pass over ``rows`` (a train split that may not fit in
+    memory): for comparison, of the two classes asked, the one that was the answer more often."""
+    counted: dict[str, _Commonest] = defaultdict(_Commonest)
+    fitted = MajorityAnswers()
+    for r in rows:
+        key = _majority_key(r)
+        counted[r["task"]].add(key)
+        if r["task"] == "comparison":
+            fitted.wins[key] += 1
+        fitted.rows += 1
+    fitted.common = {task: c.pick() for task, c in counted.items()}
+    return fitted
+
+
+def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0,
+                         fitted: MajorityAnswers | None = None) -> dict[str, str]:
+    """Trivial answers to read a model's score against. ``majority``: the answers ``fitted`` counted (the train
+    split's, as a model that learnt only how often each answer is right would give them), and for a task it did
+    not see, the scored rows' own commonest answer. ``random``: a seeded random option, class, count, box or
+    other row's answer (the scored rows' answers shuffled)."""
     if kind == "majority":
-        common = {}
-        by_task: dict[str, Counter[str]] = defaultdict(Counter)
+        own = fit_majority(rows)
+        out = {}
         for r in rows:
-            by_task[r["task"]][_majority_key(r)] += 1
-        for task, counts in by_task.items():
-            common[task] = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-        out = {r["sample_id"]: common[r["task"]] for r in rows}
-        # comparison asks about two classes: of those two, the one that was the answer more often in the split
-        wins = by_task.get("comparison", Counter())
-        for r in rows:
-            asked = parse.classes_mentioned(r["prompt"]) if r["task"] == "comparison" else []
-            if asked:
-                out[r["sample_id"]] = min((_class_answer(c) for c in asked), key=lambda a: (-wins[a], a))
+            said = fitted.answer(r) if fitted is not None and r["task"] in fitted.common else None
+            out[r["sample_id"]] = said if said is not None else own.answer(r) or ""
         return out
     rng = random.Random(seed)
     refs = defaultdict(list)
@@ -297,6 +356,20 @@ def _score_choice(task: str, rows: list[dict[str, Any]], got: list[str | None]) 
     return s
 
 
+def majority_fit_note(fit: dict[str, Any], split: str) -> str:
+    """The sentence under the table that says where the majority baseline's answers come from."""
+    if fit["split"] == split and split != "train":
+        note = (f"Majority baseline: each task's commonest answer in the {split} split itself ({fit['rows']} rows; the "
+                "output has no train rows), so it knows the answers it is scored on.")
+    else:
+        note = (f"Majority baseline: each task's commonest answer in the train split ({fit['rows']} rows), what a "
+                "model that learnt only how often each answer is right would say.")
+    own = fit.get("tasks_counted_on_scored_rows")
+    if own:
+        note += f" The train split has no rows of {', '.join(own)}: those count the {split} rows' own answers."
+    return note
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     beside = any("majority_baseline" in t for t in report["tasks"].values())
     head = "| task | n | missing | malformed | metrics |" + (" majority baseline |" if beside else "")
@@ -321,6 +394,9 @@ def markdown_table(report: dict[str, Any]) -> str:
         if beside:
             line += " " + ", ".join(f"{k} {v:.3f}" for k, v in t.get("majority_baseline", {}).items()) + " |"
         lines.append(line)
+    fit = report.get("majority_fitted_on")
+    if fit and (beside or report.get("baseline") == "majority"):
+        lines += ["", majority_fit_note(fit, report["split"])]
     shared = report.get("shared_ground", {})
     if shared.get("rows"):
         where = f"{MIX_REPORT_NAME}, shared_ground" if shared.get("counted_in") == MIX_REPORT_NAME else (
@@ -379,6 +455,35 @@ def shared_ground_stems(tree: OutputTree, split: str, name: str, report: dict[st
     return None if held_out is None else {key for key, s in held_out.items() if s == split}
 
 
+def fit_majority_on_train(tree: OutputTree, split: str, output: dict[str, Any], rows: list[dict[str, Any]]
+                          ) -> MajorityAnswers:
+    """The majority baseline's answers, counted on the train split: a baseline counted on the rows it answers
+    knows their answers: on a 300-tile sample tree's 42 test comparison rows, counting which class wins on those
+    rows scored 0.857, the train split's counts 0.571. The scored rows' own when they are the train split, or
+    the output has none (a mix of evaluation sources only)."""
+    if split != "train":
+        try:
+            fitted = fit_majority(iter_rows(tree, "train", output))
+        except EvalError:  # no train rows: the scored rows' own, and the report says so
+            fitted = None
+        if fitted is not None:
+            fitted.split = "train"
+            return fitted
+    fitted = fit_majority(rows)
+    fitted.split = split
+    return fitted
+
+
+def majority_fit_section(fitted: MajorityAnswers, split: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report's account of where the majority baseline's answers come from: the split and its rows, and the
+    tasks that split has no rows of (answered with the scored rows' own commonest answer)."""
+    section: dict[str, Any] = {"split": fitted.split, "rows": fitted.rows}
+    own = sorted({r["task"] for r in rows} - set(fitted.common))
+    if own:
+        section["tasks_counted_on_scored_rows"] = own
+    return section
+
+
 def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None,
              baseline: str | None = None, seed: int = 0, box_scale: float = 1.0) -> dict[str, Any]:
     tree = OutputTree(dataset)
@@ -386,8 +491,9 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
         raise EvalError(f"{dataset!r} holds no files; pass the --output folder of a build")
     name, output = output_report(tree)
     rows = load_rows(tree, split, output)
+    fitted = None if baseline == "random" else fit_majority_on_train(tree, split, output, rows)
     if baseline:
-        predictions = baseline_predictions(rows, baseline, seed)
+        predictions = baseline_predictions(rows, baseline, seed, fitted)
     shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})
     report = score(rows, predictions or {}, shares, split, box_scale)
     if box_scale != 1.0:
@@ -407,8 +513,12 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
             for task, t in report["tasks"].items():
                 t["unseen_ground"] = {k: clean[task][k] for k in ("n", "metrics")} if task in clean else {
                     "n": 0, "metrics": {}}
+    if baseline:
+        report["baseline"] = baseline
+    if fitted is not None:
+        report["majority_fitted_on"] = majority_fit_section(fitted, split, rows)
     if not baseline:  # a model's score beside what always giving the commonest answer scores on the same rows
-        floor = score(rows, baseline_predictions(rows, "majority"), shares, split)["tasks"]
+        floor = score(rows, baseline_predictions(rows, "majority", fitted=fitted), shares, split)["tasks"]
         for task, t in report["tasks"].items():
             t["majority_baseline"] = floor[task]["metrics"]
         # Answers to rows of another split or build count nowhere: say how many, or the table reads as a model

@@ -417,3 +417,72 @@ def test_majority_baseline_counts_answers_as_the_scorer_reads_them():
     assert {got[s] for s in ("a1", "a2", "a3")} == {"No."}
     # wins: trees 2, crops 1, water 1: trees over either, then crops before water on the name
     assert [got[s] for s in ("c1", "c2", "c3", "c4")] == ["Crops.", "Trees.", "Trees.", "Water."]
+    # counted on other rows (a train split), those counts decide; a task they lack falls back to the rows' own
+    from scoring.evaluate import fit_majority
+
+    train = [row("t1", "referring", "Trees."), row("t2", "referring", "Trees."),
+             row("t3", "comparison", "Water covers more: 50.0% against 1.0% of trees.", "more trees or water?"),
+             row("t4", "comparison", "Water covers more: 50.0% against 1.0% of crops.", "more water or crops?")]
+    fitted = fit_majority(train)
+    assert fitted.rows == 4 and set(fitted.common) == {"referring", "comparison"}
+    got = baseline_predictions(rows, "majority", fitted=fitted)
+    assert {got[s] for s in ("r1", "r2", "r3")} == {"Trees."}
+    assert {got[s] for s in ("a1", "a2", "a3")} == {"No."}, "absence is not in the train rows: the rows' own"
+    assert [got[s] for s in ("c1", "c2", "c3", "c4")] == ["Water.", "Water.", "Crops.", "Water."]
+
+
+def test_commonest_answer_is_the_one_a_full_count_picks():
+    """The train split's answers are counted by digest, their text kept only once repeated: the pick must be the
+    one min(-count, answer) over every answer gives, for streams of unique answers, repeats and ties."""
+    import random
+
+    from scoring.evaluate import _Commonest
+
+    rng = random.Random(3)
+    for trial in range(300):
+        vocabulary = [f"answer {rng.randrange(10_000)}" for _ in range(rng.randint(1, 30))]
+        stream = [rng.choice(vocabulary) for _ in range(rng.randint(1, 60))]
+        c = _Commonest()
+        for answer in stream:
+            c.add(answer)
+        counts = Counter(stream)
+        assert c.pick() == min(counts, key=lambda a: (-counts[a], a)), (trial, stream)
+
+
+def test_majority_baseline_is_counted_on_the_train_split(eval_build, tmp_path):
+    """Counted on the rows it answers, the baseline knew their answers (comparison: which of the two classes
+    asked wins on those very rows). The test split is answered with the train split's counts, and the report
+    and the table say so; a mix with no train rows counts the scored rows' own, and says that instead."""
+    from scoring.evaluate import _class_answer, evaluate
+
+    train, test = _rows(eval_build, "train"), _rows(eval_build, "test")
+    wins = Counter()
+    for r in train:
+        if r["metadata"]["task"] == "comparison":
+            asked = set(parse.classes_mentioned(r["messages"][-2]["content"][-1]["text"]))
+            wins[parse.one_class(_answer(r), asked)] += 1
+    right = []
+    for r in test:
+        if r["metadata"]["task"] == "comparison":
+            asked = parse.classes_mentioned(r["messages"][-2]["content"][-1]["text"])
+            guess = min(asked, key=lambda c: (-wins[c], _class_answer(c)))
+            right.append(guess == parse.one_class(_answer(r), set(asked)))
+    assert len(right) >= 5
+    report = evaluate(str(eval_build), "test", baseline="majority")
+    assert report["baseline"] == "majority"
+    assert report["majority_fitted_on"] == {"split": "train", "rows": len(train)}
+    assert report["tasks"]["comparison"]["metrics"]["accuracy"] == pytest.approx(sum(right) / len(right), abs=1e-6)
+    scored = evaluate(str(eval_build), "test", predictions={})  # beside a model's scores: the same counts
+    assert scored["majority_fitted_on"] == report["majority_fitted_on"]
+    assert scored["tasks"]["comparison"]["majority_baseline"] == report["tasks"]["comparison"]["metrics"]
+    proc = run_cli("eval", str(eval_build), "--baseline", "majority")
+    assert f"each task's commonest answer in the train split ({len(train)} rows)" in proc.stdout
+    assert "majority_fitted_on" not in evaluate(str(eval_build), "test", baseline="random"), "random counts nothing"
+    # a mix of the held-out rows only: nothing to count but the scored rows, and the note says what that means
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"sources:\n  - {{name: held, path: {eval_build}, where: {{split: [validation, test]}}}}\n")
+    run_cli("mix", "--recipe", str(recipe), "--output", str(tmp_path / "mix"))
+    own = evaluate(str(tmp_path / "mix"), "test", baseline="majority")
+    assert own["majority_fitted_on"] == {"split": "test", "rows": len(test)}
+    proc = run_cli("eval", str(tmp_path / "mix"), "--baseline", "majority")
+    assert "in the test split itself" in proc.stdout and "knows the answers it is scored on" in proc.stdout

@@ -6,9 +6,11 @@ counted missing and wrong. The report has exactly this shape, so other tools can
 "per_class"; multiple_choice adds "questions"; the share checks add "quoted"). Where the build or mix checked
 its tiles for ground another split shows, "shared_ground" counts this split's tiles and rows on such ground
 (with the report that counted them, and the tiles it could not check), and where there are some, every task
-adds "unseen_ground": {"n", "metrics"}, its scores on the other rows. Scored predictions add "predictions"
-and, per task, "majority_baseline"; a baseline adds "baseline"; both add "majority_fitted_on": {"split",
-"rows"} (and "tasks_counted_on_scored_rows" for tasks that split lacks), where the majority answers were counted.
+adds "unseen_ground": {"n", "metrics", "tiles", "interval_95"}, its scores on the other rows. Every task adds
+"tiles" and, from 10 tiles on, "interval_95": {metric: [low, high]} (scoring.intervals). Scored predictions
+add "predictions" and, per task, "majority_baseline"; a baseline adds "baseline"; both add
+"majority_fitted_on": {"split", "rows"} (and "tasks_counted_on_scored_rows" for tasks that split lacks), where
+the majority answers were counted.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from scoring import metrics, parse
+from scoring.intervals import MIN_TILES, RESAMPLES, bootstrap_intervals
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.input.sidecars import UTF8_BOM
 from transforms.output import claim
@@ -306,33 +309,46 @@ def _class_answer(name: str) -> str:
 
 
 def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[str, dict[str, float]],
-          split: str, box_scale: float = 1.0) -> dict[str, Any]:
+          split: str, box_scale: float = 1.0, intervals: bool = False) -> dict[str, Any]:
+    """Every task's scores over ``rows``; with ``intervals``, each task adds "tiles" and "interval_95", the
+    bootstrap over its tiles (scoring.intervals)."""
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_task[r["task"]].append(r)
     tasks = {}
     for task, task_rows in sorted(by_task.items()):
-        got = [predictions.get(r["sample_id"]) for r in task_rows]
-        scorer = scorer_of(task)
-        if scorer == "grounding":
-            result = metrics.score_grounding([(r["reference"], p) for r, p in zip(task_rows, got, strict=True)],
-                                             box_scale)
-        elif scorer == "multiple_choice":
-            result = metrics.score_multiple_choice([
-                (r["metadata"].get("question_id") or r["sample_id"].rsplit("_r", 1)[0],
-                 r["metadata"].get("answer") or parse.letter(r["reference"], parse.options_of(r["prompt"])) or "",
-                 parse.options_of(r["prompt"]), p) for r, p in zip(task_rows, got, strict=True)])
-        elif scorer == "counting":
-            result = metrics.score_counting([(r["reference"], p) for r, p in zip(task_rows, got, strict=True)])
-        elif scorer == "choice":
-            result = _score_choice(task, task_rows, got)
-        elif scorer == "shares":
-            result = metrics.score_shares([(r["reference"], p, shares.get(r["tile_stem"], {}))
-                                           for r, p in zip(task_rows, got, strict=True)])
-        else:
+        def scored(some: list[dict[str, Any]], task: str = task) -> metrics.TaskScore | None:
+            return score_task(task, some, predictions, shares, box_scale)
+
+        result = scored(task_rows)
+        if result is None:
             continue  # cross_view and foreign tasks have no scorer: nothing to check an answer against
         tasks[task] = result.as_dict()
+        if intervals:
+            tasks[task].update(bootstrap_intervals(task_rows, result, scored))
     return {"split": split, "tasks": tasks}
+
+
+def score_task(task: str, task_rows: list[dict[str, Any]], predictions: dict[str, str],
+               shares: dict[str, dict[str, float]], box_scale: float = 1.0) -> metrics.TaskScore | None:
+    """One task's scores over its rows; None for a task with no scorer."""
+    got = [predictions.get(r["sample_id"]) for r in task_rows]
+    scorer = scorer_of(task)
+    if scorer == "grounding":
+        return metrics.score_grounding([(r["reference"], p) for r, p in zip(task_rows, got, strict=True)], box_scale)
+    if scorer == "multiple_choice":
+        return metrics.score_multiple_choice([
+            (r["metadata"].get("question_id") or r["sample_id"].rsplit("_r", 1)[0],
+             r["metadata"].get("answer") or parse.letter(r["reference"], parse.options_of(r["prompt"])) or "",
+             parse.options_of(r["prompt"]), p) for r, p in zip(task_rows, got, strict=True)])
+    if scorer == "counting":
+        return metrics.score_counting([(r["reference"], p) for r, p in zip(task_rows, got, strict=True)])
+    if scorer == "choice":
+        return _score_choice(task, task_rows, got)
+    if scorer == "shares":
+        return metrics.score_shares([(r["reference"], p, shares.get(r["tile_stem"], {}))
+                                     for r, p in zip(task_rows, got, strict=True)])
+    return None
 
 
 def _score_choice(task: str, rows: list[dict[str, Any]], got: list[str | None]) -> metrics.TaskScore:
@@ -352,8 +368,27 @@ def _score_choice(task: str, rows: list[dict[str, Any]], got: list[str | None]) 
         if answer is None:
             s.malformed += 1
         right += answer is not None and answer == want
-    s.metrics = {"accuracy": right / len(rows) if rows else 0.0}
+    s.ratio("accuracy", right, len(rows))
     return s
+
+
+def shown_metrics(task: dict[str, Any]) -> str:
+    """A task's metrics as the table cell shows them, each with its 95% interval over tiles where there is one."""
+    bounds = task.get("interval_95", {})
+    return ", ".join(f"{k} {v:.3f}" + (f" [{bounds[k][0]:.3f}, {bounds[k][1]:.3f}]" if k in bounds else "")
+                     for k, v in task.get("metrics", {}).items())
+
+
+def interval_note(report: dict[str, Any]) -> str:
+    """The sentence under the table that says what the bracketed bounds are, and where there are none."""
+    tiles = [t.get("tiles", 0) for t in report["tasks"].values()]
+    note = (f"[low, high]: the 95% interval of each score over {RESAMPLES} draws of the split's tiles with "
+            "replacement (rows of one tile are not independent draws); a narrow interval needs many tiles.")
+    few = sorted(task for task, t in report["tasks"].items() if t.get("tiles", 0) < MIN_TILES)
+    if few:
+        note += (f" No interval under {MIN_TILES} tiles, too few for a bootstrap to say how far a score could "
+                 f"move: {', '.join(few)}.")
+    return note if any(tiles) else ""
 
 
 def majority_fit_note(fit: dict[str, Any], split: str) -> str:
@@ -389,11 +424,13 @@ def markdown_table(report: dict[str, Any]) -> str:
                             "answers in other units is scored in them with --box-scale 1000 (or the chip's width in "
                             "pixels)")
     for task, t in report["tasks"].items():
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in t["metrics"].items())
-        line = f"| {task} | {t['n']} | {t['missing']} | {t['malformed']} | {shown} |"
+        line = f"| {task} | {t['n']} | {t['missing']} | {t['malformed']} | {shown_metrics(t)} |"
         if beside:
             line += " " + ", ".join(f"{k} {v:.3f}" for k, v in t.get("majority_baseline", {}).items()) + " |"
         lines.append(line)
+    said = interval_note(report)
+    if said:
+        lines += ["", said]
     fit = report.get("majority_fitted_on")
     if fit and (beside or report.get("baseline") == "majority"):
         lines += ["", majority_fit_note(fit, report["split"])]
@@ -406,8 +443,7 @@ def markdown_table(report: dict[str, Any]) -> str:
                   "on the other rows only, ground no other split shows:", "", "| task | n | metrics |", "|---|---|---|"]
         for task, t in report["tasks"].items():
             unseen = t.get("unseen_ground", {})
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in unseen.get("metrics", {}).items()) or "-"
-            lines.append(f"| {task} | {unseen.get('n', 0)} | {shown} |")
+            lines.append(f"| {task} | {unseen.get('n', 0)} | {shown_metrics(unseen) or '-'} |")
     if shared.get("tiles_not_checked"):
         lines += ["", f"NOTE: {shared['tiles_not_checked']} tile(s) of this dataset say nothing of where they lie "
                   "(no footprint in their sidecar, or a build made before manifests held one), so they were not "
@@ -495,7 +531,7 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     if baseline:
         predictions = baseline_predictions(rows, baseline, seed, fitted)
     shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})
-    report = score(rows, predictions or {}, shares, split, box_scale)
+    report = score(rows, predictions or {}, shares, split, box_scale, intervals=True)
     if box_scale != 1.0:
         report["box_scale"] = box_scale
     shared = shared_ground_stems(tree, split, name, output)
@@ -509,10 +545,10 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
         if unchecked:  # a tile that says nothing of where it lies may share ground: the split is a lower bound
             report["shared_ground"]["tiles_not_checked"] = unchecked
         if len(unseen) < len(rows):
-            clean = score(unseen, predictions or {}, shares, split, box_scale)["tasks"]
+            clean = score(unseen, predictions or {}, shares, split, box_scale, intervals=True)["tasks"]
             for task, t in report["tasks"].items():
-                t["unseen_ground"] = {k: clean[task][k] for k in ("n", "metrics")} if task in clean else {
-                    "n": 0, "metrics": {}}
+                t["unseen_ground"] = {k: v for k, v in clean[task].items() if k in (
+                    "n", "metrics", "tiles", "interval_95")} if task in clean else {"n": 0, "metrics": {}}
     if baseline:
         report["baseline"] = baseline
     if fitted is not None:

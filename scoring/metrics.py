@@ -22,6 +22,14 @@ class TaskScore:
     malformed: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # (numerator, denominator) of each metric that is a ratio of sums over rows: scores of a tile's rows alone add
+    # up to the split's, so a bootstrap over tiles resamples sums instead of scoring again (scoring.intervals)
+    sums: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def ratio(self, name: str, numerator: float, denominator: float) -> None:
+        """Sets a metric that is numerator / denominator (0 when nothing was counted), and keeps both."""
+        self.sums[name] = (float(numerator), float(denominator))
+        self.metrics[name] = _ratio(numerator, denominator)
 
     def as_dict(self) -> dict[str, Any]:
         return {"n": self.n, "missing": self.missing, "malformed": self.malformed,
@@ -56,6 +64,10 @@ def _ratio(a: float, b: float, empty: float = 0.0) -> float:
     return a / b if b else empty
 
 
+def f1(precision: float, recall: float) -> float:
+    return _ratio(2 * precision * recall, precision + recall)
+
+
 def score_grounding(items: Sequence[tuple[str, str | None]], box_scale: float = 1.0) -> TaskScore:
     """(reference answer, prediction or None) per row -> precision, recall, F1 at IoU 0.5 with one-to-one
     matching within a label; mean IoU = each true box's best IoU with a predicted box of its label.
@@ -81,14 +93,15 @@ def score_grounding(items: Sequence[tuple[str, str | None]], box_scale: float = 
             per[label].update(tp=m, fp=len(p) - m, fn=len(t) - m)
             ious += [max((iou(tb, pb) for pb in p), default=0.0) for tb in t]
     tp, fp, fn = (sum(c[k] for c in per.values()) for k in ("tp", "fp", "fn"))
-    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    s.metrics = {"precision@0.5": precision, "recall@0.5": recall,
-                 "f1@0.5": _ratio(2 * precision * recall, precision + recall), "mean_iou": _ratio(sum(ious), len(ious))}
+    s.ratio("precision@0.5", tp, tp + fp)
+    s.ratio("recall@0.5", tp, tp + fn)
+    s.metrics["f1@0.5"] = f1(s.metrics["precision@0.5"], s.metrics["recall@0.5"])
+    s.ratio("mean_iou", sum(ious), len(ious))
     per_class = {}
     for label, c in sorted(per.items()):
         p, r = _ratio(c["tp"], c["tp"] + c["fp"]), _ratio(c["tp"], c["tp"] + c["fn"])
         per_class[label] = {"precision@0.5": round(p, 6), "recall@0.5": round(r, 6),
-                            "f1@0.5": round(_ratio(2 * p * r, p + r), 6), "boxes": c["tp"] + c["fn"]}
+                            "f1@0.5": round(f1(p, r), 6), "boxes": c["tp"] + c["fn"]}
     s.extra["per_class"] = per_class
     s.extra["boxes_outside_unit"] = outside
     return s
@@ -111,8 +124,8 @@ def score_multiple_choice(items: Sequence[tuple[str, str, dict[str, str], str | 
         ok = got == answer
         right += ok
         questions[qid] = questions.get(qid, True) and ok
-    s.metrics = {"accuracy": _ratio(right, len(items)),
-                 "circular_accuracy": _ratio(sum(questions.values()), len(questions))}
+    s.ratio("accuracy", right, len(items))
+    s.ratio("circular_accuracy", sum(questions.values()), len(questions))
     s.extra["questions"] = len(questions)
     return s
 
@@ -129,7 +142,7 @@ def score_choice(items: Sequence[tuple[str, str | None]], read) -> TaskScore:
         if got is None:
             s.malformed += 1
         right += got is not None and got == read(reference)
-    s.metrics = {"accuracy": _ratio(right, len(items))}
+    s.ratio("accuracy", right, len(items))
     return s
 
 
@@ -147,7 +160,8 @@ def score_counting(items: Sequence[tuple[str, str | None]]) -> TaskScore:
             s.malformed += 1
         exact += got == truth
         errors.append(abs((got if got is not None else 0) - truth))
-    s.metrics = {"exact": _ratio(exact, len(items)), "mae": _ratio(sum(errors), len(errors))}
+    s.ratio("exact", exact, len(items))
+    s.ratio("mae", sum(errors), len(errors))
     return s
 
 
@@ -188,11 +202,10 @@ def score_shares(items: Sequence[tuple[str, str | None, dict[str, float]]]) -> T
         known = set(shares) | ref_named
         mentions += len(named)
         unknown += sum(cls not in known for cls in named)
-    s.metrics = {}
     if quoting_scores:
-        s.metrics["percent_within_2pp"] = _ratio(sum(quoting_scores), len(quoting_scores))
+        s.ratio("percent_within_2pp", sum(quoting_scores), len(quoting_scores))
     if recall_scores:
-        s.metrics["class_recall"] = _ratio(sum(recall_scores), len(recall_scores))
-    s.metrics["unknown_class_rate"] = _ratio(unknown, mentions)
+        s.ratio("class_recall", sum(recall_scores), len(recall_scores))
+    s.ratio("unknown_class_rate", unknown, mentions)
     s.extra["quoted"] = quoted_total
     return s

@@ -6,8 +6,8 @@ counted missing and wrong. The report has exactly this shape, so other tools can
 "per_class"; multiple_choice adds "questions"; the share checks add "quoted"). Where the build or mix checked
 its tiles for ground another split shows, "shared_ground" counts this split's tiles and rows on such ground
 (with the report that counted them, and the tiles it could not check), and where there are some, every task
-adds "unseen_ground": {"n", "metrics", "tiles", "interval_95"}, its scores on the other rows. Every task adds
-"tiles" and, from 10 tiles on, "interval_95": {metric: [low, high]} (scoring.intervals). Scored predictions
+adds "unseen_ground": {"n", "metrics", "places", "interval_95"}, its scores on the other rows. Every task adds
+"places" and, from 10 places on, "interval_95": {metric: [low, high]} (scoring.intervals). Scored predictions
 add "predictions" and, per task, "majority_baseline"; a baseline adds "baseline"; both add
 "majority_fitted_on": {"split", "rows"} (and "tasks_counted_on_scored_rows" for tasks that split lacks), where
 the majority answers were counted.
@@ -26,7 +26,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from scoring import metrics, parse
-from scoring.intervals import MIN_TILES, RESAMPLES, bootstrap_intervals
+from scoring.intervals import MIN_PLACES, RESAMPLES, bootstrap_intervals
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.input.sidecars import UTF8_BOM
 from transforms.output import claim
@@ -310,8 +310,8 @@ def _class_answer(name: str) -> str:
 
 def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[str, dict[str, float]],
           split: str, box_scale: float = 1.0, intervals: bool = False) -> dict[str, Any]:
-    """Every task's scores over ``rows``; with ``intervals``, each task adds "tiles" and "interval_95", the
-    bootstrap over its tiles (scoring.intervals)."""
+    """Every task's scores over ``rows``; with ``intervals``, each task adds "places" and "interval_95", the
+    bootstrap over its places (scoring.intervals)."""
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_task[r["task"]].append(r)
@@ -373,7 +373,8 @@ def _score_choice(task: str, rows: list[dict[str, Any]], got: list[str | None]) 
 
 
 def shown_metrics(task: dict[str, Any]) -> str:
-    """A task's metrics as the table cell shows them, each with its 95% interval over tiles where there is one."""
+    """A task's metrics as the table cell shows them, each with its 95% interval over places where there is
+    one."""
     bounds = task.get("interval_95", {})
     return ", ".join(f"{k} {v:.3f}" + (f" [{bounds[k][0]:.3f}, {bounds[k][1]:.3f}]" if k in bounds else "")
                      for k, v in task.get("metrics", {}).items())
@@ -381,14 +382,15 @@ def shown_metrics(task: dict[str, Any]) -> str:
 
 def interval_note(report: dict[str, Any]) -> str:
     """The sentence under the table that says what the bracketed bounds are, and where there are none."""
-    tiles = [t.get("tiles", 0) for t in report["tasks"].values()]
-    note = (f"[low, high]: the 95% interval of each score over {RESAMPLES} draws of the split's tiles with "
-            "replacement (rows of one tile are not independent draws); a narrow interval needs many tiles.")
-    few = sorted(task for task, t in report["tasks"].items() if t.get("tiles", 0) < MIN_TILES)
+    places = [t.get("places", 0) for t in report["tasks"].values()]
+    note = (f"[low, high]: the 95% interval of each score over {RESAMPLES} draws of the split's places (base POIs) "
+            "with replacement, since the rows of one place are not independent draws; a narrow interval needs many "
+            "places.")
+    few = sorted(task for task, t in report["tasks"].items() if t.get("places", 0) < MIN_PLACES)
     if few:
-        note += (f" No interval under {MIN_TILES} tiles, too few for a bootstrap to say how far a score could "
+        note += (f" No interval under {MIN_PLACES} places, too few for a bootstrap to say how far a score could "
                  f"move: {', '.join(few)}.")
-    return note if any(tiles) else ""
+    return note if any(places) else ""
 
 
 def majority_fit_note(fit: dict[str, Any], split: str) -> str:
@@ -548,7 +550,7 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
             clean = score(unseen, predictions or {}, shares, split, box_scale, intervals=True)["tasks"]
             for task, t in report["tasks"].items():
                 t["unseen_ground"] = {k: v for k, v in clean[task].items() if k in (
-                    "n", "metrics", "tiles", "interval_95")} if task in clean else {"n": 0, "metrics": {}}
+                    "n", "metrics", "places", "interval_95")} if task in clean else {"n": 0, "metrics": {}}
     if baseline:
         report["baseline"] = baseline
     if fitted is not None:

@@ -477,13 +477,13 @@ def test_majority_baseline_is_counted_on_the_train_split(eval_build, tmp_path):
     assert scored["tasks"]["comparison"]["majority_baseline"] == report["tasks"]["comparison"]["metrics"]
     proc = run_cli("eval", str(eval_build), "--baseline", "majority")
     assert f"each task's commonest answer in the train split ({len(train)} rows)" in proc.stdout
-    # the test split's few tiles get no interval, and the table says so; the train split's many do
-    tiles = {t["tiles"] for t in report["tasks"].values()}
-    assert max(tiles) < 10 and "No interval under 10 tiles, too few for a bootstrap" in proc.stdout, tiles
+    # the test split's few places get no interval, and the table says so; the train split's many do
+    places = {t["places"] for t in report["tasks"].values()}
+    assert max(places) < 10 and "No interval under 10 places, too few for a bootstrap" in proc.stdout, places
     assert not any("interval_95" in t for t in report["tasks"].values())
     on_train = evaluate(str(eval_build), "train", baseline="majority")
     assert on_train["majority_fitted_on"] == {"split": "train", "rows": len(train)}
-    wide = {task: t for task, t in on_train["tasks"].items() if t["tiles"] >= 10}
+    wide = {task: t for task, t in on_train["tasks"].items() if t["places"] >= 10}
     assert {"comparison", "grounding_all", "caption"} <= set(wide)
     for task, t in wide.items():
         assert set(t["interval_95"]) == set(t["metrics"]), task
@@ -500,10 +500,10 @@ def test_majority_baseline_is_counted_on_the_train_split(eval_build, tmp_path):
     assert "in the test split itself" in proc.stdout and "knows the answers it is scored on" in proc.stdout
 
 
-def test_intervals_resample_tiles_as_scoring_the_resampled_rows_would(eval_build):
-    """Every metric is a ratio of sums over rows, so a tile's rows scored alone add up to the split's score and a
-    resample's score is the drawn tiles' sums added: checked against scoring each resample's rows outright (a
-    tile drawn twice as two tiles, its questions and sample ids copied apart), for every task, on a model that
+def test_intervals_resample_places_as_scoring_the_resampled_rows_would(eval_build):
+    """Every metric is a ratio of sums over rows, so a place's rows scored alone add up to the split's score and a
+    resample's score is the drawn places' sums added: checked against scoring each resample's rows outright (a
+    place drawn twice as two places, its questions and sample ids copied apart), for every task, on a model that
     is right on about two rows in three."""
     import random
 
@@ -525,19 +525,19 @@ def test_intervals_resample_tiles_as_scoring_the_resampled_rows_would(eval_build
         whole = score_task(task, task_rows, predictions, shares)
         if whole is None:
             continue
-        by_tile = intervals.rows_by_tile(task_rows)
-        parts = [score_task(task, t, predictions, shares) for t in by_tile]
+        by_place = intervals.rows_by_place(task_rows)
+        parts = [score_task(task, t, predictions, shares) for t in by_place]
         for name, (num, den) in whole.sums.items():  # the tiles' sums add up to the split's
             assert sum(p.sums.get(name, (0, 0))[0] for p in parts) == pytest.approx(num), (task, name)
             assert sum(p.sums.get(name, (0, 0))[1] for p in parts) == pytest.approx(den), (task, name)
-        drawn = intervals.weights(len(by_tile), 12)
-        values = intervals.resampled_scores(by_tile, whole, lambda some, task=task: score_task(
+        drawn = intervals.weights(len(by_place), 12)
+        values = intervals.resampled_scores(by_place, whole, lambda some, task=task: score_task(
             task, some, predictions, shares), drawn)
         for k, counts in enumerate(drawn):
             copies, answers = [], {}
-            for tile_rows, n in zip(by_tile, counts, strict=True):
+            for place_rows, n in zip(by_place, counts, strict=True):
                 for c in range(n):
-                    for r in tile_rows:
+                    for r in place_rows:
                         sid = f"{r['sample_id']}#{c}"
                         qid = r["metadata"].get("question_id") or r["sample_id"].rsplit("_r", 1)[0]
                         copies.append({**r, "sample_id": sid,
@@ -551,8 +551,8 @@ def test_intervals_resample_tiles_as_scoring_the_resampled_rows_would(eval_build
             task, some, predictions, shares))
         assert got == intervals.bootstrap_intervals(task_rows, whole, lambda some, task=task: score_task(
             task, some, predictions, shares)), "seeded: the same bounds every time"
-        assert got["tiles"] == len(by_tile)
-        if len(by_tile) >= intervals.MIN_TILES:
+        assert got["places"] == len(by_place)
+        if len(by_place) >= intervals.MIN_PLACES:
             assert set(got["interval_95"]) == set(whole.metrics), task
             for name, (low, high) in got["interval_95"].items():
                 assert low <= high and low - 0.05 <= whole.metrics[name] <= high + 0.05, (task, name)

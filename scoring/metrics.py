@@ -168,11 +168,14 @@ def score_counting(items: Sequence[tuple[str, str | None]]) -> TaskScore:
 def score_shares(items: Sequence[tuple[str, str | None, dict[str, float]]]) -> TaskScore:
     """(reference, prediction or None, the tile's shares by class) per row.
 
-    percent_within_2pp: the mean, over rows where the reference or the answer quotes a percentage, of the share
-    of the answer's quoted percentages that lie within 2 pp of the tile's share of that class (or of a figure the
-    reference gives for it, such as a predicted share); an answer quoting nothing scores 0 there, as does a
-    missing one where the reference quotes. Rows where neither quotes are left out: captions rarely quote, and
-    any answer used to score 1.0 on them. Absent when no row quotes.
+    percent_within_2pp: the mean, over rows where the reference or the answer quotes a percentage, of how many
+    of the classes the reference gives a figure for the answer gives one for within 2 pp of the tile's share (or
+    of a figure the reference gives, such as a predicted share), over those classes plus the answer's wrong
+    figures for other classes. Where the reference quotes nothing (a caption), the share of the answer's figures
+    that are right. An answer quoting nothing scores 0 where the reference quotes, as does a missing one. Rows
+    where neither quotes are left out: captions rarely quote, and any answer used to score 1.0 on them. Absent
+    when no row quotes. (Counting only the answer's own figures gave a constant answer about a rare class, "about
+    1.2% of the scene is shrub and scrub", 1.000 on the real fixture's test class_focus rows, whatever they asked.)
     class_recall: the mean, over rows whose reference names a class, of the share of those classes the answer
     names too (what a caption is checked by). unknown_class_rate: of all class names the answers mention, the
     share naming a class that is neither in the tile nor in the reference."""
@@ -193,9 +196,14 @@ def score_shares(items: Sequence[tuple[str, str | None, dict[str, float]]]) -> T
             allowed[cls].append(v)
         quoted = parse.quoted_shares(prediction)
         quoted_total += len(quoted)
-        within = sum(any(abs(v - a) <= SHARE_TOLERANCE + 1e-9 for a in allowed.get(cls, [])) for cls, v in quoted)
-        if quoted or ref_quoted:
-            quoting_scores.append(within / len(quoted) if quoted else 0.0)
+        right = [any(abs(v - a) <= SHARE_TOLERANCE + 1e-9 for a in allowed.get(cls, [])) for cls, v in quoted]
+        if ref_quoted:  # the figures the reference gives, each given right, less for each wrong figure besides
+            asked = {cls for cls, _ in ref_quoted}
+            given = {cls for (cls, _), ok in zip(quoted, right, strict=True) if ok and cls in asked}
+            wrong_besides = sum(not ok for (cls, _), ok in zip(quoted, right, strict=True) if cls not in asked)
+            quoting_scores.append(len(given) / (len(asked) + wrong_besides))
+        elif quoted:  # a reference without figures (a caption): the answer's own figures, each right or wrong
+            quoting_scores.append(sum(right) / len(quoted))
         named = parse.classes_mentioned(prediction)
         if ref_named:
             recall_scores.append(len(ref_named & set(named)) / len(ref_named))

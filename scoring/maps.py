@@ -17,10 +17,12 @@ import orjson
 import pyarrow.parquet as pq
 from PIL import Image
 
+from scoring.intervals import MIN_PLACES, RESAMPLES, percentiles, resampled_ratios, weights
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, NUM_CLASSES
 from transforms.input.sidecars import Region, parse_sidecar
 from transforms.output.tree import ANALYSIS_DIR, REPORT_NAME, OutputTree, record_files
+from transforms.paths import base_poi_id
 
 BRIEF_SUFFIX = "__analysis_brief_only.png"
 
@@ -145,6 +147,29 @@ def _maps_and_labels(output_dir: str, labels_dir: str, problems: dict[str, str] 
         yield stem, pred, truth
 
 
+MAP_MEASURES = ("mean_iou", "mean_iou_non_majority", "pixel_agreement", "majority_agreement")
+
+
+def map_intervals(scores: dict[str, MapScore]) -> dict[str, Any]:
+    """{"places", "interval_95": {measure: [low, high]}} of summarise's means, from resampling places (base POIs:
+    a place's views and dates are not independent maps) as `satsft eval` resamples a split's; no interval under
+    MIN_PLACES places."""
+    by_place: dict[str, list[MapScore]] = {}
+    for stem, score in sorted(scores.items()):
+        by_place.setdefault(base_poi_id(stem), []).append(score)
+    out: dict[str, Any] = {"places": len(by_place)}
+    if len(by_place) < MIN_PLACES:
+        return out
+    sums = np.zeros((len(by_place), len(MAP_MEASURES), 2))
+    for i, place in enumerate(by_place.values()):
+        for j, name in enumerate(MAP_MEASURES):
+            values = [v for v in (getattr(s, name) for s in place) if v is not None]
+            sums[i, j] = (sum(values), len(values))
+    ratios = resampled_ratios(sums, weights(len(by_place)))
+    out["interval_95"] = percentiles({name: ratios[:, j] for j, name in enumerate(MAP_MEASURES)})
+    return out
+
+
 def score_build(output_dir: str, labels_dir: str) -> dict[str, float | int]:
     """Every brief_only map of a build against its tile's label map (labels/sNNNNN/<tile_stem>.png)."""
     return summarise(score_map(pred, truth) for _, pred, truth in _maps_and_labels(output_dir, labels_dir))
@@ -171,7 +196,7 @@ def map_report(output_dir: str, labels_dir: str) -> dict[str, Any]:
         for c, iou in score.class_iou:
             per_class.setdefault(c, []).append(iou)
     return {"measure": "brief_only analysis maps against label maps: IoU per class present, per tile, then the "
-                       "mean over tiles", **summarise(scores.values()),
+                       "mean over tiles", **summarise(scores.values()), **map_intervals(scores),
             "class_iou": {CLASS_NAMES[c]: {"tiles": len(v), "mean_iou": float(np.mean(v))}
                           for c, v in sorted(per_class.items())},
             "maps": len(maps), "maps_without_labels": len(maps) - len(scores) - len(problems),
@@ -180,13 +205,20 @@ def map_report(output_dir: str, labels_dir: str) -> dict[str, Any]:
 
 def map_table(report: dict[str, Any]) -> str:
     """The end-of-run table of `satsft eval --labels`."""
+    bounds = report.get("interval_95", {})
+
+    def shown(name: str) -> str:
+        return f"{report[name]:.3f}" + (f" [{bounds[name][0]:.3f}, {bounds[name][1]:.3f}]" if name in bounds else "")
+
     lines = ["| measure | value |", "|---|---|",
-             f"| tiles scored | {report['tiles']} of {report['maps']} maps |",
-             f"| mean IoU, classes present | {report['mean_iou']:.3f} |",
-             f"| mean IoU, non-majority classes | {report['mean_iou_non_majority']:.3f} |",
-             f"| pixel agreement | {report['pixel_agreement']:.3f} |",
-             f"| majority class everywhere | {report['majority_agreement']:.3f} |"]
+             f"| tiles scored | {report['tiles']} of {report['maps']} maps ({report.get('places', 0)} places) |",
+             f"| mean IoU, classes present | {shown('mean_iou')} |",
+             f"| mean IoU, non-majority classes | {shown('mean_iou_non_majority')} |",
+             f"| pixel agreement | {shown('pixel_agreement')} |",
+             f"| majority class everywhere | {shown('majority_agreement')} |"]
     lines += [f"| {name} ({v['tiles']} tiles) | {v['mean_iou']:.3f} |" for name, v in report["class_iou"].items()]
+    lines.append("\n" + (f"[low, high]: the 95% interval over {RESAMPLES} draws of the places (base POIs) with "
+                          "replacement" if bounds else f"no interval: under {MIN_PLACES} places"))
     if report["maps_without_labels"]:
         lines.append(f"\n{report['maps_without_labels']} maps have no label map of their tile")
     for stem, reason in list(report["labels_not_scored"].items())[:10]:

@@ -72,11 +72,40 @@ def test_map_report_scores_what_it_can_and_says_why_not_the_rest(tmp_path):
     assert report["class_iou"] == {"water": {"tiles": 2, "mean_iou": 32 / 40}, "trees": {"tiles": 2, "mean_iou": 0.75}}
     assert report["labels_not_scored"] == {"c": "mode RGB: a label map holds one class id per pixel (palette or "
                                                  "grey PNG)", "d": "not a readable image"}
-    assert "| tiles scored | 2 of 5 maps |" in map_table(report) and "not scored: d: not a readable image" in \
-        map_table(report)
+    assert "| tiles scored | 2 of 5 maps (2 places) |" in map_table(report) and "not scored: d: not a readable " \
+        "image" in map_table(report)
+    assert "interval_95" not in report and "no interval: under 10 places" in map_table(report)
     _palette_png(labels / "b.png", np.full((8, 8), 9))
     assert map_report(str(tmp_path / "out"), str(labels))["labels_not_scored"]["b"] == \
         "class id 9: Dynamic World ids run 0-8"
     _palette_png(labels / "x" / "a.png", truth)  # a second label map for the one tile still scored: none left
     with pytest.raises(ValueError, match="could be scored: 4 named after tiles .* a: two files for one tile"):
         map_report(str(tmp_path / "out"), str(labels))
+
+
+def test_map_intervals_resample_places_as_averaging_the_drawn_tiles_would():
+    """Two views of each of 12 places: the interval is the spread of the mean over tiles when places are drawn
+    with replacement (a place's views go together), checked against averaging each draw's tiles outright."""
+    from scoring.intervals import weights
+    from scoring.maps import MAP_MEASURES, MapScore, map_intervals
+
+    scores = {}
+    for p in range(12):
+        for view in range(2):
+            iou = 0.5 + 0.04 * p + 0.01 * view
+            scores[f"poi_{p:06d}_g001_t{view:04d}"] = MapScore(iou, None if p % 3 == 0 else iou - 0.1, 0.9, 0.6)
+    got = map_intervals(scores)
+    assert got["places"] == 12 and set(got["interval_95"]) == set(MAP_MEASURES)
+    drawn = weights(12)
+    means = []
+    for counts in drawn:
+        tiles = [s for p, n in enumerate(counts) for _ in range(n) for s in
+                 (scores[f"poi_{p:06d}_g001_t0000"], scores[f"poi_{p:06d}_g001_t0001"])]
+        rest = [s.mean_iou_non_majority for s in tiles if s.mean_iou_non_majority is not None]
+        means.append((np.mean([s.mean_iou for s in tiles]), np.mean(rest) if rest else 0.0))
+    for j, name in enumerate(("mean_iou", "mean_iou_non_majority")):
+        expected = np.percentile([m[j] for m in means], [2.5, 97.5])
+        assert got["interval_95"][name] == pytest.approx(list(expected), abs=1e-6), name
+    assert got["interval_95"]["pixel_agreement"] == [0.9, 0.9]
+    low, high = got["interval_95"]["mean_iou"]
+    assert low < np.mean([s.mean_iou for s in scores.values()]) < high

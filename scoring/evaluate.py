@@ -8,7 +8,8 @@ its tiles for ground another split shows, "shared_ground" counts this split's ti
 (with the report that counted them, and the tiles it could not check), and where there are some, every task
 adds "unseen_ground": {"n", "metrics", "places", "interval_95"}, its scores on the other rows. Every task adds
 "places" and, from 10 places on, "interval_95": {metric: [low, high]} (scoring.intervals). Scored predictions
-add "predictions" and, per task, "majority_baseline"; a baseline adds "baseline"; both add
+add "predictions" and, per task, "majority_baseline" and, from 10 places on, "vs_majority_95" (the model's
+score minus the baseline's over the same draws); a baseline adds "baseline"; both add
 "majority_fitted_on": {"split", "rows"} (and "tasks_counted_on_scored_rows" for tasks that split lacks), where
 the majority answers were counted.
 """
@@ -26,7 +27,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from scoring import metrics, parse
-from scoring.intervals import MIN_PLACES, RESAMPLES, bootstrap_intervals
+from scoring.intervals import MIN_PLACES, RESAMPLES, bootstrap_intervals, difference_intervals
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.input.sidecars import UTF8_BOM
 from transforms.output import claim
@@ -434,6 +435,9 @@ def markdown_table(report: dict[str, Any]) -> str:
     said = interval_note(report)
     if said:
         lines += ["", said]
+    versus = difference_note(report)
+    if versus:
+        lines += ["", versus]
     fit = report.get("majority_fitted_on")
     if fit and (beside or report.get("baseline") == "majority"):
         lines += ["", majority_fit_note(fit, report["split"])]
@@ -523,6 +527,56 @@ def majority_fit_section(fitted: MajorityAnswers, split: str, rows: list[dict[st
     return section
 
 
+def add_differences(report: dict[str, Any], rows: list[dict[str, Any]], predictions: dict[str, str],
+                    trivial: dict[str, str], shares: dict[str, dict[str, float]], box_scale: float) -> None:
+    """Every task of 10 places or more gains "vs_majority_95": {metric: [low, high]}, the model's score minus
+    the majority baseline's over the same draws of places: whether a model beats answering from the answers'
+    frequencies alone, beyond what another draw of places could change."""
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_task[r["task"]].append(r)
+    for task, t in report["tasks"].items():
+        def model(some: list[dict[str, Any]], task: str = task) -> metrics.TaskScore | None:
+            return score_task(task, some, predictions, shares, box_scale)
+
+        def floor(some: list[dict[str, Any]], task: str = task) -> metrics.TaskScore | None:
+            return score_task(task, some, trivial, shares)
+
+        whole, base = model(by_task[task]), floor(by_task[task])
+        if whole is None or base is None:
+            continue
+        found = difference_intervals(by_task[task], whole, base, model, floor)
+        if found:
+            t["vs_majority_95"] = found
+
+
+LOWER_IS_BETTER = ("mae", "unknown_class_rate")
+
+
+def difference_note(report: dict[str, Any]) -> str:
+    """The sentence under a model's table that names the scores not clearly better than the majority
+    baseline's: clearly worse (the 95% interval of the difference on the wrong side of zero), or no clear
+    difference (it spans zero)."""
+    checked, worse, unclear = 0, [], []
+    for task, t in report["tasks"].items():
+        for name, (low, high) in t.get("vs_majority_95", {}).items():
+            checked += 1
+            sign = -1 if name in LOWER_IS_BETTER else 1
+            if min(sign * low, sign * high) > 0:
+                continue
+            diff = t["metrics"][name] - t.get("majority_baseline", {}).get(name, 0.0)
+            said = f"{task} {name} {diff:+.3f} [{low:+.3f}, {high:+.3f}]"
+            (worse if max(sign * low, sign * high) < 0 else unclear).append(said)
+    if not checked:
+        return ""
+    if not worse and not unclear:
+        return f"Against the majority baseline: better on all {checked} scores with an interval."
+    parts = [f"worse on {'; '.join(worse)}"] if worse else []
+    parts += [f"no clear difference on {'; '.join(unclear)}"] if unclear else []
+    return ("Against the majority baseline (model minus baseline, 95% interval over the same draws of places): "
+            f"{'; '.join(parts)}. Better on every other score with an interval.")
+
+
 def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None,
              baseline: str | None = None, seed: int = 0, box_scale: float = 1.0) -> dict[str, Any]:
     tree = OutputTree(dataset)
@@ -557,9 +611,11 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     if fitted is not None:
         report["majority_fitted_on"] = majority_fit_section(fitted, split, rows)
     if not baseline:  # a model's score beside what always giving the commonest answer scores on the same rows
-        floor = score(rows, baseline_predictions(rows, "majority", fitted=fitted), shares, split)["tasks"]
+        trivial = baseline_predictions(rows, "majority", fitted=fitted)
+        floor = score(rows, trivial, shares, split)["tasks"]
         for task, t in report["tasks"].items():
             t["majority_baseline"] = floor[task]["metrics"]
+        add_differences(report, rows, predictions or {}, trivial, shares, box_scale)
         # Answers to rows of another split or build count nowhere: say how many, or the table reads as a model
         # that answered nothing.
         ids = {r["sample_id"] for r in rows}

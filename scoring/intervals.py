@@ -85,3 +85,18 @@ def resampled_scores(by_place: Sequence[list[dict[str, Any]]], whole: TaskScore,
         if name in whole.metrics and p in values and r in values:
             values[name] = np.array([f1(a, b) for a, b in zip(values[p], values[r], strict=True)])
     return values
+
+
+def difference_intervals(rows: list[dict[str, Any]], model: TaskScore, baseline: TaskScore,
+                         scored_model: Callable[[list[dict[str, Any]]], TaskScore | None],
+                         scored_baseline: Callable[[list[dict[str, Any]]], TaskScore | None]) -> dict[str, list[float]]:
+    """metric -> the 95% interval of the model's score minus the baseline's over the same draws of places (a
+    paired bootstrap: both answer the same rows, so the draws that flatter one flatter the other); empty under
+    MIN_PLACES places."""
+    by_place = rows_by_place(rows)
+    if len(by_place) < MIN_PLACES or not model.sums:
+        return {}
+    drawn = weights(len(by_place))
+    a = resampled_scores(by_place, model, scored_model, drawn)
+    b = resampled_scores(by_place, baseline, scored_baseline, drawn)
+    return percentiles({name: a[name] - b[name] for name in model.metrics if name in a and name in b})

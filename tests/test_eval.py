@@ -569,3 +569,37 @@ def test_intervals_resample_places_as_scoring_the_resampled_rows_would(eval_buil
             assert "interval_95" not in got
     assert {("grounding_all", "f1@0.5"), ("multiple_choice", "circular_accuracy"), ("counting", "mae"),
             ("comparison", "accuracy"), ("caption", "class_recall")} <= checked
+
+
+def test_a_model_is_compared_with_the_majority_baseline_over_the_same_draws(eval_build):
+    """Beside a model's scores, the interval of its score minus the majority baseline's, drawn over the same
+    places: a task answered as the baseline answers shows no difference, one answered with nothing shows worse,
+    the rest (answered right) better; the note under the table says which is which."""
+    from scoring.evaluate import (
+        baseline_predictions,
+        evaluate,
+        fit_majority,
+        load_rows,
+        markdown_table,
+        output_report,
+    )
+    from transforms.output.tree import OutputTree
+
+    tree = OutputTree(str(eval_build))
+    rows = load_rows(tree, "train", output_report(tree)[1])
+    trivial = baseline_predictions(rows, "majority", fitted=fit_majority(rows))
+    answers = {r["sample_id"]: trivial[r["sample_id"]] if r["task"] == "comparison" else
+               "I cannot tell." if r["task"] == "referring" else r["reference"] for r in rows}
+    report = evaluate(str(eval_build), "train", predictions=answers)
+    tasks = report["tasks"]
+    assert tasks["referring"]["majority_baseline"]["accuracy"] > 0.1
+    assert tasks["comparison"]["vs_majority_95"] == {"accuracy": [0.0, 0.0]}
+    low, high = tasks["referring"]["vs_majority_95"]["accuracy"]
+    assert low <= high < 0
+    for task in ("caption", "grounding_all", "multiple_choice", "absence"):
+        for name, (low, high) in tasks[task]["vs_majority_95"].items():
+            assert (high < 0) if name in ("mae", "unknown_class_rate") else (low > 0), (task, name, low, high)
+    table = markdown_table(report)
+    assert "worse on referring accuracy" in table and "no clear difference on comparison accuracy +0.000" in table
+    assert "Better on every other score with an interval." in table
+    assert "vs_majority_95" not in evaluate(str(eval_build), "train", baseline="majority")["tasks"]["caption"]

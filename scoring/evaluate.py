@@ -27,7 +27,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from scoring import metrics, parse
-from scoring.intervals import MIN_PLACES, RESAMPLES, bootstrap_intervals, difference_intervals
+from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, difference_intervals, intervals_of, rows_by_place
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.input.sidecars import UTF8_BOM
 from transforms.output import claim
@@ -310,9 +310,11 @@ def _class_answer(name: str) -> str:
 
 
 def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[str, dict[str, float]],
-          split: str, box_scale: float = 1.0, intervals: bool = False) -> dict[str, Any]:
+          split: str, box_scale: float = 1.0, intervals: bool = False,
+          draws: dict[str, PlaceSums] | None = None) -> dict[str, Any]:
     """Every task's scores over ``rows``; with ``intervals``, each task adds "places" and "interval_95", the
-    bootstrap over its places (scoring.intervals)."""
+    bootstrap over its places (scoring.intervals). ``draws`` receives each task's place-by-place sums, for a
+    comparison drawn over the same places."""
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_task[r["task"]].append(r)
@@ -325,8 +327,12 @@ def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[
         if result is None:
             continue  # cross_view and foreign tasks have no scorer: nothing to check an answer against
         tasks[task] = result.as_dict()
-        if intervals:
-            tasks[task].update(bootstrap_intervals(task_rows, result, scored))
+        if intervals or draws is not None:
+            sums = PlaceSums.of(rows_by_place(task_rows), result, scored)
+            if draws is not None:
+                draws[task] = sums
+            if intervals:
+                tasks[task].update(intervals_of(sums))
     return {"split": split, "tasks": tasks}
 
 
@@ -527,25 +533,12 @@ def majority_fit_section(fitted: MajorityAnswers, split: str, rows: list[dict[st
     return section
 
 
-def add_differences(report: dict[str, Any], rows: list[dict[str, Any]], predictions: dict[str, str],
-                    trivial: dict[str, str], shares: dict[str, dict[str, float]], box_scale: float) -> None:
+def add_differences(report: dict[str, Any], model: dict[str, PlaceSums], floor: dict[str, PlaceSums]) -> None:
     """Every task of 10 places or more gains "vs_majority_95": {metric: [low, high]}, the model's score minus
     the majority baseline's over the same draws of places: whether a model beats answering from the answers'
     frequencies alone, beyond what another draw of places could change."""
-    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        by_task[r["task"]].append(r)
     for task, t in report["tasks"].items():
-        def model(some: list[dict[str, Any]], task: str = task) -> metrics.TaskScore | None:
-            return score_task(task, some, predictions, shares, box_scale)
-
-        def floor(some: list[dict[str, Any]], task: str = task) -> metrics.TaskScore | None:
-            return score_task(task, some, trivial, shares)
-
-        whole, base = model(by_task[task]), floor(by_task[task])
-        if whole is None or base is None:
-            continue
-        found = difference_intervals(by_task[task], whole, base, model, floor)
+        found = difference_intervals(model[task], floor[task]) if task in model and task in floor else {}
         if found:
             t["vs_majority_95"] = found
 
@@ -588,7 +581,8 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     if baseline:
         predictions = baseline_predictions(rows, baseline, seed, fitted)
     shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})
-    report = score(rows, predictions or {}, shares, split, box_scale, intervals=True)
+    model: dict[str, PlaceSums] = {}
+    report = score(rows, predictions or {}, shares, split, box_scale, intervals=True, draws=model)
     if box_scale != 1.0:
         report["box_scale"] = box_scale
     shared = shared_ground_stems(tree, split, name, output)
@@ -611,11 +605,11 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     if fitted is not None:
         report["majority_fitted_on"] = majority_fit_section(fitted, split, rows)
     if not baseline:  # a model's score beside what always giving the commonest answer scores on the same rows
-        trivial = baseline_predictions(rows, "majority", fitted=fitted)
-        floor = score(rows, trivial, shares, split)["tasks"]
+        drawn: dict[str, PlaceSums] = {}
+        floor = score(rows, baseline_predictions(rows, "majority", fitted=fitted), shares, split, draws=drawn)["tasks"]
         for task, t in report["tasks"].items():
             t["majority_baseline"] = floor[task]["metrics"]
-        add_differences(report, rows, predictions or {}, trivial, shares, box_scale)
+        add_differences(report, model, drawn)
         # Answers to rows of another split or build count nowhere: say how many, or the table reads as a model
         # that answered nothing.
         ids = {r["sample_id"] for r in rows}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,26 +22,14 @@ MIN_PLACES = 10  # below this a percentile bootstrap is unreliable: no interval,
 SEED = 0
 DERIVED = {"f1@0.5": ("precision@0.5", "recall@0.5")}
 
+Scorer = Callable[[list[dict[str, Any]]], TaskScore | None]
+
 
 def place_of(row: dict[str, Any]) -> str:
     """What a row is resampled with: the base POI of its tile; rows of foreign sources, without a tile, each on
     their own."""
     stem = row.get("tile_stem")
     return base_poi_id(stem) if stem else row["sample_id"]
-
-
-def bootstrap_intervals(rows: list[dict[str, Any]], whole: TaskScore,
-                        scored: Callable[[list[dict[str, Any]]], TaskScore | None]) -> dict[str, Any]:
-    """{"places": how many places the rows come from, "interval_95": {metric: [low, high]}} for one task's
-    rows, whose score over all of them is ``whole``; ``scored`` scores any subset of them. No interval under
-    MIN_PLACES places."""
-    by_place = rows_by_place(rows)
-    out: dict[str, Any] = {"places": len(by_place)}
-    if len(by_place) < MIN_PLACES or not whole.sums:
-        return out
-    values = resampled_scores(by_place, whole, scored, weights(len(by_place)))
-    out["interval_95"] = percentiles({name: values[name] for name in whole.metrics if name in values})
-    return out
 
 
 def rows_by_place(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -68,35 +57,62 @@ def resampled_ratios(sums: np.ndarray, drawn: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
 
 
-def resampled_scores(by_place: Sequence[list[dict[str, Any]]], whole: TaskScore,
-                     scored: Callable[[list[dict[str, Any]]], TaskScore | None], drawn: np.ndarray
-                     ) -> dict[str, np.ndarray]:
-    """metric -> its value in each resample (``drawn``: resamples x places), from each place's sums: what
-    scoring the resample's rows (each place's as often as it is drawn) would give."""
-    names = sorted(whole.sums)
-    sums = np.zeros((len(by_place), len(names), 2))
-    for i, place_rows in enumerate(by_place):
-        part = scored(place_rows)
-        for j, name in enumerate(names):
-            sums[i, j] = part.sums.get(name, (0.0, 0.0)) if part is not None else (0.0, 0.0)
-    ratios = resampled_ratios(sums, drawn)
-    values = {name: ratios[:, j] for j, name in enumerate(names)}
-    for name, (p, r) in DERIVED.items():
-        if name in whole.metrics and p in values and r in values:
-            values[name] = np.array([f1(a, b) for a, b in zip(values[p], values[r], strict=True)])
-    return values
+@dataclass(frozen=True)
+class PlaceSums:
+    """One task's answers scored place by place: what every resample is made from."""
+
+    places: int
+    names: tuple[str, ...]  # the metrics, in the order of ``sums``' second axis
+    shown: tuple[str, ...]  # the metrics the whole score has, in its order (derived ones included)
+    sums: np.ndarray  # places x metrics x (numerator, denominator)
+
+    @classmethod
+    def of(cls, by_place: Sequence[list[dict[str, Any]]], whole: TaskScore, scored: Scorer) -> PlaceSums:
+        names = tuple(sorted(whole.sums))
+        sums = np.zeros((len(by_place), len(names), 2))
+        for i, place_rows in enumerate(by_place):
+            part = scored(place_rows)
+            for j, name in enumerate(names):
+                sums[i, j] = part.sums.get(name, (0.0, 0.0)) if part is not None else (0.0, 0.0)
+        return cls(len(by_place), names, tuple(whole.metrics), sums)
+
+    def resampled(self, drawn: np.ndarray) -> dict[str, np.ndarray]:
+        """metric -> its value in each resample (``drawn``: resamples x places): what scoring the resample's
+        rows (each place's as often as it is drawn) would give."""
+        ratios = resampled_ratios(self.sums, drawn)
+        values = {name: ratios[:, j] for j, name in enumerate(self.names)}
+        for name, (p, r) in DERIVED.items():
+            if name in self.shown and p in values and r in values:
+                values[name] = np.array([f1(a, b) for a, b in zip(values[p], values[r], strict=True)])
+        return {name: values[name] for name in self.shown if name in values}
 
 
-def difference_intervals(rows: list[dict[str, Any]], model: TaskScore, baseline: TaskScore,
-                         scored_model: Callable[[list[dict[str, Any]]], TaskScore | None],
-                         scored_baseline: Callable[[list[dict[str, Any]]], TaskScore | None]) -> dict[str, list[float]]:
+def resampled_scores(by_place: Sequence[list[dict[str, Any]]], whole: TaskScore, scored: Scorer,
+                     drawn: np.ndarray) -> dict[str, np.ndarray]:
+    """metric -> its value in each resample of ``drawn`` (resamples x places), from each place's sums."""
+    return PlaceSums.of(by_place, whole, scored).resampled(drawn)
+
+
+def intervals_of(sums: PlaceSums) -> dict[str, Any]:
+    """{"places", "interval_95": {metric: [low, high]}}; no interval under MIN_PLACES places."""
+    out: dict[str, Any] = {"places": sums.places}
+    if sums.places >= MIN_PLACES and sums.names:
+        out["interval_95"] = percentiles(sums.resampled(weights(sums.places)))
+    return out
+
+
+def bootstrap_intervals(rows: list[dict[str, Any]], whole: TaskScore, scored: Scorer) -> dict[str, Any]:
+    """{"places": how many places the rows come from, "interval_95": {metric: [low, high]}} for one task's
+    rows, whose score over all of them is ``whole``; ``scored`` scores any subset of them."""
+    return intervals_of(PlaceSums.of(rows_by_place(rows), whole, scored))
+
+
+def difference_intervals(model: PlaceSums, baseline: PlaceSums) -> dict[str, list[float]]:
     """metric -> the 95% interval of the model's score minus the baseline's over the same draws of places (a
     paired bootstrap: both answer the same rows, so the draws that flatter one flatter the other); empty under
     MIN_PLACES places."""
-    by_place = rows_by_place(rows)
-    if len(by_place) < MIN_PLACES or not model.sums:
+    if model.places < MIN_PLACES or not model.names:
         return {}
-    drawn = weights(len(by_place))
-    a = resampled_scores(by_place, model, scored_model, drawn)
-    b = resampled_scores(by_place, baseline, scored_baseline, drawn)
-    return percentiles({name: a[name] - b[name] for name in model.metrics if name in a and name in b})
+    drawn = weights(model.places)
+    a, b = model.resampled(drawn), baseline.resampled(drawn)
+    return percentiles({name: a[name] - b[name] for name in a if name in b})

@@ -369,7 +369,9 @@ def run_eval(argv: list[str]) -> int:
     from scoring.evaluate import BASELINES, EvalError, evaluate, markdown_table, read_predictions
 
     parser = argparse.ArgumentParser(prog="satsft eval", description="Score a model's answers to a finished "
-                                     "output's rows (one split) per task; or score trivial baselines.")
+                                     "output's rows (one split) per task, each score with its 95% interval over "
+                                     "the split's places and beside the majority baseline (counted on the train "
+                                     "split); or score trivial baselines.")
     parser.add_argument("dataset_arg", nargs="?", metavar="DATASET",
                         help="the dataset, as `satsft validate DATASET` and `satsft preview DATASET` take it")
     parser.add_argument("--dataset", help="the --output folder (or gs:// URL) of a build or mix")

@@ -532,8 +532,35 @@ def run_validate(argv: list[str]) -> int:
     return 0
 
 
+# Commands that only read a dataset (and write a report or a page) through Arrow, then end the process.
+READERS = ("eval", "preview", "validate")
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    code = _run(list(sys.argv[1:] if argv is None else argv))
+    if argv is None and sys.argv[1:2] and sys.argv[1] in READERS:
+        _end_reader(code)
+    return code
+
+
+def _end_reader(code: int) -> None:
+    """Ends a reading command's process at once, its output flushed. Arrow's reader threads can outlive the
+    command into the interpreter's teardown, and a thread still joinable when Arrow's pools are destroyed calls
+    std::terminate: the command has done all its work and printed its result, then dies of SIGABRT (seen once
+    in `satsft preview`, exit -6, "terminate called without an active exception"; apache/arrow#34314). These
+    commands start no Beam job server or other process an exit handler would have to stop."""
+    import logging
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more to say
+            pass
+    logging.shutdown()
+    os._exit(code)
+
+
+def _run(argv: list[str]) -> int:
     _setup_logging()
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)

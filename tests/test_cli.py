@@ -188,3 +188,25 @@ def test_readers_of_a_dataset_say_when_the_path_is_none(tmp_path, capsys, argv):
         assert main([*argv, str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert f"{str(tmp_path / name)!r} {said}; pass the --output folder of a build or mix" in err, err
+
+
+def test_a_reading_command_ends_its_process_at_once(monkeypatch, tmp_path, capsys):
+    """eval, preview and validate end with os._exit once their output is flushed: Arrow reader threads alive
+    in the interpreter's teardown can abort a finished command (SIGABRT, "terminate called without an active
+    exception"). Called as a function (tests, Python callers), main returns as before."""
+    import pipeline.cli as cli
+
+    ended = []
+
+    def fake_exit(code):
+        ended.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    monkeypatch.setattr(cli.sys, "argv", ["satsft", "validate", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert ended == [2] and "does not exist" in capsys.readouterr().err
+    assert cli.main(["validate", str(tmp_path / "missing")]) == 2 and ended == [2], "a call with argv returns"
+    monkeypatch.setattr(cli.sys, "argv", ["satsft", "sample", "--tiles", "0", "--output", str(tmp_path / "t")])
+    assert cli.main() == 2 and ended == [2], "a command that may start other processes ends as Python ends"

@@ -22,8 +22,8 @@ class TaskScore:
     malformed: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-    # (numerator, denominator) of each metric that is a ratio of sums over rows: scores of a tile's rows alone add
-    # up to the split's, so a bootstrap over tiles resamples sums instead of scoring again (scoring.intervals)
+    # (numerator, denominator) of each metric that is a ratio of sums over rows: scores of a place's rows alone
+    # add up to the split's, so a bootstrap over places resamples sums instead of scoring again (scoring.intervals)
     sums: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def ratio(self, name: str, numerator: float, denominator: float) -> None:

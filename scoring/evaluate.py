@@ -233,11 +233,11 @@ class MajorityAnswers:
         return self.common.get(row["task"])
 
 
-def fit_majority(rows: Iterable[dict[str, Any]]) -> MajorityAnswers:
+def fit_majority(rows: Iterable[dict[str, Any]], split: str = "") -> MajorityAnswers:
     """The majority baseline's answers, counted in one pass over ``rows`` (a train split that may not fit in
     memory): for comparison, of the two classes asked, the one that was the answer more often."""
     counted: dict[str, _Commonest] = defaultdict(_Commonest)
-    fitted = MajorityAnswers()
+    fitted = MajorityAnswers(split=split)
     for r in rows:
         key = _majority_key(r)
         counted[r["task"]].add(key)
@@ -255,12 +255,11 @@ def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0,
     not see, the scored rows' own commonest answer. ``random``: a seeded random option, class, count, box or
     other row's answer (the scored rows' answers shuffled)."""
     if kind == "majority":
-        own = fit_majority(rows)
-        out = {}
-        for r in rows:
-            said = fitted.answer(r) if fitted is not None and r["task"] in fitted.common else None
-            out[r["sample_id"]] = said if said is not None else own.answer(r) or ""
-        return out
+        if fitted is None or any(r["task"] not in fitted.common for r in rows):
+            own = fit_majority(rows)  # the tasks the fitted rows lack (all of them without fitted answers)
+            fitted = MajorityAnswers(own.common | (fitted.common if fitted else {}),
+                                     fitted.wins if fitted and "comparison" in fitted.common else own.wins)
+        return {r["sample_id"]: fitted.answer(r) or "" for r in rows}
     rng = random.Random(seed)
     refs = defaultdict(list)
     for r in rows:
@@ -512,15 +511,10 @@ def fit_majority_on_train(tree: OutputTree, split: str, output: dict[str, Any], 
     the output has none (a mix of evaluation sources only)."""
     if split != "train":
         try:
-            fitted = fit_majority(iter_rows(tree, "train", output))
+            return fit_majority(iter_rows(tree, "train", output), "train")
         except EvalError:  # no train rows: the scored rows' own, and the report says so
-            fitted = None
-        if fitted is not None:
-            fitted.split = "train"
-            return fitted
-    fitted = fit_majority(rows)
-    fitted.split = split
-    return fitted
+            pass
+    return fit_majority(rows, split)
 
 
 def majority_fit_section(fitted: MajorityAnswers, split: str, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -87,24 +87,12 @@ class PlaceSums:
         return {name: values[name] for name in self.shown if name in values}
 
 
-def resampled_scores(by_place: Sequence[list[dict[str, Any]]], whole: TaskScore, scored: Scorer,
-                     drawn: np.ndarray) -> dict[str, np.ndarray]:
-    """metric -> its value in each resample of ``drawn`` (resamples x places), from each place's sums."""
-    return PlaceSums.of(by_place, whole, scored).resampled(drawn)
-
-
 def intervals_of(sums: PlaceSums) -> dict[str, Any]:
     """{"places", "interval_95": {metric: [low, high]}}; no interval under MIN_PLACES places."""
     out: dict[str, Any] = {"places": sums.places}
     if sums.places >= MIN_PLACES and sums.names:
         out["interval_95"] = percentiles(sums.resampled(weights(sums.places)))
     return out
-
-
-def bootstrap_intervals(rows: list[dict[str, Any]], whole: TaskScore, scored: Scorer) -> dict[str, Any]:
-    """{"places": how many places the rows come from, "interval_95": {metric: [low, high]}} for one task's
-    rows, whose score over all of them is ``whole``; ``scored`` scores any subset of them."""
-    return intervals_of(PlaceSums.of(rows_by_place(rows), whole, scored))
 
 
 def difference_intervals(model: PlaceSums, baseline: PlaceSums) -> dict[str, list[float]]:

@@ -17,7 +17,7 @@ import orjson
 import pyarrow.parquet as pq
 from PIL import Image
 
-from scoring.intervals import MIN_PLACES, RESAMPLES, percentiles, resampled_ratios, weights
+from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, intervals_of
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, NUM_CLASSES
 from transforms.input.sidecars import Region, parse_sidecar
@@ -157,17 +157,12 @@ def map_intervals(scores: dict[str, MapScore]) -> dict[str, Any]:
     by_place: dict[str, list[MapScore]] = {}
     for stem, score in sorted(scores.items()):
         by_place.setdefault(base_poi_id(stem), []).append(score)
-    out: dict[str, Any] = {"places": len(by_place)}
-    if len(by_place) < MIN_PLACES:
-        return out
     sums = np.zeros((len(by_place), len(MAP_MEASURES), 2))
     for i, place in enumerate(by_place.values()):
         for j, name in enumerate(MAP_MEASURES):
             values = [v for v in (getattr(s, name) for s in place) if v is not None]
             sums[i, j] = (sum(values), len(values))
-    ratios = resampled_ratios(sums, weights(len(by_place)))
-    out["interval_95"] = percentiles({name: ratios[:, j] for j, name in enumerate(MAP_MEASURES)})
-    return out
+    return intervals_of(PlaceSums(len(by_place), MAP_MEASURES, MAP_MEASURES, sums))
 
 
 def score_build(output_dir: str, labels_dir: str) -> dict[str, float | int]:

@@ -539,9 +539,10 @@ def test_intervals_resample_places_as_scoring_the_resampled_rows_would(eval_buil
         for name, (num, den) in whole.sums.items():  # the tiles' sums add up to the split's
             assert sum(p.sums.get(name, (0, 0))[0] for p in parts) == pytest.approx(num), (task, name)
             assert sum(p.sums.get(name, (0, 0))[1] for p in parts) == pytest.approx(den), (task, name)
+        sums = intervals.PlaceSums.of(by_place, whole, lambda some, task=task: score_task(
+            task, some, predictions, shares))
         drawn = intervals.weights(len(by_place), 12)
-        values = intervals.resampled_scores(by_place, whole, lambda some, task=task: score_task(
-            task, some, predictions, shares), drawn)
+        values = sums.resampled(drawn)
         for k, counts in enumerate(drawn):
             copies, answers = [], {}
             for place_rows, n in zip(by_place, counts, strict=True):
@@ -556,10 +557,9 @@ def test_intervals_resample_places_as_scoring_the_resampled_rows_would(eval_buil
             for name, value in outright.items():
                 assert values[name][k] == pytest.approx(value, abs=1e-9), (task, name, k)
                 checked.add((task, name))
-        got = intervals.bootstrap_intervals(task_rows, whole, lambda some, task=task: score_task(
-            task, some, predictions, shares))
-        assert got == intervals.bootstrap_intervals(task_rows, whole, lambda some, task=task: score_task(
-            task, some, predictions, shares)), "seeded: the same bounds every time"
+        got = intervals.intervals_of(sums)
+        assert got == intervals.intervals_of(intervals.PlaceSums.of(by_place, whole, lambda some, task=task: score_task(
+            task, some, predictions, shares))), "seeded: the same bounds every time"
         assert got["places"] == len(by_place)
         if len(by_place) >= intervals.MIN_PLACES:
             assert set(got["interval_95"]) == set(whole.metrics), task

@@ -346,9 +346,9 @@ def main() -> int:
         bounds = f.get("interval_95", {})
         if bounds:
             iou, rest = bounds["mean_iou"], bounds["mean_iou_non_majority"]
-            print(f"95% intervals over {f['places']} places drawn with replacement (views of one place counted apart, "
-                  f"so narrower than they should be): mean IoU {iou[0]:.3f}-{iou[1]:.3f}, non-majority "
-                  f"{rest[0]:.3f}-{rest[1]:.3f}")
+            print(f"95% intervals over {f['places']} places drawn with replacement (a chip's two views one place; "
+                  f"neighbours overlapping by half drawn apart, so somewhat narrower than they should be): mean IoU "
+                  f"{iou[0]:.3f}-{iou[1]:.3f}, non-majority {rest[0]:.3f}-{rest[1]:.3f}")
         by_class = sorted(f["class_iou"].items(), key=lambda kv: -kv[1]["mean_iou"])
         print("per class (mean IoU over the tiles it is in): "
               + ", ".join(f"{name} {v['mean_iou']:.2f}" for name, v in by_class))

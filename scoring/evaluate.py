@@ -27,7 +27,8 @@ import orjson
 import pyarrow.parquet as pq
 
 from scoring import metrics, parse
-from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, difference_intervals, intervals_of, rows_by_place
+from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, difference_intervals, intervals_of
+from scoring.places import Joined, places_of_tiles, rows_by_place
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.input.sidecars import UTF8_BOM
 from transforms.output import claim
@@ -124,6 +125,11 @@ def tile_shares(tree: OutputTree, stems: set[str]) -> dict[str, dict[str, float]
         if "__analysis_" in name and name.endswith(".json") and stem in stems and stem not in out:
             out[stem] = orjson.loads(tree.read(path))["sentinel_sidecar"]["class_fractions"]
     return out
+
+
+def places_sharing_ground(tree: OutputTree, name: str, rows: list[dict[str, Any]]) -> Joined:
+    """The scored rows' bases joined into one place where their tiles share ground; none joined in a mix."""
+    return places_of_tiles(tree, {r["tile_stem"] for r in rows if r["tile_stem"]}) if name == REPORT_NAME else {}
 
 
 def _batch_answer(obj: dict[str, Any]) -> str | None:
@@ -310,10 +316,10 @@ def _class_answer(name: str) -> str:
 
 def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[str, dict[str, float]],
           split: str, box_scale: float = 1.0, intervals: bool = False,
-          draws: dict[str, PlaceSums] | None = None) -> dict[str, Any]:
+          draws: dict[str, PlaceSums] | None = None, joined: Joined | None = None) -> dict[str, Any]:
     """Every task's scores over ``rows``; with ``intervals``, each task adds "places" and "interval_95", the
-    bootstrap over its places (scoring.intervals). ``draws`` receives each task's place-by-place sums, for a
-    comparison drawn over the same places."""
+    bootstrap over its places (scoring.intervals; ``joined``: bases one place for sharing ground). ``draws``
+    receives each task's place-by-place sums, for a comparison drawn over the same places."""
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_task[r["task"]].append(r)
@@ -327,7 +333,7 @@ def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[
             continue  # cross_view and foreign tasks have no scorer: nothing to check an answer against
         tasks[task] = result.as_dict()
         if intervals or draws is not None:
-            sums = PlaceSums.of(rows_by_place(task_rows), result, scored)
+            sums = PlaceSums.of(rows_by_place(task_rows, joined), result, scored)
             if draws is not None:
                 draws[task] = sums
             if intervals:
@@ -391,8 +397,8 @@ def interval_note(report: dict[str, Any]) -> str:
     said = []
     if any("interval_95" in t for t in report["tasks"].values()):
         said.append(f"[low, high]: the 95% interval of each score over {RESAMPLES} draws of the split's places (base "
-                    "POIs) with replacement, since the rows of one place are not independent draws; a narrow interval "
-                    "needs many places.")
+                    "POIs, joined where their tiles share ground) with replacement, since the rows of one place are "
+                    "not independent draws; a narrow interval needs many places.")
     few = sorted(task for task, t in report["tasks"].items() if "places" in t and t["places"] < MIN_PLACES)
     if few:
         said.append(f"No interval under {MIN_PLACES} places, too few for a bootstrap to say how far a score could "
@@ -576,7 +582,8 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
         predictions = baseline_predictions(rows, baseline, seed, fitted)
     shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})
     model: dict[str, PlaceSums] = {}
-    report = score(rows, predictions or {}, shares, split, box_scale, intervals=True, draws=model)
+    joined = places_sharing_ground(tree, name, rows)
+    report = score(rows, predictions or {}, shares, split, box_scale, intervals=True, draws=model, joined=joined)
     if box_scale != 1.0:
         report["box_scale"] = box_scale
     shared = shared_ground_stems(tree, split, name, output)
@@ -590,7 +597,7 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
         if unchecked:  # a tile that says nothing of where it lies may share ground: the split is a lower bound
             report["shared_ground"]["tiles_not_checked"] = unchecked
         if len(unseen) < len(rows):
-            clean = score(unseen, predictions or {}, shares, split, box_scale, intervals=True)["tasks"]
+            clean = score(unseen, predictions or {}, shares, split, box_scale, intervals=True, joined=joined)["tasks"]
             for task, t in report["tasks"].items():
                 t["unseen_ground"] = {k: v for k, v in clean[task].items() if k in (
                     "n", "metrics", "places", "interval_95")} if task in clean else {"n": 0, "metrics": {}}
@@ -600,7 +607,8 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
         report["majority_fitted_on"] = majority_fit_section(fitted, split, rows)
     if not baseline:  # a model's score beside what always giving the commonest answer scores on the same rows
         drawn: dict[str, PlaceSums] = {}
-        floor = score(rows, baseline_predictions(rows, "majority", fitted=fitted), shares, split, draws=drawn)["tasks"]
+        floor = score(rows, baseline_predictions(rows, "majority", fitted=fitted), shares, split, draws=drawn,
+                      joined=joined)["tasks"]
         for task, t in report["tasks"].items():
             t["majority_baseline"] = floor[task]["metrics"]
         add_differences(report, model, drawn)

@@ -1,13 +1,11 @@
 """How far a score could move on another draw of places: a 95% interval from resampling the split's places
-with replacement (a bootstrap over clusters). A place is a base POI: its tiles (views, dates) show one ground
-and go to one split together, and the rows of one tile share its chip and labels, so rows are not independent
-draws. Each place's rows are scored once; since every metric is a ratio of sums over rows (TaskScore.sums, F1
-from precision and recall), a resample adds the places' sums instead of scoring again, so 1,000 resamples cost
-one matrix product per task. Seeded: the same rows and answers give the same bounds."""
+with replacement (a bootstrap over clusters; scoring.places says what a place is: the rows of one place are not
+independent draws). Each place's rows are scored once; since every metric is a ratio of sums over rows
+(TaskScore.sums, F1 from precision and recall), a resample adds the places' sums instead of scoring again, so
+1,000 resamples cost one matrix product per task. Seeded: the same rows and answers give the same bounds."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from scoring.metrics import TaskScore, f1
-from transforms.paths import base_poi_id
 
 RESAMPLES = 1000
 MIN_PLACES = 10  # below this a percentile bootstrap is unreliable: no interval, and the table says so
@@ -23,21 +20,6 @@ SEED = 0
 DERIVED = {"f1@0.5": ("precision@0.5", "recall@0.5")}
 
 Scorer = Callable[[list[dict[str, Any]]], TaskScore | None]
-
-
-def place_of(row: dict[str, Any]) -> str:
-    """What a row is resampled with: the base POI of its tile; rows of foreign sources, without a tile, each on
-    their own."""
-    stem = row.get("tile_stem")
-    return base_poi_id(stem) if stem else row["sample_id"]
-
-
-def rows_by_place(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The rows grouped by place_of, the groups in sorted order of their places."""
-    by_place: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        by_place[place_of(r)].append(r)
-    return [by_place[key] for key in sorted(by_place)]
 
 
 def weights(places: int, resamples: int = RESAMPLES) -> np.ndarray:

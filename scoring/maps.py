@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, intervals_of
+from scoring.places import Joined, place_of, places_of_tiles
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, NUM_CLASSES
 from transforms.input.sidecars import Region, parse_sidecar
 from transforms.output.tree import ANALYSIS_DIR, REPORT_NAME, OutputTree, record_files
-from transforms.paths import base_poi_id
 
 BRIEF_SUFFIX = "__analysis_brief_only.png"
 
@@ -150,13 +150,13 @@ def _maps_and_labels(output_dir: str, labels_dir: str, problems: dict[str, str] 
 MAP_MEASURES = ("mean_iou", "mean_iou_non_majority", "pixel_agreement", "majority_agreement")
 
 
-def map_intervals(scores: dict[str, MapScore]) -> dict[str, Any]:
-    """{"places", "interval_95": {measure: [low, high]}} of summarise's means, from resampling places (base POIs:
-    a place's views and dates are not independent maps) as `satsft eval` resamples a split's; no interval under
-    MIN_PLACES places."""
+def map_intervals(scores: dict[str, MapScore], joined: Joined | None = None) -> dict[str, Any]:
+    """{"places", "interval_95": {measure: [low, high]}} of summarise's means, from resampling places (base POIs,
+    and those joined by shared ground: a place's views and dates are not independent maps; scoring.places) as
+    `satsft eval` resamples a split's; no interval under MIN_PLACES places."""
     by_place: dict[str, list[MapScore]] = {}
     for stem, score in sorted(scores.items()):
-        by_place.setdefault(base_poi_id(stem), []).append(score)
+        by_place.setdefault(place_of({"tile_stem": stem}, joined), []).append(score)
     sums = np.zeros((len(by_place), len(MAP_MEASURES), 2))
     for i, place in enumerate(by_place.values()):
         for j, name in enumerate(MAP_MEASURES):
@@ -191,7 +191,8 @@ def map_report(output_dir: str, labels_dir: str) -> dict[str, Any]:
         for c, iou in score.class_iou:
             per_class.setdefault(c, []).append(iou)
     return {"measure": "brief_only analysis maps against label maps: IoU per class present, per tile, then the "
-                       "mean over tiles", **summarise(scores.values()), **map_intervals(scores),
+                       "mean over tiles", **summarise(scores.values()),
+            **map_intervals(scores, places_of_tiles(OutputTree(output_dir), set(scores))),
             "class_iou": {CLASS_NAMES[c]: {"tiles": len(v), "mean_iou": float(np.mean(v))}
                           for c, v in sorted(per_class.items())},
             "maps": len(maps), "maps_without_labels": len(maps) - len(scores) - len(problems),
@@ -212,8 +213,9 @@ def map_table(report: dict[str, Any]) -> str:
              f"| pixel agreement | {shown('pixel_agreement')} |",
              f"| majority class everywhere | {shown('majority_agreement')} |"]
     lines += [f"| {name} ({v['tiles']} tiles) | {v['mean_iou']:.3f} |" for name, v in report["class_iou"].items()]
-    lines.append("\n" + (f"[low, high]: the 95% interval over {RESAMPLES} draws of the places (base POIs) with "
-                          "replacement" if bounds else f"no interval: under {MIN_PLACES} places"))
+    lines.append("\n" + (f"[low, high]: the 95% interval over {RESAMPLES} draws of the places (base POIs, joined "
+                          "where their tiles share ground) with replacement" if bounds
+                          else f"no interval: under {MIN_PLACES} places"))
     if report["maps_without_labels"]:
         lines.append(f"\n{report['maps_without_labels']} maps have no label map of their tile")
     for stem, reason in list(report["labels_not_scored"].items())[:10]:

@@ -516,7 +516,7 @@ def test_intervals_resample_places_as_scoring_the_resampled_rows_would(eval_buil
     is right on about two rows in three."""
     import random
 
-    from scoring import intervals
+    from scoring import intervals, places
     from scoring.evaluate import load_rows, output_report, score_task, tile_shares
     from transforms.output.tree import OutputTree
 
@@ -534,7 +534,7 @@ def test_intervals_resample_places_as_scoring_the_resampled_rows_would(eval_buil
         whole = score_task(task, task_rows, predictions, shares)
         if whole is None:
             continue
-        by_place = intervals.rows_by_place(task_rows)
+        by_place = places.rows_by_place(task_rows)
         parts = [score_task(task, t, predictions, shares) for t in by_place]
         for name, (num, den) in whole.sums.items():  # the tiles' sums add up to the split's
             assert sum(p.sums.get(name, (0, 0))[0] for p in parts) == pytest.approx(num), (task, name)

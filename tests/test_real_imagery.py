@@ -82,6 +82,7 @@ def test_analysis_maps_are_measured_against_band_labels(real_build, tmp_path):
     score = score_build(str(out), str(tree / "labels"))
     assert {k: report[k] for k in score} == score and score["tiles"] == report["maps"] == 36
     assert report["maps_without_labels"] == 0 and report["labels_not_scored"] == {}
+    assert report["places"] == 18, "a chip's two views (_orig, _flip: no poi_ prefix) are one place"
     assert score["mean_iou"] >= FIDELITY_FLOORS[0] and score["mean_iou_non_majority"] >= FIDELITY_FLOORS[1], score
     assert report["class_iou"]["crops"]["tiles"] == 36 and report["class_iou"]["crops"]["mean_iou"] > 0.7
     # The tree's root in place of its labels/ would score the chips: refused, with the folder to give.
@@ -188,6 +189,8 @@ def test_box_questions_on_real_tiles_ask_about_a_part_and_spread_their_answers(d
                  "--output", str(tmp_path / "majority.json")]) == 0
     scores = json.loads((tmp_path / "majority.json").read_text())["tasks"]
     assert scores["referring"]["metrics"]["accuracy"] <= 0.35
+    # Its intervals draw a chip's two views together: 106 train tiles, 53 places.
+    assert scores["caption"]["n"] == 106 and scores["caption"]["places"] == 53
 
 
 def test_absence_asks_about_present_classes_as_often_as_absent_ones(default_real_build, tmp_path):

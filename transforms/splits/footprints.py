@@ -93,11 +93,12 @@ def shared_share(a: Box, b: Box) -> tuple[float, float, float]:
     return width * height / smaller, west, south
 
 
-def _overlaps(boxes: np.ndarray, codes: np.ndarray, cell: tuple[int, int]) -> Iterator[tuple[int, np.ndarray,
-                                                                                             np.ndarray]]:
+def _overlaps(boxes: np.ndarray, codes: np.ndarray, cell: tuple[int, int], min_share: float = MIN_SHARE
+              ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """For each footprint n of ``boxes`` (sorted by west edge), the later ones of another code that share
-    ground with it, counted here only where the overlap's south-west corner lies in ``cell``, and their
-    shares. A sweep: each footprint meets only those whose west edge lies before its east edge."""
+    ground with it (at least ``min_share`` of the smaller), counted here only where the overlap's south-west
+    corner lies in ``cell``, and their shares. A sweep: each footprint meets only those whose west edge lies
+    before its east edge."""
     reach = np.searchsorted(boxes[:, 0], boxes[:, 2], side="left")  # first footprint starting at or past the east edge
     for n in range(len(boxes)):
         later = np.arange(n + 1, reach[n])
@@ -112,7 +113,7 @@ def _overlaps(boxes: np.ndarray, codes: np.ndarray, cell: tuple[int, int]) -> It
         smaller = np.minimum(area, (other[:, 2] - other[:, 0]) * (other[:, 3] - other[:, 1]))
         share = np.where((width > 0) & (height > 0), width * np.maximum(height, 0) / smaller, 0.0)
         here = (np.floor(west / CELL_DEG) == cell[0]) & (np.floor(south / CELL_DEG) == cell[1])
-        found = np.flatnonzero((share >= MIN_SHARE) & here)
+        found = np.flatnonzero((share >= min_share) & here)
         if found.size:
             yield n, later[found], share[found]
 
@@ -169,10 +170,12 @@ def ground_conflicts_in_cell(cell: tuple[int, int], members: Iterable[tuple[str,
                 yield stem, witness, other[1]
 
 
-def ground_links_in_cell(cell: tuple[int, int], members: Iterable[tuple[str, Box]]) -> Iterator[tuple[str, str]]:
+def ground_links_in_cell(cell: tuple[int, int], members: Iterable[tuple[str, Box]],
+                         min_share: float = MIN_SHARE) -> Iterator[tuple[str, str]]:
     """(base, base) links that join every base POI of this cell to the others whose tiles share ground with
-    it (overlaps counted in this cell, as pairs_in_cell counts them): a base and the first of its connected
-    bases here, so a cell yields fewer links than it has bases, however densely its chips overlap."""
+    it (at least ``min_share`` of the smaller footprint; overlaps counted in this cell, as pairs_in_cell counts
+    them): a base and the first of its connected bases here, so a cell yields fewer links than it has bases,
+    however densely its chips overlap."""
     keys = sorted({(tuple(box), base) for base, box in members})
     if len(keys) < 2:
         return
@@ -181,7 +184,7 @@ def ground_links_in_cell(cell: tuple[int, int], members: Iterable[tuple[str, Box
     boxes = np.array([k[0] for k in keys], dtype=np.float64)
     codes = np.array([code_of[k[1]] for k in keys])
     parent = list(range(len(names)))
-    for n, later, _ in _overlaps(boxes, codes, cell):
+    for n, later, _ in _overlaps(boxes, codes, cell, min_share):
         for m in later:
             _union(parent, int(codes[n]), int(codes[int(m)]))
     for i in range(len(names)):

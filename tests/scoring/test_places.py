@@ -1,0 +1,41 @@
+"""What a bootstrap draws whole: base POIs, joined where their tiles show the same ground."""
+
+from __future__ import annotations
+
+import json
+
+from scoring.places import SAME_GROUND, ground_joined, place_of, rows_by_place
+
+CHIP = 0.02  # degrees: about a 224 px chip at 10 m
+
+
+def _box(x: float, y: float, size: float = CHIP) -> list[float]:
+    return [x, y, x + size, y + size]
+
+
+def test_views_and_dates_of_one_chip_are_one_place_and_neighbours_are_not():
+    footprints = {
+        "t33uuu_y0000_x0000_orig": _box(12.60, 52.90), "t33uuu_y0000_x0000_flip": _box(12.60, 52.90),
+        "t33uuu_y0000_x0112_orig": _box(12.61, 52.90),  # half a chip east: a window cut with overlap
+        "t33uuu_y0000_x0224_orig": _box(12.62, 52.90),  # touching the first
+        "poi_000007_g001_t0000": _box(12.70, 52.90), "poi_000031_g002_t0000": _box(12.7005, 52.9005),  # a date
+        "poi_000031_g003_t0000": _box(12.90, 52.90),  # that POI's other ground: the group joins the base
+        "poi_000040_g001_t0000": None, "poi_000041_g001_t0000": [1, 2, 3],  # nothing to say where they lie
+    }
+    joined = ground_joined(footprints)
+    assert joined == {"t33uuu_y0000_x0000_flip": "t33uuu_y0000_x0000_flip",
+                      "t33uuu_y0000_x0000_orig": "t33uuu_y0000_x0000_flip",
+                      "poi_000007": "poi_000007", "poi_000031": "poi_000007"}
+    assert ground_joined(dict(reversed(footprints.items()))) == joined, "a function of the mapping, not its order"
+    rows = [{"tile_stem": stem, "sample_id": f"{stem}__caption"} for stem in footprints]
+    rows.append({"tile_stem": "", "sample_id": "foreign_17"})
+    assert [len(place) for place in rows_by_place(rows, joined)] == [1, 3, 1, 1, 2, 1, 1]  # foreign_17 first
+    assert place_of(rows[-1], joined) == "foreign_17" and place_of(rows[2]) == "t33uuu_y0000_x0112_orig"
+
+
+def test_the_threshold_sits_between_a_view_and_an_overlapping_neighbour():
+    """A quarter of a chip off is three quarters shared: the same ground; half a chip off, neighbours."""
+    base = _box(12.6, 52.9)
+    assert ground_joined({"a": base, "b": _box(12.6 + CHIP * (1 - SAME_GROUND) * 0.9, 52.9)}) == {"a": "a", "b": "a"}
+    assert ground_joined({"a": base, "b": _box(12.6 + CHIP / 2, 52.9)}) == {}
+    assert json.dumps(ground_joined({"a": base, "b": base, "c": base})) == '{"a": "a", "b": "a", "c": "a"}'

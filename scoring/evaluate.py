@@ -11,7 +11,8 @@ adds "unseen_ground": {"n", "metrics", "places", "interval_95"}, its scores on t
 add "predictions" and, per task, "majority_baseline" and, from 10 places on, "vs_majority_95" (the model's
 score minus the baseline's over the same draws); a baseline adds "baseline"; both add
 "majority_fitted_on": {"split", "rows"} (and "tasks_counted_on_scored_rows" for tasks that split lacks), where
-the majority answers were counted.
+the majority answers were counted; the random baseline instead adds "answers_drawn_from", the same fields for
+where its other rows' answers were drawn.
 """
 
 from __future__ import annotations
@@ -254,12 +255,55 @@ def fit_majority(rows: Iterable[dict[str, Any]], split: str = "") -> MajorityAns
     return fitted
 
 
+POOL = 1000  # answers per task kept for the random baseline: a seeded reservoir sample of the rows read
+
+
+@dataclass
+class AnswerPool:
+    """What the random baseline's "another row's answer" is drawn from: per task, up to POOL (sample id,
+    answer) pairs of the rows it was filled from, a seeded uniform sample."""
+
+    answers: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    rows: int = 0
+    split: str = ""
+
+    def draw(self, row: dict[str, Any], rng: random.Random) -> str | None:
+        """Another row's answer to the row's task, never the row's own; None where there is none."""
+        kept = self.answers.get(row["task"], [])
+        if not kept or (len(kept) == 1 and kept[0][0] == row["sample_id"]):
+            return None
+        while True:  # drawn again on the row's own: fewer than two draws on average
+            sample_id, answer = rng.choice(kept)
+            if sample_id != row["sample_id"]:
+                return answer
+
+
+def fill_answer_pool(rows: Iterable[dict[str, Any]], split: str = "", seed: int = 0) -> AnswerPool:
+    """One pass over ``rows`` (a train split that may not fit in memory), keeping a reservoir of POOL answers
+    per task."""
+    rng = random.Random(f"answer-pool-{seed}")
+    pool = AnswerPool(split=split)
+    seen: Counter[str] = Counter()
+    for r in rows:
+        task, pool.rows = r["task"], pool.rows + 1
+        seen[task] += 1
+        kept = pool.answers.setdefault(task, [])
+        if len(kept) < POOL:
+            kept.append((r["sample_id"], r["reference"]))
+        else:
+            slot = rng.randrange(seen[task])
+            if slot < POOL:
+                kept[slot] = (r["sample_id"], r["reference"])
+    return pool
+
+
 def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0,
-                         fitted: MajorityAnswers | None = None) -> dict[str, str]:
+                         fitted: MajorityAnswers | None = None, pool: AnswerPool | None = None) -> dict[str, str]:
     """Trivial answers to read a model's score against. ``majority``: the answers ``fitted`` counted (the train
     split's, as a model that learnt only how often each answer is right would give them), and for a task it did
     not see, the scored rows' own commonest answer. ``random``: a seeded random option, class, count, box or
-    other row's answer (the scored rows' answers shuffled)."""
+    another row's answer, drawn from ``pool`` (the train split's) and for a task it lacks from the scored rows,
+    never the row's own: drawn from 8 test captions, a row got its own answer one time in eight."""
     if kind == "majority":
         if fitted is None or any(r["task"] not in fitted.common for r in rows):
             own = fit_majority(rows)  # the tasks the fitted rows lack (all of them without fitted answers)
@@ -267,9 +311,9 @@ def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0,
                                      fitted.wins if fitted and "comparison" in fitted.common else own.wins)
         return {r["sample_id"]: fitted.answer(r) or "" for r in rows}
     rng = random.Random(seed)
-    refs = defaultdict(list)
-    for r in rows:
-        refs[r["task"]].append(r["reference"])
+    if pool is None or any(r["task"] not in pool.answers for r in rows):
+        own = fill_answer_pool(rows, seed=seed)
+        pool = AnswerPool(own.answers | (pool.answers if pool else {}))
     out = {}
     for r in sorted(rows, key=lambda r: r["sample_id"]):
         task = r["task"]
@@ -288,7 +332,7 @@ def baseline_predictions(rows: list[dict[str, Any]], kind: str, seed: int = 0,
             named = parse.classes_mentioned(r["prompt"]) if task == "comparison" else list(CLASS_NAMES)
             out[r["sample_id"]] = display_name(rng.choice(named or list(CLASS_NAMES))) + "."
         else:
-            out[r["sample_id"]] = rng.choice(refs[task])
+            out[r["sample_id"]] = pool.draw(r, rng) or ""
     return out
 
 
@@ -420,6 +464,20 @@ def majority_fit_note(fit: dict[str, Any], split: str) -> str:
     return note
 
 
+def random_note(drawn: dict[str, Any], split: str) -> str:
+    """The sentence under a random baseline's table that says where its other rows' answers come from."""
+    if drawn["split"] == split and split != "train":
+        note = (f"Random baseline: a random option, class, count or box, or another {split} row's answer (the output "
+                "has no train rows).")
+    else:
+        note = ("Random baseline: a random option, class, count or box, or another row's answer drawn from the train "
+                f"split ({drawn['rows']} rows).")
+    own = drawn.get("tasks_counted_on_scored_rows")
+    if own:
+        note += f" The train split has no rows of {', '.join(own)}: those draw from the other {split} rows."
+    return note
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     beside = any("majority_baseline" in t for t in report["tasks"].values())
     head = "| task | n | missing | malformed | metrics |" + (" majority baseline |" if beside else "")
@@ -452,6 +510,8 @@ def markdown_table(report: dict[str, Any]) -> str:
     fit = report.get("majority_fitted_on")
     if fit and (beside or report.get("baseline") == "majority"):
         lines += ["", majority_fit_note(fit, report["split"])]
+    if report.get("answers_drawn_from"):
+        lines += ["", random_note(report["answers_drawn_from"], report["split"])]
     shared = report.get("shared_ground", {})
     if shared.get("rows"):
         where = f"{MIX_REPORT_NAME}, shared_ground" if shared.get("counted_in") == MIX_REPORT_NAME else (
@@ -523,11 +583,25 @@ def fit_majority_on_train(tree: OutputTree, split: str, output: dict[str, Any], 
     return fit_majority(rows, split)
 
 
-def majority_fit_section(fitted: MajorityAnswers, split: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The report's account of where the majority baseline's answers come from: the split and its rows, and the
-    tasks that split has no rows of (answered with the scored rows' own commonest answer)."""
+def fill_answer_pool_on_train(tree: OutputTree, split: str, output: dict[str, Any], rows: list[dict[str, Any]],
+                              seed: int) -> AnswerPool:
+    """The random baseline's other rows' answers, from the train split as the majority baseline's counts are
+    (the scored rows' own where it is the train split or there is none)."""
+    if split != "train":
+        try:
+            return fill_answer_pool(iter_rows(tree, "train", output), "train", seed)
+        except EvalError:
+            pass
+    return fill_answer_pool(rows, split, seed)
+
+
+def fitted_section(fitted: MajorityAnswers | AnswerPool, split: str, rows: list[dict[str, Any]]
+                         ) -> dict[str, Any]:
+    """The report's account of where a baseline's answers come from: the split and its rows, and the tasks that
+    split has no rows of (answered from the scored rows' own)."""
     section: dict[str, Any] = {"split": fitted.split, "rows": fitted.rows}
-    own = sorted({r["task"] for r in rows} - set(fitted.common))
+    seen = fitted.common if isinstance(fitted, MajorityAnswers) else fitted.answers
+    own = sorted({r["task"] for r in rows} - set(seen))
     if own:
         section["tasks_counted_on_scored_rows"] = own
     return section
@@ -578,8 +652,9 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     name, output = output_report(tree)
     rows = load_rows(tree, split, output)
     fitted = None if baseline == "random" else fit_majority_on_train(tree, split, output, rows)
+    pool = fill_answer_pool_on_train(tree, split, output, rows, seed) if baseline == "random" else None
     if baseline:
-        predictions = baseline_predictions(rows, baseline, seed, fitted)
+        predictions = baseline_predictions(rows, baseline, seed, fitted, pool)
     shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})
     model: dict[str, PlaceSums] = {}
     joined = places_sharing_ground(tree, name, rows)
@@ -604,7 +679,9 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     if baseline:
         report["baseline"] = baseline
     if fitted is not None:
-        report["majority_fitted_on"] = majority_fit_section(fitted, split, rows)
+        report["majority_fitted_on"] = fitted_section(fitted, split, rows)
+    if pool is not None:
+        report["answers_drawn_from"] = fitted_section(pool, split, rows)
     if not baseline:  # a model's score beside what always giving the commonest answer scores on the same rows
         drawn: dict[str, PlaceSums] = {}
         floor = score(rows, baseline_predictions(rows, "majority", fitted=fitted), shares, split, draws=drawn,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -498,7 +499,8 @@ def test_majority_baseline_is_counted_on_the_train_split(eval_build, tmp_path):
         assert set(t["interval_95"]) == set(t["metrics"]), task
     low, high = wide["comparison"]["interval_95"]["accuracy"]
     assert low < wide["comparison"]["metrics"]["accuracy"] < high
-    assert "majority_fitted_on" not in evaluate(str(eval_build), "test", baseline="random"), "random counts nothing"
+    drawn = evaluate(str(eval_build), "test", baseline="random")
+    assert "majority_fitted_on" not in drawn and drawn["answers_drawn_from"] == {"split": "train", "rows": len(train)}
     # a mix of the held-out rows only: nothing to count but the scored rows, and the note says what that means
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"sources:\n  - {{name: held, path: {eval_build}, where: {{split: [validation, test]}}}}\n")
@@ -507,6 +509,34 @@ def test_majority_baseline_is_counted_on_the_train_split(eval_build, tmp_path):
     assert own["majority_fitted_on"] == {"split": "test", "rows": len(test)}
     proc = run_cli("eval", str(tmp_path / "mix"), "--baseline", "majority")
     assert "in the test split itself" in proc.stdout and "knows the answers it is scored on" in proc.stdout
+    assert evaluate(str(tmp_path / "mix"), "test", baseline="random")["answers_drawn_from"] == own["majority_fitted_on"]
+
+
+def test_the_random_baseline_draws_another_rows_answer_from_the_train_split(eval_build):
+    """Drawn from the scored rows, 8 test captions gave a row its own answer one time in eight: the answers are
+    drawn from the train split's, never the row's own, from a seeded reservoir of at most POOL per task."""
+    from scoring.evaluate import POOL, AnswerPool, baseline_predictions, fill_answer_pool, load_rows, output_report
+    from transforms.output.tree import OutputTree
+
+    tree = OutputTree(str(eval_build))
+    report = output_report(tree)[1]
+    train, test = load_rows(tree, "train", report), load_rows(tree, "test", report)
+    pool = fill_answer_pool(train, "train")
+    answers = baseline_predictions(test, "random", pool=pool)
+    free = [r for r in test if r["task"] in ("caption", "class_focus", "production_analysis")]
+    assert len(free) > 20
+    for r in free:
+        assert answers[r["sample_id"]] in {a for sid, a in pool.answers[r["task"]]}, r["sample_id"]
+    assert baseline_predictions(test, "random", pool=pool) == answers, "seeded"
+    mine = AnswerPool({"caption": [("a", "own"), ("b", "other")]})
+    assert all(baseline_predictions([{"sample_id": "a", "task": "caption", "reference": "own", "prompt": ""}],
+                                    "random", seed, pool=mine) == {"a": "other"} for seed in range(20))
+    assert AnswerPool({"caption": [("a", "own")]}).draw({"sample_id": "a", "task": "caption"}, random.Random(0)) is None
+    stream = [{"sample_id": f"s{i}", "task": "caption", "reference": f"answer {i}"} for i in range(3 * POOL)]
+    kept = fill_answer_pool(stream, seed=3).answers["caption"]
+    assert len(kept) == POOL and kept == fill_answer_pool(stream, seed=3).answers["caption"]
+    thirds = Counter(int(sid[1:]) // POOL for sid, _ in kept)
+    assert all(250 < n < 420 for n in thirds.values()), thirds
 
 
 def test_intervals_resample_places_as_scoring_the_resampled_rows_would(eval_build):

@@ -580,8 +580,12 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
         f.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "footprint" or r is records[0]}) + "\n"
                              for r in records) + '{"stem": "cut sho\n')
     argv = ["mix", "--source", f"path={sources['sat']},name=first", "--source", f"path={old},name=again",
-            "--output", str(tmp_path / "mix_old"), "--quiet"]
+            "--output", str(tmp_path / "mix_old")]
+    capsys.readouterr()
     assert main(argv) == 0
+    said = capsys.readouterr().out  # no warning (nothing found), but the summary says what was not checked
+    assert "WARNING" not in said and f"NOTE: {len(sidecars)} tile(s) say nothing of where they lie" in said, said
+    assert "mix the builds themselves to check them" in said
     shared = json.loads((tmp_path / "mix_old" / "mix_report.json").read_text())["shared_ground"]
     assert shared["tiles_without_footprint"] == len(sidecars), "every tile of the old build, none of the other"
     assert sum(shared["tiles"].values()) == 0

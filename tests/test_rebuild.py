@@ -161,6 +161,8 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     argv = ("build", "--input", str(tree), "--output", str(out), "--tasks", "caption")
     said = run_cli(*argv).stdout
     assert "WARNING: 1 held-out tile(s) (test 1) show ground that a tile of another split shows too" in said, said
+    assert "NOTE: 1 tile(s) say nothing of where they lie, so they were not checked" in said
+    assert "their sidecars give neither bbox_wgs84 nor latitude and longitude" in said
     first = json.loads((out / "build_report.json").read_text())["splits"]["shared_ground"]
     assert first == {"pairs": {"train|validation": 0, "train|test": 1, "validation|test": 0},
                      "tiles": {"train": 1, "validation": 0, "test": 1}, "tiles_without_footprint": 1,

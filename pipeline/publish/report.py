@@ -370,10 +370,17 @@ def shared_ground_warning(shared: dict[str, Any], mix: bool = False, kept_by: st
     """The summary's warning when held-out tiles show ground another split shows (a build's
     ``splits.shared_ground``, or a mix's ``shared_ground`` over its builds' tiles). ``kept_by``: the remedy a
     rebuild ran with, which leaves the tiles an earlier build placed in their splits, so the remedy to name is a
-    fresh build, not the option already given."""
+    fresh build, not the option already given. A note follows, warning or not, when some tiles were not checked:
+    a mix of a mix said nothing of the 120 tiles it could not check, and printed no warning."""
+    unchecked = shared.get("tiles_without_footprint", 0)
+    note = [f"NOTE: {unchecked:,} tile(s) say nothing of where they lie, so they were not checked for ground another "
+            "split shows (" + ("their source is a mix, which keeps no footprints, or a build from before manifests "
+                               "held them: mix the builds themselves to check them" if mix else
+                               "their sidecars give neither bbox_wgs84 nor latitude and longitude") + ")"
+            ] if unchecked else []
     held = held_out_sharing(shared)
     if not held:
-        return []
+        return note
     where = ", ".join(f"{s} {n}" for s, n in held.items())
     cause, remedy = (("the same ground in two builds, or in one", "Select each place's rows from one build, or "
                       "build the trees as one with --shared-ground drop or --split-unit ground") if mix else
@@ -387,7 +394,7 @@ def shared_ground_warning(shared: dict[str, Any], mix: bool = False, kept_by: st
     report_name = "mix_report.json (shared_ground)" if mix else "build_report.json (splits.shared_ground)"
     return [f"WARNING: {sum(held.values())} held-out tile(s) ({where}) show ground that a tile of another split "
             f"shows too (footprints overlapping by a tenth or more: {cause}), so a model is evaluated on ground it "
-            f"may have trained on. {remedy}; the first pairs are in {report_name}"]
+            f"may have trained on. {remedy}; the first pairs are in {report_name}", *note]
 
 
 def _lost_sources(report: dict[str, Any]) -> list[str]:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pyarrow.parquet as pq
@@ -46,6 +46,7 @@ from transforms.splits.footprints import read_held_out
 from transforms.tasks import is_grounding, scorer_of
 
 BASELINES = ("majority", "random")
+Counted = TypeVar("Counted")
 
 
 class EvalError(ValueError):
@@ -129,7 +130,7 @@ def tile_shares(tree: OutputTree, stems: set[str]) -> dict[str, dict[str, float]
 
 
 def places_sharing_ground(tree: OutputTree, name: str, rows: list[dict[str, Any]]) -> Joined:
-    """The scored rows' bases joined into one place where their tiles share ground; none joined in a mix."""
+    """The scored rows' bases joined into one place where their tiles show the same ground; none in a mix."""
     return places_of_tiles(tree, {r["tile_stem"] for r in rows if r["tile_stem"]}) if name == REPORT_NAME else {}
 
 
@@ -362,7 +363,7 @@ def score(rows: list[dict[str, Any]], predictions: dict[str, str], shares: dict[
           split: str, box_scale: float = 1.0, intervals: bool = False,
           draws: dict[str, PlaceSums] | None = None, joined: Joined | None = None) -> dict[str, Any]:
     """Every task's scores over ``rows``; with ``intervals``, each task adds "places" and "interval_95", the
-    bootstrap over its places (scoring.intervals; ``joined``: bases one place for sharing ground). ``draws``
+    bootstrap over its places (scoring.intervals; ``joined``: bases one place for showing the same ground). ``draws``
     receives each task's place-by-place sums, for a comparison drawn over the same places."""
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
@@ -441,8 +442,8 @@ def interval_note(report: dict[str, Any]) -> str:
     said = []
     if any("interval_95" in t for t in report["tasks"].values()):
         said.append(f"[low, high]: the 95% interval of each score over {RESAMPLES} draws of the split's places (base "
-                    "POIs, joined where their tiles share ground) with replacement, since the rows of one place are "
-                    "not independent draws; a narrow interval needs many places.")
+                    "POIs, joined where their tiles show the same ground) with replacement, since the rows of one "
+                    "place are not independent draws; a narrow interval needs many places.")
     few = sorted(task for task, t in report["tasks"].items() if "places" in t and t["places"] < MIN_PLACES)
     if few:
         said.append(f"No interval under {MIN_PLACES} places, too few for a bootstrap to say how far a score could "
@@ -569,34 +570,22 @@ def shared_ground_stems(tree: OutputTree, split: str, name: str, report: dict[st
     return None if held_out is None else {key for key, s in held_out.items() if s == split}
 
 
-def fit_majority_on_train(tree: OutputTree, split: str, output: dict[str, Any], rows: list[dict[str, Any]]
-                          ) -> MajorityAnswers:
-    """The majority baseline's answers, counted on the train split: a baseline counted on the rows it answers
-    knows their answers: on a 300-tile sample tree's 42 test comparison rows, counting which class wins on those
-    rows scored 0.857, the train split's counts 0.571. The scored rows' own when they are the train split, or
-    the output has none (a mix of evaluation sources only)."""
+def counted_on_train(tree: OutputTree, split: str, output: dict[str, Any], rows: list[dict[str, Any]],
+                     count: Callable[[Iterable[dict[str, Any]], str], Counted]) -> Counted:
+    """What a baseline answers from, counted on the train split (read a row at a time): a baseline counted on
+    the rows it answers knows their answers. On a 300-tile sample tree's 42 test comparison rows, the majority
+    baseline counting which class wins on those rows scored 0.857, the train split's counts 0.571; the random
+    one gave 8 test captions their own answer one time in eight. The scored rows' own when they are the train
+    split, or the output has none (a mix of evaluation sources only), and the report says so."""
     if split != "train":
         try:
-            return fit_majority(iter_rows(tree, "train", output), "train")
-        except EvalError:  # no train rows: the scored rows' own, and the report says so
+            return count(iter_rows(tree, "train", output), "train")
+        except EvalError:  # no train rows
             pass
-    return fit_majority(rows, split)
+    return count(rows, split)
 
 
-def fill_answer_pool_on_train(tree: OutputTree, split: str, output: dict[str, Any], rows: list[dict[str, Any]],
-                              seed: int) -> AnswerPool:
-    """The random baseline's other rows' answers, from the train split as the majority baseline's counts are
-    (the scored rows' own where it is the train split or there is none)."""
-    if split != "train":
-        try:
-            return fill_answer_pool(iter_rows(tree, "train", output), "train", seed)
-        except EvalError:
-            pass
-    return fill_answer_pool(rows, split, seed)
-
-
-def fitted_section(fitted: MajorityAnswers | AnswerPool, split: str, rows: list[dict[str, Any]]
-                         ) -> dict[str, Any]:
+def fitted_section(fitted: MajorityAnswers | AnswerPool, split: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The report's account of where a baseline's answers come from: the split and its rows, and the tasks that
     split has no rows of (answered from the scored rows' own)."""
     section: dict[str, Any] = {"split": fitted.split, "rows": fitted.rows}
@@ -651,8 +640,9 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
         raise EvalError(f"{dataset!r} holds no files; pass the --output folder of a build")
     name, output = output_report(tree)
     rows = load_rows(tree, split, output)
-    fitted = None if baseline == "random" else fit_majority_on_train(tree, split, output, rows)
-    pool = fill_answer_pool_on_train(tree, split, output, rows, seed) if baseline == "random" else None
+    fitted = None if baseline == "random" else counted_on_train(tree, split, output, rows, fit_majority)
+    pool = counted_on_train(tree, split, output, rows, lambda some, at: fill_answer_pool(some, at, seed)) if (
+        baseline == "random") else None
     if baseline:
         predictions = baseline_predictions(rows, baseline, seed, fitted, pool)
     shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})

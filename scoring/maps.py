@@ -152,8 +152,8 @@ MAP_MEASURES = ("mean_iou", "mean_iou_non_majority", "pixel_agreement", "majorit
 
 def map_intervals(scores: dict[str, MapScore], joined: Joined | None = None) -> dict[str, Any]:
     """{"places", "interval_95": {measure: [low, high]}} of summarise's means, from resampling places (base POIs,
-    and those joined by shared ground: a place's views and dates are not independent maps; scoring.places) as
-    `satsft eval` resamples a split's; no interval under MIN_PLACES places."""
+    joined where their tiles show the same ground: a place's views and dates are not independent maps;
+    scoring.places) as `satsft eval` resamples a split's; no interval under MIN_PLACES places."""
     by_place: dict[str, list[MapScore]] = {}
     for stem, score in sorted(scores.items()):
         by_place.setdefault(place_of({"tile_stem": stem}, joined), []).append(score)
@@ -214,7 +214,7 @@ def map_table(report: dict[str, Any]) -> str:
              f"| majority class everywhere | {shown('majority_agreement')} |"]
     lines += [f"| {name} ({v['tiles']} tiles) | {v['mean_iou']:.3f} |" for name, v in report["class_iou"].items()]
     lines.append("\n" + (f"[low, high]: the 95% interval over {RESAMPLES} draws of the places (base POIs, joined "
-                          "where their tiles share ground) with replacement" if bounds
+                          "where their tiles show the same ground) with replacement" if bounds
                           else f"no interval: under {MIN_PLACES} places"))
     if report["maps_without_labels"]:
         lines.append(f"\n{report['maps_without_labels']} maps have no label map of their tile")

@@ -513,8 +513,9 @@ def test_majority_baseline_is_counted_on_the_train_split(eval_build, tmp_path):
 
 
 def test_the_random_baseline_draws_another_rows_answer_from_the_train_split(eval_build):
-    """Drawn from the scored rows, 8 test captions gave a row its own answer one time in eight: the answers are
-    drawn from the train split's, never the row's own, from a seeded reservoir of at most POOL per task."""
+    """Drawn from the scored rows, one in eight of the real fixture's test production_analysis answers was the
+    row's own or another profile's of its tile: the answers are drawn from the train split's, never the row's
+    own tile's, from a seeded reservoir of at most POOL per task."""
     from scoring.evaluate import POOL, AnswerPool, baseline_predictions, fill_answer_pool, load_rows, output_report
     from transforms.output.tree import OutputTree
 
@@ -526,16 +527,23 @@ def test_the_random_baseline_draws_another_rows_answer_from_the_train_split(eval
     free = [r for r in test if r["task"] in ("caption", "class_focus", "production_analysis")]
     assert len(free) > 20
     for r in free:
-        assert answers[r["sample_id"]] in {a for sid, a in pool.answers[r["task"]]}, r["sample_id"]
+        assert answers[r["sample_id"]] in {a for _, _, a in pool.answers[r["task"]]}, r["sample_id"]
     assert baseline_predictions(test, "random", pool=pool) == answers, "seeded"
-    mine = AnswerPool({"caption": [("a", "own"), ("b", "other")]})
-    assert all(baseline_predictions([{"sample_id": "a", "task": "caption", "reference": "own", "prompt": ""}],
-                                    "random", seed, pool=mine) == {"a": "other"} for seed in range(20))
-    assert AnswerPool({"caption": [("a", "own")]}).draw({"sample_id": "a", "task": "caption"}, random.Random(0)) is None
+    on_train = baseline_predictions(train, "random", pool=pool)  # the train split scored: its own rows drawn
+    by_tile = defaultdict(set)
+    for _, stem, answer in pool.answers["production_analysis"]:
+        by_tile[answer].add(stem)
+    assert all(by_tile[on_train[r["sample_id"]]] - {r["tile_stem"]}
+               for r in train if r["task"] == "production_analysis"), "another tile's answer"
+    mine = AnswerPool({"caption": [("a", "t1", "own"), ("b", "t1", "same tile"), ("c", "t2", "other")]})
+    row = {"sample_id": "a", "task": "caption", "reference": "own", "prompt": "", "tile_stem": "t1"}
+    assert all(baseline_predictions([row], "random", seed, pool=mine) == {"a": "other"} for seed in range(20))
+    alone = AnswerPool({"caption": [("a", "t1", "own"), ("b", "t1", "same tile")]})
+    assert alone.draw(row, random.Random(0)) is None and baseline_predictions([row], "random", pool=alone) == {"a": ""}
     stream = [{"sample_id": f"s{i}", "task": "caption", "reference": f"answer {i}"} for i in range(3 * POOL)]
     kept = fill_answer_pool(stream, seed=3).answers["caption"]
     assert len(kept) == POOL and kept == fill_answer_pool(stream, seed=3).answers["caption"]
-    thirds = Counter(int(sid[1:]) // POOL for sid, _ in kept)
+    thirds = Counter(int(sid[1:]) // POOL for sid, _, _ in kept)
     assert all(250 < n < 420 for n in thirds.values()), thirds
 
 

@@ -29,12 +29,13 @@ import pyarrow.parquet as pq
 
 from scoring import metrics, parse
 from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, difference_intervals, intervals_of
-from scoring.places import Joined, places_of_tiles, rows_by_place
+from scoring.places import Joined, mix_places, places_of_tiles, rows_by_place
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.input.sidecars import UTF8_BOM
 from transforms.output import claim
 from transforms.output.tree import (
     MIX_REPORT_NAME,
+    PLACES_FILE,
     REPORT_NAME,
     ROW_SIDECARS_DIR,
     SHARED_GROUND_FILE,
@@ -129,9 +130,17 @@ def tile_shares(tree: OutputTree, stems: set[str]) -> dict[str, dict[str, float]
     return out
 
 
-def places_sharing_ground(tree: OutputTree, name: str, rows: list[dict[str, Any]]) -> Joined:
-    """The scored rows' bases joined into one place where their tiles show the same ground; none in a mix."""
-    return places_of_tiles(tree, {r["tile_stem"] for r in rows if r["tile_stem"]}) if name == REPORT_NAME else {}
+def places_sharing_ground(tree: OutputTree, name: str, report: dict[str, Any], rows: list[dict[str, Any]]
+                          ) -> Joined:
+    """The scored rows' bases joined into one place where their tiles show the same ground: from a build's
+    manifest, or the list a mix wrote. EvalError when that list is damaged."""
+    if name == REPORT_NAME:
+        return places_of_tiles(tree, {r["tile_stem"] for r in rows if r["tile_stem"]})
+    try:
+        return mix_places(tree, bool(report.get("outputs", {}).get("places_files_written")))
+    except (orjson.JSONDecodeError, KeyError, TypeError) as err:
+        raise EvalError(f"{PLACES_FILE} does not parse ({err.__class__.__name__}); `satsft validate` names the "
+                        "damage: run the mix again to write it anew") from err
 
 
 def _batch_answer(obj: dict[str, Any]) -> str | None:
@@ -657,7 +666,7 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
         predictions = baseline_predictions(rows, baseline, seed, fitted, pool)
     shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})
     model: dict[str, PlaceSums] = {}
-    joined = places_sharing_ground(tree, name, rows)
+    joined = places_sharing_ground(tree, name, output, rows)
     report = score(rows, predictions or {}, shares, split, box_scale, intervals=True, draws=model, joined=joined)
     if box_scale != 1.0:
         report["box_scale"] = box_scale

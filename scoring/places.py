@@ -7,8 +7,8 @@ than the data holds. The same ground is SAME_GROUND of the smaller footprint: a 
 all of it, while neighbours of a scene cut with overlapping windows (every half chip, as `satsft sample --real`
 cuts by default) share a half sideways and a quarter across, and joining those would chain a whole scene into
 one place with no interval. Such neighbours stay apart, so intervals on trees cut that way are still somewhat
-narrower than they should be. The footprints come from a build's manifest; a mix keeps none, so its places are
-base POIs.
+narrower than they should be. A build's footprints come from its manifest; a mix keeps none, and writes the
+bases it finds on the same ground to metadata/places.jsonl instead (a mix from before that file: base POIs).
 """
 
 from __future__ import annotations
@@ -18,13 +18,21 @@ from typing import Any
 
 import orjson
 
-from transforms.output.tree import MANIFEST_DIR, OutputTree
+from transforms.output.tree import MANIFEST_DIR, PLACES_FILE, OutputTree
 from transforms.paths import base_poi_id
 from transforms.rebuild.manifest import is_tiles_file
-from transforms.splits.footprints import as_box, cells_of, ground_groups, ground_links_in_cell
+from transforms.splits.footprints import (
+    SAME_GROUND_SHARE,
+    as_box,
+    cells_of,
+    ground_groups,
+    read_places,
+    same_ground_links,
+)
 
-SAME_GROUND = 0.75  # share of the smaller footprint two tiles must both cover to count as one place
-Joined = dict[str, str]  # base POI -> the place it is part of (ground_joined), for bases sharing ground only
+SAME_GROUND = SAME_GROUND_SHARE  # share of the smaller footprint two tiles must both cover to be one place
+# base POI (in a mix <source>/<base POI>) -> the place it is part of, for bases on the same ground only
+Joined = dict[str, str]
 
 
 def place_of(row: dict[str, Any], joined: Joined | None = None) -> str:
@@ -34,7 +42,10 @@ def place_of(row: dict[str, Any], joined: Joined | None = None) -> str:
     if not stem:
         return row["sample_id"]
     base = base_poi_id(stem)
-    return joined.get(base, base) if joined else base
+    if not joined:
+        return base
+    source = (row.get("metadata") or {}).get("source")  # a mix's row: its places are named by source
+    return joined.get(f"{source}/{base}" if source else base, base)
 
 
 def rows_by_place(rows: list[dict[str, Any]], joined: Joined | None = None) -> list[list[dict[str, Any]]]:
@@ -55,8 +66,7 @@ def ground_joined(footprints: dict[str, Any]) -> Joined:
         box = as_box(given)
         for cell in cells_of(box) if box is not None else ():
             by_cell[cell].append((base_poi_id(stem), box))
-    return ground_groups(link for cell in sorted(by_cell)
-                         for link in ground_links_in_cell(cell, by_cell[cell], SAME_GROUND))
+    return ground_groups(link for cell in sorted(by_cell) for link in same_ground_links(cell, by_cell[cell]))
 
 
 def tile_footprints(tree: OutputTree, stems: set[str]) -> dict[str, Any]:
@@ -81,3 +91,9 @@ def tile_footprints(tree: OutputTree, stems: set[str]) -> dict[str, Any]:
 def places_of_tiles(tree: OutputTree, stems: set[str]) -> Joined:
     """ground_joined over the footprints of ``stems`` in the build at ``tree``."""
     return ground_joined(tile_footprints(tree, stems))
+
+
+def mix_places(tree: OutputTree, written: bool) -> Joined:
+    """A mix's metadata/places.jsonl (<source>/<base> -> place), read where its report says it was written (a
+    file left by another run is not read); {} where none was."""
+    return read_places(tree.read(PLACES_FILE)) if written and tree.isfile(PLACES_FILE) else {}

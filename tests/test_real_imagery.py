@@ -193,6 +193,36 @@ def test_box_questions_on_real_tiles_ask_about_a_part_and_spread_their_answers(d
     assert scores["caption"]["n"] == 106 and scores["caption"]["places"] == 53
 
 
+def test_a_mix_draws_a_chips_views_as_one_place_as_the_build_does(default_real_build, tmp_path):
+    """A mix keeps no manifest: it lists the bases on the same ground in metadata/places.jsonl (under every
+    source reading the build), and `satsft eval` on the mix counts the places the build's own eval counts. A
+    damaged list is a validate finding and a one-line eval error."""
+    from pipeline.review.validate import validate
+    from scoring.evaluate import EvalError, evaluate
+
+    _, out = default_real_build
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"sources:\n  - {{name: tr, path: {out}, where: {{split: [train]}}}}\n"
+                      f"  - {{name: held, path: {out}, where: {{split: [validation, test]}}}}\n")
+    assert main(["mix", "--recipe", str(recipe), "--output", str(tmp_path / "mix"), "--quiet",
+                 "--formats", "jsonl"]) == 0
+    listed = [json.loads(line) for line in (tmp_path / "mix" / "metadata" / "places.jsonl").read_text().splitlines()]
+    assert len(listed) == 2 * 120 and {"base": "held/t33uuu_y0000_x0000_orig",
+                                       "place": "tr/t33uuu_y0000_x0000_flip"} in listed
+    built = evaluate(str(out), "train", baseline="majority")["tasks"]
+    mixed = evaluate(str(tmp_path / "mix"), "train", baseline="majority")["tasks"]
+    assert mixed["caption"]["places"] == built["caption"]["places"] == 53
+    assert {t: v["places"] for t, v in mixed.items()} == {t: v["places"] for t, v in built.items()}
+    report = json.loads((tmp_path / "mix" / "mix_report.json").read_text())
+    assert report["outputs"]["places_files_written"] == 1
+    assert report["file_count"] == sum(1 for p in (tmp_path / "mix").rglob("*") if p.is_file())
+    assert not validate(str(tmp_path / "mix"))[0].count
+    (tmp_path / "mix" / "metadata" / "places.jsonl").write_text('{"base": "tr/x"}\n')
+    assert "metadata/places.jsonl does not parse" in "\n".join(validate(str(tmp_path / "mix"))[0].lines())
+    with pytest.raises(EvalError, match="places.jsonl does not parse"):
+        evaluate(str(tmp_path / "mix"), "train", baseline="majority")
+
+
 def test_absence_asks_about_present_classes_as_often_as_absent_ones(default_real_build, tmp_path):
     """Absence rows were all "no" (a model that always says no scored 1.0 and training taught that the question
     is answered no); each tile now also asks the same way about a class in plain view."""

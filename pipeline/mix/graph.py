@@ -14,11 +14,11 @@ from transforms.mix.stages import (
     TILES,
     CheckMedia,
     ChooseRows,
-    FindSharedGroundInMix,
     KeepMixGroundApart,
     MixSource,
     PlanCopies,
     ReadMixSources,
+    ReadMixTileRecords,
     WriteMedia,
     WriteMixShards,
     held_out_by_source,
@@ -27,7 +27,7 @@ from transforms.output.counts import SumEvents, event_items, reject_key
 from transforms.output.files import WriteRejects
 from transforms.output.spool import RemoveSpool
 from transforms.rebuild.manifest import manifest_tiles_files
-from transforms.splits.shared_ground import WriteSharedGround
+from transforms.splits.shared_ground import FindSharedGround, WriteMixPlaces, WriteSharedGround
 
 
 def mix_sources(recipe: Recipe) -> tuple[MixSource, ...]:
@@ -69,12 +69,15 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
     chosen = read["rows"] | "ChooseRows" >> ChooseRows(sources)
     kept, rejected = chosen["kept"], [read[REJECTS], chosen[REJECTS]]
     manifests = build_manifests(recipe)
+    # Only builds say where their tiles lie (their manifests); the report says how many were read.
+    if manifests or config.shared_ground == "drop":
+        records = read[TILES] | "ReadMixTileRecords" >> ReadMixTileRecords(manifests)
     if config.shared_ground == "drop":  # the train rows on held-out ground go before anything is written
-        apart = {"kept": kept, "tiles": read[TILES]} | "KeepMixGroundApart" >> KeepMixGroundApart(sources, manifests)
+        apart = {"kept": kept, "records": records} | "KeepMixGroundApart" >> KeepMixGroundApart(sources)
         kept, shared = apart["kept"], apart
         rejected.append(apart[REJECTS])
-    elif manifests:  # only builds say where their tiles lie; the report says how many were read
-        shared = read[TILES] | "FindSharedGroundInMix" >> FindSharedGroundInMix(manifests)
+    elif manifests:
+        shared = records | "FindSharedGroundInMix" >> FindSharedGround()
     media = kept | "CheckMedia" >> CheckMedia(config.max_files_per_dir)
     planned = ({"kept": kept, "bad": media["bad"]}
                | "PlanCopies" >> PlanCopies(sources, recipe.seed, {s.name: s.repeat for s in recipe.sources},
@@ -89,6 +92,7 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
                       | "ForEachReader" >> beam.FlatMap(held_out_by_source, build_readers(sources))
                       | "WriteSharedGround" >> WriteSharedGround(root))
         events.append(pipeline | "BuildsChecked" >> beam.Create([{"shared_ground|builds": len(dict(manifests))}]))
+        events.append(records | "WriteMixPlaces" >> WriteMixPlaces(root, build_readers(sources)))
     if not config.embed_images or "jsonl" in config.formats:  # JSONL rows name their images: they must exist
         events.append({"locations": media["locations"], "index": media["index"]}
                       | "WriteMedia" >> WriteMedia(root, link=not config.copy_images))

@@ -197,7 +197,7 @@ class MixSourceInfo(Protocol):
 # Events that stand for one file written each (a dropped row's sidecar counts -1).
 FILE_EVENTS = ("analysis_images_written", "overlays_written", "reject_files_written", "row_sidecars_written",
                "source_images_linked", "source_images_copied", "media_written", "media_linked", "files_reused",
-               "manifest_files_written", "shared_ground_files_written")
+               "manifest_files_written", "shared_ground_files_written", "places_files_written")
 
 
 def file_count(report: dict[str, Any], timings_name: str) -> int:

@@ -35,6 +35,7 @@ from transforms.output.tree import (
     MANIFEST_DIR,
     MIX_REPORT_NAME,
     PER_TILE_DIRS,
+    PLACES_FILE,
     REPORT_NAME,
     ROW_SIDECARS_DIR,
     SHARED_GROUND_FILE,
@@ -43,7 +44,7 @@ from transforms.output.tree import (
 )
 from transforms.rebuild.manifest import STILLS_FILE, is_tiles_file, unnamed_files
 from transforms.rows import grounding_problem
-from transforms.splits.footprints import read_held_out
+from transforms.splits.footprints import read_held_out, read_places
 from transforms.tasks import is_grounding
 
 SHOWN_PER_CHECK = 20
@@ -291,14 +292,16 @@ def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -
 
 
 def _check_shared_ground_list(tree: OutputTree, findings: Findings) -> None:
-    """metadata/shared_ground.jsonl, which `satsft eval` reads to score rows on unseen ground apart, parses."""
-    if not tree.isfile(SHARED_GROUND_FILE):
-        return
-    try:
-        read_held_out(tree.read(SHARED_GROUND_FILE))
-    except (orjson.JSONDecodeError, KeyError, TypeError) as err:
-        findings.add("files", f"{SHARED_GROUND_FILE} does not parse ({err.__class__.__name__}: {str(err)[:120]}); "
-                              "run the build or mix again to write it anew")
+    """metadata/shared_ground.jsonl, which `satsft eval` reads to score rows on unseen ground apart, and a mix's
+    metadata/places.jsonl, which it reads to draw a chip's views as one place, parse."""
+    for name, read in ((SHARED_GROUND_FILE, read_held_out), (PLACES_FILE, read_places)):
+        if not tree.isfile(name):
+            continue
+        try:
+            read(tree.read(name))
+        except (orjson.JSONDecodeError, KeyError, TypeError) as err:
+            findings.add("files", f"{name} does not parse ({err.__class__.__name__}: {str(err)[:120]}); run the "
+                                  "build or mix again to write it anew")
 
 
 def _folder_limits(tree: OutputTree, limit: int, findings: Findings) -> None:

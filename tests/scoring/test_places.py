@@ -39,3 +39,21 @@ def test_the_threshold_sits_between_a_view_and_an_overlapping_neighbour():
     assert ground_joined({"a": base, "b": _box(12.6 + CHIP * (1 - SAME_GROUND) * 0.9, 52.9)}) == {"a": "a", "b": "a"}
     assert ground_joined({"a": base, "b": _box(12.6 + CHIP / 2, 52.9)}) == {}
     assert json.dumps(ground_joined({"a": base, "b": base, "c": base})) == '{"a": "a", "b": "a", "c": "a"}'
+
+
+def test_a_mixs_places_are_named_by_the_source_each_row_came_from():
+    """A mix names a tile <source>/<stem>; its list names every base on the same ground under each source
+    reading the build, and a mix row finds its place by the source it came from."""
+    from transforms.splits.footprints import encode_places, place_cells, read_places
+
+    box = _box(12.6, 52.9)
+    assert {m for _, m in place_cells({"stem": "tr/poi_000031_g002_t0000", "footprint": box})} == {
+        ("tr/poi_000031", tuple(box))}
+    assert place_cells({"stem": "tr/poi_000031_g002_t0000", "footprint": None}) == []
+    listed = read_places(encode_places({"tr/a_orig": "tr/a_flip", "tr/a_flip": "tr/a_flip"},
+                                       {"tr": ("tr", "held")}))
+    assert listed == {"held/a_flip": "tr/a_flip", "held/a_orig": "tr/a_flip", "tr/a_flip": "tr/a_flip",
+                      "tr/a_orig": "tr/a_flip"}
+    row = {"tile_stem": "a_orig", "sample_id": "s", "metadata": {"source": "held"}}
+    assert place_of(row, listed) == "tr/a_flip"
+    assert place_of({**row, "metadata": {"source": "other"}}, listed) == "a_orig"

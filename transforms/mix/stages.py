@@ -282,20 +282,6 @@ class ReadMixTileRecords(beam.PTransform):
                 | "Records" >> beam.FlatMap(_mix_records))
 
 
-@dataclass
-class FindSharedGroundInMix(beam.PTransform):
-    """(dataset, owner, stem, split) of the builds' tiles the recipe selects -> FindSharedGround's outputs over
-    the mix: two sources' tiles (or one's) of different splits on the same ground, as the mix's reader gets
-    them."""
-
-    manifests: tuple[tuple[str, str], ...]
-
-    def expand(self, tiles):
-        return (tiles
-                | "ReadMixTileRecords" >> ReadMixTileRecords(self.manifests)
-                | "FindSharedGround" >> FindSharedGround())
-
-
 class _KeepRowApartFn(beam.DoFn):
     """A kept row -> itself, or a reject when --shared-ground drop takes its tile (``drops``: <first source
     reading the build>/<stem> -> (witness, its split))."""
@@ -319,7 +305,7 @@ class _KeepRowApartFn(beam.DoFn):
 
 @dataclass
 class KeepMixGroundApart(beam.PTransform):
-    """--shared-ground drop in a mix: {"kept": the rows ChooseRows kept, "tiles": (dataset, owner, stem, split)
+    """--shared-ground drop in a mix: {"kept": the rows ChooseRows kept, "records": ReadMixTileRecords' records
     of the builds' tiles the recipe selects} -> {"kept": the rows of tiles that share no ground with a tile of
     another split, REJECTS: the others (``split_shared_ground``), "events" and "held_out": FindSharedGround's
     outputs over the tiles left}. As in a build, of two tiles on one ground the one of the earlier split goes
@@ -327,10 +313,9 @@ class KeepMixGroundApart(beam.PTransform):
     rows. The tiles dropped travel as a side input, one small entry per tile, so the rows cross no shuffle."""
 
     sources: tuple[MixSource, ...]
-    manifests: tuple[tuple[str, str], ...]
 
     def expand(self, parts):
-        records = parts["tiles"] | "ReadMixTileRecords" >> ReadMixTileRecords(self.manifests)
+        records = parts["records"]
         drops = (records
                  | "Cells" >> beam.FlatMap(record_cells)
                  | "FindGroundConflicts" >> FindGroundConflicts())

@@ -24,9 +24,14 @@ from typing import Any
 import numpy as np
 import orjson
 
+from transforms.paths import base_poi_id
+
 CELL_DEG = 0.1  # about 11 km: a 224 px chip at 10 m (2.2 km) touches at most 4 cells
 MAX_CELLS = 64  # a footprint over 8 x 8 cells (some 90 km) is no chip: such a tile is not compared
 MIN_SHARE = 0.1
+# Two tiles show the same ground (one place, for `satsft eval`'s draws: scoring.places) at this share of the
+# smaller footprint: a view or a date of one chip covers all of it, neighbours cut every half chip a half.
+SAME_GROUND_SHARE = 0.75
 METRES_PER_DEGREE = 111_320.0
 SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
 
@@ -234,3 +239,34 @@ def encode_held_out(found: list[tuple[tuple[str, str], int]]) -> bytes:
 def read_held_out(data: bytes) -> dict[str, str]:
     """The file back: stem -> split."""
     return {r["stem"]: r["split"] for r in (orjson.loads(line) for line in data.splitlines() if line.strip())}
+
+
+def place_cells(record: dict[str, Any]) -> list[tuple[tuple[int, int], tuple[str, Box]]]:
+    """A mix's manifest-like record ({"stem": <source>/<stem>, "footprint"}) -> (cell, (<source>/<base POI>,
+    footprint)) per cell its footprint touches, as ground_links_in_cell takes them; none without a footprint."""
+    box = as_box(record.get("footprint"))
+    if box is None:
+        return []
+    owner, _, stem = record["stem"].rpartition("/")
+    return [(cell, (f"{owner}/{base_poi_id(stem)}" if owner else base_poi_id(stem), box)) for cell in cells_of(box)]
+
+
+def same_ground_links(cell: tuple[int, int], members: Iterable[tuple[str, Box]]) -> Iterator[tuple[str, str]]:
+    """ground_links_in_cell at SAME_GROUND_SHARE: the bases that are one place."""
+    return ground_links_in_cell(cell, members, SAME_GROUND_SHARE)
+
+
+def encode_places(groups: dict[str, str], readers: dict[str, tuple[str, ...]]) -> bytes:
+    """metadata/places.jsonl of a mix: a line per base on the same ground as another ({"base": <source>/<base>,
+    "place"}), under the name of every source reading its build (a mix row names the source it came from)."""
+    lines = []
+    for name, place in groups.items():
+        owner, _, base = name.partition("/")
+        lines += [{"base": f"{source}/{base}", "place": place} for source in readers.get(owner, (owner,))]
+    return b"".join(orjson.dumps(line, option=orjson.OPT_SORT_KEYS) + b"\n"
+                    for line in sorted(lines, key=lambda x: x["base"]))
+
+
+def read_places(data: bytes) -> dict[str, str]:
+    """The file back: <source>/<base> -> place."""
+    return {r["base"]: r["place"] for r in (orjson.loads(line) for line in data.splitlines() if line.strip())}

@@ -20,18 +20,21 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms import fileio
-from transforms.output.tree import SHARED_GROUND_FILE
+from transforms.output.tree import PLACES_FILE, SHARED_GROUND_FILE
 from transforms.paths import base_poi_id, join_path
 from transforms.records import reject
 from transforms.splits.footprints import (
     as_box,
     cells_of,
     encode_held_out,
+    encode_places,
     first_pairs,
     ground_conflicts_in_cell,
     ground_groups,
     ground_links_in_cell,
     pairs_in_cell,
+    place_cells,
+    same_ground_links,
     tile_footprint,
 )
 
@@ -127,6 +130,35 @@ class WriteSharedGround(beam.PTransform):
         return (held_out
                 | "Gather" >> beam.combiners.ToList()
                 | "Write" >> beam.FlatMap(_write_held_out, self.root))
+
+
+def _write_places(links: list[tuple[str, str]], root: str, readers: dict[str, tuple[str, ...]]
+                  ) -> list[dict[str, int]]:
+    groups = ground_groups(links)
+    if not groups:
+        return []  # no two bases on the same ground: no file (the report says whether one was written)
+    fileio.write_bytes(join_path(root, PLACES_FILE), encode_places(groups, readers))
+    return [{"places_files_written": 1}]
+
+
+@dataclass
+class WriteMixPlaces(beam.PTransform):
+    """A mix's manifest-like records ({"stem": <first source reading the build>/<stem>, "footprint"}) ->
+    metadata/places.jsonl: the bases whose tiles show the same ground (footprints.SAME_GROUND_SHARE), under the
+    name of every source reading their build, so that `satsft eval` draws a chip's views and dates as one place
+    in a mix as it does in a build (whose manifest it reads; a mix keeps none). Gathered in one place: the
+    links, at most one per base on the same ground as another."""
+
+    root: str
+    readers: dict[str, tuple[str, ...]]
+
+    def expand(self, records):
+        return (records
+                | "PlaceCells" >> beam.FlatMap(place_cells)
+                | "GroupByCell" >> beam.GroupByKey()
+                | "SameGroundLinks" >> beam.FlatMapTuple(same_ground_links)
+                | "AllLinks" >> beam.combiners.ToList()
+                | "Write" >> beam.FlatMap(_write_places, self.root, self.readers))
 
 
 def base_cells(keyed) -> list[tuple[tuple[int, int], tuple[str, tuple]]]:

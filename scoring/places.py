@@ -3,12 +3,13 @@
 Bases whose tiles show the same ground are one place too: two views of one chip filed under two stems (the
 real fixture's ``_orig`` and ``_flip``, whose stems carry no ``poi_`` prefix), or two dates of it under two POI
 ids. Drawn apart, they are counted as independent when they are not, and the interval claims more certainty
-than the data holds. The same ground is SAME_GROUND of the smaller footprint: a view or a date of one chip covers
-all of it, while neighbours of a scene cut with overlapping windows (every half chip, as `satsft sample --real`
-cuts by default) share a half sideways and a quarter across, and joining those would chain a whole scene into
-one place with no interval. Such neighbours stay apart, so intervals on trees cut that way are still somewhat
-narrower than they should be. A build's footprints come from its manifest; a mix keeps none, and writes the
-bases it finds on the same ground to metadata/places.jsonl instead (a mix from before that file: base POIs).
+than the data holds. The same ground is footprints.SAME_GROUND_SHARE of the smaller footprint: a view or a date
+of one chip covers all of it, while neighbours of a scene cut with overlapping windows (every half chip, as
+`satsft sample --real` cuts by default) share a half sideways and a quarter across, and joining those would
+chain a whole scene into one place with no interval. Such neighbours stay apart, so intervals on trees cut that
+way are still somewhat narrower than they should be. A build's footprints come from its manifest; a mix keeps
+none, and writes the bases it finds on the same ground to metadata/places.jsonl instead (a mix from before that
+file: base POIs).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from transforms.output.tree import MANIFEST_DIR, PLACES_FILE, OutputTree
 from transforms.paths import base_poi_id
 from transforms.rebuild.manifest import is_tiles_file
 from transforms.splits.footprints import (
-    SAME_GROUND_SHARE,
     as_box,
     cells_of,
     ground_groups,
@@ -30,7 +30,6 @@ from transforms.splits.footprints import (
     same_ground_links,
 )
 
-SAME_GROUND = SAME_GROUND_SHARE  # share of the smaller footprint two tiles must both cover to be one place
 # base POI (in a mix <source>/<base POI>) -> the place it is part of, for bases on the same ground only
 Joined = dict[str, str]
 
@@ -59,7 +58,7 @@ def rows_by_place(rows: list[dict[str, Any]], joined: Joined | None = None) -> l
 def ground_joined(footprints: dict[str, Any]) -> Joined:
     """tile stem -> footprint (as a manifest records it; None or damaged: the tile stays with its base) ->
     base -> place for every base whose tiles show the same ground as another base's (an overlap of at least
-    SAME_GROUND of the smaller footprint), the place named by the first base of its group in sorted order. A
+    SAME_GROUND_SHARE of the smaller footprint), the place named by the first base of its group in sorted order. A
     pure function of the mapping."""
     by_cell: dict[tuple[int, int], list[tuple[str, Any]]] = defaultdict(list)
     for stem, given in footprints.items():

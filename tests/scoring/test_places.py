@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from scoring.places import SAME_GROUND, ground_joined, place_of, rows_by_place
+from scoring.places import ground_joined, place_of, rows_by_place
+from transforms.splits.footprints import SAME_GROUND_SHARE
 
 CHIP = 0.02  # degrees: about a 224 px chip at 10 m
 
@@ -36,7 +37,8 @@ def test_views_and_dates_of_one_chip_are_one_place_and_neighbours_are_not():
 def test_the_threshold_sits_between_a_view_and_an_overlapping_neighbour():
     """A quarter of a chip off is three quarters shared: the same ground; half a chip off, neighbours."""
     base = _box(12.6, 52.9)
-    assert ground_joined({"a": base, "b": _box(12.6 + CHIP * (1 - SAME_GROUND) * 0.9, 52.9)}) == {"a": "a", "b": "a"}
+    near = _box(12.6 + CHIP * (1 - SAME_GROUND_SHARE) * 0.9, 52.9)
+    assert ground_joined({"a": base, "b": near}) == {"a": "a", "b": "a"}
     assert ground_joined({"a": base, "b": _box(12.6 + CHIP / 2, 52.9)}) == {}
     assert json.dumps(ground_joined({"a": base, "b": base, "c": base})) == '{"a": "a", "b": "a", "c": "a"}'
 

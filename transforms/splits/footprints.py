@@ -261,7 +261,7 @@ def encode_places(groups: dict[str, str], readers: dict[str, tuple[str, ...]]) -
     "place"}), under the name of every source reading its build (a mix row names the source it came from)."""
     lines = []
     for name, place in groups.items():
-        owner, _, base = name.partition("/")
+        owner, _, base = name.rpartition("/")  # as place_cells named it: a base holds no "/"
         lines += [{"base": f"{source}/{base}", "place": place} for source in readers.get(owner, (owner,))]
     return b"".join(orjson.dumps(line, option=orjson.OPT_SORT_KEYS) + b"\n"
                     for line in sorted(lines, key=lambda x: x["base"]))

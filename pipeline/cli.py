@@ -537,7 +537,13 @@ READERS = ("eval", "preview", "validate")
 
 
 def main(argv: list[str] | None = None) -> int:
-    code = _run(list(sys.argv[1:] if argv is None else argv))
+    try:
+        code = _run(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `satsft --help | head`: the reader has all it wanted; no traceback
+        if argv is not None:
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 1
     if argv is None and sys.argv[1:2] and sys.argv[1] in READERS:
         _end_reader(code)
     return code

@@ -33,6 +33,19 @@ def test_help_sample_and_validate_never_import_beam():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_help_into_a_closed_pipe_ends_without_a_traceback():
+    """`satsft --help | head`: the reader may be gone before the usage is written (here it is gone from the
+    start), and the command then ends quietly, not with a BrokenPipeError traceback."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], cwd=REPO, stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
 def test_build_help_lists_the_build_options():
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--help"], cwd=REPO, capture_output=True,
                           text=True, timeout=120)

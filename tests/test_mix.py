@@ -406,13 +406,17 @@ def test_bad_recipes_are_usage_errors(recipe, message, sources, tmp_path, capsys
 
 
 @pytest.mark.parametrize(("source", "flag", "message"), [
-    ("chat", "drop", "--shared-ground drop compares where tiles lie, which only satsft builds record"),
-    ("mix", "drop", "(in their manifests; a mix records none)"),
+    ("chat", "drop", "--shared-ground drop compares where tiles lie, which only satsft outputs record"),
+    ("old mix", "drop", "(a build in its manifest, a mix in metadata/footprints/; older mixes record none)"),
     ("chat", "keep", "--shared-ground takes report or drop, not 'keep'"),
 ])
 def test_shared_ground_drop_needs_a_build_among_the_sources(source, flag, message, sources, mixed, tmp_path, capsys):
     out = tmp_path / "out"
-    path = sources["chat"] if source == "chat" else mixed[0]
+    path = sources["chat"]
+    if source == "old mix":  # a mix made before mixes listed their tiles' footprints
+        path = tmp_path / "old"
+        shutil.copytree(mixed[0], path)
+        shutil.rmtree(path / "metadata" / "footprints")
     assert main(["mix", "--source", f"name=src,path={path}", "--output", str(out), "--shared-ground", flag]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists(), "nothing is written"
@@ -489,33 +493,41 @@ def test_an_unfinished_build_is_no_source(sources, tmp_path, capsys):
     assert "holds a satsft output without its report" in capsys.readouterr().err
 
 
-def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_path, capsys):
-    """The same places built twice, one of them declared test in the second tree: the mix finds those tiles
-    on ground the first build's train tiles show (from the builds' manifests, which carry each tile's
-    footprint), warns and says so on its card; a build whose manifest predates footprints is counted as not
-    checked; a mix of foreign files only says nothing of ground."""
+@pytest.fixture(scope="module")
+def moved(sources, tmp_path_factory) -> tuple[Path, str, list[str], int]:
+    """The sources' tree built again with one train-only place declared test: (that build, the place, its
+    tiles' stems, the tiles of the tree)."""
     tree = sources["sat"].parent / "tree"
     sidecars = [json.loads(p.read_text()) for p in sorted((tree / "metadata").rglob("*.json"))]
     by_base: dict[str, set[str]] = {}
     for s in sidecars:
         by_base.setdefault(s["tile_stem"].split("_g")[0], set()).add(s["split"])
     place = next(b for b, splits in sorted(by_base.items()) if splits == {"train"})
-    second = tmp_path / "tree2"
+    second = tmp_path_factory.mktemp("moved") / "tree2"
     shutil.copytree(tree, second)
-    moved = []
+    stems = []
     for p in sorted((second / "metadata").rglob("*.json")):
         s = json.loads(p.read_text())
         if s["tile_stem"].startswith(place + "_"):
             s["split"] = "test"
             p.write_text(json.dumps(s))
-            moved.append(s["tile_stem"])
-    assert main(["build", "--input", str(second), "--output", str(tmp_path / "sat2"), "--quiet",
+            stems.append(s["tile_stem"])
+    assert main(["build", "--input", str(second), "--output", str(second.parent / "sat2"), "--quiet",
                  "--tasks", "caption,grounding_all,production_analysis", "--profiles", "brief_only,wildfire"]) == 0
+    return second.parent / "sat2", place, stems, len(sidecars)
+
+
+def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, moved, tmp_path, capsys):
+    """The same places built twice, one of them declared test in the second tree: the mix finds those tiles
+    on ground the first build's train tiles show (from the builds' manifests, which carry each tile's
+    footprint), warns and says so on its card; a build whose manifest predates footprints is counted as not
+    checked; a mix of foreign files only says nothing of ground."""
+    sat2, place, moved, tiles = moved
     recipe = tmp_path / "recipe.yaml"  # two sources read the second build: rows name the one they came from
     recipe.write_text(f"""sources:
   - {{name: first, path: {sources['sat']}}}
-  - {{name: again, path: {tmp_path / 'sat2'}, where: {{task: caption}}}}
-  - {{name: again_boxes, path: {tmp_path / 'sat2'}, where: {{task: [grounding_all, production_analysis]}}}}
+  - {{name: again, path: {sat2}, where: {{task: caption}}}}
+  - {{name: again_boxes, path: {sat2}, where: {{task: [grounding_all, production_analysis]}}}}
 """)
     assert main(["mix", "--recipe", str(recipe), "--output", str(tmp_path / "mix"), "--quiet"]) == 0
     said = capsys.readouterr().out
@@ -573,7 +585,7 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
     # a build from before manifests carried footprints: its tiles are not checked, and nothing is found; a
     # damaged line or footprint there loses nothing else
     old = tmp_path / "old"
-    shutil.copytree(tmp_path / "sat2", old)
+    shutil.copytree(sat2, old)
     for f in (old / "metadata" / "manifest").glob("tiles-*.jsonl"):
         records = [json.loads(line) for line in f.read_text().splitlines()]
         records[0]["footprint"] = [1, 2, 3]
@@ -584,18 +596,92 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, tmp_pa
     capsys.readouterr()
     assert main(argv) == 0
     said = capsys.readouterr().out  # no warning (nothing found), but the summary says what was not checked
-    assert "WARNING" not in said and f"NOTE: {len(sidecars)} tile(s) say nothing of where they lie" in said, said
-    assert "mix the builds themselves to check them" in said
+    assert "WARNING" not in said and f"NOTE: {tiles} tile(s) say nothing of where they lie" in said, said
+    assert "mix the builds themselves, to check them" in said
     shared = json.loads((tmp_path / "mix_old" / "mix_report.json").read_text())["shared_ground"]
-    assert shared["tiles_without_footprint"] == len(sidecars), "every tile of the old build, none of the other"
+    assert shared["tiles_without_footprint"] == tiles, "every tile of the old build, none of the other"
     assert sum(shared["tiles"].values()) == 0
     assert not (tmp_path / "mix_old" / "metadata" / "shared_ground.jsonl").exists()
     scored = evaluate(str(tmp_path / "mix_old"), "test", baseline="majority")
     assert scored["shared_ground"] == {"tiles": 0, "rows": 0, "counted_in": "mix_report.json",
-                                       "tiles_not_checked": len(sidecars)}, "nothing found, and it says why"
+                                       "tiles_not_checked": tiles}, "nothing found, and it says why"
     capsys.readouterr()
     assert main(["mix", "--source", f"path={sources['chat']},name=chat", "--output", str(tmp_path / "foreign"),
                  "--quiet"]) == 0
     assert "share ground" not in (tmp_path / "foreign" / "README.md").read_text()
     assert "shared_ground" not in json.loads((tmp_path / "foreign" / "mix_report.json").read_text())
     capsys.readouterr()
+
+
+def _footprint_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for f in sorted((out / "metadata" / "footprints").glob("footprints-*.jsonl"))
+            for line in f.read_text().splitlines()]
+
+
+def test_a_mix_of_a_mix_checks_the_ground_its_builds_show(sources, moved, tmp_path, capsys):
+    """A mix lists the footprint of every tile with rows in it (metadata/footprints/), so a mix of that mix
+    finds the held-out tiles of a new build on ground the inner mix trains on, and --shared-ground drop takes
+    the train rows, as if the builds were mixed themselves (a mix used to keep no footprints: every such tile
+    went unchecked). One stem from two builds is one tile to a mix of their mix, as its rows name it: drop
+    then takes its train rows, never its test rows. A damaged list is a validate finding and loses only its
+    lines; a mix from before the lists leaves its tiles unchecked, and says so."""
+    sat2, place, stems, tiles = moved
+    inner, outer = tmp_path / "inner", tmp_path / "outer"
+    assert main(["mix", "--source", f"name=first,path={sources['sat']}", "--output", str(inner), "--quiet"]) == 0
+    listed = _footprint_lines(inner)
+    with_rows = {r["metadata"]["tile_stem"] for r in _rows(inner)}
+    assert sorted(r["stem"] for r in listed) == sorted(with_rows) and len(with_rows) == tiles
+    assert {r["source"] for r in listed} == {"first"} and all(len(r["footprint"]) == 4 for r in listed)
+    report = json.loads((inner / "mix_report.json").read_text())
+    assert report["outputs"]["footprint_files_written"] == 1
+    assert report["file_count"] == sum(1 for p in inner.rglob("*") if p.is_file())
+    assert main(["validate", str(inner)]) == 0
+    capsys.readouterr()
+
+    assert main(["mix", "--source", f"name=inner,path={inner}", "--source", f"name=again,path={sat2}",
+                 "--output", str(outer), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    shared = json.loads((outer / "mix_report.json").read_text())["shared_ground"]
+    assert shared["tiles"] == {"train": len(stems), "validation": 0, "test": len(stems)} and stems
+    assert shared["tiles_without_footprint"] == 0 and shared["builds"] == 2 and "NOTE" not in said
+    first = shared["examples"][0]
+    assert (first["tile"], first["other_tile"]) == (f"inner/{stems[0]}", f"again/{stems[0]}")
+    assert f"WARNING: {len(stems)} held-out tile(s) (test {len(stems)})" in said, said
+    assert {(r["source"], r["stem"]) for r in _footprint_lines(outer)} == {
+        (r["metadata"]["source"], r["metadata"]["tile_stem"]) for r in _rows(outer)}
+    assert evaluate(str(outer), "test", baseline="majority")["shared_ground"]["tiles"] == len(stems)
+    # --shared-ground drop over the mix: the inner mix's train rows on that ground go, the test rows stay
+    dropped = tmp_path / "outer_drop"
+    assert main(["mix", "--source", f"name=inner,path={inner}", "--source", f"name=again,path={sat2}",
+                 "--output", str(dropped), "--quiet", "--shared-ground", "drop"]) == 0
+    gone = [json.loads(line) for f in (dropped / "rejects").glob("*.jsonl") for line in f.read_text().splitlines()]
+    inner_rows = [r["metadata"] for r in _rows(outer) if r["metadata"]["source"] == "inner"]
+    assert len(gone) == sum(md["tile_stem"] in stems for md in inner_rows) > 0
+    assert {r["tile_stem"] for r in gone} == set(stems) and gone[0]["source"].startswith("inner:")
+    # a mix of that mix names both tiles outer/<stem>: its train rows go, its test rows stay
+    third = tmp_path / "third"
+    assert main(["mix", "--source", f"name=outer,path={outer}", "--output", str(third), "--quiet",
+                 "--shared-ground", "drop"]) == 0
+    kept = [r["metadata"] for r in _rows(third) if r["metadata"]["tile_stem"] in stems]
+    assert kept and {md["split"] for md in kept} == {"test"}
+    assert len(kept) == sum(md["tile_stem"] in stems and md["split"] == "test" for md in
+                            (r["metadata"] for r in _rows(outer)))
+    # a damaged list: validate names it, and a mix of it loses only the damaged line's tile
+    damaged = tmp_path / "damaged"
+    shutil.copytree(inner, damaged)
+    part = next((damaged / "metadata" / "footprints").glob("*.jsonl"))
+    lines = part.read_text().splitlines()
+    part.write_text("\n".join([*lines[:-1], lines[-1][:20]]) + "\n")
+    assert main(["validate", str(damaged)]) == 1
+    assert f"metadata/footprints/{part.name} does not parse" in capsys.readouterr().out
+    assert main(["mix", "--source", f"name=inner,path={damaged}", "--output", str(tmp_path / "of_damaged"),
+                 "--quiet"]) == 0
+    shared = json.loads((tmp_path / "of_damaged" / "mix_report.json").read_text())["shared_ground"]
+    assert shared["tiles_without_footprint"] == 1
+    # a mix from before the lists: its tiles are not checked, and the summary says so
+    shutil.rmtree(damaged / "metadata" / "footprints")
+    capsys.readouterr()
+    assert main(["mix", "--source", f"name=inner,path={damaged}", "--source", f"name=again,path={sat2}",
+                 "--output", str(tmp_path / "of_old")]) == 0
+    said = capsys.readouterr().out
+    assert f"NOTE: {tiles} tile(s) say nothing of where they lie" in said and "WARNING" not in said, said

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import UsageError
-from pipeline.mix.recipe import Recipe
+from pipeline.mix.recipe import Recipe, footprint_lists
 from transforms import fileio
 from transforms.fileio import public_location
 from transforms.output.tree import EMBEDDED_ROWS_PER_SHARD, MAX_FILES_PER_DIR, MIN_FILES_PER_DIR, ROWS_PER_SHARD
-from transforms.rebuild.manifest import manifest_tiles_files
 from transforms.splits.plan import SHARED_GROUND_POLICIES
 
 MIX_FORMATS = ("parquet", "jsonl")
@@ -55,11 +54,10 @@ class MixConfig:
             folder = s.folder.rstrip("/") + "/"
             if (self.output + "/").startswith(folder) or folder.startswith(self.output + "/"):
                 raise UsageError(f"--output must not be inside source {s.name!r} (or the other way round)")
-        if self.shared_ground == "drop" and not any(s.kind == "satsft" and manifest_tiles_files(s.folder)
-                                                    for s in recipe.sources):
-            raise UsageError("--shared-ground drop compares where tiles lie, which only satsft builds record (in "
-                             "their manifests; a mix records none): add a build among the sources, or leave the "
-                             "option out")
+        if self.shared_ground == "drop" and not footprint_lists(recipe):
+            raise UsageError("--shared-ground drop compares where tiles lie, which only satsft outputs record (a "
+                             "build in its manifest, a mix in metadata/footprints/; older mixes record none): add a "
+                             "build among the sources, or leave the option out")
 
     def as_dict(self) -> dict[str, Any]:
         return {"output": public_location(self.output), "formats": list(self.formats),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from pipeline.mix.config import MixConfig
-from pipeline.mix.recipe import Recipe
+from pipeline.mix.recipe import Recipe, footprint_lists
 from pipeline.publish.report import write_mix_report
 from transforms.mix.stages import (
     EVENTS,
@@ -15,6 +15,7 @@ from transforms.mix.stages import (
     CheckMedia,
     ChooseRows,
     KeepMixGroundApart,
+    ListTilesWithRows,
     MixSource,
     PlanCopies,
     ReadMixSources,
@@ -26,8 +27,7 @@ from transforms.mix.stages import (
 from transforms.output.counts import SumEvents, event_items, reject_key
 from transforms.output.files import WriteRejects
 from transforms.output.spool import RemoveSpool
-from transforms.rebuild.manifest import manifest_tiles_files
-from transforms.splits.shared_ground import FindSharedGround, WriteMixPlaces, WriteSharedGround
+from transforms.splits.shared_ground import FindSharedGround, WriteMixFootprints, WriteMixPlaces, WriteSharedGround
 
 
 def mix_sources(recipe: Recipe) -> tuple[MixSource, ...]:
@@ -37,15 +37,6 @@ def mix_sources(recipe: Recipe) -> tuple[MixSource, ...]:
         owner = owners.setdefault(s.dataset, s.name)
         out.append(MixSource(i, s.name, s.kind, s.root, dict(s.where), s.dataset, owner, s.folder))
     return tuple(out)
-
-
-def build_manifests(recipe: Recipe) -> tuple[tuple[str, str], ...]:
-    """(dataset, manifest tile file) of every build among the sources, each build once (a mix has none)."""
-    found: dict[str, list[str]] = {}
-    for s in recipe.sources:
-        if s.kind == "satsft" and s.dataset not in found:
-            found[s.dataset] = manifest_tiles_files(s.folder)
-    return tuple((dataset, path) for dataset, paths in found.items() for path in paths)
 
 
 def build_readers(sources: tuple[MixSource, ...]) -> dict[str, tuple[str, ...]]:
@@ -68,8 +59,8 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
             | "ReadMixSources" >> ReadMixSources(sources, root, len(files)))
     chosen = read["rows"] | "ChooseRows" >> ChooseRows(sources)
     kept, rejected = chosen["kept"], [read[REJECTS], chosen[REJECTS]]
-    manifests = build_manifests(recipe)
-    # Only builds say where their tiles lie (their manifests); the report says how many were read.
+    manifests = footprint_lists(recipe)
+    # Only builds and mixes say where their tiles lie (manifests, footprint lists); the report says how many.
     if manifests or config.shared_ground == "drop":
         records = read[TILES] | "ReadMixTileRecords" >> ReadMixTileRecords(manifests)
     if config.shared_ground == "drop":  # the train rows on held-out ground go before anything is written
@@ -93,6 +84,9 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
                       | "WriteSharedGround" >> WriteSharedGround(root))
         events.append(pipeline | "BuildsChecked" >> beam.Create([{"shared_ground|builds": len(dict(manifests))}]))
         events.append(records | "WriteMixPlaces" >> WriteMixPlaces(root, build_readers(sources)))
+        events.append({"tiles": planned["copies"] | "ListTilesWithRows" >> ListTilesWithRows(sources),
+                       "records": records}
+                      | "WriteMixFootprints" >> WriteMixFootprints(root))
     if not config.embed_images or "jsonl" in config.formats:  # JSONL rows name their images: they must exist
         events.append({"locations": media["locations"], "index": media["index"]}
                       | "WriteMedia" >> WriteMedia(root, link=not config.copy_images))

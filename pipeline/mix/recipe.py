@@ -32,8 +32,10 @@ from transforms import fileio
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.mix.rows import FILTER_KEYS, split_of_path
 from transforms.output import claim
-from transforms.output.tree import MANIFEST_DIR, SPOOL_DIR, UPDATE_JOURNAL, OutputTree
+from transforms.output.tree import FOOTPRINTS_DIR, MANIFEST_DIR, SPOOL_DIR, UPDATE_JOURNAL, OutputTree
 from transforms.paths import JSONL_SUFFIXES
+from transforms.rebuild.manifest import manifest_tiles_files
+from transforms.splits.footprints import is_footprints_file
 
 RECIPE_KEYS = frozenset({"seed", "sources"})
 SOURCE_KEYS = frozenset({"name", "path", "repeat", "share", "where", "image_root"})
@@ -340,3 +342,18 @@ def load_recipe(path: str | None, source_specs: list[str]) -> Recipe:
         except yaml.YAMLError as err:
             raise UsageError(f"recipe {path!r} is not valid YAML: {err}") from err
     return parse_recipe(data, [parse_source_spec(s) for s in source_specs])
+
+
+def footprint_lists(recipe: Recipe) -> tuple[tuple[str, str], ...]:
+    """(dataset, file) of every build's manifest tile files and every mix's footprint list among the sources,
+    each output once (a mix from before such lists has none)."""
+    found: dict[str, list[str]] = {}
+    for s in recipe.sources:
+        if s.kind == "satsft" and s.dataset not in found:
+            found[s.dataset] = manifest_tiles_files(s.folder) or mix_footprint_files(s.folder)
+    return tuple((dataset, path) for dataset, paths in found.items() for path in paths)
+
+
+def mix_footprint_files(output: str) -> list[str]:
+    folder = f"{output}/{FOOTPRINTS_DIR}"
+    return [f"{folder}/{name}" for name in fileio.list_files(folder) if is_footprints_file(f"{FOOTPRINTS_DIR}/{name}")]

@@ -197,7 +197,8 @@ class MixSourceInfo(Protocol):
 # Events that stand for one file written each (a dropped row's sidecar counts -1).
 FILE_EVENTS = ("analysis_images_written", "overlays_written", "reject_files_written", "row_sidecars_written",
                "source_images_linked", "source_images_copied", "media_written", "media_linked", "files_reused",
-               "manifest_files_written", "shared_ground_files_written", "places_files_written")
+               "manifest_files_written", "shared_ground_files_written", "places_files_written",
+               "footprint_files_written")
 
 
 def file_count(report: dict[str, Any], timings_name: str) -> int:
@@ -371,11 +372,12 @@ def shared_ground_warning(shared: dict[str, Any], mix: bool = False, kept_by: st
     ``splits.shared_ground``, or a mix's ``shared_ground`` over its builds' tiles). ``kept_by``: the remedy a
     rebuild ran with, which leaves the tiles an earlier build placed in their splits, so the remedy to name is a
     fresh build, not the option already given. A note follows, warning or not, when some tiles were not checked:
-    a mix of a mix said nothing of the 120 tiles it could not check, and printed no warning."""
+    a mix of an older mix said nothing of the 120 tiles it could not check, and printed no warning."""
     unchecked = shared.get("tiles_without_footprint", 0)
     note = [f"NOTE: {unchecked:,} tile(s) say nothing of where they lie, so they were not checked for ground another "
-            "split shows (" + ("their source is a mix, which keeps no footprints, or a build from before manifests "
-                               "held them: mix the builds themselves to check them" if mix else
+            "split shows (" + ("their source is a mix or build made before satsft kept footprints (a build's "
+                               "manifest, a mix's metadata/footprints/): make it again, or mix the builds themselves, "
+                               "to check them" if mix else
                                "their sidecars give neither bbox_wgs84 nor latitude and longitude") + ")"
             ] if unchecked else []
     held = held_out_sharing(shared)

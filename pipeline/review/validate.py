@@ -32,6 +32,7 @@ from transforms.output.formats import (
 )
 from transforms.output.tree import (
     CARD_NAME,
+    FOOTPRINTS_DIR,
     MANIFEST_DIR,
     MIX_REPORT_NAME,
     PER_TILE_DIRS,
@@ -44,7 +45,7 @@ from transforms.output.tree import (
 )
 from transforms.rebuild.manifest import STILLS_FILE, is_tiles_file, unnamed_files
 from transforms.rows import grounding_problem
-from transforms.splits.footprints import read_held_out, read_places
+from transforms.splits.footprints import is_footprints_file, read_footprints, read_held_out, read_places
 from transforms.tasks import is_grounding
 
 SHOWN_PER_CHECK = 20
@@ -293,8 +294,11 @@ def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -
 
 def _check_shared_ground_list(tree: OutputTree, findings: Findings) -> None:
     """metadata/shared_ground.jsonl, which `satsft eval` reads to score rows on unseen ground apart, and a mix's
-    metadata/places.jsonl, which it reads to draw a chip's views as one place, parse."""
-    for name, read in ((SHARED_GROUND_FILE, read_held_out), (PLACES_FILE, read_places)):
+    metadata/places.jsonl, which it reads to draw a chip's views as one place, and a mix's footprint list, which
+    a mix of it reads to check its ground, parse."""
+    lists = [(SHARED_GROUND_FILE, read_held_out), (PLACES_FILE, read_places)]
+    lists += [(rel, read_footprints) for rel in tree.under(FOOTPRINTS_DIR) if is_footprints_file(rel)]
+    for name, read in lists:
         if not tree.isfile(name):
             continue
         try:

@@ -51,13 +51,13 @@ from transforms.splits.shared_ground import DROP_REASON, FindGroundConflicts, Fi
 
 REJECTS = "rejects"
 EVENTS = "events"
-TILES = "tiles"  # (dataset, owner, stem, split) of each build's tile the recipe selects
+TILES = "tiles"  # (dataset, owner, stem, split, footprint key) of each build's or mix's tile the recipe selects
 
 # Pointers, as plain tuples (field order below):
 #   row:   (source, dataset, sample_id, split, (file, row), spool, offset, length, images, tile)
 #          images: ((owner, key, src, offset, length), ...); src "" when the bytes are in the spool
-#          tile: the stem of a build's tile, "" for a foreign row
-#   copy:  (split, order_key, row_id, source, k, spool, offset, length)
+#          tile: the stem of a build's or mix's tile, "" for a foreign row
+#   copy:  (split, order_key, row_id, source, k, spool, offset, length, tile)
 #   image: (owner, key) -> (src, (spool, offset), length)
 RowPointer = tuple
 CopyPointer = tuple
@@ -195,8 +195,8 @@ class _ReadSpoolFn(beam.DoFn):
             name, offset, length = self._spool.write(orjson.dumps(n.record))
             md = n.record["metadata"]
             tile = (md.get("tile_stem") or "") if src.kind == "satsft" else ""
-            if tile:  # a build's tile: its manifest has its footprint
-                self._tiles.add((src.dataset, src.media_owner, tile, md["split"]))
+            if tile:  # a build's tile (its manifest has its footprint) or a mix's (its list, by its source)
+                self._tiles.add((src.dataset, src.media_owner, tile, md["split"], _footprint_key(raw, tile)))
             yield (source_index, src.dataset, md["sample_id"], md["split"], (file_index, row_no),
                    name, offset, length, tuple(locs), tile)
 
@@ -233,9 +233,18 @@ class ReadMixSources(beam.PTransform):
         return {"rows": read.rows, REJECTS: read[REJECTS], EVENTS: events, TILES: read[TILES]}
 
 
+def _footprint_key(raw: Any, stem: str) -> str:
+    """What a row's tile is listed under where its footprint is kept: a build's manifest names it by stem, a
+    mix's footprint list by the source the row came from there and the stem, as the row itself names it."""
+    given = raw.get("metadata") if isinstance(raw, dict) else None
+    inner = given.get("source") if isinstance(given, dict) else None
+    return f"{inner}/{stem}" if isinstance(inner, str) and inner else stem
+
+
 def _footprints_of(element) -> Iterator[tuple[tuple[str, str], list[float] | None]]:
-    """(dataset, one manifest file of a build) -> ((dataset, stem), footprint) per tile record. A file or line
-    that cannot be read gives nothing: its tiles are counted as not checked, and the mix goes on."""
+    """(dataset, one manifest file of a build or one file of a mix's footprint list) -> ((dataset, what the
+    tile is listed under: _footprint_key), footprint) per record. A file or line that cannot be read gives
+    nothing: its tiles are counted as not checked, and the mix goes on."""
     dataset, path = element
     try:
         data = fileio.read_bytes(path)
@@ -244,30 +253,36 @@ def _footprints_of(element) -> Iterator[tuple[tuple[str, str], list[float] | Non
     for line in data.splitlines():
         try:
             record = orjson.loads(line)
-            yield (dataset, record["stem"]), record.get("footprint")
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            source = record.get("source")
+            key = f"{source}/{record['stem']}" if isinstance(source, str) and source else record["stem"]
+            yield (dataset, key), record.get("footprint")
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             continue
 
 
 def _mix_records(element) -> list[dict[str, Any]]:
-    """A build's tile with the splits its selected rows have -> a manifest-like record per split, named
-    <first source reading the build>/<stem>; no footprint (a build made before manifests held them) is not
-    checked."""
-    (_, stem), parts = element
+    """A selected tile with the splits its rows have -> a manifest-like record per split, named
+    <first source reading the build or mix>/<stem>, as the mix's rows name it (source and tile_stem); no
+    footprint (a build made before manifests held them, a mix before it listed them) is not checked."""
+    _, parts = element
     boxes = [b for b in parts["box"] if b]
-    return [{"stem": f"{owner}/{stem}", "split": split, "footprint": boxes[0] if boxes else None}
-            for owner, split in sorted(set(parts["tile"]))]
+    return [{"stem": f"{owner}/{stem}", "split": split, "footprint": min(boxes) if boxes else None}
+            for owner, stem, split in sorted(set(parts["tile"]))]
 
 
 @dataclass
 class ReadMixTileRecords(beam.PTransform):
-    """(dataset, owner, stem, split) of the builds' tiles the recipe selects -> a manifest-like record per tile
-    ({"stem": <first source reading the build>/<stem>, "split", "footprint"}), as FindSharedGround and
-    FindGroundConflicts take them. Footprints come from each build's manifest, read a file at a time; only a
-    stem, a split and four numbers per tile cross the shuffles. Foreign sources say nothing of where their
-    images lie."""
+    """(dataset, owner, stem, split, footprint key) of the builds' and mixes' tiles the recipe selects -> a
+    manifest-like record per tile ({"stem": <first source reading the output>/<stem>, "split", "footprint"}),
+    as FindSharedGround and FindGroundConflicts take them. Footprints come from each build's manifest and each
+    mix's footprint list (metadata/footprints/), read a file at a time; only a stem, a split and four numbers
+    per tile cross the shuffles. Foreign sources say nothing of where their images lie.
 
-    manifests: tuple[tuple[str, str], ...]  # (dataset, manifest tiles file) of every build among the sources
+    A mix's rows name their tile by the mix's source and stem; a mix of it names them by its own source and
+    the stem, so two tiles of one stem from two builds of the inner mix are one tile to the outer one, as its
+    rows are (their footprints: the first listed)."""
+
+    manifests: tuple[tuple[str, str], ...]  # (dataset, file) of every build's manifest and mix's footprint list
 
     def expand(self, tiles):
         boxes = (tiles.pipeline
@@ -276,7 +291,7 @@ class ReadMixTileRecords(beam.PTransform):
                  | "Footprints" >> beam.FlatMap(_footprints_of))
         selected = (tiles
                     | "EachTile" >> beam.Distinct()
-                    | "KeyByTile" >> beam.Map(lambda t: ((t[0], t[2]), (t[1], t[3]))))
+                    | "KeyByTile" >> beam.Map(lambda t: ((t[0], t[4]), (t[1], t[2], t[3]))))
         return ({"tile": selected, "box": boxes}
                 | "JoinFootprints" >> beam.CoGroupByKey()
                 | "Records" >> beam.FlatMap(_mix_records))
@@ -294,7 +309,9 @@ class _KeepRowApartFn(beam.DoFn):
         src = self.sources[p[0]]
         name = f"{src.media_owner}/{p[9]}"
         hit = drops.get(name) if p[9] else None
-        if hit is None:
+        # A tile shares ground only with tiles of other splits: a row of the witness's split is of another tile
+        # of this name (one stem from two builds of a mix, which its rows name alike), never one to drop.
+        if hit is None or hit[1] == p[3]:
             yield p
             return
         self.dropped.inc()
@@ -424,7 +441,7 @@ def expand_copies(p: RowPointer, seed: int, sources: tuple[MixSource, ...], repe
     base = mix_id(sample_id, name, 0)
     for k in made:
         yield (split, order_key(seed, base, k, len(made)), mix_id(sample_id, name, k), source, k, spool, offset,
-               length)
+               length, p[9])
 
 
 @dataclass
@@ -459,6 +476,40 @@ class PlanCopies(beam.PTransform):
         events = repeats | "RepeatEvents" >> beam.Map(
             lambda r: {f"repeat_milli|{name}": round(v * 1000) for name, v in r.items()})
         return {"copies": copied.copies, REJECTS: copied[REJECTS], EVENTS: events}
+
+
+class _TilesWithRowsFn(beam.DoFn):
+    """Copy pointers -> (source index, stem, split) of each tile they hold, once per bundle rather than once
+    per row."""
+
+    def start_bundle(self):
+        self._tiles: set[tuple[int, str, str]] = set()
+
+    def process(self, p):
+        if p[8]:
+            self._tiles.add((p[3], p[8], p[0]))
+        return ()
+
+    def finish_bundle(self):
+        for tile in sorted(self._tiles):
+            yield GlobalWindows.windowed_value(tile)
+
+
+@dataclass
+class ListTilesWithRows(beam.PTransform):
+    """Copy pointers -> (<first source reading the output>/<stem>, (source, stem, split)) of every tile of a
+    build or mix with rows in this mix, once per source it came through: what the mix's footprint list names
+    (a tile whose rows were all dropped, rejected or given no copy is not there)."""
+
+    sources: tuple[MixSource, ...]
+
+    def expand(self, copies):
+        sources = self.sources
+        return (copies
+                | "PerBundle" >> beam.ParDo(_TilesWithRowsFn())
+                | "EachTileOnce" >> beam.Distinct()
+                | "ByName" >> beam.MapTuple(lambda i, stem, split: (
+                    f"{sources[i].media_owner}/{stem}", (sources[i].name, stem, split))))
 
 
 def read_copies(root: str, pointers: list[CopyPointer]) -> list[tuple[CopyPointer, dict[str, Any]]]:

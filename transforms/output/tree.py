@@ -28,6 +28,7 @@ PER_TILE_DIRS = (CHIPS_DIR, STILLS_DIR, ANALYSIS_DIR, OVERLAYS_DIR, ROW_SIDECARS
 MANIFEST_DIR = f"{METADATA_DIR}/manifest"  # one record per tile and per still: what a rebuild keeps (slots, splits)
 SHARED_GROUND_FILE = f"{METADATA_DIR}/shared_ground.jsonl"  # held-out tiles on ground another split shows
 PLACES_FILE = f"{METADATA_DIR}/places.jsonl"  # a mix's bases on the same ground: one place for `satsft eval`
+FOOTPRINTS_DIR = f"{METADATA_DIR}/footprints"  # a mix's tiles with rows and the ground each shows, for a mix of it
 MEDIA_DIR = "media"  # a mix's images, under the name of the source that owns them
 # What every output has beside its rows.
 REJECTS_DIR = "rejects"

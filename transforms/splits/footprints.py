@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from transforms.output.tree import FOOTPRINTS_DIR
 from transforms.paths import base_poi_id
 
 CELL_DEG = 0.1  # about 11 km: a 224 px chip at 10 m (2.2 km) touches at most 4 cells
@@ -32,6 +33,7 @@ MIN_SHARE = 0.1
 # Two tiles show the same ground (one place, for `satsft eval`'s draws: scoring.places) at this share of the
 # smaller footprint: a view or a date of one chip covers all of it, neighbours cut every half chip a half.
 SAME_GROUND_SHARE = 0.75
+FOOTPRINTS_PER_FILE = 50_000  # a mix's footprint list: about 6 MB of JSONL per file
 METRES_PER_DEGREE = 111_320.0
 SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
 
@@ -270,3 +272,39 @@ def encode_places(groups: dict[str, str], readers: dict[str, tuple[str, ...]]) -
 def read_places(data: bytes) -> dict[str, str]:
     """The file back: <source>/<base> -> place."""
     return {r["base"]: r["place"] for r in (orjson.loads(line) for line in data.splitlines() if line.strip())}
+
+
+def footprints_file(index: int, count: int) -> str:
+    """File ``index`` of the ``count`` that hold a mix's footprint list (metadata/footprints/)."""
+    return f"{FOOTPRINTS_DIR}/footprints-{index:05d}-of-{count:05d}.jsonl"
+
+
+def is_footprints_file(rel: str) -> bool:
+    head, _, name = rel.rpartition("/")
+    return head == FOOTPRINTS_DIR and name.startswith("footprints-") and name.endswith(".jsonl")
+
+
+def footprint_files_for(tiles: int) -> int:
+    return max(1, -(-tiles // FOOTPRINTS_PER_FILE))
+
+
+def encode_footprints(records: Iterable[dict[str, Any]]) -> bytes:
+    """One file of a mix's footprint list: a line per tile with rows ({"source", "stem", "split", "footprint"}),
+    sorted, keys sorted: the same tiles give the same bytes."""
+    return b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n"
+                    for r in sorted(records, key=lambda r: (r["source"], r["stem"], r["split"])))
+
+
+def read_footprints(data: bytes) -> dict[str, Box]:
+    """A file of the list back: <source>/<stem> -> footprint. A line without a source, a stem or a footprint
+    that names an area raises (KeyError, TypeError), as `satsft validate` reports it."""
+    out: dict[str, Box] = {}
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        record = orjson.loads(line)
+        box = as_box(record["footprint"])
+        if box is None or not isinstance(record["source"], str) or not isinstance(record["stem"], str):
+            raise TypeError(f"not a footprint record: {line[:80]!r}")
+        out[f"{record['source']}/{record['stem']}"] = box
+    return out

@@ -20,15 +20,19 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms import fileio
+from transforms.ids import stable_uint64
 from transforms.output.tree import PLACES_FILE, SHARED_GROUND_FILE
 from transforms.paths import base_poi_id, join_path
 from transforms.records import reject
 from transforms.splits.footprints import (
     as_box,
     cells_of,
+    encode_footprints,
     encode_held_out,
     encode_places,
     first_pairs,
+    footprint_files_for,
+    footprints_file,
     ground_conflicts_in_cell,
     ground_groups,
     ground_links_in_cell,
@@ -159,6 +163,50 @@ class WriteMixPlaces(beam.PTransform):
                 | "SameGroundLinks" >> beam.FlatMapTuple(same_ground_links)
                 | "AllLinks" >> beam.combiners.ToList()
                 | "Write" >> beam.FlatMap(_write_places, self.root, self.readers))
+
+
+def _listed(element) -> list[dict[str, Any]]:
+    """A tile's name with the sources its rows came through and its records -> a footprint line per source;
+    none for a tile whose footprint is unknown (a mix of this mix counts it as not checked, as this one did)."""
+    _, parts = element
+    boxes = sorted(b for b in (as_box(r.get("footprint")) for r in parts["record"]) if b is not None)
+    if not boxes:
+        return []
+    return [{"source": source, "stem": stem, "split": split, "footprint": list(boxes[0])}
+            for source, stem, split in sorted(set(parts["tile"]))]
+
+
+def _to_file(record: dict[str, Any], listed: int) -> tuple[tuple[int, int], dict[str, Any]]:
+    n = footprint_files_for(listed)
+    return (stable_uint64("footprints", record["source"], record["stem"]) % n, n), record
+
+
+def _write_footprints(grouped, root: str) -> dict[str, int]:
+    file, records = grouped
+    fileio.write_bytes(join_path(root, footprints_file(*file)), encode_footprints(records))
+    return {"footprint_files_written": 1}
+
+
+@dataclass
+class WriteMixFootprints(beam.PTransform):
+    """{"tiles": ListTilesWithRows' (name, (source, stem, split)), "records": ReadMixTileRecords' records} ->
+    metadata/footprints/footprints-*.jsonl, a line per tile with rows in this mix and a known footprint, under
+    the source each row names: so that a mix of this mix checks its ground as this one checked its builds'
+    (a mix keeps no manifest). Files of up to FOOTPRINTS_PER_FILE lines, each tile's by a stable hash of its
+    name: nothing is gathered in one place, and the same tiles give the same files."""
+
+    root: str
+
+    def expand(self, parts):
+        keyed = parts["records"] | "KeyByName" >> beam.Map(lambda r: (r["stem"], r))
+        listed = ({"tile": parts["tiles"], "record": keyed}
+                  | "JoinRecords" >> beam.CoGroupByKey()
+                  | "Lines" >> beam.FlatMap(_listed))
+        count = listed | "CountLines" >> beam.combiners.Count.Globally()
+        return (listed
+                | "ToFile" >> beam.Map(_to_file, beam.pvalue.AsSingleton(count))
+                | "GroupByFile" >> beam.GroupByKey()
+                | "Write" >> beam.Map(_write_footprints, self.root))
 
 
 def base_cells(keyed) -> list[tuple[tuple[int, int], tuple[str, tuple]]]:

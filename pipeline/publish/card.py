@@ -34,13 +34,13 @@ def held_out_sharing(shared: dict) -> dict[str, int]:
 
 def _shared_ground(shared: dict | None, mix: bool = False) -> list[str]:
     """What a reader of the held-out splits must know: whether their ground is also in another split (of a
-    build, or of a mix of builds)."""
+    build, or of a mix of builds and mixes)."""
     if not shared:
         return []  # a report from before the check
     held = held_out_sharing(shared)
     unchecked = shared["tiles_without_footprint"]
-    note = (f" {unchecked:,} tile(s) say nothing of where they lie and were not checked"
-            f"{' (their builds predate footprints in manifests, or their sidecars say nothing)' if mix else ''}."
+    why = " (their builds or mixes were made before satsft kept footprints, or their sidecars say nothing)"
+    note = (f" {unchecked:,} tile(s) say nothing of where they lie and were not checked{why if mix else ''}."
             if unchecked else "")
     if not held:
         return [f"No two tiles of different splits share ground (footprints overlapping by a tenth or more).{note}",

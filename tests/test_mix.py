@@ -678,9 +678,20 @@ def test_a_mix_of_a_mix_checks_the_ground_its_builds_show(sources, moved, tmp_pa
                  "--quiet"]) == 0
     shared = json.loads((tmp_path / "of_damaged" / "mix_report.json").read_text())["shared_ground"]
     assert shared["tiles_without_footprint"] == 1
-    # a mix from before the lists: its tiles are not checked, and the summary says so
+    # a list gone from a mix whose report says it wrote one: validate says so (a mix of it would call its
+    # tiles unchecked, eval would score shared ground as unseen)
     shutil.rmtree(damaged / "metadata" / "footprints")
+    (damaged / "metadata" / "footprints").mkdir()
     capsys.readouterr()
+    assert main(["validate", str(damaged)]) == 1
+    assert "metadata/footprints/: 0 file(s) there, mix_report.json says 1 (footprint_files_written)" in (
+        capsys.readouterr().out)
+    gone_list = tmp_path / "gone_list"
+    shutil.copytree(outer, gone_list)
+    (gone_list / "metadata" / "shared_ground.jsonl").unlink()
+    assert main(["validate", str(gone_list)]) == 1
+    assert "metadata/shared_ground.jsonl: 0 file(s) there, mix_report.json says 1" in capsys.readouterr().out
+    # a mix from before the lists: its tiles are not checked, and the summary says so
     assert main(["mix", "--source", f"name=inner,path={damaged}", "--source", f"name=again,path={sat2}",
                  "--output", str(tmp_path / "of_old")]) == 0
     said = capsys.readouterr().out

@@ -292,12 +292,24 @@ def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -
                               "update of the folder began, or put there by hand; delete them")
 
 
-def _check_shared_ground_list(tree: OutputTree, findings: Findings) -> None:
+def _check_shared_ground_list(tree: OutputTree, outputs: dict[str, Any], report_name: str,
+                              findings: Findings) -> None:
     """metadata/shared_ground.jsonl, which `satsft eval` reads to score rows on unseen ground apart, and a mix's
     metadata/places.jsonl, which it reads to draw a chip's views as one place, and a mix's footprint list, which
-    a mix of it reads to check its ground, parse."""
+    a mix of it reads to check its ground, are there as the report says, and parse. Missing, each would pass
+    for a run that found nothing to list: eval would score shared ground as unseen, and a mix of the mix would
+    call its tiles unchecked, made before mixes listed footprints."""
+    footprints = [rel for rel in tree.under(FOOTPRINTS_DIR) if is_footprints_file(rel)]
+    for what, key, found in (
+            (SHARED_GROUND_FILE, "shared_ground_files_written", int(tree.isfile(SHARED_GROUND_FILE))),
+            (PLACES_FILE, "places_files_written", int(tree.isfile(PLACES_FILE))),
+            (f"{FOOTPRINTS_DIR}/", "footprint_files_written", len(footprints))):
+        said = int(outputs.get(key, 0) or 0)
+        if found != said and not (found and key not in outputs):  # an older report does not count the file
+            findings.add("files", f"{what}: {found} file(s) there, {report_name} says {said} ({key}); run the build "
+                                  "or mix again to write its lists anew")
     lists = [(SHARED_GROUND_FILE, read_held_out), (PLACES_FILE, read_places)]
-    lists += [(rel, read_footprints) for rel in tree.under(FOOTPRINTS_DIR) if is_footprints_file(rel)]
+    lists += [(rel, read_footprints) for rel in footprints]
     for name, read in lists:
         if not tree.isfile(name):
             continue
@@ -399,6 +411,6 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
     _check_pointer_images(root, tree, seen_images, findings)
     _check_sidecar_count(tree, mode, report["rows"]["total"], sample_ids, sidecar_ids, findings)
     _check_stray_files(tree, listed, findings)
-    _check_shared_ground_list(tree, findings)
+    _check_shared_ground_list(tree, report.get("outputs", {}), name, findings)
     _folder_limits(tree, int(report["config"].get("max_files_per_dir", 9000)), findings)
     return findings, checked

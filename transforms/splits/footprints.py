@@ -60,11 +60,28 @@ def as_box(given: Any) -> Box | None:
     return None
 
 
+def crosses_antimeridian(given: Any) -> bool:
+    """A box written as GeoJSON writes one across the antimeridian: west edge east of the east edge."""
+    if not isinstance(given, (list, tuple)) or len(given) != 4:
+        return False
+    edges = [_number(v) for v in given]
+    if None in edges:
+        return False
+    x0, y0, x1, y1 = edges
+    return -180 <= x1 < x0 <= 180 and -90 <= y0 < y1 <= 90
+
+
 def footprint(extra: dict[str, Any], latitude: float | None, longitude: float | None, size: int) -> Box | None:
-    """The ground a tile shows, in degrees; None when its sidecar does not say (or says nonsense)."""
-    box = as_box(extra.get("bbox_wgs84"))
+    """The ground a tile shows, in degrees; None when its sidecar does not say (or says nonsense), and for a
+    chip across the antimeridian (UTM zones 1 and 60: Fiji, Chukotka, the Aleutians), whose ground lies at
+    both ends of the longitudes: compared as one box, it would meet none of the tiles on its other side, so
+    it is counted as not checked rather than passed as checked."""
+    given = extra.get("bbox_wgs84")
+    box = as_box(given)
     if box is not None:
         return box
+    if crosses_antimeridian(given):
+        return None
     grid = extra.get("grid")
     metres = _number(grid.get("resolution_m")) if isinstance(grid, dict) else None
     lat, lon = _number(latitude), _number(longitude)
@@ -73,7 +90,7 @@ def footprint(extra: dict[str, Any], latitude: float | None, longitude: float | 
     half = size * metres / 2
     dlat = half / METRES_PER_DEGREE
     dlon = half / (METRES_PER_DEGREE * math.cos(math.radians(lat)))
-    return lon - dlon, lat - dlat, lon + dlon, lat + dlat
+    return as_box((lon - dlon, lat - dlat, lon + dlon, lat + dlat))  # None across the antimeridian or a pole
 
 
 def tile_footprint(tile: Any) -> Box | None:

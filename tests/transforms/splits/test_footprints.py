@@ -44,6 +44,19 @@ def test_a_footprint_is_the_wgs84_box_else_a_square_around_the_centre():
     assert footprint({"grid": {"resolution_m": 10}}, None, 12.5, 224) is None
 
 
+def test_a_chip_across_the_antimeridian_is_not_checked_rather_than_half_compared():
+    """A box across the antimeridian (GeoJSON writes west > east) fell back to the centre, whose square ran past
+    180 degrees: compared as one box, it met no tile on its western side, and the tile passed as checked. Any
+    overlap across the line involves such a chip, so counting them as not checked misses nothing silently."""
+    grid = {"grid": {"resolution_m": 10}}
+    across = {"bbox_wgs84": [179.99, -17.02, -179.99, -17.0], **grid}
+    assert footprint(across, -17.01, 180.0, 224) is None, "not the centre's square past 180"
+    assert footprint(grid, -17.01, 179.995, 224) is None, "a square past 180 from the centre alone"
+    assert footprint(grid, -17.01, -179.995, 224) is None, "and past -180"
+    beside = footprint(grid, -17.01, 179.9, 224)
+    assert beside is not None and beside[2] < 180, "a chip beside the line keeps its square"
+
+
 def test_cells_of_a_chip_and_of_what_is_no_chip():
     assert cells_of((0.01, 0.01, 0.03, 0.03)) == [(0, 0)]
     assert sorted(cells_of((0.09, 0.09, 0.11, 0.11))) == [(0, 0), (0, 1), (1, 0), (1, 1)]

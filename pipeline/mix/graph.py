@@ -84,7 +84,7 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
                       | "WriteSharedGround" >> WriteSharedGround(root))
         events.append(pipeline | "BuildsChecked" >> beam.Create([{"shared_ground|builds": len(dict(manifests))}]))
         events.append(records | "WriteMixPlaces" >> WriteMixPlaces(root, build_readers(sources)))
-        events.append({"tiles": planned["copies"] | "ListTilesWithRows" >> ListTilesWithRows(sources),
+        events.append({"tiles": planned[TILES] | "ListTilesWithRows" >> ListTilesWithRows(sources),
                        "records": records}
                       | "WriteMixFootprints" >> WriteMixFootprints(root))
     if not config.embed_images or "jsonl" in config.formats:  # JSONL rows name their images: they must exist

@@ -57,7 +57,7 @@ TILES = "tiles"  # (dataset, owner, stem, split, footprint key) of each build's 
 #   row:   (source, dataset, sample_id, split, (file, row), spool, offset, length, images, tile)
 #          images: ((owner, key, src, offset, length), ...); src "" when the bytes are in the spool
 #          tile: the stem of a build's or mix's tile, "" for a foreign row
-#   copy:  (split, order_key, row_id, source, k, spool, offset, length, tile)
+#   copy:  (split, order_key, row_id, source, k, spool, offset, length)
 #   image: (owner, key) -> (src, (spool, offset), length)
 RowPointer = tuple
 CopyPointer = tuple
@@ -280,7 +280,7 @@ class ReadMixTileRecords(beam.PTransform):
 
     A mix's rows name their tile by the mix's source and stem; a mix of it names them by its own source and
     the stem, so two tiles of one stem from two builds of the inner mix are one tile to the outer one, as its
-    rows are (their footprints: the first listed)."""
+    rows are (their footprint: the least listed, the same on every run)."""
 
     manifests: tuple[tuple[str, str], ...]  # (dataset, file) of every build's manifest and mix's footprint list
 
@@ -298,8 +298,8 @@ class ReadMixTileRecords(beam.PTransform):
 
 
 class _KeepRowApartFn(beam.DoFn):
-    """A kept row -> itself, or a reject when --shared-ground drop takes its tile (``drops``: <first source
-    reading the build>/<stem> -> (witness, its split))."""
+    """A kept row -> itself, or a reject when --shared-ground drop takes its tile (``drops``: (<first source
+    reading the build>/<stem>, split) -> (witness, its split))."""
 
     def __init__(self, sources: tuple[MixSource, ...]):
         self.sources = sources
@@ -308,10 +308,8 @@ class _KeepRowApartFn(beam.DoFn):
     def process(self, p, drops):
         src = self.sources[p[0]]
         name = f"{src.media_owner}/{p[9]}"
-        hit = drops.get(name) if p[9] else None
-        # A tile shares ground only with tiles of other splits: a row of the witness's split is of another tile
-        # of this name (one stem from two builds of a mix, which its rows name alike), never one to drop.
-        if hit is None or hit[1] == p[3]:
+        hit = drops.get((name, p[3])) if p[9] else None
+        if hit is None:
             yield p
             return
         self.dropped.inc()
@@ -335,11 +333,11 @@ class KeepMixGroundApart(beam.PTransform):
         records = parts["records"]
         drops = (records
                  | "Cells" >> beam.FlatMap(record_cells)
-                 | "FindGroundConflicts" >> FindGroundConflicts())
+                 | "FindGroundConflicts" >> FindGroundConflicts(by_split=True))
         gone = beam.pvalue.AsDict(drops)
         kept = parts["kept"] | "KeepOrReject" >> beam.ParDo(_KeepRowApartFn(self.sources), gone).with_outputs(
             REJECTS, main="kept")
-        left = records | "TilesLeft" >> beam.Filter(lambda r, d: r["stem"] not in d, gone)
+        left = records | "TilesLeft" >> beam.Filter(lambda r, d: (r["stem"], r["split"]) not in d, gone)
         found = left | "FindSharedGround" >> FindSharedGround()
         dropped = (drops
                    | "CountDropped" >> beam.combiners.Count.Globally()
@@ -441,7 +439,9 @@ def expand_copies(p: RowPointer, seed: int, sources: tuple[MixSource, ...], repe
     base = mix_id(sample_id, name, 0)
     for k in made:
         yield (split, order_key(seed, base, k, len(made)), mix_id(sample_id, name, k), source, k, spool, offset,
-               length, p[9])
+               length)
+    if made and p[9]:  # a tile with rows in the mix, for its footprint list (once per row, not per copy)
+        yield beam.pvalue.TaggedOutput(TILES, (source, p[9], split))
 
 
 @dataclass
@@ -472,41 +472,24 @@ class PlanCopies(beam.PTransform):
                       | "ThresholdDict" >> beam.combiners.ToDict())
         copied = kept | "Copies" >> beam.FlatMap(
             expand_copies, seed, sources, beam.pvalue.AsSingleton(repeats), beam.pvalue.AsSingleton(thresholds),
-            beam.pvalue.AsSingleton(bad)).with_outputs(REJECTS, main="copies")
+            beam.pvalue.AsSingleton(bad)).with_outputs(REJECTS, TILES, main="copies")
         events = repeats | "RepeatEvents" >> beam.Map(
             lambda r: {f"repeat_milli|{name}": round(v * 1000) for name, v in r.items()})
-        return {"copies": copied.copies, REJECTS: copied[REJECTS], EVENTS: events}
-
-
-class _TilesWithRowsFn(beam.DoFn):
-    """Copy pointers -> (source index, stem, split) of each tile they hold, once per bundle rather than once
-    per row."""
-
-    def start_bundle(self):
-        self._tiles: set[tuple[int, str, str]] = set()
-
-    def process(self, p):
-        if p[8]:
-            self._tiles.add((p[3], p[8], p[0]))
-        return ()
-
-    def finish_bundle(self):
-        for tile in sorted(self._tiles):
-            yield GlobalWindows.windowed_value(tile)
+        return {"copies": copied.copies, REJECTS: copied[REJECTS], EVENTS: events, TILES: copied[TILES]}
 
 
 @dataclass
 class ListTilesWithRows(beam.PTransform):
-    """Copy pointers -> (<first source reading the output>/<stem>, (source, stem, split)) of every tile of a
-    build or mix with rows in this mix, once per source it came through: what the mix's footprint list names
-    (a tile whose rows were all dropped, rejected or given no copy is not there)."""
+    """PlanCopies' TILES, (source index, stem, split) per row given a copy -> (<first source reading the
+    output>/<stem>, (source, stem, split)) of every tile of a build or mix with rows in this mix, once per source
+    it came through: what the mix's footprint list names (a tile whose rows were all dropped, rejected or given
+    no copy is not there)."""
 
     sources: tuple[MixSource, ...]
 
-    def expand(self, copies):
+    def expand(self, tiles):
         sources = self.sources
-        return (copies
-                | "PerBundle" >> beam.ParDo(_TilesWithRowsFn())
+        return (tiles
                 | "EachTileOnce" >> beam.Distinct()
                 | "ByName" >> beam.MapTuple(lambda i, stem, split: (
                     f"{sources[i].media_owner}/{stem}", (sources[i].name, stem, split))))

@@ -169,13 +169,13 @@ def pairs_in_cell(cell: tuple[int, int], members: Iterable[Member]) -> Iterator[
 
 
 def ground_conflicts_in_cell(cell: tuple[int, int], members: Iterable[tuple[str, str, Box, bool]]
-                             ) -> Iterator[tuple[str, str, str]]:
-    """--shared-ground drop: (stem to drop, a tile of another split it shares ground with, that tile's split)
-    for the pairs counted in this cell (as pairs_in_cell counts them). ``members`` are (stem, split, footprint,
-    kept): a tile a rebuild keeps is never dropped, so of a pair with one it is the new tile that goes; of two
-    new tiles, the one of the split that comes first (train before validation before test), so the held-out
-    splits keep their tiles and train loses the ground they show; of two kept tiles, neither (the build counts
-    them)."""
+                             ) -> Iterator[tuple[str, str, str, str]]:
+    """--shared-ground drop: (stem to drop, a tile of another split it shares ground with, that tile's split,
+    the split of the tile to drop) for the pairs counted in this cell (as pairs_in_cell counts them).
+    ``members`` are (stem, split, footprint, kept): a tile a rebuild keeps is never dropped, so of a pair with
+    one it is the new tile that goes; of two new tiles, the one of the split that comes first (train before
+    validation before test), so the held-out splits keep their tiles and train loses the ground they show; of
+    two kept tiles, neither (the build counts them)."""
     groups: dict[tuple[Box, str, bool], list[str]] = {}
     for stem, split, box, kept in members:
         groups.setdefault((tuple(box), split, bool(kept)), []).append(stem)
@@ -191,7 +191,7 @@ def ground_conflicts_in_cell(cell: tuple[int, int], members: Iterable[tuple[str,
                 drop, other = sorted((a, b), key=lambda k: SPLIT_ORDER.get(k[1], 3))
             witness = min(groups[other])
             for stem in groups[drop]:
-                yield stem, witness, other[1]
+                yield stem, witness, other[1], drop[1]
 
 
 def ground_links_in_cell(cell: tuple[int, int], members: Iterable[tuple[str, Box]],

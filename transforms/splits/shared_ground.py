@@ -259,13 +259,18 @@ def record_cells(record: dict[str, Any]) -> list[tuple[tuple[int, int], tuple[st
 class FindGroundConflicts(beam.PTransform):
     """(cell, (stem, split, footprint, kept)) of every tile -> (stem, (a tile of another split it shares ground
     with, that tile's split)) for each tile --shared-ground drop rejects (footprints.ground_conflicts_in_cell
-    says which of a pair goes), the first such tile in sorted order as the witness its reason names."""
+    says which of a pair goes), the first such tile in sorted order as the witness its reason names.
+    ``by_split``: keyed (stem, split) instead, for a mix, whose rows name a tile <source>/<stem>: a mix of a
+    mix can hold two tiles of one stem from two builds, in two splits, and only one of them may have to go."""
+
+    by_split: bool = False
 
     def expand(self, cells):
+        by_split = self.by_split
         return (cells
                 | "GroupByCell" >> beam.GroupByKey()
                 | "ConflictsInCell" >> beam.FlatMapTuple(ground_conflicts_in_cell)
-                | "ByStem" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
+                | "ByStem" >> beam.Map(lambda c: ((c[0], c[3]) if by_split else c[0], (c[1], c[2])))
                 | "FirstWitness" >> beam.CombinePerKey(min))
 
 

@@ -258,7 +258,8 @@ def _drops(members):
             by_cell.setdefault(cell, []).append(m)
     found: dict = {}
     for cell, ms in sorted(by_cell.items()):
-        for stem, witness, split in ground_conflicts_in_cell(cell, ms):
+        for stem, witness, split, own in ground_conflicts_in_cell(cell, ms):
+            assert own == next(m[1] for m in ms if m[0] == stem) != split
             found[stem] = min(found.get(stem, (witness, split)), (witness, split))
     return found
 

@@ -37,6 +37,7 @@ from transforms import fileio
 from transforms.output import check_in, claim
 from transforms.output.tree import (
     BUILD_ENTRIES,
+    CHECK_IN,
     MAX_FILES_PER_DIR,
     MIX_ENTRIES,
     MIX_REPORT_NAME,
@@ -44,9 +45,11 @@ from transforms.output.tree import (
     PREVIEW_DIR,
     REPORT_NAME,
     TIMINGS_NAME,
+    UPDATE_DIR,
 )
+from transforms.paths import join_path
 from transforms.prompts import TemplateError
-from transforms.rebuild.commit import DEFAULT_TAKE_OVER_HOURS
+from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE, DEFAULT_TAKE_OVER_HOURS
 
 if TYPE_CHECKING:
     from pipeline.build.config import BuildConfig
@@ -172,24 +175,51 @@ def run_build(argv: list[str]) -> int:
 def _begin_update(build_options, detached: str) -> BuildConfig | None:
     """Finish or undo an update killed before (or during) its commit, then mark this one as begun; None (after
     one line on stderr) while another update runs."""
-    from transforms.rebuild.commit import UpdateRunning, begin, recover
+    from transforms.rebuild.commit import begin
 
-    output = fileio.clean_root(build_options.output)
+    if not _recover_for_update(fileio.clean_root(build_options.output), build_options.take_over_after, "build"):
+        return None
+    config = build_options.to_config()  # reads the build in place, as the recovery left it
+    return dataclasses.replace(config, update_token=begin(config.output, detached))
+
+
+def _recover_for_update(output: str, take_over_after: float, command: str) -> bool:
+    """Refuse an output another run writes; finish or undo an update of it killed before (or during) its
+    commit. False (after one line on stderr) while another update runs."""
+    from transforms.rebuild.commit import UpdateRunning, recover
+
     if fileio.is_local(output):
         make_output_folder(output)  # a file of that name, or a folder that cannot be made: a usage error
-    busy = claim.refusal(output, build_options.take_over_after, "an --update now would replace it before it "
-                         "has finished", markers=(claim.WRITER,))
+    busy = claim.refusal(output, take_over_after, "an --update now would replace it before it has finished",
+                         markers=(claim.WRITER,))
     if busy:
         raise OutputBusy(busy)
+    if command == "mix":
+        _refuse_what_a_mix_update_cannot_replace(output)
     try:
-        done = recover(output, build_options.take_over_after)
+        done = recover(output, take_over_after)
     except UpdateRunning as err:  # another update of this output still runs (here, or maybe elsewhere)
         print(f"satsft: error: {err}", file=sys.stderr)
-        return None
+        return False
     if done:
-        LOG.info("%s in %s", done, build_options.output)
-    config = build_options.to_config()
-    return dataclasses.replace(config, update_token=begin(config.output, detached))
+        LOG.info("%s in %s", done, output)
+    return True
+
+
+def _refuse_what_a_mix_update_cannot_replace(output: str) -> None:
+    """`satsft mix --update` replaces a finished mix, or fills an empty folder (or one a first update stopped
+    in); a build, a partial mix or anything else there is a usage error, before anything is written."""
+    if fileio.exists(join_path(output, REPORT_NAME)):
+        raise UsageError(f"output {output!r} holds a satsft build (it has {REPORT_NAME}); mix --update replaces a "
+                         "mix only: pick another folder")
+    if fileio.exists(join_path(output, MIX_REPORT_NAME)):
+        return
+    found = [rel for rel in fileio.list_files(output) if not rel.startswith(f"{UPDATE_DIR}/")
+             and rel != CHECK_IN]
+    if found:
+        raise UsageError(f"output {output!r} holds files but no finished mix (first: {found[0]}); mix --update "
+                         "replaces a finished mix or fills an empty folder: pick another folder, or give --overwrite "
+                         "instead")
 
 
 def _stopped(stop: Interrupted | StorageFull, said: str) -> int:
@@ -230,6 +260,13 @@ def run_mix(argv: list[str]) -> int:
                              "builds among the sources; drop: also leave out the rows of each tile on ground a "
                              "tile of another split shows (train before validation before test), with a reject each")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier mix in --output")
+    parser.add_argument("--update", action="store_true",
+                        help="write the new mix beside the one in --output, then replace it: readers never see a "
+                             "gap, and a run that stops leaves the old mix whole (the next --update undoes or "
+                             "finishes it first); into an empty folder it makes the first mix")
+    parser.add_argument("--max-removed-share", type=float, default=DEFAULT_MAX_REMOVED_SHARE, metavar="SHARE",
+                        help="with --update: refuse to replace the mix in --output when the new one would have "
+                             "fewer rows by more than this share (exit 1, the old mix stays); 1 allows any")
     parser.add_argument("--take-over-after", type=int, default=DEFAULT_TAKE_OVER_HOURS, metavar="HOURS",
                         help="a run from another machine still writing --output (begun or last written within "
                              "this many hours) is left alone and this one exits 1; 0 takes it over at once")
@@ -244,26 +281,47 @@ def run_mix(argv: list[str]) -> int:
     config = MixConfig.create(output=args.output, formats=args.formats, embed_images=args.embed_images,
                               rows_per_shard=args.rows_per_shard, max_files_per_dir=args.max_files_per_dir,
                               overwrite=args.overwrite, copy_images=args.copy_images,
-                              shared_ground=args.shared_ground)
+                              shared_ground=args.shared_ground, update=args.update,
+                              max_removed_share=args.max_removed_share)
     recipe = load_recipe(args.recipe, args.source)
     config.check_sources(recipe)
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.mix.graph import build_mix_pipeline
     from pipeline.publish.report import mix_summary
+    from transforms.rebuild.commit import UPDATE_REFUSED, begin
 
     output = config.output
     options = PipelineOptions(beam_args)
-    prepare_output(config, MIX_ENTRIES, "mix", args.take_over_after, detached_runner(options))
+    if config.update:
+        with check_in.checking_in(output, args.take_over_after):
+            if not _recover_for_update(output, args.take_over_after, "mix"):
+                return 1
+            config = dataclasses.replace(config, update_token=begin(output, detached_runner(options)))
+    else:
+        prepare_output(config, MIX_ENTRIES, "mix", args.take_over_after, detached_runner(options))
     LOG.info("mixing %d sources -> %s on %s", len(recipe.sources), output, runner_name(options))
     pipeline = build_mix_pipeline(recipe, config, new_pipeline(options))
     try:
         report = run(pipeline, options, output, MIX_TIMINGS_NAME, MIX_REPORT_NAME,
-                     ProgressMonitor(output, "mix", "source files", args.quiet))
+                     ProgressMonitor(config.root, "mix", "source files", args.quiet))
+    except RuntimeError as err:  # the commit of an --update refused (transforms.rebuild.commit): no traceback
+        if not str(err).startswith(UPDATE_REFUSED):
+            raise
+        print(f"satsft: error: {str(err).split(' [while running')[0]}", file=sys.stderr)
+        return 1
     except (Interrupted, StorageFull) as stop:
+        if config.update:
+            return _stopped(stop, f"the mix in {output} stays as it was, unless the update's commit had begun, which "
+                                  "readers complete; run the same update again: it undoes or finishes this one first")
         return _stopped(stop, f"{output} holds a partial mix without a report: run the mix again with --overwrite")
     if report is not None:
         print(mix_summary(report))
+        from pipeline.review.preview import remove_stale_preview
+
+        if config.update and remove_stale_preview(output, MIX_REPORT_NAME):
+            print(f"removed {PREVIEW_DIR}/, which showed the mix before this update: run `satsft preview {output}` "
+                  "again")
         print(f"\nmix written to {output} (report: {output}/{MIX_REPORT_NAME})")
     return 0
 
@@ -526,9 +584,11 @@ def run_validate(argv: list[str]) -> int:
         from transforms.rebuild.commit import unfinished_update
 
         who = unfinished_update(root)
+        kind = "mix" if fileio.exists(join_path(root, MIX_REPORT_NAME)) else "build"
         print(f"note: an --update of this output has not finished{f' ({who})' if who else ''}: readers see the "
-              "build as its commit leaves it, with files of the new build no row names yet; it may still be "
-              "running: if it stopped, run the same update again to finish it")
+              f"{kind} as its commit leaves it" + (", with files of the new build no row names yet" if kind == "build"
+                                                   else "") + "; it may still be running: if it stopped, run the "
+              "same update again to finish it")
     return 0
 
 

@@ -11,6 +11,7 @@ from pipeline.mix.recipe import Recipe, footprint_lists
 from transforms import fileio
 from transforms.fileio import public_location
 from transforms.output.tree import EMBEDDED_ROWS_PER_SHARD, MAX_FILES_PER_DIR, MIN_FILES_PER_DIR, ROWS_PER_SHARD
+from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE, stage_root
 from transforms.splits.plan import SHARED_GROUND_POLICIES
 
 MIX_FORMATS = ("parquet", "jsonl")
@@ -26,11 +27,15 @@ class MixConfig:
     overwrite: bool = False
     copy_images: bool = False  # media copied, not hard-linked to the sources' files
     shared_ground: str = "report"  # drop: rows of tiles on another split's ground go (train ones first)
+    update: bool = False  # the new mix is staged, then replaces the one in --output (transforms.rebuild.commit)
+    max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE  # with update: refuse to remove more of its rows
+    update_token: str = ""  # names this update (commit.begin); the commit checks no other began since
 
     @classmethod
     def create(cls, *, output: str, formats: str = "parquet", embed_images: bool = False, rows_per_shard: int = 0,
                max_files_per_dir: int = MAX_FILES_PER_DIR, overwrite: bool = False,
-               copy_images: bool = False, shared_ground: str = "report") -> MixConfig:
+               copy_images: bool = False, shared_ground: str = "report", update: bool = False,
+               max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE) -> MixConfig:
         """Every flag checked before the recipe is read or any graph is built."""
         asked = {x.strip() for x in formats.split(",")}
         picked = tuple(f for f in MIX_FORMATS if f in asked)
@@ -44,9 +49,20 @@ class MixConfig:
                              "or more")
         if shared_ground not in SHARED_GROUND_POLICIES:
             raise UsageError(f"--shared-ground takes {' or '.join(SHARED_GROUND_POLICIES)}, not {shared_ground!r}")
+        if update and overwrite:
+            raise UsageError("--update replaces the mix in --output once the new one is whole, and --overwrite "
+                             "removes it first: give one of them")
+        if not 0 <= max_removed_share <= 1:
+            raise UsageError(f"--max-removed-share takes a share from 0 to 1, not {max_removed_share:g}")
         out = fileio.clean_root(output)
         rows = rows_per_shard or (EMBEDDED_ROWS_PER_SHARD if embed_images else ROWS_PER_SHARD)
-        return cls(out, picked, embed_images, rows, max_files_per_dir, overwrite, copy_images, shared_ground)
+        return cls(out, picked, embed_images, rows, max_files_per_dir, overwrite, copy_images, shared_ground, update,
+                   max_removed_share)
+
+    @property
+    def root(self) -> str:
+        """Where the graph writes: the output, or with --update its stage."""
+        return stage_root(self.output) if self.update else self.output
 
     def check_sources(self, recipe: Recipe) -> None:
         """The output may not lie inside a source (a rerun would read its own rows) nor hold one."""

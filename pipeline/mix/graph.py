@@ -27,6 +27,7 @@ from transforms.mix.stages import (
 from transforms.output.counts import SumEvents, event_items, reject_key
 from transforms.output.files import WriteRejects
 from transforms.output.spool import RemoveSpool
+from transforms.rebuild.commit import commit, finish
 from transforms.splits.shared_ground import FindSharedGround, WriteMixFootprints, WriteMixPlaces, WriteSharedGround
 
 
@@ -51,7 +52,7 @@ def build_readers(sources: tuple[MixSource, ...]) -> dict[str, tuple[str, ...]]:
 def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipeline) -> beam.Pipeline:
     """The mix's graph, from the named stages of transforms.mix.stages; returns the pipeline."""
     sources = mix_sources(recipe)
-    root = config.output
+    root = config.root  # with --update, the stage: the mix in place stays whole until the commit
     files = [(s_index, f_index, path) for s_index, s in enumerate(recipe.sources)
              for f_index, path in enumerate(s.files)]
     read = (pipeline
@@ -100,9 +101,20 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
              rejects | "RejectKeys" >> beam.Map(reject_key),
              rejects_written | "RejectFileKeys" >> beam.FlatMap(event_items)]
     cfg = config.as_dict()
-    _ = (keyed
-         | "AllCounts" >> beam.Flatten()
-         | "Sum" >> beam.CombinePerKey(sum)
-         | "Collect" >> beam.combiners.ToDict()
-         | "WriteReport" >> beam.Map(lambda c: write_mix_report(root, recipe.seed, recipe.sources, cfg, c)))
+    written_report = (keyed
+                      | "AllCounts" >> beam.Flatten()
+                      | "Sum" >> beam.CombinePerKey(sum)
+                      | "Collect" >> beam.combiners.ToDict()
+                      | "WriteReport" >> beam.Map(lambda c: write_mix_report(root, recipe.seed, recipe.sources, cfg,
+                                                                             c)))
+    if config.update:  # a step of the job, so that a job the launcher does not wait for (Dataflow) commits too
+        _ = written_report | "CommitUpdate" >> beam.Map(_commit_mix, config.output, config.update_token,
+                                                        config.max_removed_share)
     return pipeline
+
+
+def _commit_mix(_, output: str, token: str, max_removed_share: float) -> int:
+    """The staged mix replaces the one in place (transforms.rebuild.commit); returns the files it moved."""
+    journal = commit(output, token, max_removed_share, kind="mix")
+    finish(output)
+    return len(journal["moves"])

@@ -53,16 +53,17 @@ def made_from(report_bytes: bytes) -> bytes:
     return f"sha256 {hashlib.sha256(report_bytes).hexdigest()}\n".encode()
 
 
-def remove_stale_preview(output: str) -> bool:
-    """After an --update: the preview page of the build it replaced shows the old cards, counts and images, and
-    a Hub upload of the folder would carry them. It goes (it is remade in seconds) unless the report it was made
-    from is byte for byte the new one (a rebuild of unchanged input changes no file); True if it went."""
+def remove_stale_preview(output: str, report_name: str = REPORT_NAME) -> bool:
+    """After an --update: the preview page of the build (or mix) it replaced shows the old cards, counts and
+    images, and a Hub upload of the folder would carry them. It goes (it is remade in seconds) unless the report
+    it was made from is byte for byte the new one (a rebuild of unchanged input changes no file); True if it
+    went."""
     folder = join_path(output, PREVIEW_DIR)
     if not fileio.is_local(output) or not os.path.isdir(folder):
         return False  # preview writes local pages only
     stamp = os.path.join(folder, MADE_FROM)
     if os.path.isfile(stamp) and fileio.read_bytes(stamp) == made_from(fileio.read_bytes(join_path(output,
-                                                                                                    REPORT_NAME))):
+                                                                                                    report_name))):
         return False
     shutil.rmtree(folder, ignore_errors=True)
     return True

@@ -67,7 +67,7 @@ BUILD_ENTRIES = (JSONL_DIR, PARQUET_DIR, LLAVA_DIR, SHAREGPT_DIR, CHIPS_DIR, STI
                  METADATA_DIR, REJECTS_DIR, CARD_NAME, REPORT_NAME, TIMINGS_NAME, SPOOL_DIR, CHARTS_DIR, PREVIEW_DIR,
                  UPDATE_DIR)
 MIX_ENTRIES = (JSONL_DIR, PARQUET_DIR, MEDIA_DIR, METADATA_DIR, REJECTS_DIR, CARD_NAME, MIX_REPORT_NAME,
-               MIX_TIMINGS_NAME, SPOOL_DIR, CHARTS_DIR, PREVIEW_DIR)  # metadata/: the shared-ground list
+               MIX_TIMINGS_NAME, SPOOL_DIR, CHARTS_DIR, PREVIEW_DIR, UPDATE_DIR)  # metadata/: the shared-ground list
 
 
 def record_files(report: dict) -> tuple[str, list[str]]:

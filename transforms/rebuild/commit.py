@@ -17,6 +17,11 @@ killed after it leaves a journal that OutputTree applies when reading, and that 
 before it starts. A commit refused (refusal(): the update would gut the dataset) withdraws the run: its
 files at new slots and its stage go, its report and rejects are kept in REFUSED_DIR. No Beam here: the
 launcher recovers with it before a graph exists.
+
+`satsft mix --update` commits the same way (``kind="mix"``): a mix writes no per-tile files, so its whole new
+output (split files, media, metadata lists, rejects, charts, report, card) is staged, and what the old mix has
+under the entries a mix writes (MIX_ENTRIES) and the new one lacks goes after the moves. It saves no manifest
+and is refused only for the rows it would remove.
 """
 
 from __future__ import annotations
@@ -35,8 +40,13 @@ from transforms.output.tree import (
     JSONL_DIR,
     LLAVA_DIR,
     MANIFEST_DIR,
+    MEDIA_DIR,
+    MIX_ENTRIES,
+    MIX_REPORT_NAME,
+    MIX_TIMINGS_NAME,
     PARQUET_DIR,
     PER_TILE_DIRS,
+    PREVIEW_DIR,
     REJECTS_DIR,
     REPORT_NAME,
     SHARED_GROUND_FILE,
@@ -54,7 +64,8 @@ from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE, is_tiles_file, st
 
 REFUSAL = f"{REFUSED_DIR}/refusal.txt"  # why the last update was refused, and which run
 SAVED_DIR = f"{UPDATE_DIR}/previous"  # earlier manifests whose stale files may not all be gone yet
-LAST = (REPORT_NAME, CARD_NAME)  # moved after everything they describe
+LAST = (REPORT_NAME, MIX_REPORT_NAME, CARD_NAME)  # moved after everything they describe
+REPORTS = {"build": REPORT_NAME, "mix": MIX_REPORT_NAME}
 UPDATE_REFUSED = "--update of "  # how every refusal to commit begins (the CLI prints it without a traceback)
 DEFAULT_MAX_REMOVED_SHARE = 0.5  # an update may remove at most half the tiles of the build it replaces
 DEFAULT_TAKE_OVER_HOURS = 12  # an unfinished update from elsewhere runs this long after its last sign (running_update)
@@ -89,25 +100,42 @@ def old_dataset_files(output: str) -> set[str]:
     return files
 
 
+def old_mix_files(output: str) -> set[str]:
+    """The files of the mix now in the folder: everything under the entries a mix writes but its spool and
+    preview (a preview is the user's, and says which rows it shows)."""
+    files: set[str] = set()
+    for entry in MIX_ENTRIES:
+        if entry in (SPOOL_DIR, PREVIEW_DIR, UPDATE_DIR):
+            continue
+        if entry in (CARD_NAME, MIX_REPORT_NAME, MIX_TIMINGS_NAME):
+            if fileio.exists(join_path(output, entry)):
+                files.add(entry)
+        else:
+            files.update(f"{entry}/{rel}" for rel in fileio.list_files(join_path(output, entry)))
+    return files
+
+
 def _stills(manifest: str) -> set[str]:
     data = fileio.read_if_there(manifest)
     return still_paths(data) if data is not None else set()
 
 
-def _rows_in_place(output: str) -> int:
+def _rows_in_place(output: str, kind: str = "build") -> int:
     try:
-        earlier = orjson.loads(fileio.read_if_there(join_path(output, REPORT_NAME)) or b"{}")
+        earlier = orjson.loads(fileio.read_if_there(join_path(output, REPORTS[kind])) or b"{}")
     except orjson.JSONDecodeError:
         return 0
     rows = earlier.get("rows") if isinstance(earlier, dict) else None
     return rows.get("total", 0) if isinstance(rows, dict) else 0
 
 
-def refusal(output: str, report: dict, max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE) -> str:
+def refusal(output: str, report: dict, max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE, kind: str = "build"
+            ) -> str:
     """Why the staged build must not replace the one in place, "" when it may: it removes more than
     ``max_removed_share`` of that build's tiles or of its rows, or has no rows where that build has some. A
     scheduled update whose input broke (a JSONL file gone, chips moved, every sidecar rejected, sidecars that
-    lost their regions) would otherwise publish what is left over a good dataset."""
+    lost their regions) would otherwise publish what is left over a good dataset. A mix (``kind``) is weighed
+    by its rows: a source that lost its rows, or a recipe that selects few."""
     if max_removed_share >= 1:
         return ""
     reasons = report.get("rejects_by_reason", {})
@@ -118,8 +146,14 @@ def refusal(output: str, report: dict, max_removed_share: float = DEFAULT_MAX_RE
         return (f"the new build would remove {removed} of the {before} tiles of the build in place "
                 f"({removed / before:.0%}, more than --max-removed-share {max_removed_share:g}; rejects: {why}, "
                 f"see {REFUSED_DIR}/rejects/)")
-    had, now = _rows_in_place(output), report.get("rows", {}).get("total", 0)
+    had, now = _rows_in_place(output, kind), report.get("rows", {}).get("total", 0)
     if not had:
+        return ""
+    if kind == "mix":
+        if (had - now) / had > max_removed_share:
+            return (f"the new mix would have {now} rows where the mix in place has {had} ({(had - now) / had:.0%} "
+                    f"fewer, more than --max-removed-share {max_removed_share:g}; a source that lost its rows, or "
+                    f"a recipe that selects fewer? compare {REFUSED_DIR}/{MIX_REPORT_NAME} with {MIX_REPORT_NAME})")
         return ""
     if not now:
         tiles = report.get("tiles", {})
@@ -164,7 +198,7 @@ def _remove_orphans(output: str) -> int:
     return len(gone)
 
 
-def withdraw(output: str, message: str = "", token: str = "") -> int:
+def withdraw(output: str, message: str = "", token: str = "", kind: str = "build") -> int:
     """A refused update's undoing: the files it wrote at new slots (``orphans``), its stage and its marker go,
     so the folder holds the build in place as it was. The refused build's report and rejects move to
     REFUSED_DIR, to be read, with ``message`` (and the run's token: a runner that retries the commit gets the
@@ -173,7 +207,7 @@ def withdraw(output: str, message: str = "", token: str = "") -> int:
     removed = _remove_orphans(output)
     fileio.remove_tree(join_path(output, REFUSED_DIR))
     for rel in fileio.list_files(stage):
-        if rel == REPORT_NAME or rel.startswith(f"{REJECTS_DIR}/"):  # kept to read why, until the next update
+        if rel == REPORTS[kind] or rel.startswith(f"{REJECTS_DIR}/"):  # kept to read why, until the next update
             fileio.move(join_path(stage, rel), join_path(output, REFUSED_DIR, rel))
     fileio.write_bytes(join_path(output, REFUSAL), f"{message}\nrun {token}\n".encode())
     fileio.remove_tree(stage)
@@ -181,11 +215,12 @@ def withdraw(output: str, message: str = "", token: str = "") -> int:
     return removed
 
 
-def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE
+def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE, kind: str = "build"
            ) -> dict[str, list[str]]:
     """Steps 1 to 3 of the module docstring; returns the journal it carried out. ``token``: what begin() gave
     this run. When another update of the same output has begun since (its recover() dropped this run's stage),
-    or the stage lacks a split file its report lists, nothing is committed: the old build stays whole."""
+    or the stage lacks a split file its report lists, nothing is committed: the old build (or mix, ``kind``)
+    stays whole."""
     if os.environ.get(STOP_AFTER_ENV) == "before":  # fault injection for the tests: dies before the commit
         os._exit(137)
     said = (fileio.read_if_there(join_path(output, REFUSAL)) or b"").decode("utf-8", "replace")
@@ -196,21 +231,24 @@ def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_
         raise RuntimeError(f"{UPDATE_REFUSED}{output}: another update of this output began while this one ran; this "
                            "one stops before its commit (the dataset stays as it was); run one update at a time")
     staged = fileio.list_files(stage_root(output))
-    if REPORT_NAME not in staged:
-        raise RuntimeError(f"--update: nothing staged in {stage_root(output)}; the new build did not finish")
-    report = orjson.loads(fileio.read_bytes(join_path(stage_root(output), REPORT_NAME)))
-    refused = refusal(output, report, max_removed_share)
+    if REPORTS[kind] not in staged:
+        raise RuntimeError(f"--update: nothing staged in {stage_root(output)}; the new {kind} did not finish")
+    report = orjson.loads(fileio.read_bytes(join_path(stage_root(output), REPORTS[kind])))
+    refused = refusal(output, report, max_removed_share, kind)
     if refused:
         message = (f"{UPDATE_REFUSED}{output}: {refused}; nothing was committed (the dataset stays as it was). Fix "
                    "the input and run the update again; if the tiles or rows are meant to go, run it with "
                    "--max-removed-share 1")
-        withdraw(output, message, token)
+        withdraw(output, message, token, kind)
         raise RuntimeError(message)
     missing = sorted({p for paths in report.get("files", {}).values() for p in paths} - set(staged))
     if missing:
-        raise RuntimeError(f"{UPDATE_REFUSED}{output}: the staged build lacks {len(missing)} of the split files its "
-                           f"report lists (first: {missing[0]}); nothing was committed (the dataset stays as it "
-                           "was): run the update again")
+        raise RuntimeError(f"{UPDATE_REFUSED}{output}: the staged {kind} lacks {len(missing)} of the split files "
+                           f"its report lists (first: {missing[0]}); nothing was committed (the dataset stays as "
+                           "it was): run the update again")
+    moves = sorted(set(staged) - set(LAST)) + [rel for rel in LAST if rel in staged]
+    if kind == "mix":
+        return _write_and_apply(output, moves, old_mix_files(output) - set(staged))
     generation = len({posixpath.dirname(p) for p in fileio.list_files(join_path(output, SAVED_DIR))})
     for rel in _tile_manifests(output):
         # Only the tile records: their file lists are what a later run may still have to remove. Linked where
@@ -218,13 +256,17 @@ def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_
         # 21,000 tiles otherwise), else copied.
         fileio.link_or_copy(join_path(output, rel),
                             join_path(output, SAVED_DIR, f"g{generation:02d}", posixpath.basename(rel)))
-    moves = sorted(set(staged) - set(LAST)) + [rel for rel in LAST if rel in staged]
     gone = old_dataset_files(output) - set(staged)
     # --layout hub writes no still files (its rows hold the stills): every copy an earlier build made goes
     kept = set() if report.get("config", {}).get("layout") == "hub" else _stills(join_path(stage_root(output),
                                                                                            STILLS_FILE))
     gone |= {rel for rel in _stills(join_path(output, STILLS_FILE)) - kept
              if kept or fileio.exists(join_path(output, rel))}
+    return _write_and_apply(output, moves, gone)
+
+
+def _write_and_apply(output: str, moves: list[str], gone: set[str]) -> dict[str, list[str]]:
+    """Step 2 and 3: the journal, then what it says."""
     journal = {"moves": moves, "deletes": sorted(gone)}
     fileio.write_bytes(join_path(output, JOURNAL), orjson.dumps(journal, option=orjson.OPT_INDENT_2))
     apply_journal(output)
@@ -321,8 +363,8 @@ def recover(output: str, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> st
     fileio.remove(join_path(output, STARTED))
     earlier = holder.parse((marker or b"").decode("utf-8", "replace"))
     when = f", begun {earlier.began}" if earlier and earlier.began else ""
-    return (f"undid an --update stopped before its commit{when} (its stage and {removed} file(s) it wrote at new "
-            "slots)")
+    wrote = f" and {removed} file(s) it wrote at new slots" if removed else ""
+    return f"undid an --update stopped before its commit{when} (its stage{wrote})"
 
 
 def finish(output: str) -> None:
@@ -330,6 +372,6 @@ def finish(output: str) -> None:
     folders the stale files leave empty (a removed tile's shard folder; images/ and data/ after a switch to
     --layout hub, llava/ after it left --formats)."""
     fileio.remove_tree(join_path(output, UPDATE_DIR))
-    for folder in (*PER_TILE_DIRS, JSONL_DIR, PARQUET_DIR, LLAVA_DIR, SHAREGPT_DIR, ROWS_DIR):
+    for folder in (*PER_TILE_DIRS, JSONL_DIR, PARQUET_DIR, LLAVA_DIR, SHAREGPT_DIR, ROWS_DIR, MEDIA_DIR):
         fileio.prune_empty_folders(join_path(output, folder), itself=True)
 

@@ -242,3 +242,23 @@ def test_a_check_in_on_a_bucket_is_one_step_across_machines(emulator, tmp_path):
     run_cli(*build, "--update", "--take-over-after", "0", env=env)
     fs.invalidate_cache()
     assert check_in not in fs.find(f"{BUCKET}/twice")
+
+
+def test_gs_mix_update_in_place(emulator, direct_build):
+    """mix --update on a bucket: the staged mix moves into place as whole objects, the old mix's objects the new
+    one lacks go, and the count its report gives is the objects there."""
+    env, _ = emulator
+    fs = gcsfs_client(env)
+    gs_mix = f"gs://{BUCKET}/mixupd"
+    run_cli("mix", "--source", f"name=sat,path={direct_build},task=caption", "--output", gs_mix, "--update",
+            "--quiet", env=env)
+    first = json.loads(fs.cat(f"{BUCKET}/mixupd/mix_report.json"))
+    run_cli("mix", "--source", f"name=sat,path={direct_build},task=caption|grounding_all", "--output", gs_mix,
+            "--update", "--quiet", env=env)
+    after = set(fs.find(f"{BUCKET}/mixupd"))
+    report = json.loads(fs.cat(f"{BUCKET}/mixupd/mix_report.json"))
+    assert report["rows"]["total"] > first["rows"]["total"]
+    assert not [p for p in after if "_satsft_" in p], "no stage, spool or marker left"
+    assert len(after) == report["file_count"], "the count the report gives is the objects there"
+    proc = run_cli("validate", gs_mix, env=env)
+    assert proc.stdout.startswith("OK:"), proc.stdout

@@ -384,11 +384,14 @@ def move(src: str, dst: str) -> None:
 
 
 def _found(root: str) -> tuple[str, dict[str, dict]]:
-    """fsspec's listing of every file below a folder or bucket prefix (path -> details), with that prefix."""
+    """fsspec's listing of every file below a folder or bucket prefix (path -> details), with that prefix. Never
+    from gcsfs's cache of earlier listings: objects come from Beam's file systems, which fsspec does not see, so
+    a listing cached before they were written would miss them (a mix --update's commit found its stage empty)."""
     import fsspec
 
     fs, base = fsspec.core.url_to_fs(root)
     base = base.rstrip("/")
+    fs.invalidate_cache(base)
     return base + "/", (fs.find(base, detail=True) if fs.isdir(base) else {})
 
 

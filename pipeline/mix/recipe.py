@@ -34,7 +34,7 @@ from transforms.mix.rows import FILTER_KEYS, split_of_path
 from transforms.output import claim
 from transforms.output.tree import FOOTPRINTS_DIR, MANIFEST_DIR, SPOOL_DIR, UPDATE_JOURNAL, OutputTree
 from transforms.paths import JSONL_SUFFIXES
-from transforms.rebuild.manifest import manifest_tiles_files
+from transforms.rebuild.manifest import files_as_read, manifest_tiles_files
 from transforms.splits.footprints import is_footprints_file
 
 RECIPE_KEYS = frozenset({"seed", "sources"})
@@ -355,5 +355,5 @@ def footprint_lists(recipe: Recipe) -> tuple[tuple[str, str], ...]:
 
 
 def mix_footprint_files(output: str) -> list[str]:
-    folder = f"{output}/{FOOTPRINTS_DIR}"
-    return [f"{folder}/{name}" for name in fileio.list_files(folder) if is_footprints_file(f"{FOOTPRINTS_DIR}/{name}")]
+    """The files of a mix's footprint list, as full paths ([] for a mix from before such lists)."""
+    return [path for rel, path in files_as_read(output, FOOTPRINTS_DIR) if is_footprints_file(rel)]

@@ -55,15 +55,20 @@ def is_tiles_file(rel: str) -> bool:
     return is_manifest_file(rel) and posixpath.basename(rel).startswith("tiles-")
 
 
-def manifest_tiles_files(output: str) -> list[str]:
-    """The tile files of a finished build's manifest, as full paths ([] for a mix, or a build from before
-    manifests). A build whose --update stopped in its commit is read as the commit leaves it, as every reader
-    reads it (OutputTree lists the whole output, so only then)."""
+def files_as_read(output: str, folder: str) -> list[tuple[str, str]]:
+    """(path relative to the output, full path) of the files under ``folder`` of a finished build or mix. One
+    whose --update stopped in its commit is read as the commit leaves it, as every reader reads it (OutputTree
+    lists the whole output, so only then)."""
     if fileio.exists(f"{output}/{UPDATE_JOURNAL}"):
         tree = OutputTree(output)
-        return [f"{output}/{tree.staged.get(rel, rel)}" for rel in tree.under(MANIFEST_DIR) if is_tiles_file(rel)]
-    return [f"{output}/{rel}" for rel in (f"{MANIFEST_DIR}/{r}" for r in fileio.list_files(f"{output}/{MANIFEST_DIR}"))
-            if is_tiles_file(rel)]
+        return [(rel, f"{output}/{tree.staged.get(rel, rel)}") for rel in tree.under(folder)]
+    return [(f"{folder}/{r}", f"{output}/{folder}/{r}") for r in fileio.list_files(f"{output}/{folder}")]
+
+
+def manifest_tiles_files(output: str) -> list[str]:
+    """The tile files of a finished build's manifest, as full paths ([] for a mix, or a build from before
+    manifests)."""
+    return [path for rel, path in files_as_read(output, MANIFEST_DIR) if is_tiles_file(rel)]
 
 
 def tile_record(stem: str, split: str, slot: int, fingerprint: str, chip_sha256: str,

@@ -101,8 +101,9 @@ def old_dataset_files(output: str) -> set[str]:
 
 
 def old_mix_files(output: str) -> set[str]:
-    """The files of the mix now in the folder: everything under the entries a mix writes but its spool and
-    preview (a preview is the user's, and says which rows it shows)."""
+    """The files of the mix now in the folder: everything under the entries a mix writes but its spool, its
+    update's own files and its preview (which goes after the commit only when it shows other rows:
+    pipeline.review.preview.remove_stale_preview)."""
     files: set[str] = set()
     for entry in MIX_ENTRIES:
         if entry in (SPOOL_DIR, PREVIEW_DIR, UPDATE_DIR):

@@ -98,10 +98,10 @@ def prepared(ctx):
 
 # `satsft build` and `satsft mix` run in the test's own process where nothing asks for a process of their own:
 # Python and Beam start once per worker, not once per command, which takes some 2 of a small build's 5 seconds
-# (200 of the suite's) away. SATSFT_TEST_SUBPROCESS=1 runs every command as a process, as a user runs it. The
-# reading commands always run as processes: they end theirs with os._exit past Arrow's reader threads
-# (pipeline.cli.main), and that path is what their tests check; `sample` starts a pool of processes.
-IN_PROCESS = ("build", "mix")
+# (200 of the suite's) away. So do the reading commands: called with arguments, main returns where a process
+# would end with os._exit past Arrow's reader threads (test_cli checks that path on its own). SATSFT_TEST_SUBPROCESS=1
+# runs every command as a process, as a user runs it; `sample` always does (it starts a pool of processes).
+IN_PROCESS = ("build", "mix", "eval", "preview", "validate")
 
 
 def _run_in_process(args: tuple[str, ...], check: bool) -> subprocess.CompletedProcess:

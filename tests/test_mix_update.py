@@ -135,11 +135,6 @@ def test_a_stopped_update_leaves_the_old_mix_or_one_readers_complete(build, tmp_
     capsys.readouterr()
     assert main(["validate", str(out)]) == 0
     assert f"{_report(fresh)['rows']['total']} rows" in capsys.readouterr().out
-    # a mix of it reads it as the commit leaves it: the new rows, and the footprint list still in the stage
-    assert main(["mix", "--source", f"name=inner,path={out}", "--output", str(tmp_path / "of_it"), "--quiet"]) == 0
-    outer = _report(tmp_path / "of_it")
-    assert outer["rows"]["total"] == _report(fresh)["rows"]["total"]
-    assert outer["shared_ground"]["tiles_without_footprint"] == 0
     assert _mix(build, out, "--update") == 0
     assert "finished the commit of an interrupted --update" in capsys.readouterr().err
     assert _files(out) == _files(fresh) and not (out / UPDATE_DIR).exists()

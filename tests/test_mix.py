@@ -623,8 +623,8 @@ def test_a_mix_of_a_mix_checks_the_ground_its_builds_show(sources, moved, tmp_pa
     finds the held-out tiles of a new build on ground the inner mix trains on, and --shared-ground drop takes
     the train rows, as if the builds were mixed themselves (a mix used to keep no footprints: every such tile
     went unchecked). One stem from two builds is one tile to a mix of their mix, as its rows name it: drop
-    then takes its train rows, never its test rows. A damaged list is a validate finding and loses only its
-    lines; a mix from before the lists leaves its tiles unchecked, and says so."""
+    then takes its train rows, never its test rows. A damaged or missing list is a validate finding; a mix
+    from before the lists leaves its tiles unchecked, and says so."""
     sat2, place, stems, tiles = moved
     inner, outer = tmp_path / "inner", tmp_path / "outer"
     assert main(["mix", "--source", f"name=first,path={sources['sat']}", "--output", str(inner), "--quiet"]) == 0

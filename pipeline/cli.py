@@ -46,6 +46,8 @@ from transforms.output.tree import (
     REPORT_NAME,
     TIMINGS_NAME,
     UPDATE_DIR,
+    UPDATE_JOURNAL,
+    UPDATE_STARTED,
 )
 from transforms.paths import join_path
 from transforms.prompts import TemplateError
@@ -207,12 +209,13 @@ def _recover_for_update(output: str, take_over_after: float, command: str) -> bo
 
 
 def _refuse_what_a_mix_update_cannot_replace(output: str) -> None:
-    """`satsft mix --update` replaces a finished mix, or fills an empty folder (or one a first update stopped
-    in); a build, a partial mix or anything else there is a usage error, before anything is written."""
+    """`satsft mix --update` replaces a finished mix, or fills an empty folder (or one an update stopped in: a
+    first update stopped during its commit has moved files but not yet its report, and recover finishes it); a
+    build, a partial mix or anything else there is a usage error, before anything is written."""
     if fileio.exists(join_path(output, REPORT_NAME)):
         raise UsageError(f"output {output!r} holds a satsft build (it has {REPORT_NAME}); mix --update replaces a "
                          "mix only: pick another folder")
-    if fileio.exists(join_path(output, MIX_REPORT_NAME)):
+    if any(fileio.exists(join_path(output, marker)) for marker in (MIX_REPORT_NAME, UPDATE_STARTED, UPDATE_JOURNAL)):
         return
     found = [rel for rel in fileio.list_files(output) if not rel.startswith(f"{UPDATE_DIR}/")
              and rel != CHECK_IN]

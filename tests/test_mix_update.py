@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,13 @@ def test_a_stopped_update_leaves_the_old_mix_or_one_readers_complete(build, fres
     assert _mix(build, out, "--update") == 0
     assert "finished the commit of an interrupted --update" in capsys.readouterr().err
     assert _files(out) == _files(fresh) and not (out / UPDATE_DIR).exists()
+    # a first update into an empty folder stopped before its report moved: files but no report there yet, which
+    # is no folder of other things to refuse; the next update finishes that commit, then runs
+    first = tmp_path / "first"
+    shutil.copytree(fresh, first)
+    (first / UPDATE_DIR / "stage").mkdir(parents=True)
+    (first / "mix_report.json").rename(first / UPDATE_DIR / "stage" / "mix_report.json")
+    (first / UPDATE_DIR / "journal.json").write_text(json.dumps({"moves": ["mix_report.json"], "deletes": []}))
+    assert _mix(build, first, "--update") == 0, capsys.readouterr().err
+    assert "finished the commit of an interrupted --update" in capsys.readouterr().err
+    assert _files(first) == _files(fresh) and not (first / UPDATE_DIR).exists()

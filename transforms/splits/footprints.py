@@ -49,26 +49,27 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _edges(given: Any) -> Box | None:
+    """Four finite numbers, as a tuple; None for anything else."""
+    if isinstance(given, (list, tuple)) and len(given) == 4:
+        edges = tuple(_number(v) for v in given)
+        if None not in edges:
+            return edges  # type: ignore[return-value]
+    return None
+
+
 def as_box(given: Any) -> Box | None:
     """A (min lon, min lat, max lon, max lat) box that names an area, as a tuple; None for anything else."""
-    if isinstance(given, (list, tuple)) and len(given) == 4:
-        box = [_number(v) for v in given]
-        if None not in box:
-            x0, y0, x1, y1 = box
-            if -180 <= x0 < x1 <= 180 and -90 <= y0 < y1 <= 90:
-                return x0, y0, x1, y1
+    edges = _edges(given)
+    if edges is not None and -180 <= edges[0] < edges[2] <= 180 and -90 <= edges[1] < edges[3] <= 90:
+        return edges
     return None
 
 
 def crosses_antimeridian(given: Any) -> bool:
     """A box written as GeoJSON writes one across the antimeridian: west edge east of the east edge."""
-    if not isinstance(given, (list, tuple)) or len(given) != 4:
-        return False
-    edges = [_number(v) for v in given]
-    if None in edges:
-        return False
-    x0, y0, x1, y1 = edges
-    return -180 <= x1 < x0 <= 180 and -90 <= y0 < y1 <= 90
+    edges = _edges(given)
+    return edges is not None and -180 <= edges[2] < edges[0] <= 180 and -90 <= edges[1] < edges[3] <= 90
 
 
 def footprint(extra: dict[str, Any], latitude: float | None, longitude: float | None, size: int) -> Box | None:

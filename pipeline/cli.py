@@ -188,7 +188,7 @@ def _begin_update(build_options, detached: str) -> BuildConfig | None:
 def _recover_for_update(output: str, take_over_after: float, command: str) -> bool:
     """Refuse an output another run writes; finish or undo an update of it killed before (or during) its
     commit. False (after one line on stderr) while another update runs."""
-    from transforms.rebuild.commit import UpdateRunning, recover
+    from transforms.rebuild.commit import UpdateRunning, recover, update_kind
 
     if fileio.is_local(output):
         make_output_folder(output)  # a file of that name, or a folder that cannot be made: a usage error
@@ -196,6 +196,11 @@ def _recover_for_update(output: str, take_over_after: float, command: str) -> bo
                          markers=(claim.WRITER,))
     if busy:
         raise OutputBusy(busy)
+    other = update_kind(output)
+    if other and other != command:  # recover() would finish or undo a run of the other command in this folder
+        raise UsageError(f"output {output!r} holds a `satsft {other} --update` that is running or stopped before it "
+                         f"finished ({UPDATE_STARTED}); `satsft {command} --update` would finish or undo it: run "
+                         f"`satsft {other} --update` there again to finish it, or pick another folder")
     if command == "mix":
         _refuse_what_a_mix_update_cannot_replace(output)
     try:
@@ -300,7 +305,7 @@ def run_mix(argv: list[str]) -> int:
         with check_in.checking_in(output, args.take_over_after):
             if not _recover_for_update(output, args.take_over_after, "mix"):
                 return 1
-            config = dataclasses.replace(config, update_token=begin(output, detached_runner(options)))
+            config = dataclasses.replace(config, update_token=begin(output, detached_runner(options), "mix"))
     else:
         prepare_output(config, MIX_ENTRIES, "mix", args.take_over_after, detached_runner(options))
     LOG.info("mixing %d sources -> %s on %s", len(recipe.sources), output, runner_name(options))

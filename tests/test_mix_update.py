@@ -18,7 +18,7 @@ import pytest
 from pipeline.cli import main
 from tests.conftest import REPO, run_cli
 from transforms.output.tree import UPDATE_DIR
-from transforms.rebuild.commit import STOP_AFTER_ENV
+from transforms.rebuild.commit import STOP_AFTER_ENV, begin
 
 SKIP = {"mix_report.json", "mix_timings.json"}  # they name the folder and time the run
 
@@ -112,6 +112,21 @@ def test_an_update_replaces_only_a_mix(build, tmp_path, capsys):
                      "--update", "--quiet"]) == 2
         assert message in capsys.readouterr().err
         assert sorted(p for p in target.rglob("*")) == listed, "nothing written"
+
+
+def test_an_update_leaves_an_unfinished_update_of_the_other_command_alone(build, tmp_path, capsys):
+    """Its marker says which command began it: the other command's recovery would finish or undo it."""
+    for kind, command in (("build", ["mix", "--source", f"name=sat,path={build}"]),
+                          ("mix", ["build", "--input", str(build.parent / "tree")])):
+        target = tmp_path / kind
+        target.mkdir()
+        begin(str(target), kind=kind)
+        listed = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
+        capsys.readouterr()
+        assert main([*command, "--output", str(target), "--update", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"holds a `satsft {kind} --update` that is running or stopped" in err, err
+        assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == listed, "nothing written"
 
 
 def _stopped_update(build: Path, out: Path, stop: str) -> None:

@@ -295,7 +295,7 @@ def apply_journal(output: str) -> bool:
     return True
 
 
-def begin(output: str, detached: str = "") -> str:
+def begin(output: str, detached: str = "", kind: str = "build") -> str:
     """Mark the output as being updated before anything is written, so a reader (validate) knows that files no
     row names yet belong to an update under way, from its first file to its last. Returns this run's token
     (the commit checks that no other update has begun since). The marker also names this process, so that a
@@ -305,8 +305,15 @@ def begin(output: str, detached: str = "") -> str:
     began = datetime.datetime.now(datetime.timezone.utc).strftime(holder.BEGAN_FORMAT)
     fileio.write_bytes(join_path(output, STARTED), b"an --update of this output is running, or stopped before it "
                                                    b"finished: run it again to finish it\n"
-                       + f"run {token}\n{holder.this_process(began, detached).lines()}".encode())
+                       + f"run {token}\nkind {kind}\n{holder.this_process(began, detached).lines()}".encode())
     return token
+
+
+def update_kind(output: str) -> str:
+    """What the update begun in ``output`` writes, "build" or "mix", as its marker says ("" for none, or a marker
+    of a version that did not say): recover() finishes or undoes it, so an update of the other kind must not."""
+    marker = (fileio.read_if_there(join_path(output, STARTED)) or b"").decode("utf-8", "replace")
+    return next((line[5:].strip() for line in marker.splitlines() if line.startswith("kind ")), "")
 
 
 def last_write(output: str) -> datetime.datetime | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,12 @@ def test_gs_build_matches_local_build(emulator, damaged_tree, direct_build, tmp_
 
     requests = request_log.read_text()
     assert "POST /upload/storage/v1/b/" in requests, "the log shows the build's uploads"
-    assert "/rewriteTo/" not in requests and "/copyTo/" not in requests, "objects are written to final names"
+    assert "/rewriteTo/" not in requests, "objects are written to final names"
+    # the tree's chips and stills are copied by the store itself (fileio.copy_file), each straight to its name
+    copied = re.findall(r"/o/(\S+?)/copyTo/b/[^/]+/o/(\S+?)\?", requests)
+    assert copied and all(src.startswith("tree%2F") and dst.startswith("out%2F") and ".tmp" not in dst
+                          for src, dst in copied), copied[:3]
+    assert {dst.split("%2F")[1] for _, dst in copied} <= {"images", "mapbox_stills"}, copied[:3]
     assert not [p for p in fs.find(f"{BUCKET}/out") if ".tmp" in p or "beam-temp" in p]
     fetched = tmp_path / "fetched"
     assert download(env, BUCKET, "out", fetched) > 400
@@ -247,7 +253,7 @@ def test_a_check_in_on_a_bucket_is_one_step_across_machines(emulator, tmp_path):
 def test_gs_mix_update_in_place(emulator, direct_build):
     """mix --update on a bucket: the staged mix moves into place as whole objects, the old mix's objects the new
     one lacks go, and the count its report gives is the objects there."""
-    env, _ = emulator
+    env, request_log = emulator
     fs = gcsfs_client(env)
     gs_mix = f"gs://{BUCKET}/mixupd"
     run_cli("mix", "--source", f"name=sat,path={direct_build},task=caption", "--output", gs_mix, "--update",
@@ -256,9 +262,34 @@ def test_gs_mix_update_in_place(emulator, direct_build):
     run_cli("mix", "--source", f"name=sat,path={direct_build},task=caption|grounding_all", "--output", gs_mix,
             "--update", "--quiet", env=env)
     after = set(fs.find(f"{BUCKET}/mixupd"))
+    # the commit moves each staged object by the store's own copy: none is read back through this process
+    staged = [line.replace("%2F", "/") for line in request_log.read_text().splitlines()
+              if "mixupd/_satsft_update/stage/" in line.replace("%2F", "/")]
+    assert [line for line in staged if "/copyTo/" in line and "/stage/media/" in line]
+    assert not [line for line in staged if ("/download/" in line or "alt=media" in line)
+                and "_satsft_spool" not in line and "mix_report.json" not in line], "staged objects downloaded"
     report = json.loads(fs.cat(f"{BUCKET}/mixupd/mix_report.json"))
     assert report["rows"]["total"] > first["rows"]["total"]
     assert not [p for p in after if "_satsft_" in p], "no stage, spool or marker left"
     assert len(after) == report["file_count"], "the count the report gives is the objects there"
     proc = run_cli("validate", gs_mix, env=env)
     assert proc.stdout.startswith("OK:"), proc.stdout
+
+
+def test_a_copy_within_the_bucket_is_the_stores_own(emulator, monkeypatch):
+    """fileio.copy_file between two objects: the same bytes, by copyTo, none read here; a source gone is the
+    FileNotFoundError callers already count as an unreadable input."""
+    env, request_log = emulator
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    from transforms import fileio
+
+    src, dst = f"gs://{BUCKET}/copy/src.bin", f"gs://{BUCKET}/copy/dst.bin"
+    fileio.write_bytes(src, b"chip bytes")
+    with monkeypatch.context() as patched:
+        patched.setattr(fileio, "read_bytes", lambda *a, **k: pytest.fail("bytes read through this process"))
+        fileio.copy_file(src, dst)
+    assert fileio.read_bytes(dst) == b"chip bytes"
+    assert "copy%2Fsrc.bin/copyTo/" in request_log.read_text()
+    with pytest.raises(FileNotFoundError, match="copy/gone.bin"):
+        fileio.copy_file(f"gs://{BUCKET}/copy/gone.bin", dst)

@@ -368,8 +368,34 @@ def link_or_copy(src: str, dst: str, link: bool = True) -> str:
         except OSError:
             if os.path.lexists(tmp):
                 os.remove(tmp)
-    write_bytes(dst, read_bytes(src))
+    copy_file(src, dst)
     return "copy"
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Copy one file whole. Within one object store the store copies it (Cloud Storage's copyTo): no byte
+    passes through this process, which is a Dataflow worker or the small machine a scheduled update commits
+    from; a mix of 21,000 tiles between buckets sent every image down to it and up again. Elsewhere, bytes
+    read and written (write_bytes: the copy appears whole)."""
+    if _same_store(src, dst):
+        from apache_beam.io.filesystem import BeamIOError
+        from apache_beam.io.filesystems import FileSystems
+
+        try:
+            FileSystems.copy([src], [dst])
+            return
+        except BeamIOError as err:  # one pair: its own error; a source gone is an OSError, as it is locally
+            cause = next(iter(err.exception_details.values()), err)
+            if getattr(cause, "code", None) == 404:
+                raise FileNotFoundError(f"{src}: {cause}") from None
+            raise cause from None
+    write_bytes(dst, read_bytes(src))
+
+
+def _same_store(src: str, dst: str) -> bool:
+    """Both ends in Cloud Storage, whose copy Beam's file system asks of the store itself (its others may
+    stream the bytes through this process, which copy_file does as well)."""
+    return src.startswith("gs://") and dst.startswith("gs://")
 
 
 def move(src: str, dst: str) -> None:
@@ -379,7 +405,7 @@ def move(src: str, dst: str) -> None:
         os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
         os.replace(src, dst)
         return
-    write_bytes(dst, read_bytes(src))
+    copy_file(src, dst)
     remove(src)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, difference_inter
 from scoring.places import Joined, mix_places, places_of_tiles, rows_by_place
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.input.sidecars import UTF8_BOM
+from transforms.mix.rows import tile_key
 from transforms.output import claim
 from transforms.output.tree import (
     MIX_REPORT_NAME,
@@ -548,10 +549,11 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def ground_key(stem: str, source: str, mix: bool) -> str:
+def ground_key(metadata: Mapping[str, Any], mix: bool) -> str:
     """How metadata/shared_ground.jsonl names a row's tile: by its stem in a build; in a mix, where two builds
-    can hold the same stem, as <source>/<stem> with the mix source the row came from."""
-    return f"{source}/{stem}" if mix else stem
+    can hold the same stem, as <source>/<stem> with the mix source the row came from (and, for a row of an
+    inner mix, the sources that carried it there: tile_key)."""
+    return tile_key(metadata) if mix else (metadata.get("tile_stem") or "")
 
 
 def shared_ground_section(name: str, report: dict[str, Any]) -> dict[str, Any]:
@@ -673,7 +675,7 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     shared = shared_ground_stems(tree, split, name, output)
     if shared is not None:  # the output checked: score the rows on ground no other split shows apart as well
         mix = name == MIX_REPORT_NAME
-        keys = [ground_key(r["tile_stem"], r["metadata"].get("source", ""), mix) for r in rows]
+        keys = [ground_key(r["metadata"], mix) for r in rows]
         unseen = [r for r, key in zip(rows, keys, strict=True) if key not in shared]
         report["shared_ground"] = {"tiles": len(set(keys) & shared),
                                    "rows": len(rows) - len(unseen), "counted_in": name}

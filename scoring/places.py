@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from transforms.mix.rows import tile_key
 from transforms.output.tree import MANIFEST_DIR, PLACES_FILE, OutputTree
 from transforms.paths import base_poi_id
 from transforms.rebuild.manifest import is_tiles_file
@@ -43,8 +44,9 @@ def place_of(row: dict[str, Any], joined: Joined | None = None) -> str:
     base = base_poi_id(stem)
     if not joined:
         return base
-    source = (row.get("metadata") or {}).get("source")  # a mix's row: its places are named by source
-    return joined.get(f"{source}/{base}" if source else base, base)
+    # a mix's row: its places are named by the sources that carried it there (tile_key), then the base
+    carried = tile_key({**(row.get("metadata") or {}), "tile_stem": stem}).rpartition("/")[0]
+    return joined.get(f"{carried}/{base}" if carried else base, base)
 
 
 def rows_by_place(rows: list[dict[str, Any]], joined: Joined | None = None) -> list[list[dict[str, Any]]]:

@@ -19,6 +19,7 @@ from pipeline.cli import main
 from scoring.evaluate import evaluate
 from tests.conftest import REPO, preview_cards, run_cli
 from transforms.input import lfs
+from transforms.mix.rows import tile_key
 
 
 def _png(colour: tuple[int, int, int], size: int = 32) -> bytes:
@@ -613,6 +614,35 @@ def test_a_mix_counts_ground_two_builds_show_in_different_splits(sources, moved,
     capsys.readouterr()
 
 
+def test_one_stem_from_two_builds_stays_two_tiles_to_a_mix_of_their_mix(sources, moved, tmp_path, capsys):
+    """An inner mix of two builds holding the same stems in the same splits on different ground; mixed with a
+    third build whose test tiles lie on the first build's train ground, --shared-ground drop takes the first
+    build's train rows there and none of the other's. Named by the inner mix's source and the stem alone, the
+    two were one tile to the outer mix, and drop took the rows of both."""
+    sat2, _, stems, _ = moved
+    elsewhere = tmp_path / "elsewhere"  # the first build moved 5 degrees east: the same stems, other ground
+    shutil.copytree(sources["sat"], elsewhere)
+    for f in (elsewhere / "metadata" / "manifest").glob("tiles-*.jsonl"):
+        records = [json.loads(line) for line in f.read_text().splitlines()]
+        for r in records:
+            r["footprint"] = [r["footprint"][0] + 5, r["footprint"][1], r["footprint"][2] + 5, r["footprint"][3]]
+        f.write_text("".join(json.dumps(r) + "\n" for r in records))
+    inner, outer = tmp_path / "inner", tmp_path / "outer"
+    assert main(["mix", "--source", f"name=first,path={sources['sat']}", "--source", f"name=east,path={elsewhere}",
+                 "--output", str(inner), "--quiet"]) == 0
+    assert sum(json.loads((inner / "mix_report.json").read_text())["shared_ground"]["tiles"].values()) == 0
+    assert main(["mix", "--source", f"name=inner,path={inner}", "--source", f"name=again,path={sat2}",
+                 "--output", str(outer), "--quiet", "--shared-ground", "drop"]) == 0
+    gone = [json.loads(line) for f in (outer / "rejects").glob("*.jsonl") for line in f.read_text().splitlines()]
+    on_ground = [r["metadata"] for r in _rows(inner) if r["metadata"]["tile_stem"] in stems]
+    assert len(gone) == sum(md["source"] == "first" for md in on_ground) > 0, "the east build's rows stay"
+    assert {r["tile_stem"] for r in gone} == {f"first/{stem}" for stem in stems}
+    kept = {tile_key(r["metadata"]) for r in _rows(outer) if r["metadata"]["tile_stem"] in stems}
+    assert kept == {*(f"inner/east/{stem}" for stem in stems), *(f"again/{stem}" for stem in stems)}
+    assert {f'{r["source"]}/{r["stem"]}' for r in _footprint_lines(outer)} >= kept
+    capsys.readouterr()
+
+
 def _footprint_lines(out: Path) -> list[dict]:
     return [json.loads(line) for f in sorted((out / "metadata" / "footprints").glob("footprints-*.jsonl"))
             for line in f.read_text().splitlines()]
@@ -622,9 +652,9 @@ def test_a_mix_of_a_mix_checks_the_ground_its_builds_show(sources, moved, tmp_pa
     """A mix lists the footprint of every tile with rows in it (metadata/footprints/), so a mix of that mix
     finds the held-out tiles of a new build on ground the inner mix trains on, and --shared-ground drop takes
     the train rows, as if the builds were mixed themselves (a mix used to keep no footprints: every such tile
-    went unchecked). One stem from two builds is one tile to a mix of their mix, as its rows name it: drop
-    then takes its train rows, never its test rows. A damaged or missing list is a validate finding; a mix
-    from before the lists leaves its tiles unchecked, and says so."""
+    went unchecked). A mix of their mix names each tile by the sources that carried it (tile_key), so drop
+    takes the train rows on that ground, never the test rows. A damaged or missing list is a validate finding;
+    a mix from before the lists leaves its tiles unchecked, and says so."""
     sat2, place, stems, tiles = moved
     inner, outer = tmp_path / "inner", tmp_path / "outer"
     assert main(["mix", "--source", f"name=first,path={sources['sat']}", "--output", str(inner), "--quiet"]) == 0
@@ -645,20 +675,21 @@ def test_a_mix_of_a_mix_checks_the_ground_its_builds_show(sources, moved, tmp_pa
     assert shared["tiles"] == {"train": len(stems), "validation": 0, "test": len(stems)} and stems
     assert shared["tiles_without_footprint"] == 0 and shared["builds"] == 2 and "NOTE" not in said
     first = shared["examples"][0]
-    assert (first["tile"], first["other_tile"]) == (f"inner/{stems[0]}", f"again/{stems[0]}")
+    assert (first["tile"], first["other_tile"]) == (f"inner/first/{stems[0]}", f"again/{stems[0]}")
     assert f"WARNING: {len(stems)} held-out tile(s) (test {len(stems)})" in said, said
-    assert {(r["source"], r["stem"]) for r in _footprint_lines(outer)} == {
-        (r["metadata"]["source"], r["metadata"]["tile_stem"]) for r in _rows(outer)}
+    assert {f'{r["source"]}/{r["stem"]}' for r in _footprint_lines(outer)} == {
+        tile_key(r["metadata"]) for r in _rows(outer)} >= {f"inner/first/{stems[0]}", f"again/{stems[0]}"}
     assert evaluate(str(outer), "test", baseline="majority")["shared_ground"]["tiles"] == len(stems)
-    # --shared-ground drop over that mix, which names both tiles outer/<stem>: exactly the train rows on that
-    # ground go (the inner mix's), the test rows stay
+    # --shared-ground drop over that mix (outer/inner/first/<stem> and outer/again/<stem>): exactly the train
+    # rows on that ground go (the inner mix's), the test rows stay
     third = tmp_path / "third"
     assert main(["mix", "--source", f"name=outer,path={outer}", "--output", str(third), "--quiet",
                  "--shared-ground", "drop"]) == 0
     gone = [json.loads(line) for f in (third / "rejects").glob("*.jsonl") for line in f.read_text().splitlines()]
     outer_rows = [r["metadata"] for r in _rows(outer) if r["metadata"]["tile_stem"] in stems]
     assert len(gone) == sum(md["split"] == "train" for md in outer_rows) > 0
-    assert {r["tile_stem"] for r in gone} == set(stems) and gone[0]["source"].startswith("outer:")
+    assert {r["tile_stem"] for r in gone} == {f"inner/first/{stem}" for stem in stems}
+    assert gone[0]["source"].startswith("outer:")
     kept = [r["metadata"] for r in _rows(third) if r["metadata"]["tile_stem"] in stems]
     assert kept and {md["split"] for md in kept} == {"test"}
     assert len(kept) == sum(md["split"] == "test" for md in outer_rows)

@@ -205,7 +205,7 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
         listed = {}  # a damaged list: `satsft validate` names it; the preview shows the rows unmarked
     mix = name == MIX_REPORT_NAME
     for k in every:
-        k["shared"] = bool(k["tile_stem"]) and listed.get(ground_key(k["tile_stem"], k["source"], mix)) == k["split"]
+        k["shared"] = bool(k["tile_stem"]) and listed.get(ground_key(k, mix)) == k["split"]
     keys = [k for k in every if (not tasks or k["task"] in tasks) and (not splits or k["split"] in splits)]
     if not keys:
         raise PreviewError(no_match_message(every, tasks, splits))

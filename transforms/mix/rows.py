@@ -341,6 +341,28 @@ def mix_id(sample_id: str, source: str, k: int) -> str:
     return f"{sample_id}#{source}.r{k}"
 
 
+_COPY_SUFFIX = re.compile(r"#([a-z0-9_-]+)\.r[0-9]+$")  # what mix_id adds (source names: RecipeSource's rule)
+
+
+def tile_key(metadata: Mapping[str, Any]) -> str:
+    """A row's tile, named so that two tiles never share a name however deep a mix of mixes goes: a build's row
+    by its stem; a mix's row by the sources that carried it, outermost first, then the stem (``m/a/<stem>``
+    for a row of build ``a`` mixed into ``m`` and then into the mix this row comes from), read off the ids
+    mix_id gave it. Naming a mix's row by its own source alone made the same stem of two builds in an inner mix
+    one tile, with one footprint, to a mix of that mix: ground shared where none is. "" for a row of no tile."""
+    stem = metadata.get("tile_stem") or ""
+    source = metadata.get("source")
+    if not stem or not isinstance(source, str) or not source:
+        return stem
+    chain, sample_id = [], str(metadata.get("sample_id") or "")
+    while (found := _COPY_SUFFIX.search(sample_id)) is not None:
+        chain.append(found.group(1))
+        sample_id = sample_id[:found.start()]
+    if not chain or chain[0] != source:  # an id no mix gave: the source it names, as before ids were read
+        return f"{source}/{stem}"
+    return "/".join([*chain, stem])
+
+
 def order_key(seed: int, row_id: str, k: int = 0, n_copies: int = 1) -> int:
     """A copy's place in the global order, in [0, 2**64): a seeded hash of the row places it at u, and copy k
     of n goes to (k + u) / n, so the copies of one row are spread evenly through the mix, never side by side

@@ -39,6 +39,7 @@ from transforms.mix.rows import (
     plan_repeats,
     selection_hash,
     split_of_path,
+    tile_key,
 )
 from transforms.output.counts import SumEvents
 from transforms.output.formats import MIX_METADATA_FIELDS, use_system_memory_pool
@@ -51,7 +52,7 @@ from transforms.splits.shared_ground import DROP_REASON, FindGroundConflicts, Fi
 
 REJECTS = "rejects"
 EVENTS = "events"
-TILES = "tiles"  # (dataset, owner, stem, split, footprint key) of each build's or mix's tile the recipe selects
+TILES = "tiles"  # (dataset, owner, tile_key, split) of each build's or mix's tile the recipe selects
 
 # Pointers, as plain tuples (field order below):
 #   row:   (source, dataset, sample_id, split, (file, row), spool, offset, length, images, tile)
@@ -194,9 +195,11 @@ class _ReadSpoolFn(beam.DoFn):
                 locs.append((src.media_owner, img.key, img.src, offset, length))
             name, offset, length = self._spool.write(orjson.dumps(n.record))
             md = n.record["metadata"]
-            tile = (md.get("tile_stem") or "") if src.kind == "satsft" else ""
-            if tile:  # a build's tile (its manifest has its footprint) or a mix's (its list, by its source)
-                self._tiles.add((src.dataset, src.media_owner, tile, md["split"], _footprint_key(raw, tile)))
+            # a build's tile by its stem (its manifest has its footprint), a mix's by the sources that carried
+            # it there and its stem (its footprint list names it so): tile_key
+            tile = tile_key(raw["metadata"]) if src.kind == "satsft" else ""
+            if tile:
+                self._tiles.add((src.dataset, src.media_owner, tile, md["split"]))
             yield (source_index, src.dataset, md["sample_id"], md["split"], (file_index, row_no),
                    name, offset, length, tuple(locs), tile)
 
@@ -233,17 +236,9 @@ class ReadMixSources(beam.PTransform):
         return {"rows": read.rows, REJECTS: read[REJECTS], EVENTS: events, TILES: read[TILES]}
 
 
-def _footprint_key(raw: Any, stem: str) -> str:
-    """What a row's tile is listed under where its footprint is kept: a build's manifest names it by stem, a
-    mix's footprint list by the source the row came from there and the stem, as the row itself names it."""
-    given = raw.get("metadata") if isinstance(raw, dict) else None
-    inner = given.get("source") if isinstance(given, dict) else None
-    return f"{inner}/{stem}" if isinstance(inner, str) and inner else stem
-
-
 def _footprints_of(element) -> Iterator[tuple[tuple[str, str], list[float] | None]]:
     """(dataset, one manifest file of a build or one file of a mix's footprint list) -> ((dataset, what the
-    tile is listed under: _footprint_key), footprint) per record. A file or line that cannot be read gives
+    tile is listed under: tile_key of its rows there), footprint) per record. A file or line that cannot be read gives
     nothing: its tiles are counted as not checked, and the mix goes on."""
     dataset, path = element
     try:
@@ -262,25 +257,24 @@ def _footprints_of(element) -> Iterator[tuple[tuple[str, str], list[float] | Non
 
 def _mix_records(element) -> list[dict[str, Any]]:
     """A selected tile with the splits its rows have -> a manifest-like record per split, named
-    <first source reading the build or mix>/<stem>, as the mix's rows name it (source and tile_stem); no
-    footprint (a build made before manifests held them, a mix before it listed them) is not checked."""
+    <first source reading the build or mix>/<tile_key>, as the mix's rows name it (tile_key of the row it
+    writes); no footprint (a build made before manifests held them, a mix before it listed them) is not
+    checked."""
     _, parts = element
-    boxes = [b for b in parts["box"] if b]
-    return [{"stem": f"{owner}/{stem}", "split": split, "footprint": min(boxes) if boxes else None}
-            for owner, stem, split in sorted(set(parts["tile"]))]
+    boxes = [b for b in parts["box"] if b]  # one: a tile is listed once per source it came through
+    return [{"stem": f"{owner}/{key}", "split": split, "footprint": min(boxes) if boxes else None}
+            for owner, key, split in sorted(set(parts["tile"]))]
 
 
 @dataclass
 class ReadMixTileRecords(beam.PTransform):
-    """(dataset, owner, stem, split, footprint key) of the builds' and mixes' tiles the recipe selects -> a
-    manifest-like record per tile ({"stem": <first source reading the output>/<stem>, "split", "footprint"}),
-    as FindSharedGround and FindGroundConflicts take them. Footprints come from each build's manifest and each
-    mix's footprint list (metadata/footprints/), read a file at a time; only a stem, a split and four numbers
-    per tile cross the shuffles. Foreign sources say nothing of where their images lie.
-
-    A mix's rows name their tile by the mix's source and stem; a mix of it names them by its own source and
-    the stem, so two tiles of one stem from two builds of the inner mix are one tile to the outer one, as its
-    rows are (their footprint: the least listed, the same on every run)."""
+    """(dataset, owner, tile_key, split) of the builds' and mixes' tiles the recipe selects -> a manifest-like
+    record per tile ({"stem": <first source reading the output>/<tile_key>, "split", "footprint"}), as
+    FindSharedGround and FindGroundConflicts take them. Footprints come from each build's manifest and each
+    mix's footprint list (metadata/footprints/), read a file at a time; only a name, a split and four numbers
+    per tile cross the shuffles. Foreign sources say nothing of where their images lie. A tile of an inner mix
+    keeps the sources that carried it in its name (tile_key): the same stem from two builds of that mix stays
+    two tiles, each with its own footprint."""
 
     manifests: tuple[tuple[str, str], ...]  # (dataset, file) of every build's manifest and mix's footprint list
 
@@ -291,7 +285,7 @@ class ReadMixTileRecords(beam.PTransform):
                  | "Footprints" >> beam.FlatMap(_footprints_of))
         selected = (tiles
                     | "EachTile" >> beam.Distinct()
-                    | "KeyByTile" >> beam.Map(lambda t: ((t[0], t[4]), (t[1], t[2], t[3]))))
+                    | "KeyByTile" >> beam.Map(lambda t: ((t[0], t[2]), (t[1], t[2], t[3]))))
         return ({"tile": selected, "box": boxes}
                 | "JoinFootprints" >> beam.CoGroupByKey()
                 | "Records" >> beam.FlatMap(_mix_records))
@@ -299,7 +293,7 @@ class ReadMixTileRecords(beam.PTransform):
 
 class _KeepRowApartFn(beam.DoFn):
     """A kept row -> itself, or a reject when --shared-ground drop takes its tile (``drops``: (<first source
-    reading the build>/<stem>, split) -> (witness, its split))."""
+    reading the build>/<tile_key>, split) -> (witness, its split))."""
 
     def __init__(self, sources: tuple[MixSource, ...]):
         self.sources = sources
@@ -348,7 +342,7 @@ class KeepMixGroundApart(beam.PTransform):
 
 def held_out_by_source(found: tuple[tuple[str, str], int], readers: dict[str, tuple[str, ...]]
                        ) -> list[tuple[tuple[str, str], int]]:
-    """((<first source reading a build>/<stem>, split), other-split tiles) -> the same under the name of every
+    """((<first source reading a build>/<tile_key>, split), other-split tiles) -> the same under the name of every
     source reading that build: a mix row names the source it came from, and a held-out row is kept from the
     first source in recipe order that selects it, which need not be the first reading the build."""
     (name, split), n = found
@@ -480,10 +474,10 @@ class PlanCopies(beam.PTransform):
 
 @dataclass
 class ListTilesWithRows(beam.PTransform):
-    """PlanCopies' TILES, (source index, stem, split) per row given a copy -> (<first source reading the
-    output>/<stem>, (source, stem, split)) of every tile of a build or mix with rows in this mix, once per source
-    it came through: what the mix's footprint list names (a tile whose rows were all dropped, rejected or given
-    no copy is not there)."""
+    """PlanCopies' TILES, (source index, tile_key, split) per row given a copy -> (<first source reading the
+    output>/<tile_key>, (source, tile_key, split)) of every tile of a build or mix with rows in this mix, once
+    per source it came through: what the mix's footprint list names (a tile whose rows were all dropped,
+    rejected or given no copy is not there)."""
 
     sources: tuple[MixSource, ...]
 

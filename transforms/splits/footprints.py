@@ -262,13 +262,15 @@ def read_held_out(data: bytes) -> dict[str, str]:
 
 
 def place_cells(record: dict[str, Any]) -> list[tuple[tuple[int, int], tuple[str, Box]]]:
-    """A mix's manifest-like record ({"stem": <source>/<stem>, "footprint"}) -> (cell, (<source>/<base POI>,
-    footprint)) per cell its footprint touches, as ground_links_in_cell takes them; none without a footprint."""
+    """A mix's manifest-like record ({"stem": <source>/<tile_key>, "footprint"}) -> (cell, (<source>/<base POI>,
+    footprint)) per cell its footprint touches, as ground_links_in_cell takes them; none without a footprint.
+    A tile of an inner mix keeps the sources that carried it: <source>/<inner source>/.../<base POI>."""
     box = as_box(record.get("footprint"))
     if box is None:
         return []
-    owner, _, stem = record["stem"].rpartition("/")
-    return [(cell, (f"{owner}/{base_poi_id(stem)}" if owner else base_poi_id(stem), box)) for cell in cells_of(box)]
+    carried, _, stem = record["stem"].rpartition("/")
+    return [(cell, (f"{carried}/{base_poi_id(stem)}" if carried else base_poi_id(stem), box))
+            for cell in cells_of(box)]
 
 
 def same_ground_links(cell: tuple[int, int], members: Iterable[tuple[str, Box]]) -> Iterator[tuple[str, str]]:
@@ -281,7 +283,7 @@ def encode_places(groups: dict[str, str], readers: dict[str, tuple[str, ...]]) -
     "place"}), under the name of every source reading its build (a mix row names the source it came from)."""
     lines = []
     for name, place in groups.items():
-        owner, _, base = name.rpartition("/")  # as place_cells named it: a base holds no "/"
+        owner, _, base = name.partition("/")  # as place_cells named it: a source name holds no "/"
         lines += [{"base": f"{source}/{base}", "place": place} for source in readers.get(owner, (owner,))]
     return b"".join(orjson.dumps(line, option=orjson.OPT_SORT_KEYS) + b"\n"
                     for line in sorted(lines, key=lambda x: x["base"]))

@@ -18,6 +18,7 @@ from transforms.mix.rows import (
     plan_repeats,
     selection_hash,
     split_of_path,
+    tile_key,
 )
 
 
@@ -37,6 +38,17 @@ def test_a_fraction_selects_exactly_its_rows_and_only_train_repeats():
     assert len(copies("validation", 8.0, 0, 1 << 64)) == 1
     assert len(copies("train", 0.0, 0, 0)) == 0
     assert fraction_threshold(hashes, 0.0) == 0 and fraction_threshold(hashes, 1.0) == 1 << 64
+
+
+@pytest.mark.parametrize(("metadata", "key"), [
+    ({"tile_stem": "t1", "sample_id": "t1__caption"}, "t1"),  # a build's row
+    ({"tile_stem": "t1", "sample_id": mix_id("t1__caption", "a", 0), "source": "a"}, "a/t1"),
+    ({"tile_stem": "t1", "sample_id": mix_id(mix_id("t1__caption", "a", 0), "m", 2), "source": "m"}, "m/a/t1"),
+    ({"tile_stem": "t1", "sample_id": "t1__caption#x.r0", "source": "m"}, "m/t1"),  # an id no mix of m gave
+    ({"tile_stem": "", "sample_id": "c0ffee#m.r0", "source": "m"}, ""),  # a foreign row: no tile
+])
+def test_a_tile_is_named_by_every_source_that_carried_it(metadata, key):
+    assert tile_key(metadata) == key
 
 
 def test_ids_are_unique_and_copies_spread_through_the_order():

@@ -37,7 +37,6 @@ from transforms import fileio
 from transforms.output import check_in, claim
 from transforms.output.tree import (
     BUILD_ENTRIES,
-    CHECK_IN,
     MAX_FILES_PER_DIR,
     MIX_ENTRIES,
     MIX_REPORT_NAME,
@@ -45,9 +44,9 @@ from transforms.output.tree import (
     PREVIEW_DIR,
     REPORT_NAME,
     TIMINGS_NAME,
-    UPDATE_DIR,
     UPDATE_JOURNAL,
     UPDATE_STARTED,
+    is_run_state,
 )
 from transforms.paths import join_path
 from transforms.prompts import TemplateError
@@ -222,8 +221,7 @@ def _refuse_what_a_mix_update_cannot_replace(output: str) -> None:
                          "mix only: pick another folder")
     if any(fileio.exists(join_path(output, marker)) for marker in (MIX_REPORT_NAME, UPDATE_STARTED, UPDATE_JOURNAL)):
         return
-    found = [rel for rel in fileio.list_files(output) if not rel.startswith(f"{UPDATE_DIR}/")
-             and rel != CHECK_IN]
+    found = [rel for rel in fileio.list_files(output) if not is_run_state(rel)]
     if found:
         raise UsageError(f"output {output!r} holds files but no finished mix (first: {found[0]}); mix --update "
                          "replaces a finished mix or fills an empty folder: pick another folder, or give --overwrite "

@@ -122,7 +122,10 @@ def test_gs_update_in_place(emulator, damaged_tree, tmp_path):
     sidecars[4].unlink()
     assert upload(env, changed, BUCKET, "tree2") > 50
     gs_out, flags = f"gs://{BUCKET}/upd", ("--tasks", "production_analysis,caption", "--profiles", "brief_only")
-    run_cli("build", "--input", GS_TREE, "--output", gs_out, *flags, env=env)
+    # the first run of a scheduled --update, into an empty prefix: it makes the first build (its own check-in
+    # object there once made it take the prefix for a build, and stop on a traceback)
+    proc = run_cli("build", "--input", GS_TREE, "--output", gs_out, "--update", *flags, env=env)
+    assert "dataset written to" in proc.stdout and "against the build it updated" not in proc.stdout
     before = set(fs.find(f"{BUCKET}/upd"))
     # refused (most rows would go): every object the refused run wrote is withdrawn, its report kept to read
     proc = run_cli("build", "--input", f"gs://{BUCKET}/tree2", "--output", gs_out, "--update", "--tasks", "caption",

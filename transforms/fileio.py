@@ -71,8 +71,18 @@ def read_bytes(path: str, limit: int | None = None) -> bytes:
             return f.read() if limit is None else f.read(limit + 1)
     from apache_beam.io.filesystems import FileSystems
 
-    with FileSystems.open(path) as f:
-        return f.read() if limit is None else f.read(limit + 1)
+    try:
+        with FileSystems.open(path) as f:
+            return f.read() if limit is None else f.read(limit + 1)
+    except Exception as err:
+        raise _as_os_error(err, path) from err
+
+
+def _as_os_error(err: Exception, path: str) -> Exception:
+    """A store's "no such object" (Cloud Storage's client raises its own NotFound, code 404) as the
+    FileNotFoundError a local read raises, which callers count as a file gone (an unreadable input, a folder
+    without a report) instead of stopping on a traceback; other errors as they are."""
+    return FileNotFoundError(f"{path}: {err}") if getattr(err, "code", None) == 404 else err
 
 
 def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes, int]:
@@ -86,12 +96,15 @@ def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes, i
             os.close(fd)
     from apache_beam.io.filesystems import FileSystems
 
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        head = f.read(n_head)
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - n_tail))
-        return head, f.read(n_tail), size
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            head = f.read(n_head)
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - n_tail))
+            return head, f.read(n_tail), size
+    except Exception as err:
+        raise _as_os_error(err, path) from err
 
 
 def read_if_there(path: str) -> bytes | None:
@@ -385,10 +398,7 @@ def copy_file(src: str, dst: str) -> None:
             FileSystems.copy([src], [dst])
             return
         except BeamIOError as err:  # one pair: its own error; a source gone is an OSError, as it is locally
-            cause = next(iter(err.exception_details.values()), err)
-            if getattr(cause, "code", None) == 404:
-                raise FileNotFoundError(f"{src}: {cause}") from None
-            raise cause from None
+            raise _as_os_error(next(iter(err.exception_details.values()), err), src) from None
     write_bytes(dst, read_bytes(src))
 
 

@@ -25,6 +25,7 @@ from transforms.output.tree import (
     MIX_REPORT_NAME,
     REPORT_NAME,
     ROWS_PER_SHARD,
+    is_run_state,
     record_files,
 )
 from transforms.paths import is_chat_file
@@ -192,7 +193,7 @@ class BuildConfig:
             # The first run of a scheduled --update finds nothing yet: it makes the first build, through the same
             # stage and commit (so it is never seen half written either).
             there = check_paths and (fileio.exists(f"{output_root}/{REPORT_NAME}")
-                                     or bool(fileio.list_files(output_root)))
+                                     or any(not is_run_state(rel) for rel in fileio.list_files(output_root)))
             previous = output_root if there else ""
         if previous:
             previous_root = fileio.clean_root(previous)

@@ -49,6 +49,13 @@ UPDATE_STARTED = f"{UPDATE_DIR}/started.txt"  # names the --update under way (tr
 UPDATE_JOURNAL = f"{UPDATE_DIR}/journal.json"  # present only while an update's commit is under way
 UPDATE_REFUSED_DIR = f"{UPDATE_DIR}/refused"  # the rejects and report of the last update refused, for reading
 
+
+def is_run_state(rel: str) -> bool:
+    """A file satsft keeps beside an output while a run checks in or updates it, not part of any dataset: an
+    output holding only such files holds no build or mix yet (a first scheduled --update into a bucket found
+    its own check-in there and took the prefix for a build)."""
+    return rel == CHECK_IN or rel.startswith((f"{UPDATE_DIR}/", f"{SPOOL_DIR}/"))
+
 # Limits of an output, shared by build and mix.
 ROWS_PER_SHARD = 20000  # about 50 MB of JSONL; Parquet shards stay well under the Hub's comfortable size
 EMBEDDED_ROWS_PER_SHARD = 500  # with a chip, maybe a still and an analysis image per row: about 100 MB

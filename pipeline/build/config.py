@@ -317,8 +317,9 @@ def _previous_build(previous: str, output: str, update: bool, max_files_per_dir:
                              "the folder, to start the updates; in a clone of a Hub dataset repository, build once "
                              "with --overwrite, which keeps .git and .gitattributes and writes the card as "
                              "README.md, then --update)") from err
+        why = "there is none" if isinstance(err, FileNotFoundError) else str(err)[:200]
         raise UsageError(f"--previous {previous!r} is not a finished satsft build (no readable {REPORT_NAME}): "
-                         f"{str(err)[:200]}") from err
+                         f"{why}") from err
     if report.get("kind") == "mix":
         raise UsageError(f"--previous {previous!r} is a mix; give the earlier build of the same tree")
     fmt, files = record_files(report)

@@ -261,7 +261,7 @@ def _mix_records(element) -> list[dict[str, Any]]:
     writes); no footprint (a build made before manifests held them, a mix before it listed them) is not
     checked."""
     _, parts = element
-    boxes = [b for b in parts["box"] if b]  # one: a tile is listed once per source it came through
+    boxes = [b for b in parts["box"] if b]  # normally one: a manifest or list names a tile once
     return [{"stem": f"{owner}/{key}", "split": split, "footprint": min(boxes) if boxes else None}
             for owner, key, split in sorted(set(parts["tile"]))]
 

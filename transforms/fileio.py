@@ -108,13 +108,15 @@ def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes, i
 
 
 def read_if_there(path: str) -> bytes | None:
-    """A file's bytes, or None when there is none (locally or in a bucket, whose client raises its own error)."""
-    if is_local(path):
-        try:
-            return read_bytes(path)
-        except (FileNotFoundError, NotADirectoryError):  # a folder on the way is a file: not there either
-            return None
-    return read_bytes(path) if exists(path) else None
+    """A file's bytes, or None when there is none: locally and in Cloud Storage (whose "no such object" reads as
+    FileNotFoundError) one read; in other stores Beam reaches, whose clients raise errors of their own, a check
+    first."""
+    if not (is_local(path) or path.startswith("gs://")) and not exists(path):
+        return None
+    try:
+        return read_bytes(path)
+    except (FileNotFoundError, NotADirectoryError):  # a folder on the way is a file: not there either
+        return None
 
 
 def exists(path: str) -> bool:

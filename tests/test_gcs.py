@@ -286,6 +286,7 @@ def test_a_copy_within_the_bucket_is_the_stores_own(emulator, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     from transforms import fileio
+    from transforms.input.images import media_file_problem
 
     src, dst = f"gs://{BUCKET}/copy/src.bin", f"gs://{BUCKET}/copy/dst.bin"
     fileio.write_bytes(src, b"chip bytes")
@@ -296,3 +297,7 @@ def test_a_copy_within_the_bucket_is_the_stores_own(emulator, monkeypatch):
     assert "copy%2Fsrc.bin/copyTo/" in request_log.read_text()
     with pytest.raises(FileNotFoundError, match="copy/gone.bin"):
         fileio.copy_file(f"gs://{BUCKET}/copy/gone.bin", dst)
+    # one read each, no existence check first: what a mix's media check and a marker read rest on
+    assert fileio.read_if_there(f"gs://{BUCKET}/copy/gone.bin") is None
+    assert media_file_problem(f"gs://{BUCKET}/copy/gone.bin") == "missing"
+    assert media_file_problem(dst) == "unsupported_format"  # there, read: not an image

@@ -222,11 +222,14 @@ def media_problem(data: bytes) -> str:
 
 
 def media_file_problem(path: str) -> str:
-    """The same checks on a file, reading only its head and tail."""
+    """The same checks on a file, reading only its head and tail (locally and in Cloud Storage one read, whose
+    FileNotFoundError says missing; other stores are asked first)."""
     try:
-        if not fileio.exists(path):
+        if not (fileio.is_local(path) or path.startswith("gs://")) and not fileio.exists(path):
             return "missing"
         head, tail, size = fileio.read_head_tail(path, 33, 64)
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
     except (OSError, ValueError):
         return "unreadable"
     return media_problem_of(head, tail, size)

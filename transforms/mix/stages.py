@@ -521,14 +521,19 @@ class _WriteMixShardFn(beam.DoFn):
         split = key[0]
         rows = read_copies(spool_root(self.root), list(grouped["rows"]))
         records, images = [], []
+        # each image read once per shard: a chip is in about 15 rows of its tile, and every read of a bucket
+        # object is a request (the shard holds the bytes anyway, so the cache costs no memory)
+        read: dict[tuple[str, str], bytes] = {}
         for p, record in rows:
             src = self.sources[p[3]]
             paths = {k: index[(src.media_owner, k)] for k in record["metadata"]["image_paths"]}
             out = mixed_record(record, paths, src.name, p[4])
             records.append(out)
             if self.embed_images:
-                images.append([(paths[k], self._bytes(image_locs[(src.media_owner, k)]))
-                               for k in record["metadata"]["image_paths"]])
+                for k in record["metadata"]["image_paths"]:
+                    if (src.media_owner, k) not in read:
+                        read[(src.media_owner, k)] = self._bytes(image_locs[(src.media_owner, k)])
+                images.append([(paths[k], read[(src.media_owner, k)]) for k in record["metadata"]["image_paths"]])
             md = out["metadata"]
             yield {f"rows|{md['task']}|{split}": 1, f"source|{src.name}|out|{split}": 1}
         for event in write_shard(self.root, key, records, images if self.embed_images else None, self.formats,

@@ -10,6 +10,7 @@ import datetime
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -69,10 +70,18 @@ def read_bytes(path: str, limit: int | None = None) -> bytes:
     if is_local(path):
         with open(path, "rb") as f:
             return f.read() if limit is None else f.read(limit + 1)
+    if path.startswith("gs://"):
+        blob, retry = _gcs_object(path)
+        try:  # one request (Beam's reader asked for the object's metadata first)
+            return blob.download_as_bytes(end=None if limit is None else limit, retry=retry)
+        except Exception as err:
+            if getattr(err, "code", None) == 416:  # a range past the end of an empty object
+                return b""
+            raise _as_os_error(err, path) from err
     from apache_beam.io.filesystems import FileSystems
 
     try:
-        with FileSystems.open(path) as f:
+        with FileSystems.open(path, compression_type="uncompressed") as f:  # the bytes, as a local read gives
             return f.read() if limit is None else f.read(limit + 1)
     except Exception as err:
         raise _as_os_error(err, path) from err
@@ -122,6 +131,9 @@ def read_if_there(path: str) -> bytes | None:
 def exists(path: str) -> bool:
     if is_local(path):
         return os.path.exists(path)
+    if path.startswith("gs://"):
+        blob, retry = _gcs_object(path)
+        return blob.exists(retry=retry)
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems.exists(path)
@@ -135,9 +147,15 @@ def write_bytes(path: str, data: bytes) -> None:
             f.write(data)
         os.replace(tmp, path)
         return
+    if path.startswith("gs://"):
+        # One request, the object whole or not at all (Beam's writer began a resumable upload for every file,
+        # and then sent it: two); retried as Beam retries its own writes.
+        blob, retry = _gcs_object(path)
+        blob.upload_from_string(data, content_type="application/octet-stream", retry=retry)
+        return
     from apache_beam.io.filesystems import FileSystems
 
-    with FileSystems.create(path) as f:  # object stores publish an object only when it is closed
+    with FileSystems.create(path, compression_type="uncompressed") as f:  # an object appears when it is closed
         f.write(data)
 
 
@@ -307,13 +325,24 @@ def delete_files(paths: list[str]) -> None:
             raise BeamIOError("Delete operation failed", failed)
 
 
+_CLIENTS = threading.local()  # this thread's Cloud Storage client, with the options it was made with
+
+
 def _gcs_client(path: str):
-    """The Cloud Storage client Beam's own filesystem uses for ``path``, made with the run's options."""
+    """The Cloud Storage client Beam's own filesystem uses for ``path``, made with the run's options
+    (credentials, impersonation), once per thread and set of options. Beam's filesystem makes a new one for
+    every call: a new connection to the store for every file, and a background fetch of the bucket's metadata
+    each time (900 of a 100-tile build's 5,520 requests against the emulator)."""
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.io.gcp.gcsio import GcsIO
 
     store = FileSystems.get_filesystem(path)
-    return store._gcsIO() if hasattr(store, "_gcsIO") else GcsIO()
+    options = getattr(store, "_pipeline_options", None)
+    held = getattr(_CLIENTS, "held", None)
+    if held is None or held[0] is not options:
+        held = (options, store._gcsIO() if hasattr(store, "_gcsIO") else GcsIO())
+        _CLIENTS.held = held
+    return held[1]
 
 
 def _gcs_blob(path: str):
@@ -321,6 +350,16 @@ def _gcs_blob(path: str):
 
     bucket, name = parse_gcs_path(path)
     return _gcs_client(path).client.bucket(bucket).blob(name)
+
+
+def _gcs_object(path: str):
+    """An object's handle (no request yet) and the retry Beam gives its own calls (transient errors and
+    throttling, counted for Dataflow's autoscaler); a write of the same bytes again is harmless, so writes and
+    copies retry too."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    client = _gcs_client(path)
+    return _gcs_blob(path), getattr(client, "_storage_client_retry", DEFAULT_RETRY)
 
 
 def gcs_write_if(path: str, data: bytes, generation: int) -> int | None:
@@ -393,14 +432,15 @@ def copy_file(src: str, dst: str) -> None:
     from; a mix of 21,000 tiles between buckets sent every image down to it and up again. Elsewhere, bytes
     read and written (write_bytes: the copy appears whole)."""
     if _same_store(src, dst):
-        from apache_beam.io.filesystem import BeamIOError
-        from apache_beam.io.filesystems import FileSystems
+        from apache_beam.io.gcp.gcsio import parse_gcs_path
 
+        blob, retry = _gcs_object(src)
+        bucket, name = parse_gcs_path(dst)
         try:
-            FileSystems.copy([src], [dst])
+            blob.bucket.copy_blob(blob, blob.client.bucket(bucket), name, retry=retry)
             return
-        except BeamIOError as err:  # one pair: its own error; a source gone is an OSError, as it is locally
-            raise _as_os_error(next(iter(err.exception_details.values()), err), src) from None
+        except Exception as err:  # a source gone is an OSError, as it is locally
+            raise _as_os_error(err, src) from err
     write_bytes(dst, read_bytes(src))
 
 

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -297,6 +298,14 @@ def test_a_copy_within_the_bucket_is_the_stores_own(emulator, monkeypatch):
     assert "copy%2Fsrc.bin/copyTo/" in request_log.read_text()
     with pytest.raises(FileNotFoundError, match="copy/gone.bin"):
         fileio.copy_file(f"gs://{BUCKET}/copy/gone.bin", dst)
+    # one request each, through this thread's one client (Beam's file system made a client per call, and each
+    # fetched the bucket's metadata in the background: the client made above has done so by now)
+    time.sleep(1)
+    for step in (lambda: fileio.write_bytes(src, b"chip bytes"), lambda: fileio.read_bytes(src),
+                 lambda: fileio.exists(src), lambda: fileio.copy_file(src, dst)):
+        before = request_log.read_text().count("\n")
+        step()
+        assert request_log.read_text().count("\n") - before == 1, request_log.read_text().splitlines()[before:]
     # one read each, no existence check first: what a mix's media check and a marker read rest on
     assert fileio.read_if_there(f"gs://{BUCKET}/copy/gone.bin") is None
     assert media_file_problem(f"gs://{BUCKET}/copy/gone.bin") == "missing"

@@ -38,9 +38,9 @@ def test_gs_build_matches_local_build(emulator, damaged_tree, direct_build, tmp_
 
     requests = request_log.read_text()
     assert "POST /upload/storage/v1/b/" in requests, "the log shows the build's uploads"
-    assert "/rewriteTo/" not in requests, "objects are written to final names"
+    assert "/copyTo/" not in requests, "objects are written to final names, not copied there from temporary ones"
     # the tree's chips and stills are copied by the store itself (fileio.copy_file), each straight to its name
-    copied = re.findall(r"/o/(\S+?)/copyTo/b/[^/]+/o/(\S+?)\?", requests)
+    copied = re.findall(r"/o/(\S+?)/rewriteTo/b/[^/]+/o/(\S+?)\?", requests)
     assert copied and all(src.startswith("tree%2F") and dst.startswith("out%2F") and ".tmp" not in dst
                           for src, dst in copied), copied[:3]
     assert {dst.split("%2F")[1] for _, dst in copied} <= {"images", "mapbox_stills"}, copied[:3]
@@ -269,7 +269,7 @@ def test_gs_mix_update_in_place(emulator, direct_build):
     # the commit moves each staged object by the store's own copy: none is read back through this process
     staged = [line.replace("%2F", "/") for line in request_log.read_text().splitlines()
               if "mixupd/_satsft_update/stage/" in line.replace("%2F", "/")]
-    assert [line for line in staged if "/copyTo/" in line and "/stage/media/" in line]
+    assert [line for line in staged if "/rewriteTo/" in line and "/stage/media/" in line]
     assert not [line for line in staged if ("/download/" in line or "alt=media" in line)
                 and "_satsft_spool" not in line and "mix_report.json" not in line], "staged objects downloaded"
     report = json.loads(fs.cat(f"{BUCKET}/mixupd/mix_report.json"))
@@ -281,7 +281,7 @@ def test_gs_mix_update_in_place(emulator, direct_build):
 
 
 def test_a_copy_within_the_bucket_is_the_stores_own(emulator, monkeypatch):
-    """fileio.copy_file between two objects: the same bytes, by copyTo, none read here; a source gone is the
+    """fileio.copy_file between two objects: the same bytes, by rewriteTo, none read here; a source gone is the
     FileNotFoundError callers already count as an unreadable input."""
     env, request_log = emulator
     for key, value in env.items():
@@ -295,7 +295,7 @@ def test_a_copy_within_the_bucket_is_the_stores_own(emulator, monkeypatch):
         patched.setattr(fileio, "read_bytes", lambda *a, **k: pytest.fail("bytes read through this process"))
         fileio.copy_file(src, dst)
     assert fileio.read_bytes(dst) == b"chip bytes"
-    assert "copy%2Fsrc.bin/copyTo/" in request_log.read_text()
+    assert "copy%2Fsrc.bin/rewriteTo/" in request_log.read_text()
     with pytest.raises(FileNotFoundError, match="copy/gone.bin"):
         fileio.copy_file(f"gs://{BUCKET}/copy/gone.bin", dst)
     # one request each, through this thread's one client (Beam's file system made a client per call, and each

@@ -427,27 +427,22 @@ def link_or_copy(src: str, dst: str, link: bool = True) -> str:
 
 
 def copy_file(src: str, dst: str) -> None:
-    """Copy one file whole. Within one object store the store copies it (Cloud Storage's copyTo): no byte
-    passes through this process, which is a Dataflow worker or the small machine a scheduled update commits
-    from; a mix of 21,000 tiles between buckets sent every image down to it and up again. Elsewhere, bytes
-    read and written (write_bytes: the copy appears whole)."""
-    if _same_store(src, dst):
-        from apache_beam.io.gcp.gcsio import parse_gcs_path
-
+    """Copy one file whole. Within Cloud Storage the store copies it (rewriteTo, which also carries a large
+    object across locations and storage classes, in as many calls as it takes, where copyTo gives up after 30
+    s): no byte passes through this process, which is a Dataflow worker or the small machine a scheduled update
+    commits from; a mix of 21,000 tiles between buckets sent every image down to it and up again. Elsewhere,
+    bytes read and written (write_bytes: the copy appears whole)."""
+    if src.startswith("gs://") and dst.startswith("gs://"):
         blob, retry = _gcs_object(src)
-        bucket, name = parse_gcs_path(dst)
+        target = _gcs_blob(dst)
         try:
-            blob.bucket.copy_blob(blob, blob.client.bucket(bucket), name, retry=retry)
+            token, _, _ = target.rewrite(blob, retry=retry)
+            while token is not None:
+                token, _, _ = target.rewrite(blob, token=token, retry=retry)
             return
         except Exception as err:  # a source gone is an OSError, as it is locally
             raise _as_os_error(err, src) from err
     write_bytes(dst, read_bytes(src))
-
-
-def _same_store(src: str, dst: str) -> bool:
-    """Both ends in Cloud Storage, whose copy Beam's file system asks of the store itself (its others may
-    stream the bytes through this process, which copy_file does as well)."""
-    return src.startswith("gs://") and dst.startswith("gs://")
 
 
 def move(src: str, dst: str) -> None:

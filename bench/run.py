@@ -10,7 +10,9 @@
 6. --row-sidecars parquet: files per tile
 7. the same per-tile work in a plain Python loop (bench/plain_loop.py) and the ratio pipeline / loop
 
-8. rebuilds: a clean build of a tree grown 5% with 1% of its sidecars edited, against `--previous` and
+8. buckets (bench/bucket.py): requests and wall time of a gs:// build, its --update and a mix --update against
+   the tests' Cloud Storage emulator (BENCH_BUCKET_SIZE tiles, default 100; 0 skips it)
+9. rebuilds: a clean build of a tree grown 5% with 1% of its sidecars edited, against `--previous` and
    `--update` over the build of the tree before (CPU ratio, median of BENCH_REBUILD_RUNS runs, default 3;
    BENCH_REBUILD_SIZE, default 20,000; 0 skips it)
 
@@ -416,6 +418,20 @@ def main() -> int:
     if loop_size in builds:
         line += f"; pipeline / loop CPU = {builds[loop_size]['cpu_s'] / m['cpu_s']:.2f}x"
     print(line)
+    bucket_size = int(os.environ.get("BENCH_BUCKET_SIZE", "100"))
+    if bucket_size:
+        from bucket import bench_bucket  # bench/bucket.py, beside this file
+
+        runs = bench_bucket(tree(bucket_size), WORK / "bucket")
+        shutil.rmtree(WORK / "bucket", ignore_errors=True)
+        kinds = ("writes", "reads", "store copies", "listings and metadata", "deletes and other")
+        print(f"\n## gs:// in and out, {bucket_size} tiles, Cloud Storage emulator on loopback (requests are the "
+              "figure a real bucket repeats, one round trip each)")
+        print(f"| command | wall s | requests | {' | '.join(kinds)} |")
+        print("|---|---|---|" + "---|" * len(kinds))
+        for r in runs:
+            print(f"| {r['command']} | {r['wall_s']:.1f} | {r['requests']} | "
+                  + " | ".join(str(r.get(k, 0)) for k in kinds) + " |")
     rebuild_size = int(os.environ.get("BENCH_REBUILD_SIZE", "20000"))
     if rebuild_size:
         rb = bench_rebuild(rebuild_size, int(os.environ.get("BENCH_REBUILD_RUNS", "3")))

@@ -306,6 +306,12 @@ def test_a_copy_within_the_bucket_is_the_stores_own(emulator, monkeypatch):
         before = request_log.read_text().count("\n")
         step()
         assert request_log.read_text().count("\n") - before == 1, request_log.read_text().splitlines()[before:]
+    # the two ends and the size, of a small object (read whole) and of a large one (two ranges)
+    for size in (10, 200_000):
+        data = bytes(i % 251 for i in range(size))
+        fileio.write_bytes(src, data)
+        assert fileio.read_head_tail(src, 33, 64) == (data[:33], data[-64:], size)
+    assert fileio.read_head_tail(src, 64, 0) == (data[:64], b"", 200_000)
     # one read each, no existence check first: what a mix's media check and a marker read rest on
     assert fileio.read_if_there(f"gs://{BUCKET}/copy/gone.bin") is None
     assert media_file_problem(f"gs://{BUCKET}/copy/gone.bin") == "missing"

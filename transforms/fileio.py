@@ -103,6 +103,19 @@ def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes, i
             return os.pread(fd, n_head, 0), os.pread(fd, n_tail, max(0, size - n_tail)), size
         finally:
             os.close(fd)
+    if path.startswith("gs://"):
+        blob, retry = _gcs_object(path)
+        try:  # its size, then the two ends (a small object whole): Beam's reader also downloaded it whole
+            blob.reload(retry=retry)
+            size = blob.size or 0
+            if size <= max(n_head + n_tail, 65536):
+                data = blob.download_as_bytes(retry=retry) if size else b""
+                return data[:n_head], data[max(0, size - n_tail):] if n_tail else b"", size
+            head = blob.download_as_bytes(start=0, end=n_head - 1, retry=retry) if n_head else b""
+            tail = blob.download_as_bytes(start=size - n_tail, end=size - 1, retry=retry) if n_tail else b""
+            return head, tail, size
+        except Exception as err:
+            raise _as_os_error(err, path) from err
     from apache_beam.io.filesystems import FileSystems
 
     try:

@@ -56,6 +56,7 @@ def is_run_state(rel: str) -> bool:
     its own check-in there and took the prefix for a build)."""
     return rel == CHECK_IN or rel.startswith((f"{UPDATE_DIR}/", f"{SPOOL_DIR}/"))
 
+
 # Limits of an output, shared by build and mix.
 ROWS_PER_SHARD = 20000  # about 50 MB of JSONL; Parquet shards stay well under the Hub's comfortable size
 EMBEDDED_ROWS_PER_SHARD = 500  # with a chip, maybe a still and an analysis image per row: about 100 MB

@@ -133,7 +133,7 @@ def read_if_there(path: str) -> bytes | None:
     """A file's bytes, or None when there is none: locally and in Cloud Storage (whose "no such object" reads as
     FileNotFoundError) one read; in other stores Beam reaches, whose clients raise errors of their own, a check
     first."""
-    if not (is_local(path) or path.startswith("gs://")) and not exists(path):
+    if not missing_is_not_found(path) and not exists(path):
         return None
     try:
         return read_bytes(path)
@@ -369,10 +369,19 @@ def _gcs_object(path: str):
     """An object's handle (no request yet) and the retry Beam gives its own calls (transient errors and
     throttling, counted for Dataflow's autoscaler); a write of the same bytes again is harmless, so writes and
     copies retry too."""
+    from apache_beam.io.gcp.gcsio import parse_gcs_path
     from google.cloud.storage.retry import DEFAULT_RETRY
 
     client = _gcs_client(path)
-    return _gcs_blob(path), getattr(client, "_storage_client_retry", DEFAULT_RETRY)
+    bucket, name = parse_gcs_path(path)
+    return client.client.bucket(bucket).blob(name), getattr(client, "_storage_client_retry", DEFAULT_RETRY)
+
+
+def missing_is_not_found(path: str) -> bool:
+    """Whether reading ``path`` when it is not there raises FileNotFoundError (local files, and Cloud Storage
+    through _as_os_error), so a caller may read and catch rather than ask first: one request, not two. Other
+    stores Beam reaches raise errors of their own."""
+    return is_local(path) or path.startswith("gs://")
 
 
 def gcs_write_if(path: str, data: bytes, generation: int) -> int | None:

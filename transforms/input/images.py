@@ -225,7 +225,7 @@ def media_file_problem(path: str) -> str:
     """The same checks on a file, reading only its head and tail (locally and in Cloud Storage one read, whose
     FileNotFoundError says missing; other stores are asked first)."""
     try:
-        if not (fileio.is_local(path) or path.startswith("gs://")) and not fileio.exists(path):
+        if not fileio.missing_is_not_found(path) and not fileio.exists(path):
             return "missing"
         head, tail, size = fileio.read_head_tail(path, 33, 64)
     except (FileNotFoundError, NotADirectoryError):

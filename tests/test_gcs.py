@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import ALL_OUTPUTS, REPO, assert_same_outputs, run_cli
 from tests.gcs_emulator import BUCKET, download, gcs_emulator, gcsfs_client, upload
+from transforms.rebuild.commit import STOP_AFTER_ENV
 
 GS_TREE = f"gs://{BUCKET}/tree"
 
@@ -263,15 +264,27 @@ def test_gs_mix_update_in_place(emulator, direct_build):
     run_cli("mix", "--source", f"name=sat,path={direct_build},task=caption", "--output", gs_mix, "--update",
             "--quiet", env=env)
     first = json.loads(fs.cat(f"{BUCKET}/mixupd/mix_report.json"))
-    run_cli("mix", "--source", f"name=sat,path={direct_build},task=caption|grounding_all", "--output", gs_mix,
-            "--update", "--quiet", env=env)
+    second = ("mix", "--source", f"name=sat,path={direct_build},task=caption|grounding_all", "--output", gs_mix,
+              "--update", "--quiet")
+    # killed after three of the commit's copies: the next run finishes that commit before its own
+    proc = run_cli(*second, env={**env, STOP_AFTER_ENV: "3"}, check=False)
+    assert proc.returncode == 137, proc.stderr[-2000:]
+    assert fs.exists(f"{BUCKET}/mixupd/_satsft_update/journal.json")
+    mark = len(request_log.read_text().splitlines())
+    proc = run_cli(*second, env=env)
+    assert "finished the commit of an interrupted --update" in proc.stderr, proc.stderr[-2000:]
     after = set(fs.find(f"{BUCKET}/mixupd"))
-    # the commit moves each staged object by the store's own copy: none is read back through this process
-    staged = [line.replace("%2F", "/") for line in request_log.read_text().splitlines()
-              if "mixupd/_satsft_update/stage/" in line.replace("%2F", "/")]
+    # the commit moves each staged object by the store's own copy: none is read back through this process, none
+    # is looked up one by one, and the old objects go in batches, not a request each
+    requests = [line.replace("%2F", "/") for line in request_log.read_text().splitlines()[mark:]]
+    staged = [line for line in requests if "mixupd/_satsft_update/stage/" in line]
     assert [line for line in staged if "/rewriteTo/" in line and "/stage/media/" in line]
     assert not [line for line in staged if ("/download/" in line or "alt=media" in line)
                 and "_satsft_spool" not in line and "mix_report.json" not in line], "staged objects downloaded"
+    looked_up = [line for line in staged if line.startswith('"GET /storage/v1/b/') and "/o/mixupd/" in line]
+    assert not [line for line in looked_up if "_satsft_spool" not in line], "a staged object looked up alone"
+    copies = sum("/rewriteTo/" in line for line in staged)
+    assert sum(line.startswith('"POST /batch/') for line in requests) < copies / 4, "a delete request per object"
     report = json.loads(fs.cat(f"{BUCKET}/mixupd/mix_report.json"))
     assert report["rows"]["total"] > first["rows"]["total"]
     assert not [p for p in after if "_satsft_" in p], "no stage, spool or marker left"
@@ -298,6 +311,12 @@ def test_a_copy_within_the_bucket_is_the_stores_own(emulator, monkeypatch):
     assert "copy%2Fsrc.bin/rewriteTo/" in request_log.read_text()
     with pytest.raises(FileNotFoundError, match="copy/gone.bin"):
         fileio.copy_file(f"gs://{BUCKET}/copy/gone.bin", dst)
+    # many at once (a commit), each thread with its own client; a source gone passed over only when asked
+    pairs = [(src, f"gs://{BUCKET}/copy/many/{i}.bin") for i in range(5)] + [(f"gs://{BUCKET}/copy/gone.bin", dst)]
+    assert fileio.copy_files(pairs, gone_ok=True) == 5
+    assert [fileio.read_bytes(d) for _, d in pairs[:5]] == [b"chip bytes"] * 5
+    with pytest.raises(FileNotFoundError, match="copy/gone.bin"):
+        fileio.copy_files(pairs)
     # one request each, through this thread's one client (Beam's file system made a client per call, and each
     # fetched the bucket's metadata in the background: the client made above has done so by now)
     time.sleep(1)

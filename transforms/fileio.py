@@ -467,6 +467,30 @@ def copy_file(src: str, dst: str) -> None:
     write_bytes(dst, read_bytes(src))
 
 
+COPY_THREADS = 16  # copies the store makes at once (copy_files); each a thread with its own client
+
+
+def copy_files(pairs: list[tuple[str, str]], gone_ok: bool = False) -> int:
+    """Copy many files, each whole, several at a time where every copy is a round trip to a store (copy_file);
+    the order among them is not kept. ``gone_ok``: a source no longer there is passed over (someone else
+    finished the job). Returns how many were copied. A failure raises once the copies under way are done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(pair: tuple[str, str]) -> int:
+        try:
+            copy_file(*pair)
+        except FileNotFoundError:
+            if not gone_ok:
+                raise
+            return 0
+        return 1
+
+    if len(pairs) < 2 or all(is_local(p) for pair in pairs for p in pair):
+        return sum(map(one, pairs))
+    with ThreadPoolExecutor(max_workers=min(COPY_THREADS, len(pairs)), thread_name_prefix="satsft-copy") as pool:
+        return sum(pool.map(one, pairs))
+
+
 def move(src: str, dst: str) -> None:
     """Put a finished file in its place: an atomic rename locally; in a bucket a copy (an object appears whole)
     and then the source goes."""

@@ -282,17 +282,41 @@ def apply_journal(output: str) -> bool:
         return False
     journal = orjson.loads(data)
     stop_after = int(os.environ.get(STOP_AFTER_ENV, "-1").replace("before", "-1"))
-    for i, rel in enumerate(journal["moves"]):
-        if i == stop_after:  # fault injection for the tests: the process dies halfway through the commit
-            os._exit(137)
-        src = join_path(stage_root(output), rel)
-        if fileio.exists(src):
-            fileio.move(src, join_path(output, rel))
-    for rel in journal["deletes"]:
-        fileio.remove(join_path(output, rel))
+    if output.startswith("gs://"):
+        _apply_in_bucket(output, journal, stop_after)
+    else:
+        for i, rel in enumerate(journal["moves"]):
+            if i == stop_after:  # fault injection for the tests: the process dies halfway through the commit
+                os._exit(137)
+            src = join_path(stage_root(output), rel)
+            if fileio.exists(src):
+                fileio.move(src, join_path(output, rel))
+        for rel in journal["deletes"]:
+            fileio.remove(join_path(output, rel))
     fileio.remove(join_path(output, JOURNAL))
     fileio.remove_tree(stage_root(output))
     return True
+
+
+def _apply_in_bucket(output: str, journal: dict, stop_after: int = -1) -> None:
+    """Step 3 in Cloud Storage, where every call is a round trip and the dataset is half old, half new until the
+    last copy: one listing of the stage rather than a check per file; the staged objects copied into place
+    several at a time (the report and card still last, one after the other); the staged objects left where
+    they are until the stage goes as a whole, and the old files deleted 100 to a request. Repeatable: a rerun
+    copies the same bytes again. A 100-tile mix --update: 1,936 requests for the commit became 652, and its
+    copies run 16 at a time (bench/bucket.py)."""
+    stage = stage_root(output)
+    there = set(fileio.list_files(stage))
+    moves = [rel for rel in journal["moves"] if rel in there]
+    body, last = [rel for rel in moves if rel not in LAST], [rel for rel in moves if rel in LAST]
+    if stop_after >= 0:  # fault injection for the tests: the process dies halfway through the commit
+        fileio.copy_files([(join_path(stage, rel), join_path(output, rel)) for rel in body[:stop_after]])
+        os._exit(137)
+    # a source gone: another process applying the same journal (a reader) finished the copies and removed it
+    fileio.copy_files([(join_path(stage, rel), join_path(output, rel)) for rel in body], gone_ok=True)
+    for rel in last:
+        fileio.copy_files([(join_path(stage, rel), join_path(output, rel))], gone_ok=True)
+    fileio.delete_files([join_path(output, rel) for rel in journal["deletes"]])
 
 
 def begin(output: str, detached: str = "", kind: str = "build") -> str:

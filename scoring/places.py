@@ -25,7 +25,7 @@ from transforms.paths import base_poi_id
 from transforms.rebuild.manifest import is_tiles_file
 from transforms.splits.footprints import (
     as_box,
-    cells_of,
+    cell_boxes,
     ground_groups,
     read_places,
     same_ground_links,
@@ -65,8 +65,8 @@ def ground_joined(footprints: dict[str, Any]) -> Joined:
     by_cell: dict[tuple[int, int], list[tuple[str, Any]]] = defaultdict(list)
     for stem, given in footprints.items():
         box = as_box(given)
-        for cell in cells_of(box) if box is not None else ():
-            by_cell[cell].append((base_poi_id(stem), box))
+        for cell, here in cell_boxes(box) if box is not None else ():
+            by_cell[cell].append((base_poi_id(stem), here))
     return ground_groups(link for cell in sorted(by_cell) for link in same_ground_links(cell, by_cell[cell]))
 
 

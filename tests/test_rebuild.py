@@ -162,7 +162,7 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     said = run_cli(*argv).stdout
     assert "WARNING: 1 held-out tile(s) (test 1) show ground that a tile of another split shows too" in said, said
     assert "NOTE: 1 tile(s) say nothing of where they lie, so they were not checked" in said
-    assert "their sidecars give neither bbox_wgs84 nor latitude and longitude" in said
+    assert "their sidecars give neither a usable bbox_wgs84 nor latitude, longitude and grid.resolution_m" in said
     first = json.loads((out / "build_report.json").read_text())["splits"]["shared_ground"]
     assert first == {"pairs": {"train|validation": 0, "train|test": 1, "validation|test": 0},
                      "tiles": {"train": 1, "validation": 0, "test": 1}, "tiles_without_footprint": 1,
@@ -213,6 +213,42 @@ def test_tiles_of_two_splits_on_the_same_ground_are_counted(tmp_path):
     scored = evaluate(str(out), "test", baseline="majority")
     assert scored["shared_ground"] == {"tiles": 0, "rows": 0, "counted_in": "build_report.json",
                                        "tiles_not_checked": 1} and "unseen_ground" not in scored["tasks"]["caption"]
+
+
+def test_tiles_on_two_sides_of_the_antimeridian_are_compared(tmp_path):
+    """The train tile cut across the antimeridian (its bbox_wgs84 west > east, as GeoJSON writes it) and the
+    test tile half over it on the line's other side: the build finds the pair (such a chip went unchecked
+    before), the manifest keeps the footprint as GeoJSON's box, a mix of the build finds the pair again from
+    it, and --shared-ground drop takes the train tile."""
+    from tests.conftest import run_cli
+
+    tree, out = tmp_path / "tree", tmp_path / "out"
+    sidecars, train, test = held_out_tile_over_a_train_tile(tree)
+    x0, y0, x1, y1 = sidecars[train]["bbox_wgs84"]
+    width = x1 - x0
+    sidecars[train]["bbox_wgs84"] = [180 - width / 2, y0, -180 + width / 2, y1]
+    sidecars[test]["bbox_wgs84"] = [-180.0, y0, -180 + width, y1]
+    for path in (train, test):
+        path.write_text(json.dumps(sidecars[path]))
+    argv = ("build", "--input", str(tree), "--output", str(out), "--tasks", "caption")
+    run_cli(*argv)
+    shared = json.loads((out / "build_report.json").read_text())["splits"]["shared_ground"]
+    assert shared["pairs"]["train|test"] == 1 and shared["tiles_without_footprint"] == 0, shared
+    assert shared["examples"][0]["share"] == 0.5
+    assert run_cli("validate", str(out)).stdout.startswith("OK:")
+    run_cli("mix", "--source", f"name=s,path={out}", "--output", str(tmp_path / "mix"), "--quiet")
+    mixed = json.loads((tmp_path / "mix" / "mix_report.json").read_text())["shared_ground"]
+    assert mixed["pairs"]["train|test"] == 1 and mixed["tiles_without_footprint"] == 0, mixed
+    listed = [json.loads(line) for f in sorted((tmp_path / "mix" / "metadata" / "footprints").iterdir())
+              for line in f.read_text().splitlines()]
+    across = next(r["footprint"] for r in listed if r["stem"] == train.stem)
+    assert across[0] > across[2], "written as GeoJSON writes a box across the line"
+    assert run_cli("validate", str(tmp_path / "mix")).stdout.startswith("OK:")
+    run_cli("build", "--input", str(tree), "--output", str(tmp_path / "dropped"), "--tasks", "caption",
+            "--shared-ground", "drop")
+    rejects = [json.loads(line) for p in (tmp_path / "dropped" / "rejects").rglob("*.jsonl")
+               for line in p.read_text().splitlines()]
+    assert [r["tile_stem"] for r in rejects if r["reason"] == "split_shared_ground"] == [train.stem]
 
 
 def test_split_unit_ground_keeps_shared_ground_in_one_split(tmp_path, capsys):

@@ -378,8 +378,8 @@ def shared_ground_warning(shared: dict[str, Any], mix: bool = False, kept_by: st
             "split shows (" + ("their source is a mix or build made before satsft kept footprints (a build's "
                                "manifest, a mix's metadata/footprints/): make it again, or mix the builds themselves, "
                                "to check them" if mix else
-                               "their sidecars give neither bbox_wgs84 nor latitude and longitude, or their chips "
-                               "lie across the antimeridian") + ")"
+                               "their sidecars give neither a usable bbox_wgs84 nor latitude, longitude and "
+                               "grid.resolution_m") + ")"
             ] if unchecked else []
     held = held_out_sharing(shared)
     if not held:

@@ -41,6 +41,9 @@ def test_the_threshold_sits_between_a_view_and_an_overlapping_neighbour():
     assert ground_joined({"a": base, "b": near}) == {"a": "a", "b": "a"}
     assert ground_joined({"a": base, "b": _box(12.6 + CHIP / 2, 52.9)}) == {}
     assert json.dumps(ground_joined({"a": base, "b": base, "c": base})) == '{"a": "a", "b": "a", "c": "a"}'
+    # a chip across the antimeridian (GeoJSON: west > east) and its view written from the line's other side
+    assert ground_joined({"a": [179.99, -17.02, -179.99, -17.0], "b": [-180.0, -17.02, -179.99, -17.0]}) == {
+        "a": "a", "b": "a"}
 
 
 def test_a_mixs_places_are_named_by_the_source_each_row_came_from():

@@ -19,6 +19,7 @@ import orjson
 
 from transforms import fileio
 from transforms.output.tree import MANIFEST_DIR, UPDATE_JOURNAL, OutputTree
+from transforms.splits.footprints import as_written
 
 TILES_PER_FILE = 50_000  # about 10 MB of JSONL per file with a few dozen output files per tile
 STILLS_FILE = f"{MANIFEST_DIR}/stills.jsonl"
@@ -80,7 +81,7 @@ def tile_record(stem: str, split: str, slot: int, fingerprint: str, chip_sha256:
     find tiles of two splits on the same ground without the sidecars."""
     return {"stem": stem, "split": split, "slot": slot, "fingerprint": fingerprint, "chip_sha256": chip_sha256,
             "files": sorted(set(files)), "rows": rows, "gated": gated, "still": still,
-            "counts": dict(sorted(counts)), "footprint": list(footprint) if footprint is not None else None}
+            "counts": dict(sorted(counts)), "footprint": as_written(footprint) if footprint is not None else None}
 
 
 def encode_tiles(records: Iterable[dict[str, Any]]) -> bytes:

@@ -36,6 +36,7 @@ SAME_GROUND_SHARE = 0.75
 FOOTPRINTS_PER_FILE = 50_000  # a mix's footprint list: about 6 MB of JSONL per file
 METRES_PER_DEGREE = 111_320.0
 SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
+WRAP_REACH_DEG = MAX_CELLS * CELL_DEG  # the farthest a footprint across the antimeridian reaches past 180
 
 Box = tuple[float, float, float, float]  # min lon, min lat, max lon, max lat
 Member = tuple[str, str, Box]  # tile stem, split, footprint
@@ -59,39 +60,48 @@ def _edges(given: Any) -> Box | None:
 
 
 def as_box(given: Any) -> Box | None:
-    """A (min lon, min lat, max lon, max lat) box that names an area, as a tuple; None for anything else."""
+    """A (min lon, min lat, max lon, max lat) box that names an area, as a tuple; None for anything else. A box
+    across the antimeridian, which GeoJSON writes west > east, comes back unwrapped: its east edge past 180
+    (east + 360), so it is one box with an area, and every test of overlap holds for it as written."""
     edges = _edges(given)
-    if edges is not None and -180 <= edges[0] < edges[2] <= 180 and -90 <= edges[1] < edges[3] <= 90:
+    if edges is None or not (-90 <= edges[1] < edges[3] <= 90 and -180 <= min(edges[0], edges[2])
+                             and max(edges[0], edges[2]) <= 180):
+        return None
+    if edges[0] < edges[2]:
         return edges
+    if edges[2] < edges[0]:  # west at 180 itself: the box lies east of -180, as one box of this side
+        return (edges[0], edges[1], edges[2] + 360, edges[3]) if edges[0] < 180 else (-180, *edges[1:])
     return None
 
 
-def crosses_antimeridian(given: Any) -> bool:
-    """A box written as GeoJSON writes one across the antimeridian: west edge east of the east edge."""
-    edges = _edges(given)
-    return edges is not None and -180 <= edges[2] < edges[0] <= 180 and -90 <= edges[1] < edges[3] <= 90
+def as_written(box: Box) -> list[float]:
+    """A footprint as a manifest or a mix's footprint list records it: GeoJSON's box (west > east across the
+    antimeridian), which as_box reads back."""
+    return [box[0], box[1], box[2] - 360 if box[2] > 180 else box[2], box[3]]
 
 
 def footprint(extra: dict[str, Any], latitude: float | None, longitude: float | None, size: int) -> Box | None:
-    """The ground a tile shows, in degrees; None when its sidecar does not say (or says nonsense), and for a
-    chip across the antimeridian (UTM zones 1 and 60: Fiji, Chukotka, the Aleutians), whose ground lies at
-    both ends of the longitudes: compared as one box, it would meet none of the tiles on its other side, so
-    it is counted as not checked rather than passed as checked."""
-    given = extra.get("bbox_wgs84")
-    box = as_box(given)
+    """The ground a tile shows, in degrees; None when its sidecar does not say (or says nonsense). A chip across
+    the antimeridian (UTM zones 1 and 60: Fiji, Chukotka, the Aleutians) is one box whose east edge lies past
+    180 (as_box); cell_boxes compares it with the tiles on both sides of the line."""
+    box = as_box(extra.get("bbox_wgs84"))
     if box is not None:
         return box
-    if crosses_antimeridian(given):
-        return None
     grid = extra.get("grid")
     metres = _number(grid.get("resolution_m")) if isinstance(grid, dict) else None
     lat, lon = _number(latitude), _number(longitude)
-    if metres is None or metres <= 0 or lat is None or lon is None or abs(lat) >= 89.9 or size <= 0:
+    if (metres is None or metres <= 0 or lat is None or lon is None or abs(lat) >= 89.9 or abs(lon) > 180
+            or size <= 0):
         return None
     half = size * metres / 2
     dlat = half / METRES_PER_DEGREE
     dlon = half / (METRES_PER_DEGREE * math.cos(math.radians(lat)))
-    return as_box((lon - dlon, lat - dlat, lon + dlon, lat + dlat))  # None across the antimeridian or a pole
+    if dlon >= 180 or not -90 <= lat - dlat < lat + dlat <= 90:
+        return None
+    west = lon - dlon if lon - dlon >= -180 else lon - dlon + 360  # past -180: the same box, unwrapped
+    if west >= 180:
+        west -= 360
+    return west, lat - dlat, west + 2 * dlon, lat + dlat
 
 
 def tile_footprint(tile: Any) -> Box | None:
@@ -106,6 +116,20 @@ def cells_of(box: Box) -> list[tuple[int, int]]:
     if (i1 - i0 + 1) * (j1 - j0 + 1) > MAX_CELLS:
         return []
     return [(i, j) for i in range(i0, i1 + 1) for j in range(j0, j1 + 1)]
+
+
+def cell_boxes(box: Box) -> list[tuple[tuple[int, int], Box]]:
+    """(cell, footprint as compared there) for each cell a footprint touches; [] for one too large to be a
+    chip. A chip across the antimeridian reaches past 180 (as_box); a chip near -180 is therefore also
+    compared there, moved by 360 degrees (a copy: two copies are never a pair, _overlaps), so the two meet."""
+    cells = cells_of(box)
+    if not cells:
+        return []
+    found = [(cell, box) for cell in cells]
+    if box[0] < -180 + WRAP_REACH_DEG:
+        moved = (box[0] + 360, box[1], box[2] + 360, box[3])
+        found += [(cell, moved) for cell in cells_of(moved)]
+    return found
 
 
 def shared_share(a: Box, b: Box) -> tuple[float, float, float]:
@@ -128,6 +152,8 @@ def _overlaps(boxes: np.ndarray, codes: np.ndarray, cell: tuple[int, int], min_s
     for n in range(len(boxes)):
         later = np.arange(n + 1, reach[n])
         later = later[codes[later] != codes[n]]
+        if boxes[n, 0] >= 180:  # two copies moved past 180 (cell_boxes) were compared where they lie
+            later = later[boxes[later, 0] < 180]
         if not later.size:
             continue
         other = boxes[later]
@@ -269,8 +295,8 @@ def place_cells(record: dict[str, Any]) -> list[tuple[tuple[int, int], tuple[str
     if box is None:
         return []
     carried, _, stem = record["stem"].rpartition("/")
-    return [(cell, (f"{carried}/{base_poi_id(stem)}" if carried else base_poi_id(stem), box))
-            for cell in cells_of(box)]
+    return [(cell, (f"{carried}/{base_poi_id(stem)}" if carried else base_poi_id(stem), here))
+            for cell, here in cell_boxes(box)]
 
 
 def same_ground_links(cell: tuple[int, int], members: Iterable[tuple[str, Box]]) -> Iterator[tuple[str, str]]:

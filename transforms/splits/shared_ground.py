@@ -26,7 +26,8 @@ from transforms.paths import base_poi_id, join_path
 from transforms.records import reject
 from transforms.splits.footprints import (
     as_box,
-    cells_of,
+    as_written,
+    cell_boxes,
     encode_footprints,
     encode_held_out,
     encode_places,
@@ -55,13 +56,13 @@ class _CellsFn(beam.DoFn):
 
     def process(self, record) -> Iterator[Any]:  # cells, and count events tagged "unchecked"
         box = as_box(record.get("footprint"))
-        cells = cells_of(box) if box else []
+        cells = cell_boxes(box) if box else []
         if not cells:
             self.unchecked.inc()
             yield beam.pvalue.TaggedOutput("unchecked", {f"{KIND}|tiles_without_footprint": 1})
             return
-        for cell in cells:
-            yield cell, (record["stem"], record["split"], box)
+        for cell, here in cells:
+            yield cell, (record["stem"], record["split"], here)
 
 
 def _tiles_of(group) -> list[tuple[str, str]]:
@@ -172,7 +173,7 @@ def _listed(element) -> list[dict[str, Any]]:
     boxes = sorted(b for b in (as_box(r.get("footprint")) for r in parts["record"]) if b is not None)
     if not boxes:
         return []
-    return [{"source": source, "stem": stem, "split": split, "footprint": list(boxes[0])}
+    return [{"source": source, "stem": stem, "split": split, "footprint": as_written(boxes[0])}
             for source, stem, split in sorted(set(parts["tile"]))]
 
 
@@ -214,7 +215,7 @@ def base_cells(keyed) -> list[tuple[tuple[int, int], tuple[str, tuple]]]:
     for a tile without one (it stays with its base alone)."""
     stem, tile = keyed
     box = tile_footprint(tile)
-    return [(cell, (base_poi_id(stem), box)) for cell in cells_of(box)] if box is not None else []
+    return [(cell, (base_poi_id(stem), here)) for cell, here in cell_boxes(box)] if box is not None else []
 
 
 def _group_events(groups: dict[str, str]) -> dict[str, int]:
@@ -252,7 +253,7 @@ def record_cells(record: dict[str, Any]) -> list[tuple[tuple[int, int], tuple[st
     """A manifest-like record ({"stem", "split", "footprint"}) -> (cell, (stem, split, footprint, kept=False))
     per cell its footprint touches, as FindGroundConflicts takes them; none without a usable footprint."""
     box = as_box(record.get("footprint"))
-    return [(cell, (record["stem"], record["split"], box, False)) for cell in cells_of(box)] if box else []
+    return [(cell, (record["stem"], record["split"], here, False)) for cell, here in cell_boxes(box)] if box else []
 
 
 @dataclass
@@ -276,7 +277,8 @@ class FindGroundConflicts(beam.PTransform):
 
 def _conflict_cells(tile, kept: bool) -> list[tuple[tuple[int, int], tuple[str, str, tuple, bool]]]:
     box = tile_footprint(tile)
-    return [(cell, (tile.tile_stem, tile.split, box, kept)) for cell in cells_of(box)] if box is not None else []
+    return ([(cell, (tile.tile_stem, tile.split, here, kept)) for cell, here in cell_boxes(box)] if box is not None
+            else [])
 
 
 class _KeepOrRejectFn(beam.DoFn):

@@ -15,6 +15,9 @@ from transforms.splits.footprints import (
     CELL_DEG,
     METRES_PER_DEGREE,
     MIN_SHARE,
+    as_box,
+    as_written,
+    cell_boxes,
     cells_of,
     first_pairs,
     footprint,
@@ -44,17 +47,37 @@ def test_a_footprint_is_the_wgs84_box_else_a_square_around_the_centre():
     assert footprint({"grid": {"resolution_m": 10}}, None, 12.5, 224) is None
 
 
-def test_a_chip_across_the_antimeridian_is_not_checked_rather_than_half_compared():
-    """A box across the antimeridian (GeoJSON writes west > east) fell back to the centre, whose square ran past
-    180 degrees: compared as one box, it met no tile on its western side, and the tile passed as checked. Any
-    overlap across the line involves such a chip, so counting them as not checked misses nothing silently."""
+def test_a_chip_across_the_antimeridian_is_one_box_past_180():
+    """A box across the antimeridian (GeoJSON writes west > east) once fell back to the centre, whose square ran
+    past 180 degrees and met no tile on the line's western side; then such chips went unchecked. Now it is one
+    box unwrapped past 180, written back as GeoJSON writes it."""
     grid = {"grid": {"resolution_m": 10}}
-    across = {"bbox_wgs84": [179.99, -17.02, -179.99, -17.0], **grid}
-    assert footprint(across, -17.01, 180.0, 224) is None, "not the centre's square past 180"
-    assert footprint(grid, -17.01, 179.995, 224) is None, "a square past 180 from the centre alone"
-    assert footprint(grid, -17.01, -179.995, 224) is None, "and past -180"
+    across = footprint({"bbox_wgs84": [179.99, -17.02, -179.99, -17.0], **grid}, -17.01, 180.0, 224)
+    assert across is not None and math.isclose(across[2], 180.01) and across[0] == 179.99
+    assert as_written(across) == pytest.approx([179.99, -17.02, -179.99, -17.0])
+    assert as_box(as_written(across)) == pytest.approx(across)
+    east = footprint(grid, -17.01, 179.995, 224)
+    west = footprint(grid, -17.01, -179.995, 224)
+    assert east is not None and east[0] < 180 < east[2], "a square past 180 from the centre alone"
+    assert west is not None and west[0] < 180 < west[2] and math.isclose(west[0], east[0] + 0.01), "and past -180"
     beside = footprint(grid, -17.01, 179.9, 224)
     assert beside is not None and beside[2] < 180, "a chip beside the line keeps its square"
+    assert as_box([180, 0, -179.9, 1]) == (-180, 0, -179.9, 1), "west at 180 itself: a box east of -180"
+
+
+def test_chips_on_both_sides_of_the_antimeridian_meet_the_one_across_it():
+    """Fiji: a test chip across the line, a train chip just west of -180 (east longitudes negative), a
+    validation chip just east of 180; each shares half with the one across, and the two beside it meet nothing.
+    Every pair once, though the chip near -180 is compared on both sides of the line."""
+    across = as_box([179.99, -17.02, -179.99, -17.0])
+    west_side = as_box([-180.0, -17.02, -179.98, -17.0])
+    east_side = as_box([179.98, -17.02, 180.0, -17.0])
+    members = [("x", "test", across), ("w", "train", west_side), ("e", "validation", east_side),
+               ("w2", "validation", west_side)]
+    assert _pairs(members) == [("e", "validation", "x", "test", 0.5), ("w", "train", "w2", "validation", 1.0),
+                               ("w", "train", "x", "test", 0.5), ("w2", "validation", "x", "test", 0.5)]
+    assert _groups([("x", across), ("w", west_side), ("e", east_side)]) == {"e": "e", "w": "e", "x": "e"}
+    assert _drops([("x", "test", across, False), ("w", "train", west_side, False)]) == {"w": ("x", "test")}
 
 
 def test_cells_of_a_chip_and_of_what_is_no_chip():
@@ -67,8 +90,8 @@ def test_cells_of_a_chip_and_of_what_is_no_chip():
 def _pairs(members):
     by_cell: dict = {}
     for m in members:
-        for cell in cells_of(m[2]):
-            by_cell.setdefault(cell, []).append(m)
+        for cell, here in cell_boxes(m[2]):
+            by_cell.setdefault(cell, []).append((m[0], m[1], here))
     return sorted(p for cell, ms in by_cell.items() for g in pairs_in_cell(cell, ms) for p in first_pairs(g, 10**6))
 
 
@@ -114,6 +137,34 @@ def test_the_cell_search_finds_every_pair_once(drawn):
     expected = []
     for (a, sa, ba), (b, sb, bb) in itertools.combinations(members, 2):
         share = shared_share(ba, bb)[0]
+        if sa != sb and share >= MIN_SHARE:
+            order = {"train": 0, "validation": 1, "test": 2}
+            first, second = sorted([(order[sa], a, sa), (order[sb], b, sb)])
+            expected.append((first[1], first[2], second[1], second[2], round(share, 3)))
+    assert _pairs(members) == sorted(expected)
+
+
+def _on_the_line(box):
+    """A box drawn around 180 degrees as the sidecar would give it: west of 180 as it is (across the line when
+    it reaches past), east of 180 moved to -180 and on."""
+    return box if box[0] < 180 else (box[0] - 360, box[1], box[2] - 360, box[3])
+
+
+near_the_line = st.builds(lambda x, y, w, h: _on_the_line((x, y, x + w, y + h)),
+                          st.integers(-20, 20).map(lambda v: 180 + v * 0.013),
+                          st.integers(-5, 5).map(lambda v: v * 0.011),
+                          st.sampled_from([0.01, 0.02, 0.05, 0.3]), st.sampled_from([0.01, 0.02, 0.05]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["train", "validation", "test"]), near_the_line), max_size=20))
+def test_the_cell_search_finds_every_pair_across_the_antimeridian_once(drawn):
+    """Against comparing every pair on a globe (each pair also one lap apart): the copies of chips near -180
+    find each pair with a chip across the line, and no pair twice."""
+    members = [(f"t{n:02d}", split, box) for n, (split, box) in enumerate(drawn)]
+    expected = []
+    for (a, sa, ba), (b, sb, bb) in itertools.combinations(members, 2):
+        share = max(shared_share(ba, (bb[0] + k, bb[1], bb[2] + k, bb[3]))[0] for k in (-360, 0, 360))
         if sa != sb and share >= MIN_SHARE:
             order = {"train": 0, "validation": 1, "test": 2}
             first, second = sorted([(order[sa], a, sa), (order[sb], b, sb)])
@@ -172,8 +223,8 @@ def _groups(members):
     """ground_groups over the links of every cell, as JoinBasesOnSharedGround gathers them."""
     by_cell: dict = {}
     for base, box in members:
-        for cell in cells_of(box):
-            by_cell.setdefault(cell, []).append((base, box))
+        for cell, here in cell_boxes(box):
+            by_cell.setdefault(cell, []).append((base, here))
     return ground_groups(link for cell, ms in sorted(by_cell.items()) for link in ground_links_in_cell(cell, ms))
 
 
@@ -254,8 +305,8 @@ def _drops(members):
     """ground_conflicts_in_cell over every cell: stem -> (witness, its split), the first witness per stem."""
     by_cell: dict = {}
     for m in members:
-        for cell in cells_of(m[2]):
-            by_cell.setdefault(cell, []).append(m)
+        for cell, here in cell_boxes(m[2]):
+            by_cell.setdefault(cell, []).append((m[0], m[1], here, m[3]))
     found: dict = {}
     for cell, ms in sorted(by_cell.items()):
         for stem, witness, split, own in ground_conflicts_in_cell(cell, ms):

@@ -325,12 +325,18 @@ def test_a_copy_within_the_bucket_is_the_stores_own(emulator, monkeypatch):
         before = request_log.read_text().count("\n")
         step()
         assert request_log.read_text().count("\n") - before == 1, request_log.read_text().splitlines()[before:]
-    # the two ends and the size, of a small object (read whole) and of a large one (two ranges)
-    for size in (10, 200_000):
+    # the two ends and the size, of an object of a size known from a listing or not: small ones read whole in
+    # one request (a mix's analysis images), large ones by two ranges, and a third request for the size unknown
+    for size, requests in ((0, (1, 1)), (10, (1, 1)), (20_000, (1, 3)), (200_000, (2, 3))):
         data = bytes(i % 251 for i in range(size))
         fileio.write_bytes(src, data)
-        assert fileio.read_head_tail(src, 33, 64) == (data[:33], data[-64:], size)
+        for listed, expected in zip((size, None), requests, strict=True):
+            before = request_log.read_text().count("\n")
+            assert fileio.read_head_tail(src, 33, 64, listed) == (data[:33], data[-64:], size), (size, listed)
+            assert request_log.read_text().count("\n") - before == expected, (size, listed)
     assert fileio.read_head_tail(src, 64, 0) == (data[:64], b"", 200_000)
+    # listed at another size than it has now (rewritten since): read as it is
+    assert fileio.read_head_tail(src, 33, 64, 300_000) == (data[:33], data[-64:], 200_000)
     # one read each, no existence check first: what a mix's media check and a marker read rest on
     assert fileio.read_if_there(f"gs://{BUCKET}/copy/gone.bin") is None
     assert media_file_problem(f"gs://{BUCKET}/copy/gone.bin") == "missing"

@@ -94,8 +94,16 @@ def _as_os_error(err: Exception, path: str) -> Exception:
     return FileNotFoundError(f"{path}: {err}") if getattr(err, "code", None) == 404 else err
 
 
-def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes, int]:
-    """The first n_head and last n_tail bytes of a file and its size, without reading what lies between."""
+# Where only an object's two ends are asked for, one of a known size below WHOLE_BELOW bytes is read whole (a
+# round trip costs more than 64 KB); one of an unknown size is read from its start, PROBE bytes at most, which
+# is the whole of an analysis image (under 3 KB) and a sixth of a chip.
+WHOLE_BELOW = 65536
+PROBE = 16384
+
+
+def read_head_tail(path: str, n_head: int, n_tail: int, size: int | None = None) -> tuple[bytes, bytes, int]:
+    """The first n_head and last n_tail bytes of a file and its size, without reading what lies between.
+    ``size``: the file's size as a listing gave it, which saves asking the store for it."""
     if is_local(path):  # two positioned reads on the descriptor: a third of a buffered file's cost
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -104,16 +112,8 @@ def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes, i
         finally:
             os.close(fd)
     if path.startswith("gs://"):
-        blob, retry = _gcs_object(path)
-        try:  # its size, then the two ends (a small object whole): Beam's reader also downloaded it whole
-            blob.reload(retry=retry)
-            size = blob.size or 0
-            if size <= max(n_head + n_tail, 65536):
-                data = blob.download_as_bytes(retry=retry) if size else b""
-                return data[:n_head], data[max(0, size - n_tail):] if n_tail else b"", size
-            head = blob.download_as_bytes(start=0, end=n_head - 1, retry=retry) if n_head else b""
-            tail = blob.download_as_bytes(start=size - n_tail, end=size - 1, retry=retry) if n_tail else b""
-            return head, tail, size
+        try:
+            return _gcs_head_tail(path, n_head, n_tail, size)
         except Exception as err:
             raise _as_os_error(err, path) from err
     from apache_beam.io.filesystems import FileSystems
@@ -127,6 +127,40 @@ def read_head_tail(path: str, n_head: int, n_tail: int) -> tuple[bytes, bytes, i
             return head, f.read(n_tail), size
     except Exception as err:
         raise _as_os_error(err, path) from err
+
+
+def _gcs_head_tail(path: str, n_head: int, n_tail: int, size: int | None) -> tuple[bytes, bytes, int]:
+    """read_head_tail in Cloud Storage, one request per end at most: an object of a known size is read whole
+    when small, else by its two ranges; one of an unknown size is read from its start, PROBE bytes at most,
+    which is all of it when fewer come back (an analysis image a mix checks: one request, where a metadata
+    read and a download were two), else its size is asked and its tail read."""
+    from google.api_core.exceptions import RequestRangeNotSatisfiable
+
+    blob, retry = _gcs_object(path)
+
+    def ends(data: bytes) -> tuple[bytes, bytes, int]:
+        return data[:n_head], data[max(0, len(data) - n_tail):] if n_tail else b"", len(data)
+
+    try:
+        if size is None or size < WHOLE_BELOW:
+            first = PROBE if size is None else WHOLE_BELOW
+            data = blob.download_as_bytes(start=0, end=first - 1, retry=retry)
+            if len(data) < first:
+                return ends(data)
+            blob.reload(retry=retry)
+            size = blob.size or 0
+            head = data[:n_head]
+        else:
+            head = blob.download_as_bytes(start=0, end=n_head - 1, retry=retry) if n_head else b""
+    except RequestRangeNotSatisfiable:  # an empty object has no first byte to start at
+        return b"", b"", 0
+    try:
+        tail = blob.download_as_bytes(start=size - n_tail, end=size - 1, retry=retry) if n_tail else b""
+    except RequestRangeNotSatisfiable:  # shorter than listed: it changed since; read as it is now
+        return _gcs_head_tail(path, n_head, n_tail, None)
+    if len(tail) < n_tail and size > n_tail:  # changed since listed
+        return _gcs_head_tail(path, n_head, n_tail, None)
+    return head, tail, size
 
 
 def read_if_there(path: str) -> bytes | None:

@@ -190,7 +190,7 @@ def inspect_image(root: str, rel_path: str, n_bytes: int, still: bool = False) -
         problem, detail, _, _ = png_problem(b"", b"", n_bytes)
         return ImageFile(rel_path, problem, detail, size=n_bytes)
     try:
-        head, tail, _ = fileio.read_head_tail(full, 33, TAIL_BYTES if still else 12)
+        head, tail, _ = fileio.read_head_tail(full, 33, TAIL_BYTES if still else 12, n_bytes)
     except (OSError, ValueError) as err:
         return ImageFile(rel_path, "unreadable", str(err)[:200], size=n_bytes)
     problem, detail, width, height = still_problem(head, tail, n_bytes) if still else png_problem(head, tail, n_bytes)

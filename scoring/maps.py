@@ -22,7 +22,7 @@ from scoring.places import Joined, place_of, places_of_tiles
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, NUM_CLASSES
 from transforms.input.sidecars import Region, parse_sidecar
-from transforms.output.tree import ANALYSIS_DIR, REPORT_NAME, OutputTree, record_files
+from transforms.output.tree import ANALYSIS_DIR, MIX_REPORT_NAME, REPORT_NAME, OutputTree, record_files
 
 BRIEF_SUFFIX = "__analysis_brief_only.png"
 
@@ -175,8 +175,9 @@ def map_report(output_dir: str, labels_dir: str) -> dict[str, Any]:
     account of every map: scored, without a label map, or with one that cannot be scored (and why)."""
     maps = brief_maps(output_dir)
     if not maps:
-        raise ValueError(f"{output_dir} has no brief_only analysis maps; pass the --output of a build with the "
-                         "production_analysis task and the brief_only profile (the defaults)")
+        raise ValueError(_mix_given(output_dir, OutputTree(output_dir)) or (
+            f"{output_dir} has no brief_only analysis maps; pass the --output of a build with the "
+            "production_analysis task and the brief_only profile (the defaults)"))
     problems: dict[str, str] = {}
     scores = {stem: score_map(pred, truth) for stem, pred, truth in _maps_and_labels(output_dir, labels_dir,
                                                                                       problems)}
@@ -197,6 +198,22 @@ def map_report(output_dir: str, labels_dir: str) -> dict[str, Any]:
                           for c, v in sorted(per_class.items())},
             "maps": len(maps), "maps_without_labels": len(maps) - len(scores) - len(problems),
             "labels_not_scored": dict(sorted(problems.items()))}
+
+
+def _mix_given(output_dir: str, tree: OutputTree) -> str:
+    """What to do instead when --labels is given a mix ("" for anything else): its maps are copies of its
+    builds' and its rows may carry one tile stem from two trees, so the builds are scored, where each stem
+    names one tile of one tree."""
+    if not tree.isfile(MIX_REPORT_NAME):
+        return ""
+    try:
+        sources = orjson.loads(tree.read(MIX_REPORT_NAME)).get("sources") or []
+        paths = sorted({s["path"] for s in sources if s.get("kind") == "satsft" and isinstance(s.get("path"), str)})
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+        paths = []
+    return (f"{output_dir} is a mix; `satsft eval --labels` scores the maps of a build (a mix's are copies of its "
+            "builds', and may carry one tile stem from two trees): score each build it mixes"
+            + (f" (`satsft eval BUILD --labels LABELS_DIR`, BUILD: {', '.join(paths)})" if paths else ""))
 
 
 def map_table(report: dict[str, Any]) -> str:

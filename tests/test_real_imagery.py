@@ -73,7 +73,7 @@ def test_grounding_answers_keep_the_budget_and_sidecars_keep_every_region(real_b
     assert report["boxes_left_out"] == left_out and left_out["grounding_all"] > 0
 
 
-def test_analysis_maps_are_measured_against_band_labels(real_build, tmp_path):
+def test_analysis_maps_are_measured_against_band_labels(real_build, tmp_path, capsys):
     """`satsft eval --labels` gives score_build's figures, per class too, and accounts for every map."""
     tree, out = real_build
     assert main(["eval", "--dataset", str(out), "--labels", str(tree / "labels"), "--output",
@@ -95,6 +95,12 @@ def test_analysis_maps_are_measured_against_band_labels(real_build, tmp_path):
     assert main(["eval", "--dataset", str(hub), "--labels", str(tree / "labels"), "--output",
                  str(tmp_path / "hub.json")]) == 0
     assert json.loads((tmp_path / "hub.json").read_text()) == report
+    # A mix carries copies of its builds' maps, and may carry one stem from two trees: it names its builds
+    assert main(["mix", "--source", f"name=real,path={out}", "--output", str(tmp_path / "mix"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--dataset", str(tmp_path / "mix"), "--labels", str(tree / "labels")]) == 2
+    said = capsys.readouterr().err
+    assert "is a mix; `satsft eval --labels` scores the maps of a build" in said and f"BUILD: {out.name}" in said
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,8 @@ def as_box(given: Any) -> Box | None:
         return None
     if edges[0] < edges[2]:
         return edges
-    if edges[2] < edges[0]:  # west at 180 itself: the box lies east of -180, as one box of this side
+    if edges[2] < edges[0] and edges[2] + 360 - edges[0] < 180:  # wider: edges swapped, not a box across
+        # west at 180 itself: the box lies east of -180, as one box of this side
         return (edges[0], edges[1], edges[2] + 360, edges[3]) if edges[0] < 180 else (-180, *edges[1:])
     return None
 

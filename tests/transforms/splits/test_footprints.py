@@ -63,6 +63,7 @@ def test_a_chip_across_the_antimeridian_is_one_box_past_180():
     beside = footprint(grid, -17.01, 179.9, 224)
     assert beside is not None and beside[2] < 180, "a chip beside the line keeps its square"
     assert as_box([180, 0, -179.9, 1]) == (-180, 0, -179.9, 1), "west at 180 itself: a box east of -180"
+    assert as_box([12.53, 52.5, 12.5, 52.52]) is None, "edges swapped (the centre's square serves), not 359.97 degrees"
 
 
 def test_chips_on_both_sides_of_the_antimeridian_meet_the_one_across_it():

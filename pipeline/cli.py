@@ -66,7 +66,7 @@ USAGE = """satsft {sample,build,mix,eval,preview,validate} ...
   satsft eval DIR (--predictions FILE | --baseline majority|random) [--split test] [--output REPORT.json]
   satsft eval DIR --labels LABELS_DIR [--output REPORT.json]
   satsft eval DIR --requests REQUESTS.jsonl --model NAME [--split test]
-  satsft preview DIR [--n 60] [--tasks ...] [--splits ...] [--seed S]
+  satsft preview DIR [--n 60] [--tasks ...] [--splits ...] [--seed S] [--to PAGE_DIR]
   satsft validate DIR
 
 Run `satsft build --help` for the build options (`--layout hub`, `--max-boxes`, `--quiet`, ...) and
@@ -542,7 +542,7 @@ def _map_report(dataset: str, labels: str, split: str | None) -> dict:
 
 
 def run_preview(argv: list[str]) -> int:
-    from pipeline.review.preview import PreviewError, build_preview
+    from pipeline.review.preview import PreviewError, build_preview, is_preview_folder
 
     parser = argparse.ArgumentParser(prog="satsft preview", description="Write OUT/preview/index.html: a static "
                                      "page of a seeded sample of rows (images, boxes, text, metadata, filters) "
@@ -552,16 +552,31 @@ def run_preview(argv: list[str]) -> int:
     parser.add_argument("--tasks", default="", help="comma list of tasks to show (default all)")
     parser.add_argument("--splits", default="", help="comma list of splits to show (default all)")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same sample")
+    parser.add_argument("--to", default="", metavar="DIR",
+                        help="write the page to this local folder instead of OUT/preview/ (for an output in a "
+                             "bucket: only the sampled rows' images are read from it)")
     args = parser.parse_args(argv)
     if args.n < 1:
         raise UsageError("--n must be at least 1")
-    if not fileio.is_local(args.output):
-        raise UsageError("preview writes a local page; copy the output down first (gcloud storage cp -r ...)")
-    root = os.path.abspath(_dataset_folder(args.output))
+    if not fileio.is_local(args.output) and not args.to:
+        raise UsageError(f"preview writes a local page: give it a folder, `satsft preview {args.output} --to "
+                         "DIR` (only the sampled rows' images are read from the bucket)")
+    if args.to and not fileio.is_local(args.to):
+        raise UsageError(f"--to {args.to}: the page is a local folder (it opens from the file system); give a "
+                         "local path")
+    root = _dataset_folder(args.output)
+    root = os.path.abspath(root) if fileio.is_local(root) else root
+    to = os.path.abspath(args.to) if args.to else None
+    if to and fileio.is_local(root) and _inside(to, root):
+        raise UsageError(f"--to {args.to} lies inside the output {args.output}; leave --to out to write "
+                         f"{PREVIEW_DIR}/ there, or give a folder outside it")
+    if to and os.path.exists(to) and not is_preview_folder(to):
+        raise UsageError(f"--to {args.to} holds other files; the page replaces what is in its folder, so give a new "
+                         "or empty folder, or one an earlier preview wrote")
     names = {v.strip() for v in args.tasks.split(",") if v.strip()}
     splits = {v.strip() for v in args.splits.split(",") if v.strip()}
     try:
-        done = build_preview(root, args.n, names or None, splits or None, args.seed)
+        done = build_preview(root, args.n, names or None, splits or None, args.seed, to)
     except PreviewError as err:
         raise UsageError(str(err)) from err
     print(f"preview of {done['cards']} rows ({done['images']} images): {done['path']}")
@@ -674,6 +689,10 @@ def _damaged_file(err: BaseException) -> bool:
 
     arrow = sys.modules.get("pyarrow")
     return isinstance(err, orjson.JSONDecodeError) or (arrow is not None and isinstance(err, arrow.ArrowException))
+
+
+def _inside(path: str, root: str) -> bool:
+    return os.path.commonpath([os.path.realpath(path), os.path.realpath(root)]) == os.path.realpath(root)
 
 
 def _dataset_folder(given: str) -> str:

@@ -145,6 +145,16 @@ def test_gs_update_in_place(emulator, damaged_tree, tmp_path):
     assert len(after) == report["file_count"], "the count the report gives is the objects there"
     proc = run_cli("validate", gs_out, env=env)
     assert proc.stdout.startswith("OK:"), proc.stdout
+    # a preview of the bucket's build, into a local folder: the sampled rows' images only
+    proc = run_cli("preview", gs_out, "--n", "4", env=env, check=False)
+    assert proc.returncode == 2 and f"satsft preview {gs_out} --to DIR" in proc.stderr, proc.stderr
+    run_cli("preview", gs_out, "--n", "4", "--to", str(tmp_path / "page"), env=env)
+    page = (tmp_path / "page" / "sample.js").read_text()
+    cards = json.loads(page[page.index("=") + 1:].strip().rstrip(";"))["cards"]
+    shown = {image for card in cards for image in card["images"]}
+    assert cards and shown and all((tmp_path / "page" / image).is_file() for image in shown)
+    assert {card["task"] for card in cards} == {"production_analysis", "caption"}
+    assert set(fs.find(f"{BUCKET}/upd")) == after, "nothing written to the bucket"
     # an update begun on another machine a day ago whose workers wrote a progress object just now still runs
     began = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=24)
     fs.pipe(f"{BUCKET}/upd/_satsft_update/started.txt", f"run x\nmachine boot-b\npid 7\npid start 9\nbegan "

@@ -57,6 +57,24 @@ def fresh(build, tmp_path_factory) -> Path:
     return out
 
 
+def test_a_preview_written_elsewhere_leaves_the_output_alone(fresh, tmp_path, capsys):
+    """--to DIR (what a bucket's output needs): the page lands there, again over itself, never over other
+    files, never inside the output, never in a bucket."""
+    before = _files(fresh)
+    page = tmp_path / "page"
+    for _ in range(2):
+        assert main(["preview", str(fresh), "--n", "3", "--to", str(page)]) == 0
+    assert (page / "index.html").is_file() and not (page / "made_from.txt").exists() and _files(fresh) == before
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    capsys.readouterr()
+    for to, said in ((tmp_path / "notes", "holds other files"), (fresh / "metadata" / "page", "lies inside the output"),
+                     ("gs://bucket/page", "the page is a local folder")):
+        assert main(["preview", str(fresh), "--to", str(to)]) == 2
+        assert said in capsys.readouterr().err
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine" and _files(fresh) == before
+
+
 def test_an_update_replaces_the_mix_as_a_fresh_mix_would(build, fresh, tmp_path, capsys):
     out = tmp_path / "out"
     assert _mix(build, out, "--update", where=",task=caption") == 0, "into an empty folder: the first mix"

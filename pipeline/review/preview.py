@@ -69,6 +69,21 @@ def remove_stale_preview(output: str, report_name: str = REPORT_NAME) -> bool:
     return True
 
 
+def is_preview_folder(path: str) -> bool:
+    """A folder ``--to`` may replace: empty, or a page an earlier preview wrote (its index.html and sample.js,
+    with nothing else beside them but its images and charts)."""
+    if not os.path.isdir(path):
+        return False
+    entries = set(os.listdir(path))
+    if not entries:
+        return True
+    if not {"index.html", "sample.js"} <= entries or not entries <= {"index.html", "sample.js", MEDIA_DIR,
+                                                                        CHARTS_DIR, MADE_FROM}:
+        return False
+    with open(os.path.join(path, "sample.js"), "rb") as f:
+        return f.read(24) == b"window.SATSFT_PREVIEW = "
+
+
 def stratified_sample(keys: list[dict[str, Any]], per_task: int, seed: int) -> list[str]:
     """Up to ``per_task`` sample ids per task, spread over its (split, profile, source, on shared ground) groups
     in turn; within a group, in the order of a seeded hash. A pure function of the keys' set."""
@@ -187,7 +202,9 @@ def no_match_message(keys: list[dict[str, Any]], tasks: set[str] | None, splits:
 
 
 def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, splits: set[str] | None = None,
-                  seed: int = 0) -> dict[str, Any]:
+                  seed: int = 0, to: str | None = None) -> dict[str, Any]:
+    """The page, in ``to`` (default ``root``/preview/): a build or mix in a bucket is previewed into a local
+    folder, reading only the chosen rows' images from the bucket."""
     tree = OutputTree(root)
     name = next((n for n in (REPORT_NAME, MIX_REPORT_NAME) if tree.isfile(n)), None)
     if name is None:
@@ -216,7 +233,7 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
     tile_regions = {r["metadata"]["tile_stem"]: [{"label": label, "bbox": list(box)} for label, box in
                                                   parse.boxes(_text(r["messages"][-1])) or []]
                     for r in rows.values() if r["metadata"]["task"] == "grounding_all"}
-    out_dir = join_path(root, PREVIEW_DIR)
+    out_dir = to or join_path(root, PREVIEW_DIR)
     fileio.remove_tree(out_dir)
     copied: dict[str, str] = {}
     cards = []
@@ -252,5 +269,6 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
     fileio.write_bytes(join_path(out_dir, "sample.js"),
                        b"window.SATSFT_PREVIEW = " + orjson.dumps(data).replace(b"</", b"<\\/") + b";\n")
     fileio.write_bytes(join_path(out_dir, "index.html"), PAGE.encode())
-    fileio.write_bytes(join_path(out_dir, MADE_FROM), made_from(report_bytes))
+    if to is None:  # the page in the output folder, which an --update removes once it no longer shows it
+        fileio.write_bytes(join_path(out_dir, MADE_FROM), made_from(report_bytes))
     return {"cards": len(cards), "images": len(copied), "path": join_path(out_dir, "index.html")}

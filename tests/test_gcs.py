@@ -274,21 +274,27 @@ def test_gs_mix_update_in_place(emulator, direct_build):
     run_cli("mix", "--source", f"name=sat,path={direct_build},task=caption", "--output", gs_mix, "--update",
             "--quiet", env=env)
     first = json.loads(fs.cat(f"{BUCKET}/mixupd/mix_report.json"))
-    second = ("mix", "--source", f"name=sat,path={direct_build},task=caption|grounding_all", "--output", gs_mix,
-              "--update", "--quiet")
+    first_files = set(fs.find(f"{BUCKET}/mixupd"))
+    second = ("mix", "--source", f"name=sat,path={direct_build},task=caption|production_analysis", "--output",
+              gs_mix, "--update", "--quiet")
     # killed after three of the commit's copies: the next run finishes that commit before its own
     proc = run_cli(*second, env={**env, STOP_AFTER_ENV: "3"}, check=False)
     assert proc.returncode == 137, proc.stderr[-2000:]
+    fs.invalidate_cache()
     assert fs.exists(f"{BUCKET}/mixupd/_satsft_update/journal.json")
     mark = len(request_log.read_text().splitlines())
     proc = run_cli(*second, env=env)
     assert "finished the commit of an interrupted --update" in proc.stderr, proc.stderr[-2000:]
     after = set(fs.find(f"{BUCKET}/mixupd"))
     # the commit moves each staged object by the store's own copy: none is read back through this process, none
-    # is looked up one by one, and the old objects go in batches, not a request each
+    # is looked up one by one, and the old objects go in batches, not a request each; an image whose bytes are
+    # in place already (the chips of the first mix) is not copied again
     requests = [line.replace("%2F", "/") for line in request_log.read_text().splitlines()[mark:]]
     staged = [line for line in requests if "mixupd/_satsft_update/stage/" in line]
-    assert [line for line in staged if "/rewriteTo/" in line and "/stage/media/" in line]
+    media = [re.search(r"/rewriteTo/b/[^/]+/o/(\S+?)\?", line).group(1) for line in staged
+             if "/rewriteTo/" in line and "/stage/media/" in line]
+    assert media and not {f"{BUCKET}/{path}" for path in media} & first_files, "new images only"
+    assert any("__analysis_" in path for path in media)
     assert not [line for line in staged if ("/download/" in line or "alt=media" in line)
                 and "_satsft_spool" not in line and "mix_report.json" not in line], "staged objects downloaded"
     looked_up = [line for line in staged if line.startswith('"GET /storage/v1/b/') and "/o/mixupd/" in line]

@@ -560,6 +560,30 @@ def file_sizes(root: str) -> dict[str, int]:
     return {p[len(prefix):]: int(info.get("size") or 0) for p, info in found.items() if p.startswith(prefix)}
 
 
+def same_bytes_marks(root: str, recursive: bool = True) -> dict[str, str]:
+    """Files below a bucket prefix (or only directly in it), relative to it, with what tells their bytes apart
+    without reading them: size and MD5 as Cloud Storage lists them, from one listing; "" for an object the
+    store gives no MD5 for (a composed one). None elsewhere. Two files with the same mark (not "") hold the
+    same bytes."""
+    if not root.startswith("gs://"):
+        return {}
+    if recursive:
+        prefix, found = _found(root)
+    else:
+        import fsspec
+
+        fs, base = fsspec.core.url_to_fs(root)
+        base = base.rstrip("/")
+        fs.invalidate_cache(base)
+        prefix = base + "/"
+        try:
+            found = {info["name"]: info for info in fs.ls(base, detail=True) if info.get("type") == "file"}
+        except FileNotFoundError:
+            found = {}
+    return {p[len(prefix):]: f"{info.get('size')} {info['md5Hash']}" if info.get("md5Hash") else ""
+            for p, info in found.items() if p.startswith(prefix)}
+
+
 def newest_write(roots: list[str]) -> datetime.datetime | None:
     """When a file below any of ``roots`` was last written (UTC; None when there is none or the store does not
     say): the storage's own time, so machines with different clocks agree on it."""

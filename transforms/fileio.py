@@ -599,6 +599,14 @@ def same_bytes_marks(root: str, recursive: bool = True) -> dict[str, str]:
             for p, info in found.items() if p.startswith(prefix)}
 
 
+def bytes_mark(data: bytes) -> str:
+    """same_bytes_marks' mark of bytes at hand (size and base64 MD5, as Cloud Storage lists an object's)."""
+    import base64
+    import hashlib
+
+    return f"{len(data)} {base64.b64encode(hashlib.md5(data).digest()).decode()}"
+
+
 def newest_write(roots: list[str]) -> datetime.datetime | None:
     """When a file below any of ``roots`` was last written (UTC; None when there is none or the store does not
     say): the storage's own time, so machines with different clocks agree on it."""

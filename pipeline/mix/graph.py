@@ -90,7 +90,8 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
                       | "WriteMixFootprints" >> WriteMixFootprints(root))
     if not config.embed_images or "jsonl" in config.formats:  # JSONL rows name their images: they must exist
         events.append({"locations": media["locations"], "index": media["index"]}
-                      | "WriteMedia" >> WriteMedia(root, link=not config.copy_images))
+                      | "WriteMedia" >> WriteMedia(root, link=not config.copy_images,
+                                                   in_place=kept_in_place_root(config)))
     # Each writer's events (one per row or file) are summed per bundle in its own stage before they meet.
     all_events = ([part | f"SumEvents{i}" >> SumEvents() for i, part in enumerate(events)]
                   | "AllEvents" >> beam.Flatten())
@@ -111,6 +112,13 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
         _ = written_report | "CommitUpdate" >> beam.Map(_commit_mix, config.output, config.update_token,
                                                         config.max_removed_share)
     return pipeline
+
+
+def kept_in_place_root(config) -> str:
+    """Where an image the new mix shares with the mix in place may stay: that mix's folder, for an --update of
+    a mix in a bucket (there each image staged is copied twice, once to the stage and once into place; locally
+    both are a hard link and a rename); "" otherwise."""
+    return config.output if config.update and config.output.startswith("gs://") else ""
 
 
 def _commit_mix(_, output: str, token: str, max_removed_share: float) -> int:

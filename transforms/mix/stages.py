@@ -10,6 +10,7 @@ by the build's split-file writer.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ from transforms.output.counts import SumEvents
 from transforms.output.formats import MIX_METADATA_FIELDS, use_system_memory_pool
 from transforms.output.split_files import shard_count, write_shard
 from transforms.output.spool import SpoolFile, read_one, read_spooled, spool_root
+from transforms.output.tree import UPDATE_KEPT_DIR
 from transforms.paths import join_path
 from transforms.progress import ProgressCounter
 from transforms.records import reject
@@ -574,29 +576,68 @@ class WriteMixShards(beam.PTransform):
 
 
 class _WriteMediaFn(beam.DoFn):
-    def __init__(self, root: str, link: bool = True):
-        self.root, self.link = root, link
+    def __init__(self, root: str, link: bool = True, in_place: str = ""):
+        self.root, self.link, self.in_place = root, link, in_place
+
+    def setup(self):
+        self._marks: dict[str, dict[str, str]] = {}  # folder -> its files' marks, listed once per worker
+
+    def start_bundle(self):
+        self._kept: list[str] = []
+
+    def _mark(self, path: str) -> str:
+        folder, _, name = path.rpartition("/")
+        if folder not in self._marks:
+            self._marks[folder] = fileio.same_bytes_marks(folder, recursive=False)
+        return self._marks[folder].get(name, "")
+
+    def _already_in_place(self, rel: str, src: str, data: bytes | None) -> bool:
+        """The mix in place holds this image's bytes at the path the new mix gives it (an update of a mix whose
+        sources kept the image): size and MD5 from the listings of the two folders, or of the bytes at hand (an
+        image embedded in its source's rows, a local file)."""
+        there = self._mark(join_path(self.in_place, rel))
+        if not there:
+            return False
+        return there == (fileio.bytes_mark(data) if data is not None else self._mark(src))
 
     def process(self, element, index):
         (owner, key), (src, (spool, at), length) = element
         if (owner, key) not in index:
             return
-        dst = join_path(self.root, index[(owner, key)])
-        if src:
+        rel = index[(owner, key)]
+        data = None if src else read_one(spool_root(self.root), spool, at, length)
+        if self.in_place and src and fileio.is_local(src):
+            data = fileio.read_bytes(src)  # into a bucket it is sent as bytes anyway: compared first
+        if self.in_place and self._already_in_place(rel, src, data):
+            self._kept.append(rel)
+            yield {"media_written": 1}  # in the new mix as a copy staged and moved would be
+            return
+        dst = join_path(self.root, rel)
+        if data is None:
             how = fileio.link_or_copy(src, dst, self.link)
         else:
-            fileio.write_bytes(dst, read_one(spool_root(self.root), spool, at, length))
+            fileio.write_bytes(dst, data)
             how = "copy"
         yield {"media_linked" if how == "link" else "media_written": 1}
+
+    def finish_bundle(self):
+        if self._kept:  # for the commit, which must not delete them (transforms.rebuild.commit.kept_in_place)
+            names = "".join(f"{rel}\n" for rel in sorted(self._kept)).encode()
+            name = f"{hashlib.sha256(names).hexdigest()[:32]}.txt"  # a retried bundle writes the same file
+            fileio.write_bytes(join_path(self.in_place, UPDATE_KEPT_DIR, name), names)
 
 
 @dataclass
 class WriteMedia(beam.PTransform):
-    """Image locations -> the good images under media/ (linked when local, else copied); one event each."""
+    """Image locations -> the good images under media/ (linked when local, else copied); one event each.
+    ``in_place``: the mix a --update into a bucket replaces; an image it already holds with the same bytes at
+    the same path is left there, not copied to the stage and back (a scheduled update of unchanged sources
+    copied every image twice)."""
 
     output_root: str
     link: bool = True  # False with --copy-images
+    in_place: str = ""
 
     def expand(self, parts):
-        return parts["locations"] | "Write" >> beam.ParDo(_WriteMediaFn(self.output_root, self.link),
+        return parts["locations"] | "Write" >> beam.ParDo(_WriteMediaFn(self.output_root, self.link, self.in_place),
                                                           beam.pvalue.AsSingleton(parts["index"]))

@@ -45,6 +45,8 @@ PROGRESS_DIR = f"{SPOOL_DIR}/progress"  # one small file per worker while a run 
 CHECK_IN = "_satsft_check_in.txt"  # a bucket output: held while a run checks it for writers (output.check_in)
 UPDATE_DIR = "_satsft_update"  # --update: the new build's dataset files wait here until they replace the old ones
 UPDATE_STAGE_DIR = f"{UPDATE_DIR}/stage"
+# a mix --update into a bucket: lists of the images already in place with the new mix's bytes, left unstaged
+UPDATE_KEPT_DIR = f"{UPDATE_DIR}/kept"
 UPDATE_STARTED = f"{UPDATE_DIR}/started.txt"  # names the --update under way (transforms.rebuild.commit.begin)
 UPDATE_JOURNAL = f"{UPDATE_DIR}/journal.json"  # present only while an update's commit is under way
 UPDATE_REFUSED_DIR = f"{UPDATE_DIR}/refused"  # the rejects and report of the last update refused, for reading

@@ -55,6 +55,7 @@ from transforms.output.tree import (
     UPDATE_DIR,
 )
 from transforms.output.tree import UPDATE_JOURNAL as JOURNAL
+from transforms.output.tree import UPDATE_KEPT_DIR as KEPT_DIR
 from transforms.output.tree import UPDATE_REFUSED_DIR as REFUSED_DIR
 from transforms.output.tree import UPDATE_STAGE_DIR as STAGE_DIR
 from transforms.output.tree import UPDATE_STARTED as STARTED
@@ -98,6 +99,15 @@ def old_dataset_files(output: str) -> set[str]:
     if fileio.exists(join_path(output, SHARED_GROUND_FILE)):  # written only when some tiles share ground
         files.add(SHARED_GROUND_FILE)
     return files
+
+
+def kept_in_place(output: str) -> set[str]:
+    """The images a mix --update left where they were, the mix in place holding them with the new mix's bytes
+    (transforms.mix.stages.WriteMedia): files of the new mix the stage does not hold, which the commit keeps."""
+    kept: set[str] = set()
+    for rel in fileio.list_files(join_path(output, KEPT_DIR)):
+        kept.update(line for line in fileio.read_bytes(join_path(output, KEPT_DIR, rel)).decode().splitlines() if line)
+    return kept
 
 
 def old_mix_files(output: str) -> set[str]:
@@ -212,6 +222,7 @@ def withdraw(output: str, message: str = "", token: str = "", kind: str = "build
             fileio.move(join_path(stage, rel), join_path(output, REFUSED_DIR, rel))
     fileio.write_bytes(join_path(output, REFUSAL), f"{message}\nrun {token}\n".encode())
     fileio.remove_tree(stage)
+    fileio.remove_tree(join_path(output, KEPT_DIR))
     fileio.remove(join_path(output, STARTED))
     return removed
 
@@ -249,7 +260,7 @@ def commit(output: str, token: str = "", max_removed_share: float = DEFAULT_MAX_
                            "it was): run the update again")
     moves = sorted(set(staged) - set(LAST)) + [rel for rel in LAST if rel in staged]
     if kind == "mix":
-        return _write_and_apply(output, moves, old_mix_files(output) - set(staged))
+        return _write_and_apply(output, moves, old_mix_files(output) - set(staged) - kept_in_place(output))
     generation = len({posixpath.dirname(p) for p in fileio.list_files(join_path(output, SAVED_DIR))})
     for rel in _tile_manifests(output):
         # Only the tile records: their file lists are what a later run may still have to remove. Linked where
@@ -335,6 +346,7 @@ def begin(output: str, detached: str = "", kind: str = "build") -> str:
     this process only submits the job (Dataflow), so that its end is not taken for the job's."""
     token = uuid.uuid4().hex  # names this run only; never part of the dataset
     began = datetime.datetime.now(datetime.timezone.utc).strftime(holder.BEGAN_FORMAT)
+    fileio.remove_tree(join_path(output, KEPT_DIR))  # an earlier run's: what it kept may not be in this mix
     fileio.write_bytes(join_path(output, STARTED), b"an --update of this output is running, or stopped before it "
                                                    b"finished: run it again to finish it\n"
                        + f"run {token}\nkind {kind}\n{holder.this_process(began, detached).lines()}".encode())
@@ -399,6 +411,7 @@ def recover(output: str, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> st
         return ""
     removed = _remove_orphans(output) if marker is not None else 0
     fileio.remove_tree(stage_root(output))
+    fileio.remove_tree(join_path(output, KEPT_DIR))  # a mix's: what it found in place may not hold for the next
     fileio.remove_tree(join_path(output, SPOOL_DIR))  # its rows and progress files (summed into this run's)
     fileio.remove(join_path(output, STARTED))
     earlier = holder.parse((marker or b"").decode("utf-8", "replace"))

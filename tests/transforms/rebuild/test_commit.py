@@ -40,6 +40,24 @@ def test_commit_moves_the_report_last_and_removes_what_the_new_build_lacks(stage
     assert not (staged / JOURNAL).exists() and not (staged / STAGE_DIR).exists()
 
 
+def test_a_mix_commit_keeps_the_images_its_update_left_in_place(tmp_path):
+    """A mix --update into a bucket leaves an image the mix in place holds with the new bytes where it is, and
+    lists it (transforms.mix.stages.WriteMedia): the commit keeps it, and removes the image no list names. A
+    list an earlier run left does not count for the next (begin clears them)."""
+    _write(tmp_path, "mix_report.json", orjson.dumps({"rows": {"total": 4}, "files": {}}))
+    for name in ("kept.png", "gone.png", "stale.png"):
+        _write(tmp_path, f"media/a/s00000/{name}")
+    _write(tmp_path, "_satsft_update/kept/earlier.txt", b"media/a/s00000/stale.png\n")
+    token = begin(str(tmp_path), kind="mix")
+    assert not (tmp_path / "_satsft_update/kept").exists()
+    _write(tmp_path, "_satsft_update/kept/0123.txt", b"media/a/s00000/kept.png\n")
+    _write(tmp_path, f"{STAGE_DIR}/media/a/s00000/new.png")
+    _write(tmp_path, f"{STAGE_DIR}/mix_report.json", orjson.dumps({"rows": {"total": 4}, "files": {}}))
+    journal = commit(str(tmp_path), token, kind="mix")
+    assert journal["deletes"] == ["media/a/s00000/gone.png", "media/a/s00000/stale.png"]
+    assert sorted(p.name for p in (tmp_path / "media/a/s00000").iterdir()) == ["kept.png", "new.png"]
+
+
 def test_a_stopped_commit_reads_whole_and_is_finished_by_recover(staged):
     moves = ["data/train.jsonl", "metadata/manifest/tiles-b00000.jsonl", "build_report.json"]
     _write(staged, JOURNAL, json.dumps({"moves": moves, "deletes": ["data/test.jsonl"]}).encode())

@@ -317,7 +317,7 @@ def _apply_in_bucket(output: str, journal: dict, stop_after: int = -1) -> None:
     time (the report and card still last, one after the other); the staged objects stay where they are until
     the stage goes as a whole, and the old files are deleted 100 to a request. Repeatable: a rerun copies the
     same bytes again. A 100-tile mix --update's commit took about 1,940 requests one after the other; it now
-    takes about 665 with its copies 16 at a time, and 27 when its sources did not change (bench/bucket.py, the
+    takes about 665 with its copies 16 at a time, and 20 when its sources did not change (bench/bucket.py, the
     emulator's log from the journal's read on; the unchanged images were not staged: WriteMedia's in_place)."""
     stage = stage_root(output)
     staged = fileio.same_bytes_marks(stage)

@@ -313,6 +313,32 @@ def test_gs_mix_update_in_place(emulator, direct_build):
     assert proc.stdout.startswith("OK:"), proc.stdout
 
 
+def test_a_mix_update_of_unchanged_sources_reads_no_image_again(emulator):
+    """A mix --update from a build in the bucket: an image whose bytes (size and MD5, listed) the mix in place
+    holds was checked when that mix was made, and is neither read nor copied again; an image whose bytes changed
+    since (here cut short) is read, and its rows are rejected."""
+    env, request_log = emulator
+    fs = gcsfs_client(env)
+    source, gs_mix = f"gs://{BUCKET}/mixsrc", f"gs://{BUCKET}/mixkeep"
+    run_cli("build", "--input", GS_TREE, "--output", source, "--tasks", "caption", "--quiet", env=env)
+    mix = ("mix", "--source", f"name=s,path={source}", "--output", gs_mix, "--update", "--quiet")
+    run_cli(*mix, env=env)
+    first = json.loads(fs.cat(f"{BUCKET}/mixkeep/mix_report.json"))
+    mark = len(request_log.read_text().splitlines())
+    run_cli(*mix, env=env)
+    requests = [line.replace("%2F", "/") for line in request_log.read_text().splitlines()[mark:]]
+    assert not [line for line in requests if "/o/mixsrc/images/" in line and "alt=media" in line], "images read"
+    assert not [line for line in requests if "/rewriteTo/" in line and "/mixsrc/images/" in line], "images copied"
+    assert json.loads(fs.cat(f"{BUCKET}/mixkeep/mix_report.json")) == first
+    chip = sorted(p for p in fs.find(f"{BUCKET}/mixsrc/images") if p.endswith(".png"))[0]
+    fs.pipe(chip, fs.cat(chip)[:-20])
+    run_cli(*mix, env=env)
+    report = json.loads(fs.cat(f"{BUCKET}/mixkeep/mix_report.json"))
+    assert report["rejects_by_reason"].get("image_truncated", 0) >= 1, report["rejects_by_reason"]
+    assert report["rows"]["total"] < first["rows"]["total"]
+    assert run_cli("validate", gs_mix, env=env).stdout.startswith("OK:")
+
+
 def test_a_copy_within_the_bucket_is_the_stores_own(emulator, monkeypatch):
     """fileio.copy_file between two objects: the same bytes, by rewriteTo, none read here; a source gone is the
     FileNotFoundError callers already count as an unreadable input."""

@@ -70,7 +70,7 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
         rejected.append(apart[REJECTS])
     elif manifests:
         shared = records | "FindSharedGroundInMix" >> FindSharedGround()
-    media = kept | "CheckMedia" >> CheckMedia(config.max_files_per_dir)
+    media = kept | "CheckMedia" >> CheckMedia(config.max_files_per_dir, kept_in_place_root(config))
     planned = ({"kept": kept, "bad": media["bad"]}
                | "PlanCopies" >> PlanCopies(sources, recipe.seed, {s.name: s.repeat for s in recipe.sources},
                                             {s.name: s.share for s in recipe.sources}))

@@ -46,7 +46,7 @@ from transforms.output.counts import SumEvents
 from transforms.output.formats import MIX_METADATA_FIELDS, use_system_memory_pool
 from transforms.output.split_files import shard_count, write_shard
 from transforms.output.spool import SpoolFile, read_one, read_spooled, spool_root
-from transforms.output.tree import UPDATE_KEPT_DIR
+from transforms.output.tree import MEDIA_DIR, UPDATE_KEPT_DIR
 from transforms.paths import join_path
 from transforms.progress import ProgressCounter
 from transforms.records import reject
@@ -386,23 +386,58 @@ class ChooseRows(beam.PTransform):
         return {"kept": chosen.kept, REJECTS: chosen[REJECTS], EVENTS: chosen[EVENTS]}
 
 
-def _check_image(element) -> tuple[tuple[str, str], str]:
-    (owner, key), (src, _, _) = element
-    return (owner, key), (media_file_problem(src) if src else "")
+class FolderMarks:
+    """same_bytes_marks of the folders a worker meets, each listed once: an object's mark by its path."""
+
+    def __init__(self):
+        self._folders: dict[str, dict[str, str]] = {}
+
+    def mark(self, path: str) -> str:
+        folder, _, name = path.rpartition("/")
+        if folder not in self._folders:
+            self._folders[folder] = fileio.same_bytes_marks(folder, recursive=False)
+        return self._folders[folder].get(name, "")
+
+
+class _CheckImageFn(beam.DoFn):
+    """An image -> its problem ("" for none). ``in_place``: the mix a --update into a bucket replaces; an image
+    in a bucket whose bytes (size and MD5, listed) that mix holds passed this check when it was made, and the
+    check reads only the bytes, so it is not read again (a scheduled update read every image of its sources)."""
+
+    def __init__(self, in_place: str = ""):
+        self.in_place = in_place
+
+    def setup(self):
+        self._marks = FolderMarks()
+        self._in_place: set[str] | None = None
+
+    def _checked_before(self, src: str) -> bool:
+        if not self.in_place or not src.startswith("gs://"):
+            return False
+        if self._in_place is None:  # every image of the mix in place, listed once per worker
+            self._in_place = set(fileio.same_bytes_marks(join_path(self.in_place, MEDIA_DIR)).values()) - {""}
+        mark = self._marks.mark(src)
+        return bool(mark) and mark in self._in_place
+
+    def process(self, element):
+        (owner, key), (src, _, _) = element
+        yield (owner, key), ("" if not src or self._checked_before(src) else media_file_problem(src))
 
 
 @dataclass
 class CheckMedia(beam.PTransform):
     """Kept rows -> every image once, checked: ``locations`` ((owner, key) -> where its bytes are), ``bad``
-    (a dict of the broken ones and why) and ``index`` (where each good one goes in the output)."""
+    (a dict of the broken ones and why) and ``index`` (where each good one goes in the output). ``in_place``:
+    the mix an --update into a bucket replaces (_CheckImageFn)."""
 
     max_files_per_dir: int
+    in_place: str = ""
 
     def expand(self, kept):
         images = (kept
                   | "Images" >> beam.FlatMap(lambda p: [((i[0], i[1]), (i[2], (p[5], i[3]), i[4])) for i in p[8]])
                   | "OnePerImage" >> beam.CombinePerKey(min))
-        checked = images | "CheckImages" >> beam.Map(_check_image)
+        checked = images | "CheckImages" >> beam.ParDo(_CheckImageFn(self.in_place))
         bad = checked | "Bad" >> beam.Filter(lambda kv: kv[1] != "") | "BadDict" >> beam.combiners.ToDict()
         index = (checked
                  | "Good" >> beam.Filter(lambda kv: kv[1] == "")
@@ -580,25 +615,19 @@ class _WriteMediaFn(beam.DoFn):
         self.root, self.link, self.in_place = root, link, in_place
 
     def setup(self):
-        self._marks: dict[str, dict[str, str]] = {}  # folder -> its files' marks, listed once per worker
+        self._marks = FolderMarks()
 
     def start_bundle(self):
         self._kept: list[str] = []
-
-    def _mark(self, path: str) -> str:
-        folder, _, name = path.rpartition("/")
-        if folder not in self._marks:
-            self._marks[folder] = fileio.same_bytes_marks(folder, recursive=False)
-        return self._marks[folder].get(name, "")
 
     def _already_in_place(self, rel: str, src: str, data: bytes | None) -> bool:
         """The mix in place holds this image's bytes at the path the new mix gives it (an update of a mix whose
         sources kept the image): size and MD5 from the listings of the two folders, or of the bytes at hand (an
         image embedded in its source's rows, a local file)."""
-        there = self._mark(join_path(self.in_place, rel))
+        there = self._marks.mark(join_path(self.in_place, rel))
         if not there:
             return False
-        return there == (fileio.bytes_mark(data) if data is not None else self._mark(src))
+        return there == (fileio.bytes_mark(data) if data is not None else self._marks.mark(src))
 
     def process(self, element, index):
         (owner, key), (src, (spool, at), length) = element

@@ -275,8 +275,8 @@ def test_gs_mix_update_in_place(emulator, direct_build):
             "--quiet", env=env)
     first = json.loads(fs.cat(f"{BUCKET}/mixupd/mix_report.json"))
     first_files = set(fs.find(f"{BUCKET}/mixupd"))
-    second = ("mix", "--source", f"name=sat,path={direct_build},task=caption|production_analysis", "--output",
-              gs_mix, "--update", "--quiet")
+    second = ("mix", "--source", f"name=sat,path={direct_build},task=caption|cross_view", "--output", gs_mix,
+              "--update", "--quiet")
     # killed after three of the commit's copies: the next run finishes that commit before its own
     proc = run_cli(*second, env={**env, STOP_AFTER_ENV: "3"}, check=False)
     assert proc.returncode == 137, proc.stderr[-2000:]
@@ -293,18 +293,18 @@ def test_gs_mix_update_in_place(emulator, direct_build):
     staged = [line for line in requests if "mixupd/_satsft_update/stage/" in line]
     media = [re.search(r"/rewriteTo/b/[^/]+/o/(\S+?)\?", line).group(1) for line in staged
              if "/rewriteTo/" in line and "/stage/media/" in line]
-    assert media and not {f"{BUCKET}/{path}" for path in media} & first_files, "new images only"
-    assert any("__analysis_" in path for path in media)
+    assert media and not {f"{BUCKET}/{path}" for path in media} & first_files, "new images only (the stills)"
     # nor staged again by the run after it (its images are all in place, with the same bytes): it writes the
     # split files and lists, not the images
     uploads = sum(line.startswith('"POST /upload/') for line in requests)
-    assert uploads < len([p for p in after if "/media/" in p]) / 4, uploads
+    assert uploads < len([p for p in after if "/media/" in p]) / 2, uploads
     assert not [line for line in staged if ("/download/" in line or "alt=media" in line)
                 and "_satsft_spool" not in line and "mix_report.json" not in line], "staged objects downloaded"
     looked_up = [line for line in staged if line.startswith('"GET /storage/v1/b/') and "/o/mixupd/" in line]
     assert not [line for line in looked_up if "_satsft_spool" not in line], "a staged object looked up alone"
-    copies = sum("/rewriteTo/" in line for line in staged)
-    assert sum(line.startswith('"POST /batch/') for line in requests) < copies / 4, "a delete request per object"
+    # two commits (the one finished, this run's): a few batches each (the journal's deletes, the journal, the
+    # stage, the kept lists), where a request per staged object was some 30 each
+    assert sum(line.startswith('"POST /batch/') for line in requests) <= 8, "a delete request per object"
     report = json.loads(fs.cat(f"{BUCKET}/mixupd/mix_report.json"))
     assert report["rows"]["total"] > first["rows"]["total"]
     assert not [p for p in after if "_satsft_" in p], "no stage, spool or marker left"

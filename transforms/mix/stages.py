@@ -409,15 +409,15 @@ class _CheckImageFn(beam.DoFn):
 
     def setup(self):
         self._marks = FolderMarks()
-        self._in_place: set[str] | None = None
+        self._passed: set[str] | None = None  # the marks of the images of the mix in place
 
     def _checked_before(self, src: str) -> bool:
         if not self.in_place or not src.startswith("gs://"):
             return False
-        if self._in_place is None:  # every image of the mix in place, listed once per worker
-            self._in_place = set(fileio.same_bytes_marks(join_path(self.in_place, MEDIA_DIR)).values()) - {""}
+        if self._passed is None:  # every image of the mix in place, listed once per worker
+            self._passed = set(fileio.same_bytes_marks(join_path(self.in_place, MEDIA_DIR)).values()) - {""}
         mark = self._marks.mark(src)
-        return bool(mark) and mark in self._in_place
+        return bool(mark) and mark in self._passed
 
     def process(self, element):
         (owner, key), (src, _, _) = element

@@ -409,10 +409,7 @@ def _gcs_client(path: str):
 
 
 def _gcs_blob(path: str):
-    from apache_beam.io.gcp.gcsio import parse_gcs_path
-
-    bucket, name = parse_gcs_path(path)
-    return _gcs_client(path).client.bucket(bucket).blob(name)
+    return _gcs_object(path)[0]
 
 
 def _gcs_object(path: str):
@@ -517,8 +514,6 @@ def copy_file(src: str, dst: str) -> None:
     write_bytes(dst, read_bytes(src))
 
 
-
-
 def copy_files(pairs: list[tuple[str, str]], gone_ok: bool = False) -> int:
     """Copy many files, each whole, several at a time where every copy is a round trip to a store (copy_file);
     the order among them is not kept. ``gone_ok``: a source no longer there is passed over (someone else
@@ -551,15 +546,21 @@ def move(src: str, dst: str) -> None:
     remove(src)
 
 
-def _found(root: str) -> tuple[str, dict[str, dict]]:
-    """fsspec's listing of every file below a folder or bucket prefix (path -> details), with that prefix. Never
-    from gcsfs's cache of earlier listings: objects come from Beam's file systems, which fsspec does not see, so
-    a listing cached before they were written would miss them (a mix --update's commit found its stage empty)."""
+def _found(root: str, recursive: bool = True) -> tuple[str, dict[str, dict]]:
+    """fsspec's listing of every file below a folder or bucket prefix (or only directly in it: not
+    ``recursive``), path -> details, with that prefix. Never from gcsfs's cache of earlier listings: objects come
+    from Beam's file systems, which fsspec does not see, so a listing cached before they were written would miss
+    them (a mix --update's commit found its stage empty)."""
     import fsspec
 
     fs, base = fsspec.core.url_to_fs(root)
     base = base.rstrip("/")
     fs.invalidate_cache(base)
+    if not recursive:
+        try:
+            return base + "/", {info["name"]: info for info in fs.ls(base, detail=True) if info.get("type") == "file"}
+        except FileNotFoundError:
+            return base + "/", {}
     return base + "/", (fs.find(base, detail=True) if fs.isdir(base) else {})
 
 
@@ -582,19 +583,7 @@ def same_bytes_marks(root: str, recursive: bool = True) -> dict[str, str]:
     same bytes."""
     if not root.startswith("gs://"):
         return {}
-    if recursive:
-        prefix, found = _found(root)
-    else:
-        import fsspec
-
-        fs, base = fsspec.core.url_to_fs(root)
-        base = base.rstrip("/")
-        fs.invalidate_cache(base)
-        prefix = base + "/"
-        try:
-            found = {info["name"]: info for info in fs.ls(base, detail=True) if info.get("type") == "file"}
-        except FileNotFoundError:
-            found = {}
+    prefix, found = _found(root, recursive)
     return {p[len(prefix):]: f"{info.get('size')} {info['md5Hash']}" if info.get("md5Hash") else ""
             for p, info in found.items() if p.startswith(prefix)}
 

@@ -411,7 +411,6 @@ def recover(output: str, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> st
         return ""
     removed = _remove_orphans(output) if marker is not None else 0
     fileio.remove_tree(stage_root(output))
-    fileio.remove_tree(join_path(output, KEPT_DIR))  # a mix's: what it found in place may not hold for the next
     fileio.remove_tree(join_path(output, SPOOL_DIR))  # its rows and progress files (summed into this run's)
     fileio.remove(join_path(output, STARTED))
     earlier = holder.parse((marker or b"").decode("utf-8", "replace"))

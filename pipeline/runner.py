@@ -191,10 +191,14 @@ def detached_runner(options) -> str:
 
 def new_pipeline(options):
     """A Pipeline on the runner the options name; the DirectRunner goes straight to the FnApiRunner. The
-    pipeline gets options whose views are made once per option class (pipeline.cached_views)."""
+    pipeline gets options whose views are made once per option class (pipeline.cached_views), and Beam looks for
+    a DoFn's state parameters once per class (pipeline.cached_dofn_specs)."""
     import apache_beam as beam
 
+    from pipeline import cached_dofn_specs
     from pipeline.cached_views import cached_views
+
+    cached_dofn_specs.install()
 
     local = runner_name(options) in ("DirectRunner", "SwitchingDirectRunner")
     return beam.Pipeline(runner=_local_runner(options) if local else None, options=cached_views(options))

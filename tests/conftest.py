@@ -100,8 +100,19 @@ def prepared(ctx):
 # Python and Beam start once per worker, not once per command, which takes some 2 of a small build's 5 seconds
 # (200 of the suite's) away. So do the reading commands: called with arguments, main returns where a process
 # would end with os._exit past Arrow's reader threads (test_cli checks that path on its own). SATSFT_TEST_SUBPROCESS=1
-# runs every command as a process, as a user runs it; `sample` always does (it starts a pool of processes).
+# runs every command as a process, as a user runs it. `sample` does so where it would start a pool of processes
+# (forked from a process that runs Beam's threads): given --workers, or more tiles than one process writes.
 IN_PROCESS = ("build", "mix", "eval", "preview", "validate")
+SAMPLE_TILES_PER_WORKER = 250  # pipeline.sample.tree.write_sample_tree: one process up to this many tiles
+
+
+def _in_process(args: tuple[str, ...]) -> bool:
+    if not args or os.environ.get("SATSFT_TEST_SUBPROCESS"):
+        return False
+    if args[0] == "sample":
+        return ("--workers" not in args and "--tiles" in args
+                and int(args[args.index("--tiles") + 1]) <= SAMPLE_TILES_PER_WORKER)
+    return args[0] in IN_PROCESS
 
 
 def _run_in_process(args: tuple[str, ...], check: bool) -> subprocess.CompletedProcess:
@@ -132,8 +143,7 @@ def _run_in_process(args: tuple[str, ...], check: bool) -> subprocess.CompletedP
 
 def run_cli(*args: str, check: bool = True, env: dict[str, str] | None = None,
             cwd: Path | None = None) -> subprocess.CompletedProcess:
-    if (args and args[0] in IN_PROCESS and env is None and cwd is None
-            and not os.environ.get("SATSFT_TEST_SUBPROCESS")):
+    if env is None and cwd is None and _in_process(args):
         return _run_in_process(args, check)
     env = dict(os.environ, PYTHONWARNINGS="ignore", **(env or {}))
     if cwd is not None:  # the package is found from the repository, wherever the command runs

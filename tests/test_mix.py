@@ -367,12 +367,13 @@ def test_a_glob_reads_splits_from_the_folders_it_spans(sources, tmp_path, capsys
     assert report["sources"][0]["rows_in"]["validation"] == 1 and report["sources"][0]["rows_in"]["train"] > 1
 
 
-def test_lspace_recipe_counts(tmp_path):
-    """The model card's mix from one 300-tile build: whole build x1, four profiles x8, wildfire x80."""
-    run_cli("sample", "--tiles", "300", "--output", str(tmp_path / "builds/tree"), "--seed", "2")
+def test_lspace_recipe_counts(tmp_path, monkeypatch):
+    """The model card's mix from one 120-tile build: whole build x1, four profiles x8, wildfire x80 (the recipe's
+    paths are relative to where it runs)."""
+    run_cli("sample", "--tiles", "120", "--output", str(tmp_path / "builds/tree"), "--seed", "2")
     run_cli("build", "--input", str(tmp_path / "builds/tree"), "--output", str(tmp_path / "builds/sat"))
-    proc = run_cli("mix", "--recipe", str(REPO / "templates/mix/lspace.yaml"), "--output",
-                   str(tmp_path / "builds/mix"), cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    proc = run_cli("mix", "--recipe", str(REPO / "templates/mix/lspace.yaml"), "--output", "builds/mix")
     assert "firewatch" in proc.stdout
     build = json.loads((tmp_path / "builds/sat/build_report.json").read_text())
     per_profile_train = build["rows"]["by_task_split"]["production_analysis"]["train"] // 5

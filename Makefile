@@ -11,14 +11,27 @@ DEMO_DIR ?= demo
 # pytest-xdist processes for `make test`; the tests of one file share one (module fixtures are built once).
 TEST_WORKERS ?= 2
 
-.PHONY: venv demo test lint bench clean browser fixtures bytecode
+.PHONY: venv demo test lint bench clean browser fixtures bytecode refresh-constraints
 
-$(STAMP): pyproject.toml
+# The test environment is pinned (tests/constraints.txt): a fresh clone installs the set CI last passed with.
+CONSTRAINTS := tests/constraints.txt
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install -q --disable-pip-version-check uv || true
 	( command -v uv >/dev/null 2>&1 && uv venv -q --allow-existing $(VENV) ) || $(PY) -m venv $(VENV)
-	( command -v uv >/dev/null 2>&1 && uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[test]' ) || \
-	  $(BIN)/python -m pip install -q -e '.[test]'
+	( command -v uv >/dev/null 2>&1 && uv pip install -q --compile-bytecode --python $(BIN)/python \
+	    -c $(CONSTRAINTS) -e '.[test]' ) || \
+	  $(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[test]'
 	touch $(STAMP)
+
+# The newest releases the package's ranges allow, written back as the pins (run make test after it).
+refresh-constraints:
+	rm -rf $(VENV)-refresh
+	$(PY) -m pip install -q --disable-pip-version-check uv
+	uv venv -q $(VENV)-refresh && uv pip install -q --python $(VENV)-refresh/bin/python -e '.[test]'
+	{ sed -n '/^#/p' $(CONSTRAINTS); uv pip freeze --exclude-editable --python $(VENV)-refresh/bin/python; } \
+	  > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(VENV)-refresh
 
 venv: $(STAMP)
 

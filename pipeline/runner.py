@@ -76,7 +76,8 @@ class OutputConfig(Protocol):
 
 
 def unknown_flags(argv: list[str]) -> list[str]:
-    """Flags no PipelineOptions class declares; Beam would only warn about them, we refuse them."""
+    """Flags no PipelineOptions class declares, and words no flag takes; Beam would only warn about the flags
+    and passes over the words, we refuse both."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
@@ -93,13 +94,26 @@ def unknown_flags(argv: list[str]) -> list[str]:
         except argparse.ArgumentError:
             pass
     _, unknown = parser.parse_known_args(argv)
-    return [u for u in unknown if u.startswith("--")]
+    return unknown
 
 
 def refuse_unknown_flags(argv: list[str], command: str) -> None:
+    """A usage error for a flag no option class declares, or a word no flag takes: a second value after a flag
+    that takes one (``--tasks caption grounding_all``, which would build captions alone) or paths given without
+    their flags (``satsft build tree out``)."""
     unknown = unknown_flags(argv)
+    flags = [u for u in unknown if u.startswith("-")]
+    if flags:
+        raise UsageError(f"unknown option(s) {' '.join(flags)}; see `satsft {command} --help`")
     if unknown:
-        raise UsageError(f"unknown option(s) {' '.join(unknown)}; see `satsft {command} --help`")
+        paths, listed = _EXAMPLES.get(command, _EXAMPLES["build"])
+        raise UsageError(f"unexpected argument(s) {' '.join(map(repr, unknown))}: every value follows its flag "
+                         f"({paths}), and a flag takes one value (lists are comma-separated: {listed}); see "
+                         f"`satsft {command} --help`")
+
+
+_EXAMPLES = {"build": ("--input TREE --output OUT", "--tasks caption,grounding_all"),
+             "mix": ("--source name=N,path=BUILD --output OUT", "--formats jsonl,parquet")}
 
 
 def make_output_folder(out: str) -> None:

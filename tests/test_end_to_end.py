@@ -308,6 +308,14 @@ def test_usage_errors_fail_fast(build, sample_tree, tmp_path):
     assert proc.returncode == 2 and "is a satsft output (it has build_report.json)" in proc.stderr, proc.stderr
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "o"), "--bogus", check=False)
     assert proc.returncode == 2 and "--bogus" in proc.stderr
+    # words no flag takes: Beam passed over them, so the second task built nothing and the paths were not read
+    for command, word in ((("build", "--input", str(sample_tree), "--output", str(tmp_path / "o"), "--tasks",
+                            "caption", "grounding_all"), "'grounding_all'"),
+                          (("build", str(sample_tree), str(tmp_path / "o")), "--input TREE --output OUT"),
+                          (("mix", "--source", f"name=a,path={build[0]}", "--output", str(tmp_path / "o"), "extra"),
+                           "'extra'")):
+        proc = run_cli(*command, check=False)
+        assert proc.returncode == 2 and "unexpected argument(s)" in proc.stderr and word in proc.stderr, proc.stderr
     for command in (("build", "--input", str(sample_tree), "--output", "gs://"), ("validate", "gs:///x")):
         proc = run_cli(*command, check=False, cwd=tmp_path)  # `gs://` was built into the local folder `gs:`
         assert proc.returncode == 2 and "names no bucket: write gs://BUCKET/FOLDER" in proc.stderr, proc.stderr

@@ -455,6 +455,42 @@ def test_a_damaged_parquet_source_file_is_a_reject_not_a_failed_mix(sources, tmp
         f"validation-00000-of-00001.parquet: {lfs.DETAIL}"]
 
 
+def test_sources_reading_one_build_each_count_its_rejects(sources, tmp_path, capsys, monkeypatch):
+    """Two sources read one build's files once between them; a row that does not normalise and a file cut
+    short are still each source's rejects, named by it, as when each source read the build alone."""
+    from transforms.mix import stages
+
+    read: list[str] = []
+    rows_of = stages._readable_rows
+    monkeypatch.setattr(stages, "_readable_rows", lambda path: read.append(path) or rows_of(path))
+    build = tmp_path / "sat"
+    shutil.copytree(sources["sat"], build)
+    train = sorted((build / "parquet").glob("train-*.parquet"))[0]
+    table = pq.read_table(train)
+    rows = table.to_pylist()
+    rows[0]["metadata"]["split"] = "bogus"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), train)
+    held_out = sorted((build / "parquet").glob("validation-*.parquet"))[0]
+    held_out.write_bytes(held_out.read_bytes()[: held_out.stat().st_size // 2])
+    out = tmp_path / "out"
+    assert main(["mix", "--source", f"name=main,path={build}", "--source",
+                 f"name=fire,path={build},task=production_analysis,profile=wildfire", "--output", str(out),
+                 "--formats", "jsonl", "--quiet"]) == 0
+    assert sorted(read) == sorted(str(p) for p in (build / "parquet").glob("*.parquet")), "each file read once"
+    rejects = [json.loads(line) for f in sorted((out / "rejects").glob("*.jsonl"))
+               for line in f.read_text().splitlines()]
+    assert Counter((r["source"].split(":")[0], r["reason"]) for r in rejects) == {
+        ("main", "bad_metadata"): 1, ("fire", "bad_metadata"): 1,
+        ("main", "source_file_unreadable"): 1, ("fire", "source_file_unreadable"): 1}, rejects
+    report = json.loads((out / "mix_report.json").read_text())
+    alone = tmp_path / "alone"
+    assert main(["mix", "--source", f"name=fire,path={build},task=production_analysis,profile=wildfire",
+                 "--output", str(alone), "--formats", "jsonl", "--quiet"]) == 0
+    fire = json.loads((alone / "mix_report.json").read_text())["sources"][0]
+    assert next(s for s in report["sources"] if s["name"] == "fire")["rows_in"] == fire["rows_in"]
+    assert sum(fire["rows_in"].values()) > 0
+
+
 def test_an_unfinished_build_is_no_source(sources, tmp_path, capsys):
     """A build still running (or stopped) has no report yet: its folder passed for a folder of rows, and a mix took
     the shards written so far and the manifests as rows, exit 0. Refused, with who writes it."""

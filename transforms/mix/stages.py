@@ -146,8 +146,9 @@ def _readable_rows(path: str):
 
 
 class _ReadSpoolFn(beam.DoFn):
-    """Read one source file, normalise and filter its rows, spool them (with carried image bytes), emit
-    pointers; rejects and per-source counts go to their own outputs."""
+    """Read one source file, normalise its rows once and filter them per source reading the file, spool them
+    (with carried image bytes) once, emit a pointer per source; rejects and per-source counts go to their own
+    outputs, per source as if each had read the file alone."""
 
     def __init__(self, sources: tuple[MixSource, ...], output_root: str, n_files: int):
         self.sources, self.output_root, self.n_files = sources, output_root, n_files
@@ -162,50 +163,59 @@ class _ReadSpoolFn(beam.DoFn):
         self._tiles: set[tuple[str, str, str, str]] = set()
 
     def process(self, element):
-        source_index, file_index, path = element
-        src = self.sources[source_index]
+        readers, file_index, path = element  # readers: the indices of the sources reading this file
+        group = [self.sources[i] for i in readers]
+        src = group[0]  # what normalising depends on (kind, root, folder) the readers of one file share
         file_split = split_of_path(path, src.folder)
         base = src.root.rstrip("/") + "/"
         folder = path[len(base):].rsplit("/", 1)[0] if path.startswith(base) and "/" in path[len(base):] else ""
+        file_name = path.rsplit("/", 1)[-1]
         for row_no, raw in enumerate(_readable_rows(path)):
             if isinstance(raw, _Unreadable):  # a damaged Parquet file: its rows from here on are lost, said once
-                yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{src.name}:{path.rsplit('/', 1)[-1]}", "", "read",
-                                                               raw.reason, raw.detail))
+                for reader in group:
+                    yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{reader.name}:{file_name}", "", "read",
+                                                                   raw.reason, raw.detail))
                 break
-            self.rows_in.inc()
-            self._progress.add(0, 1)
-            where = f"{src.name}:{path.rsplit('/', 1)[-1]}:{row_no + 1}"
+            self.rows_in.inc(len(group))
+            self._progress.add(0, len(group))
             try:
                 if raw is _BAD_LINE:
                     raise RowProblem("invalid_jsonl_line", "not JSON")
                 n = normalise_row(raw, src.name, src.kind, file_split, src.root, folder)
             except RowProblem as err:
-                yield beam.pvalue.TaggedOutput(REJECTS, reject(where, "", "normalise", err.reason, err.detail))
+                for reader in group:
+                    yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{reader.name}:{file_name}:{row_no + 1}", "",
+                                                                   "normalise", err.reason, err.detail))
                 continue
-            for column in n.dropped_columns:
-                yield beam.pvalue.TaggedOutput(EVENTS, {f"dropped_columns|{src.name}|{column}": 1})
-            if not matches(n.record["metadata"], src.where):
-                continue
-            bad = next(((img, media_problem(img.data)) for img in n.images
-                        if img.data is not None and media_problem(img.data)), None)
-            if bad is not None:
-                yield beam.pvalue.TaggedOutput(REJECTS, reject(where, "", "media", f"image_{bad[1]}", bad[0].key))
-                continue
-            locs = []
-            for img in n.images:
-                _, offset, length = self._spool.write(img.data) if img.data is not None else ("", 0, 0)
-                locs.append((src.media_owner, img.key, img.src, offset, length))
-            name, offset, length = self._spool.write(orjson.dumps(n.record))
             md = n.record["metadata"]
             # a build's tile by its stem (its manifest has its footprint), a mix's by the sources that carried
             # it there and its stem (its footprint list names it so): tile_key
             tile = tile_key(raw["metadata"]) if src.kind == "satsft" else ""
-            if tile:
-                self._tiles.add((src.dataset, src.media_owner, tile, md["split"]))
-            yield (source_index, src.dataset, md["sample_id"], md["split"], (file_index, row_no),
-                   name, offset, length, tuple(locs), tile)
+            bad: tuple | None = None
+            spooled: tuple | None = None  # (row name, offset, length, image places): written for the first taker
+            for source_index, reader in zip(readers, group, strict=True):
+                for column in n.dropped_columns:
+                    yield beam.pvalue.TaggedOutput(EVENTS, {f"dropped_columns|{reader.name}|{column}": 1})
+                if not matches(md, reader.where):
+                    continue
+                if bad is None:
+                    bad = next(((img, media_problem(img.data)) for img in n.images
+                                if img.data is not None and media_problem(img.data)), ())
+                if bad:
+                    yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{reader.name}:{file_name}:{row_no + 1}", "",
+                                                                   "media", f"image_{bad[1]}", bad[0].key))
+                    continue
+                if spooled is None:
+                    places = [(img.key, img.src, *(self._spool.write(img.data)[1:] if img.data is not None
+                                                   else (0, 0))) for img in n.images]
+                    spooled = (*self._spool.write(orjson.dumps(n.record)), places)
+                name, offset, length, places = spooled
+                if tile:
+                    self._tiles.add((reader.dataset, reader.media_owner, tile, md["split"]))
+                yield (source_index, reader.dataset, md["sample_id"], md["split"], (file_index, row_no),
+                       name, offset, length, tuple((reader.media_owner, *place) for place in places), tile)
 
-        self._progress.add(1)
+        self._progress.add(len(group))
 
     def finish_bundle(self):
         self._spool.close()
@@ -216,8 +226,8 @@ class _ReadSpoolFn(beam.DoFn):
 
 @dataclass
 class ReadMixSources(beam.PTransform):
-    """(source index, file index, path) of every source file -> row pointers, with ``rejects`` and ``events``
-    (dropped columns, rows in per source)."""
+    """(the indices of the sources reading it, its index in their file lists, path) of every source file -> row
+    pointers, with ``rejects`` and ``events`` (dropped columns, rows in per source)."""
 
     sources: tuple[MixSource, ...]
     output_root: str

@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 refresh-constraints:
 	rm -rf $(VENV)-refresh
 	$(PY) -m pip install -q --disable-pip-version-check uv
-	uv venv -q $(VENV)-refresh && uv pip install -q --python $(VENV)-refresh/bin/python -e '.[test]'
-	{ sed -n '/^#/p' $(CONSTRAINTS); uv pip freeze --exclude-editable --python $(VENV)-refresh/bin/python; } \
+	$(PY) -m uv venv -q $(VENV)-refresh && $(PY) -m uv pip install -q --python $(VENV)-refresh/bin/python -e '.[test]'
+	{ sed -n '/^#/p' $(CONSTRAINTS); $(PY) -m uv pip freeze --exclude-editable --python $(VENV)-refresh/bin/python; } \
 	  > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	rm -rf $(VENV)-refresh
 

@@ -491,6 +491,25 @@ def test_sources_reading_one_build_each_count_its_rejects(sources, tmp_path, cap
     assert sum(fire["rows_in"].values()) > 0
 
 
+def test_sources_reading_one_chat_file_each_take_its_rows_under_their_name(sources, tmp_path, monkeypatch):
+    """Two sources on one foreign folder read each file once between them; each source's rows carry its own name
+    as their task, as when each read the folder alone."""
+    from transforms.mix import stages
+
+    read: list[str] = []
+    rows_of = stages._readable_rows
+    monkeypatch.setattr(stages, "_readable_rows", lambda path: read.append(path) or rows_of(path))
+    out = tmp_path / "out"
+    assert main(["mix", "--source", f"name=chat,path={sources['chat']}", "--source",
+                 f"name=talk,path={sources['chat']},repeat=2", "--output", str(out), "--formats", "parquet",
+                 "--quiet"]) == 0
+    assert sorted(read) == sorted(str(p) for p in sources["chat"].glob("*.jsonl")), "each file read once"
+    report = json.loads((out / "mix_report.json").read_text())
+    assert {s["name"]: s["rows_out"]["train"] for s in report["sources"]} == {"chat": 4, "talk": 8}
+    assert Counter((r["metadata"]["source"], r["metadata"]["task"], r["metadata"]["split"]) for r in _rows(out)) == {
+        ("chat", "chat", "train"): 4, ("talk", "talk", "train"): 8, ("chat", "chat", "validation"): 1}
+
+
 def test_an_unfinished_build_is_no_source(sources, tmp_path, capsys):
     """A build still running (or stopped) has no report yet: its folder passed for a folder of rows, and a mix took
     the shards written so far and the manifests as rows, exit 0. Refused, with who writes it."""

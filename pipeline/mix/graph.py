@@ -42,15 +42,14 @@ def mix_sources(recipe: Recipe) -> tuple[MixSource, ...]:
 
 def source_files(recipe: Recipe) -> list[tuple[tuple[int, ...], int, str]]:
     """(the indices of the sources reading it, its index in their file lists, path) per file to read. Sources
-    reading one build or mix the same way (its rows normalise the same whatever the source's name) read each
-    of its files once, its rows normalised once and then filtered per source: the model card's recipe reads
-    one build six times (2,000 tiles: 30.2 -> 25.6 s wall, seven paired runs). A foreign file is read per
-    source (its rows take the source's name as their task)."""
+    reading one dataset the same way (the same kind, images resolved against the same root) read each of its
+    files once, its rows normalised once and then filtered per source (a foreign row takes each source's name
+    as its task): the model card's recipe reads one build six times (2,000 tiles: 30.2 -> 25.6 s wall, seven
+    paired runs)."""
     readers: dict[tuple, list[int]] = {}
     for s_index, s in enumerate(recipe.sources):
         for f_index, path in enumerate(s.files):
-            shared = ("satsft", s.dataset, s.root, s.folder) if s.kind == "satsft" else (s_index,)
-            readers.setdefault((*shared, f_index, path), []).append(s_index)
+            readers.setdefault((s.kind, s.dataset, s.root, s.folder, f_index, path), []).append(s_index)
     return [(tuple(indices), key[-2], key[-1]) for key, indices in readers.items()]
 
 

@@ -165,7 +165,8 @@ class _ReadSpoolFn(beam.DoFn):
     def process(self, element):
         readers, file_index, path = element  # readers: the indices of the sources reading this file
         group = [self.sources[i] for i in readers]
-        src = group[0]  # what normalising depends on (kind, root, folder) the readers of one file share
+        src = group[0]  # what normalising depends on (kind, root, folder) the readers of one file share; a
+        # foreign row's task, its source's name, is set per reader
         file_split = split_of_path(path, src.folder)
         base = src.root.rstrip("/") + "/"
         folder = path[len(base):].rsplit("/", 1)[0] if path.startswith(base) and "/" in path[len(base):] else ""
@@ -192,11 +193,13 @@ class _ReadSpoolFn(beam.DoFn):
             # it there and its stem (its footprint list names it so): tile_key
             tile = tile_key(raw["metadata"]) if src.kind == "satsft" else ""
             bad: tuple | None = None
-            spooled: tuple | None = None  # (row name, offset, length, image places): written for the first taker
+            places: list[tuple] | None = None  # each image's (key, src, offset, length): spooled for the first taker
+            shared: tuple | None = None  # a build's row: spooled once, for the first taker
             for source_index, reader in zip(readers, group, strict=True):
                 for column in n.dropped_columns:
                     yield beam.pvalue.TaggedOutput(EVENTS, {f"dropped_columns|{reader.name}|{column}": 1})
-                if not matches(md, reader.where):
+                own = md if src.kind == "satsft" else {**md, "task": reader.name}  # a foreign row: its source's
+                if not matches(own, reader.where):
                     continue
                 if bad is None:
                     bad = next(((img, media_problem(img.data)) for img in n.images
@@ -205,11 +208,14 @@ class _ReadSpoolFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(REJECTS, reject(f"{reader.name}:{file_name}:{row_no + 1}", "",
                                                                    "media", f"image_{bad[1]}", bad[0].key))
                     continue
-                if spooled is None:
+                if places is None:
                     places = [(img.key, img.src, *(self._spool.write(img.data)[1:] if img.data is not None
                                                    else (0, 0))) for img in n.images]
-                    spooled = (*self._spool.write(orjson.dumps(n.record)), places)
-                name, offset, length, places = spooled
+                if own is md:
+                    shared = shared or self._spool.write(orjson.dumps(n.record))
+                    name, offset, length = shared
+                else:
+                    name, offset, length = self._spool.write(orjson.dumps({**n.record, "metadata": own}))
                 if tile:
                     self._tiles.add((reader.dataset, reader.media_owner, tile, md["split"]))
                 yield (source_index, reader.dataset, md["sample_id"], md["split"], (file_index, row_no),

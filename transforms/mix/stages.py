@@ -147,8 +147,9 @@ def _readable_rows(path: str):
 
 class _ReadSpoolFn(beam.DoFn):
     """Read one source file, normalise its rows once and filter them per source reading the file, spool them
-    (with carried image bytes) once, emit a pointer per source; rejects and per-source counts go to their own
-    outputs, per source as if each had read the file alone."""
+    (each carried image and each build's row once; a foreign row per source, whose name is its task), emit a
+    pointer per source; rejects and per-source counts go to their own outputs, per source as if each had read
+    the file alone."""
 
     def __init__(self, sources: tuple[MixSource, ...], output_root: str, n_files: int):
         self.sources, self.output_root, self.n_files = sources, output_root, n_files
@@ -165,8 +166,7 @@ class _ReadSpoolFn(beam.DoFn):
     def process(self, element):
         readers, file_index, path = element  # readers: the indices of the sources reading this file
         group = [self.sources[i] for i in readers]
-        src = group[0]  # what normalising depends on (kind, root, folder) the readers of one file share; a
-        # foreign row's task, its source's name, is set per reader
+        src = group[0]  # what normalising depends on (kind, root, folder) the readers of one file share
         file_split = split_of_path(path, src.folder)
         base = src.root.rstrip("/") + "/"
         folder = path[len(base):].rsplit("/", 1)[0] if path.startswith(base) and "/" in path[len(base):] else ""
@@ -198,7 +198,7 @@ class _ReadSpoolFn(beam.DoFn):
             for source_index, reader in zip(readers, group, strict=True):
                 for column in n.dropped_columns:
                     yield beam.pvalue.TaggedOutput(EVENTS, {f"dropped_columns|{reader.name}|{column}": 1})
-                own = md if src.kind == "satsft" else {**md, "task": reader.name}  # a foreign row: its source's
+                own = md if src.kind == "satsft" else {**md, "task": reader.name}  # a foreign row's task: its source
                 if not matches(own, reader.where):
                     continue
                 if bad is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from pipeline.sample.tree import write_sample_tree
+from pipeline.sample.tree import TILES_PER_WORKER, write_sample_tree
 from transforms.analysis.tim import PROFILES
 from transforms.input.sidecars import parse_sidecar
 from transforms.paths import base_poi_id
@@ -103,7 +103,6 @@ def prepared(ctx):
 # runs every command as a process, as a user runs it. `sample` does so where it would start a pool of processes
 # (forked from a process that runs Beam's threads): given --workers, or more tiles than one process writes.
 IN_PROCESS = ("build", "mix", "eval", "preview", "validate")
-SAMPLE_TILES_PER_WORKER = 250  # pipeline.sample.tree.write_sample_tree: one process up to this many tiles
 
 
 def _in_process(args: tuple[str, ...]) -> bool:
@@ -111,7 +110,7 @@ def _in_process(args: tuple[str, ...]) -> bool:
         return False
     if args[0] == "sample":
         return ("--workers" not in args and "--tiles" in args
-                and int(args[args.index("--tiles") + 1]) <= SAMPLE_TILES_PER_WORKER)
+                and int(args[args.index("--tiles") + 1]) <= TILES_PER_WORKER)
     return args[0] in IN_PROCESS
 
 

@@ -408,10 +408,6 @@ def _gcs_client(path: str):
     return held[1]
 
 
-def _gcs_blob(path: str):
-    return _gcs_object(path)[0]
-
-
 def _gcs_object(path: str):
     """An object's handle (no request yet) and the retry Beam gives its own calls (transient errors and
     throttling, counted for Dataflow's autoscaler); a write of the same bytes again is harmless, so writes and
@@ -437,7 +433,7 @@ def gcs_write_if(path: str, data: bytes, generation: int) -> int | None:
     object's generation, or None when another write came first."""
     from google.api_core.exceptions import PreconditionFailed
 
-    blob = _gcs_blob(path)
+    blob = _gcs_object(path)[0]
     try:
         blob.upload_from_string(data, if_generation_match=generation)
     except PreconditionFailed:
@@ -449,7 +445,7 @@ def gcs_read_with_generation(path: str) -> tuple[bytes, int] | None:
     """An object's bytes and the generation they belong to; None when it is not there (or changed while read)."""
     from google.api_core.exceptions import NotFound, PreconditionFailed
 
-    blob = _gcs_blob(path)
+    blob = _gcs_object(path)[0]
     try:
         blob.reload()
         generation = int(blob.generation)
@@ -463,7 +459,7 @@ def gcs_delete_if(path: str, generation: int) -> bool:
     from google.api_core.exceptions import NotFound, PreconditionFailed
 
     try:
-        _gcs_blob(path).delete(if_generation_match=generation)
+        _gcs_object(path)[0].delete(if_generation_match=generation)
     except (NotFound, PreconditionFailed):
         return False
     return True
@@ -503,7 +499,7 @@ def copy_file(src: str, dst: str) -> None:
     bytes read and written (write_bytes: the copy appears whole)."""
     if src.startswith("gs://") and dst.startswith("gs://"):
         blob, retry = _gcs_object(src)
-        target = _gcs_blob(dst)
+        target = _gcs_object(dst)[0]
         try:
             token, _, _ = target.rewrite(blob, retry=retry)
             while token is not None:

@@ -66,6 +66,7 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
     """The mix's graph, from the named stages of transforms.mix.stages; returns the pipeline."""
     sources = mix_sources(recipe)
     root = config.root  # with --update, the stage: the mix in place stays whole until the commit
+    in_place = kept_in_place_root(config)
     files = source_files(recipe)
     read = (pipeline
             | "SourceFiles" >> beam.Create(files)
@@ -82,7 +83,7 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
         rejected.append(apart[REJECTS])
     elif manifests:
         shared = records | "FindSharedGroundInMix" >> FindSharedGround()
-    media = kept | "CheckMedia" >> CheckMedia(config.max_files_per_dir, kept_in_place_root(config))
+    media = kept | "CheckMedia" >> CheckMedia(config.max_files_per_dir, in_place)
     planned = ({"kept": kept, "bad": media["bad"]}
                | "PlanCopies" >> PlanCopies(sources, recipe.seed, {s.name: s.repeat for s in recipe.sources},
                                             {s.name: s.share for s in recipe.sources}))
@@ -102,8 +103,7 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
                       | "WriteMixFootprints" >> WriteMixFootprints(root))
     if not config.embed_images or "jsonl" in config.formats:  # JSONL rows name their images: they must exist
         events.append({"locations": media["locations"], "index": media["index"]}
-                      | "WriteMedia" >> WriteMedia(root, link=not config.copy_images,
-                                                   in_place=kept_in_place_root(config)))
+                      | "WriteMedia" >> WriteMedia(root, link=not config.copy_images, in_place=in_place))
     # Each writer's events (one per row or file) are summed per bundle in its own stage before they meet.
     all_events = ([part | f"SumEvents{i}" >> SumEvents() for i, part in enumerate(events)]
                   | "AllEvents" >> beam.Flatten())

@@ -370,13 +370,16 @@ def _write_tile_star(args: tuple[str, int, TileJob, SampleOptions]) -> tuple[str
     return write_tile(*args)
 
 
+TILES_PER_WORKER = 250  # a pool of processes only for trees larger than one process writes quickly
+
+
 def write_sample_tree(root: str, n_tiles: int, seed: int = 0, workers: int = 0,
                       options: SampleOptions = SampleOptions()) -> dict[str, int]:
     """Write the tree; ``workers`` processes (0: one per core, fewer for small trees) write tiles in parallel.
     Every choice is fixed per tile before any worker starts, so the bytes do not depend on the worker count."""
     specs = plan_tiles(n_tiles, seed)
     jobs = plan_jobs(specs, seed)
-    workers = workers or min(os.cpu_count() or 1, -(-n_tiles // 250))
+    workers = workers or min(os.cpu_count() or 1, -(-n_tiles // TILES_PER_WORKER))
     if options.chip_style not in CHIP_STYLES:
         raise ValueError(f"unknown chip style {options.chip_style!r}; choose one of {', '.join(CHIP_STYLES)}")
     tasks = [(root, seed, job, options) for job in jobs]

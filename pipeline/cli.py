@@ -88,8 +88,8 @@ def _setup_logging() -> None:
     LOG.propagate = False
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
-    # A refused --update commit is an answer, and Ctrl-C a request, not crashes: the launcher says what happened
-    # once, without Beam's traceback.
+    # A refused --update commit and an earlier build a rebuild cannot go by are answers, and Ctrl-C a request, not
+    # crashes: the launcher says what happened once, without Beam's traceback.
     for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker",
                  "apache_beam.runners.portability.local_job_service"):  # relays worker processes' logs
         logger = logging.getLogger(name)
@@ -99,15 +99,17 @@ def _setup_logging() -> None:
 
 def _not_said_by_satsft(record: logging.LogRecord) -> bool:
     from transforms.rebuild.commit import UPDATE_REFUSED
+    from transforms.rebuild.manifest import EARLIER_BUILD_UNUSABLE
 
     message = record.getMessage()
-    return not message.startswith(UPDATE_REFUSED) and INTERRUPTED not in message and not storage_refusal(
-        record.exc_info[1] if record.exc_info else Exception(message))
+    return not message.startswith((UPDATE_REFUSED, EARLIER_BUILD_UNUSABLE)) and INTERRUPTED not in message and (
+        not storage_refusal(record.exc_info[1] if record.exc_info else Exception(message)))
 
 
 def run_build(argv: list[str]) -> int:
     from pipeline.build.options import BuildOptions, our_update_flag
     from transforms.rebuild.commit import UPDATE_REFUSED
+    from transforms.rebuild.manifest import EARLIER_BUILD_UNUSABLE
 
     if any(a in ("-h", "--help") for a in argv):
         parser = argparse.ArgumentParser(prog="satsft build", description="Build an SFT dataset from a sat-bbox "
@@ -144,6 +146,11 @@ def run_build(argv: list[str]) -> int:
                      ProgressMonitor(config.output, "build", "tiles", quiet))
     except RuntimeError as err:  # the commit of an --update refused (transforms.rebuild.commit): no traceback
         text = str(err)
+        if text.startswith(EARLIER_BUILD_UNUSABLE):  # a manifest or row index of the earlier build: no traceback
+            kept = ("the build in place stays as it was" if config.update else
+                    f"{config.output} holds a partial build without a report")
+            print(f"satsft: error: {text.split(' [while running')[0]} ({kept})", file=sys.stderr)
+            return 1
         if not text.startswith(UPDATE_REFUSED):
             raise
         print(f"satsft: error: {text.split(' [while running')[0]}", file=sys.stderr)
@@ -677,8 +684,12 @@ def _run(argv: list[str]) -> int:
             raise
         dataset = _flag(rest, "--dataset") if command == "eval" else ""
         dataset = dataset or _first_positional(rest)
-        print(f"satsft: error: a file of the dataset cannot be read ({err.__class__.__name__}: {str(err)[:300]}); "
-              f"`satsft validate {dataset or 'DATASET'}` lists the damaged files", file=sys.stderr)
+        from transforms.output.tree import DamagedReport
+
+        what = (str(err)[:300] if isinstance(err, DamagedReport) else
+                f"a file of the dataset cannot be read ({err.__class__.__name__}: {str(err)[:300]})")
+        print(f"satsft: error: {what}; `satsft validate {dataset or 'DATASET'}` lists the damaged files",
+              file=sys.stderr)
         return 1
 
 
@@ -687,8 +698,11 @@ def _damaged_file(err: BaseException) -> bool:
     reads a dataset: one line pointing at validate, not an Arrow traceback."""
     import orjson
 
+    from transforms.output.tree import DamagedReport
+
     arrow = sys.modules.get("pyarrow")
-    return isinstance(err, orjson.JSONDecodeError) or (arrow is not None and isinstance(err, arrow.ArrowException))
+    return isinstance(err, (orjson.JSONDecodeError, DamagedReport)) or (
+        arrow is not None and isinstance(err, arrow.ArrowException))
 
 
 def _inside(path: str, root: str) -> bool:

@@ -41,6 +41,7 @@ from transforms.output.tree import (
     ROW_SIDECARS_DIR,
     SHARED_GROUND_FILE,
     OutputTree,
+    parse_report,
     record_files,
     split_of_file,
 )
@@ -66,7 +67,7 @@ def output_report(tree: OutputTree) -> tuple[str, dict[str, Any]]:
         state = claim.unfinished_in(tree)
         raise EvalError(f"no {REPORT_NAME} in the dataset folder: {state}; score it once it has finished" if state
                         else f"no {REPORT_NAME} in the dataset folder; pass the --output folder of satsft build")
-    return name, orjson.loads(tree.read(name))
+    return name, parse_report(tree.read(name), name)
 
 
 def split_files(tree: OutputTree, split: str, report: dict[str, Any] | None = None) -> tuple[str, list[str]]:

@@ -22,7 +22,14 @@ from scoring.places import Joined, place_of, places_of_tiles
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, NUM_CLASSES
 from transforms.input.sidecars import Region, parse_sidecar
-from transforms.output.tree import ANALYSIS_DIR, MIX_REPORT_NAME, REPORT_NAME, OutputTree, record_files
+from transforms.output.tree import (
+    ANALYSIS_DIR,
+    MIX_REPORT_NAME,
+    REPORT_NAME,
+    OutputTree,
+    parse_report,
+    record_files,
+)
 
 BRIEF_SUFFIX = "__analysis_brief_only.png"
 
@@ -90,7 +97,7 @@ def brief_maps(output_dir: str) -> dict[str, Callable[[], bytes]]:
 
 def _parquet_rows(tree: OutputTree, columns: list[str]) -> Iterator[dict[str, Any]]:
     """The rows of a build's Parquet split files (none when it wrote only JSONL), a few columns at a time."""
-    fmt, paths = record_files(orjson.loads(tree.read(REPORT_NAME)))
+    fmt, paths = record_files(parse_report(tree.read(REPORT_NAME), REPORT_NAME))
     for path in paths if fmt == "parquet" else ():
         with tree.open(path) as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=256, columns=columns):
@@ -207,7 +214,7 @@ def _mix_given(output_dir: str, tree: OutputTree) -> str:
     if not tree.isfile(MIX_REPORT_NAME):
         return ""
     try:
-        sources = orjson.loads(tree.read(MIX_REPORT_NAME)).get("sources") or []
+        sources = parse_report(tree.read(MIX_REPORT_NAME), MIX_REPORT_NAME).get("sources") or []
         paths = sorted({s["path"] for s in sources if s.get("kind") == "satsft" and isinstance(s.get("path"), str)})
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
         paths = []

@@ -134,16 +134,24 @@ def test_a_damaged_row_index_costs_only_time(trees, tmp_path):
     assert 0 < taken < all_taken
     split_file = next(f for f in sorted((prev / "data").glob("*.jsonl")) if not f.name.startswith("train"))
     split_file.write_bytes(b'{"edited": "since"}\n' + split_file.read_bytes())  # its index is whole, its offsets off
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--input", str(base / "big"), "--output",
-                           str(tmp_path / "new2"), "--previous", str(prev), *BUILD], cwd=REPO, capture_output=True,
-                          timeout=600)
-    assert proc.returncode != 0 and b"run again with --no-reuse" in proc.stderr
+    stills = prev / "metadata/manifest/stills.jsonl"
+    kept = stills.read_bytes()
     manifest = prev / "metadata/manifest/tiles-b00000.jsonl"
-    manifest.write_bytes(manifest.read_bytes()[:-40])  # a damaged manifest: splits and slots cannot be kept
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--input", str(base / "big"), "--output",
-                           str(tmp_path / "new3"), "--previous", str(prev), *BUILD], cwd=REPO, capture_output=True,
-                          timeout=600)
-    assert proc.returncode != 0 and b"the earlier build's manifest cannot be read" in proc.stderr
+    for n, damage, said in (
+            (2, lambda: None, "data/"),
+            (3, lambda: stills.write_bytes(kept[:-40]), "stills.jsonl is damaged"),  # stills' slots cannot be kept
+            # a damaged manifest: the tiles' splits and slots cannot be kept
+            (4, lambda: (stills.write_bytes(kept), manifest.write_bytes(manifest.read_bytes()[:-40])),
+             "tiles-b00000.jsonl is damaged")):
+        damage()
+        proc = run_cli("build", "--input", str(base / "big"), "--output", str(tmp_path / f"new{n}"), "--previous",
+                       str(prev), *BUILD, check=False)
+        # one line that says what and how to go on, not Beam's traceback (in process, a traceback is printed)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        said_line = next(line for line in proc.stderr.splitlines() if line.startswith("satsft: error: "))
+        assert said_line.startswith("satsft: error: the earlier build cannot be reused: ") and said in said_line
+        assert ("run again with --no-reuse" if n == 2 else "build without --previous/--update") in said_line
+        assert said_line.endswith(f"{tmp_path / f'new{n}'} holds a partial build without a report)")
 
 
 def test_an_unchanged_tile_whose_still_went_has_its_rows_made_again(trees, tmp_path):

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
-import orjson
 import yaml
 
 from pipeline.errors import UsageError
@@ -32,7 +31,15 @@ from transforms import fileio
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.mix.rows import FILTER_KEYS, split_of_path
 from transforms.output import claim
-from transforms.output.tree import FOOTPRINTS_DIR, MANIFEST_DIR, SPOOL_DIR, UPDATE_JOURNAL, OutputTree
+from transforms.output.tree import (
+    FOOTPRINTS_DIR,
+    MANIFEST_DIR,
+    SPOOL_DIR,
+    UPDATE_JOURNAL,
+    DamagedReport,
+    OutputTree,
+    parse_report,
+)
 from transforms.paths import JSONL_SUFFIXES
 from transforms.rebuild.manifest import files_as_read, manifest_tiles_files
 from transforms.splits.footprints import is_footprints_file
@@ -121,7 +128,12 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
         # An --update stopped during its commit: read the build as the commit leaves it, as every reader does
         # (OutputTree), not the new report's files where some still wait in the stage.
         tree = OutputTree(where) if fs.isfile(f"{where}/{UPDATE_JOURNAL}") else None
-        report = orjson.loads(tree.read(report_name) if tree else fileio.read_bytes(f"{where}/{report_name}"))
+        try:
+            report = parse_report(tree.read(report_name) if tree else fileio.read_bytes(f"{where}/{report_name}"),
+                                  report_name)
+        except DamagedReport as err:
+            raise UsageError(f"source {name!r}: {err}; `satsft validate {path}` lists what else is damaged; restore "
+                             "it, or build that output again") from err
         written = report.get("files", {})
         fmt = "parquet" if written.get("parquet") else "jsonl"
         files = tuple(sorted(f"{where}/{tree.staged.get(p, p) if tree else p}" for p in written.get(fmt, {})))
@@ -288,7 +300,8 @@ def check_filter_matches(source: Source) -> None:
     if source.kind == "satsft":
         built = fileio.read_if_there(f"{source.folder}/{OUTPUT_REPORTS[0]}")
         is_build = built is not None
-        report = orjson.loads(built if is_build else fileio.read_bytes(f"{source.folder}/{OUTPUT_REPORTS[1]}"))
+        name = OUTPUT_REPORTS[0 if is_build else 1]
+        report = parse_report(built if is_build else fileio.read_bytes(f"{source.folder}/{name}"), name)
         by_task = report["rows"]["by_task_split"]
         tasks = {t for t, splits in by_task.items() if any(splits.values())}
         splits = {s for v in by_task.values() for s, n in v.items() if n}

@@ -34,6 +34,7 @@ from transforms.output.tree import (
     PREVIEW_DIR,
     REPORT_NAME,
     OutputTree,
+    parse_report,
     record_files,
 )
 from transforms.paths import join_path
@@ -213,7 +214,7 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
                            "finished" if state else f"no {REPORT_NAME} or {MIX_REPORT_NAME} in {root!r}; pass the "
                            "--output folder of a build or mix")
     report_bytes = tree.read(name)
-    report = orjson.loads(report_bytes)
+    report = parse_report(report_bytes, name)
     fmt, paths = _split_files(tree, report)
     every = _keys(tree, fmt, paths)
     try:

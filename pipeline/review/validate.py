@@ -40,10 +40,19 @@ from transforms.output.tree import (
     REPORT_NAME,
     ROW_SIDECARS_DIR,
     SHARED_GROUND_FILE,
+    DamagedReport,
     OutputTree,
+    parse_report,
     split_of_file,
 )
-from transforms.rebuild.manifest import STILLS_FILE, is_tiles_file, unnamed_files
+from transforms.rebuild.manifest import (
+    STILLS_FILE,
+    is_tiles_file,
+    parse_stills,
+    parse_tiles,
+    still_paths,
+    unnamed_files,
+)
 from transforms.rows import grounding_problem
 from transforms.splits.footprints import is_footprints_file, read_footprints, read_held_out, read_places
 from transforms.tasks import is_grounding
@@ -89,6 +98,45 @@ def _check_pointer_images(root: str, tree: OutputTree, seen: set[str], findings:
                 findings.add(LFS_CHECK, f"{rel}: a Git LFS pointer, not the image itself")
 
 
+def row_shape_problem(row: Any) -> str:
+    """What keeps a record from being a row of satsft's shape, or "": messages of typed parts, and metadata naming
+    its sample, task, split and images. A loader fails on such a record, and the checks after this one would
+    stop on it (a hand-edited file, a row written by another tool) instead of naming it."""
+    if not isinstance(row, dict) or not isinstance(row.get("messages"), list) or not isinstance(
+            row.get("metadata"), dict):
+        return "not a row object with messages and metadata"
+    for i, message in enumerate(row["messages"]):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(
+                message.get("content"), list):
+            return f"message {i} is not a role with a list of content parts"
+        for part in message["content"]:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in ("text", "image"):
+                return f"message {i} holds a content part that is neither text nor image"
+            if not isinstance(part.get(kind), str):
+                return f"message {i} holds a {kind} part whose {kind} is not a string"
+    md = row["metadata"]
+    for key in ("sample_id", "task", "split"):
+        if not isinstance(md.get(key), str):
+            return f"metadata.{key} is not a string"
+    paths = md.get("image_paths")
+    if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+        return "metadata.image_paths is not a list of paths"
+    if not isinstance(md.get("analysis_image_path") or "", str):
+        return "metadata.analysis_image_path is not a path"
+    return ""
+
+
+def _read_report(tree: OutputTree, name: str, findings: Findings) -> dict[str, Any] | None:
+    """The report, or None with a finding: a report that does not parse, or lacks what a build or mix writes,
+    is one the checks cannot go by."""
+    try:
+        return parse_report(tree.read(name), name)
+    except DamagedReport as err:
+        findings.add("report", f"{err}; restore it, or run the build or mix again with --overwrite")
+        return None
+
+
 def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterator[tuple[dict[str, Any], bool]]:
     """Rows of one file in the shared row shape (jsonl, parquet), each with whether it carries its images
     (then they need no file: --layout hub writes none); llava and sharegpt are checked on their own."""
@@ -104,9 +152,9 @@ def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterat
                 except orjson.JSONDecodeError as err:
                     findings.add("jsonl", f"{rel} line {n}: not valid JSON ({err})")
                     continue
-                if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list) or not isinstance(
-                        obj.get("metadata"), dict):
-                    findings.add("jsonl", f"{rel} line {n}: not a row object with messages and metadata")
+                problem = row_shape_problem(obj)
+                if problem:
+                    findings.add("jsonl", f"{rel} line {n}: {problem}")
                     continue
                 yield obj, False
     elif fmt == "parquet":
@@ -129,7 +177,28 @@ def _records(tree: OutputTree, rel: str, fmt: str, findings: Findings) -> Iterat
                     if embedded and not all(i["bytes"] for i in row["images"]):
                         findings.add("parquet", f"{rel} {sid}: an embedded image is empty")
                     row.pop("images", None)
+                    problem = row_shape_problem(row)
+                    if problem:
+                        findings.add("parquet", f"{rel} {sid}: {problem}")
+                        continue
                     yield row, embedded
+
+
+def chat_item_problem(item: Any, fmt: str) -> str:
+    """What keeps a LLaVA or ShareGPT record from its format's shape, or "": turns of text (LLaVA's
+    conversations of from/value, ShareGPT's messages of role/content) and image paths."""
+    if not isinstance(item, dict):
+        return "not an object"
+    turns_key, who, text = ("conversations", "from", "value") if fmt == "llava" else ("messages", "role", "content")
+    turns = item.get(turns_key, [])
+    if not isinstance(turns, list) or not all(
+            isinstance(t, dict) and isinstance(t.get(who), str) and isinstance(t.get(text), str) for t in turns):
+        return f"{turns_key} is not a list of turns with {who} and {text} strings"
+    images = item.get("images", [])
+    if not isinstance(images, list) or not all(isinstance(path, str) for path in images) or not isinstance(
+            item.get("image", ""), str):
+        return "its images are not paths"
+    return ""
 
 
 def _check_llava_sharegpt(tree: OutputTree, rel: str, fmt: str, findings: Findings, seen_images: set[str]) -> int:
@@ -141,7 +210,14 @@ def _check_llava_sharegpt(tree: OutputTree, rel: str, fmt: str, findings: Findin
     except orjson.JSONDecodeError as err:
         findings.add(fmt, f"{rel}: not valid JSON ({err})")
         return 0
+    if not isinstance(items, list):
+        findings.add(fmt, f"{rel}: not a list of rows")
+        return 0
     for i, item in enumerate(items):
+        problem = chat_item_problem(item, fmt)
+        if problem:
+            findings.add(fmt, f"{rel}: row {i}: {problem}")
+            continue
         if fmt == "llava":
             images = item.get("images") or ([item["image"]] if "image" in item else [])
             turns = item.get("conversations", [])
@@ -227,7 +303,14 @@ def _card_configs(tree: OutputTree, findings: Findings) -> list[dict[str, Any]]:
     except yaml.YAMLError as err:
         findings.add("card", f"{CARD_NAME} YAML header does not parse: {err}")
         return []
-    return list((header or {}).get("configs", []))
+    configs = header.get("configs", []) if isinstance(header, dict) else None
+    if header is not None and not isinstance(configs, list):
+        findings.add("card", f"{CARD_NAME} YAML header holds no list of configs")
+        return []
+    for config in configs or []:
+        if not isinstance(config, dict):
+            findings.add("card", f"{CARD_NAME}: a config that is not a mapping ({str(config)[:60]!r})")
+    return [config for config in configs or [] if isinstance(config, dict)]
 
 
 def _card_files(configs: list[dict[str, Any]], splits_with_rows: set[str], findings: Findings) -> set[str]:
@@ -237,10 +320,18 @@ def _card_files(configs: list[dict[str, Any]], splits_with_rows: set[str], findi
     for config in configs:
         name = config.get("config_name", "?")
         seen: set[str] = set()
-        for entry in config.get("data_files", []):
-            split = entry.get("split", "")
-            paths = entry.get("path", [])
+        entries = config.get("data_files", [])
+        if not isinstance(entries, list):
+            findings.add("card", f"config {name}: data_files is not a list of split and path entries")
+            entries = []
+        for entry in entries:
+            split = entry.get("split", "") if isinstance(entry, dict) else None
+            paths = entry.get("path", []) if isinstance(entry, dict) else None
             paths = paths if isinstance(paths, list) else [paths]
+            if not isinstance(split, str) or not all(isinstance(path, str) for path in paths):
+                findings.add("card", f"config {name}: a data_files entry that is not a split and its paths "
+                                     f"({str(entry)[:60]!r})")
+                continue
             files.update(paths)
             seen.add(split)
             if split not in VALID_SPLITS:
@@ -275,6 +366,20 @@ def _check_sidecar_count(tree: OutputTree, mode: str, total: int, sample_ids: Co
                                  f"sidecars without a row, {sum(1 for n in sidecar_ids.values() if n > 1)} repeated")
 
 
+def manifest_problem(data: bytes, stills: bool) -> str:
+    """Why a file of the manifest (tiles, or the stills) does not parse, or "": the next --update or --previous
+    build stops on it."""
+    try:
+        if stills:
+            parse_stills(data)
+            still_paths(data)
+        else:
+            parse_tiles(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # orjson.JSONDecodeError is a ValueError
+        return f"{err.__class__.__name__}: {str(err)[:120]}"
+    return ""
+
+
 def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -> None:
     """Per-tile files (chips, stills, analysis images, overlays, row sidecars) that no tile of the manifest
     names; a Hub upload would carry them. An --update stopped before its commit leaves such files until the
@@ -283,9 +388,19 @@ def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -
     manifests = [p for p in tree.under(MANIFEST_DIR) if is_tiles_file(p)]
     if not manifests or tree.update_unfinished():
         return
-    found = [p for folder in PER_TILE_DIRS for p in tree.under(folder)]
+    tiles = [tree.read(rel) for rel in manifests]
     stills = tree.read(STILLS_FILE) if tree.isfile(STILLS_FILE) else None
-    stray = unnamed_files(found, (tree.read(rel) for rel in manifests), stills, listed)
+    damaged = False
+    for rel, data in [*zip(manifests, tiles, strict=True), (STILLS_FILE, stills or b"")]:
+        problem = manifest_problem(data, rel == STILLS_FILE)
+        if problem:
+            damaged = True
+            findings.add("files", f"{rel} does not parse ({problem}): an --update or --previous build of this "
+                                  "output stops on it; restore it, or build again with --overwrite")
+    if damaged:  # which files the manifest names is not known
+        return
+    found = [p for folder in PER_TILE_DIRS for p in tree.under(folder)]
+    stray = unnamed_files(found, tiles, stills, listed)
     if stray:
         findings.add("files", f"{len(stray)} file(s) under {', '.join(f'{d}/' for d in PER_TILE_DIRS)} that no tile of "
                               f"the manifest names (first: {stray[0]}): left by an update that ran while another "
@@ -343,7 +458,9 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
     if name is None:
         findings.add("report", f"{REPORT_NAME} (or {MIX_REPORT_NAME}) is missing: {_unfinished(tree, root)}")
         return findings, checked
-    report = orjson.loads(tree.read(name))
+    report = _read_report(tree, name, findings)
+    if report is None:
+        return findings, checked
     checked["update_unfinished"] = int(tree.update_unfinished())
     files: dict[str, dict[str, int]] = report.get("files", {})
     split_rows: Counter[str] = Counter()

@@ -15,7 +15,7 @@ from transforms.input.images import ImageFile, missing_detail
 from transforms.input.refs import ImageRef
 from transforms.input.sidecars import Tile
 from transforms.paths import join_path, still_lookup_keys
-from transforms.rebuild.manifest import PreviousTile, parse_stills, still_slots
+from transforms.rebuild.manifest import PreviousTile, damaged_manifest, parse_stills, still_slots
 from transforms.rebuild.place import (
     CHANGED,
     EVENTS,
@@ -168,7 +168,10 @@ def _previous_still_slots(manifest: str) -> dict[str, int]:
     if not manifest:
         return {}
     data = fileio.read_if_there(manifest)  # none in a build made before manifests: its stills get new slots
-    return parse_stills(data) if data is not None else {}
+    try:
+        return parse_stills(data) if data is not None else {}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # orjson.JSONDecodeError is a ValueError
+        raise damaged_manifest(manifest, err) from err
 
 
 def _resolve_still(element, input_root: str = ""):

@@ -54,7 +54,7 @@ from transforms.output.spool import (
 )
 from transforms.output.tree import ANALYSIS_SPOOL_DIR
 from transforms.paths import join_path, shard_dir
-from transforms.rebuild.manifest import encode_row_index, row_index_file
+from transforms.rebuild.manifest import EARLIER_BUILD_UNUSABLE, encode_row_index, row_index_file
 from transforms.rebuild.take import TakenFile, taken_block
 from transforms.records import reject
 from transforms.rows import Row
@@ -388,9 +388,9 @@ def taken_entry(pointer: RowPointer, line: bytes, previous_root: str, parse: boo
         except (orjson.JSONDecodeError, KeyError, TypeError):
             ok = False
     if not ok:
-        raise RuntimeError(f"{join_path(previous_root, previous_file(pointer.spool) or '')} at byte {pointer.offset}"
-                           f" does not hold row {pointer.sample_id!r}, as that build's row index says: the earlier "
-                           "build was changed since it was written; run again with --no-reuse")
+        raise RuntimeError(f"{EARLIER_BUILD_UNUSABLE}{join_path(previous_root, previous_file(pointer.spool) or '')}"
+                           f" at byte {pointer.offset} does not hold row {pointer.sample_id!r}, as that build's row "
+                           "index says: the earlier build was changed since it was written; run again with --no-reuse")
     return ShardEntry(pointer.sample_id, record)
 
 

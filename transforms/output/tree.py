@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import defaultdict
-from typing import IO
+from typing import IO, Any
 
 import fsspec
 
@@ -78,6 +78,54 @@ BUILD_ENTRIES = (JSONL_DIR, PARQUET_DIR, LLAVA_DIR, SHAREGPT_DIR, CHIPS_DIR, STI
                  UPDATE_DIR)
 MIX_ENTRIES = (JSONL_DIR, PARQUET_DIR, MEDIA_DIR, METADATA_DIR, REJECTS_DIR, CARD_NAME, MIX_REPORT_NAME,
                MIX_TIMINGS_NAME, SPOOL_DIR, CHARTS_DIR, PREVIEW_DIR, UPDATE_DIR)  # metadata/: the shared-ground list
+
+
+class DamagedReport(ValueError):
+    """A build's or mix's report that does not parse, or lacks what a build or mix writes (a hand edit, a copy cut
+    short): validate names it, and eval and preview stop with one line pointing at validate."""
+
+
+def report_shape_problem(report: Any) -> str:
+    """What keeps a parsed build_report.json or mix_report.json from being one, or "": the fields its readers go
+    by (rows per task and split, the row total, rows per file, the config) with their types."""
+    if not isinstance(report, dict):
+        return "not a JSON object"
+    rows = report.get("rows")
+    by_task = rows.get("by_task_split") if isinstance(rows, dict) else None
+    if not isinstance(by_task, dict) or not all(
+            isinstance(splits, dict) and all(isinstance(n, int) for n in splits.values())
+            for splits in by_task.values()):
+        return "rows.by_task_split is not a row count per task and split"
+    if not isinstance(rows.get("total"), int):
+        return "rows.total is not a number"
+    files = report.get("files", {})
+    if not isinstance(files, dict) or not all(
+            isinstance(paths, dict) and all(isinstance(n, int) for n in paths.values()) for paths in files.values()):
+        return "files is not a row count per file per format"
+    config = report.get("config")
+    if not isinstance(config, dict):
+        return "config is not an object"
+    if not isinstance(config.get("row_sidecars", "files"), str):
+        return "config.row_sidecars is not a string"
+    if not isinstance(config.get("max_files_per_dir", 9000), int):
+        return "config.max_files_per_dir is not a number"
+    if not isinstance(report.get("outputs", {}), dict):
+        return "outputs is not an object"
+    return ""
+
+
+def parse_report(data: bytes, name: str) -> dict[str, Any]:
+    """The report ``name`` from its bytes; DamagedReport when it is not one."""
+    import orjson
+
+    try:
+        report = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise DamagedReport(f"{name} cannot be read: not valid JSON ({err})") from err
+    problem = report_shape_problem(report)
+    if problem:
+        raise DamagedReport(f"{name} cannot be read: {problem}")
+    return report
 
 
 def record_files(report: dict) -> tuple[str, list[str]]:

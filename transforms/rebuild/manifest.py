@@ -24,6 +24,9 @@ from transforms.splits.footprints import as_written
 TILES_PER_FILE = 50_000  # about 10 MB of JSONL per file with a few dozen output files per tile
 STILLS_FILE = f"{MANIFEST_DIR}/stills.jsonl"
 ROWS_DIR = f"{MANIFEST_DIR}/rows"  # per JSONL split file: where each of its rows lies, by tile
+# How a rebuild's stop over an earlier build it cannot go by begins (a manifest that does not parse, a split file
+# changed since its row index was written): the CLI prints it without a traceback.
+EARLIER_BUILD_UNUSABLE = "the earlier build cannot be reused: "
 
 
 class PreviousTile(NamedTuple):
@@ -145,6 +148,15 @@ def parse_row_index(data: bytes) -> list[tuple[str, tuple[str, tuple[tuple[str, 
 def parse_stills(data: bytes) -> dict[str, int]:
     """stem -> slot."""
     return {r["stem"]: int(r["slot"]) for r in map(orjson.loads, filter(bytes.strip, data.splitlines()))}
+
+
+def damaged_manifest(path: str, err: Exception) -> RuntimeError:
+    """The stop for a file of the earlier build's manifest that does not parse, with the way out: without it the
+    earlier build's tiles and stills would lose their slots and splits, which is what a rebuild is there to
+    keep."""
+    return RuntimeError(f"{EARLIER_BUILD_UNUSABLE}{path} is damaged ({err.__class__.__name__}: {str(err)[:200]}); "
+                        "restore it, or build without --previous/--update (in place: --overwrite), where every tile "
+                        "gets new paths and splits")
 
 
 def still_paths(data: bytes) -> set[str]:

@@ -25,6 +25,7 @@ from transforms.rebuild.manifest import (
     STILLS_FILE,
     PreviousTile,
     allocate_slots,
+    damaged_manifest,
     encode_stills,
     encode_tiles,
     first_free_slot,
@@ -54,10 +55,8 @@ def _read_manifest_file(element) -> list[tuple]:
         data = f.read()
     try:
         return [tuple(t) for t in parse_tiles(data)]
-    except (ValueError, KeyError, TypeError) as err:  # orjson.JSONDecodeError is a ValueError
-        raise RuntimeError(f"{join_path(root, rel)} is damaged ({err.__class__.__name__}: {str(err)[:200]}): the "
-                           "earlier build's manifest cannot be read; restore it, or build without --previous/"
-                           "--update (every tile then gets new paths and splits)") from err
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # orjson.JSONDecodeError is a ValueError
+        raise damaged_manifest(join_path(root, rel), err) from err
 
 
 def _read_split_file(element) -> list[tuple]:

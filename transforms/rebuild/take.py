@@ -28,7 +28,7 @@ from transforms import fileio
 from transforms.gather import GatherByKeyFn
 from transforms.output.formats import split_file_parts, stays_in_its_shard
 from transforms.paths import join_path
-from transforms.rebuild.manifest import ROWS_DIR, parse_row_index, row_index_file
+from transforms.rebuild.manifest import EARLIER_BUILD_UNUSABLE, ROWS_DIR, parse_row_index, row_index_file
 
 EXCLUDED = "excluded"  # JoinOnTileStem's (row index file, (stem, rows)) for each earlier tile whose rows are not taken
 FILES = "files"  # ReadPreviousRows' (row index file, IndexFacts) for each index file it could read
@@ -176,8 +176,9 @@ def taken_block(root: str, taken: TakenFile) -> TakenBlock:
     blocks = kept_rows(read_index(root, row_index_file(taken.file)), set(taken.excluded))
     rows = blocks[0].rows if blocks else ()
     if len(rows) != taken.rows:
-        raise RuntimeError(f"{join_path(root, row_index_file(taken.file))} changed while this build ran: "
-                           f"{len(rows)} rows to take where the first read found {taken.rows}; run the build again")
+        raise RuntimeError(f"{EARLIER_BUILD_UNUSABLE}{join_path(root, row_index_file(taken.file))} changed while "
+                           f"this build ran: {len(rows)} rows to take where the first read found {taken.rows}; run the "
+                           "build again")
     return TakenBlock(taken.file, taken.split, rows)
 
 

@@ -79,3 +79,15 @@ def test_a_file_of_another_kind_is_refused_by_name(tmp_path):
     (tmp_path / "rows.csv").write_text("a,b\n")
     with pytest.raises(UsageError, match="is a file but not .parquet, .arrow, .jsonl"):
         parse_recipe({"sources": [{"name": "o", "path": str(tmp_path / "rows.csv")}]})
+
+
+@pytest.mark.parametrize(("report", "said"), [("{oops", "not valid JSON"), ("[]", "not a JSON object"),
+                                              ('{"rows": {}}', "rows.by_task_split")])
+def test_a_build_whose_report_is_damaged_is_refused_by_name(tmp_path, report, said):
+    """A source folder holding a build_report.json that is not one: a usage error naming the file and the way on,
+    not a traceback from deep in the recipe."""
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "build_report.json").write_text(report)
+    with pytest.raises(UsageError, match=f"source 'b': build_report.json cannot be read: {said}.*satsft validate"):
+        parse_recipe({"sources": [{"name": "b", "path": str(build)}]})

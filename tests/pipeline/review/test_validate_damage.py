@@ -1,0 +1,177 @@
+"""`satsft validate` over outputs damaged in the ways hand edits, other tools and cut-short copies damage them:
+each damage is a finding naming the file, never a traceback (eval and preview send a user with a damaged
+dataset to validate, so validate must get through it)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipeline.review.validate import chat_item_problem, row_shape_problem, validate
+from pipeline.sample.tree import write_sample_tree
+from tests.conftest import run_cli
+from transforms.output.tree import report_shape_problem
+
+REPORT = "build_report.json"
+
+
+@pytest.fixture(scope="module")
+def every_format(tmp_path_factory) -> Path:
+    """A small build in all four row formats, with stills (so the stills manifest is there)."""
+    root = tmp_path_factory.mktemp("damage")
+    write_sample_tree(str(root / "tree"), 8, seed=4, workers=1)
+    run_cli("build", "--input", str(root / "tree"), "--output", str(root / "out"), "--tasks",
+            "caption,grounding_all,cross_view", "--formats", "jsonl,parquet,llava,sharegpt")
+    assert (root / "out" / "metadata/manifest/stills.jsonl").exists()
+    return root / "out"
+
+
+def _write(rel: str, text: str) -> Callable[[Path], None]:
+    return lambda out: (out / rel).write_text(text)
+
+
+def _edit_report(edit: Callable[[dict], object]) -> Callable[[Path], None]:
+    def damage(out: Path) -> None:
+        report = json.loads((out / REPORT).read_text())
+        edit(report)
+        (out / REPORT).write_text(json.dumps(report))
+    return damage
+
+
+def _edit_first_row(rel: str, edit: Callable[[dict], object]) -> Callable[[Path], None]:
+    def damage(out: Path) -> None:
+        lines = (out / rel).read_text().splitlines()
+        row = json.loads(lines[0])
+        edit(row)
+        (out / rel).write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n")
+    return damage
+
+
+def _append(glob: str, text: str) -> Callable[[Path], None]:
+    def damage(out: Path) -> None:
+        for path in sorted(out.glob(glob)):
+            with path.open("a") as f:
+                f.write(text)
+    return damage
+
+
+def _first_user_part(row: dict) -> dict:
+    return next(m for m in row["messages"] if m["role"] == "user")["content"][0]
+
+
+CARD_HEAD = "---\nconfigs:\n- config_name: default\n  data_files: "
+DAMAGES: dict[str, tuple[Callable[[Path], None], str, str]] = {
+    # name: (damage, check that names it, words the finding holds)
+    "report not JSON": (_write(REPORT, "{oops"), "report", "not valid JSON"),
+    "report empty": (_write(REPORT, ""), "report", "not valid JSON"),
+    "report a list": (_write(REPORT, "[]"), "report", "not a JSON object"),
+    "report without rows": (_edit_report(lambda r: r.pop("rows")), "report", "rows.by_task_split"),
+    "report rows a list": (_edit_report(lambda r: r["rows"].update(by_task_split=[])), "report", "rows.by_task_split"),
+    "report total a word": (_edit_report(lambda r: r["rows"].update(total="x")), "report", "rows.total"),
+    "report files a list": (_edit_report(lambda r: r.update(files=[])), "report", "files is not"),
+    "report file count a word": (_edit_report(lambda r: r["files"]["jsonl"].update({"data/train.jsonl": "x"})),
+                                 "report", "files is not"),
+    "report without config": (_edit_report(lambda r: r.pop("config")), "report", "config is not"),
+    "report folder limit a word": (_edit_report(lambda r: r["config"].update(max_files_per_dir="x")), "report",
+                                   "max_files_per_dir"),
+    "card header a list": (_write("README.md", "---\n- a\n---\nbody\n"), "card", "no list of configs"),
+    "card configs a mapping": (_write("README.md", "---\nconfigs: {a: 1}\n---\n"), "card", "no list of configs"),
+    "card config a word": (_write("README.md", "---\nconfigs: [abc]\n---\n"), "card", "not a mapping"),
+    "card data_files a word": (_write("README.md", CARD_HEAD + "abc\n---\n"), "card", "data_files is not a list"),
+    "card entry a word": (_write("README.md", CARD_HEAD + "[abc]\n---\n"), "card", "data_files entry"),
+    "card path a number": (_write("README.md", CARD_HEAD + "[{split: train, path: 5}]\n---\n"), "card",
+                           "data_files entry"),
+    "row messages not objects": (_edit_first_row("data/train.jsonl", lambda r: r.update(messages=[1, "x"])), "jsonl",
+                                 "message 0 is not a role"),
+    "row content a string": (_edit_first_row("data/train.jsonl", lambda r: r["messages"][-1].update(content="hi")),
+                             "jsonl", "list of content parts"),
+    "row content part a string": (_edit_first_row("data/train.jsonl",
+                                                  lambda r: r["messages"][-1].update(content=["hi"])),
+                                  "jsonl", "neither text nor image"),
+    "row image a list": (_edit_first_row("data/train.jsonl", lambda r: _first_user_part(r).update(image=["a"])),
+                         "jsonl", "image part whose image is not a string"),
+    "row task a number": (_edit_first_row("data/train.jsonl", lambda r: r["metadata"].update(task=5)), "jsonl",
+                          "metadata.task"),
+    "row sample id a list": (_edit_first_row("data/train.jsonl", lambda r: r["metadata"].update(sample_id=["a"])),
+                             "jsonl", "metadata.sample_id"),
+    "row image paths a word": (_edit_first_row("data/train.jsonl", lambda r: r["metadata"].update(image_paths="a")),
+                               "jsonl", "metadata.image_paths"),
+    "llava not a list": (_write("llava/train.json", "{}"), "llava", "not a list of rows"),
+    "llava rows numbers": (_write("llava/train.json", "[1, 2]"), "llava", "row 0: not an object"),
+    "llava turns a word": (_write("llava/train.json", '[{"conversations": "x"}]'), "llava", "conversations is not"),
+    "llava value a number": (_write("llava/train.json", '[{"conversations": [{"from": "human", "value": 5}]}]'),
+                             "llava", "conversations is not"),
+    "llava images numbers": (_write("llava/train.json",
+                                    '[{"images": [5], "conversations": [{"from": "human", "value": "<image>"}]}]'),
+                             "llava", "images are not paths"),
+    "sharegpt row a number": (_write("sharegpt/train.jsonl", "5\n"), "sharegpt", "row 0: not an object"),
+    "sharegpt messages numbers": (_write("sharegpt/train.jsonl", '{"messages": [1]}\n'), "sharegpt",
+                                  "messages is not"),
+    "tiles manifest garbage": (_append("metadata/manifest/tiles-*.jsonl", "{oops\n"), "files",
+                               "tiles-b00000.jsonl does not parse"),
+    "stills manifest garbage": (_append("metadata/manifest/stills.jsonl", "[1]\n"), "files",
+                                "stills.jsonl does not parse"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGES))
+def test_each_damage_is_a_finding_not_a_traceback(every_format, tmp_path, name):
+    damage, check, words = DAMAGES[name]
+    out = tmp_path / "out"
+    shutil.copytree(every_format, out)
+    damage(out)
+    findings, _ = validate(str(out))
+    said = findings.by_check.get(check, [])
+    assert any(words in line for line in said), (name, findings.lines())
+
+
+def test_the_build_itself_validates(every_format):
+    findings, checked = validate(str(every_format))
+    assert findings.count == 0, findings.lines()
+    assert checked["files"] >= 8
+
+
+def test_a_damaged_report_is_one_line_for_every_reader(every_format, tmp_path):
+    """validate names it; eval and preview stop on it with one line that sends the user to validate."""
+    out = tmp_path / "out"
+    shutil.copytree(every_format, out)
+    (out / REPORT).write_text('{"rows": ')
+    proc = run_cli("validate", str(out), check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "report: 1 problem(s)" in proc.stdout and f"{REPORT} cannot be read: not valid JSON" in proc.stdout
+    assert "run the build or mix again with --overwrite" in proc.stdout
+    (out / REPORT).write_text('{"rows": [], "files": {}, "config": {}}')  # parses, but is no report
+    for command in (("eval", str(out), "--baseline", "majority"), ("preview", str(out))):
+        proc = run_cli(*command, check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip() == (f"satsft: error: {REPORT} cannot be read: rows.by_task_split is not a row "
+                                       f"count per task and split; `satsft validate {out}` lists the damaged files")
+
+
+def test_shapes_of_rows_reports_and_chat_items():
+    row = {"messages": [{"role": "user", "content": [{"type": "image", "image": "a.png"},
+                                                     {"type": "text", "text": "q"}]},
+                        {"role": "assistant", "content": [{"type": "text", "text": "a"}]}],
+           "metadata": {"sample_id": "s", "task": "caption", "split": "train", "image_paths": ["a.png"],
+                        "analysis_image_path": ""}}
+    assert row_shape_problem(row) == ""
+    # a Parquet row carries both fields of a part, the other one null
+    parquet_row = {**row, "messages": [{"role": "user", "content": [{"type": "text", "text": "q", "image": None}]}]}
+    assert row_shape_problem(parquet_row) == ""
+    assert row_shape_problem({**row, "metadata": {**row["metadata"], "analysis_image_path": None}}) == ""
+    assert "neither text nor image" in row_shape_problem({**row, "messages": [{"role": "user", "content": [
+        {"type": "video", "video": "v"}]}]})
+    assert "metadata.split" in row_shape_problem({**row, "metadata": {**row["metadata"], "split": None}})
+    report = {"rows": {"by_task_split": {"caption": {"train": 3}}, "total": 3}, "files": {"jsonl": {"d": 3}},
+              "config": {}}
+    assert report_shape_problem(report) == ""
+    assert "outputs" in report_shape_problem({**report, "outputs": []})
+    assert chat_item_problem({"image": "a.png", "conversations": [{"from": "human", "value": "<image>"}]},
+                             "llava") == ""
+    assert chat_item_problem({"images": ["a.png"], "messages": [{"role": "user", "content": "<image>"}]},
+                             "sharegpt") == ""
+    assert "images" in chat_item_problem({"image": 5, "conversations": []}, "llava")

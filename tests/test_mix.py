@@ -775,3 +775,28 @@ def test_a_mix_of_a_mix_checks_the_ground_its_builds_show(sources, moved, tmp_pa
                  "--output", str(tmp_path / "of_old")]) == 0
     said = capsys.readouterr().out
     assert f"NOTE: {tiles} tile(s) say nothing of where they lie" in said and "WARNING" not in said, said
+
+
+def test_a_build_row_whose_text_metadata_is_not_text_is_its_own_reject(sources, tmp_path):
+    """A hand-edited JSONL row of a build whose task, profile or tile stem is a number or a list stopped the whole
+    mix (Arrow's writer, or sorting the tiles); now it is that row's reject (``bad_metadata``, per source reading
+    it) and the mix goes on."""
+    build = tmp_path / "sat"
+    shutil.copytree(sources["sat"], build)
+    report = json.loads((build / "build_report.json").read_text())
+    report["files"].pop("parquet")  # the mix reads the JSONL rows then
+    (build / "build_report.json").write_text(json.dumps(report))
+    train = build / "data" / "train.jsonl"
+    rows = [json.loads(line) for line in train.read_text().splitlines()]
+    for row, (field, value) in zip(rows, [("task", 7), ("tile_stem", ["x"]), ("analysis_profile", {"a": 1})],
+                                   strict=False):
+        row["metadata"][field] = value
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    run_cli("mix", "--source", f"name=main,path={build}", "--output", str(out), "--quiet")
+    rejects = [json.loads(line) for f in sorted((out / "rejects").glob("*.jsonl"))
+               for line in f.read_text().splitlines()]
+    assert Counter(r["reason"] for r in rejects) == {"bad_metadata": 3}, rejects
+    assert {r["detail"].split(" ")[0] for r in rejects} == {"task", "tile_stem", "analysis_profile"}
+    assert json.loads((out / "mix_report.json").read_text())["rows"]["total"] == report["rows"]["total"] - 3
+    assert run_cli("validate", str(out)).returncode == 0

@@ -40,6 +40,7 @@ from transforms.paths import (
 )
 
 FILTER_KEYS = ("task", "profile", "split")
+TEXT_METADATA = ("task", "analysis_profile", "tile_stem", "analysis_image_path")  # of a satsft row: strings
 _TOKEN = re.compile(r"[a-z0-9]+")
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 
@@ -284,7 +285,12 @@ def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str, 
         split = given.get("split")
         if split not in VALID_SPLITS or not isinstance(given.get("sample_id"), str):
             raise RowProblem("bad_metadata", f"split {split!r}, sample_id {given.get('sample_id')!r}")
-        metadata = {k: given.get(k, "") for k in METADATA_FIELDS}
+        metadata = {k: given.get(k) or "" for k in METADATA_FIELDS}  # a null field read as the empty one
+        # the text fields the mix files, filters and writes by: one of another type (a hand edit) would stop
+        # the whole mix at its writer, or sorting tiles, instead of costing that row
+        wrong = next((k for k in TEXT_METADATA if not isinstance(metadata[k], str)), None)
+        if wrong is not None:
+            raise RowProblem("bad_metadata", f"{wrong} {metadata[wrong]!r} is not a string")
     else:
         metadata = {"sample_id": content_id(messages, images), "task": source, "analysis_profile": "",
                     "tile_stem": "", "split": file_split, "image_paths": [], "analysis_image_path": ""}

@@ -75,6 +75,12 @@ def test_foreign_rows_take_their_split_from_the_path_and_a_content_id():
     with pytest.raises(RowProblem) as err:
         normalise_row({**raw, "metadata": {"split": "dev", "sample_id": "x"}}, "sat", "satsft", "train", "/d")
     assert err.value.reason == "bad_metadata"
+    with pytest.raises(RowProblem, match="task 5 is not a string"):
+        normalise_row({**raw, "metadata": {"split": "train", "sample_id": "x", "task": 5}}, "sat", "satsft", "train",
+                      "/d")
+    read = normalise_row({**raw, "metadata": {"split": "train", "sample_id": "x", "task": "caption",
+                                              "tile_stem": None}}, "sat", "satsft", "train", "/d")
+    assert read.record["metadata"]["tile_stem"] == "" and read.record["metadata"]["analysis_profile"] == ""
 
 
 def test_filters_and_media_names():

@@ -174,7 +174,7 @@ def _parts_row(raw: dict[str, Any], root: str, folder: str) -> tuple[list[dict[s
                 parts.append(_text_part(p["text"]))
             else:
                 raise RowProblem("bad_message", f"content part of type {p.get('type')!r}")
-        messages.append({"role": m["role"], "content": parts})
+        messages.append({"role": _role(m["role"]), "content": parts})
     if placeholders and placeholders < len(column):
         raise RowProblem("image_token_mismatch", f"{placeholders} image parts without a path for {len(column)} "
                          "images")
@@ -200,7 +200,7 @@ def _string_row(raw: dict[str, Any], root: str, folder: str) -> tuple[list[dict[
         body = " ".join(piece.strip() for piece in text.split(IMAGE_TOKEN) if piece.strip())
         if body or not parts:
             parts.append(_text_part(body))
-        messages.append({"role": m["role"], "content": parts})
+        messages.append({"role": _role(m["role"]), "content": parts})
     return messages, images
 
 
@@ -208,6 +208,12 @@ KNOWN_COLUMNS = frozenset({"messages", "metadata", "images"})
 # LLaVA's and the original ShareGPT's speaker names; any other speaker rejects its row.
 SPEAKER_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "bot": "assistant",
                  "model": "assistant", "system": "system"}
+
+
+def _role(role: str) -> str:
+    """A messages row's role as chat templates know it: human and gpt (ShareGPT's names, which some messages rows
+    keep), User, bot and model become user and assistant; any other (tool, function) stays as it is."""
+    return SPEAKER_ROLES.get(role.strip().lower(), role)
 
 
 def _from_conversations(raw: dict[str, Any]) -> dict[str, Any]:
@@ -280,6 +286,10 @@ def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str, 
         raw = {**raw, "messages": [m if isinstance(m["content"], list) else {**m, "content": [
             _text_part(m["content"])]} for m in msgs]}
         messages, images = _parts_row(raw, root, folder)
+    roles = {m["role"] for m in messages}
+    if not {"user", "assistant"} <= roles:  # nothing asked, or nothing answered: no example to learn from
+        raise RowProblem("no_exchange", f"rows need a user turn and an assistant turn; this one has "
+                                        f"{', '.join(sorted(roles))}")
     given = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
     if kind == "satsft":
         split = given.get("split")

@@ -201,3 +201,18 @@ def test_a_source_file_saved_with_a_byte_order_mark_reads_every_row(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"messages": []}\r\n{"messages": [1]}\r\n\r\nnot json\n')
     assert list(_rows_of(str(path))) == [{"messages": []}, {"messages": [1]}, _BAD_LINE]
+
+
+def test_a_row_needs_a_question_and_an_answer_and_speaks_as_chat_templates_do():
+    """A row with no user turn or no assistant turn teaches nothing (and validate calls a row without a user turn
+    a problem): `no_exchange`. ShareGPT's role names in a messages row become user and assistant; other roles
+    (tool) stay."""
+    for messages in ([{"role": "system", "content": "s"}], [{"role": "user", "content": "q"}],
+                     [{"role": "tool", "content": "r"}, {"role": "assistant", "content": "a"}]):
+        with pytest.raises(RowProblem) as err:
+            normalise_row({"messages": messages}, "chat", "files", "train", "/d")
+        assert err.value.reason == "no_exchange"
+    read = normalise_row({"messages": [{"role": "Human", "content": "q"}, {"role": "gpt", "content": "call"},
+                                       {"role": "tool", "content": [{"type": "text", "text": "r"}]},
+                                       {"role": "bot", "content": "a"}]}, "chat", "files", "train", "/d")
+    assert [m["role"] for m in read.record["messages"]] == ["user", "assistant", "tool", "assistant"]

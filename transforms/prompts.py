@@ -34,6 +34,9 @@ def load_templates(directory: str | Path | None, tasks: list[str]) -> Templates:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ValueError(f"prompt template {path} is not valid JSON: {err}") from err
+        except UnicodeDecodeError as err:
+            raise ValueError(f"prompt template {path} is not UTF-8 text ({err.reason} at byte {err.start}); save it "
+                             "as UTF-8") from err
         if not isinstance(data, dict) or not data:
             raise ValueError(f"prompt template {path} must be an object of slot -> list of phrasings")
         for slot, phrasings in data.items():
@@ -42,9 +45,26 @@ def load_templates(directory: str | Path | None, tasks: list[str]) -> Templates:
             if not isinstance(phrasings, list) or not phrasings or not all(isinstance(p, str) for p in phrasings):
                 raise ValueError(f"prompt template {path}: slot {slot!r} must be a non-empty list of strings")
             for p in phrasings:
-                string.Formatter().parse(p)
+                problem = phrasing_problem(p)
+                if problem:
+                    raise ValueError(f"prompt template {path}: slot {slot!r}: {p!r} {problem}")
         out[task] = {k: v for k, v in data.items() if not k.startswith("_")}
     return out
+
+
+def phrasing_problem(phrasing: str) -> str:
+    """Why a phrasing is not one a row can fill by name, or "": braces that do not pair, and placeholders that are
+    not a plain field name. ``{caption.__class__}`` or ``{label[0]}`` would fill rows with Python's internals or
+    a letter of a word, and ``{}`` or ``{0}`` with nothing any row gives."""
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(phrasing) if field is not None]
+    except ValueError as err:
+        return f"is not a phrasing ({err}); write {{{{ and }}}} for a brace of the text itself"
+    bad = next((field for field in fields if not field.isidentifier()), None)
+    if bad is not None:
+        return (f"names {{{bad}}}: a placeholder is a field name alone, such as {{label}} (no positions, "
+                "attributes or indexes)")
+    return ""
 
 
 class TemplateError(ValueError):

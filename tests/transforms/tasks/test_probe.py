@@ -54,3 +54,25 @@ def test_a_misspelt_placeholder_stops_the_build_before_it_starts(tmp_path, task,
     assert f"{task}.json, slot '{slot}': 'Look at {{lable}}.' names {{lable}}, which {task} rows do not fill" in (
         proc.stderr), proc.stderr
     assert f"fix it in {edited}" in proc.stderr and not out.exists(), "nothing written"
+
+
+@pytest.mark.parametrize(("phrasing", "said"), [
+    ("{caption.__class__.__mro__}", "names {caption.__class__.__mro__}: a placeholder is a field name alone"),
+    ("{label[0]} is here", "names {label[0]}: a placeholder is a field name alone"),
+    ("{0} or {}", "names {0}: a placeholder is a field name alone"),
+    ("a brace { alone", "is not a phrasing (expected '}' before end of string); write {{ and }} for a brace"),
+])
+def test_a_placeholder_that_is_not_a_field_name_is_refused_as_templates_load(tmp_path, phrasing, said):
+    """An attribute or index in a placeholder filled rows with Python's internals ("(<class 'str'>, <class
+    'object'>)" as a caption) or a letter, unnoticed; braces that do not pair were said as a field no row fills."""
+    edited = tmp_path / "prompts"
+    shutil.copytree(REPO / "templates" / "prompts", edited)
+    (edited / "caption.json").write_text(json.dumps({"prompt": ["Describe it."], "answer": [phrasing]}))
+    with pytest.raises(ValueError) as err:
+        prompts.load_templates(edited, ["caption"])
+    assert f"caption.json: slot 'answer': {phrasing!r} {said}" in str(err.value)
+    (edited / "caption.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ValueError, match="caption.json is not UTF-8 text .*save it as UTF-8"):
+        prompts.load_templates(edited, ["caption"])
+    assert prompts.phrasing_problem('{{"label": "{label}", "bbox": [{box}]}}') == ""
+    assert prompts.phrasing_problem("{percent:.1f}% {label!s}") == ""

@@ -308,6 +308,9 @@ def test_usage_errors_fail_fast(build, sample_tree, tmp_path):
     assert proc.returncode == 2 and "is a satsft output (it has build_report.json)" in proc.stderr, proc.stderr
     proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "o"), "--bogus", check=False)
     assert proc.returncode == 2 and "--bogus" in proc.stderr
+    proc = run_cli("build", "--input", str(sample_tree), "--output", str(tmp_path / "o"), "--rows-per-shard",
+                   str(1 << 70), check=False)  # it built, then failed writing the report with a traceback
+    assert proc.returncode == 2 and f"--rows-per-shard {1 << 70} is too large" in proc.stderr, proc.stderr
     # words no flag takes: Beam passed over them, so the second task built nothing and the paths were not read
     for command, word in ((("build", "--input", str(sample_tree), "--output", str(tmp_path / "o"), "--tasks",
                             "caption", "grounding_all"), "'grounding_all'"),

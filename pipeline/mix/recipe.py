@@ -17,6 +17,7 @@ Relative paths are taken from the working directory, as every other satsft path.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import posixpath
 import re
@@ -82,7 +83,8 @@ class Recipe:
 
 
 def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite number (YAML's .nan and .inf, and nan or inf in --source, are numbers no copy count can take)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise UsageError(f"{what} must be a number, not {value!r}")
     return float(value)
 
@@ -268,8 +270,8 @@ def parse_recipe(data: Any, extra: list[Any] | None = None) -> Recipe:
     if unknown:
         raise UsageError(f"unknown recipe key(s) {', '.join(map(repr, unknown))}; allowed: seed, sources")
     seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise UsageError(f"seed must be an integer, not {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -(1 << 63) <= seed < 1 << 63:
+        raise UsageError(f"seed must be an integer of at most 64 bits (as the report records it), not {seed!r}")
     raw_sources = list(data.get("sources") or []) + list(extra or [])
     if not raw_sources:
         raise UsageError("a mix needs at least one source (recipe sources: or --source)")

@@ -40,6 +40,10 @@ def test_a_spec_is_key_value_pairs_with_lists(foreign):
     ({"sources": [{"name": "a", "path": "{d}"}, {"name": "b", "path": "{d}", "share": 1.5}]}, "below 1"),
     ({"sources": [{"name": "a", "path": "{d}", "where": {"split": "validation"}}]}, "matches nothing"),
     ({"sources": [{"name": "a", "path": "{d}", "weight": 2}]}, "unknown key"),
+    # each of these passed the recipe's checks and failed the job with a traceback
+    ({"sources": [{"name": "a", "path": "{d}", "repeat": float("nan")}]}, "repeat must be a number, not nan"),
+    ({"sources": [{"name": "a", "path": "{d}", "repeat": float("inf")}]}, "repeat must be a number, not inf"),
+    ({"seed": 1 << 70, "sources": [{"name": "a", "path": "{d}"}]}, "seed must be an integer of at most 64 bits"),
 ])
 def test_recipe_mistakes_are_usage_errors(foreign, recipe, message):
     text = json.dumps(recipe).replace("{d}", str(foreign))

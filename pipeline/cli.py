@@ -587,6 +587,9 @@ def run_preview(argv: list[str]) -> int:
     except PreviewError as err:
         raise UsageError(str(err)) from err
     print(f"preview of {done['cards']} rows ({done['images']} images): {done['path']}")
+    if done["missing"]:
+        print(f"WARNING: {len(done['missing'])} image(s) the shown rows name cannot be read (first: "
+              f"{done['missing'][0]}); their cards say so, and `satsft validate {args.output}` lists every such image")
     return 0
 
 
@@ -685,8 +688,9 @@ def _run(argv: list[str]) -> int:
         dataset = _flag(rest, "--dataset") if command == "eval" else ""
         dataset = dataset or _first_positional(rest)
         from transforms.output.tree import DamagedReport
+        from transforms.rows import DamagedRow
 
-        what = (str(err)[:300] if isinstance(err, DamagedReport) else
+        what = (str(err)[:300] if isinstance(err, (DamagedReport, DamagedRow)) else
                 f"a file of the dataset cannot be read ({err.__class__.__name__}: {str(err)[:300]})")
         print(f"satsft: error: {what}; `satsft validate {dataset or 'DATASET'}` lists the damaged files",
               file=sys.stderr)
@@ -699,9 +703,10 @@ def _damaged_file(err: BaseException) -> bool:
     import orjson
 
     from transforms.output.tree import DamagedReport
+    from transforms.rows import DamagedRow
 
     arrow = sys.modules.get("pyarrow")
-    return isinstance(err, (orjson.JSONDecodeError, DamagedReport)) or (
+    return isinstance(err, (orjson.JSONDecodeError, DamagedReport, DamagedRow)) or (
         arrow is not None and isinstance(err, arrow.ArrowException))
 
 

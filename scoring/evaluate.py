@@ -45,6 +45,7 @@ from transforms.output.tree import (
     record_files,
     split_of_file,
 )
+from transforms.rows import read_row_line
 from transforms.splits.footprints import read_held_out
 from transforms.tasks import is_grounding, scorer_of
 
@@ -109,9 +110,9 @@ def records(tree: OutputTree, path: str, fmt: str, images: bool = False) -> Iter
             for batch in parquet.iter_batches(batch_size=100 if embedded else 1024, columns=columns):
                 yield from batch.to_pylist()
         else:
-            for line in f:
+            for n, line in enumerate(f, 1):
                 if line.strip():
-                    yield orjson.loads(line)
+                    yield read_row_line(line, f"{path} line {n}")
 
 
 def tile_shares(tree: OutputTree, stems: set[str]) -> dict[str, dict[str, float]]:

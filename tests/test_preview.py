@@ -110,6 +110,45 @@ def test_preview_in_chromium(preview, tmp_path):
     assert (tmp_path / "preview.png").stat().st_size > 10_000
 
 
+def test_an_image_gone_from_the_output_is_a_card_that_says_so(preview, tmp_path):
+    """A chip deleted from a finished build: preview stopped with a FileNotFoundError traceback. Now its cards
+    show which image is gone, the rest of the page works, and the summary warns and points at validate."""
+    if CHROMIUM is None:
+        raise AssertionError("SATSFT_REQUIRE_BROWSER is set but Chromium is missing")
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "out"
+    shutil.copytree(preview[0], out, symlinks=True, ignore=shutil.ignore_patterns("preview"))
+    report = json.loads((out / "build_report.json").read_text())
+    report["files"].pop("parquet")  # rows read from JSONL, which names image files (Parquet embeds them here)
+    (out / "build_report.json").write_text(json.dumps(report))
+    gone = sorted((out / "images").rglob("*.png"))[0]
+    gone.unlink()
+    rel = gone.relative_to(out).as_posix()
+    proc = run_cli("preview", str(out), "--n", "60", "--to", str(tmp_path / "page"))
+    assert f"image(s) the shown rows name cannot be read (first: {rel})" in proc.stdout, proc.stdout
+    data = (tmp_path / "page" / "sample.js").read_text()
+    cards = json.loads(data[data.index("=") + 1:].strip().rstrip(";"))["cards"]
+    naming = sorted(c["id"] for c in cards if any(v == f"{rel}: missing" for v in c.get("missing", {}).values()))
+    assert naming, "some shown row names the chip"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto((tmp_path / "page" / "index.html").as_uri())
+            page.wait_for_function("[...document.images].every(i => i.complete)")
+            said = page.eval_on_selector_all("article.card .frame.gone", "fs => fs.map(f => "
+                                             "[f.closest('article').querySelector('h2').textContent, f.textContent])")
+            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+        finally:
+            browser.close()
+    assert errors == [] and sorted(i for i, _ in said) == naming, (errors, said)
+    assert all(text == f"image {rel}: missing" for _, text in said)
+    assert widths and all(w > 0 for w in widths), "every other image loads"
+
+
 def _palette() -> dict[str, str]:
     from transforms.classes import CLASS_NAMES, PALETTE_HEX
 

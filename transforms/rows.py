@@ -194,6 +194,53 @@ def grounding_json(regions: list[Region], size: int) -> str:
     return orjson.dumps(items).decode()
 
 
+def row_shape_problem(row: Any) -> str:
+    """What keeps a record from being a row of satsft's shape, or "": messages of typed parts, and metadata naming
+    its sample, task, split and images. A loader fails on such a record, and validate's checks, eval and preview
+    would stop on it (a hand-edited file, a row written by another tool) instead of naming it."""
+    if not isinstance(row, dict) or not isinstance(row.get("messages"), list) or not isinstance(
+            row.get("metadata"), dict):
+        return "not a row object with messages and metadata"
+    for i, message in enumerate(row["messages"]):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(
+                message.get("content"), list):
+            return f"message {i} is not a role with a list of content parts"
+        for part in message["content"]:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in ("text", "image"):
+                return f"message {i} holds a content part that is neither text nor image"
+            if not isinstance(part.get(kind), str):
+                return f"message {i} holds {'an' if kind == 'image' else 'a'} {kind} part whose {kind} is not a string"
+    md = row["metadata"]
+    for key in ("sample_id", "task", "split"):
+        if not isinstance(md.get(key), str):
+            return f"metadata.{key} is not a string"
+    for key in ("tile_stem", "analysis_profile"):
+        if not isinstance(md.get(key, ""), str):
+            return f"metadata.{key} is not a string"
+    paths = md.get("image_paths")
+    if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+        return "metadata.image_paths is not a list of paths"
+    if not isinstance(md.get("analysis_image_path") or "", str):
+        return "metadata.analysis_image_path is not a path"
+    return ""
+
+
+class DamagedRow(ValueError):
+    """A line of a JSONL split file that is not a row of satsft's shape: eval and preview stop on it with one line
+    pointing at validate, which names every such line."""
+
+
+def read_row_line(line: bytes, where: str) -> dict[str, Any]:
+    """One JSONL line of a split file as a row; DamagedRow when it is not of the row shape (orjson's error when it
+    is not JSON)."""
+    row = orjson.loads(line)
+    problem = row_shape_problem(row)
+    if problem:
+        raise DamagedRow(f"{where} is not a row of satsft's shape: {problem}")
+    return row
+
+
 def grounding_problem(answer: str) -> str | None:
     """Why a grounding answer is not a valid list of normalised boxes, or None when it is."""
     try:

@@ -33,6 +33,7 @@ main { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr
 .frame { position: relative; width: 224px; height: 224px; }
 .frame img { width: 224px; height: 224px; display: block; image-rendering: pixelated; }
 .frame svg { position: absolute; left: 0; top: 0; width: 224px; height: 224px; overflow: visible; }
+.frame.gone { box-sizing: border-box; border: 2px dashed #c0392b; color: #c0392b; padding: 8px; font-size: 12px; overflow-wrap: anywhere; }
 .msg { font-size: 12px; white-space: pre-wrap; margin: 4px 0; padding: 4px 6px; border-left: 3px solid #ccc; }
 .msg.assistant { border-color: #4C78A8; background: #f2f6fb; }
 .msg.system { border-color: #aaa; color: #555; }
@@ -147,6 +148,10 @@ table.meta td { border-top: 1px solid #eee; padding: 1px 6px; vertical-align: to
       title: "a tile of another split shows this tile's ground too (metadata/shared_ground.jsonl): a model may have trained on it"}));
     const images = el("div", {class: "images"});
     card.images.forEach((src, i) => {
+      if (!src) {  // an image the row names that could not be read when the page was made
+        images.appendChild(el("div", {class: "frame gone", text: "image " + ((card.missing || {})[i] || "missing")}));
+        return;
+      }
       images.appendChild(i === card.chip ? chipFrame(card, src) :
         el("div", {class: "frame"}, [el("img", {src: src, alt: src})]));
     });

@@ -38,6 +38,7 @@ from transforms.output.tree import (
     record_files,
 )
 from transforms.paths import join_path
+from transforms.rows import read_row_line
 from transforms.tasks import is_grounding
 
 
@@ -122,9 +123,9 @@ def _keys(tree: OutputTree, fmt: str, paths: list[str]) -> list[dict[str, Any]]:
                 for md in pq.read_table(f, columns=["metadata"]).column("metadata").to_pylist():
                     out.append({k: md.get(k, "") for k in fields})
             else:
-                for line in f:
+                for n, line in enumerate(f, 1):
                     if line.strip():
-                        md = orjson.loads(line)["metadata"]
+                        md = read_row_line(line, f"{path} line {n}")["metadata"]
                         out.append({k: md.get(k, "") for k in fields})
     return out
 
@@ -149,9 +150,9 @@ def _rows(tree: OutputTree, fmt: str, paths: list[str], wanted: set[str], tiles:
                 for row in table.take(pa.array(picked, type=pa.int64())).to_pylist():
                     out[row["metadata"]["sample_id"]] = row
             else:
-                for line in f:
+                for n, line in enumerate(f, 1):
                     if line.strip():
-                        row = orjson.loads(line)
+                        row = read_row_line(line, f"{path} line {n}")
                         if keep(row["metadata"]):
                             out[row["metadata"]["sample_id"]] = row
     return out
@@ -237,6 +238,7 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
     out_dir = to or join_path(root, PREVIEW_DIR)
     fileio.remove_tree(out_dir)
     copied: dict[str, str] = {}
+    missing: dict[str, str] = {}  # an image a row names that cannot be read -> why: the card says so
     cards = []
     for sid in chosen:
         row = rows[sid]
@@ -244,18 +246,26 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
         embedded = {img["path"]: img["bytes"] for img in row.get("images") or []}
         images = []
         for path in md["image_paths"]:
-            if path not in copied:
-                copied[path] = posixpath.join(MEDIA_DIR, path)
+            if path not in copied and path not in missing:
                 data = embedded.get(path)
-                fileio.write_bytes(join_path(out_dir, copied[path]),
-                                   data if data is not None else fileio.read_bytes(join_path(root, path)))
-            images.append(copied[path])
+                try:
+                    data = data if data is not None else fileio.read_bytes(join_path(root, path))
+                except OSError as err:  # gone from the output (or a bucket refuses it): one card says so
+                    missing[path] = "missing" if isinstance(err, FileNotFoundError) else f"unreadable ({err})"
+                else:
+                    copied[path] = posixpath.join(MEDIA_DIR, path)
+                    fileio.write_bytes(join_path(out_dir, copied[path]), data)
+            images.append(copied.get(path, ""))
         messages = [{"role": m["role"], "text": _text(m)} for m in row["messages"]]
-        cards.append({"id": sid, "task": md["task"], "split": md["split"], "profile": md.get("analysis_profile", ""),
-                      "source": md.get("source", ""), "images": images, "shared_ground": keyed[sid]["shared"],
-                      "chip": 1 if md["task"] == "cross_view" and len(images) > 1 else 0,
-                      "boxes": card_boxes(row, tile_regions), "note": card_note(row), "messages": messages,
-                      "metadata": {k: v for k, v in md.items() if k != "image_paths"}})
+        card = {"id": sid, "task": md["task"], "split": md["split"], "profile": md.get("analysis_profile", ""),
+                "source": md.get("source", ""), "images": images, "shared_ground": keyed[sid]["shared"],
+                "chip": 1 if md["task"] == "cross_view" and len(images) > 1 else 0,
+                "boxes": card_boxes(row, tile_regions), "note": card_note(row), "messages": messages,
+                "metadata": {k: v for k, v in md.items() if k != "image_paths"}}
+        gone = {str(i): f"{path}: {missing[path]}" for i, path in enumerate(md["image_paths"]) if path in missing}
+        if gone:  # by the image's place in the card
+            card["missing"] = gone
+        cards.append(card)
     charts = report_charts(report)
     for chart, svg in charts.items():
         fileio.write_bytes(join_path(out_dir, CHARTS_DIR, chart), svg.encode())
@@ -272,4 +282,5 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
     fileio.write_bytes(join_path(out_dir, "index.html"), PAGE.encode())
     if to is None:  # the page in the output folder, which an --update removes once it no longer shows it
         fileio.write_bytes(join_path(out_dir, MADE_FROM), made_from(report_bytes))
-    return {"cards": len(cards), "images": len(copied), "path": join_path(out_dir, "index.html")}
+    return {"cards": len(cards), "images": len(copied), "missing": sorted(missing),
+            "path": join_path(out_dir, "index.html")}

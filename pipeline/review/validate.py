@@ -53,7 +53,7 @@ from transforms.rebuild.manifest import (
     still_paths,
     unnamed_files,
 )
-from transforms.rows import grounding_problem
+from transforms.rows import grounding_problem, row_shape_problem
 from transforms.splits.footprints import is_footprints_file, read_footprints, read_held_out, read_places
 from transforms.tasks import is_grounding
 
@@ -96,35 +96,6 @@ def _check_pointer_images(root: str, tree: OutputTree, seen: set[str], findings:
         with tree.open(rel) as f:
             if lfs.is_pointer(f.read(64)):
                 findings.add(LFS_CHECK, f"{rel}: a Git LFS pointer, not the image itself")
-
-
-def row_shape_problem(row: Any) -> str:
-    """What keeps a record from being a row of satsft's shape, or "": messages of typed parts, and metadata naming
-    its sample, task, split and images. A loader fails on such a record, and the checks after this one would
-    stop on it (a hand-edited file, a row written by another tool) instead of naming it."""
-    if not isinstance(row, dict) or not isinstance(row.get("messages"), list) or not isinstance(
-            row.get("metadata"), dict):
-        return "not a row object with messages and metadata"
-    for i, message in enumerate(row["messages"]):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(
-                message.get("content"), list):
-            return f"message {i} is not a role with a list of content parts"
-        for part in message["content"]:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind not in ("text", "image"):
-                return f"message {i} holds a content part that is neither text nor image"
-            if not isinstance(part.get(kind), str):
-                return f"message {i} holds a {kind} part whose {kind} is not a string"
-    md = row["metadata"]
-    for key in ("sample_id", "task", "split"):
-        if not isinstance(md.get(key), str):
-            return f"metadata.{key} is not a string"
-    paths = md.get("image_paths")
-    if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
-        return "metadata.image_paths is not a list of paths"
-    if not isinstance(md.get("analysis_image_path") or "", str):
-        return "metadata.analysis_image_path is not a path"
-    return ""
 
 
 def _read_report(tree: OutputTree, name: str, findings: Findings) -> dict[str, Any] | None:

@@ -93,7 +93,7 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, str]] = {
                                                   lambda r: r["messages"][-1].update(content=["hi"])),
                                   "jsonl", "neither text nor image"),
     "row image a list": (_edit_first_row("data/train.jsonl", lambda r: _first_user_part(r).update(image=["a"])),
-                         "jsonl", "image part whose image is not a string"),
+                         "jsonl", "an image part whose image is not a string"),
     "row task a number": (_edit_first_row("data/train.jsonl", lambda r: r["metadata"].update(task=5)), "jsonl",
                           "metadata.task"),
     "row sample id a list": (_edit_first_row("data/train.jsonl", lambda r: r["metadata"].update(sample_id=["a"])),
@@ -175,3 +175,19 @@ def test_shapes_of_rows_reports_and_chat_items():
     assert chat_item_problem({"images": ["a.png"], "messages": [{"role": "user", "content": "<image>"}]},
                              "sharegpt") == ""
     assert "images" in chat_item_problem({"image": 5, "conversations": []}, "llava")
+
+
+def test_a_row_not_of_the_row_shape_is_one_line_for_eval_and_preview(every_format, tmp_path):
+    """A JSONL row hand-edited out of shape: eval and preview stopped with a traceback from deep in their
+    readers; now one line names the file, the line and what is wrong, and sends the user to validate."""
+    out = tmp_path / "out"
+    shutil.copytree(every_format, out)
+    report = json.loads((out / REPORT).read_text())
+    report["files"].pop("parquet")  # eval and preview read the JSONL rows then, as of a build in JSONL alone
+    (out / REPORT).write_text(json.dumps(report))
+    _edit_first_row("data/train.jsonl", lambda r: r.update(messages=[1]))(out)
+    said = ("satsft: error: data/train.jsonl line 1 is not a row of satsft's shape: message 0 is not a role with a "
+            f"list of content parts; `satsft validate {out}` lists the damaged files")
+    for command in (("eval", str(out), "--baseline", "majority", "--split", "train"), ("preview", str(out))):
+        proc = run_cli(*command, check=False)
+        assert proc.returncode == 1 and proc.stderr.strip() == said, proc.stderr

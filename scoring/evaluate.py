@@ -115,21 +115,46 @@ def records(tree: OutputTree, path: str, fmt: str, images: bool = False) -> Iter
                     yield read_row_line(line, f"{path} line {n}")
 
 
-def tile_shares(tree: OutputTree, stems: set[str]) -> dict[str, dict[str, float]]:
+def _class_fractions(data: bytes | str) -> dict[str, float] | None:
+    """A production-analysis row sidecar's class shares; None when it is not one (damaged, edited by hand)."""
+    try:
+        shares = orjson.loads(data)["sentinel_sidecar"]["class_fractions"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+        return None
+    if not isinstance(shares, dict) or not all(isinstance(v, (int, float)) for v in shares.values()):
+        return None
+    return shares
+
+
+def tile_shares(tree: OutputTree, stems: set[str], unreadable: list[str] | None = None
+                ) -> dict[str, dict[str, float]]:
     """tile stem -> class shares, from the production-analysis row sidecars (files or Parquet shards); empty
-    when the build kept no sidecars (then quoted shares are checked against the reference answer only)."""
+    when the build kept no sidecars (then quoted shares are checked against the reference answer only). A
+    sidecar that is not one is passed over for another of its tile (each profile's row has one); a tile with none
+    is left to the reference answer too, and the first of its sidecars is added to ``unreadable``."""
     out: dict[str, dict[str, float]] = {}
+    bad: dict[str, str] = {}
     shards = [p for p in tree.under(ROW_SIDECARS_DIR) if p.endswith(".parquet")]
     for shard in shards:
         with tree.open(shard) as f:
             for row in pq.read_table(f, columns=["task", "tile_stem", "sidecar"]).to_pylist():
                 if row["task"] == "production_analysis" and row["tile_stem"] in stems and row["tile_stem"] not in out:
-                    out[row["tile_stem"]] = orjson.loads(row["sidecar"])["sentinel_sidecar"]["class_fractions"]
+                    shares = _class_fractions(row["sidecar"])
+                    if shares is not None:
+                        out[row["tile_stem"]] = shares
+                    else:
+                        bad.setdefault(row["tile_stem"], f"{shard} ({row['tile_stem']})")
     for path in tree.under(ROW_SIDECARS_DIR):
         name = path.rsplit("/", 1)[-1]
         stem = name.split("__analysis_", 1)[0]
         if "__analysis_" in name and name.endswith(".json") and stem in stems and stem not in out:
-            out[stem] = orjson.loads(tree.read(path))["sentinel_sidecar"]["class_fractions"]
+            shares = _class_fractions(tree.read(path))
+            if shares is not None:
+                out[stem] = shares
+            else:
+                bad.setdefault(stem, path)
+    if unreadable is not None:
+        unreadable += sorted(where for stem, where in bad.items() if stem not in out)
     return out
 
 
@@ -505,6 +530,11 @@ def markdown_table(report: dict[str, Any]) -> str:
     head = "| task | n | missing | malformed | metrics |" + (" majority baseline |" if beside else "")
     lines = [f"split: {report['split']}", "", head, "|" + "---|" * (head.count("|") - 1)]
     given = report.get("predictions", {})
+    damaged = report.get("row_sidecars_unreadable")
+    if damaged:
+        lines.insert(1, f"WARNING: {damaged['tiles']} tile(s) have no readable production_analysis row sidecar "
+                        f"(first: {damaged['first']}): the shares their answers quote were checked against the "
+                        "reference answers alone")
     if given.get("repeated"):
         lines.insert(1, f"WARNING: {given['repeated']} sample ids are answered more than once in the predictions (the "
                         "last answer counts): two runs in one file?")
@@ -668,7 +698,8 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
         baseline == "random") else None
     if baseline:
         predictions = baseline_predictions(rows, baseline, seed, fitted, pool)
-    shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"})
+    unreadable: list[str] = []
+    shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"}, unreadable)
     model: dict[str, PlaceSums] = {}
     joined = places_sharing_ground(tree, name, output, rows)
     report = score(rows, predictions or {}, shares, split, box_scale, intervals=True, draws=model, joined=joined)
@@ -689,6 +720,8 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
             for task, t in report["tasks"].items():
                 t["unseen_ground"] = {k: v for k, v in clean[task].items() if k in (
                     "n", "metrics", "places", "interval_95")} if task in clean else {"n": 0, "metrics": {}}
+    if unreadable:  # their tiles' quoted shares were checked against the reference answers alone
+        report["row_sidecars_unreadable"] = {"tiles": len(unreadable), "first": unreadable[0]}
     if baseline:
         report["baseline"] = baseline
     if fitted is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -641,3 +642,23 @@ def test_a_model_is_compared_with_the_majority_baseline_over_the_same_draws(eval
     assert "worse on referring accuracy" in table and "no clear difference on comparison accuracy +0.000" in table
     assert "Better on every other score with an interval." in table
     assert "vs_majority_95" not in evaluate(str(eval_build), "train", baseline="majority")["tasks"]["caption"]
+
+
+def test_a_row_sidecar_that_is_not_one_leaves_its_tile_to_the_reference_and_says_so(eval_build, tmp_path):
+    """A production_analysis row sidecar edited into `{}` stopped eval with a KeyError. Now another profile's
+    sidecar of the tile is read in its place; a tile with none readable has its quoted shares checked against
+    the reference answer, and the summary and report count such tiles."""
+    out = tmp_path / "out"
+    shutil.copytree(eval_build, out)
+    stems = sorted({r["metadata"]["tile_stem"] for r in _rows(out, "test")
+                    if r["metadata"]["task"] == "production_analysis"})
+    sidecars = out / "metadata" / "sft_metadata_rows"
+    for path in sidecars.rglob(f"{stems[0]}__analysis_*.json"):  # every profile's sidecar of one tile
+        path.write_text("{}")
+    next(sidecars.rglob(f"{stems[1]}__analysis_brief_only.json")).write_text("[1]")  # one of two of another
+    proc = run_cli("eval", str(out), "--baseline", "majority", "--output", str(tmp_path / "report.json"))
+    said = json.loads((tmp_path / "report.json").read_text())["row_sidecars_unreadable"]
+    assert said["tiles"] == 1 and f"{stems[0]}__analysis_" in said["first"], said
+    assert "WARNING: 1 tile(s) have no readable production_analysis row sidecar" in proc.stdout
+    proc = run_cli("eval", str(eval_build), "--baseline", "majority", "--output", str(tmp_path / "clean.json"))
+    assert "row_sidecars_unreadable" not in json.loads((tmp_path / "clean.json").read_text())

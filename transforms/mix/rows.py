@@ -295,7 +295,7 @@ def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str, 
         split = given.get("split")
         if split not in VALID_SPLITS or not isinstance(given.get("sample_id"), str):
             raise RowProblem("bad_metadata", f"split {split!r}, sample_id {given.get('sample_id')!r}")
-        metadata = {k: given.get(k) or "" for k in METADATA_FIELDS}  # a null field read as the empty one
+        metadata = {k: "" if given.get(k) is None else given[k] for k in METADATA_FIELDS}  # null: the empty one
         # the text fields the mix files, filters and writes by: one of another type (a hand edit) would stop
         # the whole mix at its writer, or sorting tiles, instead of costing that row
         wrong = next((k for k in TEXT_METADATA if not isinstance(metadata[k], str)), None)

@@ -132,6 +132,13 @@ def test_a_damaged_row_index_costs_only_time(trees, tmp_path):
     assert _files(tmp_path / "new") == _files(base / "again")
     taken, all_taken = (_report(r)["rebuild"]["rows_reused"] for r in (tmp_path / "new", base / "again"))
     assert 0 < taken < all_taken
+    # a split file deleted by hand, its index whole: its rows are made again too (a FileNotFoundError traceback)
+    gone = _copy_of_first(base, tmp_path / "gone")
+    held_out = next(f for f in sorted((gone / "data").glob("*.jsonl")) if not f.name.startswith("train"))
+    held_out.unlink()
+    run_cli("build", "--input", str(base / "big"), "--output", str(tmp_path / "new1"), "--previous", str(gone), *BUILD)
+    assert _files(tmp_path / "new1") == _files(base / "again")
+    assert 0 < _report(tmp_path / "new1")["rebuild"]["rows_reused"] < all_taken
     split_file = next(f for f in sorted((prev / "data").glob("*.jsonl")) if not f.name.startswith("train"))
     split_file.write_bytes(b'{"edited": "since"}\n' + split_file.read_bytes())  # its index is whole, its offsets off
     stills = prev / "metadata/manifest/stills.jsonl"

@@ -11,9 +11,9 @@ a grown tree, where nearly every tile is unchanged, they used to cost more than 
 those tiles, and then still a second of pickling.
 
 Both reads of an index file must see the same thing, or a tile could be taken and made again: a file that is
-missing or does not parse counts as empty in both (its tiles are then made again); any other read error fails
-the bundle, which Beam retries; and a second read that finds another number of rows to take stops the build
-(taken_block).
+missing or does not parse, or whose split file is gone, counts as empty in both (its tiles are then made
+again); any other read error fails the bundle, which Beam retries; and a second read that finds another number
+of rows to take stops the build (taken_block).
 """
 
 from __future__ import annotations
@@ -70,8 +70,9 @@ def read_index(root: str, rel: str, count: bool = False
                ) -> list[tuple[str, tuple[str, tuple[tuple[str, int, int], ...]]]]:
     """An index file's runs; [] when it is missing or damaged (the same for every read of it). Damaged includes
     an index that names a split file other than its own, or one no build writes: the join would then name its
-    tiles under another index file, and their rows here would be taken even when they are made again.
-    ``count``: count a damaged file (the first read does; the second finds the same)."""
+    tiles under another index file, and their rows here would be taken even when they are made again; and one
+    whose split file is gone (deleted by hand: its rows cannot be read). ``count``: count a damaged file (the
+    first read does; the second finds the same)."""
     data = fileio.read_if_there(join_path(root, rel))
     if data is None:
         return []
@@ -81,6 +82,8 @@ def read_index(root: str, rel: str, count: bool = False
         split_file_parts(own)  # a name no build writes raises ValueError
         if not rel.startswith(ROWS_DIR + "/") or any(file != own for _, (file, _) in runs):
             raise ValueError(f"{rel} names another split file")
+        if runs and not fileio.exists(join_path(root, own)):  # the split file deleted by hand: rows made again
+            raise ValueError(f"{own} is gone")
         return runs
     except (ValueError, KeyError, TypeError):  # orjson.JSONDecodeError is a ValueError
         if count:

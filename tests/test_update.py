@@ -449,3 +449,18 @@ def test_an_update_that_would_empty_or_gut_the_dataset_is_refused(trees, tmp_pat
     assert _rows(out) == _rows(base / "first")
     run_cli("build", "--input", str(tree), "--output", str(out), "--update", "--max-removed-share", "1", *BUILD)
     assert 0 < len(_rows(out)) < len(_rows(base / "first")) and not validate(str(out))[0].count
+
+
+def test_a_drawn_file_deleted_by_hand_is_drawn_again_with_no_reuse(trees, tmp_path):
+    """--update takes an unchanged tile's analysis images as they are: one deleted by hand stays gone, and
+    validate says to update with --no-reuse, which draws it again."""
+    base, _, _ = trees
+    out = _copy_of_first(base, tmp_path)
+    gone = sorted((out / "analysis_images").rglob("*.png"))[0]
+    gone.unlink()
+    run_cli("build", "--input", str(base / "small"), "--output", str(out), "--update", *BUILD)
+    findings, _ = validate(str(out))
+    assert not gone.exists() and findings.notes and "--update --no-reuse" in findings.notes[0]
+    run_cli("build", "--input", str(base / "small"), "--output", str(out), "--update", "--no-reuse", *BUILD)
+    assert gone.exists() and validate(str(out))[0].count == 0
+    assert _files(out) == _files(base / "first")

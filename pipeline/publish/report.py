@@ -353,6 +353,10 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
             needs = [f"the row gate turned away {gated}, see rejects/", *(["else: " + needs[0], *needs[1:]] if needs
                                                                             else [])]
         lines.append(f"WARNING: no rows for {', '.join(empty)}" + (f": {'; '.join(needs)}" if needs else ""))
+    lost = report["rejects_by_reason"].get("previous_file_unreadable", 0)
+    if lost:  # an unchanged tile's analysis image, overlay or row sidecar, gone from the earlier build by hand
+        lines.append(f"WARNING: {lost} file(s) of unchanged tiles were gone from the earlier build, and rows name "
+                     "them (rejects/ lists them): build again with --no-reuse, which draws every tile anew")
     if not report["rows"]["total"]:
         outside = report.get("outputs", {}).get("tiles_outside_share", 0)
         if report["tiles"]["in"]:

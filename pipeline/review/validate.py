@@ -31,10 +31,12 @@ from transforms.output.formats import (
     SIDECAR_SCHEMA,
 )
 from transforms.output.tree import (
+    ANALYSIS_DIR,
     CARD_NAME,
     FOOTPRINTS_DIR,
     MANIFEST_DIR,
     MIX_REPORT_NAME,
+    OVERLAYS_DIR,
     PER_TILE_DIRS,
     PLACES_FILE,
     REPORT_NAME,
@@ -65,6 +67,7 @@ class Findings:
     """Problems grouped by check, so a thousand missing images print as twenty lines and a count."""
 
     by_check: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    notes: list[str] = field(default_factory=list)  # what to do about them, printed after the problems
 
     def add(self, check: str, message: str) -> None:
         self.by_check[check].append(message)
@@ -81,7 +84,7 @@ class Findings:
             out += [f"  - {p}" for p in problems[:SHOWN_PER_CHECK]]
             if len(problems) > SHOWN_PER_CHECK:
                 out.append(f"  ... and {len(problems) - SHOWN_PER_CHECK} more")
-        return out
+        return out + [f"note: {note}" for note in self.notes]
 
 
 LFS_CHECK = "git-lfs (files cloned without Git LFS: run `git lfs install` and then `git lfs pull` in the clone)"
@@ -501,4 +504,11 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
     _check_stray_files(tree, listed, findings)
     _check_shared_ground_list(tree, report.get("outputs", {}), name, findings)
     _folder_limits(tree, int(report["config"].get("max_files_per_dir", 9000)), findings)
+    drawn = (f"{ANALYSIS_DIR}/", f"{OVERLAYS_DIR}/")
+    if name == REPORT_NAME and (any(f" missing {drawn[0]}" in p or f" missing {drawn[1]}" in p
+                                    for p in findings.by_check.get("images", []))
+                                or any(ROW_SIDECARS_DIR in p for p in findings.by_check.get("counts", []))):
+        # an --update takes an unchanged tile's files as they are, so one deleted by hand stays gone
+        findings.notes.append("some of the analysis images, overlays or row sidecars the build drew are gone: "
+                              "`satsft build ... --update --no-reuse` draws every tile again")
     return findings, checked

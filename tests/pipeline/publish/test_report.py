@@ -117,6 +117,11 @@ def test_rows_the_gate_turned_away_and_a_share_that_takes_no_place_are_named_as_
                                        "places --tile-share 0.0001 takes; give a larger share"]
     report["outputs"] = {}
     assert _input_warnings(report) == ["WARNING: no rows were built: the input has no tile sidecars under metadata/"]
+    report.update(rejects_by_reason={"previous_file_unreadable": 2}, tiles={"in": 12},
+                  rows={"total": 30, "by_task_split": {"caption": {"train": 30}}})
+    assert _input_warnings(report) == [
+        "WARNING: 2 file(s) of unchanged tiles were gone from the earlier build, and rows name them (rejects/ lists "
+        "them): build again with --no-reuse, which draws every tile anew"]
 
 
 def test_split_unit_ground_that_empties_a_split_says_why():

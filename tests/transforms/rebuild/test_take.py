@@ -38,9 +38,15 @@ def _index(file: str, stems: list[str], per_tile: int = 3) -> bytes:
 
 
 def _write(root, rel: str, data: bytes) -> None:
+    """A file of the earlier build; an index file's split file is made too (empty) where there is none: an index
+    whose split file is gone is not read (test_a_missing_or_damaged_index_gives_nothing_on_every_read)."""
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+    split_file = root / rel[len(ROWS_DIR) + 1:]
+    if rel.startswith(ROWS_DIR + "/") and not split_file.exists():
+        split_file.parent.mkdir(parents=True, exist_ok=True)
+        split_file.write_bytes(b"")
 
 
 def test_the_join_sees_only_how_many_rows_a_tile_has_in_each_file(tmp_path):
@@ -76,6 +82,10 @@ def test_a_missing_or_damaged_index_gives_nothing_on_every_read(tmp_path):
     _write(tmp_path, row_index_file(FILE), b'{"stem": "a", "file": ')
     assert read_index(str(tmp_path), row_index_file(FILE)) == []
     assert run_sizes(read_index(str(tmp_path), row_index_file(FILE))) == []
+    _write(tmp_path, row_index_file(FILE), _index(FILE, ["a"]))
+    assert read_index(str(tmp_path), row_index_file(FILE)) != []
+    (tmp_path / FILE).unlink()  # the split file deleted by hand: its rows cannot be read, so none is taken
+    assert read_index(str(tmp_path), row_index_file(FILE)) == []
 
 
 def test_an_index_naming_another_split_file_counts_as_damaged(tmp_path):

@@ -46,7 +46,9 @@ from transforms.output.tree import (
     TIMINGS_NAME,
     UPDATE_JOURNAL,
     UPDATE_STARTED,
+    DamagedReport,
     is_run_state,
+    parse_report,
 )
 from transforms.paths import join_path
 from transforms.prompts import TemplateError
@@ -226,7 +228,15 @@ def _refuse_what_a_mix_update_cannot_replace(output: str) -> None:
     if fileio.exists(join_path(output, REPORT_NAME)):
         raise UsageError(f"output {output!r} holds a satsft build (it has {REPORT_NAME}); mix --update replaces a "
                          "mix only: pick another folder")
-    if any(fileio.exists(join_path(output, marker)) for marker in (MIX_REPORT_NAME, UPDATE_STARTED, UPDATE_JOURNAL)):
+    if any(fileio.exists(join_path(output, marker)) for marker in (UPDATE_STARTED, UPDATE_JOURNAL)):
+        return  # recover() finishes or undoes that update first
+    report = fileio.read_if_there(join_path(output, MIX_REPORT_NAME))
+    if report is not None:
+        try:
+            parse_report(report, MIX_REPORT_NAME)
+        except DamagedReport as err:  # no row count to weigh the new mix against (--max-removed-share)
+            raise UsageError(f"output {output!r}: {err}; mix --update cannot weigh the new mix against the one "
+                             "in place: restore the report, or give --overwrite instead to replace that mix") from err
         return
     found = [rel for rel in fileio.list_files(output) if not is_run_state(rel)]
     if found:
@@ -687,7 +697,6 @@ def _run(argv: list[str]) -> int:
             raise
         dataset = _flag(rest, "--dataset") if command == "eval" else ""
         dataset = dataset or _first_positional(rest)
-        from transforms.output.tree import DamagedReport
         from transforms.rows import DamagedRow
 
         what = (str(err)[:300] if isinstance(err, (DamagedReport, DamagedRow)) else
@@ -702,7 +711,6 @@ def _damaged_file(err: BaseException) -> bool:
     reads a dataset: one line pointing at validate, not an Arrow traceback."""
     import orjson
 
-    from transforms.output.tree import DamagedReport
     from transforms.rows import DamagedRow
 
     arrow = sys.modules.get("pyarrow")

@@ -130,6 +130,15 @@ def test_an_update_replaces_only_a_mix(build, tmp_path, capsys):
                      "--update", "--quiet"]) == 2
         assert message in capsys.readouterr().err
         assert sorted(p for p in target.rglob("*")) == listed, "nothing written"
+    # a mix whose report is damaged: nothing to weigh the new mix against (--max-removed-share), so not replaced
+    damaged = tmp_path / "damaged"
+    shutil.copytree(build.parent / "into_build", damaged)
+    (damaged / "mix_report.json").write_text("[]")
+    listed = sorted(p for p in damaged.rglob("*"))
+    capsys.readouterr()
+    assert main(["mix", "--source", f"name=sat,path={build}", "--output", str(damaged), "--update", "--quiet"]) == 2
+    assert "mix_report.json cannot be read: not a JSON object; mix --update cannot weigh" in capsys.readouterr().err
+    assert sorted(p for p in damaged.rglob("*")) == listed, "nothing written"
 
 
 def test_an_update_leaves_an_unfinished_update_of_the_other_command_alone(build, tmp_path, capsys):

@@ -141,7 +141,14 @@ def _maps_and_labels(output_dir: str, labels_dir: str, problems: dict[str, str] 
     for stem, read_map in sorted(brief_maps(output_dir).items()):
         if stem not in labels:
             continue
-        pred = read_class_map(read_map())
+        try:
+            pred = read_class_map(read_map())
+        except (ValueError, OSError) as err:  # a map cut short or overwritten (PIL's UnidentifiedImageError too)
+            why = "not a readable image" if isinstance(err, OSError) else str(err)[:120]  # (no object address)
+            if problems is None:
+                raise ValueError(f"the analysis map of {stem}: {why}") from err
+            problems[stem] = f"its analysis map: {why}"
+            continue
         try:
             if stem in twice:
                 raise ValueError(twice[stem])
@@ -191,7 +198,7 @@ def map_report(output_dir: str, labels_dir: str) -> dict[str, Any]:
     if not scores:
         first = next(iter(problems.items()), None)
         raise ValueError(f"no label map in {labels_dir} could be scored: " + (
-            f"{len(problems)} named after tiles cannot be read as label maps, e.g. {first[0]}: {first[1]}" if first
+            f"{len(problems)} named after tiles cannot be scored, e.g. {first[0]}: {first[1]}" if first
             else f"none is named after a tile of {output_dir} (<tile_stem>.png, as `satsft sample --labels` "
                  "writes them under labels/)"))
     per_class: dict[int, list[float]] = {}

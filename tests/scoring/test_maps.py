@@ -81,6 +81,14 @@ def test_map_report_scores_what_it_can_and_says_why_not_the_rest(tmp_path):
     _palette_png(labels / "x" / "a.png", truth)  # a second label map for the one tile still scored: none left
     with pytest.raises(ValueError, match="could be scored: 4 named after tiles .* a: two files for one tile"):
         map_report(str(tmp_path / "out"), str(labels))
+    (labels / "x" / "a.png").unlink()
+    (maps / f"a{BRIEF_SUFFIX}").write_bytes(b"cut short")  # the map, not the label: it stopped eval --labels
+    with pytest.raises(ValueError, match="could be scored: 4 named after tiles cannot be scored, e.g. a: its "
+                                         "analysis map: not a readable image"):
+        map_report(str(tmp_path / "out"), str(labels))
+    _palette_png(labels / "e.png", truth)  # e scored: a is one tile not scored among others
+    assert map_report(str(tmp_path / "out"), str(labels))["labels_not_scored"]["a"] == \
+        "its analysis map: not a readable image"
 
 
 def test_map_intervals_resample_places_as_averaging_the_drawn_tiles_would():

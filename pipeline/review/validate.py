@@ -36,7 +36,6 @@ from transforms.output.tree import (
     FOOTPRINTS_DIR,
     MANIFEST_DIR,
     MIX_REPORT_NAME,
-    OVERLAYS_DIR,
     PER_TILE_DIRS,
     PLACES_FILE,
     REPORT_NAME,
@@ -68,6 +67,7 @@ class Findings:
 
     by_check: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     notes: list[str] = field(default_factory=list)  # what to do about them, printed after the problems
+    missing: set[str] = field(default_factory=set)  # images rows name that are not there (the "images" check)
 
     def add(self, check: str, message: str) -> None:
         self.by_check[check].append(message)
@@ -256,6 +256,7 @@ def _check_row(row: dict[str, Any], split: str, tree: OutputTree, findings: Find
         seen_images.add(path)
         if not embedded and not tree.isfile(path):
             findings.add("images", f"{sid}: missing {path}")
+            findings.missing.add(path)
     if is_grounding(md.get("task", "")):
         answer = "".join(p.get("text") or "" for p in row["messages"][-1]["content"])
         problem = grounding_problem(answer)
@@ -322,15 +323,16 @@ def _card_files(configs: list[dict[str, Any]], splits_with_rows: set[str], findi
 
 
 def _check_sidecar_count(tree: OutputTree, mode: str, total: int, sample_ids: Counter[str],
-                         sidecar_ids: Counter[str], findings: Findings) -> None:
-    """One row sidecar per row, as files or in Parquet shards (--row-sidecars), or none at all."""
+                         sidecar_ids: Counter[str], findings: Findings) -> bool:
+    """One row sidecar per row, as files or in Parquet shards (--row-sidecars), or none at all; returns whether
+    row sidecar files are fewer than rows (some gone)."""
     files = [p for p in tree.under(ROW_SIDECARS_DIR) if p.endswith(".json")]
     if mode == "files":
         # An unfinished --update has written the sidecars of new and changed tiles before any row names them, and
         # removes the old ones only after its commit: more files than rows then, never fewer.
         if len(files) < total or (len(files) > total and not tree.update_unfinished()):
             findings.add("counts", f"{len(files)} row sidecars under {ROW_SIDECARS_DIR}, {total} rows")
-        return
+        return len(files) < total
     if files:
         findings.add("sidecars", f"{len(files)} row sidecar files under {ROW_SIDECARS_DIR}, but row_sidecars is "
                                  f"{mode!r}")
@@ -338,6 +340,11 @@ def _check_sidecar_count(tree: OutputTree, mode: str, total: int, sample_ids: Co
         missing, extra = set(sample_ids) - set(sidecar_ids), set(sidecar_ids) - set(sample_ids)
         findings.add("sidecars", f"row sidecar shards: {len(missing)} rows without a sidecar, {len(extra)} "
                                  f"sidecars without a row, {sum(1 for n in sidecar_ids.values() if n > 1)} repeated")
+    return False
+
+
+MANIFEST_DAMAGE = (ValueError, KeyError, TypeError, AttributeError)  # what parsing a damaged line raises (orjson's
+# JSONDecodeError is a ValueError)
 
 
 def manifest_problem(data: bytes, stills: bool) -> str:
@@ -349,7 +356,7 @@ def manifest_problem(data: bytes, stills: bool) -> str:
             still_paths(data)
         else:
             parse_tiles(data)
-    except (ValueError, KeyError, TypeError, AttributeError) as err:  # orjson.JSONDecodeError is a ValueError
+    except MANIFEST_DAMAGE as err:
         return f"{err.__class__.__name__}: {str(err)[:120]}"
     return ""
 
@@ -364,17 +371,17 @@ def _check_stray_files(tree: OutputTree, listed: set[str], findings: Findings) -
         return
     tiles = [tree.read(rel) for rel in manifests]
     stills = tree.read(STILLS_FILE) if tree.isfile(STILLS_FILE) else None
-    damaged = False
-    for rel, data in [*zip(manifests, tiles, strict=True), (STILLS_FILE, stills or b"")]:
-        problem = manifest_problem(data, rel == STILLS_FILE)
-        if problem:
-            damaged = True
-            findings.add("files", f"{rel} does not parse ({problem}): an --update or --previous build of this "
-                                  "output stops on it; restore it, or build again with --overwrite")
-    if damaged:  # which files the manifest names is not known
-        return
     found = [p for folder in PER_TILE_DIRS for p in tree.under(folder)]
-    stray = unnamed_files(found, tiles, stills, listed)
+    try:  # each manifest file parsed once; only when one does not parse is each tried alone, to name it
+        parse_stills(stills or b"")  # as a rebuild reads it (unnamed_files reads only its paths)
+        stray = unnamed_files(found, tiles, stills, listed)
+    except MANIFEST_DAMAGE:
+        for rel, data in [*zip(manifests, tiles, strict=True), (STILLS_FILE, stills or b"")]:
+            problem = manifest_problem(data, rel == STILLS_FILE)
+            if problem:
+                findings.add("files", f"{rel} does not parse ({problem}): an --update or --previous build of this "
+                                      "output stops on it; restore it, or build again with --overwrite")
+        return  # which files the manifest names is not known
     if stray:
         findings.add("files", f"{len(stray)} file(s) under {', '.join(f'{d}/' for d in PER_TILE_DIRS)} that no tile of "
                               f"the manifest names (first: {stray[0]}): left by an update that ran while another "
@@ -500,14 +507,12 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
                 findings.add("rows", f"sample_id {sid} appears {n} times")
     checked["images"] = len(seen_images)
     _check_pointer_images(root, tree, seen_images, findings)
-    _check_sidecar_count(tree, mode, report["rows"]["total"], sample_ids, sidecar_ids, findings)
+    sidecars_gone = _check_sidecar_count(tree, mode, report["rows"]["total"], sample_ids, sidecar_ids, findings)
     _check_stray_files(tree, listed, findings)
     _check_shared_ground_list(tree, report.get("outputs", {}), name, findings)
     _folder_limits(tree, int(report["config"].get("max_files_per_dir", 9000)), findings)
-    drawn = (f"{ANALYSIS_DIR}/", f"{OVERLAYS_DIR}/")
-    if name == REPORT_NAME and (any(f" missing {drawn[0]}" in p or f" missing {drawn[1]}" in p
-                                    for p in findings.by_check.get("images", []))
-                                or any(ROW_SIDECARS_DIR in p for p in findings.by_check.get("counts", []))):
+    maps_gone = any(p.startswith(f"{ANALYSIS_DIR}/") for p in findings.missing)
+    if name == REPORT_NAME and (maps_gone or sidecars_gone):
         # an --update takes an unchanged tile's files as they are, so one deleted by hand stays gone
         findings.notes.append("some of the analysis images, overlays or row sidecars the build drew are gone: "
                               "`satsft build ... --update --no-reuse` draws every tile again")

@@ -209,6 +209,11 @@ def test_a_tile_s_content_is_decoded_only_when_read():
     (b'{"class_fractions": {"0": NaN}}', "sidecar_non_finite_number"),
     (b'{"regions": [{"bbox": [0, 0, Infinity, 3], "label": "water", "class_id": 0}]}', "sidecar_non_finite_number"),
     (b'{"output_size": NaN}', "sidecar_non_finite_number"),
+    # Carried fields nested past what orjson writes (254) failed the job pickling the tile, and past ~1,000
+    # levels Python's reader (naming why orjson refused) failed it with a RecursionError.
+    (orjson.dumps(make_sidecar())[:-1] + b',"notes":' + b"[" * 300 + b"]" * 300 + b"}", "sidecar_too_deep"),
+    (orjson.dumps(make_sidecar())[:-1] + b',"a":NaN,"b":' + b"[" * 990 + b"]" * 990 + b"}", "sidecar_too_deep"),
+    (b"[" * 100_000 + b"]" * 100_000, "sidecar_invalid_json"),
 ])
 def test_parse_sidecar_rejects(data, reason):
     parsed = parse_sidecar(data, "m/x.json")
@@ -226,6 +231,8 @@ def test_sidecar_written_by_other_tools():
     assert tile.longitude == side["longitude"] and "native_tile" in tile.extra
     assert tile.regions == parse_sidecar(orjson.dumps(make_sidecar()), "m/x.json").tile.regions
     assert tile.sidecar_sha256 == hashlib.sha256(data).hexdigest()  # the bytes as read, mark and all
+    nested = make_sidecar(notes=json.loads("[" * 60 + "]" * 60))  # deep, but within what travels
+    assert parse_sidecar(orjson.dumps(nested), "m/x.json").tile.extra["notes"] == nested["notes"]
 
 
 def test_stem_defaults_to_file_stem():

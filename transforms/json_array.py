@@ -83,6 +83,8 @@ def json_array_rows(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES,
             if fill():
                 continue
             raise DamagedFile(f"invalid JSON in the array: {err.msg}") from None
+        except RecursionError:  # the C scanner recurses per level: an element nested ~1,000 deep ends here
+            raise DamagedFile("an element of the array nests deeper than Python's JSON reader goes") from None
         if not complete:
             fill()
             continue

@@ -46,3 +46,13 @@ def test_a_truncated_file_keeps_the_rows_before_the_damage():
     assert reader.tell() < 3000, "damage early in a large file does not read the rest of it"
     with pytest.raises(DamagedFile, match="UTF-8"):
         list(json_array_rows(io.BytesIO(b'[{"a": "\xff"}]')))
+
+
+def test_an_element_nested_past_the_reader_is_damage_after_the_rows_before():
+    """Python's C scanner recurses once per level: a 5,000-deep element was a RecursionError that failed the job."""
+    data = json.dumps(ROWS[:2]).encode()[:-1] + b", " + b"[" * 5000 + b"]" * 5000 + b"]"
+    got = []
+    with pytest.raises(DamagedFile, match="nests deeper"):
+        for row in json_array_rows(io.BytesIO(data)):
+            got.append(row)
+    assert got == ROWS[:2]

@@ -23,6 +23,9 @@ UTF8_BOM = b"\xef\xbb\xbf"
 DEFAULT_SIZE = 224
 MAX_SIDECAR_BYTES = 8 * 1024 * 1024
 MAX_STEM_CHARS = 200
+# Fields beyond the core travel into every row sidecar as they are, and orjson writes at most 254 levels: a
+# sidecar nested deeper than any producer writes (the contract needs 4) is refused here, not in a shuffle.
+MAX_SIDECAR_DEPTH = 64
 # What Tile holds parsed; anything else in a sidecar travels as it is (Tile.extra).
 SIDECAR_CORE_FIELDS = frozenset({
     "tile_stem", "poi_id", "split", "output_size", "caption", "class_fractions", "regions", "latitude",
@@ -229,7 +232,7 @@ def _decode_failure(data: bytes) -> str:
         json.loads(text, parse_constant=_reject_constant)
     except _NonFinite:
         return "sidecar_non_finite_number"
-    except ValueError:
+    except (ValueError, RecursionError):  # orjson stops at 1,024 levels, Python's scanner near 1,000 frames
         pass
     return "sidecar_invalid_json"
 
@@ -242,6 +245,18 @@ def _with_non_finite(text: bytes) -> Any:
     if not isinstance(obj, dict):
         return obj
     return None if _has_non_finite([obj.get(k) for k in ("class_fractions", "regions", "output_size")]) else obj
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` levels (walked without recursion, so any depth is safe)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def _has_non_finite(value: Any) -> bool:
@@ -397,11 +412,16 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         reason = _decode_failure(text)
         if reason != "sidecar_non_finite_number":
             return _fail(reason, str(err))
-        obj = _with_non_finite(text)
+        try:
+            obj = _with_non_finite(text)
+        except RecursionError:
+            return _fail("sidecar_too_deep", f"containers nested deeper than {MAX_SIDECAR_DEPTH} levels")
         if obj is None:
             return _fail(reason, "NaN or Infinity in class_fractions, regions or output_size")
     if not isinstance(obj, dict):
         return _fail("sidecar_not_object", type(obj).__name__)
+    if nested_deeper(obj, MAX_SIDECAR_DEPTH):
+        return _fail("sidecar_too_deep", f"containers nested deeper than {MAX_SIDECAR_DEPTH} levels")
     stem = obj.get("tile_stem", file_stem(source))
     if not isinstance(stem, str) or not stem.strip():
         return _fail("sidecar_bad_tile_stem", repr(stem)[:100])

@@ -186,4 +186,18 @@ def parse_row(obj: Any, rank: int, line_no: int) -> tuple[list[ImageRef], list[R
             else:
                 kind = OTHER  # not a chip or still: counted, so a tree whose chips live elsewhere is told why
             refs.append(ImageRef((rank, line_no, part_no), kind, file_stem(path), path, inside is not None))
+    if not refs and not problems:  # nothing of the line reaches the build: say where it went
+        problems.append(RefProblem(line_no, "jsonl_line_no_image", _why_no_image(messages)))
     return refs, problems
+
+
+def _why_no_image(messages: list[Any]) -> str:
+    """Why a row names no image of a user turn: a turn that is not an object (a hand edit, a tool that wrote
+    ``null``) or the image in another role's turn tells the user which line to mend."""
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return f"messages[{i}] is {type(message).__name__}, not a message object"
+    for message in messages:
+        if any(True for _ in _image_parts(message.get("content"), iter(()))):
+            return f"its images are in a {str(message.get('role'))[:20]!r} turn, not the user's"
+    return "no user turn has an image part (a text-only row adds nothing to a build of chips)"

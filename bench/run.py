@@ -250,6 +250,27 @@ def bench_eval(n: int) -> dict:
             "fitted_rows": scored["majority_fitted_on"]["rows"], **m}
 
 
+def bench_looping_answers(chars: int = 8000, repeats: int = 20) -> dict:
+    """Milliseconds to score one answer of a model caught in a loop (``chars`` long, about a 2,048-token
+    generation) with each scorer that reads free text: these are the answers whose cost grows fastest with
+    their length, and an evaluation of a small model meets them by the hundred."""
+    from scoring import metrics
+
+    box = '{"label": "water", "bbox": [0.1, 0.2, 0.3, 0.4]}, '
+    answers = {"digits": "1" * chars, "brackets": "[" * chars, "braces": '{"a": ' * (chars // 6),
+               "box list cut off": "[" + box * (chars // len(box)), "class names": "Snow and ice " * (chars // 13)}
+    scorers = {"grounding": lambda a: metrics.score_grounding([("[]", a)] * repeats),
+               "counting": lambda a: metrics.score_counting([("3 patches.", a)] * repeats),
+               "shares": lambda a: metrics.score_shares([("Water (30.0%).", a, {"water": 0.3})] * repeats)}
+    out = {}
+    for kind, answer in answers.items():
+        for name, scorer in scorers.items():
+            start = time.perf_counter()
+            scorer(answer)
+            out[(kind, name)] = (time.perf_counter() - start) / repeats * 1e3
+    return out
+
+
 def bench_mix(n: int) -> dict:
     """The model card's mix (templates/mix/lspace.yaml) over the kept n-tile build; the recipe reads
     builds/sat, so it runs from a folder where that names the build."""
@@ -403,6 +424,13 @@ def main() -> int:
     print(f"\n## satsft eval --baseline majority over the {workers_size}-tile build (test split)")
     print(f"{ev['rows']} rows of {ev['places']} places scored, answers counted on {ev['fitted_rows']} train rows, "
           f"1,000-draw intervals: wall {ev['wall_s']:.2f} s, peak RSS {ev['peak_rss_mb']:.0f} MB")
+    looping = bench_looping_answers()
+    print("\n## scoring looping answers (8,000 characters each), ms per answer")
+    print("| answer | grounding | counting | shares |")
+    print("|---|---|---|---|")
+    for kind in dict.fromkeys(k for k, _ in looping):
+        print(f"| {kind} | " + " | ".join(f"{looping[(kind, s)]:.2f}" for s in ("grounding", "counting", "shares"))
+              + " |")
     mix = bench_mix(workers_size)
     print(f"\n## satsft mix, templates/mix/lspace.yaml over the {workers_size}-tile build")
     print(f"{mix['rows']} rows out: wall {mix['wall_s']:.1f} s, CPU {mix['cpu_s']:.1f} s, peak RSS "

@@ -221,6 +221,25 @@ def test_known_perturbations_give_hand_computed_scores(eval_build, tmp_path):
     assert t["referring"]["missing"] == 1 and t["referring"]["metrics"]["accuracy"] == round((n_ref - 1) / n_ref, 6)
 
 
+def test_degenerate_answers_are_read_in_bounded_work(monkeypatch):
+    """Small models loop: a run of thousands of digits stopped eval (Python refuses 4,300-digit ints; 309 digits
+    overflowed the mean absolute error), and bracket runs cost the cube of their length (15 s for 4,000)."""
+    s = metrics.score_counting([("3 patches.", "There are " + "1" * 5000 + " patches."), ("2 patches.", "1" * 400)])
+    assert s.malformed == 2 and s.metrics == {"exact": 0.0, "mae": 2.5}
+    assert parse.count("123456789 patches") == 123456789 and parse.count("1234567890 patches") is None
+    assert parse.quoted_shares("Water: " + "1" * 5000 + " and 12.5%; 1.2.3% crops") == [("water", 0.125),
+                                                                                          ("crops", 0.023)]
+    loads = []
+    real_loads = parse.orjson.loads
+    monkeypatch.setattr(parse.orjson, "loads", lambda text: loads.append(text) or real_loads(text))
+    assert parse.boxes("[" * 2000 + "]" * 2000) == []  # the innermost "[]": an empty list, as before
+    assert len(loads) <= 2000  # one read per opening bracket at most (it tried each closing one: ~2 million)
+    box = '{"label": "water", "bbox": [1, 2, 3, 4]}'
+    assert parse.boxes("[[" + box + "], [1, 2] ] then {" + box[1:] + " ]") == [("water", (1.0, 2.0, 3.0, 4.0))]
+    assert parse.boxes("[" + box + ", " + box[:-8]) == [("water", (1.0, 2.0, 3.0, 4.0))]  # cut off: its object
+    assert parse.boxes('[{"label": "water", "bbox": [NaN, 2, 3, 4]}]') is None
+
+
 def test_grounding_scores_by_hand():
     ref = '[{"label": "water", "bbox": [0.0, 0.0, 0.5, 0.5]}, {"label": "crops", "bbox": [0.5, 0.5, 1.0, 1.0]}]'
     shifted = ('Here: [{"label": "water", "bbox": [0.1, 0.0, 0.6, 0.5]}, '

@@ -67,6 +67,9 @@ class Source:
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     dataset: str = ""  # what "the same row of the same dataset" means: the resolved folder or file list
     folder: str = ""  # the satsft output folder, or the folder the files were found in
+    # A satsft output's tasks, profiles and splits with rows, from the report read to find its files (read
+    # once: in a bucket each read is a request); a mix records no profiles, so it has none ("" only).
+    holds: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "kind": self.kind, "repeat": self.repeat, "share": self.share,
@@ -120,8 +123,21 @@ def _list(pattern: str) -> list[str]:
     return sorted(prefix + p if prefix and not p.startswith(prefix) else p for p in found)
 
 
-def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[str, ...], str, str, str]:
-    """(kind, files, image root, dataset identity, folder) of one source path."""
+def _holdings(report: dict[str, Any], is_build: bool) -> dict[str, frozenset[str]]:
+    """What a filter of a satsft output can select: the tasks and splits its report counts rows for, and the
+    profiles of its production_analysis rows ("" for rows of other tasks; a mix's report lists none)."""
+    by_task = report["rows"]["by_task_split"]
+    tasks = {t for t, splits in by_task.items() if any(splits.values())}
+    splits = {s for v in by_task.values() for s, n in v.items() if n}
+    profiles = set(report["config"].get("profiles", [])) if "production_analysis" in tasks else set()
+    profiles |= {""} if tasks - {"production_analysis"} else set()
+    return {"task": frozenset(tasks), "profile": frozenset(profiles), "split": frozenset(splits),
+            "build": frozenset({"yes"} if is_build else ())}
+
+
+def _resolve(name: str, path: str, image_root: str | None
+             ) -> tuple[str, tuple[str, ...], str, str, str, dict[str, frozenset[str]]]:
+    """(kind, files, image root, dataset identity, folder, what a filter can select) of one source path."""
     where = os.path.abspath(os.path.expanduser(os.path.expandvars(path))) if fileio.is_local(path) else path
     where = where.rstrip("/")
     fs, _ = fsspec.core.url_to_fs(where)
@@ -143,7 +159,8 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
             raise UsageError(f"source {name!r}: the satsft output {path!r} holds no Parquet or JSONL rows; give its "
                              "llava/ or sharegpt/ folder as the path instead, or build it with jsonl or parquet among "
                              "--formats")
-        return "satsft", files, image_root or where, f"satsft:{where}", where
+        holds = _holdings(report, report_name == OUTPUT_REPORTS[0])
+        return "satsft", files, image_root or where, f"satsft:{where}", where, holds
     if fs.isdir(where):
         files = tuple(p for p in _list(f"{fileio.literal_pattern(where)}/**")
                       if p.endswith(DATA_SUFFIXES) and fileio.is_under(where, p))
@@ -173,7 +190,7 @@ def _resolve(name: str, path: str, image_root: str | None) -> tuple[str, tuple[s
                          ".jsonl (.jsonl.gz, ...) or .json array files; check the path (relative paths start at the "
                          "working directory)")
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
-    return "files", files, image_root or _enclosing_output(fs, base) or base, f"files:{digest}", base
+    return "files", files, image_root or _enclosing_output(fs, base) or base, f"files:{digest}", base, {}
 
 
 def _holds_an_array(fs, path: str) -> bool:
@@ -257,8 +274,8 @@ def parse_source(raw: Any, index: int) -> Source:
     if image_root and fileio.is_local(image_root):
         image_root = os.path.abspath(os.path.expanduser(image_root))
     where = _where(raw.get("where"), name)
-    kind, files, root, dataset, folder = _resolve(name, path, image_root)
-    return Source(name, path, kind, files, root, repeat, share, where, dataset, folder)
+    kind, files, root, dataset, folder, holds = _resolve(name, path, image_root)
+    return Source(name, path, kind, files, root, repeat, share, where, dataset, folder, holds)
 
 
 def parse_recipe(data: Any, extra: list[Any] | None = None) -> Recipe:
@@ -300,17 +317,9 @@ def check_filter_matches(source: Source) -> None:
     if not source.where:
         return
     if source.kind == "satsft":
-        built = fileio.read_if_there(f"{source.folder}/{OUTPUT_REPORTS[0]}")
-        is_build = built is not None
-        name = OUTPUT_REPORTS[0 if is_build else 1]
-        report = parse_report(built if is_build else fileio.read_bytes(f"{source.folder}/{name}"), name)
-        by_task = report["rows"]["by_task_split"]
-        tasks = {t for t, splits in by_task.items() if any(splits.values())}
-        splits = {s for v in by_task.values() for s, n in v.items() if n}
-        profiles = set(report["config"].get("profiles", [])) if "production_analysis" in tasks else set()
-        profiles |= {""} if tasks - {"production_analysis"} else set()
-        if not is_build:  # a mix does not record its profiles: a profile filter is taken on trust
-            profiles = set(source.where.get("profile", ())) | profiles
+        tasks, profiles, splits = (set(source.holds[k]) for k in ("task", "profile", "split"))
+        if not source.holds["build"]:  # a mix does not record its profiles: a profile filter is taken on trust
+            profiles |= set(source.where.get("profile", ()))
     else:
         tasks, profiles = {source.name}, {""}
         splits = {split_of_path(p, source.folder) for p in source.files}

@@ -45,7 +45,7 @@ from transforms.output.tree import (
     record_files,
     split_of_file,
 )
-from transforms.rows import read_row_line
+from transforms.rows import read_row_lines
 from transforms.splits.footprints import read_held_out
 from transforms.tasks import is_grounding, scorer_of
 
@@ -110,9 +110,7 @@ def records(tree: OutputTree, path: str, fmt: str, images: bool = False) -> Iter
             for batch in parquet.iter_batches(batch_size=100 if embedded else 1024, columns=columns):
                 yield from batch.to_pylist()
         else:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    yield read_row_line(line, f"{path} line {n}")
+            yield from read_row_lines(f, path)
 
 
 def _class_fractions(data: bytes | str) -> dict[str, float] | None:

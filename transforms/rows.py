@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -231,14 +232,16 @@ class DamagedRow(ValueError):
     pointing at validate, which names every such line."""
 
 
-def read_row_line(line: bytes, where: str) -> dict[str, Any]:
-    """One JSONL line of a split file as a row; DamagedRow when it is not of the row shape (orjson's error when it
-    is not JSON)."""
-    row = orjson.loads(line)
-    problem = row_shape_problem(row)
-    if problem:
-        raise DamagedRow(f"{where} is not a row of satsft's shape: {problem}")
-    return row
+def read_row_lines(lines: Iterable[bytes], path: str) -> Iterator[dict[str, Any]]:
+    """The rows of a JSONL split file, blank lines passed over; DamagedRow naming the file and line of one not of
+    the row shape (orjson's error when it is not JSON), as every reader of finished rows stops on it."""
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            row = orjson.loads(line)
+            problem = row_shape_problem(row)
+            if problem:
+                raise DamagedRow(f"{path} line {n} is not a row of satsft's shape: {problem}")
+            yield row
 
 
 def grounding_problem(answer: str) -> str | None:

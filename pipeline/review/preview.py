@@ -38,7 +38,7 @@ from transforms.output.tree import (
     record_files,
 )
 from transforms.paths import join_path
-from transforms.rows import read_row_line
+from transforms.rows import read_row_lines
 from transforms.tasks import is_grounding
 
 
@@ -123,10 +123,7 @@ def _keys(tree: OutputTree, fmt: str, paths: list[str]) -> list[dict[str, Any]]:
                 for md in pq.read_table(f, columns=["metadata"]).column("metadata").to_pylist():
                     out.append({k: md.get(k, "") for k in fields})
             else:
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        md = read_row_line(line, f"{path} line {n}")["metadata"]
-                        out.append({k: md.get(k, "") for k in fields})
+                out.extend({k: row["metadata"].get(k, "") for k in fields} for row in read_row_lines(f, path))
     return out
 
 
@@ -150,11 +147,8 @@ def _rows(tree: OutputTree, fmt: str, paths: list[str], wanted: set[str], tiles:
                 for row in table.take(pa.array(picked, type=pa.int64())).to_pylist():
                     out[row["metadata"]["sample_id"]] = row
             else:
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        row = read_row_line(line, f"{path} line {n}")
-                        if keep(row["metadata"]):
-                            out[row["metadata"]["sample_id"]] = row
+                out.update((row["metadata"]["sample_id"], row) for row in read_row_lines(f, path)
+                           if keep(row["metadata"]))
     return out
 
 

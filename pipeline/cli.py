@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -349,6 +350,10 @@ def run_mix(argv: list[str]) -> int:
     return 0
 
 
+MAX_SAMPLE_TILES = 1_000_000
+MAX_SAMPLE_WORKERS = 256  # processes, each forked with the whole plan: more only cost memory
+
+
 def run_sample(argv: list[str]) -> int:
     from pipeline.sample.real import CHIP, MIN_STRIDE, REAL_STRIDE, locate_wheel, write_real_tree
     from pipeline.sample.tree import CHIP_STYLES, REGION_STYLES, SampleOptions, write_sample_tree
@@ -404,10 +409,11 @@ def run_sample(argv: list[str]) -> int:
             raise UsageError("--stride is for --real trees; generated trees take --tiles")
         if args.tiles is None:
             raise UsageError("give --tiles N (tiles to generate), or --real to cut a tree from a real scene")
-        if args.tiles < 1:
-            raise UsageError("--tiles must be at least 1")
-        if (args.workers or 0) < 0:
-            raise UsageError("--workers must be 0 (one per core) or more")
+        if not 1 <= args.tiles <= MAX_SAMPLE_TILES:
+            raise UsageError(f"--tiles must be from 1 to {MAX_SAMPLE_TILES:,} (every tile is planned in memory "
+                             "first: a million tiles is some 0.6 GB of plan and 100 GB of files)")
+        if not 0 <= (args.workers or 0) <= MAX_SAMPLE_WORKERS:
+            raise UsageError(f"--workers must be 0 (one per core) up to {MAX_SAMPLE_WORKERS} processes")
     if not fileio.is_local(args.output):
         raise UsageError(f"satsft sample writes a local folder, not {args.output}; write it here and copy it up "
                          "(gcloud storage cp -r DIR gs://...)")
@@ -693,6 +699,10 @@ def _run(argv: list[str]) -> int:
         print("satsft: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
     except Exception as err:
+        if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:  # a path the file system cannot hold
+            print(f"satsft: error: a path is too long for the file system: {str(err.filename)[:80]}...; give "
+                  "shorter paths", file=sys.stderr)
+            return 2
         if command not in ("eval", "preview") or not _damaged_file(err):
             raise
         dataset = _flag(rest, "--dataset") if command == "eval" else ""

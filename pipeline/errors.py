@@ -10,3 +10,11 @@ def cannot_list(where: str, err: Exception) -> UsageError:
     crash: one line that says what to check."""
     return UsageError(f"cannot list {where!r}: {str(err)[:300]}; check the URL and your credentials "
                       "(gcloud auth application-default login)")
+
+
+def refuse_past_64_bits(*flags: tuple[str, int]) -> None:
+    """Reports record integer options as 64-bit integers: a larger one would let the job run to its end and then
+    fail writing the report, so it is refused before anything starts."""
+    for flag, value in flags:
+        if value >= 1 << 63:
+            raise UsageError(f"{flag} {value} is too large")

@@ -87,6 +87,23 @@ def test_sample_overwrite_replaces_a_tree_never_a_folder_of_other_things(tmp_pat
     assert (tree / "notes.txt").read_text() == "mine" and len(list((tree / "metadata").rglob("*.json"))) == 4
 
 
+def test_sample_and_preview_refuse_what_cannot_be_done_in_one_line(tmp_path, capsys):
+    """--tiles past a million planned every tile in memory until the machine killed it; --workers 10**20 forked
+    without end; a --to name longer than the file system holds was an OSError traceback."""
+    from pipeline.cli import main
+
+    assert main(["sample", "--tiles", str(10**20), "--output", str(tmp_path / "t")]) == 2
+    assert "--tiles must be from 1 to 1,000,000" in capsys.readouterr().err
+    assert main(["sample", "--tiles", "2", "--workers", str(10**20), "--output", str(tmp_path / "t")]) == 2
+    assert "up to 256 processes" in capsys.readouterr().err and not (tmp_path / "t").exists()
+    assert main(["sample", "--tiles", "2", "--output", str(tmp_path / "t")]) == 0
+    assert main(["build", "--input", str(tmp_path / "t"), "--output", str(tmp_path / "o"), "--tasks", "caption",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["preview", str(tmp_path / "o"), "--to", str(tmp_path / ("p" * 300))]) == 2
+    assert "a path is too long for the file system" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def tree_300(tmp_path_factory) -> Path:
     from tests.conftest import run_cli

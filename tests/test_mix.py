@@ -407,6 +407,14 @@ def test_bad_recipes_are_usage_errors(recipe, message, sources, tmp_path, capsys
     assert not out.exists(), "nothing is written"
 
 
+def test_integer_flags_past_64_bits_are_usage_errors(sources, tmp_path, capsys):
+    """The mix ran to its end and failed writing the report, which records them as 64-bit integers."""
+    for flag in ("--rows-per-shard", "--max-files-per-dir"):
+        assert main(["mix", "--source", f"name=a,path={sources['sat']}", "--output", str(tmp_path / "o"), flag,
+                     str(1 << 64)]) == 2
+        assert f"{flag} {1 << 64} is too large" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(("source", "flag", "message"), [
     ("chat", "drop", "--shared-ground drop compares where tiles lie, which only satsft outputs record"),
     ("old mix", "drop", "(a build in its manifest, a mix in metadata/footprints/; older mixes record none)"),

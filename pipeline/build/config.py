@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pipeline.errors import UsageError, cannot_list
+from pipeline.errors import UsageError, cannot_list, refuse_past_64_bits
 from transforms import fileio
 from transforms.analysis.render import RENDERER
 from transforms.analysis.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
@@ -121,11 +121,9 @@ class BuildConfig:
                max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE, tile_share: float = 1.0) -> BuildConfig:
         if not input:
             raise UsageError("--input is required: the root of a sat-bbox tree (a folder or gs:// URL)")
-        for flag, value in (("--max-files-per-dir", max_files_per_dir), ("--max-prompt-chars", max_prompt_chars),
+        refuse_past_64_bits(("--max-files-per-dir", max_files_per_dir), ("--max-prompt-chars", max_prompt_chars),
                             ("--rows-per-shard", rows_per_shard), ("--max-boxes", max_boxes),
-                            ("--min-box-px", min_box_px)):
-            if value >= 1 << 63:  # the report records each as a 64-bit integer: the job would fail at its end
-                raise UsageError(f"{flag} {value} is too large")
+                            ("--min-box-px", min_box_px))
         if not output:
             raise UsageError("--output is required: the folder (or gs:// URL) to write the dataset to")
         selected = _pick(tasks, task_names(), "task", default=default_tasks())

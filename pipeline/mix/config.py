@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, refuse_past_64_bits
 from pipeline.mix.recipe import Recipe, footprint_lists
 from transforms import fileio
 from transforms.fileio import public_location
@@ -44,6 +44,7 @@ class MixConfig:
             raise UsageError(f"--formats takes parquet and/or jsonl, not {', '.join(bad) or formats!r}")
         if embed_images and "parquet" not in picked:
             raise UsageError("--embed-images puts images into the Parquet files; add parquet to --formats")
+        refuse_past_64_bits(("--max-files-per-dir", max_files_per_dir), ("--rows-per-shard", rows_per_shard))
         if max_files_per_dir < MIN_FILES_PER_DIR or rows_per_shard < 0:
             raise UsageError(f"--max-files-per-dir must be at least {MIN_FILES_PER_DIR} and --rows-per-shard 0 "
                              "or more")

@@ -92,11 +92,14 @@ def _join(root: str, rel: str) -> str:
 
 
 def _image_column(raw: dict[str, Any]) -> list[tuple[str, bytes | None]]:
-    """The `images` column as (path, bytes or None): plain paths, or Hugging Face {bytes, path} structs."""
+    """The `images` column as (path, bytes or None): plain paths, Hugging Face {bytes, path} structs, or the
+    encoded images themselves (a list<binary> column, as tools converting from WebDataset write it)."""
     out = []
     for item in raw.get("images") or []:
         if isinstance(item, str):
             out.append((item, None))
+        elif isinstance(item, (bytes, bytearray)) and item:
+            out.append(("", bytes(item)))
         elif isinstance(item, dict) and (item.get("bytes") is not None or item.get("path")):
             out.append((item.get("path") or "", item.get("bytes")))
         else:

@@ -111,6 +111,18 @@ def test_trl_rows_with_image_placeholders_read_like_sharegpt_rows():
     assert err.value.reason == "image_token_mismatch"
 
 
+def test_an_images_column_of_encoded_images_is_carried_as_structs_of_them_are():
+    """A list<binary> column (the bytes alone, as WebDataset conversions write it) was a bad_image_entry per row."""
+    png = b"\x89PNG\r\n\x1a\n" + b"rest"
+    messages = [{"role": "user", "content": "<image>What?"}, {"role": "assistant", "content": "Water."}]
+    bare, struct = (normalise_row({"images": [given], "messages": messages}, "chat", "files", "train", "/d")
+                    for given in (png, {"bytes": png, "path": None}))
+    assert bare.record == struct.record and [i.data for i in bare.images] == [png]
+    with pytest.raises(RowProblem) as err:
+        normalise_row({"images": [b""], "messages": messages}, "chat", "files", "train", "/d")
+    assert err.value.reason == "bad_image_entry"
+
+
 def test_llava_conversations_read_like_sharegpt_rows():
     """LLaVA / original ShareGPT rows (`conversations` of {from, value}, one `image` or an `images` list) read as
     the messages row they mean; a row with images and no token shows them before its first user text, as

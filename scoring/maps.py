@@ -21,6 +21,7 @@ from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, intervals_of
 from scoring.places import Joined, place_of, places_of_tiles
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, NUM_CLASSES
+from transforms.input.images import MAX_IMAGE_PIXELS
 from transforms.input.sidecars import Region, parse_sidecar
 from transforms.output.tree import (
     ANALYSIS_DIR,
@@ -108,8 +109,13 @@ def read_label_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
     """Class ids of a label map: one band (palette or grey) of Dynamic World ids, resampled by nearest neighbour
     to ``size`` (width, height) when drawn at another. Raises ValueError saying what is wrong with it."""
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data))  # the header only: the size is known before any pixel is decoded
+        if img.width * img.height > MAX_IMAGE_PIXELS:
+            raise ValueError(f"{img.width}x{img.height} pixels: more than a chip's label map holds "
+                             f"({MAX_IMAGE_PIXELS:,} at most)")
         img.load()
+    except Image.DecompressionBombError as err:  # Pillow's own limit, met opening the header
+        raise ValueError(f"more pixels than a chip's label map holds ({MAX_IMAGE_PIXELS:,} at most)") from err
     except (OSError, SyntaxError) as err:
         raise ValueError("not a readable image") from err
     if img.mode not in ("P", "L", "I;16", "I"):

@@ -91,6 +91,41 @@ def test_map_report_scores_what_it_can_and_says_why_not_the_rest(tmp_path):
         "its analysis map: not a readable image"
 
 
+def test_a_label_map_claiming_more_pixels_than_a_chip_has_is_not_decoded():
+    """A 20,000 px square label map stopped eval --labels with Pillow's DecompressionBombError traceback; one
+    under Pillow's limit was decoded whole. Both are refused from the header (a 1 px PNG claiming the size)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from scoring.maps import read_label_map
+
+    def claiming(side: int) -> bytes:
+        buf = io.BytesIO()
+        Image.new("L", (1, 1)).save(buf, "PNG")
+        data = bytearray(buf.getvalue())
+        ihdr = struct.pack(">II", side, side) + bytes(data[24:29])
+        data[16:33] = ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+        return bytes(data)
+
+    for side in (5000, 20000):
+        with pytest.raises(ValueError, match="than a chip's label map holds"):
+            read_label_map(claiming(side), (224, 224))
+    assert read_label_map(_png_bytes(np.full((4, 4), 2)), (8, 8)).shape == (8, 8)  # a small one: resampled
+
+
+def _png_bytes(ids: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(ids.astype(np.uint8), "L").save(buf, "PNG")
+    return buf.getvalue()
+
+
 def test_map_intervals_resample_places_as_averaging_the_drawn_tiles_would():
     """Two views of each of 12 places: the interval is the spread of the mean over tiles when places are drawn
     with replacement (a place's views go together), checked against averaging each draw's tiles outright."""

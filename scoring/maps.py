@@ -60,9 +60,22 @@ def score_map(pred: np.ndarray, truth: np.ndarray) -> MapScore:
                     tuple((int(c), float(v)) for c, v in zip(present, ious, strict=True)))
 
 
+def _open_bounded(data: bytes) -> Image.Image:
+    """An image of at most a chip's label map's pixels, opened from its header only (ValueError past that:
+    Pillow's own limit is a DecompressionBombError no caller expects, and under it the whole would be decoded)."""
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"more pixels than a chip's map holds ({MAX_IMAGE_PIXELS:,} at most)") from err
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{img.width}x{img.height} pixels: more than a chip's map holds "
+                         f"({MAX_IMAGE_PIXELS:,} at most)")
+    return img
+
+
 def read_class_map(data: bytes) -> np.ndarray:
     """Class ids of a palette PNG (analysis maps and label maps are both drawn in the Dynamic World palette)."""
-    img = Image.open(io.BytesIO(data))
+    img = _open_bounded(data)
     if img.mode != "P":
         raise ValueError(f"expected a palette PNG, got mode {img.mode}")
     return np.asarray(img)
@@ -109,13 +122,8 @@ def read_label_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
     """Class ids of a label map: one band (palette or grey) of Dynamic World ids, resampled by nearest neighbour
     to ``size`` (width, height) when drawn at another. Raises ValueError saying what is wrong with it."""
     try:
-        img = Image.open(io.BytesIO(data))  # the header only: the size is known before any pixel is decoded
-        if img.width * img.height > MAX_IMAGE_PIXELS:
-            raise ValueError(f"{img.width}x{img.height} pixels: more than a chip's label map holds "
-                             f"({MAX_IMAGE_PIXELS:,} at most)")
+        img = _open_bounded(data)
         img.load()
-    except Image.DecompressionBombError as err:  # Pillow's own limit, met opening the header
-        raise ValueError(f"more pixels than a chip's label map holds ({MAX_IMAGE_PIXELS:,} at most)") from err
     except (OSError, SyntaxError) as err:
         raise ValueError("not a readable image") from err
     if img.mode not in ("P", "L", "I;16", "I"):

@@ -397,6 +397,13 @@ def test_lspace_recipe_counts(tmp_path, monkeypatch):
     ("sources: [{name: A B, path: SAT}]", "name must be [a-z0-9_-]+"),
     ("sources: [{path: SAT}]", "a name is required (name: N in a recipe, name=N in --source"),
     ("speed: 3\nsources: [{name: a, path: SAT}]", "unknown recipe key(s) 'speed'"),
+    # each of these stopped the mix with a traceback (the long name writing its media folder), or (the key
+    # given twice) mixed the second list alone without a word
+    ("sources: [{name: a, path: SAT, repeat: " + "9" * 400 + "}]", "repeat must be a number, not an integer of"),
+    ("sources: " + "[" * 2000 + "]" * 2000, "is not a recipe"),
+    ("sources: [{name: " + "a" * 300 + ", path: SAT}]", "at most 64 characters"),
+    ("sources: [{name: a, path: SAT}]\nsources: [{name: b, path: SAT}]", "found 'sources' twice"),
+    ("base: &b {name: a, path: SAT, repeat: 2}\nsources: [{<<: *b, repeat: 3}]", "unknown recipe key(s) 'base'"),
 ])
 def test_bad_recipes_are_usage_errors(recipe, message, sources, tmp_path, capsys):
     path = tmp_path / "bad.yaml"

@@ -48,6 +48,7 @@ from transforms.splits.footprints import is_footprints_file
 RECIPE_KEYS = frozenset({"seed", "sources"})
 SOURCE_KEYS = frozenset({"name", "path", "repeat", "share", "where", "image_root"})
 NAME = re.compile(r"^[a-z0-9_-]+$")
+MAX_NAME_CHARS = 64  # a name is a folder under media/ and part of every row id: a file system holds 255
 # .json: one array of rows (LLaVA's shape); .arrow: what `datasets`' save_to_disk writes
 DATA_SUFFIXES = (".parquet", *JSONL_SUFFIXES, ".json", ".arrow")
 OUTPUT_REPORTS = ("build_report.json", "mix_report.json")  # what makes a folder a satsft output (build, mix)
@@ -87,8 +88,13 @@ class Recipe:
 
 def _number(value: Any, what: str) -> float:
     """A finite number (YAML's .nan and .inf, and nan or inf in --source, are numbers no copy count can take)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UsageError(f"{what} must be a number, not {value!r}")
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an integer past what a float holds (YAML reads 10**400 as one)
+        finite = False
+    if not finite:
+        shown = f"an integer of {value.bit_length()} bits" if isinstance(value, int) else repr(value)[:60]
+        raise UsageError(f"{what} must be a number, not {shown}")
     return float(value)
 
 
@@ -249,9 +255,9 @@ def parse_source(raw: Any, index: int) -> Source:
     if name is None:
         raise UsageError(f"sources[{index}] ({raw.get('path', 'no path')}): a name is required (name: N in a recipe, "
                          "name=N in --source; [a-z0-9_-]+, it goes into ids and media paths)")
-    if not isinstance(name, str) or not NAME.match(name):
-        raise UsageError(f"sources[{index}]: name must be [a-z0-9_-]+ (it goes into ids and media paths), "
-                         f"not {name!r}")
+    if not isinstance(name, str) or not NAME.match(name) or len(name) > MAX_NAME_CHARS:
+        raise UsageError(f"sources[{index}]: name must be [a-z0-9_-]+, at most {MAX_NAME_CHARS} characters (it "
+                         f"goes into ids and media paths), not {repr(name)[:80]}")
     path = raw.get("path")
     if not isinstance(path, str) or not path:
         raise UsageError(f"source {name!r}: path is required (a satsft output folder, or a folder or glob of "
@@ -356,15 +362,38 @@ def parse_source_spec(spec: str) -> dict[str, Any]:
     return out
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: YAML keeps the last without a word, so a
+    second `sources:` dropped the first list and a second `repeat:` the first count."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` then a key of its own: an override
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                twice = key in seen
+            except TypeError:  # unhashable: the loader names it
+                continue
+            if twice:
+                raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark,
+                                                        f"found {key!r} twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_recipe(path: str | None, source_specs: list[str]) -> Recipe:
     data: Any = {}
     if path:
         try:
-            data = yaml.safe_load(fileio.read_bytes(path))
+            data = yaml.load(fileio.read_bytes(path), Loader=_RecipeLoader)
         except OSError as err:
             raise UsageError(f"cannot read recipe {path!r}: {err}") from err
         except yaml.YAMLError as err:
             raise UsageError(f"recipe {path!r} is not valid YAML: {err}") from err
+        except (ValueError, RecursionError) as err:  # an integer of 4,300 digits or more; nesting 1,000 deep
+            raise UsageError(f"recipe {path!r} is not a recipe: {str(err)[:100] or 'nested too deeply'}") from err
     return parse_recipe(data, [parse_source_spec(s) for s in source_specs])
 
 

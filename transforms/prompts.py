@@ -34,6 +34,9 @@ def load_templates(directory: str | Path | None, tasks: list[str]) -> Templates:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ValueError(f"prompt template {path} is not valid JSON: {err}") from err
+        except RecursionError as err:  # Python's reader recurses per level
+            raise ValueError(f"prompt template {path} nests lists or objects too deeply to read; it must be an "
+                             "object of slot -> list of phrasings") from err
         except UnicodeDecodeError as err:
             raise ValueError(f"prompt template {path} is not UTF-8 text ({err.reason} at byte {err.start}); save it "
                              "as UTF-8") from err

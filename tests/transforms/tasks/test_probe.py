@@ -74,5 +74,8 @@ def test_a_placeholder_that_is_not_a_field_name_is_refused_as_templates_load(tmp
     (edited / "caption.json").write_bytes(b"\xff\xfe{}")
     with pytest.raises(ValueError, match="caption.json is not UTF-8 text .*save it as UTF-8"):
         prompts.load_templates(edited, ["caption"])
+    (edited / "caption.json").write_text("[" * 100_000 + "]" * 100_000)  # was a RecursionError traceback
+    with pytest.raises(ValueError, match="caption.json nests lists or objects too deeply"):
+        prompts.load_templates(edited, ["caption"])
     assert prompts.phrasing_problem('{{"label": "{label}", "bbox": [{box}]}}') == ""
     assert prompts.phrasing_problem("{percent:.1f}% {label!s}") == ""

@@ -222,6 +222,10 @@ def test_a_tile_s_content_is_decoded_only_when_read():
     (orjson.dumps(make_sidecar())[:-1] + b',"notes":' + b"[" * 300 + b"]" * 300 + b"}", "sidecar_too_deep"),
     (orjson.dumps(make_sidecar())[:-1] + b',"a":NaN,"b":' + b"[" * 990 + b"]" * 990 + b"}", "sidecar_too_deep"),
     (b"[" * 100_000 + b"]" * 100_000, "sidecar_invalid_json"),
+    # an integer orjson refuses, beside a NaN that sends the sidecar to Python's reader: it reached the row
+    # sidecars (orjson then failed the job writing it; past 1e308, reading a coordinate overflowed a float)
+    (orjson.dumps(make_sidecar())[:-1] + b',"a":NaN,"latitude":' + b"9" * 400 + b"}", "sidecar_invalid_json"),
+    (orjson.dumps(make_sidecar())[:-1] + b',"a":NaN,"b":' + str(1 << 64).encode() + b"}", "sidecar_invalid_json"),
 ])
 def test_parse_sidecar_rejects(data, reason):
     parsed = parse_sidecar(data, "m/x.json")
@@ -239,6 +243,9 @@ def test_sidecar_written_by_other_tools():
     assert tile.longitude == side["longitude"] and "native_tile" in tile.extra
     assert tile.regions == parse_sidecar(orjson.dumps(make_sidecar()), "m/x.json").tile.regions
     assert tile.sidecar_sha256 == hashlib.sha256(data).hexdigest()  # the bytes as read, mark and all
+    # coordinates out of range read as missing, as NaN does (a latitude of 200 was quoted in the analysis JSON)
+    tile = parse_sidecar(orjson.dumps(make_sidecar(latitude=200, longitude=-180)), "m/x.json").tile
+    assert tile.latitude is None and tile.longitude == -180
     nested = make_sidecar(notes=json.loads("[" * 60 + "]" * 60))  # deep, but within what travels
     assert parse_sidecar(orjson.dumps(nested), "m/x.json").tile.extra["notes"] == nested["notes"]
 

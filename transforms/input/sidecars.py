@@ -237,11 +237,23 @@ def _decode_failure(data: bytes) -> str:
     return "sidecar_invalid_json"
 
 
+class _PastSixtyFourBits(ValueError):
+    """An integer orjson would not read (it holds -2**63 to 2**64 - 1, and writes no other)."""
+
+
+def _int_as_orjson_reads(digits: str) -> int:
+    """An integer as orjson reads one: a sidecar that reaches Python's reader for its NaN must not carry one
+    past 64 bits into row sidecars, which orjson then refuses to write (the job failed there)."""
+    if len(digits.lstrip("-")) > 20 or not -(1 << 63) <= (value := int(digits)) < 1 << 64:
+        raise _PastSixtyFourBits(f"an integer past 64 bits: {digits[:30]}")
+    return value
+
+
 def _with_non_finite(text: bytes) -> Any:
     """Python's json writes NaN for a float it lacks (a cloud cover a STAC item did not give): where the rows
     do not depend on the number (coordinates, cloud cover, fields carried through) it reads as missing. In the
     fields the rows are made from it is an error: None."""
-    obj = json.loads(text.decode("utf-8"))
+    obj = json.loads(text.decode("utf-8"), parse_int=_int_as_orjson_reads)
     if not isinstance(obj, dict):
         return obj
     return None if _has_non_finite([obj.get(k) for k in ("class_fractions", "regions", "output_size")]) else obj
@@ -278,6 +290,14 @@ def _finite_number(value: Any) -> float | None:
         return None
     f = float(value)
     return f if math.isfinite(f) else None
+
+
+def _coordinate(value: Any, limit: float) -> float | None:
+    """A latitude (limit 90) or longitude (180) in degrees; one out of range (a projected metre value written in
+    the wrong field, a swapped pair past 90) reads as missing, as NaN does, instead of going into the analysis
+    JSON's coordinates a model is trained to quote."""
+    number = _finite_number(value)
+    return number if number is not None and -limit <= number <= limit else None
 
 
 def split_name(word: str) -> str | None:
@@ -416,6 +436,8 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
             obj = _with_non_finite(text)
         except RecursionError:
             return _fail("sidecar_too_deep", f"containers nested deeper than {MAX_SIDECAR_DEPTH} levels")
+        except _PastSixtyFourBits as past:  # orjson's reason for refusing it, with the NaN beside it
+            return _fail("sidecar_invalid_json", str(past))
         if obj is None:
             return _fail(reason, "NaN or Infinity in class_fractions, regions or output_size")
     if not isinstance(obj, dict):
@@ -466,8 +488,8 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         caption=caption.strip() if isinstance(caption, str) else "",
         fractions=fractions,
         regions=kept,
-        latitude=_finite_number(obj.get("latitude")),
-        longitude=_finite_number(obj.get("longitude")),
+        latitude=_coordinate(obj.get("latitude"), 90),
+        longitude=_coordinate(obj.get("longitude"), 180),
         stac_item_id=_optional_str(obj.get("stac_item_id")),
         stac_datetime=_optional_str(obj.get("stac_datetime")) or _optional_str(obj.get("datetime")),
         cloud_cover=_finite_number(obj.get("eo_cloud_cover")),

@@ -7,9 +7,11 @@ a scheme goes through Beam's FileSystems, which every Beam worker already has.
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import re
 import shutil
+import stat
 import threading
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -65,10 +67,28 @@ def match_under(root: str, tail: str = "**", limit: int | None = None) -> list:
     return found if exact else [m for m in found if is_under(root, m.path)][:limit]
 
 
+class NotAFile(OSError):
+    """A local path that names a named pipe, socket or device: no retry makes it a file to read."""
+
+
+def _open_regular(path: str) -> tuple[int, int]:
+    """(descriptor, size) of a local file to read; OSError for anything but a regular file. Opened without
+    blocking: a named pipe (a FIFO named like a sidecar or chip) otherwise held the read, and the job, until
+    some other process wrote to it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # no effect on a regular file's reads
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        raise NotAFile(errno.EINVAL, "not a regular file (a named pipe, socket or device)", path)
+    return fd, info.st_size
+
+
 def read_bytes(path: str, limit: int | None = None) -> bytes:
     """Read a whole file, or at most ``limit + 1`` bytes so callers can tell an oversized file apart."""
     if is_local(path):
-        with open(path, "rb") as f:
+        with os.fdopen(_open_regular(path)[0], "rb") as f:
             return f.read() if limit is None else f.read(limit + 1)
     if path.startswith("gs://"):
         blob, retry = _gcs_object(path)
@@ -105,9 +125,8 @@ def read_head_tail(path: str, n_head: int, n_tail: int, size: int | None = None)
     """The first n_head and last n_tail bytes of a file and its size, without reading what lies between.
     ``size``: the file's size as a listing gave it, which saves asking the store for it."""
     if is_local(path):  # two positioned reads on the descriptor: a third of a buffered file's cost
-        fd = os.open(path, os.O_RDONLY)
+        fd, size = _open_regular(path)
         try:
-            size = os.fstat(fd).st_size
             return os.pread(fd, n_head, 0), os.pread(fd, n_tail, max(0, size - n_tail)), size
         finally:
             os.close(fd)
@@ -229,7 +248,7 @@ def _create_local(path: str) -> BinaryIO:
 def open_for_read(path: str) -> BinaryIO:
     """A seekable file to read ranges from."""
     if is_local(path):
-        return open(path, "rb")
+        return os.fdopen(_open_regular(path)[0], "rb")
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems.open(path, compression_type="uncompressed")

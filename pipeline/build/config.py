@@ -357,6 +357,14 @@ def _folder_has_files(where: str) -> bool:
         raise cannot_list(where, err) from err
 
 
+def _lfs_pointer(path: str) -> bool:
+    """Whether a file is a Git LFS pointer; a named pipe is not (the build rejects it as unreadable)."""
+    try:
+        return lfs.is_pointer(fileio.read_head_tail(path, 64, 0)[0])
+    except fileio.NotAFile:
+        return False
+
+
 def _check_roots(input_root: str, output_root: str) -> None:
     for report in (REPORT_NAME, MIX_REPORT_NAME):
         # a satsft output has metadata/ and data/*.jsonl too: its row sidecars would pass for tile sidecars
@@ -378,7 +386,7 @@ def _check_roots(input_root: str, output_root: str) -> None:
         raise UsageError(f"input {input_root!r} has no data/*.jsonl (or LLaVA's data/*.json arrays), the chat rows "
                          f"whose image references name the chips a build uses{found}")
     top = [rel for rel in jsonl if "/" not in rel]
-    if all(lfs.is_pointer(fileio.read_head_tail(f"{input_root}/data/{rel}", 64, 0)[0]) for rel in top):
+    if all(_lfs_pointer(f"{input_root}/data/{rel}") for rel in top):
         what = f"data/{top[0]} is" if len(top) == 1 else f"every data/*.jsonl ({len(top)} files) is"
         raise UsageError(f"input {input_root!r}: {what} {lfs.DETAIL}")
     a, b = input_root.rstrip("/") + "/", output_root.rstrip("/") + "/"

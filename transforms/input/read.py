@@ -13,6 +13,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from transforms.fileio import (
     DamagedFile,
+    NotAFile,
     is_under,
     literal_pattern,
     open_for_read,
@@ -161,7 +162,13 @@ class _ExtractRefsFn(beam.DoFn):
         rank = file_rank(source)
         ignored = rebased = 0
         path = readable.metadata.path
-        if lfs.is_pointer(read_head_tail(path, 64, 0)[0]):  # one reject for the file, not one per line
+        try:
+            head = read_head_tail(path, 64, 0)[0]
+        except NotAFile as err:  # a named pipe held the job until something wrote to it
+            self.bad.inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_unreadable", str(err)[:300]))
+            return
+        if lfs.is_pointer(head):  # one reject for the file, not one per line
             self.bad.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_lfs_pointer", lfs.DETAIL))
             return

@@ -126,8 +126,13 @@ class _Unreadable:
 def _readable_rows(path: str):
     """``_rows_of``, ending with an _Unreadable where the file stops being readable (Arrow cannot decode it: a
     truncated or damaged Parquet file; a damaged .jsonl.gz, ...). Storage errors still fail the bundle, for the
-    runner to retry."""
-    with fileio.open_for_read(path) as f:
+    runner to retry; a named pipe, which no retry makes a file, is unreadable at once."""
+    try:
+        f = fileio.open_for_read(path)
+    except fileio.NotAFile as err:
+        yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {err.strerror}")
+        return
+    with f:
         if lfs.is_pointer(f.read(64)):
             yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {lfs.DETAIL}", "source_file_lfs_pointer")
             return

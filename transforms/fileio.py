@@ -71,24 +71,24 @@ class NotAFile(OSError):
     """A local path that names a named pipe, socket or device: no retry makes it a file to read."""
 
 
-def _open_regular(path: str) -> tuple[int, int]:
-    """(descriptor, size) of a local file to read; OSError for anything but a regular file. Opened without
-    blocking: a named pipe (a FIFO named like a sidecar or chip) otherwise held the read, and the job, until
-    some other process wrote to it."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # no effect on a regular file's reads
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+def refuse_special(path: str) -> None:
+    """NotAFile where a local path names a named pipe, socket or device: opening a pipe for reading waits for a
+    writer, so one named like a sidecar or a JSONL file held the whole build. For files found by listing a tree
+    or a source folder; a file named on the command line may be a pipe (`--predictions <(zcat p.jsonl.gz)`)."""
+    if not is_local(path):
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # gone, or not to be looked at: the read that follows says so
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise NotAFile(errno.EINVAL, "not a regular file (a named pipe, socket or device)", path)
-    return fd, info.st_size
 
 
 def read_bytes(path: str, limit: int | None = None) -> bytes:
     """Read a whole file, or at most ``limit + 1`` bytes so callers can tell an oversized file apart."""
     if is_local(path):
-        with os.fdopen(_open_regular(path)[0], "rb") as f:
+        with open(path, "rb") as f:
             return f.read() if limit is None else f.read(limit + 1)
     if path.startswith("gs://"):
         blob, retry = _gcs_object(path)
@@ -125,8 +125,9 @@ def read_head_tail(path: str, n_head: int, n_tail: int, size: int | None = None)
     """The first n_head and last n_tail bytes of a file and its size, without reading what lies between.
     ``size``: the file's size as a listing gave it, which saves asking the store for it."""
     if is_local(path):  # two positioned reads on the descriptor: a third of a buffered file's cost
-        fd, size = _open_regular(path)
+        fd = os.open(path, os.O_RDONLY)
         try:
+            size = os.fstat(fd).st_size
             return os.pread(fd, n_head, 0), os.pread(fd, n_tail, max(0, size - n_tail)), size
         finally:
             os.close(fd)
@@ -248,7 +249,7 @@ def _create_local(path: str) -> BinaryIO:
 def open_for_read(path: str) -> BinaryIO:
     """A seekable file to read ranges from."""
     if is_local(path):
-        return os.fdopen(_open_regular(path)[0], "rb")
+        return open(path, "rb")
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems.open(path, compression_type="uncompressed")

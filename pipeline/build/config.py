@@ -360,6 +360,7 @@ def _folder_has_files(where: str) -> bool:
 def _lfs_pointer(path: str) -> bool:
     """Whether a file is a Git LFS pointer; a named pipe is not (the build rejects it as unreadable)."""
     try:
+        fileio.refuse_special(path)
         return lfs.is_pointer(fileio.read_head_tail(path, 64, 0)[0])
     except fileio.NotAFile:
         return False

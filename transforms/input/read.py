@@ -20,6 +20,7 @@ from transforms.fileio import (
     read_bytes,
     read_head_tail,
     read_lines,
+    refuse_special,
 )
 from transforms.input import lfs
 from transforms.input.fingerprint import file_leaf, fingerprint
@@ -58,6 +59,7 @@ class _ParseSidecarFn(beam.DoFn):
             return None, reject(source, file_stem(source), "sidecar", "sidecar_too_large",
                                 f"{match.size_in_bytes} bytes")
         try:  # not Beam's ReadableFile: its file object costs about 40 us a file more, read by read by read
+            refuse_special(match.path)
             return read_bytes(match.path), None
         except Exception as err:  # an unreadable file is one bad input, not a failed job
             return None, reject(source, file_stem(source), "sidecar", "sidecar_unreadable", str(err)[:300])
@@ -163,6 +165,7 @@ class _ExtractRefsFn(beam.DoFn):
         ignored = rebased = 0
         path = readable.metadata.path
         try:
+            refuse_special(path)
             head = read_head_tail(path, 64, 0)[0]
         except NotAFile as err:  # a named pipe held the job until something wrote to it
             self.bad.inc()

@@ -128,11 +128,11 @@ def _readable_rows(path: str):
     truncated or damaged Parquet file; a damaged .jsonl.gz, ...). Storage errors still fail the bundle, for the
     runner to retry; a named pipe, which no retry makes a file, is unreadable at once."""
     try:
-        f = fileio.open_for_read(path)
+        fileio.refuse_special(path)
     except fileio.NotAFile as err:
         yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {err.strerror}")
         return
-    with f:
+    with fileio.open_for_read(path) as f:
         if lfs.is_pointer(f.read(64)):
             yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {lfs.DETAIL}", "source_file_lfs_pointer")
             return

@@ -25,17 +25,34 @@ def alarm():
     signal.signal(signal.SIGALRM, before)
 
 
-def test_a_named_pipe_is_not_read_as_a_file(tmp_path, alarm):
+def test_a_named_pipe_found_in_a_folder_is_refused_before_it_is_opened(tmp_path, alarm):
     pipe = tmp_path / "x.json"
     os.mkfifo(pipe)
-    for read in (fileio.read_bytes, lambda p: fileio.read_head_tail(p, 8, 8), fileio.open_for_read):
-        with pytest.raises(fileio.NotAFile, match="not a regular file"):
-            read(str(pipe))
-    with pytest.raises(IsADirectoryError):  # a folder still says so, as open() does
-        fileio.read_bytes(str(tmp_path))
+    with pytest.raises(fileio.NotAFile, match="not a regular file"):
+        fileio.refuse_special(str(pipe))
+    for fine in (tmp_path, tmp_path / "gone.json", "gs://bucket/x.json"):  # a folder; what the read then tells
+        fileio.refuse_special(str(fine))
     (tmp_path / "y.json").write_bytes(b"{}")
-    assert fileio.read_bytes(str(tmp_path / "y.json")) == b"{}"
-    assert fileio.read_head_tail(str(tmp_path / "y.json"), 1, 1) == (b"{", b"}", 2)
+    fileio.refuse_special(str(tmp_path / "y.json"))
+
+
+def test_a_file_named_on_the_command_line_may_be_a_pipe(tmp_path):
+    """`satsft eval DIR --predictions <(zcat p.jsonl.gz)`: the shell hands over a pipe, which must be read."""
+    import threading
+
+    from scoring.evaluate import read_predictions
+
+    pipe = tmp_path / "predictions"
+    os.mkfifo(pipe)
+
+    def write():
+        with open(pipe, "wb") as f:
+            f.write(b'{"sample_id": "a", "prediction": "water"}\n')
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert read_predictions(str(pipe)) == {"a": "water"}
+    writer.join()
 
 
 def test_a_build_over_named_pipes_rejects_them_and_goes_on(tmp_path, alarm):

@@ -166,8 +166,9 @@ def _maps_and_labels(output_dir: str, labels_dir: str, problems: dict[str, str] 
         try:
             if stem in twice:
                 raise ValueError(twice[stem])
+            fileio.refuse_special(labels[stem])  # a named pipe would hold the command until written to
             truth = read_label_map(fileio.read_bytes(labels[stem]), pred.shape[::-1])
-        except ValueError as err:
+        except (ValueError, fileio.NotAFile) as err:
             if problems is None:
                 raise ValueError(f"{labels[stem]}: {err}") from err
             problems[stem] = str(err)

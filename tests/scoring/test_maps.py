@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -87,6 +89,9 @@ def test_map_report_scores_what_it_can_and_says_why_not_the_rest(tmp_path):
                                          "analysis map: not a readable image"):
         map_report(str(tmp_path / "out"), str(labels))
     _palette_png(labels / "e.png", truth)  # e scored: a is one tile not scored among others
+    os.mkfifo(labels / "c2.png")  # a named pipe: reading it waited for a writer, and eval with it
+    _palette_png(maps / f"c2{BRIEF_SUFFIX}", pred)
+    assert "not a regular file" in map_report(str(tmp_path / "out"), str(labels))["labels_not_scored"]["c2"]
     assert map_report(str(tmp_path / "out"), str(labels))["labels_not_scored"]["a"] == \
         "its analysis map: not a readable image"
 

@@ -90,13 +90,21 @@ def test_parse_line_refs_order_and_rejects():
     assert parse_line("[1]", 0, 1)[1][0].reason == "jsonl_line_not_object"
     assert parse_line("", 0, 1) == ([], [])
     # A line that names no image reached nothing and was counted nowhere: its tile was only "not in the JSONL".
-    for messages, said in (([None, {"role": "user", "content": "hi"}], "messages[0] is NoneType"),
+    for messages, said in (([{"role": "user", "content": "hi"}], "no user turn has an image"),
                            ([{"role": "assistant", "content": [{"type": "image", "image": "images/a.png"}]}],
                             "in a 'assistant' turn"),
                            ([{"role": "user", "content": "Describe the chip."}], "no user turn has an image")):
         refs, problems = parse_line(orjson.dumps({"messages": messages}), 0, 4)
         assert not refs and [(p.line_no, p.reason) for p in problems] == [(4, "jsonl_line_no_image")]
         assert said in problems[0].detail
+    # a turn or a user turn's part that is not an object lost the image it held, the rest of the line still counts
+    chip = {"type": "image", "image": "images/s0/a_t0000.png"}
+    for messages, said in (([None, {"role": "user", "content": [chip]}], ["messages[0] is NoneType"]),
+                           ([{"role": "user", "content": [None, chip, "x"]}],
+                            ["messages[0].content[0] is NoneType", "messages[0].content[2] is str"])):
+        refs, problems = parse_line(orjson.dumps({"messages": messages}), 0, 2)
+        assert [r.stem for r in refs] == ["a_t0000"]
+        assert [(p.reason, p.detail) for p in problems] == [("jsonl_message_not_object", d) for d in said]
     assert parse_line(b"\xef\xbb\xbf" + line, 1, 1)[0][0].stem == "a_t0000"  # a file's byte order mark
     absolute = orjson.dumps({"messages": [{"role": "user", "content": [
         {"type": "image", "image": "/old/tree/images/s0/a_t0000.png"}, {"type": "image", "image": "/etc/passwd"},

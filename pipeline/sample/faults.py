@@ -239,7 +239,10 @@ LINE_FAULTS: dict[str, tuple[bytes, str]] = {
     "jsonl_not_object": (b'"just a string"', "jsonl_line_not_object"),
     "jsonl_messages_not_list": (b'{"messages": {"role": "user"}}', "jsonl_messages_not_list"),
     "jsonl_not_utf8": (b'{"messages": [], "note": "\xff\xfe"}', "jsonl_line_not_utf8"),
-    "jsonl_null_turn": (b'{"messages": [null, {"role": "assistant", "content": "a lake"}]}', "jsonl_line_no_image"),
+    "jsonl_text_only": (b'{"messages": [{"role": "user", "content": "Describe."}, {"role": "assistant", '
+                        b'"content": "A lake."}]}', "jsonl_line_no_image"),
+    "jsonl_null_turn": (b'{"messages": [null, {"role": "assistant", "content": "a lake"}]}',
+                        "jsonl_message_not_object"),
     "ref_parent_traversal": (_ref_line("images/../../../etc/passwd"), "unsafe_path:parent_traversal"),
     "ref_absolute": (_ref_line("/etc/passwd"), "unsafe_path:absolute_path"),
     "ref_url_scheme": (_ref_line("https://example.com/chip.png"), "unsafe_path:url_scheme"),

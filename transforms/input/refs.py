@@ -153,10 +153,17 @@ def parse_row(obj: Any, rank: int, line_no: int) -> tuple[list[ImageRef], list[R
     column = obj.get("images")  # TRL / ShareGPT rows: the row's images in order, for placeholders naming none
     pending = iter(column if isinstance(column, list) else ())
     part_no = 0
-    for message in messages:
-        if not isinstance(message, dict):
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):  # a hand edit, a tool that wrote null: the image it held is lost
+            problems.append(RefProblem(line_no, "jsonl_message_not_object",
+                                       f"messages[{i}] is {type(message).__name__}"))
             continue
-        for raw in _image_parts(message.get("content"), pending):
+        content = message.get("content")
+        if message.get("role") == "user" and isinstance(content, list):
+            problems.extend(RefProblem(line_no, "jsonl_message_not_object", f"messages[{i}].content[{j}] is "
+                                       f"{type(part).__name__}") for j, part in enumerate(content)
+                            if not isinstance(part, dict))
+        for raw in _image_parts(content, pending):
             if message.get("role") != "user":
                 continue
             part_no += 1
@@ -192,11 +199,8 @@ def parse_row(obj: Any, rank: int, line_no: int) -> tuple[list[ImageRef], list[R
 
 
 def _why_no_image(messages: list[Any]) -> str:
-    """Why a row names no image of a user turn: a turn that is not an object (a hand edit, a tool that wrote
-    ``null``) or the image in another role's turn tells the user which line to mend."""
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            return f"messages[{i}] is {type(message).__name__}, not a message object"
+    """Why a row of message objects names no image of a user turn: the image in another role's turn tells the
+    user which line to mend."""
     for message in messages:
         if any(True for _ in _image_parts(message.get("content"), iter(()))):
             return f"its images are in a {str(message.get('role'))[:20]!r} turn, not the user's"

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -27,6 +26,7 @@ from transforms.output.tree import (
     ANALYSIS_DIR,
     MIX_REPORT_NAME,
     REPORT_NAME,
+    DamagedReport,
     OutputTree,
     parse_report,
     record_files,
@@ -238,7 +238,7 @@ def _mix_given(output_dir: str, tree: OutputTree) -> str:
     try:
         sources = parse_report(tree.read(MIX_REPORT_NAME), MIX_REPORT_NAME).get("sources") or []
         paths = sorted({s["path"] for s in sources if s.get("kind") == "satsft" and isinstance(s.get("path"), str)})
-    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+    except (DamagedReport, AttributeError, KeyError, TypeError):  # a mix still: its builds are not named
         paths = []
     return (f"{output_dir} is a mix; `satsft eval --labels` scores the maps of a build (a mix's are copies of its "
             "builds', and may carry one tile stem from two trees): score each build it mixes"

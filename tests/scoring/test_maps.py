@@ -157,3 +157,15 @@ def test_map_intervals_resample_places_as_averaging_the_drawn_tiles_would():
     assert got["interval_95"]["pixel_agreement"] == [0.9, 0.9]
     low, high = got["interval_95"]["mean_iou"]
     assert low < np.mean([s.mean_iou for s in scores.values()]) < high
+
+
+def test_labels_given_a_mix_whose_report_is_damaged_still_say_it_is_a_mix(tmp_path, capsys):
+    """The advice names a mix's builds from its report; one that cannot be read (since reports are checked for
+    their shape) stopped with "cannot be read" instead of saying what to score."""
+    from pipeline.cli import main
+
+    (tmp_path / "mix").mkdir()
+    (tmp_path / "mix" / "mix_report.json").write_text("{}")
+    (tmp_path / "labels").mkdir()
+    assert main(["eval", str(tmp_path / "mix"), "--labels", str(tmp_path / "labels")]) == 2
+    assert "is a mix; `satsft eval --labels` scores the maps of a build" in capsys.readouterr().err

@@ -343,6 +343,38 @@ def test_webp_and_inline_images_keep_their_format(tmp_path, capsys):
     assert [r["reason"] for r in rejects] == ["image_unsupported_format"]
 
 
+def test_a_messages_column_of_json_text_reads_as_the_turns_it_holds(tmp_path):
+    """Parquet holds one type per column, so exports whose turns mix strings and part lists often write
+    `messages` as JSON text: every such row was a no_messages reject. It reads as the same rows a list column
+    gives; text that is no JSON list is a reject saying so."""
+    png = _png((30, 60, 90))
+    turns = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": f"What is {i}?"}]},
+              {"role": "assistant", "content": f"Field {i}."}] for i in range(2)]
+    images = [[{"bytes": png, "path": f"p{i}.png"}] for i in range(2)]
+    as_text, as_list = tmp_path / "text", tmp_path / "list"
+    for folder in (as_text, as_list):
+        folder.mkdir()
+    pq.write_table(pa.table({"messages": [json.dumps(t) for t in turns] + ['{"role": "user"}', "[not json"],
+                             "images": images + images}), as_text / "train-00000-of-00001.parquet")
+    (as_list / "train.jsonl").write_text("".join(json.dumps({"messages": t, "images": [
+        {"bytes": None, "path": f"p{i}.png"}]}) + "\n" for i, t in enumerate(turns)))
+    for i in range(2):
+        (as_list / f"p{i}.png").write_bytes(png)
+    got = {}
+    for folder in (as_text, as_list):
+        out = tmp_path / f"out-{folder.name}"
+        assert main(["mix", "--source", f"name=chat,path={folder}", "--output", str(out), "--formats", "jsonl"]) == 0
+        rows = [json.loads(line) for line in (out / "data" / "train.jsonl").open()]
+        # the media names (so the content ids) differ: a carried image is named by its bytes, a file by its path
+        got[folder.name] = [[p.get("text") or (out / p["image"]).read_bytes() for m in r["messages"]
+                             for p in m["content"]] for r in rows]
+    assert sorted(got["text"]) == sorted(got["list"]) and len(got["text"]) == 2
+    rejects = [json.loads(line) for line in (tmp_path / "out-text" / "rejects" / "rejects-00000-of-00001.jsonl").open()]
+    assert sorted((r["reason"], r["detail"].split(" (")[0]) for r in rejects) == [
+        ("no_messages", "messages is JSON text holding dict, not a list of turns"),
+        ("no_messages", "messages is text that is not JSON")]
+
+
 def test_a_mix_is_a_source_read_once(mixed, tmp_path, capsys):
     """A mix written as Parquet and JSONL: its rows once (each file was read, every row twice, half rejected)."""
     out, _ = mixed

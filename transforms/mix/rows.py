@@ -264,12 +264,36 @@ def _from_texts(raw: dict[str, Any]) -> dict[str, Any]:
     return _from_conversations({**{k: v for k, v in raw.items() if k != "texts"}, "conversations": turns})
 
 
+TURN_COLUMNS = ("messages", "conversations", "texts")
+
+
+def _turns_from_text(raw: dict[str, Any]) -> dict[str, Any]:
+    """A turns column stored as JSON text (Parquet holds one type per column, so exports of rows whose contents
+    mix strings and part lists often write `messages` as a string) read as the list it holds. Every such row was a
+    no_messages reject; text that is not a JSON list still is, saying why."""
+    texts = [k for k in TURN_COLUMNS if isinstance(raw.get(k), str)]
+    if not texts:
+        return raw
+    out = dict(raw)
+    for key in texts:
+        try:
+            value = orjson.loads(raw[key])
+        except orjson.JSONDecodeError as e:  # also past orjson's 254 levels: the work stays bounded
+            raise RowProblem("no_messages", f"{key} is text that is not JSON ({e})"[:200]) from None
+        if not isinstance(value, list):
+            raise RowProblem("no_messages", f"{key} is JSON text holding {type(value).__name__}, not a list of "
+                                            "turns")
+        out[key] = value
+    return out
+
+
 def normalise_row(raw: Any, source: str, kind: str, file_split: str, root: str, folder: str = "") -> Normalised:
     """Any supported row -> the satsft row shape, or RowProblem. A satsft source keeps each row's split and
     metadata; a foreign row gets task = the source's name, a content-hash sample id and its file's split.
     ``folder``: the row's file's folder below the image root ``root`` (image paths starting ``../`` start there)."""
     if not isinstance(raw, dict):
         raise RowProblem("row_not_object", type(raw).__name__)
+    raw = _turns_from_text(raw)
     if raw.get("messages") is None and "conversations" in raw:
         raw = _from_conversations(raw)
     elif raw.get("messages") is None and "texts" in raw:

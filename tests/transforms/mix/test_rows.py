@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -139,7 +140,7 @@ def test_llava_conversations_read_like_sharegpt_rows():
     roles = {**llava, "conversations": [{"role": r, "content": c} for r, c in (
         ("system", "Be brief."), ("user", "<image>\nWhat is it?"), ("assistant", "A field."))]}
     for row in (llava, untokened, roles, {**llava, "image": None, "images": ["img/a.png"]},
-                {**llava, "image": ["img/a.png"]}):
+                {**llava, "image": ["img/a.png"]}, {**llava, "conversations": json.dumps(llava["conversations"])}):
         got = normalise_row(row, "chat", "files", "train", "/d")
         assert got.record == want.record and got.images == want.images
     assert normalise_row(llava, "chat", "files", "train", "/d").dropped_columns == ("id",)

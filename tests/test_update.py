@@ -451,16 +451,31 @@ def test_an_update_that_would_empty_or_gut_the_dataset_is_refused(trees, tmp_pat
     assert 0 < len(_rows(out)) < len(_rows(base / "first")) and not validate(str(out))[0].count
 
 
-def test_a_drawn_file_deleted_by_hand_is_drawn_again_with_no_reuse(trees, tmp_path):
-    """--update takes an unchanged tile's analysis images as they are: one deleted by hand stays gone, and
-    validate says to update with --no-reuse, which draws it again."""
+def test_drawn_files_deleted_by_hand_are_drawn_again_by_the_next_update(trees, tmp_path):
+    """An unchanged tile's analysis image, overlay, row sidecar or chip deleted from the build (by hand, or by a
+    bucket's lifecycle rule) stayed gone through every --update, which took the tile's files as they were
+    (validate said to update with --no-reuse); with --previous it was a previous_file_unreadable reject. The
+    rebuild lists the folders its manifest names (a request per thousand files in a bucket) and draws such a
+    tile again in its slot: the same bytes as the first build, every other tile still taken."""
     base, _, _ = trees
     out = _copy_of_first(base, tmp_path)
-    gone = sorted((out / "analysis_images").rglob("*.png"))[0]
-    gone.unlink()
+    owner = {f: t["stem"] for m in sorted((out / "metadata" / "manifest").glob("tiles-*.jsonl"))
+             for t in map(json.loads, m.read_text().splitlines()) for f in t["files"]}
+    gone = [sorted(p for p in (out / folder).rglob("*") if p.is_file())[3 * i] for i, folder in enumerate(
+        ("analysis_images", "overlays", "metadata/sft_metadata_rows", "images"))]
+    assert len(set(gone)) == 4 and all(str(p.relative_to(out)) in owner for p in gone)
+    for path in gone:
+        path.unlink()
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
     run_cli("build", "--input", str(base / "small"), "--output", str(out), "--update", *BUILD)
-    findings, _ = validate(str(out))
-    assert not gone.exists() and findings.notes and "--update --no-reuse" in findings.notes[0]
-    run_cli("build", "--input", str(base / "small"), "--output", str(out), "--update", "--no-reuse", *BUILD)
-    assert gone.exists() and validate(str(out))[0].count == 0
+    assert all(p.exists() for p in gone) and validate(str(out))[0].count == 0
     assert _files(out) == _files(base / "first")
+    redrawn = len({owner[str(p.relative_to(out))] for p in gone})
+    rebuild = _report(out)["rebuild"]
+    assert rebuild["tiles_redrawn"] == redrawn and rebuild["tiles_reused"] == 48 - redrawn
+    again = tmp_path / "again"
+    run_cli("build", "--input", str(base / "small"), "--output", str(again), "--previous", str(damaged), *BUILD)
+    assert _files(again) == _files(base / "first") and _report(again)["rejects_by_reason"] == _report(
+        base / "first")["rejects_by_reason"]
+    assert _report(again)["rebuild"]["tiles_redrawn"] == redrawn

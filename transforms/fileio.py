@@ -586,6 +586,13 @@ def list_files(root: str) -> list[str]:
     return sorted(p[len(prefix):] for p in found if p.startswith(prefix))
 
 
+def names_in(folder: str) -> set[str]:
+    """The names of the files directly in a folder or bucket prefix (not below it): one listing, a request per
+    thousand objects in a bucket, where asking after each file would cost a request each."""
+    prefix, found = _found(folder, recursive=False)
+    return {p[len(prefix):] for p in found if p.startswith(prefix)}
+
+
 def file_sizes(root: str) -> dict[str, int]:
     """Every file below a folder or bucket prefix, relative to it, with its size in bytes (one listing)."""
     prefix, found = _found(root)

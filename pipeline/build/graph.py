@@ -131,9 +131,10 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     if share < 1:  # the tiles outside the share are not read: their references are no sidecar_missing rejects
         chip_refs = chip_refs | "RefsInShare" >> beam.Filter(lambda ref: in_share(ref[0], share))
     parts = {"sidecars": sidecars["tiles"], "refs": chip_refs, "files": chip_files}
+    reuse = config.reuse and config.layout != "hub"  # unchanged tiles take the earlier build's files
     if config.previous:
         previous = pipeline | "ReadPreviousTiles" >> ReadPreviousTiles(
-            config.previous, config.previous_manifest, config.previous_files, config.previous_format)
+            config.previous, config.previous_manifest, config.previous_files, config.previous_format, reuse)
         previous_splits = previous | "PreviousSplits" >> beam.Map(lambda t: (t[0], t[1]))
         parts["previous"] = previous | "PreviousByStem" >> beam.Map(lambda t: (t[0], t))
     if config.takes_rows:
@@ -145,8 +146,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     # every tile.
     saved = saved_manifests(out) if config.update else ()
     stale_by_join = bool(config.update and config.previous and not saved)
-    joined = parts | "JoinOnTileStem" >> JoinOnTileStem(root, stills["index"], options,
-                                                        config.reuse and config.layout != "hub", stale_by_join)
+    joined = parts | "JoinOnTileStem" >> JoinOnTileStem(root, stills["index"], options, reuse, stale_by_join)
     ground = (sidecars["tiles"] | "JoinBasesOnSharedGround" >> JoinBasesOnSharedGround()
               if config.split_unit == "ground" else None)
     split = joined["tiles"] | "AssignSplits" >> AssignSplits(config.leakage, previous_splits,

@@ -284,8 +284,9 @@ def summary_table(report: dict[str, Any]) -> str:
     if r:
         earlier = ("the build it updated (--update)" if report["config"].get("update")
                    else f"--previous {report['config'].get('previous', '')}")
+        redrawn = f"; drawn again, their files gone: {r['tiles_redrawn']}" if r.get("tiles_redrawn") else ""
         lines.append(f"against {earlier}: tiles kept {r['tiles_kept']}, new {r['tiles_new']}, removed "
-                     f"{r['tiles_removed']}; moved split {r['tiles_moved_split']}")
+                     f"{r['tiles_removed']}; moved split {r['tiles_moved_split']}{redrawn}")
     timings = report.get("timings")
     if timings:
         lines.append("time: " + ", ".join(f"{k} {v}" for k, v in timings.items()))

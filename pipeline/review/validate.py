@@ -513,7 +513,7 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
     _folder_limits(tree, int(report["config"].get("max_files_per_dir", 9000)), findings)
     maps_gone = any(p.startswith(f"{ANALYSIS_DIR}/") for p in findings.missing)
     if name == REPORT_NAME and (maps_gone or sidecars_gone):
-        # an --update takes an unchanged tile's files as they are, so one deleted by hand stays gone
+        # the next --update lists the folders and draws a tile whose files are gone again, in its slot
         findings.notes.append("some of the analysis images, overlays or row sidecars the build drew are gone: "
-                              "`satsft build ... --update --no-reuse` draws every tile again")
+                              "`satsft build ... --update` draws their tiles again")
     return findings, checked

@@ -162,8 +162,9 @@ def _earlier_from_json(earlier: list) -> tuple:
     shuffle with it, and a recursive walk took most of the tile's decoding."""
     if not earlier:
         return ()
-    stem, split, slot, fingerprint, files, rows, gated, still, counts, chip_sha256 = earlier
-    return (stem, split, slot, fingerprint, tuple(files), rows, gated, still, tuple(map(tuple, counts)), chip_sha256)
+    stem, split, slot, fingerprint, files, rows, gated, still, counts, chip_sha256, gone = earlier
+    return (stem, split, slot, fingerprint, tuple(files), rows, gated, still, tuple(map(tuple, counts)), chip_sha256,
+            gone)
 
 
 def _earlier_rows_from_json(runs: list) -> tuple:

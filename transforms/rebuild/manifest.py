@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -44,6 +44,7 @@ class PreviousTile(NamedTuple):
     still: str = ""  # the output path of its still when a row showed it
     counts: tuple[tuple[str, int], ...] = ()  # what its rows added to the report's counts
     chip_sha256: str = ""  # of its chip's bytes, which an unchanged tile's rows name without its chip being read
+    gone: int = 0  # of its files, how many the earlier build's folder no longer holds (mark_gone; 0: not looked)
 
 
 def tiles_file(slot: int) -> str:
@@ -108,6 +109,20 @@ def parse_tiles(data: bytes) -> list[PreviousTile]:
                                     int(r.get("rows", -1)), int(r.get("gated", 0)), r.get("still", ""),
                                     tuple(sorted(r.get("counts", {}).items())), r.get("chip_sha256", "")))
     return out
+
+
+def drawn_folders(tiles: Iterable[PreviousTile]) -> list[str]:
+    """The folders the tiles' files lie directly in: a rebuild lists each once (fileio.names_in) to see which
+    files are still there, a request per thousand files in a bucket instead of one per file."""
+    return sorted({posixpath.dirname(f) for t in tiles for f in t.files})
+
+
+def mark_gone(tiles: Iterable[PreviousTile], present: Mapping[str, set[str]]) -> list[PreviousTile]:
+    """Each tile with ``gone`` set to how many of its files ``present`` (folder -> names of the files in it, as
+    listed) lacks: an analysis image, overlay, row sidecar or chip deleted from the earlier build by hand or by
+    a bucket's lifecycle rule. Such a tile is drawn again rather than taken with a hole in it."""
+    return [t._replace(gone=sum(posixpath.basename(f) not in present.get(posixpath.dirname(f), ()) for f in t.files))
+            for t in tiles]
 
 
 def add_counts(into: dict[str, int], keys: Iterable[tuple[str, int]]) -> dict[str, int]:

@@ -26,9 +26,11 @@ from transforms.rebuild.manifest import (
     PreviousTile,
     allocate_slots,
     damaged_manifest,
+    drawn_folders,
     encode_stills,
     encode_tiles,
     first_free_slot,
+    mark_gone,
     parse_tiles,
     stale_files,
     tile_fingerprint,
@@ -49,14 +51,19 @@ STALE_BEFORE = "stale_before"
 
 def _read_manifest_file(element) -> list[tuple]:
     """A manifest file that does not parse stops the build with the way out: without it the earlier build's
-    tiles would lose their slots and splits, which is what --previous is there to keep."""
-    root, rel = element
+    tiles would lose their slots and splits, which is what --previous is there to keep. With ``look`` (a rebuild
+    that reuses files), the folders its tiles' files lie in are listed, and each tile learns how many of them
+    are gone (manifest.mark_gone)."""
+    root, rel, look = element
     with fileio.open_for_read(join_path(root, rel)) as f:
         data = f.read()
     try:
-        return [tuple(t) for t in parse_tiles(data)]
+        tiles = parse_tiles(data)
     except (ValueError, KeyError, TypeError, AttributeError) as err:  # orjson.JSONDecodeError is a ValueError
         raise damaged_manifest(join_path(root, rel), err) from err
+    if look:
+        tiles = mark_gone(tiles, {d: fileio.names_in(join_path(root, d)) for d in drawn_folders(tiles)})
+    return [tuple(t) for t in tiles]
 
 
 def _read_split_file(element) -> list[tuple]:
@@ -75,10 +82,11 @@ class ReadPreviousTiles(beam.PTransform):
     manifest_files: tuple[str, ...]
     split_files: tuple[str, ...] = ()
     fmt: str = ""
+    look_for_gone: bool = False  # the rebuild reuses files: which of them are gone (PreviousTile.gone)
 
     def expand(self, pbegin):
         if self.manifest_files:  # one record per tile: each manifest file holds its own block of slots
-            files = [(self.root, rel) for rel in self.manifest_files]
+            files = [(self.root, rel, self.look_for_gone) for rel in self.manifest_files]
             return (pbegin
                     | "Files" >> beam.Create(files)
                     | "Spread" >> beam.Reshuffle()
@@ -134,10 +142,13 @@ def compare_tile(tile, before: list[PreviousTile], runs: list[tuple], options: s
         tile = tile.with_fields(fingerprint=fp, chip_sha256=sha or chip_sha256(tile.chip_src))
     except OSError:  # GenerateRows rejects it with the reason; it needs no slot of its own
         return CHANGED, tile, {}
+    redraw = reuse and prev.gone > 0  # files of it are gone: it is drawn again in its slot, not taken with holes
+    reuse = reuse and not redraw
     rows = takeable_rows(prev, runs) if reuse else ()  # GenerateRows counts those it takes
     return PLACED, tile.with_fields(slot=prev.slot, reuse=reuse, earlier=tuple(prev) if rows else (),
                                     earlier_rows=rows), {"rebuild|tiles_unchanged": 1,
-                                                         "rebuild|tiles_reused": int(reuse)}
+                                                         "rebuild|tiles_reused": int(reuse),
+                                                         "rebuild|tiles_redrawn": int(redraw)}
 
 
 def _with_slot(element):

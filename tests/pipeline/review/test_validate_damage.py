@@ -194,13 +194,13 @@ def test_a_row_not_of_the_row_shape_is_one_line_for_eval_and_preview(every_forma
 
 
 def test_a_drawn_file_gone_is_a_finding_with_the_way_to_draw_it_again(every_format, tmp_path):
-    """An --update takes an unchanged tile's files as they are, so a row sidecar deleted by hand stays gone;
-    validate says so and names `--update --no-reuse` (which draws it again: tested by hand)."""
+    """A row sidecar deleted by hand is a finding, with the way to draw it again: the next `--update` draws
+    each tile whose files are gone (tests/test_update.py)."""
     out = tmp_path / "out"
     shutil.copytree(every_format, out)
     next(iter(sorted((out / "metadata" / "sft_metadata_rows").rglob("*.json")))).unlink()
     findings, _ = validate(str(out))
     assert any("row sidecars under" in line for line in findings.by_check["counts"]), findings.lines()
     assert findings.lines()[-1] == ("note: some of the analysis images, overlays or row sidecars the build drew are "
-                                    "gone: `satsft build ... --update --no-reuse` draws every tile again")
+                                    "gone: `satsft build ... --update` draws their tiles again")
     assert findings.count == 1, "a note is not a problem"

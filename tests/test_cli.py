@@ -168,6 +168,8 @@ def test_a_full_disk_stops_a_build_with_one_line(tmp_path, monkeypatch, capsys):
 
     beam_words = RuntimeError("OSError: [Errno 28] No space left on device [while running 'WriteSplitFiles/Spool']")
     assert storage_refusal(beam_words) == "No space left on device"
+    named = RuntimeError("OSError: [Errno 28] No space left on device: '/out/media/a.png' [while running 'Copy']")
+    assert storage_refusal(named) == "No space left on device", "the file's name is not the reason's words"
     assert storage_refusal(RuntimeError("[Errno 2] No such file or directory")) == ""
     assert main(["sample", "--tiles", "3", "--output", str(tmp_path / "tree")]) == 0
     capsys.readouterr()

@@ -210,9 +210,18 @@ def write_bytes(path: str, data: bytes) -> None:
     """Write under a temporary name and rename, so a reader or a retried bundle never sees half a file."""
     if is_local(path):
         tmp = f"{path}.tmp-{os.getpid()}"
-        with _create_local(tmp) as f:
-            f.write(data)
-        os.replace(tmp, path)
+        try:
+            with _create_local(tmp) as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException as err:  # a full disk: the half-written file goes, and the error names the file
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            if isinstance(err, OSError) and err.filename is None:
+                err.filename = path
+            raise
         return
     if path.startswith("gs://"):
         # One request, the object whole or not at all (Beam's writer began a resumable upload for every file,

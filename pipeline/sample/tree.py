@@ -271,8 +271,13 @@ def plan_tiles(n_tiles: int, seed: int) -> list[TileSpec]:
 
 def _write(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as err:  # a full disk: say which file (the command removes the partial tree)
+        if err.filename is None:
+            err.filename = path
+        raise
 
 
 @dataclass(frozen=True)

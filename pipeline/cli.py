@@ -536,6 +536,8 @@ def run_eval(argv: list[str]) -> int:
         try:
             fileio.write_bytes(args.output, orjson.dumps(report, option=orjson.OPT_INDENT_2))
         except OSError as err:
+            if storage_refusal(err):
+                raise
             raise UsageError(f"cannot write the report to {args.output!r}: {err.strerror or err}") from err
         print(f"\nreport written to {args.output}")
     return 0

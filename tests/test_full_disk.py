@@ -87,11 +87,17 @@ def test_preview_on_a_full_disk_leaves_no_half_page(built, tmp_path, monkeypatch
     assert main(["preview", str(built), "--to", str(page)]) == 0 and (page / "index.html").is_file()
 
 
-def test_eval_requests_on_a_full_disk_leave_no_partial_file(built, tmp_path, monkeypatch, capsys):
-    """The message was "cannot read or write: [Errno 28] ..." naming no file, and the .partial file stayed."""
+def test_eval_files_on_a_full_disk_leave_no_partial_file(built, tmp_path, monkeypatch, capsys):
+    """The requests' message was "cannot read or write: [Errno 28] ..." naming no file, and the .partial file
+    stayed; the report's temporary file stayed too."""
     _disk_with_room(monkeypatch, 30_000, fileio_module)
     requests = tmp_path / "requests.jsonl"
     assert main(["eval", str(built), "--requests", str(requests), "--model", "m", "--split", "train"]) == 1
     assert _said(capsys) == (f"satsft: error: No space left on device (writing {requests}.partial); free space (or "
                              "fix the storage) first, then run `satsft eval` again")
+    assert list(tmp_path.iterdir()) == []
+    _disk_with_room(monkeypatch, 0, fileio_module)
+    report = tmp_path / "report.json"
+    assert main(["eval", str(built), "--baseline", "majority", "--split", "train", "--output", str(report)]) == 1
+    assert _said(capsys).startswith(f"satsft: error: No space left on device (writing {report})")
     assert list(tmp_path.iterdir()) == []

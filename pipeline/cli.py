@@ -652,12 +652,15 @@ def run_validate(argv: list[str]) -> int:
     if checked["update_unfinished"]:
         from transforms.rebuild.commit import unfinished_update
 
-        who = unfinished_update(root)
+        who, state = unfinished_update(root)
         kind = "mix" if fileio.exists(join_path(root, MIX_REPORT_NAME)) else "build"
+        then = {"running": "; it is running (its process is alive on this machine): let it finish",
+                "stopped": "; it has stopped (its process is gone from this machine): run the same update again "
+                           "to finish or undo it",
+                "unknown": "; it may still be running: if it stopped, run the same update again to finish it"}[state]
         print(f"note: an --update of this output has not finished{f' ({who})' if who else ''}: readers see the "
               f"{kind} as its commit leaves it" + (", with files of the new build no row names yet" if kind == "build"
-                                                   else "") + "; it may still be running: if it stopped, run the "
-              "same update again to finish it")
+                                                   else "") + then)
     return 0
 
 

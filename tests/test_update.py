@@ -324,6 +324,8 @@ def test_an_update_killed_before_its_commit_leaves_the_old_build(trees, tmp_path
     note = run_cli("validate", str(out)).stdout  # says who began it and when it last wrote, to judge if it runs
     assert re.search(r"has not finished \(begun 20\d\d-\d\d-\d\d [\d:]+ UTC by process \d+ on host .+, last wrote "
                      r"20\d\d-\d\d-\d\d [\d:]+ UTC\)", note), note
+    # its process is gone from this machine: the note says it stopped (it said it may still be running)
+    assert "it has stopped (its process is gone from this machine): run the same update again" in note, note
     assert _rows(out) == _rows(base / "first"), "the old build, whole"
     # run again on a tree that changed meanwhile (here: back as it was): what the stopped run wrote goes
     run_cli("build", "--input", str(base / "small"), "--output", str(out), "--update", *BUILD)

@@ -366,16 +366,18 @@ def last_write(output: str) -> datetime.datetime | None:
     return fileio.newest_write([join_path(output, SPOOL_DIR), stage_root(output)])
 
 
-def unfinished_update(output: str) -> str:
-    """Who began the unfinished update of ``output`` and when it last wrote there, for a reader wondering whether
-    it still runs ("" when its marker says nothing)."""
+def unfinished_update(output: str) -> tuple[str, str]:
+    """Who began the unfinished update of ``output`` and when it last wrote there ("" when its marker says
+    nothing), and whether it still runs, for a reader wondering: "running" or "stopped" where this machine can
+    tell (a process of its own), else "unknown"."""
     marker = fileio.read_if_there(join_path(output, STARTED))
     other = holder.parse((marker or b"").decode("utf-8", "replace"))
     if other is None:
-        return ""
+        return "", "unknown"
     wrote = last_write(output)
     last = f", last wrote {wrote.strftime(holder.BEGAN_FORMAT)}" if wrote else ""
-    return f"begun {other.began or 'at an unknown time'} {other.who()}{last}"
+    state = ("running" if holder.still_running(other) else "stopped") if holder.known_here(other) else "unknown"
+    return f"begun {other.began or 'at an unknown time'} {other.who()}{last}", state
 
 
 def running_update(output: str, marker: bytes | None, take_over_after: float = DEFAULT_TAKE_OVER_HOURS) -> str:

@@ -196,3 +196,26 @@ def test_an_update_submitted_to_dataflow_from_this_machine_is_judged_by_time(tmp
     assert not running_update(str(tmp_path), marker, 0)
     begin(str(tmp_path))  # waited for here: this process's own marker names no other run
     assert not running_update(str(tmp_path), (tmp_path / STARTED).read_bytes(), 12)
+
+
+def test_a_reader_is_told_whether_an_unfinished_update_still_runs_here(tmp_path):
+    """validate's note said "it may still be running" of an update whose process had ended on this very machine."""
+    import subprocess
+
+    from transforms.rebuild import holder
+    from transforms.rebuild.commit import unfinished_update
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        marker = holder.Holder(holder.machine_id(), child.pid, holder.pid_start(child.pid), "2026-12-07 10:00:00 UTC",
+                               holder.socket.gethostname())
+        _write(tmp_path, STARTED, marker.lines().encode())
+        assert unfinished_update(str(tmp_path))[1] == "running"
+    finally:
+        child.kill()
+        child.wait()
+    assert unfinished_update(str(tmp_path))[1] == "stopped"
+    elsewhere = holder.Holder("another-boot", child.pid, "", "2026-12-07 10:00:00 UTC", "cron-1")
+    _write(tmp_path, STARTED, elsewhere.lines().encode())
+    who, state = unfinished_update(str(tmp_path))
+    assert state == "unknown" and "cron-1" in who

@@ -4,8 +4,11 @@ read `*`, `?` and `[` in a pattern as wildcards, folder names included."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import run_cli
 
@@ -46,3 +49,50 @@ def test_tree_folders_may_be_symlinks(tmp_path: Path):
         (tree / folder).symlink_to(real / folder, target_is_directory=True)
     proc = run_cli("build", "--input", str(tree), "--output", str(tmp_path / "out"), "--tasks", "caption,cross_view")
     assert "tiles: 3 in, 3 with rows, 0 rejected" in proc.stdout and "rejects by reason" not in proc.stdout, proc.stdout
+
+
+def _rename_to_bytes(path: Path, extra: bytes) -> bytes:
+    """Rename ``path`` so its name holds a byte that is not UTF-8 (as a Latin-1 system writes `é`)."""
+    raw = bytes(path)
+    stem, dot, suffix = raw.rpartition(b".")
+    new = stem + extra + dot + suffix
+    os.rename(raw, new)
+    return new
+
+
+def test_file_names_that_are_not_utf8_are_rejects_not_a_failed_job(tmp_path: Path):
+    """Linux allows any bytes in a name; Python reads the others as lone surrogates, which no Beam coder, JSON or
+    Parquet writer takes: one such sidecar, chip, still, JSONL file or mix source file failed the whole build or
+    mix with a UnicodeEncodeError. Each is now a path_not_utf8 reject naming it with \\xNN; the rest is built."""
+    tree = tmp_path / "tree"
+    run_cli("sample", "--tiles", "8", "--output", str(tree), "--seed", "5")
+    try:
+        side = _rename_to_bytes(sorted((tree / "metadata").rglob("*.json"))[0], b"\xff")
+    except OSError as err:  # a file system that keeps UTF-8 names only (macOS): nothing to test
+        pytest.skip(f"names must be UTF-8 here: {err}")
+    _rename_to_bytes(sorted((tree / "images").rglob("*.png"))[-1], b"\xe9")
+    _rename_to_bytes(sorted((tree / "mapbox_stills").rglob("*.png"))[-1], b"\xe9")
+    _rename_to_bytes(tree / "data" / "validation.jsonl", b"\xe9")
+    out = tmp_path / "out"
+    for extra in ((), ("--tile-share", "0.999")):
+        proc = run_cli("build", "--input", str(tree), "--output", str(out), "--tasks", "caption,cross_view",
+                       "--overwrite", *extra)
+        assert "tiles: 8 in, " in proc.stdout, proc.stdout
+    rejects = [json.loads(line) for f in sorted((out / "rejects").glob("*.jsonl")) for line in f.open()]
+    named = sorted((r["stage"], r["source"]) for r in rejects if r["reason"] == "path_not_utf8")
+    assert [stage for stage, _ in named] == ["images", "mapbox_stills", "refs", "sidecar"], named
+    assert os.fsdecode(side).endswith(named[-1][1].replace("\\xff", "\udcff"))
+    assert dict(named)["refs"] == "data/validation\\xe9.jsonl"
+    run_cli("validate", str(out))
+    run_cli("build", "--input", str(tree), "--output", str(out), "--update")
+
+    # a mix source folder holding such a file: the others are read, it is a reject
+    source = tmp_path / "rows"
+    source.mkdir()
+    shutil.copy(out / "data" / "train.jsonl", source / "train.jsonl")
+    shutil.copy(out / "data" / "test.jsonl", source / "test.jsonl")
+    _rename_to_bytes(source / "test.jsonl", b"\xe9")
+    mixed = tmp_path / "mix"
+    run_cli("mix", "--source", f"name=a,path={source},image_root={out}", "--output", str(mixed), "--formats", "jsonl")
+    report = json.loads((mixed / "mix_report.json").read_text())
+    assert report["rejects_by_reason"] == {"path_not_utf8": 1} and report["rows"]["total"] > 0, report

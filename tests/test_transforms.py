@@ -105,11 +105,11 @@ def test_list_images(tmp_path):
     _write(str(tmp_path / "images/s00000/a.png"), _png(16))
     _write(str(tmp_path / "images/s00000/b.png"), _png(16)[:-20])
     with TestPipeline() as p:
-        assert_that(p | ListImages(str(tmp_path), "images"),
+        assert_that(p | ListImages(str(tmp_path), "images")["files"],
                     equal_to([("a", ImageFile("images/s00000/a.png", "", "", 16, 16)),
                               ("b", ImageFile("images/s00000/b.png", "truncated", "file does not end with IEND",
                                               16, 16))]))
-        assert_that(p | "none" >> ListImages(str(tmp_path), "mapbox_stills"), equal_to([]), label="empty")
+        assert_that(p | "none" >> ListImages(str(tmp_path), "mapbox_stills")["files"], equal_to([]), label="empty")
 
 
 def test_join_on_tile_stem():

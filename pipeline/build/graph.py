@@ -116,14 +116,16 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
     share = config.tile_share
     sidecars = pipeline | "ReadSidecars" >> ReadSidecars(root, share)
     refs = pipeline | "ExtractImageRefs" >> ExtractImageRefs(root)
-    chip_files = pipeline | "ListChips" >> ListImages(root, "images", share=share)
+    chip_listing = pipeline | "ListChips" >> ListImages(root, "images", share=share)
+    chip_files = chip_listing["files"]
     still_refs, wanted = refs["stills"], None
     if share < 1:  # only the stills the chosen tiles look up are listed, checked and indexed
         wanted = (sidecars["tiles"]
                   | "StillKeys" >> beam.FlatMap(lambda kv: [(key, None) for key in still_lookup_keys(kv[0])]))
         still_refs = still_refs | "WantedRefs" >> KeepWanted(wanted)
         still_refs = still_refs | "RekeyRefs" >> beam.Map(lambda ref: (ref.stem, ref))
-    still_files = pipeline | "ListStills" >> ListImages(root, "mapbox_stills", still=True, wanted=wanted)
+    still_listing = pipeline | "ListStills" >> ListImages(root, "mapbox_stills", still=True, wanted=wanted)
+    still_files = still_listing["files"]
 
     stills = (still_refs, still_files) | "IndexStills" >> IndexStills(config.previous_stills, config.input)
     previous = previous_splits = None
@@ -214,7 +216,8 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         failed.append(copies["rejects"])
     if config.row_sidecars == "files":
         events.append(rows | "WriteRowSidecars" >> WriteRowSidecars(out, config.previous, config.update))
-    rejects = ([sidecars["rejects"], refs["rejects"], joined["rejects"], stills["rejects"], split["rejects"],
+    rejects = ([sidecars["rejects"], refs["rejects"], chip_listing["rejects"], still_listing["rejects"],
+                joined["rejects"], stills["rejects"], split["rejects"],
                 *apart_rejects, generated["rejects"], *failed] | "AllRejects" >> beam.Flatten())
     events.append(rejects | "WriteRejects" >> WriteRejects(dataset_root))
 

@@ -28,6 +28,7 @@ from transforms.output.counts import SumEvents, event_items, reject_key
 from transforms.output.files import WriteRejects
 from transforms.output.spool import RemoveSpool
 from transforms.rebuild.commit import commit, finish
+from transforms.records import NAME_NOT_UTF8, NAME_NOT_UTF8_DETAIL, reject
 from transforms.splits.shared_ground import FindSharedGround, WriteMixFootprints, WriteMixPlaces, WriteSharedGround
 
 
@@ -73,6 +74,10 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
             | "ReadMixSources" >> ReadMixSources(sources, root, sum(len(readers) for readers, _, _ in files)))
     chosen = read["rows"] | "ChooseRows" >> ChooseRows(sources)
     kept, rejected = chosen["kept"], [read[REJECTS], chosen[REJECTS]]
+    unnamable = [reject(f"{s.name}:{p.rsplit('/', 1)[-1]}", "", "read", NAME_NOT_UTF8, NAME_NOT_UTF8_DETAIL)
+                 for s in recipe.sources for p in s.unnamable]
+    if unnamable:  # listed, never read: their names could not cross the graph
+        rejected.append(pipeline | "NamesNotUtf8" >> beam.Create(unnamable))
     manifests = footprint_lists(recipe)
     # Only builds and mixes say where their tiles lie (manifests, footprint lists); the report says how many.
     if manifests or config.shared_ground == "drop":

@@ -43,6 +43,7 @@ from transforms.output.tree import (
 )
 from transforms.paths import JSONL_SUFFIXES
 from transforms.rebuild.manifest import files_as_read, manifest_tiles_files
+from transforms.records import name_not_utf8, written_name
 from transforms.splits.footprints import is_footprints_file
 
 RECIPE_KEYS = frozenset({"seed", "sources"})
@@ -71,6 +72,9 @@ class Source:
     # A satsft output's tasks, profiles and splits with rows, from the report read to find its files (read
     # once: in a bucket each read is a request); a mix records no profiles, so it has none ("" only).
     holds: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Files found whose names are not UTF-8 (as written, transforms.records.written_name): never read, each a
+    # path_not_utf8 reject, since no Beam step, JSON or Parquet can carry such a name.
+    unnamable: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "kind": self.kind, "repeat": self.repeat, "share": self.share,
@@ -142,8 +146,9 @@ def _holdings(report: dict[str, Any], is_build: bool) -> dict[str, frozenset[str
 
 
 def _resolve(name: str, path: str, image_root: str | None
-             ) -> tuple[str, tuple[str, ...], str, str, str, dict[str, frozenset[str]]]:
-    """(kind, files, image root, dataset identity, folder, what a filter can select) of one source path."""
+             ) -> tuple[str, tuple[str, ...], str, str, str, dict[str, frozenset[str]], tuple[str, ...]]:
+    """(kind, files, image root, dataset identity, folder, what a filter can select, files whose names are not
+    UTF-8) of one source path."""
     where = os.path.abspath(os.path.expanduser(os.path.expandvars(path))) if fileio.is_local(path) else path
     where = where.rstrip("/")
     fs, _ = fsspec.core.url_to_fs(where)
@@ -166,7 +171,7 @@ def _resolve(name: str, path: str, image_root: str | None
                              "llava/ or sharegpt/ folder as the path instead, or build it with jsonl or parquet among "
                              "--formats")
         holds = _holdings(report, report_name == OUTPUT_REPORTS[0])
-        return "satsft", files, image_root or where, f"satsft:{where}", where, holds
+        return "satsft", files, image_root or where, f"satsft:{where}", where, holds, ()
     if fs.isdir(where):
         files = tuple(p for p in _list(f"{fileio.literal_pattern(where)}/**")
                       if p.endswith(DATA_SUFFIXES) and fileio.is_under(where, p))
@@ -191,12 +196,17 @@ def _resolve(name: str, path: str, image_root: str | None
     else:
         files = tuple(p for p in files if _holds_an_array(fs, p))
     _refuse_unfinished(fs, name, base)
+    unnamable = tuple(written_name(p) for p in files if name_not_utf8(p))
+    files = tuple(p for p in files if not name_not_utf8(p))
+    if unnamable and not files:
+        raise UsageError(f"source {name!r}: the name of every file it holds is not UTF-8 (first: {unnamable[0]}); "
+                         "rename them")
     if not files:
         raise UsageError(f"source {name!r}: {path!r} is not a satsft output and matches no .parquet, .arrow, "
                          ".jsonl (.jsonl.gz, ...) or .json array files; check the path (relative paths start at the "
                          "working directory)")
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
-    return "files", files, image_root or _enclosing_output(fs, base) or base, f"files:{digest}", base, {}
+    return "files", files, image_root or _enclosing_output(fs, base) or base, f"files:{digest}", base, {}, unnamable
 
 
 def _holds_an_array(fs, path: str) -> bool:
@@ -280,8 +290,8 @@ def parse_source(raw: Any, index: int) -> Source:
     if image_root and fileio.is_local(image_root):
         image_root = os.path.abspath(os.path.expanduser(image_root))
     where = _where(raw.get("where"), name)
-    kind, files, root, dataset, folder, holds = _resolve(name, path, image_root)
-    return Source(name, path, kind, files, root, repeat, share, where, dataset, folder, holds)
+    kind, files, root, dataset, folder, holds, unnamable = _resolve(name, path, image_root)
+    return Source(name, path, kind, files, root, repeat, share, where, dataset, folder, holds, unnamable)
 
 
 def parse_recipe(data: Any, extra: list[Any] | None = None) -> Recipe:

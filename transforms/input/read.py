@@ -30,7 +30,7 @@ from transforms.input.share import path_in_share
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
 from transforms.json_array import NotAnArray, json_array_rows
 from transforms.paths import file_stem, is_chat_file, join_path
-from transforms.records import reject
+from transforms.records import NAME_NOT_UTF8, NAME_NOT_UTF8_DETAIL, name_not_utf8, reject, written_name
 
 REJECTS = "rejects"
 LEAVES = "leaves"
@@ -67,6 +67,13 @@ class _ParseSidecarFn(beam.DoFn):
     def process(self, match: FileMetadata):
         source = relative_to(self.root, match.path)
         self.tiles_in.inc()
+        if name_not_utf8(source):  # its name could not cross a shuffle, nor be written: one reject, the job goes on
+            self.rejected.inc()
+            name = written_name(source)
+            yield beam.pvalue.TaggedOutput(LEAVES, file_leaf("sidecar", name, match.size_in_bytes))
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(name, file_stem(name), "sidecar", NAME_NOT_UTF8,
+                                                           NAME_NOT_UTF8_DETAIL))
+            return
         data, problem = self._read(match, source)
         yield beam.pvalue.TaggedOutput(LEAVES, file_leaf("sidecar", source, match.size_in_bytes, data))
         if problem is not None:
@@ -155,6 +162,11 @@ class _ExtractRefsFn(beam.DoFn):
 
     def process(self, readable: fileio.ReadableFile):
         source = relative_to(self.root, readable.metadata.path)
+        if name_not_utf8(source):
+            self.bad.inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(written_name(source), "", "refs", NAME_NOT_UTF8,
+                                                           NAME_NOT_UTF8_DETAIL))
+            return
         if escapes_root(self.root, readable.metadata.path):
             self.bad.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_outside_root",
@@ -245,7 +257,8 @@ def inspected(root: str, match, still: bool = False) -> tuple[str, ImageFile]:
 @dataclass
 class ListImages(beam.PTransform):
     """Which files exist under one image folder, keyed by stem, each checked (head and tail bytes only) so
-    that a truncated, empty, oversized or escaping file is known before anything opens it."""
+    that a truncated, empty, oversized or escaping file is known before anything opens it: ``files``; and
+    ``rejects``, of files whose names are not UTF-8."""
 
     input_root: str
     folder: str
@@ -255,13 +268,35 @@ class ListImages(beam.PTransform):
 
     def expand(self, pbegin):
         root, still, share = self.input_root, self.still, self.share
-        matches = match_below(pbegin, root, f"{self.folder}/**", empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+        listed = match_below(pbegin, root, f"{self.folder}/**", empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+        named = listed | "NamesNotUtf8" >> beam.ParDo(_NameNotUtf8Fn(root, self.folder)).with_outputs(
+            REJECTS, main="files")
+        matches = named.files
         if self.wanted is not None:
             matches = (matches | "ByStem" >> beam.Map(lambda m: (file_stem(m.path), m))) | "Wanted" >> KeepWanted(
                 self.wanted)
         elif share < 1:
             matches = matches | "InShare" >> beam.Filter(lambda m: path_in_share(m.path, share))
-        return matches | "Inspect" >> beam.Map(lambda m: inspected(root, m, still))
+        return {"files": matches | "Inspect" >> beam.Map(lambda m: inspected(root, m, still)),
+                REJECTS: named[REJECTS]}
+
+
+class _NameNotUtf8Fn(beam.DoFn):
+    """An image whose name is not UTF-8 is no file any sidecar or JSONL line can name (their text is UTF-8), and
+    its name could not cross a shuffle: a reject, not a failed job."""
+
+    def __init__(self, root: str, folder: str):
+        self.root, self.folder = root, folder
+        self.bad = Metrics.counter("ListImages", "names_not_utf8")
+
+    def process(self, match: FileMetadata):
+        source = relative_to(self.root, match.path)
+        if name_not_utf8(source):
+            self.bad.inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(written_name(source), "", self.folder, NAME_NOT_UTF8,
+                                                           NAME_NOT_UTF8_DETAIL))
+        else:
+            yield match
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from transforms.ids import stable_uniform
 from transforms.paths import base_poi_id, file_stem
+from transforms.records import written_name
 
 SHARE_LEFT_OUT = "tiles_outside_share"  # event: sidecar files of tiles outside --tile-share, never read
 
@@ -20,5 +21,5 @@ def in_share(stem: str, share: float) -> bool:
 
 
 def path_in_share(path: str, share: float) -> bool:
-    """The same, for a sidecar or chip file named by its tile stem."""
-    return share >= 1 or in_share(file_stem(path), share)
+    """The same, for a sidecar or chip file named by its tile stem (one not UTF-8 by its name as written)."""
+    return share >= 1 or in_share(file_stem(written_name(path)), share)

@@ -54,6 +54,7 @@ from transforms.output.tree import (
 from transforms.paths import join_path
 from transforms.prompts import TemplateError
 from transforms.rebuild.commit import DEFAULT_MAX_REMOVED_SHARE, DEFAULT_TAKE_OVER_HOURS
+from transforms.records import name_not_utf8, written_name
 
 if TYPE_CHECKING:
     from pipeline.build.config import BuildConfig
@@ -711,6 +712,12 @@ def _run(argv: list[str]) -> int:
                 "validate": run_validate}
     if command not in commands:
         print(f"satsft: error: unknown command {command!r}; use one of: {', '.join(commands)}", file=sys.stderr)
+        return 2
+    unwritable = next((a for a in rest if name_not_utf8(a)), None)
+    if unwritable is not None and command in ("build", "mix", "eval"):  # their reports record the paths they got
+        print(f"satsft: error: '{written_name(unwritable)}' is not UTF-8 (its other bytes written as \\xNN); the "
+              f"reports `satsft {command}` writes record its paths as JSON text: rename the folder or file, or give "
+              "it by a link whose name is UTF-8", file=sys.stderr)
         return 2
     try:
         return commands[command](rest)

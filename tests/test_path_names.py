@@ -96,3 +96,14 @@ def test_file_names_that_are_not_utf8_are_rejects_not_a_failed_job(tmp_path: Pat
     run_cli("mix", "--source", f"name=a,path={source},image_root={out}", "--output", str(mixed), "--formats", "jsonl")
     report = json.loads((mixed / "mix_report.json").read_text())
     assert report["rejects_by_reason"] == {"path_not_utf8": 1} and report["rows"]["total"] > 0, report
+    # a folder given on the command line whose name is not UTF-8: one line at once (build failed at its start,
+    # mix at its report, after all its work, with tracebacks)
+    odd = os.fsdecode(bytes(tmp_path / "caf") + b"\xe9")
+    for command in (("build", "--input", str(tree), "--output", odd), ("mix", "--source", f"name=a,path={out}",
+                                                                         "--output", odd)):
+        proc = run_cli(*command, check=False)
+        assert proc.returncode == 2 and proc.stderr.strip() == (
+            f"satsft: error: '{tmp_path}/caf\\xe9' is not UTF-8 (its other bytes written as \\xNN); the reports "
+            f"`satsft {command[0]}` writes record its paths as JSON text: rename the folder or file, or give it by "
+            "a link whose name is UTF-8"), proc.stderr
+

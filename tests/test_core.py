@@ -187,7 +187,7 @@ def test_a_tile_pickles_to_an_equal_tile_with_the_same_types():
     side = make_sidecar(grid={"zone": 32, "cells": [[1, 2], [3, 4]]}, latitude=45, eo_cloud_cover=12.5)
     tile = parse_sidecar(orjson.dumps(side), "m/x.json").tile.with_fields(
         chip_src="/in/images/x.png", slot=7, reuse=True, earlier=("x", "train", 7, "fp", ("a.png",), 2, 0, "",
-                                                                  (("rows|caption|train", 1),), "c0ffee"),
+                                                                  (("rows|caption|train", 1),), "c0ffee", 0),
         earlier_rows=(("data/train.jsonl", 9),))
     back = pickle.loads(pickle.dumps(tile))
     assert back == tile and back.extra == tile.extra == {"grid": {"zone": 32, "cells": [[1, 2], [3, 4]]}}

@@ -11,6 +11,7 @@ listing, so a bucket costs one paged listing plus the files that are parsed, not
 
 from __future__ import annotations
 
+import posixpath
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ from transforms.rebuild.manifest import (
     still_paths,
     unnamed_files,
 )
-from transforms.rows import grounding_problem, row_shape_problem
+from transforms.rows import file_safe, grounding_problem, row_shape_problem
 from transforms.splits.footprints import is_footprints_file, read_footprints, read_held_out, read_places
 from transforms.tasks import is_grounding
 
@@ -322,6 +323,35 @@ def _card_files(configs: list[dict[str, Any]], splits_with_rows: set[str], findi
     return files
 
 
+MAX_SIDECAR_FILES_READ = 100_000  # locally some 40 us each; in a bucket a request each, so names only there
+
+
+def _check_sidecar_files(tree: OutputTree, files: list[str], sample_ids: Counter[str], findings: Findings) -> None:
+    """As many row sidecar files as rows: each is named after a row (``file_safe(sample_id).json``), and, read
+    where reading is cheap (a local folder, up to MAX_SIDECAR_FILES_READ files), each is a JSON object naming
+    that row. A sidecar swapped, renamed or cut short by hand was not seen: only the count was checked."""
+    of_name = {f"{file_safe(sid)}.json": sid for sid in sample_ids}
+    nameless = [p for p in files if posixpath.basename(p) not in of_name]
+    if nameless:
+        findings.add("sidecars", f"{len(nameless)} row sidecar file(s) named after no row (first: {nameless[0]}), "
+                                 f"as many rows without one")
+        return
+    if not tree.is_local() or len(files) > MAX_SIDECAR_FILES_READ:
+        return
+    wrong = []
+    for rel in files:
+        sid = of_name[posixpath.basename(rel)]
+        try:
+            side = orjson.loads(tree.read(rel))
+        except (OSError, orjson.JSONDecodeError) as err:
+            wrong.append(f"{rel}: not JSON ({str(err)[:80]})")
+            continue
+        if not isinstance(side, dict) or side.get("sample_id") != sid:
+            wrong.append(f"{rel}: does not name its row {sid}")
+    if wrong:
+        findings.add("sidecars", f"{len(wrong)} row sidecar file(s) damaged (first: {wrong[0]})")
+
+
 def _check_sidecar_count(tree: OutputTree, mode: str, total: int, sample_ids: Counter[str],
                          sidecar_ids: Counter[str], findings: Findings) -> bool:
     """One row sidecar per row, as files or in Parquet shards (--row-sidecars), or none at all; returns whether
@@ -332,6 +362,8 @@ def _check_sidecar_count(tree: OutputTree, mode: str, total: int, sample_ids: Co
         # removes the old ones only after its commit: more files than rows then, never fewer.
         if len(files) < total or (len(files) > total and not tree.update_unfinished()):
             findings.add("counts", f"{len(files)} row sidecars under {ROW_SIDECARS_DIR}, {total} rows")
+        elif sample_ids and not tree.update_unfinished():
+            _check_sidecar_files(tree, files, sample_ids, findings)
         return len(files) < total
     if files:
         findings.add("sidecars", f"{len(files)} row sidecar files under {ROW_SIDECARS_DIR}, but row_sidecars is "

@@ -192,6 +192,10 @@ class OutputTree:
     def exists(self) -> bool:
         return bool(self.files)
 
+    def is_local(self) -> bool:
+        """A folder on this machine, where reading a file costs no request."""
+        return "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+
     def isfile(self, rel: str) -> bool:
         return rel in self.files
 

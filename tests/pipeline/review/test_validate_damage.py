@@ -63,6 +63,25 @@ def _first_user_part(row: dict) -> dict:
     return next(m for m in row["messages"] if m["role"] == "user")["content"][0]
 
 
+def _row_sidecars(out: Path) -> list[Path]:
+    return sorted((out / "metadata" / "sft_metadata_rows").rglob("*.json"))
+
+
+def _cut_sidecar(out: Path) -> None:
+    first = _row_sidecars(out)[0]
+    first.write_bytes(first.read_bytes()[:40])
+
+
+def _swap_sidecar(out: Path) -> None:
+    first, second = _row_sidecars(out)[:2]
+    first.write_bytes(second.read_bytes())
+
+
+def _rename_sidecar(out: Path) -> None:
+    first = _row_sidecars(out)[0]
+    first.rename(first.with_name("renamed.json"))
+
+
 CARD_HEAD = "---\nconfigs:\n- config_name: default\n  data_files: "
 DAMAGES: dict[str, tuple[Callable[[Path], None], str, str]] = {
     # name: (damage, check that names it, words the finding holds)
@@ -113,6 +132,10 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, str]] = {
                                   "messages is not"),
     "tiles manifest garbage": (_append("metadata/manifest/tiles-*.jsonl", "{oops\n"), "files",
                                "tiles-b00000.jsonl does not parse"),
+    # a row sidecar file was only counted: one cut short, overwritten by another's or renamed passed
+    "row sidecar cut short": (_cut_sidecar, "sidecars", "not JSON"),
+    "row sidecar of another row": (_swap_sidecar, "sidecars", "does not name its row"),
+    "row sidecar renamed": (_rename_sidecar, "sidecars", "named after no row (first: metadata/sft_metadata_rows/"),
     "stills manifest garbage": (_append("metadata/manifest/stills.jsonl", "[1]\n"), "files",
                                 "stills.jsonl does not parse"),
 }

@@ -12,10 +12,12 @@ from transforms.paths import shard_dir, slot_dir
 from transforms.rebuild.manifest import (
     PreviousTile,
     allocate_slots,
+    drawn_folders,
     encode_row_index,
     encode_stills,
     encode_tiles,
     first_free_slot,
+    mark_gone,
     parse_row_index,
     parse_stills,
     parse_tiles,
@@ -143,3 +145,13 @@ def test_unnamed_files_are_the_per_tile_files_no_record_still_or_listed_file_nam
     assert unnamed_files(found, [live, saved], stills, ["metadata/sft_metadata_rows/rows-00000-of-00001.parquet"]
                          ) == ["images/s00001/b.png", "mapbox_stills/s00000/q.png"]
     assert unnamed_files(found[:2], [live], None, []) == ["images/s00000/z.png"]
+
+
+def test_a_tile_knows_how_many_of_its_files_are_gone_from_one_listing_per_folder():
+    a = PreviousTile("a", "train", 0, "fp", ("images/s00000/a.png", "analysis_images/s00000/a__brief.png"))
+    b = PreviousTile("b", "train", 1, "fp", ("images/s00000/b.png", "overlays/s00001/b.png"))
+    assert drawn_folders([a, b]) == ["analysis_images/s00000", "images/s00000", "overlays/s00001"]
+    present = {"images/s00000": {"a.png", "b.png"}, "analysis_images/s00000": {"a__brief.png"}}
+    assert [t.gone for t in mark_gone([a, b], present)] == [0, 1]  # b's overlay folder was not there at all
+    assert [t.gone for t in mark_gone([a, b], {})] == [2, 2]
+    assert mark_gone([a], present)[0]._replace(gone=0) == a

@@ -104,12 +104,17 @@ def _png(size: int = 224) -> bytes:
 def test_list_images(tmp_path):
     _write(str(tmp_path / "images/s00000/a.png"), _png(16))
     _write(str(tmp_path / "images/s00000/b.png"), _png(16)[:-20])
+    with open(bytes(tmp_path / "images/s00000") + b"/c\xe9.png", "wb") as f:  # a name that is not UTF-8
+        f.write(_png(16))
     with TestPipeline() as p:
-        assert_that(p | ListImages(str(tmp_path), "images")["files"],
+        listed = p | ListImages(str(tmp_path), "images")
+        assert_that(listed["files"],
                     equal_to([("a", ImageFile("images/s00000/a.png", "", "", 16, 16)),
                               ("b", ImageFile("images/s00000/b.png", "truncated", "file does not end with IEND",
                                               16, 16))]))
-        assert_that(p | "none" >> ListImages(str(tmp_path), "mapbox_stills")["files"], equal_to([]), label="empty")
+        assert_that(listed["rejects"] | beam.Map(lambda r: (r["source"], r["stage"], r["reason"])),
+                    equal_to([("images/s00000/c\\xe9.png", "images", "path_not_utf8")]), label="rejects")
+        assert_that((p | "none" >> ListImages(str(tmp_path), "mapbox_stills"))["files"], equal_to([]), label="empty")
 
 
 def test_join_on_tile_stem():

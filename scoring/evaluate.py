@@ -194,6 +194,9 @@ class Predictions(dict):
         self[sid] = answer
 
 
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # a predictions file's first bytes when saved as UTF-16
+
+
 def read_predictions(path: str) -> Predictions:
     """sample id -> the model's raw answer, from satsft's ``{"sample_id", "prediction"}`` lines, from OpenAI
     Batch API output whose ``custom_id`` is the sample id (a failed request gives no prediction: missing), or from
@@ -206,6 +209,13 @@ def read_predictions(path: str) -> Predictions:
         lines = list(fileio.read_lines(path))  # .jsonl, or compressed as batch outputs often are (.jsonl.gz, ...)
     except fileio.DamagedFile as err:
         raise EvalError(f"{path} cannot be decompressed ({err})") from err
+    if lines and lines[0].startswith(UTF16_BOMS):  # as PowerShell's `>` and some Windows editors save text
+        try:
+            text = b"".join(lines).decode("utf-16")
+        except UnicodeDecodeError as err:
+            raise EvalError(f"{path} starts as UTF-16 text but does not decode as such ({err.reason} at byte "
+                            f"{err.start}); save it as UTF-8") from err
+        lines = [line.encode("utf-8") for line in text.splitlines()]
     for n, line in enumerate(lines, 1):
         if n == 1:
             line = line.removeprefix(UTF8_BOM)
@@ -214,6 +224,14 @@ def read_predictions(path: str) -> Predictions:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as err:
+            if b"\x00" in line:
+                raise EvalError(f"{path} line {n} holds NUL bytes, as UTF-16 text without a byte order mark does: "
+                                "save the file as UTF-8") from err
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:  # orjson only says "surrogates not allowed"
+                raise EvalError(f"{path} line {n} is not UTF-8 text (byte 0x{line[bad.start]:02x} at column "
+                                f"{bad.start + 1}): save the file as UTF-8") from err
             raise EvalError(f"{path} line {n} is not JSON: {err}") from err
         if isinstance(obj, dict) and isinstance(obj.get("custom_id"), str) and "response" in obj:
             answer = _batch_answer(obj)

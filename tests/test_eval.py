@@ -681,3 +681,31 @@ def test_a_row_sidecar_that_is_not_one_leaves_its_tile_to_the_reference_and_says
     assert "WARNING: 1 tile(s) have no readable production_analysis row sidecar" in proc.stdout
     proc = run_cli("eval", str(eval_build), "--baseline", "majority", "--output", str(tmp_path / "clean.json"))
     assert "row_sidecars_unreadable" not in json.loads((tmp_path / "clean.json").read_text())
+
+
+def test_predictions_saved_as_utf16_read_and_other_encodings_are_named(tmp_path):
+    """PowerShell's `>` saves UTF-16 with a byte order mark: every such file stopped eval with orjson's "str is not
+    valid UTF-8: surrogates not allowed"; it reads as the UTF-8 file does. Latin-1 text, and UTF-16 without the
+    mark, stop with a line that says what the file is and to save it as UTF-8."""
+    from scoring.evaluate import EvalError, read_predictions
+
+    text = "".join(json.dumps({"sample_id": f"s{i}", "prediction": f"Forêt {i}."}, ensure_ascii=False) + "\n"
+                   for i in range(3))
+    want = read_predictions(str(_write_bytes(tmp_path / "utf8.jsonl", text.encode())))
+    assert want == {f"s{i}": f"Forêt {i}." for i in range(3)}
+    for name, data in (("le.jsonl", text.encode("utf-16")), ("be.jsonl", b"\xfe\xff" + text.encode("utf-16-be")),
+                       ("crlf.jsonl", text.replace("\n", "\r\n").encode("utf-16"))):
+        assert read_predictions(str(_write_bytes(tmp_path / name, data))) == want, name
+    for name, data, said in (
+            ("latin1.jsonl", text.encode("latin-1"), "line 1 is not UTF-8 text (byte 0xea at column 39): save the "
+                                                     "file as UTF-8"),
+            ("bare16.jsonl", text.encode("utf-16-le"), "line 1 holds NUL bytes, as UTF-16 text without a byte order "
+                                                       "mark does: save the file as UTF-8")):
+        with pytest.raises(EvalError) as err:
+            read_predictions(str(_write_bytes(tmp_path / name, data)))
+        assert str(err.value) == f"{tmp_path / name} {said}"
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

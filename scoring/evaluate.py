@@ -194,9 +194,6 @@ class Predictions(dict):
         self[sid] = answer
 
 
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # a predictions file's first bytes when saved as UTF-16
-
-
 def read_predictions(path: str) -> Predictions:
     """sample id -> the model's raw answer, from satsft's ``{"sample_id", "prediction"}`` lines, from OpenAI
     Batch API output whose ``custom_id`` is the sample id (a failed request gives no prediction: missing), or from
@@ -206,16 +203,10 @@ def read_predictions(path: str) -> Predictions:
 
     out = Predictions()
     try:
-        lines = list(fileio.read_lines(path))  # .jsonl, or compressed as batch outputs often are (.jsonl.gz, ...)
+        # .jsonl (UTF-16 with its byte order mark too), or compressed as batch outputs often are (.jsonl.gz, ...)
+        lines = list(fileio.read_lines(path))
     except fileio.DamagedFile as err:
-        raise EvalError(f"{path} cannot be decompressed ({err})") from err
-    if lines and lines[0].startswith(UTF16_BOMS):  # as PowerShell's `>` and some Windows editors save text
-        try:
-            text = b"".join(lines).decode("utf-16")
-        except UnicodeDecodeError as err:
-            raise EvalError(f"{path} starts as UTF-16 text but does not decode as such ({err.reason} at byte "
-                            f"{err.start}); save it as UTF-8") from err
-        lines = [line.encode("utf-8") for line in text.splitlines()]
+        raise EvalError(f"{path} cannot be read ({err})") from err
     for n, line in enumerate(lines, 1):
         if n == 1:
             line = line.removeprefix(UTF8_BOM)

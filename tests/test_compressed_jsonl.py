@@ -39,6 +39,23 @@ def test_lines_of_each_kind_whole_truncated_and_damaged(tmp_path, kind):
             list(fileio.read_lines(str(path)))
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be-bom", "utf-8"])
+def test_plain_lines_read_utf16_with_its_mark_and_anything_else_as_it_is(tmp_path, encoding):
+    text = "".join(f'{{"n": {i}, "name": "Forêt {i}"}}\r\n' if i % 3 else f'{{"n": {i}}}\n' for i in range(300))
+    data = {"utf-16": text.encode("utf-16"), "utf-16-be-bom": b"\xfe\xff" + text.encode("utf-16-be"),
+            "utf-8": text.encode()}[encoding]
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(data)
+    assert b"".join(fileio.read_lines(str(path))) == text.encode()
+    assert list(fileio.read_lines(str(path))) == text.encode().splitlines(keepends=True)
+    for head in (b"", b"\n", b"\n\n{}", b"{", b"{}", b"\n{}\n"):  # the two bytes looked at first, as lines
+        path.write_bytes(head)
+        assert list(fileio.read_lines(str(path))) == head.splitlines(keepends=True), head
+    path.write_bytes(b"\xff\xfe" + "{}\n".encode("utf-16-le")[:-1])  # cut inside its last character
+    with pytest.raises(fileio.DamagedFile, match="UTF-16"):
+        list(fileio.read_lines(str(path)))
+
+
 def test_a_storage_error_stays_a_storage_error(tmp_path, monkeypatch):
     """A failed read of the compressed bytes is for the runner to retry, not a damaged file to reject."""
     path = tmp_path / "train.jsonl.bz2"
@@ -65,7 +82,11 @@ def test_a_tree_with_compressed_jsonl_builds_the_same_rows(tmp_path):
     write_sample_tree(str(plain), 18, seed=4, workers=1)
     shutil.copytree(plain, packed)
     for f, kind in zip(sorted((packed / "data").glob("*.jsonl")), ("gz", "zst", "xz"), strict=True):
-        Path(f"{f}.{kind}").write_bytes(COMPRESS[kind](f.read_bytes()))
+        lines = f.read_bytes().splitlines(keepends=True)
+        half = (len(lines) + 1) // 2  # the compressed file keeps at least one line
+        Path(f"{f}.{kind}").write_bytes(COMPRESS[kind](b"".join(lines[:half])))
+        # the rest in a file saved as UTF-16 (PowerShell's `>`, Notepad's "Unicode"): each line was a reject
+        f.with_name(f"{f.stem}-rest.jsonl").write_bytes(b"".join(lines[half:]).decode().encode("utf-16"))
         f.unlink()
     build = ("--tasks", "caption,grounding_all", "--quiet")
     run_cli("build", "--input", str(plain), "--output", str(tmp_path / "a"), *build)

@@ -168,7 +168,7 @@ def test_perfect_predictions_score_one_and_baselines_print(eval_build, tmp_path)
     assert json.loads(report_path.read_text())["tasks"] == tasks
     packed.write_bytes(packed.read_bytes()[:-30])
     cut = run_cli("eval", "--dataset", str(eval_build), "--predictions", str(packed), check=False)
-    assert cut.returncode == 2 and "cannot be decompressed (EOFError" in cut.stderr, cut.stderr
+    assert cut.returncode == 2 and "cannot be read (EOFError" in cut.stderr, cut.stderr
     # answers to the train split scored against test: every test row missing, and the table says why
     train = _write_predictions(tmp_path / "train.jsonl", {r["metadata"]["sample_id"]: _answer(r)
                                                           for r in _rows(eval_build, "train")[:5]})

@@ -300,7 +300,7 @@ def read_lines(path: str) -> Iterator[bytes]:
     kind = path.rsplit(".", 1)[-1] if "." in path.rsplit("/", 1)[-1] else ""
     with open_for_read(path) as handle:
         if kind not in ("gz", "bz2", "xz", "zst"):
-            yield from handle
+            yield from _plain_lines(handle)
             return
         raw = _Raw(handle)
         try:
@@ -323,6 +323,40 @@ def read_lines(path: str) -> Iterator[bytes]:
             raise failed.__cause__ from None  # type: ignore[misc]
         except (zlib.error, EOFError, lzma.LZMAError, OSError, ValueError) as err:
             raise DamagedFile(f"{type(err).__name__}: {str(err)[:200]}") from err
+
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _plain_lines(handle: BinaryIO, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of an uncompressed text file as UTF-8 bytes: a file saved as UTF-16 with its byte order mark
+    (PowerShell's `>`, Notepad's "Unicode") is decoded, as a text editor would show it; any other is passed on
+    as it is. Read forward only: a named pipe (`<(zcat ...)`) cannot seek back."""
+    head = handle.read(2)
+    if head not in UTF16_BOMS:
+        while b"\n" in head:
+            line, head = head.split(b"\n", 1)
+            yield line + b"\n"
+        if head:
+            yield head + handle.readline()
+        yield from handle
+        return
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-16")()
+    try:
+        pending = decoder.decode(head)
+        while data := handle.read(chunk):
+            pending += decoder.decode(data)
+            *whole, pending = pending.split("\n")
+            for line in whole:
+                yield (line + "\n").encode("utf-8")
+        pending += decoder.decode(b"", final=True)
+    except UnicodeDecodeError as err:
+        raise DamagedFile(f"UTF-16 text (it starts with that byte order mark) that does not decode: {err.reason}"
+                          ) from err
+    if pending:
+        yield pending.encode("utf-8")
 
 
 def _zstd_lines(raw: _Raw, chunk: int = 1 << 20) -> Iterator[bytes]:

@@ -256,6 +256,15 @@ def test_sidecar_written_by_other_tools():
     assert tile.latitude is None and tile.longitude == -180
     nested = make_sidecar(notes=json.loads("[" * 60 + "]" * 60))  # deep, but within what travels
     assert parse_sidecar(orjson.dumps(nested), "m/x.json").tile.extra["notes"] == nested["notes"]
+    # saved as UTF-16 (Notepad's "Unicode", PowerShell's `>`): the same tile (it was sidecar_not_utf8)
+    side = make_sidecar(caption="Forêt près du lac.")
+    utf8 = parse_sidecar(json.dumps(side, ensure_ascii=False).encode(), "m/x.json").tile
+    for data in (json.dumps(side, ensure_ascii=False).encode("utf-16"),
+                 b"\xfe\xff" + json.dumps(side, ensure_ascii=False).encode("utf-16-be")):
+        tile = parse_sidecar(data, "m/x.json").tile
+        assert tile is not None and tile.with_fields(sidecar_sha256="") == utf8.with_fields(sidecar_sha256="")
+    cut = parse_sidecar(json.dumps(side).encode("utf-16")[:-1], "m/x.json")
+    assert cut.tile is None and cut.problem.reason == "sidecar_not_utf8" and "UTF-16" in cut.problem.detail
 
 
 def test_stem_defaults_to_file_stem():

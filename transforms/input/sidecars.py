@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from transforms.classes import CLASS_IDS, CLASS_NAMES, NUM_CLASSES
+from transforms.fileio import UTF16_BOMS
 from transforms.input import lfs
 from transforms.paths import file_stem, file_type
 
@@ -425,6 +426,12 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
     if not data.strip():
         return _fail("sidecar_empty")
     text = data.removeprefix(UTF8_BOM)  # Windows tools write one
+    if text[:2] in UTF16_BOMS:  # or save as UTF-16 (Notepad's "Unicode", PowerShell's `>`): the same JSON
+        try:
+            text = text.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError as err:
+            return _fail("sidecar_not_utf8", f"UTF-16 text (it starts with that byte order mark) that does not "
+                                             f"decode: {err.reason}")
     if lfs.is_pointer(text[:64]):
         return _fail("sidecar_lfs_pointer", lfs.DETAIL)
     try:

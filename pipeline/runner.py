@@ -144,6 +144,7 @@ def prepare_output(config: OutputConfig, entries: tuple[str, ...], command: str,
             raise OutputBusy(busy)
         if config.overwrite:
             _refuse_the_other_kind(out, command)
+            _refuse_a_tree(out)
         _clear_output(config, entries)
         claim.claim(out, command, detached)
 
@@ -158,6 +159,37 @@ def _refuse_the_other_kind(out: str, command: str) -> None:
     if fileio.exists(join_path(out, other)):
         raise UsageError(f"output {out!r} holds a satsft {kind} (it has {other}); --overwrite replaces an earlier "
                          f"{command} only: pick another folder, or remove that {kind} first")
+
+
+def _refuse_a_tree(out: str) -> None:
+    """--overwrite deletes the entries a build or mix writes, and images/, data/ and metadata/ are a sat-bbox
+    tree's own folders too: an --output that names a tree by a slip (seen: a link to the input) lost its chips,
+    chat rows and sidecars. A folder satsft neither wrote nor is writing (no report, no run marker) that holds
+    a tree's chat files and sidecars is refused. Only then is anything listed."""
+    from transforms.output.tree import (
+        FOOTPRINTS_DIR,
+        MANIFEST_DIR,
+        METADATA_DIR,
+        MIX_REPORT_NAME,
+        REPORT_NAME,
+        ROW_SIDECARS_DIR,
+        UPDATE_STARTED,
+    )
+    from transforms.paths import is_chat_file
+
+    if any(fileio.exists(join_path(out, marker)) for marker in (REPORT_NAME, MIX_REPORT_NAME, claim.WRITER,
+                                                                UPDATE_STARTED)):
+        return
+    chat = [rel for rel in fileio.list_files(join_path(out, "data")) if "/" not in rel and is_chat_file(rel)]
+    if not chat:
+        return
+    ours = tuple(d[len(METADATA_DIR) + 1:] + "/" for d in (ROW_SIDECARS_DIR, MANIFEST_DIR, FOOTPRINTS_DIR))
+    sidecars = [rel for rel in fileio.list_files(join_path(out, METADATA_DIR))
+                if rel.endswith(".json") and not rel.startswith(ours)]
+    if sidecars:
+        raise UsageError(f"output {out!r} holds a sat-bbox tree (data/{chat[0]}, {METADATA_DIR}/{sidecars[0]}, ...) "
+                         "and no satsft output: --overwrite would delete its images/, data/ and metadata/. Pick "
+                         "another folder (is --output the tree, or a link to it?)")
 
 
 def _clear_output(config: OutputConfig, entries: tuple[str, ...]) -> None:

@@ -3,6 +3,7 @@ read `*`, `?` and `[` in a pattern as wildcards, folder names included."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -49,6 +50,39 @@ def test_tree_folders_may_be_symlinks(tmp_path: Path):
         (tree / folder).symlink_to(real / folder, target_is_directory=True)
     proc = run_cli("build", "--input", str(tree), "--output", str(tmp_path / "out"), "--tasks", "caption,cross_view")
     assert "tiles: 3 in, 3 with rows, 0 rejected" in proc.stdout and "rejects by reason" not in proc.stdout, proc.stdout
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_overwrite_never_deletes_a_tree(tmp_path: Path):
+    """An --output that is a link to the input tree (or into it) passed the inside-the-input check as written,
+    and --overwrite deleted the tree's images/, data/ and mapbox_stills/ before building into it; an --output
+    naming another tree by a slip lost the same. Both are refused now, the trees untouched; a link elsewhere
+    and a build's own folder still take --overwrite."""
+    tree, other = tmp_path / "tree", tmp_path / "other"
+    run_cli("sample", "--tiles", "3", "--output", str(tree), "--seed", "5")
+    run_cli("sample", "--tiles", "3", "--output", str(other), "--seed", "6")
+    (tmp_path / "to_tree").symlink_to(tree, target_is_directory=True)
+    (tree / "sub").mkdir()
+    (tmp_path / "into_tree").symlink_to(tree / "sub", target_is_directory=True)
+    before = {name: _digests(t) for name, t in (("tree", tree), ("other", other))}
+    build = ("build", "--input", str(tree), "--tasks", "caption", "--quiet", "--overwrite", "--output")
+    for output, said in (("to_tree", "--output must not be inside --input (or the other way round), links followed"),
+                         ("into_tree", "--output must not be inside --input"),
+                         ("other", f"output {str(other)!r} holds a sat-bbox tree (data/")):
+        proc = run_cli(*build, str(tmp_path / output), check=False)
+        assert proc.returncode == 2 and said in proc.stderr, (output, proc.stderr)
+    out = tmp_path / "out"
+    run_cli(*build, str(out))
+    proc = run_cli("mix", "--source", f"name=a,path={out}", "--output", str(other), "--overwrite", check=False)
+    assert proc.returncode == 2 and "holds a sat-bbox tree" in proc.stderr, proc.stderr
+    assert {name: _digests(t) for name, t in (("tree", tree), ("other", other))} == before
+    (tmp_path / "to_out").symlink_to(out, target_is_directory=True)
+    run_cli(*build, str(tmp_path / "to_out"))  # a build's own folder, by a link: replaced as before
+    run_cli("validate", str(out))
 
 
 def _rename_to_bytes(path: Path, extra: bytes) -> bytes:

@@ -40,6 +40,20 @@ def clean_root(path: str) -> str:
     return path.rstrip("/")
 
 
+def overlapping(a: str, b: str) -> bool:
+    """Whether two roots (clean_root) are one folder or one holds the other, as written or, locally, once links
+    are followed: an --output that is a link to the input tree (or into it) passed the check as written, and
+    the build's --overwrite then deleted the tree's images, data and sidecars."""
+    pairs = [(a, b)]
+    if is_local(a) and is_local(b):
+        pairs.append((os.path.realpath(a), os.path.realpath(b)))
+    for x, y in pairs:
+        x, y = x.rstrip("/") + "/", y.rstrip("/") + "/"
+        if x.startswith(y) or y.startswith(x):
+            return True
+    return False
+
+
 _GLOB_ESCAPES = {"*": "[*]", "?": "[?]", "[": "[][]"}
 
 

@@ -301,8 +301,7 @@ def _previous_build(previous: str, output: str, update: bool, max_files_per_dir:
     """The format and split files of the earlier build --previous names, its manifest's tile files, its
     row index files (transforms/rebuild/manifest.py) and its place widths; a usage error when it is not one,
     or when it is the output (which is cleared before the build starts)."""
-    a, b = previous.rstrip("/") + "/", output.rstrip("/") + "/"
-    if not update and (a.startswith(b) or b.startswith(a)):
+    if not update and fileio.overlapping(previous, output):
         raise UsageError("--previous must be another folder than --output (a build clears its output first): "
                          "build into a new folder, or rebuild in place with --update")
     try:
@@ -390,6 +389,5 @@ def _check_roots(input_root: str, output_root: str) -> None:
     if all(_lfs_pointer(f"{input_root}/data/{rel}") for rel in top):
         what = f"data/{top[0]} is" if len(top) == 1 else f"every data/*.jsonl ({len(top)} files) is"
         raise UsageError(f"input {input_root!r}: {what} {lfs.DETAIL}")
-    a, b = input_root.rstrip("/") + "/", output_root.rstrip("/") + "/"
-    if a.startswith(b) or b.startswith(a):
-        raise UsageError("--output must not be inside --input (or the other way round)")
+    if fileio.overlapping(input_root, output_root):
+        raise UsageError("--output must not be inside --input (or the other way round), links followed")

@@ -68,9 +68,9 @@ class MixConfig:
     def check_sources(self, recipe: Recipe) -> None:
         """The output may not lie inside a source (a rerun would read its own rows) nor hold one."""
         for s in recipe.sources:
-            folder = s.folder.rstrip("/") + "/"
-            if (self.output + "/").startswith(folder) or folder.startswith(self.output + "/"):
-                raise UsageError(f"--output must not be inside source {s.name!r} (or the other way round)")
+            if fileio.overlapping(s.folder, self.output):
+                raise UsageError(f"--output must not be inside source {s.name!r} (or the other way round), links "
+                                 "followed")
         if self.shared_ground == "drop" and not footprint_lists(recipe):
             raise UsageError("--shared-ground drop compares where tiles lie, which only satsft outputs record (a "
                              "build in its manifest, a mix in metadata/footprints/; older mixes record none): add a "

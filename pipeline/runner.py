@@ -23,7 +23,7 @@ from pipeline.errors import UsageError, cannot_list
 from pipeline.progress import ProgressMonitor
 from transforms import collector, fileio
 from transforms.output import check_in, claim
-from transforms.output.tree import CHECK_IN
+from transforms.output.tree import CARD_NAME, CHECK_IN
 from transforms.paths import join_path
 
 ASYNC_RUNNERS = ("DataflowRunner",)  # a Flex Template launcher must submit and return, not wait for the job
@@ -144,7 +144,6 @@ def prepare_output(config: OutputConfig, entries: tuple[str, ...], command: str,
             raise OutputBusy(busy)
         if config.overwrite:
             _refuse_the_other_kind(out, command)
-            _refuse_a_tree(out)
         _clear_output(config, entries)
         claim.claim(out, command, detached)
 
@@ -161,35 +160,25 @@ def _refuse_the_other_kind(out: str, command: str) -> None:
                          f"{command} only: pick another folder, or remove that {kind} first")
 
 
-def _refuse_a_tree(out: str) -> None:
-    """--overwrite deletes the entries a build or mix writes, and images/, data/ and metadata/ are a sat-bbox
-    tree's own folders too: an --output that names a tree by a slip (seen: a link to the input) lost its chips,
-    chat rows and sidecars. A folder satsft neither wrote nor is writing (no report, no run marker) that holds
-    a tree's chat files and sidecars is refused. Only then is anything listed."""
-    from transforms.output.tree import (
-        FOOTPRINTS_DIR,
-        MANIFEST_DIR,
-        METADATA_DIR,
-        MIX_REPORT_NAME,
-        REPORT_NAME,
-        ROW_SIDECARS_DIR,
-        UPDATE_STARTED,
-    )
+def _not_ours(out: str, present: list[str]) -> str:
+    """Why --overwrite must leave ``present`` (entries a build or mix writes, found in ``out``) alone: satsft
+    neither wrote nor is writing there (no report, no run marker), so they are someone else's. images/, data/ and
+    metadata/ are a sat-bbox tree's own folders: an --output naming a tree by a slip (seen: a link to the input)
+    lost its chips, chat rows and sidecars; a folder of another dataset lost its data/. "" when they may go."""
+    from transforms.output.tree import MIX_REPORT_NAME, REPORT_NAME, UPDATE_STARTED
     from transforms.paths import is_chat_file
 
-    if any(fileio.exists(join_path(out, marker)) for marker in (REPORT_NAME, MIX_REPORT_NAME, claim.WRITER,
-                                                                UPDATE_STARTED)):
-        return
+    if not present or any(fileio.exists(join_path(out, marker)) for marker in (
+            REPORT_NAME, MIX_REPORT_NAME, claim.WRITER, UPDATE_STARTED)):
+        return ""
     chat = [rel for rel in fileio.list_files(join_path(out, "data")) if "/" not in rel and is_chat_file(rel)]
-    if not chat:
-        return
-    ours = tuple(d[len(METADATA_DIR) + 1:] + "/" for d in (ROW_SIDECARS_DIR, MANIFEST_DIR, FOOTPRINTS_DIR))
-    sidecars = [rel for rel in fileio.list_files(join_path(out, METADATA_DIR))
-                if rel.endswith(".json") and not rel.startswith(ours)]
-    if sidecars:
-        raise UsageError(f"output {out!r} holds a sat-bbox tree (data/{chat[0]}, {METADATA_DIR}/{sidecars[0]}, ...) "
-                         "and no satsft output: --overwrite would delete its images/, data/ and metadata/. Pick "
-                         "another folder (is --output the tree, or a link to it?)")
+    if chat and "metadata" in present:
+        what = f"a sat-bbox tree (data/{chat[0]}, metadata/, ...)"
+    else:
+        what = f"{', '.join(f'{e}/' if '.' not in e else e for e in present)}"
+    return (f"output {out!r} holds {what}, which no satsft run wrote (it has no build or mix report and no run "
+            "marker): --overwrite removes only what satsft wrote. Pick another folder (is --output the input tree, "
+            "or a link to it?), or remove those yourself if they are to go")
 
 
 def _clear_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
@@ -198,6 +187,9 @@ def _clear_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
         if os.path.isdir(out) and os.listdir(out):
             if not config.overwrite:
                 raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new folder")
+            foreign = _not_ours(out, [e for e in entries if e != CARD_NAME and os.path.lexists(os.path.join(out, e))])
+            if foreign:
+                raise UsageError(foreign)
             for name in entries:
                 path = os.path.join(out, name)
                 if os.path.isdir(path):
@@ -217,6 +209,9 @@ def _clear_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
             raise UsageError(f"output {out!r} is not empty; pass --overwrite to replace it or pick a new prefix")
         # As locally: only what a build writes goes; anything else under the prefix stays.
         ours = [m.path for m in existing if m.path[len(out) + 1:].split("/", 1)[0] in entries]
+        foreign = _not_ours(out, sorted({p[len(out) + 1:].split("/", 1)[0] for p in ours} - {CARD_NAME}))
+        if foreign:
+            raise UsageError(foreign)
         fileio.delete_files(ours)
 
 

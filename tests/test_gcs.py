@@ -95,6 +95,7 @@ def test_gs_folder_names_with_wildcards(emulator):
     stale = f"{BUCKET}/runs[1]/data/old-00000-of-00001.jsonl"
     fs.pipe(theirs, b"{}\n")
     fs.pipe(stale, b"{}\n")
+    fs.pipe(f"{BUCKET}/runs[1]/build_report.json", b"{}")  # an earlier build's (--overwrite removes only such)
     run_cli("build", "--input", GS_TREE, "--output", f"gs://{BUCKET}/runs[1]", "--overwrite", "--tasks", "caption",
             env=env)
     fs.invalidate_cache()

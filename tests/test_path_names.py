@@ -72,13 +72,19 @@ def test_overwrite_never_deletes_a_tree(tmp_path: Path):
     build = ("build", "--input", str(tree), "--tasks", "caption", "--quiet", "--overwrite", "--output")
     for output, said in (("to_tree", "--output must not be inside --input (or the other way round), links followed"),
                          ("into_tree", "--output must not be inside --input"),
-                         ("other", f"output {str(other)!r} holds a sat-bbox tree (data/")):
+                         ("other", f"output {str(other)!r} holds a sat-bbox tree (data/")):  # as a slip
         proc = run_cli(*build, str(tmp_path / output), check=False)
         assert proc.returncode == 2 and said in proc.stderr, (output, proc.stderr)
     out = tmp_path / "out"
     run_cli(*build, str(out))
     proc = run_cli("mix", "--source", f"name=a,path={out}", "--output", str(other), "--overwrite", check=False)
     assert proc.returncode == 2 and "holds a sat-bbox tree" in proc.stderr, proc.stderr
+    foreign = tmp_path / "theirs"  # another tool's dataset: its data/ is not satsft's to remove
+    (foreign / "data").mkdir(parents=True)
+    (foreign / "data" / "train-00000-of-00001.parquet").write_bytes(b"PAR1")
+    proc = run_cli(*build, str(foreign), check=False)
+    assert proc.returncode == 2 and f"output {str(foreign)!r} holds data/, which no satsft run wrote" in proc.stderr
+    assert (foreign / "data" / "train-00000-of-00001.parquet").read_bytes() == b"PAR1"
     assert {name: _digests(t) for name, t in (("tree", tree), ("other", other))} == before
     (tmp_path / "to_out").symlink_to(out, target_is_directory=True)
     run_cli(*build, str(tmp_path / "to_out"))  # a build's own folder, by a link: replaced as before

@@ -45,7 +45,7 @@ from transforms.output.tree import (
     record_files,
     split_of_file,
 )
-from transforms.rows import read_row_lines
+from transforms.rows import DamagedRow, image_path_problem, read_row_lines
 from transforms.splits.footprints import read_held_out
 from transforms.tasks import is_grounding, scorer_of
 
@@ -108,7 +108,11 @@ def records(tree: OutputTree, path: str, fmt: str, images: bool = False) -> Iter
             embedded = images and "images" in parquet.schema_arrow.names
             columns = ["messages", "metadata"] + (["images"] if embedded else [])
             for batch in parquet.iter_batches(batch_size=100 if embedded else 1024, columns=columns):
-                yield from batch.to_pylist()
+                for row in batch.to_pylist():
+                    problem = image_path_problem(row)
+                    if problem:
+                        raise DamagedRow(f"{path} row {row['metadata']['sample_id']}: {problem}")
+                    yield row
         else:
             yield from read_row_lines(f, path)
 

@@ -14,7 +14,7 @@ from transforms.classes import CLASS_NAMES, display_name
 from transforms.ids import stable_digest
 from transforms.input.sidecars import Region, Tile
 from transforms.output.tree import ANALYSIS_DIR, CHIPS_DIR, OVERLAYS_DIR, STILLS_DIR
-from transforms.paths import join_path, safe_name, slot_dir
+from transforms.paths import join_path, safe_name, slot_dir, unsafe_reason
 from transforms.prompts import Templates
 
 
@@ -224,6 +224,23 @@ def row_shape_problem(row: Any) -> str:
         return "metadata.image_paths is not a list of paths"
     if not isinstance(md.get("analysis_image_path") or "", str):
         return "metadata.analysis_image_path is not a path"
+    return image_path_problem(row)
+
+
+def image_path_problem(row: dict[str, Any]) -> str:
+    """An image path of a row (of the row shape: a JSONL line checked, or a Parquet row, typed by its schema)
+    that leaves the dataset, or "". Readers would read, and copy out, a file of the machine they run on that the
+    dataset does not hold: preview into its page, eval --requests into requests sent to a model's server; a
+    dataset downloaded from the Hub names whatever it likes."""
+    named = [("metadata names an image", p) for p in row["metadata"].get("image_paths") or ()]
+    named += [(f"message {i} holds an image part", part["image"]) for i, m in enumerate(row["messages"])
+              for part in m["content"] if part.get("type") == "image"]
+    if row["metadata"].get("analysis_image_path"):
+        named.append(("metadata names an analysis image", row["metadata"]["analysis_image_path"]))
+    for what, path in named:
+        why = unsafe_reason(path)
+        if why:
+            return f"{what} at {path[:80]!r}, which is not a path inside the dataset ({why})"
     return ""
 
 

@@ -38,7 +38,7 @@ from transforms.output.tree import (
     record_files,
 )
 from transforms.paths import join_path
-from transforms.rows import read_row_lines
+from transforms.rows import DamagedRow, image_path_problem, read_row_lines
 from transforms.tasks import is_grounding
 
 
@@ -145,6 +145,9 @@ def _rows(tree: OutputTree, fmt: str, paths: list[str], wanted: set[str], tiles:
                 if not picked:  # take() of an empty list has no kernel for list columns
                     continue
                 for row in table.take(pa.array(picked, type=pa.int64())).to_pylist():
+                    problem = image_path_problem(row)
+                    if problem:
+                        raise DamagedRow(f"{path} row {row['metadata']['sample_id']}: {problem}")
                     out[row["metadata"]["sample_id"]] = row
             else:
                 out.update((row["metadata"]["sample_id"], row) for row in read_row_lines(f, path)

@@ -216,6 +216,51 @@ def test_a_row_not_of_the_row_shape_is_one_line_for_eval_and_preview(every_forma
         assert proc.returncode == 1 and proc.stderr.strip() == said, proc.stderr
 
 
+def _point_outside(row: dict, where: str) -> None:
+    """Every image of ``row`` named as a file beside the dataset folder."""
+    row["metadata"]["image_paths"] = [where for _ in row["metadata"]["image_paths"]]
+    for message in row["messages"]:
+        for part in message["content"]:
+            if part["type"] == "image":
+                part["image"] = where
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_rows_naming_files_outside_the_dataset_are_never_read(every_format, tmp_path, fmt):
+    """A dataset from elsewhere (a Hub download) whose rows name `../secret.txt`: preview copied that file of the
+    machine into its page (and beside it), eval --requests would send it to a model's server. Both stop with one
+    line now, reading nothing; validate names the row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "data_set"
+    shutil.copytree(every_format, out)
+    (tmp_path / "secret.txt").write_text("SECRET")
+    report = json.loads((out / REPORT).read_text())
+    report["files"].pop("jsonl" if fmt == "parquet" else "parquet")  # the readers read this format's rows
+    (out / REPORT).write_text(json.dumps(report))
+    rel = "data/train.jsonl" if fmt == "jsonl" else sorted(report["files"]["parquet"])[0]
+    if fmt == "jsonl":
+        _edit_first_row(rel, lambda r: _point_outside(r, "../secret.txt"))(out)
+    else:
+        table = pq.read_table(out / rel)
+        rows = table.to_pylist()
+        _point_outside(rows[0], "../secret.txt")
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out / rel)
+    split = "train" if fmt == "jsonl" else rel.split("/")[-1].split("-")[0]
+    page = tmp_path / "page"
+    requests = ("--requests", str(tmp_path / "requests.jsonl"), "--model", "m", "--split", split)
+    for command in (("preview", str(out), "--to", str(page)), ("eval", str(out), *requests)):
+        proc = run_cli(*command, check=False)
+        assert proc.returncode == 1 and "which is not a path inside the dataset (parent_traversal)" in proc.stderr, (
+            command, proc.stderr)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and "SECRET" in p.read_text(errors="replace")
+                and p != tmp_path / "secret.txt"]
+    findings, _ = validate(str(out))
+    assert any("'../secret.txt', which is not a path inside the dataset" in line
+               for line in findings.by_check.get(fmt, [])), findings.lines()
+
+
 def test_a_drawn_file_gone_is_a_finding_with_the_way_to_draw_it_again(every_format, tmp_path):
     """A row sidecar deleted by hand is a finding, with the way to draw it again: the next `--update` draws
     each tile whose files are gone (tests/test_update.py)."""

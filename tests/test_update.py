@@ -481,3 +481,25 @@ def test_drawn_files_deleted_by_hand_are_drawn_again_by_the_next_update(trees, t
     assert _files(again) == _files(base / "first") and _report(again)["rejects_by_reason"] == _report(
         base / "first")["rejects_by_reason"]
     assert _report(again)["rebuild"]["tiles_redrawn"] == redrawn
+
+
+def test_an_earlier_build_naming_files_outside_it_is_not_updated(trees, tmp_path):
+    """A manifest record is a list of files an update deletes (a tile gone) or copies (--previous); a build from
+    elsewhere (a clone of a dataset repository) may name `../victim.txt`, which the update deleted. It stops on
+    such a manifest with one line, and nothing outside the output is touched."""
+    base, _, _ = trees
+    out = _copy_of_first(base, tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    manifest = sorted((out / "metadata" / "manifest").glob("tiles-*.jsonl"))[0]
+    lines = manifest.read_text().splitlines()
+    record = json.loads(lines[0])
+    record["files"].append("../victim.txt")
+    manifest.write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
+    for extra in (("--update",), ("--previous", str(out))):
+        target = out if extra[0] == "--update" else tmp_path / "again"
+        proc = run_cli("build", "--input", str(base / "big"), "--output", str(target), *extra, *BUILD, check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert "names '../victim.txt', which is not a path inside the build" in proc.stderr, proc.stderr[-2000:]
+        assert victim.read_text() == "mine"
+

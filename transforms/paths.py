@@ -100,6 +100,13 @@ def unsafe_reason(path: str) -> str | None:
     return None
 
 
+def inside(rel: str) -> bool:
+    """Whether a path an output's own files name (its report, manifest, journal, rows) stays inside it: those
+    files may come from elsewhere (a dataset cloned from the Hub, a hand edit), and a path that climbs out would
+    have a rebuild delete, or a reader copy, a file of the machine."""
+    return isinstance(rel, str) and unsafe_reason(rel) is None
+
+
 TREE_IMAGE_FOLDERS = ("images", "mapbox_stills")
 REBASED_SCHEMES = ("file://", "gs://", "s3://")  # where a tree or dataset itself may have lain; never http(s)
 ABSOLUTE_REASONS = ("absolute_path", "drive_letter", "url_scheme")  # unsafe_reason of what may be rebased

@@ -12,6 +12,8 @@ from typing import IO, Any
 
 import fsspec
 
+from transforms.paths import inside
+
 # Split files, one folder per format (FORMATS.md 2).
 JSONL_DIR = "data"
 PARQUET_DIR = "parquet"
@@ -102,6 +104,9 @@ def report_shape_problem(report: Any) -> str:
     if not isinstance(files, dict) or not all(
             isinstance(paths, dict) and all(isinstance(n, int) for n in paths.values()) for paths in files.values()):
         return "files is not a row count per file per format"
+    outside = next((p for paths in files.values() for p in paths if not inside(p)), None)
+    if outside is not None:
+        return f"files names {outside[:80]!r}, which is not a path inside the output"
     config = report.get("config")
     if not isinstance(config, dict):
         return "config is not an object"

@@ -59,7 +59,7 @@ from transforms.output.tree import UPDATE_KEPT_DIR as KEPT_DIR
 from transforms.output.tree import UPDATE_REFUSED_DIR as REFUSED_DIR
 from transforms.output.tree import UPDATE_STAGE_DIR as STAGE_DIR
 from transforms.output.tree import UPDATE_STARTED as STARTED
-from transforms.paths import join_path
+from transforms.paths import inside, join_path
 from transforms.rebuild import holder
 from transforms.rebuild.manifest import ROWS_DIR, STILLS_FILE, is_tiles_file, still_paths, unnamed_files
 
@@ -93,7 +93,7 @@ def old_dataset_files(output: str) -> set[str]:
         report = orjson.loads(fileio.read_if_there(join_path(output, REPORT_NAME)) or b"{}")
     except orjson.JSONDecodeError:
         report = {}
-    files = {p for paths in report.get("files", {}).values() for p in paths}
+    files = {p for paths in report.get("files", {}).values() for p in paths if inside(p)}  # deleted if gone
     for folder in (MANIFEST_DIR, CHARTS_DIR):
         files.update(f"{folder}/{rel}" for rel in fileio.list_files(join_path(output, folder)))
     if fileio.exists(join_path(output, SHARED_GROUND_FILE)):  # written only when some tiles share ground
@@ -106,7 +106,8 @@ def kept_in_place(output: str) -> set[str]:
     (transforms.mix.stages.WriteMedia): files of the new mix the stage does not hold, which the commit keeps."""
     kept: set[str] = set()
     for rel in fileio.list_files(join_path(output, KEPT_DIR)):
-        kept.update(line for line in fileio.read_bytes(join_path(output, KEPT_DIR, rel)).decode().splitlines() if line)
+        kept.update(line for line in fileio.read_bytes(join_path(output, KEPT_DIR, rel)).decode().splitlines()
+                    if line and inside(line))
     return kept
 
 
@@ -292,6 +293,9 @@ def apply_journal(output: str) -> bool:
     if data is None:
         return False
     journal = orjson.loads(data)
+    # what it moves and deletes, inside the output only: a journal is a file of the folder, which may have come
+    # from elsewhere (a clone of a dataset repository taken while its update was committing)
+    journal = {key: [rel for rel in journal.get(key, []) if inside(rel)] for key in ("moves", "deletes")}
     stop_after = int(os.environ.get(STOP_AFTER_ENV, "-1").replace("before", "-1"))
     if output.startswith("gs://"):
         _apply_in_bucket(output, journal, stop_after)

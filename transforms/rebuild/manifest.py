@@ -19,6 +19,7 @@ import orjson
 
 from transforms import fileio
 from transforms.output.tree import MANIFEST_DIR, UPDATE_JOURNAL, OutputTree
+from transforms.paths import inside
 from transforms.splits.footprints import as_written
 
 TILES_PER_FILE = 50_000  # about 10 MB of JSONL per file with a few dozen output files per tile
@@ -105,6 +106,10 @@ def parse_tiles(data: bytes) -> list[PreviousTile]:
     for line in data.splitlines():
         if line.strip():
             r = orjson.loads(line)
+            outside = next((f for f in [*r["files"], r.get("still") or "."] if not inside(f)), None)
+            if outside is not None:  # a rebuild deletes and copies what a record names
+                raise ValueError(f"tile {str(r['stem'])[:80]!r} names {str(outside)[:80]!r}, which is not a path "
+                                 "inside the build")
             out.append(PreviousTile(r["stem"], r["split"], int(r["slot"]), r["fingerprint"], tuple(r["files"]),
                                     int(r.get("rows", -1)), int(r.get("gated", 0)), r.get("still", ""),
                                     tuple(sorted(r.get("counts", {}).items())), r.get("chip_sha256", "")))
@@ -175,8 +180,9 @@ def damaged_manifest(path: str, err: Exception) -> RuntimeError:
 
 
 def still_paths(data: bytes) -> set[str]:
-    """The output paths of the stills a manifest lists (a still no row used has none on disk)."""
-    return {p for p in (orjson.loads(line)["path"] for line in data.splitlines() if line.strip()) if p}
+    """The output paths of the stills a manifest lists (a still no row used has none on disk), those inside
+    the build only: an update deletes the ones it no longer uses."""
+    return {p for p in (orjson.loads(line)["path"] for line in data.splitlines() if line.strip()) if p and inside(p)}
 
 
 def options_digest(options: dict[str, Any]) -> str:

@@ -94,6 +94,8 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "report files a list": (_edit_report(lambda r: r.update(files=[])), "report", "files is not"),
     "report file count a word": (_edit_report(lambda r: r["files"]["jsonl"].update({"data/train.jsonl": "x"})),
                                  "report", "files is not"),
+    "report file outside": (_edit_report(lambda r: r["files"]["jsonl"].update({"../../victim.jsonl": 1})), "report",
+                            "'../../victim.jsonl', which is not a path inside the output"),
     "report without config": (_edit_report(lambda r: r.pop("config")), "report", "config is not"),
     "report folder limit a word": (_edit_report(lambda r: r["config"].update(max_files_per_dir="x")), "report",
                                    "max_files_per_dir"),

@@ -219,3 +219,25 @@ def test_a_reader_is_told_whether_an_unfinished_update_still_runs_here(tmp_path)
     _write(tmp_path, STARTED, elsewhere.lines().encode())
     who, state = unfinished_update(str(tmp_path))
     assert state == "unknown" and "cron-1" in who
+
+
+def test_a_journal_from_elsewhere_moves_and_deletes_inside_the_output_only(tmp_path):
+    """A journal is a file of the output folder, and a folder cloned from a dataset repository brings its own: one
+    naming `../victim.txt` had the next update delete (or move over) a file beside the output."""
+    from transforms.rebuild.commit import apply_journal
+    from transforms.rebuild.manifest import still_paths
+
+    out = tmp_path / "out"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    _write(out, "data/old.jsonl")
+    _write(out, f"{STAGE_DIR}/data/new.jsonl")
+    _write(tmp_path, "elsewhere.txt", b"theirs")
+    journal = {"moves": ["data/new.jsonl", "../victim.txt", "/etc/hostname"],
+               "deletes": ["data/old.jsonl", "../victim.txt", "../out/../victim.txt", "/tmp/x"]}
+    _write(out, JOURNAL, orjson.dumps(journal))
+    assert apply_journal(str(out))
+    assert victim.read_text() == "mine" and (out / "data/new.jsonl").exists() and not (out / "data/old.jsonl").exists()
+    stills = b'{"path": "mapbox_stills/s00000/a.png", "slot": 0, "stem": "a"}\n{"path": "../victim.txt", "slot": 1, ' \
+             b'"stem": "b"}\n'
+    assert still_paths(stills) == {"mapbox_stills/s00000/a.png"}

@@ -53,7 +53,7 @@ def write_requests(dataset: str, split: str, model: str, out: str) -> int:
                     carried = {i["path"]: i["bytes"] for i in record.get("images") or []
                                if i.get("bytes") is not None}
                     wanted = {p["image"] for m in record["messages"] for p in m["content"] if p["type"] == "image"}
-                    images = {p: carried[p] if p in carried else tree.read(p) for p in wanted}
+                    images = {p: carried[p] if p in carried else tree.read_within(p) for p in wanted}
                     sink.write(orjson.dumps(batch_request(record, images, model)) + b"\n")
                     n += 1
     except BaseException as err:  # nor any partial file: a full disk gets its space back, named

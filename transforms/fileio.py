@@ -54,6 +54,34 @@ def overlapping(a: str, b: str) -> bool:
     return False
 
 
+class LinkOut(OSError):
+    """A file of a dataset that is a link to somewhere outside it."""
+
+
+def read_within(root: str, rel: str) -> bytes:
+    """A file of the dataset at ``root``, never through a link that leads out of it: a dataset from elsewhere (a
+    clone of a repository keeps links) could name a file of this machine by an image link, and preview copies
+    what it reads into its page, eval --requests sends it to a model's server. A top folder that is itself a
+    link (images/ on another disk) may hold what it links to. Buckets have no links."""
+    if links_out(root, rel):
+        raise LinkOut(errno.EPERM, "a link out of the dataset", rel)
+    return read_bytes(f"{root.rstrip('/')}/{rel}")
+
+
+def links_out(root: str, rel: str) -> bool:
+    """Whether the local file ``rel`` of the folder ``root`` resolves, through links, to somewhere outside it
+    (or outside its top folder, when that folder is itself a link); False in a bucket."""
+    path = f"{root.rstrip('/')}/{rel}"
+    if not is_local(path):
+        return False
+    real = os.path.realpath(path)
+    allowed = [os.path.realpath(root)]
+    top, _, below = rel.partition("/")
+    if below and os.path.islink(os.path.join(root, top)):
+        allowed.append(os.path.realpath(os.path.join(root, top)))
+    return not any(real.startswith(folder.rstrip(os.sep) + os.sep) for folder in allowed)
+
+
 _GLOB_ESCAPES = {"*": "[*]", "?": "[?]", "[": "[][]"}
 
 

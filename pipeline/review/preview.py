@@ -246,7 +246,7 @@ def build_preview(root: str, per_task: int = 60, tasks: set[str] | None = None, 
             if path not in copied and path not in missing:
                 data = embedded.get(path)
                 try:
-                    data = data if data is not None else fileio.read_bytes(join_path(root, path))
+                    data = data if data is not None else fileio.read_within(root, path)
                 except OSError as err:  # gone from the output (or a bucket refuses it): one card says so
                     missing[path] = "missing" if isinstance(err, FileNotFoundError) else f"unreadable ({err})"
                 else:

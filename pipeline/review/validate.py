@@ -102,6 +102,18 @@ def _check_pointer_images(root: str, tree: OutputTree, seen: set[str], findings:
                 findings.add(LFS_CHECK, f"{rel}: a Git LFS pointer, not the image itself")
 
 
+def _check_links_out(root: str, tree: OutputTree, seen: set[str], findings: Findings) -> None:
+    """Referenced images that are links out of the output (satsft writes none: it copies or hard-links): in a
+    dataset from elsewhere such a link could name any file of this machine, which preview and eval --requests
+    refuse to read. Local folders only (a bucket has no links); one realpath per image."""
+    if not tree.is_local():
+        return
+    out = [rel for rel in sorted(seen) if fileio.links_out(root, rel)]
+    if out:
+        findings.add("images", f"{len(out)} image(s) are links out of the output (first: {out[0]}): preview and "
+                               "eval --requests will not read them")
+
+
 def _read_report(tree: OutputTree, name: str, findings: Findings) -> dict[str, Any] | None:
     """The report, or None with a finding: a report that does not parse, or lacks what a build or mix writes,
     is one the checks cannot go by."""
@@ -539,6 +551,7 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
                 findings.add("rows", f"sample_id {sid} appears {n} times")
     checked["images"] = len(seen_images)
     _check_pointer_images(root, tree, seen_images, findings)
+    _check_links_out(root, tree, seen_images, findings)
     sidecars_gone = _check_sidecar_count(tree, mode, report["rows"]["total"], sample_ids, sidecar_ids, findings)
     _check_stray_files(tree, listed, findings)
     _check_shared_ground_list(tree, report.get("outputs", {}), name, findings)

@@ -211,6 +211,14 @@ class OutputTree:
         with self.open(rel) as f:
             return f.read()
 
+    def read_within(self, rel: str) -> bytes:
+        """``read``, never through a link out of the output (fileio.read_within): for what is copied out of it."""
+        from transforms import fileio
+
+        if not self.is_local():  # a bucket has no links
+            return self.read(rel)
+        return fileio.read_within(self.base, self.staged.get(rel, rel))
+
     def under(self, folder: str) -> list[str]:
         prefix = folder.rstrip("/") + "/"
         return sorted(p for p in self.files if p.startswith(prefix))

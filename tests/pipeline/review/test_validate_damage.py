@@ -263,6 +263,33 @@ def test_rows_naming_files_outside_the_dataset_are_never_read(every_format, tmp_
                for line in findings.by_check.get(fmt, [])), findings.lines()
 
 
+def test_images_that_link_out_of_the_dataset_are_never_read(every_format, tmp_path):
+    """A clone of a dataset repository keeps links: a chip that is a link to a file of this machine was copied into
+    preview's page and would have gone into eval's requests. Neither reads it now; validate names it. (A build
+    writes no links: it copies or hard-links.)"""
+    out = tmp_path / "data_set"
+    shutil.copytree(every_format, out)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET")
+    report = json.loads((out / REPORT).read_text())
+    report["files"].pop("parquet")
+    (out / REPORT).write_text(json.dumps(report))
+    rows = [json.loads(line) for line in (out / "data" / "train.jsonl").read_text().splitlines()]
+    chip = out / next(p for r in rows for p in r["metadata"]["image_paths"] if p.startswith("images/"))
+    chip.unlink()
+    chip.symlink_to(secret)
+    page = tmp_path / "page"
+    proc = run_cli("preview", str(out), "--to", str(page), "--n", "400")
+    assert "cannot be read" in proc.stdout, proc.stdout
+    proc = run_cli("eval", str(out), "--requests", str(tmp_path / "requests.jsonl"), "--model", "m", "--split",
+                   "train", check=False)
+    assert proc.returncode == 2 and "a link out of the dataset" in proc.stderr, proc.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()
+                and "SECRET" in p.read_text(errors="replace") and p != secret]
+    findings, _ = validate(str(out))
+    assert any("are links out of the output (first: images/" in line for line in findings.by_check["images"])
+
+
 def test_a_drawn_file_gone_is_a_finding_with_the_way_to_draw_it_again(every_format, tmp_path):
     """A row sidecar deleted by hand is a finding, with the way to draw it again: the next `--update` draws
     each tile whose files are gone (tests/test_update.py)."""

@@ -375,6 +375,26 @@ def test_a_messages_column_of_json_text_reads_as_the_turns_it_holds(tmp_path):
         ("no_messages", "messages is text that is not JSON")]
 
 
+def test_an_image_that_links_out_of_its_source_is_a_reject_not_copied(tmp_path):
+    """A source folder from elsewhere keeps links: an image that is a link to a file of this machine was copied
+    into the mix (and then uploaded with it). It is an image_link_out reject; the row beside it is mixed."""
+    src = tmp_path / "src"
+    (src / "pics").mkdir(parents=True)
+    private = tmp_path / "private.png"
+    private.write_bytes(_png((200, 10, 10)))
+    (src / "pics" / "ok.png").write_bytes(_png((10, 200, 10)))
+    (src / "pics" / "bad.png").symlink_to(private)
+    rows = [{"messages": [{"role": "user", "content": f"<image>What is {n}?"}, {"role": "assistant", "content": n}],
+             "images": [f"pics/{n}.png"]} for n in ("ok", "bad")]
+    (src / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    assert main(["mix", "--source", f"name=s,path={src}", "--output", str(out), "--formats", "jsonl"]) == 0
+    rejects = [json.loads(line) for line in (out / "rejects" / "rejects-00000-of-00001.jsonl").open()]
+    assert [(r["reason"], r["detail"]) for r in rejects] == [("image_link_out", str(src / "pics" / "bad.png"))]
+    copied = [p.read_bytes() for p in (out / "media").rglob("*") if p.is_file()]
+    assert copied == [(src / "pics" / "ok.png").read_bytes()]
+
+
 def test_a_mix_is_a_source_read_once(mixed, tmp_path, capsys):
     """A mix written as Parquet and JSONL: its rows once (each file was read, every row twice, half rejected)."""
     out, _ = mixed

@@ -88,7 +88,8 @@ def build_mix_pipeline(recipe: Recipe, config: MixConfig, pipeline: beam.Pipelin
         rejected.append(apart[REJECTS])
     elif manifests:
         shared = records | "FindSharedGroundInMix" >> FindSharedGround()
-    media = kept | "CheckMedia" >> CheckMedia(config.max_files_per_dir, in_place)
+    roots = tuple(sorted({(s.media_owner, s.root) for s in sources if s.media_owner == s.name}))
+    media = kept | "CheckMedia" >> CheckMedia(config.max_files_per_dir, in_place, roots)
     planned = ({"kept": kept, "bad": media["bad"]}
                | "PlanCopies" >> PlanCopies(sources, recipe.seed, {s.name: s.repeat for s in recipe.sources},
                                             {s.name: s.share for s in recipe.sources}))

@@ -425,8 +425,8 @@ class _CheckImageFn(beam.DoFn):
     in a bucket whose bytes (size and MD5, listed) that mix holds passed this check when it was made, and the
     check reads only the bytes, so it is not read again (a scheduled update read every image of its sources)."""
 
-    def __init__(self, in_place: str = ""):
-        self.in_place = in_place
+    def __init__(self, in_place: str = "", roots: tuple[tuple[str, str], ...] = ()):
+        self.in_place, self.roots = in_place, dict(roots)
 
     def setup(self):
         self._marks = FolderMarks()
@@ -440,8 +440,17 @@ class _CheckImageFn(beam.DoFn):
         mark = self._marks.mark(src)
         return bool(mark) and mark in self._passed
 
+    def _links_out(self, owner: str, src: str) -> bool:
+        """A source's image that is a link out of its image root (a source from elsewhere keeps links: it could
+        name any file of this machine, which the mix would copy into its output)."""
+        root = self.roots.get(owner, "").rstrip("/")
+        return bool(root) and src.startswith(root + "/") and fileio.links_out(root, src[len(root) + 1:])
+
     def process(self, element):
         (owner, key), (src, _, _) = element
+        if src and self._links_out(owner, src):
+            yield (owner, key), "link_out"
+            return
         yield (owner, key), ("" if not src or self._checked_before(src) else media_file_problem(src))
 
 
@@ -453,12 +462,13 @@ class CheckMedia(beam.PTransform):
 
     max_files_per_dir: int
     in_place: str = ""
+    roots: tuple[tuple[str, str], ...] = ()  # (media owner, its image root): no image links out of its root
 
     def expand(self, kept):
         images = (kept
                   | "Images" >> beam.FlatMap(lambda p: [((i[0], i[1]), (i[2], (p[5], i[3]), i[4])) for i in p[8]])
                   | "OnePerImage" >> beam.CombinePerKey(min))
-        checked = images | "CheckImages" >> beam.ParDo(_CheckImageFn(self.in_place))
+        checked = images | "CheckImages" >> beam.ParDo(_CheckImageFn(self.in_place, self.roots))
         bad = checked | "Bad" >> beam.Filter(lambda kv: kv[1] != "") | "BadDict" >> beam.combiners.ToDict()
         index = (checked
                  | "Good" >> beam.Filter(lambda kv: kv[1] == "")

@@ -82,7 +82,7 @@ def links_out(root: str, rel: str) -> bool:
     top, _, below = rel.partition("/")
     if below and os.path.islink(os.path.join(root, top)):
         allowed.append(_real_folder(os.path.join(root, top)))
-    return not any(real.startswith(folder.rstrip(os.sep) + os.sep) for folder in allowed)
+    return not any(real.startswith(inside.rstrip(os.sep) + os.sep) for inside in allowed)
 
 
 @functools.lru_cache(maxsize=4096)

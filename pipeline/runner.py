@@ -192,9 +192,9 @@ def _clear_output(config: OutputConfig, entries: tuple[str, ...]) -> None:
                 raise UsageError(foreign)
             for name in entries:
                 path = os.path.join(out, name)
-                if os.path.isdir(path):
+                if os.path.isdir(path) and not os.path.islink(path):
                     shutil.rmtree(path)
-                elif os.path.exists(path):
+                elif os.path.lexists(path):  # a file, or a link (removed itself, never what it names)
                     os.remove(path)
         make_output_folder(out)
         return

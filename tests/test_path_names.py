@@ -147,3 +147,26 @@ def test_file_names_that_are_not_utf8_are_rejects_not_a_failed_job(tmp_path: Pat
             f"`satsft {command[0]}` writes record its paths as JSON text: rename the folder or file, or give it by "
             "a link whose name is UTF-8"), proc.stderr
 
+
+
+def test_an_output_entry_that_is_a_link_is_replaced_never_written_through(tmp_path: Path):
+    """An output's preview/ (or charts/, ...) that is a link to a folder elsewhere (a clone of a repository keeps
+    links): preview wrote its page into the folder it named, over an index.html there, and --overwrite stopped
+    on rmtree's refusal of a link. The link itself goes now; what it named is untouched."""
+    run_cli("sample", "--tiles", "3", "--output", str(tmp_path / "tree"), "--seed", "5")
+    out = tmp_path / "out"
+    build = ("build", "--input", str(tmp_path / "tree"), "--output", str(out), "--tasks", "caption", "--quiet")
+    run_cli(*build)
+    docs, other = tmp_path / "docs", tmp_path / "other"
+    for folder, name in ((docs, "index.html"), (other, "x.svg")):
+        folder.mkdir()
+        (folder / name).write_text("mine")
+    (out / "preview").symlink_to(docs, target_is_directory=True)
+    run_cli("preview", str(out))
+    assert (docs / "index.html").read_text() == "mine" and list(docs.iterdir()) == [docs / "index.html"]
+    assert not (out / "preview").is_symlink() and (out / "preview" / "index.html").is_file()
+    shutil.rmtree(out / "charts")
+    (out / "charts").symlink_to(other, target_is_directory=True)
+    run_cli(*build, "--overwrite")
+    assert (other / "x.svg").read_text() == "mine" and not (out / "charts").is_symlink()
+    run_cli("validate", str(out))

@@ -437,8 +437,13 @@ def _zstd_lines(raw: _Raw, chunk: int = 1 << 20) -> Iterator[bytes]:
 
 
 def remove_tree(path: str) -> None:
-    """Delete a folder (locally) or every object under a prefix (in a bucket), if there is one."""
+    """Delete a folder (locally) or every object under a prefix (in a bucket), if there is one. A local link is
+    removed itself, never what it links to: rmtree refuses a link (and, told to ignore errors, left it, so a page
+    written there went into the folder it named)."""
     if is_local(path):
+        if os.path.islink(path):
+            os.remove(path)
+            return
         shutil.rmtree(path, ignore_errors=True)
         return
     delete_files([m.path for m in match_under(path)])

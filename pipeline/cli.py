@@ -426,14 +426,28 @@ def run_sample(argv: list[str]) -> int:
         if foreign:  # --overwrite replaces a tree, never a folder of other things given by mistake
             raise UsageError(f"output {out!r} holds more than a sample tree ({', '.join(foreign[:5])}); "
                              "--overwrite replaces a tree only: pick a new folder or remove those")
-        shutil.rmtree(out)
+        _remove_sample_tree(out)
     make_output_folder(out)
     try:
         return _write_sample(args, out, wheel)
     except OSError as err:
         if storage_refusal(err):  # the partial tree goes: its space is the machine's, and a rerun needs no flag
-            shutil.rmtree(out, ignore_errors=True)
+            _remove_sample_tree(out)
         raise
+
+
+def _remove_sample_tree(out: str) -> None:
+    """A sample tree's folder goes; when ``out`` is a link, the tree where it points goes and the link stays
+    (rmtree refuses a link: `sample --overwrite` stopped on a traceback)."""
+    if not os.path.islink(out):
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for entry in os.listdir(out):
+        path = os.path.join(out, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
 
 
 def _write_sample(args: argparse.Namespace, out: str, wheel: str) -> int:

@@ -170,3 +170,12 @@ def test_an_output_entry_that_is_a_link_is_replaced_never_written_through(tmp_pa
     run_cli(*build, "--overwrite")
     assert (other / "x.svg").read_text() == "mine" and not (out / "charts").is_symlink()
     run_cli("validate", str(out))
+
+
+def test_sample_overwrite_through_a_link_replaces_the_tree_it_names(tmp_path: Path):
+    """`sample --output LINK --overwrite` stopped on rmtree's refusal of a link, with a traceback."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    run_cli("sample", "--tiles", "2", "--output", str(real), "--seed", "5")
+    link.symlink_to(real, target_is_directory=True)
+    run_cli("sample", "--tiles", "3", "--output", str(link), "--seed", "6", "--overwrite")
+    assert link.is_symlink() and len(list((real / "metadata").rglob("*.json"))) == 3

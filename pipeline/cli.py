@@ -622,7 +622,8 @@ def run_preview(argv: list[str]) -> int:
                          "local path")
     root = _dataset_folder(args.output)
     root = os.path.abspath(root) if fileio.is_local(root) else root
-    to = os.path.abspath(args.to) if args.to else None
+    # a --to given as a link means the folder it names: the page replaces that folder, not the link
+    to = os.path.realpath(os.path.abspath(args.to)) if args.to else None
     if to and fileio.is_local(root) and _inside(to, root):
         raise UsageError(f"--to {args.to} lies inside the output {args.output}; leave --to out to write "
                          f"{PREVIEW_DIR}/ there, or give a folder outside it")

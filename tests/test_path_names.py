@@ -152,7 +152,8 @@ def test_file_names_that_are_not_utf8_are_rejects_not_a_failed_job(tmp_path: Pat
 def test_an_output_entry_that_is_a_link_is_replaced_never_written_through(tmp_path: Path):
     """An output's preview/ (or charts/, ...) that is a link to a folder elsewhere (a clone of a repository keeps
     links): preview wrote its page into the folder it named, over an index.html there, and --overwrite stopped
-    on rmtree's refusal of a link. The link itself goes now; what it named is untouched."""
+    on rmtree's refusal of a link. The link itself goes now; what it named is untouched. A --to link still
+    names where the page goes."""
     run_cli("sample", "--tiles", "3", "--output", str(tmp_path / "tree"), "--seed", "5")
     out = tmp_path / "out"
     build = ("build", "--input", str(tmp_path / "tree"), "--output", str(out), "--tasks", "caption", "--quiet")
@@ -170,6 +171,12 @@ def test_an_output_entry_that_is_a_link_is_replaced_never_written_through(tmp_pa
     run_cli(*build, "--overwrite")
     assert (other / "x.svg").read_text() == "mine" and not (out / "charts").is_symlink()
     run_cli("validate", str(out))
+    # --to given as a link is the folder it names (the user's choice, unlike a link found inside the output)
+    (tmp_path / "public").mkdir()
+    (tmp_path / "to_public").symlink_to(tmp_path / "public", target_is_directory=True)
+    for _ in range(2):  # the second replaces the first page
+        run_cli("preview", str(out), "--to", str(tmp_path / "to_public"))
+    assert (tmp_path / "to_public").is_symlink() and (tmp_path / "public" / "index.html").is_file()
 
 
 def test_sample_overwrite_through_a_link_replaces_the_tree_it_names(tmp_path: Path):

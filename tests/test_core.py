@@ -494,7 +494,8 @@ def test_a_still_may_be_a_jpeg_or_a_webp():
 
 
 def test_escapes_root_follows_file_and_folder_links(tmp_path):
-    from transforms.input.images import escapes_root, real_path
+    from transforms.fileio import real_path
+    from transforms.input.images import escapes_root
 
     root, outside = tmp_path / "tree", tmp_path / "outside"
     (root / "images" / "s0").mkdir(parents=True)

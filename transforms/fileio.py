@@ -72,24 +72,39 @@ def read_within(root: str, rel: str) -> bytes:
 def links_out(root: str, rel: str) -> bool:
     """Whether the local file ``rel`` of the folder ``root`` resolves, through links, to somewhere outside it
     (or outside its top folder, when that folder is itself a link); False in a bucket."""
-    path = f"{root.rstrip('/')}/{rel}"
+    return escapes(root, f"{root.rstrip('/')}/{rel}")
+
+
+def escapes(root: str, path: str, tops: frozenset[str] | None = None) -> bool:
+    """True when a local ``path`` below ``root`` resolves (through links) to somewhere outside ``root``, or
+    outside the top folder of ``root`` it lies in when that folder is a link of its own (chips on another disk;
+    ``tops``: only those top folders may be). Object stores have no links: False there."""
     if not is_local(path):
         return False
+    real = real_path(path)  # absolute and normalised: a prefix test is enough (commonpath costs 10 us)
+    if _within(real, _real_folder(root)):  # the root's realpath once per process, not once per file
+        return False
+    top, _, below = path[len(root.rstrip("/")) + 1:].partition("/")
+    linked = os.path.join(root, top)
+    return (not below or (tops is not None and top not in tops) or not os.path.islink(linked)
+            or not _within(real, _real_folder(linked)))
+
+
+def real_path(path: str) -> str:
+    """os.path.realpath, with each folder resolved once per process: a tree's files share a few thousand
+    folders, and realpath costs a stat per path component, for every file."""
     folder, name = os.path.split(path)
-    # a folder's real path once (validate asks of every image: a realpath each cost 30 us), the file's own link
-    real = os.path.realpath(path) if os.path.islink(path) else os.path.join(_real_folder(folder), name)
-    allowed = [_real_folder(root)]
-    top, _, below = rel.partition("/")
-    if below and os.path.islink(os.path.join(root, top)):
-        allowed.append(_real_folder(os.path.join(root, top)))
-    return not any(real.startswith(inside.rstrip(os.sep) + os.sep) for inside in allowed)
+    full = os.path.join(_real_folder(folder), name)
+    return os.path.realpath(full) if os.path.islink(full) else full
 
 
 @functools.lru_cache(maxsize=4096)
 def _real_folder(folder: str) -> str:
-    """A folder's real path, kept: links out of a dataset are asked of every image, folders repeat. (A folder
-    replaced by a link while one process runs is not seen; every command reads its dataset once.)"""
     return os.path.realpath(folder)
+
+
+def _within(real: str, real_folder: str) -> bool:
+    return real == real_folder or real.startswith(real_folder if real_folder.endswith(os.sep) else real_folder + os.sep)
 
 
 _GLOB_ESCAPES = {"*": "[*]", "?": "[?]", "[": "[][]"}

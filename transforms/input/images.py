@@ -4,7 +4,6 @@ PNG is whole and what size it claims. Only 33 bytes at the head and 12 at the ta
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import struct
@@ -95,19 +94,6 @@ def _sixteen_bit_detail(colour_type: int) -> str:
             "-scale 0 3000 0 255 -of PNG")
 
 
-@functools.lru_cache(maxsize=4096)
-def _real_folder(folder: str) -> str:
-    return os.path.realpath(folder)
-
-
-def real_path(path: str) -> str:
-    """os.path.realpath, with each folder resolved once per worker: a tree's files share a few thousand
-    folders, and realpath costs a stat per path component, for every file."""
-    folder, name = os.path.split(path)
-    full = os.path.join(_real_folder(folder), name)
-    return os.path.realpath(full) if os.path.islink(full) else full
-
-
 # The folders of a sat-bbox tree. Each may itself be a symlink (chips on another disk, a tree assembled from
 # several mounts): what lies below it is then checked against where it points.
 TREE_FOLDERS = frozenset({"metadata", "images", "mapbox_stills", "data"})
@@ -116,17 +102,7 @@ TREE_FOLDERS = frozenset({"metadata", "images", "mapbox_stills", "data"})
 def escapes_root(root: str, path: str) -> bool:
     """True when a local path resolves (through symlinks) to somewhere outside the input root, or outside the
     tree folder (``images/``, ...) it was found in when that folder is a symlink of its own."""
-    if not fileio.is_local(path):
-        return False  # object stores have no symlinks
-    real = real_path(path)  # both absolute and normalised: a prefix test is enough (commonpath costs 10 us)
-    if _inside(real, _real_folder(root)):  # the root's realpath once per worker, not once per file
-        return False
-    top = path[len(root.rstrip("/")) + 1:].split("/", 1)[0]
-    return top not in TREE_FOLDERS or not _inside(real, _real_folder(os.path.join(root, top)))
-
-
-def _inside(real: str, real_folder: str) -> bool:
-    return real == real_folder or real.startswith(real_folder if real_folder.endswith(os.sep) else real_folder + os.sep)
+    return fileio.escapes(root, path, TREE_FOLDERS)
 
 
 JPEG_SOI = b"\xff\xd8\xff"

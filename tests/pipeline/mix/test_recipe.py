@@ -59,6 +59,28 @@ def test_a_bad_recipe_file_names_the_problem(tmp_path):
         load_recipe(str(tmp_path / "bad.yaml"), [])
 
 
+def _aliases_of_aliases(levels: int) -> str:
+    lines = ['l0: &l0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(f"  {line}" for line in lines)
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    # nine levels name 9**9 values in 1 KB: its error printed all of them (2 GB, 6 GB of memory, 47 s)
+    ("seed: &s\n" + _aliases_of_aliases(9) + "\nsources: [{name: a, path: {d}}]", None),
+    ("sources: [{name: a, path: {d}, where: &w {task: *w}}]", None),  # an alias inside what it names
+    ("seed: [" + ", ".join(["long text"] * 3000) + "]\nsources: [{name: a, path: {d}}]", "not ['long text', "),
+])
+def test_recipes_that_expand_past_any_size_are_refused_at_once(foreign, tmp_path, text, shown):
+    path = tmp_path / "r.yaml"
+    path.write_text(text.replace("{d}", str(foreign)))
+    with pytest.raises(UsageError) as caught:
+        load_recipe(str(path), [])
+    message = str(caught.value)
+    assert len(message) < 400, message[:400]
+    assert (shown or "values once its YAML aliases are expanded") in message
+
+
 @pytest.mark.parametrize("name", ["validation.jsonl", "test-00000-of-00001.parquet"])
 def test_a_source_that_is_one_file_takes_its_split_from_its_name(tmp_path, name):
     import pyarrow as pa

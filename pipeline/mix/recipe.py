@@ -21,7 +21,6 @@ import math
 import os
 import posixpath
 import re
-import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +28,7 @@ import fsspec
 import yaml
 
 from pipeline.errors import UsageError
+from pipeline.yaml_limits import MAX_YAML_VALUES, shown, values_past
 from transforms import fileio
 from transforms.input.sidecars import VALID_SPLITS
 from transforms.mix.rows import FILTER_KEYS, split_of_path
@@ -54,16 +54,6 @@ MAX_NAME_CHARS = 64  # a name is a folder under media/ and part of every row id:
 # .json: one array of rows (LLaVA's shape); .arrow: what `datasets`' save_to_disk writes
 DATA_SUFFIXES = (".parquet", *JSONL_SUFFIXES, ".json", ".arrow")
 OUTPUT_REPORTS = ("build_report.json", "mix_report.json")  # what makes a folder a satsft output (build, mix)
-# A recipe of a thousand sources holds some ten thousand values. YAML's aliases name a value again without
-# writing it again, so twenty lines of aliases of aliases hold billions (and one can hold itself): every walk
-# over such a recipe, even printing it in an error, would run for minutes and fill the memory.
-MAX_RECIPE_VALUES = 100_000
-_SHOWN = reprlib.Repr()  # a value in a message: its start, however large it is (repr(value)[:80] builds it whole)
-_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = 2, 4, 4, 60, 60
-
-
-def _shown(value: Any) -> str:
-    return _SHOWN.repr(value)
 
 
 @dataclass(frozen=True)
@@ -108,8 +98,8 @@ def _number(value: Any, what: str) -> float:
     except OverflowError:  # an integer past what a float holds (YAML reads 10**400 as one)
         finite = False
     if not finite:
-        shown = f"an integer of {value.bit_length()} bits" if isinstance(value, int) else _shown(value)
-        raise UsageError(f"{what} must be a number, not {shown}")
+        given = f"an integer of {value.bit_length()} bits" if isinstance(value, int) else shown(value)
+        raise UsageError(f"{what} must be a number, not {given}")
     return float(value)
 
 
@@ -278,7 +268,7 @@ def parse_source(raw: Any, index: int) -> Source:
                          "name=N in --source; [a-z0-9_-]+, it goes into ids and media paths)")
     if not isinstance(name, str) or not NAME.match(name) or len(name) > MAX_NAME_CHARS:
         raise UsageError(f"sources[{index}]: name must be [a-z0-9_-]+, at most {MAX_NAME_CHARS} characters (it "
-                         f"goes into ids and media paths), not {_shown(name)}")
+                         f"goes into ids and media paths), not {shown(name)}")
     path = raw.get("path")
     if not isinstance(path, str) or not path:
         raise UsageError(f"source {name!r}: path is required (a satsft output folder, or a folder or glob of "
@@ -315,7 +305,8 @@ def parse_recipe(data: Any, extra: list[Any] | None = None) -> Recipe:
         raise UsageError(f"unknown recipe key(s) {', '.join(map(repr, unknown))}; allowed: seed, sources")
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not -(1 << 63) <= seed < 1 << 63:
-        raise UsageError(f"seed must be an integer of at most 64 bits (as the report records it), not {_shown(seed)}")
+        raise UsageError(f"seed must be an integer of at most 64 bits (as the report records it), not "
+                         f"{shown(seed)}")
     raw_sources = list(data.get("sources") or []) + list(extra or [])
     if not raw_sources:
         raise UsageError("a mix needs at least one source (recipe sources: or --source)")
@@ -353,9 +344,9 @@ def check_filter_matches(source: Source) -> None:
     have = {"task": tasks, "profile": profiles, "split": splits}
     for key, wanted in source.where.items():
         if not set(wanted) & have[key]:
-            shown = ", ".join(sorted(v or '""' for v in have[key])) or "none"
+            held = ", ".join(sorted(v or '""' for v in have[key])) or "none"
             raise UsageError(f"source {source.name!r}: where.{key} {list(wanted)} matches nothing; it holds "
-                             f"{key}s {shown}")
+                             f"{key}s {held}")
     if "split" in source.where and not set(source.where["split"]) <= set(VALID_SPLITS):
         raise UsageError(f"source {source.name!r}: where.split takes {', '.join(VALID_SPLITS)}")
 
@@ -404,23 +395,6 @@ class _RecipeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _values_past(data: Any, limit: int) -> bool:
-    """Whether the values of a loaded recipe, counted as often as aliases name them, exceed limit: the walk
-    stops at the limit, so a recipe that names itself or expands to billions is told apart in milliseconds."""
-    stack, count = [data], 0
-    while stack:
-        value = stack.pop()
-        count += 1
-        if count > limit:
-            return True
-        if isinstance(value, dict):
-            stack.extend(value)
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return False
-
-
 def load_recipe(path: str | None, source_specs: list[str]) -> Recipe:
     data: Any = {}
     if path:
@@ -432,8 +406,8 @@ def load_recipe(path: str | None, source_specs: list[str]) -> Recipe:
             raise UsageError(f"recipe {path!r} is not valid YAML: {err}") from err
         except (ValueError, RecursionError) as err:  # an integer of 4,300 digits or more; nesting 1,000 deep
             raise UsageError(f"recipe {path!r} is not a recipe: {str(err)[:100] or 'nested too deeply'}") from err
-        if _values_past(data, MAX_RECIPE_VALUES):
-            raise UsageError(f"recipe {path!r} holds more than {MAX_RECIPE_VALUES:,} values once its YAML aliases "
+        if values_past(data):
+            raise UsageError(f"recipe {path!r} holds more than {MAX_YAML_VALUES:,} values once its YAML aliases "
                              "are expanded (aliases of aliases, or an alias inside what it names); write the "
                              "sources out")
     return parse_recipe(data, [parse_source_spec(s) for s in source_specs])

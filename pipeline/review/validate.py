@@ -21,6 +21,7 @@ import orjson
 import pyarrow.parquet as pq
 import yaml
 
+from pipeline.yaml_limits import MAX_YAML_VALUES, shown, values_past
 from transforms import fileio
 from transforms.input import lfs
 from transforms.input.sidecars import VALID_SPLITS
@@ -291,13 +292,17 @@ def _card_configs(tree: OutputTree, findings: Findings) -> list[dict[str, Any]]:
     except yaml.YAMLError as err:
         findings.add("card", f"{CARD_NAME} YAML header does not parse: {err}")
         return []
+    if values_past(header):
+        findings.add("card", f"{CARD_NAME} YAML header holds more than {MAX_YAML_VALUES:,} values once its "
+                             "aliases are expanded (aliases of aliases, or an alias inside what it names)")
+        return []
     configs = header.get("configs", []) if isinstance(header, dict) else None
     if header is not None and not isinstance(configs, list):
         findings.add("card", f"{CARD_NAME} YAML header holds no list of configs")
         return []
     for config in configs or []:
         if not isinstance(config, dict):
-            findings.add("card", f"{CARD_NAME}: a config that is not a mapping ({str(config)[:60]!r})")
+            findings.add("card", f"{CARD_NAME}: a config that is not a mapping ({shown(config)})")
     return [config for config in configs or [] if isinstance(config, dict)]
 
 
@@ -318,7 +323,7 @@ def _card_files(configs: list[dict[str, Any]], splits_with_rows: set[str], findi
             paths = paths if isinstance(paths, list) else [paths]
             if not isinstance(split, str) or not all(isinstance(path, str) for path in paths):
                 findings.add("card", f"config {name}: a data_files entry that is not a split and its paths "
-                                     f"({str(entry)[:60]!r})")
+                                     f"({shown(entry)})")
                 continue
             files.update(paths)
             seen.add(split)

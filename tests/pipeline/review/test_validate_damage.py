@@ -104,6 +104,12 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "card config a word": (_write("README.md", "---\nconfigs: [abc]\n---\n"), "card", "not a mapping"),
     "card data_files a word": (_write("README.md", CARD_HEAD + "abc\n---\n"), "card", "data_files is not a list"),
     "card entry a word": (_write("README.md", CARD_HEAD + "[abc]\n---\n"), "card", "data_files entry"),
+    # each of these ran for minutes and filled the memory (a config of 9**9 values printed in the finding)
+    "card aliases of aliases": (_write("README.md", "---\nconfigs:\n  - " + "".join(
+        f"&l{i} [{', '.join([f'*l{i - 1}' if i else 'x'] * 9)}]\n  - " for i in range(9)) + "*l8\n---\n"),
+        "card", "more than 100,000 values once its aliases are expanded"),
+    "card config a long list": (_write("README.md", "---\nconfigs: [[" + ", ".join(["abc"] * 5000) + "]]\n---\n"),
+                                "card", "not a mapping (['abc', 'abc', 'abc', 'abc', ...])"),
     "card path a number": (_write("README.md", CARD_HEAD + "[{split: train, path: 5}]\n---\n"), "card",
                            "data_files entry"),
     "row messages not objects": (_edit_first_row("data/train.jsonl", lambda r: r.update(messages=[1, "x"])), "jsonl",

@@ -8,6 +8,7 @@ travel inside the config, so workers never need the template files.
 from __future__ import annotations
 
 import json
+import re
 import string
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from transforms.ids import stable_choice_index
 
 Templates = dict[str, dict[str, list[str]]]
+MAX_SPEC_NUMBER = 100  # widths and precisions of {field:spec}: a prompt is checked against 16,000 chars at most
 
 
 def default_prompts_dir() -> Path:
@@ -58,15 +60,23 @@ def load_templates(directory: str | Path | None, tasks: list[str]) -> Templates:
 def phrasing_problem(phrasing: str) -> str:
     """Why a phrasing is not one a row can fill by name, or "": braces that do not pair, and placeholders that are
     not a plain field name. ``{caption.__class__}`` or ``{label[0]}`` would fill rows with Python's internals or
-    a letter of a word, and ``{}`` or ``{0}`` with nothing any row gives."""
+    a letter of a word, and ``{}`` or ``{0}`` with nothing any row gives. A format spec may pad or round, within
+    MAX_SPEC_NUMBER: a width builds a string of that many characters per row."""
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(phrasing) if field is not None]
+        fields = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(phrasing)
+                  if field is not None]
     except ValueError as err:
         return f"is not a phrasing ({err}); write {{{{ and }}}} for a brace of the text itself"
-    bad = next((field for field in fields if not field.isidentifier()), None)
-    if bad is not None:
-        return (f"names {{{bad}}}: a placeholder is a field name alone, such as {{label}} (no positions, "
-                "attributes or indexes)")
+    for field, _, _ in fields:
+        if not field.isidentifier():
+            return (f"names {{{field[:60]}}}: a placeholder is a field name alone, such as {{label}} (no positions, "
+                    "attributes or indexes)")
+    for field, spec, _ in fields:
+        numbers = [n.lstrip("0") or "0" for n in re.findall(r"\d+", spec)]
+        if "{" in spec or any(len(n) > 3 or int(n) > MAX_SPEC_NUMBER for n in numbers):
+            return (f"formats {{{field}:{spec[:40]}}}: a width or precision is at most {MAX_SPEC_NUMBER}, written out "
+                    "(each row's text is built that long before the gate measures it: {label:>300000000} made "
+                    "every row 300 MB)")
     return ""
 
 

@@ -60,6 +60,10 @@ def test_a_misspelt_placeholder_stops_the_build_before_it_starts(tmp_path, task,
     ("{caption.__class__.__mro__}", "names {caption.__class__.__mro__}: a placeholder is a field name alone"),
     ("{label[0]} is here", "names {label[0]}: a placeholder is a field name alone"),
     ("{0} or {}", "names {0}: a placeholder is a field name alone"),
+    # each row's text was built this long before the gate refused it: 300 MB a row, 65 s and 1.7 GB for 8 tiles
+    ("{caption:>300000000}", "formats {caption:>300000000}: a width or precision is at most 100"),
+    ("{caption:.{label}}", "formats {caption:.{label}}: a width or precision is at most 100"),
+    ("{caption:" + "9" * 5000 + "}", "formats {caption:" + "9" * 40 + "}: a width"),
     ("a brace { alone", "is not a phrasing (expected '}' before end of string); write {{ and }} for a brace"),
 ])
 def test_a_placeholder_that_is_not_a_field_name_is_refused_as_templates_load(tmp_path, phrasing, said):
@@ -79,3 +83,4 @@ def test_a_placeholder_that_is_not_a_field_name_is_refused_as_templates_load(tmp
         prompts.load_templates(edited, ["caption"])
     assert prompts.phrasing_problem('{{"label": "{label}", "bbox": [{box}]}}') == ""
     assert prompts.phrasing_problem("{percent:.1f}% {label!s}") == ""
+    assert prompts.phrasing_problem("{label:_<100} {percent:0>6.2f}") == ""

@@ -75,6 +75,28 @@ def links_out(root: str, rel: str) -> bool:
     return escapes(root, f"{root.rstrip('/')}/{rel}")
 
 
+@functools.lru_cache(maxsize=256)
+def content_stores(real_root: str) -> tuple[str, ...]:
+    """The content stores of the repository a folder lies in, whose files the folder's files are links to:
+    the Hugging Face cache (``snapshot_download`` gives ``.../datasets--org--name/snapshots/<rev>/``, every file
+    a link into ``.../datasets--org--name/blobs/``) and git-annex or DataLad (``<repo>/.git/annex/objects/``,
+    outside a tree that is a folder of the repository). Their files are the repository's own: a tree or dataset
+    fetched so was all rejects (every sidecar, chip and JSONL file "a symlink out of the root"), while a link
+    anywhere else still counts as leading out."""
+    stores = []
+    folder = real_root
+    while True:
+        if os.path.basename(folder) == "snapshots" and os.path.isdir(os.path.join(os.path.dirname(folder), "blobs")):
+            stores.append(os.path.join(os.path.dirname(folder), "blobs"))
+        annex = os.path.join(folder, ".git", "annex", "objects")
+        if os.path.isdir(annex) and not os.path.islink(annex):
+            stores.append(annex)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return tuple(stores)
+        folder = parent
+
+
 def escapes(root: str, path: str, tops: frozenset[str] | None = None) -> bool:
     """True when a local ``path`` below ``root`` resolves (through links) to somewhere outside ``root``, or
     outside the top folder of ``root`` it lies in when that folder is a link of its own (chips on another disk;
@@ -83,6 +105,8 @@ def escapes(root: str, path: str, tops: frozenset[str] | None = None) -> bool:
         return False
     real = real_path(path)  # absolute and normalised: a prefix test is enough (commonpath costs 10 us)
     if _within(real, _real_folder(root)):  # the root's realpath once per process, not once per file
+        return False
+    if any(_within(real, store) for store in content_stores(_real_folder(root))):
         return False
     top, _, below = path[len(root.rstrip("/")) + 1:].partition("/")
     linked = os.path.join(root, top)
@@ -604,6 +628,8 @@ def link_or_copy(src: str, dst: str, link: bool = True) -> str:
     """Hard-link when both ends are local on one device (and ``link``), else copy. Returns "link" or "copy".
     A link shares the file: a tool that rewrites the source in place (``open(path, "wb")``) changes both."""
     if link and is_local(src) and is_local(dst):
+        if os.path.islink(src):  # link(2) links a symbolic link itself: its relative target names nothing in the
+            src = os.path.realpath(src)  # output (git-annex, DataLad and the Hugging Face cache keep files so)
         try:  # the common case, a new name: one system call, and the file appears whole
             os.link(src, dst)
             return "link"

@@ -98,9 +98,14 @@ def _check_pointer_images(root: str, tree: OutputTree, seen: set[str], findings:
     read, so a large output costs one more listing, not a read per image."""
     sizes = fileio.file_sizes(root)
     for rel in sorted(p for p in seen if sizes.get(p, lfs.MAX_POINTER_BYTES) < lfs.MAX_POINTER_BYTES):
-        with tree.open(rel) as f:
-            if lfs.is_pointer(f.read(64)):
-                findings.add(LFS_CHECK, f"{rel}: a Git LFS pointer, not the image itself")
+        try:
+            with tree.open(rel) as f:
+                head = f.read(64)
+        except FileNotFoundError:  # listed, but a link to nothing (the listing gave the link's own size)
+            findings.add("images", f"{rel}: cannot be read, a link to nothing or gone while read")
+            continue
+        if lfs.is_pointer(head):
+            findings.add(LFS_CHECK, f"{rel}: a Git LFS pointer, not the image itself")
 
 
 def _check_links_out(root: str, tree: OutputTree, seen: set[str], findings: Findings) -> None:

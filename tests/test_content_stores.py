@@ -100,3 +100,34 @@ def test_a_dataset_in_the_hub_cache_mixes_and_validates(fetched, tmp_path):
     findings, _ = validate(str(snapshot))
     rel = str(chip.relative_to(snapshot))
     assert findings.by_check["images"] == [f"{rel}: cannot be read, a link to nothing or gone while read"]
+
+
+def test_a_rebuild_from_an_earlier_build_in_the_hub_cache_takes_every_unchanged_tile(fetched, tmp_path):
+    """Its drawn files are links: the listing of its folders found none of them, and every tile was drawn again."""
+    base, _ = fetched
+    snapshot = tmp_path / "datasets--org--sft" / "snapshots" / "9"
+    shutil.copytree(base / "plain", snapshot)
+    _as_links(snapshot, tmp_path / "datasets--org--sft" / "blobs")
+    run_cli("build", "--input", str(base / "tree"), "--output", str(tmp_path / "again"), "--previous", str(snapshot),
+            *BUILD)
+    rebuild = json.loads((tmp_path / "again" / "build_report.json").read_text())["rebuild"]
+    assert rebuild["tiles_reused"] == rebuild["tiles_unchanged"] > 0 and rebuild["tiles_redrawn"] == 0, rebuild
+    assert _files(tmp_path / "again") == _files(base / "plain") and not _links(tmp_path / "again")
+
+
+def test_an_output_whose_top_folders_are_links_is_listed_through_them(fetched, tmp_path):
+    """images/ on another disk: the listing showed the link as one entry, and validate found every image missing;
+    links that make loops are passed over."""
+    from transforms import fileio
+
+    base, _ = fetched
+    out = tmp_path / "out"
+    shutil.copytree(base / "plain", out)
+    (out / "images").rename(tmp_path / "images-elsewhere")
+    (out / "images").symlink_to(tmp_path / "images-elsewhere")
+    (out / "metadata" / "loop").symlink_to("..")
+    findings, checked = validate(str(out))
+    assert not findings.count and checked["images"], findings.lines()
+    listed = fileio.list_files(str(out))
+    assert {f"images/{p.parent.name}/{p.name}" for p in (tmp_path / "images-elsewhere").glob("*/*")} <= set(listed)
+    assert not any(p.startswith("metadata/loop") for p in listed)

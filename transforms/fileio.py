@@ -15,7 +15,7 @@ import shutil
 import stat
 import threading
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -715,10 +715,36 @@ def _found(root: str, recursive: bool = True) -> tuple[str, dict[str, dict]]:
     fs.invalidate_cache(base)
     if not recursive:
         try:
-            return base + "/", {info["name"]: info for info in fs.ls(base, detail=True) if info.get("type") == "file"}
+            return base + "/", {info["name"]: info for info in fs.ls(base, detail=True) if _is_file(info)}
         except FileNotFoundError:
             return base + "/", {}
-    return base + "/", (fs.find(base, detail=True) if fs.isdir(base) else {})
+    if not fs.isdir(base):
+        return base + "/", {}
+    found = fs.find(base, detail=True)
+    return base + "/", (_through_links(fs, found, set()) if is_local(root) else found)
+
+
+def _is_file(info: dict) -> bool:
+    """A file, or a link to one: fsspec lists every link as type "other" (a Hugging Face cache snapshot is
+    links only: a rebuild from one found none of its drawn files and drew every tile again)."""
+    return info.get("type") == "file" or bool(info.get("islink")) and os.path.isfile(info["name"])
+
+
+def _through_links(fs: Any, found: dict[str, dict], walked: set[str]) -> dict[str, dict]:
+    """A local listing with each link to a folder replaced by what it holds: fsspec lists such a link as one
+    entry and does not descend (an output whose images/ is a link to another disk listed none of its images).
+    A link to a folder the walk is already in, or has walked, is passed over: links can make loops."""
+    out: dict[str, dict] = {}
+    for name, info in found.items():
+        if not (info.get("islink") and os.path.isdir(name)):
+            out[name] = info
+            continue
+        real = os.path.realpath(name)
+        if real in walked or _within(os.path.realpath(os.path.dirname(name)), real):
+            continue
+        walked.add(real)
+        out.update(_through_links(fs, fs.find(name, detail=True), walked))
+    return out
 
 
 def list_files(root: str) -> list[str]:

@@ -172,9 +172,10 @@ class OutputTree:
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
         self.files: set[str] = set()
         self.staged: dict[str, str] = {}  # files an --update's commit has yet to move into place
-        if self.fs.isdir(self.base):
-            prefix = self.base + "/"
-            self.files = {p[len(prefix):] for p in self.fs.find(self.base) if p.startswith(prefix)}
+        if self.fs.isdir(self.base):  # through links to folders (images/ on another disk)
+            from transforms import fileio
+
+            self.files = set(fileio.list_files(url))
         if UPDATE_JOURNAL in self.files:
             self._apply_journal()
 

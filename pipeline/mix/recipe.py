@@ -355,11 +355,20 @@ def parse_source_spec(spec: str) -> dict[str, Any]:
     """--source name=fire,path=builds/sat,repeat=80,task=production_analysis,profile=wildfire (lists: a|b)."""
     out: dict[str, Any] = {}
     where: dict[str, Any] = {}
+    pairs: list[list[str]] = []
     for part in spec.split(","):
         key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or not key:
+        if not sep and pairs:  # a comma of the value before: path=runs,2024/sat (every key has its "=")
+            pairs[-1][1] += "," + part
+            continue
+        if not sep or not key.strip():
             raise UsageError(f"--source {spec!r}: expected key=value pairs separated by commas")
+        pairs.append([key.strip(), value])
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:  # the last one won without a word, as in a recipe before it refused a key given twice
+        raise UsageError(f"--source {spec!r}: {', '.join(twice)} given twice")
+    for key, value in pairs:
         if key in FILTER_KEYS:
             where[key] = value.split("|") if "|" in value else value
         elif key in ("repeat", "share"):

@@ -20,6 +20,16 @@ def foreign(tmp_path):
     return d
 
 
+def test_a_comma_in_a_specs_path_belongs_to_the_path(tmp_path):
+    """A folder named runs,2024 could only be given in a recipe: the comma split the path in two."""
+    assert parse_source_spec("name=o,path=runs,2024/sat,repeat=2") == {"name": "o", "path": "runs,2024/sat",
+                                                                      "repeat": 2.0}
+    with pytest.raises(UsageError, match="expected key=value pairs"):
+        parse_source_spec("runs,name=o")
+    with pytest.raises(UsageError, match="name given twice"):  # the last name won without a word
+        parse_source_spec("name=o,path=p,name=q")
+
+
 def test_a_spec_is_key_value_pairs_with_lists(foreign):
     assert parse_source_spec(f"name=o,path={foreign},repeat=2,split=train|test") == {
         "name": "o", "path": str(foreign), "repeat": 2.0, "where": {"split": ["train", "test"]}}

@@ -528,6 +528,8 @@ def run_eval(argv: list[str]) -> int:
         raise UsageError("--requests FILE needs --model NAME (the model the batch runs), and --model goes only "
                          "with --requests")
     dataset = _dataset_folder(args.dataset)
+    for path in (args.output, args.requests, args.predictions):
+        fileio.check_scheme(path or "")
     for flag, path in (("--output", args.output), ("--requests", args.requests)):
         folder = os.path.dirname(os.path.abspath(path)) if path and fileio.is_local(path) else ""
         if folder and not os.path.isdir(folder):  # known before the scoring, not after it
@@ -614,6 +616,7 @@ def run_preview(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.n < 1:
         raise UsageError("--n must be at least 1")
+    fileio.check_scheme(args.output)
     if not fileio.is_local(args.output) and not args.to:
         raise UsageError(f"preview writes a local page: give it a folder, `satsft preview {args.output} --to "
                          "DIR` (only the sampled rows' images are read from the bucket)")

@@ -222,6 +222,26 @@ def test_readers_of_a_dataset_say_when_the_path_is_none(tmp_path, capsys, argv):
         assert f"{str(tmp_path / name)!r} {said}; pass the --output folder of a build or mix" in err, err
 
 
+@pytest.mark.parametrize("argv", [
+    ["build", "--input", "s3://b/tree", "--output", "{t}/o"], ["build", "--input", "{t}", "--output", "s3://b/o"],
+    ["build", "--input", "{t}", "--output", "{t}/o", "--previous", "az://c/old"],
+    ["mix", "--source", "name=a,path=s3://b/x", "--output", "{t}/o"],
+    ["mix", "--recipe", "s3://b/r.yaml", "--output", "{t}/o"],
+    ["mix", "--source", "name=a,path={t},image_root=hf://datasets/o/x", "--output", "{t}/o"],
+    ["validate", "hf://datasets/org/x"], ["eval", "S3://b/x", "--baseline", "majority"],
+    ["eval", "{t}", "--predictions", "s3://b/p.jsonl"], ["preview", "s3://b/x", "--to", "{t}/page"],
+])
+def test_a_store_satsft_cannot_reach_is_one_line_before_anything_runs(tmp_path, capsys, argv):
+    """s3:// and hf:// stopped build, mix, validate and eval with tracebacks (Beam's "Must provide one of client
+    or options", fsspec's "Install s3fs", a failed name lookup)."""
+    from pipeline.cli import main
+
+    assert main([a.replace("{t}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "satsft reads and writes local folders and gs:// buckets, not " in err and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_reading_command_ends_its_process_at_once(monkeypatch, tmp_path, capsys):
     """eval, preview and validate end with os._exit once their output is flushed: Arrow reader threads alive
     in the interpreter's teardown can abort a finished command (SIGABRT, "terminate called without an active

@@ -556,6 +556,6 @@ def test_clean_root_names_one_place_or_says_why_not(tmp_path):
 
     assert clean_root(f"file://{tmp_path}/tree/") == str(tmp_path / "tree")  # a local folder written as a URL
     assert clean_root("gs://bucket/out/") == "gs://bucket/out"
-    for url in ("gs://", "gs:///out", "s3://"):  # `gs://` was built into the local folder `gs:`
+    for url in ("gs://", "gs:///out", "file://"):  # `gs://` was built into the local folder `gs:`
         with pytest.raises(BadLocation, match="names no bucket"):
             clean_root(url)

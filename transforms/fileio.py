@@ -33,12 +33,28 @@ def clean_root(path: str) -> str:
     two spellings of one place compare equal."""
     if is_local(path):
         return os.path.abspath(os.path.expanduser(path))
+    check_scheme(path)
     scheme, rest = path.split("://", 1)
     if scheme == "file" and rest.startswith("/"):  # file:///data/tree: a local folder written as a URL
         return os.path.abspath(rest)
     if not rest.strip("/") or rest.startswith("/"):  # else `gs://` became the local folder `gs:`
         raise BadLocation(f"{path!r} names no bucket: write {scheme}://BUCKET/FOLDER")
     return path.rstrip("/")
+
+
+SCHEMES = ("gs", "file")  # besides local paths: what the installed file systems (gcsfs, Beam's gcp) reach
+
+
+def check_scheme(path: str) -> None:
+    """A URL of a store satsft cannot reach is a usage error that says what to do, before anything runs: s3:// and
+    hf:// stopped a build, a mix or validate with a traceback (Beam's "Must provide one of client or options",
+    fsspec's "Install s3fs", a failed name lookup)."""
+    found = _SCHEME.match(path)
+    scheme = found.group()[:-3] if found else ""
+    if scheme and scheme.lower() not in SCHEMES:
+        raise BadLocation(f"{path!r}: satsft reads and writes local folders and gs:// buckets, not {scheme}://; "
+                          "copy it to one first (aws s3 sync, huggingface-cli download --local-dir, ...) or mount "
+                          "it as a folder")
 
 
 def overlapping(a: str, b: str) -> bool:

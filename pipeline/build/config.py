@@ -178,6 +178,7 @@ class BuildConfig:
         if max_prompt_chars < 100:
             raise UsageError("--max-prompt-chars must be at least 100")
         input_root, output_root = fileio.clean_root(input), fileio.clean_root(output)
+        fileio.check_scheme(previous or "")
         if check_paths:
             _check_roots(input_root, output_root)
         previous_root, previous_format, previous_files, manifest, row_index = "", "", (), (), ()

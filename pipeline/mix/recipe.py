@@ -291,6 +291,11 @@ def parse_source(raw: Any, index: int) -> Source:
     if image_root and fileio.is_local(image_root):
         image_root = os.path.abspath(os.path.expanduser(image_root))
     where = _where(raw.get("where"), name)
+    for where in (path, image_root or ""):
+        try:
+            fileio.check_scheme(where)
+        except fileio.BadLocation as err:
+            raise UsageError(f"source {name!r}: {err}") from err
     kind, files, root, dataset, folder, holds, unnamable = _resolve(name, path, image_root)
     return Source(name, path, kind, files, root, repeat, share, where, dataset, folder, holds, unnamable)
 
@@ -407,6 +412,7 @@ class _RecipeLoader(yaml.SafeLoader):
 def load_recipe(path: str | None, source_specs: list[str]) -> Recipe:
     data: Any = {}
     if path:
+        fileio.check_scheme(path)
         try:
             data = yaml.load(fileio.read_bytes(path), Loader=_RecipeLoader)
         except OSError as err:

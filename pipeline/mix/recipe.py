@@ -291,9 +291,9 @@ def parse_source(raw: Any, index: int) -> Source:
     if image_root and fileio.is_local(image_root):
         image_root = os.path.abspath(os.path.expanduser(image_root))
     where = _where(raw.get("where"), name)
-    for where in (path, image_root or ""):
+    for location in (path, image_root or ""):
         try:
-            fileio.check_scheme(where)
+            fileio.check_scheme(location)
         except fileio.BadLocation as err:
             raise UsageError(f"source {name!r}: {err}") from err
     kind, files, root, dataset, folder, holds, unnamable = _resolve(name, path, image_root)

@@ -61,6 +61,31 @@ def test_read_sidecars(tmp_path):
         assert_that(out["tiles_in"], equal_to([3]), label="count")
 
 
+def test_hidden_files_are_counted_never_read(tmp_path):
+    """A tree copied from a Mac holds an AppleDouble ``._`` file beside each file, and Jupyter keeps checkpoint
+    copies: each was a reject, or (a checkpoint sidecar) a second tile."""
+    sidecar = orjson.dumps(make_sidecar(tile_stem="a_t0000"))
+    apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X" + bytes(40)
+    _write(str(tmp_path / "metadata/s00000/a_t0000.json"), sidecar)
+    _write(str(tmp_path / "metadata/s00000/._a_t0000.json"), apple_double)
+    _write(str(tmp_path / "metadata/s00000/.ipynb_checkpoints/a_t0000-checkpoint.json"), sidecar)
+    _write(str(tmp_path / "data/._train.jsonl"), apple_double)
+    _write(str(tmp_path / "images/s00000/a_t0000.png"), _png(16))
+    _write(str(tmp_path / "images/s00000/._a_t0000.png"), apple_double)
+    _write(str(tmp_path / "images/.DS_Store"), b"\x00\x00\x00\x01Bud1")
+    with TestPipeline() as p:
+        sidecars = p | "Sidecars" >> ReadSidecars(str(tmp_path))
+        refs = p | "Refs" >> ExtractImageRefs(str(tmp_path))
+        images = p | "Images" >> ListImages(str(tmp_path), "images")
+        assert_that(sidecars["tiles"] | "TileStems" >> beam.Keys(), equal_to(["a_t0000"]), label="tiles")
+        assert_that(sidecars["tiles_in"], equal_to([1]), label="count")
+        assert_that((sidecars["rejects"], refs["rejects"]) | "Rejects" >> beam.Flatten(), equal_to([]), label="rejects")
+        assert_that(images["files"] | "ImageStems" >> beam.Keys(), equal_to(["a_t0000"]), label="images")
+        assert_that((sidecars["events"], refs["events"], images["events"]) | "All" >> beam.Flatten()
+                    | beam.FlatMap(lambda e: e.items()) | beam.CombinePerKey(sum),
+                    equal_to([("hidden_files_skipped", 5)]), label="hidden")
+
+
 def test_extract_image_refs_first_wins(tmp_path):
     def line(*paths):
         return orjson.dumps({"messages": [{"role": "user", "content": [{"type": "image", "image": p}

@@ -235,3 +235,14 @@ def join_path(root: str, *parts: str) -> str:
         if part:
             out = f"{out}/{part.strip('/')}"
     return out
+
+
+def is_hidden(root: str, path: str) -> bool:
+    """Whether a file lies below ``root`` under a name starting with "." (``._x.json``, ``.ipynb_checkpoints/``,
+    ``.DS_Store``): what a Mac writes beside every file it copies to a shared or FAT drive (AppleDouble ``._``
+    files) and Jupyter beside every file it saves, never a tile nor rows. Builds and mixes read none of them (the
+    build counts them, ``hidden_files_skipped``): each was a reject (one ``sidecar_invalid_json`` per tile copied
+    from a Mac), or a second tile (``x-checkpoint.json``)."""
+    prefix = root.rstrip("/") + "/"
+    below = path[len(prefix):] if path.startswith(prefix) else path
+    return any(part.startswith(".") for part in below.split("/"))

@@ -207,6 +207,9 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         *([ground["events"]] if ground else []),
         joined[EVENTS],
         refs[EVENTS],
+        sidecars[EVENTS],
+        chip_listing[EVENTS],
+        still_listing[EVENTS],
     ]
     failed = [split_files["rejects"], reused["rejects"]]
     if not hub:

@@ -42,7 +42,7 @@ from transforms.output.tree import (
     OutputTree,
     parse_report,
 )
-from transforms.paths import JSONL_SUFFIXES
+from transforms.paths import JSONL_SUFFIXES, is_hidden
 from transforms.rebuild.manifest import files_as_read, manifest_tiles_files
 from transforms.records import name_not_utf8, written_name
 from transforms.splits.footprints import is_footprints_file
@@ -175,14 +175,14 @@ def _resolve(name: str, path: str, image_root: str | None
         return "satsft", files, image_root or where, f"satsft:{where}", where, holds, ()
     if fs.isdir(where):
         files = tuple(p for p in _list(f"{fileio.literal_pattern(where)}/**")
-                      if p.endswith(DATA_SUFFIXES) and fileio.is_under(where, p))
+                      if p.endswith(DATA_SUFFIXES) and fileio.is_under(where, p) and not is_hidden(where, p))
         base = where
     else:
         listed = _list(where)
-        files = tuple(p for p in listed if p.endswith(DATA_SUFFIXES))
         # A file's folder; a glob's is where its wildcards begin.
         literal_head = where if listed == [where] else re.split(r"[*?[]", where, maxsplit=1)[0]
         base = literal_head.rsplit("/", 1)[0] if "/" in literal_head else "."
+        files = tuple(p for p in listed if p.endswith(DATA_SUFFIXES) and (listed == [where] or not is_hidden(base, p)))
         if listed == [where] and not files:
             raise UsageError(f"source {name!r}: {path!r} is a file but not .parquet, .arrow, .jsonl (or .jsonl.gz, "
                              ".bz2, .zst, .xz) or a .json array; a source is a "

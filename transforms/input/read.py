@@ -29,7 +29,7 @@ from transforms.input.refs import IGNORED_REFS, OTHER, REBASED_REFS, ImageRef, f
 from transforms.input.share import path_in_share
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
 from transforms.json_array import NotAnArray, json_array_rows
-from transforms.paths import file_stem, is_chat_file, join_path
+from transforms.paths import file_stem, is_chat_file, is_hidden, join_path
 from transforms.records import NAME_NOT_UTF8, NAME_NOT_UTF8_DETAIL, name_not_utf8, reject, written_name
 
 REJECTS = "rejects"
@@ -92,14 +92,22 @@ class _ParseSidecarFn(beam.DoFn):
         yield parsed.tile.tile_stem, parsed.tile
 
 
-def match_below(pbegin, root: str, tail: str, **options) -> beam.PCollection:
+HIDDEN_SKIPPED = "hidden_files_skipped"  # event: files below a name starting with "." in the tree, never read
+
+
+def match_below(pbegin, root: str, tail: str, **options) -> tuple[beam.PCollection, beam.PCollection]:
     """Beam's MatchFiles of ``root/tail``, with ``root`` a literal folder name even when it holds ``[``, ``*`` or
-    ``?`` (transforms.fileio.literal_pattern; then a sibling the escaped pattern lets through is dropped)."""
+    ``?`` (transforms.fileio.literal_pattern; then a sibling the escaped pattern lets through is dropped), and
+    without hidden files (is_hidden): (matches, the event counting those left unread)."""
     pattern = literal_pattern(root)
     matches = pbegin | "Match" >> fileio.MatchFiles(join_path(pattern, tail), **options)
     if pattern != root:
         matches = matches | "KeepBelowRoot" >> beam.Filter(lambda m: is_under(root, m.path))
-    return matches
+    hidden = (matches
+              | "Hidden" >> beam.Filter(lambda m: is_hidden(root, m.path))
+              | "CountHidden" >> beam.combiners.Count.Globally()
+              | "HiddenEvent" >> beam.Map(lambda n: {HIDDEN_SKIPPED: n}))
+    return matches | "NotHidden" >> beam.Filter(lambda m: not is_hidden(root, m.path)), hidden
 
 
 @dataclass
@@ -113,8 +121,8 @@ class ReadSidecars(beam.PTransform):
     share: float = 1.0  # --tile-share: only the sidecars of this share of the base POIs are read
 
     def expand(self, pbegin):
-        matches = match_below(pbegin, self.input_root, "metadata/**.json")
-        out = {}
+        matches, hidden = match_below(pbegin, self.input_root, "metadata/**.json")
+        out = {EVENTS: hidden}
         if self.share < 1:
             share = self.share
             out["left_out"] = (matches
@@ -240,13 +248,14 @@ class ExtractImageRefs(beam.PTransform):
     input_root: str
 
     def expand(self, pbegin):
-        out = (match_below(pbegin, self.input_root, "data/*")
+        matches, hidden = match_below(pbegin, self.input_root, "data/*")
+        out = (matches
                | "ChatFilesOnly" >> beam.Filter(lambda m: is_chat_file(m.path))  # .jsonl, .jsonl.gz, ..., .json
                | "Read" >> fileio.ReadMatches()
                | "Parse" >> beam.ParDo(_ExtractRefsFn(self.input_root)).with_outputs("chip", "still", REJECTS, LEAVES,
                                                                                    EVENTS))
-        return {"chips": out.chip, "stills": out.still, REJECTS: out[REJECTS], LEAVES: out[LEAVES],
-                EVENTS: out[EVENTS]}
+        events = (out[EVENTS], hidden) | "Events" >> beam.Flatten()
+        return {"chips": out.chip, "stills": out.still, REJECTS: out[REJECTS], LEAVES: out[LEAVES], EVENTS: events}
 
 
 def inspected(root: str, match, still: bool = False) -> tuple[str, ImageFile]:
@@ -268,7 +277,8 @@ class ListImages(beam.PTransform):
 
     def expand(self, pbegin):
         root, still, share = self.input_root, self.still, self.share
-        listed = match_below(pbegin, root, f"{self.folder}/**", empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+        listed, hidden = match_below(pbegin, root, f"{self.folder}/**",
+                                     empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
         named = listed | "NamesNotUtf8" >> beam.ParDo(_NameNotUtf8Fn(root, self.folder)).with_outputs(
             REJECTS, main="files")
         matches = named.files
@@ -278,7 +288,7 @@ class ListImages(beam.PTransform):
         elif share < 1:
             matches = matches | "InShare" >> beam.Filter(lambda m: path_in_share(m.path, share))
         return {"files": matches | "Inspect" >> beam.Map(lambda m: inspected(root, m, still)),
-                REJECTS: named[REJECTS]}
+                REJECTS: named[REJECTS], EVENTS: hidden}
 
 
 class _NameNotUtf8Fn(beam.DoFn):

@@ -20,6 +20,17 @@ def foreign(tmp_path):
     return d
 
 
+def test_hidden_files_of_a_source_folder_are_not_its_rows(foreign):
+    """A folder copied from a Mac holds ._train.jsonl beside train.jsonl; Jupyter keeps checkpoint copies: each
+    was read as rows (the AppleDouble file a reject per line, the checkpoint every row twice)."""
+    (foreign / "._train.jsonl").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    (foreign / ".ipynb_checkpoints").mkdir()
+    (foreign / ".ipynb_checkpoints" / "train-checkpoint.jsonl").write_text((foreign / "train.jsonl").read_text())
+    for path in (str(foreign), f"{foreign}/*.jsonl", f"{foreign}/**"):
+        source = parse_recipe({"sources": [{"name": "o", "path": path}]}).sources[0]
+        assert sorted(p.rsplit("/", 1)[1] for p in source.files) == ["test.jsonl", "train.jsonl"], path
+
+
 def test_a_comma_in_a_specs_path_belongs_to_the_path(tmp_path):
     """A folder named runs,2024 could only be given in a recipe: the comma split the path in two."""
     assert parse_source_spec("name=o,path=runs,2024/sat,repeat=2") == {"name": "o", "path": "runs,2024/sat",

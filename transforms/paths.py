@@ -242,7 +242,8 @@ def is_hidden(root: str, path: str) -> bool:
     ``.DS_Store``): what a Mac writes beside every file it copies to a shared or FAT drive (AppleDouble ``._``
     files) and Jupyter beside every file it saves, never a tile nor rows. Builds and mixes read none of them (the
     build counts them, ``hidden_files_skipped``): each was a reject (one ``sidecar_invalid_json`` per tile copied
-    from a Mac), or a second tile (``x-checkpoint.json``)."""
+    from a Mac), and a checkpoint copy of a sidecar (an older version) was taken, the sidecar itself rejected as
+    ``duplicate_tile_stem``."""
     prefix = root.rstrip("/") + "/"
     below = path[len(prefix):] if path.startswith(prefix) else path
     return any(part.startswith(".") for part in below.split("/"))

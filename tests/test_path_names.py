@@ -186,3 +186,33 @@ def test_sample_overwrite_through_a_link_replaces_the_tree_it_names(tmp_path: Pa
     link.symlink_to(real, target_is_directory=True)
     run_cli("sample", "--tiles", "3", "--output", str(link), "--seed", "6", "--overwrite")
     assert link.is_symlink() and len(list((real / "metadata").rglob("*.json"))) == 3
+
+
+def test_a_tree_copied_from_a_mac_builds_as_the_tree_itself(tmp_path: Path):
+    """AppleDouble ._ files beside every file, .DS_Store, a Jupyter checkpoint of a sidecar: a reject per tile,
+    and the checkpoint (an older version) taken in place of the sidecar, which was a duplicate_tile_stem reject."""
+    tree = tmp_path / "tree"
+    run_cli("sample", "--tiles", "4", "--output", str(tree), "--seed", "5")
+    build = ("--tasks", "caption,grounding_all", "--quiet")
+    run_cli("build", "--input", str(tree), "--output", str(tmp_path / "plain"), *build)
+    apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(64)
+    files = [p for p in tree.rglob("*") if p.is_file()]
+    sidecar = sorted(tree.glob("metadata/*/*.json"))[0]
+    for path in files:
+        (path.parent / f"._{path.name}").write_bytes(apple_double)
+    (tree / "images" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    checkpoints = sidecar.parent / ".ipynb_checkpoints"
+    checkpoints.mkdir()
+    edited = json.loads(sidecar.read_text())
+    edited["caption"] = "An older caption."
+    (checkpoints / f"{sidecar.stem}-checkpoint.json").write_text(json.dumps(edited))
+    proc = run_cli("build", "--input", str(tree), "--output", str(tmp_path / "mac"), *build[:-1])
+    assert f"note: {len(files) + 2} file(s) under names starting with '.'" in proc.stdout, proc.stdout
+
+    def digests(root: Path) -> dict[str, str]:
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+                if p.is_file() and p.name not in ("build_report.json", "README.md", "build_timings.json")}
+
+    assert digests(tmp_path / "mac") == digests(tmp_path / "plain")
+    report = json.loads((tmp_path / "mac" / "build_report.json").read_text())
+    assert report["outputs"]["hidden_files_skipped"] == len(files) + 2 and not report["rejects_by_reason"]

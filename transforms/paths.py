@@ -237,6 +237,9 @@ def join_path(root: str, *parts: str) -> str:
     return out
 
 
+HIDDEN_SKIPPED = "hidden_files_skipped"  # build event and report key: files of the tree is_hidden leaves unread
+
+
 def is_hidden(root: str, path: str) -> bool:
     """Whether a file lies below ``root`` under a name starting with "." (``._x.json``, ``.ipynb_checkpoints/``,
     ``.DS_Store``): what a Mac writes beside every file it copies to a shared or FAT drive (AppleDouble ``._``

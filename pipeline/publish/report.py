@@ -28,7 +28,7 @@ from transforms.output.tree import (
     REPORT_NAME,
     TIMINGS_NAME,
 )
-from transforms.paths import join_path
+from transforms.paths import HIDDEN_SKIPPED, join_path
 from transforms.records import TILE_STAGES
 from transforms.splits.plan import UNKNOWN_SPLIT, split_drift_pp
 
@@ -337,6 +337,10 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
                      "data/*.jsonl lie outside images/ and mapbox_stills/ or are inline data: URLs, which are not "
                      "read: chips must be "
                      "referenced as images/**/<tile_stem>.png, relative to the tree's root")
+    hidden = outputs.get(HIDDEN_SKIPPED, 0)
+    if hidden:
+        lines.append(f"note: {hidden} file(s) under names starting with '.' (a Mac's ._ files, .DS_Store, "
+                     ".ipynb_checkpoints/) are no part of the tree and were not read")
     rebased = outputs.get(REBASED_REFS, 0)
     if rebased:
         lines.append(f"note: {rebased} image reference(s) in data/*.jsonl are absolute paths or URLs, or relative "

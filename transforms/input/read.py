@@ -29,7 +29,7 @@ from transforms.input.refs import IGNORED_REFS, OTHER, REBASED_REFS, ImageRef, f
 from transforms.input.share import path_in_share
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
 from transforms.json_array import NotAnArray, json_array_rows
-from transforms.paths import file_stem, is_chat_file, is_hidden, join_path
+from transforms.paths import HIDDEN_SKIPPED, file_stem, is_chat_file, is_hidden, join_path
 from transforms.records import NAME_NOT_UTF8, NAME_NOT_UTF8_DETAIL, name_not_utf8, reject, written_name
 
 REJECTS = "rejects"
@@ -90,9 +90,6 @@ class _ParseSidecarFn(beam.DoFn):
         for p in parsed.region_problems:
             yield beam.pvalue.TaggedOutput(REJECTS, reject(source, parsed.tile.tile_stem, "region", p.reason, p.detail))
         yield parsed.tile.tile_stem, parsed.tile
-
-
-HIDDEN_SKIPPED = "hidden_files_skipped"  # event: files below a name starting with "." in the tree, never read
 
 
 def match_below(pbegin, root: str, tail: str, **options) -> tuple[beam.PCollection, beam.PCollection]:

@@ -51,14 +51,17 @@ def test_read_sidecars(tmp_path):
     _write(str(tmp_path / "metadata/deep/er/b.json"), b"{broken")
     _write(str(tmp_path / "metadata/c.json"), orjson.dumps(make_sidecar(
         tile_stem="c", regions=[{"bbox": [1, 1, 2, 2], "label": "water", "class_id": 3}])))
+    _write(str(tmp_path / "metadata/D.JSON"), orjson.dumps(make_sidecar(tile_stem="D")))  # renamed on Windows
+    _write(str(tmp_path / "metadata/notes.txt"), b"not a sidecar")
     with TestPipeline() as p:
         out = p | ReadSidecars(str(tmp_path))
         assert_that(out["tiles"] | beam.Map(lambda kv: (kv[0], kv[1].source)),
-                    equal_to([("a_t0000", "metadata/s00000/a_t0000.json"), ("c", "metadata/c.json")]), label="tiles")
+                    equal_to([("a_t0000", "metadata/s00000/a_t0000.json"), ("c", "metadata/c.json"),
+                              ("D", "metadata/D.JSON")]), label="tiles")
         assert_that(out["rejects"] | beam.Map(lambda r: (r["source"], r["stage"], r["reason"])),
                     equal_to([("metadata/deep/er/b.json", "sidecar", "sidecar_invalid_json"),
                               ("metadata/c.json", "region", "region_label_mismatch")]), label="rejects")
-        assert_that(out["tiles_in"], equal_to([3]), label="count")
+        assert_that(out["tiles_in"], equal_to([4]), label="count")
 
 
 def test_hidden_files_are_counted_never_read(tmp_path):

@@ -118,7 +118,9 @@ class ReadSidecars(beam.PTransform):
     share: float = 1.0  # --tile-share: only the sidecars of this share of the base POIs are read
 
     def expand(self, pbegin):
-        matches, hidden = match_below(pbegin, self.input_root, "metadata/**.json")
+        listed, hidden = match_below(pbegin, self.input_root, "metadata/**")
+        # .JSON too: a tree renamed on Windows, whose names ignore case; its sidecar was "sidecar_missing"
+        matches = listed | "SidecarsOnly" >> beam.Filter(lambda m: m.path[-5:].lower() == ".json")
         out = {EVENTS: hidden}
         if self.share < 1:
             share = self.share

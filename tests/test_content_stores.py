@@ -1,8 +1,9 @@
 """Trees and datasets fetched the ways teams fetch them: a Hugging Face cache snapshot (every file a link into the
-repository's blobs/) and git-annex or DataLad (every large file a link into .git/annex/objects/, which lies
-outside a tree that is a folder of the repository). Their links lead to the repository's own content store:
-such a tree builds, and mixes, as the same files without links would, and what satsft writes holds no link
-(a hard link of a relative link named nothing in the output). A link anywhere else still leads out."""
+repository's blobs/), git-annex or DataLad (every large file a link into .git/annex/objects/, which lies
+outside a tree that is a folder of the repository) and DVC checking out links into .dvc/cache/. Their links
+lead to the repository's own content store: such a tree builds, and mixes, as the same files without links
+would, and what satsft writes holds no link (a hard link of a relative link named nothing in the output). A
+link anywhere else still leads out."""
 
 from __future__ import annotations
 
@@ -56,10 +57,13 @@ def fetched(tmp_path_factory):
     annex = base / "repo"  # a DataLad dataset holding the tree in a folder of its own
     shutil.copytree(base / "tree", annex / "sat")
     _as_links(annex / "sat", annex / ".git" / "annex" / "objects", ("images", "mapbox_stills"))
-    return base, {"hub": hub / "snapshots" / "0f3c2a1", "annex": annex / "sat"}
+    dvc = base / "dvc-repo"  # DVC with cache.type symlink
+    shutil.copytree(base / "tree", dvc / "data" / "sat")
+    _as_links(dvc / "data" / "sat", dvc / ".dvc" / "cache" / "files" / "md5")
+    return base, {"hub": hub / "snapshots" / "0f3c2a1", "annex": annex / "sat", "dvc": dvc / "data" / "sat"}
 
 
-@pytest.mark.parametrize("kind", ["hub", "annex"])
+@pytest.mark.parametrize("kind", ["hub", "annex", "dvc"])
 def test_a_tree_of_links_into_its_repositorys_store_builds_as_its_files(fetched, kind):
     base, trees = fetched
     out = base / f"out-{kind}"
@@ -75,10 +79,18 @@ def test_a_link_to_a_store_of_another_repository_still_leads_out(fetched, tmp_pa
     tree = tmp_path / "cache" / "datasets--org--sat" / "snapshots" / "1"
     shutil.copytree(base / "tree", tree)
     _as_links(tree, tmp_path / "cache" / "datasets--evil--x" / "blobs", ("images",))
-    run_cli("build", "--input", str(tree), "--output", str(tmp_path / "out"), *BUILD)
-    reasons = {json.loads(line)["reason"] for f in (tmp_path / "out" / "rejects").glob("*.jsonl")
-               for line in f.read_text().splitlines()}
-    assert "chip_outside_root" in reasons, reasons
+    # A repository whose store is itself a link (Git keeps links: .dvc/cache -> a folder of the machine)
+    repo = tmp_path / "repo"
+    shutil.copytree(base / "tree", repo / "sat")
+    _as_links(repo / "sat", tmp_path / "machine" / "files", ("mapbox_stills",))
+    (repo / ".dvc").mkdir()
+    (repo / ".dvc" / "cache").symlink_to(tmp_path / "machine")
+    for name, rejected in ((tree, "chip_outside_root"), (repo / "sat", "still_outside_root")):
+        out = tmp_path / f"out-{rejected}"
+        run_cli("build", "--input", str(name), "--output", str(out), *BUILD)
+        reasons = {json.loads(line)["reason"] for f in (out / "rejects").glob("*.jsonl")
+                   for line in f.read_text().splitlines()}
+        assert rejected in reasons, reasons
 
 
 def test_a_dataset_in_the_hub_cache_mixes_and_validates(fetched, tmp_path):

@@ -95,18 +95,19 @@ def links_out(root: str, rel: str) -> bool:
 def content_stores(real_root: str) -> tuple[str, ...]:
     """The content stores of the repository a folder lies in, whose files the folder's files are links to:
     the Hugging Face cache (``snapshot_download`` gives ``.../datasets--org--name/snapshots/<rev>/``, every file
-    a link into ``.../datasets--org--name/blobs/``) and git-annex or DataLad (``<repo>/.git/annex/objects/``,
-    outside a tree that is a folder of the repository). Their files are the repository's own: a tree or dataset
-    fetched so was all rejects (every sidecar, chip and JSONL file "a symlink out of the root"), while a link
-    anywhere else still counts as leading out."""
+    a link into ``.../datasets--org--name/blobs/``), git-annex or DataLad (``<repo>/.git/annex/objects/``) and
+    DVC with links for its cache type (``<repo>/.dvc/cache/``), outside a tree that is a folder of the repository.
+    Their files are the repository's own: a tree or dataset fetched so was all rejects (every sidecar, chip and
+    JSONL file "a symlink out of the root"), while a link anywhere else still counts as leading out. A cache
+    elsewhere (DVC's cache.dir) is not taken from the repository's config, which a clone brings with it."""
     stores = []
     folder = real_root
     while True:
         if os.path.basename(folder) == "snapshots" and os.path.isdir(os.path.join(os.path.dirname(folder), "blobs")):
             stores.append(os.path.join(os.path.dirname(folder), "blobs"))
-        annex = os.path.join(folder, ".git", "annex", "objects")
-        if os.path.isdir(annex) and not os.path.islink(annex):
-            stores.append(annex)
+        for store in (os.path.join(folder, ".git", "annex", "objects"), os.path.join(folder, ".dvc", "cache")):
+            if os.path.isdir(store):  # a store that is itself a link matches nothing: every real path is link-free
+                stores.append(store)
         parent = os.path.dirname(folder)
         if parent == folder:
             return tuple(stores)

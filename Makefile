@@ -11,7 +11,7 @@ DEMO_DIR ?= demo
 # pytest-xdist processes for `make test`; the tests of one file share one (module fixtures are built once).
 TEST_WORKERS ?= 2
 
-.PHONY: venv demo test lint bench clean browser fixtures bytecode refresh-constraints
+.PHONY: venv demo test lint bench fuzz clean browser fixtures bytecode refresh-constraints
 
 # The test environment is pinned (tests/constraints.txt): a fresh clone installs the set CI last passed with.
 CONSTRAINTS := tests/constraints.txt
@@ -70,6 +70,11 @@ test: $(STAMP) bytecode browser fixtures
 
 bench: $(STAMP) bytecode fixtures
 	SATSFT_FIXTURES=$(abspath $(FIXTURES)) $(BIN)/python bench/run.py
+
+# Random option sets and trees against the rebuild contract (bench/fuzz_rebuild.py): by hand, some 30 s a seed.
+FUZZ_SEEDS ?= 0 9
+fuzz: $(STAMP) bytecode
+	$(BIN)/python bench/fuzz_rebuild.py $(FUZZ_SEEDS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

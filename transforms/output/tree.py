@@ -170,12 +170,10 @@ class OutputTree:
         self.fs, self.base = fsspec.core.url_to_fs(url)
         self.base = self.base.rstrip("/")
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
-        self.files: set[str] = set()
         self.staged: dict[str, str] = {}  # files an --update's commit has yet to move into place
-        if self.fs.isdir(self.base):  # through links to folders (images/ on another disk)
-            from transforms import fileio
+        from transforms import fileio
 
-            self.files = set(fileio.list_files(url))
+        self.files: set[str] = set(fileio.list_files(url))  # through links to folders (images/ on another disk)
         if UPDATE_JOURNAL in self.files:
             self._apply_journal()
 

@@ -63,15 +63,14 @@ def phrasing_problem(phrasing: str) -> str:
     a letter of a word, and ``{}`` or ``{0}`` with nothing any row gives. A format spec may pad or round, within
     MAX_SPEC_NUMBER: a width builds a string of that many characters per row."""
     try:
-        fields = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(phrasing)
-                  if field is not None]
+        fields = [(field, spec) for _, field, spec, _ in string.Formatter().parse(phrasing) if field is not None]
     except ValueError as err:
         return f"is not a phrasing ({err}); write {{{{ and }}}} for a brace of the text itself"
-    for field, _, _ in fields:
+    for field, _ in fields:
         if not field.isidentifier():
             return (f"names {{{field[:60]}}}: a placeholder is a field name alone, such as {{label}} (no positions, "
                     "attributes or indexes)")
-    for field, spec, _ in fields:
+    for field, spec in fields:
         numbers = [n.lstrip("0") or "0" for n in re.findall(r"\d+", spec)]
         if "{" in spec or any(len(n) > 3 or int(n) > MAX_SPEC_NUMBER for n in numbers):
             return (f"formats {{{field}:{spec[:40]}}}: a width or precision is at most {MAX_SPEC_NUMBER}, written out "

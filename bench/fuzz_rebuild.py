@@ -22,6 +22,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from pipeline.sample.fetched import as_links  # noqa: E402
+
 SKIP = {"build_report.json", "README.md", "build_timings.json"}  # they name folders and say how much was reused
 TASKS = ["production_analysis", "caption", "grounding_all", "grounding_per_class", "class_focus", "absence",
          "cross_view"]
@@ -43,19 +46,6 @@ def _satsft(*argv: str) -> subprocess.CompletedProcess:
 def _digests(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and p.name not in SKIP}
-
-
-def _as_links(root: Path, store: Path, folders: tuple[str, ...] = ()) -> None:
-    """Every file (of ``folders``, or all) moved into ``store`` by digest, a relative link left in its place."""
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
-        if folders and path.relative_to(root).parts[0] not in folders:
-            continue
-        data = path.read_bytes()
-        blob = store / hashlib.sha256(data).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.write_bytes(data)
-        path.unlink()
-        path.symlink_to(os.path.relpath(blob, path.parent))
 
 
 def _edit(r: random.Random, tree: Path) -> None:
@@ -91,12 +81,12 @@ def _fetched(base: Path, name: str, style: str) -> None:
         tree = base / f"cache-{name}" / "snapshots" / "0"
         tree.parent.mkdir(parents=True)
         shutil.move(str(base / name), str(tree))
-        _as_links(tree, base / f"cache-{name}" / "blobs")
+        as_links(tree, base / f"cache-{name}" / "blobs")
     else:
         tree = base / f"repo-{name}" / "tree"
         tree.parent.mkdir()
         shutil.move(str(base / name), str(tree))
-        _as_links(tree, tree.parent / ".git" / "annex" / "objects", ("images", "mapbox_stills"))
+        as_links(tree, tree.parent / ".git" / "annex" / "objects", ("images", "mapbox_stills"))
     (base / name).symlink_to(tree)
 
 

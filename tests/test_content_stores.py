@@ -9,32 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from pipeline.review.validate import validate
+from pipeline.sample.fetched import as_links
 from tests.conftest import run_cli
 
 SKIP = {"build_report.json", "README.md", "build_timings.json", "mix_report.json", "mix_timings.json"}
 BUILD = ("--tasks", "caption,grounding_all,cross_view", "--profiles", "brief_only", "--quiet")
-
-
-def _as_links(root: Path, store: Path, folders: tuple[str, ...] | None = None) -> None:
-    """Every file below ``root`` (or below its ``folders``) moved into ``store`` by its digest, a relative link
-    left in its place: how the Hub's cache and git-annex keep files."""
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
-        rel = path.relative_to(root)
-        if folders is not None and rel.parts[0] not in folders:
-            continue
-        data = path.read_bytes()
-        blob = store / hashlib.sha256(data).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.write_bytes(data)
-        path.unlink()
-        path.symlink_to(os.path.relpath(blob, path.parent))
 
 
 def _files(root: Path) -> dict[str, str]:
@@ -53,13 +38,13 @@ def fetched(tmp_path_factory):
     run_cli("build", "--input", str(base / "tree"), "--output", str(base / "plain"), *BUILD)
     hub = base / "cache" / "datasets--org--sat"  # snapshot_download's layout
     shutil.copytree(base / "tree", hub / "snapshots" / "0f3c2a1")
-    _as_links(hub / "snapshots" / "0f3c2a1", hub / "blobs")
+    as_links(hub / "snapshots" / "0f3c2a1", hub / "blobs")
     annex = base / "repo"  # a DataLad dataset holding the tree in a folder of its own
     shutil.copytree(base / "tree", annex / "sat")
-    _as_links(annex / "sat", annex / ".git" / "annex" / "objects", ("images", "mapbox_stills"))
+    as_links(annex / "sat", annex / ".git" / "annex" / "objects", ("images", "mapbox_stills"))
     dvc = base / "dvc-repo"  # DVC with cache.type symlink
     shutil.copytree(base / "tree", dvc / "data" / "sat")
-    _as_links(dvc / "data" / "sat", dvc / ".dvc" / "cache" / "files" / "md5")
+    as_links(dvc / "data" / "sat", dvc / ".dvc" / "cache" / "files" / "md5")
     return base, {"hub": hub / "snapshots" / "0f3c2a1", "annex": annex / "sat", "dvc": dvc / "data" / "sat"}
 
 
@@ -78,11 +63,11 @@ def test_a_link_to_a_store_of_another_repository_still_leads_out(fetched, tmp_pa
     base, _ = fetched
     tree = tmp_path / "cache" / "datasets--org--sat" / "snapshots" / "1"
     shutil.copytree(base / "tree", tree)
-    _as_links(tree, tmp_path / "cache" / "datasets--evil--x" / "blobs", ("images",))
+    as_links(tree, tmp_path / "cache" / "datasets--evil--x" / "blobs", ("images",))
     # A repository whose store is itself a link (Git keeps links: .dvc/cache -> a folder of the machine)
     repo = tmp_path / "repo"
     shutil.copytree(base / "tree", repo / "sat")
-    _as_links(repo / "sat", tmp_path / "machine" / "files", ("mapbox_stills",))
+    as_links(repo / "sat", tmp_path / "machine" / "files", ("mapbox_stills",))
     (repo / ".dvc").mkdir()
     (repo / ".dvc" / "cache").symlink_to(tmp_path / "machine")
     for name, rejected in ((tree, "chip_outside_root"), (repo / "sat", "still_outside_root")):
@@ -99,7 +84,7 @@ def test_a_dataset_in_the_hub_cache_mixes_and_validates(fetched, tmp_path):
     base, _ = fetched
     snapshot = tmp_path / "datasets--org--sft" / "snapshots" / "9"
     shutil.copytree(base / "plain", snapshot)
-    _as_links(snapshot, tmp_path / "datasets--org--sft" / "blobs")
+    as_links(snapshot, tmp_path / "datasets--org--sft" / "blobs")
     findings, _ = validate(str(snapshot))
     assert not findings.count, findings.lines()
     run_cli("mix", "--source", f"name=sat,path={snapshot}", "--output", str(tmp_path / "mix"), "--quiet")
@@ -119,7 +104,7 @@ def test_a_rebuild_from_an_earlier_build_in_the_hub_cache_takes_every_unchanged_
     base, _ = fetched
     snapshot = tmp_path / "datasets--org--sft" / "snapshots" / "9"
     shutil.copytree(base / "plain", snapshot)
-    _as_links(snapshot, tmp_path / "datasets--org--sft" / "blobs")
+    as_links(snapshot, tmp_path / "datasets--org--sft" / "blobs")
     run_cli("build", "--input", str(base / "tree"), "--output", str(tmp_path / "again"), "--previous", str(snapshot),
             *BUILD)
     rebuild = json.loads((tmp_path / "again" / "build_report.json").read_text())["rebuild"]

@@ -100,11 +100,10 @@ def match_below(pbegin, root: str, tail: str, **options) -> tuple[beam.PCollecti
     matches = pbegin | "Match" >> fileio.MatchFiles(join_path(pattern, tail), **options)
     if pattern != root:
         matches = matches | "KeepBelowRoot" >> beam.Filter(lambda m: is_under(root, m.path))
-    hidden = (matches
-              | "Hidden" >> beam.Filter(lambda m: is_hidden(root, m.path))
-              | "CountHidden" >> beam.combiners.Count.Globally()
-              | "HiddenEvent" >> beam.Map(lambda n: {HIDDEN_SKIPPED: n}))
-    return matches | "NotHidden" >> beam.Filter(lambda m: not is_hidden(root, m.path)), hidden
+    shown, hidden = matches | "Hidden" >> beam.Partition(lambda m, _: int(is_hidden(root, m.path)), 2)
+    return shown, (hidden
+                   | "CountHidden" >> beam.combiners.Count.Globally()
+                   | "HiddenEvent" >> beam.Map(lambda n: {HIDDEN_SKIPPED: n}))
 
 
 @dataclass

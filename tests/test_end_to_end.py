@@ -206,6 +206,29 @@ def test_absolute_image_paths_are_read_below_the_input_root(build, sample_tree, 
         assert _files(moved, sub) == _files(out, sub), sub
 
 
+def test_references_in_another_case_find_their_file(build, sample_tree, tmp_path):
+    """A tree made on a Mac or on Windows works there when a reference says x.png of a chip saved as x.PNG, or
+    names a still's folder in another case; on Linux and in a bucket those chips and stills were lost
+    (chip_missing, still_missing). The one file a reference matches ignoring case is read: the same rows."""
+    out, _ = build
+    tree = tmp_path / "from_a_mac"
+    shutil.copytree(sample_tree, tree)
+    chips = sorted((tree / "images").rglob("*.png"))[::3]
+    for chip in chips:
+        chip.rename(chip.with_suffix(".PNG"))
+    stills = tree / "mapbox_stills" / "s00000"
+    stills.rename(stills.with_name("S00000"))
+    n_stills = len(list((tree / "mapbox_stills" / "S00000").iterdir()))
+    moved = tmp_path / "out"
+    proc = run_cli("build", "--input", str(tree), "--output", str(moved), "--quiet")
+    n = len(chips) + n_stills
+    assert f"note: {n} image reference(s) in data/*.jsonl name their file in another case" in proc.stdout, proc.stdout
+    assert json.loads((moved / "build_report.json").read_text())["outputs"]["image_refs_case_matched"] == n
+    assert not (moved / "rejects" / "rejects-00000-of-00001.jsonl").read_text().count("_missing")
+    for sub in ("data", "parquet", "images", "mapbox_stills", "analysis_images"):
+        assert _files(moved, sub) == _files(out, sub), sub
+
+
 def test_jpeg_and_webp_stills_are_used_as_they_are(build, sample_tree, tmp_path):
     """The Mapbox Static Images API serves its satellite style as JPEG, and Hub datasets often store WebP: a tree
     of such stills lost every still (still_not_png) and every cross_view row. JPEG and WebP stills now pass,

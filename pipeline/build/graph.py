@@ -206,6 +206,7 @@ def build_pipeline(config: BuildConfig, pipeline: beam.Pipeline) -> beam.Pipelin
         split["declared"],
         *([ground["events"]] if ground else []),
         joined[EVENTS],
+        stills[EVENTS],
         refs[EVENTS],
         sidecars[EVENTS],
         chip_listing[EVENTS],

@@ -17,6 +17,7 @@ from pipeline.publish.card import held_out_sharing, hub_warning, render_card, re
 from pipeline.publish.charts import report_charts
 from transforms import fileio
 from transforms.fileio import public_location
+from transforms.input.join import CASE_MATCHED
 from transforms.input.refs import IGNORED_REFS, REBASED_REFS
 from transforms.input.share import SHARE_LEFT_OUT
 from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS
@@ -346,6 +347,11 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
         lines.append(f"note: {rebased} image reference(s) in data/*.jsonl are absolute paths or URLs, or relative "
                      "to data/; each was read below the input root from its images/ or mapbox_stills/ folder on "
                      "(/old/tree/images/a.png and ../images/a.png as images/a.png), never at the path itself")
+    by_case = outputs.get(CASE_MATCHED, 0)
+    if by_case:
+        lines.append(f"note: {by_case} image reference(s) in data/*.jsonl name their file in another case (x.png of "
+                     "x.PNG, as a Mac or Windows, whose file systems ignore case, reads it); each was read as the one "
+                     "file its name matches ignoring case")
     asked = report.get("config", {}).get("tasks", [])
     stills_lost = any(r.startswith("still_") for r in report["rejects_by_reason"])
     empty = [t for t in asked if not sum(report["rows"]["by_task_split"].get(t, {}).values())

@@ -31,6 +31,30 @@ from transforms.records import reject
 
 REJECTS = "rejects"
 MIN_CHIP_PX = 16
+CASE_MATCHED = "image_refs_case_matched"  # build event and report key: references found by file_named's second rule
+
+
+def file_named(files: list[ImageFile], path: str) -> tuple[ImageFile | None, list[ImageFile]]:
+    """The file of one stem a reference names, and the files its name matches only when case is ignored.
+
+    A tree made on a Mac or on Windows, whose file systems ignore case, works there when a reference says
+    ``x.png`` of a file saved as ``x.PNG`` (or ``images/S00000/`` of ``images/s00000/``), and lost those chips
+    on Linux and in a bucket. The stem is the same (files are grouped by it), so when exactly one file matches
+    ignoring case it is the one meant; two such files (``x.png`` and ``x.PNG`` beside a reference ``x.Png``)
+    match nothing and are named in the reject."""
+    exact = next((f for f in files if f.path == path), None)
+    if exact is not None:
+        return exact, []
+    folded = path.casefold()
+    alike = sorted((f for f in files if f.path.casefold() == folded), key=lambda f: f.path)
+    return (alike[0] if len(alike) == 1 else None), alike
+
+
+def not_found_detail(input_root: str, path: str, alike: list[ImageFile]) -> str:
+    if len(alike) > 1:
+        return (f"{path}: {len(alike)} files differ from it in case only ({', '.join(f.path for f in alike[:4])}); "
+                "reference the one meant by its exact name")
+    return missing_detail(input_root, path) if input_root else path
 
 
 def join_tile(stem: str, sidecars: list[Tile], refs: list[ImageRef], files: list[ImageFile], input_root: str
@@ -50,24 +74,24 @@ def join_tile(stem: str, sidecars: list[Tile], refs: list[ImageRef], files: list
                               f"no user message in data/*.jsonl has an image part naming images/**/{stem}.png"))
         return None, rejects
     ref = min(refs)
-    found = next((f for f in files if f.path == ref.path), None)
+    found, alike = file_named(files, ref.path)
     if found is None:
-        rejects.append(reject(tile.source, stem, "join", "chip_missing", missing_detail(input_root, ref.path)))
+        rejects.append(reject(tile.source, stem, "join", "chip_missing", not_found_detail(input_root, ref.path, alike)))
         return None, rejects
     if found.problem:
-        rejects.append(reject(tile.source, stem, "join", f"chip_{found.problem}", f"{ref.path}: {found.detail}"))
+        rejects.append(reject(tile.source, stem, "join", f"chip_{found.problem}", f"{found.path}: {found.detail}"))
         return None, rejects
     # Boxes live in the output_size frame, so any square chip of the same footprint serves (448 or 512 px
     # exports at native resolution included); only a chip of another shape, or too small to see, does not.
     if found.width != found.height:
         rejects.append(reject(tile.source, stem, "join", "chip_not_square",
-                              f"{ref.path} is {found.width}x{found.height}"))
+                              f"{found.path} is {found.width}x{found.height}"))
         return None, rejects
     if found.width < MIN_CHIP_PX:
         rejects.append(reject(tile.source, stem, "join", "chip_too_small",
-                              f"{ref.path} is {found.width}x{found.height}, under {MIN_CHIP_PX} px"))
+                              f"{found.path} is {found.width}x{found.height}, under {MIN_CHIP_PX} px"))
         return None, rejects
-    return tile.with_fields(chip_src=join_path(input_root, ref.path), chip_px=found.width), rejects
+    return tile.with_fields(chip_src=join_path(input_root, found.path), chip_px=found.width), rejects
 
 
 class _JoinFn(beam.DoFn):
@@ -106,6 +130,8 @@ class _JoinFn(beam.DoFn):
         if tile is None:
             return False
         self.joined.inc()
+        if tile.chip_src != join_path(self.input_root, min(groups["refs"]).path):
+            yield beam.pvalue.TaggedOutput(EVENTS, {CASE_MATCHED: 1})
         tile = lookup_still(tile, stills, self.input_root)
         before = [PreviousTile(*p) for p in groups.get("previous", ())]
         if not before:
@@ -133,7 +159,7 @@ class JoinOnTileStem(beam.PTransform):
     - ``placed``: unchanged tiles, with the earlier build's split and slot, and what of it they reuse;
     - ``changed``: tiles that build had but that changed (or had no slot), with their split: they need a slot;
     - ``known``: (base, (stem, declared split, split)) for both, all the split plan needs of them;
-    - ``events``: unchanged and changed tiles counted for the report;
+    - ``events``: unchanged and changed tiles counted for the report, and chips found ignoring case (file_named);
     - ``excluded``: (row index file, (stem, its rows there)) of each earlier tile in the row index whose rows are
       not taken (changed, removed, rejected, or not wholly in the index): the rows of all others are
       (rebuild.take);
@@ -180,14 +206,16 @@ def _resolve_still(element, input_root: str = ""):
     if not refs:
         return
     ref = min(refs)
-    found = next((f for f in files if f.path == ref.path), None)
+    found, alike = file_named(files, ref.path)
     if found is None:
-        detail = missing_detail(input_root, ref.path) if input_root else ref.path
+        detail = not_found_detail(input_root, ref.path, alike)
         yield beam.pvalue.TaggedOutput(REJECTS, reject(ref.path, "", "refs", "still_missing", detail))
     elif found.problem:  # the tiles go on without this still
         yield beam.pvalue.TaggedOutput(REJECTS, reject(ref.path, "", "refs", f"still_{found.problem}", found.detail))
     else:
-        yield stem, ref.path
+        if found.path != ref.path:
+            yield beam.pvalue.TaggedOutput(EVENTS, {CASE_MATCHED: 1})
+        yield stem, found.path
 
 
 def lookup_still(tile: Tile, stills: dict[str, tuple[str, int]], input_root: str) -> Tile:
@@ -203,7 +231,8 @@ def lookup_still(tile: Tile, stills: dict[str, tuple[str, int]], input_root: str
 class IndexStills(beam.PTransform):
     """The index of stills that exist: one entry per still (at most one per place, so some 100 bytes per base),
     the one index a build hands to every worker (JoinOnTileStem looks each tile's still up in it). Emits
-    ``index`` and the ``rejects`` of stills that are missing or damaged."""
+    ``index``, the ``rejects`` of stills that are missing or damaged, and ``events``: stills found ignoring
+    case (file_named)."""
 
     previous_stills: str = ""  # the earlier build's manifest of stills (--previous), whose slots are kept
     input_root: str = ""  # where missing stills are looked at once more, to say why (a git-annex link)
@@ -212,9 +241,10 @@ class IndexStills(beam.PTransform):
         still_refs, still_files = inputs
         found = ({"refs": still_refs, "files": still_files}
                  | "CoGroupStills" >> beam.CoGroupByKey()
-                 | "Resolve" >> beam.FlatMap(_resolve_still, self.input_root).with_outputs(REJECTS, main="found"))
+                 | "Resolve" >> beam.FlatMap(_resolve_still, self.input_root).with_outputs(REJECTS, EVENTS,
+                                                                                          main="found"))
         previous = self.previous_stills
         index = (found.found
                  | "Collect" >> beam.combiners.ToList()
                  | "Index" >> beam.Map(lambda f: index_stills(f, _previous_still_slots(previous))))
-        return {REJECTS: found[REJECTS], "index": index}
+        return {REJECTS: found[REJECTS], "index": index, EVENTS: found[EVENTS]}

@@ -166,6 +166,29 @@ def test_parse_sidecar_valid_and_regions_clipped():
     assert [r.bbox for r in parsed.tile.regions] == [(0, 0, 1, 1), (0, 0, 1, 1), (10, 3, 40, 9)]
 
 
+def test_boxes_in_cocos_order_are_told_from_corners():
+    """A tile whose boxes all fit the chip as [x, y, width, height] and some of which are inverted as corners is
+    COCO's order: every region goes, a region with a problem of its own keeps its reason. A tile of corners with
+    one inverted box spread over the chip keeps its other regions."""
+    coco = [{"bbox": [10, 20, 30, 40], "label": "water", "class_id": 0, "area_px": 900},
+            {"bbox": [120, 150, 60, 50], "label": "trees", "class_id": 1},
+            {"bbox": [5, 5, 10, 10], "label": "lava", "class_id": 12}]
+    parsed = parse_sidecar(orjson.dumps(make_sidecar(regions=coco)), "m/x.json")
+    assert parsed.tile is not None and parsed.tile.regions == ()
+    assert [p.reason for p in parsed.region_problems] == ["region_bbox_xywh", "region_bbox_xywh",
+                                                          "region_unknown_class"]
+    assert "x2 = x + width - 1" in parsed.region_problems[1].detail
+    corners = [{"bbox": [10, 20, 200, 210], "label": "water", "class_id": 0},
+               {"bbox": [120, 150, 60, 50], "label": "trees", "class_id": 1}]
+    parsed = parse_sidecar(orjson.dumps(make_sidecar(regions=corners)), "m/x.json")
+    assert [r.bbox for r in parsed.tile.regions] == [(10, 20, 200, 210)]
+    assert [p.reason for p in parsed.region_problems] == ["region_inverted_bbox"]
+    # an area larger than the box as [x, y, width, height] is no such box either
+    big = [{**coco[0], "area_px": 1300}, coco[1]]
+    parsed = parse_sidecar(orjson.dumps(make_sidecar(regions=big)), "m/x.json")
+    assert [p.reason for p in parsed.region_problems] == ["region_inverted_bbox"]
+
+
 def test_regions_and_fractions_named_as_producers_name_them():
     """A label alone, a class id alone, or a label in prose case ("Snow and ice") is one region; a label and
     class id that disagree are not."""

@@ -24,11 +24,9 @@ SIDECAR = {
 }
 
 
-@pytest.fixture(scope="module")
-def one_tile(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("one") / "tree"
+def _write_tree(root: Path, sidecar: dict) -> None:
     (root / "metadata/s00000").mkdir(parents=True)
-    (root / "metadata/s00000" / f"{STEM}.json").write_bytes(orjson.dumps(SIDECAR))
+    (root / "metadata/s00000" / f"{STEM}.json").write_bytes(orjson.dumps(sidecar))
     (root / "images/s00000").mkdir(parents=True)
     Image.new("RGB", (224, 224), (30, 60, 90)).save(root / "images/s00000" / f"{STEM}.png")
     (root / "mapbox_stills/s00000").mkdir(parents=True)
@@ -38,6 +36,12 @@ def one_tile(tmp_path_factory) -> Path:
         {"type": "image", "image": f"images/s00000/{STEM}.png"},
         {"type": "image", "image": "mapbox_stills/s00000/poi_000042_g002.png"}, {"type": "text", "text": "?"}]}]}
     (root / "data/validation.jsonl").write_bytes(orjson.dumps(line) + b"\n")
+
+
+@pytest.fixture(scope="module")
+def one_tile(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("one") / "tree"
+    _write_tree(root, SIDECAR)
     out = root.parent / "out"
     (root.parent / "tmp").mkdir()
     run_cli("build", "--input", str(root), "--output", str(out), env={"TMPDIR": str(root.parent / "tmp")})
@@ -130,3 +134,20 @@ def test_production_rows_and_sidecars(one_tile):
     report = json.loads((one_tile / "build_report.json").read_text())
     assert report["tiles"] == {"in": 1, "with_rows": 1, "rejected": 0, "by_split": {"validation": 1},
                                "accounted": True}
+
+
+def test_boxes_in_cocos_order_are_named_and_none_is_kept(tmp_path):
+    """A producer writing [x, y, width, height] (COCO's order): the boxes on the right read as inverted corners
+    and were rejected, those near the top left kept as wrong boxes in the grounding rows. Every region of such a
+    tile is now rejected as region_bbox_xywh, and the summary says how to convert them."""
+    coco = [{**r, "bbox": [x1, y1, x2 - x1 + 1, y2 - y1 + 1]}
+            for r in SIDECAR["regions"] for x1, y1, x2, y2 in [r["bbox"]]]
+    assert coco[1]["bbox"] == [150, 150, 50, 30]
+    _write_tree(tmp_path / "tree", {**SIDECAR, "regions": coco})
+    proc = run_cli("build", "--input", str(tmp_path / "tree"), "--output", str(tmp_path / "out"))
+    assert "WARNING: 2 region(s) were rejected (region_bbox_xywh)" in proc.stdout, proc.stdout
+    rejects = [json.loads(x) for x in (tmp_path / "out/rejects/rejects-00000-of-00001.jsonl").read_text().splitlines()]
+    assert [(r["reason"], r["detail"][:11]) for r in rejects] == [("region_bbox_xywh", "regions[0]:"),
+                                                                   ("region_bbox_xywh", "regions[1]:")]
+    tasks = {r["metadata"]["task"] for r in _rows(tmp_path / "out").values()}
+    assert "caption" in tasks and not tasks & {"grounding_all", "grounding_per_class"}

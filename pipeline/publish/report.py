@@ -20,7 +20,7 @@ from transforms.fileio import public_location
 from transforms.input.join import CASE_MATCHED
 from transforms.input.refs import IGNORED_REFS, REBASED_REFS
 from transforms.input.share import SHARE_LEFT_OUT
-from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS
+from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS, XYWH
 from transforms.output.tree import (
     CARD_NAME,
     CHARTS_DIR,
@@ -347,6 +347,11 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
         lines.append(f"note: {rebased} image reference(s) in data/*.jsonl are absolute paths or URLs, or relative "
                      "to data/; each was read below the input root from its images/ or mapbox_stills/ folder on "
                      "(/old/tree/images/a.png and ../images/a.png as images/a.png), never at the path itself")
+    xywh = report["rejects_by_reason"].get(XYWH, 0)
+    if xywh:
+        lines.append(f"WARNING: {xywh} region(s) were rejected ({XYWH}): their tiles' boxes read as [x, y, width, "
+                     "height], COCO's order, where the sat-bbox contract writes [x1, y1, x2, y2] pixels with the max "
+                     "corner inclusive; convert them (x2 = x + width - 1, y2 = y + height - 1) and build again")
     by_case = outputs.get(CASE_MATCHED, 0)
     if by_case:
         lines.append(f"note: {by_case} image reference(s) in data/*.jsonl name their file in another case (x.png of "

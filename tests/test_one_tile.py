@@ -151,3 +151,25 @@ def test_boxes_in_cocos_order_are_named_and_none_is_kept(tmp_path):
                                                                    ("region_bbox_xywh", "regions[1]:")]
     tasks = {r["metadata"]["task"] for r in _rows(tmp_path / "out").values()}
     assert "caption" in tasks and not tasks & {"grounding_all", "grounding_per_class"}
+
+
+def test_boxes_past_the_default_frame_without_output_size_are_named(tmp_path):
+    """448 px chips whose sidecars give no output_size and boxes in the chip's pixels: read in the default 224 px
+    frame, boxes past it were rejected as outside the chip and the others clipped to it, wrong in the grounding
+    rows. Every region of such a tile is now rejected, and the summary says to write output_size; with it the
+    same tile builds its grounding rows."""
+    doubled = [{**r, "bbox": [2 * v + (i > 1) for i, v in enumerate(r["bbox"])], "area_px": 4 * r["area_px"]}
+               for r in SIDECAR["regions"]]
+    sidecar = {k: v for k, v in SIDECAR.items() if k != "output_size"} | {"regions": doubled}
+    _write_tree(tmp_path / "tree", sidecar)
+    Image.new("RGB", (448, 448), (30, 60, 90)).save(tmp_path / "tree/images/s00000" / f"{STEM}.png")
+    proc = run_cli("build", "--input", str(tmp_path / "tree"), "--output", str(tmp_path / "out"))
+    assert "WARNING: 2 region(s) were rejected (region_past_default_frame)" in proc.stdout, proc.stdout
+    rejects = (tmp_path / "out/rejects/rejects-00000-of-00001.jsonl").read_text().splitlines()
+    assert [json.loads(x)["reason"] for x in rejects] == ["region_past_default_frame"] * 2
+    assert "runs to 399 px" in rejects[1] or "run to 399 px" in rejects[1]
+    assert not {r["metadata"]["task"] for r in _rows(tmp_path / "out").values()} & {"grounding_all"}
+    (tmp_path / "tree/metadata/s00000" / f"{STEM}.json").write_bytes(orjson.dumps(sidecar | {"output_size": 448}))
+    run_cli("build", "--input", str(tmp_path / "tree"), "--output", str(tmp_path / "out"), "--overwrite")
+    grounding = [r for r in _rows(tmp_path / "out").values() if r["metadata"]["task"] == "grounding_all"]
+    assert len(grounding) == 1 and not (tmp_path / "out/rejects/rejects-00000-of-00001.jsonl").read_text()

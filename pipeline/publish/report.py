@@ -20,7 +20,7 @@ from transforms.fileio import public_location
 from transforms.input.join import CASE_MATCHED
 from transforms.input.refs import IGNORED_REFS, REBASED_REFS
 from transforms.input.share import SHARE_LEFT_OUT
-from transforms.input.sidecars import SPLIT_WORDS, VALID_SPLITS, XYWH
+from transforms.input.sidecars import PAST_FRAME, SPLIT_WORDS, VALID_SPLITS, XYWH
 from transforms.output.tree import (
     CARD_NAME,
     CHARTS_DIR,
@@ -352,6 +352,12 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
         lines.append(f"WARNING: {xywh} region(s) were rejected ({XYWH}): their tiles' boxes read as [x, y, width, "
                      "height], COCO's order, where the sat-bbox contract writes [x1, y1, x2, y2] pixels with the max "
                      "corner inclusive; convert them (x2 = x + width - 1, y2 = y + height - 1) and build again")
+    past = report["rejects_by_reason"].get(PAST_FRAME, 0)
+    if past:
+        lines.append(f"WARNING: {past} region(s) were rejected ({PAST_FRAME}): their sidecars have no output_size, "
+                     "so their boxes are read in the default 224 px frame, and they run past it: write each "
+                     "sidecar's output_size, the pixel frame of its boxes (its chip's width when the boxes are the "
+                     "chip's pixels), and build again")
     by_case = outputs.get(CASE_MATCHED, 0)
     if by_case:
         lines.append(f"note: {by_case} image reference(s) in data/*.jsonl name their file in another case (x.png of "

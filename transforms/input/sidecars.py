@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
@@ -383,6 +384,21 @@ XYWH_DETAIL = ("the tile's boxes fit the chip as [x, y, width, height] (COCO's o
                "some are inverted: write x2 = x + width - 1, y2 = y + height - 1")
 
 
+PAST_FRAME = "region_past_default_frame"
+PAST_FRAME_DETAIL = ("the sidecar has no output_size, so its boxes are in the default 224 px frame, and they run to "
+                     "{at} px: write output_size, the frame of its boxes (the chip's width when they are its pixels)")
+
+
+def _numeric_boxes(raw_regions: list[Any]) -> Iterator[tuple[Any, list[float]]]:
+    """(region, its four numbers) of each region whose bbox is four finite numbers."""
+    for item in raw_regions:
+        bbox = item.get("bbox") if isinstance(item, dict) else None
+        if isinstance(bbox, (list, tuple)) and len(bbox) == 4:
+            nums = [_finite_number(v) for v in bbox]
+            if all(v is not None for v in nums):
+                yield item, nums  # type: ignore[misc]
+
+
 def boxes_fit_as_xywh(raw_regions: list[Any], size: int) -> bool:
     """Whether every box of a tile reads as [x, y, width, height] inside the chip, no larger than its area_px.
 
@@ -391,32 +407,33 @@ def boxes_fit_as_xywh(raw_regions: list[Any], size: int) -> bool:
     (a 30-tile tree: 129 of 178 regions rejected, 49 kept, each wrong). Boxes of the contract's order spread
     over the chip do not fit so (x1 + x2 runs past the chip), so a tree of them is not taken for one."""
     fitting = 0
-    for item in raw_regions:
-        bbox = item.get("bbox") if isinstance(item, dict) else None
-        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-            continue
-        nums = [_finite_number(v) for v in bbox]
-        if any(v is None for v in nums):
-            continue
-        x, y, w, h = nums  # type: ignore[misc]
+    for item, (x, y, w, h) in _numeric_boxes(raw_regions):
         area = _finite_number(item.get("area_px"))
-        if not (x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= size and y + h <= size  # type: ignore[operator]
-                and (area is None or area <= w * h)):  # type: ignore[operator]
+        if not (x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= size and y + h <= size
+                and (area is None or area <= w * h)):
             return False
         fitting += 1
     return fitting >= 2
 
 
-def xywh_problems(raw_regions: list[Any], size: int) -> list[SidecarProblem]:
-    """Every region of a tile whose boxes are [x, y, width, height]: rejected, its own problem where it has
-    another one (a class the contract lacks), else XYWH. None is kept: read as corners each box is wrong."""
+def max_coordinate(raw_regions: list[Any]) -> float:
+    """The largest box coordinate of a tile (0 with none). A sidecar without output_size whose boxes run past
+    the default frame drew them on a larger chip (448 px chips, boxes in their pixels): read in the 224 px
+    frame, those past it were rejected as outside the chip and the rest clipped to it and scaled by it, wrong
+    boxes in the grounding rows. A max corner of 224 (an exclusive one) is still the default frame."""
+    return max((max(nums) for _, nums in _numeric_boxes(raw_regions)), default=0.0)
+
+
+def every_region_rejected(raw_regions: list[Any], size: int, reason: str, why: str) -> list[SidecarProblem]:
+    """Every region of a tile whose boxes are read in the wrong order or frame (``reason``): rejected, with its
+    own problem where it has another one (a class the contract lacks). None is kept: read so, each is wrong."""
     out = []
     for i, item in enumerate(raw_regions):
-        _, why = parse_region(item, size)
-        if why in ("", "region_inverted_bbox", "region_outside_chip"):
-            why = XYWH
+        _, own = parse_region(item, size)
+        if own in ("", "region_inverted_bbox", "region_outside_chip"):
+            own = reason
         shown = f"regions[{i}]: {_shown(item)}"
-        out.append(SidecarProblem(why, f"{shown}: {XYWH_DETAIL}" if why == XYWH else shown))
+        out.append(SidecarProblem(own, f"{shown}: {why}" if own == reason else shown))
     return out
 
 
@@ -527,7 +544,10 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
         else:
             regions.append(region)
     if any(p.reason == "region_inverted_bbox" for p in problems) and boxes_fit_as_xywh(raw_regions, size):
-        regions, problems = [], xywh_problems(raw_regions, size)
+        regions, problems = [], every_region_rejected(raw_regions, size, XYWH, XYWH_DETAIL)
+    elif "output_size" not in obj and max_coordinate(raw_regions) > DEFAULT_SIZE:
+        regions, problems = [], every_region_rejected(raw_regions, size, PAST_FRAME, PAST_FRAME_DETAIL.format(
+            at=int(max_coordinate(raw_regions))))
     caption = obj.get("caption")
     split = obj.get("split")
     kept = tuple(regions)

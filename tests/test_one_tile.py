@@ -173,3 +173,21 @@ def test_boxes_past_the_default_frame_without_output_size_are_named(tmp_path):
     run_cli("build", "--input", str(tmp_path / "tree"), "--output", str(tmp_path / "out"), "--overwrite")
     grounding = [r for r in _rows(tmp_path / "out").values() if r["metadata"]["task"] == "grounding_all"]
     assert len(grounding) == 1 and not (tmp_path / "out/rejects/rejects-00000-of-00001.jsonl").read_text()
+
+
+def test_chat_files_in_sub_folders_of_data_are_named(tmp_path):
+    """A tree whose chat rows are partly in data/<split>/part-00000.jsonl (as Spark and Beam write them) beside a
+    data/*.jsonl: the rows below data/ itself are not read, and those tiles were stem_not_in_jsonl rejects with
+    nothing said about the files. The summary and the report now count them."""
+    tree = tmp_path / "tree"
+    _write_tree(tree, SIDECAR)
+    (tree / "data/validation").mkdir()
+    (tree / "data/validation.jsonl").rename(tree / "data/validation/part-00000.jsonl")
+    (tree / "data/.ipynb_checkpoints").mkdir()
+    (tree / "data/.ipynb_checkpoints/train-checkpoint.jsonl").write_text("")
+    (tree / "data/train.jsonl").write_text("")
+    proc = run_cli("build", "--input", str(tree), "--output", str(tmp_path / "out"))
+    assert ("WARNING: 1 chat file(s) in sub-folders of data/ were not read (only data/*.jsonl and data/*.json are), "
+            "and 1 tile(s) have no chip reference (stem_not_in_jsonl)") in proc.stdout, proc.stdout
+    outputs = json.loads((tmp_path / "out/build_report.json").read_text())["outputs"]
+    assert outputs["chat_files_in_subfolders_not_read"] == 1 and outputs["hidden_files_skipped"] == 1

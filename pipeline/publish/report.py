@@ -18,6 +18,7 @@ from pipeline.publish.charts import report_charts
 from transforms import fileio
 from transforms.fileio import public_location
 from transforms.input.join import CASE_MATCHED
+from transforms.input.read import NESTED_NOT_READ
 from transforms.input.refs import IGNORED_REFS, REBASED_REFS
 from transforms.input.share import SHARE_LEFT_OUT
 from transforms.input.sidecars import PAST_FRAME, SPLIT_WORDS, VALID_SPLITS, XYWH
@@ -352,6 +353,12 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
         lines.append(f"WARNING: {xywh} region(s) were rejected ({XYWH}): their tiles' boxes read as [x, y, width, "
                      "height], COCO's order, where the sat-bbox contract writes [x1, y1, x2, y2] pixels with the max "
                      "corner inclusive; convert them (x2 = x + width - 1, y2 = y + height - 1) and build again")
+    deeper = outputs.get(NESTED_NOT_READ, 0)
+    if deeper:
+        orphans_said = (f", and {orphans} tile(s) have no chip reference (stem_not_in_jsonl)" if orphans else "")
+        lines.append(f"WARNING: {deeper} chat file(s) in sub-folders of data/ were not read (only data/*.jsonl and "
+                     f"data/*.json are){orphans_said}: move the files whose rows name this tree's chips into data/ "
+                     "itself")
     past = report["rejects_by_reason"].get(PAST_FRAME, 0)
     if past:
         lines.append(f"WARNING: {past} region(s) were rejected ({PAST_FRAME}): their sidecars have no output_size, "

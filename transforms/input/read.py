@@ -35,6 +35,7 @@ from transforms.records import NAME_NOT_UTF8, NAME_NOT_UTF8_DETAIL, name_not_utf
 REJECTS = "rejects"
 LEAVES = "leaves"
 EVENTS = "events"
+NESTED_NOT_READ = "chat_files_in_subfolders_not_read"  # build event and report key
 
 
 def relative_to(root: str, path: str) -> str:
@@ -241,18 +242,27 @@ class _ExtractRefsFn(beam.DoFn):
 class ExtractImageRefs(beam.PTransform):
     """data/*.jsonl (or .jsonl.gz, ...: transforms.paths.JSONL_SUFFIXES) -> (stem, chip reference) and (stem,
     still reference): the first of each stem per bundle, so a stem may come more than once; the first of all
-    (train, validation, test; line order) is the least."""
+    (train, validation, test; line order) is the least. Chat files in sub-folders of data/ are not read (an
+    older export under data/v1/ would name chips the tree no longer has) but counted (NESTED_NOT_READ): a tree
+    with data/train/part-00000.jsonl beside data/test.jsonl lost every train tile as stem_not_in_jsonl without
+    a word about the file."""
 
     input_root: str
 
     def expand(self, pbegin):
-        matches, hidden = match_below(pbegin, self.input_root, "data/*")
+        root = self.input_root
+        listed, hidden = match_below(pbegin, root, "data/**")
+        chat = listed | "ChatFilesOnly" >> beam.Filter(lambda m: is_chat_file(m.path))  # .jsonl, .jsonl.gz, .json
+        matches, deeper = chat | "InDataItself" >> beam.Partition(
+            lambda m, _: int(relative_to(root, m.path).count("/") > 1), 2)
+        not_read = (deeper
+                    | "CountDeeper" >> beam.combiners.Count.Globally()
+                    | "DeeperEvent" >> beam.FlatMap(lambda n: [{NESTED_NOT_READ: n}] if n else []))
         out = (matches
-               | "ChatFilesOnly" >> beam.Filter(lambda m: is_chat_file(m.path))  # .jsonl, .jsonl.gz, ..., .json
                | "Read" >> fileio.ReadMatches()
                | "Parse" >> beam.ParDo(_ExtractRefsFn(self.input_root)).with_outputs("chip", "still", REJECTS, LEAVES,
                                                                                    EVENTS))
-        events = (out[EVENTS], hidden) | "Events" >> beam.Flatten()
+        events = (out[EVENTS], hidden, not_read) | "Events" >> beam.Flatten()
         return {"chips": out.chip, "stills": out.still, REJECTS: out[REJECTS], LEAVES: out[LEAVES], EVENTS: events}
 
 

@@ -237,6 +237,8 @@ def join_path(root: str, *parts: str) -> str:
     return out
 
 
+CASE_MATCHED = "image_refs_case_matched"  # build event and report key: references found by input.join.file_named
+NESTED_NOT_READ = "chat_files_in_subfolders_not_read"  # build event and report key: input.read.ExtractImageRefs
 HIDDEN_SKIPPED = "hidden_files_skipped"  # build event and report key: files of the tree is_hidden leaves unread
 
 

@@ -17,8 +17,6 @@ from pipeline.publish.card import held_out_sharing, hub_warning, render_card, re
 from pipeline.publish.charts import report_charts
 from transforms import fileio
 from transforms.fileio import public_location
-from transforms.input.join import CASE_MATCHED
-from transforms.input.read import NESTED_NOT_READ
 from transforms.input.refs import IGNORED_REFS, REBASED_REFS
 from transforms.input.share import SHARE_LEFT_OUT
 from transforms.input.sidecars import PAST_FRAME, SPLIT_WORDS, VALID_SPLITS, XYWH
@@ -30,7 +28,7 @@ from transforms.output.tree import (
     REPORT_NAME,
     TIMINGS_NAME,
 )
-from transforms.paths import HIDDEN_SKIPPED, join_path
+from transforms.paths import CASE_MATCHED, HIDDEN_SKIPPED, NESTED_NOT_READ, join_path
 from transforms.records import TILE_STAGES
 from transforms.splits.plan import UNKNOWN_SPLIT, split_drift_pp
 

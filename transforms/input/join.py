@@ -14,7 +14,7 @@ from transforms.gather import gathered
 from transforms.input.images import ImageFile, missing_detail
 from transforms.input.refs import ImageRef
 from transforms.input.sidecars import Tile
-from transforms.paths import join_path, still_lookup_keys
+from transforms.paths import CASE_MATCHED, join_path, still_lookup_keys
 from transforms.rebuild.manifest import PreviousTile, damaged_manifest, parse_stills, still_slots
 from transforms.rebuild.place import (
     CHANGED,
@@ -31,7 +31,6 @@ from transforms.records import reject
 
 REJECTS = "rejects"
 MIN_CHIP_PX = 16
-CASE_MATCHED = "image_refs_case_matched"  # build event and report key: references found by file_named's second rule
 
 
 def file_named(files: list[ImageFile], path: str) -> tuple[ImageFile | None, list[ImageFile]]:

@@ -29,13 +29,12 @@ from transforms.input.refs import IGNORED_REFS, OTHER, REBASED_REFS, ImageRef, f
 from transforms.input.share import path_in_share
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
 from transforms.json_array import NotAnArray, json_array_rows
-from transforms.paths import HIDDEN_SKIPPED, file_stem, is_chat_file, is_hidden, join_path
+from transforms.paths import HIDDEN_SKIPPED, NESTED_NOT_READ, file_stem, is_chat_file, is_hidden, join_path
 from transforms.records import NAME_NOT_UTF8, NAME_NOT_UTF8_DETAIL, name_not_utf8, reject, written_name
 
 REJECTS = "rejects"
 LEAVES = "leaves"
 EVENTS = "events"
-NESTED_NOT_READ = "chat_files_in_subfolders_not_read"  # build event and report key
 
 
 def relative_to(root: str, path: str) -> str:

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from scoring import metrics, parse
 from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, difference_intervals, intervals_of
 from scoring.places import Joined, mix_places, places_of_tiles, rows_by_place
+from scoring.reasoning import STRIPPED, UNFINISHED, final_answer
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.input.sidecars import UTF8_BOM
 from transforms.mix.rows import tile_key
@@ -189,13 +190,29 @@ def _batch_answer(obj: dict[str, Any]) -> str | None:
 
 
 class Predictions(dict):
-    """sample id -> answer, and how many ids the file answered more than once (the last answer counts)."""
+    """sample id -> answer (the text after a reasoning model's thought: scoring.reasoning), how many ids the file
+    answered more than once (the last answer counts), and how many answers came after a thought or were one
+    never closed, by the id they answer (a repeated id counts once, as its last answer)."""
 
     repeated: int = 0
 
-    def put(self, sid: str, answer: str) -> None:
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasoning: dict[str, str] = {}
+
+    def put(self, sid: str, raw: str) -> None:
         self.repeated += sid in self
-        self[sid] = answer
+        self[sid], kind = final_answer(raw)
+        if kind:
+            self.reasoning[sid] = kind
+        else:
+            self.reasoning.pop(sid, None)
+
+    def reasoning_counts(self, ids: set[str]) -> dict[str, int]:
+        """{STRIPPED: n, UNFINISHED: n} over the answers to ``ids`` (the rows scored), only the kinds there are (a
+        report without thoughts stays as it was)."""
+        kinds = [kind for sid, kind in self.reasoning.items() if sid in ids]
+        return {k: kinds.count(k) for k in (STRIPPED, UNFINISHED) if k in kinds}
 
 
 def read_predictions(path: str) -> Predictions:
@@ -546,6 +563,13 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines.insert(1, f"WARNING: {damaged['tiles']} tile(s) have no readable production_analysis row sidecar "
                         f"(first: {damaged['first']}): the shares their answers quote were checked against the "
                         "reference answers alone")
+    if given.get(UNFINISHED):
+        lines.insert(1, f"WARNING: {given[UNFINISHED]} answers are a reasoning model's thought never closed (<think> "
+                        "without </think>): the model stopped while thinking, and each counts as malformed; raise "
+                        "its max_tokens")
+    if given.get(STRIPPED):
+        lines.insert(1, f"note: {given[STRIPPED]} answers begin with a reasoning model's thought (<think>...</think>): "
+                        "the text after it was scored")
     if given.get("repeated"):
         lines.insert(1, f"WARNING: {given['repeated']} sample ids are answered more than once in the predictions (the "
                         "last answer counts): two runs in one file?")
@@ -751,5 +775,6 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
         ids = {r["sample_id"] for r in rows}
         report["predictions"] = {"given": len(predictions or {}),
                                  "unmatched": sum(1 for sid in predictions or {} if sid not in ids),
-                                 "repeated": getattr(predictions, "repeated", 0)}
+                                 "repeated": getattr(predictions, "repeated", 0),
+                                 **(predictions.reasoning_counts(ids) if isinstance(predictions, Predictions) else {})}
     return report

@@ -319,6 +319,31 @@ def test_counting_and_shares_by_hand():
     assert s.metrics["percent_within_2pp"] == (0 + 1 / 2 + 1 + 0) / 4
 
 
+def test_a_reasoning_models_thought_is_not_scored_as_its_answer(eval_build, tmp_path):
+    """Reasoning VLMs write <think>...</think> before the answer, and a server without a reasoning parser returns
+    both: the dataset's own answers behind a thought naming options, a box, a share and "no" scored 0.054 on
+    multiple_choice and 0 on referring (a 30-tile tree). The text after the thought is scored; a thought never
+    closed counts as malformed, and the table says how many of each."""
+    test_rows = _rows(eval_build, "test")
+    thought = "<think>Options A, B, C or D? Water, maybe 40%; a box [0.1, 0.1, 0.5, 0.5]. Yes or no? No.</think>\n"
+    answers = {r["metadata"]["sample_id"]: thought + _answer(r) for r in test_rows}
+    cut = sorted(answers)[:3]
+    for sid in cut:
+        answers[sid] = "<think>Let me look at the image again"
+    report_path = tmp_path / "report.json"
+    proc = run_cli("eval", str(eval_build), "--predictions", str(_write_predictions(tmp_path / "p.jsonl", answers)),
+                   "--output", str(report_path))
+    report = json.loads(report_path.read_text())
+    n = len(test_rows)
+    assert report["predictions"] == {"given": n, "unmatched": 0, "repeated": 0, "reasoning_stripped": n - 3,
+                                     "reasoning_unfinished": 3}
+    assert f"note: {n - 3} answers begin with a reasoning model's thought" in proc.stdout, proc.stdout
+    assert "WARNING: 3 answers are a reasoning model's thought never closed" in proc.stdout
+    tasks = report["tasks"]
+    assert sum(t["malformed"] for t in tasks.values()) == 3
+    assert tasks["multiple_choice"]["metrics"]["accuracy"] > 0.9 and tasks["referring"]["metrics"]["accuracy"] > 0.8
+
+
 def test_requests_for_a_batch_runner_round_trip_through_predictions(eval_build, tmp_path):
     """`--requests` writes the test prompts as OpenAI Batch API input; a "model" that answers each with the
     row's reference, in the Batch API's output shape, scores 1.0 through `--predictions`."""

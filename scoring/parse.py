@@ -56,7 +56,35 @@ def boxes(text: str) -> list[tuple[str, tuple[float, float, float, float]]] | No
                 if parsed is not None:
                     return parsed
             start = text.find(opening, start + 1)
-    return None
+    return tagged_boxes(text)
+
+
+# InternVL and Qwen-VL ground with tags: <ref>water</ref><box>[[x1, y1, x2, y2], ...]</box> (InternVL) or
+# <box>(x1,y1),(x2,y2)</box> (Qwen-VL), on a 0-1000 grid. PaliGemma writes <locY1><locX1><locY2><locX2> water,
+# y first, on a 0-1023 grid, several joined by " ; ". Bounded runs between the tags keep a looping answer linear.
+_REF_BOX_RE = re.compile(r"<ref>([^<]{1,100})</ref>\s*<box>([^<]{1,4000})</box>")
+_LOC_RE = re.compile(r"((?:<loc\d{4}>){4})\s*([^<;]{1,100})")
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def tagged_boxes(text: str) -> list[tuple[str, tuple[float, float, float, float]]] | None:
+    """(label, box) pairs from InternVL's or Qwen-VL's <ref>/<box> tags or PaliGemma's <loc> tokens (each box
+    as [x1, y1, x2, y2] on the model's own grid: scored with --box-scale 1000, or 1024 for PaliGemma); None
+    when the answer has neither. Before fine-tuning such a model answers in its own tags, which read as no
+    boxes at all, so it scored 0 whatever it found."""
+    out: list[tuple[str, tuple[float, float, float, float]]] = []
+    if "<ref>" in text:
+        for m in _REF_BOX_RE.finditer(text):
+            numbers = [float(v) for v in _NUMBER_RE.findall(m.group(2))]
+            if not numbers or len(numbers) % 4:
+                return None
+            label = _label(m.group(1).strip())
+            out += [(label, tuple(numbers[i:i + 4])) for i in range(0, len(numbers), 4)]  # type: ignore[misc]
+    if not out and "<loc" in text:
+        for m in _LOC_RE.finditer(text):
+            y1, x1, y2, x2 = (float(v) for v in re.findall(r"\d{4}", m.group(1)))
+            out.append((_label(m.group(2).strip()), (x1, y1, x2, y2)))
+    return out or None
 
 
 def _no_constant(name: str) -> float:

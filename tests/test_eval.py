@@ -407,6 +407,29 @@ def test_a_model_grounding_in_other_units_is_scored_in_them(eval_build, tmp_path
         assert proc.returncode == 2 and said in proc.stderr, proc.stderr
 
 
+def test_boxes_in_internvl_qwen_vl_and_paligemma_tags_are_read(eval_build, tmp_path):
+    """Before fine-tuning, InternVL answers <ref>water</ref><box>[[x1, y1, x2, y2]]</box>, Qwen-VL
+    <box>(x1,y1),(x2,y2)</box> and PaliGemma <locY1><locX1><locY2><locX2> water: read as no boxes, every answer
+    was malformed and scored 0 whatever it found. Each now reads as (label, [x1, y1, x2, y2]) on its grid."""
+    from scoring import parse
+
+    assert parse.boxes("<ref>Water</ref><box>[[12, 30, 480, 500], [600, 600, 900, 950]]</box> and "
+                       "<ref>trees</ref><box>(1,2),(3,4)</box>") == [
+        ("water", (12.0, 30.0, 480.0, 500.0)), ("water", (600.0, 600.0, 900.0, 950.0)), ("trees", (1.0, 2.0, 3.0, 4.0))]
+    assert parse.boxes("<loc0010><loc0020><loc0500><loc0600> water ; <loc0001><loc0002><loc0003><loc0004> crops") == [
+        ("water", (20.0, 10.0, 600.0, 500.0)), ("crops", (2.0, 1.0, 4.0, 3.0))]
+    assert parse.boxes("<ref>water</ref><box>[[1, 2, 3]]</box>") is None  # three numbers are no box
+    rows = [r for r in _rows(eval_build, "test") if r["metadata"]["task"] == "grounding_all"]
+    internvl = {r["metadata"]["sample_id"]: " ".join(
+        f"<ref>{b['label']}</ref><box>[[{', '.join(str(round(v * 1000)) for v in b['bbox'])}]]</box>"
+        for b in json.loads(_answer(r))) for r in rows}
+    report = tmp_path / "r.json"
+    run_cli("eval", str(eval_build), "--predictions", str(_write_predictions(tmp_path / "internvl.jsonl", internvl)),
+            "--box-scale", "1000", "--output", str(report))
+    t = json.loads(report.read_text())["tasks"]["grounding_all"]
+    assert t["malformed"] == 0 and t["metrics"]["f1@0.5"] == 1.0 and t["metrics"]["mean_iou"] > 0.98
+
+
 def test_request_images_carry_their_media_type():
     """A still may be a JPEG or a WebP: its data URL says so (a served model's decoder trusts the type)."""
     import io

@@ -118,6 +118,11 @@ def _parquet_rows(tree: OutputTree, columns: list[str]) -> Iterator[dict[str, An
                 yield from batch.to_pylist()
 
 
+# Label maps as satsft sample writes them (PNG), or as Earth Engine exports Dynamic World's `label` band
+# (a one-band GeoTIFF, whose georeferencing is not needed: the tile stem names the chip it labels).
+LABEL_SUFFIXES = (".png", ".tif", ".tiff")
+
+
 def read_label_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
     """Class ids of a label map: one band (palette or grey) of Dynamic World ids, resampled by nearest neighbour
     to ``size`` (width, height) when drawn at another. Raises ValueError saying what is wrong with it."""
@@ -127,12 +132,14 @@ def read_label_map(data: bytes, size: tuple[int, int]) -> np.ndarray:
     except (OSError, SyntaxError) as err:
         raise ValueError("not a readable image") from err
     if img.mode not in ("P", "L", "I;16", "I"):
-        raise ValueError(f"mode {img.mode}: a label map holds one class id per pixel (palette or grey PNG)")
+        raise ValueError(f"mode {img.mode}: a label map holds one class id per pixel (palette or grey PNG, or a "
+                         "one-band GeoTIFF such as Dynamic World's label band)")
     if img.size != size:
         img = img.resize(size, Image.NEAREST)
     truth = np.asarray(img)
-    if int(truth.max()) >= NUM_CLASSES:
-        raise ValueError(f"class id {int(truth.max())}: Dynamic World ids run 0-{NUM_CLASSES - 1}")
+    for worst in (int(truth.max()), int(truth.min())):  # a 32-bit GeoTIFF may hold a negative no-data value
+        if not 0 <= worst < NUM_CLASSES:
+            raise ValueError(f"class id {worst}: Dynamic World ids run 0-{NUM_CLASSES - 1}")
     return truth
 
 
@@ -147,8 +154,9 @@ def _maps_and_labels(output_dir: str, labels_dir: str, problems: dict[str, str] 
         raise ValueError(f"{labels_dir} is a tree's root (its chips would pass for label maps); give "
                          f"{labels_dir.rstrip('/')}/labels")
     for rel in found:
-        if rel.endswith(".png"):
-            stem, path = rel.rsplit("/", 1)[-1][:-4], f"{labels_dir.rstrip('/')}/{rel}"
+        suffix = next((x for x in LABEL_SUFFIXES if rel.lower().endswith(x)), "")
+        if suffix:
+            stem, path = rel.rsplit("/", 1)[-1][:-len(suffix)], f"{labels_dir.rstrip('/')}/{rel}"
             if stem in labels:
                 twice[stem] = f"two files for one tile: {labels[stem]} and {path}"
             labels[stem] = path
@@ -215,7 +223,7 @@ def map_report(output_dir: str, labels_dir: str) -> dict[str, Any]:
         raise ValueError(f"no label map in {labels_dir} could be scored: " + (
             f"{len(problems)} named after tiles cannot be scored, e.g. {first[0]}: {first[1]}" if first
             else f"none is named after a tile of {output_dir} (<tile_stem>.png, as `satsft sample --labels` "
-                 "writes them under labels/)"))
+                 "writes them under labels/, or <tile_stem>.tif)"))
     per_class: dict[int, list[float]] = {}
     for score in scores.values():
         for c, iou in score.class_iou:

@@ -73,7 +73,8 @@ def test_map_report_scores_what_it_can_and_says_why_not_the_rest(tmp_path):
     assert report["mean_iou"] == (24 / 32 + 32 / 40) / 2 and report["mean_iou_non_majority"] == 24 / 32
     assert report["class_iou"] == {"water": {"tiles": 2, "mean_iou": 32 / 40}, "trees": {"tiles": 2, "mean_iou": 0.75}}
     assert report["labels_not_scored"] == {"c": "mode RGB: a label map holds one class id per pixel (palette or "
-                                                 "grey PNG)", "d": "not a readable image"}
+                                                 "grey PNG, or a one-band GeoTIFF such as Dynamic World's label band)",
+                                           "d": "not a readable image"}
     assert "| tiles scored | 2 of 5 maps (2 places) |" in map_table(report) and "not scored: d: not a readable " \
         "image" in map_table(report)
     assert "interval_95" not in report and "no interval: under 10 places" in map_table(report)
@@ -94,6 +95,39 @@ def test_map_report_scores_what_it_can_and_says_why_not_the_rest(tmp_path):
     assert "not a regular file" in map_report(str(tmp_path / "out"), str(labels))["labels_not_scored"]["c2"]
     assert map_report(str(tmp_path / "out"), str(labels))["labels_not_scored"]["a"] == \
         "its analysis map: not a readable image"
+
+
+def test_label_maps_as_earth_engine_exports_them_are_read(tmp_path):
+    """Dynamic World's label band exported from Earth Engine is a one-band GeoTIFF (compressed, often tiled):
+    eval --labels listed PNGs only and said no label map was named after a tile. A .tif or .TIFF scores as the
+    same ids in a PNG do; a GeoTIFF of reflectances (float) is named as no label map."""
+    from PIL import Image
+
+    from scoring.maps import BRIEF_SUFFIX, map_report
+    from transforms.output.tree import ANALYSIS_DIR
+
+    truth = np.zeros((16, 16), np.uint8)
+    truth[:, 5:] = 4
+    pred = truth.copy()
+    pred[:3] = 0
+    maps, labels = tmp_path / "out" / ANALYSIS_DIR / "s00000", tmp_path / "labels"
+    for stem in ("a", "b", "c"):
+        _palette_png(maps / f"{stem}{BRIEF_SUFFIX}", pred)
+    _palette_png(labels / "png" / "a.png", truth)
+    want = map_report(str(tmp_path / "out"), str(labels / "png"))
+    (labels / "tif").mkdir(parents=True)
+    Image.fromarray(truth, "L").save(labels / "tif" / "a.tif", compression="tiff_adobe_deflate")
+    Image.fromarray(truth, "L").save(labels / "tif" / "b.TIFF", compression="tiff_lzw")
+    Image.fromarray(truth.astype(np.float32), "F").save(labels / "tif" / "c.tif")
+    got = map_report(str(tmp_path / "out"), str(labels / "tif"))
+    assert got["tiles"] == 2 and got["mean_iou"] == want["mean_iou"] and got["class_iou"] == {
+        k: {**v, "tiles": 2} for k, v in want["class_iou"].items()}
+    assert got["labels_not_scored"]["c"].startswith("mode F: a label map holds one class id per pixel")
+    nodata = truth.astype(np.int32)
+    nodata[0, 0] = -1  # a 32-bit GeoTIFF's no-data value, which indexing would have read as the last class
+    Image.fromarray(nodata, "I").save(labels / "tif" / "c.tif")
+    assert map_report(str(tmp_path / "out"), str(labels / "tif"))["labels_not_scored"]["c"] == \
+        "class id -1: Dynamic World ids run 0-8"
 
 
 def test_a_label_map_claiming_more_pixels_than_a_chip_has_is_not_decoded():

@@ -495,8 +495,9 @@ def run_eval(argv: list[str]) -> int:
     parser.add_argument("--baseline", choices=BASELINES, help="score trivial answers instead of predictions")
     parser.add_argument("--labels", metavar="DIR",
                         help="instead, score the build's brief_only analysis maps (every tile) against true label "
-                             "maps: DIR/.../<tile_stem>.png, one class id per pixel (what `satsft sample --labels` "
-                             "or --real writes under labels/); folders or gs:// URLs")
+                             "maps: DIR/.../<tile_stem>.png (or .tif, as Earth Engine exports Dynamic World's label "
+                             "band), one class id per pixel (what `satsft sample --labels` or --real writes under "
+                             "labels/); folders or gs:// URLs")
     parser.add_argument("--requests", metavar="FILE",
                         help="instead, write the split's prompts as an OpenAI Batch API input file (images inline, "
                              "custom_id = sample id) for the OpenAI Batch API or `vllm run-batch`; score its "

@@ -337,37 +337,33 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
                      "data/*.jsonl lie outside images/ and mapbox_stills/ or are inline data: URLs, which are not "
                      "read: chips must be "
                      "referenced as images/**/<tile_stem>.png, relative to the tree's root")
-    hidden = outputs.get(HIDDEN_SKIPPED, 0)
-    if hidden:
-        lines.append(f"note: {hidden} file(s) under names starting with '.' (a Mac's ._ files, .DS_Store, "
-                     ".ipynb_checkpoints/) are no part of the tree and were not read")
-    rebased = outputs.get(REBASED_REFS, 0)
-    if rebased:
-        lines.append(f"note: {rebased} image reference(s) in data/*.jsonl are absolute paths or URLs, or relative "
-                     "to data/; each was read below the input root from its images/ or mapbox_stills/ folder on "
-                     "(/old/tree/images/a.png and ../images/a.png as images/a.png), never at the path itself")
-    xywh = report["rejects_by_reason"].get(XYWH, 0)
-    if xywh:
-        lines.append(f"WARNING: {xywh} region(s) were rejected ({XYWH}): their tiles' boxes read as [x, y, width, "
-                     "height], COCO's order, where the sat-bbox contract writes [x1, y1, x2, y2] pixels with the max "
-                     "corner inclusive; convert them (x2 = x + width - 1, y2 = y + height - 1) and build again")
+    rejected = report["rejects_by_reason"]
+    counted = (
+        (outputs.get(HIDDEN_SKIPPED, 0), "note: {n} file(s) under names starting with '.' (a Mac's ._ files, "
+                                         ".DS_Store, .ipynb_checkpoints/) are no part of the tree and were not read"),
+        (outputs.get(REBASED_REFS, 0), "note: {n} image reference(s) in data/*.jsonl are absolute paths or URLs, or "
+                                       "relative to data/; each was read below the input root from its images/ or "
+                                       "mapbox_stills/ folder on (/old/tree/images/a.png and ../images/a.png as "
+                                       "images/a.png), never at the path itself"),
+        (rejected.get(XYWH, 0), f"WARNING: {{n}} region(s) were rejected ({XYWH}): their tiles' boxes read as [x, y, "
+                                "width, height], COCO's order, where the sat-bbox contract writes [x1, y1, x2, y2] "
+                                "pixels with the max corner inclusive; convert them (x2 = x + width - 1, y2 = y + "
+                                "height - 1) and build again"),
+        (rejected.get(PAST_FRAME, 0), f"WARNING: {{n}} region(s) were rejected ({PAST_FRAME}): their sidecars have "
+                                      "no output_size, so their boxes are read in the default 224 px frame, and they "
+                                      "run past it: write each sidecar's output_size, the pixel frame of its boxes "
+                                      "(its chip's width when the boxes are the chip's pixels), and build again"),
+        (outputs.get(CASE_MATCHED, 0), "note: {n} image reference(s) in data/*.jsonl name their file in another case "
+                                       "(x.png of x.PNG, as a Mac or Windows, whose file systems ignore case, reads "
+                                       "it); each was read as the one file its name matches ignoring case"),
+    )
+    lines += [said.format(n=n) for n, said in counted if n]
     deeper = outputs.get(NESTED_NOT_READ, 0)
     if deeper:
         orphans_said = (f", and {orphans} tile(s) have no chip reference (stem_not_in_jsonl)" if orphans else "")
         lines.append(f"WARNING: {deeper} chat file(s) in sub-folders of data/ were not read (only data/*.jsonl and "
                      f"data/*.json are){orphans_said}: move the files whose rows name this tree's chips into data/ "
                      "itself")
-    past = report["rejects_by_reason"].get(PAST_FRAME, 0)
-    if past:
-        lines.append(f"WARNING: {past} region(s) were rejected ({PAST_FRAME}): their sidecars have no output_size, "
-                     "so their boxes are read in the default 224 px frame, and they run past it: write each "
-                     "sidecar's output_size, the pixel frame of its boxes (its chip's width when the boxes are the "
-                     "chip's pixels), and build again")
-    by_case = outputs.get(CASE_MATCHED, 0)
-    if by_case:
-        lines.append(f"note: {by_case} image reference(s) in data/*.jsonl name their file in another case (x.png of "
-                     "x.PNG, as a Mac or Windows, whose file systems ignore case, reads it); each was read as the one "
-                     "file its name matches ignoring case")
     asked = report.get("config", {}).get("tasks", [])
     stills_lost = any(r.startswith("still_") for r in report["rejects_by_reason"])
     empty = [t for t in asked if not sum(report["rows"]["by_task_split"].get(t, {}).values())

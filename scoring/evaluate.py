@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from scoring import metrics, parse
 from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, difference_intervals, intervals_of
-from scoring.places import Joined, mix_places, places_of_tiles, rows_by_place
+from scoring.places import NEIGHBOURS_NOTE, Joined, mix_places, places_and_neighbours, rows_by_place
 from scoring.reasoning import STRIPPED, UNFINISHED, final_answer
 from transforms.classes import CLASS_NAMES, display_name
 from transforms.input.sidecars import UTF8_BOM
@@ -162,13 +162,15 @@ def tile_shares(tree: OutputTree, stems: set[str], unreadable: list[str] | None 
 
 
 def places_sharing_ground(tree: OutputTree, name: str, report: dict[str, Any], rows: list[dict[str, Any]]
-                          ) -> Joined:
+                          ) -> tuple[Joined, int]:
     """The scored rows' bases joined into one place where their tiles show the same ground: from a build's
-    manifest, or the list a mix wrote. EvalError when that list is damaged."""
+    manifest, or the list a mix wrote; and, for a build, how many of those places share ground with a
+    neighbouring one (scoring.places.neighbouring_places; a mix keeps no footprints: 0). EvalError when the
+    mix's list is damaged."""
     if name == REPORT_NAME:
-        return places_of_tiles(tree, {r["tile_stem"] for r in rows if r["tile_stem"]})
+        return places_and_neighbours(tree, {r["tile_stem"] for r in rows if r["tile_stem"]})
     try:
-        return mix_places(tree, bool(report.get("outputs", {}).get("places_files_written")))
+        return mix_places(tree, bool(report.get("outputs", {}).get("places_files_written"))), 0
     except (orjson.JSONDecodeError, KeyError, TypeError) as err:
         raise EvalError(f"{PLACES_FILE} does not parse ({err.__class__.__name__}); `satsft validate` names the "
                         "damage: run the mix again to write it anew") from err
@@ -518,6 +520,9 @@ def interval_note(report: dict[str, Any]) -> str:
         said.append(f"[low, high]: the 95% interval of each score over {RESAMPLES} draws of the split's places (base "
                     "POIs, joined where their tiles show the same ground) with replacement, since the rows of one "
                     "place are not independent draws; a narrow interval needs many places.")
+        near = report.get("neighbouring_places")
+        if near:
+            said.append(NEIGHBOURS_NOTE.format(n=near["sharing_ground"], total=near["places"]) + ".")
     few = sorted(task for task, t in report["tasks"].items() if "places" in t and t["places"] < MIN_PLACES)
     if few:
         said.append(f"No interval under {MIN_PLACES} places, too few for a bootstrap to say how far a score could "
@@ -736,8 +741,10 @@ def evaluate(dataset: str, split: str, predictions: dict[str, str] | None = None
     unreadable: list[str] = []
     shares = tile_shares(tree, {r["tile_stem"] for r in rows if scorer_of(r["task"]) == "shares"}, unreadable)
     model: dict[str, PlaceSums] = {}
-    joined = places_sharing_ground(tree, name, output, rows)
+    joined, neighbours = places_sharing_ground(tree, name, output, rows)
     report = score(rows, predictions or {}, shares, split, box_scale, intervals=True, draws=model, joined=joined)
+    if neighbours:
+        report["neighbouring_places"] = {"places": len(rows_by_place(rows, joined)), "sharing_ground": neighbours}
     if box_scale != 1.0:
         report["box_scale"] = box_scale
     shared = shared_ground_stems(tree, split, name, output)

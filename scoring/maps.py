@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, intervals_of
-from scoring.places import Joined, place_of, places_of_tiles
+from scoring.places import NEIGHBOURS_NOTE, Joined, place_of, places_and_neighbours
 from transforms import fileio
 from transforms.classes import CLASS_NAMES, NUM_CLASSES
 from transforms.input.images import MAX_IMAGE_PIXELS
@@ -224,13 +224,16 @@ def map_report(output_dir: str, labels_dir: str) -> dict[str, Any]:
             f"{len(problems)} named after tiles cannot be scored, e.g. {first[0]}: {first[1]}" if first
             else f"none is named after a tile of {output_dir} (<tile_stem>.png, as `satsft sample --labels` "
                  "writes them under labels/, or <tile_stem>.tif)"))
+    joined, neighbours = places_and_neighbours(OutputTree(output_dir), set(scores))
     per_class: dict[int, list[float]] = {}
     for score in scores.values():
         for c, iou in score.class_iou:
             per_class.setdefault(c, []).append(iou)
+    drawn = map_intervals(scores, joined)
     return {"measure": "brief_only analysis maps against label maps: IoU per class present, per tile, then the "
-                       "mean over tiles", **summarise(scores.values()),
-            **map_intervals(scores, places_of_tiles(OutputTree(output_dir), set(scores))),
+                       "mean over tiles", **summarise(scores.values()), **drawn,
+            **({"neighbouring_places": {"places": drawn["places"], "sharing_ground": neighbours}} if neighbours
+               else {}),
             "class_iou": {CLASS_NAMES[c]: {"tiles": len(v), "mean_iou": float(np.mean(v))}
                           for c, v in sorted(per_class.items())},
             "maps": len(maps), "maps_without_labels": len(maps) - len(scores) - len(problems),
@@ -270,6 +273,9 @@ def map_table(report: dict[str, Any]) -> str:
     lines.append("\n" + (f"[low, high]: the 95% interval over {RESAMPLES} draws of the places (base POIs, joined "
                           "where their tiles show the same ground) with replacement" if bounds
                           else f"no interval: under {MIN_PLACES} places"))
+    near = report.get("neighbouring_places")
+    if bounds and near:
+        lines.append(NEIGHBOURS_NOTE.format(n=near["sharing_ground"], total=near["places"]))
     if report["maps_without_labels"]:
         lines.append(f"\n{report['maps_without_labels']} maps have no label map of their tile")
     for stem, reason in list(report["labels_not_scored"].items())[:10]:

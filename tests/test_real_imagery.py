@@ -83,6 +83,9 @@ def test_analysis_maps_are_measured_against_band_labels(real_build, tmp_path, ca
     assert {k: report[k] for k in score} == score and score["tiles"] == report["maps"] == 36
     assert report["maps_without_labels"] == 0 and report["labels_not_scored"] == {}
     assert report["places"] == 18, "a chip's two views (_orig, _flip: no poi_ prefix) are one place"
+    # chips cut edge to edge (stride 224) share no ground with their neighbours (their WGS84 boxes overlap by a
+    # few percent, under a tenth): no place is counted as sharing it (the 120-tile tree's are, below)
+    assert "neighbouring_places" not in report and "share ground with a neighbouring" not in capsys.readouterr().out
     assert score["mean_iou"] >= FIDELITY_FLOORS[0] and score["mean_iou_non_majority"] >= FIDELITY_FLOORS[1], score
     assert report["class_iou"]["crops"]["tiles"] == 36 and report["class_iou"]["crops"]["mean_iou"] > 0.7
     # The tree's root in place of its labels/ would score the chips: refused, with the folder to give.
@@ -197,6 +200,8 @@ def test_box_questions_on_real_tiles_ask_about_a_part_and_spread_their_answers(d
     assert scores["referring"]["metrics"]["accuracy"] <= 0.35
     # Its intervals draw a chip's two views together: 106 train tiles, 53 places.
     assert scores["caption"]["n"] == 106 and scores["caption"]["places"] == 53
+    assert json.loads((tmp_path / "majority.json").read_text())["neighbouring_places"] == {
+        "places": 53, "sharing_ground": 53}
 
 
 def test_a_mix_draws_a_chips_views_as_one_place_as_the_build_does(default_real_build, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from scoring.places import ground_joined, place_of, rows_by_place
+from scoring.places import ground_joined, neighbouring_places, place_of, rows_by_place
 from transforms.splits.footprints import SAME_GROUND_SHARE
 
 CHIP = 0.02  # degrees: about a 224 px chip at 10 m
@@ -32,6 +32,10 @@ def test_views_and_dates_of_one_chip_are_one_place_and_neighbours_are_not():
     rows.append({"tile_stem": "", "sample_id": "foreign_17"})
     assert [len(place) for place in rows_by_place(rows, joined)] == [1, 3, 1, 1, 2, 1, 1]  # foreign_17 first
     assert place_of(rows[-1], joined) == "foreign_17" and place_of(rows[2]) == "t33uuu_y0000_x0112_orig"
+    # the window half a chip east shares half of each side's ground: three places with a neighbour (the joined
+    # views count once, the touching window only through the middle one); the dated POI and its group none
+    assert neighbouring_places(footprints, joined) == 3
+    assert neighbouring_places({k: v for k, v in footprints.items() if "x0112" not in k}, joined) == 0
 
 
 def test_the_threshold_sits_between_a_view_and_an_overlapping_neighbour():

@@ -669,6 +669,8 @@ def run_validate(argv: list[str]) -> int:
         print(f"\nFAILED: {findings.count} problem(s); {summary}")
         return 1
     print(f"OK: {summary}; no problems")
+    for note in findings.notes:
+        print(f"note: {note}")
     if checked["update_unfinished"]:
         from transforms.rebuild.commit import unfinished_update
 

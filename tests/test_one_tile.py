@@ -191,3 +191,24 @@ def test_chat_files_in_sub_folders_of_data_are_named(tmp_path):
             "and 1 tile(s) have no chip reference (stem_not_in_jsonl)") in proc.stdout, proc.stdout
     outputs = json.loads((tmp_path / "out/build_report.json").read_text())["outputs"]
     assert outputs["chat_files_in_subfolders_not_read"] == 1 and outputs["hidden_files_skipped"] == 1
+
+
+def test_stems_apart_in_case_only_are_named_by_validate(tmp_path):
+    """Two tiles whose stems differ in case only build two sets of files, one set in a clone on macOS or
+    Windows: validate says so in a note (the dataset itself is sound, so it still passes)."""
+    tree = tmp_path / "tree"
+    _write_tree(tree, SIDECAR)
+    twin = STEM.upper()
+    (tree / "metadata/s00000" / f"{twin}.json").write_bytes(orjson.dumps({**SIDECAR, "tile_stem": twin}))
+    Image.new("RGB", (224, 224), (40, 60, 90)).save(tree / "images/s00000" / f"{twin}.png")
+    line = {"messages": [{"role": "user", "content": [{"type": "image", "image": f"images/s00000/{twin}.png"},
+                                                      {"type": "text", "text": "?"}]}]}
+    with (tree / "data/validation.jsonl").open("ab") as f:
+        f.write(orjson.dumps(line) + b"\n")
+    run_cli("build", "--input", str(tree), "--output", str(tmp_path / "out"), "--quiet")
+    proc = run_cli("validate", str(tmp_path / "out"))
+    assert proc.stdout.startswith("OK:") and "file name(s) differ from another in case only (first: " in proc.stdout
+    assert (f"{twin}__analysis_brief_only.png and analysis_images/s00000/{STEM}__analysis_brief_only.png"
+            in proc.stdout), proc.stdout
+    assert (tmp_path / "out/images/s00000" / f"{twin}.png").is_file()
+    assert (tmp_path / "out/images/s00000" / f"{STEM}.png").is_file()

@@ -470,6 +470,23 @@ def _check_shared_ground_list(tree: OutputTree, outputs: dict[str, Any], report_
                                   "build or mix again to write it anew")
 
 
+def _names_apart_in_any_case(tree: OutputTree, findings: Findings) -> None:
+    """A note, not a problem: file names that differ in case only (two tile stems `A` and `a` give both) are two
+    files here and in a bucket, and one in a clone on macOS or Windows, whose file systems ignore case (git
+    checks one out over the other), so a dataset published to the Hub loses one of each there."""
+    first: dict[str, str] = {}
+    clashes = []
+    for path in sorted(tree.files):
+        other = first.setdefault(path.casefold(), path)
+        if other != path:
+            clashes.append((other, path))
+    if clashes:
+        a, b = clashes[0]
+        findings.notes.append(f"{len(clashes)} file name(s) differ from another in case only (first: {a} and {b}): a "
+                              "clone on macOS or Windows, whose file systems ignore case, keeps one of each; they "
+                              "come from tile stems that differ in case only, which a tree made there cannot hold")
+
+
 def _folder_limits(tree: OutputTree, limit: int, findings: Findings) -> None:
     for folder, n in sorted(tree.entries_per_folder().items()):
         if n > limit:
@@ -566,6 +583,7 @@ def validate(root: str) -> tuple[Findings, dict[str, int]]:
     _check_stray_files(tree, listed, findings)
     _check_shared_ground_list(tree, report.get("outputs", {}), name, findings)
     _folder_limits(tree, int(report["config"].get("max_files_per_dir", 9000)), findings)
+    _names_apart_in_any_case(tree, findings)
     maps_gone = any(p.startswith(f"{ANALYSIS_DIR}/") for p in findings.missing)
     if name == REPORT_NAME and (maps_gone or sidecars_gone):
         # the next --update lists the folders and draws a tile whose files are gone again, in its slot

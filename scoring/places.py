@@ -7,9 +7,9 @@ than the data holds. The same ground is footprints.SAME_GROUND_SHARE of the smal
 of one chip covers all of it, while neighbours of a scene cut with overlapping windows (every half chip, as
 `satsft sample --real` cuts by default) share a half sideways and a quarter across, and joining those would
 chain a whole scene into one place with no interval. Such neighbours stay apart, so intervals on trees cut that
-way are still somewhat narrower than they should be: neighbouring_places counts them, and eval says so. A build's footprints come from its manifest; a mix keeps
-none, and writes the bases it finds on the same ground to metadata/places.jsonl instead (a mix from before that
-file: base POIs).
+way are still somewhat narrower than they should be: neighbouring_places counts them, and eval says so. A
+build's footprints come from its manifest; a mix keeps none, and writes the bases it finds on the same ground to
+metadata/places.jsonl instead (a mix from before that file: base POIs).
 """
 
 from __future__ import annotations

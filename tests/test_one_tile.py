@@ -212,3 +212,21 @@ def test_stems_apart_in_case_only_are_named_by_validate(tmp_path):
             in proc.stdout), proc.stdout
     assert (tmp_path / "out/images/s00000" / f"{twin}.png").is_file()
     assert (tmp_path / "out/images/s00000" / f"{STEM}.png").is_file()
+
+
+def test_tree_folders_in_another_case_are_named_and_references_read(tmp_path):
+    """A tree made on a Mac or on Windows may hold Images/ while its JSONL names images/... (one folder there):
+    every chip was chip_missing here, nothing said of the folder. The build now stops at once saying to rename
+    it; references written Images/... read as images/... (they named nothing: stem_not_in_jsonl)."""
+    tree = tmp_path / "tree"
+    _write_tree(tree, SIDECAR)
+    (tree / "images").rename(tree / "Images")
+    proc = run_cli("build", "--input", str(tree), "--output", str(tmp_path / "out"), check=False)
+    assert proc.returncode == 2 and "has Images/ where a sat-bbox tree has images/" in proc.stderr, proc.stderr
+    assert "rename it images/" in proc.stderr and not (tmp_path / "out").exists()
+    (tree / "Images").rename(tree / "images")
+    jsonl = tree / "data/validation.jsonl"
+    jsonl.write_text(jsonl.read_text().replace('"images/', '"Images/').replace('"mapbox_stills/', '"Mapbox_Stills/'))
+    run_cli("build", "--input", str(tree), "--output", str(tmp_path / "out"))
+    tasks = {r["metadata"]["task"] for r in _rows(tmp_path / "out").values()}
+    assert {"caption", "grounding_all", "cross_view"} <= tasks

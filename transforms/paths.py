@@ -123,8 +123,17 @@ def _absolute_parts(path: str) -> list[str] | None:
 
 
 def _last_folder(parts: list[str], names: tuple[str, ...]) -> int:
-    """Where the last folder (not the file) named one of ``names`` is, or -1."""
-    return max((i for i, part in enumerate(parts[:-1]) if part in names), default=-1)
+    """Where the last folder (not the file) named one of ``names`` in any case is, or -1."""
+    return max((i for i, part in enumerate(parts[:-1]) if part.casefold() in names), default=-1)
+
+
+def tree_folder_in_case(path: str) -> str:
+    """A reference whose first folder is images/ or mapbox_stills/ in another case (``Images/s00000/x.png``, as a
+    tree made on a Mac or on Windows, whose file systems ignore case, may write it) with that folder as the
+    tree names it; any other path as it is."""
+    head, sep, rest = path.partition("/")
+    folded = head.casefold()
+    return f"{folded}/{rest}" if sep and folded != head and folded in TREE_IMAGE_FOLDERS else path
 
 
 def tree_relative(path: str) -> str | None:
@@ -135,7 +144,7 @@ def tree_relative(path: str) -> str | None:
     machine or bucket builds as it did where it was written. None when the path names no such folder."""
     parts = _absolute_parts(path)
     at = _last_folder(parts, TREE_IMAGE_FOLDERS) if parts else -1
-    return "/".join(p for p in parts[at:] if p not in ("", ".")) if parts and at >= 0 else None
+    return tree_folder_in_case("/".join(p for p in parts[at:] if p not in ("", "."))) if parts and at >= 0 else None
 
 
 def relative_from(path: str, folder: str) -> str | None:

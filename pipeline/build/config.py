@@ -366,7 +366,39 @@ def _lfs_pointer(path: str) -> bool:
         return False
 
 
+TREE_FOLDERS = ("metadata", "data", "images", "mapbox_stills")
+
+
+def _folders_in_another_case(input_root: str, missing_only: tuple[str, ...] = TREE_FOLDERS) -> list[tuple[str, str]]:
+    """(found, meant) for each of the tree's folders that is absent but present in another case (`Images/`):
+    a tree made on a Mac or on Windows, whose file systems ignore case, reads `images/...` there and lost every
+    chip here (30 of 30 tiles chip_missing, nothing said of the folder). Locally one listing of the root; in a
+    bucket only when metadata/ or data/ is already missing (no request added to a sound build)."""
+    try:
+        if fileio.is_local(input_root):
+            names = set(os.listdir(input_root))
+        else:
+            import fsspec
+
+            fs, base = fsspec.core.url_to_fs(input_root)
+            names = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base.rstrip("/"), detail=False)}
+    except OSError:
+        return []
+    return [(other, meant) for meant in missing_only if meant not in names
+            for other in sorted(n for n in names if n.casefold() == meant)[:1]]
+
+
+def _refuse_folders_in_another_case(input_root: str, found: list[tuple[str, str]]) -> None:
+    if found:
+        other, meant = found[0]
+        raise UsageError(f"input {input_root!r} has {other}/ where a sat-bbox tree has {meant}/ (a Mac or Windows, "
+                         "whose file systems ignore case, reads one as the other; here they differ): rename it "
+                         f"{meant}/")
+
+
 def _check_roots(input_root: str, output_root: str) -> None:
+    if fileio.is_local(input_root):
+        _refuse_folders_in_another_case(input_root, _folders_in_another_case(input_root))
     for report in (REPORT_NAME, MIX_REPORT_NAME):
         # a satsft output has metadata/ and data/*.jsonl too: its row sidecars would pass for tile sidecars
         if fileio.exists(f"{input_root}/{report}"):
@@ -376,6 +408,7 @@ def _check_roots(input_root: str, output_root: str) -> None:
     for sub in ("metadata", "data"):
         where = f"{input_root}/{sub}"
         if not _folder_has_files(where):
+            _refuse_folders_in_another_case(input_root, _folders_in_another_case(input_root, (sub,)))
             what = (f"has nothing under {sub}/" if fileio.is_local(where) and os.path.isdir(where) else
                     f"has no {sub}/ folder")
             raise UsageError(f"input {input_root!r} {what}; point --input at the root of a sat-bbox "

@@ -18,6 +18,7 @@ from transforms.paths import (
     file_stem,
     jsonl_stem,
     normalise_ref,
+    tree_folder_in_case,
     tree_relative,
     unsafe_reason,
 )
@@ -186,6 +187,7 @@ def parse_row(obj: Any, rank: int, line_no: int) -> tuple[list[ImageRef], list[R
             if reason:
                 problems.append(RefProblem(line_no, f"unsafe_path:{reason}", path[:200]))
                 continue
+            path = tree_folder_in_case(path)
             if path.startswith(CHIP_PREFIX):
                 kind = "chip"
             elif path.startswith(STILL_PREFIX):

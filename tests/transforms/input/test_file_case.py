@@ -21,3 +21,12 @@ def test_two_files_in_other_cases_match_nothing_and_are_named():
     detail = not_found_detail("", "images/s00000/x.Png", alike)
     assert detail.startswith("images/s00000/x.Png: 2 files differ from it in case only (images/s00000/x.PNG, ")
     assert not_found_detail("", "images/s00000/y.png", []) == "images/s00000/y.png"
+
+
+def test_the_trees_image_folders_are_read_in_any_case_in_references():
+    from transforms.paths import tree_folder_in_case, tree_relative
+
+    assert tree_folder_in_case("Images/s00000/x.png") == "images/s00000/x.png"
+    assert tree_folder_in_case("MAPBOX_STILLS/a.png") == "mapbox_stills/a.png"
+    assert tree_folder_in_case("Pictures/x.png") == "Pictures/x.png" and tree_folder_in_case("Images") == "Images"
+    assert tree_relative("/Users/alice/tree/Images/s00000/x.png") == "images/s00000/x.png"

@@ -122,9 +122,10 @@ def _absolute_parts(path: str) -> list[str] | None:
     return path.split("/") if path.startswith("/") or _DRIVE.match(path) else None
 
 
-def _last_folder(parts: list[str], names: tuple[str, ...]) -> int:
-    """Where the last folder (not the file) named one of ``names`` in any case is, or -1."""
-    return max((i for i, part in enumerate(parts[:-1]) if part.casefold() in names), default=-1)
+def _last_folder(parts: list[str], names: tuple[str, ...], any_case: bool = False) -> int:
+    """Where the last folder (not the file) named one of ``names`` (in any case: ``any_case``) is, or -1."""
+    return max((i for i, part in enumerate(parts[:-1]) if (part.casefold() if any_case else part) in names),
+               default=-1)
 
 
 def tree_folder_in_case(path: str) -> str:
@@ -143,7 +144,7 @@ def tree_relative(path: str) -> str | None:
     build reads the input root's file of that name (never the absolute path), so a tree copied to another
     machine or bucket builds as it did where it was written. None when the path names no such folder."""
     parts = _absolute_parts(path)
-    at = _last_folder(parts, TREE_IMAGE_FOLDERS) if parts else -1
+    at = _last_folder(parts, TREE_IMAGE_FOLDERS, any_case=True) if parts else -1
     return tree_folder_in_case("/".join(p for p in parts[at:] if p not in ("", "."))) if parts and at >= 0 else None
 
 

@@ -464,6 +464,8 @@ def test_a_chip_in_another_format_is_named_with_what_to_do():
 @pytest.mark.parametrize(("path", "root", "expected"), [
     ("/data/llava/coco/x.jpg", "/data/llava", "coco/x.jpg"),
     ("/home/alice/llava/coco/x.jpg", "/data/llava", "coco/x.jpg"),  # moved: from the root's own folder name on
+    ("/home/alice/LLaVA/coco/x.jpg", "/data/LLaVA", "coco/x.jpg"),  # by its exact name, capitals and all
+    ("/home/alice/llava/coco/x.jpg", "/data/LLaVA", None),
     ("file:///data/llava/x.jpg", "/data/llava", "x.jpg"),
     ("C:/Users/alice/llava/coco/x.jpg", "/data/llava", "coco/x.jpg"),
     ("gs://old-bucket/llava/x.jpg", "gs://new/llava", "x.jpg"),

@@ -230,3 +230,24 @@ def test_tree_folders_in_another_case_are_named_and_references_read(tmp_path):
     run_cli("build", "--input", str(tree), "--output", str(tmp_path / "out"))
     tasks = {r["metadata"]["task"] for r in _rows(tmp_path / "out").values()}
     assert {"caption", "grounding_all", "cross_view"} <= tasks
+
+
+def test_a_jsonl_written_whole_reads_its_rows(tmp_path):
+    """`json.dump(rows, f, indent=2)` into data/validation.jsonl: each of its lines was an invalid_jsonl_line
+    reject and the tile stem_not_in_jsonl. The rows are read as the JSON the file holds, and counted; a first
+    line cut short still leaves the file to be read a line at a time."""
+    tree = tmp_path / "tree"
+    _write_tree(tree, SIDECAR)
+    jsonl = tree / "data/validation.jsonl"
+    line = json.loads(jsonl.read_text())
+    jsonl.write_text(json.dumps(line, indent=2) + "\n")
+    proc = run_cli("build", "--input", str(tree), "--output", str(tmp_path / "out"))
+    assert "note: 1 data/*.jsonl file(s) hold JSON written whole" in proc.stdout, proc.stdout
+    assert json.loads((tmp_path / "out/build_report.json").read_text())["outputs"]["jsonl_files_read_whole"] == 1
+    assert "caption" in {r["metadata"]["task"] for r in _rows(tmp_path / "out").values()}
+    assert not (tmp_path / "out/rejects/rejects-00000-of-00001.jsonl").read_text()
+    jsonl.write_text('{"messages": [{"role": "user",\n' + json.dumps(line) + "\n")
+    run_cli("build", "--input", str(tree), "--output", str(tmp_path / "out"), "--overwrite")
+    assert "caption" in {r["metadata"]["task"] for r in _rows(tmp_path / "out").values()}
+    rejects = (tmp_path / "out/rejects/rejects-00000-of-00001.jsonl").read_text().splitlines()
+    assert [json.loads(r)["reason"] for r in rejects] == ["invalid_jsonl_line"]

@@ -26,10 +26,22 @@ class NotAnArray(ValueError):
     """The file's top-level value is not an array (``dataset_info.json``, a single object)."""
 
 
+def written_whole(first_line: bytes) -> bool:
+    """Whether a .jsonl file whose first line with text is ``first_line`` holds JSON written whole rather than a
+    row per line: one array of rows (``json.dump(rows, f)`` to a file named .jsonl) or rows pretty-printed over
+    several lines each (``json.dump(row, f, indent=2)`` per row). Read line by line, each such file was one
+    invalid_jsonl_line reject per line and its tiles stem_not_in_jsonl. A first row cut short (``{"messages":
+    [...``) is not taken for either: its file is still read a line at a time."""
+    head = first_line.removeprefix(b"\xef\xbb\xbf").strip()
+    return head == b"{" or head.startswith(b"[")
+
+
 def json_array_rows(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES,
-                    max_element_chars: int = MAX_ELEMENT_CHARS) -> Iterator[Any]:
-    """Each element of the array that is the whole of ``f``. NotAnArray when the file holds something else;
-    DamagedFile where it stops being valid JSON (a truncated download), after the elements before that point."""
+                    max_element_chars: int = MAX_ELEMENT_CHARS, one_after_another: bool = False) -> Iterator[Any]:
+    """Each element of the array that is the whole of ``f``, or with ``one_after_another`` (a .jsonl written
+    whole) also each of the JSON values that follow one another in it. NotAnArray when the file holds
+    something else; DamagedFile where it stops being valid JSON (a truncated download), after the elements
+    before that point."""
     decoder = json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="strict")
     buf, pos, eof = "", 0, False
@@ -63,11 +75,14 @@ def json_array_rows(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES,
     if buf.startswith("\ufeff"):  # a byte order mark, as Windows tools write one
         pos = 1
     first = next_char()
-    if first != "[":
+    bare = one_after_another and first == "{"  # values one after another, no array around them
+    where = "in the file" if bare else "in the array"
+    if first != "[" and not bare:
         raise NotAnArray(f"its top level is {_kind(first)}, not an array of rows")
-    pos += 1
-    if next_char() == "]":
-        return
+    if not bare:
+        pos += 1
+        if next_char() == "]":
+            return
     while True:
         next_char()
         try:
@@ -78,11 +93,11 @@ def json_array_rows(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES,
                         or (end < len(buf) and buf[end] not in "0123456789.eE+-"))
         except json.JSONDecodeError as err:
             if len(buf) - pos > max_element_chars:
-                raise DamagedFile(f"invalid JSON in the array, or an element over {max_element_chars:,} "
+                raise DamagedFile(f"invalid JSON {where}, or an element over {max_element_chars:,} "
                                   f"characters: {err.msg}") from None
             if fill():
                 continue
-            raise DamagedFile(f"invalid JSON in the array: {err.msg}") from None
+            raise DamagedFile(f"invalid JSON {where}: {err.msg}") from None
         except RecursionError:  # the C scanner recurses per level: an element nested ~1,000 deep ends here
             raise DamagedFile("an element of the array nests deeper than Python's JSON reader goes") from None
         if not complete:
@@ -91,6 +106,10 @@ def json_array_rows(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES,
         pos = end
         yield value
         after = next_char()
+        if bare:
+            if not after:
+                return
+            continue
         if after == "]":
             return
         if after != ",":

@@ -248,6 +248,7 @@ def join_path(root: str, *parts: str) -> str:
 
 
 CASE_MATCHED = "image_refs_case_matched"  # build event and report key: references found by input.join.file_named
+WRITTEN_WHOLE = "jsonl_files_read_whole"  # build event and report key: .jsonl files holding JSON written whole
 NESTED_NOT_READ = "chat_files_in_subfolders_not_read"  # build event and report key: input.read.ExtractImageRefs
 HIDDEN_SKIPPED = "hidden_files_skipped"  # build event and report key: files of the tree is_hidden leaves unread
 

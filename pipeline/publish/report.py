@@ -28,7 +28,7 @@ from transforms.output.tree import (
     REPORT_NAME,
     TIMINGS_NAME,
 )
-from transforms.paths import CASE_MATCHED, HIDDEN_SKIPPED, NESTED_NOT_READ, join_path
+from transforms.paths import CASE_MATCHED, HIDDEN_SKIPPED, NESTED_NOT_READ, WRITTEN_WHOLE, join_path
 from transforms.records import TILE_STAGES
 from transforms.splits.plan import UNKNOWN_SPLIT, split_drift_pp
 
@@ -353,6 +353,9 @@ def _input_warnings(report: dict[str, Any]) -> list[str]:
                                       "no output_size, so their boxes are read in the default 224 px frame, and they "
                                       "run past it: write each sidecar's output_size, the pixel frame of its boxes "
                                       "(its chip's width when the boxes are the chip's pixels), and build again"),
+        (outputs.get(WRITTEN_WHOLE, 0), "note: {n} data/*.jsonl file(s) hold JSON written whole (one array of rows, "
+                                        "or rows pretty-printed over several lines each), not a row per line; each "
+                                        "was read a row at a time as the JSON it holds"),
         (outputs.get(CASE_MATCHED, 0), "note: {n} image reference(s) in data/*.jsonl name their file in another case "
                                        "(x.png of x.PNG, as a Mac or Windows, whose file systems ignore case, reads "
                                        "it); each was read as the one file its name matches ignoring case"),

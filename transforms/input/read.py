@@ -14,6 +14,7 @@ from apache_beam.transforms.window import GlobalWindows
 from transforms.fileio import (
     DamagedFile,
     NotAFile,
+    first_line,
     is_under,
     literal_pattern,
     open_for_read,
@@ -28,8 +29,16 @@ from transforms.input.images import ImageFile, escapes_root, inspect_image
 from transforms.input.refs import IGNORED_REFS, OTHER, REBASED_REFS, ImageRef, file_rank, parse_line, parse_row
 from transforms.input.share import path_in_share
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
-from transforms.json_array import NotAnArray, json_array_rows
-from transforms.paths import HIDDEN_SKIPPED, NESTED_NOT_READ, file_stem, is_chat_file, is_hidden, join_path
+from transforms.json_array import NotAnArray, json_array_rows, written_whole
+from transforms.paths import (
+    HIDDEN_SKIPPED,
+    NESTED_NOT_READ,
+    WRITTEN_WHOLE,
+    file_stem,
+    is_chat_file,
+    is_hidden,
+    join_path,
+)
 from transforms.records import NAME_NOT_UTF8, NAME_NOT_UTF8_DETAIL, name_not_utf8, reject, written_name
 
 REJECTS = "rejects"
@@ -136,12 +145,12 @@ class ReadSidecars(beam.PTransform):
                 **out}
 
 
-def _parsed_rows(path: str, rank: int):
+def _parsed_rows(path: str, rank: int, whole: bool = False):
     """(refs, problems) of each row of a chat file: a JSONL line, or an element of a .json array (LLaVA's
-    container), read element by element."""
-    if path.endswith(".json"):
+    container) or of a .jsonl written whole (``whole``: json_array.written_whole), read element by element."""
+    if path.endswith(".json") or whole:
         with open_for_read(path) as f:
-            for n, row in enumerate(json_array_rows(f), start=1):
+            for n, row in enumerate(json_array_rows(f, one_after_another=whole), start=1):
                 yield parse_row(row, rank, n)
         return
     for line_no, line in enumerate(read_lines(path), start=1):
@@ -193,7 +202,10 @@ class _ExtractRefsFn(beam.DoFn):
             self.bad.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_lfs_pointer", lfs.DETAIL))
             return
-        parsed = _parsed_rows(path, rank)
+        whole = path.endswith(".jsonl") and written_whole(first_line(path))
+        if whole:
+            yield beam.pvalue.TaggedOutput(EVENTS, {WRITTEN_WHOLE: 1})
+        parsed = _parsed_rows(path, rank, whole)
         while True:
             try:
                 refs, problems = next(parsed)

@@ -26,7 +26,7 @@ from transforms import fileio
 from transforms.input import lfs
 from transforms.input.images import media_file_problem, media_problem
 from transforms.input.sidecars import UTF8_BOM, VALID_SPLITS
-from transforms.json_array import NotAnArray, json_array_rows
+from transforms.json_array import NotAnArray, json_array_rows, written_whole
 from transforms.mix.rows import (
     RowProblem,
     copies,
@@ -102,9 +102,10 @@ def _rows_of(path: str):
             for batch in reader:
                 yield from batch.to_pylist()
         return
-    if path.endswith(".json"):  # one array of rows (LLaVA's shape), read element by element
+    whole = path.endswith(".jsonl") and written_whole(fileio.first_line(path))  # a .jsonl written as JSON
+    if path.endswith(".json") or whole:  # one array of rows (LLaVA's shape), read element by element
         with fileio.open_for_read(path) as f:
-            yield from json_array_rows(f)
+            yield from json_array_rows(f, one_after_another=whole)
         return
     for line_no, line in enumerate(fileio.read_lines(path)):  # .jsonl, or compressed: .jsonl.gz, ...
         if line_no == 0:

@@ -216,6 +216,23 @@ def test_a_source_file_saved_with_a_byte_order_mark_reads_every_row(tmp_path):
     assert list(_rows_of(str(path))) == [{"messages": []}, {"messages": [1]}, _BAD_LINE]
 
 
+def test_a_source_jsonl_written_whole_reads_its_rows(tmp_path):
+    """`json.dump(rows, f)` into a .jsonl, or each row pretty-printed: one bad line per line before; the rows now.
+    A first row cut short keeps the file a line at a time (its other lines still count)."""
+    import json
+
+    from transforms.mix.stages import _BAD_LINE, _rows_of
+
+    rows = [{"messages": [{"role": "user", "content": "q"}]}, {"messages": []}]
+    for i, text in enumerate((json.dumps(rows), json.dumps(rows, indent=2),
+                              "\ufeff" + "".join(json.dumps(r, indent=2) + "\n" for r in rows))):
+        path = tmp_path / f"train{i}.jsonl"
+        path.write_text(text, encoding="utf-8")
+        assert list(_rows_of(str(path))) == rows, text
+    path.write_text('{"messages": [\n' + json.dumps(rows[1]) + "\n")
+    assert list(_rows_of(str(path))) == [_BAD_LINE, rows[1]]
+
+
 def test_a_row_needs_a_question_and_an_answer_and_speaks_as_chat_templates_do():
     """A row with no user turn or no assistant turn teaches nothing (and validate calls a row without a user turn
     a problem): `no_exchange`. ShareGPT's role names in a messages row become user and assistant; other roles

@@ -18,6 +18,7 @@ where its other rows' answers were drawn.
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -32,7 +33,9 @@ from scoring.intervals import MIN_PLACES, RESAMPLES, PlaceSums, difference_inter
 from scoring.places import NEIGHBOURS_NOTE, Joined, mix_places, places_and_neighbours, rows_by_place
 from scoring.reasoning import STRIPPED, UNFINISHED, final_answer
 from transforms.classes import CLASS_NAMES, display_name
+from transforms.fileio import DamagedFile
 from transforms.input.sidecars import UTF8_BOM
+from transforms.json_array import NotAnArray, json_array_rows, written_whole
 from transforms.mix.rows import tile_key
 from transforms.output import claim
 from transforms.output.tree import (
@@ -230,6 +233,12 @@ def read_predictions(path: str) -> Predictions:
         lines = list(fileio.read_lines(path))
     except fileio.DamagedFile as err:
         raise EvalError(f"{path} cannot be read ({err})") from err
+    if lines and written_whole(next((x for x in lines if x.strip()), b"")):  # json.dump(predictions, f), indented
+        try:
+            values = list(json_array_rows(io.BytesIO(b"\n".join(lines)), one_after_another=True))
+        except (DamagedFile, NotAnArray) as err:
+            raise EvalError(f"{path} holds JSON written whole that does not parse: {err}") from err
+        lines = [orjson.dumps(v) for v in values]
     for n, line in enumerate(lines, 1):
         if n == 1:
             line = line.removeprefix(UTF8_BOM)

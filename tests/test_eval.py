@@ -757,3 +757,21 @@ def test_predictions_saved_as_utf16_read_and_other_encodings_are_named(tmp_path)
 def _write_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_predictions_written_whole_read_as_the_json_they_hold(tmp_path):
+    """`json.dump(predictions, f, indent=2)`, or each answer pretty-printed, named .jsonl (or gzipped): eval
+    stopped with "line 1 is not JSON". The answers read as a file of one per line does; JSON that breaks off
+    is named."""
+    import gzip
+
+    from scoring.evaluate import EvalError, read_predictions
+
+    answers = [{"sample_id": f"s{i}", "prediction": f"B. Grass {i}"} for i in range(3)]
+    want = {a["sample_id"]: a["prediction"] for a in answers}
+    pretty = "".join(json.dumps(a, indent=2) + "\n" for a in answers)
+    for name, data in (("array.jsonl", json.dumps(answers, indent=2).encode()), ("pretty.jsonl", pretty.encode()),
+                       ("array.jsonl.gz", gzip.compress(json.dumps(answers).encode(), mtime=0))):
+        assert read_predictions(str(_write_bytes(tmp_path / name, data))) == want, name
+    with pytest.raises(EvalError, match="holds JSON written whole that does not parse"):
+        read_predictions(str(_write_bytes(tmp_path / "cut.jsonl", json.dumps(answers, indent=2)[:-30].encode())))

@@ -112,8 +112,9 @@ def json_array_rows(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES,
             continue
         if after == "]":
             pos += 1
-            if one_after_another and next_char():  # a .jsonl whose first line is an array, rows after it
-                raise DamagedFile("more than one array in the file: its first line is an array, not a row")
+            if one_after_another and next_char():  # a .jsonl whose first line is an array, rows after it: its
+                bare = True  # elements are what that line held (the reader names each one that is no row)
+                continue
             return
         if after != ",":
             raise DamagedFile(f"expected ',' or ']' after an element, found {after[:1]!r}" if after

@@ -221,7 +221,6 @@ def test_a_source_jsonl_written_whole_reads_its_rows(tmp_path):
     A first row cut short keeps the file a line at a time (its other lines still count)."""
     import json
 
-    from transforms.fileio import DamagedFile
     from transforms.mix.stages import _BAD_LINE, _rows_of
 
     rows = [{"messages": [{"role": "user", "content": "q"}]}, {"messages": []}]
@@ -232,10 +231,10 @@ def test_a_source_jsonl_written_whole_reads_its_rows(tmp_path):
         assert list(_rows_of(str(path))) == rows, text
     path.write_text('{"messages": [\n' + json.dumps(rows[1]) + "\n")
     assert list(_rows_of(str(path))) == [_BAD_LINE, rows[1]]
-    # a first line that is an array, rows after it: damage, not an array whose end hides the rest
-    path.write_text('["x"]\n' + json.dumps(rows[1]) + "\n")
-    with pytest.raises(DamagedFile, match="its first line is an array, not a row"):
-        list(_rows_of(str(path)))
+    # a first line that is an array, rows after it: each element of that line, then every row (the array's end
+    # hid the rest of the file)
+    path.write_text('["x"]\n' + json.dumps(rows[1]) + "\n" + json.dumps(rows[0]) + "\n")
+    assert list(_rows_of(str(path))) == ["x", rows[1], rows[0]]
 
 
 def test_a_row_needs_a_question_and_an_answer_and_speaks_as_chat_templates_do():

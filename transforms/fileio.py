@@ -397,16 +397,6 @@ class _Raw:
         return True
 
 
-def first_line(path: str) -> bytes:
-    """The first line of a text file that holds more than white space (b"" when none), read as read_lines
-    reads it: what its writer made of the file is seen there (json_array.written_whole)."""
-    lines = read_lines(path)
-    try:
-        return next((line for line in lines if line.strip()), b"")
-    finally:
-        lines.close()
-
-
 def read_lines(path: str) -> Iterator[bytes]:
     """The lines of a text file, decompressed by its suffix (.gz, .bz2, .zst, .xz; see paths.JSONL_SUFFIXES).
     Python's own readers, not Beam's: Beam's read a truncated .bz2 file as empty, without an error, so every

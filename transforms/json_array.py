@@ -26,14 +26,20 @@ class NotAnArray(ValueError):
     """The file's top-level value is not an array (``dataset_info.json``, a single object)."""
 
 
-def written_whole(first_line: bytes) -> bool:
-    """Whether a .jsonl file whose first line with text is ``first_line`` holds JSON written whole rather than a
-    row per line: one array of rows (``json.dump(rows, f)`` to a file named .jsonl) or rows pretty-printed over
-    several lines each (``json.dump(row, f, indent=2)`` per row). Read line by line, each such file was one
-    invalid_jsonl_line reject per line and its tiles stem_not_in_jsonl. A first row cut short (``{"messages":
-    [...``) is not taken for either: its file is still read a line at a time."""
-    head = first_line.removeprefix(b"\xef\xbb\xbf").strip()
-    return head == b"{" or head.startswith(b"[")
+HEAD_BYTES = 64  # what written_whole needs of a file: the build reads these of each chat file anyway
+
+
+def written_whole(head: bytes) -> bool:
+    """Whether a .jsonl file that starts with ``head`` (its first bytes, or its first line with text) holds
+    JSON written whole rather than a row per line: one array of rows (``json.dump(rows, f)`` to a file named
+    .jsonl) or rows pretty-printed over several lines each (``json.dump(row, f, indent=2)`` per row), whose first
+    line is a ``{`` alone. Read line by line, each such file was one invalid_jsonl_line reject per line and its
+    tiles stem_not_in_jsonl. A first row cut short (``{"messages": [...``) is not taken for either: its file is
+    still read a line at a time."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"["):
+        return True
+    return text.startswith(b"{") and text[1:].lstrip(b" \t\r").startswith(b"\n")
 
 
 def json_array_rows(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES,

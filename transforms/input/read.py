@@ -14,7 +14,6 @@ from apache_beam.transforms.window import GlobalWindows
 from transforms.fileio import (
     DamagedFile,
     NotAFile,
-    first_line,
     is_under,
     literal_pattern,
     open_for_read,
@@ -29,7 +28,7 @@ from transforms.input.images import ImageFile, escapes_root, inspect_image
 from transforms.input.refs import IGNORED_REFS, OTHER, REBASED_REFS, ImageRef, file_rank, parse_line, parse_row
 from transforms.input.share import path_in_share
 from transforms.input.sidecars import MAX_SIDECAR_BYTES, parse_sidecar
-from transforms.json_array import NotAnArray, json_array_rows, written_whole
+from transforms.json_array import HEAD_BYTES, NotAnArray, json_array_rows, written_whole
 from transforms.paths import (
     HIDDEN_SKIPPED,
     NESTED_NOT_READ,
@@ -193,7 +192,7 @@ class _ExtractRefsFn(beam.DoFn):
         path = readable.metadata.path
         try:
             refuse_special(path)
-            head = read_head_tail(path, 64, 0)[0]
+            head = read_head_tail(path, HEAD_BYTES, 0)[0]
         except NotAFile as err:  # a named pipe held the job until something wrote to it
             self.bad.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_unreadable", str(err)[:300]))
@@ -202,7 +201,7 @@ class _ExtractRefsFn(beam.DoFn):
             self.bad.inc()
             yield beam.pvalue.TaggedOutput(REJECTS, reject(source, "", "refs", "jsonl_lfs_pointer", lfs.DETAIL))
             return
-        whole = path.endswith(".jsonl") and written_whole(first_line(path))
+        whole = path.endswith(".jsonl") and written_whole(head)
         if whole:
             yield beam.pvalue.TaggedOutput(EVENTS, {WRITTEN_WHOLE: 1})
         parsed = _parsed_rows(path, rank, whole)

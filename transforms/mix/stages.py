@@ -26,7 +26,7 @@ from transforms import fileio
 from transforms.input import lfs
 from transforms.input.images import media_file_problem, media_problem
 from transforms.input.sidecars import UTF8_BOM, VALID_SPLITS
-from transforms.json_array import NotAnArray, json_array_rows, written_whole
+from transforms.json_array import HEAD_BYTES, NotAnArray, json_array_rows, written_whole
 from transforms.mix.rows import (
     RowProblem,
     copies,
@@ -102,7 +102,7 @@ def _rows_of(path: str):
             for batch in reader:
                 yield from batch.to_pylist()
         return
-    whole = path.endswith(".jsonl") and written_whole(fileio.first_line(path))  # a .jsonl written as JSON
+    whole = path.endswith(".jsonl") and written_whole(fileio.read_head_tail(path, HEAD_BYTES, 0)[0])
     if path.endswith(".json") or whole:  # one array of rows (LLaVA's shape), read element by element
         with fileio.open_for_read(path) as f:
             yield from json_array_rows(f, one_after_another=whole)

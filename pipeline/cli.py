@@ -564,10 +564,10 @@ def run_eval(argv: list[str]) -> int:
 def _write_requests(dataset: str, split: str, model: str, out: str) -> int:
     """`satsft eval --requests`: the split's prompts for a batch runner (scoring.requests)."""
     from scoring.evaluate import EvalError
-    from scoring.requests import write_requests
+    from scoring.requests import too_large_for_openai, write_requests
 
     try:
-        n = write_requests(dataset, split, model, out)
+        n, size = write_requests(dataset, split, model, out)
     except EvalError as err:
         raise UsageError(str(err)) from err
     except OSError as err:
@@ -577,6 +577,9 @@ def _write_requests(dataset: str, split: str, model: str, out: str) -> int:
     print(f"wrote {n} requests ({split} split, model {model}) to {out}\nrun them with the OpenAI Batch API, or "
           f"`vllm run-batch -i {out} -o answers.jsonl --model {model}`; then "
           f"`satsft eval {dataset} --split {split} --predictions answers.jsonl`")
+    note = too_large_for_openai(n, size, out)
+    if note:
+        print(note)
     return 0
 
 

@@ -41,11 +41,33 @@ def batch_request(record: dict[str, Any], images: Mapping[str, bytes], model: st
             "body": {"model": model, "messages": prompt, "temperature": 0}}
 
 
-def write_requests(dataset: str, split: str, model: str, out: str) -> int:
-    """Every row of ``split`` as one request line of ``out``; returns how many (EvalError: no such rows)."""
+# What the OpenAI Batch API takes in one input file (its documentation, 2025): more is refused at upload, and a
+# split's requests carry their images inline (188 KB each on a 40-tile sample tree's test split), so a 2,000-tile
+# build's test split (3,231 requests, some 600 MB) is three times past it.
+OPENAI_BATCH_MAX_REQUESTS = 50_000
+OPENAI_BATCH_MAX_BYTES = 200 * 1000 * 1000
+
+
+def too_large_for_openai(n: int, size: int, out: str) -> str:
+    """The note to print when ``out`` (``n`` requests, ``size`` bytes) is more than one OpenAI batch takes: how
+    to cut it into parts at line ends and join their answers; "" when it fits."""
+    if n <= OPENAI_BATCH_MAX_REQUESTS and size <= OPENAI_BATCH_MAX_BYTES:
+        return ""
+    parts = max(-(-n // OPENAI_BATCH_MAX_REQUESTS), -(-size // (OPENAI_BATCH_MAX_BYTES * 95 // 100)))
+    stem = out[:-len(".jsonl")] if out.endswith(".jsonl") else out
+    return (f"note: {n:,} requests, {size / 1e6:,.0f} MB: the OpenAI Batch API takes at most "
+            f"{OPENAI_BATCH_MAX_REQUESTS:,} requests and {OPENAI_BATCH_MAX_BYTES // 1000000} MB in one file "
+            f"(`vllm run-batch` takes any size). For OpenAI, cut it at line ends into {parts} or more parts, "
+            f"`split -n l/{parts} -d --additional-suffix=.jsonl {out} {stem}-part-`, run each, and join their "
+            "answers for --predictions: `cat answers-*.jsonl > answers.jsonl`")
+
+
+def write_requests(dataset: str, split: str, model: str, out: str) -> tuple[int, int]:
+    """Every row of ``split`` as one request line of ``out``; returns how many, and the file's bytes
+    (EvalError: no such rows)."""
     tree = OutputTree(dataset)
     fmt, paths = split_files(tree, split)
-    n, partial = 0, f"{out}.partial"  # a run that fails leaves no file that looks whole
+    n, size, partial = 0, 0, f"{out}.partial"  # a run that fails leaves no file that looks whole
     try:
         with fileio.open_for_write(partial) as sink:
             for path in paths:
@@ -54,8 +76,9 @@ def write_requests(dataset: str, split: str, model: str, out: str) -> int:
                                if i.get("bytes") is not None}
                     wanted = {p["image"] for m in record["messages"] for p in m["content"] if p["type"] == "image"}
                     images = {p: carried[p] if p in carried else tree.read_within(p) for p in wanted}
-                    sink.write(orjson.dumps(batch_request(record, images, model)) + b"\n")
-                    n += 1
+                    line = orjson.dumps(batch_request(record, images, model)) + b"\n"
+                    sink.write(line)
+                    n, size = n + 1, size + len(line)
     except BaseException as err:  # nor any partial file: a full disk gets its space back, named
         if fileio.exists(partial):
             fileio.remove(partial)
@@ -63,4 +86,4 @@ def write_requests(dataset: str, split: str, model: str, out: str) -> int:
             err.filename = partial
         raise
     fileio.move(partial, out)
-    return n
+    return n, size

@@ -775,3 +775,25 @@ def test_predictions_written_whole_read_as_the_json_they_hold(tmp_path):
         assert read_predictions(str(_write_bytes(tmp_path / name, data))) == want, name
     with pytest.raises(EvalError, match="holds JSON written whole that does not parse"):
         read_predictions(str(_write_bytes(tmp_path / "cut.jsonl", json.dumps(answers, indent=2)[:-30].encode())))
+
+
+def test_a_requests_file_past_one_openai_batch_says_how_to_cut_it(tmp_path):
+    """A split's requests carry their images inline, so a 2,000-tile build's test split is past the 200 MB one
+    OpenAI batch takes, which refuses it at upload. The note names the parts and the command that cuts the file
+    at line ends; run on a small file, each part holds whole requests and the parts hold them all."""
+    import subprocess
+
+    from scoring.requests import too_large_for_openai
+
+    assert too_large_for_openai(40_000, 150 * 10**6, "r.jsonl") == ""
+    assert "into 2 or more parts" in too_large_for_openai(60_000, 10**6, "r.jsonl")
+    note = too_large_for_openai(3_231, 450 * 10**6, str(tmp_path / "requests.jsonl"))
+    assert "3,231 requests, 450 MB" in note and "into 3 or more parts" in note
+    command = note.split("`")[3]
+    assert command.startswith("split -n l/3 ")
+    lines = [json.dumps({"custom_id": f"s{i}", "body": "x" * (i * 37 % 500)}) for i in range(200)]
+    (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    subprocess.run(command, shell=True, check=True, cwd=tmp_path)
+    parts = sorted(tmp_path.glob("requests-part-*.jsonl"))
+    assert len(parts) == 3
+    assert [line for p in parts for line in p.read_text().splitlines()] == lines

@@ -57,7 +57,8 @@ def too_large_for_openai(n: int, size: int, out: str) -> str:
     stem = out[:-len(".jsonl")] if out.endswith(".jsonl") else out
     return (f"note: {n:,} requests, {size / 1e6:,.0f} MB: the OpenAI Batch API takes at most "
             f"{OPENAI_BATCH_MAX_REQUESTS:,} requests and {OPENAI_BATCH_MAX_BYTES // 1000000} MB in one file "
-            f"(`vllm run-batch` takes any size). For OpenAI, cut it at line ends into {parts} or more parts, "
+            f"(`vllm run-batch` takes any size). For OpenAI, cut it at line ends into {parts} or more parts "
+            "(GNU split; on a Mac coreutils' gsplit), "
             f"`split -n l/{parts} -d --additional-suffix=.jsonl {out} {stem}-part-`, run each, and join their "
             "answers for --predictions: `cat answers-*.jsonl > answers.jsonl`")
 

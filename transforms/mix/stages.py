@@ -83,9 +83,10 @@ class MixSource:
 _BAD_LINE = object()
 
 
-def _rows_of(path: str):
+def _rows_of(path: str, head: bytes | None = None):
     """Rows of a Parquet or Arrow file (in batches, so a large file is never whole in memory), a JSON array or a
-    JSONL file; a line that is not JSON becomes a row problem of its own."""
+    JSONL file; a line that is not JSON becomes a row problem of its own. ``head``: the file's first HEAD_BYTES,
+    when the caller has read them already."""
     if path.endswith(".parquet"):
         with fileio.open_for_read(path) as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
@@ -102,7 +103,8 @@ def _rows_of(path: str):
             for batch in reader:
                 yield from batch.to_pylist()
         return
-    whole = path.endswith(".jsonl") and written_whole(fileio.read_head_tail(path, HEAD_BYTES, 0)[0])
+    whole = path.endswith(".jsonl") and written_whole(
+        fileio.read_head_tail(path, HEAD_BYTES, 0)[0] if head is None else head)
     if path.endswith(".json") or whole:  # one array of rows (LLaVA's shape), read element by element
         with fileio.open_for_read(path) as f:
             yield from json_array_rows(f, one_after_another=whole)
@@ -134,10 +136,11 @@ def _readable_rows(path: str):
         yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {err.strerror}")
         return
     with fileio.open_for_read(path) as f:
-        if lfs.is_pointer(f.read(64)):
-            yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {lfs.DETAIL}", "source_file_lfs_pointer")
-            return
-    rows = _rows_of(path)
+        head = f.read(HEAD_BYTES)
+    if lfs.is_pointer(head):
+        yield _Unreadable(f"{path.rsplit('/', 1)[-1]}: {lfs.DETAIL}", "source_file_lfs_pointer")
+        return
+    rows = _rows_of(path, head)  # the head read once: the LFS check and whether a .jsonl was written whole
     while True:
         try:
             yield next(rows)

@@ -12,6 +12,7 @@ from transforms.analysis.render import RENDERER
 from transforms.analysis.tim import PROFILE_ALIASES, PROFILES, SHIFT_MODES
 from transforms.fileio import public_location
 from transforms.input import lfs
+from transforms.input.images import TREE_FOLDERS
 from transforms.output.formats import FORMAT_NAMES, ROW_SIDECAR_MODES
 from transforms.output.tree import (
     EMBEDDED_ROWS_PER_SHARD,
@@ -366,10 +367,8 @@ def _lfs_pointer(path: str) -> bool:
         return False
 
 
-TREE_FOLDERS = ("metadata", "data", "images", "mapbox_stills")
-
-
-def _folders_in_another_case(input_root: str, missing_only: tuple[str, ...] = TREE_FOLDERS) -> list[tuple[str, str]]:
+def _folders_in_another_case(input_root: str, missing_only: Iterable[str] = sorted(TREE_FOLDERS)
+                             ) -> list[tuple[str, str]]:
     """(found, meant) for each of the tree's folders that is absent but present in another case (`Images/`):
     a tree made on a Mac or on Windows, whose file systems ignore case, reads `images/...` there and lost every
     chip here (30 of 30 tiles chip_missing, nothing said of the folder). Locally one listing of the root; in a

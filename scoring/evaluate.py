@@ -238,7 +238,9 @@ def read_predictions(path: str) -> Predictions:
             values = list(json_array_rows(io.BytesIO(b"\n".join(lines)), one_after_another=True))
         except (DamagedFile, NotAnArray) as err:
             raise EvalError(f"{path} holds JSON written whole that does not parse: {err}") from err
-        lines = [orjson.dumps(v) for v in values]
+        for n, obj in enumerate(values, 1):
+            _take_prediction(obj, out, f"{path} answer {n}")
+        return out
     for n, line in enumerate(lines, 1):
         if n == 1:
             line = line.removeprefix(UTF8_BOM)
@@ -256,22 +258,27 @@ def read_predictions(path: str) -> Predictions:
                 raise EvalError(f"{path} line {n} is not UTF-8 text (byte 0x{line[bad.start]:02x} at column "
                                 f"{bad.start + 1}): save the file as UTF-8") from err
             raise EvalError(f"{path} line {n} is not JSON: {err}") from err
-        if isinstance(obj, dict) and isinstance(obj.get("custom_id"), str) and "response" in obj:
-            answer = _batch_answer(obj)
-            if answer is not None:
-                out.put(obj["custom_id"], answer)
-            continue
-        if isinstance(obj, dict) and "sample_id" not in obj and isinstance(obj.get("question_id"), str) and (
-                isinstance(obj.get("text"), str)):  # LLaVA's model_vqa answers, asked with each row's id
-            out.put(obj["question_id"], obj["text"])
-            continue
-        if not isinstance(obj, dict) or not isinstance(obj.get("sample_id"), str) or not isinstance(
-                obj.get("prediction"), str):
-            raise EvalError(f"{path} line {n}: expected {{\"sample_id\": str, \"prediction\": str}}, a line of "
-                            "OpenAI Batch API output whose custom_id is the sample id, or LLaVA's "
-                            "{\"question_id\": str, \"text\": str} answers")
-        out.put(obj["sample_id"], obj["prediction"])
+        _take_prediction(obj, out, f"{path} line {n}")
     return out
+
+
+def _take_prediction(obj: Any, out: Predictions, where: str) -> None:
+    """One answer of a predictions file into ``out``, in whichever of read_predictions' shapes it comes."""
+    if isinstance(obj, dict) and isinstance(obj.get("custom_id"), str) and "response" in obj:
+        answer = _batch_answer(obj)
+        if answer is not None:
+            out.put(obj["custom_id"], answer)
+        return
+    if isinstance(obj, dict) and "sample_id" not in obj and isinstance(obj.get("question_id"), str) and (
+            isinstance(obj.get("text"), str)):  # LLaVA's model_vqa answers, asked with each row's id
+        out.put(obj["question_id"], obj["text"])
+        return
+    if not isinstance(obj, dict) or not isinstance(obj.get("sample_id"), str) or not isinstance(
+            obj.get("prediction"), str):
+        raise EvalError(f"{where}: expected {{\"sample_id\": str, \"prediction\": str}}, a line of "
+                        "OpenAI Batch API output whose custom_id is the sample id, or LLaVA's "
+                        "{\"question_id\": str, \"text\": str} answers")
+    out.put(obj["sample_id"], obj["prediction"])
 
 
 class _Commonest:

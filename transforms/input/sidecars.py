@@ -545,9 +545,9 @@ def parse_sidecar(data: bytes, source: str) -> ParsedSidecar:
             regions.append(region)
     if any(p.reason == "region_inverted_bbox" for p in problems) and boxes_fit_as_xywh(raw_regions, size):
         regions, problems = [], every_region_rejected(raw_regions, size, XYWH, XYWH_DETAIL)
-    elif "output_size" not in obj and max_coordinate(raw_regions) > DEFAULT_SIZE:
+    elif "output_size" not in obj and (reach := max_coordinate(raw_regions)) > DEFAULT_SIZE:
         regions, problems = [], every_region_rejected(raw_regions, size, PAST_FRAME, PAST_FRAME_DETAIL.format(
-            at=int(max_coordinate(raw_regions))))
+            at=int(reach)))
     caption = obj.get("caption")
     split = obj.get("split")
     kept = tuple(regions)
